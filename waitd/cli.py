@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: MIT
+"""The `waitd` command: arguments, `--check`, `-s`, detaching, logging.
+
+`main` reads the arguments, finds PASSDIR, reads the table and either
+prints (`--check`, `-s status`), signals (`-s reload` ...), or runs the
+daemon: in the foreground (`-f`, `--once`) or detached with python-daemon.
+Everything that can fail at start (no PASSDIR, a bad table, another waitd
+running, an unwritable PASSDIR) is checked before detaching, and the
+command the operator typed waits until the detached daemon has its pid
+file and history open: it exits 0 only then, else it prints the daemon's
+error and exits with its status.
+
+Exit status: 0 fine, 1 failure at run time, 2 bad usage or table, 3
+another waitd already runs on this PASSDIR.  Usage errors print
+`waitd: ...` and a hint on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from waitd import __version__, control, table
+from waitd.errors import EXIT_USAGE, UsageError, WaitdError
+from waitd.history import History
+from waitd.loop import Daemon, Settings
+
+log = logging.getLogger("waitd")
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
+LOG_DATE = "%Y-%m-%d %H:%M:%S"
+NO_PASSDIR = ("waitd: no PASSDIR: give --passdir DIR or set the PASSDIR environment variable "
+              "(try 'waitd --demo' to see waitd work on a throw-away PASSDIR)")
+
+
+class LogFile(logging.StreamHandler):  # type: ignore[type-arg]
+    """incoming.log, opened without following a planted symlink, reopenable."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._open())
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old = self.stream
+            self.stream = self._open()
+            old.close()
+        finally:
+            self.release()
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="waitd",
+        description="Wait for files to be delivered to incoming directories, then run a handler on each.",
+        epilog="With neither -g nor -i nor -f, waitd detaches as with -g.",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-g", action="store_true", help="detach and run in normal mode (the default)")
+    mode.add_argument("-i", action="store_true", help="start in idle (hibernating) mode; detaches unless -f")
+    p.add_argument("-f", "--foreground", action="store_true",
+                   help="do not detach; log to stderr too (systemd, containers, tests)")
+    p.add_argument("--passdir", metavar="DIR", help="the PASSDIR (default: $PASSDIR)")
+    p.add_argument("--interval", metavar="S", type=_seconds, default=10.0,
+                   help="sleep step between polls, in seconds (default 10)")
+    p.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
+                   help="on TERM, how long to wait for running handlers before signalling them (default 30)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="check the table, print every error, exit 0 or 2")
+    action.add_argument("--once", action="store_true",
+                        help="handle every file ready now, prune, and exit (a drain for cron jobs)")
+    action.add_argument("-s", metavar="CMD", dest="command",
+                        choices=["reload", "stop", "idle", "resume", "wake", "status"],
+                        help="signal the running daemon (reload, stop, idle, resume, wake) or print its status")
+    action.add_argument("--demo", action="store_true",
+                        help="run on a throw-away PASSDIR with an example table, handler and files")
+    p.add_argument("--version", action="version", version=f"waitd {__version__}")
+    return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number of seconds")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.demo:
+            from waitd import demo
+
+            return demo.run(args.interval if args.interval != 10.0 else 1.0)
+        passdir = _passdir(args.passdir)
+        if args.command == "status":
+            sys.stdout.write(control.format_status(control.read_status(passdir), control.running_pid(passdir)))
+            return 0
+        if args.command:
+            pid = control.send(passdir, args.command)
+            print(f"waitd: sent {control.SIGNALS[args.command].name} to pid {pid}")
+            return 0
+        table_path = os.path.join(passdir, "incoming")
+        records, errors = table.read(table_path, passdir, os.environ)
+        if args.check:
+            for error in errors:
+                print(error)
+            if errors:
+                print(f"{table_path}: {len(errors)} error(s)", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"{table_path}: {len(records)} record(s), valid")
+            return 0
+        if errors:
+            for error in errors:
+                print(error, file=sys.stderr)
+            raise UsageError(f"{table_path}: {len(errors)} error(s); not starting")
+        settings = Settings(passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once)
+        _preflight(passdir)
+        if args.foreground or args.once:
+            return serve(settings, records, foreground=True)
+        return _detach(settings, records)
+    except WaitdError as exc:
+        print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
+        return exc.exit_code
+
+
+def _passdir(given: str | None) -> str:
+    passdir = given or os.environ.get("PASSDIR")
+    if not passdir:
+        raise UsageError(NO_PASSDIR.removeprefix("waitd: "))
+    passdir = os.path.abspath(os.path.expanduser(passdir))
+    if not os.path.isdir(passdir):
+        raise UsageError(f"{passdir}: PASSDIR is not a directory")
+    return passdir
+
+
+def _preflight(passdir: str) -> None:
+    if not os.access(passdir, os.W_OK | os.X_OK):
+        raise WaitdError(f"{passdir}: PASSDIR is not writable")
+    pid = control.running_pid(passdir)
+    if pid is not None:
+        from waitd.errors import AlreadyRunning
+
+        raise AlreadyRunning(control.pidfile_path(passdir), pid)
+
+
+def setup_logging(passdir: str, foreground: bool) -> LogFile:
+    logger = logging.getLogger("waitd")
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
+    logfile = LogFile(os.path.join(passdir, "incoming.log"))
+    logfile.setFormatter(formatter)
+    logger.addHandler(logfile)
+    if foreground:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(formatter)
+        logger.addHandler(err)
+    logger.propagate = False
+    return logfile
+
+
+def serve(settings: Settings, records: Sequence[table.Record], foreground: bool,
+          ready: int | None = None) -> int:
+    """Claim the pid file, open logs and history, recover, and run the loop."""
+    passdir = settings.passdir
+    with control.PidFile(passdir):
+        logfile = setup_logging(passdir, foreground)
+        os.makedirs(os.path.join(passdir, "logfiles"), mode=0o755, exist_ok=True)
+        history = History(os.path.join(passdir, "incoming.history"))
+        history.load()
+        daemon = Daemon(settings, records, history, reopen_log=logfile.reopen)
+        daemon.recover()
+        daemon.compact()
+        if ready is not None:
+            os.write(ready, b"ok\n")
+            os.close(ready)
+        return daemon.run()
+
+
+def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
+    """Fork; the child becomes the daemon and reports back through a pipe."""
+    import daemon  # python-daemon
+
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(write_fd)
+        report = b""
+        while chunk := os.read(read_fd, 4096):
+            report += chunk
+        os.close(read_fd)
+        os.waitpid(child, 0)
+        if report.startswith(b"ok"):
+            return 0
+        status, _, message = report.decode("utf-8", "replace").partition(" ")
+        sys.stderr.write(message or "waitd: the daemon exited before it was ready\n")
+        return int(status) if status.isdigit() else 1
+    os.close(read_fd)
+    code = 1
+    try:
+        context = daemon.DaemonContext(
+            working_directory="/", umask=0o022, files_preserve=[write_fd], detach_process=True,
+            signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None},
+        )
+        context.open()
+        code = serve(settings, records, foreground=False, ready=write_fd)
+    except WaitdError as exc:
+        _report(write_fd, exc.exit_code, f"waitd: {exc}\n")
+        code = exc.exit_code
+    except Exception as exc:  # the operator must see why, not a silent exit
+        _report(write_fd, 1, f"waitd: cannot start: {exc}\n")
+        log.exception("waitd: cannot start")
+    os._exit(code)
+
+
+def _report(fd: int, code: int, message: str) -> None:
+    try:
+        os.write(fd, f"{code} {message}".encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

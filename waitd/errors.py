@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: MIT
+"""The exceptions waitd raises, and the exit codes they map to.
+
+Every error waitd reports to an operator is one of these, so the command
+line can turn it into a message and an exit status in one place.  The
+message always names its subject first (a file and line, a path, a pid).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_RUNNING = 3
+
+
+class WaitdError(Exception):
+    """Base of every error waitd raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(WaitdError):
+    """Bad command line or environment (no PASSDIR, say)."""
+
+    exit_code = EXIT_USAGE
+
+
+class TableError(WaitdError):
+    """One problem in the record table, with the file and line it is on."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: str, line: int, what: str) -> None:
+        super().__init__(f"{path}:{line}: {what}")
+        self.path = path
+        self.line = line
+        self.what = what
+
+
+class InvalidTable(WaitdError):
+    """A table with one or more errors; `errors` lists them in line order."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, errors: list[TableError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class AlreadyRunning(WaitdError):
+    """Another waitd holds the pid file of this PASSDIR."""
+
+    exit_code = EXIT_RUNNING
+
+    def __init__(self, pidfile: str, pid: int) -> None:
+        super().__init__(f"{pidfile}: another waitd is running on this PASSDIR (pid {pid})")
+        self.pid = pid
+
+
+class HistoryWriteError(WaitdError):
+    """An event could not be appended to the history (full disk, say)."""
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        super().__init__(f"{path}: cannot append event: {cause.strerror or cause}")
+        self.path = path

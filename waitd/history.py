@@ -1,0 +1,390 @@
+# SPDX-License-Identifier: MIT
+"""The history file, incoming.history: encode, append, replay, compact.
+
+Each line is one event, `PATH PROCESS MTIME STATUS [key=value ...]`, ASCII
+only.  In PATH, PROCESS and in free-text values (`error=`), a space, tab,
+newline, backslash and every byte that is not printable ASCII is written as
+a backslash and three octal digits, so any file name round-trips byte for
+byte and a line always splits on single spaces.  `Status` maps the numbers
+of the file to names in exactly one place.
+
+`History` holds the latest event of each (path, process) key in memory; the
+file is the truth and the dict a cache of it.  What a crash leaves:
+
+    step                             on disk after a crash here
+    -------------------------------  --------------------------------------
+    append status 0, fdatasync       torn line (ignored at load, handler
+                                     never released) or whole line
+    handler exec'd                   status 0 with no end: at the next start
+                                     the run is finished as status 1
+    append status 1/2                torn line (ignored: the run still looks
+                                     open and is finished as status 1) or
+                                     whole line
+    compaction: write temp, fsync    old history intact, temp file left
+                                     (removed at the next compaction)
+    rename temp over history, fsync  new history, complete
+    of the directory
+
+Appends are one write(2) each; a short write (a full disk) is cut off again
+with ftruncate(2) so that no partial line stays in the middle of the file,
+and `HistoryWriteError` is raised.  At load a torn last line is dropped with
+a warning and a corrupt line elsewhere is reported with its number and
+skipped.
+
+This module does not decide what to run (`scan` does) and does not know
+about processes (`runner` does).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+from waitd.errors import HistoryWriteError
+
+log = logging.getLogger(__name__)
+
+# Bytes written as themselves: printable ASCII except space and backslash.
+_PLAIN = frozenset(range(0x21, 0x7F)) - {0x5C}
+_ESCAPE = [chr(b) if b in _PLAIN else f"\\{b:03o}" for b in range(256)]
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Status(enum.IntEnum):
+    """process-status of the original manual page."""
+
+    STARTED = 0
+    UNKNOWN = 1  # killed by a signal, lost, could not start
+    KNOWN = 2  # terminated in a known state, whatever its exit code
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """What tells one delivery of a file from the next."""
+
+    mtime_ns: int
+    size: int
+    ino: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the history."""
+
+    path: str  # str with surrogate escapes for bytes that are not UTF-8
+    process: str
+    mtime: int  # whole seconds
+    status: Status
+    pid: int | None = None
+    exit: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    at: float | None = None
+    took: float | None = None
+    version: Version | None = None
+    extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.path, self.process)
+
+    def same_version(self, version: Version) -> bool:
+        """True when this event is about that delivery of the file."""
+        if self.version is None:
+            # A line written by hand or by another tool: MTIME alone.
+            return self.mtime == version.mtime_ns // 1_000_000_000
+        return self.version == version
+
+    @property
+    def consumed(self) -> bool:
+        """True when the file was handed to the handler (or may have been).
+
+        A run that could not even be executed (`error=`) did not consume its
+        file: it stays a candidate once the record's back-off ends.
+        """
+        return not (self.status is Status.UNKNOWN and self.error is not None)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.KNOWN and self.exit == 0
+
+
+def escape(text: str) -> str:
+    """Escape a name for the history: any bytes in, printable ASCII out."""
+    if text.isascii() and text.isprintable() and " " not in text and "\\" not in text:
+        return text
+    return "".join(_ESCAPE[b] for b in os.fsencode(text))
+
+
+def unescape(text: str) -> str:
+    """Undo `escape`; raise ValueError on a malformed escape."""
+    if "\\" not in text:
+        if not text.isascii():
+            raise ValueError("non-ASCII byte in history field")
+        return text
+    out = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            digits = text[i + 1 : i + 4]
+            if len(digits) != 3 or any(d not in "01234567" for d in digits) or int(digits, 8) > 255:
+                raise ValueError(f"bad escape {text[i : i + 4]!r}")
+            out.append(int(digits, 8))
+            i += 4
+        else:
+            if ord(c) > 0x7E or ord(c) < 0x21:
+                raise ValueError("unescaped control or non-ASCII character")
+            out.append(ord(c))
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def format_event(event: Event) -> str:
+    """Return the history line of an event, newline included."""
+    parts = [escape(event.path), escape(event.process), str(event.mtime), str(int(event.status))]
+    if event.pid is not None:
+        parts.append(f"pid={event.pid}")
+    if event.exit is not None:
+        parts.append(f"exit={event.exit}")
+    if event.signal is not None:
+        parts.append(f"signal={escape(event.signal)}")
+    if event.error is not None:
+        parts.append(f"error={escape(event.error)}")
+    if event.at is not None:
+        parts.append(f"at={event.at:.3f}")
+    if event.took is not None:
+        parts.append(f"took={event.took:.3f}")
+    if event.version is not None:
+        v = event.version
+        parts.append(f"mtime_ns={v.mtime_ns} size={v.size} ino={v.ino}")
+    parts.extend(event.extra)
+    return " ".join(parts) + "\n"
+
+
+def parse_line(line: str) -> Event:
+    """Parse one history line (without its newline); raise ValueError."""
+    fields = line.split(" ")
+    if len(fields) < 4:
+        raise ValueError(f"expected at least 4 fields, got {len(fields)}")
+    path, process, mtime, status = fields[:4]
+    if not path or not process:
+        raise ValueError("empty path or process")
+    if not mtime.isdigit() or not mtime.isascii():
+        raise ValueError(f"bad MTIME {mtime!r}")
+    try:
+        st = Status(int(status))
+    except ValueError:
+        raise ValueError(f"bad STATUS {status!r}") from None
+    values: dict[str, str] = {}
+    extra: list[str] = []
+    for item in fields[4:]:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"bad field {item!r}")
+        if key in _KNOWN_KEYS:
+            values[key] = value
+        else:
+            extra.append(item)
+    version = None
+    if "mtime_ns" in values and "size" in values and "ino" in values:
+        version = Version(int(values["mtime_ns"]), int(values["size"]), int(values["ino"]))
+    return Event(
+        path=unescape(path),
+        process=unescape(process),
+        mtime=int(mtime),
+        status=st,
+        pid=_int(values.get("pid")),
+        exit=_int(values.get("exit")),
+        signal=unescape(values["signal"]) if "signal" in values else None,
+        error=unescape(values["error"]) if "error" in values else None,
+        at=float(values["at"]) if "at" in values else None,
+        took=float(values["took"]) if "took" in values else None,
+        version=version,
+        extra=tuple(extra),
+    )
+
+
+_KNOWN_KEYS = frozenset({"pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino"})
+
+
+def _int(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    yield from enumerate(data.split(b"\n"), start=1)
+
+
+class History:
+    """The history file and the latest event of each key."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._latest: dict[tuple[str, str], Event] = {}
+        self._fd = -1
+        self._size = 0
+        self._lines = 0  # lines in the file now, live or not
+
+    # -- loading ---------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the file (if any) into memory; drop a torn last line."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        except OSError as exc:
+            raise HistoryWriteError(self.path, exc) from exc
+        end = len(data)
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            log.warning(
+                "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
+                self.path, data.count(b"\n", 0, cut) + 1, data[cut : cut + 80],
+            )
+            end = cut
+        latest: dict[tuple[str, str], tuple[int, str]] = {}
+        count = 0
+        # Only the latest line of each key matters, so lines are filed by
+        # their raw key and fully parsed only at the end (1M lines load in
+        # about a second).
+        for number, raw in _lines(data[:end]):
+            if not raw:
+                continue
+            count += 1
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError:
+                log.warning("%s:%d: corrupt line skipped: not ASCII", self.path, number)
+                continue
+            parts = line.split(" ", 4)
+            if len(parts) < 4 or not parts[2].isdigit() or parts[3] not in ("0", "1", "2"):
+                log.warning("%s:%d: corrupt line skipped: %r", self.path, number, line[:120])
+                continue
+            latest[(parts[0], parts[1])] = (number, line)
+        self._latest = {}
+        for number, line in sorted(latest.values()):
+            try:
+                event = parse_line(line)
+            except ValueError as exc:
+                log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
+                continue
+            self._latest[event.key] = event
+        self._lines = count
+        self._open()
+        if end != len(data):
+            os.ftruncate(self._fd, end)
+        self._size = end
+
+    def _open(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        try:
+            self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            raise HistoryWriteError(self.path, exc) from exc
+        self._size = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- queries ---------------------------------------------------------
+
+    def latest(self, path: str, process: str) -> Event | None:
+        return self._latest.get((path, process))
+
+    def events(self) -> list[Event]:
+        return list(self._latest.values())
+
+    def open_runs(self) -> list[Event]:
+        """Status 0 events with no later status: runs a crash interrupted."""
+        return [e for e in self._latest.values() if e.status is Status.STARTED]
+
+    @property
+    def live(self) -> int:
+        return len(self._latest)
+
+    @property
+    def lines(self) -> int:
+        return self._lines
+
+    # -- writing ---------------------------------------------------------
+
+    def append(self, event: Event, sync: bool = False) -> None:
+        """Append one event with one write; on disk before return if `sync`."""
+        data = format_event(event).encode("ascii")
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, os.strerror(28))  # ENOSPC: a short write
+            if sync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            # Cut a partial line off again so that the next append does not
+            # glue itself to it.
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise HistoryWriteError(self.path, exc) from exc
+        self._size += written
+        self._lines += 1
+        self._latest[event.key] = event
+
+    def needs_compaction(self) -> bool:
+        return self._lines > 2 * len(self._latest) + 1000
+
+    def compact(self, exists: Callable[[str], bool]) -> int:
+        """Rewrite the file with the latest event of each live key.
+
+        Keys whose file no longer exists are dropped, except runs still
+        open.  Returns how many keys were dropped.
+        """
+        keep = {k: e for k, e in self._latest.items() if e.status is Status.STARTED or exists(e.path)}
+        tmp = f"{self.path}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                with os.fdopen(fd, "w", encoding="ascii", closefd=False) as f:
+                    for event in keep.values():
+                        f.write(format_event(event))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.path)
+            _fsync_dir(os.path.dirname(self.path) or ".")
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise HistoryWriteError(self.path, exc) from exc
+        dropped = len(self._latest) - len(keep)
+        self._latest = keep
+        self._lines = len(keep)
+        self._open()
+        return dropped
+
+    def forget(self, path: str, process: str) -> None:
+        """Drop a key from memory (its file is gone); the file keeps it."""
+        self._latest.pop((path, process), None)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def with_status(event: Event, **changes: object) -> Event:
+    """Return a copy of `event` with some fields changed."""
+    return replace(event, **changes)  # type: ignore[arg-type]

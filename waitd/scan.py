@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: MIT
+"""Look at an incoming directory and choose what to run next.
+
+`Spool` holds an open descriptor of one record's directory and lists or
+stats names through it (`lstat` first; a symlink counts only when it points
+to a regular file and the directory is not writable by group or others).
+`Candidates` is the pure part: the matching files of one record, ordered by
+modification time then name in a heap, so the next file to run and the
+moment the oldest reaches its wait age are found without a rescan.
+
+This module removes nothing (`prune` does) and does not know the history;
+the caller passes a predicate that says whether a file version was
+consumed already.
+
+Limits: a file whose mtime lies more than FUTURE_S in the future is
+ordered and aged from when it was first seen; the caller logs it once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from waitd.history import Version
+
+FUTURE_S = 5
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class FileFact:
+    """What one stat of a matching regular file said."""
+
+    name: str
+    mtime_ns: int
+    ctime_ns: int
+    size: int
+    ino: int  # of the file itself (the target, for a symlink)
+    entry_ino: int  # of the directory entry (the link, for a symlink)
+    is_link: bool = False
+
+    @property
+    def version(self) -> Version:
+        return Version(self.mtime_ns, self.size, self.ino)
+
+    @property
+    def spool_ns(self) -> int:
+        """Since when the file is in the spool: an old mtime carried by
+        `rsync -t` or `cp -p` does not count, the ctime of arrival does."""
+        return max(self.mtime_ns, self.ctime_ns)
+
+
+class Skip(Exception):
+    """A matching name that is not a file waitd may handle; says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    dev: int
+    ino: int
+    shared: bool  # writable by group or others
+
+
+class Spool:
+    """An incoming directory, held open so that names stay inside it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(self.fd)
+        self.identity = Identity(st.st_dev, st.st_ino, bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def replaced(self) -> bool | None:
+        """True if the path now names another directory, None if it is gone."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) != (self.identity.dev, self.identity.ino)
+
+    def mtime_ns(self) -> int:
+        return os.fstat(self.fd).st_mtime_ns
+
+    def names(self, match: Callable[[str], bool]) -> list[str]:
+        """The names in the directory that match, unsorted."""
+        with os.scandir(self.fd) as it:
+            return [e.name for e in it if match(e.name)]
+
+    def stat(self, name: str) -> FileFact:
+        """Stat one name; raise FileNotFoundError if gone, Skip if not usable."""
+        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            return FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
+        if not stat.S_ISLNK(st.st_mode):
+            raise Skip("not a regular file")
+        if self.identity.shared:
+            raise Skip("symlink in a directory writable by group or others: ignored")
+        try:
+            target = os.stat(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise Skip("dangling symlink") from None
+        if not stat.S_ISREG(target.st_mode):
+            raise Skip("symlink to something that is not a regular file")
+        # The link's own ctime says when it arrived; the target's mtime says
+        # whether its content is still moving.
+        return FileFact(
+            name, target.st_mtime_ns, max(st.st_ctime_ns, target.st_ctime_ns), target.st_size,
+            target.st_ino, st.st_ino, True,
+        )
+
+
+class Candidates:
+    """The matching files of one record, oldest first.
+
+    `facts` maps every matching name to its latest stat.  The heap holds
+    (order time, name, fact); entries whose fact was replaced or removed
+    are dropped lazily when they reach the top.
+    """
+
+    def __init__(self) -> None:
+        self.facts: dict[str, FileFact] = {}
+        self._heap: list[tuple[int, str, FileFact]] = []
+        self._first_seen: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.facts)
+
+    def order_ns(self, fact: FileFact) -> int:
+        """The time a file's age counts from: its mtime, or when first seen
+        if the mtime is more than FUTURE_S in the future."""
+        seen = self._first_seen.get(fact.name, fact.mtime_ns)
+        return seen if fact.mtime_ns > seen + FUTURE_S * _NS else fact.mtime_ns
+
+    def update(self, fact: FileFact, now_ns: int) -> bool:
+        """Add or refresh one file; return True if it is new or changed."""
+        old = self.facts.get(fact.name)
+        if old == fact:
+            return False
+        if old is None or old.version != fact.version:
+            self._first_seen[fact.name] = now_ns
+        self.facts[fact.name] = fact
+        heapq.heappush(self._heap, (self.order_ns(fact), fact.name, fact))
+        return True
+
+    def remove(self, name: str) -> FileFact | None:
+        self._first_seen.pop(name, None)
+        return self.facts.pop(name, None)
+
+    def replace_all(self, facts: Iterable[FileFact], now_ns: int) -> tuple[list[FileFact], list[str]]:
+        """Take a full listing; return the new or changed facts and the names gone."""
+        fresh = {f.name: f for f in facts}
+        gone = [n for n in self.facts if n not in fresh]
+        for name in gone:
+            self.remove(name)
+        changed = [f for f in fresh.values() if self.update(f, now_ns)]
+        if len(self._heap) > 2 * len(self.facts) + 64:
+            self._heap = [(self.order_ns(f), f.name, f) for f in self.facts.values()]
+            heapq.heapify(self._heap)
+        return changed, gone
+
+    def next(
+        self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool]
+    ) -> tuple[FileFact | None, int | None]:
+        """Return (the oldest candidate ready now, None), or (None, when the
+        oldest will be ready), or (None, None) when there is nothing to do."""
+        heap = self._heap
+        while heap:
+            order, name, fact = heap[0]
+            if self.facts.get(name) is not fact or consumed(fact):
+                heapq.heappop(heap)
+                continue
+            due = order + wait_ns
+            if due <= now_ns:
+                return fact, None
+            return None, due
+        return None, None
+
+    def ready(self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool]) -> list[FileFact]:
+        """Every candidate ready now, oldest first (for `--once`)."""
+        facts = [f for f in self.facts.values() if not consumed(f) and self.order_ns(f) + wait_ns <= now_ns]
+        return sorted(facts, key=lambda f: (self.order_ns(f), f.name))

@@ -1,0 +1,290 @@
+# SPDX-License-Identifier: MIT
+"""The work of one active record: list, expire, start, keep-after.
+
+A `Slot` owns what waitd knows of one record at run time: its open
+directory (`scan.Spool`), its matching files (`scan.Candidates`), the files
+whose run ended with exit 0 (`done`), its running handler, its log letter
+and its back-off.  The loop calls `refresh` (list when due and changed,
+stat single names when told of them), `expire`, `start_next` and `keep`
+in that order; each acts only through the history it is given and the
+directory descriptor.
+
+Not here: signals, reaping and the order of passes (`loop`), the decisions
+themselves (`scan.Candidates.next`, `prune.expired`, `prune.over_keep`).
+Every problem is logged with the record number first and never raised:
+a strange file is skipped and logged once, a removal that fails is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from waitd import prune, runner, table
+from waitd.history import History, escape
+from waitd.scan import Candidates, FileFact, Skip, Spool
+
+log = logging.getLogger("waitd")
+
+# A directory whose mtime is this close to the moment it was listed may have
+# changed again within the same timestamp tick: list it again next time.
+GRANULARITY_NS = 2_000_000_000
+FAST_FAIL_S = 1.0
+FAST_FAILS = 5
+BACKOFF_FIRST_S = 10.0
+BACKOFF_MAX_S = 600.0
+
+
+@dataclass(slots=True)
+class Counters:
+    ok: int = 0
+    failed: int = 0
+    removed: int = 0
+
+
+@dataclass(slots=True)
+class Slot:
+    """Run-time state of one record (mutable; owned by the loop)."""
+
+    record: table.Record
+    program: str | None
+    problem: str | None
+    letter: str | None
+    match: Callable[[str], bool]
+    spool: Spool | None = None
+    cands: Candidates = field(default_factory=Candidates)
+    done: dict[str, FileFact] = field(default_factory=dict)
+    run: runner.Run | None = None
+    fails: deque[bool] = field(default_factory=lambda: deque(maxlen=FAST_FAILS))
+    backoff_s: float = 0.0
+    backoff_until_mono: float = 0.0
+    listed_mtime_ns: int | None = None
+    listed_at_ns: int = 0
+    due_ns: int | None = None
+    dir_note: str | None = None  # last directory problem logged
+    noted: dict[str, str] = field(default_factory=dict)  # name -> reason logged
+    once: deque[FileFact] | None = None
+    last: tuple[str, str] | None = None
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    def path_of(self, name: str) -> str:
+        return os.path.join(self.record.directory, name)
+
+    def same_work(self, other: table.Record) -> bool:
+        r = self.record
+        return (r.number, r.directory, r.template, r.process) == (
+            other.number, other.directory, other.template, other.process)
+
+    # -- history questions ----------------------------------------------
+
+    def consumed(self, history: History, fact: FileFact) -> bool:
+        event = history.latest(self.path_of(fact.name), self.record.process)
+        return event is not None and event.consumed and event.same_version(fact.version)
+
+    def succeeded(self, history: History, fact: FileFact) -> bool:
+        event = history.latest(self.path_of(fact.name), self.record.process)
+        return event is not None and event.succeeded and event.same_version(fact.version)
+
+    # -- the directory ----------------------------------------------------
+
+    def open(self) -> bool:
+        """Open the directory if needed; False (logged once) if it is gone."""
+        if self.spool is not None:
+            replaced = self.spool.replaced()
+            if replaced is None:
+                self._note_dir("directory is gone; waiting for it to come back")
+                self.cands.replace_all([], time.time_ns())
+                self.done.clear()
+                return False
+            if not replaced:
+                return True
+            log.warning("record %d: %s was replaced by another directory; following it",
+                        self.number, self.record.directory)
+            self.spool.close()
+            self.spool = None
+        try:
+            self.spool = Spool(self.record.directory)
+        except OSError as exc:
+            self._note_dir(f"cannot open directory: {exc.strerror}")
+            return False
+        if self.dir_note is not None:
+            log.info("record %d: %s is back", self.number, self.record.directory)
+        self.dir_note = None
+        self.listed_mtime_ns = None
+        return True
+
+    def _note_dir(self, what: str) -> None:
+        if self.dir_note != what:
+            log.error("record %d: %s: %s", self.number, self.record.directory, what)
+            self.dir_note = what
+
+    def refresh(self, history: History, now_ns: int) -> bool:
+        """List the directory if it changed since the last listing."""
+        if not self.open():
+            return False
+        assert self.spool is not None
+        try:
+            mtime = self.spool.mtime_ns()
+        except OSError as exc:
+            self._note_dir(f"cannot stat directory: {exc.strerror}")
+            return False
+        if mtime == self.listed_mtime_ns and self.listed_at_ns - mtime > GRANULARITY_NS:
+            return False
+        listed_at = time.time_ns()
+        try:
+            names = self.spool.names(self.match)
+        except OSError as exc:
+            self._note_dir(f"cannot list directory: {exc.strerror}")
+            return False
+        facts = []
+        for name in names:
+            fact = self._stat(name)
+            if fact is not None:
+                facts.append(fact)
+        changed, gone = self.cands.replace_all(facts, now_ns)
+        for name in gone:
+            self.done.pop(name, None)
+        for fact in changed:
+            self._check_new(history, fact, now_ns)
+        self.noted = {n: r for n, r in self.noted.items() if n in self.cands.facts or n in names}
+        self.listed_mtime_ns = mtime
+        self.listed_at_ns = listed_at
+        return True
+
+    def _stat(self, name: str) -> FileFact | None:
+        assert self.spool is not None
+        try:
+            fact = self.spool.stat(name)
+        except FileNotFoundError:
+            return None
+        except Skip as why:
+            self._note(name, str(why))
+            return None
+        except OSError as exc:
+            self._note(name, f"cannot stat: {exc.strerror}")
+            return None
+        self.noted.pop(name, None)
+        return fact
+
+    def _note(self, name: str, reason: str) -> None:
+        if self.noted.get(name) != reason:
+            log.warning("record %d: %s: %s", self.number, escape(self.path_of(name)), reason)
+            self.noted[name] = reason
+
+    def _check_new(self, history: History, fact: FileFact, now_ns: int) -> None:
+        if self.succeeded(history, fact):
+            self.done[fact.name] = fact
+        else:
+            self.done.pop(fact.name, None)
+        if fact.mtime_ns > now_ns + 5_000_000_000:
+            self._note(fact.name, "mtime is in the future; its age counts from when waitd first saw it")
+
+    # -- removals ---------------------------------------------------------
+
+    def expire(self, history: History, now_ns: int, busy: Callable[[str], bool]) -> None:
+        """Remove files in the spool longer than hours-too-old."""
+        if self.spool is None:
+            return
+        for fact in prune.expired(list(self.cands.facts.values()), now_ns, self.record.too_old_h):
+            path = self.path_of(fact.name)
+            if busy(path):
+                continue
+            handled = self.consumed(history, fact)
+            hours = (now_ns - fact.spool_ns) / 3.6e12
+            why = f"expired: in the spool {hours:.2f} h, hours-too-old is {self.record.too_old_h:g}"
+            self._remove(fact, why if handled else f"{why}; it was never handled")
+
+    def keep(self, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> None:
+        """Remove handled files (exit 0) beyond the newest keep-after."""
+        if self.spool is None or self.record.keep < 0 or len(self.done) <= self.record.keep:
+            return
+        for fact in prune.over_keep(list(self.done.values()), self.record.keep):
+            path = self.path_of(fact.name)
+            if busy(path) or not all_done(path, fact):
+                continue
+            self._remove(fact, f"handled with exit 0; keep-after is {self.record.keep}")
+
+    def _remove(self, fact: FileFact, why: str) -> bool:
+        assert self.spool is not None
+        path = escape(self.path_of(fact.name))
+        problem = prune.remove(self.spool.fd, fact)
+        if problem is not None:
+            self._note(fact.name, f"cannot remove: {problem}")
+            return False
+        level = logging.WARNING if "never handled" in why else logging.INFO
+        log.log(level, "record %d: removed %s: %s", self.number, path, why)
+        self.cands.remove(fact.name)
+        self.done.pop(fact.name, None)
+        self.counters.removed += 1
+        return True
+
+    # -- starting ---------------------------------------------------------
+
+    def backing_off(self, now_mono: float) -> bool:
+        return now_mono < self.backoff_until_mono
+
+    def back_off(self, now_mono: float, why: str) -> None:
+        self.backoff_s = BACKOFF_FIRST_S if self.backoff_s == 0 else min(BACKOFF_MAX_S, 2 * self.backoff_s)
+        self.backoff_until_mono = now_mono + self.backoff_s
+        log.error("record %d: %s; no handler starts for %g s", self.number, why, self.backoff_s)
+
+    def reset_backoff(self) -> None:
+        self.backoff_s = 0.0
+        self.backoff_until_mono = 0.0
+        self.fails.clear()
+
+    def next_file(self, history: History, now_ns: int) -> FileFact | None:
+        """The file to run now, re-checked with one stat, or None."""
+        if self.spool is None:
+            return None
+        wait_ns = int(self.record.wait_s * 1e9)
+        while True:
+            if self.once is not None:
+                self.due_ns = None
+                fact = self.once.popleft() if self.once else None
+                if fact is None:
+                    return None
+                if self.cands.facts.get(fact.name) != fact or self.consumed(history, fact):
+                    continue
+            else:
+                fact, self.due_ns = self.cands.next(now_ns, wait_ns, lambda f: self.consumed(history, f))
+                if fact is None:
+                    return None
+            fresh = self._stat(fact.name)
+            if fresh is None:
+                log.info("record %d: %s vanished before its run", self.number, escape(self.path_of(fact.name)))
+                self.cands.remove(fact.name)
+                self.done.pop(fact.name, None)
+                continue
+            if fresh != fact:
+                # Still being written (or touched): order and age it again.
+                self.cands.update(fresh, now_ns)
+                if self.once is not None and fresh.version == fact.version:
+                    self.once.appendleft(fresh)
+                continue
+            return fact
+
+    def ended(self, outcome: runner.Outcome, took: float, now_mono: float) -> None:
+        """Account for the end of this slot's run."""
+        run = self.run
+        assert run is not None
+        self.run = None  # RUNNING -> ENDED
+        self.last = (run.path, outcome.describe())
+        ok = outcome.status is runner.Status.KNOWN and outcome.exit == 0
+        if ok:
+            self.counters.ok += 1
+            self.reset_backoff()
+            self.done[run.fact.name] = run.fact
+            return
+        self.counters.failed += 1
+        self.fails.append(took < FAST_FAIL_S)
+        if len(self.fails) == FAST_FAILS and all(self.fails):
+            self.back_off(now_mono, f"the last {FAST_FAILS} runs each failed within {FAST_FAIL_S:g} s")

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: MIT
+"""The record table, incoming(5): parse it into records, check them.
+
+`parse` turns the text of $PASSDIR/incoming into a tuple of `Record`s and a
+list of `TableError`s, one per bad line, each naming the file and line.  It
+is pure: it reads no file and looks at no directory, so it is what `--check`
+and the tests drive.  `activate` then does the checks that need the system
+(does the directory exist, can the handler be found and executed) and says
+why a record is inactive; the loop logs that once.  `matcher` compiles a
+record's name template with the shell's rules (a leading dot must be
+matched by a literal dot).
+
+This module does not watch directories or run anything; `scan` and `runner`
+do.  Fields past the seventh are `key=value` options; none is defined yet,
+so any option is an error.
+
+Limits: `$VAR` and `${VAR}` expand from the environment given to `parse`; an
+unset variable is an error rather than being left in the path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from waitd.errors import TableError
+
+FIELDS = 7
+_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of the table: where files arrive and what to run on them."""
+
+    number: int  # 1-based, counting records only
+    line: int  # line number in the table file
+    telem: str
+    directory: str  # absolute, after ~ and $VAR expansion
+    template: str  # shell wildcard matched against names in `directory`
+    process: str  # as written in the table
+    wait_s: float
+    keep: int  # -1 keeps every processed file
+    too_old_h: float  # 0 never removes
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """The result of checking a record against the system."""
+
+    program: str | None  # absolute path of the handler, when found
+    problem: str | None  # why the record is inactive, or None
+
+
+def parse(
+    text: str, path: str, passdir: str, env: Mapping[str, str]
+) -> tuple[tuple[Record, ...], list[TableError]]:
+    """Parse the table text; return the good records and every error found."""
+    records: list[Record] = []
+    errors: list[TableError] = []
+    number = 0
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        # A bad line still takes its record number, so that the numbers of
+        # the records after it (and their log files) do not shift when it is
+        # fixed.
+        number += 1
+        try:
+            records.append(_record(stripped.split(), number, lineno, passdir, env))
+        except ValueError as exc:
+            errors.append(TableError(path, lineno, str(exc)))
+    return tuple(records), errors
+
+
+def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
+    """Read and parse the table file at `path`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return (), [TableError(path, line, "not valid UTF-8 text")]
+    return parse(text, path, passdir, env)
+
+
+def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]) -> Record:
+    if len(fields) < FIELDS:
+        raise ValueError(f"expected {FIELDS} fields, got {len(fields)}")
+    telem, directory, template, process, wait, keep, too_old = fields[:FIELDS]
+    for option in fields[FIELDS:]:
+        if "=" not in option:
+            raise ValueError(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
+        raise ValueError(f"unknown option {option.partition('=')[0]!r}")
+    if "/" in template:
+        raise ValueError(f"name-template {template!r} must not contain '/': it matches names in one directory")
+    return Record(
+        number=number,
+        line=lineno,
+        telem=telem,
+        directory=_expand(directory, passdir, env),
+        template=template,
+        process=process,
+        wait_s=_number(wait, "wait-until-age"),
+        keep=_keep(keep),
+        too_old_h=_number(too_old, "hours-too-old"),
+    )
+
+
+def _expand(directory: str, passdir: str, env: Mapping[str, str]) -> str:
+    def var(m: re.Match[str]) -> str:
+        name = m.group(1).strip("{}")
+        if name not in env:
+            raise ValueError(f"incoming-dir {directory!r}: ${name} is not set")
+        return env[name]
+
+    expanded = _VAR.sub(var, directory)
+    if expanded.startswith("~"):
+        user, _, rest = expanded[1:].partition("/")
+        if user:
+            home = os.path.expanduser("~" + user)
+            if home.startswith("~"):
+                raise ValueError(f"incoming-dir {directory!r}: no user {user!r}")
+        else:
+            home = env.get("HOME") or os.path.expanduser("~")
+        expanded = os.path.join(home, rest)
+    return os.path.normpath(os.path.join(passdir, expanded))
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} {text!r} must be a non-negative number")
+    return value
+
+
+def _keep(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"keep-after {text!r} is not an integer") from None
+    if value < -1:
+        raise ValueError(f"keep-after {text!r} must be -1 (keep all) or at least 0")
+    return value
+
+
+def activate(record: Record, passdir: str, path_env: str) -> Activation:
+    """Check the record's directory and handler; say why it cannot run, if so."""
+    try:
+        st = os.stat(record.directory)
+    except OSError as exc:
+        return Activation(None, f"incoming-dir {record.directory}: {exc.strerror}")
+    if not stat.S_ISDIR(st.st_mode):
+        return Activation(None, f"incoming-dir {record.directory}: not a directory")
+    program = find_program(record.process, passdir, path_env)
+    if program is None:
+        where = " in $PATH" if "/" not in record.process else ""
+        return Activation(None, f"process-name {record.process}: not found{where} or not executable")
+    return Activation(program, None)
+
+
+def find_program(process: str, passdir: str, path_env: str) -> str | None:
+    """Return the absolute path of an executable regular file, or None."""
+    if "/" not in process:
+        found = shutil.which(process, path=path_env)
+        return os.path.abspath(found) if found else None
+    candidate = os.path.normpath(os.path.join(passdir, os.path.expanduser(process)))
+    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        return candidate
+    return None
+
+
+def matcher(template: str) -> Callable[[str], bool]:
+    """Return a predicate matching names against a shell wildcard.
+
+    As in the shell, a name that starts with a dot is matched only by a
+    template that starts with a literal dot, so `*` never picks up the
+    `.name.tmp` files that transfer tools write before renaming.
+    """
+    regex = re.compile(_translate(template), re.DOTALL)
+    dot_ok = template.startswith(".")
+
+    def match(name: str) -> bool:
+        if name.startswith(".") and not dot_ok:
+            return False
+        return regex.fullmatch(name) is not None
+
+    return match
+
+
+def _translate(template: str) -> str:
+    """Translate a shell wildcard into a regular expression (no anchors)."""
+    out: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        c = template[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "\\" and i < n:
+            out.append(re.escape(template[i]))
+            i += 1
+        elif c == "[":
+            j = i
+            if j < n and template[j] in "!^":
+                j += 1
+            if j < n and template[j] == "]":
+                j += 1
+            while j < n and template[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+                continue
+            body = template[i:j]
+            i = j + 1
+            negate = body[:1] in ("!", "^")
+            if negate:
+                body = body[1:]
+            body = body.replace("\\", "\\\\").replace("[", "\\[")
+            out.append(f"[{'^' if negate else ''}{body}]")
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
