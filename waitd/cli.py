@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sleep step between polls, in seconds (default 10)")
     p.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
                    help="on TERM, how long to wait for running handlers before signalling them (default 30)")
+    p.add_argument("--poll", action="store_true",
+                   help="do not use inotify; find new files only by polling every interval (NFS)")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true", help="check the table, print every error, exit 0 or 2")
     action.add_argument("--once", action="store_true",
@@ -129,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for error in errors:
                 print(error, file=sys.stderr)
             raise UsageError(f"{table_path}: {len(errors)} error(s); not starting")
-        settings = Settings(passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once)
+        settings = Settings(passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once,
+                            poll_only=args.poll)
         _preflight(passdir)
         if args.foreground or args.once:
             return serve(settings, records, foreground=True)

@@ -43,6 +43,7 @@ from waitd.errors import HistoryWriteError
 from waitd.history import Event, History, Status, escape
 from waitd.scan import FileFact
 from waitd.slot import Slot
+from waitd.watch import Watcher
 
 log = logging.getLogger("waitd")
 
@@ -64,6 +65,7 @@ class Settings:
     stop_timeout_s: float = 30.0
     hibernate: bool = False
     once: bool = False
+    poll_only: bool = False
 
     @property
     def table_path(self) -> str:
@@ -92,6 +94,7 @@ class Daemon:
         self._kill_deadline: float | None = None
         self._started = time.time()
         self._env = dict(os.environ)
+        self.watcher = Watcher(enabled=not settings.poll_only)
         self._install(records)
 
     # -- setup ----------------------------------------------------------------
@@ -123,6 +126,10 @@ class Daemon:
                 self.runs[pid] = (run, None)
         self.slots = slots
         self._force_list = True
+        active = {s.record.directory for s in slots if not s.problem}
+        self.watcher.unwatch_all_but(active)
+        for directory in active:
+            self.watcher.watch(directory)
 
     def recover(self) -> None:
         """Finish the runs a previous waitd left open (status 0, no end)."""
@@ -146,6 +153,9 @@ class Daemon:
             signal.signal(signum, self._on_signal)
         selector = selectors.DefaultSelector()
         selector.register(wake_r, selectors.EVENT_READ)
+        inotify_fd = self.watcher.fileno()
+        if inotify_fd is not None:
+            selector.register(inotify_fd, selectors.EVENT_READ)
         log.info("waitd started: pid %d, %d records, %s, interval %g s", os.getpid(), len(self.slots),
                  self.mode.value, self.settings.interval_s)
         try:
@@ -157,6 +167,7 @@ class Daemon:
                     selector.select(timeout)
                 _drain(wake_r)
                 try:
+                    self._changes()
                     if self._turn():
                         break
                 except Exception:
@@ -166,6 +177,7 @@ class Daemon:
                 signal.signal(signum, signal.SIG_DFL)
             signal.set_wakeup_fd(old_fd)
             selector.close()
+            self.watcher.close()
             os.close(wake_r)
             os.close(wake_w)
         self._write_status(force=True)
@@ -190,6 +202,22 @@ class Daemon:
             self._prune_all()
             return True
         return False
+
+    def _changes(self) -> None:
+        """Apply what inotify reported: stat the names it named."""
+        changes = self.watcher.read()
+        if changes.overflow:
+            log.warning("waitd: inotify queue overflowed; listing every directory")
+            self._force_list = True
+        now_ns = time.time_ns()
+        for slot in self.slots:
+            directory = slot.record.directory
+            if directory in changes.gone:
+                slot.listed_mtime_ns = None
+                self._force_list = True
+            names = changes.names.get(directory)
+            if names:
+                slot.touched(self.history, names, now_ns)
 
     def _act(self, pending: set[int]) -> None:
         if signal.SIGTERM in pending and self.mode is not Mode.STOPPING:
@@ -263,6 +291,8 @@ class Daemon:
                 continue
             if listing:
                 slot.refresh(self.history, now_ns)
+                if slot.spool is not None and not self.watcher.watching(slot.record.directory):
+                    self.watcher.watch(slot.record.directory)
             if self.mode is not Mode.ACTIVE or slot.spool is None:
                 continue
             if listing:

@@ -159,6 +159,20 @@ class Slot:
         self.listed_at_ns = listed_at
         return True
 
+    def touched(self, history: History, names: set[str], now_ns: int) -> None:
+        """Stat the names inotify reported, instead of listing everything."""
+        if self.spool is None:
+            return
+        for name in names:
+            if not self.match(name):
+                continue
+            fact = self._stat(name)
+            if fact is None:
+                self.cands.remove(name)
+                self.done.pop(name, None)
+            elif self.cands.update(fact, now_ns):
+                self._check_new(history, fact, now_ns)
+
     def _stat(self, name: str) -> FileFact | None:
         assert self.spool is not None
         try:

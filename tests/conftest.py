@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures that run the real waitd on a temporary PASSDIR.
+
+`Station` is a PASSDIR with an `in/` directory, a table, handler scripts,
+and the waitd process started on it.  Tests wait on conditions with
+`wait_for(condition, timeout)`, never on fixed sleeps.  The autouse fixture
+fails a test that leaves a child process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from waitd.history import Event, parse_line
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    """Poll `condition` until it returns a true value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def waitd_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "waitd", *args]
+
+
+class Station:
+    """A PASSDIR on disk and (at most) one waitd running on it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.passdir = root / "pass"
+        self.incoming = self.passdir / "in"
+        self.incoming.mkdir(parents=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT), PASSDIR=str(self.passdir))
+
+    # -- files ------------------------------------------------------------
+
+    def handler(self, name: str, body: str) -> Path:
+        """Write an executable shell handler; `body` follows a #!/bin/sh line."""
+        path = self.passdir / name
+        path.write_text("#!/bin/sh\n" + body.lstrip("\n"))
+        path.chmod(0o755)
+        return path
+
+    def recorder(self, name: str = "rec", extra: str = "") -> Path:
+        """A handler that appends its argv[1] (NUL-terminated) to `ran`."""
+        return self.handler(name, f'printf "%s\\0" "$1" >> "{self.passdir}/ran"\n{extra}')
+
+    def table(self, *lines: str) -> None:
+        (self.passdir / "incoming").write_text("\n".join(lines) + "\n")
+
+    def drop(self, name: str | bytes, data: bytes = b"x", age_s: float = 0.0, directory: Path | None = None) -> bytes:
+        """Create a file in the incoming directory, its mtime `age_s` ago."""
+        d = os.fsencode(directory or self.incoming)
+        path = os.path.join(d, os.fsencode(name))
+        with open(path, "wb") as f:
+            f.write(data)
+        if age_s:
+            t = time.time() - age_s
+            os.utime(path, (t, t))
+        return path
+
+    def ran(self) -> list[bytes]:
+        try:
+            data = (self.passdir / "ran").read_bytes()
+        except FileNotFoundError:
+            return []
+        return [p for p in data.split(b"\0") if p]
+
+    def history(self) -> list[Event]:
+        try:
+            text = (self.passdir / "incoming.history").read_text("ascii")
+        except FileNotFoundError:
+            return []
+        return [parse_line(line) for line in text.splitlines() if line]
+
+    def ends(self) -> list[Event]:
+        return [e for e in self.history() if e.status != 0]
+
+    def log(self) -> str:
+        try:
+            return (self.passdir / "incoming.log").read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- the daemon ---------------------------------------------------------
+
+    def start(self, *args: str, interval: float = 0.2) -> subprocess.Popen[bytes]:
+        assert self.proc is None or self.proc.poll() is not None
+        self.proc = subprocess.Popen(
+            waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        wait_for(lambda: "waitd started" in self.log() or self.proc.poll() is not None, 10, "waitd to start")
+        return self.proc
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a waitd command to its end (--check, --once, -s ...)."""
+        return subprocess.run(waitd_cmd("--passdir", str(self.passdir), *args), env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 20) -> int:
+        """TERM the daemon and wait for it; return its exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+        return self.proc.returncode
+
+
+@pytest.fixture
+def station(tmp_path: Path):
+    s = Station(tmp_path)
+    yield s
+    if s.proc is not None and s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.communicate()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children():
+    """Fail a test that leaves a child process (a daemon, a handler) behind."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        left = [p for p in left if _alive(p)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for p in left:
+        p.kill()
+    assert not left, f"test left processes behind: {[p.pid for p in left]}"
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

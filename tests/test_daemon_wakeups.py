@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: MIT
+"""Wake-ups: inotify makes waitd prompt; polling still works without it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from conftest import wait_for
+
+
+def test_inotify_wakes_at_once_despite_long_interval(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.start(interval=60)
+    tmp = station.drop(".a.tmp", b"data")
+    os.rename(tmp, station.incoming / "a.g8")
+    t0 = time.monotonic()
+    wait_for(lambda: station.ran(), 5, "a run started by the inotify event")
+    assert time.monotonic() - t0 < 5
+    assert station.ran() == [os.fsencode(station.incoming / "a.g8")]  # not the dot file
+    station.stop()
+
+
+def test_wakes_exactly_when_wait_age_is_reached(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 1.5 -1 0")
+    station.start(interval=60)
+    station.drop("a.g8")
+    made = os.stat(station.incoming / "a.g8").st_mtime
+    wait_for(lambda: station.ends(), 6, "the run after the wait age")
+    started = [e for e in station.history() if e.status == 0][0].at
+    assert started - made >= 1.5, "handled before its wait age"
+    assert started - made < 3.0, "not woken at the wait age"
+    station.stop()
+
+
+def test_polling_alone_finds_files(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.start("--poll", interval=0.3)
+    station.drop("a.g8")
+    wait_for(lambda: station.ends(), 5, "the poll to find the file")
+    assert "inotify" not in station.log() or "unavailable" not in station.log()
+    station.stop()
+
+
+def test_file_still_written_is_not_handled_until_still(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 1 -1 0")
+    station.start(interval=0.2)
+    path = station.incoming / "slow.g8"
+    with open(path, "wb") as f:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            f.write(b"x" * 100)
+            f.flush()
+            os.utime(path)  # the writer keeps the mtime moving
+            assert not station.ran(), "handled while still being written"
+            time.sleep(0.1)
+    wait_for(lambda: station.ends(), 5)
+    assert station.ends()[0].version.size == os.stat(path).st_size
+    station.stop()

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: MIT
+"""inotify wake-ups for the incoming directories.
+
+`Watcher` adds an inotify watch (inotify_simple) on each active incoming
+directory and turns the kernel's events into the names that changed, per
+directory, so the loop stats those names instead of listing the directory:
+a file closed after writing, moved in, created, touched, deleted or moved
+out.  The descriptor joins the signal wake-up pipe in the loop's selector.
+
+Polling every --interval stays the ground truth; inotify only makes waitd
+earlier.  So nothing here is fatal: where inotify cannot be had (ENOSPC on
+the watch limit, EMFILE on instances, a kernel without it) the watcher
+logs a warning once and that directory is only polled; NFS and other
+network filesystems, where the kernel sees no remote change, are covered
+by the poll.  A queue overflow (IN_Q_OVERFLOW) is reported as `overflow`
+and the loop lists every directory again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+try:  # pragma: no cover - depends on the platform
+    from inotify_simple import INotify
+    from inotify_simple import flags as _flags
+
+    _MASK = (_flags.CLOSE_WRITE | _flags.MOVED_TO | _flags.CREATE | _flags.ATTRIB | _flags.DELETE
+             | _flags.MOVED_FROM | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.ONLYDIR)
+    _GONE = _flags.IGNORED | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.UNMOUNT
+    _OVERFLOW = int(_flags.Q_OVERFLOW)
+except ImportError:  # pragma: no cover
+    INotify = None
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one read of the inotify queue said."""
+
+    names: dict[str, set[str]] = field(default_factory=dict)  # directory -> names
+    gone: set[str] = field(default_factory=set)  # directories no longer watched
+    overflow: bool = False
+
+
+class Watcher:
+    """One inotify instance watching a set of directories."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._inotify = None
+        self._by_wd: dict[int, str] = {}
+        self._by_dir: dict[str, int] = {}
+        self._warned = False
+        if not enabled:
+            return
+        if INotify is None:
+            self._warn("inotify_simple is not installed")
+            return
+        try:
+            self._inotify = INotify(nonblocking=True)
+        except OSError as exc:
+            self._warn(exc.strerror or str(exc))
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            log.warning("inotify unavailable (%s); polling every interval only", why)
+            self._warned = True
+
+    def fileno(self) -> int | None:
+        return self._inotify.fileno() if self._inotify is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self._inotify is not None
+
+    def watching(self, directory: str) -> bool:
+        return directory in self._by_dir
+
+    def watch(self, directory: str) -> bool:
+        """Watch a directory; False (warned once) if inotify cannot."""
+        if self._inotify is None:
+            return False
+        if directory in self._by_dir:
+            return True
+        try:
+            wd = self._inotify.add_watch(directory, _MASK)
+        except OSError as exc:
+            self._warn(f"{directory}: {exc.strerror or exc}")
+            return False
+        self._by_wd[wd] = directory
+        self._by_dir[directory] = wd
+        return True
+
+    def unwatch_all_but(self, keep: set[str]) -> None:
+        """Drop the watches of directories no longer in the table."""
+        for directory in [d for d in self._by_dir if d not in keep]:
+            wd = self._by_dir.pop(directory)
+            self._by_wd.pop(wd, None)
+            if self._inotify is not None:
+                try:
+                    self._inotify.rm_watch(wd)
+                except OSError:
+                    pass
+
+    def read(self) -> Changes:
+        """Read every queued event without blocking."""
+        changes = Changes()
+        if self._inotify is None:
+            return changes
+        try:
+            events = self._inotify.read(timeout=0)
+        except BlockingIOError:
+            return changes
+        except OSError as exc:
+            log.warning("inotify read failed (%s); listing every directory", exc.strerror or exc)
+            changes.overflow = True
+            return changes
+        for event in events:
+            if event.mask & _OVERFLOW:
+                changes.overflow = True
+                continue
+            directory = self._by_wd.get(event.wd)
+            if directory is None:
+                continue
+            if event.mask & _GONE:
+                changes.gone.add(directory)
+                if event.mask & _flags.IGNORED:
+                    self._by_wd.pop(event.wd, None)
+                    self._by_dir.pop(directory, None)
+                continue
+            if event.name:
+                changes.names.setdefault(directory, set()).add(os.fsdecode(event.name))
+        return changes
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
