@@ -320,8 +320,9 @@ class Daemon:
         except HistoryWriteError as exc:
             log.error("%s; compaction skipped", exc)
             return
-        log.info("%s: compacted from %d to %d lines (%d keys of removed files dropped)",
-                 self.history.path, before, self.history.lines, dropped)
+        if before != self.history.lines:
+            log.info("%s: compacted from %d to %d lines (%d keys of removed files dropped)",
+                     self.history.path, before, self.history.lines, dropped)
 
     def _start(self, slot: Slot, now: float, now_ns: int) -> None:
         if slot.run is not None or slot.program is None or slot.backing_off(now) or self.unwritten:

@@ -1,0 +1,151 @@
+# SPDX-License-Identifier: MIT
+"""The table as the daemon reads it: --check, refusal, inactive records."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+from conftest import wait_for
+
+MANUAL_RECORD = "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4"
+
+
+def test_check_accepts_the_manual_pages_record(station):
+    station.table("# the record of the original manual page", "", MANUAL_RECORD)
+    r = station.run("--check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 record(s), valid" in r.stdout
+
+
+def test_check_prints_every_error_with_file_and_line(station):
+    station.table("a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3",
+                  "e in a/b h 1 1 1")
+    r = station.run("--check")
+    assert r.returncode == 2
+    t = f"{station.passdir}/incoming"
+    assert r.stdout.splitlines() == [
+        f"{t}:1: expected 7 fields, got 6",
+        f"{t}:3: wait-until-age 'x' is not a number",
+        f"{t}:4: keep-after '-2' must be -1 (keep all) or at least 0",
+        f"{t}:5: unknown option 'speed'",
+        f"{t}:6: name-template 'a/b' must not contain '/': it matches names in one directory",
+    ]
+
+
+def test_bad_table_refuses_to_start(station):
+    station.table("a in * h 1 1")
+    r = station.run("-f")
+    assert r.returncode == 2
+    assert "incoming:1: expected 7 fields, got 6" in r.stderr
+
+
+def test_no_passdir_exits_2_with_hint(station):
+    env = dict(station.env)
+    del env["PASSDIR"]
+    import subprocess
+
+    from conftest import waitd_cmd
+
+    r = subprocess.run(waitd_cmd("-f"), env=env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2
+    assert "--passdir" in r.stderr and "PASSDIR" in r.stderr and "--demo" in r.stderr
+
+
+def test_inactive_records_are_logged_once_and_others_work(station):
+    station.recorder()
+    station.table("a nowhere *.g8 rec 0 -1 0", f"b in *.x no-such-handler-xyz 0 -1 0",
+                  f"c in *.g8 {station.passdir}/rec 0 -1 0")
+    station.drop("a.g8")
+    station.start()
+    wait_for(lambda: station.ran(), 5)
+    log = station.log()
+    assert f"record 1 ({station.passdir}/incoming:1): inactive: incoming-dir {station.passdir}/nowhere" in log
+    assert "record 2 (" in log and "no-such-handler-xyz: not found in $PATH or not executable" in log
+    station.stop()
+    assert station.log().count("): inactive: ") == 2
+
+
+def test_handler_found_in_path_and_relative_dirs_and_vars(station):
+    bindir = station.root / "bin"
+    bindir.mkdir()
+    h = bindir / "myhandler"
+    h.write_text(f'#!/bin/sh\nprintf "%s\\0" "$1" >> "{station.passdir}/ran"\n')
+    h.chmod(0o755)
+    station.env["PATH"] = f"{bindir}:{station.env['PATH']}"
+    station.env["SPOOL"] = "in"
+    station.table("x $SPOOL *.g8 myhandler 0 -1 0")
+    station.drop("a.g8")
+    station.start()
+    wait_for(lambda: station.ran() == [os.fsencode(station.incoming / "a.g8")], 5)
+    station.stop()
+    assert station.history()[0].process == "myhandler"
+
+
+def test_handler_environment_cwd_and_fds(station):
+    # A Python handler exec'd directly, so no shell adds descriptors of its own.
+    h = station.passdir / "env.py"
+    h.write_text(
+        "#!" + sys.executable + "\n"
+        "import os, sys\n"
+        "fds = []\n"
+        "for fd in range(4096):\n"
+        "    try:\n"
+        "        os.fstat(fd)\n"
+        "        fds.append(str(fd))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "e = os.environ\n"
+        f"with open({str(station.passdir / 'seen')!r}, 'w') as f:\n"
+        "    print(os.getcwd(), file=f)\n"
+        "    print('|'.join([e['WAITD_RECORD'], e['WAITD_TELEM'], e['WAITD_FILE'], e['WAITD_PASSDIR']]), file=f)\n"
+        "    print(' '.join(fds), file=f)\n"
+        "    print(repr(sys.stdin.read()), os.getsid(0) == os.getpid(), sys.argv[1:], file=f)\n"
+        "print('to-log', flush=True)\n"
+        "print('to-err', file=sys.stderr)\n"
+    )
+    h.chmod(0o755)
+    station.table(f"gvar in *.g8 {h} 0 -1 0")
+    station.drop("a.g8")
+    station.start()
+    wait_for(lambda: station.ends(), 5)
+    station.stop()
+    cwd, env, fds, rest = (station.passdir / "seen").read_text().splitlines()[:4]
+    assert cwd == str(station.incoming)
+    assert env == f"1|gvar|{station.incoming}/a.g8|{station.passdir}"
+    assert fds.split() == ["0", "1", "2"], "the handler got more than fds 0-2"
+    assert rest == f"'' True ['{station.incoming}/a.g8']", "stdin not /dev/null, no own session, or bad argv"
+    log = (station.passdir / "logfiles" / "incoming.1.A").read_text()
+    lines = log.splitlines()
+    assert lines[0].startswith("waitd: start record=1 telem=gvar program=")
+    assert "to-log" in lines and "to-err" in lines
+    assert lines[-1].startswith("waitd: end record=1 exit=0 took=")
+    assert stat.S_IMODE(os.stat(station.passdir / "logfiles" / "incoming.1.A").st_mode) == 0o644
+
+
+def test_log_letters_cycle_and_continue_after_restart(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    for i in range(3):
+        station.drop(f"{i}.g8", age_s=10 - i)
+    station.start()
+    wait_for(lambda: len(station.ends()) == 3)
+    station.stop()
+    logs = sorted(os.listdir(station.passdir / "logfiles"))
+    assert logs == ["incoming.1.A", "incoming.1.B", "incoming.1.C"]
+    station.drop("3.g8")
+    station.start()
+    wait_for(lambda: len(station.ends()) == 4)
+    station.stop()
+    assert "3.g8" in (station.passdir / "logfiles" / "incoming.1.D").read_text()
+
+
+def test_second_waitd_exits_3_naming_the_first(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.start()
+    r = station.run("-f")
+    assert r.returncode == 3
+    assert f"pid {station.proc.pid}" in r.stderr
+    station.stop()
