@@ -182,7 +182,8 @@ class Daemon:
             os.close(wake_w)
         self._write_status(force=True)
         log.info("waitd stopped")
-        return 1 if self.settings.once and self.failures else 0
+        inactive = any(s.problem for s in self.slots)
+        return 1 if self.settings.once and (self.failures or inactive) else 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signals.append(signum)
