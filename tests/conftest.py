@@ -108,11 +108,13 @@ class Station:
 
     def start(self, *args: str, interval: float = 0.2) -> subprocess.Popen[bytes]:
         assert self.proc is None or self.proc.poll() is not None
+        starts = self.log().count("waitd started")
         self.proc = subprocess.Popen(
             waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        wait_for(lambda: "waitd started" in self.log() or self.proc.poll() is not None, 10, "waitd to start")
+        wait_for(lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10,
+                 "waitd to start")
         return self.proc
 
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

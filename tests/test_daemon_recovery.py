@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: MIT
+"""Crash recovery and history compaction across restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from conftest import wait_for
+
+
+def test_sigkill_during_run_then_restart_records_status_1_once(station):
+    station.handler("slow", f'sleep 0.5; printf "%s\\0" "$1" >> "{station.passdir}/ran"\n')
+    station.table(f"x in *.g8 {station.passdir}/slow 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    wait_for(lambda: station.history(), 5, "status 0")
+    pid = station.history()[0].pid
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    # The orphaned handler still runs: the new waitd waits for it.
+    station.start()
+    wait_for(lambda: station.ran(), 5, "the orphan to finish")
+    wait_for(lambda: station.history()[-1].status == 1, 5, "status 1 for the lost run")
+    assert "still runs; waiting for it" in station.log()
+    station.stop()
+    events = station.history()
+    assert [(e.status, e.pid) for e in events] == [(0, pid), (1, pid)], events
+    assert len(station.ran()) == 1, "the file ran twice"
+
+
+def test_dead_handler_recorded_at_once_on_restart(station):
+    station.handler("slow", "sleep 30\n")
+    station.table(f"x in *.g8 {station.passdir}/slow 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    wait_for(lambda: station.history(), 5)
+    pid = station.history()[0].pid
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    os.killpg(pid, signal.SIGKILL)
+    station.start()
+    # Recorded at once, then compacted at start to that one line.
+    assert [(e.status, e.pid) for e in station.history()] == [(1, pid)]
+    assert "recorded as status 1 (unknown)" in station.log()
+    station.signal(signal.SIGALRM)
+    wait_for(lambda: "waitd started" in station.log(), 5)
+    station.stop()
+    assert [(e.status, e.pid) for e in station.history()] == [(1, pid)], "the file ran again"
+
+
+def test_torn_last_line_is_ignored_and_history_stays_clean(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    hist = station.passdir / "incoming.history"
+    hist.write_bytes(f"{station.incoming}/old.g8 rec 1 2 exit=0\n{station.incoming}/torn.g8 re".encode())
+    station.start()
+    wait_for(lambda: station.ends(), 5)
+    station.stop()
+    assert "torn last line ignored" in station.log()
+    for line in hist.read_text().splitlines():
+        assert "torn.g8" not in line
+
+
+def test_compaction_keeps_latest_and_drops_gone_files(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    wait_for(lambda: station.ends(), 5)
+    station.stop()
+    assert len(station.history()) == 2
+    station.start()  # compacts at start: one line per key
+    station.stop()
+    assert [e.status for e in station.history()] == [2]
+    os.unlink(station.incoming / "a.g8")
+    station.start()
+    station.stop()
+    assert station.history() == []
