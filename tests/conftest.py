@@ -95,6 +95,10 @@ class Station:
             return []
         return [parse_line(line) for line in text.splitlines() if line]
 
+    def started(self) -> list[Event]:
+        """Status 0 events that carry the handler's pid (one per run)."""
+        return [e for e in self.history() if e.status == 0 and e.pid is not None]
+
     def ends(self) -> list[Event]:
         return [e for e in self.history() if e.status != 0]
 

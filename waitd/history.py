@@ -38,12 +38,14 @@ about processes (`runner` does).
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from waitd.errors import HistoryWriteError
+from waitd.errors import HistoryWriteError, WaitdError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,17 @@ class Version:
     ino: int
 
 
+class Versioned(Protocol):
+    """Anything that carries a file version (a Version, a stat fact)."""
+
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def ino(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One line of the history."""
@@ -91,12 +104,13 @@ class Event:
     def key(self) -> tuple[str, str]:
         return (self.path, self.process)
 
-    def same_version(self, version: Version) -> bool:
+    def same_version(self, version: Version | Versioned) -> bool:
         """True when this event is about that delivery of the file."""
-        if self.version is None:
+        mine = self.version
+        if mine is None:
             # A line written by hand or by another tool: MTIME alone.
             return self.mtime == version.mtime_ns // 1_000_000_000
-        return self.version == version
+        return mine.mtime_ns == version.mtime_ns and mine.size == version.size and mine.ino == version.ino
 
     @property
     def consumed(self) -> bool:
@@ -173,12 +187,11 @@ def parse_line(line: str) -> Event:
     path, process, mtime, status = fields[:4]
     if not path or not process:
         raise ValueError("empty path or process")
-    if not mtime.isdigit() or not mtime.isascii():
+    if not _is_int(mtime):
         raise ValueError(f"bad MTIME {mtime!r}")
-    try:
-        st = Status(int(status))
-    except ValueError:
-        raise ValueError(f"bad STATUS {status!r}") from None
+    if status not in _STATUSES:
+        raise ValueError(f"bad STATUS {status!r}")
+    st = Status(int(status))
     values: dict[str, str] = {}
     extra: list[str] = []
     for item in fields[4:]:
@@ -209,6 +222,13 @@ def parse_line(line: str) -> Event:
 
 
 _KNOWN_KEYS = frozenset({"pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino"})
+_STATUSES = ("0", "1", "2")
+
+
+def _is_int(text: str) -> bool:
+    # A file can carry an mtime before 1970 (`touch -d 1969-...`, an old
+    # archive): MTIME may be negative.
+    return text.isascii() and text.removeprefix("-").isdigit()
 
 
 def _int(text: str | None) -> int | None:
@@ -217,6 +237,23 @@ def _int(text: str | None) -> int | None:
 
 def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     yield from enumerate(data.split(b"\n"), start=1)
+
+
+def _earlier(data: bytes, before: dict[tuple[str, str], int]) -> list[tuple[int, Event]]:
+    """The last good line of each raw key before the line number given."""
+    best: dict[tuple[str, str], tuple[int, Event]] = {}
+    for number, raw in _lines(data):
+        parts = raw.split(b" ", 2)
+        if len(parts) < 3:
+            continue
+        key = (parts[0].decode("ascii", "replace"), parts[1].decode("ascii", "replace"))
+        if number >= before.get(key, 0):
+            continue
+        try:
+            best[key] = (number, parse_line(raw.decode("ascii")))
+        except (UnicodeDecodeError, ValueError):
+            continue
+    return list(best.values())
 
 
 class History:
@@ -234,12 +271,16 @@ class History:
     def load(self) -> None:
         """Read the file (if any) into memory; drop a torn last line."""
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            # Never through a link planted in PASSDIR: its target's lines
+            # would be logged as corrupt ones, and then appended to.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             data = b""
         except OSError as exc:
-            raise HistoryWriteError(self.path, exc) from exc
+            raise _refusal(self.path, exc) from exc
+        else:
+            with open(fd, "rb") as f:
+                data = f.read()
         end = len(data)
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
@@ -263,17 +304,26 @@ class History:
                 log.warning("%s:%d: corrupt line skipped: not ASCII", self.path, number)
                 continue
             parts = line.split(" ", 4)
-            if len(parts) < 4 or not parts[2].isdigit() or parts[3] not in ("0", "1", "2"):
+            if len(parts) < 4 or not _is_int(parts[2]) or parts[3] not in _STATUSES:
                 log.warning("%s:%d: corrupt line skipped: %r", self.path, number, line[:120])
                 continue
             latest[(parts[0], parts[1])] = (number, line)
-        self._latest = {}
+        found: list[tuple[int, Event]] = []
+        retry: dict[tuple[str, str], int] = {}
         for number, line in sorted(latest.values()):
             try:
-                event = parse_line(line)
+                found.append((number, parse_line(line)))
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
-                continue
+                parts = line.split(" ", 2)
+                retry[(parts[0], parts[1])] = number
+        if retry:
+            # A key's latest line was corrupt: skipping it means the good
+            # line before it stands (an open run stays open, say).
+            found.extend(_earlier(data[:end], retry))
+            found.sort(key=lambda item: item[0])
+        self._latest = {}
+        for _, event in found:
             self._latest[event.key] = event
         self._lines = count
         self._open()
@@ -375,6 +425,13 @@ class History:
     def forget(self, path: str, process: str) -> None:
         """Drop a key from memory (its file is gone); the file keeps it."""
         self._latest.pop((path, process), None)
+
+
+def _refusal(path: str, exc: OSError) -> WaitdError:
+    """The error for a history file waitd cannot open."""
+    if exc.errno == errno.ELOOP:
+        return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    return WaitdError(f"{path}: cannot open the history: {exc.strerror or exc}")
 
 
 def _fsync_dir(path: str) -> None:

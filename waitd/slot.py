@@ -18,7 +18,6 @@ a strange file is skipped and logged once, a removal that fails is logged.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,7 +75,8 @@ class Slot:
         return self.record.number
 
     def path_of(self, name: str) -> str:
-        return os.path.join(self.record.directory, name)
+        directory = self.record.directory
+        return f"{directory}/{name}" if directory != "/" else f"/{name}"
 
     def same_work(self, other: table.Record) -> bool:
         r = self.record
@@ -87,11 +87,11 @@ class Slot:
 
     def consumed(self, history: History, fact: FileFact) -> bool:
         event = history.latest(self.path_of(fact.name), self.record.process)
-        return event is not None and event.consumed and event.same_version(fact.version)
+        return event is not None and event.consumed and event.same_version(fact)
 
     def succeeded(self, history: History, fact: FileFact) -> bool:
         event = history.latest(self.path_of(fact.name), self.record.process)
-        return event is not None and event.succeeded and event.same_version(fact.version)
+        return event is not None and event.succeeded and event.same_version(fact)
 
     # -- the directory ----------------------------------------------------
 

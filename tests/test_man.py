@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: MIT
+"""The manual pages: lint-clean, renderable, and saying what the parsers do."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from waitd import cli, tlogview
+
+MAN = Path(__file__).resolve().parent.parent / "man"
+PAGES = ["waitd.8", "incoming.5", "tlogview.1"]
+OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+
+needs_mandoc = pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
+
+
+def sections(page: str) -> dict[str, list[str]]:
+    """The source lines of each .SH section of a page."""
+    out: dict[str, list[str]] = {}
+    current = ""
+    for line in (MAN / page).read_text().splitlines():
+        if line.startswith(".SH "):
+            current = line[4:].strip().strip('"')
+            out[current] = []
+        elif current:
+            out[current].append(line)
+    return out
+
+
+def tagged_options(lines: list[str]) -> set[str]:
+    """The options named in the tags of the .TP paragraphs."""
+    found: set[str] = set()
+    for before, tag in zip(lines, lines[1:], strict=False):
+        if before == ".TP":
+            found.update(OPTION.findall(tag.replace("\\-", "-")))
+    return found
+
+
+def parser_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for action in parser._actions for s in action.option_strings}
+
+
+def render(page: str) -> str:
+    result = subprocess.run(["mandoc", "-Tutf8", str(MAN / page)], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    return re.sub(r".\x08", "", result.stdout)
+
+
+@needs_mandoc
+@pytest.mark.parametrize("page", PAGES)
+def test_lint_clean_and_renders(page):
+    lint = subprocess.run(["mandoc", "-Tlint", "-Wwarning", str(MAN / page)], capture_output=True, text=True)
+    assert lint.stdout + lint.stderr == ""
+    text = render(page)
+    assert "to be written" not in text
+    for name in ("NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"):
+        assert f"\n{name}\n" in text, f"{page}: no {name} section"
+
+
+@needs_mandoc
+@pytest.mark.parametrize(("page", "parser"), [("waitd.8", cli.build_parser()), ("tlogview.1", tlogview.build_parser())])
+def test_options_match_the_parser(page, parser):
+    documented = tagged_options(sections(page)["OPTIONS"])
+    options = parser_options(parser)
+    assert options - documented == set(), f"{page}: options of the parser not in OPTIONS"
+    assert documented - options == set(), f"{page}: options in OPTIONS that the parser does not know"
+    synopsis = set(OPTION.findall("\n".join(sections(page)["SYNOPSIS"]).replace("\\-", "-")))
+    assert synopsis - options == set(), f"{page}: SYNOPSIS names unknown options"
+    text = render(page)
+    for option in options:
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), f"{page}: {option} not rendered"
+
+
+@needs_mandoc
+def test_waitd_page_has_its_sections_and_examples():
+    text = render("waitd.8")
+    for name in ("OPTIONS", "SIGNALS", "WHAT WAITD GUARANTEES", "SECURITY", "EXIT STATUS"):
+        assert f"\n{name}\n" in text
+    for signal in ("HUP", "TERM", "INT", "CONT", "ALRM"):
+        assert re.search(rf"^ {{7}}{signal}\b", text, re.M), f"signal {signal} not described"
+    assert "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4" in text
+    assert "ExecStart=/usr/local/bin/waitd -f" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+    assert "postrotate" in text
+    for code in "0123":
+        assert re.search(rf"^ {{7}}{code}\b", text[text.index("EXIT STATUS") :], re.M)
+
+
+@needs_mandoc
+def test_incoming_page_documents_every_field_and_the_escaping():
+    text = render("incoming.5")
+    for field in (
+        "telem-or-format",
+        "incoming-dir",
+        "name-template",
+        "process-name",
+        "wait-until-age",
+        "keep-after",
+        "hours-too-old",
+    ):
+        assert re.search(rf"^ {{7}}{field}$", text, re.M), f"field {field} not described"
+    assert "a\\040b.g8" in text and "THE HISTORY FILE" in text
+    for key in ("pid=", "exit=", "signal=", "error=", "at=", "took=", "mtime_ns="):
+        assert key in text
