@@ -18,16 +18,18 @@ another waitd already runs on this PASSDIR.  Usage errors print
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from waitd import __version__, control, table
-from waitd.errors import EXIT_USAGE, UsageError, WaitdError
+from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.history import History
-from waitd.loop import Daemon, Settings
+from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
 log = logging.getLogger("waitd")
 
@@ -52,10 +54,17 @@ class LogFile(logging.StreamHandler):  # type: ignore[type-arg]
         self.acquire()
         try:
             old = self.stream
-            self.stream = self._open()
-            old.close()
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                problem: OSError | None = exc  # keep writing to the old one
+            else:
+                problem = None
+                old.close()
         finally:
             self.release()
+        if problem is not None:
+            log.error("%s; still writing to the file opened before", _refusal(self.path, problem))
 
     def fileno(self) -> int:
         return int(self.stream.fileno())
@@ -111,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo.run(args.interval if args.interval != 10.0 else 1.0)
         passdir = _passdir(args.passdir)
         if args.command == "status":
-            sys.stdout.write(control.format_status(control.read_status(passdir), control.running_pid(passdir)))
-            return 0
+            pid = control.running_pid(passdir)
+            sys.stdout.write(control.format_status(control.read_status(passdir), pid))
+            return 0 if pid is not None else EXIT_FAILURE
         if args.command:
             pid = control.send(passdir, args.command)
             print(f"waitd: sent {control.SIGNALS[args.command].name} to pid {pid}")
@@ -160,6 +170,10 @@ def _preflight(passdir: str) -> None:
         from waitd.errors import AlreadyRunning
 
         raise AlreadyRunning(control.pidfile_path(passdir), pid)
+    stale = control.stale_reason(passdir)
+    if stale is not None:
+        print(f"waitd: warning: {control.pidfile_path(passdir)}: stale pid file ({stale}); replacing it",
+              file=sys.stderr)
 
 
 def setup_logging(passdir: str, foreground: bool) -> LogFile:
@@ -168,7 +182,11 @@ def setup_logging(passdir: str, foreground: bool) -> LogFile:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
-    logfile = LogFile(os.path.join(passdir, "incoming.log"))
+    path = os.path.join(passdir, "incoming.log")
+    try:
+        logfile = LogFile(path)
+    except OSError as exc:
+        raise _refusal(path, exc) from exc
     logfile.setFormatter(formatter)
     logger.addHandler(logfile)
     if foreground:
@@ -179,21 +197,50 @@ def setup_logging(passdir: str, foreground: bool) -> LogFile:
     return logfile
 
 
+def _refusal(path: str, exc: OSError) -> WaitdError:
+    """The error for a file of waitd's own in PASSDIR that it cannot open."""
+    if exc.errno == errno.ELOOP:
+        return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    return WaitdError(f"{path}: cannot open: {exc.strerror or exc}")
+
+
+def _logfiles_dir(passdir: str) -> None:
+    """Make $PASSDIR/logfiles; refuse one that is a link or not a directory."""
+    path = os.path.join(passdir, "logfiles")
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _refusal(path, exc) from exc
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise _refusal(path, OSError(errno.ELOOP, os.strerror(errno.ELOOP)))
+    if not stat.S_ISDIR(st.st_mode):
+        raise WaitdError(f"{path}: is not a directory")
+
+
 def serve(settings: Settings, records: Sequence[table.Record], foreground: bool,
-          ready: int | None = None) -> int:
-    """Claim the pid file, open logs and history, recover, and run the loop."""
+          ready: Callable[[], None] | None = None) -> int:
+    """Open the log, claim the pid file, open the history, recover, and run the loop.
+
+    `ready` is called once the daemon is up: pid file written, history
+    read, signals caught (one sent from then on is acted on, not lost).
+    """
     passdir = settings.passdir
+    # The log first, so that a stale pid file's warning reaches incoming.log.
+    logfile = setup_logging(passdir, foreground)
     with control.PidFile(passdir):
-        logfile = setup_logging(passdir, foreground)
-        os.makedirs(os.path.join(passdir, "logfiles"), mode=0o755, exist_ok=True)
+        _logfiles_dir(passdir)
         history = History(os.path.join(passdir, "incoming.history"))
         history.load()
         daemon = Daemon(settings, records, history, reopen_log=logfile.reopen)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, daemon._on_signal)  # queued until the loop runs
         daemon.recover()
         daemon.compact()
         if ready is not None:
-            os.write(ready, b"ok\n")
-            os.close(ready)
+            ready()
         return daemon.run()
 
 
@@ -202,6 +249,8 @@ def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
     import daemon  # python-daemon
 
     read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
     child = os.fork()
     if child:
         os.close(write_fd)
@@ -217,25 +266,42 @@ def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
         return int(status) if status.isdigit() else 1
     os.close(read_fd)
     code = 1
+    reported = False
+
+    def ready() -> None:
+        nonlocal reported
+        _report(write_fd, 0, "ok\n")
+        reported = True
+
     try:
+        # Our own signal_map: python-daemon's would make TERM raise SystemExit
+        # instead of draining the handlers.  The loop installs the real ones.
         context = daemon.DaemonContext(
             working_directory="/", umask=0o022, files_preserve=[write_fd], detach_process=True,
             signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None},
         )
         context.open()
-        code = serve(settings, records, foreground=False, ready=write_fd)
+        code = serve(settings, records, foreground=False, ready=ready)
     except WaitdError as exc:
-        _report(write_fd, exc.exit_code, f"waitd: {exc}\n")
         code = exc.exit_code
+        if not reported:
+            _report(write_fd, code, f"waitd: {exc}\n")
+        log.critical("waitd: %s", exc)
     except Exception as exc:  # the operator must see why, not a silent exit
-        _report(write_fd, 1, f"waitd: cannot start: {exc}\n")
-        log.exception("waitd: cannot start")
+        if not reported:
+            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _report(write_fd, 1, f"waitd: cannot start: {why}\n")
+        log.exception("waitd: %s", "stopped by an unexpected error" if reported else "cannot start")
     os._exit(code)
 
 
 def _report(fd: int, code: int, message: str) -> None:
+    """Tell the waiting `waitd -g` how the start went ("ok" or "CODE message"), once."""
     try:
-        os.write(fd, f"{code} {message}".encode())
+        os.write(fd, (message if code == 0 else f"{code} {message}").encode())
+    except OSError:
+        pass
+    try:
         os.close(fd)
     except OSError:
         pass

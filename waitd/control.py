@@ -4,15 +4,25 @@
 `PidFile` claims $PASSDIR/waitd.pid for one daemon with lockfile's
 PIDLockFile (O_CREAT|O_EXCL, so never through a planted symlink).  A pid
 file whose process is gone, or is a younger process that reused the pid
-(psutil start time after the file was written), is stale: it is replaced
-with a warning.  A live one raises `AlreadyRunning` naming its pid.
+(psutil start time after the file was written), or that holds no pid, is
+stale: it is replaced with a warning.  A live one raises `AlreadyRunning`
+naming its pid.
 
 `send` maps `-s reload|stop|idle|resume|wake` to HUP, TERM, INT, CONT and
 ALRM for the daemon named in the pid file.  `write_status` and
 `read_status` keep $PASSDIR/waitd.status, a small JSON document the loop
-rewrites atomically after a pass, so `-s status` needs no signal.
+rewrites (temporary file, rename) when its state changes, so `-s status`
+needs no signal; `format_status` turns it into the text an operator reads.
 
-This module does not detach (`cli` does, with python-daemon).
+This module does not detach (`cli` does, with python-daemon) and does not
+decide what the status holds (`loop.Daemon.status` does).
+
+Diagnostics: `WaitdError` (exit 1) when no waitd runs on the PASSDIR or it
+cannot be signalled or the pid file cannot be created; `AlreadyRunning`
+(exit 3).  A stale pid file is logged as a warning.
+
+Limits: liveness is judged by pid and start time only; a waitd of the same
+PASSDIR in another pid namespace (a container) looks gone.
 """
 
 from __future__ import annotations
@@ -39,6 +49,9 @@ SIGNALS = {
     "resume": signal.SIGCONT,
     "wake": signal.SIGALRM,
 }
+# psutil's create time and the pid file's mtime come from different clocks
+# (boot time plus jiffies, the filesystem): allow this much disagreement.
+CLOCK_SLACK_S = 1.0
 
 
 def pidfile_path(passdir: str) -> str:
@@ -51,25 +64,40 @@ def status_path(passdir: str) -> str:
 
 def running_pid(passdir: str) -> int | None:
     """The pid of the live waitd of this PASSDIR, or None."""
-    path = pidfile_path(passdir)
+    pid, why = _check(pidfile_path(passdir))
+    return pid if why is None else None
+
+
+def stale_reason(passdir: str) -> str | None:
+    """Why the pid file is stale, or None when it is absent or live."""
+    return _check(pidfile_path(passdir))[1]
+
+
+def _check(path: str) -> tuple[int | None, str | None]:
+    """(pid, None) for a live pid file; (pid, why) for a stale one; (None, None) for none."""
     try:
-        pid = lockfile.pidlockfile.read_pid_from_pidfile(path)
         written = os.stat(path).st_mtime
-    except (OSError, ValueError):
-        return None
-    if pid is None or not _alive_since(pid, written):
-        return None
-    return pid
-
-
-def _alive_since(pid: int, written: float) -> bool:
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot stat it: {exc.strerror}"
+    pid = lockfile.pidlockfile.read_pid_from_pidfile(path)
+    if pid is None or pid <= 0:
+        return None, "it holds no pid"
     try:
         proc = psutil.Process(pid)
-        # A process created after the pid file was written is another one
-        # that got the same pid.
-        return proc.create_time() <= written + 1.0 and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+        created = proc.create_time()
+        zombie = proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return pid, f"pid {pid} is gone"
+    except psutil.AccessDenied:
+        return pid, None  # it exists; assume the worst: a live waitd
+    if zombie:
+        return pid, f"pid {pid} is gone"
+    if created > written + CLOCK_SLACK_S:
+        # A process created after the pid file was written got the pid later.
+        return pid, f"pid {pid} now belongs to a process started after the pid file was written"
+    return pid, None
 
 
 class PidFile(lockfile.pidlockfile.PIDLockFile):
@@ -85,14 +113,24 @@ class PidFile(lockfile.pidlockfile.PIDLockFile):
                 super().acquire(timeout=0)
                 return
             except lockfile.AlreadyLocked:
-                pid = running_pid(self.passdir)
-                if pid is not None and pid != os.getpid():
+                pid, why = _check(self.path)
+                if why is None and pid is not None and pid != os.getpid():
                     raise AlreadyRunning(self.path, pid) from None
-                log.warning("%s: stale pid file (pid %s is gone), replacing it", self.path, self.read_pid())
+                log.warning("%s: stale pid file (%s); replacing it", self.path, why or "it is ours")
                 self.break_lock()
             except lockfile.LockFailed as exc:
-                raise WaitdError(f"{self.path}: cannot create pid file: {exc}") from exc
-        raise WaitdError(f"{self.path}: cannot claim the pid file")
+                raise WaitdError(f"{self.path}: cannot create pid file: {exc.__context__ or exc}") from exc
+        raise WaitdError(f"{self.path}: cannot claim the pid file (it keeps coming back)")
+
+    def release(self) -> None:
+        """Remove the pid file if it is still ours; never raise at exit."""
+        if self.read_pid() != os.getpid():
+            log.warning("%s: pid file is gone or not ours any more; leaving it", self.path)
+            return
+        try:
+            lockfile.pidlockfile.remove_existing_pidfile(self.path)
+        except OSError as exc:
+            log.warning("%s: cannot remove pid file: %s", self.path, exc.strerror)
 
     def __enter__(self) -> PidFile:
         self.acquire()
@@ -103,8 +141,13 @@ def send(passdir: str, command: str) -> int:
     """Signal the daemon of this PASSDIR; return its pid."""
     pid = running_pid(passdir)
     if pid is None:
-        raise WaitdError(f"{pidfile_path(passdir)}: no waitd is running on this PASSDIR")
-    os.kill(pid, SIGNALS[command])
+        raise WaitdError(f"no waitd is running on {passdir} (no live pid in {pidfile_path(passdir)})")
+    try:
+        os.kill(pid, SIGNALS[command])
+    except ProcessLookupError:
+        raise WaitdError(f"no waitd is running on {passdir} (pid {pid} ended just now)") from None
+    except PermissionError as exc:
+        raise WaitdError(f"cannot signal waitd pid {pid}: {exc.strerror}") from exc
     return pid
 
 
@@ -123,46 +166,78 @@ def write_status(passdir: str, state: dict[str, Any]) -> None:
 def read_status(passdir: str) -> dict[str, Any] | None:
     try:
         with open(status_path(passdir), encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-            return data
+            data = json.load(f)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def format_status(state: dict[str, Any] | None, pid: int | None, now: float | None = None) -> str:
-    """The text `waitd -s status` prints."""
+    """The text `waitd -s status` prints.
+
+    `state` is only believed when it was written by `pid`: a status file
+    left by an earlier daemon says nothing about this one.
+    """
     now = time.time() if now is None else now
-    lines = []
     if pid is None:
-        lines.append("waitd: not running")
-    else:
-        lines.append(f"waitd: running, pid {pid}, {state.get('mode', '?') if state else 'starting'}")
-    if not state:
-        return "\n".join(lines) + "\n"
-    age = now - state.get("written_at", now)
-    lines.append(f"passdir {state.get('passdir')}, state written {age:.0f} s ago")
+        return "waitd: not running\n"
+    if not state or state.get("pid") != pid:
+        return f"waitd: running, pid {pid}, starting (no status written yet)\n"
+    mode = state.get("mode", "?")
+    lines = [
+        f"waitd: running, pid {pid}, {mode}, up {_span(now - state.get('started_at', now))}",
+        f"passdir: {state.get('passdir')}",
+    ]
+    if state.get("unwritten_events"):
+        lines.append(f"history: {state['unwritten_events']} event(s) not yet written; no handler starts")
     for rec in state.get("records", []):
-        head = f"record {rec['number']} ({rec['telem']}) {rec['directory']}/{rec['template']} -> {rec['process']}"
-        lines.append(head)
-        if rec.get("problem"):
-            lines.append(f"  inactive: {rec['problem']}")
-            continue
-        run = rec.get("running")
-        if run:
-            lines.append(f"  running: {run['file']} (pid {run['pid']}, for {now - run['since']:.0f} s)")
-        else:
-            lines.append("  running: nothing")
-        waiting = rec.get("waiting", 0)
-        oldest = rec.get("oldest_mtime")
-        if waiting and oldest is not None:
-            lines.append(f"  waiting: {waiting} file(s), oldest {now - oldest:.0f} s old")
-        else:
-            lines.append(f"  waiting: {waiting} file(s)")
-        last = rec.get("last")
-        lines.append(f"  last run: {last['file']}: {last['outcome']}" if last else "  last run: none")
-        if rec.get("backoff_until"):
-            lines.append(f"  backing off for {max(0.0, rec['backoff_until'] - now):.0f} s")
-        c = rec.get("counters", {})
-        lines.append(f"  since start: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, "
-                     f"{c.get('removed', 0)} removed")
+        lines.append(
+            f"record {rec['number']} ({rec['telem']}): {rec['directory']}/{rec['template']} -> {rec['process']}"
+        )
+        lines.extend("  " + line for line in _record_lines(rec, mode, now))
     return "\n".join(lines) + "\n"
+
+
+def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
+    if rec.get("problem"):
+        return [f"inactive: {rec['problem']}"]
+    state = {
+        "active": "active",
+        "hibernating": "active, hibernating (no handler starts, nothing is removed)",
+        "stopping": "active, stopping (no handler starts)",
+    }.get(mode, mode)
+    if rec.get("backoff_until"):
+        state += f", backing off for {_span(rec['backoff_until'] - now)}"
+    lines = [state]
+    run = rec.get("running")
+    if run:
+        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - run['since'])})")
+    else:
+        lines.append("running: nothing")
+    waiting = rec.get("waiting", 0)
+    oldest = rec.get("oldest_mtime")
+    if waiting and oldest is not None:
+        lines.append(f"waiting: {waiting} file(s), the oldest modified {_span(now - oldest)} ago")
+    else:
+        lines.append(f"waiting: {waiting} file(s)")
+    failed = rec.get("failed") or []
+    if failed:
+        more = rec.get("failed_count", len(failed)) - len(failed)
+        lines.append(f"kept after a failed run: {', '.join(failed)}" + (f" and {more} more" if more > 0 else ""))
+    last = rec.get("last")
+    lines.append(f"last run: {last['file']}: {last['outcome']}" if last else "last run: none since start")
+    c = rec.get("counters", {})
+    lines.append(f"since start: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('removed', 0)} removed")
+    return lines
+
+
+def _span(seconds: float) -> str:
+    """A duration as an operator reads it: 42 s, 3 min 5 s, 2 h 10 min, 3 d 4 h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"

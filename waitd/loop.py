@@ -20,7 +20,10 @@ back-off; running handlers go on.
 Failures: an exception in a turn is logged with its traceback and the loop
 goes on (the outermost guard).  An event that cannot be written to the
 history (a full disk) is kept in memory and retried at each poll; until it
-is written no handler starts.
+is written no handler starts.  A start whose status 0 cannot be written is
+not run and holds every start until the next poll, without backing the
+record off (the disk, not the handler, is at fault).  A table that anyone
+may write is warned about at start and at each HUP.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ log = logging.getLogger("waitd")
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGALRM, signal.SIGCHLD)
 KILL_GRACE_S = 5.0
 STATUS_EVERY_S = 1.0
+STATUS_FAILED_SHOWN = 10  # file names listed in the status; the rest are counted
 
 
 class Mode(enum.Enum):
@@ -85,16 +89,19 @@ class Daemon:
         self.runs: dict[int, tuple[runner.Run, Slot | None]] = {}
         self.orphans: list[Event] = []  # runs of a previous waitd still alive
         self.unwritten: deque[Event] = deque()
+        self._starts_held_until = 0.0  # the history could not take a status 0
         self.failures = 0  # starts that failed, for --once's exit status
         self._signals: deque[int] = deque()
         self._next_poll = 0.0
         self._force_list = True
         self._status_due = 0.0
+        self._status_written: dict[str, Any] | None = None
         self._stop_deadline = 0.0
         self._kill_deadline: float | None = None
         self._started = time.time()
         self._env = dict(os.environ)
         self.watcher = Watcher(enabled=not settings.poll_only)
+        self._warn_table_mode()
         self._install(records)
 
     # -- setup ----------------------------------------------------------------
@@ -238,13 +245,14 @@ class Daemon:
             self.mode = Mode.ACTIVE  # HIBERNATING -> ACTIVE
         if signal.SIGALRM in pending:
             self._force_list = True
-        if pending:
-            self._status_due = 0.0
+        if pending - {signal.SIGCHLD}:
+            self._status_due = 0.0  # an operator's signal shows in the status at once
 
     def reload(self) -> None:
         """HUP: reopen the log, reread the table, keep the old one if invalid."""
         self.reopen_log()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
+        self._warn_table_mode()
         if errors:
             for error in errors:
                 log.error("%s", error)
@@ -255,6 +263,11 @@ class Daemon:
         self._install(records, old)
         active = sum(1 for s in self.slots if not s.problem)
         log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.slots), active)
+
+    def _warn_table_mode(self) -> None:
+        unsafe = table.writable_by_others(self.settings.table_path)
+        if unsafe is not None:
+            log.warning("%s: %s; anyone can change what waitd runs", self.settings.table_path, unsafe)
 
     # -- deadlines --------------------------------------------------------------
 
@@ -326,7 +339,8 @@ class Daemon:
                      self.history.path, before, self.history.lines, dropped)
 
     def _start(self, slot: Slot, now: float, now_ns: int) -> None:
-        if slot.run is not None or slot.program is None or slot.backing_off(now) or self.unwritten:
+        if (slot.run is not None or slot.program is None or slot.backing_off(now) or self.unwritten
+                or now < self._starts_held_until):
             return
         fact = slot.next_file(self.history, now_ns)
         if fact is None:
@@ -338,6 +352,14 @@ class Daemon:
                                self.history, self._env)
         except runner.StartError as exc:
             self.failures += 1
+            if isinstance(exc.__cause__, HistoryWriteError):
+                # A full disk is not the handler's fault: no back-off, but no
+                # start of any record until the next poll tries again.
+                log.error("record %d: %s: %s; trying again at the next poll", slot.number, escape(path), exc)
+                self._starts_held_until = self._next_poll
+                if slot.once is not None:
+                    slot.once.clear()
+                return
             if exc.recorded:
                 slot.letter = letter
                 slot.last = (path, f"could not start: {exc}")
@@ -392,6 +414,11 @@ class Daemon:
             if outcome is None:
                 continue
             del self.runs[pid]
+            if self._kill_deadline is not None:
+                # Stopping, and its group was sent TERM: what the handler
+                # leaves behind (children that ignore TERM, holding its log
+                # open) goes with it.
+                runner.signal_group(run, signal.SIGKILL)
             took = time.monotonic() - run.started_mono
             level = logging.INFO if outcome.status is Status.KNOWN and outcome.exit == 0 else logging.WARNING
             log.log(level, "record %d: %s on %s: %s after %.3f s", run.record, run.process,
@@ -400,7 +427,6 @@ class Daemon:
                 self._keep_unwritten(runner.end_event(run, outcome, took))
             if slot is not None:
                 slot.ended(outcome, took, time.monotonic())
-            self._status_due = 0.0
 
     def _record(self, event: Event) -> None:
         try:
@@ -442,16 +468,30 @@ class Daemon:
     # -- status -----------------------------------------------------------------
 
     def _write_status(self, force: bool = False) -> None:
+        """Rewrite waitd.status when what it says changed, at most once a second.
+
+        A change right after a quiet spell (a signal, a handler's end) is
+        written at once; later ones within STATUS_EVERY_S wait for the turn
+        at `_status_due`.  An unchanged state is not rewritten and sets no
+        deadline, so an idle daemon does not wake up for its status file.
+        """
         now = time.monotonic()
         if not force and now < self._status_due:
             return
+        state = self.status()
+        same = {k: v for k, v in state.items() if k != "written_at"}
+        if not force and same == self._status_written:
+            self._status_due = 0.0
+            return
+        self._status_written = same
         self._status_due = now + STATUS_EVERY_S
         try:
-            control.write_status(self.settings.passdir, self.status())
+            control.write_status(self.settings.passdir, state)
         except OSError as exc:
             log.debug("cannot write status file: %s", exc)
 
     def status(self) -> dict[str, Any]:
+        """What `waitd -s status` shows: times are seconds since the epoch."""
         now_mono, now = time.monotonic(), time.time()
         records = []
         for slot in self.slots:
@@ -465,11 +505,19 @@ class Daemon:
             if slot.run is not None:
                 item["running"] = {"file": escape(slot.run.path), "pid": slot.run.pid,
                                    "since": slot.run.started_at}
-            waiting = [f for f in slot.cands.facts.values() if not slot.consumed(self.history, f)]
+            waiting, failed = [], []
+            for fact in slot.cands.facts.values():
+                event = self.history.latest(slot.path_of(fact.name), r.process)
+                if event is None or not event.same_version(fact) or not event.consumed:
+                    waiting.append(fact)
+                elif event.status is not Status.STARTED and not event.succeeded:
+                    failed.append(fact.name)  # kept: keep-after never removes it
             item["waiting"] = len(waiting)
             item["oldest_mtime"] = min((f.mtime_ns for f in waiting), default=None)
             if item["oldest_mtime"] is not None:
                 item["oldest_mtime"] /= 1e9
+            item["failed"] = [escape(name) for name in sorted(failed)[:STATUS_FAILED_SHOWN]]
+            item["failed_count"] = len(failed)
             if slot.last:
                 item["last"] = {"file": escape(slot.last[0]), "outcome": slot.last[1]}
             if slot.backing_off(now_mono):
@@ -478,7 +526,6 @@ class Daemon:
         return {"pid": os.getpid(), "mode": self.mode.value, "passdir": self.settings.passdir,
                 "started_at": self._started, "written_at": now, "records": records,
                 "unwritten_events": len(self.unwritten)}
-
 
 def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
     for slot in slots or []:

@@ -30,7 +30,10 @@ FUTURE_S = 5
 _NS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
+# order=True: the heap holds (order time, name, fact), and two facts of one
+# name with the same order time (a chmod, a rewrite within one tick) must
+# compare rather than raise TypeError.
+@dataclass(frozen=True, slots=True, order=True)
 class FileFact:
     """What one stat of a matching regular file said."""
 

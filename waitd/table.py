@@ -5,7 +5,8 @@
 list of `TableError`s, one per bad line, each naming the file and line.  It
 is pure: it reads no file and looks at no directory, so it is what `--check`
 and the tests drive.  `activate` then does the checks that need the system
-(does the directory exist, can the handler be found and executed) and says
+(does the directory exist, can the handler be found and executed, is it
+safe from other users: a world-writable handler is refused) and says
 why a record is inactive; the loop logs that once.  `matcher` compiles a
 record's name template with the shell's rules (a leading dot must be
 matched by a literal dot).
@@ -64,7 +65,9 @@ def parse(
     records: list[Record] = []
     errors: list[TableError] = []
     number = 0
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only, as an editor counts them: str.splitlines()
+    # would also break at a form feed or U+2028 and shift the line numbers.
+    for lineno, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -169,7 +172,27 @@ def activate(record: Record, passdir: str, path_env: str) -> Activation:
     if program is None:
         where = " in $PATH" if "/" not in record.process else ""
         return Activation(None, f"process-name {record.process}: not found{where} or not executable")
+    unsafe = writable_by_others(program)
+    if unsafe is not None:
+        name = record.process if program == record.process else f"{record.process} ({program})"
+        return Activation(None, f"process-name {name}: {unsafe}; refusing to run it")
     return Activation(program, None)
+
+
+def writable_by_others(path: str) -> str | None:
+    """Say so when any user may change the file at `path`, else None.
+
+    A table or handler that anyone can write lets anyone run commands as
+    waitd's user: the loop warns about such a table, `activate` refuses
+    such a handler.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & stat.S_IWOTH:
+        return f"writable by others (mode {stat.S_IMODE(mode):04o})"
+    return None
 
 
 def find_program(process: str, passdir: str, path_env: str) -> str | None:
@@ -191,7 +214,7 @@ def matcher(template: str) -> Callable[[str], bool]:
     `.name.tmp` files that transfer tools write before renaming.
     """
     regex = re.compile(_translate(template), re.DOTALL)
-    dot_ok = template.startswith(".")
+    dot_ok = template.startswith((".", "\\."))
 
     def match(name: str) -> bool:
         if name.startswith(".") and not dot_ok:
@@ -231,8 +254,30 @@ def _translate(template: str) -> str:
             negate = body[:1] in ("!", "^")
             if negate:
                 body = body[1:]
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            out.append(f"[{'^' if negate else ''}{body}]")
+            out.append(_bracket(body, negate))
         else:
             out.append(re.escape(c))
     return "".join(out)
+
+
+def _bracket(body: str, negate: bool) -> str:
+    """Translate the inside of a bracket expression into a regular expression.
+
+    Every character is escaped, so that `&&`, `--`, `~~` or `||` are not
+    read as set operations; a range whose ends are reversed (`[z-a]`) is
+    empty, as in fnmatch(3), rather than a regular expression error.
+    """
+    items: list[str] = []
+    k, n = 0, len(body)
+    while k < n:
+        if k + 2 < n and body[k + 1] == "-":
+            lo, hi = body[k], body[k + 2]
+            if lo <= hi:
+                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            k += 3
+        else:
+            items.append(re.escape(body[k]))
+            k += 1
+    if not items:
+        return "." if negate else "(?!)"
+    return f"[{'^' if negate else ''}{''.join(items)}]"

@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: MIT
+"""Crash safety: SIGKILL waitd at random moments until every file is done.
+
+A few hundred files go through a fast handler that records its argument
+with one O_APPEND write.  waitd is killed with SIGKILL at random moments
+(during its start, its recovery, its runs) and started again each time.
+In the end every file has exactly one end event for its version in the
+history: status 2 (the run ended under waitd's eyes) or status 1 (a crash
+interrupted it); none is missing, no file reached the handler twice, and
+every line of the history parses.
+
+WAITD_SOAK=1 makes it a longer soak: more files, more kills.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+from collections import Counter
+
+from conftest import wait_for, waitd_cmd
+
+from waitd.history import Event, Status, parse_line
+
+SOAK = os.environ.get("WAITD_SOAK") == "1"
+FILES = 2000 if SOAK else 400
+MAX_KILLS = 300 if SOAK else 30
+KILL_PHASE_S = 240 if SOAK else 12
+
+
+def _events(text: str) -> list[Event]:
+    # Every line must parse: a crash never leaves a torn or corrupt line.
+    return [parse_line(line) for line in text.splitlines()]
+
+
+def test_sigkill_at_random_moments_loses_and_repeats_nothing(station):
+    rng = random.Random(os.environ.get("WAITD_SEED") or time.time_ns())
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    paths = {os.fsdecode(station.drop(f"f{i:04d}.g8", age_s=5)) for i in range(FILES)}
+    history = station.passdir / "incoming.history"
+    seen: dict[tuple, Event] = {}  # every event ever on disk, across compactions
+
+    def snapshot() -> None:
+        try:
+            text = history.read_text("ascii")
+        except FileNotFoundError:
+            return
+        assert text == "" or text.endswith("\n"), "a torn last line"
+        for e in _events(text):
+            seen[(e.path, e.status, e.pid, e.at, e.exit, e.signal, e.error)] = e
+
+    def ended() -> set[str]:
+        return {e.path for e in seen.values() if e.status is not Status.STARTED}
+
+    def launch() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", "0.1", "--stop-timeout", "5"),
+            env=station.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    kills = 0
+    phase_end = time.monotonic() + KILL_PHASE_S
+    while kills < MAX_KILLS and time.monotonic() < phase_end and ended() != paths:
+        starts = station.log().count("waitd started")
+        proc = launch()
+        if kills % 4 == 3:
+            # Now and then during the start itself: pid file, history load,
+            # recovery of the runs the last crash interrupted, compaction.
+            time.sleep(rng.uniform(0, 0.3))
+        else:
+            wait_for(
+                lambda: station.log().count("waitd started") > starts or proc.poll() is not None,  # noqa: B023
+                15,
+                "waitd to start",
+            )
+            time.sleep(rng.uniform(0, 0.3))
+        proc.kill()
+        proc.wait()
+        kills += 1
+        snapshot()
+
+    # A last daemon finishes what is left (and records what was lost).
+    starts = station.log().count("waitd started")
+    station.proc = launch()
+    try:
+        wait_for(lambda: station.log().count("waitd started") > starts, 15, "the last waitd to start")
+        wait_for(lambda: (snapshot(), ended() == paths)[1], 60, "every file to have an end event")
+    finally:
+        assert station.stop() == 0
+    snapshot()
+
+    ran = Counter(os.fsdecode(p) for p in station.ran())
+    twice = sorted(p for p, n in ran.items() if n > 1)
+    assert not twice, f"handler ran twice on {twice[:5]}"
+    assert set(ran) <= paths
+
+    ends = Counter(e.path for e in seen.values() if e.status is not Status.STARTED)
+    assert set(ends) == paths, f"no end event for {sorted(paths - set(ends))[:5]}"
+    again = sorted(p for p, n in ends.items() if n != 1)
+    assert not again, f"more than one end event for {again[:5]}"
+    done = {e.path for e in seen.values() if e.status is Status.KNOWN}
+    assert all(e.exit == 0 for e in seen.values() if e.status is Status.KNOWN)
+    assert done <= set(ran), "status 2 for a file the handler never got"
+    # The history left on disk is whole, and its latest events agree.
+    final = {e.path: e for e in _events(history.read_text("ascii"))}
+    assert all(final[p].status is not Status.STARTED for p in paths)
+    lost = len(paths) - len(done)
+    print(
+        f"\ncrash test: {FILES} files, {kills} kills, status 2: {len(done)}, status 1: {lost}, "
+        f"handler runs: {sum(ran.values())}"
+    )
+    assert kills >= 3, "the test did not crash waitd often enough to mean anything"

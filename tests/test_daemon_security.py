@@ -1,0 +1,287 @@
+# SPDX-License-Identifier: MIT
+"""A hostile spool and a hostile PASSDIR against the real waitd.
+
+Removal never follows a symlink nor leaves the record's directory; what is
+not a regular file is never handled nor removed; a handler inherits no
+descriptor of waitd's; waitd's own files are never wider than 0644 and are
+never opened through a link planted in PASSDIR; a table or handler that
+anyone may write is warned about or refused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Station, wait_for, waitd_cmd
+
+from waitd.history import Status
+
+TOO_OLD_H = "0.0003"  # about 1 s
+
+
+def start(station: Station, *args: str, interval: float = 0.1, umask: int | None = None) -> subprocess.Popen[bytes]:
+    """Start waitd with stderr in a file; wait for its "waitd started"."""
+    err = open(station.root / "stderr", "ab")  # noqa: SIM115
+    station.proc = subprocess.Popen(
+        waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", str(interval), *args),
+        env=station.env,
+        stdin=subprocess.DEVNULL,
+        stdout=err,
+        stderr=err,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
+    err.close()
+    wait_for(lambda: "waitd started" in station.log() or station.proc.poll() is not None, 10, "waitd to start")
+    assert station.proc.poll() is None, stderr(station)
+    return station.proc
+
+
+def stderr(station: Station) -> str:
+    try:
+        return (station.root / "stderr").read_text("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def victim(station: Station, name: str = "victim") -> Path:
+    outside = station.root / "outside"
+    outside.mkdir(exist_ok=True)
+    path = outside / name
+    path.write_text("precious\n")
+    t = 1_000_000_000
+    os.utime(path, (t, t))
+    return path
+
+
+def untouched(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and path.read_text() == "precious\n"
+
+
+# -- symlinks in the spool -----------------------------------------------------------
+
+
+def test_expiry_removes_the_link_never_its_target(station):
+    target = victim(station)
+    station.recorder()
+    # A long wait age: the link is never handled, only expired.
+    station.table(f"x in *.g8 {station.passdir}/rec 3600 -1 {TOO_OLD_H}")
+    os.utime(target)  # a fresh target: the link is never due, only expired
+    station.incoming.chmod(0o755)
+    os.symlink(target, station.incoming / "x.g8")
+    start(station)
+    wait_for(lambda: "removed" in station.log(), 10, "the link to expire")
+    assert not os.path.lexists(station.incoming / "x.g8")
+    assert untouched(target)
+    assert station.ran() == []
+    assert station.stop() == 0
+
+
+def test_keep_after_removes_the_link_never_its_target(station):
+    target = victim(station)
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 0 0")
+    station.incoming.chmod(0o755)
+    os.symlink(target, station.incoming / "x.g8")
+    start(station)
+    wait_for(lambda: not os.path.lexists(station.incoming / "x.g8"), 10, "keep-after to remove the link")
+    assert station.ran() == [bytes(station.incoming / "x.g8")]
+    assert untouched(target)
+    assert station.stop() == 0
+
+
+def test_link_in_a_shared_spool_is_ignored(station):
+    target = victim(station)
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 0 {TOO_OLD_H}")
+    station.incoming.chmod(0o777)
+    os.symlink(target, station.incoming / "x.g8")
+    station.drop("real.g8", age_s=5)
+    start(station)
+    wait_for(lambda: station.ends(), 10, "the regular file handled")
+    wait_for(lambda: "writable by group or others" in station.log(), 5, "the link to be logged")
+    # Past hours-too-old: the real file expires, the link is still not touched.
+    wait_for(lambda: not (station.incoming / "real.g8").exists(), 10, "the regular file to expire")
+    assert os.path.islink(station.incoming / "x.g8")
+    assert untouched(target)
+    assert station.ran() == [bytes(station.incoming / "real.g8")]
+    assert station.log().count("writable by group or others") == 1
+    assert station.stop() == 0
+
+
+def test_things_that_are_not_regular_files(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 0 {TOO_OLD_H}")
+    (station.incoming / "dir.g8").mkdir()
+    os.mkfifo(station.incoming / "fifo.g8")
+    target = victim(station)
+    os.symlink(station.root / "outside", station.incoming / "linkdir.g8")
+    os.symlink(station.root / "nowhere", station.incoming / "dangling.g8")
+    has_dev = True
+    try:
+        os.mknod(station.incoming / "null.g8", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except OSError:
+        has_dev = False
+    station.drop("real.g8", age_s=5)
+    start(station)
+    wait_for(lambda: station.ends(), 10, "the regular file handled")
+    wait_for(lambda: not (station.incoming / "real.g8").exists(), 10, "the regular file removed")
+    # Many polls past hours-too-old, the strange entries are all still there.
+    assert (station.incoming / "dir.g8").is_dir()
+    assert stat.S_ISFIFO(os.lstat(station.incoming / "fifo.g8").st_mode)
+    assert os.path.islink(station.incoming / "linkdir.g8") and os.path.islink(station.incoming / "dangling.g8")
+    if has_dev:
+        assert stat.S_ISCHR(os.lstat(station.incoming / "null.g8").st_mode)
+    assert untouched(target)
+    assert station.ran() == [bytes(station.incoming / "real.g8")]
+    assert {os.path.basename(e.path) for e in station.history()} == {"real.g8"}
+    assert len(station.ends()) == 1
+    log = station.log()
+    assert "dir.g8: not a regular file" in log and "fifo.g8: not a regular file" in log
+    assert station.stop() == 0
+
+
+# -- the handler's process -------------------------------------------------------------------
+
+
+def test_handler_inherits_no_descriptor_of_waitd(station):
+    # The listing goes to the handler's stdout: its log file.
+    h = station.handler("h", "ls -l /proc/$$/fd/\n")
+    station.table(f"x in *.g8 {h} 0 -1 0", f"y {station.passdir}/in2 *.g8 {h} 3600 -1 0")
+    (station.passdir / "in2").mkdir()
+    station.drop("a.g8", age_s=5)
+    start(station)
+    wait_for(lambda: station.ends(), 10, "the handler's run")
+    assert station.stop() == 0
+    out = station.passdir / "logfiles" / "incoming.1.A"
+    fds = {}
+    for line in out.read_text().splitlines():
+        if "->" in line:
+            left, target = line.split(" -> ", 1)
+            fds[int(left.split()[-1])] = target
+    log_file = str(station.passdir / "logfiles" / "incoming.1.A")
+    assert fds[0] == "/dev/null" and fds[1] == log_file and fds[2] == log_file
+    for fd, target in fds.items():
+        if fd > 2:
+            # Only the shell's own: its script, or copies of 0-2.
+            assert target in (str(h), "/dev/null", log_file), (fd, target)
+
+
+# -- waitd's own files ----------------------------------------------------------------------
+
+
+def test_own_files_are_0644_or_tighter_under_umask_000(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    start(station, umask=0)
+    wait_for(lambda: station.ends(), 10, "the file handled")
+    pid_mode = os.stat(station.passdir / "waitd.pid").st_mode
+    station.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "HUP" in station.log(), 5, "the reload")
+    assert station.stop() == 0
+    modes = {"waitd.pid": pid_mode}
+    for p in [station.passdir / n for n in ("incoming.log", "incoming.history", "waitd.status")] + list(
+        (station.passdir / "logfiles").iterdir()
+    ):
+        modes[p.name] = os.stat(p).st_mode
+    modes["logfiles/"] = os.stat(station.passdir / "logfiles").st_mode
+    for name, mode in modes.items():
+        assert not mode & (stat.S_IWGRP | stat.S_IWOTH), f"{name} is {stat.filemode(mode)}"
+
+
+@pytest.mark.parametrize("name", ["incoming.history", "incoming.log", "logfiles"])
+def test_planted_symlink_in_passdir_is_refused(station, name):
+    target = victim(station)
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    if name == "logfiles":
+        target = station.root / "outside"
+        (target / "incoming.1.A").write_text("precious\n")
+        target = target / "incoming.1.A"
+    os.symlink(target.parent if name == "logfiles" else target, station.passdir / name)
+    station.drop("a.g8", age_s=5)
+    done = subprocess.run(
+        waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", "0.1"),
+        env=station.env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 1, done
+    assert "symbolic link" in done.stderr and name in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert untouched(target)
+    assert os.path.islink(station.passdir / name)
+    assert "precious" not in done.stderr
+    if name != "incoming.log":
+        assert "precious" not in station.log()
+    assert station.ran() == []
+
+
+def test_planted_symlink_as_log_file_of_a_run(station):
+    target = victim(station)
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    (station.passdir / "logfiles").mkdir()
+    for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        os.symlink(target, station.passdir / "logfiles" / f"incoming.1.{letter}")
+    station.drop("a.g8", age_s=5)
+    start(station)
+    # Either the run is refused, or the link is replaced by a log file of
+    # waitd's own; never is the target written.
+    wait_for(lambda: "cannot open log file" in station.log() or station.ends(), 10, "the refusal or the run")
+    assert station.stop() == 0
+    assert untouched(target)
+    if station.ends():
+        (log_file,) = [p for p in (station.passdir / "logfiles").iterdir() if not p.is_symlink()]
+        assert "waitd: start record=1" in log_file.read_text()
+    else:
+        assert station.ran() == []
+
+
+def test_planted_pid_file_link_is_not_followed(station):
+    target = victim(station)
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    os.symlink(target, station.passdir / "waitd.pid")
+    start(station)
+    assert station.stop() == 0
+    assert untouched(target)
+
+
+# -- world-writable table and handler --------------------------------------------------------
+
+
+def test_world_writable_table_is_warned_about(station):
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    (station.passdir / "incoming").chmod(0o666)
+    station.drop("a.g8", age_s=5)
+    start(station)
+    wait_for(lambda: station.ends(), 10, "the file handled all the same")
+    assert f"{station.passdir}/incoming: writable by others" in station.log()
+    station.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: station.log().count("writable by others") == 2, 5, "the warning again at HUP")
+    assert station.stop() == 0
+
+
+def test_world_writable_handler_is_refused(station):
+    h = station.recorder()
+    h.chmod(0o777)
+    station.table(f"x in *.g8 {h} 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    start(station)
+    wait_for(lambda: "inactive" in station.log(), 5, "the record made inactive")
+    assert f"{h}: writable by others" in station.log()
+    h.chmod(0o755)
+    station.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: station.ends(), 10, "the file handled after the fix and a HUP")
+    assert station.stop() == 0
+    assert station.ran() == [bytes(station.incoming / "a.g8")]
+    (end,) = station.ends()
+    assert end.status is Status.KNOWN

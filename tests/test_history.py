@@ -1,0 +1,476 @@
+# SPDX-License-Identifier: MIT
+"""Unit tests of waitd.history: escaping, the line format, load, append, compact."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from waitd.history import Event, History, Status, Version, escape, format_event, parse_line, unescape
+
+# -- escape / unescape ------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+@example(b"")
+@example(b"a b\tc\nd\\e")
+@example(bytes(range(256)))
+@example("café".encode())
+@example(b"\\101")
+def test_escape_round_trips_any_bytes(raw: bytes) -> None:
+    name = os.fsdecode(raw)
+    escaped = escape(name)
+    assert all(0x21 <= ord(c) <= 0x7E for c in escaped)
+    assert os.fsencode(unescape(escaped)) == raw
+    assert unescape(escaped) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("plain.dat", "plain.dat"),
+        ("a b", "a\\040b"),
+        ("tab\there", "tab\\011here"),
+        ("new\nline", "new\\012line"),
+        ("back\\slash", "back\\134slash"),
+        ("caf\u00e9", "caf\\303\\251"),
+        ("caf\udce9", "caf\\351"),
+        ("del\x7f", "del\\177"),
+        ("=x=", "=x="),
+    ],
+)
+def test_escape_examples(name: str, escaped: str) -> None:
+    assert escape(name) == escaped
+    assert unescape(escaped) == name
+
+
+@pytest.mark.parametrize("bad", ["a\\", "a\\01", "a\\0x1", "a\\400", "a\\999", "caf\u00e9", "a\\040b\x01", "é\\040"])
+def test_unescape_rejects_malformed(bad: str) -> None:
+    with pytest.raises(ValueError):
+        unescape(bad)
+
+
+# -- format_event / parse_line ------------------------------------------------------
+
+
+def _encodable(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_NAME = st.binary(min_size=1, max_size=20).map(os.fsdecode)
+_INT = st.integers(-(2**63), 2**63)
+_TIME = st.floats(-1e9, 1e12, allow_nan=False).map(lambda x: round(x, 3))
+_EXTRA_KEY = st.from_regex(r"[a-z_]{1,8}", fullmatch=True).filter(
+    lambda k: k not in {"pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino"}
+)
+_EXTRA = st.tuples(_EXTRA_KEY, st.from_regex(r"[!-~]{0,8}", fullmatch=True)).map("=".join)
+
+_EVENTS = st.builds(
+    Event,
+    path=_NAME,
+    process=_NAME,
+    mtime=_INT,
+    status=st.sampled_from(Status),
+    pid=st.none() | st.integers(1, 2**22),
+    exit=st.none() | st.integers(-255, 255),
+    signal=st.none() | st.sampled_from(["SIGTERM", "SIGKILL"]),
+    error=st.none() | st.text(max_size=30).filter(_encodable),
+    at=st.none() | _TIME,
+    took=st.none() | _TIME,
+    version=st.none() | st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64)),
+    extra=st.lists(_EXTRA, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_EVENTS)
+def test_format_and_parse_round_trip(event: Event) -> None:
+    line = format_event(event)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert line.isascii()
+    assert "  " not in line and "\t" not in line
+    assert parse_line(line[:-1]) == event
+
+
+def test_format_example() -> None:
+    event = Event(
+        "/in/a b",
+        "/bin/h",
+        100,
+        Status.KNOWN,
+        pid=7,
+        exit=0,
+        at=5.0,
+        took=0.25,
+        version=Version(100_000_000_001, 3, 42),
+    )
+    line = "/in/a\\040b /bin/h 100 2 pid=7 exit=0 at=5.000 took=0.250 mtime_ns=100000000001 size=3 ino=42\n"
+    assert format_event(event) == line
+
+
+def test_negative_mtime_round_trips() -> None:
+    # A file dated before 1970 (touch -d 1969-07-20): its line must load.
+    event = Event("/in/old", "h", -14182940, Status.KNOWN, exit=0, version=Version(-14182939_500_000_000, 1, 2))
+    assert parse_line(format_event(event)[:-1]) == event
+
+
+def test_unknown_keys_kept_in_extra() -> None:
+    event = parse_line("/in/a h 5 2 exit=0 host=gs1 ttl= pid=3 x=a=b")
+    assert event.extra == ("host=gs1", "ttl=", "x=a=b")
+    assert (event.exit, event.pid) == (0, 3)
+    assert format_event(event) == "/in/a h 5 2 pid=3 exit=0 host=gs1 ttl= x=a=b\n"
+
+
+def test_version_only_when_complete() -> None:
+    assert parse_line("/in/a h 5 2 mtime_ns=5000000000 size=1").version is None
+    assert parse_line("/in/a h 5 2 mtime_ns=5000000000 size=1 ino=2").version == Version(5_000_000_000, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "a",
+        "a b c",
+        "a b 5",
+        " b 5 2",
+        "a  5 2",
+        "a b x 2",
+        "a b 5.5 2",
+        "a b 5 3",
+        "a b 5 -1",
+        "a b 5 +1",
+        "a b 5 01",
+        "a b 5 x",
+        "a b -x 2",
+        "a b \u0665 2",
+        "a b 5 2 novalue",
+        "a b 5 2 =v",
+        "a b 5 2 pid=x",
+        "a b 5 2 exit=",
+        "a b 5 2 at=soon",
+        "a b 5 2 took=",
+        "a b 5 2 mtime_ns=x size=1 ino=1",
+        "a\\9 b 5 2",
+        "a b\\ 5 2",
+        "a b 5 2 error=\\",
+        "a b 5 2 ",
+        "caf\u00e9 b 5 2",
+    ],
+)
+def test_malformed_lines_raise_value_error(line: str) -> None:
+    with pytest.raises(ValueError):
+        parse_line(line)
+
+
+# -- Event properties -------------------------------------------------------------------
+
+
+def test_consumed_is_false_only_for_status_1_with_error() -> None:
+    base = Event("/in/a", "h", 5, Status.UNKNOWN)
+    assert Event("/in/a", "h", 5, Status.UNKNOWN, error="no such file").consumed is False
+    assert base.consumed is True
+    assert Event("/in/a", "h", 5, Status.UNKNOWN, signal="SIGKILL").consumed is True
+    assert Event("/in/a", "h", 5, Status.STARTED).consumed is True
+    assert Event("/in/a", "h", 5, Status.KNOWN, exit=1).consumed is True
+    assert Event("/in/a", "h", 5, Status.KNOWN, exit=0, error="odd").consumed is True
+
+
+def test_succeeded() -> None:
+    assert Event("/a", "h", 5, Status.KNOWN, exit=0).succeeded
+    assert not Event("/a", "h", 5, Status.KNOWN, exit=3).succeeded
+    assert not Event("/a", "h", 5, Status.KNOWN).succeeded
+    assert not Event("/a", "h", 5, Status.UNKNOWN, exit=0).succeeded
+    assert not Event("/a", "h", 5, Status.STARTED).succeeded
+
+
+def test_same_version_with_and_without_version_fields() -> None:
+    v = Version(5_500_000_000, 10, 77)
+    with_version = Event("/a", "h", 5, Status.KNOWN, exit=0, version=v)
+    assert with_version.same_version(v)
+    assert not with_version.same_version(Version(5_500_000_000, 11, 77))
+    assert not with_version.same_version(Version(5_500_000_000, 10, 78))
+    assert not with_version.same_version(Version(5_500_000_001, 10, 77))
+    # A hand-written line compares on MTIME (whole seconds) alone.
+    by_hand = parse_line("/a h 5 2 exit=0")
+    assert by_hand.version is None
+    assert by_hand.same_version(Version(5_000_000_000, 1, 1))
+    assert by_hand.same_version(Version(5_999_999_999, 99, 2))
+    assert not by_hand.same_version(Version(6_000_000_000, 1, 1))
+    assert not by_hand.same_version(Version(4_999_999_999, 1, 1))
+    assert parse_line("/a h -1 2").same_version(Version(-1, 1, 1))
+
+
+# -- History: load, append, compact ------------------------------------------------------
+
+
+def _ev(path: str, status: Status = Status.KNOWN, *, process: str = "h", mtime: int = 5, **kw: object) -> Event:
+    if status is Status.KNOWN:
+        kw.setdefault("exit", 0)
+    kw.setdefault("version", Version(mtime * 1_000_000_000, 1, hash(path) & 0xFFFF))
+    return Event(path, process, mtime, status, **kw)  # type: ignore[arg-type]
+
+
+def _write(path: Path, *events: Event) -> None:
+    with open(path, "a", encoding="ascii") as f:
+        for e in events:
+            f.write(format_event(e))
+
+
+def _load(path: Path) -> History:
+    h = History(str(path))
+    h.load()
+    return h
+
+
+def _latest(h: History) -> dict[tuple[str, str], Event]:
+    return {e.key: e for e in h.events()}
+
+
+@pytest.fixture
+def hpath(tmp_path: Path) -> Path:
+    return tmp_path / "incoming.history"
+
+
+def test_load_missing_file_creates_it(hpath: Path) -> None:
+    h = _load(hpath)
+    assert h.events() == [] and h.live == 0 and h.lines == 0
+    assert hpath.exists()
+    h.close()
+
+
+def test_latest_event_wins_per_key(hpath: Path) -> None:
+    a0, a2 = _ev("/in/a", Status.STARTED, pid=9), _ev("/in/a", exit=0)
+    b0 = _ev("/in/b", Status.STARTED, pid=10)
+    a_other = _ev("/in/a", Status.STARTED, process="other")
+    _write(hpath, a0, b0, a2, a_other)
+    h = _load(hpath)
+    assert h.latest("/in/a", "h") == a2
+    assert h.latest("/in/b", "h") == b0
+    assert h.latest("/in/a", "other") == a_other
+    assert h.latest("/in/c", "h") is None
+    assert (h.live, h.lines) == (3, 4)
+    assert sorted(e.key for e in h.open_runs()) == [("/in/a", "other"), ("/in/b", "h")]
+    h.close()
+
+
+def test_append_then_reload(hpath: Path) -> None:
+    h = _load(hpath)
+    start = _ev("/in/x y\n\udcff", Status.STARTED, pid=3, at=1.5)
+    end = _ev("/in/x y\n\udcff", Status.KNOWN, exit=4, at=2.5, took=1.0)
+    h.append(start, sync=True)
+    assert h.open_runs() == [start]
+    h.append(end)
+    assert h.open_runs() == []
+    h.close()
+    assert hpath.read_text("ascii") == format_event(start) + format_event(end)
+    again = _load(hpath)
+    assert again.events() == [end]
+    assert again.lines == 2
+    again.close()
+
+
+def test_torn_last_line_ignored_and_cut(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a = _ev("/in/a", Status.STARTED)
+    b_start = _ev("/in/b", Status.STARTED)
+    whole = format_event(_ev("/in/b", exit=0))
+    hpath.write_text(format_event(a) + format_event(b_start) + whole[:17], "ascii")
+    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+        h = _load(hpath)
+    assert _latest(h) == {a.key: a, b_start.key: b_start}
+    assert any(":3: torn last line ignored" in r.getMessage() for r in caplog.records)
+    # The next append starts a fresh line rather than gluing onto the torn one.
+    c = _ev("/in/c")
+    h.append(c)
+    h.close()
+    assert hpath.read_text("ascii") == format_event(a) + format_event(b_start) + format_event(c)
+    again = _load(hpath)
+    assert _latest(again) == {a.key: a, b_start.key: b_start, c.key: c}
+    again.close()
+
+
+def test_torn_only_line(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hpath.write_bytes(b"/in/a h 5")
+    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+        h = _load(hpath)
+    assert h.events() == []
+    assert any(":1: torn last line ignored" in r.getMessage() for r in caplog.records)
+    h.close()
+    assert hpath.read_bytes() == b""
+
+
+def test_corrupt_middle_line_reported_rest_loads(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:
+    a, b, c = _ev("/in/a"), _ev("/in/b"), _ev("/in/c")
+    text = format_event(a) + "garbage\n" + format_event(b) + "/in/z h 5 2 pid=notanumber\n" + "\n" + format_event(c)
+    hpath.write_text(text, "ascii")
+    with open(hpath, "ab") as f:
+        f.write(b"/in/\xff h 5 2\n")
+    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+        h = _load(hpath)
+    assert _latest(h) == {a.key: a, b.key: b, c.key: c}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"{hpath}:2: corrupt line skipped" in m for m in messages)
+    assert any(f"{hpath}:4: corrupt line skipped" in m for m in messages)
+    assert any(f"{hpath}:7: corrupt line skipped: not ASCII" in m for m in messages)
+    assert not any("torn" in m for m in messages)
+    h.close()
+
+
+def test_corrupt_latest_line_does_not_hide_the_one_before(hpath: Path) -> None:
+    # The corrupt line is skipped: the run started on line 1 is still open.
+    start = _ev("/in/a", Status.STARTED, pid=9)
+    hpath.write_text(format_event(start) + "/in/a h 5 2 exit=zero\n", "ascii")
+    h = _load(hpath)
+    assert h.latest("/in/a", "h") == start
+    assert h.open_runs() == [start]
+    h.close()
+
+
+def test_hand_written_line_without_version(hpath: Path) -> None:
+    hpath.write_text("/in/by\\040hand /bin/h 1700000000 2\n", "ascii")
+    h = _load(hpath)
+    event = h.latest("/in/by hand", "/bin/h")
+    assert event is not None and event.version is None and event.status is Status.KNOWN
+    assert event.same_version(Version(1_700_000_000_999_999_999, 5, 6))
+    assert not event.same_version(Version(1_700_000_001_000_000_000, 5, 6))
+    assert event.consumed and not event.succeeded
+    h.close()
+
+
+def test_non_canonical_escapes_are_one_key(hpath: Path) -> None:
+    # "\101" is "A": a hand-written line may spell a name either way; the
+    # later line wins.
+    hpath.write_text("/in/A h 5 0\n/in/\\101 h 5 2 exit=0\n", "ascii")
+    h = _load(hpath)
+    assert [(e.path, e.status) for e in h.events()] == [("/in/A", Status.KNOWN)]
+    h.close()
+
+
+def test_compact_keeps_latest_drops_gone_keeps_open(hpath: Path) -> None:
+    here = {"/in/a", "/in/b"}
+    a0, a2 = _ev("/in/a", Status.STARTED), _ev("/in/a")
+    b2 = _ev("/in/b", exit=1)
+    gone2 = _ev("/in/gone")
+    gone_open = _ev("/in/gone-open", Status.STARTED, pid=4)
+    failed = _ev("/in/gone-failed", Status.UNKNOWN, error="exec: no such file")
+    _write(hpath, a0, b2, gone2, a2, gone_open, failed)
+    (hpath.parent / "incoming.history.tmp").write_text("left by a crash\n")
+    h = _load(hpath)
+    assert h.lines == 6
+    dropped = h.compact(lambda p: p in here)
+    assert dropped == 2
+    assert _latest(h) == {a2.key: a2, b2.key: b2, gone_open.key: gone_open}
+    assert h.lines == 3
+    assert not (hpath.parent / "incoming.history.tmp").exists()
+    # Appends go to the new file.
+    c = _ev("/in/c")
+    h.append(c)
+    h.close()
+    lines = hpath.read_text("ascii").splitlines(keepends=True)
+    assert sorted(lines) == sorted(format_event(e) for e in (a2, b2, gone_open, c))
+    again = _load(hpath)
+    assert _latest(again) == {a2.key: a2, b2.key: b2, gone_open.key: gone_open, c.key: c}
+    assert again.lines == 4
+    again.close()
+
+
+def test_needs_compaction(hpath: Path) -> None:
+    h = _load(hpath)
+    for _ in range(1003):
+        h.append(_ev("/in/a"))
+    assert h.live == 1 and h.lines == 1003
+    assert h.needs_compaction()
+    h.compact(lambda p: True)
+    assert not h.needs_compaction() and h.lines == 1
+    h.close()
+
+
+def test_forget_drops_from_memory_only(hpath: Path) -> None:
+    h = _load(hpath)
+    h.append(_ev("/in/a"))
+    h.forget("/in/a", "h")
+    h.forget("/in/never", "h")
+    assert h.latest("/in/a", "h") is None
+    h.close()
+    again = _load(hpath)
+    assert again.latest("/in/a", "h") is not None
+    again.close()
+
+
+# -- hypothesis: damaged files ---------------------------------------------------------------
+
+_KEYS = st.sampled_from(["/in/a", "/in/b b", "/in/\udcff", "/in/c\n"])
+_SIMPLE_EVENTS = st.builds(
+    Event,
+    path=_KEYS,
+    process=st.sampled_from(["h", "/bin/g"]),
+    mtime=st.integers(-5, 10),
+    status=st.sampled_from(Status),
+    exit=st.none() | st.integers(0, 3),
+    error=st.none() | st.just("exec failed"),
+    version=st.none() | st.builds(Version, st.integers(0, 9), st.integers(0, 3), st.integers(0, 3)),
+)
+_GARBAGE = st.one_of(
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),
+    st.sampled_from([b"/in/a h 5 2 exit=x", b"/in/a h 5 2 pid=", b"/in/a h 5", b"/in/a h 5 3", b"/in/a h x 2"]),
+)
+
+
+def _model(data: bytes) -> dict[tuple[str, str], Event]:
+    """What load must give: latest parseable line of each key, torn tail dropped."""
+    lines = data.split(b"\n")
+    if lines and lines[-1]:
+        lines = lines[:-1]  # torn
+    latest: dict[tuple[str, str], Event] = {}
+    for raw in lines:
+        try:
+            event = parse_line(raw.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        latest[event.key] = event
+    return latest
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(_SIMPLE_EVENTS, max_size=12),
+    garbage=st.lists(st.tuples(st.integers(0, 12), _GARBAGE), max_size=3),
+    cut=st.none() | st.integers(0, 2000),
+)
+def test_load_survives_damage(
+    tmp_path: Path, events: list[Event], garbage: list[tuple[int, bytes]], cut: int | None
+) -> None:
+    lines = [format_event(e).encode("ascii") for e in events]
+    for at, junk in sorted(garbage, reverse=True):
+        lines.insert(min(at, len(lines)), junk + b"\n")
+    data = b"".join(lines)
+    if cut is not None:
+        data = data[:cut]
+    path = tmp_path / "fuzz.history"
+    path.write_bytes(data)
+    h = History(str(path))
+    h.load()
+    try:
+        assert _latest(h) == _model(data)
+        # Every valid line written before the damage loads: with no garbage
+        # and no cut, that is every event.
+        if not garbage and cut is None:
+            assert _latest(h) == {e.key: e for e in events}
+        h.append(Event("/in/new", "h", 1, Status.KNOWN))
+    finally:
+        h.close()
+    again = History(str(path))
+    again.load()
+    again.close()
+    assert again.latest("/in/new", "h") == Event("/in/new", "h", 1, Status.KNOWN)
+    assert path.read_bytes().endswith(b"\n")

@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: MIT
+"""Unit tests of waitd.prune: the removal plans and the safe removal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from waitd import prune
+from waitd.scan import FileFact, Spool
+
+S = 1_000_000_000
+H = 3600 * S
+NOW = 1_000_000 * S
+
+
+def fact(name: str, mtime_ns: int, ctime_ns: int | None = None) -> FileFact:
+    return FileFact(name, mtime_ns, mtime_ns if ctime_ns is None else ctime_ns, 1, 1, 1)
+
+
+# -- expired ------------------------------------------------------------------------------
+
+
+def test_expired_by_hours() -> None:
+    old, young = fact("old", NOW - 25 * H), fact("young", NOW - 23 * H)
+    assert prune.expired([old, young], NOW, 24) == [old]
+    assert prune.expired([old, young], NOW, 22.5) == [old, young]
+
+
+def test_expired_at_exactly_the_limit() -> None:
+    edge = fact("edge", NOW - 2 * H)
+    assert prune.expired([edge], NOW, 2) == [edge]
+    assert prune.expired([edge], NOW - 1, 2) == []
+
+
+def test_expired_zero_never_removes() -> None:
+    ancient = fact("ancient", 0)
+    assert prune.expired([ancient], NOW, 0) == []
+
+
+def test_expired_fractional_hours() -> None:
+    f = fact("f", NOW - 30 * 60 * S)
+    assert prune.expired([f], NOW, 0.5) == [f]
+    assert prune.expired([f], NOW, 0.51) == []
+
+
+def test_expired_counts_from_arrival_not_an_old_mtime() -> None:
+    # rsync -t: an old mtime, but it arrived (ctime) a minute ago.
+    copied = fact("copied", NOW - 1000 * H, NOW - 60 * S)
+    assert prune.expired([copied], NOW, 24) == []
+    # Arrived 25 h ago: expired, however old its mtime.
+    arrived = fact("arrived", NOW - 30 * H, NOW - 25 * H)
+    assert prune.expired([arrived], NOW, 24) == [arrived]
+    # Written (mtime) after it arrived: counts from the mtime.
+    assert prune.expired([fact("w", NOW - 23 * H, NOW - 25 * H)], NOW, 24) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=10),
+    st.floats(0, 100, allow_nan=False),
+)
+def test_expired_is_spool_time_past_the_limit(times: list[tuple[int, int]], hours: float) -> None:
+    facts = [fact(f"f{i}", NOW - m * H, NOW - c * H) for i, (m, c) in enumerate(times)]
+    got = prune.expired(facts, NOW, hours)
+    if hours == 0:
+        assert got == []
+    else:
+        assert got == [f for f in facts if NOW - max(f.mtime_ns, f.ctime_ns) >= int(hours * H)]
+
+
+# -- over_keep -------------------------------------------------------------------------------
+
+
+def _done(*pairs: tuple[str, int]) -> list[FileFact]:
+    return [fact(name, t * S) for name, t in pairs]
+
+
+def test_over_keep_keeps_the_newest() -> None:
+    done = _done(("a", 1), ("b", 3), ("c", 2), ("d", 4))
+    assert sorted(f.name for f in prune.over_keep(done, 2)) == ["a", "c"]
+    assert [f.name for f in prune.over_keep(done, 1)] == ["b", "c", "a"]
+
+
+def test_over_keep_ties_by_name() -> None:
+    done = _done(("b", 5), ("a", 5), ("c", 5))
+    # Newest first by (mtime, name): c, b, a; keep 1 keeps c.
+    assert [f.name for f in prune.over_keep(done, 1)] == ["b", "a"]
+
+
+def test_over_keep_minus_one_keeps_all() -> None:
+    assert prune.over_keep(_done(("a", 1), ("b", 2)), -1) == []
+
+
+def test_over_keep_zero_removes_all() -> None:
+    assert sorted(f.name for f in prune.over_keep(_done(("a", 1), ("b", 2)), 0)) == ["a", "b"]
+
+
+def test_over_keep_fewer_than_keep() -> None:
+    assert prune.over_keep(_done(("a", 1)), 5) == []
+    assert prune.over_keep([], 0) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 5), max_size=10), st.integers(-1, 12))
+def test_over_keep_property(times: dict[str, int], keep: int) -> None:
+    done = [fact(n, t * S) for n, t in times.items()]
+    removed = prune.over_keep(done, keep)
+    if keep < 0:
+        assert removed == []
+        return
+    assert len(removed) == max(0, len(done) - keep)
+    kept = [f for f in done if f not in removed]
+    # Every kept file is newer, by (mtime, name), than every removed one.
+    for k in kept:
+        for r in removed:
+            assert (k.mtime_ns, k.name) > (r.mtime_ns, r.name)
+
+
+# -- remove ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[tuple[Path, Spool]]:
+    d = tmp_path / "in"
+    d.mkdir()
+    sp = Spool(str(d))
+    yield d, sp
+    sp.close()
+
+
+def test_remove_regular_file(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "a").write_bytes(b"x")
+    f = sp.stat("a")
+    assert prune.remove(sp.fd, f) is None
+    assert not (d / "a").exists()
+
+
+def test_remove_odd_name(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    name = os.fsdecode(b"a b\n\xff")
+    with open(os.path.join(os.fsencode(d), os.fsencode(name)), "wb"):
+        pass
+    assert prune.remove(sp.fd, sp.stat(name)) is None
+    assert os.listdir(d) == []
+
+
+def test_remove_symlink_not_its_target(spool: tuple[Path, Spool], tmp_path: Path) -> None:
+    d, sp = spool
+    target = tmp_path / "target"
+    target.write_bytes(b"precious")
+    os.symlink(target, d / "link")
+    f = sp.stat("link")
+    assert f.is_link
+    assert prune.remove(sp.fd, f) is None
+    assert not os.path.lexists(d / "link")
+    assert target.read_bytes() == b"precious"
+
+
+def test_remove_refuses_a_replaced_entry(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "a").write_bytes(b"old")
+    f = sp.stat("a")
+    (d / "a.new").write_bytes(b"new")
+    os.rename(d / "a.new", d / "a")  # re-delivered under the same name
+    assert prune.remove(sp.fd, f) == "replaced by another file since it was seen"
+    assert (d / "a").read_bytes() == b"new"
+
+
+def test_remove_refuses_a_symlink_swapped_for_another(spool: tuple[Path, Spool], tmp_path: Path) -> None:
+    d, sp = spool
+    (tmp_path / "t").write_bytes(b"t")
+    os.symlink(tmp_path / "t", d / "link")
+    f = sp.stat("link")
+    os.symlink(tmp_path / "t", d / "link.new")  # a new link: another inode
+    os.rename(d / "link.new", d / "link")
+    assert prune.remove(sp.fd, f) == "replaced by another file since it was seen"
+    assert os.path.islink(d / "link")
+
+
+def test_remove_refuses_a_directory(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "sub").mkdir()
+    (d / "sub" / "keep").write_bytes(b"")
+    ino = os.lstat(d / "sub").st_ino
+    f = FileFact("sub", 0, 0, 0, ino, ino)
+    assert prune.remove(sp.fd, f) == "no longer a regular file"
+    assert (d / "sub" / "keep").exists()
+
+
+def test_remove_a_directory_under_a_file_name(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "a").write_bytes(b"")
+    f = sp.stat("a")
+    os.unlink(d / "a")
+    (d / "a").mkdir()
+    assert prune.remove(sp.fd, f) is not None
+    assert (d / "a").is_dir()
+
+
+def test_remove_refuses_a_fifo(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    os.mkfifo(d / "p")
+    ino = os.lstat(d / "p").st_ino
+    assert prune.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == "no longer a regular file"
+    assert (d / "p").exists()
+
+
+def test_remove_already_gone(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "a").write_bytes(b"")
+    f = sp.stat("a")
+    os.unlink(d / "a")
+    assert prune.remove(sp.fd, f) is None
+
+
+def test_remove_works_through_the_descriptor(spool: tuple[Path, Spool], tmp_path: Path) -> None:
+    # The directory is renamed away and another takes its path: removal
+    # still acts on the directory that was opened, never on the new one.
+    d, sp = spool
+    (d / "a").write_bytes(b"")
+    f = sp.stat("a")
+    d.rename(tmp_path / "moved")
+    d.mkdir()
+    (d / "a").write_bytes(b"other")
+    assert prune.remove(sp.fd, f) is None
+    assert not (tmp_path / "moved" / "a").exists()
+    assert (d / "a").read_bytes() == b"other"
+
+
+def test_remove_reports_permission_denied(spool: tuple[Path, Spool]) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may unlink in a read-only directory")
+    d, sp = spool
+    (d / "a").write_bytes(b"")
+    f = sp.stat("a")
+    d.chmod(0o555)
+    try:
+        assert prune.remove(sp.fd, f) == "Permission denied"
+    finally:
+        d.chmod(0o755)
