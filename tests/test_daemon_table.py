@@ -55,7 +55,7 @@ def test_no_passdir_exits_2_with_hint(station):
 
 def test_inactive_records_are_logged_once_and_others_work(station):
     station.recorder()
-    station.table("a nowhere *.g8 rec 0 -1 0", f"b in *.x no-such-handler-xyz 0 -1 0",
+    station.table("a nowhere *.g8 rec 0 -1 0", "b in *.x no-such-handler-xyz 0 -1 0",
                   f"c in *.g8 {station.passdir}/rec 0 -1 0")
     station.drop("a.g8")
     station.start()

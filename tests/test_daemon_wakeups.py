@@ -61,3 +61,23 @@ def test_file_still_written_is_not_handled_until_still(station):
     wait_for(lambda: station.ends(), 5)
     assert station.ends()[0].version.size == os.stat(path).st_size
     station.stop()
+
+
+def test_file_open_for_writing_waits_for_its_close(station):
+    """With inotify, wait age 0 does not mean 'before the writer is done'."""
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.start(interval=0.1)
+    path = station.incoming / "a.g8"
+    with open(path, "wb") as f:
+        f.write(b"part one")
+        f.flush()
+        station.signal(__import__("signal").SIGALRM)  # a full listing sees it too
+        wait_for(lambda: "waitd.status" in os.listdir(station.passdir), 5)
+        for _ in range(5):  # several passes while the writer holds it open
+            station.signal(__import__("signal").SIGALRM)
+        assert not station.ran(), "handled while its writer still had it open"
+        f.write(b" and two")
+    wait_for(lambda: station.ends(), 5, "the run once the writer closed it")
+    station.stop()
+    assert [e.version.size for e in station.ends()] == [len(b"part one and two")]

@@ -170,23 +170,44 @@ class Candidates:
         return changed, gone
 
     def next(
-        self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool]
+        self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool],
+        held: Callable[[FileFact], int | None] = lambda f: None,
     ) -> tuple[FileFact | None, int | None]:
         """Return (the oldest candidate ready now, None), or (None, when the
-        oldest will be ready), or (None, None) when there is nothing to do."""
+        next one will be ready), or (None, None) when there is nothing to do.
+
+        `held` says until when a file may not run although old enough (a
+        writer still has it open), or None; held files are stepped over.
+        """
         heap = self._heap
+        skipped: list[tuple[int, str, FileFact]] = []
+        result: tuple[FileFact | None, int | None] = (None, None)
         while heap:
             order, name, fact = heap[0]
             if self.facts.get(name) is not fact or consumed(fact):
                 heapq.heappop(heap)
                 continue
             due = order + wait_ns
-            if due <= now_ns:
-                return fact, None
-            return None, due
-        return None, None
+            if due > now_ns:
+                result = (None, _earliest(due, result[1]))
+                break
+            until = held(fact)
+            if until is None or until <= now_ns:
+                result = (fact, None)
+                break
+            skipped.append(heapq.heappop(heap))
+            result = (None, _earliest(until, result[1]))
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if result[0] is not None:
+            return result[0], None
+        return result
 
     def ready(self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool]) -> list[FileFact]:
         """Every candidate ready now, oldest first (for `--once`)."""
         facts = [f for f in self.facts.values() if not consumed(f) and self.order_ns(f) + wait_ns <= now_ns]
         return sorted(facts, key=lambda f: (self.order_ns(f), f.name))
+
+
+def _earliest(a: int, b: int | None) -> int:
+    return a if b is None else min(a, b)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from waitd import prune, runner, table
 from waitd.history import History, escape
 from waitd.scan import Candidates, FileFact, Skip, Spool
+from waitd.watch import CLOSED, OPENED
 
 log = logging.getLogger("waitd")
 
@@ -36,6 +37,7 @@ FAST_FAIL_S = 1.0
 FAST_FAILS = 5
 BACKOFF_FIRST_S = 10.0
 BACKOFF_MAX_S = 600.0
+WRITER_STALL_NS = 60 * 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Slot:
     dir_note: str | None = None  # last directory problem logged
     noted: dict[str, str] = field(default_factory=dict)  # name -> reason logged
     once: deque[FileFact] | None = None
+    writing: set[str] = field(default_factory=set)  # created, writer not yet closed it
     last: tuple[str, str] | None = None
     counters: Counters = field(default_factory=Counters)
 
@@ -152,6 +155,7 @@ class Slot:
         changed, gone = self.cands.replace_all(facts, now_ns)
         for name in gone:
             self.done.pop(name, None)
+            self.writing.discard(name)
         for fact in changed:
             self._check_new(history, fact, now_ns)
         self.noted = {n: r for n, r in self.noted.items() if n in self.cands.facts or n in names}
@@ -159,17 +163,22 @@ class Slot:
         self.listed_at_ns = listed_at
         return True
 
-    def touched(self, history: History, names: set[str], now_ns: int) -> None:
+    def touched(self, history: History, names: dict[str, str | None], now_ns: int) -> None:
         """Stat the names inotify reported, instead of listing everything."""
         if self.spool is None:
             return
-        for name in names:
+        for name, state in names.items():
             if not self.match(name):
                 continue
+            if state == OPENED:
+                self.writing.add(name)
+            elif state == CLOSED:
+                self.writing.discard(name)
             fact = self._stat(name)
             if fact is None:
                 self.cands.remove(name)
                 self.done.pop(name, None)
+                self.writing.discard(name)
             elif self.cands.update(fact, now_ns):
                 self._check_new(history, fact, now_ns)
 
@@ -269,7 +278,8 @@ class Slot:
                 if self.cands.facts.get(fact.name) != fact or self.consumed(history, fact):
                     continue
             else:
-                fact, self.due_ns = self.cands.next(now_ns, wait_ns, lambda f: self.consumed(history, f))
+                fact, self.due_ns = self.cands.next(
+                    now_ns, wait_ns, lambda f: self.consumed(history, f), self._held_until)
                 if fact is None:
                     return None
             fresh = self._stat(fact.name)
@@ -285,6 +295,14 @@ class Slot:
                     self.once.appendleft(fresh)
                 continue
             return fact
+
+    def _held_until(self, fact: FileFact) -> int | None:
+        """While its writer has it open, a file waits, up to WRITER_STALL_NS
+        after its last modification (a writer that stalls that long is taken
+        for done, as the wait age would)."""
+        if fact.name not in self.writing:
+            return None
+        return fact.mtime_ns + WRITER_STALL_NS
 
     def ended(self, outcome: runner.Outcome, took: float, now_mono: float) -> None:
         """Account for the end of this slot's run."""

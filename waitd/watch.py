@@ -7,6 +7,10 @@ directory, so the loop stats those names instead of listing the directory:
 a file closed after writing, moved in, created, touched, deleted or moved
 out.  The descriptor joins the signal wake-up pipe in the loop's selector.
 
+A name created in the directory is reported OPENED until its writer closes
+it (the kernel reports the close even when the writer dies), so the loop
+does not hand a file to its handler while it is still being written.
+
 Polling every --interval stays the ground truth; inotify only makes waitd
 earlier.  So nothing here is fatal: where inotify cannot be had (ENOSPC on
 the watch limit, EMFILE on instances, a kernel without it) the watcher
@@ -19,10 +23,12 @@ and the loop lists every directory again.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+OPENED = "opened"
+CLOSED = "closed"
 
 try:  # pragma: no cover - depends on the platform
     from inotify_simple import INotify
@@ -32,6 +38,7 @@ try:  # pragma: no cover - depends on the platform
              | _flags.MOVED_FROM | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.ONLYDIR)
     _GONE = _flags.IGNORED | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.UNMOUNT
     _OVERFLOW = int(_flags.Q_OVERFLOW)
+    _CLOSED = _flags.CLOSE_WRITE | _flags.MOVED_TO | _flags.MOVED_FROM | _flags.DELETE
 except ImportError:  # pragma: no cover
     INotify = None
 
@@ -40,7 +47,10 @@ except ImportError:  # pragma: no cover
 class Changes:
     """What one read of the inotify queue said."""
 
-    names: dict[str, set[str]] = field(default_factory=dict)  # directory -> names
+    # directory -> name -> OPENED (created, not yet closed by its writer),
+    # CLOSED (closed after writing, moved in or out, deleted) or None
+    # (touched otherwise): what the last event about the name said.
+    names: dict[str, dict[str, str | None]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # directories no longer watched
     overflow: bool = False
 
@@ -131,7 +141,13 @@ class Watcher:
                     self._by_dir.pop(directory, None)
                 continue
             if event.name:
-                changes.names.setdefault(directory, set()).add(os.fsdecode(event.name))
+                names = changes.names.setdefault(directory, {})
+                if event.mask & _flags.CREATE:
+                    names[event.name] = OPENED
+                elif event.mask & _CLOSED:
+                    names[event.name] = CLOSED
+                else:
+                    names.setdefault(event.name, None)
         return changes
 
     def close(self) -> None:
