@@ -115,16 +115,24 @@ class Station:
         starts = self.log().count("waitd started")
         self.proc = subprocess.Popen(
             waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        wait_for(lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10,
-                 "waitd to start")
+        wait_for(
+            lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"
+        )
         return self.proc
 
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a waitd command to its end (--check, --once, -s ...)."""
-        return subprocess.run(waitd_cmd("--passdir", str(self.passdir), *args), env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            waitd_cmd("--passdir", str(self.passdir), *args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

@@ -19,8 +19,9 @@ NAUGHTY = [
 
 
 def test_three_old_files_oldest_first_without_overlap(station):
-    station.handler("h", f'echo "start $1" >> "{station.passdir}/order"; sleep 0.2; '
-                         f'echo "end $1" >> "{station.passdir}/order"\n')
+    station.handler(
+        "h", f'echo "start $1" >> "{station.passdir}/order"; sleep 0.2; echo "end $1" >> "{station.passdir}/order"\n'
+    )
     station.table(f"gvar {station.incoming} *.g8 {station.passdir}/h 1 -1 4")
     for i, age in enumerate((100, 300, 200)):
         station.drop(f"f{i}.g8", age_s=age)

@@ -62,8 +62,9 @@ def test_term_waits_for_running_handler_then_exits_0(station):
     assert station.stop() == 0
     ends = station.ends()
     assert len(ends) == 1 and ends[0].exit == 0, "TERM did not wait for the handler"
-    assert {e.path for e in station.history() if e.status == 0} == {str(station.incoming / "a.g8")}, \
+    assert {e.path for e in station.history() if e.status == 0} == {str(station.incoming / "a.g8")}, (
         "a handler started after TERM"
+    )
     assert not (station.passdir / "waitd.pid").exists()
 
 

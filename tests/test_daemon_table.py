@@ -20,8 +20,9 @@ def test_check_accepts_the_manual_pages_record(station):
 
 
 def test_check_prints_every_error_with_file_and_line(station):
-    station.table("a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3",
-                  "e in a/b h 1 1 1")
+    station.table(
+        "a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3", "e in a/b h 1 1 1"
+    )
     r = station.run("--check")
     assert r.returncode == 2
     t = f"{station.passdir}/incoming"
@@ -55,8 +56,9 @@ def test_no_passdir_exits_2_with_hint(station):
 
 def test_inactive_records_are_logged_once_and_others_work(station):
     station.recorder()
-    station.table("a nowhere *.g8 rec 0 -1 0", "b in *.x no-such-handler-xyz 0 -1 0",
-                  f"c in *.g8 {station.passdir}/rec 0 -1 0")
+    station.table(
+        "a nowhere *.g8 rec 0 -1 0", "b in *.x no-such-handler-xyz 0 -1 0", f"c in *.g8 {station.passdir}/rec 0 -1 0"
+    )
     station.drop("a.g8")
     station.start()
     wait_for(lambda: station.ran(), 5)

@@ -35,8 +35,10 @@ log = logging.getLogger("waitd")
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 LOG_DATE = "%Y-%m-%d %H:%M:%S"
-NO_PASSDIR = ("waitd: no PASSDIR: give --passdir DIR or set the PASSDIR environment variable "
-              "(try 'waitd --demo' to see waitd work on a throw-away PASSDIR)")
+NO_PASSDIR = (
+    "waitd: no PASSDIR: give --passdir DIR or set the PASSDIR environment variable "
+    "(try 'waitd --demo' to see waitd work on a throw-away PASSDIR)"
+)
 
 
 class LogFile(logging.StreamHandler):  # type: ignore[type-arg]
@@ -79,24 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-g", action="store_true", help="detach and run in normal mode (the default)")
     mode.add_argument("-i", action="store_true", help="start in idle (hibernating) mode; detaches unless -f")
-    p.add_argument("-f", "--foreground", action="store_true",
-                   help="do not detach; log to stderr too (systemd, containers, tests)")
+    p.add_argument(
+        "-f", "--foreground", action="store_true", help="do not detach; log to stderr too (systemd, containers, tests)"
+    )
     p.add_argument("--passdir", metavar="DIR", help="the PASSDIR (default: $PASSDIR)")
-    p.add_argument("--interval", metavar="S", type=_seconds, default=10.0,
-                   help="sleep step between polls, in seconds (default 10)")
-    p.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
-                   help="on TERM, how long to wait for running handlers before signalling them (default 30)")
-    p.add_argument("--poll", action="store_true",
-                   help="do not use inotify; find new files only by polling every interval (NFS)")
+    p.add_argument(
+        "--interval", metavar="S", type=_seconds, default=10.0, help="sleep step between polls, in seconds (default 10)"
+    )
+    p.add_argument(
+        "--stop-timeout",
+        metavar="S",
+        type=_seconds,
+        default=30.0,
+        help="on TERM, how long to wait for running handlers before signalling them (default 30)",
+    )
+    p.add_argument(
+        "--poll", action="store_true", help="do not use inotify; find new files only by polling every interval (NFS)"
+    )
     action = p.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true", help="check the table, print every error, exit 0 or 2")
-    action.add_argument("--once", action="store_true",
-                        help="handle every file ready now, prune, and exit (a drain for cron jobs)")
-    action.add_argument("-s", metavar="CMD", dest="command",
-                        choices=["reload", "stop", "idle", "resume", "wake", "status"],
-                        help="signal the running daemon (reload, stop, idle, resume, wake) or print its status")
-    action.add_argument("--demo", action="store_true",
-                        help="run on a throw-away PASSDIR with an example table, handler and files")
+    action.add_argument(
+        "--once", action="store_true", help="handle every file ready now, prune, and exit (a drain for cron jobs)"
+    )
+    action.add_argument(
+        "-s",
+        metavar="CMD",
+        dest="command",
+        choices=["reload", "stop", "idle", "resume", "wake", "status"],
+        help="signal the running daemon (reload, stop, idle, resume, wake) or print its status",
+    )
+    action.add_argument(
+        "--demo", action="store_true", help="run on a throw-away PASSDIR with an example table, handler and files"
+    )
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
 
@@ -141,8 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for error in errors:
                 print(error, file=sys.stderr)
             raise UsageError(f"{table_path}: {len(errors)} error(s); not starting")
-        settings = Settings(passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once,
-                            poll_only=args.poll)
+        settings = Settings(
+            passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once, poll_only=args.poll
+        )
         _preflight(passdir)
         if args.foreground or args.once:
             return serve(settings, records, foreground=True)
@@ -172,8 +189,9 @@ def _preflight(passdir: str) -> None:
         raise AlreadyRunning(control.pidfile_path(passdir), pid)
     stale = control.stale_reason(passdir)
     if stale is not None:
-        print(f"waitd: warning: {control.pidfile_path(passdir)}: stale pid file ({stale}); replacing it",
-              file=sys.stderr)
+        print(
+            f"waitd: warning: {control.pidfile_path(passdir)}: stale pid file ({stale}); replacing it", file=sys.stderr
+        )
 
 
 def setup_logging(passdir: str, foreground: bool) -> LogFile:
@@ -220,8 +238,9 @@ def _logfiles_dir(passdir: str) -> None:
         raise WaitdError(f"{path}: is not a directory")
 
 
-def serve(settings: Settings, records: Sequence[table.Record], foreground: bool,
-          ready: Callable[[], None] | None = None) -> int:
+def serve(
+    settings: Settings, records: Sequence[table.Record], foreground: bool, ready: Callable[[], None] | None = None
+) -> int:
     """Open the log, claim the pid file, open the history, recover, and run the loop.
 
     `ready` is called once the daemon is up: pid file written, history
@@ -277,8 +296,13 @@ def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
         # Our own signal_map: python-daemon's would make TERM raise SystemExit
         # instead of draining the handlers.  The loop installs the real ones.
         context = daemon.DaemonContext(
-            working_directory="/", umask=0o022, files_preserve=[write_fd], detach_process=True,
-            signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None},
+            working_directory="/",
+            umask=0o022,
+            files_preserve=[write_fd],
+            detach_process=True,
+            # Nothing ignored either: handlers would inherit an ignored signal
+            # through exec, and a detached daemon has no terminal to stop it.
+            signal_map={},
         )
         context.open()
         code = serve(settings, records, foreground=False, ready=ready)

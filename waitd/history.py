@@ -286,7 +286,9 @@ class History:
             cut = data.rfind(b"\n") + 1
             log.warning(
                 "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
-                self.path, data.count(b"\n", 0, cut) + 1, data[cut : cut + 80],
+                self.path,
+                data.count(b"\n", 0, cut) + 1,
+                data[cut : cut + 80],
             )
             end = cut
         latest: dict[tuple[str, str], tuple[int, str]] = {}

@@ -79,8 +79,13 @@ class Settings:
 class Daemon:
     """waitd's state and its main loop."""
 
-    def __init__(self, settings: Settings, records: Iterable[table.Record], history: History,
-                 reopen_log: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: Iterable[table.Record],
+        history: History,
+        reopen_log: Callable[[], None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.history = history
         self.mode = Mode.HIBERNATING if settings.hibernate else Mode.ACTIVE
@@ -113,8 +118,9 @@ class Daemon:
             before = previous.get(record.number)
             act = table.activate(record, self.settings.passdir, self._env.get("PATH", os.defpath))
             if act.problem:
-                log.error("record %d (%s:%d): inactive: %s", record.number, self.settings.table_path,
-                          record.line, act.problem)
+                log.error(
+                    "record %d (%s:%d): inactive: %s", record.number, self.settings.table_path, record.line, act.problem
+                )
             letter = before.letter if before else runner.last_letter(self.settings.passdir, record.number)
             slot = Slot(record, act.program, act.problem, letter, table.matcher(record.template))
             slots.append(slot)
@@ -142,12 +148,14 @@ class Daemon:
         """Finish the runs a previous waitd left open (status 0, no end)."""
         for event in self.history.open_runs():
             if event.pid is not None and event.at is not None and _alive_since(event.pid, event.at):
-                log.warning("%s: handler pid %d of a previous waitd still runs; waiting for it",
-                            escape(event.path), event.pid)
+                log.warning(
+                    "%s: handler pid %d of a previous waitd still runs; waiting for it", escape(event.path), event.pid
+                )
                 self.orphans.append(event)
             else:
-                log.warning("%s: waitd stopped while its handler ran; recorded as status 1 (unknown)",
-                            escape(event.path))
+                log.warning(
+                    "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", escape(event.path)
+                )
                 self._record(_lost(event))
 
     # -- the loop ---------------------------------------------------------------
@@ -163,8 +171,13 @@ class Daemon:
         inotify_fd = self.watcher.fileno()
         if inotify_fd is not None:
             selector.register(inotify_fd, selectors.EVENT_READ)
-        log.info("waitd started: pid %d, %d records, %s, interval %g s", os.getpid(), len(self.slots),
-                 self.mode.value, self.settings.interval_s)
+        log.info(
+            "waitd started: pid %d, %d records, %s, interval %g s",
+            os.getpid(),
+            len(self.slots),
+            self.mode.value,
+            self.settings.interval_s,
+        )
         try:
             if self.settings.once:
                 self._prepare_once()
@@ -256,8 +269,11 @@ class Daemon:
         if errors:
             for error in errors:
                 log.error("%s", error)
-            log.error("%s: table not reloaded (%d error(s)); the previous table stays in force",
-                      self.settings.table_path, len(errors))
+            log.error(
+                "%s: table not reloaded (%d error(s)); the previous table stays in force",
+                self.settings.table_path,
+                len(errors),
+            )
             return
         old = self.slots
         self._install(records, old)
@@ -335,12 +351,22 @@ class Daemon:
             log.error("%s; compaction skipped", exc)
             return
         if before != self.history.lines:
-            log.info("%s: compacted from %d to %d lines (%d keys of removed files dropped)",
-                     self.history.path, before, self.history.lines, dropped)
+            log.info(
+                "%s: compacted from %d to %d lines (%d keys of removed files dropped)",
+                self.history.path,
+                before,
+                self.history.lines,
+                dropped,
+            )
 
     def _start(self, slot: Slot, now: float, now_ns: int) -> None:
-        if (slot.run is not None or slot.program is None or slot.backing_off(now) or self.unwritten
-                or now < self._starts_held_until):
+        if (
+            slot.run is not None
+            or slot.program is None
+            or slot.backing_off(now)
+            or self.unwritten
+            or now < self._starts_held_until
+        ):
             return
         fact = slot.next_file(self.history, now_ns)
         if fact is None:
@@ -348,8 +374,9 @@ class Daemon:
         path = slot.path_of(fact.name)
         letter = runner.next_letter(slot.letter)
         try:
-            run = runner.start(slot.record, slot.program, path, fact, letter, self.settings.passdir,
-                               self.history, self._env)
+            run = runner.start(
+                slot.record, slot.program, path, fact, letter, self.settings.passdir, self.history, self._env
+            )
         except runner.StartError as exc:
             self.failures += 1
             if isinstance(exc.__cause__, HistoryWriteError):
@@ -371,8 +398,14 @@ class Daemon:
         slot.letter = letter
         slot.run = run  # -> RUNNING
         self.runs[run.pid] = (run, slot)
-        log.info("record %d: started %s on %s (pid %d, log %s)", slot.number, slot.record.process,
-                 escape(path), run.pid, os.path.basename(run.log_name))
+        log.info(
+            "record %d: started %s on %s (pid %d, log %s)",
+            slot.number,
+            slot.record.process,
+            escape(path),
+            run.pid,
+            os.path.basename(run.log_name),
+        )
 
     def _busy(self, path: str) -> bool:
         return any(run.path == path for run, _ in self.runs.values())
@@ -401,9 +434,7 @@ class Daemon:
                 slot.once = deque()
                 continue
             slot.refresh(self.history, now_ns)
-            ready = slot.cands.ready(now_ns, int(slot.record.wait_s * 1e9),
-                                     lambda f, s=slot: s.consumed(self.history, f))  # type: ignore[misc]
-            slot.once = deque(ready)
+            slot.once = deque(slot.cands.ready(now_ns, int(slot.record.wait_s * 1e9), slot.consumer(self.history)))
         self._force_list = False
 
     # -- ends -------------------------------------------------------------------
@@ -421,8 +452,15 @@ class Daemon:
                 runner.signal_group(run, signal.SIGKILL)
             took = time.monotonic() - run.started_mono
             level = logging.INFO if outcome.status is Status.KNOWN and outcome.exit == 0 else logging.WARNING
-            log.log(level, "record %d: %s on %s: %s after %.3f s", run.record, run.process,
-                    escape(run.path), outcome.describe(), took)
+            log.log(
+                level,
+                "record %d: %s on %s: %s after %.3f s",
+                run.record,
+                run.process,
+                escape(run.path),
+                outcome.describe(),
+                took,
+            )
             if not runner.finish(run, outcome, self.history):
                 self._keep_unwritten(runner.end_event(run, outcome, took))
             if slot is not None:
@@ -435,8 +473,10 @@ class Daemon:
             self._keep_unwritten(event)
 
     def _keep_unwritten(self, event: Event) -> None:
-        log.error("%s: cannot write to the history; keeping the event to write later and starting "
-                  "no handler until then", self.history.path)
+        log.error(
+            "%s: cannot write to the history; keeping the event to write later and starting no handler until then",
+            self.history.path,
+        )
         self.unwritten.append(event)
 
     def _watch_orphans(self) -> None:
@@ -444,13 +484,17 @@ class Daemon:
             if event.pid is not None and event.at is not None and _alive_since(event.pid, event.at):
                 continue
             self.orphans.remove(event)
-            log.warning("%s: handler pid %s of a previous waitd ended; recorded as status 1 (unknown)",
-                        escape(event.path), event.pid)
+            log.warning(
+                "%s: handler pid %s of a previous waitd ended; recorded as status 1 (unknown)",
+                escape(event.path),
+                event.pid,
+            )
             self._record(_lost(event))
 
     # -- stopping ---------------------------------------------------------------
 
     def _stop_step(self, now: float) -> bool:
+        self._write_status()
         if not self.runs:
             return True
         if self._kill_deadline is None and now >= self._stop_deadline:
@@ -497,14 +541,16 @@ class Daemon:
         for slot in self.slots:
             r = slot.record
             item: dict[str, Any] = {
-                "number": r.number, "telem": r.telem, "directory": r.directory, "template": r.template,
-                "process": r.process, "problem": slot.problem or slot.dir_note,
-                "counters": {"ok": slot.counters.ok, "failed": slot.counters.failed,
-                             "removed": slot.counters.removed},
+                "number": r.number,
+                "telem": r.telem,
+                "directory": r.directory,
+                "template": r.template,
+                "process": r.process,
+                "problem": slot.problem or slot.dir_note,
+                "counters": {"ok": slot.counters.ok, "failed": slot.counters.failed, "removed": slot.counters.removed},
             }
             if slot.run is not None:
-                item["running"] = {"file": escape(slot.run.path), "pid": slot.run.pid,
-                                   "since": slot.run.started_at}
+                item["running"] = {"file": escape(slot.run.path), "pid": slot.run.pid, "since": slot.run.started_at}
             waiting, failed = [], []
             for fact in slot.cands.facts.values():
                 event = self.history.latest(slot.path_of(fact.name), r.process)
@@ -523,9 +569,16 @@ class Daemon:
             if slot.backing_off(now_mono):
                 item["backoff_until"] = now + slot.backoff_until_mono - now_mono
             records.append(item)
-        return {"pid": os.getpid(), "mode": self.mode.value, "passdir": self.settings.passdir,
-                "started_at": self._started, "written_at": now, "records": records,
-                "unwritten_events": len(self.unwritten)}
+        return {
+            "pid": os.getpid(),
+            "mode": self.mode.value,
+            "passdir": self.settings.passdir,
+            "started_at": self._started,
+            "written_at": now,
+            "records": records,
+            "unwritten_events": len(self.unwritten),
+        }
+
 
 def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
     for slot in slots or []:
@@ -535,8 +588,9 @@ def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
 
 
 def _lost(event: Event) -> Event:
-    return Event(event.path, event.process, event.mtime, Status.UNKNOWN, pid=event.pid, at=time.time(),
-                 version=event.version)
+    return Event(
+        event.path, event.process, event.mtime, Status.UNKNOWN, pid=event.pid, at=time.time(), version=event.version
+    )
 
 
 def _alive_since(pid: int, at: float) -> bool:

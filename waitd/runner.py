@@ -113,8 +113,14 @@ def next_letter(letter: str | None) -> str:
 
 
 def start(
-    record: Record, program: str, path: str, fact: FileFact, letter: str,
-    passdir: str, history: History, base_env: dict[str, str],
+    record: Record,
+    program: str,
+    path: str,
+    fact: FileFact,
+    letter: str,
+    passdir: str,
+    history: History,
+    base_env: dict[str, str],
 ) -> Run:
     """Start the handler on one file; see the module docstring."""
     log_name = log_path(passdir, record.number, letter)
@@ -131,25 +137,42 @@ def start(
     started_at = time.time()
     _write(log_fd, _header(record, program, path, started_at))
     env = dict(base_env)
-    env.update(WAITD_RECORD=str(record.number), WAITD_TELEM=record.telem, WAITD_FILE=path,
-               WAITD_PASSDIR=passdir, WAITD_LOG=log_name)
-    started = Event(path, record.process, fact.mtime_ns // 1_000_000_000, Status.STARTED,
-                    at=started_at, version=fact.version)
+    env.update(
+        WAITD_RECORD=str(record.number),
+        WAITD_TELEM=record.telem,
+        WAITD_FILE=path,
+        WAITD_PASSDIR=passdir,
+        WAITD_LOG=log_name,
+    )
+    started = Event(
+        path, record.process, fact.mtime_ns // 1_000_000_000, Status.STARTED, at=started_at, version=fact.version
+    )
     try:
         history.append(started, sync=True)
     except HistoryWriteError as exc:
-        _write(log_fd, f"waitd: end record={record.number} error={escape('not started: ' + str(exc))} "
-                       f"took=0.000 at={_stamp(time.time())}\n")
+        _write(
+            log_fd,
+            f"waitd: end record={record.number} error={escape('not started: ' + str(exc))} "
+            f"took=0.000 at={_stamp(time.time())}\n",
+        )
         os.close(log_fd)
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
-    run = Run(record.number, record.process, program, path, fact, 0, log_name, log_fd,
-              started_at, time.monotonic(), None)
+    run = Run(
+        record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic(), None
+    )
     try:
         # vfork and exec: the fastest spawn Python has; all of waitd's own
         # descriptors are close-on-exec and close_fds closes the rest.
         proc = subprocess.Popen(
-            [record.process, path], executable=program, stdin=subprocess.DEVNULL, stdout=log_fd,
-            stderr=log_fd, cwd=os.path.dirname(path), env=env, start_new_session=True, close_fds=True,
+            [record.process, path],
+            executable=program,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            cwd=os.path.dirname(path),
+            env=env,
+            start_new_session=True,
+            close_fds=True,
         )
     except OSError as exc:
         error = exc.strerror or str(exc)
@@ -204,9 +227,19 @@ def finish(run: Run, outcome: Outcome, history: History) -> bool:
 
 
 def end_event(run: Run, outcome: Outcome, took: float) -> Event:
-    return Event(run.path, run.process, run.fact.mtime_ns // 1_000_000_000, outcome.status,
-                 pid=run.pid, exit=outcome.exit, signal=outcome.signal, error=outcome.error,
-                 at=time.time(), took=took, version=run.fact.version)
+    return Event(
+        run.path,
+        run.process,
+        run.fact.mtime_ns // 1_000_000_000,
+        outcome.status,
+        pid=run.pid,
+        exit=outcome.exit,
+        signal=outcome.signal,
+        error=outcome.error,
+        at=time.time(),
+        took=took,
+        version=run.fact.version,
+    )
 
 
 def signal_group(run: Run, signum: int) -> None:
@@ -226,13 +259,18 @@ def _outcome_fields(outcome: Outcome) -> str:
 
 
 def _header(record: Record, program: str, path: str, at: float) -> str:
-    return (f"waitd: start record={record.number} telem={escape(record.telem)} "
-            f"program={escape(program)} file={escape(path)} at={_stamp(at)}\n")
+    return (
+        f"waitd: start record={record.number} telem={escape(record.telem)} "
+        f"program={escape(program)} file={escape(path)} at={_stamp(at)}\n"
+    )
 
 
 def _stamp(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}" + \
-        time.strftime("%z", time.localtime(at))
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
+        + f".{int(at % 1 * 1000):03d}"
+        + time.strftime("%z", time.localtime(at))
+    )
 
 
 def _ends_line(fd: int) -> bool:

@@ -115,8 +115,13 @@ class Spool:
         # The link's own ctime says when it arrived; the target's mtime says
         # whether its content is still moving.
         return FileFact(
-            name, target.st_mtime_ns, max(st.st_ctime_ns, target.st_ctime_ns), target.st_size,
-            target.st_ino, st.st_ino, True,
+            name,
+            target.st_mtime_ns,
+            max(st.st_ctime_ns, target.st_ctime_ns),
+            target.st_size,
+            target.st_ino,
+            st.st_ino,
+            True,
         )
 
 
@@ -170,7 +175,10 @@ class Candidates:
         return changed, gone
 
     def next(
-        self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool],
+        self,
+        now_ns: int,
+        wait_ns: int,
+        consumed: Callable[[FileFact], bool],
         held: Callable[[FileFact], int | None] = lambda f: None,
     ) -> tuple[FileFact | None, int | None]:
         """Return (the oldest candidate ready now, None), or (None, when the

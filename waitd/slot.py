@@ -84,13 +84,21 @@ class Slot:
     def same_work(self, other: table.Record) -> bool:
         r = self.record
         return (r.number, r.directory, r.template, r.process) == (
-            other.number, other.directory, other.template, other.process)
+            other.number,
+            other.directory,
+            other.template,
+            other.process,
+        )
 
     # -- history questions ----------------------------------------------
 
     def consumed(self, history: History, fact: FileFact) -> bool:
         event = history.latest(self.path_of(fact.name), self.record.process)
         return event is not None and event.consumed and event.same_version(fact)
+
+    def consumer(self, history: History) -> Callable[[FileFact], bool]:
+        """`consumed` bound to a history, as the candidate queue wants it."""
+        return lambda fact: self.consumed(history, fact)
 
     def succeeded(self, history: History, fact: FileFact) -> bool:
         event = history.latest(self.path_of(fact.name), self.record.process)
@@ -109,8 +117,9 @@ class Slot:
                 return False
             if not replaced:
                 return True
-            log.warning("record %d: %s was replaced by another directory; following it",
-                        self.number, self.record.directory)
+            log.warning(
+                "record %d: %s was replaced by another directory; following it", self.number, self.record.directory
+            )
             self.spool.close()
             self.spool = None
         try:
@@ -222,7 +231,7 @@ class Slot:
                 continue
             handled = self.consumed(history, fact)
             hours = (now_ns - fact.spool_ns) / 3.6e12
-            why = f"expired: in the spool {hours:.2f} h, hours-too-old is {self.record.too_old_h:g}"
+            why = f"expired: in the spool {hours:.3g} h, hours-too-old is {self.record.too_old_h:g}"
             self._remove(fact, why if handled else f"{why}; it was never handled")
 
     def keep(self, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> None:
@@ -279,7 +288,8 @@ class Slot:
                     continue
             else:
                 fact, self.due_ns = self.cands.next(
-                    now_ns, wait_ns, lambda f: self.consumed(history, f), self._held_until)
+                    now_ns, wait_ns, lambda f: self.consumed(history, f), self._held_until
+                )
                 if fact is None:
                     return None
             fresh = self._stat(fact.name)

@@ -58,9 +58,7 @@ class Activation:
     problem: str | None  # why the record is inactive, or None
 
 
-def parse(
-    text: str, path: str, passdir: str, env: Mapping[str, str]
-) -> tuple[tuple[Record, ...], list[TableError]]:
+def parse(text: str, path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
     """Parse the table text; return the good records and every error found."""
     records: list[Record] = []
     errors: list[TableError] = []

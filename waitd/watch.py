@@ -34,8 +34,17 @@ try:  # pragma: no cover - depends on the platform
     from inotify_simple import INotify
     from inotify_simple import flags as _flags
 
-    _MASK = (_flags.CLOSE_WRITE | _flags.MOVED_TO | _flags.CREATE | _flags.ATTRIB | _flags.DELETE
-             | _flags.MOVED_FROM | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.ONLYDIR)
+    _MASK = (
+        _flags.CLOSE_WRITE
+        | _flags.MOVED_TO
+        | _flags.CREATE
+        | _flags.ATTRIB
+        | _flags.DELETE
+        | _flags.MOVED_FROM
+        | _flags.DELETE_SELF
+        | _flags.MOVE_SELF
+        | _flags.ONLYDIR
+    )
     _GONE = _flags.IGNORED | _flags.DELETE_SELF | _flags.MOVE_SELF | _flags.UNMOUNT
     _OVERFLOW = int(_flags.Q_OVERFLOW)
     _CLOSED = _flags.CLOSE_WRITE | _flags.MOVED_TO | _flags.MOVED_FROM | _flags.DELETE
