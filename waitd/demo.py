@@ -25,6 +25,7 @@ so and exits 1; Ctrl-C exits 130.  The PASSDIR is left in place to read.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -262,8 +263,18 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
+def _tlogview() -> str:
+    """How to call tlogview: by its full path when it is not on $PATH
+    (as after `make demo`, which runs waitd from .venv/bin)."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "tlogview")
+    if shutil.which("tlogview") is None and os.access(beside, os.X_OK):
+        return beside
+    return "tlogview"
+
+
 def _summary(passdir: str, code: int) -> None:
     how = {0: "done", 130: "interrupted"}.get(code, "ended early")
+    tlogview = _tlogview()
     print(f"""
 demo: {how}.  Everything is in {passdir}:
   incoming          the record table (see incoming(5))
@@ -272,8 +283,8 @@ demo: {how}.  Everything is in {passdir}:
   logfiles/         each handler run's output: incoming.RECORD.LETTER
   in/               the incoming directory; c.g8 stays (keep-after 1)
 Read them with:
-  tlogview --passdir {passdir} --list
-  tlogview --passdir {passdir} -r 1
-  tlogview --passdir {passdir}
+  {tlogview} --passdir {passdir} --list
+  {tlogview} --passdir {passdir} -r 1
+  {tlogview} --passdir {passdir}
 Remove it with: rm -r {passdir}""")
     sys.stdout.flush()
