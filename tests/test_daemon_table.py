@@ -151,3 +151,16 @@ def test_second_waitd_exits_3_naming_the_first(station):
     assert r.returncode == 3
     assert f"pid {station.proc.pid}" in r.stderr
     station.stop()
+
+
+def test_check_warns_about_records_that_would_be_inactive(station):
+    station.table("x nowhere *.g8 /bin/true 0 -1 0")
+    r = station.run("--check")
+    assert r.returncode == 0
+    assert f"{station.passdir}/incoming:1: warning: record 1 would be inactive: incoming-dir" in r.stderr
+
+
+def test_interval_must_be_positive(station):
+    station.table("x in *.g8 /bin/true 0 -1 0")
+    r = station.run("-f", "--interval", "0")
+    assert r.returncode == 2 and "--interval" in r.stderr

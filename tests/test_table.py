@@ -237,7 +237,7 @@ def test_read_missing_file_is_one_error(tmp_path: Path) -> None:
     records, errors = table.read(path, str(tmp_path), ENV)
     assert records == ()
     (err,) = errors
-    assert str(err).startswith(f"{path}:0: cannot read table: ")
+    assert str(err).startswith(f"{path}: cannot read table: ")  # no line for the file as a whole
     assert "No such file or directory" in str(err)
 
 

@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--passdir", metavar="DIR", help="the PASSDIR (default: $PASSDIR)")
     p.add_argument(
-        "--interval", metavar="S", type=_seconds, default=10.0, help="sleep step between polls, in seconds (default 10)"
+        "--interval",
+        metavar="S",
+        type=_interval,
+        default=10.0,
+        help="sleep step between polls, in seconds (default 10)",
     )
     p.add_argument(
         "--stop-timeout",
@@ -115,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
+
+
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.01:
+        raise argparse.ArgumentTypeError(f"{text!r} is too short: the interval must be at least 0.01 s")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -151,6 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if errors:
                 print(f"{table_path}: {len(errors)} error(s)", file=sys.stderr)
                 return EXIT_USAGE
+            for record in records:
+                # Valid, but it would not run now: say so, without failing
+                # the check (the directory may appear later).
+                act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
+                if act.problem:
+                    print(
+                        f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
+                        file=sys.stderr,
+                    )
             print(f"{table_path}: {len(records)} record(s), valid")
             return 0
         if errors:

@@ -32,7 +32,8 @@ class TableError(WaitdError):
     exit_code = EXIT_USAGE
 
     def __init__(self, path: str, line: int, what: str) -> None:
-        super().__init__(f"{path}:{line}: {what}")
+        # Line 0 is the file as a whole (it cannot be read, say).
+        super().__init__(f"{path}:{line}: {what}" if line else f"{path}: {what}")
         self.path = path
         self.line = line
         self.what = what
