@@ -43,7 +43,7 @@ import psutil
 
 from waitd import control, runner, table
 from waitd.errors import HistoryWriteError
-from waitd.history import Event, History, Status, escape
+from waitd.history import Event, History, Status, escape, format_event
 from waitd.scan import FileFact
 from waitd.slot import Slot
 from waitd.watch import Watcher
@@ -101,6 +101,7 @@ class Daemon:
         self._force_list = True
         self._status_due = 0.0
         self._status_written: dict[str, Any] | None = None
+        self._status_failed = False
         self._stop_deadline = 0.0
         self._kill_deadline: float | None = None
         self._started = time.time()
@@ -123,6 +124,9 @@ class Daemon:
                 )
             letter = before.letter if before else runner.last_letter(self.settings.passdir, record.number)
             slot = Slot(record, act.program, act.problem, letter, table.matcher(record.template))
+            for other in old or []:
+                if other.record.directory == record.directory:
+                    slot.writing |= other.writing  # files still open for writing stay held
             slots.append(slot)
         for slot in old or []:
             if slot.spool is not None:
@@ -201,8 +205,19 @@ class Daemon:
             os.close(wake_r)
             os.close(wake_w)
         self._write_status(force=True)
+        lost = self._flush_unwritten()
+        for event in self.unwritten:
+            # Not on disk: the next waitd records these runs as status 1.
+            log.critical(
+                "%s: exiting with an end event not written: %s %s",
+                self.history.path,
+                escape(event.path),
+                format_event(event).strip(),
+            )
         log.info("waitd stopped")
         inactive = any(s.problem for s in self.slots)
+        if lost:
+            return 1
         return 1 if self.settings.once and (self.failures or inactive) else 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -331,14 +346,20 @@ class Daemon:
             slot.keep(self.history, self._busy, self._all_done)
         self._write_status()
 
-    def _poll_chores(self) -> None:
+    def _flush_unwritten(self) -> int:
+        """Write the events a full disk held back; return how many still wait."""
         while self.unwritten:
             try:
                 self.history.append(self.unwritten[0])
             except HistoryWriteError:
-                return
+                break
             log.info("%s: history writable again; wrote a delayed event", self.history.path)
             self.unwritten.popleft()
+        return len(self.unwritten)
+
+    def _poll_chores(self) -> None:
+        if self._flush_unwritten():
+            return
         self._watch_orphans()
         if self.history.needs_compaction() and not self.runs:
             self.compact()
@@ -532,7 +553,11 @@ class Daemon:
         try:
             control.write_status(self.settings.passdir, state)
         except OSError as exc:
-            log.debug("cannot write status file: %s", exc)
+            if not self._status_failed:
+                log.warning("%s: cannot write the status file: %s", self.settings.passdir, exc.strerror or exc)
+            self._status_failed = True
+        else:
+            self._status_failed = False
 
     def status(self) -> dict[str, Any]:
         """What `waitd -s status` shows: times are seconds since the epoch."""

@@ -232,7 +232,7 @@ def end_event(run: Run, outcome: Outcome, took: float) -> Event:
         run.process,
         run.fact.mtime_ns // 1_000_000_000,
         outcome.status,
-        pid=run.pid,
+        pid=run.pid or None,
         exit=outcome.exit,
         signal=outcome.signal,
         error=outcome.error,

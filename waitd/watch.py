@@ -72,6 +72,7 @@ class Watcher:
         self._by_wd: dict[int, str] = {}
         self._by_dir: dict[str, int] = {}
         self._warned = False
+        self._failed: set[str] = set()
         if not enabled:
             return
         if INotify is None:
@@ -106,7 +107,11 @@ class Watcher:
         try:
             wd = self._inotify.add_watch(directory, _MASK)
         except OSError as exc:
-            self._warn(f"{directory}: {exc.strerror or exc}")
+            if directory not in self._failed:
+                log.warning(
+                    "%s: cannot watch with inotify (%s); polling it every interval", directory, exc.strerror or exc
+                )
+                self._failed.add(directory)
             return False
         self._by_wd[wd] = directory
         self._by_dir[directory] = wd
