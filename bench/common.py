@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: MIT
+"""Helpers shared by the benchmarks: the machine, work directories,
+processes, files, the history, and the report.
+
+Every process is started in its own session (`start_new_session=True`) so
+that `Proc.stop` can end it and whatever it spawned by process group;
+`no_leftovers` is the last guard and kills any child of the benchmark still
+alive.  Temporary directories come from `workdir` and are removed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+TMP_BASE = "/tmp"
+
+
+# -- the report -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One figure against the issue's target."""
+
+    what: str
+    value: str
+    target: str
+    met: bool | None  # None: not measured (a run failed)
+
+    def line(self) -> str:
+        mark = {True: "met", False: "MISSED", None: "n/a"}[self.met]
+        return f"  {self.what:<44} {self.value:>14}   target {self.target:<22} {mark}"
+
+
+@dataclass(slots=True)
+class Report:
+    """What one scenario measured: printed lines and target checks."""
+
+    lines: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+        print(text, flush=True)
+
+    def check(self, what: str, value: str, target: str, met: bool | None) -> None:
+        c = Check(what, value, target, met)
+        self.checks.append(c)
+        print(c.line(), flush=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    quick: bool
+    idle_s: float
+
+    @property
+    def scale(self) -> float:
+        """The factor that shortens counts and durations for --quick."""
+        return 0.2 if self.quick else 1.0
+
+    def n(self, full: int) -> int:
+        return max(1, int(full * self.scale))
+
+
+# -- the machine ------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    fs = filesystem(TMP_BASE)
+    load = os.getloadavg()
+    return [
+        f"cores {os.cpu_count()} ({model}); kernel {platform.release()}; "
+        f"Python {platform.python_version()} ({sys.executable})",
+        f"temp dir {TMP_BASE}: {fs}",
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+    ]
+
+
+def filesystem(path: str) -> str:
+    """The mount that holds `path`: type, device and options."""
+    best = ("", "?", "?", "?")
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype, opts = line.split()[:4]
+            mnt = mnt.replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                best = (mnt, dev, fstype, opts)
+    mnt, dev, fstype, opts = best
+    return f"{fstype} on {dev} mounted at {mnt} ({opts})"
+
+
+# -- directories and files ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def workdir(tag: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=f"waitd-bench-{tag}-", dir=TMP_BASE))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_files(directory: Path, count: int, prefix: str, suffix: str = ".dat", mtime: float | None = None) -> list[str]:
+    """Create `count` small files; give them `mtime` if set; return the names."""
+    names = []
+    fd_dir = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(count):
+            name = f"{prefix}{i:07d}{suffix}"
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd_dir)
+            os.write(fd, b"x\n")
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
+            os.close(fd)
+            names.append(name)
+    finally:
+        os.close(fd_dir)
+    return names
+
+
+def write_table(passdir: Path, lines: list[str]) -> None:
+    (passdir / "incoming").write_text("".join(line + "\n" for line in lines))
+
+
+def history_events(passdir: Path) -> Iterator[list[str]]:
+    """The history's lines split on spaces (the format needs no more)."""
+    try:
+        f = open(passdir / "incoming.history", encoding="ascii")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            if line.endswith("\n"):
+                yield line.split()
+
+
+def start_times(passdir: Path) -> dict[str, float]:
+    """Path -> when waitd started its handler, from the history.
+
+    waitd compacts the history when it has grown well past its live size,
+    even in the middle of a run, and then only the latest event of each
+    file stays: its end.  So a start is the `at=` of a status 0 if it is
+    still there, else the end's `at=` minus its `took=`.
+    """
+    times: dict[str, float] = {}
+    for fields in history_events(passdir):
+        at = field_of(fields, "at")
+        if at is None:
+            continue
+        took = field_of(fields, "took") if fields[3] != "0" else "0"
+        if took is None:
+            continue
+        start = float(at) - float(took)
+        if fields[0] not in times or start < times[fields[0]]:
+            times[fields[0]] = start
+    return times
+
+
+def field_of(fields: list[str], key: str) -> str | None:
+    prefix = key + "="
+    for item in fields[4:]:
+        if item.startswith(prefix):
+            return item[len(prefix) :]
+    return None
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+def waitd_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "waitd", *args]
+
+
+def env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=f"{ROOT}:{path}" if path else str(ROOT))
+
+
+class Proc:
+    """A process in its own session, its output in files, ended by `stop`."""
+
+    def __init__(self, argv: list[str], out_dir: Path, name: str, **kw: object) -> None:
+        self.name = name
+        self.out = open(out_dir / f"{name}.out", "wb")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env(),
+            **kw,
+        )  # type: ignore[call-overload]
+        self.pid = self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0, group: bool = True) -> int:
+        """Send `sig` (to the group, or the process alone), wait, then KILL the group."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                if group:
+                    os.killpg(self.pid, sig)
+                else:
+                    os.kill(self.pid, sig)
+            if self.wait(timeout) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait()
+        # Whatever is left in its group (a shell loop's children) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.out.close()
+        return self.popen.returncode
+
+
+def no_leftovers() -> list[int]:
+    """Kill any child of the benchmark still alive; return their pids."""
+    left = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p.pid)
+                p.kill()
+    return left
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class LogTail:
+    """Read a growing file incrementally and look for a text in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.buffer = ""
+
+    def seen(self, text: str) -> bool:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:
+            return False
+        self.buffer = self.buffer[-len(text) :] + chunk
+        return text in self.buffer
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak resident set size (VmHWM) of a live process, in MB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# -- baselines and statistics ----------------------------------------------------------
+
+
+def spawn_loop_subprocess(n: int) -> float:
+    """Seconds to run /bin/true n times with subprocess.run."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["/bin/true"], check=False)
+    return time.perf_counter() - t0
+
+
+def spawn_loop_posix(n: int) -> float:
+    """Seconds to run /bin/true n times with os.posix_spawn and waitpid."""
+    environ = dict(os.environ)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        pid = os.posix_spawn("/bin/true", ["/bin/true"], environ)
+        os.waitpid(pid, 0)
+    return time.perf_counter() - t0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]

@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: MIT
+"""Scale: start-up with 100,000 ready files and a history of 1,000,000 lines.
+
+One record, one directory.  It holds 100,000 ready files (`new-*.dat`,
+mtime an hour old, wait age 60 s, handler /bin/true) that the history does
+not know, and 10,000 files (`old-*.dat`) handled long ago.  The history is
+written directly (with `waitd.history.format_event`) as 1,000,000 lines:
+100,000 `old-*` paths, each delivered and handled 5 times (a status 0 and a
+status 2 line per run, the runs interleaved in time order as a long-lived
+spool would leave them).  The last version of the 10,000 that exist matches
+the file on disk, so they are known as handled; the other 90,000 were
+removed long ago, so the compaction at start drops them.
+
+Figures: from the moment the benchmark starts `waitd -f` to the `at=` of
+the first status 0 in the history; the split at waitd's "waitd started" log
+line (before it: Python, history load, recovery, compaction; after it:
+listing and stat of the spool); and the daemon's peak RSS (VmHWM from
+/proc, read while it runs, one second after the first start).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import (
+    LogTail,
+    Options,
+    Proc,
+    Report,
+    make_files,
+    start_times,
+    vm_hwm_mb,
+    wait_for,
+    waitd_argv,
+    workdir,
+    write_table,
+)
+from waitd.history import Event, Status, Version, format_event
+
+READY = 100_000
+HISTORY_LINES = 1_000_000
+RUNS_PER_PATH = 5
+EXISTING_SHARE = 0.1
+WAIT_S = 60
+
+
+def run(opts: Options, report: Report) -> None:
+    ready = opts.n(READY)
+    lines = opts.n(HISTORY_LINES)
+    paths = lines // (2 * RUNS_PER_PATH)
+    existing = int(paths * EXISTING_SHARE)
+    with workdir("scale") as root:
+        passdir = root / "pass"
+        spool = passdir / "in"
+        spool.mkdir(parents=True)
+        t_setup = time.monotonic()
+        now = time.time()
+        make_files(spool, ready, "new-", mtime=now - 3600)
+        make_files(spool, existing, "old-", mtime=now - 7200)
+        written = _write_history(passdir / "incoming.history", spool, paths, existing, now)
+        write_table(passdir, [f"bench in *.dat /bin/true {WAIT_S} -1 0"])
+        report.say(
+            f"scale: {ready} ready files + {existing} handled ones, history of {written} lines about "
+            f"{paths} paths ({existing} exist); set up in {time.monotonic() - t_setup:.1f} s"
+        )
+
+        t0 = time.time()
+        proc = Proc(waitd_argv("-f", "--passdir", str(passdir)), root, "waitd")
+        try:
+            log = LogTail(passdir / "incoming.log")
+            wait_for(lambda: log.seen(": started /bin/true") or not proc.alive(), 120, "the first handler run")
+            time.sleep(1.0)
+            rss_mb = vm_hwm_mb(proc.pid)
+        finally:
+            proc.stop(group=False)
+        first = min((at for path, at in start_times(passdir).items() if "/new-" in path), default=None)
+        started = _log_time(passdir / "incoming.log", "waitd started")
+    if first is None or rss_mb is None:
+        report.say(f"scale: FAILED: no handler started (see {root}/waitd.out)")
+        report.check("scale start-up to first handler", "failed", "<= 3 s", None)
+        return
+    startup = first - t0
+    split = f" (to 'waitd started' {started - t0:.2f} s, then {first - started:.2f} s)" if started else ""
+    report.say(f"scale: first handler {startup:.2f} s after start{split}; peak RSS {rss_mb:.0f} MB")
+    report.check(
+        f"scale {ready // 1000}k files + {written // 1000}k lines: start", f"{startup:.2f} s", "<= 3 s", startup <= 3
+    )
+    report.check(
+        f"scale {ready // 1000}k files + {written // 1000}k lines: RSS", f"{rss_mb:.0f} MB", "<= 100 MB", rss_mb <= 100
+    )
+
+
+def _write_history(path: Path, spool: Path, paths: int, existing: int, now: float) -> int:
+    """Write RUNS_PER_PATH runs of each old-* path, in time order; return the line count."""
+    real = {}
+    for i in range(existing):
+        st = os.stat(spool / f"old-{i:07d}.dat")
+        real[i] = Version(st.st_mtime_ns, st.st_size, st.st_ino)
+    count = 0
+    process = "/bin/true"
+    with open(path, "w", encoding="ascii") as f:
+        for run in range(RUNS_PER_PATH):
+            base = now - 86400 * (RUNS_PER_PATH - run + 1)
+            for i in range(paths):
+                at = base + i * 0.5
+                file = str(spool / f"old-{i:07d}.dat")
+                last = run == RUNS_PER_PATH - 1
+                version = real[i] if last and i in real else Version(int(at - 60) * 10**9, 2, 10**7 + i)
+                mtime = version.mtime_ns // 10**9
+                pid = 10_000 + (count % 30_000)
+                f.write(format_event(Event(file, process, mtime, Status.STARTED, pid=pid, at=at, version=version)))
+                f.write(
+                    format_event(
+                        Event(
+                            file,
+                            process,
+                            mtime,
+                            Status.KNOWN,
+                            pid=pid,
+                            exit=0,
+                            at=at + 0.004,
+                            took=0.004,
+                            version=version,
+                        )
+                    )
+                )
+                count += 2
+    return count
+
+
+def _log_time(path: Path, text: str) -> float | None:
+    """The time stamp of the first log line that holds `text`."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if text in line:
+                    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    except OSError:
+        return None
+    return None
