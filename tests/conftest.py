@@ -71,14 +71,19 @@ class Station:
         (self.passdir / "incoming").write_text("\n".join(lines) + "\n")
 
     def drop(self, name: str | bytes, data: bytes = b"x", age_s: float = 0.0, directory: Path | None = None) -> bytes:
-        """Create a file in the incoming directory, its mtime `age_s` ago."""
+        """Deliver a file as transfer tools do: written elsewhere on the same
+        filesystem, its mtime set `age_s` ago, then renamed in at once."""
         d = os.fsencode(directory or self.incoming)
         path = os.path.join(d, os.fsencode(name))
-        with open(path, "wb") as f:
+        staging = self.root / "staging"
+        staging.mkdir(exist_ok=True)
+        tmp = os.path.join(os.fsencode(staging), b"file")
+        with open(tmp, "wb") as f:
             f.write(data)
         if age_s:
             t = time.time() - age_s
-            os.utime(path, (t, t))
+            os.utime(tmp, (t, t))
+        os.rename(tmp, path)
         return path
 
     def ran(self) -> list[bytes]:

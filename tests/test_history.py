@@ -386,9 +386,9 @@ def test_compact_keeps_latest_drops_gone_keeps_open(hpath: Path) -> None:
 
 def test_needs_compaction(hpath: Path) -> None:
     h = _load(hpath)
-    for _ in range(1003):
+    for _ in range(10_005):
         h.append(_ev("/in/a"))
-    assert h.live == 1 and h.lines == 1003
+    assert h.live == 1 and h.lines == 10_005
     assert h.needs_compaction()
     h.compact(lambda p: True)
     assert not h.needs_compaction() and h.lines == 1

@@ -41,7 +41,7 @@ import enum
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -223,6 +223,7 @@ def parse_line(line: str) -> Event:
 
 _KNOWN_KEYS = frozenset({"pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino"})
 _STATUSES = ("0", "1", "2")
+_RAW_STATUSES = (b"0", b"1", b"2")
 
 
 def _is_int(text: str) -> bool:
@@ -235,24 +236,21 @@ def _int(text: str | None) -> int | None:
     return None if text is None else int(text)
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    yield from enumerate(data.split(b"\n"), start=1)
-
-
-def _earlier(data: bytes, before: dict[tuple[str, str], int]) -> list[tuple[int, Event]]:
+def _earlier(path: str, before: dict[tuple[bytes, bytes], int]) -> list[tuple[int, Event]]:
     """The last good line of each raw key before the line number given."""
-    best: dict[tuple[str, str], tuple[int, Event]] = {}
-    for number, raw in _lines(data):
-        parts = raw.split(b" ", 2)
-        if len(parts) < 3:
-            continue
-        key = (parts[0].decode("ascii", "replace"), parts[1].decode("ascii", "replace"))
-        if number >= before.get(key, 0):
-            continue
-        try:
-            best[key] = (number, parse_line(raw.decode("ascii")))
-        except (UnicodeDecodeError, ValueError):
-            continue
+    best: dict[tuple[bytes, bytes], tuple[int, Event]] = {}
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            parts = raw.split(b" ", 2)
+            if len(parts) < 3 or not raw.endswith(b"\n"):
+                continue
+            key = (parts[0], parts[1])
+            if number >= before.get(key, 0):
+                continue
+            try:
+                best[key] = (number, parse_line(raw[:-1].decode("ascii")))
+            except (UnicodeDecodeError, ValueError):
+                continue
     return list(best.values())
 
 
@@ -269,67 +267,75 @@ class History:
     # -- loading ---------------------------------------------------------
 
     def load(self) -> None:
-        """Read the file (if any) into memory; drop a torn last line."""
+        """Read the file (if any) into memory; drop a torn last line.
+
+        The file is streamed: only the latest raw line of each key is kept
+        while reading, and only those are parsed, so a history of a million
+        lines about a hundred thousand files costs the memory of the
+        hundred thousand.
+        """
         try:
             # Never through a link planted in PASSDIR: its target's lines
             # would be logged as corrupt ones, and then appended to.
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
-            data = b""
+            fd = -1
         except OSError as exc:
             raise _refusal(self.path, exc) from exc
-        else:
-            with open(fd, "rb") as f:
-                data = f.read()
-        end = len(data)
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
+        latest: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+        count = 0
+        end = 0  # bytes up to the end of the last whole line
+        torn: tuple[int, bytes] | None = None
+        if fd >= 0:
+            with open(fd, "rb", buffering=1 << 20) as f:
+                for number, raw in enumerate(f, start=1):
+                    if not raw.endswith(b"\n"):
+                        torn = (number, raw)
+                        break
+                    end += len(raw)
+                    if raw == b"\n":
+                        continue
+                    count += 1
+                    if not raw.isascii():
+                        log.warning("%s:%d: corrupt line skipped: not ASCII", self.path, number)
+                        continue
+                    parts = raw.split(b" ", 4)
+                    if (
+                        len(parts) < 4
+                        or not parts[2].removeprefix(b"-").isdigit()
+                        or parts[3].rstrip(b"\n") not in _RAW_STATUSES
+                    ):
+                        log.warning("%s:%d: corrupt line skipped: %r", self.path, number, raw[:120])
+                        continue
+                    latest[(parts[0], parts[1])] = (number, raw)
+        if torn is not None:
             log.warning(
                 "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
                 self.path,
-                data.count(b"\n", 0, cut) + 1,
-                data[cut : cut + 80],
+                torn[0],
+                torn[1][:80],
             )
-            end = cut
-        latest: dict[tuple[str, str], tuple[int, str]] = {}
-        count = 0
-        # Only the latest line of each key matters, so lines are filed by
-        # their raw key and fully parsed only at the end (1M lines load in
-        # about a second).
-        for number, raw in _lines(data[:end]):
-            if not raw:
-                continue
-            count += 1
-            try:
-                line = raw.decode("ascii")
-            except UnicodeDecodeError:
-                log.warning("%s:%d: corrupt line skipped: not ASCII", self.path, number)
-                continue
-            parts = line.split(" ", 4)
-            if len(parts) < 4 or not _is_int(parts[2]) or parts[3] not in _STATUSES:
-                log.warning("%s:%d: corrupt line skipped: %r", self.path, number, line[:120])
-                continue
-            latest[(parts[0], parts[1])] = (number, line)
         found: list[tuple[int, Event]] = []
-        retry: dict[tuple[str, str], int] = {}
-        for number, line in sorted(latest.values()):
+        retry: dict[tuple[bytes, bytes], int] = {}
+        lines = sorted(latest.values())
+        latest.clear()
+        for number, raw in lines:
             try:
-                found.append((number, parse_line(line)))
+                found.append((number, parse_line(raw[:-1].decode("ascii"))))
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
-                parts = line.split(" ", 2)
+                parts = raw.split(b" ", 2)
                 retry[(parts[0], parts[1])] = number
+        del lines
         if retry:
             # A key's latest line was corrupt: skipping it means the good
             # line before it stands (an open run stays open, say).
-            found.extend(_earlier(data[:end], retry))
+            found.extend(_earlier(self.path, retry))
             found.sort(key=lambda item: item[0])
-        self._latest = {}
-        for _, event in found:
-            self._latest[event.key] = event
+        self._latest = {event.key: event for _, event in found}
         self._lines = count
         self._open()
-        if end != len(data):
+        if torn is not None:
             os.ftruncate(self._fd, end)
         self._size = end
 
@@ -391,7 +397,10 @@ class History:
         self._latest[event.key] = event
 
     def needs_compaction(self) -> bool:
-        return self._lines > 2 * len(self._latest) + 1000
+        # A run writes three lines; compacting when the file is four times
+        # its live size plus a margin keeps it small without a rewrite every
+        # few hundred runs.
+        return self._lines > 4 * len(self._latest) + 10_000
 
     def compact(self, exists: Callable[[str], bool]) -> int:
         """Rewrite the file with the latest event of each live key.
