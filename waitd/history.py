@@ -41,6 +41,7 @@ import enum
 import errno
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -236,22 +237,72 @@ def _int(text: str | None) -> int | None:
     return None if text is None else int(text)
 
 
-def _earlier(path: str, before: dict[tuple[bytes, bytes], int]) -> list[tuple[int, Event]]:
+def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, Event | str]]:
     """The last good line of each raw key before the line number given."""
-    best: dict[tuple[bytes, bytes], tuple[int, Event]] = {}
+    best: dict[bytes, tuple[int, Event | str]] = {}
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            parts = raw.split(b" ", 2)
-            if len(parts) < 3 or not raw.endswith(b"\n"):
+            if not raw.endswith(b"\n"):
                 continue
-            key = (parts[0], parts[1])
+            key = raw[: raw.find(b" ", raw.find(b" ") + 1)]
             if number >= before.get(key, 0):
                 continue
             try:
-                best[key] = (number, parse_line(raw[:-1].decode("ascii")))
-            except (UnicodeDecodeError, ValueError):
+                best[key] = (number, _checked(raw))
+            except ValueError:
                 continue
     return list(best.values())
+
+
+_TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"
+_INT_KEYS = rb"(?:pid|exit|mtime_ns|size|ino)"
+_FLOAT_KEYS = rb"(?:at|took)"
+_TEXT_KEYS = rb"(?:signal|error)"
+# Exactly the lines parse_line accepts in its usual form: such a line is
+# kept as text and parsed only when asked for.  Any other line goes through
+# parse_line at once, which accepts it or says what is wrong.
+_PLAIN_LINE = re.compile(
+    rb"(" + _TOKEN + rb"+) (" + _TOKEN + rb"+) -?[0-9]+ [012]"
+    rb"(?: (?:"
+    + _INT_KEYS
+    + rb"=-?[0-9]+|"
+    + _FLOAT_KEYS
+    + rb"=-?[0-9]+(?:\.[0-9]+)?|"
+    + _TEXT_KEYS
+    + rb"="
+    + _TOKEN
+    + rb"*|(?!(?:"
+    + _INT_KEYS
+    + rb"|"
+    + _FLOAT_KEYS
+    + rb"|"
+    + _TEXT_KEYS
+    + rb")=)[!-<>-~]+=[!-~]*))*\n"
+)
+
+
+def _checked(raw: bytes) -> Event | str:
+    """A raw line as the text to parse later, or as an Event; ValueError if corrupt."""
+    if _PLAIN_LINE.fullmatch(raw):
+        return raw[:-1].decode("ascii")
+    try:
+        line = raw[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError("not ASCII") from None
+    return parse_line(line)
+
+
+def _key(item: Event | str) -> tuple[str, str]:
+    if isinstance(item, Event):
+        return item.key
+    path, process, _ = item.split(" ", 2)
+    return (unescape(path), unescape(process))
+
+
+def _status(item: Event | str) -> Status:
+    if isinstance(item, Event):
+        return item.status
+    return Status(int(item.split(" ", 4)[3]))
 
 
 class History:
@@ -259,7 +310,8 @@ class History:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._latest: dict[tuple[str, str], Event] = {}
+        # The latest event of each key, or its line not parsed yet.
+        self._latest: dict[tuple[str, str], Event | str] = {}
         self._fd = -1
         self._size = 0
         self._lines = 0  # lines in the file now, live or not
@@ -282,32 +334,24 @@ class History:
             fd = -1
         except OSError as exc:
             raise _refusal(self.path, exc) from exc
-        latest: dict[tuple[bytes, bytes], tuple[int, bytes]] = {}
+        latest: dict[bytes, tuple[int, bytes]] = {}
         count = 0
         end = 0  # bytes up to the end of the last whole line
         torn: tuple[int, bytes] | None = None
         if fd >= 0:
             with open(fd, "rb", buffering=1 << 20) as f:
                 for number, raw in enumerate(f, start=1):
-                    if not raw.endswith(b"\n"):
+                    if raw[-1:] != b"\n":
                         torn = (number, raw)
                         break
                     end += len(raw)
                     if raw == b"\n":
                         continue
                     count += 1
-                    if not raw.isascii():
-                        log.warning("%s:%d: corrupt line skipped: not ASCII", self.path, number)
-                        continue
-                    parts = raw.split(b" ", 4)
-                    if (
-                        len(parts) < 4
-                        or not parts[2].removeprefix(b"-").isdigit()
-                        or parts[3].rstrip(b"\n") not in _RAW_STATUSES
-                    ):
-                        log.warning("%s:%d: corrupt line skipped: %r", self.path, number, raw[:120])
-                        continue
-                    latest[(parts[0], parts[1])] = (number, raw)
+                    # Filed by its raw "PATH PROCESS"; a corrupt line that a
+                    # later line of the same key replaces has no effect, and
+                    # one that stands is reported when it is parsed below.
+                    latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)
         if torn is not None:
             log.warning(
                 "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
@@ -315,24 +359,23 @@ class History:
                 torn[0],
                 torn[1][:80],
             )
-        found: list[tuple[int, Event]] = []
-        retry: dict[tuple[bytes, bytes], int] = {}
+        found: list[tuple[int, Event | str]] = []
+        retry: dict[bytes, int] = {}
         lines = sorted(latest.values())
         latest.clear()
         for number, raw in lines:
             try:
-                found.append((number, parse_line(raw[:-1].decode("ascii"))))
+                found.append((number, _checked(raw)))
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
-                parts = raw.split(b" ", 2)
-                retry[(parts[0], parts[1])] = number
+                retry[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = number
         del lines
         if retry:
             # A key's latest line was corrupt: skipping it means the good
             # line before it stands (an open run stays open, say).
             found.extend(_earlier(self.path, retry))
             found.sort(key=lambda item: item[0])
-        self._latest = {event.key: event for _, event in found}
+        self._latest = {_key(item): item for _, item in found}
         self._lines = count
         self._open()
         if torn is not None:
@@ -356,14 +399,18 @@ class History:
     # -- queries ---------------------------------------------------------
 
     def latest(self, path: str, process: str) -> Event | None:
-        return self._latest.get((path, process))
+        item = self._latest.get((path, process))
+        if isinstance(item, str):
+            item = self._latest[(path, process)] = parse_line(item)
+        return item
 
     def events(self) -> list[Event]:
-        return list(self._latest.values())
+        return [e for e in (self.latest(*key) for key in list(self._latest)) if e is not None]
 
     def open_runs(self) -> list[Event]:
         """Status 0 events with no later status: runs a crash interrupted."""
-        return [e for e in self._latest.values() if e.status is Status.STARTED]
+        started = [key for key, item in self._latest.items() if _status(item) is Status.STARTED]
+        return [e for e in (self.latest(*key) for key in started) if e is not None]
 
     @property
     def live(self) -> int:
@@ -408,14 +455,14 @@ class History:
         Keys whose file no longer exists are dropped, except runs still
         open.  Returns how many keys were dropped.
         """
-        keep = {k: e for k, e in self._latest.items() if e.status is Status.STARTED or exists(e.path)}
+        keep = {k: e for k, e in self._latest.items() if exists(k[0]) or _status(e) is Status.STARTED}
         tmp = f"{self.path}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
                 with os.fdopen(fd, "w", encoding="ascii", closefd=False) as f:
-                    for event in keep.values():
-                        f.write(format_event(event))
+                    for item in keep.values():
+                        f.write(format_event(item) if isinstance(item, Event) else item + "\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
