@@ -30,7 +30,10 @@ def test_once_exits_1_when_a_handler_cannot_start(station):
     r = station.run("--once")
     assert r.returncode == 1
     events = station.history()
-    assert [e.status for e in events] == [0, 1], "went on after a handler could not start"
+    # (compacted after the first pass to the latest line of each file)
+    assert [(os.path.basename(e.path), e.status) for e in events] == [("a.g8", 1)], (
+        "went on after a handler could not start"
+    )
     assert events[-1].error == "No such file or directory"
     assert (station.incoming / "a.g8").exists()
 

@@ -277,7 +277,6 @@ def serve(
         for signum in HANDLED_SIGNALS:
             signal.signal(signum, daemon._on_signal)  # queued until the loop runs
         daemon.recover()
-        daemon.compact()
         if ready is not None:
             ready()
         return daemon.run()

@@ -102,6 +102,7 @@ class Daemon:
         self._status_due = 0.0
         self._status_written: dict[str, Any] | None = None
         self._status_failed = False
+        self._compact_at_start = True
         self._stop_deadline = 0.0
         self._kill_deadline: float | None = None
         self._started = time.time()
@@ -344,6 +345,11 @@ class Daemon:
                 slot.expire(self.history, now_ns, self._busy)
             self._start(slot, now, now_ns)
             slot.keep(self.history, self._busy, self._all_done)
+        if self._compact_at_start:
+            # After the first pass, so that a big history does not delay the
+            # first handler; before any later one, so it still bounds the file.
+            self._compact_at_start = False
+            self.compact()
         self._write_status()
 
     def _flush_unwritten(self) -> int:
@@ -373,7 +379,7 @@ class Daemon:
             return
         if before != self.history.lines:
             log.info(
-                "%s: compacted from %d to %d lines (%d keys of removed files dropped)",
+                "%s: compacted from %d to %d lines (%d keys of files no longer there dropped)",
                 self.history.path,
                 before,
                 self.history.lines,
