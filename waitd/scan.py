@@ -165,6 +165,14 @@ class Candidates:
     def replace_all(self, facts: Iterable[FileFact], now_ns: int) -> tuple[list[FileFact], list[str]]:
         """Take a full listing; return the new or changed facts and the names gone."""
         fresh = {f.name: f for f in facts}
+        if not self.facts:
+            # The first listing: take everything at once and heapify, rather
+            # than push each file (100,000 files at start).
+            self.facts = fresh
+            self._first_seen = dict.fromkeys(fresh, now_ns)
+            self._heap = [(self.order_ns(f), f.name, f) for f in fresh.values()]
+            heapq.heapify(self._heap)
+            return list(fresh.values()), []
         gone = [n for n in self.facts if n not in fresh]
         for name in gone:
             self.remove(name)
