@@ -115,19 +115,33 @@ class Station:
 
     # -- the daemon ---------------------------------------------------------
 
-    def start(self, *args: str, interval: float = 0.2) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, interval: float = 0.2, umask: int | None = None) -> subprocess.Popen[bytes]:
+        """Start `waitd -f` and wait for this start's own "waitd started".
+
+        Its output goes to a file (`stderr()` reads it): a pipe nobody reads
+        would stop a daemon that logs a lot.
+        """
         assert self.proc is None or self.proc.poll() is not None
         starts = self.log().count("waitd started")
-        self.proc = subprocess.Popen(
-            waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        with open(self.root / "stderr", "ab") as err:
+            self.proc = subprocess.Popen(
+                waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+            )
         wait_for(
             lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"
         )
         return self.proc
+
+    def stderr(self) -> str:
+        try:
+            return (self.root / "stderr").read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a waitd command to its end (--check, --once, -s ...)."""

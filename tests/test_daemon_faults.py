@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Station, wait_for, waitd_cmd
+from conftest import Station, wait_for
 
 from waitd.history import Status
 
@@ -27,24 +27,10 @@ from waitd.history import Status
 
 
 def start(station: Station, *args: str, interval: float = 0.2) -> subprocess.Popen[bytes]:
-    """Start waitd like `station.start`, but with stderr in a file (a pipe
-    nobody reads would stop a daemon that logs a lot) and waiting for this
-    start's own "waitd started" line."""
-    before = station.log().count("waitd started")
-    err = open(station.root / "stderr", "ab")  # noqa: SIM115 - closed by the child's end
-    station.proc = subprocess.Popen(
-        waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", str(interval), *args),
-        env=station.env,
-        stdin=subprocess.DEVNULL,
-        stdout=err,
-        stderr=err,
-    )
-    err.close()
-    wait_for(
-        lambda: station.log().count("waitd started") > before or station.proc.poll() is not None, 10, "waitd to start"
-    )
-    assert station.proc.poll() is None, stderr(station)
-    return station.proc
+    """Start waitd (see Station.start) and check that it is up."""
+    proc = station.start(*args, interval=interval)
+    assert proc.poll() is None, station.stderr()
+    return proc
 
 
 def deliver(station: Station, name: str, age_s: float = 5, directory: Path | None = None) -> bytes:
@@ -57,13 +43,6 @@ def deliver(station: Station, name: str, age_s: float = 5, directory: Path | Non
     final = os.path.join(os.path.dirname(tmp), os.fsencode(name))
     os.rename(tmp, final)
     return final
-
-
-def stderr(station: Station) -> str:
-    try:
-        return (station.root / "stderr").read_text("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
 
 
 def quiet_for(seconds: float, check) -> None:
@@ -143,7 +122,7 @@ def test_full_history_disk_holds_starts_and_resumes(station, tmpfs):
     for name in names:
         deliver(station, name, age_s=5, directory=spool)
     wait_for(
-        lambda: "cannot record the start" in stderr(station) or "cannot write to the history" in stderr(station),
+        lambda: "cannot record the start" in station.stderr() or "cannot write to the history" in station.stderr(),
         15,
         "the history error to be logged",
     )
@@ -164,7 +143,7 @@ def test_full_history_disk_holds_starts_and_resumes(station, tmpfs):
     ends = station.ends()
     assert len(ends) == 1 + len(names), "a file was recorded twice"
     assert all(e.status is Status.KNOWN and e.exit == 0 for e in ends)
-    assert "no handler starts for" not in stderr(station), "a full disk is not the handler's fault"
+    assert "no handler starts for" not in station.stderr(), "a full disk is not the handler's fault"
 
 
 def test_logfiles_directory_unwritable(station):

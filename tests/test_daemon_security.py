@@ -25,27 +25,10 @@ TOO_OLD_H = "0.0003"  # about 1 s
 
 
 def start(station: Station, *args: str, interval: float = 0.1, umask: int | None = None) -> subprocess.Popen[bytes]:
-    """Start waitd with stderr in a file; wait for its "waitd started"."""
-    err = open(station.root / "stderr", "ab")  # noqa: SIM115
-    station.proc = subprocess.Popen(
-        waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", str(interval), *args),
-        env=station.env,
-        stdin=subprocess.DEVNULL,
-        stdout=err,
-        stderr=err,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
-    err.close()
-    wait_for(lambda: "waitd started" in station.log() or station.proc.poll() is not None, 10, "waitd to start")
-    assert station.proc.poll() is None, stderr(station)
-    return station.proc
-
-
-def stderr(station: Station) -> str:
-    try:
-        return (station.root / "stderr").read_text("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
+    """Start waitd (see Station.start) and check that it is up."""
+    proc = station.start(*args, interval=interval, umask=umask)
+    assert proc.poll() is None, station.stderr()
+    return proc
 
 
 def victim(station: Station, name: str = "victim") -> Path:
