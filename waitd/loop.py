@@ -39,12 +39,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from waitd import control, runner, table
 from waitd.errors import HistoryWriteError
 from waitd.history import Event, History, Status, escape, format_event
-from waitd.scan import FileFact
+from waitd.recovery import Orphans
+from waitd.scan import FileFact, Listings
 from waitd.slot import Slot
 from waitd.watch import Watcher
 
@@ -53,7 +52,6 @@ log = logging.getLogger("waitd")
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGALRM, signal.SIGCHLD)
 KILL_GRACE_S = 5.0
 STATUS_EVERY_S = 1.0
-STATUS_FAILED_SHOWN = 10  # file names listed in the status; the rest are counted
 
 
 class Mode(enum.Enum):
@@ -92,7 +90,7 @@ class Daemon:
         self.reopen_log = reopen_log
         self.slots: list[Slot] = []
         self.runs: dict[int, tuple[runner.Run, Slot | None]] = {}
-        self.orphans: list[Event] = []  # runs of a previous waitd still alive
+        self.orphans = Orphans()  # handlers of a previous waitd still running
         self.unwritten: deque[Event] = deque()
         self._starts_held_until = 0.0  # the history could not take a status 0
         self.failures = 0  # starts that failed, for --once's exit status
@@ -151,17 +149,8 @@ class Daemon:
 
     def recover(self) -> None:
         """Finish the runs a previous waitd left open (status 0, no end)."""
-        for event in self.history.open_runs():
-            if event.pid is not None and event.at is not None and _alive_since(event.pid, event.at):
-                log.warning(
-                    "%s: handler pid %d of a previous waitd still runs; waiting for it", escape(event.path), event.pid
-                )
-                self.orphans.append(event)
-            else:
-                log.warning(
-                    "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", escape(event.path)
-                )
-                self._record(_lost(event))
+        for event in self.orphans.adopt(self.history.open_runs()):
+            self._record(event)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -373,7 +362,7 @@ class Daemon:
     def compact(self) -> None:
         before = self.history.lines
         try:
-            dropped = self.history.compact(_Listings().exists)
+            dropped = self.history.compact(Listings().exists)
         except HistoryWriteError as exc:
             log.error("%s; compaction skipped", exc)
             return
@@ -507,16 +496,8 @@ class Daemon:
         self.unwritten.append(event)
 
     def _watch_orphans(self) -> None:
-        for event in list(self.orphans):
-            if event.pid is not None and event.at is not None and _alive_since(event.pid, event.at):
-                continue
-            self.orphans.remove(event)
-            log.warning(
-                "%s: handler pid %s of a previous waitd ended; recorded as status 1 (unknown)",
-                escape(event.path),
-                event.pid,
-            )
-            self._record(_lost(event))
+        for event in self.orphans.ended():
+            self._record(event)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -568,38 +549,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         """What `waitd -s status` shows: times are seconds since the epoch."""
         now_mono, now = time.monotonic(), time.time()
-        records = []
-        for slot in self.slots:
-            r = slot.record
-            item: dict[str, Any] = {
-                "number": r.number,
-                "telem": r.telem,
-                "directory": r.directory,
-                "template": r.template,
-                "process": r.process,
-                "problem": slot.problem or slot.dir_note,
-                "counters": {"ok": slot.counters.ok, "failed": slot.counters.failed, "removed": slot.counters.removed},
-            }
-            if slot.run is not None:
-                item["running"] = {"file": escape(slot.run.path), "pid": slot.run.pid, "since": slot.run.started_at}
-            waiting, failed = [], []
-            for fact in slot.cands.facts.values():
-                event = self.history.latest(slot.path_of(fact.name), r.process)
-                if event is None or not event.same_version(fact) or not event.consumed:
-                    waiting.append(fact)
-                elif event.status is not Status.STARTED and not event.succeeded:
-                    failed.append(fact.name)  # kept: keep-after never removes it
-            item["waiting"] = len(waiting)
-            item["oldest_mtime"] = min((f.mtime_ns for f in waiting), default=None)
-            if item["oldest_mtime"] is not None:
-                item["oldest_mtime"] /= 1e9
-            item["failed"] = [escape(name) for name in sorted(failed)[:STATUS_FAILED_SHOWN]]
-            item["failed_count"] = len(failed)
-            if slot.last:
-                item["last"] = {"file": escape(slot.last[0]), "outcome": slot.last[1]}
-            if slot.backing_off(now_mono):
-                item["backoff_until"] = now + slot.backoff_until_mono - now_mono
-            records.append(item)
+        records = [slot.report(self.history, now_mono, now) for slot in self.slots]
         return {
             "pid": os.getpid(),
             "mode": self.mode.value,
@@ -611,48 +561,11 @@ class Daemon:
         }
 
 
-class _Listings:
-    """Whether a path exists, from one listing of its directory.
-
-    Compaction asks this of every key; a listing a directory costs far
-    less than an lstat a file (0.9 s for 100,000 keys).
-    """
-
-    def __init__(self) -> None:
-        self._names: dict[str, frozenset[str]] = {}
-
-    def exists(self, path: str) -> bool:
-        directory, name = os.path.split(path)
-        names = self._names.get(directory)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(directory))
-            except OSError:
-                names = frozenset()
-            self._names[directory] = names
-        return name in names
-
-
 def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
     for slot in slots or []:
         if slot.number == number:
             return slot.record
     return table.Record(0, 0, "", "", "", "", 0, 0, 0)
-
-
-def _lost(event: Event) -> Event:
-    return Event(
-        event.path, event.process, event.mtime, Status.UNKNOWN, pid=event.pid, at=time.time(), version=event.version
-    )
-
-
-def _alive_since(pid: int, at: float) -> bool:
-    """True if `pid` runs and was created when the run started at `at`."""
-    try:
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - at) < 2.0 and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def _drain(fd: int) -> None:

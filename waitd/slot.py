@@ -22,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from waitd import prune, runner, table
-from waitd.history import History, escape
+from waitd.history import History, Status, escape
 from waitd.scan import Candidates, FileFact, Skip, Spool
 from waitd.watch import CLOSED, OPENED
 
@@ -38,6 +39,7 @@ FAST_FAILS = 5
 BACKOFF_FIRST_S = 10.0
 BACKOFF_MAX_S = 600.0
 WRITER_STALL_NS = 60 * 1_000_000_000
+STATUS_FAILED_SHOWN = 10  # file names listed in the status; the rest are counted
 
 
 @dataclass(slots=True)
@@ -320,7 +322,7 @@ class Slot:
         assert run is not None
         self.run = None  # RUNNING -> ENDED
         self.last = (run.path, outcome.describe())
-        ok = outcome.status is runner.Status.KNOWN and outcome.exit == 0
+        ok = outcome.status is Status.KNOWN and outcome.exit == 0
         if ok:
             self.counters.ok += 1
             self.reset_backoff()
@@ -330,3 +332,35 @@ class Slot:
         self.fails.append(took < FAST_FAIL_S)
         if len(self.fails) == FAST_FAILS and all(self.fails):
             self.back_off(now_mono, f"the last {FAST_FAILS} runs each failed within {FAST_FAIL_S:g} s")
+
+    def report(self, history: History, now_mono: float, now: float) -> dict[str, Any]:
+        """This record's part of the status file (times in epoch seconds)."""
+        r = self.record
+        item: dict[str, Any] = {
+            "number": r.number,
+            "telem": r.telem,
+            "directory": r.directory,
+            "template": r.template,
+            "process": r.process,
+            "problem": self.problem or self.dir_note,
+            "counters": {"ok": self.counters.ok, "failed": self.counters.failed, "removed": self.counters.removed},
+        }
+        if self.run is not None:
+            item["running"] = {"file": escape(self.run.path), "pid": self.run.pid, "since": self.run.started_at}
+        waiting, failed = [], []
+        for fact in self.cands.facts.values():
+            event = history.latest(self.path_of(fact.name), r.process)
+            if event is None or not event.same_version(fact) or not event.consumed:
+                waiting.append(fact)
+            elif event.status is not Status.STARTED and not event.succeeded:
+                failed.append(fact.name)  # kept: keep-after never removes it
+        oldest = min((f.mtime_ns for f in waiting), default=None)
+        item["waiting"] = len(waiting)
+        item["oldest_mtime"] = None if oldest is None else oldest / 1e9
+        item["failed"] = [escape(name) for name in sorted(failed)[:STATUS_FAILED_SHOWN]]
+        item["failed_count"] = len(failed)
+        if self.last:
+            item["last"] = {"file": escape(self.last[0]), "outcome": self.last[1]}
+        if self.backing_off(now_mono):
+            item["backoff_until"] = now + self.backoff_until_mono - now_mono
+        return item
