@@ -92,6 +92,7 @@ class Daemon:
         self.runs: dict[int, tuple[runner.Run, Slot | None]] = {}
         self.orphans = Orphans()  # handlers of a previous waitd still running
         self.unwritten: deque[Event] = deque()
+        self._ended: deque[tuple[runner.Run, runner.Outcome, float]] = deque()  # reaped, end not yet written
         self._starts_held_until = 0.0  # the history could not take a status 0
         self.failures = 0  # starts that failed, for --once's exit status
         self._signals: deque[int] = deque()
@@ -216,6 +217,16 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self._reap()
+        try:
+            return self._act_and_pass()
+        finally:
+            if self._finish_ended() and self.mode is Mode.ACTIVE:
+                # Their ends are in the history now: keep-after may count them.
+                for slot in self.slots:
+                    if slot.spool is not None and not slot.problem:
+                        slot.keep(self.history, self._busy, self._all_done)
+
+    def _act_and_pass(self) -> bool:
         pending = set()
         while self._signals:
             pending.add(self._signals.popleft())
@@ -225,6 +236,7 @@ class Daemon:
             return self._stop_step(now)
         self._pass(now)
         if self.settings.once and not self.runs and all(not s.once for s in self.slots):
+            self._finish_ended()
             self._prune_all()
             return True
         return False
@@ -456,6 +468,12 @@ class Daemon:
     # -- ends -------------------------------------------------------------------
 
     def _reap(self) -> None:
+        """Collect the runs that ended; their slots are free at once.
+
+        Writing their ends (footer, history line, log line) waits for
+        `_finish_ended`, after the pass has started the next handlers: it
+        then overlaps their run instead of delaying their start.
+        """
         for pid, (run, slot) in list(self.runs.items()):
             outcome = runner.poll(run)
             if outcome is None:
@@ -467,6 +485,15 @@ class Daemon:
                 # open) goes with it.
                 runner.signal_group(run, signal.SIGKILL)
             took = time.monotonic() - run.started_mono
+            self._ended.append((run, outcome, took))
+            if slot is not None:
+                slot.ended(outcome, took, time.monotonic())
+
+    def _finish_ended(self) -> int:
+        """Write the ends `_reap` collected; return how many."""
+        count = len(self._ended)
+        while self._ended:
+            run, outcome, took = self._ended.popleft()
             level = logging.INFO if outcome.status is Status.KNOWN and outcome.exit == 0 else logging.WARNING
             log.log(
                 level,
@@ -477,10 +504,9 @@ class Daemon:
                 outcome.describe(),
                 took,
             )
-            if not runner.finish(run, outcome, self.history):
+            if not runner.finish(run, outcome, self.history, took):
                 self._keep_unwritten(runner.end_event(run, outcome, took))
-            if slot is not None:
-                slot.ended(outcome, took, time.monotonic())
+        return count
 
     def _record(self, event: Event) -> None:
         try:

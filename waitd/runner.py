@@ -209,10 +209,10 @@ def signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
-def finish(run: Run, outcome: Outcome, history: History) -> bool:
+def finish(run: Run, outcome: Outcome, history: History, took: float | None = None) -> bool:
     """Write the footer and the end event; return False if the event could
     not be written (the caller keeps it to write later)."""
-    took = time.monotonic() - run.started_mono
+    took = time.monotonic() - run.started_mono if took is None else took
     footer = f"waitd: end record={run.record} {_outcome_fields(outcome)} took={took:.3f} at={_stamp(time.time())}\n"
     if not _ends_line(run.log_fd):
         footer = "\n" + footer  # the footer gets a line of its own
