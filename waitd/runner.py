@@ -97,15 +97,33 @@ def log_path(passdir: str, record: int, letter: str) -> str:
 
 def last_letter(passdir: str, record: int) -> str | None:
     """The letter of the record's most recent log file, if any exists."""
-    newest: tuple[int, str] | None = None
+    mtimes = {}
     for letter in LETTERS:
         try:
-            st = os.stat(log_path(passdir, record, letter), follow_symlinks=False)
+            mtimes[letter] = os.stat(log_path(passdir, record, letter), follow_symlinks=False).st_mtime_ns
         except OSError:
             continue
-        if newest is None or st.st_mtime_ns > newest[0]:
-            newest = (st.st_mtime_ns, letter)
-    return newest[1] if newest else None
+    order = newest_first(mtimes)
+    return order[0] if order else None
+
+
+def newest_first(mtimes: dict[str, int]) -> list[str]:
+    """Log letters ordered newest first by mtime.
+
+    Logs written within one timestamp tick share an mtime.  Letters are used
+    in a cycle, so those of one tick form a run A, B, C (or Y, Z, A) whose
+    last letter is the newest: ties are ordered by the position in that run.
+    """
+
+    def rank(letter: str) -> tuple[int, int]:
+        tied = {other for other, m in mtimes.items() if m == mtimes[letter]}
+        i = LETTERS.index(letter)
+        steps = 0  # how far the run of tied letters goes back from this one
+        while steps < len(LETTERS) - 1 and LETTERS[(i - steps - 1) % len(LETTERS)] in tied:
+            steps += 1
+        return (mtimes[letter], steps)
+
+    return sorted(mtimes, key=rank, reverse=True)
 
 
 def next_letter(letter: str | None) -> str:

@@ -43,6 +43,7 @@ from typing import TextIO, TypeVar
 
 from waitd import __version__
 from waitd.history import unescape
+from waitd.runner import newest_first
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 T = TypeVar("T")
@@ -369,7 +370,8 @@ def show_runs(out: Output, passdir: str, record: int, letter: str | None, keep: 
         found = _log_paths(passdir, record)
         if not found:
             raise Fail(f"{os.path.join(passdir, 'logfiles')}: no handler logs of record {record}")
-        paths = [p for _, _, p in sorted(found, key=lambda f: _mtime(f[2]), reverse=True)]
+        by_letter = {letter: path for _, letter, path in found}
+        paths = [by_letter[letter] for letter in newest_first({lt: _mtime(p) for lt, p in by_letter.items()})]
     shown = 0
     for path in paths:
         lines = _lines(_read(path))
