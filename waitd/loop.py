@@ -530,6 +530,10 @@ class Daemon:
     def _stop_step(self, now: float) -> bool:
         self._write_status()
         if not self.runs:
+            if self._compact_at_start:
+                # Stopped before the first pass: still leave a compact file.
+                self._compact_at_start = False
+                self.compact()
             return True
         if self._kill_deadline is None and now >= self._stop_deadline:
             log.warning("waitd: stop timeout reached; sending TERM to %d handler(s)", len(self.runs))
