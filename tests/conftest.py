@@ -115,7 +115,9 @@ class Station:
 
     # -- the daemon ---------------------------------------------------------
 
-    def start(self, *args: str, interval: float = 0.2, umask: int | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, interval: float = 0.2, umask: int | None = None, pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """Start `waitd -f` and wait for this start's own "waitd started".
 
         Its output goes to a file (`stderr()` reads it): a pipe nobody reads
@@ -131,6 +133,7 @@ class Station:
                 stdout=err,
                 stderr=err,
                 preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+                pass_fds=pass_fds,
             )
         wait_for(
             lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"

@@ -154,6 +154,41 @@ def test_handler_inherits_no_descriptor_of_waitd(station):
             assert target in (str(h), "/dev/null", log_file), (fd, target)
 
 
+def test_handler_inherits_no_descriptor_waitd_was_given(station, tmp_path):
+    # A descriptor waitd's own parent left open (as a shell's 9>file does)
+    # is not passed on to handlers either.
+    h = station.handler("h", "ls -l /proc/$$/fd/\n")
+    station.table(f"x in *.g8 {h} 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    leaked = tmp_path / "parent-file"
+    fd = os.open(leaked, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        station.start(pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    wait_for(lambda: station.ends(), 10, "the handler's run")
+    assert station.stop() == 0
+    listing = (station.passdir / "logfiles" / "incoming.1.A").read_text()
+    assert "/dev/null" in listing  # the listing is there
+    assert str(leaked) not in listing
+
+
+def test_handler_starts_with_default_signals_and_an_empty_mask(station):
+    # Python ignores SIGPIPE and SIGXFSZ; a handler must not inherit that
+    # (a `producer | head` in it would otherwise see EPIPE errors).
+    h = station.handler("h", "grep -E '^Sig(Ign|Blk):' /proc/self/status\n")
+    station.table(f"x in *.g8 {h} 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    start(station)
+    wait_for(lambda: station.ends(), 10, "the handler's run")
+    assert station.stop() == 0
+    out = (station.passdir / "logfiles" / "incoming.1.A").read_text()
+    masks = dict(line.split(":\t") for line in out.splitlines() if line.startswith("Sig"))
+    assert int(masks["SigBlk"], 16) == 0, out
+    # Signals 1-31 (glibc's posix_spawn leaves its internal 32 and 33 ignored).
+    assert int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, out
+
+
 # -- waitd's own files ----------------------------------------------------------------------
 
 

@@ -157,6 +157,7 @@ class Daemon:
 
     def run(self) -> int:
         """Run until TERM (or, with --once, until the drain is done)."""
+        runner.seal_descriptors()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         for signum in HANDLED_SIGNALS:

@@ -3,14 +3,15 @@
 
 `start` opens the record's next log file and writes waitd's header line,
 appends the status 0 event to the history and syncs it, and only then
-executes the handler (subprocess, which uses vfork): the status 0 line is
-on disk before the handler runs, and a start that cannot be recorded never
+executes the handler (os.posix_spawn, which is vfork and exec in glibc):
+the status 0 line is on disk before the handler runs, and a start that cannot be recorded never
 runs.  A second status 0 line, not synced, then adds the handler's pid, so
 that a later waitd can find a handler that outlived it.  The handler gets
 its own session, stdin from /dev/null, stdout and stderr on the log file,
 the incoming directory as working directory, the WAITD_* environment, and
-no descriptor of waitd's beyond 0-2.  argv is [process-name, /abs/path],
-executed directly, never through a shell.
+no descriptor of waitd's beyond 0-2 (`seal_descriptors` makes every other
+one close-on-exec), the signal dispositions and mask a fresh process has.
+argv is [process-name, /abs/path], executed directly, never through a shell.
 
 `poll` reaps a run without blocking and `finish` records its end: status 2
 with `exit=` for any exit code, status 1 with `signal=` when killed, and
@@ -27,7 +28,6 @@ from __future__ import annotations
 import enum
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, replace
 
@@ -61,7 +61,6 @@ class Run:
     log_fd: int
     started_at: float  # time.time()
     started_mono: float
-    proc: subprocess.Popen[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,46 +174,89 @@ def start(
         )
         os.close(log_fd)
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
-    run = Run(
-        record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic(), None
-    )
+    run = Run(record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic())
     try:
-        # vfork and exec: the fastest spawn Python has; all of waitd's own
-        # descriptors are close-on-exec and close_fds closes the rest.
-        proc = subprocess.Popen(
-            [record.process, path],
-            executable=program,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            cwd=os.path.dirname(path),
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+        pid = _spawn(program, [record.process, path], env, log_fd, os.path.dirname(path))
     except OSError as exc:
         error = exc.strerror or str(exc)
         recorded = finish(run, Outcome(Status.UNKNOWN, error=error), history)
         raise StartError(f"cannot execute {program}: {error}", recorded=recorded) from exc
-    run = replace(run, pid=proc.pid, proc=proc)
+    run = replace(run, pid=pid)
     try:
         # The pid lets a later waitd find a handler that outlived it.  Not
         # synced: it only matters if waitd dies, and then the page cache has it.
-        history.append(replace(started, pid=proc.pid))
+        history.append(replace(started, pid=pid))
     except HistoryWriteError:
         pass
     return run
 
 
+def _spawn(program: str, argv: list[str], env: dict[str, str], log_fd: int, cwd: str) -> int:
+    """Execute the handler in its own session; return its pid.
+
+    posix_spawn has no working directory of its own (before glibc's
+    addchdir_np, which Python 3.11 does not offer), so waitd steps into the
+    directory for the spawn and back out; it is single-threaded.
+    """
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, log_fd, 1),
+        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+    ]
+    os.chdir(cwd)
+    try:
+        return os.posix_spawn(
+            program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_RESET_SIGNALS
+        )
+    finally:
+        os.fchdir(_home_fd())
+
+
+def _home_fd() -> int:
+    """A descriptor of waitd's working directory at its first spawn."""
+    global _HOME_FD
+    if _HOME_FD is None:
+        _HOME_FD = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _HOME_FD
+
+
+_HOME_FD: int | None = None
+# Python ignores these; a handler starts with them at their defaults.
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def seal_descriptors() -> None:
+    """Make every descriptor above 2 close-on-exec, those inherited too.
+
+    Python opens its own close-on-exec already; this catches what waitd's
+    parent left open, so that no handler inherits it.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = [str(fd) for fd in range(3, 1024)]
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # closed meanwhile (the listing's own descriptor)
+
+
 def poll(run: Run) -> Outcome | None:
     """Reap the run if it ended; None while it runs."""
-    assert run.proc is not None
-    code = run.proc.poll()
-    return None if code is None else outcome_of(code)
+    try:
+        pid, status = os.waitpid(run.pid, os.WNOHANG)
+    except ChildProcessError:
+        return Outcome(Status.UNKNOWN, error="reaped elsewhere; its end is unknown")
+    if pid == 0:
+        return None
+    return outcome_of(os.waitstatus_to_exitcode(status))
 
 
 def outcome_of(code: int) -> Outcome:
-    """The outcome of a return code as subprocess gives it (-N: signal N)."""
+    """The outcome of an exit code as waitstatus_to_exitcode gives it (-N: signal N)."""
     if code < 0:
         return Outcome(Status.UNKNOWN, signal=signal_name(-code))
     return Outcome(Status.KNOWN, exit=code)
