@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from waitd.errors import HistoryWriteError
 from waitd.history import Event, History, Status, Version, escape, format_event, parse_line, unescape
 
 # -- escape / unescape ------------------------------------------------------------
@@ -278,6 +280,29 @@ def test_append_then_reload(hpath: Path) -> None:
     assert again.events() == [end]
     assert again.lines == 2
     again.close()
+
+
+def test_group_append_is_all_or_none(hpath: Path) -> None:
+    # The second line of a group does not fit under the file size limit:
+    # neither is recorded, in the file or in memory, and the file is as before.
+    h = _load(hpath)
+    first = _ev("/in/before", Status.KNOWN)
+    h.append(first)
+    a, b = _ev("/in/a", Status.STARTED), _ev("/in/b", Status.STARTED)
+    limit = hpath.stat().st_size + len(format_event(a)) + 5
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+    try:
+        with pytest.raises(HistoryWriteError):
+            h.append_all([a, b], sync=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    assert hpath.read_text("ascii") == format_event(first)
+    assert h.latest("/in/a", "h") is None and h.latest("/in/b", "h") is None and h.lines == 1
+    h.append_all([a, b], sync=True)
+    assert hpath.read_text("ascii") == format_event(first) + format_event(a) + format_event(b)
+    assert h.open_runs() == [a, b] and h.lines == 3
+    h.close()
 
 
 def test_torn_last_line_ignored_and_cut(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -424,24 +424,33 @@ class History:
 
     def append(self, event: Event, sync: bool = False) -> None:
         """Append one event with one write; on disk before return if `sync`."""
-        data = format_event(event).encode("ascii")
+        self.append_all([event], sync)
+
+    def append_all(self, events: list[Event], sync: bool = False) -> None:
+        """Append each event with one write, all or none; with `sync`, one
+        fdatasync for all of them (a group commit)."""
+        datas = [format_event(event).encode("ascii") for event in events]
+        size = self._size
         try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(28, os.strerror(28))  # ENOSPC: a short write
+            for data in datas:
+                written = os.write(self._fd, data)
+                size += written
+                if written != len(data):
+                    raise OSError(28, os.strerror(28))  # ENOSPC: a short write
             if sync:
                 os.fdatasync(self._fd)
         except OSError as exc:
-            # Cut a partial line off again so that the next append does not
-            # glue itself to it.
+            # Cut what was written off again: the events are not recorded,
+            # and the next append must not glue itself to a partial line.
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 pass
             raise HistoryWriteError(self.path, exc) from exc
-        self._size += written
-        self._lines += 1
-        self._latest[event.key] = event
+        self._size = size
+        self._lines += len(events)
+        for event in events:
+            self._latest[event.key] = event
 
     def needs_compaction(self) -> bool:
         # A run writes three lines; compacting when the file is four times

@@ -334,6 +334,7 @@ class Daemon:
         now_ns = time.time_ns()
         listing = poll or self._force_list
         self._force_list = False
+        ready = []
         for slot in self.slots:
             if slot.problem:
                 continue
@@ -345,8 +346,13 @@ class Daemon:
                 continue
             if listing:
                 slot.expire(self.history, now_ns, self._busy)
-            self._start(slot, now, now_ns)
-            slot.keep(self.history, self._busy, self._all_done)
+            pending = self._prepare(slot, now, now_ns)
+            if pending is not None:
+                ready.append((slot, pending))
+        self._launch(ready)
+        for slot in self.slots:
+            if self.mode is Mode.ACTIVE and slot.spool is not None and not slot.problem:
+                slot.keep(self.history, self._busy, self._all_done)
         if self._compact_at_start:
             # After the first pass, so that a big history does not delay the
             # first handler; before any later one, so it still bounds the file.
@@ -388,7 +394,8 @@ class Daemon:
                 dropped,
             )
 
-    def _start(self, slot: Slot, now: float, now_ns: int) -> None:
+    def _prepare(self, slot: Slot, now: float, now_ns: int) -> runner.Pending | None:
+        """Choose the slot's next file and open its run's log file."""
         if (
             slot.run is not None
             or slot.program is None
@@ -396,45 +403,62 @@ class Daemon:
             or self.unwritten
             or now < self._starts_held_until
         ):
-            return
+            return None
         fact = slot.next_file(self.history, now_ns)
         if fact is None:
-            return
+            return None
         path = slot.path_of(fact.name)
         letter = runner.next_letter(slot.letter)
         try:
-            run = runner.start(
-                slot.record, slot.program, path, fact, letter, self.settings.passdir, self.history, self._env
-            )
+            return runner.prepare(slot.record, slot.program, path, fact, letter, self.settings.passdir, self._env)
         except runner.StartError as exc:
-            self.failures += 1
-            if isinstance(exc.__cause__, HistoryWriteError):
-                # A full disk is not the handler's fault: no back-off, but no
-                # start of any record until the next poll tries again.
-                log.error("record %d: %s: %s; trying again at the next poll", slot.number, escape(path), exc)
-                self._starts_held_until = self._next_poll
-                if slot.once is not None:
-                    slot.once.clear()
-                return
-            if exc.recorded:
-                slot.letter = letter
-                slot.last = (path, f"could not start: {exc}")
-            log.error("record %d: %s: %s", slot.number, escape(path), exc)
-            slot.back_off(time.monotonic(), "could not start a handler")
-            if slot.once is not None:
-                slot.once.clear()
+            self._not_started(slot, path, letter, exc)
+            return None
+
+    def _launch(self, ready: list[tuple[Slot, runner.Pending]]) -> None:
+        """Record the starts of a pass with one sync, then run their handlers."""
+        if not ready:
             return
-        slot.letter = letter
-        slot.run = run  # -> RUNNING
-        self.runs[run.pid] = (run, slot)
-        log.info(
-            "record %d: started %s on %s (pid %d, log %s)",
-            slot.number,
-            slot.record.process,
-            escape(path),
-            run.pid,
-            os.path.basename(run.log_name),
-        )
+        try:
+            runner.commit([pending for _, pending in ready], self.history)
+        except runner.StartError as exc:
+            for slot, pending in ready:
+                self._not_started(slot, pending.run.path, None, exc)
+            return
+        for slot, pending in ready:
+            letter = runner.next_letter(slot.letter)
+            try:
+                run = runner.launch(pending, self.history)
+            except runner.StartError as exc:
+                self._not_started(slot, pending.run.path, letter, exc)
+                continue
+            slot.letter = letter
+            slot.run = run  # -> RUNNING
+            self.runs[run.pid] = (run, slot)
+            log.info(
+                "record %d: started %s on %s (pid %d, log %s)",
+                slot.number,
+                slot.record.process,
+                escape(run.path),
+                run.pid,
+                os.path.basename(run.log_name),
+            )
+
+    def _not_started(self, slot: Slot, path: str, letter: str | None, exc: runner.StartError) -> None:
+        self.failures += 1
+        if slot.once is not None:
+            slot.once.clear()
+        if isinstance(exc.__cause__, HistoryWriteError):
+            # A full disk is not the handler's fault: no back-off, but no
+            # start of any record until the next poll tries again.
+            log.error("record %d: %s: %s; trying again at the next poll", slot.number, escape(path), exc)
+            self._starts_held_until = self._next_poll
+            return
+        if exc.recorded and letter is not None:
+            slot.letter = letter
+            slot.last = (path, f"could not start: {exc}")
+        log.error("record %d: %s: %s", slot.number, escape(path), exc)
+        slot.back_off(time.monotonic(), "could not start a handler")
 
     def _busy(self, path: str) -> bool:
         return any(run.path == path for run, _ in self.runs.values())

@@ -1,26 +1,29 @@
 # SPDX-License-Identifier: MIT
 """One handler run: its log file, its process, its end.
 
-`start` opens the record's next log file and writes waitd's header line,
-appends the status 0 event to the history and syncs it, and only then
-executes the handler (os.posix_spawn, which is vfork and exec in glibc):
-the status 0 line is on disk before the handler runs, and a start that cannot be recorded never
-runs.  A second status 0 line, not synced, then adds the handler's pid, so
-that a later waitd can find a handler that outlived it.  The handler gets
-its own session, stdin from /dev/null, stdout and stderr on the log file,
-the incoming directory as working directory, the WAITD_* environment, and
-no descriptor of waitd's beyond 0-2 (`seal_descriptors` makes every other
-one close-on-exec), the signal dispositions and mask a fresh process has.
-argv is [process-name, /abs/path], executed directly, never through a shell.
+A start has three steps.  `prepare` opens the record's next log file and
+writes waitd's header line.  `commit` appends the status 0 events of every
+start of a pass and syncs the history once (a group commit): each status 0
+line is on disk before its handler runs, and a start that cannot be
+recorded never runs.  `launch` executes the handler (os.posix_spawn, which
+is vfork and exec in glibc), then appends a second status 0 line, not
+synced, with the handler's pid, so that a later waitd can find a handler
+that outlived it.  The handler gets its own session, stdin from /dev/null,
+stdout and stderr on the log file, the incoming directory as working
+directory, the WAITD_* environment, no descriptor of waitd's beyond 0-2
+(`seal_descriptors` makes every other one close-on-exec), and the signal
+dispositions and mask a fresh process has.  argv is [process-name,
+/abs/path], executed directly, never through a shell.
 
 `poll` reaps a run without blocking and `finish` records its end: status 2
 with `exit=` for any exit code, status 1 with `signal=` when killed, and
 writes the footer line to the log file.
 
-Failures: `StartError` when the log file cannot be opened, the start
-cannot be recorded (`HistoryWriteError` as cause), or the handler cannot be
-executed; in that last case the status 1 event with `error=` was already
-appended (the file is not consumed and the caller backs off).
+Failures raise `StartError`: when the log file cannot be opened, when the
+starts cannot be recorded (`HistoryWriteError` as cause; none of the group
+is), or when the handler cannot be executed; in that last case the status
+1 event with `error=` was already appended (the file is not consumed and
+the caller backs off).
 """
 
 from __future__ import annotations
@@ -129,17 +132,19 @@ def next_letter(letter: str | None) -> str:
     return "A" if letter is None else LETTERS[(LETTERS.index(letter) + 1) % len(LETTERS)]
 
 
-def start(
-    record: Record,
-    program: str,
-    path: str,
-    fact: FileFact,
-    letter: str,
-    passdir: str,
-    history: History,
-    base_env: dict[str, str],
-) -> Run:
-    """Start the handler on one file; see the module docstring."""
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A start prepared but not yet recorded: its log file is open."""
+
+    run: Run  # pid 0 until launched
+    started: Event  # the status 0 event
+    env: dict[str, str]
+
+
+def prepare(
+    record: Record, program: str, path: str, fact: FileFact, letter: str, passdir: str, base_env: dict[str, str]
+) -> Pending:
+    """Open the run's log file and write its header."""
     log_name = log_path(passdir, record.number, letter)
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
@@ -164,28 +169,38 @@ def start(
     started = Event(
         path, record.process, fact.mtime_ns // 1_000_000_000, Status.STARTED, at=started_at, version=fact.version
     )
-    try:
-        history.append(started, sync=True)
-    except HistoryWriteError as exc:
-        _write(
-            log_fd,
-            f"waitd: end record={record.number} error={escape('not started: ' + str(exc))} "
-            f"took=0.000 at={_stamp(time.time())}\n",
-        )
-        os.close(log_fd)
-        raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
     run = Run(record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic())
+    return Pending(run, started, env)
+
+
+def commit(pendings: list[Pending], history: History) -> None:
+    """Append the status 0 events of these starts with one sync (a group
+    commit); if that fails none is recorded, each log file says so, and
+    StartError is raised."""
     try:
-        pid = _spawn(program, [record.process, path], env, log_fd, os.path.dirname(path))
+        history.append_all([p.started for p in pendings], sync=True)
+    except HistoryWriteError as exc:
+        for p in pendings:
+            footer = f"waitd: end record={p.run.record} error={escape('not started: ' + str(exc))} took=0.000"
+            _write(p.run.log_fd, f"{footer} at={_stamp(time.time())}\n")
+            os.close(p.run.log_fd)
+        raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
+
+
+def launch(pending: Pending, history: History) -> Run:
+    """Execute the handler of a committed start."""
+    run = pending.run
+    try:
+        pid = _spawn(run.program, [run.process, run.path], pending.env, run.log_fd, os.path.dirname(run.path))
     except OSError as exc:
         error = exc.strerror or str(exc)
         recorded = finish(run, Outcome(Status.UNKNOWN, error=error), history)
-        raise StartError(f"cannot execute {program}: {error}", recorded=recorded) from exc
+        raise StartError(f"cannot execute {run.program}: {error}", recorded=recorded) from exc
     run = replace(run, pid=pid)
     try:
         # The pid lets a later waitd find a handler that outlived it.  Not
         # synced: it only matters if waitd dies, and then the page cache has it.
-        history.append(replace(started, pid=pid))
+        history.append(replace(pending.started, pid=pid))
     except HistoryWriteError:
         pass
     return run
