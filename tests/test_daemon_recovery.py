@@ -80,3 +80,21 @@ def test_compaction_keeps_latest_and_drops_gone_files(station):
     station.start()
     station.stop()
     assert station.history() == []
+
+
+def test_a_long_history_is_compacted_after_the_first_start_not_before(station):
+    # 12,000 lines about ten files long gone: the history needs compacting
+    # at start (lines > 4 x live + 10,000), and that must not delay the first
+    # handler.
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    gone = "".join(f"{station.incoming}/old-{i % 10}.g8 rec 1000 2 exit=0\n" for i in range(12_000))
+    (station.passdir / "incoming.history").write_text(gone, "ascii")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    wait_for(lambda: "compacted from 120" in station.log(), 10, "the compaction")
+    wait_for(lambda: station.ends(), 5, "the run")
+    station.stop()
+    log = station.log()
+    assert log.index(": started ") < log.index("compacted from 120"), log
+    assert [e.status for e in station.history()] == [0, 2]

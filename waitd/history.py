@@ -338,20 +338,29 @@ class History:
         count = 0
         end = 0  # bytes up to the end of the last whole line
         torn: tuple[int, bytes] | None = None
+        retry: dict[bytes, int] = {}
         if fd >= 0:
             with open(fd, "rb", buffering=1 << 20) as f:
+                number, raw, blank = 0, b"\n", 0
+                # The hot loop of a start with a long history: one slice and
+                # one dict store a line.  Filed by its raw "PATH PROCESS"; a
+                # corrupt line that a later line of the same key replaces has
+                # no effect, and one that stands is reported when parsed below.
                 for number, raw in enumerate(f, start=1):
-                    if raw[-1:] != b"\n":
-                        torn = (number, raw)
-                        break
-                    end += len(raw)
                     if raw == b"\n":
+                        blank += 1
                         continue
-                    count += 1
-                    # Filed by its raw "PATH PROCESS"; a corrupt line that a
-                    # later line of the same key replaces has no effect, and
-                    # one that stands is reported when it is parsed below.
                     latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)
+                end = f.tell()
+                count = number - blank
+                if raw[-1:] != b"\n":  # only the last line can lack it
+                    torn = (number, raw)
+                    end -= len(raw)
+                    count -= 1
+                    # It replaced the key's last whole line, if any: find it again.
+                    key = raw[: raw.find(b" ", raw.find(b" ") + 1)]
+                    del latest[key]
+                    retry[key] = number
         if torn is not None:
             log.warning(
                 "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
@@ -360,7 +369,6 @@ class History:
                 torn[1][:80],
             )
         found: list[tuple[int, Event | str]] = []
-        retry: dict[bytes, int] = {}
         lines = sorted(latest.values())
         latest.clear()
         for number, raw in lines:

@@ -375,7 +375,8 @@ class Daemon:
         if self._flush_unwritten():
             return
         self._watch_orphans()
-        if self.history.needs_compaction() and not self.runs:
+        # The compaction at start waits for the end of the first pass.
+        if self.history.needs_compaction() and not self.runs and not self._compact_at_start:
             self.compact()
 
     def compact(self) -> None:

@@ -23,6 +23,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from waitd.history import Version
 
@@ -30,11 +31,11 @@ FUTURE_S = 5
 _NS = 1_000_000_000
 
 
-# order=True: the heap holds (order time, name, fact), and two facts of one
-# name with the same order time (a chmod, a rewrite within one tick) must
-# compare rather than raise TypeError.
-@dataclass(frozen=True, slots=True, order=True)
-class FileFact:
+# A NamedTuple rather than a frozen dataclass: a listing makes one per file
+# and a tuple is built several times faster.  It also orders: the heap holds
+# (order time, name, fact), and two facts of one name with the same order
+# time (a chmod, a rewrite within one tick) must compare, not raise.
+class FileFact(NamedTuple):
     """What one stat of a matching regular file said."""
 
     name: str
@@ -96,6 +97,28 @@ class Spool:
         """The names in the directory that match, unsorted."""
         with os.scandir(self.fd) as it:
             return [e.name for e in it if match(e.name)]
+
+    def stat_all(self, names: Iterable[str]) -> tuple[list[FileFact], dict[str, str]]:
+        """Stat many names: their facts, and why each unusable one was
+        skipped; names gone meanwhile are left out.  The plain regular file
+        takes a fast path (a listing at start stats 100,000 of them)."""
+        facts = []
+        skipped = {}
+        fd = self.fd
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    facts.append(FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino))
+                else:
+                    facts.append(self.stat(name))
+            except FileNotFoundError:
+                continue
+            except Skip as why:
+                skipped[name] = str(why)
+            except OSError as exc:
+                skipped[name] = f"cannot stat: {exc.strerror}"
+        return facts, skipped
 
     def stat(self, name: str) -> FileFact:
         """Stat one name; raise FileNotFoundError if gone, Skip if not usable."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from waitd import prune, runner, table
 from waitd.history import History, Status, escape
-from waitd.scan import Candidates, FileFact, Skip, Spool
+from waitd.scan import Candidates, FileFact, Spool
 from waitd.watch import CLOSED, OPENED
 
 log = logging.getLogger("waitd")
@@ -158,11 +158,12 @@ class Slot:
         except OSError as exc:
             self._note_dir(f"cannot list directory: {exc.strerror}")
             return False
-        facts = []
-        for name in names:
-            fact = self._stat(name)
-            if fact is not None:
-                facts.append(fact)
+        facts, skipped = self.spool.stat_all(names)
+        for name, reason in skipped.items():
+            self._note(name, reason)
+        if self.noted:
+            for fact in facts:
+                self.noted.pop(fact.name, None)
         changed, gone = self.cands.replace_all(facts, now_ns)
         for name in gone:
             self.done.pop(name, None)
@@ -195,18 +196,13 @@ class Slot:
 
     def _stat(self, name: str) -> FileFact | None:
         assert self.spool is not None
-        try:
-            fact = self.spool.stat(name)
-        except FileNotFoundError:
-            return None
-        except Skip as why:
-            self._note(name, str(why))
-            return None
-        except OSError as exc:
-            self._note(name, f"cannot stat: {exc.strerror}")
+        facts, skipped = self.spool.stat_all((name,))
+        for reason in skipped.values():
+            self._note(name, reason)
+        if not facts:
             return None
         self.noted.pop(name, None)
-        return fact
+        return facts[0]
 
     def _note(self, name: str, reason: str) -> None:
         if self.noted.get(name) != reason:
