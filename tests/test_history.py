@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from waitd.errors import HistoryWriteError
 from waitd.history import Event, History, Status, Version, escape, format_event, parse_line, unescape
+from waitd.scan import Listings
 
 # -- escape / unescape ------------------------------------------------------------
 
@@ -407,6 +408,29 @@ def test_compact_keeps_latest_drops_gone_keeps_open(hpath: Path) -> None:
     assert _latest(again) == {a2.key: a2, b2.key: b2, gone_open.key: gone_open, c.key: c}
     assert again.lines == 4
     again.close()
+
+
+def test_drop_gone_forgets_in_memory_and_the_next_compaction_writes_and_counts(hpath: Path) -> None:
+    here, gone, gone_open = _ev("/in/here"), _ev("/in/gone"), _ev("/in/gone-open", Status.STARTED, pid=4)
+    _write(hpath, here, gone, gone_open)
+    h = _load(hpath)
+    before = hpath.read_bytes()
+    h.drop_gone(lambda p: p == "/in/here")
+    assert _latest(h) == {here.key: here, gone_open.key: gone_open}
+    assert hpath.read_bytes() == before  # memory only
+    assert h.compact(lambda p: p == "/in/here") == 1  # counted once, by the compaction
+    assert sorted(hpath.read_text("ascii").splitlines(keepends=True)) == sorted(
+        format_event(e) for e in (here, gone_open)
+    )
+    h.close()
+
+
+def test_listings_exists(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    exists = Listings().exists
+    assert exists(f"{tmp_path}/f") and not exists(f"{tmp_path}/g")
+    assert not exists(f"{tmp_path}/nodir/f")
+    assert exists("/" + os.listdir("/")[0]) and not exists("no-slash-name")
 
 
 def test_needs_compaction(hpath: Path) -> None:

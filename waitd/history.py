@@ -315,6 +315,7 @@ class History:
         self._fd = -1
         self._size = 0
         self._lines = 0  # lines in the file now, live or not
+        self._dropped = 0  # keys drop_gone forgot since the last compaction
 
     # -- loading ---------------------------------------------------------
 
@@ -472,13 +473,13 @@ class History:
         Keys whose file no longer exists are dropped, except runs still
         open.  Returns how many keys were dropped.
         """
-        keep = {k: e for k, e in self._latest.items() if exists(k[0]) or _status(e) is Status.STARTED}
+        self.drop_gone(exists)
         tmp = f"{self.path}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
                 with os.fdopen(fd, "w", encoding="ascii", closefd=False) as f:
-                    for item in keep.values():
+                    for item in self._latest.values():
                         f.write(format_event(item) if isinstance(item, Event) else item + "\n")
                 os.fsync(fd)
             finally:
@@ -491,11 +492,17 @@ class History:
             except OSError:
                 pass
             raise HistoryWriteError(self.path, exc) from exc
-        dropped = len(self._latest) - len(keep)
-        self._latest = keep
-        self._lines = len(keep)
+        dropped, self._dropped = self._dropped, 0
+        self._lines = len(self._latest)
         self._open()
         return dropped
+
+    def drop_gone(self, exists: Callable[[str], bool]) -> None:
+        """Forget, in memory only, the keys whose file no longer exists,
+        except runs still open; the next `compact` counts and writes it."""
+        keep = {k: e for k, e in self._latest.items() if exists(k[0]) or _status(e) is Status.STARTED}
+        self._dropped += len(self._latest) - len(keep)
+        self._latest = keep
 
     def forget(self, path: str, process: str) -> None:
         """Drop a key from memory (its file is gone); the file keeps it."""

@@ -174,6 +174,11 @@ class Daemon:
             self.mode.value,
             self.settings.interval_s,
         )
+        if self._compact_at_start:
+            # Forget the files long gone before the first listing, so that
+            # both are never in memory at once (100,000 keys and as many
+            # files); the file itself is rewritten after the first pass.
+            self.history.drop_gone(Listings().exists)
         try:
             if self.settings.once:
                 self._prepare_once()

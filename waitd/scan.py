@@ -263,7 +263,9 @@ class Listings:
         self._names: dict[str, frozenset[str]] = {}
 
     def exists(self, path: str) -> bool:
-        directory, name = os.path.split(path)
+        directory, slash, name = path.rpartition("/")  # cheaper than os.path.split
+        if not directory and slash:
+            directory = "/"
         names = self._names.get(directory)
         if names is None:
             try:
