@@ -94,8 +94,20 @@ def machine() -> list[str]:
         f"cores {os.cpu_count()} ({model}); kernel {platform.release()}; "
         f"Python {platform.python_version()} ({sys.executable})",
         f"temp dir {TMP_BASE}: {fs}",
-        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {speed_reference()}",
     ]
+
+
+def speed_reference() -> str:
+    """A fixed pure-Python loop and a fixed spawn loop, timed now: this VM's
+    speed varies (up to 2x within an hour), so runs compare only next to these."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i
+    cpu = time.perf_counter() - t0
+    spawn = spawn_loop_posix(200)
+    return f"speed reference: 2M-step Python loop {cpu * 1000:.0f} ms, 200 posix_spawn of /bin/true {spawn:.2f} s"
 
 
 def filesystem(path: str) -> str:

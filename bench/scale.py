@@ -12,7 +12,8 @@ the file on disk, so they are known as handled; the other 90,000 were
 removed long ago, so the compaction at start drops them.
 
 Figures: from the moment the benchmark starts `waitd -f` to the `at=` of
-the first status 0 in the history; the split at waitd's "waitd started" log
+the first status 0 in the history, the median of three starts on the same
+set-up (the history restored and everything synced before each); the split at waitd's "waitd started" log
 line (before it: Python, history load, recovery, compaction; after it:
 listing and stat of the spool); and the daemon's peak RSS (VmHWM from
 /proc, read while it runs, one second after the first start).
@@ -21,6 +22,7 @@ listing and stat of the spool); and the daemon's peak RSS (VmHWM from
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ HISTORY_LINES = 1_000_000
 RUNS_PER_PATH = 5
 EXISTING_SHARE = 0.1
 WAIT_S = 60
+ATTEMPTS = 3  # starts on the same set-up; the median is the figure (this VM's timing varies)
 
 
 def run(opts: Options, report: Report) -> None:
@@ -67,30 +70,50 @@ def run(opts: Options, report: Report) -> None:
             f"{paths} paths ({existing} exist); set up in {time.monotonic() - t_setup:.1f} s"
         )
 
-        t0 = time.time()
-        proc = Proc(waitd_argv("-f", "--passdir", str(passdir)), root, "waitd")
-        try:
-            log = LogTail(passdir / "incoming.log")
-            wait_for(lambda: log.seen(": started /bin/true") or not proc.alive(), 120, "the first handler run")
-            time.sleep(1.0)
-            rss_mb = vm_hwm_mb(proc.pid)
-        finally:
-            proc.stop(group=False)
-        first = min((at for path, at in start_times(passdir).items() if "/new-" in path), default=None)
-        started = _log_time(passdir / "incoming.log", "waitd started")
-    if first is None or rss_mb is None:
-        report.say(f"scale: FAILED: no handler started (see {root}/waitd.out)")
+        pristine = root / "history.pristine"
+        shutil.copyfile(passdir / "incoming.history", pristine)
+        attempts = [_attempt(passdir, root, pristine) for _ in range(ATTEMPTS)]
+    done = sorted(a for a in attempts if a is not None)
+    if len(done) < ATTEMPTS:
+        report.say(f"scale: FAILED: no handler started in {ATTEMPTS - len(done)} of {ATTEMPTS} starts")
         report.check("scale start-up to first handler", "failed", "<= 3 s", None)
         return
-    startup = first - t0
-    split = f" (to 'waitd started' {started - t0:.2f} s, then {first - started:.2f} s)" if started else ""
-    report.say(f"scale: first handler {startup:.2f} s after start{split}; peak RSS {rss_mb:.0f} MB")
+    startup, split, _ = done[len(done) // 2]  # the median start
+    rss_mb = max(a[2] for a in done)
+    report.say(
+        f"scale: first handler {startup:.2f} s after start{split} (median of {ATTEMPTS} starts; "
+        f"all: {', '.join(f'{a[0]:.2f}' for a in done)} s); peak RSS {rss_mb:.0f} MB (the highest)"
+    )
     report.check(
         f"scale {ready // 1000}k files + {written // 1000}k lines: start", f"{startup:.2f} s", "<= 3 s", startup <= 3
     )
     report.check(
         f"scale {ready // 1000}k files + {written // 1000}k lines: RSS", f"{rss_mb:.0f} MB", "<= 100 MB", rss_mb <= 100
     )
+
+
+def _attempt(passdir: Path, root: Path, pristine: Path) -> tuple[float, str, float] | None:
+    """Start waitd on the set-up as it was; return (start-up s, split, peak RSS MB)."""
+    shutil.copyfile(pristine, passdir / "incoming.history")
+    for name in ("incoming.log", "waitd.status"):
+        (passdir / name).unlink(missing_ok=True)
+    shutil.rmtree(passdir / "logfiles", ignore_errors=True)
+    os.sync()
+    t0 = time.time()
+    proc = Proc(waitd_argv("-f", "--passdir", str(passdir)), root, "waitd")
+    try:
+        log = LogTail(passdir / "incoming.log")
+        wait_for(lambda: log.seen(": started /bin/true") or not proc.alive(), 120, "the first handler run")
+        time.sleep(1.0)
+        rss_mb = vm_hwm_mb(proc.pid)
+    finally:
+        proc.stop(group=False)
+    first = min((at for path, at in start_times(passdir).items() if "/new-" in path), default=None)
+    started = _log_time(passdir / "incoming.log", "waitd started")
+    if first is None or rss_mb is None:
+        return None
+    split = f" (to 'waitd started' {started - t0:.2f} s, then {first - started:.2f} s)" if started else ""
+    return first - t0, split, rss_mb
 
 
 def _write_history(path: Path, spool: Path, paths: int, existing: int, now: float) -> int:
