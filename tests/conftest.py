@@ -116,7 +116,12 @@ class Station:
     # -- the daemon ---------------------------------------------------------
 
     def start(
-        self, *args: str, interval: float = 0.2, umask: int | None = None, pass_fds: tuple[int, ...] = ()
+        self,
+        *args: str,
+        interval: float = 0.2,
+        umask: int | None = None,
+        pass_fds: tuple[int, ...] = (),
+        prefix: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         """Start `waitd -f` and wait for this start's own "waitd started".
 
@@ -127,7 +132,7 @@ class Station:
         starts = self.log().count("waitd started")
         with open(self.root / "stderr", "ab") as err:
             self.proc = subprocess.Popen(
-                waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args),
+                [*prefix, *waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args)],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=err,

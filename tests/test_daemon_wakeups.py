@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
+import pytest
 from conftest import wait_for
 
 
@@ -42,6 +44,40 @@ def test_polling_alone_finds_files(station):
     station.drop("a.g8")
     wait_for(lambda: station.ends(), 5, "the poll to find the file")
     assert "inotify" not in station.log() or "unavailable" not in station.log()
+    station.stop()
+
+
+# In a user namespace of its own, where no inotify instance is allowed
+# (the limit is per namespace since Linux 5.11): the real inotify_init fails.
+NO_INOTIFY = (
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"',
+    "sh",
+)
+
+
+def _namespaces_work() -> bool:
+    try:
+        return subprocess.run([*NO_INOTIFY, "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_files_are_handled_when_inotify_is_unavailable(station):
+    if not _namespaces_work():
+        pytest.skip("no user namespaces here to take inotify away")
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    station.start(interval=0.3, prefix=NO_INOTIFY)
+    station.drop("a.g8")
+    wait_for(lambda: station.ends(), 5, "the poll to find the file")
+    assert "inotify unavailable (Too many open files); polling every interval only" in station.log()
+    assert [(e.status, e.exit) for e in station.ends()] == [(2, 0)]
+    assert len(station.ran()) == 1
     station.stop()
 
 
