@@ -275,7 +275,7 @@ def serve(
         history.load()
         daemon = Daemon(settings, records, history, reopen_log=logfile.reopen)
         for signum in HANDLED_SIGNALS:
-            signal.signal(signum, daemon._on_signal)  # queued until the loop runs
+            signal.signal(signum, lambda signum, frame: daemon.note_signal(signum))  # queued until the loop runs
         daemon.recover()
         if ready is not None:
             ready()

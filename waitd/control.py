@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lockfile
@@ -149,6 +150,53 @@ def send(passdir: str, command: str) -> int:
     except PermissionError as exc:
         raise WaitdError(f"cannot signal waitd pid {pid}: {exc.strerror}") from exc
     return pid
+
+
+STATUS_EVERY_S = 1.0
+STATUS_COST_SHARE = 50
+
+
+class StatusFile:
+    """waitd.status, rewritten when what it says changed, at most once a
+    second (less often when building it is slow).
+
+    A change right after a quiet spell (a signal, a handler's end) is
+    written at once; later ones within STATUS_EVERY_S wait for `due`, a
+    deadline the loop wakes up for.  An unchanged state is not rewritten and
+    sets no deadline, so an idle daemon does not wake up for its status file.
+    """
+
+    def __init__(self, passdir: str) -> None:
+        self.passdir = passdir
+        self.due = 0.0  # monotonic time of the next write; 0: at once
+        self._quiet_until = 0.0  # not even built before then (no wake-up)
+        self._written: dict[str, Any] | None = None
+        self._failed = False
+
+    def update(self, build: Callable[[], dict[str, Any]], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and (now < self.due or now < self._quiet_until):
+            return
+        state = build()
+        # Building it looks at every file waiting: with a big spool it is
+        # spaced out so that it costs at most about 1/STATUS_COST_SHARE of
+        # waitd's time (a 20,000-file backlog: every 3 s, not every second).
+        spacing = (time.monotonic() - now) * STATUS_COST_SHARE
+        same = {k: v for k, v in state.items() if k != "written_at"}
+        if not force and same == self._written:
+            self.due = 0.0
+            self._quiet_until = now + spacing
+            return
+        self._written = same
+        self.due = now + max(STATUS_EVERY_S, spacing)
+        try:
+            write_status(self.passdir, state)
+        except OSError as exc:
+            if not self._failed:
+                log.warning("%s: cannot write the status file: %s", self.passdir, exc.strerror or exc)
+            self._failed = True
+        else:
+            self._failed = False
 
 
 def write_status(passdir: str, state: dict[str, Any]) -> None:

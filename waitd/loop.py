@@ -31,7 +31,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import selectors
 import signal
 import time
 from collections import deque
@@ -45,14 +44,13 @@ from waitd.history import Event, History, Status, escape, format_event
 from waitd.recovery import Orphans
 from waitd.scan import FileFact, Listings
 from waitd.slot import Slot
+from waitd.wakeups import Wakeups
 from waitd.watch import Watcher
 
 log = logging.getLogger("waitd")
 
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGALRM, signal.SIGCHLD)
 KILL_GRACE_S = 5.0
-STATUS_EVERY_S = 1.0
-STATUS_COST_SHARE = 50
 
 
 class Mode(enum.Enum):
@@ -99,10 +97,7 @@ class Daemon:
         self._signals: deque[int] = deque()
         self._next_poll = 0.0
         self._force_list = True
-        self._status_due = 0.0
-        self._status_quiet_until = 0.0
-        self._status_written: dict[str, Any] | None = None
-        self._status_failed = False
+        self.status_file = control.StatusFile(settings.passdir)
         self._compact_at_start = True
         self._stop_deadline = 0.0
         self._kill_deadline: float | None = None
@@ -160,49 +155,33 @@ class Daemon:
     def run(self) -> int:
         """Run until TERM (or, with --once, until the drain is done)."""
         runner.seal_descriptors()
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        old_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, self._on_signal)
-        selector = selectors.DefaultSelector()
-        selector.register(wake_r, selectors.EVENT_READ)
         inotify_fd = self.watcher.fileno()
-        if inotify_fd is not None:
-            selector.register(inotify_fd, selectors.EVENT_READ)
-        log.info(
-            "waitd started: pid %d, %d records, %s, interval %g s",
-            os.getpid(),
-            len(self.slots),
-            self.mode.value,
-            self.settings.interval_s,
-        )
-        if self._compact_at_start:
-            # Forget the files long gone before the first listing, so that
-            # both are never in memory at once (100,000 keys and as many
-            # files); the file itself is rewritten after the first pass.
-            self.history.drop_gone(Listings().exists)
-        try:
-            if self.settings.once:
-                self._prepare_once()
-            while True:
-                timeout = self._timeout(time.monotonic())
-                if timeout > 0:
-                    selector.select(timeout)
-                _drain(wake_r)
-                try:
-                    self._changes()
-                    if self._turn():
-                        break
-                except Exception:
-                    log.exception("waitd: unexpected error; carrying on")
-        finally:
-            for signum in HANDLED_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
-            signal.set_wakeup_fd(old_fd)
-            selector.close()
-            self.watcher.close()
-            os.close(wake_r)
-            os.close(wake_w)
+        with Wakeups(HANDLED_SIGNALS, self.note_signal, () if inotify_fd is None else (inotify_fd,)) as wakeups:
+            log.info(
+                "waitd started: pid %d, %d records, %s, interval %g s",
+                os.getpid(),
+                len(self.slots),
+                self.mode.value,
+                self.settings.interval_s,
+            )
+            if self._compact_at_start:
+                # Forget the files long gone before the first listing, so that
+                # both are never in memory at once (100,000 keys and as many
+                # files); the file itself is rewritten after the first pass.
+                self.history.drop_gone(Listings().exists)
+            try:
+                if self.settings.once:
+                    self._prepare_once()
+                while True:
+                    wakeups.wait(self._timeout(time.monotonic()))
+                    try:
+                        self._changes()
+                        if self._turn():
+                            break
+                    except Exception:
+                        log.exception("waitd: unexpected error; carrying on")
+            finally:
+                self.watcher.close()
         self._write_status(force=True)
         lost = self._flush_unwritten()
         for event in self.unwritten:
@@ -219,7 +198,8 @@ class Daemon:
             return 1
         return 1 if self.settings.once and (self.failures or inactive) else 0
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def note_signal(self, signum: int) -> None:
+        """Queue a signal for the next turn (all a handler does)."""
         self._signals.append(signum)
 
     def _turn(self) -> bool:
@@ -284,7 +264,7 @@ class Daemon:
         if signal.SIGALRM in pending:
             self._force_list = True
         if pending - {signal.SIGCHLD}:
-            self._status_due = 0.0  # an operator's signal shows in the status at once
+            self.status_file.due = 0.0  # an operator's signal shows in the status at once
 
     def reload(self) -> None:
         """HUP: reopen the log, reread the table, keep the old one if invalid."""
@@ -327,8 +307,8 @@ class Daemon:
                     deadlines.append(slot.backoff_until_mono)
                 elif slot.due_ns is not None:
                     deadlines.append(now + (slot.due_ns - now_ns) / 1e9)
-        if self._status_due > now:
-            deadlines.append(self._status_due)
+        if self.status_file.due > now:
+            deadlines.append(self.status_file.due)
         return max(0.0, min(deadlines) - now)
 
     # -- a pass -----------------------------------------------------------------
@@ -583,37 +563,7 @@ class Daemon:
     # -- status -----------------------------------------------------------------
 
     def _write_status(self, force: bool = False) -> None:
-        """Rewrite waitd.status when what it says changed, at most once a second
-        (less often when building it is slow).
-
-        A change right after a quiet spell (a signal, a handler's end) is
-        written at once; later ones within STATUS_EVERY_S wait for the turn
-        at `_status_due`.  An unchanged state is not rewritten and sets no
-        deadline, so an idle daemon does not wake up for its status file.
-        """
-        now = time.monotonic()
-        if not force and (now < self._status_due or now < self._status_quiet_until):
-            return
-        state = self.status()
-        # Building it looks at every file waiting: with a big spool it is
-        # spaced out so that it costs at most about 1/STATUS_COST_SHARE of
-        # waitd's time (a 20,000-file backlog: every 3 s, not every second).
-        spacing = (time.monotonic() - now) * STATUS_COST_SHARE
-        same = {k: v for k, v in state.items() if k != "written_at"}
-        if not force and same == self._status_written:
-            self._status_due = 0.0
-            self._status_quiet_until = now + spacing  # skipped, but no wake-up for it
-            return
-        self._status_written = same
-        self._status_due = now + max(STATUS_EVERY_S, spacing)
-        try:
-            control.write_status(self.settings.passdir, state)
-        except OSError as exc:
-            if not self._status_failed:
-                log.warning("%s: cannot write the status file: %s", self.settings.passdir, exc.strerror or exc)
-            self._status_failed = True
-        else:
-            self._status_failed = False
+        self.status_file.update(self.status, force)
 
     def status(self) -> dict[str, Any]:
         """What `waitd -s status` shows: times are seconds since the epoch."""
@@ -635,11 +585,3 @@ def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
         if slot.number == number:
             return slot.record
     return table.Record(0, 0, "", "", "", "", 0, 0, 0)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass

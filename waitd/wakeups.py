@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: MIT
+"""What the loop sleeps on: signals and inotify, in one selector.
+
+Signal handlers only note the signal; `signal.set_wakeup_fd` writes a byte
+to a pipe for each, so a signal that arrives just before the loop goes to
+sleep still wakes it.  Other descriptors (inotify's) join the same
+selector.  On close every handled signal goes back to its default.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+from collections.abc import Callable, Iterable
+
+
+class Wakeups:
+    def __init__(self, signals: Iterable[int], on_signal: Callable[[int], None], fds: Iterable[int] = ()) -> None:
+        self._signals = tuple(signals)
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        for signum in self._signals:
+            signal.signal(signum, lambda signum, frame: on_signal(signum))
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._read, selectors.EVENT_READ)
+        for fd in fds:
+            self._selector.register(fd, selectors.EVENT_READ)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a signal, a ready descriptor or the timeout."""
+        if timeout > 0:
+            self._selector.select(timeout)
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        for signum in self._signals:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(self._old_fd)
+        self._selector.close()
+        os.close(self._read)
+        os.close(self._write)
+
+    def __enter__(self) -> Wakeups:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
