@@ -112,6 +112,8 @@ def test_handler_environment_cwd_and_fds(station):
     station.drop("a.g8")
     station.start()
     wait_for(lambda: station.ends(), 5)
+    # waitd steps into the incoming directory only for the spawn.
+    assert os.readlink(f"/proc/{station.proc.pid}/cwd") == os.getcwd()
     station.stop()
     cwd, env, fds, rest = (station.passdir / "seen").read_text().splitlines()[:4]
     assert cwd == str(station.incoming)

@@ -218,20 +218,25 @@ def _spawn(program: str, argv: list[str], env: dict[str, str], log_fd: int, cwd:
         (os.POSIX_SPAWN_DUP2, log_fd, 1),
         (os.POSIX_SPAWN_DUP2, log_fd, 2),
     ]
+    home = _home_fd()
     os.chdir(cwd)
     try:
         return os.posix_spawn(
             program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_RESET_SIGNALS
         )
     finally:
-        os.fchdir(_home_fd())
+        try:
+            os.fchdir(home)
+        except OSError:  # pragma: no cover - an O_PATH descriptor of a directory
+            pass  # never lose the pid of a handler that started
 
 
 def _home_fd() -> int:
-    """A descriptor of waitd's working directory at its first spawn."""
+    """A descriptor of waitd's own working directory (O_PATH: it needs no
+    read permission), taken before the first spawn leaves it."""
     global _HOME_FD
     if _HOME_FD is None:
-        _HOME_FD = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _HOME_FD = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return _HOME_FD
 
 
