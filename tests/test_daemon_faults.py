@@ -126,10 +126,15 @@ def test_full_history_disk_holds_starts_and_resumes(station, tmpfs):
         15,
         "the history error to be logged",
     )
-    # Every file the handler got was recorded first (status 0 on disk).
+
+    # Every file the handler got was recorded first (status 0 on disk); let
+    # the handlers already under way write their line.
+    def started() -> set[bytes]:
+        return {os.fsencode(e.path) for e in station.history() if e.status is Status.STARTED}
+
+    wait_for(lambda: set(ran()) == started(), 5, "the handlers under way")
     ran_now = ran()
-    started = {os.fsencode(e.path) for e in station.history() if e.status is Status.STARTED}
-    assert set(ran_now) <= started
+    assert set(ran_now) <= started()
     # And while the disk stays full, nothing more starts.
     quiet_for(0.8, lambda: len(ran()) == len(ran_now))
     assert len(ran_now) < 1 + len(names)
@@ -247,6 +252,8 @@ def test_fast_failing_handler_backs_off_after_five(station):
         station.drop(f"f{i}.g8", age_s=20 - i)
     start(station, interval=0.1)
     wait_for(lambda: "no handler starts for 10 s" in station.log(), 10, "the back-off")
+    # The fifth end is written just after the back-off is decided.
+    wait_for(lambda: len(station.ends()) >= 5, 5, "the fifth end")
     assert len(station.ends()) == 5
     quiet_for(1.0, lambda: len(station.ran()) == 5 and len(station.ends()) == 5)
     assert all(e.status is Status.KNOWN and e.exit == 3 for e in station.ends())
