@@ -111,7 +111,7 @@ class Spool:
                 if stat.S_ISREG(st.st_mode):
                     facts.append(FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino))
                 else:
-                    facts.append(self.stat(name))
+                    facts.append(self._fact(name, st))
             except FileNotFoundError:
                 continue
             except Skip as why:
@@ -122,7 +122,10 @@ class Spool:
 
     def stat(self, name: str) -> FileFact:
         """Stat one name; raise FileNotFoundError if gone, Skip if not usable."""
-        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        return self._fact(name, os.stat(name, dir_fd=self.fd, follow_symlinks=False))
+
+    def _fact(self, name: str, st: os.stat_result) -> FileFact:
+        """The fact of a name from its lstat (a symlink's target is stat'ed)."""
         if stat.S_ISREG(st.st_mode):
             return FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
         if not stat.S_ISLNK(st.st_mode):
