@@ -411,16 +411,15 @@ class Daemon:
             runner.commit([pending for _, pending in ready], self.history)
         except runner.StartError as exc:
             for slot, pending in ready:
-                self._not_started(slot, pending.run.path, None, exc)
+                self._not_started(slot, pending.run.path, pending.letter, exc)
             return
         for slot, pending in ready:
-            letter = runner.next_letter(slot.letter)
             try:
                 run = runner.launch(pending, self.history)
             except runner.StartError as exc:
-                self._not_started(slot, pending.run.path, letter, exc)
+                self._not_started(slot, pending.run.path, pending.letter, exc)
                 continue
-            slot.letter = letter
+            slot.letter = pending.letter
             slot.run = run  # -> RUNNING
             self.runs[run.pid] = (run, slot)
             log.info(
@@ -432,7 +431,7 @@ class Daemon:
                 os.path.basename(run.log_name),
             )
 
-    def _not_started(self, slot: Slot, path: str, letter: str | None, exc: runner.StartError) -> None:
+    def _not_started(self, slot: Slot, path: str, letter: str, exc: runner.StartError) -> None:
         self.failures += 1
         if slot.once is not None:
             slot.once.clear()
@@ -442,7 +441,7 @@ class Daemon:
             log.error("record %d: %s: %s; trying again at the next poll", slot.number, escape(path), exc)
             self._starts_held_until = self._next_poll
             return
-        if exc.recorded and letter is not None:
+        if exc.recorded:  # its log file was used
             slot.letter = letter
             slot.last = (path, f"could not start: {exc}")
         log.error("record %d: %s: %s", slot.number, escape(path), exc)

@@ -139,6 +139,7 @@ class Pending:
     run: Run  # pid 0 until launched
     started: Event  # the status 0 event
     env: dict[str, str]
+    letter: str  # of its log file
 
 
 def prepare(
@@ -170,7 +171,7 @@ def prepare(
         path, record.process, fact.mtime_ns // 1_000_000_000, Status.STARTED, at=started_at, version=fact.version
     )
     run = Run(record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic())
-    return Pending(run, started, env)
+    return Pending(run, started, env, letter)
 
 
 def commit(pendings: list[Pending], history: History) -> None:
