@@ -208,11 +208,8 @@ class Daemon:
         try:
             return self._act_and_pass()
         finally:
-            if self._finish_ended() and self.mode is Mode.ACTIVE:
-                # Their ends are in the history now: keep-after may count them.
-                for slot in self.slots:
-                    if slot.spool is not None and not slot.problem:
-                        slot.keep(self.history, self._busy, self._all_done)
+            if self._finish_ended():
+                self._keep_all()  # their ends are in the history now: keep-after may count them
 
     def _act_and_pass(self) -> bool:
         pending = set()
@@ -337,9 +334,7 @@ class Daemon:
             if pending is not None:
                 ready.append((slot, pending))
         self._launch(ready)
-        for slot in self.slots:
-            if self.mode is Mode.ACTIVE and slot.spool is not None and not slot.problem:
-                slot.keep(self.history, self._busy, self._all_done)
+        self._keep_all()
         if self._compact_at_start:
             # After the first pass, so that a big history does not delay the
             # first handler; before any later one, so it still bounds the file.
@@ -446,6 +441,14 @@ class Daemon:
             slot.last = (path, f"could not start: {exc}")
         log.error("record %d: %s: %s", slot.number, escape(path), exc)
         slot.back_off(time.monotonic(), "could not start a handler")
+
+    def _keep_all(self) -> None:
+        """Remove the handled files beyond each record's keep-after."""
+        if self.mode is not Mode.ACTIVE:
+            return
+        for slot in self.slots:
+            if slot.spool is not None and not slot.problem:
+                slot.keep(self.history, self._busy, self._all_done)
 
     def _busy(self, path: str) -> bool:
         return any(run.path == path for run, _ in self.runs.values())
