@@ -244,7 +244,7 @@ def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, Event | str
         for number, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 continue
-            key = raw[: raw.find(b" ", raw.find(b" ") + 1)]
+            key = _raw_key(raw)
             if number >= before.get(key, 0):
                 continue
             try:
@@ -279,6 +279,11 @@ _PLAIN_LINE = re.compile(
     + _TEXT_KEYS
     + rb")=)[!-<>-~]+=[!-~]*))*\n"
 )
+
+
+def _raw_key(raw: bytes) -> bytes:
+    """A raw line's "PATH PROCESS", still escaped."""
+    return raw[: raw.find(b" ", raw.find(b" ") + 1)]
 
 
 def _checked(raw: bytes) -> Event | str:
@@ -351,7 +356,7 @@ class History:
                     if raw == b"\n":
                         blank += 1
                         continue
-                    latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)
+                    latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)  # _raw_key, inlined
                 end = f.tell()
                 count = number - blank
                 if raw[-1:] != b"\n":  # only the last line can lack it
@@ -359,7 +364,7 @@ class History:
                     end -= len(raw)
                     count -= 1
                     # It replaced the key's last whole line, if any: find it again.
-                    key = raw[: raw.find(b" ", raw.find(b" ") + 1)]
+                    key = _raw_key(raw)
                     del latest[key]
                     retry[key] = number
         if torn is not None:
@@ -377,7 +382,7 @@ class History:
                 found.append((number, _checked(raw)))
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
-                retry[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = number
+                retry[_raw_key(raw)] = number
         del lines
         if retry:
             # A key's latest line was corrupt: skipping it means the good
