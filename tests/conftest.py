@@ -39,6 +39,28 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
         delay = min(delay * 2, 0.05)
 
 
+def deliver(station: Station, name: str, age_s: float = 5, directory: Path | None = None) -> bytes:
+    """Deliver a file as transfer tools do: write a dot-name, then rename.
+
+    A file written in place could be seen, with wait age 0, before its
+    data and mtime are final, and then rightly run again as a new version.
+    """
+    tmp = station.drop("." + name + ".part", age_s=age_s, directory=directory)
+    final = os.path.join(os.path.dirname(tmp), os.fsencode(name))
+    os.rename(tmp, final)
+    return final
+
+
+def quiet_for(seconds: float, check) -> None:
+    """Assert that `check()` stays true for `seconds` (an absence has no
+    event to wait on: this is the window in which it must hold)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check()
+        time.sleep(0.02)
+    assert check()
+
+
 def waitd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "waitd", *args]
 
@@ -66,6 +88,18 @@ class Station:
     def recorder(self, name: str = "rec", extra: str = "") -> Path:
         """A handler that appends its argv[1] (NUL-terminated) to `ran`."""
         return self.handler(name, f'printf "%s\\0" "$1" >> "{self.passdir}/ran"\n{extra}')
+
+    def gated(self, name: str = "gated", extra: str = "") -> Path:
+        """A recorder that then waits until `open_gate(file)` (at most 60 s):
+        a handler that runs exactly as long as the test wants."""
+        return self.recorder(
+            name,
+            f'gate="{self.root}/gate.$(basename "$1")"\n'
+            'i=0; while [ ! -e "$gate" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\n' + extra,
+        )
+
+    def open_gate(self, name: str) -> None:
+        (self.root / f"gate.{name}").touch()
 
     def table(self, *lines: str) -> None:
         (self.passdir / "incoming").write_text("\n".join(lines) + "\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Station, wait_for
+from conftest import Station, deliver, quiet_for, wait_for
 
 from waitd.history import Status
 
@@ -31,28 +31,6 @@ def start(station: Station, *args: str, interval: float = 0.2) -> subprocess.Pop
     proc = station.start(*args, interval=interval)
     assert proc.poll() is None, station.stderr()
     return proc
-
-
-def deliver(station: Station, name: str, age_s: float = 5, directory: Path | None = None) -> bytes:
-    """Deliver a file as transfer tools do: write a dot-name, then rename.
-
-    A file written in place could be seen, with wait age 0, before its
-    data and mtime are final, and then rightly run again as a new version.
-    """
-    tmp = station.drop("." + name + ".part", age_s=age_s, directory=directory)
-    final = os.path.join(os.path.dirname(tmp), os.fsencode(name))
-    os.rename(tmp, final)
-    return final
-
-
-def quiet_for(seconds: float, check) -> None:
-    """Assert that `check()` stays true for `seconds` (an absence has no
-    event to wait on: this is the window in which it must hold)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check()
-        time.sleep(0.02)
-    assert check()
 
 
 def ends_of(station: Station, name: str):

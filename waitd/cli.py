@@ -24,10 +24,11 @@ import os
 import signal
 import stat
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
 
-from waitd import __version__, control, table
-from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
+from waitd import __version__, control, pidfile, table
+from waitd.errors import EXIT_FAILURE, EXIT_USAGE, AlreadyRunning, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument(
         "--demo", action="store_true", help="run on a throw-away PASSDIR with an example table, handler and files"
     )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with -s stop or -s reload: return once the signal is sent, without waiting for the daemon",
+    )
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
 
@@ -146,14 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo.run(args.interval if args.interval != 10.0 else 1.0)
         passdir = _passdir(args.passdir)
-        if args.command == "status":
-            pid = control.running_pid(passdir)
-            sys.stdout.write(control.format_status(control.read_status(passdir), pid))
-            return 0 if pid is not None else EXIT_FAILURE
         if args.command:
-            pid = control.send(passdir, args.command)
-            print(f"waitd: sent {control.SIGNALS[args.command].name} to pid {pid}")
-            return 0
+            return _command(passdir, args.command, wait=not args.no_wait)
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
         if args.check:
@@ -183,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _preflight(passdir)
         if args.foreground or args.once:
             return serve(settings, records, foreground=True)
+        _warn_inactive(table_path, records, passdir)
         return _detach(settings, records)
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
@@ -194,24 +195,98 @@ def _passdir(given: str | None) -> str:
     if not passdir:
         raise UsageError(NO_PASSDIR.removeprefix("waitd: "))
     passdir = os.path.abspath(os.path.expanduser(passdir))
+    if not os.path.exists(passdir):
+        raise UsageError(f"{passdir}: PASSDIR does not exist (make it with: mkdir -p {passdir})")
     if not os.path.isdir(passdir):
         raise UsageError(f"{passdir}: PASSDIR is not a directory")
     return passdir
 
 
 def _preflight(passdir: str) -> None:
+    """What can be said before detaching: the claim itself is made by serve."""
     if not os.access(passdir, os.W_OK | os.X_OK):
         raise WaitdError(f"{passdir}: PASSDIR is not writable")
-    pid = control.running_pid(passdir)
-    if pid is not None:
-        from waitd.errors import AlreadyRunning
-
-        raise AlreadyRunning(control.pidfile_path(passdir), pid)
-    stale = control.stale_reason(passdir)
+    held = pidfile.holder(passdir)
+    if held is not None:
+        raise AlreadyRunning(pidfile.pidfile_path(passdir), held.pid)
+    stale = pidfile.stale_pid(passdir)
     if stale is not None:
+        print(f"waitd: warning: {pidfile.stale_message(passdir, stale)}", file=sys.stderr)
+
+
+def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str) -> None:
+    """Say on the terminal, before detaching, which records would do nothing."""
+    path_env = os.environ.get("PATH", os.defpath)
+    inactive = 0
+    for record in records:
+        act = table.activate(record, passdir, path_env)
+        if act.problem:
+            inactive += 1
+            print(
+                f"waitd: warning: {table_path}:{record.line}: record {record.number} is inactive: {act.problem}",
+                file=sys.stderr,
+            )
+    if records and inactive == len(records):
         print(
-            f"waitd: warning: {control.pidfile_path(passdir)}: stale pid file ({stale}); replacing it", file=sys.stderr
+            "waitd: warning: every record is inactive; nothing will be handled until the table is fixed"
+            " and reloaded (waitd -s reload)",
+            file=sys.stderr,
         )
+
+
+def _command(passdir: str, command: str, wait: bool) -> int:
+    """`-s COMMAND`: print the status, or signal the daemon and, for stop
+    and reload, wait for what it did."""
+    if command == "status":
+        held = pidfile.holder(passdir)
+        if held is not None and held.pid is None:
+            sys.stdout.write("waitd: running, starting (its pid is not written yet)\n")
+            return 0
+        pid = held.pid if held is not None else None
+        sys.stdout.write(control.format_status(control.read_status(passdir), pid))
+        return 0 if pid is not None else EXIT_FAILURE
+    if command == "reload":
+        return _reload(passdir, wait)
+    pid = control.send(passdir, command)
+    print(f"waitd: sent {control.SIGNALS[command].name} to pid {pid}")
+    if command != "stop" or not wait:
+        return 0
+    if control.stopped(passdir, pid):
+        print(f"waitd: pid {pid} stopped")
+        return 0
+    print(f"waitd: pid {pid} is still stopping (handlers running?); see waitd -s status", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _reload(passdir: str, wait: bool) -> int:
+    """Check the table, send HUP, and say whether the daemon took it."""
+    table_path = os.path.join(passdir, "incoming")
+    _, errors = table.read(table_path, passdir, os.environ)
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(
+            f"waitd: {table_path}: {len(errors)} error(s); not reloaded: the daemon keeps the table it has",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    held = pidfile.holder(passdir)
+    before = control.reloads(passdir, held.pid) if held is not None and held.pid is not None else -1
+    pid = control.send(passdir, "reload")
+    print(f"waitd: sent SIGHUP to pid {pid}")
+    if not wait or before < 0:
+        return 0
+    taken = control.reloaded(passdir, pid, before)
+    if taken is None:
+        print(f"waitd: pid {pid} has not confirmed the reload within {control.RELOAD_WAIT_S:g} s", file=sys.stderr)
+        return EXIT_FAILURE
+    if taken.get("errors"):
+        for error in taken["errors"]:
+            print(error, file=sys.stderr)
+        print(f"waitd: {table_path}: not reloaded: the daemon keeps the table it has", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"waitd: pid {pid} took {table_path}: {taken.get('records')} record(s), {taken.get('active')} active")
+    return 0
 
 
 def setup_logging(passdir: str, foreground: bool) -> LogFile:
@@ -261,21 +336,25 @@ def _logfiles_dir(passdir: str) -> None:
 def serve(
     settings: Settings, records: Sequence[table.Record], foreground: bool, ready: Callable[[], None] | None = None
 ) -> int:
-    """Open the log, claim the pid file, open the history, recover, and run the loop.
+    """Open the log, catch the signals, claim the pid file, open the
+    history, recover, and run the loop.
 
+    The signals are caught before the pid file names this process: a HUP
+    or TERM sent as soon as it appears is queued and acted on by the loop.
     `ready` is called once the daemon is up: pid file written, history
-    read, signals caught (one sent from then on is acted on, not lost).
+    read.
     """
     passdir = settings.passdir
     # The log first, so that a stale pid file's warning reaches incoming.log.
     logfile = setup_logging(passdir, foreground)
-    with control.PidFile(passdir):
+    signals: deque[int] = deque()
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
+    with pidfile.PidFile(passdir):
         _logfiles_dir(passdir)
         history = History(os.path.join(passdir, "incoming.history"))
         history.load()
-        daemon = Daemon(settings, records, history, reopen_log=logfile.reopen)
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, lambda signum, frame: daemon.note_signal(signum))  # queued until the loop runs
+        daemon = Daemon(settings, records, history, reopen_log=logfile.reopen, signals=signals)
         daemon.recover()
         if ready is not None:
             ready()

@@ -1,28 +1,21 @@
 # SPDX-License-Identifier: MIT
-"""The pid file, `waitd -s`, and the status file.
-
-`PidFile` claims $PASSDIR/waitd.pid for one daemon with lockfile's
-PIDLockFile (O_CREAT|O_EXCL, so never through a planted symlink).  A pid
-file whose process is gone, or is a younger process that reused the pid
-(psutil start time after the file was written), or that holds no pid, is
-stale: it is replaced with a warning.  A live one raises `AlreadyRunning`
-naming its pid.
+"""`waitd -s`, and the status file.
 
 `send` maps `-s reload|stop|idle|resume|wake` to HUP, TERM, INT, CONT and
-ALRM for the daemon named in the pid file.  `write_status` and
-`read_status` keep $PASSDIR/waitd.status, a small JSON document the loop
-rewrites (temporary file, rename) when its state changes, so `-s status`
-needs no signal; `format_status` turns it into the text an operator reads.
+ALRM for the daemon holding the pid file (`pidfile.holder`).  `stopped`
+and `reloaded` wait for what the daemon did with the signal: `-s stop`
+returns once the daemon is gone, `-s reload` once the status file says the
+table was taken (or why not).  `write_status` and `read_status` keep
+$PASSDIR/waitd.status, a small JSON document the loop rewrites (temporary
+file, rename) when its state changes, so `-s status` needs no signal;
+`format_status` turns it into the text an operator reads.
 
-This module does not detach (`cli` does, with python-daemon) and does not
-decide what the status holds (`loop.Daemon.status` does).
+This module does not detach (`cli` does, with python-daemon), does not
+claim the pid file (`pidfile` does) and does not decide what the status
+holds (`loop.Daemon.status` does).
 
 Diagnostics: `WaitdError` (exit 1) when no waitd runs on the PASSDIR or it
-cannot be signalled or the pid file cannot be created; `AlreadyRunning`
-(exit 3).  A stale pid file is logged as a warning.
-
-Limits: liveness is judged by pid and start time only; a waitd of the same
-PASSDIR in another pid namespace (a container) looks gone.
+cannot be signalled.
 """
 
 from __future__ import annotations
@@ -35,11 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import lockfile
-import lockfile.pidlockfile
-import psutil
-
-from waitd.errors import AlreadyRunning, WaitdError
+from waitd.errors import WaitdError
+from waitd.pidfile import holder, pidfile_path
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +40,9 @@ SIGNALS = {
     "resume": signal.SIGCONT,
     "wake": signal.SIGALRM,
 }
-# psutil's create time and the pid file's mtime come from different clocks
-# (boot time plus jiffies, the filesystem): allow this much disagreement.
-CLOCK_SLACK_S = 1.0
-
-
-def pidfile_path(passdir: str) -> str:
-    return os.path.join(passdir, "waitd.pid")
+RELOAD_WAIT_S = 10.0
+STOP_MARGIN_S = 10.0  # beyond the daemon's own stop timeout and kill grace
+POLL_S = 0.05
 
 
 def status_path(passdir: str) -> str:
@@ -64,92 +50,69 @@ def status_path(passdir: str) -> str:
 
 
 def running_pid(passdir: str) -> int | None:
-    """The pid of the live waitd of this PASSDIR, or None."""
-    pid, why = _check(pidfile_path(passdir))
-    return pid if why is None else None
-
-
-def stale_reason(passdir: str) -> str | None:
-    """Why the pid file is stale, or None when it is absent or live."""
-    return _check(pidfile_path(passdir))[1]
-
-
-def _check(path: str) -> tuple[int | None, str | None]:
-    """(pid, None) for a live pid file; (pid, why) for a stale one; (None, None) for none."""
-    try:
-        written = os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"cannot stat it: {exc.strerror}"
-    pid = lockfile.pidlockfile.read_pid_from_pidfile(path)
-    if pid is None or pid <= 0:
-        return None, "it holds no pid"
-    try:
-        proc = psutil.Process(pid)
-        created = proc.create_time()
-        zombie = proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return pid, f"pid {pid} is gone"
-    except psutil.AccessDenied:
-        return pid, None  # it exists; assume the worst: a live waitd
-    if zombie:
-        return pid, f"pid {pid} is gone"
-    if created > written + CLOCK_SLACK_S:
-        # A process created after the pid file was written got the pid later.
-        return pid, f"pid {pid} now belongs to a process started after the pid file was written"
-    return pid, None
-
-
-class PidFile(lockfile.pidlockfile.PIDLockFile):
-    """lockfile's pid file, with stale-file replacement and our errors."""
-
-    def __init__(self, passdir: str) -> None:
-        super().__init__(pidfile_path(passdir), timeout=0)
-        self.passdir = passdir
-
-    def acquire(self, timeout: float | None = None) -> None:
-        for _ in range(3):
-            try:
-                super().acquire(timeout=0)
-                return
-            except lockfile.AlreadyLocked:
-                pid, why = _check(self.path)
-                if why is None and pid is not None and pid != os.getpid():
-                    raise AlreadyRunning(self.path, pid) from None
-                log.warning("%s: stale pid file (%s); replacing it", self.path, why or "it is ours")
-                self.break_lock()
-            except lockfile.LockFailed as exc:
-                raise WaitdError(f"{self.path}: cannot create pid file: {exc.__context__ or exc}") from exc
-        raise WaitdError(f"{self.path}: cannot claim the pid file (it keeps coming back)")
-
-    def release(self) -> None:
-        """Remove the pid file if it is still ours; never raise at exit."""
-        if self.read_pid() != os.getpid():
-            log.warning("%s: pid file is gone or not ours any more; leaving it", self.path)
-            return
-        try:
-            lockfile.pidlockfile.remove_existing_pidfile(self.path)
-        except OSError as exc:
-            log.warning("%s: cannot remove pid file: %s", self.path, exc.strerror)
-
-    def __enter__(self) -> PidFile:
-        self.acquire()
-        return self
+    """The pid of the live waitd of this PASSDIR, or None (also while its
+    pid is not written yet)."""
+    held = holder(passdir)
+    return held.pid if held is not None else None
 
 
 def send(passdir: str, command: str) -> int:
     """Signal the daemon of this PASSDIR; return its pid."""
-    pid = running_pid(passdir)
-    if pid is None:
-        raise WaitdError(f"no waitd is running on {passdir} (no live pid in {pidfile_path(passdir)})")
+    held = holder(passdir)
+    if held is None:
+        raise WaitdError(f"no waitd is running on {passdir} (no daemon holds {pidfile_path(passdir)})")
+    if held.pid is None:
+        raise WaitdError(f"the waitd of {passdir} is starting and has not written its pid yet; try again")
     try:
-        os.kill(pid, SIGNALS[command])
+        os.kill(held.pid, SIGNALS[command])
     except ProcessLookupError:
-        raise WaitdError(f"no waitd is running on {passdir} (pid {pid} ended just now)") from None
+        raise WaitdError(f"no waitd is running on {passdir} (pid {held.pid} ended just now)") from None
     except PermissionError as exc:
-        raise WaitdError(f"cannot signal waitd pid {pid}: {exc.strerror}") from exc
-    return pid
+        raise WaitdError(f"cannot signal waitd pid {held.pid}: {exc.strerror}") from exc
+    return held.pid
+
+
+def stopped(passdir: str, pid: int, limit_s: float | None = None) -> bool:
+    """Wait until the daemon `pid` no longer holds the PASSDIR; False if it
+    still does after `limit_s` (default: its stop timeout, its kill grace
+    and a margin, from the status file)."""
+    if limit_s is None:
+        state = read_status(passdir) or {}
+        limit_s = float(state.get("stop_timeout_s", 30.0)) + float(state.get("kill_grace_s", 5.0)) + STOP_MARGIN_S
+    return _until(lambda: running_pid(passdir) != pid, limit_s)
+
+
+def reloads(passdir: str, pid: int) -> int:
+    """How many HUPs the daemon `pid` has acted on so far (-1: unknown)."""
+    state = read_status(passdir)
+    if not state or state.get("pid") != pid:
+        return -1
+    return int(state.get("table", {}).get("reloads", 0))
+
+
+def reloaded(passdir: str, pid: int, before: int) -> dict[str, Any] | None:
+    """Wait until the daemon has acted on a HUP sent after it had acted on
+    `before`; return the table part of its status, or None at the limit."""
+    found: dict[str, Any] = {}
+
+    def done() -> bool:
+        state = read_status(passdir)
+        if state and state.get("pid") == pid and state.get("table", {}).get("reloads", 0) > before:
+            found.update(state["table"])
+            return True
+        return running_pid(passdir) != pid
+
+    _until(done, RELOAD_WAIT_S)
+    return found or None
+
+
+def _until(condition: Callable[[], bool], limit_s: float) -> bool:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
 
 
 STATUS_EVERY_S = 1.0

@@ -8,7 +8,6 @@ message always names its subject first (a file and line, a path, a pid).
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_RUNNING = 3
@@ -39,23 +38,14 @@ class TableError(WaitdError):
         self.what = what
 
 
-class InvalidTable(WaitdError):
-    """A table with one or more errors; `errors` lists them in line order."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, errors: list[TableError]) -> None:
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = errors
-
-
 class AlreadyRunning(WaitdError):
     """Another waitd holds the pid file of this PASSDIR."""
 
     exit_code = EXIT_RUNNING
 
-    def __init__(self, pidfile: str, pid: int) -> None:
-        super().__init__(f"{pidfile}: another waitd is running on this PASSDIR (pid {pid})")
+    def __init__(self, pidfile: str, pid: int | None) -> None:
+        who = f"pid {pid}" if pid is not None else "starting; its pid is not written yet"
+        super().__init__(f"{pidfile}: another waitd is running on this PASSDIR ({who})")
         self.pid = pid
 
 

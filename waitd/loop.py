@@ -82,6 +82,7 @@ class Daemon:
         records: Iterable[table.Record],
         history: History,
         reopen_log: Callable[[], None] = lambda: None,
+        signals: deque[int] | None = None,
     ) -> None:
         self.settings = settings
         self.history = history
@@ -94,7 +95,7 @@ class Daemon:
         self._ended: deque[tuple[runner.Run, runner.Outcome, float]] = deque()  # reaped, end not yet written
         self._starts_held_until = 0.0  # the history could not take a status 0
         self.failures = 0  # starts that failed, for --once's exit status
-        self._signals: deque[int] = deque()
+        self._signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self._next_poll = 0.0
         self._force_list = True
         self.status_file = control.StatusFile(settings.passdir)
@@ -102,6 +103,8 @@ class Daemon:
         self._stop_deadline = 0.0
         self._kill_deadline: float | None = None
         self._started = time.time()
+        self._reloads = 0  # HUPs acted on, valid table or not
+        self._reload_errors: list[str] = []
         self._env = dict(os.environ)
         self.watcher = Watcher(enabled=not settings.poll_only)
         self._warn_table_mode()
@@ -253,7 +256,10 @@ class Daemon:
         if signal.SIGHUP in pending:
             self.reload()
         if signal.SIGINT in pending and self.mode is Mode.ACTIVE:
-            log.info("waitd: INT: hibernating; no handler starts and nothing is removed")
+            log.info(
+                "waitd: INT: hibernating; no handler starts and nothing is removed "
+                "(to resume: waitd -s resume or CONT; to stop: waitd -s stop or TERM)"
+            )
             self.mode = Mode.HIBERNATING  # ACTIVE -> HIBERNATING
         if signal.SIGCONT in pending and self.mode is Mode.HIBERNATING and signal.SIGINT not in pending:
             log.info("waitd: CONT: leaving hibernation")
@@ -268,6 +274,8 @@ class Daemon:
         self.reopen_log()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
         self._warn_table_mode()
+        self._reloads += 1
+        self._reload_errors = [str(e) for e in errors]
         if errors:
             for error in errors:
                 log.error("%s", error)
@@ -276,11 +284,12 @@ class Daemon:
                 self.settings.table_path,
                 len(errors),
             )
-            return
-        old = self.slots
-        self._install(records, old)
-        active = sum(1 for s in self.slots if not s.problem)
-        log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.slots), active)
+        else:
+            old = self.slots
+            self._install(records, old)
+            active = sum(1 for s in self.slots if not s.problem)
+            log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.slots), active)
+        self._write_status(force=True)  # `waitd -s reload` waits for this
 
     def _warn_table_mode(self) -> None:
         unsafe = table.writable_by_others(self.settings.table_path)
@@ -579,6 +588,14 @@ class Daemon:
             "written_at": now,
             "records": records,
             "unwritten_events": len(self.unwritten),
+            "stop_timeout_s": self.settings.stop_timeout_s,
+            "kill_grace_s": KILL_GRACE_S,
+            "table": {
+                "reloads": self._reloads,
+                "errors": self._reload_errors,
+                "records": len(self.slots),
+                "active": sum(1 for s in self.slots if not s.problem),
+            },
         }
 
 

@@ -28,7 +28,6 @@ the caller backs off).
 
 from __future__ import annotations
 
-import enum
 import os
 import signal
 import time
@@ -41,13 +40,6 @@ from waitd.table import Record
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class RunState(enum.Enum):
-    RUNNING = "running"
-    STOPPING = "stopping"  # TERM sent to its process group
-    KILLED = "killed"  # KILL sent
-    ENDED = "ended"
 
 
 @dataclass(frozen=True, slots=True)
