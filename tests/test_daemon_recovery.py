@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import wait_for
+from conftest import deliver, quiet_for, wait_for
 
 
 def test_sigkill_during_run_then_restart_records_status_1_once(station):
@@ -98,3 +98,73 @@ def test_a_long_history_is_compacted_after_the_first_start_not_before(station):
     log = station.log()
     assert log.index(": started ") < log.index("compacted from 120"), log
     assert [e.status for e in station.history()] == [0, 2]
+
+
+def test_restart_while_a_directory_is_unavailable_keeps_its_history(station):
+    station.recorder()
+    spool = station.root / "spool"
+    spool.mkdir()
+    station.table(f"x {spool} *.d {station.passdir}/rec 0 -1 0")
+    deliver(station, "a.d", directory=spool)
+    station.start()
+    wait_for(lambda: len(station.ends()) == 1, 10, "the run")
+    assert station.stop() == 0
+    # The directory is away (an NFS mount, a disk) while waitd restarts and
+    # compacts its history.
+    os.rename(spool, station.root / "spool.away")
+    station.start()
+    wait_for(lambda: "inactive" in station.log() and (station.passdir / "waitd.status").exists(), 10)
+    assert station.stop() == 0
+    assert [e.path for e in station.history()] == [str(spool / "a.d")], "the history forgot the file"
+    os.rename(station.root / "spool.away", spool)
+    station.start()
+    station.signal(signal.SIGALRM)
+    quiet_for(1.0, lambda: len(station.ran()) == 1)
+    assert station.stop() == 0
+
+
+def test_adopted_handler_keeps_its_record_busy_and_its_file(station):
+    station.gated()
+    # hours-too-old 0.0015 = 5.4 s: both files expire while the adopted run goes on.
+    station.table(f"x in *.d {station.passdir}/gated 0 -1 0.0015")
+    station.drop("a.d", age_s=20)
+    station.drop("b.d", age_s=10)
+    a, b = station.incoming / "a.d", station.incoming / "b.d"
+    station.start()
+    wait_for(lambda: station.ran() == [os.fsencode(a)], 10, "a.d's run")
+    wait_for(lambda: station.started(), 10, "the pid of a.d's run in the history")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    assert "still runs; waiting for it" in station.log()
+    wait_for(lambda: not b.exists(), 15, "b.d to expire")
+    assert a.exists(), "the adopted run's file was removed under it"
+    assert station.ran() == [os.fsencode(a)], "a second handler started beside the adopted one"
+    station.open_gate("a.d")
+    wait_for(lambda: any(e.status == 1 and e.path == str(a) for e in station.history()), 10, "a.d's end")
+    wait_for(lambda: not a.exists(), 10, "a.d to expire once its run ended")
+    assert station.stop() == 0
+    assert station.ran() == [os.fsencode(a)]
+
+
+def test_log_letter_after_restart_never_overwrites_a_newer_run(station):
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    station.drop("a.d", age_s=20)
+    station.drop("b.d", age_s=10)
+    station.start()
+    wait_for(lambda: len(station.ends()) == 2, 10, "two runs")
+    assert station.stop() == 0
+    logs = station.passdir / "logfiles"
+    assert "a.d" in (logs / "incoming.1.A").read_text() and "b.d" in (logs / "incoming.1.B").read_text()
+    # A background child of the first run writes to its log later on.
+    with open(logs / "incoming.1.A", "a") as f:
+        f.write("late output\n")
+    later = os.stat(logs / "incoming.1.B").st_mtime + 5
+    os.utime(logs / "incoming.1.A", (later, later))
+    station.start()
+    deliver(station, "c.d")
+    wait_for(lambda: len(station.ends()) == 3, 10, "the third run")
+    assert station.stop() == 0
+    assert "b.d" in (logs / "incoming.1.B").read_text(), "the log of b.d's run was overwritten"
+    assert "c.d" in (logs / "incoming.1.C").read_text()

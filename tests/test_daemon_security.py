@@ -303,3 +303,21 @@ def test_world_writable_handler_is_refused(station):
     assert station.ran() == [bytes(station.incoming / "a.g8")]
     (end,) = station.ends()
     assert end.status is Status.KNOWN
+
+
+def test_link_planted_after_the_spool_became_shared_is_ignored(station: Station):
+    station.recorder()
+    secret = station.root / "secret"
+    secret.write_text("s3cret\n")
+    station.incoming.chmod(0o755)
+    station.table(f"x in *.txt {station.passdir}/rec 0 -1 0")
+    station.start()
+    station.incoming.chmod(0o1777)
+    os.symlink(secret, station.incoming / "x.txt")
+    station.drop("y.txt", age_s=5)
+    wait_for(lambda: len(station.ends()) >= 1, 10, "y.txt handled")
+    station.signal(signal.SIGALRM)
+    wait_for(lambda: "writable by group or others" in station.log(), 10, "the link to be reported")
+    assert station.ran() == [os.fsencode(station.incoming / "y.txt")]
+    assert station.stop() == 0
+    assert secret.read_text() == "s3cret\n"

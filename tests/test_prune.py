@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waitd import prune
+from waitd.prune import Outcome, Removal
 from waitd.scan import FileFact, Spool
 
 S = 1_000_000_000
@@ -138,7 +139,7 @@ def test_remove_regular_file(spool: tuple[Path, Spool]) -> None:
     d, sp = spool
     (d / "a").write_bytes(b"x")
     f = sp.stat("a")
-    assert prune.remove(sp.fd, f) is None
+    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not (d / "a").exists()
 
 
@@ -147,7 +148,7 @@ def test_remove_odd_name(spool: tuple[Path, Spool]) -> None:
     name = os.fsdecode(b"a b\n\xff")
     with open(os.path.join(os.fsencode(d), os.fsencode(name)), "wb"):
         pass
-    assert prune.remove(sp.fd, sp.stat(name)) is None
+    assert prune.remove(sp.fd, sp.stat(name)) == Removal(Outcome.REMOVED)
     assert os.listdir(d) == []
 
 
@@ -158,7 +159,7 @@ def test_remove_symlink_not_its_target(spool: tuple[Path, Spool], tmp_path: Path
     os.symlink(target, d / "link")
     f = sp.stat("link")
     assert f.is_link
-    assert prune.remove(sp.fd, f) is None
+    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not os.path.lexists(d / "link")
     assert target.read_bytes() == b"precious"
 
@@ -169,7 +170,7 @@ def test_remove_refuses_a_replaced_entry(spool: tuple[Path, Spool]) -> None:
     f = sp.stat("a")
     (d / "a.new").write_bytes(b"new")
     os.rename(d / "a.new", d / "a")  # re-delivered under the same name
-    assert prune.remove(sp.fd, f) == "replaced by another file since it was seen"
+    assert prune.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
     assert (d / "a").read_bytes() == b"new"
 
 
@@ -180,7 +181,7 @@ def test_remove_refuses_a_symlink_swapped_for_another(spool: tuple[Path, Spool],
     f = sp.stat("link")
     os.symlink(tmp_path / "t", d / "link.new")  # a new link: another inode
     os.rename(d / "link.new", d / "link")
-    assert prune.remove(sp.fd, f) == "replaced by another file since it was seen"
+    assert prune.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
     assert os.path.islink(d / "link")
 
 
@@ -190,7 +191,7 @@ def test_remove_refuses_a_directory(spool: tuple[Path, Spool]) -> None:
     (d / "sub" / "keep").write_bytes(b"")
     ino = os.lstat(d / "sub").st_ino
     f = FileFact("sub", 0, 0, 0, ino, ino)
-    assert prune.remove(sp.fd, f) == "no longer a regular file"
+    assert prune.remove(sp.fd, f) == Removal(Outcome.REFUSED, "no longer a regular file")
     assert (d / "sub" / "keep").exists()
 
 
@@ -200,7 +201,7 @@ def test_remove_a_directory_under_a_file_name(spool: tuple[Path, Spool]) -> None
     f = sp.stat("a")
     os.unlink(d / "a")
     (d / "a").mkdir()
-    assert prune.remove(sp.fd, f) is not None
+    assert prune.remove(sp.fd, f).outcome is not Outcome.REMOVED
     assert (d / "a").is_dir()
 
 
@@ -208,7 +209,7 @@ def test_remove_refuses_a_fifo(spool: tuple[Path, Spool]) -> None:
     d, sp = spool
     os.mkfifo(d / "p")
     ino = os.lstat(d / "p").st_ino
-    assert prune.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == "no longer a regular file"
+    assert prune.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == Removal(Outcome.REFUSED, "no longer a regular file")
     assert (d / "p").exists()
 
 
@@ -217,7 +218,7 @@ def test_remove_already_gone(spool: tuple[Path, Spool]) -> None:
     (d / "a").write_bytes(b"")
     f = sp.stat("a")
     os.unlink(d / "a")
-    assert prune.remove(sp.fd, f) is None
+    assert prune.remove(sp.fd, f) == Removal(Outcome.GONE)
 
 
 def test_remove_works_through_the_descriptor(spool: tuple[Path, Spool], tmp_path: Path) -> None:
@@ -229,7 +230,7 @@ def test_remove_works_through_the_descriptor(spool: tuple[Path, Spool], tmp_path
     d.rename(tmp_path / "moved")
     d.mkdir()
     (d / "a").write_bytes(b"other")
-    assert prune.remove(sp.fd, f) is None
+    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not (tmp_path / "moved" / "a").exists()
     assert (d / "a").read_bytes() == b"other"
 
@@ -242,6 +243,28 @@ def test_remove_reports_permission_denied(spool: tuple[Path, Spool]) -> None:
     f = sp.stat("a")
     d.chmod(0o555)
     try:
-        assert prune.remove(sp.fd, f) == "Permission denied"
+        assert prune.remove(sp.fd, f) == Removal(Outcome.REFUSED, "Permission denied")
     finally:
         d.chmod(0o755)
+
+
+def test_remove_refuses_a_file_rewritten_in_place(spool: tuple[Path, Spool]) -> None:
+    d, sp = spool
+    (d / "a").write_bytes(b"one")
+    f = sp.stat("a")
+    with open(d / "a", "r+b") as out:  # same inode, new size and mtime
+        out.write(b"second")
+    removal = prune.remove(sp.fd, f)
+    assert removal.outcome is Outcome.CHANGED and "rewritten in place" in removal.reason
+    assert (d / "a").read_bytes() == b"second"
+
+
+def test_remove_refuses_a_link_whose_target_changed(spool: tuple[Path, Spool], tmp_path: Path) -> None:
+    d, sp = spool
+    target = tmp_path / "t"
+    target.write_bytes(b"one")
+    os.symlink(target, d / "link")
+    f = sp.stat("link")
+    target.write_bytes(b"second")
+    assert prune.remove(sp.fd, f).outcome is Outcome.CHANGED
+    assert os.path.islink(d / "link")

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import os
+
+from waitd import runner
 from waitd.history import Status
 from waitd.runner import newest_first, next_letter, outcome_of
 
 
-def test_newest_first_by_mtime():
+def test_newest_first_by_time():
     assert newest_first({"A": 1, "B": 3, "C": 2}) == ["B", "C", "A"]
 
 
@@ -33,3 +36,22 @@ def test_outcomes():
     assert outcome_of(3).describe() == "exit status 3"
     killed = outcome_of(-9)
     assert killed.status is Status.UNKNOWN and killed.describe() == "killed by signal SIGKILL"
+
+
+def test_last_letter_from_the_headers_not_the_mtimes(tmp_path) -> None:
+    logs = tmp_path / "logfiles"
+    logs.mkdir()
+
+    def write(letter: str, stamp: str, extra: str = "") -> None:
+        header = f"waitd: start record=1 telem=x program=/h file=/in/a at={stamp}\n"
+        (logs / f"incoming.1.{letter}").write_text(header + extra)
+
+    write("A", "2026-11-29T10:00:00.000+0000")
+    write("B", "2026-11-29T10:00:01.000+0100")  # 09:00:01 UTC: older than A
+    write("C", "2026-11-29T09:59:59.999+0000")
+    (logs / "incoming.1.D").write_text("not a log of waitd's\n")
+    os.utime(logs / "incoming.1.C", (2e9, 2e9))  # bumped by a background child
+    assert runner.last_letter(str(tmp_path), 1) == "A"
+    assert runner.last_letter(str(tmp_path), 2) is None
+    write("B", "2026-11-29T10:00:00.000+0000")  # the same millisecond as A: B follows A in the cycle
+    assert runner.last_letter(str(tmp_path), 1) == "B"

@@ -22,12 +22,11 @@ import errno
 import logging
 import os
 import signal
-import stat
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from waitd import __version__, control, pidfile, table
+from waitd import __version__, control, layout, pidfile, runner, table
 from waitd.errors import EXIT_FAILURE, EXIT_USAGE, AlreadyRunning, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
@@ -171,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
                         file=sys.stderr,
                     )
+                _note_own_directory(table_path, record, passdir)
             print(f"{table_path}: {len(records)} record(s), valid")
             return 0
         if errors:
@@ -212,6 +212,24 @@ def _preflight(passdir: str) -> None:
     stale = pidfile.stale_pid(passdir)
     if stale is not None:
         print(f"waitd: warning: {pidfile.stale_message(passdir, stale)}", file=sys.stderr)
+
+
+def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> None:
+    """Tell `--check` what waitd does with a record on its own directories."""
+    own = layout.own_directory(record.directory, passdir)
+    if own == "passdir":
+        print(
+            f"{table_path}:{record.line}: note: record {record.number}'s incoming-dir is PASSDIR; "
+            "waitd's own files (incoming, incoming.log*, incoming.history, waitd.*, logfiles) "
+            "are never handled or removed",
+            file=sys.stderr,
+        )
+    elif own == "logfiles":
+        print(
+            f"{table_path}:{record.line}: warning: record {record.number} would be inactive: "
+            "its incoming-dir is waitd's own logfiles directory",
+            file=sys.stderr,
+        )
 
 
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str) -> None:
@@ -317,22 +335,6 @@ def _refusal(path: str, exc: OSError) -> WaitdError:
     return WaitdError(f"{path}: cannot open: {exc.strerror or exc}")
 
 
-def _logfiles_dir(passdir: str) -> None:
-    """Make $PASSDIR/logfiles; refuse one that is a link or not a directory."""
-    path = os.path.join(passdir, "logfiles")
-    try:
-        os.mkdir(path, 0o755)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise _refusal(path, exc) from exc
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise _refusal(path, OSError(errno.ELOOP, os.strerror(errno.ELOOP)))
-    if not stat.S_ISDIR(st.st_mode):
-        raise WaitdError(f"{path}: is not a directory")
-
-
 def serve(
     settings: Settings, records: Sequence[table.Record], foreground: bool, ready: Callable[[], None] | None = None
 ) -> int:
@@ -351,7 +353,7 @@ def serve(
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
     with pidfile.PidFile(passdir):
-        _logfiles_dir(passdir)
+        runner.make_logfiles(passdir)
         history = History(os.path.join(passdir, "incoming.history"))
         history.load()
         daemon = Daemon(settings, records, history, reopen_log=logfile.reopen, signals=signals)

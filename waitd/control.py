@@ -222,7 +222,8 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     lines = [state]
     run = rec.get("running")
     if run:
-        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - run['since'])})")
+        adopted = ", started by a previous waitd" if run.get("adopted") else ""
+        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - (run['since'] or now))}{adopted})")
     else:
         lines.append("running: nothing")
     waiting = rec.get("waiting", 0)
@@ -235,6 +236,10 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     if failed:
         more = rec.get("failed_count", len(failed)) - len(failed)
         lines.append(f"kept after a failed run: {', '.join(failed)}" + (f" and {more} more" if more > 0 else ""))
+    stuck = rec.get("unremovable") or []
+    if stuck:
+        more = rec.get("unremovable_count", len(stuck)) - len(stuck)
+        lines.append(f"cannot remove: {', '.join(stuck)}" + (f" and {more} more" if more > 0 else ""))
     last = rec.get("last")
     lines.append(f"last run: {last['file']}: {last['outcome']}" if last else "last run: none since start")
     c = rec.get("counters", {})

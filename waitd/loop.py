@@ -38,12 +38,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import control, runner, table
-from waitd.errors import HistoryWriteError
+from waitd import control, layout, runner, table
+from waitd.errors import HistoryWriteError, WaitdError
 from waitd.history import Event, History, Status, escape, format_event
 from waitd.recovery import Orphans
 from waitd.scan import FileFact, Listings
-from waitd.slot import Slot
+from waitd.slot import Slot, identity
 from waitd.wakeups import Wakeups
 from waitd.watch import Watcher
 
@@ -88,9 +88,9 @@ class Daemon:
         self.history = history
         self.mode = Mode.HIBERNATING if settings.hibernate else Mode.ACTIVE
         self.reopen_log = reopen_log
-        self.slots: list[Slot] = []
-        self.runs: dict[int, tuple[runner.Run, Slot | None]] = {}
+        self.runs: dict[int, tuple[runner.Run, Slot]] = {}
         self.orphans = Orphans()  # handlers of a previous waitd still running
+        self._forget_fd: Callable[[int], None] = lambda fd: None  # a descriptor leaves the selector
         self.unwritten: deque[Event] = deque()
         self._ended: deque[tuple[runner.Run, runner.Outcome, float]] = deque()  # reaped, end not yet written
         self._starts_held_until = 0.0  # the history could not take a status 0
@@ -108,50 +108,71 @@ class Daemon:
         self._env = dict(os.environ)
         self.watcher = Watcher(enabled=not settings.poll_only)
         self._warn_table_mode()
+        self.slots: list[Slot] = []
+        self._retired: dict[tuple[str, str, str], Slot] = {}  # out of the table, by identity
         self._install(records)
 
     # -- setup ----------------------------------------------------------------
 
-    def _install(self, records: Iterable[table.Record], old: list[Slot] | None = None) -> None:
-        previous = {s.number: s for s in old or []}
+    def _install(self, records: Iterable[table.Record]) -> None:
+        """Make the slots of a table (at start and on HUP).
+
+        A record doing the same work as one before (same directory,
+        template and process), whatever its number, keeps its slot: its
+        running handler, its files, its counters and its last run.  A
+        slot whose record left the table is kept aside, still owning its
+        running handler, and comes back if the record does.
+        """
+        passdir = self.settings.passdir
+        path_env = self._env.get("PATH", os.defpath)
+        previous = self._retired
+        for slot in self.slots:
+            previous.setdefault(slot.identity, slot)
         slots = []
         for record in records:
-            before = previous.get(record.number)
-            act = table.activate(record, self.settings.passdir, self._env.get("PATH", os.defpath))
+            act = _activate(record, passdir, path_env)
             if act.problem:
                 log.error(
                     "record %d (%s:%d): inactive: %s", record.number, self.settings.table_path, record.line, act.problem
                 )
-            letter = before.letter if before else runner.last_letter(self.settings.passdir, record.number)
-            slot = Slot(record, act.program, act.problem, letter, table.matcher(record.template))
-            for other in old or []:
+            same = previous.pop(key) if (key := identity(record)) in previous else None
+            if same is not None:
+                renumbered = same.number != record.number
+                same.reconfigure(record, act.program, act.problem)  # ends its back-off, as HUP does
+                if renumbered:
+                    same.letter = runner.last_letter(passdir, record.number)  # the logs are named by number
+                slots.append(same)
+                continue
+            letter = runner.last_letter(passdir, record.number)
+            slot = Slot(record, act.program, act.problem, letter, _matcher(record, passdir))
+            for other in self.slots:
                 if other.record.directory == record.directory:
                     slot.writing |= other.writing  # files still open for writing stay held
             slots.append(slot)
-        for slot in old or []:
-            if slot.spool is not None:
-                slot.spool.close()
-        # Running handlers go on; they stay tied to a record that still does
-        # the same work, else they are only recorded when they end.
-        by_number = {s.number: s for s in slots}
-        for pid, (run, _) in list(self.runs.items()):
-            new = by_number.get(run.record)
-            if new is not None and new.same_work(_record_of(old, run.record)):
-                new.run = run
-                self.runs[pid] = (run, new)
-            else:
-                self.runs[pid] = (run, None)
+        for slot in previous.values():
+            slot.retire()  # out of the table: only its running handler, if any, goes on
+        self._retired = previous
         self.slots = slots
         self._force_list = True
         active = {s.record.directory for s in slots if not s.problem}
         self.watcher.unwatch_all_but(active)
-        for directory in active:
-            self.watcher.watch(directory)
+        for slot in slots:
+            if not slot.problem and slot.open():
+                assert slot.spool is not None
+                self.watcher.watch(slot.record.directory, (slot.spool.identity.dev, slot.spool.identity.ino))
 
     def recover(self) -> None:
-        """Finish the runs a previous waitd left open (status 0, no end)."""
+        """Finish the runs a previous waitd left open (status 0, no end);
+        a handler that still runs becomes its record's running handler."""
         for event in self.orphans.adopt(self.history.open_runs()):
             self._record(event)
+        for event in self.orphans.waiting:
+            directory, name = os.path.split(event.path)
+            for slot in self.slots:
+                r = slot.record
+                if not slot.busy and (r.directory, r.process) == (directory, event.process) and slot.match(name):
+                    slot.adopted = event  # -> RUNNING (adopted)
+                    break
 
     # -- the loop ---------------------------------------------------------------
 
@@ -159,7 +180,9 @@ class Daemon:
         """Run until TERM (or, with --once, until the drain is done)."""
         runner.seal_descriptors()
         inotify_fd = self.watcher.fileno()
-        with Wakeups(HANDLED_SIGNALS, self.note_signal, () if inotify_fd is None else (inotify_fd,)) as wakeups:
+        fds = ([] if inotify_fd is None else [inotify_fd]) + self.orphans.fds()
+        with Wakeups(HANDLED_SIGNALS, self.note_signal, fds) as wakeups:
+            self._forget_fd = wakeups.discard
             log.info(
                 "waitd started: pid %d, %d records, %s, interval %g s",
                 os.getpid(),
@@ -208,6 +231,7 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self._reap()
+        self._watch_orphans()
         try:
             return self._act_and_pass()
         finally:
@@ -272,6 +296,7 @@ class Daemon:
     def reload(self) -> None:
         """HUP: reopen the log, reread the table, keep the old one if invalid."""
         self.reopen_log()
+        self._logfiles_again()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
         self._warn_table_mode()
         self._reloads += 1
@@ -285,8 +310,7 @@ class Daemon:
                 len(errors),
             )
         else:
-            old = self.slots
-            self._install(records, old)
+            self._install(records)
             active = sum(1 for s in self.slots if not s.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.slots), active)
         self._write_status(force=True)  # `waitd -s reload` waits for this
@@ -307,7 +331,7 @@ class Daemon:
         elif self.mode is Mode.ACTIVE:
             now_ns = time.time_ns()
             for slot in self.slots:
-                if slot.run is not None:
+                if slot.busy:
                     continue
                 if slot.backing_off(now):
                     deadlines.append(slot.backoff_until_mono)
@@ -332,9 +356,12 @@ class Daemon:
             if slot.problem:
                 continue
             if listing:
-                slot.refresh(self.history, now_ns)
-                if slot.spool is not None and not self.watcher.watching(slot.record.directory):
-                    self.watcher.watch(slot.record.directory)
+                directory = slot.record.directory
+                slot.refresh(self.history, now_ns, restat=not self.watcher.watching(directory))
+                if slot.spool is not None and slot.dir_note is None:
+                    # Again when the directory was replaced: the old watch
+                    # would go on reporting the old one.
+                    self.watcher.watch(directory, (slot.spool.identity.dev, slot.spool.identity.ino))
             if self.mode is not Mode.ACTIVE or slot.spool is None:
                 continue
             if listing:
@@ -365,7 +392,7 @@ class Daemon:
     def _poll_chores(self) -> None:
         if self._flush_unwritten():
             return
-        self._watch_orphans()
+        self._watch_orphans(poll=True)
         # The compaction at start waits for the end of the first pass.
         if self.history.needs_compaction() and not self.runs and not self._compact_at_start:
             self.compact()
@@ -389,7 +416,7 @@ class Daemon:
     def _prepare(self, slot: Slot, now: float, now_ns: int) -> runner.Pending | None:
         """Choose the slot's next file and open its run's log file."""
         if (
-            slot.run is not None
+            slot.busy
             or slot.program is None
             or slot.backing_off(now)
             or self.unwritten
@@ -400,12 +427,31 @@ class Daemon:
         if fact is None:
             return None
         path = slot.path_of(fact.name)
+        if any(run.path == path for run, _, _ in self._ended):
+            # Another version of this file just ended (it was rewritten in
+            # place during its run): its end goes to the history first, or
+            # it would come after, and stand for, the new version's start.
+            self._finish_ended()
         letter = runner.next_letter(slot.letter)
+        for attempt in (1, 2):
+            try:
+                return runner.prepare(slot.record, slot.program, path, fact, letter, self.settings.passdir, self._env)
+            except runner.StartError as exc:
+                if attempt == 1 and isinstance(exc.__cause__, FileNotFoundError) and self._logfiles_again():
+                    continue
+                self._not_started(slot, path, letter, exc)
+        return None
+
+    def _logfiles_again(self) -> bool:
+        """Make logfiles/ again if it was removed; True if it was."""
         try:
-            return runner.prepare(slot.record, slot.program, path, fact, letter, self.settings.passdir, self._env)
-        except runner.StartError as exc:
-            self._not_started(slot, path, letter, exc)
-            return None
+            made = runner.make_logfiles(self.settings.passdir)
+        except WaitdError as exc:
+            log.error("%s", exc)
+            return False
+        if made:
+            log.warning("%s/logfiles: was gone; made it again", self.settings.passdir)
+        return made
 
     def _launch(self, ready: list[tuple[Slot, runner.Pending]]) -> None:
         """Record the starts of a pass with one sync, then run their handlers."""
@@ -460,13 +506,16 @@ class Daemon:
                 slot.keep(self.history, self._busy, self._all_done)
 
     def _busy(self, path: str) -> bool:
-        return any(run.path == path for run, _ in self.runs.values())
+        return any(run.path == path for run, _ in self.runs.values()) or self.orphans.busy(path)
 
     def _all_done(self, path: str, fact: FileFact) -> bool:
-        """True when every record matching the file handled it with exit 0."""
+        """True when every record matching the file handled it with exit 0.
+
+        Inactive records count too: a file shared with a record whose
+        handler is missing now waits for it (or for its expiry)."""
         directory, name = os.path.split(path)
         for slot in self.slots:
-            if slot.problem or slot.record.directory != directory or not slot.match(name):
+            if slot.record.directory != directory or not slot.match(name):
                 continue
             if not slot.succeeded(self.history, fact):
                 return False
@@ -510,14 +559,7 @@ class Daemon:
                 runner.signal_group(run, signal.SIGKILL)
             took = time.monotonic() - run.started_mono
             self._ended.append((run, outcome, took))
-            if slot is not None:
-                slot.ended(outcome, took, time.monotonic())
-
-    def _finish_ended(self) -> int:
-        """Write the ends `_reap` collected; return how many."""
-        count = len(self._ended)
-        while self._ended:
-            run, outcome, took = self._ended.popleft()
+            # Logged now, before what it leads to (a back-off, a removal).
             level = logging.INFO if outcome.status is Status.KNOWN and outcome.exit == 0 else logging.WARNING
             log.log(
                 level,
@@ -528,6 +570,13 @@ class Daemon:
                 outcome.describe(),
                 took,
             )
+            slot.ended(outcome, took, time.monotonic())
+
+    def _finish_ended(self) -> int:
+        """Write the ends `_reap` collected; return how many."""
+        count = len(self._ended)
+        while self._ended:
+            run, outcome, took = self._ended.popleft()
             if not runner.finish(run, outcome, self.history, took):
                 self._keep_unwritten(runner.end_event(run, outcome, took))
         return count
@@ -545,9 +594,14 @@ class Daemon:
         )
         self.unwritten.append(event)
 
-    def _watch_orphans(self) -> None:
-        for event in self.orphans.ended():
+    def _watch_orphans(self, poll: bool = False) -> None:
+        for event in self.orphans.ended(self._forget_fd, poll):
             self._record(event)
+            for slot in [*self.slots, *self._retired.values()]:
+                if slot.adopted is not None and slot.adopted.key == event.key:
+                    slot.adopted = None  # RUNNING (adopted) -> ENDED
+                    slot.counters.failed += 1
+                    slot.last = (event.path, "ended after a restart of waitd: outcome unknown (status 1)")
 
     # -- stopping ---------------------------------------------------------------
 
@@ -599,8 +653,16 @@ class Daemon:
         }
 
 
-def _record_of(slots: list[Slot] | None, number: int) -> table.Record:
-    for slot in slots or []:
-        if slot.number == number:
-            return slot.record
-    return table.Record(0, 0, "", "", "", "", 0, 0, 0)
+def _activate(record: table.Record, passdir: str, path_env: str) -> table.Activation:
+    """`table.activate`, and a record on waitd's own logfiles/ is inactive."""
+    if layout.own_directory(record.directory, passdir) == "logfiles":
+        return table.Activation(None, f"incoming-dir {record.directory} is waitd's own logfiles directory")
+    return table.activate(record, passdir, path_env)
+
+
+def _matcher(record: table.Record, passdir: str) -> Callable[[str], bool]:
+    """The record's template; in PASSDIR itself, waitd's own files never match."""
+    match = table.matcher(record.template)
+    if layout.own_directory(record.directory, passdir) != "passdir":
+        return match
+    return lambda name: match(name) and not layout.is_own(name)

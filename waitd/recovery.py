@@ -11,13 +11,20 @@ This module writes nothing: it returns the events, and the loop appends
 them to the history (or keeps them while the disk is full).  A run whose
 pid never reached the history (waitd died between the two status 0 lines)
 cannot be watched and is finished at once.
+
+A watched handler counts as its record's running handler (the loop starts
+no other one for that record) and its file is busy (never removed under
+it).  Its end is seen at once where the kernel offers a pidfd for it (the
+descriptor joins the loop's selector), else at the next poll.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import select
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -31,6 +38,7 @@ class Orphans:
 
     def __init__(self) -> None:
         self.waiting: list[Event] = []
+        self._pidfds: dict[tuple[str, str], int] = {}  # readable once the handler is gone
 
     def adopt(self, open_runs: Iterable[Event]) -> list[Event]:
         """Watch the live ones; return the status 1 events of the others."""
@@ -41,6 +49,11 @@ class Orphans:
                     "%s: handler pid %d of a previous waitd still runs; waiting for it", escape(event.path), event.pid
                 )
                 self.waiting.append(event)
+                assert event.pid is not None
+                try:
+                    self._pidfds[event.key] = os.pidfd_open(event.pid)
+                except (AttributeError, OSError):
+                    pass  # no pidfd (an old kernel): its end is seen at a poll
             else:
                 log.warning(
                     "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", escape(event.path)
@@ -48,11 +61,27 @@ class Orphans:
                 lost.append(_lost(event))
         return lost
 
-    def ended(self) -> list[Event]:
-        """The status 1 events of watched handlers that are gone now."""
-        gone = [event for event in self.waiting if not _alive(event)]
+    def fds(self) -> list[int]:
+        """Descriptors that become readable when an adopted handler ends."""
+        return list(self._pidfds.values())
+
+    def busy(self, path: str) -> bool:
+        return any(event.path == path for event in self.waiting)
+
+    def ended(self, forget_fd: Callable[[int], None] = lambda fd: None, poll: bool = True) -> list[Event]:
+        """The status 1 events of watched handlers that are gone now: those
+        whose pidfd says so, and at a `poll` any of them."""
+        if not self.waiting:
+            return []
+        readable = set(select.select(self.fds(), [], [], 0)[0]) if self._pidfds else set()
+        asked = [e for e in self.waiting if poll or self._pidfds.get(e.key) in readable]
+        gone = [event for event in asked if not _alive(event)]
         for event in gone:
             self.waiting.remove(event)
+            fd = self._pidfds.pop(event.key, None)
+            if fd is not None:
+                forget_fd(fd)
+                os.close(fd)
             log.warning(
                 "%s: handler pid %s of a previous waitd ended; recorded as status 1 (unknown)",
                 escape(event.path),

@@ -28,8 +28,10 @@ the caller backs off).
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
+import stat
 import time
 from dataclasses import dataclass, replace
 
@@ -85,39 +87,88 @@ class StartError(WaitdError):
         self.recorded = recorded
 
 
+def make_logfiles(passdir: str) -> bool:
+    """Make $PASSDIR/logfiles if it is missing; True if it was made.
+
+    Raise WaitdError for one that is a symbolic link or not a directory
+    (never followed, never replaced), or that cannot be made.
+    """
+    path = os.path.join(passdir, "logfiles")
+    made = True
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        raise WaitdError(f"{path}: cannot make the directory: {exc.strerror or exc}") from exc
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    if not stat.S_ISDIR(st.st_mode):
+        raise WaitdError(f"{path}: is not a directory")
+    return made
+
+
 def log_path(passdir: str, record: int, letter: str) -> str:
     return os.path.join(passdir, "logfiles", f"incoming.{record}.{letter}")
 
 
 def last_letter(passdir: str, record: int) -> str | None:
-    """The letter of the record's most recent log file, if any exists."""
-    mtimes = {}
+    """The letter of the record's most recent run's log file, if any.
+
+    Runs are ordered by the start time in the header line waitd wrote at
+    the top of each log, before the handler ran: not by the file's mtime,
+    which a handler's background child writing to the log later bumps.  A
+    file without waitd's header is not one of its logs and is ignored.
+    """
+    started = {}
     for letter in LETTERS:
-        try:
-            mtimes[letter] = os.stat(log_path(passdir, record, letter), follow_symlinks=False).st_mtime_ns
-        except OSError:
-            continue
-    order = newest_first(mtimes)
+        at = _header_time(log_path(passdir, record, letter))
+        if at is not None:
+            started[letter] = at
+    order = newest_first(started)
     return order[0] if order else None
 
 
-def newest_first(mtimes: dict[str, int]) -> list[str]:
-    """Log letters ordered newest first by mtime.
+def _header_time(path: str) -> int | None:
+    """The start time (ms since the epoch) in a log's header line, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 8192)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    line, newline, _ = head.partition(b"\n")
+    if not newline or not line.startswith(b"waitd: start record="):
+        return None
+    stamp = line.rpartition(b" at=")[2].decode("ascii", "replace")
+    try:
+        return int(datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+    except ValueError:
+        return None
 
-    Logs written within one timestamp tick share an mtime.  Letters are used
-    in a cycle, so those of one tick form a run A, B, C (or Y, Z, A) whose
+
+def newest_first(times: dict[str, int]) -> list[str]:
+    """Log letters ordered newest first by their start times.
+
+    Runs started within one millisecond share a time.  Letters are used in
+    a cycle, so those of one tick form a run A, B, C (or Y, Z, A) whose
     last letter is the newest: ties are ordered by the position in that run.
     """
 
     def rank(letter: str) -> tuple[int, int]:
-        tied = {other for other, m in mtimes.items() if m == mtimes[letter]}
+        tied = {other for other, m in times.items() if m == times[letter]}
         i = LETTERS.index(letter)
         steps = 0  # how far the run of tied letters goes back from this one
         while steps < len(LETTERS) - 1 and LETTERS[(i - steps - 1) % len(LETTERS)] in tied:
             steps += 1
-        return (mtimes[letter], steps)
+        return (times[letter], steps)
 
-    return sorted(mtimes, key=rank, reverse=True)
+    return sorted(times, key=rank, reverse=True)
 
 
 def next_letter(letter: str | None) -> str:

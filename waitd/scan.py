@@ -65,7 +65,7 @@ class Skip(Exception):
 class Identity:
     dev: int
     ino: int
-    shared: bool  # writable by group or others
+    shared: bool  # writable by group or others when opened (see Spool.shared_now)
 
 
 class Spool:
@@ -89,6 +89,15 @@ class Spool:
         except OSError:
             return None
         return (st.st_dev, st.st_ino) != (self.identity.dev, self.identity.ino)
+
+    def shared_now(self) -> bool:
+        """Whether the directory is writable by group or others now: asked
+        at each use of a symlink, so a chmod after it was opened counts."""
+        try:
+            mode = os.fstat(self.fd).st_mode
+        except OSError:
+            return True
+        return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
 
     def mtime_ns(self) -> int:
         return os.fstat(self.fd).st_mtime_ns
@@ -130,7 +139,7 @@ class Spool:
             return FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
         if not stat.S_ISLNK(st.st_mode):
             raise Skip("not a regular file")
-        if self.identity.shared:
+        if self.shared_now():
             raise Skip("symlink in a directory writable by group or others: ignored")
         try:
             target = os.stat(name, dir_fd=self.fd)
@@ -256,24 +265,27 @@ def _earliest(a: int, b: int | None) -> int:
 
 
 class Listings:
-    """Whether a path exists, from one listing of its directory.
+    """Whether a path may exist, from one listing of its directory.
 
     Compaction asks this of every key; a listing a directory costs far
-    less than an lstat a file (0.9 s for 100,000 keys).
+    less than an lstat a file (0.9 s for 100,000 keys).  A path is gone
+    only when its directory could be listed and the name is not in it: a
+    directory that is missing or unreadable (an NFS mount away, a disk
+    not mounted) says nothing, and its files are taken to exist, so their
+    history is kept for when it comes back.
     """
 
     def __init__(self) -> None:
-        self._names: dict[str, frozenset[str]] = {}
+        self._names: dict[str, frozenset[str] | None] = {}
 
     def exists(self, path: str) -> bool:
         directory, slash, name = path.rpartition("/")  # cheaper than os.path.split
         if not directory and slash:
             directory = "/"
-        names = self._names.get(directory)
-        if names is None:
+        if directory not in self._names:
             try:
-                names = frozenset(os.listdir(directory))
+                self._names[directory] = frozenset(os.listdir(directory))
             except OSError:
-                names = frozenset()
-            self._names[directory] = names
-        return name in names
+                self._names[directory] = None  # unknown: keep its keys
+        names = self._names[directory]
+        return names is None or name in names

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waitd import prune, runner, table
-from waitd.history import History, Status, escape
+from waitd.history import Event, History, Status, Version, escape
+from waitd.prune import Outcome
 from waitd.scan import Candidates, FileFact, Spool
 from waitd.watch import CLOSED, OPENED
 
@@ -40,6 +41,11 @@ BACKOFF_FIRST_S = 10.0
 BACKOFF_MAX_S = 600.0
 WRITER_STALL_NS = 60 * 1_000_000_000
 STATUS_FAILED_SHOWN = 10  # file names listed in the status; the rest are counted
+
+
+def identity(record: table.Record) -> tuple[str, str, str]:
+    """What makes a record the same work across reloads, whatever its number."""
+    return (record.directory, record.template, record.process)
 
 
 @dataclass(slots=True)
@@ -62,6 +68,7 @@ class Slot:
     cands: Candidates = field(default_factory=Candidates)
     done: dict[str, FileFact] = field(default_factory=dict)
     run: runner.Run | None = None
+    adopted: Event | None = None  # the open run of a waitd that died, still running
     fails: deque[bool] = field(default_factory=lambda: deque(maxlen=FAST_FAILS))
     backoff_s: float = 0.0
     backoff_until_mono: float = 0.0
@@ -72,6 +79,7 @@ class Slot:
     noted: dict[str, str] = field(default_factory=dict)  # name -> reason logged
     once: deque[FileFact] | None = None
     writing: set[str] = field(default_factory=set)  # created, writer not yet closed it
+    unremovable: dict[str, tuple[Version, str]] = field(default_factory=dict)  # name -> version, why
     last: tuple[str, str] | None = None
     counters: Counters = field(default_factory=Counters)
 
@@ -83,14 +91,37 @@ class Slot:
         directory = self.record.directory
         return f"{directory}/{name}" if directory != "/" else f"/{name}"
 
-    def same_work(self, other: table.Record) -> bool:
-        r = self.record
-        return (r.number, r.directory, r.template, r.process) == (
-            other.number,
-            other.directory,
-            other.template,
-            other.process,
-        )
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        return identity(self.record)
+
+    @property
+    def busy(self) -> bool:
+        """A handler of this record runs: its own, or one adopted from a
+        waitd that died while it ran."""
+        return self.run is not None or self.adopted is not None
+
+    def reconfigure(self, record: table.Record, program: str | None, problem: str | None) -> None:
+        """Take a reloaded table's record of the same work (HUP): its
+        number, wait, keep and expiry may have changed; a reload ends the
+        back-off, as documented."""
+        self.record = record
+        self.program = program
+        self.problem = problem
+        self.reset_backoff()
+
+    def retire(self) -> None:
+        """The record left the table: keep only what its running handler
+        and its counters need."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        self.cands = Candidates()
+        self.done.clear()
+        self.unremovable.clear()
+        self.noted.clear()
+        self.listed_mtime_ns = None
+        self.due_ns = None
 
     # -- history questions ----------------------------------------------
 
@@ -140,8 +171,11 @@ class Slot:
             log.error("record %d: %s: %s", self.number, self.record.directory, what)
             self.dir_note = what
 
-    def refresh(self, history: History, now_ns: int) -> bool:
-        """List the directory if it changed since the last listing."""
+    def refresh(self, history: History, now_ns: int, restat: bool = False) -> bool:
+        """List the directory if it changed since the last listing; with
+        `restat`, stat the known files even when it did not (a file
+        rewritten in place changes no name, so not the directory's mtime:
+        without inotify, only a stat sees it)."""
         if not self.open():
             return False
         assert self.spool is not None
@@ -151,6 +185,8 @@ class Slot:
             self._note_dir(f"cannot stat directory: {exc.strerror}")
             return False
         if mtime == self.listed_mtime_ns and self.listed_at_ns - mtime > GRANULARITY_NS:
+            if restat:
+                self._restat_known(history, now_ns)
             return False
         listed_at = time.time_ns()
         try:
@@ -175,6 +211,26 @@ class Slot:
         self.listed_at_ns = listed_at
         return True
 
+    def _restat_known(self, history: History, now_ns: int) -> None:
+        known = list(self.cands.facts)
+        facts, skipped = self.spool.stat_all(known) if self.spool is not None else ([], {})
+        for name, reason in skipped.items():
+            self._note(name, reason)
+        seen = {fact.name for fact in facts}
+        for name in known:
+            if name not in seen:
+                self._forget(name)
+        for fact in facts:
+            if self.cands.update(fact, now_ns):
+                self._check_new(history, fact, now_ns)
+
+    def _forget(self, name: str) -> None:
+        """The file is gone: drop what is known of it."""
+        self.cands.remove(name)
+        self.done.pop(name, None)
+        self.writing.discard(name)
+        self.unremovable.pop(name, None)
+
     def touched(self, history: History, names: dict[str, str | None], now_ns: int) -> None:
         """Stat the names inotify reported, instead of listing everything."""
         if self.spool is None:
@@ -186,13 +242,15 @@ class Slot:
                 self.writing.add(name)
             elif state == CLOSED:
                 self.writing.discard(name)
-            fact = self._stat(name)
-            if fact is None:
-                self.cands.remove(name)
-                self.done.pop(name, None)
-                self.writing.discard(name)
-            elif self.cands.update(fact, now_ns):
-                self._check_new(history, fact, now_ns)
+            self._look_again(history, name, now_ns)
+
+    def _look_again(self, history: History, name: str, now_ns: int) -> None:
+        """Stat one name and take what it says: a new version, or gone."""
+        fact = self._stat(name)
+        if fact is None:
+            self._forget(name)
+        elif self.cands.update(fact, now_ns):
+            self._check_new(history, fact, now_ns)
 
     def _stat(self, name: str) -> FileFact | None:
         assert self.spool is not None
@@ -230,31 +288,36 @@ class Slot:
             handled = self.consumed(history, fact)
             hours = (now_ns - fact.spool_ns) / 3.6e12
             why = f"expired: in the spool {hours:.3g} h, hours-too-old is {self.record.too_old_h:g}"
-            self._remove(fact, why if handled else f"{why}; it was never handled")
+            self._remove(history, fact, why if handled else f"{why}; it was never handled", now_ns)
 
     def keep(self, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> None:
         """Remove handled files (exit 0) beyond the newest keep-after."""
         if self.spool is None or self.record.keep < 0 or len(self.done) <= self.record.keep:
             return
+        now_ns = time.time_ns()
         for fact in prune.over_keep(list(self.done.values()), self.record.keep):
             path = self.path_of(fact.name)
             if busy(path) or not all_done(path, fact):
                 continue
-            self._remove(fact, f"handled with exit 0; keep-after is {self.record.keep}")
+            self._remove(history, fact, f"handled with exit 0; keep-after is {self.record.keep}", now_ns)
 
-    def _remove(self, fact: FileFact, why: str) -> bool:
+    def _remove(self, history: History, fact: FileFact, why: str, now_ns: int) -> None:
         assert self.spool is not None
         path = escape(self.path_of(fact.name))
-        problem = prune.remove(self.spool.fd, fact)
-        if problem is not None:
-            self._note(fact.name, f"cannot remove: {problem}")
-            return False
-        level = logging.WARNING if "never handled" in why else logging.INFO
-        log.log(level, "record %d: removed %s: %s", self.number, path, why)
-        self.cands.remove(fact.name)
-        self.done.pop(fact.name, None)
-        self.counters.removed += 1
-        return True
+        removal = prune.remove(self.spool.fd, fact)
+        if removal.outcome is Outcome.REMOVED:
+            level = logging.WARNING if "never handled" in why else logging.INFO
+            log.log(level, "record %d: removed %s: %s", self.number, path, why)
+            self.counters.removed += 1
+            self._forget(fact.name)
+        elif removal.outcome is Outcome.GONE:
+            self._forget(fact.name)  # another record sharing the directory removed it
+        elif removal.outcome is Outcome.CHANGED:
+            self._look_again(history, fact.name, now_ns)  # a new delivery: a candidate again
+        elif self.unremovable.get(fact.name, (None,))[0] != fact.version:
+            # Once per version, not at every pass: the next poll tries again.
+            log.warning("record %d: cannot remove %s (%s): %s", self.number, path, why, removal.reason)
+            self.unremovable[fact.name] = (fact.version, removal.reason)
 
     # -- starting ---------------------------------------------------------
 
@@ -293,8 +356,7 @@ class Slot:
             fresh = self._stat(fact.name)
             if fresh is None:
                 log.info("record %d: %s vanished before its run", self.number, escape(self.path_of(fact.name)))
-                self.cands.remove(fact.name)
-                self.done.pop(fact.name, None)
+                self._forget(fact.name)
                 continue
             if fresh != fact:
                 # Still being written (or touched): order and age it again.
@@ -322,7 +384,11 @@ class Slot:
         if ok:
             self.counters.ok += 1
             self.reset_backoff()
-            self.done[run.fact.name] = run.fact
+            # Only the version that ran is done: one rewritten in place
+            # meanwhile is a new delivery, waiting for its own run.
+            current = self.cands.facts.get(run.fact.name)
+            if current is None or current.version == run.fact.version:
+                self.done[run.fact.name] = current or run.fact
             return
         self.counters.failed += 1
         self.fails.append(took < FAST_FAIL_S)
@@ -343,6 +409,13 @@ class Slot:
         }
         if self.run is not None:
             item["running"] = {"file": escape(self.run.path), "pid": self.run.pid, "since": self.run.started_at}
+        elif self.adopted is not None:
+            item["running"] = {
+                "file": escape(self.adopted.path),
+                "pid": self.adopted.pid,
+                "since": self.adopted.at,
+                "adopted": True,
+            }
         waiting, failed = [], []
         for fact in self.cands.facts.values():
             event = history.latest(self.path_of(fact.name), r.process)
@@ -355,6 +428,9 @@ class Slot:
         item["oldest_mtime"] = None if oldest is None else oldest / 1e9
         item["failed"] = [escape(name) for name in sorted(failed)[:STATUS_FAILED_SHOWN]]
         item["failed_count"] = len(failed)
+        stuck = sorted(self.unremovable.items())
+        item["unremovable"] = [f"{escape(name)} ({why})" for name, (_, why) in stuck[:STATUS_FAILED_SHOWN]]
+        item["unremovable_count"] = len(stuck)
         if self.last:
             item["last"] = {"file": escape(self.last[0]), "outcome": self.last[1]}
         if self.backing_off(now_mono):

@@ -27,6 +27,15 @@ class Wakeups:
         for fd in fds:
             self._selector.register(fd, selectors.EVENT_READ)
 
+    def add(self, fd: int) -> None:
+        self._selector.register(fd, selectors.EVENT_READ)
+
+    def discard(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except KeyError:
+            pass
+
     def wait(self, timeout: float) -> None:
         """Sleep until a signal, a ready descriptor or the timeout."""
         if timeout > 0:

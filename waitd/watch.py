@@ -71,6 +71,7 @@ class Watcher:
         self._inotify = None
         self._by_wd: dict[int, str] = {}
         self._by_dir: dict[str, int] = {}
+        self._identity: dict[str, tuple[int, int]] = {}  # (device, inode) watched
         self._warned = False
         self._failed: set[str] = set()
         if not enabled:
@@ -98,12 +99,16 @@ class Watcher:
     def watching(self, directory: str) -> bool:
         return directory in self._by_dir
 
-    def watch(self, directory: str) -> bool:
-        """Watch a directory; False (warned once) if inotify cannot."""
+    def watch(self, directory: str, identity: tuple[int, int]) -> bool:
+        """Watch the directory (device, inode) that `directory` names now;
+        False (warned once) if inotify cannot.  A path that names another
+        directory than the one watched (renamed away and made again) gets
+        a new watch: a watch follows its inode, not its path."""
         if self._inotify is None:
             return False
-        if directory in self._by_dir:
+        if self._identity.get(directory) == identity:
             return True
+        self._unwatch(directory)
         try:
             wd = self._inotify.add_watch(directory, _MASK)
         except OSError as exc:
@@ -115,18 +120,25 @@ class Watcher:
             return False
         self._by_wd[wd] = directory
         self._by_dir[directory] = wd
+        self._identity[directory] = identity
         return True
+
+    def _unwatch(self, directory: str) -> None:
+        wd = self._by_dir.pop(directory, None)
+        self._identity.pop(directory, None)
+        if wd is None:
+            return
+        self._by_wd.pop(wd, None)
+        if self._inotify is not None:
+            try:
+                self._inotify.rm_watch(wd)
+            except OSError:
+                pass  # gone with its directory
 
     def unwatch_all_but(self, keep: set[str]) -> None:
         """Drop the watches of directories no longer in the table."""
         for directory in [d for d in self._by_dir if d not in keep]:
-            wd = self._by_dir.pop(directory)
-            self._by_wd.pop(wd, None)
-            if self._inotify is not None:
-                try:
-                    self._inotify.rm_watch(wd)
-                except OSError:
-                    pass
+            self._unwatch(directory)
 
     def read(self) -> Changes:
         """Read every queued event without blocking."""
@@ -149,10 +161,11 @@ class Watcher:
             if directory is None:
                 continue
             if event.mask & _GONE:
+                # Moved or deleted: the watch is of no use any more (after a
+                # move it would report the directory under its new name).
                 changes.gone.add(directory)
-                if event.mask & _flags.IGNORED:
-                    self._by_wd.pop(event.wd, None)
-                    self._by_dir.pop(directory, None)
+                if self._by_dir.get(directory) == event.wd:
+                    self._unwatch(directory)
                 continue
             if event.name:
                 names = changes.names.setdefault(directory, {})
