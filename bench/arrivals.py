@@ -8,7 +8,7 @@ runs the same handler, a bash script whose first act is to read bash's
 built-in `$EPOCHREALTIME` (microseconds, no fork of `date`) and append it
 with the file name to a log: latency = that time - the rename time.  bash
 costs a few milliseconds to start; the cost is the same for every watcher.
-For waitd the `at=` of its status 0 (taken just before the fork) is shown
+For waitd the `at=` of its status 0 (taken just before the spawn) is shown
 too.
 
 Watchers, each on a fresh directory, one at a time:

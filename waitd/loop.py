@@ -355,18 +355,13 @@ class Daemon:
         for slot in self.slots:
             if slot.problem:
                 continue
-            if listing:
-                directory = slot.record.directory
-                slot.refresh(self.history, now_ns, restat=not self.watcher.watching(directory))
-                if slot.spool is not None and slot.dir_note is None:
-                    # Again when the directory was replaced: the old watch
-                    # would go on reporting the old one.
-                    self.watcher.watch(directory, (slot.spool.identity.dev, slot.spool.identity.ino))
-            if self.mode is not Mode.ACTIVE or slot.spool is None:
+            try:
+                pending = self._pass_one(slot, listing, now, now_ns)
+            except Exception:
+                # One record's trouble must not stop the others, nor leak
+                # the log files of the starts prepared before it.
+                log.exception("record %d: unexpected error in its pass; carrying on", slot.number)
                 continue
-            if listing:
-                slot.expire(self.history, now_ns, self._busy)
-            pending = self._prepare(slot, now, now_ns)
             if pending is not None:
                 ready.append((slot, pending))
         self._launch(ready)
@@ -377,6 +372,21 @@ class Daemon:
             self._compact_at_start = False
             self.compact()
         self._write_status()
+
+    def _pass_one(self, slot: Slot, listing: bool, now: float, now_ns: int) -> runner.Pending | None:
+        """One record's part of a pass: look, expire, choose what to start."""
+        if listing:
+            directory = slot.record.directory
+            slot.refresh(self.history, now_ns, restat=not self.watcher.watching(directory))
+            if slot.spool is not None and slot.dir_note is None:
+                # Again when the directory was replaced: the old watch
+                # would go on reporting the old one.
+                self.watcher.watch(directory, (slot.spool.identity.dev, slot.spool.identity.ino))
+        if self.mode is not Mode.ACTIVE or slot.spool is None:
+            return None
+        if listing:
+            slot.expire(self.history, now_ns, self._busy)
+        return self._prepare(slot, now, now_ns)
 
     def _flush_unwritten(self) -> int:
         """Write the events a full disk held back; return how many still wait."""

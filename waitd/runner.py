@@ -123,14 +123,14 @@ def last_letter(passdir: str, record: int) -> str | None:
     """
     started = {}
     for letter in LETTERS:
-        at = _header_time(log_path(passdir, record, letter))
+        at = header_time(log_path(passdir, record, letter))
         if at is not None:
             started[letter] = at
     order = newest_first(started)
     return order[0] if order else None
 
 
-def _header_time(path: str) -> int | None:
+def header_time(path: str) -> int | None:
     """The start time (ms since the epoch) in a log's header line, or None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)

@@ -5,7 +5,7 @@ Without options it prints $PASSDIR/incoming.log; `-f` then follows it
 across a rotation (the file renamed and a new one opened by waitd on HUP,
 or the file truncated in place); `-n` keeps the last N entries.  `-r N`
 prints the handler logs of record N (logfiles/incoming.N.L), newest first
-by modification time, and `--list` tables every handler log from the
+by the start time in waitd's header line (as waitd itself orders them), and `--list` tables every handler log from the
 header and footer lines waitd writes around the handler's output.
 `--since`, `--level` and `-g` filter what is printed.
 
@@ -14,7 +14,8 @@ into entries (a line that does not start with a time stamp and a level,
 such as a traceback line, belongs to the entry before it), `Filter` judges
 an entry, `parse_run` reads a handler log's first line and its tail, and
 `parse_since` reads a time or an age.  This module never writes to
-PASSDIR and imports nothing of the daemon but the history's escaping.
+PASSDIR and imports nothing of the daemon but the history's escaping and
+runner's order of log letters.
 
 Display choices: text that is not UTF-8 is shown with backslash escapes; on
 a terminal, control characters in log lines (a handler can print anything)
@@ -43,7 +44,7 @@ from typing import TextIO, TypeVar
 
 from waitd import __version__
 from waitd.history import unescape
-from waitd.runner import newest_first
+from waitd.runner import header_time, newest_first
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 T = TypeVar("T")
@@ -371,7 +372,7 @@ def show_runs(out: Output, passdir: str, record: int, letter: str | None, keep: 
         if not found:
             raise Fail(f"{os.path.join(passdir, 'logfiles')}: no handler logs of record {record}")
         by_letter = {letter: path for _, letter, path in found}
-        paths = [by_letter[letter] for letter in newest_first({lt: _mtime(p) for lt, p in by_letter.items()})]
+        paths = [by_letter[letter] for letter in newest_first({lt: _started(p) for lt, p in by_letter.items()})]
     shown = 0
     for path in paths:
         lines = _lines(_read(path))
@@ -413,9 +414,13 @@ def _last(items: list[T], n: int | None) -> list[T]:
     return items if n is None else items[max(0, len(items) - n) :]
 
 
-def _mtime(path: str) -> int:
+def _started(path: str) -> int:
+    """When a run started (ms), from waitd's header; else the file's mtime."""
+    at = header_time(path)
+    if at is not None:
+        return at
     try:
-        return os.stat(path).st_mtime_ns
+        return os.stat(path).st_mtime_ns // 1_000_000
     except OSError:
         return 0
 
