@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
+
 from waitd.errors import WaitdError
 from waitd.pidfile import holder, pidfile_path
 
@@ -79,7 +81,15 @@ def stopped(passdir: str, pid: int, limit_s: float | None = None) -> bool:
     if limit_s is None:
         state = read_status(passdir) or {}
         limit_s = float(state.get("stop_timeout_s", 30.0)) + float(state.get("kill_grace_s", 5.0)) + STOP_MARGIN_S
-    return _until(lambda: running_pid(passdir) != pid, limit_s)
+    return _until(lambda: running_pid(passdir) != pid and _gone(pid), limit_s)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def reloads(passdir: str, pid: int) -> int:
