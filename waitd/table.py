@@ -8,8 +8,8 @@ and the tests drive.  `activate` then does the checks that need the system
 (does the directory exist, can the handler be found and executed, is it
 safe from other users: a world-writable handler is refused) and says
 why a record is inactive; the loop logs that once.  `matcher` compiles a
-record's name template with the shell's rules (a leading dot must be
-matched by a literal dot).
+record's name template as fnmatch(3) reads it (module `wildcard`); a
+template it refuses is an error of its line.
 
 This module does not watch directories or run anything; `scan` and `runner`
 do.  Fields past the seventh are `key=value` options; none is defined yet,
@@ -26,10 +26,12 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from waitd import wildcard
 from waitd.errors import TableError
+from waitd.wildcard import matcher as matcher  # the loop compiles templates through the table
 
 FIELDS = 7
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
@@ -103,8 +105,7 @@ def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapp
         if "=" not in option:
             raise ValueError(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
         raise ValueError(f"unknown option {option.partition('=')[0]!r}")
-    if "/" in template:
-        raise ValueError(f"name-template {template!r} must not contain '/': it matches names in one directory")
+    _template(template)
     return Record(
         number=number,
         line=lineno,
@@ -116,6 +117,15 @@ def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapp
         keep=_keep(keep),
         too_old_h=_number(too_old, "hours-too-old"),
     )
+
+
+def _template(template: str) -> None:
+    if "/" in template:
+        raise ValueError(f"name-template {template!r} must not contain '/': it matches names in one directory")
+    try:
+        wildcard.check(template)
+    except ValueError as exc:
+        raise ValueError(f"name-template {template!r} {exc}") from None
 
 
 def _expand(directory: str, passdir: str, env: Mapping[str, str]) -> str:
@@ -202,80 +212,3 @@ def find_program(process: str, passdir: str, path_env: str) -> str | None:
     if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
         return candidate
     return None
-
-
-def matcher(template: str) -> Callable[[str], bool]:
-    """Return a predicate matching names against a shell wildcard.
-
-    As in the shell, a name that starts with a dot is matched only by a
-    template that starts with a literal dot, so `*` never picks up the
-    `.name.tmp` files that transfer tools write before renaming.
-    """
-    regex = re.compile(_translate(template), re.DOTALL)
-    dot_ok = template.startswith((".", "\\."))
-
-    def match(name: str) -> bool:
-        if name.startswith(".") and not dot_ok:
-            return False
-        return regex.fullmatch(name) is not None
-
-    return match
-
-
-def _translate(template: str) -> str:
-    """Translate a shell wildcard into a regular expression (no anchors)."""
-    out: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        c = template[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "\\" and i < n:
-            out.append(re.escape(template[i]))
-            i += 1
-        elif c == "[":
-            j = i
-            if j < n and template[j] in "!^":
-                j += 1
-            if j < n and template[j] == "]":
-                j += 1
-            while j < n and template[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape(c))
-                continue
-            body = template[i:j]
-            i = j + 1
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            out.append(_bracket(body, negate))
-        else:
-            out.append(re.escape(c))
-    return "".join(out)
-
-
-def _bracket(body: str, negate: bool) -> str:
-    """Translate the inside of a bracket expression into a regular expression.
-
-    Every character is escaped, so that `&&`, `--`, `~~` or `||` are not
-    read as set operations; a range whose ends are reversed (`[z-a]`) is
-    empty, as in fnmatch(3), rather than a regular expression error.
-    """
-    items: list[str] = []
-    k, n = 0, len(body)
-    while k < n:
-        if k + 2 < n and body[k + 1] == "-":
-            lo, hi = body[k], body[k + 2]
-            if lo <= hi:
-                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            k += 3
-        else:
-            items.append(re.escape(body[k]))
-            k += 1
-    if not items:
-        return "." if negate else "(?!)"
-    return f"[{'^' if negate else ''}{''.join(items)}]"
