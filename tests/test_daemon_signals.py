@@ -34,7 +34,7 @@ def test_hup_with_bad_table_keeps_old_one(station):
     wait_for(lambda: "previous table stays in force" in station.log(), 5)
     log = station.log()
     assert f"{station.passdir}/incoming:1: expected 7 fields, got 6" in log
-    assert f"{station.passdir}/incoming:3: wait-until-age 'zero' is not a number" in log
+    assert f"{station.passdir}/incoming:3: wait-until-age 'zero' is not a plain decimal number such as 30 or 0.5" in log
     station.drop("a.g8")
     wait_for(lambda: station.ran(), 5, "the old table still working")
     station.stop()

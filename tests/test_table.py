@@ -8,6 +8,7 @@ import locale
 import os
 import re
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -178,13 +179,57 @@ def test_variables_come_from_the_given_env_not_os_environ(monkeypatch: pytest.Mo
         ("0 0 0", 0.0, 0, 0.0),
         ("1.5 -1 0.25", 1.5, -1, 0.25),
         ("30 100 720", 30.0, 100, 720.0),
-        ("1e3 +2 2E1", 1000.0, 2, 20.0),
-        ("-0 0 -0.0", 0.0, 0, 0.0),
+        ("007 010 0.0", 7.0, 10, 0.0),
+        ("0.000001 0 0.0001", 0.000001, 0, 0.0001),
+        ("31536000 1000000000 876000", 31536000.0, 1000000000, 876000.0),  # the maxima
+        ("31536000.000 0 876000.0", 31536000.0, 0, 876000.0),
     ],
 )
 def test_numbers(fields: str, wait_s: float, keep: int, too_old_h: float) -> None:
     r = one(f"t /a * h {fields}")
     assert (r.wait_s, r.keep, r.too_old_h) == (wait_s, keep, too_old_h)
+
+
+PLAIN = "is not a plain decimal number such as 30 or 0.5"
+WHOLE = "is not a whole number such as 5, or -1 (keep every file)"
+
+
+# float() and int() take all of these; the table takes plain decimals only.
+@pytest.mark.parametrize(
+    "text",
+    ["1e3", "1E3", "1e300", "1_000", "+2", "-0", "-1", "-0.0", "nan", "NaN", "inf", "-infinity", "0x10", ".5", "5.",
+     "1.2.3", "1,5", "x", "24h", "\u0663", "1\u0660", "\uff11", "\u00b2", "\u2164", "0.\u0663"],
+)  # fmt: skip
+def test_wait_and_hours_take_plain_decimals_only(text: str) -> None:
+    assert error(f"t /a * h {text} 0 0") == f"wait-until-age {text!r} {PLAIN}"
+    assert error(f"t /a * h 0 0 {text}") == f"hours-too-old {text!r} {PLAIN}"
+
+
+@pytest.mark.parametrize(
+    "text", ["1e3", "1_000", "+2", "-0", "-2", "--1", "-01", "1.5", "1.0", "nan", "inf", "x", "\u0663", "\uff11"]
+)
+def test_keep_takes_digits_or_minus_one_only(text: str) -> None:
+    assert error(f"t /a * h 0 {text} 0") == f"keep-after {text!r} {WHOLE}"
+
+
+@pytest.mark.parametrize(
+    ("line", "what"),
+    [
+        ("t /a * h 31536000.5 0 0", "wait-until-age '31536000.5' is out of range: 0 to 31536000 seconds (365 days)"),
+        ("t /a * h 31536001 0 0", "wait-until-age '31536001' is out of range: 0 to 31536000 seconds (365 days)"),
+        ("t /a * h 0 0 876000.01", "hours-too-old '876000.01' is out of range: 0 to 876000 hours (100 years)"),
+        ("t /a * h 0 1000000001 0", "keep-after '1000000001' is out of range: -1, or 0 to 1000000000"),
+        # past float precision, and past int()'s 4300 digits: still exact
+        (
+            "t /a * h 31536000.00000000000000000001 0 0",
+            "wait-until-age '31536000.00000000000000000001' is out of range",
+        ),
+        (f"t /a * h 0 {'9' * 5000} 0", f"keep-after '{'9' * 5000}' is out of range"),
+        (f"t /a * h {'9' * 400}.5 0 0", f"wait-until-age '{'9' * 400}.5' is out of range"),
+    ],
+)
+def test_numbers_out_of_range_say_the_range(line: str, what: str) -> None:
+    assert error(line).startswith(what)
 
 
 @pytest.mark.parametrize(
@@ -193,19 +238,6 @@ def test_numbers(fields: str, wait_s: float, keep: int, too_old_h: float) -> Non
         ("t /a * h", "expected 7 fields, got 4"),
         ("t", "expected 7 fields, got 1"),
         ("t /a * h 0 0", "expected 7 fields, got 6"),
-        ("t /a * h x 0 0", "wait-until-age 'x' is not a number"),
-        ("t /a * h -1 0 0", "wait-until-age '-1' must be a non-negative number"),
-        ("t /a * h nan 0 0", "wait-until-age 'nan' must be a non-negative number"),
-        ("t /a * h inf 0 0", "wait-until-age 'inf' must be a non-negative number"),
-        ("t /a * h 1e999 0 0", "wait-until-age '1e999' must be a non-negative number"),
-        ("t /a * h 0 0 -infinity", "hours-too-old '-infinity' must be a non-negative number"),
-        ("t /a * h 0 0 NaN", "hours-too-old 'NaN' must be a non-negative number"),
-        ("t /a * h 0 0 -2", "hours-too-old '-2' must be a non-negative number"),
-        ("t /a * h 0 0 24h", "hours-too-old '24h' is not a number"),
-        ("t /a * h 0 -2 0", "keep-after '-2' must be -1 (keep all) or at least 0"),
-        ("t /a * h 0 1.5 0", "keep-after '1.5' is not an integer"),
-        ("t /a * h 0 x 0", "keep-after 'x' is not an integer"),
-        ("t /a * h 0 inf 0", "keep-after 'inf' is not an integer"),
         ("t /a sub/* h 0 0 0", "name-template 'sub/*' must not contain '/'"),
         ("t /a * h 0 0 0 extra", "expected 7 fields, got 8 (extra field 'extra' is not key=value)"),
         ("t /a * h 0 0 0 timeout=5", "unknown option 'timeout'"),
@@ -214,6 +246,15 @@ def test_numbers(fields: str, wait_s: float, keep: int, too_old_h: float) -> Non
 )
 def test_errors_name_file_line_and_what(line: str, what: str) -> None:
     assert error(line).startswith(what)
+
+
+def test_decimal_is_the_one_rule_for_numbers() -> None:
+    assert table.decimal("0.01", 86400, "seconds", Decimal("0.01")) == 0.01
+    assert table.decimal("86400", 86400, "seconds") == 86400.0
+    with pytest.raises(ValueError, match=r"^'0.009' is out of range: 0.01 to 86400 seconds$"):
+        table.decimal("0.009", 86400, "seconds", Decimal("0.01"))
+    with pytest.raises(ValueError, match=r"^'1e9' is not a plain decimal number"):
+        table.decimal("1e9", 86400, "seconds")
 
 
 def test_error_carries_path_and_line() -> None:
@@ -254,7 +295,10 @@ def test_read_non_utf8_names_the_line(tmp_path: Path) -> None:
 # -- hypothesis: parse never raises, every error has PATH:LINE: ------------------------
 
 _FIELD = st.one_of(
-    st.sampled_from(["t", "/a", "*", "h", "0", "-1", "1.5", "nan", "~", "$HOME", "${X}", "$", "a=b", "#", "/"]),
+    st.sampled_from(
+        ["t", "/a", "*", "h", "0", "-1", "1.5", "nan", "1e3", "+2", "\u0663", "31536001", "~", "$HOME", "${X}", "$"]
+        + ["a=b", "#", "/", "[[:foo:]]", "a\\"]
+    ),
     st.text(max_size=6),
 )
 _LINE = st.one_of(
@@ -279,7 +323,8 @@ def test_parse_never_raises(lines: list[str]) -> None:
     for r in records:
         assert os.path.isabs(r.directory)
         assert "/" not in r.template
-        assert r.wait_s >= 0 and r.too_old_h >= 0 and r.keep >= -1
+        assert 0 <= r.wait_s <= table.MAX_WAIT_S and 0 <= r.too_old_h <= table.MAX_TOO_OLD_H
+        assert -1 <= r.keep <= table.MAX_KEEP
         table.matcher(r.template)  # every template the table accepts compiles
 
 

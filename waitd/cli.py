@@ -25,6 +25,7 @@ import signal
 import stat
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 from waitd import __version__, control, table
 from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
@@ -33,6 +34,7 @@ from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
 log = logging.getLogger("waitd")
 
+MAX_OPTION_S = 86400  # --interval and --stop-timeout: a day; a selector's timeout overflows past 24 days
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 LOG_DATE = "%Y-%m-%d %H:%M:%S"
 NO_PASSDIR = (
@@ -90,14 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         type=_interval,
         default=10.0,
-        help="sleep step between polls, in seconds (default 10)",
+        help="sleep step between polls, in seconds (0.01 to 86400, default 10)",
     )
     p.add_argument(
         "--stop-timeout",
         metavar="S",
         type=_seconds,
         default=30.0,
-        help="on TERM, how long to wait for running handlers before signalling them (default 30)",
+        help="on TERM, how long to wait for running handlers before signalling them (0 to 86400 s, default 30)",
     )
     p.add_argument(
         "--poll", action="store_true", help="do not use inotify; find new files only by polling every interval (NFS)"
@@ -122,20 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _interval(text: str) -> float:
-    value = _seconds(text)
-    if value < 0.01:
-        raise argparse.ArgumentTypeError(f"{text!r} is too short: the interval must be at least 0.01 s")
-    return value
+    return _seconds(text, least=Decimal("0.01"))
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number of seconds")
-    return value
+        return table.decimal(text, MAX_OPTION_S, "seconds", least)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,26 +15,38 @@ This module does not watch directories or run anything; `scan` and `runner`
 do.  Fields past the seventh are `key=value` options; none is defined yet,
 so any option is an error.
 
+Numbers are plain decimals (`decimal`, also used for the command line's
+seconds): ASCII digits, and for wait-until-age and hours-too-old a point
+and more digits; keep-after is digits or -1.  Each has a maximum no
+operator needs (MAX_WAIT_S, MAX_TOO_OLD_H, MAX_KEEP) that nothing
+downstream can overflow with: float() and int() would take 1e300, nan,
+1_000, +2 or the digits of other scripts.
+
 Limits: `$VAR` and `${VAR}` expand from the environment given to `parse`; an
 unset variable is an error rather than being left in the path.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from waitd import wildcard
 from waitd.errors import TableError
 from waitd.wildcard import matcher as matcher  # the loop compiles templates through the table
 
 FIELDS = 7
+MAX_WAIT_S = 31_536_000  # 365 days
+MAX_TOO_OLD_H = 876_000  # 100 years
+MAX_KEEP = 1_000_000_000
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # [0-9], not \d: ASCII digits only
+_WHOLE = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +125,9 @@ def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapp
         directory=_expand(directory, passdir, env),
         template=template,
         process=process,
-        wait_s=_number(wait, "wait-until-age"),
+        wait_s=_number(wait, "wait-until-age", MAX_WAIT_S, "seconds (365 days)"),
         keep=_keep(keep),
-        too_old_h=_number(too_old, "hours-too-old"),
+        too_old_h=_number(too_old, "hours-too-old", MAX_TOO_OLD_H, "hours (100 years)"),
     )
 
 
@@ -148,24 +160,33 @@ def _expand(directory: str, passdir: str, env: Mapping[str, str]) -> str:
     return os.path.normpath(os.path.join(passdir, expanded))
 
 
-def _number(text: str, what: str) -> float:
+def decimal(text: str, most: int, unit: str, least: Decimal = Decimal(0)) -> float:
+    """A plain decimal number from `least` to `most`, or ValueError saying why.
+
+    The range is checked on the exact decimal, before any rounding to float.
+    """
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a plain decimal number such as 30 or 0.5")
+    if not least <= Decimal(text) <= most:
+        raise ValueError(f"{text!r} is out of range: {least} to {most} {unit}")
+    return float(text)
+
+
+def _number(text: str, what: str, most: int, unit: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{what} {text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} {text!r} must be a non-negative number")
-    return value
+        return decimal(text, most, unit)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
 
 
 def _keep(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"keep-after {text!r} is not an integer") from None
-    if value < -1:
-        raise ValueError(f"keep-after {text!r} must be -1 (keep all) or at least 0")
-    return value
+    if text == "-1":
+        return -1
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(f"keep-after {text!r} is not a whole number such as 5, or -1 (keep every file)")
+    if Decimal(text) > MAX_KEEP:  # not int(): it refuses more than 4300 digits
+        raise ValueError(f"keep-after {text!r} is out of range: -1, or 0 to {MAX_KEEP}")
+    return int(text)
 
 
 def activate(record: Record, passdir: str, path_env: str) -> Activation:
