@@ -21,27 +21,54 @@ def test_check_accepts_the_manual_pages_record(station):
     assert "1 record(s), valid" in r.stdout
 
 
-def test_check_prints_every_error_with_file_and_line(station):
-    station.table(
-        "a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3", "e in a/b h 1 1 1"
-    )
-    r = station.run("--check")
-    assert r.returncode == 2
+BAD_TABLE = ("a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3", "e in a/b h 1 1 1")
+BAD_TABLE += ("f in * h 1e3 +2 1",)
+
+
+def bad_table_errors(station):
     t = f"{station.passdir}/incoming"
-    assert r.stdout.splitlines() == [
+    return [
         f"{t}:1: expected 7 fields, got 6",
         f"{t}:3: wait-until-age 'x' is not a plain decimal number such as 30 or 0.5",
         f"{t}:4: keep-after '-2' is not a whole number such as 5, or -1 (keep every file)",
         f"{t}:5: unknown option 'speed'",
         f"{t}:6: name-template 'a/b' must not contain '/': it matches names in one directory",
+        f"{t}:7: wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5",
+        f"{t}:7: keep-after '+2' is not a whole number such as 5, or -1 (keep every file)",
+    ]
+
+
+def test_check_prints_every_error_with_file_and_line(station):
+    station.table(*BAD_TABLE)
+    r = station.run("--check")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.splitlines() == [
+        *bad_table_errors(station),
+        f"{station.passdir}/incoming: 7 error(s) on 6 line(s); the table is invalid",
+    ]
+
+
+def test_check_of_a_valid_table_prints_one_line_on_stdout(station):
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0", "y nowhere *.g8 /bin/true 0 -1 0")
+    station.recorder()
+    r = station.run("--check")
+    assert r.returncode == 0
+    assert r.stdout == f"{station.passdir}/incoming: 2 record(s), valid\n"
+    assert r.stderr.splitlines() == [
+        f"{station.passdir}/incoming:2: warning: record 2 would be inactive: "
+        f"incoming-dir {station.passdir}/nowhere: No such file or directory"
     ]
 
 
 def test_bad_table_refuses_to_start(station):
-    station.table("a in * h 1 1")
+    station.table(*BAD_TABLE)
     r = station.run("-f")
     assert r.returncode == 2
-    assert "incoming:1: expected 7 fields, got 6" in r.stderr
+    assert r.stderr.splitlines() == [
+        *bad_table_errors(station),
+        f"waitd: {station.passdir}/incoming: 7 error(s) on 6 line(s); not starting",
+    ]
 
 
 def test_no_passdir_exits_2_with_hint(station):

@@ -102,6 +102,34 @@ def test_every_error_is_reported_in_line_order() -> None:
     assert all(str(e).startswith(f"incoming:{e.line}: ") for e in errors)
 
 
+def test_every_error_of_a_line_is_reported_in_field_order() -> None:
+    records, errors = parse("t /a * h x -2 0\nu $NOPE a/b h 1e3 +2 nan x=1 extra\n")
+    assert records == ()
+    assert [(e.line, e.what) for e in errors] == [
+        (1, "wait-until-age 'x' is not a plain decimal number such as 30 or 0.5"),
+        (1, "keep-after '-2' is not a whole number such as 5, or -1 (keep every file)"),
+        (2, "incoming-dir '$NOPE': $NOPE is not set"),
+        (2, "name-template 'a/b' must not contain '/': it matches names in one directory"),
+        (2, "wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5"),
+        (2, "keep-after '+2' is not a whole number such as 5, or -1 (keep every file)"),
+        (2, "hours-too-old 'nan' is not a plain decimal number such as 30 or 0.5"),
+        (2, "unknown option 'x'"),
+        (2, "expected 7 fields, got 9 (extra field 'extra' is not key=value)"),
+    ]
+
+
+def test_too_few_fields_is_one_error() -> None:
+    # Which field is which is unknown: the others are not judged.
+    _, errors = parse("t /a * h x -2\n")
+    assert [e.what for e in errors] == ["expected 7 fields, got 6"]
+
+
+def test_summary_counts_errors_and_lines() -> None:
+    _, errors = parse("t /a * h x -2 0\nok /a * h 0 0 0\nu /a * h 0 0 nan\n")
+    assert table.summary(errors) == "3 error(s) on 2 line(s)"
+    assert table.summary([TableError("incoming", 0, "cannot read table: No such file or directory")]) == "1 error(s)"
+
+
 def test_line_numbers_count_newlines_only() -> None:
     # A form feed or a Unicode line separator inside a line must not shift
     # the line numbers an editor shows.
@@ -286,10 +314,16 @@ def test_read_missing_file_is_one_error(tmp_path: Path) -> None:
 
 def test_read_non_utf8_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "incoming"
-    path.write_bytes(b"# ok\nt /a * h 0 0 0\nt /b\xff * h 0 0 0\n")
+    path.write_bytes(b"# ok\nt /a * h 0 0 0\nt /b\xff * h 0 0 0\n# caf\xe9\nu /c * h 0 0 0\nv /d * h x 0 0\n")
     records, errors = table.read(str(path), str(tmp_path), ENV)
-    assert records == ()
-    assert [str(e) for e in errors] == [f"{path}:3: not valid UTF-8 text"]
+    # Every line is judged: a bad byte costs its own line only, and the
+    # line keeps its record number.
+    assert [(r.telem, r.number) for r in records] == [("t", 1), ("u", 3)]
+    assert [str(e) for e in errors] == [
+        f"{path}:3: not valid UTF-8 text",
+        f"{path}:4: not valid UTF-8 text",
+        f"{path}:6: wait-until-age 'x' is not a plain decimal number such as 30 or 0.5",
+    ]
 
 
 # -- hypothesis: parse never raises, every error has PATH:LINE: ------------------------

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from waitd import __version__, control, table
-from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
+from waitd.errors import EXIT_FAILURE, EXIT_USAGE, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
@@ -153,26 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
         if args.check:
-            for error in errors:
-                print(error)
-            if errors:
-                print(f"{table_path}: {len(errors)} error(s)", file=sys.stderr)
-                return EXIT_USAGE
-            for record in records:
-                # Valid, but it would not run now: say so, without failing
-                # the check (the directory may appear later).
-                act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
-                if act.problem:
-                    print(
-                        f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
-                        file=sys.stderr,
-                    )
-            print(f"{table_path}: {len(records)} record(s), valid")
-            return 0
+            return _check(table_path, passdir, records, errors)
         if errors:
             for error in errors:
                 print(error, file=sys.stderr)
-            raise UsageError(f"{table_path}: {len(errors)} error(s); not starting")
+            raise UsageError(f"{table_path}: {table.summary(errors)}; not starting")
         settings = Settings(
             passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once, poll_only=args.poll
         )
@@ -183,6 +168,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
         return exc.exit_code
+
+
+def _check(table_path: str, passdir: str, records: Sequence[table.Record], errors: list[TableError]) -> int:
+    """--check: every error and a summary on stderr (exit 2), or one line on stdout."""
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"{table_path}: {table.summary(errors)}; the table is invalid", file=sys.stderr)
+        return EXIT_USAGE
+    for record in records:
+        # Valid, but it would not run now: say so, without failing the
+        # check (the directory may appear later).
+        act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
+        if act.problem:
+            print(
+                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
+                file=sys.stderr,
+            )
+    print(f"{table_path}: {len(records)} record(s), valid")
+    return 0
 
 
 def _passdir(given: str | None) -> str:

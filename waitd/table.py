@@ -2,7 +2,9 @@
 """The record table, incoming(5): parse it into records, check them.
 
 `parse` turns the text of $PASSDIR/incoming into a tuple of `Record`s and a
-list of `TableError`s, one per bad line, each naming the file and line.  It
+list of `TableError`s, every problem of every bad line in line and field
+order, each naming the file and line; `summary` counts them.  This list is
+what `--check` prints, what a start refuses with and what a HUP logs.  It
 is pure: it reads no file and looks at no directory, so it is what `--check`
 and the tests drive.  `activate` then does the checks that need the system
 (does the directory exist, can the handler be found and executed, is it
@@ -32,9 +34,10 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from waitd import wildcard
 from waitd.errors import TableError
@@ -47,6 +50,8 @@ MAX_KEEP = 1_000_000_000
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # [0-9], not \d: ASCII digits only
 _WHOLE = re.compile(r"[0-9]+")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape kept
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +86,29 @@ def parse(text: str, path: str, passdir: str, env: Mapping[str, str]) -> tuple[t
     # would also break at a form feed or U+2028 and shift the line numbers.
     for lineno, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
+        # `read` decodes with surrogateescape: a bad byte costs its line only.
+        undecodable = _UNDECODABLE.search(stripped) is not None
+        if undecodable:
+            errors.append(TableError(path, lineno, "not valid UTF-8 text"))
         if not stripped or stripped.startswith("#"):
             continue
         # A bad line still takes its record number, so that the numbers of
         # the records after it (and their log files) do not shift when it is
         # fixed.
         number += 1
-        try:
-            records.append(_record(stripped.split(), number, lineno, passdir, env))
-        except ValueError as exc:
-            errors.append(TableError(path, lineno, str(exc)))
+        if undecodable:
+            continue
+        record, problems = _record(stripped.split(), number, lineno, passdir, env)
+        if record is not None:
+            records.append(record)
+        errors.extend(TableError(path, lineno, problem) for problem in problems)
     return tuple(records), errors
+
+
+def summary(errors: Sequence[TableError]) -> str:
+    """How many errors on how many lines, for the line after the list."""
+    lines = len({e.line for e in errors if e.line})
+    return f"{len(errors)} error(s) on {lines} line(s)" if lines else f"{len(errors)} error(s)"
 
 
 def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
@@ -101,34 +118,50 @@ def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record,
             data = f.read()
     except OSError as exc:
         return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return (), [TableError(path, line, "not valid UTF-8 text")]
-    return parse(text, path, passdir, env)
+    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env)
 
 
-def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]) -> Record:
+def _record(
+    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]
+) -> tuple[Record | None, list[str]]:
+    """The record of one line, or None and every problem of the line, in field order."""
     if len(fields) < FIELDS:
-        raise ValueError(f"expected {FIELDS} fields, got {len(fields)}")
+        return None, [f"expected {FIELDS} fields, got {len(fields)}"]
     telem, directory, template, process, wait, keep, too_old = fields[:FIELDS]
+    problems: list[str] = []
+    expanded = _field(problems, _expand, directory, passdir, env)
+    _field(problems, _template, template)
+    wait_s = _field(problems, _number, wait, "wait-until-age", MAX_WAIT_S, "seconds (365 days)")
+    keep_n = _field(problems, _keep, keep)
+    too_old_h = _field(problems, _number, too_old, "hours-too-old", MAX_TOO_OLD_H, "hours (100 years)")
     for option in fields[FIELDS:]:
         if "=" not in option:
-            raise ValueError(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
-        raise ValueError(f"unknown option {option.partition('=')[0]!r}")
-    _template(template)
-    return Record(
+            problems.append(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
+        else:
+            problems.append(f"unknown option {option.partition('=')[0]!r}")
+    if problems or expanded is None or wait_s is None or keep_n is None or too_old_h is None:
+        return None, problems
+    record = Record(
         number=number,
         line=lineno,
         telem=telem,
-        directory=_expand(directory, passdir, env),
+        directory=expanded,
         template=template,
         process=process,
-        wait_s=_number(wait, "wait-until-age", MAX_WAIT_S, "seconds (365 days)"),
-        keep=_keep(keep),
-        too_old_h=_number(too_old, "hours-too-old", MAX_TOO_OLD_H, "hours (100 years)"),
+        wait_s=wait_s,
+        keep=keep_n,
+        too_old_h=too_old_h,
     )
+    return record, []
+
+
+def _field(problems: list[str], check: Callable[..., T], *args: Any) -> T | None:
+    """`check(*args)`, or None with its ValueError's message added to `problems`."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return None
 
 
 def _template(template: str) -> None:
