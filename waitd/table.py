@@ -51,7 +51,7 @@ _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # [0-9], not \d: ASCII digits only
 _WHOLE = re.compile(r"[0-9]+")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape kept
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class Record:
     line: int  # line number in the table file
     telem: str
     directory: str  # absolute, after ~ and $VAR expansion
-    template: str  # shell wildcard matched against names in `directory`
+    template: str  # fnmatch(3) wildcard matched against names in `directory`
     process: str  # as written in the table
     wait_s: float
     keep: int  # -1 keeps every processed file
@@ -155,7 +155,7 @@ def _record(
     return record, []
 
 
-def _field(problems: list[str], check: Callable[..., T], *args: Any) -> T | None:
+def _field(problems: list[str], check: Callable[..., _T], *args: Any) -> _T | None:
     """`check(*args)`, or None with its ValueError's message added to `problems`."""
     try:
         return check(*args)
