@@ -29,12 +29,13 @@ def test_hup_with_bad_table_keeps_old_one(station):
     station.recorder()
     station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
     station.start(interval=60)
-    station.table(f"x in *.g8 {station.passdir}/rec 0 -1", "# fine", "y in *.z rec zero 1 1")
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1", "# fine", "y in *.z rec zero -3 1")
     station.signal(signal.SIGHUP)
     wait_for(lambda: "previous table stays in force" in station.log(), 5)
     log = station.log()
     assert f"{station.passdir}/incoming:1: expected 7 fields, got 6" in log
-    assert f"{station.passdir}/incoming:3: wait-until-age 'zero' is not a number" in log
+    assert f"{station.passdir}/incoming:3: wait-until-age 'zero' is not a plain decimal number such as 30 or 0.5" in log
+    assert f"{station.passdir}/incoming:3: keep-after '-3' is not a whole number such as 5, or -1" in log
     station.drop("a.g8")
     wait_for(lambda: station.ran(), 5, "the old table still working")
     station.stop()

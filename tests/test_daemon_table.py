@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 
+import pytest
 from conftest import wait_for
 
 MANUAL_RECORD = "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4"
@@ -19,27 +21,54 @@ def test_check_accepts_the_manual_pages_record(station):
     assert "1 record(s), valid" in r.stdout
 
 
-def test_check_prints_every_error_with_file_and_line(station):
-    station.table(
-        "a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3", "e in a/b h 1 1 1"
-    )
-    r = station.run("--check")
-    assert r.returncode == 2
+BAD_TABLE = ("a in * h 1 1", "# c", "b in * h x 1 1", "c in * h 1 -2 1", "d in * h 1 1 1 speed=3", "e in a/b h 1 1 1")
+BAD_TABLE += ("f in * h 1e3 +2 1",)
+
+
+def bad_table_errors(station):
     t = f"{station.passdir}/incoming"
-    assert r.stdout.splitlines() == [
+    return [
         f"{t}:1: expected 7 fields, got 6",
-        f"{t}:3: wait-until-age 'x' is not a number",
-        f"{t}:4: keep-after '-2' must be -1 (keep all) or at least 0",
+        f"{t}:3: wait-until-age 'x' is not a plain decimal number such as 30 or 0.5",
+        f"{t}:4: keep-after '-2' is not a whole number such as 5, or -1 (keep every file)",
         f"{t}:5: unknown option 'speed'",
         f"{t}:6: name-template 'a/b' must not contain '/': it matches names in one directory",
+        f"{t}:7: wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5",
+        f"{t}:7: keep-after '+2' is not a whole number such as 5, or -1 (keep every file)",
+    ]
+
+
+def test_check_prints_every_error_with_file_and_line(station):
+    station.table(*BAD_TABLE)
+    r = station.run("--check")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.splitlines() == [
+        *bad_table_errors(station),
+        f"{station.passdir}/incoming: 7 error(s) on 6 line(s); the table is invalid",
+    ]
+
+
+def test_check_of_a_valid_table_prints_one_line_on_stdout(station):
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0", "y nowhere *.g8 /bin/true 0 -1 0")
+    station.recorder()
+    r = station.run("--check")
+    assert r.returncode == 0
+    assert r.stdout == f"{station.passdir}/incoming: 2 record(s), valid\n"
+    assert r.stderr.splitlines() == [
+        f"{station.passdir}/incoming:2: warning: record 2 would be inactive: "
+        f"incoming-dir {station.passdir}/nowhere: No such file or directory"
     ]
 
 
 def test_bad_table_refuses_to_start(station):
-    station.table("a in * h 1 1")
+    station.table(*BAD_TABLE)
     r = station.run("-f")
     assert r.returncode == 2
-    assert "incoming:1: expected 7 fields, got 6" in r.stderr
+    assert r.stderr.splitlines() == [
+        *bad_table_errors(station),
+        f"waitd: {station.passdir}/incoming: 7 error(s) on 6 line(s); not starting",
+    ]
 
 
 def test_no_passdir_exits_2_with_hint(station):
@@ -160,6 +189,60 @@ def test_check_warns_about_records_that_would_be_inactive(station):
     r = station.run("--check")
     assert r.returncode == 0
     assert f"{station.passdir}/incoming:1: warning: record 1 would be inactive: incoming-dir" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--interval", "1e9", "is not a plain decimal number"),
+        ("--interval", "100000", "is out of range: 0.01 to 86400 seconds"),
+        ("--interval", "86400.5", "is out of range: 0.01 to 86400 seconds"),
+        ("--interval", "0.001", "is out of range: 0.01 to 86400 seconds"),
+        ("--interval", "nan", "is not a plain decimal number"),
+        ("--interval", "1_0", "is not a plain decimal number"),
+        ("--interval", "\u0663", "is not a plain decimal number"),
+        ("--stop-timeout", "1e9", "is not a plain decimal number"),
+        ("--stop-timeout", "86401", "is out of range: 0 to 86400 seconds"),
+        ("--stop-timeout", "+5", "is not a plain decimal number"),
+    ],
+)
+def test_interval_and_stop_timeout_take_plain_bounded_numbers(station, option, value, why):
+    station.table("x in *.g8 /bin/true 0 -1 0")
+    r = station.run("-f", option, value, timeout=10)
+    assert r.returncode == 2, r.stderr
+    assert f"waitd: error: argument {option}: {value!r} {why}" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_names_each_line_with_an_odd_number(station):
+    lines = ["a in * h 1e300 1 1", "b in * h 1_000 1 1", "c in * h 1 +2 1", "d in * h -0 1 1", "e in * h \u0663 1 1"]
+    lines += ["f in * h 1 1 1e300", "g in * h 31536001 1 1", "h in * h 1 1 nan", "i in * h 1 1 1", "j in * h .5 1 1"]
+    (station.passdir / "incoming").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = station.run("--check")
+    assert r.returncode == 2
+    t = f"{station.passdir}/incoming"
+    named = sorted({int(n) for n in re.findall(rf"^{re.escape(t)}:(\d+): ", r.stdout + r.stderr, re.M)})
+    assert named == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+
+
+def test_a_table_with_the_maximum_values_runs(station):
+    # The limits of incoming(5) must overflow nothing downstream: the file
+    # of record 1 is listed, aged and checked for expiry on every pass
+    # (wait and hours at their maxima), while record 2 handles its files.
+    station.recorder()
+    station.table(
+        f"max in *.g8 {station.passdir}/rec 31536000 1000000000 876000", f"now in *.x {station.passdir}/rec 0 -1 0"
+    )
+    station.drop("late.g8")
+    station.drop("a.x")
+    station.start("--stop-timeout", "86400")
+    wait_for(lambda: station.ran() == [os.fsencode(station.incoming / "a.x")], 10, "a.x to be handled")
+    station.drop("b.x")
+    wait_for(lambda: len(station.ran()) == 2, 10, "b.x to be handled")
+    assert station.stop() == 0
+    assert (station.incoming / "late.g8").exists()
+    for text in (station.log(), station.stderr()):
+        assert "Traceback" not in text and "Error" not in text
 
 
 def test_interval_must_be_positive(station):

@@ -25,14 +25,18 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 from waitd import __version__, control, layout, pidfile, runner, table
-from waitd.errors import EXIT_FAILURE, EXIT_USAGE, AlreadyRunning, UsageError, WaitdError
+from waitd.errors import EXIT_FAILURE, EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
 log = logging.getLogger("waitd")
 
+DEFAULT_INTERVAL_S = 10.0
+
+MAX_OPTION_S = 86400  # --interval and --stop-timeout: a day; a selector's timeout overflows past 24 days
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 LOG_DATE = "%Y-%m-%d %H:%M:%S"
 NO_PASSDIR = (
@@ -89,15 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval",
         metavar="S",
         type=_interval,
-        default=10.0,
-        help="sleep step between polls, in seconds (default 10)",
+        help="sleep step between polls, in seconds (0.01 to 86400, default 10; 1 with --demo)",
     )
     p.add_argument(
         "--stop-timeout",
         metavar="S",
         type=_seconds,
         default=30.0,
-        help="on TERM, how long to wait for running handlers before signalling them (default 30)",
+        help="on TERM, how long to wait for running handlers before signalling them (0 to 86400 s, default 30)",
     )
     p.add_argument(
         "--poll", action="store_true", help="do not use inotify; find new files only by polling every interval (NFS)"
@@ -127,20 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _interval(text: str) -> float:
-    value = _seconds(text)
-    if value < 0.01:
-        raise argparse.ArgumentTypeError(f"{text!r} is too short: the interval must be at least 0.01 s")
-    return value
+    return _seconds(text, least=Decimal("0.01"))
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number of seconds")
-    return value
+        return table.decimal(text, MAX_OPTION_S, "seconds", least)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,36 +146,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             from waitd import demo
 
-            return demo.run(args.interval if args.interval != 10.0 else 1.0)
+            return demo.run(1.0 if args.interval is None else args.interval)
         passdir = _passdir(args.passdir)
         if args.command:
             return _command(passdir, args.command, wait=not args.no_wait)
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
         if args.check:
-            for error in errors:
-                print(error)
-            if errors:
-                print(f"{table_path}: {len(errors)} error(s)", file=sys.stderr)
-                return EXIT_USAGE
-            for record in records:
-                # Valid, but it would not run now: say so, without failing
-                # the check (the directory may appear later).
-                act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
-                if act.problem:
-                    print(
-                        f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
-                        file=sys.stderr,
-                    )
-                _note_own_directory(table_path, record, passdir)
-            print(f"{table_path}: {len(records)} record(s), valid")
-            return 0
+            return _check(table_path, passdir, records, errors)
         if errors:
             for error in errors:
                 print(error, file=sys.stderr)
-            raise UsageError(f"{table_path}: {len(errors)} error(s); not starting")
+            raise UsageError(f"{table_path}: {table.summary(errors)}; not starting")
         settings = Settings(
-            passdir, args.interval, args.stop_timeout, hibernate=args.i, once=args.once, poll_only=args.poll
+            passdir,
+            DEFAULT_INTERVAL_S if args.interval is None else args.interval,
+            args.stop_timeout,
+            hibernate=args.i,
+            once=args.once,
+            poll_only=args.poll,
         )
         _preflight(passdir)
         if args.foreground or args.once:
@@ -188,6 +174,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
         return exc.exit_code
+
+
+def _check(table_path: str, passdir: str, records: Sequence[table.Record], errors: list[TableError]) -> int:
+    """--check: every error and a summary on stderr (exit 2), or one line on stdout."""
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"{table_path}: {table.summary(errors)}; the table is invalid", file=sys.stderr)
+        return EXIT_USAGE
+    for record in records:
+        # Valid, but it would not run now: say so, without failing the
+        # check (the directory may appear later).
+        act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
+        if act.problem:
+            print(
+                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
+                file=sys.stderr,
+            )
+        _note_own_directory(table_path, record, passdir)
+    print(f"{table_path}: {len(records)} record(s), valid")
+    return 0
 
 
 def _passdir(given: str | None) -> str:
@@ -284,7 +291,7 @@ def _reload(passdir: str, wait: bool) -> int:
         for error in errors:
             print(error, file=sys.stderr)
         print(
-            f"waitd: {table_path}: {len(errors)} error(s); not reloaded: the daemon keeps the table it has",
+            f"waitd: {table_path}: {table.summary(errors)}; not reloaded: the daemon keeps the table it has",
             file=sys.stderr,
         )
         return EXIT_USAGE

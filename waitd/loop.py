@@ -305,9 +305,9 @@ class Daemon:
             for error in errors:
                 log.error("%s", error)
             log.error(
-                "%s: table not reloaded (%d error(s)); the previous table stays in force",
+                "%s: table not reloaded (%s); the previous table stays in force",
                 self.settings.table_path,
-                len(errors),
+                table.summary(errors),
             )
         else:
             self._install(records)

@@ -2,18 +2,27 @@
 """The record table, incoming(5): parse it into records, check them.
 
 `parse` turns the text of $PASSDIR/incoming into a tuple of `Record`s and a
-list of `TableError`s, one per bad line, each naming the file and line.  It
+list of `TableError`s, every problem of every bad line in line and field
+order, each naming the file and line; `summary` counts them.  This list is
+what `--check` prints, what a start refuses with and what a HUP logs.  It
 is pure: it reads no file and looks at no directory, so it is what `--check`
 and the tests drive.  `activate` then does the checks that need the system
 (does the directory exist, can the handler be found and executed, is it
 safe from other users: a world-writable handler is refused) and says
 why a record is inactive; the loop logs that once.  `matcher` compiles a
-record's name template with the shell's rules (a leading dot must be
-matched by a literal dot).
+record's name template as fnmatch(3) reads it (module `wildcard`); a
+template it refuses is an error of its line.
 
 This module does not watch directories or run anything; `scan` and `runner`
 do.  Fields past the seventh are `key=value` options; none is defined yet,
 so any option is an error.
+
+Numbers are plain decimals (`decimal`, also used for the command line's
+seconds): ASCII digits, and for wait-until-age and hours-too-old a point
+and more digits; keep-after is digits or -1.  Each has a maximum no
+operator needs (MAX_WAIT_S, MAX_TOO_OLD_H, MAX_KEEP) that nothing
+downstream can overflow with: float() and int() would take 1e300, nan,
+1_000, +2 or the digits of other scripts.
 
 Limits: `$VAR` and `${VAR}` expand from the environment given to `parse`; an
 unset variable is an error rather than being left in the path.
@@ -21,18 +30,28 @@ unset variable is an error rather than being left in the path.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
 
+from waitd import wildcard
 from waitd.errors import TableError
+from waitd.wildcard import matcher as matcher  # the loop compiles templates through the table
 
 FIELDS = 7
+MAX_WAIT_S = 31_536_000  # 365 days
+MAX_TOO_OLD_H = 876_000  # 100 years
+MAX_KEEP = 1_000_000_000
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # [0-9], not \d: ASCII digits only
+_WHOLE = re.compile(r"[0-9]+")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape kept
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +62,7 @@ class Record:
     line: int  # line number in the table file
     telem: str
     directory: str  # absolute, after ~ and $VAR expansion
-    template: str  # shell wildcard matched against names in `directory`
+    template: str  # fnmatch(3) wildcard matched against names in `directory`
     process: str  # as written in the table
     wait_s: float
     keep: int  # -1 keeps every processed file
@@ -67,17 +86,29 @@ def parse(text: str, path: str, passdir: str, env: Mapping[str, str]) -> tuple[t
     # would also break at a form feed or U+2028 and shift the line numbers.
     for lineno, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
+        # `read` decodes with surrogateescape: a bad byte costs its line only.
+        undecodable = _UNDECODABLE.search(stripped) is not None
+        if undecodable:
+            errors.append(TableError(path, lineno, "not valid UTF-8 text"))
         if not stripped or stripped.startswith("#"):
             continue
         # A bad line still takes its record number, so that the numbers of
         # the records after it (and their log files) do not shift when it is
         # fixed.
         number += 1
-        try:
-            records.append(_record(stripped.split(), number, lineno, passdir, env))
-        except ValueError as exc:
-            errors.append(TableError(path, lineno, str(exc)))
+        if undecodable:
+            continue
+        record, problems = _record(stripped.split(), number, lineno, passdir, env)
+        if record is not None:
+            records.append(record)
+        errors.extend(TableError(path, lineno, problem) for problem in problems)
     return tuple(records), errors
+
+
+def summary(errors: Sequence[TableError]) -> str:
+    """How many errors on how many lines, for the line after the list."""
+    lines = len({e.line for e in errors if e.line})
+    return f"{len(errors)} error(s) on {lines} line(s)" if lines else f"{len(errors)} error(s)"
 
 
 def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
@@ -87,35 +118,59 @@ def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record,
             data = f.read()
     except OSError as exc:
         return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return (), [TableError(path, line, "not valid UTF-8 text")]
-    return parse(text, path, passdir, env)
+    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env)
 
 
-def _record(fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]) -> Record:
+def _record(
+    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]
+) -> tuple[Record | None, list[str]]:
+    """The record of one line, or None and every problem of the line, in field order."""
     if len(fields) < FIELDS:
-        raise ValueError(f"expected {FIELDS} fields, got {len(fields)}")
+        return None, [f"expected {FIELDS} fields, got {len(fields)}"]
     telem, directory, template, process, wait, keep, too_old = fields[:FIELDS]
+    problems: list[str] = []
+    expanded = _field(problems, _expand, directory, passdir, env)
+    _field(problems, _template, template)
+    wait_s = _field(problems, _number, wait, "wait-until-age", MAX_WAIT_S, "seconds (365 days)")
+    keep_n = _field(problems, _keep, keep)
+    too_old_h = _field(problems, _number, too_old, "hours-too-old", MAX_TOO_OLD_H, "hours (100 years)")
     for option in fields[FIELDS:]:
         if "=" not in option:
-            raise ValueError(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
-        raise ValueError(f"unknown option {option.partition('=')[0]!r}")
-    if "/" in template:
-        raise ValueError(f"name-template {template!r} must not contain '/': it matches names in one directory")
-    return Record(
+            problems.append(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
+        else:
+            problems.append(f"unknown option {option.partition('=')[0]!r}")
+    if problems or expanded is None or wait_s is None or keep_n is None or too_old_h is None:
+        return None, problems
+    record = Record(
         number=number,
         line=lineno,
         telem=telem,
-        directory=_expand(directory, passdir, env),
+        directory=expanded,
         template=template,
         process=process,
-        wait_s=_number(wait, "wait-until-age"),
-        keep=_keep(keep),
-        too_old_h=_number(too_old, "hours-too-old"),
+        wait_s=wait_s,
+        keep=keep_n,
+        too_old_h=too_old_h,
     )
+    return record, []
+
+
+def _field(problems: list[str], check: Callable[..., _T], *args: Any) -> _T | None:
+    """`check(*args)`, or None with its ValueError's message added to `problems`."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _template(template: str) -> None:
+    if "/" in template:
+        raise ValueError(f"name-template {template!r} must not contain '/': it matches names in one directory")
+    try:
+        wildcard.check(template)
+    except ValueError as exc:
+        raise ValueError(f"name-template {template!r} {exc}") from None
 
 
 def _expand(directory: str, passdir: str, env: Mapping[str, str]) -> str:
@@ -138,24 +193,33 @@ def _expand(directory: str, passdir: str, env: Mapping[str, str]) -> str:
     return os.path.normpath(os.path.join(passdir, expanded))
 
 
-def _number(text: str, what: str) -> float:
+def decimal(text: str, most: int, unit: str, least: Decimal = Decimal(0)) -> float:
+    """A plain decimal number from `least` to `most`, or ValueError saying why.
+
+    The range is checked on the exact decimal, before any rounding to float.
+    """
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a plain decimal number such as 30 or 0.5")
+    if not least <= Decimal(text) <= most:
+        raise ValueError(f"{text!r} is out of range: {least} to {most} {unit}")
+    return float(text)
+
+
+def _number(text: str, what: str, most: int, unit: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{what} {text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} {text!r} must be a non-negative number")
-    return value
+        return decimal(text, most, unit)
+    except ValueError as exc:
+        raise ValueError(f"{what} {exc}") from None
 
 
 def _keep(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"keep-after {text!r} is not an integer") from None
-    if value < -1:
-        raise ValueError(f"keep-after {text!r} must be -1 (keep all) or at least 0")
-    return value
+    if text == "-1":
+        return -1
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(f"keep-after {text!r} is not a whole number such as 5, or -1 (keep every file)")
+    if Decimal(text) > MAX_KEEP:  # not int(): it refuses more than 4300 digits
+        raise ValueError(f"keep-after {text!r} is out of range: -1, or 0 to {MAX_KEEP}")
+    return int(text)
 
 
 def activate(record: Record, passdir: str, path_env: str) -> Activation:
@@ -202,80 +266,3 @@ def find_program(process: str, passdir: str, path_env: str) -> str | None:
     if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
         return candidate
     return None
-
-
-def matcher(template: str) -> Callable[[str], bool]:
-    """Return a predicate matching names against a shell wildcard.
-
-    As in the shell, a name that starts with a dot is matched only by a
-    template that starts with a literal dot, so `*` never picks up the
-    `.name.tmp` files that transfer tools write before renaming.
-    """
-    regex = re.compile(_translate(template), re.DOTALL)
-    dot_ok = template.startswith((".", "\\."))
-
-    def match(name: str) -> bool:
-        if name.startswith(".") and not dot_ok:
-            return False
-        return regex.fullmatch(name) is not None
-
-    return match
-
-
-def _translate(template: str) -> str:
-    """Translate a shell wildcard into a regular expression (no anchors)."""
-    out: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        c = template[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "\\" and i < n:
-            out.append(re.escape(template[i]))
-            i += 1
-        elif c == "[":
-            j = i
-            if j < n and template[j] in "!^":
-                j += 1
-            if j < n and template[j] == "]":
-                j += 1
-            while j < n and template[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape(c))
-                continue
-            body = template[i:j]
-            i = j + 1
-            negate = body[:1] in ("!", "^")
-            if negate:
-                body = body[1:]
-            out.append(_bracket(body, negate))
-        else:
-            out.append(re.escape(c))
-    return "".join(out)
-
-
-def _bracket(body: str, negate: bool) -> str:
-    """Translate the inside of a bracket expression into a regular expression.
-
-    Every character is escaped, so that `&&`, `--`, `~~` or `||` are not
-    read as set operations; a range whose ends are reversed (`[z-a]`) is
-    empty, as in fnmatch(3), rather than a regular expression error.
-    """
-    items: list[str] = []
-    k, n = 0, len(body)
-    while k < n:
-        if k + 2 < n and body[k + 1] == "-":
-            lo, hi = body[k], body[k + 2]
-            if lo <= hi:
-                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
-            k += 3
-        else:
-            items.append(re.escape(body[k]))
-            k += 1
-    if not items:
-        return "." if negate else "(?!)"
-    return f"[{'^' if negate else ''}{''.join(items)}]"
