@@ -57,10 +57,10 @@ man:
 
 # make install: a fresh virtual environment each time (venv --clear), never
 # over a directory that is not one.  With DESTDIR it is made under DESTDIR,
-# then the staging path is taken out of its scripts, pyvenv.cfg and compiled
-# files, so that the tree works once moved to $(PREFIX).  $(BINDIR)/waitd
-# and tlogview are small scripts run by the environment's python -I
-# (isolated: no PYTHONPATH, no user site directory).
+# then the staging path is taken out of its scripts and pyvenv.cfg, and all
+# of it is compiled again (-f) naming $(LIBDIR), so that the tree works once
+# moved to $(PREFIX).  $(BINDIR)/waitd and tlogview are small scripts run
+# by the environment's python -I (isolated: no PYTHONPATH, no user site).
 STAGE = $(patsubst %/,%,$(DESTDIR))
 define check_venv
 test ! -e '$(STAGE)$(LIBDIR)' || test -f '$(STAGE)$(LIBDIR)/pyvenv.cfg' || test -z "$$(ls -A '$(STAGE)$(LIBDIR)')" || \
@@ -73,7 +73,7 @@ install:
 	src=$$(mktemp -d) && cp -R $(SOURCES) "$$src" && \
 	  '$(STAGE)$(LIBDIR)/bin/pip' install -q --no-compile "$$src"; status=$$?; rm -rf "$$src"; exit $$status
 	$(if $(STAGE),grep -rlIF '$(STAGE)' '$(STAGE)$(LIBDIR)' | xargs -r sed -i 's|$(STAGE)||g')
-	'$(STAGE)$(LIBDIR)/bin/python' -m compileall -q -f -d '$(LIBDIR)' '$(STAGE)$(LIBDIR)' >/dev/null
+	'$(STAGE)$(LIBDIR)/bin/python' -m compileall -q $(if $(STAGE),-f) -d '$(LIBDIR)' '$(STAGE)$(LIBDIR)' >/dev/null
 	install -d '$(STAGE)$(BINDIR)' '$(STAGE)$(MANDIR)/man1' '$(STAGE)$(MANDIR)/man5' '$(STAGE)$(MANDIR)/man8'
 	@for p in waitd:cli tlogview:tlogview; do name=$${p%%:*} module=waitd.$${p#*:}; \
 	  echo "$(STAGE)$(BINDIR)/$$name: runs $$module from $(LIBDIR)"; \
