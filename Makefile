@@ -1,4 +1,4 @@
-# waitd: one command each for the demo, the tests, lint and the manual pages.
+# waitd: one command each for the demo, the tests, lint, the manual pages and the install.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
