@@ -14,6 +14,7 @@ import pytest
 from waitd import cli, tlogview
 
 MAN = Path(__file__).resolve().parent.parent / "man"
+CONF = MAN.parent / "conf"
 PAGES = ["waitd.8", "incoming.5", "tlogview.1"]
 OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 
@@ -85,7 +86,7 @@ def test_waitd_page_has_its_sections_and_examples():
     for signal in ("HUP", "TERM", "INT", "CONT", "ALRM"):
         assert re.search(rf"^ {{7}}{signal}\b", text, re.M), f"signal {signal} not described"
     assert "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4" in text
-    assert "ExecStart=/usr/local/bin/waitd -f" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+    assert "ExecStart=/usr/local/bin/waitd -f" in text and "ExecReload=/usr/local/bin/waitd -s reload" in text
     assert "postrotate" in text
     for code in "0123":
         assert re.search(rf"^ {{7}}{code}\b", text[text.index("EXIT STATUS") :], re.M)
@@ -107,3 +108,27 @@ def test_incoming_page_documents_every_field_and_the_escaping():
     assert "a\\040b.g8" in text and "THE HISTORY FILE" in text
     for key in ("pid=", "exit=", "signal=", "error=", "at=", "took=", "mtime_ns="):
         assert key in text
+
+
+def example_blocks(page: str) -> list[str]:
+    """The text of each .EX/.EE block of a page's EXAMPLES, escapes undone."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in sections(page)["EXAMPLES"]:
+        if line == ".EX":
+            current = []
+        elif line == ".EE" and current is not None:
+            blocks.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return [re.sub(r"\\[&%]", "", b).replace("\\-", "-").replace("\\e", "\\") for b in blocks]
+
+
+@pytest.mark.parametrize("conf", ["waitd.service", "waitd.logrotate"])
+def test_examples_show_the_conf_files_as_shipped(conf):
+    """waitd(8) embeds conf/waitd.service and conf/waitd.logrotate, comments left out."""
+    shipped = "\n".join(line for line in (CONF / conf).read_text().splitlines() if not line.startswith("#"))
+    shipped = shipped.strip("\n")
+    first = shipped.splitlines()[0]
+    assert [b for b in example_blocks("waitd.8") if b.splitlines()[:1] == [first]] == [shipped]
