@@ -43,7 +43,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from waitd.errors import HistoryWriteError, WaitdError
@@ -527,8 +527,3 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def with_status(event: Event, **changes: object) -> Event:
-    """Return a copy of `event` with some fields changed."""
-    return replace(event, **changes)  # type: ignore[arg-type]
