@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from waitd.errors import HistoryWriteError
+from waitd.errors import HistoryWriteError, WaitdError
 from waitd.history import Event, History, Status, Version, escape, format_event, parse_line, unescape
 from waitd.scan import Listings
 
@@ -250,6 +252,21 @@ def test_load_missing_file_creates_it(hpath: Path) -> None:
     assert h.events() == [] and h.live == 0 and h.lines == 0
     assert hpath.exists()
     h.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("a directory", os.mkdir),
+        ("a FIFO", os.mkfifo),
+        ("a socket", lambda path: socket.socket(socket.AF_UNIX).bind(str(path))),
+    ],
+)
+def test_load_refuses_what_is_not_a_regular_file(hpath: Path, kind: str, make: Callable[[Path], None]) -> None:
+    make(hpath)
+    with pytest.raises(WaitdError) as caught:
+        _load(hpath)
+    assert str(caught.value) == f"{hpath}: is not a regular file ({kind}); the history must be a regular file"
 
 
 def test_latest_event_wins_per_key(hpath: Path) -> None:

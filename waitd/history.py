@@ -42,6 +42,7 @@ import errno
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -330,16 +331,10 @@ class History:
         The file is streamed: only the latest raw line of each key is kept
         while reading, and only those are parsed, so a history of a million
         lines about a hundred thousand files costs the memory of the
-        hundred thousand.
+        hundred thousand.  A history that is a link or not a regular file
+        (a directory, a FIFO, a device) is refused with WaitdError.
         """
-        try:
-            # Never through a link planted in PASSDIR: its target's lines
-            # would be logged as corrupt ones, and then appended to.
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            fd = -1
-        except OSError as exc:
-            raise _refusal(self.path, exc) from exc
+        fd = _open_to_read(self.path)
         latest: dict[bytes, tuple[int, bytes]] = {}
         count = 0
         end = 0  # bytes up to the end of the last whole line
@@ -514,11 +509,53 @@ class History:
         self._latest.pop((path, process), None)
 
 
+def _open_to_read(path: str) -> int:
+    """The history opened for reading, or -1 if there is none yet.
+
+    Raise WaitdError for a link, for anything not a regular file, and for a
+    file that cannot be opened.
+    """
+    try:
+        # Never through a link planted in PASSDIR: its target's lines would
+        # be logged as corrupt ones, and then appended to.  O_NONBLOCK: a
+        # FIFO must not block the start (a regular file ignores the flag).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    except OSError as exc:
+        raise _refusal(path, exc) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return fd
+
+
 def _refusal(path: str, exc: OSError) -> WaitdError:
     """The error for a history file waitd cannot open."""
     if exc.errno == errno.ELOOP:
         return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    try:
+        mode = os.lstat(path).st_mode  # a socket cannot be opened at all (ENXIO)
+    except OSError:
+        mode = stat.S_IFREG
+    if not stat.S_ISREG(mode):
+        return _not_regular(path, mode)
     return WaitdError(f"{path}: cannot open the history: {exc.strerror or exc}")
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _not_regular(path: str, mode: int) -> WaitdError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+    return WaitdError(f"{path}: is not a regular file ({kind}); the history must be a regular file")
 
 
 def _fsync_dir(path: str) -> None:
