@@ -6,7 +6,9 @@ only.  In PATH, PROCESS and in free-text values (`error=`), a space, tab,
 newline, backslash and every byte that is not printable ASCII is written as
 a backslash and three octal digits, so any file name round-trips byte for
 byte and a line always splits on single spaces.  `Status` maps the numbers
-of the file to names in exactly one place.
+of the file to names in exactly one place, and `_FIELDS` describes the
+optional keys (each one's attribute and kind of value) for writing, for
+parsing and for the load's fast path alike.
 
 `History` holds the latest event of each (path, process) key in memory; the
 file is the truth and the dict a cache of it.  What a crash leaves:
@@ -29,7 +31,10 @@ Appends are one write(2) each; a short write (a full disk) is cut off again
 with ftruncate(2) so that no partial line stays in the middle of the file,
 and `HistoryWriteError` is raised.  At load a torn last line is dropped with
 a warning and a corrupt line elsewhere is reported with its number and
-skipped.
+skipped (the key's line before it stands).  A sound line with a value out
+of its range (`pid=-1`) is reported with its number and taken as an
+unknown outcome, status 1: its file is not run again.  A history that is a
+link or not a regular file stops the start with `WaitdError`.
 
 This module does not decide what to run (`scan` does) and does not know
 about processes (`runner` does).
@@ -40,12 +45,13 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import math
 import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from waitd.errors import HistoryWriteError, WaitdError
 
@@ -159,88 +165,180 @@ def unescape(text: str) -> str:
     return os.fsdecode(bytes(out))
 
 
+class BadValue(ValueError):
+    """A sound line with a value out of its range (`pid=-1`, `exit=99999`).
+
+    `event` is what the line stands for: an unknown outcome, status 1 with
+    no `error=` (the file counts as consumed), the bad fields dropped, and
+    the version only if its three fields are all good.
+    """
+
+    def __init__(self, what: str, event: Event) -> None:
+        super().__init__(what)
+        self.event = event
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How a value of one kind is written and read."""
+
+    write: Callable[[Any], str]
+    read: Callable[[str], Any]  # ValueError, saying what is legal, if the text is not
+    pattern: bytes  # a regex of legal texts: all of them, or the usual ones only
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One optional key=value of the line."""
+
+    key: str
+    attr: str  # of Event, or of Version if `in_version`
+    kind: _Kind
+    in_version: bool = False
+
+
+_FAST_DIGITS = 20  # the fast path's longest number: int() and float() never fail on it
+
+
+def _integer(low: int | None, high: int | None) -> _Kind:
+    """Integers from `low` to `high` (None: no limit), in decimal digits."""
+    if low is None:
+        pattern = rb"-?[0-9]{1,%d}" % _FAST_DIGITS
+    elif low == 0:
+        # Fewer digits than `high` has: below it, whatever they are.
+        pattern = rb"[0-9]{1,%d}" % (len(str(high)) - 1 if high is not None else _FAST_DIGITS)
+    else:
+        assert low == 1 and high is not None, "only 0 or 1 as a lower limit"
+        pattern = rb"[1-9][0-9]{0,%d}" % (len(str(high)) - 2)
+    if low is None:
+        legal = "not an integer"
+    elif high is None:
+        legal = f"not an integer, {low} or more"
+    else:
+        legal = f"not an integer from {low} to {high}"
+
+    def read(text: str) -> int:
+        digits = text[1:] if low is None and text[:1] == "-" else text
+        if not (digits.isdigit() and digits.isascii()):
+            raise ValueError(legal)
+        try:
+            value = int(text)
+        except ValueError:  # past 4300 digits
+            raise ValueError(legal) from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(legal)
+        return value
+
+    return _Kind(str, read, pattern)
+
+
+def _read_decimal(text: str) -> float:
+    if not (_DECIMAL.fullmatch(text) and math.isfinite(value := float(text))):
+        raise ValueError("not a finite decimal number, 0 or more")
+    return value
+
+
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# MTIME and mtime_ns: a file can carry an mtime before 1970 (`touch -d
+# 1969-...`, an old archive), so they may be negative.
+_ANY_INT = _integer(None, None)
+_TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"  # one byte as escape() writes it
+_TEXT = _Kind(escape, unescape, _TOKEN + rb"*")
+_SECONDS = _Kind("{:.3f}".format, _read_decimal, rb"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (_FAST_DIGITS, _FAST_DIGITS))
+
+# The optional keys, in the order they are written.  A new key is one line
+# here and its attribute in Event (or Version): writing, parsing and the
+# load's fast path all follow this table.
+_FIELDS = (
+    _Field("pid", "pid", _integer(1, 2**31 - 1)),
+    _Field("exit", "exit", _integer(0, 255)),
+    _Field("signal", "signal", _TEXT),
+    _Field("error", "error", _TEXT),
+    _Field("at", "at", _SECONDS),
+    _Field("took", "took", _SECONDS),
+    _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
+    _Field("size", "size", _integer(0, None), in_version=True),
+    _Field("ino", "ino", _integer(0, None), in_version=True),
+)
+# What parse_line needs of a key, looked up once a field.
+_READERS = {f.key: (f.kind.read, f.attr, f.in_version) for f in _FIELDS}
+_VERSION_FIELDS = sum(f.in_version for f in _FIELDS)
+_STATUSES = {str(int(s)): s for s in Status}
+
+
 def format_event(event: Event) -> str:
     """Return the history line of an event, newline included."""
     parts = [escape(event.path), escape(event.process), str(event.mtime), str(int(event.status))]
-    if event.pid is not None:
-        parts.append(f"pid={event.pid}")
-    if event.exit is not None:
-        parts.append(f"exit={event.exit}")
-    if event.signal is not None:
-        parts.append(f"signal={escape(event.signal)}")
-    if event.error is not None:
-        parts.append(f"error={escape(event.error)}")
-    if event.at is not None:
-        parts.append(f"at={event.at:.3f}")
-    if event.took is not None:
-        parts.append(f"took={event.took:.3f}")
-    if event.version is not None:
-        v = event.version
-        parts.append(f"mtime_ns={v.mtime_ns} size={v.size} ino={v.ino}")
+    for f in _FIELDS:
+        holder = event.version if f.in_version else event
+        value = None if holder is None else getattr(holder, f.attr)
+        if value is not None:
+            parts.append(f"{f.key}={f.kind.write(value)}")
     parts.extend(event.extra)
     return " ".join(parts) + "\n"
 
 
 def parse_line(line: str) -> Event:
-    """Parse one history line (without its newline); raise ValueError."""
+    """Parse one history line (without its newline); raise ValueError.
+
+    A line whose PATH PROCESS MTIME STATUS and key=value fields are sound
+    but which holds a value out of its range raises BadValue, a ValueError
+    that carries the event the line stands for.
+    """
     fields = line.split(" ")
     if len(fields) < 4:
         raise ValueError(f"expected at least 4 fields, got {len(fields)}")
     path, process, mtime, status = fields[:4]
     if not path or not process:
         raise ValueError("empty path or process")
-    if not _is_int(mtime):
-        raise ValueError(f"bad MTIME {mtime!r}")
+    try:
+        mtime_s = _ANY_INT.read(mtime)
+    except ValueError:
+        raise ValueError(f"bad MTIME {_shown(mtime)!r}") from None
     if status not in _STATUSES:
         raise ValueError(f"bad STATUS {status!r}")
-    st = Status(int(status))
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    version: dict[str, Any] = {}
     extra: list[str] = []
+    bad: list[str] = []
     for item in fields[4:]:
-        key, eq, value = item.partition("=")
+        key, eq, text = item.partition("=")
         if not eq or not key:
             raise ValueError(f"bad field {item!r}")
-        if key in _KNOWN_KEYS:
-            values[key] = value
-        else:
+        known = _READERS.get(key)
+        if known is None:
             extra.append(item)
-    version = None
-    if "mtime_ns" in values and "size" in values and "ino" in values:
-        version = Version(int(values["mtime_ns"]), int(values["size"]), int(values["ino"]))
-    return Event(
-        path=unescape(path),
-        process=unescape(process),
-        mtime=int(mtime),
-        status=st,
-        pid=_int(values.get("pid")),
-        exit=_int(values.get("exit")),
-        signal=unescape(values["signal"]) if "signal" in values else None,
-        error=unescape(values["error"]) if "error" in values else None,
-        at=float(values["at"]) if "at" in values else None,
-        took=float(values["took"]) if "took" in values else None,
-        version=version,
+            continue
+        read, attr, in_version = known
+        into = version if in_version else values
+        try:
+            into[attr] = read(text)
+        except ValueError as exc:
+            into.pop(attr, None)  # a key written twice: its earlier value goes too
+            bad.append(f"{key}={_shown(text)}: {exc}")
+    event = Event(
+        unescape(path),
+        unescape(process),
+        mtime_s,
+        _STATUSES[status],
+        version=Version(**version) if len(version) == _VERSION_FIELDS else None,
         extra=tuple(extra),
+        **values,
     )
+    if bad:
+        raise BadValue(", ".join(bad), replace(event, status=Status.UNKNOWN, error=None))
+    return event
 
 
-_KNOWN_KEYS = frozenset({"pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino"})
-_STATUSES = ("0", "1", "2")
-_RAW_STATUSES = (b"0", b"1", b"2")
+def _shown(text: str) -> str:
+    """A value as a message shows it: a long one cut short."""
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
 
 
-def _is_int(text: str) -> bool:
-    # A file can carry an mtime before 1970 (`touch -d 1969-...`, an old
-    # archive): MTIME may be negative.
-    return text.isascii() and text.removeprefix("-").isdigit()
-
-
-def _int(text: str | None) -> int | None:
-    return None if text is None else int(text)
-
-
-def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, Event | str]]:
-    """The last good line of each raw key before the line number given."""
-    best: dict[bytes, tuple[int, Event | str]] = {}
+def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, bytes]]:
+    """The last line of each raw key before the line number given that is
+    not corrupt (one with a malformed value counts: it is an event)."""
+    best: dict[bytes, tuple[int, bytes]] = {}
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
@@ -249,37 +347,58 @@ def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, Event | str
             if number >= before.get(key, 0):
                 continue
             try:
-                best[key] = (number, _checked(raw))
+                _checked(raw)
+            except BadValue:
+                pass
             except ValueError:
                 continue
+            best[key] = (number, raw)
     return list(best.values())
 
 
-_TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"
-_INT_KEYS = rb"(?:pid|exit|mtime_ns|size|ino)"
-_FLOAT_KEYS = rb"(?:at|took)"
-_TEXT_KEYS = rb"(?:signal|error)"
-# Exactly the lines parse_line accepts in its usual form: such a line is
-# kept as text and parsed only when asked for.  Any other line goes through
-# parse_line at once, which accepts it or says what is wrong.
-_PLAIN_LINE = re.compile(
-    rb"(" + _TOKEN + rb"+) (" + _TOKEN + rb"+) -?[0-9]+ [012]"
-    rb"(?: (?:"
-    + _INT_KEYS
-    + rb"=-?[0-9]+|"
-    + _FLOAT_KEYS
-    + rb"=-?[0-9]+(?:\.[0-9]+)?|"
-    + _TEXT_KEYS
-    + rb"="
-    + _TOKEN
-    + rb"*|(?!(?:"
-    + _INT_KEYS
-    + rb"|"
-    + _FLOAT_KEYS
-    + rb"|"
-    + _TEXT_KEYS
-    + rb")=)[!-<>-~]+=[!-~]*))*\n"
-)
+def _fast_line() -> re.Pattern[bytes]:
+    """The pattern of the lines kept as text at load, parsed only when asked.
+
+    It accepts only lines that parse_line accepts without a BadValue: a
+    line kept as text must never fail when parsed later, with no line
+    number at hand.  It may refuse more (a pid of ten digits, say); such a
+    line is parsed at once.
+    """
+    known = b"|".join(re.escape(f.key.encode()) for f in _FIELDS)
+    values = [re.escape(f.key.encode()) + b"=" + f.kind.pattern for f in _FIELDS]
+    unknown = rb"(?!(?:" + known + rb")=)[!-<>-~]+=[!-~]*"
+    head = _TOKEN + rb"+ " + _TOKEN + rb"+ " + _ANY_INT.pattern + rb" [012]"
+    return re.compile(head + rb"(?: (?:" + b"|".join([*values, unknown]) + rb"))*\n")
+
+
+_PLAIN_LINE = _fast_line()
+
+
+def _stream(fd: int) -> tuple[dict[bytes, tuple[int, bytes]], int, int, tuple[int, bytes] | None]:
+    """Read the history open on `fd` to its end, and close it.
+
+    Return the latest line of each raw key with its number, how many lines
+    the file holds (blank and torn ones not counted), how many bytes its
+    whole lines take, and the torn last line with its number, if any.
+    """
+    latest: dict[bytes, tuple[int, bytes]] = {}
+    with open(fd, "rb", buffering=1 << 20) as f:
+        number, raw, blank = 0, b"\n", 0
+        # The hot loop of a start with a long history: one slice and one
+        # dict store a line.  Filed by its raw "PATH PROCESS"; a corrupt
+        # line that a later line of the same key replaces has no effect, and
+        # one that stands is reported when parsed.
+        for number, raw in enumerate(f, start=1):
+            if raw == b"\n":
+                blank += 1
+                continue
+            latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)  # _raw_key, inlined
+        end = f.tell()
+    count = number - blank
+    if raw[-1:] == b"\n":
+        return latest, count, end, None
+    # Only the last line can lack its newline.
+    return latest, count - 1, end - len(raw), (number, raw)
 
 
 def _raw_key(raw: bytes) -> bytes:
@@ -288,7 +407,10 @@ def _raw_key(raw: bytes) -> bytes:
 
 
 def _checked(raw: bytes) -> Event | str:
-    """A raw line as the text to parse later, or as an Event; ValueError if corrupt."""
+    """A raw line as the text to parse later, or as an Event.
+
+    Raise ValueError if it is corrupt, BadValue if it holds a malformed value.
+    """
     if _PLAIN_LINE.fullmatch(raw):
         return raw[:-1].decode("ascii")
     try:
@@ -335,33 +457,8 @@ class History:
         (a directory, a FIFO, a device) is refused with WaitdError.
         """
         fd = _open_to_read(self.path)
-        latest: dict[bytes, tuple[int, bytes]] = {}
-        count = 0
-        end = 0  # bytes up to the end of the last whole line
-        torn: tuple[int, bytes] | None = None
+        latest, count, end, torn = _stream(fd) if fd >= 0 else ({}, 0, 0, None)
         retry: dict[bytes, int] = {}
-        if fd >= 0:
-            with open(fd, "rb", buffering=1 << 20) as f:
-                number, raw, blank = 0, b"\n", 0
-                # The hot loop of a start with a long history: one slice and
-                # one dict store a line.  Filed by its raw "PATH PROCESS"; a
-                # corrupt line that a later line of the same key replaces has
-                # no effect, and one that stands is reported when parsed below.
-                for number, raw in enumerate(f, start=1):
-                    if raw == b"\n":
-                        blank += 1
-                        continue
-                    latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)  # _raw_key, inlined
-                end = f.tell()
-                count = number - blank
-                if raw[-1:] != b"\n":  # only the last line can lack it
-                    torn = (number, raw)
-                    end -= len(raw)
-                    count -= 1
-                    # It replaced the key's last whole line, if any: find it again.
-                    key = _raw_key(raw)
-                    del latest[key]
-                    retry[key] = number
         if torn is not None:
             log.warning(
                 "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
@@ -369,12 +466,16 @@ class History:
                 torn[0],
                 torn[1][:80],
             )
+            # It replaced the key's last whole line, if any: find it again.
+            key = _raw_key(torn[1])
+            del latest[key]
+            retry[key] = torn[0]
         found: list[tuple[int, Event | str]] = []
         lines = sorted(latest.values())
         latest.clear()
         for number, raw in lines:
             try:
-                found.append((number, _checked(raw)))
+                found.append((number, self._read(number, raw)))
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
                 retry[_raw_key(raw)] = number
@@ -382,7 +483,7 @@ class History:
         if retry:
             # A key's latest line was corrupt: skipping it means the good
             # line before it stands (an open run stays open, say).
-            found.extend(_earlier(self.path, retry))
+            found.extend((number, self._read(number, raw)) for number, raw in _earlier(self.path, retry))
             found.sort(key=lambda item: item[0])
         self._latest = {_key(item): item for _, item in found}
         self._lines = count
@@ -390,6 +491,18 @@ class History:
         if torn is not None:
             os.ftruncate(self._fd, end)
         self._size = end
+
+    def _read(self, number: int, raw: bytes) -> Event | str:
+        """A line that stands, as `_checked` gives it; ValueError if corrupt.
+
+        A malformed value is reported here, with its line number: a line
+        kept as text is parsed later, where the number is not known.
+        """
+        try:
+            return _checked(raw)
+        except BadValue as exc:
+            log.warning("%s:%d: %s; taken as status 1 (unknown outcome)", self.path, number, exc)
+            return exc.event
 
     def _open(self) -> None:
         if self._fd >= 0:
