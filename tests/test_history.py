@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Unit tests of waitd.history: escaping, the line format, load, append, compact."""
+"""Unit tests of waitd.event and waitd.history: escaping, the line format, load, append, compact."""
 
 from __future__ import annotations
 
@@ -721,8 +721,8 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     # The fast pattern may be stricter than parse_line, never looser: a line
     # it keeps as text is parsed only later (History.latest), where nothing
     # may raise and nothing is reported.
-    from waitd.history import _PLAIN_LINE
+    from waitd.event import PLAIN_LINE
 
     line = " ".join(["/in/a", "h", mtime, status, *items])
-    if _PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
+    if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
         parse_line(line)
