@@ -155,6 +155,7 @@ class _Kind:
     write: Callable[[Any], str]
     read: Callable[[str], Any]  # ValueError, saying what is legal, if the text is not
     pattern: bytes  # a regex of legal texts: all of them, or the usual ones only
+    convert: Callable[[str], Any]  # `read` for a text that `pattern` matched: no checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +200,7 @@ def _integer(low: int | None, high: int | None) -> _Kind:
             raise ValueError(legal)
         return value
 
-    return _Kind(str, read, pattern)
+    return _Kind(str, read, pattern, int)
 
 
 def _read_decimal(text: str) -> float:
@@ -213,8 +214,10 @@ _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # 1969-...`, an old archive), so they may be negative.
 _ANY_INT = _integer(None, None)
 _TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"  # one byte as escape() writes it
-_TEXT = _Kind(escape, unescape, _TOKEN + rb"*")
-_SECONDS = _Kind("{:.3f}".format, _read_decimal, rb"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (_FAST_DIGITS, _FAST_DIGITS))
+_TEXT = _Kind(escape, unescape, _TOKEN + rb"*", unescape)
+_SECONDS = _Kind(
+    "{:.3f}".format, _read_decimal, rb"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (_FAST_DIGITS, _FAST_DIGITS), float
+)
 
 # The optional keys, in the order they are written.  A new key is one line
 # here and its attribute in Event (or Version): writing, parsing and the
@@ -230,8 +233,9 @@ _FIELDS = (
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),
 )
-# What parse_line needs of a key, looked up once a field.
+# What parse_line and parse_plain need of a key, looked up once a field.
 _READERS = {f.key: (f.kind.read, f.attr, f.in_version) for f in _FIELDS}
+_CONVERTERS = {f.key: (f.kind.convert, f.attr, f.in_version) for f in _FIELDS}
 _VERSION_FIELDS = sum(f.in_version for f in _FIELDS)
 _STATUSES = {str(int(s)): s for s in Status}
 
@@ -255,6 +259,19 @@ def parse_line(line: str) -> Event:
     but which holds a value out of its range raises BadValue, a ValueError
     that carries the event the line stands for.
     """
+    return _parse(line, _READERS)
+
+
+def parse_plain(line: str) -> Event:
+    """Parse a line that PLAIN_LINE matched (without its newline).
+
+    Its values are known to be good: they are converted without checks,
+    faster than parse_line does, to the same event.
+    """
+    return _parse(line, _CONVERTERS)
+
+
+def _parse(line: str, readers: dict[str, tuple[Callable[[str], Any], str, bool]]) -> Event:
     fields = line.split(" ")
     if len(fields) < 4:
         raise ValueError(f"expected at least 4 fields, got {len(fields)}")
@@ -275,7 +292,7 @@ def parse_line(line: str) -> Event:
         key, eq, text = item.partition("=")
         if not eq or not key:
             raise ValueError(f"bad field {item!r}")
-        known = _READERS.get(key)
+        known = readers.get(key)
         if known is None:
             extra.append(item)
             continue

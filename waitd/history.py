@@ -52,6 +52,7 @@ from waitd.event import (
     escape,
     format_event,
     parse_line,
+    parse_plain,
     unescape,
 )
 
@@ -242,7 +243,7 @@ class History:
     def latest(self, path: str, process: str) -> Event | None:
         item = self._latest.get((path, process))
         if isinstance(item, str):
-            item = self._latest[(path, process)] = parse_line(item)
+            item = self._latest[(path, process)] = parse_plain(item)
         return item
 
     def events(self) -> list[Event]:
