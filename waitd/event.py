@@ -14,6 +14,8 @@ and kind of value) for writing, for parsing and for the load's fast path
 `parse_line` raises ValueError for a corrupt line, and `BadValue`, a
 ValueError that carries the event the line stands for (an unknown
 outcome), for a sound line with a value out of its range (`pid=-1`).
+`parse_plain` parses a line that `PLAIN_LINE` matched, without checking
+its values again.
 
 This module reads and writes no file (`history` does) and logs nothing.
 """
@@ -271,7 +273,11 @@ def parse_plain(line: str) -> Event:
     return _parse(line, _CONVERTERS)
 
 
-def _parse(line: str, readers: dict[str, tuple[Callable[[str], Any], str, bool]]) -> Event:
+_Readers = dict[str, tuple[Callable[[str], Any], str, bool]]
+
+
+def _parse(line: str, readers: _Readers) -> Event:
+    """Parse a line with `readers` for the values of the known keys."""
     fields = line.split(" ")
     if len(fields) < 4:
         raise ValueError(f"expected at least 4 fields, got {len(fields)}")
@@ -284,11 +290,29 @@ def _parse(line: str, readers: dict[str, tuple[Callable[[str], Any], str, bool]]
         raise ValueError(f"bad MTIME {_shown(mtime)!r}") from None
     if status not in _STATUSES:
         raise ValueError(f"bad STATUS {status!r}")
+    values, version, extra, bad = _values(fields[4:], readers)
+    event = Event(
+        unescape(path),
+        unescape(process),
+        mtime_s,
+        _STATUSES[status],
+        version=Version(**version) if len(version) == _VERSION_FIELDS else None,
+        extra=tuple(extra),
+        **values,
+    )
+    if bad:
+        raise BadValue(", ".join(bad), replace(event, status=Status.UNKNOWN, error=None))
+    return event
+
+
+def _values(items: list[str], readers: _Readers) -> tuple[dict[str, Any], dict[str, Any], list[str], list[str]]:
+    """The key=value fields as Event attributes, Version attributes, the
+    fields of unknown keys, and what is wrong with bad values."""
     values: dict[str, Any] = {}
     version: dict[str, Any] = {}
     extra: list[str] = []
     bad: list[str] = []
-    for item in fields[4:]:
+    for item in items:
         key, eq, text = item.partition("=")
         if not eq or not key:
             raise ValueError(f"bad field {item!r}")
@@ -303,18 +327,7 @@ def _parse(line: str, readers: dict[str, tuple[Callable[[str], Any], str, bool]]
         except ValueError as exc:
             into.pop(attr, None)  # a key written twice: its earlier value goes too
             bad.append(f"{key}={_shown(text)}: {exc}")
-    event = Event(
-        unescape(path),
-        unescape(process),
-        mtime_s,
-        _STATUSES[status],
-        version=Version(**version) if len(version) == _VERSION_FIELDS else None,
-        extra=tuple(extra),
-        **values,
-    )
-    if bad:
-        raise BadValue(", ".join(bad), replace(event, status=Status.UNKNOWN, error=None))
-    return event
+    return values, version, extra, bad
 
 
 def _shown(text: str) -> str:
