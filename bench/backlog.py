@@ -24,7 +24,6 @@ from bench.common import (
     Options,
     Proc,
     Report,
-    field_of,
     history_events,
     make_files,
     spawn_loop_posix,
@@ -34,6 +33,7 @@ from bench.common import (
     workdir,
     write_table,
 )
+from waitd.history import Status
 
 WAIT_S = 60
 AGE_S = 3600
@@ -105,10 +105,9 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
 def _outcomes(passdir: Path) -> tuple[list[float], int, float]:
     """Handler start times, how many status 2, the last end's at=."""
     ends, last_end = 0, 0.0
-    for fields in history_events(passdir):
-        at = field_of(fields, "at")
-        if fields[3] == "2":
+    for event in history_events(passdir):
+        if event.status is Status.KNOWN:
             ends += 1
-            if at is not None:
-                last_end = max(last_end, float(at))
+            if event.at is not None:
+                last_end = max(last_end, event.at)
     return list(start_times(passdir).values()), ends, last_end

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from waitd.history import BadValue, Event, Status, parse_line
+
 ROOT = Path(__file__).resolve().parent.parent
 TMP_BASE = "/tmp"
 
@@ -162,16 +164,26 @@ def write_table(passdir: Path, lines: list[str]) -> None:
     os.sync()
 
 
-def history_events(passdir: Path) -> Iterator[list[str]]:
-    """The history's lines split on spaces (the format needs no more)."""
+def history_events(passdir: Path) -> Iterator[Event]:
+    """The history's whole lines, read by waitd's own parser.
+
+    A corrupt line is skipped and one with a malformed value counts as what
+    it stands for, as waitd itself reads them.
+    """
     try:
-        f = open(passdir / "incoming.history", encoding="ascii")
+        f = open(passdir / "incoming.history", encoding="ascii", errors="replace")
     except FileNotFoundError:
         return
     with f:
         for line in f:
-            if line.endswith("\n"):
-                yield line.split()
+            if not line.endswith("\n"):
+                continue
+            try:
+                yield parse_line(line[:-1])
+            except BadValue as exc:
+                yield exc.event
+            except ValueError:
+                continue
 
 
 def start_times(passdir: Path) -> dict[str, float]:
@@ -183,25 +195,14 @@ def start_times(passdir: Path) -> dict[str, float]:
     still there, else the end's `at=` minus its `took=`.
     """
     times: dict[str, float] = {}
-    for fields in history_events(passdir):
-        at = field_of(fields, "at")
-        if at is None:
+    for event in history_events(passdir):
+        took = 0.0 if event.status is Status.STARTED else event.took
+        if event.at is None or took is None:
             continue
-        took = field_of(fields, "took") if fields[3] != "0" else "0"
-        if took is None:
-            continue
-        start = float(at) - float(took)
-        if fields[0] not in times or start < times[fields[0]]:
-            times[fields[0]] = start
+        start = event.at - took
+        if event.path not in times or start < times[event.path]:
+            times[event.path] = start
     return times
-
-
-def field_of(fields: list[str], key: str) -> str | None:
-    prefix = key + "="
-    for item in fields[4:]:
-        if item.startswith(prefix):
-            return item[len(prefix) :]
-    return None
 
 
 # -- processes ----------------------------------------------------------------------

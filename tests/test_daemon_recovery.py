@@ -168,3 +168,33 @@ def test_log_letter_after_restart_never_overwrites_a_newer_run(station):
     assert station.stop() == 0
     assert "b.d" in (logs / "incoming.1.B").read_text(), "the log of b.d's run was overwritten"
     assert "c.d" in (logs / "incoming.1.C").read_text()
+
+
+def test_open_run_with_a_malformed_pid_is_an_unknown_outcome_not_a_crash(station):
+    # pid=-1 once stopped every start (psutil ValueError in recovery).  The
+    # line is reported with its number and taken as status 1: the file is
+    # consumed, never run; the other files are handled.
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    a = station.drop("a.g8", age_s=5)
+    st = os.stat(a)
+    hist = station.passdir / "incoming.history"
+    hist.write_text(
+        f"{station.incoming}/old.g8 rec 1 2 exit=0\n"
+        f"{station.incoming}/a.g8 {station.passdir}/rec {st.st_mtime_ns // 10**9} 0 pid=-1 at=1700000000.000 "
+        f"mtime_ns={st.st_mtime_ns} size={st.st_size} ino={st.st_ino}\n",
+        "ascii",
+    )
+    station.drop("b.g8", age_s=5)
+    station.drop("c.g8", age_s=5)
+    proc = station.start()
+    wait_for(lambda: len(station.ran()) == 2 or proc.poll() is not None, 10, "b.g8 and c.g8 to be handled")
+    assert proc.poll() is None, station.stderr()
+    station.signal(signal.SIGALRM)  # another pass: a.g8 must still not run
+    wait_for(lambda: len(station.ends()) >= 2, 5, "the ends of b.g8 and c.g8")
+    assert station.stop() == 0
+    assert sorted(station.ran()) == [os.fsencode(station.incoming / n) for n in ("b.g8", "c.g8")]
+    assert f"{hist}:2: pid=-1: " in station.log()
+    assert "Traceback" not in station.stderr()
+    (event,) = [e for e in station.history() if e.path == os.fsdecode(a)]
+    assert (event.status, event.pid, event.error) == (1, None, None)

@@ -105,3 +105,5 @@ def _alive(event: Event) -> bool:
         return abs(proc.create_time() - event.at) < 2.0 and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    except (ValueError, OverflowError):
+        return False  # no process can have that pid (-1, say)
