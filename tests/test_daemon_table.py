@@ -31,7 +31,7 @@ def bad_table_errors(station):
         f"{t}:1: expected 7 fields, got 6",
         f"{t}:3: wait-until-age 'x' is not a plain decimal number such as 30 or 0.5",
         f"{t}:4: keep-after '-2' is not a whole number such as 5, or -1 (keep every file)",
-        f"{t}:5: unknown option 'speed'",
+        f"{t}:5: unknown option 'speed' (known: jobs, timeout, retries, retry, key, pattern, done, topic)",
         f"{t}:6: name-template 'a/b' must not contain '/': it matches names in one directory",
         f"{t}:7: wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5",
         f"{t}:7: keep-after '+2' is not a whole number such as 5, or -1 (keep every file)",

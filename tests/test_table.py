@@ -23,6 +23,8 @@ PASS = "/pass"
 ENV = {"HOME": "/home/op", "SPOOL": "/data/spool", "EMPTY": ""}
 GOOD = "telem in * handler 30 5 24"
 
+KNOWN = "jobs, timeout, retries, retry, key, pattern, done, topic"
+
 
 def parse(text: str, env: dict[str, str] | None = None) -> tuple[tuple[table.Record, ...], list[TableError]]:
     return table.parse(text, "incoming", PASS, ENV if env is None else env)
@@ -113,7 +115,7 @@ def test_every_error_of_a_line_is_reported_in_field_order() -> None:
         (2, "wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5"),
         (2, "keep-after '+2' is not a whole number such as 5, or -1 (keep every file)"),
         (2, "hours-too-old 'nan' is not a plain decimal number such as 30 or 0.5"),
-        (2, "unknown option 'x'"),
+        (2, f"unknown option 'x' (known: {KNOWN})"),
         (2, "expected 7 fields, got 9 (extra field 'extra' is not key=value)"),
     ]
 
@@ -268,8 +270,8 @@ def test_numbers_out_of_range_say_the_range(line: str, what: str) -> None:
         ("t /a * h 0 0", "expected 7 fields, got 6"),
         ("t /a sub/* h 0 0 0", "name-template 'sub/*' must not contain '/'"),
         ("t /a * h 0 0 0 extra", "expected 7 fields, got 8 (extra field 'extra' is not key=value)"),
-        ("t /a * h 0 0 0 timeout=5", "unknown option 'timeout'"),
-        ("t /a * h 0 0 0 =5", "unknown option ''"),
+        ("t /a * h 0 0 0 speed=5", f"unknown option 'speed' (known: {KNOWN})"),
+        ("t /a * h 0 0 0 =5", f"unknown option '' (known: {KNOWN})"),
     ],
 )
 def test_errors_name_file_line_and_what(line: str, what: str) -> None:

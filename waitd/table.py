@@ -14,8 +14,9 @@ record's name template as fnmatch(3) reads it (module `wildcard`); a
 template it refuses is an error of its line.
 
 This module does not watch directories or run anything; `scan` and `runner`
-do.  Fields past the seventh are `key=value` options; none is defined yet,
-so any option is an error.
+do.  Fields past the seventh are `key=value` options, parsed and checked by
+`options` into the record's `Options`; their problems are errors of the
+line like any other.
 
 Numbers are plain decimals (`decimal`, also used for the command line's
 seconds): ASCII digits, and for wait-until-age and hours-too-old a point
@@ -39,8 +40,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from waitd import wildcard
+from waitd import options, wildcard
 from waitd.errors import TableError
+from waitd.options import Options
 from waitd.wildcard import matcher as matcher  # the loop compiles templates through the table
 
 FIELDS = 7
@@ -67,6 +69,11 @@ class Record:
     wait_s: float
     keep: int  # -1 keeps every processed file
     too_old_h: float  # 0 never removes
+    options: Options = Options()  # fields 8 and on
+
+    @property
+    def topic(self) -> str:
+        return self.options.topic if self.options.topic is not None else self.telem
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +141,10 @@ def _record(
     wait_s = _field(problems, _number, wait, "wait-until-age", MAX_WAIT_S, "seconds (365 days)")
     keep_n = _field(problems, _keep, keep)
     too_old_h = _field(problems, _number, too_old, "hours-too-old", MAX_TOO_OLD_H, "hours (100 years)")
-    for option in fields[FIELDS:]:
-        if "=" not in option:
-            problems.append(f"expected {FIELDS} fields, got {len(fields)} (extra field {option!r} is not key=value)")
-        else:
-            problems.append(f"unknown option {option.partition('=')[0]!r}")
+    opts, bad = options.parse(
+        fields[FIELDS:], f"expected {FIELDS} fields, got {len(fields)} (extra field {{!r}} is not key=value)".format
+    )
+    problems.extend(bad)
     if problems or expanded is None or wait_s is None or keep_n is None or too_old_h is None:
         return None, problems
     record = Record(
@@ -151,6 +157,7 @@ def _record(
         wait_s=wait_s,
         keep=keep_n,
         too_old_h=too_old_h,
+        options=opts,
     )
     return record, []
 

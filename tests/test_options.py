@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: MIT
+"""Record options: values, defaults, errors, FORMATs and the pattern's fields."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from waitd import options
+from waitd.options import Options
+
+
+def test_defaults_are_the_classic_record():
+    assert options.parse([]) == (Options(), [])
+    o = Options()
+    assert (o.jobs, o.timeout_s, o.retries, o.retry_s, o.key, o.pattern, o.done, o.topic) == (
+        1,
+        None,
+        0,
+        60.0,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_every_option():
+    o, problems = options.parse(
+        ["jobs=3", "timeout=1.5", "retries=2", "retry=10", "key={stem}", "done={name}.done", "topic=/a\\040b"]
+    )
+    assert problems == []
+    assert o == Options(3, 1.5, 2, 10.0, "{stem}", None, "{name}.done", "/a b")
+
+
+@pytest.mark.parametrize(
+    "item, problem",
+    [
+        ("jobs=0", "option jobs=0: expected a whole number from 1 to 1000"),
+        ("jobs=1001", "option jobs=1001: expected a whole number from 1 to 1000"),
+        ("jobs=+2", "option jobs=+2: expected a whole number from 1 to 1000"),
+        ("jobs=", "option jobs=: expected a whole number from 1 to 1000"),
+        ("retries=1e3", "option retries=1e3: expected a whole number from 0 to 1000"),
+        ("timeout=0", "option timeout=0: expected more than 0 and at most 31536000 seconds"),
+        ("timeout=nan", "option timeout=nan: expected a plain decimal number of seconds such as 30 or 0.5"),
+        ("retry=3601", "option retry=3601: expected more than 0 and at most 3600 seconds"),
+        ("key={", "option key={: Single '{' encountered in format string"),
+        ("key={0}", "option key={0}: {0}: fields are named, such as {name}"),
+        ("key={nope}", "option key={nope}: no field {nope} in (no pattern=) name, stem, suffix, dir, telem"),
+        ("done=", "option done=: empty"),
+        ("topic=", "option topic=: empty"),
+        ("colour=red", "unknown option 'colour' (known: jobs, timeout, retries, retry, key, pattern, done, topic)"),
+        ("extra", "'extra' is not key=value"),
+    ],
+)
+def test_bad_values_name_the_option(item, problem):
+    o, problems = options.parse([item])
+    assert problems == [problem]
+    assert o == Options()
+
+
+def test_every_problem_in_field_order_and_repeats():
+    _, problems = options.parse(["jobs=0", "jobs=2", "x", "timeout=5", "timeout=6"])
+    assert problems == [
+        "option jobs=0: expected a whole number from 1 to 1000",
+        "option 'jobs' given twice",
+        "'x' is not key=value",
+        "option 'timeout' given twice",
+    ]
+
+
+def test_formats_may_name_the_patterns_fields():
+    pattern = "pattern={platform}_{start_time:%Y%m%d_%H%M}_{segment:3d}.dat"
+    assert options.parse([pattern, "key={platform}{start_time:%Y}", "done={stem}.ok"])[1] == []
+    _, problems = options.parse([pattern, "key={channel}"])
+    assert problems == [
+        "option key={channel}: no field {channel} in the pattern's fields or name, stem, suffix, dir, telem"
+    ]
+
+
+def test_fields_of_a_name():
+    o = options.parse(["pattern={platform}_{start_time:%Y%m%d_%H%M}_{segment:3d}.dat"])[0]
+    f = o.fields("noaa19_20260101_1200_007.dat", "/in", "hrpt")
+    assert f is not None
+    assert f["platform"] == "noaa19" and f["segment"] == 7
+    assert f["start_time"] == datetime.datetime(2026, 1, 1, 12, 0)
+    assert (f["name"], f["stem"], f["suffix"], f["dir"], f["telem"]) == (
+        "noaa19_20260101_1200_007.dat",
+        "noaa19_20260101_1200_007",
+        ".dat",
+        "/in",
+        "hrpt",
+    )
+    assert o.fields("something else.dat", "/in", "hrpt") is None
+    assert Options.format("{platform}-{start_time:%H}", f) == "noaa19-12"
+    assert Options.format("{segment:%Y}", f) is None  # the value does not fit the format
+
+
+def test_retry_delay_doubles_up_to_an_hour():
+    o = Options(retry_s=10.0)
+    assert [o.retry_delay_s(n) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
+    assert Options(retry_s=1000.0).retry_delay_s(5) == 3600
+    assert Options().retry_delay_s(10_000) == 3600
+
+
+def test_described_as_they_will_be_used():
+    o = options.parse(["jobs=2", "topic=a\\040b"])[0]
+    assert o.described() == [
+        "jobs=2",
+        "timeout=(none)",
+        "retries=0",
+        "retry=60",
+        "key=(none)",
+        "pattern=(none)",
+        "done=(none)",
+        "topic=a\\040b",
+    ]

@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: MIT
+"""Record options, the `key=value` fields past the seventh of incoming(5).
+
+`parse` turns a line's option fields into one `Options` and the list of
+its problems (an unknown option, naming the known ones; a repeated one; a
+bad value; a `key=` or `done=` naming a field the pattern does not have),
+every problem of the line, as `table` wants them.  It is pure.  A value
+holds no whitespace: a space is written `\\040`, as in the history.
+
+`Fields` is what a FORMAT (`key=`, `done=`) and the handler's environment
+see of one file: its name, stem, suffix, directory, the record's telem and
+the fields `pattern=` parsed from the name (trollsift, the pytroll
+convention).  `Options.fields` builds it; a name the pattern does not
+parse gives None (the caller logs it once and leaves the file alone), and
+`Options.format` renders a FORMAT, or None when the values do not fit it.
+
+This module runs nothing and looks at no file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+import trollsift
+
+MAX_JOBS = 1000
+MAX_RETRIES = 1000
+MAX_TIMEOUT_S = 31_536_000  # 365 days
+MAX_RETRY_S = 3600  # the delay doubles up to this
+BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
+
+
+@dataclass(frozen=True)  # not slotted: the pattern's parser is cached on it
+class Options:
+    """A record's options, with their defaults (a 7-field line has these)."""
+
+    jobs: int = 1  # handlers of this record at once
+    timeout_s: float | None = None  # a run longer than this is killed
+    retries: int = 0  # more attempts after a temporary failure
+    retry_s: float = 60.0  # the delay before the first retry; doubles
+    key: str | None = None  # FORMAT: runs of equal keys never overlap
+    pattern: str | None = None  # trollsift pattern of the file names
+    done: str | None = None  # FORMAT: the companion marking a file complete
+    topic: str | None = None  # the subject of events (default: the telem)
+
+    def described(self) -> list[str]:
+        """`key=value` for every option as it will be used (`--check -v`)."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            name = _NAMES_BY_ATTR[f.name]
+            if value is None:
+                out.append(f"{name}=(none)")
+            elif isinstance(value, float):
+                out.append(f"{name}={value:g}")
+            else:
+                out.append(f"{name}={_escape(str(value))}")
+        return out
+
+    def retry_delay_s(self, attempt: int) -> float:
+        """The delay before attempt `attempt + 1`, after `attempt` failed."""
+        return min(float(MAX_RETRY_S), self.retry_s * 2 ** min(attempt - 1, 32))
+
+    @cached_property
+    def _parser(self) -> trollsift.Parser | None:
+        return trollsift.Parser(self.pattern) if self.pattern is not None else None
+
+    def fields(self, name: str, directory: str, telem: str) -> dict[str, Any] | None:
+        """What a FORMAT sees of the file `name`; None when the pattern does
+        not parse it."""
+        stem, suffix = os.path.splitext(name)
+        values: dict[str, Any] = {"name": name, "stem": stem, "suffix": suffix, "dir": directory, "telem": telem}
+        parser = self._parser
+        if parser is not None:
+            try:
+                parsed = parser.parse(name)
+            except (ValueError, TypeError):
+                return None
+            values = {**parsed, **values}
+        return values
+
+    @staticmethod
+    def format(fmt: str, values: Mapping[str, Any]) -> str | None:
+        """A FORMAT rendered with the file's fields, or None if they do not fit it."""
+        try:
+            return fmt.format_map(values)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+            return None
+
+
+def parse(
+    items: list[str], not_option: Callable[[str], str] = "{!r} is not key=value".format
+) -> tuple[Options, list[str]]:
+    """The options of a line's fields past the seventh, and every problem,
+    in field order (`not_option` says what a field without `=` is)."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    seen: set[str] = set()
+    for item in items:
+        name, eq, raw = item.partition("=")
+        if not eq:
+            problems.append(not_option(item))
+            continue
+        spec = _SPECS.get(name)
+        if spec is None:
+            problems.append(f"unknown option {name!r} (known: {', '.join(_SPECS)})")
+            continue
+        if name in seen:
+            problems.append(f"option {name!r} given twice")
+            continue
+        seen.add(name)
+        try:
+            values[spec.attr] = spec.convert(_unescape(raw))
+        except ValueError as exc:
+            problems.append(f"option {name}={raw}: {exc}")
+    if problems:
+        return Options(), problems
+    options = Options(**values)
+    problems.extend(_check_formats(options))
+    return (Options(), problems) if problems else (options, [])
+
+
+def _check_formats(options: Options) -> list[str]:
+    """A FORMAT may name the built-in fields and the pattern's."""
+    known = set(BUILTIN_FIELDS)
+    if options.pattern is not None:
+        try:
+            known |= set(trollsift.Parser(options.pattern).keys())
+        except (ValueError, TypeError, KeyError) as exc:
+            return [f"option pattern={_escape(options.pattern)}: {exc}"]
+    problems = []
+    for option in ("key", "done"):
+        fmt = getattr(options, option)
+        if fmt is None:
+            continue
+        for field in _format_fields(fmt):
+            if field not in known:
+                where = "the pattern's fields or " if options.pattern else "(no pattern=) "
+                problems.append(
+                    f"option {option}={_escape(fmt)}: no field {{{field}}} in {where}{', '.join(BUILTIN_FIELDS)}"
+                )
+    return problems
+
+
+def _format_fields(fmt: str) -> list[str]:
+    """The base names of the fields a format string uses; ValueError if malformed."""
+    names = []
+    for _, field, _, _ in string.Formatter().parse(fmt):
+        if field is None:
+            continue
+        base = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if not base or base.isdigit():
+            raise ValueError(f"{{{field}}}: fields are named, such as {{name}}")
+        names.append(base)
+    return names
+
+
+def _whole(least: int, most: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if not _WHOLE.fullmatch(text) or not least <= Decimal(text) <= most:
+            raise ValueError(f"expected a whole number from {least} to {most}")
+        return int(text)
+
+    return convert
+
+
+def _seconds(least_exclusive: bool, most: int) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError("expected a plain decimal number of seconds such as 30 or 0.5")
+        value = Decimal(text)
+        if value > most or (least_exclusive and value == 0):
+            raise ValueError(f"expected more than 0 and at most {most} seconds")
+        return float(text)
+
+    return convert
+
+
+def _format(text: str) -> str:
+    _format_fields(text)
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    attr: str
+    convert: Callable[[str], Any]
+
+
+_SPECS = {
+    "jobs": _Spec("jobs", _whole(1, MAX_JOBS)),
+    "timeout": _Spec("timeout_s", _seconds(True, MAX_TIMEOUT_S)),
+    "retries": _Spec("retries", _whole(0, MAX_RETRIES)),
+    "retry": _Spec("retry_s", _seconds(True, MAX_RETRY_S)),
+    "key": _Spec("key", _format),
+    "pattern": _Spec("pattern", _text),
+    "done": _Spec("done", _format),
+    "topic": _Spec("topic", _text),
+}
+_NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
+
+
+def _unescape(text: str) -> str:
+    return _OCTAL.sub(lambda m: chr(int(m[1], 8)), text)
+
+
+def _escape(text: str) -> str:
+    return "".join(c if c.isprintable() and not c.isspace() and c != "\\" else f"\\{ord(c):03o}" for c in text)
