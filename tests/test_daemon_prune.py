@@ -151,7 +151,8 @@ def test_a_file_that_cannot_be_removed_is_logged_once_and_shown(station):
 
 def test_a_file_removed_by_two_records_is_logged_and_counted_once(station):
     station.recorder()
-    station.table(f"a in *.d {station.passdir}/rec 0 -1 0.0003", f"b in a* {station.passdir}/rec 0 -1 0.0003")
+    station.recorder("rec2")
+    station.table(f"a in *.d {station.passdir}/rec 0 -1 0.0003", f"b in a* {station.passdir}/rec2 0 -1 0.0003")
     station.start(interval=0.05)
     deliver(station, "a.d", age_s=0)
     wait_for(lambda: len(station.ends()) == 2, 10, "both runs")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 from waitd import runner
+from waitd.executor import outcome_of
 from waitd.history import Status
-from waitd.runner import newest_first, next_letter, outcome_of
+from waitd.runner import newest_first, next_letter
 
 
 def test_newest_first_by_time():

@@ -19,6 +19,17 @@ S = 1_000_000_000
 NOW = 1_000_000 * S
 
 
+def next_(c, now_ns, wait_ns, consumed, held=lambda f: None):
+    """The oldest ready candidate and None, or None and when one will be."""
+    facts, due = c.take(1, now_ns, wait_ns, consumed, held)
+    return (facts[0], None) if facts else (None, due)
+
+
+def ready_(c, now_ns, wait_ns, consumed):
+    """Every candidate ready now, oldest first."""
+    return c.take(len(c), now_ns, wait_ns, consumed)[0]
+
+
 def fact(name: str, mtime_s: float, *, size: int = 1, ino: int | None = None, ctime_s: float | None = None) -> FileFact:
     ino = abs(hash(name)) % 100_000 if ino is None else ino
     mtime_ns = int(mtime_s * S)
@@ -50,8 +61,8 @@ def test_fact_version_and_spool_time() -> None:
 def test_empty() -> None:
     c = Candidates()
     assert len(c) == 0
-    assert c.next(NOW, 0, never) == (None, None)
-    assert c.ready(NOW, 0, never) == []
+    assert next_(c, NOW, 0, never) == (None, None)
+    assert ready_(c, NOW, 0, never) == []
 
 
 def test_update_says_whether_new_or_changed() -> None:
@@ -70,7 +81,7 @@ def test_next_returns_oldest_ready_by_mtime_then_name() -> None:
     order: list[str] = []
     consumed: set[str] = set()
     while True:
-        f, due = c.next(NOW, 10 * S, lambda x: x.name in consumed)
+        f, due = next_(c, NOW, 10 * S, lambda x: x.name in consumed)
         if f is None:
             assert due is None
             break
@@ -83,17 +94,17 @@ def test_next_gives_due_time_of_the_oldest() -> None:
     c = Candidates()
     c.update(fact("young", NOW / S - 5), NOW)
     c.update(fact("older", NOW / S - 8), NOW)
-    assert c.next(NOW, 10 * S, never) == (None, NOW + 2 * S)
-    assert c.next(NOW + 2 * S, 10 * S, never) == (c.facts["older"], None)
-    assert c.next(NOW + 2 * S, 10 * S, consumed_names("older")) == (None, NOW + 5 * S)
-    assert c.next(NOW + 5 * S, 10 * S, consumed_names("older")) == (c.facts["young"], None)
+    assert next_(c, NOW, 10 * S, never) == (None, NOW + 2 * S)
+    assert next_(c, NOW + 2 * S, 10 * S, never) == (c.facts["older"], None)
+    assert next_(c, NOW + 2 * S, 10 * S, consumed_names("older")) == (None, NOW + 5 * S)
+    assert next_(c, NOW + 5 * S, 10 * S, consumed_names("older")) == (c.facts["young"], None)
 
 
 def test_next_exactly_at_wait_age_is_ready() -> None:
     c = Candidates()
     c.update(fact("a", 100), NOW)
-    assert c.next(100 * S + 30 * S, 30 * S, never)[0] is c.facts["a"]
-    assert c.next(100 * S + 30 * S - 1, 30 * S, never) == (None, 130 * S)
+    assert next_(c, 100 * S + 30 * S, 30 * S, never)[0] is c.facts["a"]
+    assert next_(c, 100 * S + 30 * S - 1, 30 * S, never) == (None, 130 * S)
 
 
 def test_update_moves_a_file_that_is_written_again() -> None:
@@ -101,9 +112,9 @@ def test_update_moves_a_file_that_is_written_again() -> None:
     c.update(fact("a", 100), NOW)
     c.update(fact("b", 200), NOW)
     c.update(fact("a", 300, size=5), NOW)  # a is still being written
-    f, _ = c.next(NOW, 0, never)
+    f, _ = next_(c, NOW, 0, never)
     assert f is not None and f.name == "b"
-    f, _ = c.next(NOW, 0, consumed_names("b"))
+    f, _ = next_(c, NOW, 0, consumed_names("b"))
     assert f == fact("a", 300, size=5)
 
 
@@ -114,7 +125,7 @@ def test_update_with_same_mtime_and_new_ctime() -> None:
     c.update(fact("a", 100), NOW)
     assert c.update(fact("a", 100, ctime_s=101), NOW) is True
     assert c.update(fact("a", 100, ctime_s=101, size=9), NOW) is True
-    f, _ = c.next(NOW, 0, never)
+    f, _ = next_(c, NOW, 0, never)
     assert f == fact("a", 100, ctime_s=101, size=9)
 
 
@@ -123,9 +134,9 @@ def test_remove_then_add_again_same_name() -> None:
     c.update(fact("a", 100), NOW)
     assert c.remove("a") == fact("a", 100)
     assert c.remove("a") is None
-    assert c.next(NOW, 0, never) == (None, None)
+    assert next_(c, NOW, 0, never) == (None, None)
     c.update(fact("a", 100, size=2), NOW)
-    assert c.next(NOW, 0, never)[0] == fact("a", 100, size=2)
+    assert next_(c, NOW, 0, never)[0] == fact("a", 100, size=2)
 
 
 def test_removed_entry_is_dropped_lazily() -> None:
@@ -133,8 +144,8 @@ def test_removed_entry_is_dropped_lazily() -> None:
     c.update(fact("a", 100), NOW)
     c.update(fact("b", 200), NOW)
     c.remove("a")
-    assert c.next(NOW, 0, never)[0] == fact("b", 200)
-    assert c.next(1000 * S, 1000 * S, never) == (None, 1200 * S)
+    assert next_(c, NOW, 0, never)[0] == fact("b", 200)
+    assert next_(c, 1000 * S, 1000 * S, never) == (None, 1200 * S)
 
 
 def test_replace_all_reports_changed_and_gone() -> None:
@@ -147,11 +158,11 @@ def test_replace_all_reports_changed_and_gone() -> None:
     assert (sorted(f.name for f in changed), gone) == (["b", "d"], ["a"])
     assert set(c.facts) == {"b", "d"}
     names: list[str] = []
-    while (f := c.next(NOW, 0, consumed_names(*names))[0]) is not None:
+    while (f := next_(c, NOW, 0, consumed_names(*names))[0]) is not None:
         names.append(f.name)
     assert names == ["d", "b"]
     assert c.replace_all([], NOW) == ([], ["b", "d"])
-    assert c.next(NOW, 0, never) == (None, None)
+    assert next_(c, NOW, 0, never) == (None, None)
 
 
 def test_replace_all_rebuilds_a_heap_full_of_stale_entries() -> None:
@@ -159,17 +170,17 @@ def test_replace_all_rebuilds_a_heap_full_of_stale_entries() -> None:
     for i in range(200):
         c.replace_all([fact("a", 100 + i), fact("b", 50)], NOW)
     assert len(c._heap) <= 2 * len(c.facts) + 64
-    assert c.next(NOW, 0, never)[0] == fact("b", 50)
-    assert c.next(NOW, 0, consumed_names("b"))[0] == fact("a", 299)
+    assert next_(c, NOW, 0, never)[0] == fact("b", 50)
+    assert next_(c, NOW, 0, consumed_names("b"))[0] == fact("a", 299)
 
 
 def test_consumed_files_are_skipped() -> None:
     c = Candidates()
     for f in (fact("a", 1), fact("b", 2), fact("c", 3)):
         c.update(f, NOW)
-    assert c.next(NOW, 0, consumed_names("a", "b"))[0] == fact("c", 3)
-    assert c.ready(NOW, 0, consumed_names("a", "b")) == [fact("c", 3)]
-    assert c.next(NOW, 0, consumed_names("a", "b", "c")) == (None, None)
+    assert next_(c, NOW, 0, consumed_names("a", "b"))[0] == fact("c", 3)
+    assert ready_(c, NOW, 0, consumed_names("a", "b")) == [fact("c", 3)]
+    assert next_(c, NOW, 0, consumed_names("a", "b", "c")) == (None, None)
 
 
 def test_future_mtime_ages_from_first_seen() -> None:
@@ -177,8 +188,8 @@ def test_future_mtime_ages_from_first_seen() -> None:
     future = fact("f", NOW / S + 3600)
     c.update(future, NOW)
     assert c.order_ns(future) == NOW
-    assert c.next(NOW, 10 * S, never) == (None, NOW + 10 * S)
-    assert c.next(NOW + 10 * S, 10 * S, never) == (future, None)
+    assert next_(c, NOW, 10 * S, never) == (None, NOW + 10 * S)
+    assert next_(c, NOW + 10 * S, 10 * S, never) == (future, None)
     # Seen again later, unchanged: still aged from the first sight.
     assert c.update(future, NOW + 60 * S) is False
     assert c.order_ns(future) == NOW
@@ -189,7 +200,7 @@ def test_slightly_future_mtime_is_trusted() -> None:
     near = fact("n", NOW / S + FUTURE_S)
     c.update(near, NOW)
     assert c.order_ns(near) == near.mtime_ns
-    assert c.next(NOW, 10 * S, never) == (None, near.mtime_ns + 10 * S)
+    assert next_(c, NOW, 10 * S, never) == (None, near.mtime_ns + 10 * S)
 
 
 def test_future_file_rewritten_is_seen_anew() -> None:
@@ -206,7 +217,7 @@ def test_future_file_orders_among_others_by_first_seen() -> None:
     c.update(fact("future", NOW / S + 10_000), NOW - 50 * S)
     c.update(fact("recent", NOW / S - 10), NOW)
     got: list[str] = []
-    while (f := c.next(NOW, 0, consumed_names(*got))[0]) is not None:
+    while (f := next_(c, NOW, 0, consumed_names(*got))[0]) is not None:
         got.append(f.name)
     assert got == ["old", "future", "recent"]
 
@@ -215,9 +226,14 @@ def test_ready_lists_every_ready_candidate_oldest_first() -> None:
     c = Candidates()
     for f in (fact("c", 30), fact("a", 20), fact("b", 20), fact("young", NOW / S - 1)):
         c.update(f, NOW)
-    assert [f.name for f in c.ready(NOW, 10 * S, never)] == ["a", "b", "c"]
-    assert [f.name for f in c.ready(NOW, 10 * S, consumed_names("b"))] == ["a", "c"]
-    assert [f.name for f in c.ready(NOW, 0, never)] == ["a", "b", "c", "young"]
+    assert [f.name for f in ready_(c, NOW, 10 * S, never)] == ["a", "b", "c"]
+    assert [f.name for f in ready_(c, NOW, 0, never)] == ["a", "b", "c", "young"]
+    assert [f.name for f in ready_(c, NOW, 10 * S, consumed_names("b"))] == ["a", "c"]
+    # A consumed file leaves the heap for good, until it is queued again
+    # (a retry is due, say).
+    assert [f.name for f in ready_(c, NOW, 0, never)] == ["a", "c", "young"]
+    c.requeue("b")
+    assert [f.name for f in ready_(c, NOW, 0, never)] == ["a", "b", "c", "young"]
 
 
 # -- hypothesis: next is the minimum -------------------------------------------------------
@@ -265,7 +281,7 @@ def test_next_is_the_minimum_over_not_consumed(
     assert c.facts == model
     is_consumed = consumed_names(*consumed)
     left = sorted((f.mtime_ns, f.name) for f in model.values() if f.name not in consumed)
-    got = c.next(now_s * S, wait_s * S, is_consumed)
+    got = next_(c, now_s * S, wait_s * S, is_consumed)
     if not left:
         assert got == (None, None)
     elif left[0][0] + wait_s * S <= now_s * S:
@@ -273,10 +289,10 @@ def test_next_is_the_minimum_over_not_consumed(
     else:
         assert got == (None, left[0][0] + wait_s * S)
     ready = [model[n] for m, n in left if m + wait_s * S <= now_s * S]
-    assert c.ready(now_s * S, wait_s * S, is_consumed) == ready
+    assert ready_(c, now_s * S, wait_s * S, is_consumed) == ready
     # Draining by next, consuming each file handed out, gives the same order.
     drained: list[FileFact] = []
-    while (f := c.next(now_s * S, wait_s * S, consumed_names(*consumed, *(d.name for d in drained))))[0]:
+    while (f := next_(c, now_s * S, wait_s * S, consumed_names(*consumed, *(d.name for d in drained))))[0]:
         drained.append(f[0])
     assert drained == ready
 

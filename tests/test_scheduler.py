@@ -23,29 +23,29 @@ def run(run_id: int, record: int | None, path: str, key: str | None = None, **kw
 
 def test_one_at_a_time_oldest_first_by_default():
     p = plan(10.0, {1: [cand(1, "/a"), cand(1, "/b")]}, [], Limits({1: 1}))
-    assert [c.path for c in p.start] == ["/a"]
+    assert [c.claim for c in p.start] == ["/a"]
     p = plan(10.0, {1: [cand(1, "/b")]}, [run(1, 1, "/a")], Limits({1: 1}))
     assert p.start == ()
 
 
 def test_jobs_n_starts_n_oldest_first():
     p = plan(0.0, {1: [cand(1, f"/{i}") for i in range(5)]}, [run(9, 1, "/x")], Limits({1: 3}))
-    assert [c.path for c in p.start] == ["/0", "/1"]
+    assert [c.claim for c in p.start] == ["/0", "/1"]
 
 
 def test_total_cap_shared_by_records_in_turns():
     jobs = {1: [cand(1, "/a1"), cand(1, "/a2")], 2: [cand(2, "/b1"), cand(2, "/b2")]}
     p = plan(0.0, jobs, [], Limits({1: 4, 2: 4}, total=3))
-    assert [c.path for c in p.start] == ["/a1", "/b1", "/a2"]
+    assert [c.claim for c in p.start] == ["/a1", "/b1", "/a2"]
     # A run of a record out of the table counts for the cap.
     p = plan(0.0, jobs, [run(1, None, "/gone")], Limits({1: 4, 2: 4}, total=2))
-    assert [c.path for c in p.start] == ["/a1"]
+    assert [c.claim for c in p.start] == ["/a1"]
 
 
 def test_a_busy_key_is_stepped_over_and_waits():
     jobs = {1: [cand(1, "/a.1", "a"), cand(1, "/b.1", "b")], 2: [cand(2, "/a.2", "a")]}
     p = plan(0.0, jobs, [], Limits({1: 5, 2: 5}))
-    assert [c.path for c in p.start] == ["/a.1", "/b.1"]
+    assert [c.claim for c in p.start] == ["/a.1", "/b.1"]
     p = plan(0.0, {2: [cand(2, "/a.2", "a")]}, [run(1, 1, "/a.1", "a")], Limits({1: 5, 2: 5}))
     assert p.start == ()
 
@@ -57,7 +57,7 @@ def test_a_path_never_runs_twice_at_once():
 
 def test_a_held_record_starts_nothing_and_its_hold_is_a_deadline():
     p = plan(5.0, {1: [cand(1, "/a")], 2: [cand(2, "/b")]}, [], Limits({1: 1, 2: 1}, held_until={1: 15.0}))
-    assert [c.path for c in p.start] == ["/b"]
+    assert [c.claim for c in p.start] == ["/b"]
     assert p.deadline == 15.0
     assert plan(15.0, {1: [cand(1, "/a")]}, [], Limits({1: 1}, held_until={1: 15.0})).start
 
@@ -118,11 +118,11 @@ def test_limits_keys_and_paths_are_never_exceeded(situation):
     keys = [r.key for r in running if r.key] + [c.key for c in p.start if c.key]
     assert not [k for k, n in Counter(keys).items() if n > 1 and k not in {r.key for r in running}]
     assert not {c.key for c in p.start if c.key} & {r.key for r in running}
-    assert len({c.path for c in p.start}) == len(p.start)
-    assert not {c.path for c in p.start} & {r.path for r in running}
+    assert len({c.claim for c in p.start}) == len(p.start)
+    assert not {c.claim for c in p.start} & {r.claim for r in running}
     for record, queue in jobs.items():  # oldest first within a record
-        order = [c.path for c in queue]
-        mine = [order.index(c.path) for c in p.start if c.record == record]
+        order = [c.claim for c in queue]
+        mine = [order.index(c.claim) for c in p.start if c.record == record]
         assert mine == sorted(mine)
 
 
@@ -141,7 +141,7 @@ def test_every_ready_job_eventually_starts_while_runs_end(situation, rnd):
         assert p.deadline is None or p.deadline > now
         for c in p.start:
             waiting[c.record].remove(c)
-            live.append(run(next_id, c.record, c.path, c.key, started=now))
+            live.append(run(next_id, c.record, c.claim, c.key, started=now))
             next_id += 1
         if live and (not p.start or rnd.random() < 0.5):
             live.pop(rnd.randrange(len(live)))  # a run ends (successfully)

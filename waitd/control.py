@@ -155,7 +155,7 @@ class StatusFile:
         # spaced out so that it costs at most about 1/STATUS_COST_SHARE of
         # waitd's time (a 20,000-file backlog: every 3 s, not every second).
         spacing = (time.monotonic() - now) * STATUS_COST_SHARE
-        same = {k: v for k, v in state.items() if k != "written_at"}
+        same = _steady(state)
         if not force and same == self._written:
             self.due = 0.0
             self._quiet_until = now + spacing
@@ -170,6 +170,16 @@ class StatusFile:
             self._failed = True
         else:
             self._failed = False
+
+
+def _steady(value: Any) -> Any:
+    """The status without what only says that time passes (`written_at`,
+    each run's `age_s`): what must change for the file to be rewritten."""
+    if isinstance(value, dict):
+        return {k: _steady(v) for k, v in value.items() if k not in ("written_at", "age_s")}
+    if isinstance(value, list):
+        return [_steady(v) for v in value]
+    return value
 
 
 def write_status(passdir: str, state: dict[str, Any]) -> None:
@@ -230,11 +240,16 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     if rec.get("backoff_until"):
         state += f", backing off for {_span(rec['backoff_until'] - now)}"
     lines = [state]
-    run = rec.get("running")
-    if run:
-        adopted = ", started by a previous waitd" if run.get("adopted") else ""
-        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - (run['since'] or now))}{adopted})")
-    else:
+    for run in rec.get("running") or []:
+        extra = ""
+        if run.get("attempt", 1) > 1:
+            extra += f", attempt {run['attempt']}"
+        if run.get("why"):
+            extra += f", {run['state']} ({run['why']})"
+        if run.get("adopted"):
+            extra += ", started by a previous waitd"
+        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - (run['since'] or now))}{extra})")
+    if not rec.get("running"):
         lines.append("running: nothing")
     waiting = rec.get("waiting", 0)
     oldest = rec.get("oldest_mtime")
@@ -242,6 +257,11 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
         lines.append(f"waiting: {waiting} file(s), the oldest modified {_span(now - oldest)} ago")
     else:
         lines.append(f"waiting: {waiting} file(s)")
+    retrying = rec.get("retrying") or []
+    if retrying:
+        shown = [f"{item['file']} (in {_span(item['at'] - now)})" for item in retrying[:10]]
+        more = len(retrying) - len(shown)
+        lines.append(f"retrying: {', '.join(shown)}" + (f" and {more} more" if more > 0 else ""))
     failed = rec.get("failed") or []
     if failed:
         more = rec.get("failed_count", len(failed)) - len(failed)

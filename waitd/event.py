@@ -77,6 +77,8 @@ class Event:
     error: str | None = None
     at: float | None = None
     took: float | None = None
+    attempt: int | None = None  # 1 when absent: the first run of this version
+    retry_at: float | None = None  # a temporary failure, to be run again then
     version: Version | None = None
     extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
 
@@ -96,14 +98,21 @@ class Event:
     def consumed(self) -> bool:
         """True when the file was handed to the handler (or may have been).
 
-        A run that could not even be executed (`error=`) did not consume its
-        file: it stays a candidate once the record's back-off ends.
+        A run that could not even be executed (status 1 with `error=` and
+        no pid) did not consume its file: it stays a candidate once the
+        record's back-off ends.  A timeout or a cancellation (`error=`
+        with the pid of the run) did.
         """
-        return not (self.status is Status.UNKNOWN and self.error is not None)
+        return not (self.status is Status.UNKNOWN and self.error is not None and self.pid is None)
 
     @property
     def succeeded(self) -> bool:
-        return self.status is Status.KNOWN and self.exit == 0
+        return self.status is Status.KNOWN and self.exit == 0 and self.retry_at is None
+
+    @property
+    def runs(self) -> int:
+        """The attempt this event is about (1 for a line without attempt=)."""
+        return self.attempt if self.attempt is not None else 1
 
 
 def escape(text: str) -> str:
@@ -231,6 +240,8 @@ _FIELDS = (
     _Field("error", "error", _TEXT),
     _Field("at", "at", _SECONDS),
     _Field("took", "took", _SECONDS),
+    _Field("attempt", "attempt", _integer(1, 2**31 - 1)),
+    _Field("retry_at", "retry_at", _SECONDS),
     _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),

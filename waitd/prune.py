@@ -94,3 +94,23 @@ def remove(dir_fd: int, fact: FileFact) -> Removal:
             return Removal(Outcome.GONE)
         return Removal(Outcome.REFUSED, exc.strerror or str(exc))
     return Removal(Outcome.REMOVED)
+
+
+def remove_name(dir_fd: int, name: str) -> Removal:
+    """Remove a name that is a regular file or a symlink (a companion file,
+    which was never a candidate of its own: no version to compare)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return Removal(Outcome.GONE)
+    except OSError as exc:
+        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return Removal(Outcome.REFUSED, "not a regular file")
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return Removal(Outcome.GONE)
+    except OSError as exc:
+        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
+    return Removal(Outcome.REMOVED)

@@ -1,82 +1,43 @@
 # SPDX-License-Identifier: MIT
-"""One handler run: its log file, its process, its end.
+"""A run's log file, its environment and its start in the history.
 
-A start has three steps.  `prepare` opens the record's next log file and
-writes waitd's header line.  `commit` appends the status 0 events of every
-start of a pass and syncs the history once (a group commit): each status 0
-line is on disk before its handler runs, and a start that cannot be
-recorded never runs.  `launch` executes the handler (os.posix_spawn, which
-is vfork and exec in glibc), then appends a second status 0 line, not
-synced, with the handler's pid, so that a later waitd can find a handler
-that outlived it.  The handler gets its own session, stdin from /dev/null,
-stdout and stderr on the log file, the incoming directory as working
-directory, the WAITD_* environment, no descriptor of waitd's beyond 0-2
-(`seal_descriptors` makes every other one close-on-exec), and the signal
-dispositions and mask a fresh process has.  argv is [process-name,
-/abs/path], executed directly, never through a shell.
+A start has three steps.  `open_log` opens the record's next log file
+(`logfiles/incoming.N.L`, unlinked and made anew with O_EXCL, so never
+through a planted link) and writes waitd's header line.  `commit` appends
+the status 0 events of every start of a pass and syncs the history once (a
+group commit): each status 0 line is on disk before its handler runs, and
+a start that cannot be recorded never runs (its log file says so).  Then
+the executor runs the handler, and `started_pid` is the second status 0
+line, not synced, with the handler's pid, so that a later waitd can find a
+handler that outlived it.  `footer` closes the log with waitd's footer
+line: the outcome, the duration, and a retry time when one is set.
 
-`poll` reaps a run without blocking and `finish` records its end: status 2
-with `exit=` for any exit code, status 1 with `signal=` when killed, and
-writes the footer line to the log file.
+The log letter: `last_letter` finds, at start, the letter of a record's
+most recent run from the start times in the header lines (not from the
+mtimes, which a handler's background child can change), and
+`next_letter` cycles A..Z.
 
-Failures raise `StartError`: when the log file cannot be opened, when the
-starts cannot be recorded (`HistoryWriteError` as cause; none of the group
-is), or when the handler cannot be executed; in that last case the status
-1 event with `error=` was already appended (the file is not consumed and
-the caller backs off).
+Failures raise `StartError`: the log file cannot be opened, or the starts
+cannot be recorded (`HistoryWriteError` as cause; none of the group is).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import signal
 import stat
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 
 from waitd.errors import HistoryWriteError, WaitdError
 from waitd.history import Event, History, Status, escape
-from waitd.scan import FileFact
+from waitd.jobs import Job, Outcome
+from waitd.runs import Run
 from waitd.table import Record
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """A handler process started on one file."""
-
-    record: int
-    process: str  # as written in the table: the history's PROCESS
-    program: str  # the executable found for it
-    path: str
-    fact: FileFact
-    pid: int
-    log_name: str
-    log_fd: int
-    started_at: float  # time.time()
-    started_mono: float
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run ended."""
-
-    status: Status
-    exit: int | None = None
-    signal: str | None = None
-    error: str | None = None
-
-    def describe(self) -> str:
-        if self.error is not None:
-            return f"could not start: {self.error}"
-        if self.signal is not None:
-            return f"killed by signal {self.signal}"
-        if self.exit is not None:
-            return f"exit status {self.exit}"
-        return "ended in an unknown state"
 
 
 class StartError(WaitdError):
@@ -175,20 +136,8 @@ def next_letter(letter: str | None) -> str:
     return "A" if letter is None else LETTERS[(LETTERS.index(letter) + 1) % len(LETTERS)]
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A start prepared but not yet recorded: its log file is open."""
-
-    run: Run  # pid 0 until launched
-    started: Event  # the status 0 event
-    env: dict[str, str]
-    letter: str  # of its log file
-
-
-def prepare(
-    record: Record, program: str, path: str, fact: FileFact, letter: str, passdir: str, base_env: dict[str, str]
-) -> Pending:
-    """Open the run's log file and write its header."""
+def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
+    """Make the run's log file and write its header; (its path, its descriptor)."""
     log_name = log_path(passdir, record.number, letter)
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
@@ -200,193 +149,100 @@ def prepare(
         log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
     except OSError as exc:
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    started_at = time.time()
-    _write(log_fd, _header(record, program, path, started_at))
-    env = dict(base_env)
+    files = " ".join(f"file={escape(path)}" for path in paths)
+    _write(
+        log_fd,
+        f"waitd: start record={record.number} telem={escape(record.telem)} "
+        f"program={escape(program)} {files} at={_stamp(at)}\n",
+    )
+    return log_name, log_fd
+
+
+def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
+    """waitd's environment and the run's WAITD_* variables (WAITD_F_<field>
+    for each field the record's pattern parsed from the name)."""
+    env = dict(base)
     env.update(
         WAITD_RECORD=str(record.number),
         WAITD_TELEM=record.telem,
-        WAITD_FILE=path,
+        WAITD_FILE=job.path,
         WAITD_PASSDIR=passdir,
         WAITD_LOG=log_name,
+        WAITD_ATTEMPT=str(job.attempt),
     )
-    started = Event(
-        path, record.process, fact.mtime_ns // 1_000_000_000, Status.STARTED, at=started_at, version=fact.version
-    )
-    run = Run(record.number, record.process, program, path, fact, 0, log_name, log_fd, started_at, time.monotonic())
-    return Pending(run, started, env, letter)
+    if record.options.pattern is not None:
+        for name, value in job.fields.items():
+            if name not in ("name", "stem", "suffix", "dir", "telem"):
+                env[f"WAITD_F_{name}"] = _env_value(value)
+    return env
 
 
-def commit(pendings: list[Pending], history: History) -> None:
+def _env_value(value: object) -> str:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def start_event(job: Job, at: float) -> Event:
+    """The status 0 event of a run, written before its handler runs."""
+    return Event(
+        job.path,
+        job.process,
+        job.fact.mtime_ns // 1_000_000_000,
+        Status.STARTED,
+        at=at,
+        attempt=job.attempt if job.attempt > 1 else None,
+        version=job.fact.version,
+    )
+
+
+def commit(starts: list[tuple[Run, Event]], history: History) -> None:
     """Append the status 0 events of these starts with one sync (a group
-    commit); if that fails none is recorded, each log file says so, and
-    StartError is raised."""
+    commit); if that fails none is recorded, each log file says so and is
+    closed, and StartError is raised."""
     try:
-        history.append_all([p.started for p in pendings], sync=True)
+        history.append_all([event for _, event in starts], sync=True)
     except HistoryWriteError as exc:
-        for p in pendings:
-            footer = f"waitd: end record={p.run.record} error={escape('not started: ' + str(exc))} took=0.000"
-            _write(p.run.log_fd, f"{footer} at={_stamp(time.time())}\n")
-            os.close(p.run.log_fd)
+        for run, _ in starts:
+            line = f"waitd: end record={run.number} error={escape('not started: ' + str(exc))} took=0.000"
+            _write(run.log_fd, f"{line} at={_stamp(time.time())}\n")
+            os.close(run.log_fd)
+            run.log_fd = -1
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
 
 
-def launch(pending: Pending, history: History) -> Run:
-    """Execute the handler of a committed start."""
-    run = pending.run
+def started_pid(history: History, started: Event, pid: int) -> None:
+    """The second status 0 line, with the pid.  Not synced: it only matters
+    if waitd dies, and then the page cache has it."""
     try:
-        pid = _spawn(run.program, [run.process, run.path], pending.env, run.log_fd, os.path.dirname(run.path))
-    except OSError as exc:
-        error = exc.strerror or str(exc)
-        recorded = finish(run, Outcome(Status.UNKNOWN, error=error), history)
-        raise StartError(f"cannot execute {run.program}: {error}", recorded=recorded) from exc
-    run = replace(run, pid=pid)
-    try:
-        # The pid lets a later waitd find a handler that outlived it.  Not
-        # synced: it only matters if waitd dies, and then the page cache has it.
-        history.append(replace(pending.started, pid=pid))
+        history.append(replace(started, pid=pid))
     except HistoryWriteError:
         pass
-    return run
 
 
-def _spawn(program: str, argv: list[str], env: dict[str, str], log_fd: int, cwd: str) -> int:
-    """Execute the handler in its own session; return its pid.
-
-    posix_spawn has no working directory of its own (before glibc's
-    addchdir_np, which Python 3.11 does not offer), so waitd steps into the
-    directory for the spawn and back out; it is single-threaded.
-    """
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, log_fd, 1),
-        (os.POSIX_SPAWN_DUP2, log_fd, 2),
-    ]
-    home = _home_fd()
-    os.chdir(cwd)
-    try:
-        return os.posix_spawn(
-            program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_RESET_SIGNALS
-        )
-    finally:
-        try:
-            os.fchdir(home)
-        except OSError:  # pragma: no cover - an O_PATH descriptor of a directory
-            pass  # never lose the pid of a handler that started
-
-
-def _home_fd() -> int:
-    """A descriptor of waitd's own working directory (O_PATH: it needs no
-    read permission), taken before the first spawn leaves it."""
-    global _HOME_FD
-    if _HOME_FD is None:
-        _HOME_FD = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return _HOME_FD
-
-
-_HOME_FD: int | None = None
-# Python ignores these; a handler starts with them at their defaults.
-_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-
-
-def seal_descriptors() -> None:
-    """Make every descriptor above 2 close-on-exec, those inherited too.
-
-    Python opens its own close-on-exec already; this catches what waitd's
-    parent left open, so that no handler inherits it.
-    """
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:
-        names = [str(fd) for fd in range(3, 1024)]
-    for name in names:
-        fd = int(name)
-        if fd > 2:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass  # closed meanwhile (the listing's own descriptor)
-
-
-def poll(run: Run) -> Outcome | None:
-    """Reap the run if it ended; None while it runs."""
-    try:
-        pid, status = os.waitpid(run.pid, os.WNOHANG)
-    except ChildProcessError:
-        return Outcome(Status.UNKNOWN, error="reaped elsewhere; its end is unknown")
-    if pid == 0:
-        return None
-    return outcome_of(os.waitstatus_to_exitcode(status))
-
-
-def outcome_of(code: int) -> Outcome:
-    """The outcome of an exit code as waitstatus_to_exitcode gives it (-N: signal N)."""
-    if code < 0:
-        return Outcome(Status.UNKNOWN, signal=signal_name(-code))
-    return Outcome(Status.KNOWN, exit=code)
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
-
-
-def finish(run: Run, outcome: Outcome, history: History, took: float | None = None) -> bool:
-    """Write the footer and the end event; return False if the event could
-    not be written (the caller keeps it to write later)."""
-    took = time.monotonic() - run.started_mono if took is None else took
-    footer = f"waitd: end record={run.record} {_outcome_fields(outcome)} took={took:.3f} at={_stamp(time.time())}\n"
-    if not _ends_line(run.log_fd):
-        footer = "\n" + footer  # the footer gets a line of its own
-    _write(run.log_fd, footer)
-    os.close(run.log_fd)
-    event = end_event(run, outcome, took)
-    try:
-        history.append(event)
-    except HistoryWriteError:
-        return False
-    return True
-
-
-def end_event(run: Run, outcome: Outcome, took: float) -> Event:
-    return Event(
-        run.path,
-        run.process,
-        run.fact.mtime_ns // 1_000_000_000,
-        outcome.status,
-        pid=run.pid or None,
-        exit=outcome.exit,
-        signal=outcome.signal,
-        error=outcome.error,
-        at=time.time(),
-        took=took,
-        version=run.fact.version,
-    )
-
-
-def signal_group(run: Run, signum: int) -> None:
-    """Signal the run's process group (its session), ignoring a gone one."""
-    try:
-        os.killpg(run.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _outcome_fields(outcome: Outcome) -> str:
-    if outcome.error is not None:
-        return f"error={escape(outcome.error)}"
+def footer(run: Run, outcome: Outcome, end: Event) -> None:
+    """Write waitd's footer line to the run's log file and close it."""
+    if run.log_fd < 0:
+        return
+    fields = [f"record={run.number}"]
+    if outcome.exit is not None:
+        fields.append(f"exit={outcome.exit}")
     if outcome.signal is not None:
-        return f"signal={outcome.signal}"
-    return f"exit={outcome.exit}"
-
-
-def _header(record: Record, program: str, path: str, at: float) -> str:
-    return (
-        f"waitd: start record={record.number} telem={escape(record.telem)} "
-        f"program={escape(program)} file={escape(path)} at={_stamp(at)}\n"
-    )
+        fields.append(f"signal={outcome.signal}")
+    if end.error is not None:
+        fields.append(f"error={escape(end.error)}")
+    if outcome.exit is None and outcome.signal is None and end.error is None:
+        fields.append("error=unknown")
+    if end.attempt is not None:
+        fields.append(f"attempt={end.attempt}")
+    if end.retry_at is not None:
+        fields.append(f"retry_at={_stamp(end.retry_at)}")
+    line = f"waitd: end {' '.join(fields)} took={end.took or 0.0:.3f} at={_stamp(time.time())}\n"
+    if not _ends_line(run.log_fd):
+        line = "\n" + line  # the footer gets a line of its own
+    _write(run.log_fd, line)
+    os.close(run.log_fd)
+    run.log_fd = -1
 
 
 def _stamp(at: float) -> str:

@@ -28,6 +28,7 @@ from typing import NamedTuple
 from waitd.history import Version
 
 FUTURE_S = 5
+FOREVER_NS = 1 << 62  # a hold with no end in sight: woken by the file's news, not a clock
 _NS = 1_000_000_000
 
 
@@ -193,6 +194,13 @@ class Candidates:
         heapq.heappush(self._heap, (self.order_ns(fact), fact.name, fact))
         return True
 
+    def requeue(self, name: str) -> None:
+        """Put a known file back in line: it left the heap as consumed, and
+        may run again (a retry, a run that could not be executed)."""
+        fact = self.facts.get(name)
+        if fact is not None:
+            heapq.heappush(self._heap, (self.order_ns(fact), fact.name, fact))
+
     def remove(self, name: str) -> FileFact | None:
         self._first_seen.pop(name, None)
         return self.facts.pop(name, None)
@@ -217,47 +225,46 @@ class Candidates:
             heapq.heapify(self._heap)
         return changed, gone
 
-    def next(
+    def take(
         self,
+        n: int,
         now_ns: int,
         wait_ns: int,
         consumed: Callable[[FileFact], bool],
         held: Callable[[FileFact], int | None] = lambda f: None,
-    ) -> tuple[FileFact | None, int | None]:
-        """Return (the oldest candidate ready now, None), or (None, when the
-        next one will be ready), or (None, None) when there is nothing to do.
+    ) -> tuple[list[FileFact], int | None]:
+        """Up to `n` candidates ready now, oldest first, and when the next
+        one not ready yet will be (None: none is known to be).
 
         `held` says until when a file may not run although old enough (a
-        writer still has it open), or None; held files are stepped over.
+        writer still has it open, its retry is later, its companion is not
+        there: FOREVER_NS), or None; held files are stepped over.  Consumed
+        files leave the heap for good.
         """
         heap = self._heap
-        skipped: list[tuple[int, str, FileFact]] = []
-        result: tuple[FileFact | None, int | None] = (None, None)
-        while heap:
+        taken: list[FileFact] = []
+        popped: list[tuple[int, str, FileFact]] = []
+        due: int | None = None
+        while heap and len(taken) < n:
             order, name, fact = heap[0]
             if self.facts.get(name) is not fact or consumed(fact):
                 heapq.heappop(heap)
                 continue
-            due = order + wait_ns
-            if due > now_ns:
-                result = (None, _earliest(due, result[1]))
+            ready_ns = order + wait_ns
+            if ready_ns > now_ns:
+                due = _earliest(ready_ns, due)
                 break
+            popped.append(heapq.heappop(heap))
+            if taken and any(f is fact for f in taken[-1:]):
+                continue  # queued twice (requeue): once is enough
             until = held(fact)
             if until is None or until <= now_ns:
-                result = (fact, None)
-                break
-            skipped.append(heapq.heappop(heap))
-            result = (None, _earliest(until, result[1]))
-        for entry in skipped:
+                taken.append(fact)
+            elif until < FOREVER_NS:
+                due = _earliest(until, due)
+        for entry in popped:
             heapq.heappush(heap, entry)
-        if result[0] is not None:
-            return result[0], None
-        return result
-
-    def ready(self, now_ns: int, wait_ns: int, consumed: Callable[[FileFact], bool]) -> list[FileFact]:
-        """Every candidate ready now, oldest first (for `--once`)."""
-        facts = [f for f in self.facts.values() if not consumed(f) and self.order_ns(f) + wait_ns <= now_ns]
-        return sorted(facts, key=lambda f: (self.order_ns(f), f.name))
+        return taken, due
 
 
 def _earliest(a: int, b: int | None) -> int:

@@ -16,9 +16,9 @@ The rules, in the order they are applied:
 - Records take turns (table order), one start a turn, while the record has
   room (`jobs=` minus its runs) and the daemon too (`--jobs` minus every
   run, those of records out of the table included).
-- Within a record, jobs start oldest first; a job whose key or path is
-  taken by a run (or by a start of this plan) is stepped over and waits,
-  and the next one may start.
+- Within a record, jobs start oldest first; a job whose key or claim (its
+  file and process: a key of the history) is taken by a run (or by a start
+  of this plan) is stepped over and waits, and the next one may start.
 
 This module knows no files, processes or history: the loop turns the spool
 and the run registry into its arguments and carries out its answer.
@@ -52,7 +52,7 @@ class Candidate:
     """A job ready to start: `ref` is the caller's, handed back as is."""
 
     record: int  # the record's number: its turn, its limit, its hold
-    path: str  # a path never has two runs at once
+    claim: str  # what the run works on (its file and process): never two runs at once
     key: str | None = None  # key=: equal keys never have two runs at once
     ref: object = None
 
@@ -63,12 +63,13 @@ class Running:
 
     run_id: int
     record: int | None  # None: its record left the table
-    path: str
+    claim: str
     key: str | None
     phase: Phase
     started: float  # monotonic seconds
     timeout_s: float | None = None
     signalled_at: float | None = None  # when its last TERM or KILL was sent
+    grace_s: float | None = None  # between its TERM and KILL (None: KILL_GRACE_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,8 @@ def _timeouts(now: float, running: list[Running]) -> tuple[list[tuple[int, int]]
                 deadlines.append(due)
         else:
             sent = run.signalled_at if run.signalled_at is not None else now
-            wait = KILL_GRACE_S if run.phase is Phase.STOPPING else KILL_AGAIN_S
+            grace = KILL_GRACE_S if run.grace_s is None else run.grace_s
+            wait = grace if run.phase is Phase.STOPPING else KILL_AGAIN_S
             if now >= sent + wait:
                 signals.append((run.run_id, int(signal.SIGKILL)))  # STOPPING -> KILLED, or KILL again
                 deadlines.append(now + KILL_AGAIN_S)
@@ -129,7 +131,7 @@ def _starts(
             per_record[run.record] = per_record.get(run.record, 0) + 1
     total_room = None if limits.total is None else limits.total - len(running)
     keys = {run.key for run in running if run.key is not None}
-    paths = {run.path for run in running}
+    claims = {run.claim for run in running}
     queues = {
         record: list(jobs)
         for record, jobs in candidates.items()
@@ -146,11 +148,11 @@ def _starts(
                 continue
             queue = queues[record]
             for i, job in enumerate(queue):
-                if job.path in paths or (job.key is not None and job.key in keys):
-                    continue  # waits for the run holding its key or path
+                if job.claim in claims or (job.key is not None and job.key in keys):
+                    continue  # waits for the run holding its key or its file
                 del queue[i]
                 starts.append(job)
-                paths.add(job.path)
+                claims.add(job.claim)
                 if job.key is not None:
                     keys.add(job.key)
                 per_record[record] = per_record.get(record, 0) + 1

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: MIT
+"""The local executor's adoption of handlers a dead waitd left running."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from waitd.executor import Local
+from waitd.history import Event, Status
+from waitd.jobs import Job
+from waitd.runs import Run, RunState
+from waitd.scan import FileFact
+
+
+def adopted_run(event: Event) -> Run:
+    job = Job(("/in", "*", "h"), "h", FileFact("a", 0, 0, 0, 0, 0), "/in/a")
+    run = Run(1, job, 1, event.at or 0.0, time.monotonic(), pid=event.pid, adopted=True)
+    run.transition(RunState.RUNNING)
+    return run
+
+
+@pytest.mark.parametrize("pid", [-1, 0, 2**31, 2**64, 10**30])
+def test_an_impossible_pid_is_not_adopted_and_not_an_error(pid: int) -> None:
+    # psutil raises ValueError for a negative pid; no pid may stop the start.
+    event = Event("/in/a", "h", 5, Status.STARTED, pid=pid, at=time.time())
+    executor = Local()
+    assert executor.adopt(event) is False
+    assert executor.wakeup_fds() == []
+
+
+def test_a_live_handler_is_watched_until_it_ends() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    executor = Local()
+    closed: list[int] = []
+    executor.forget_fd = closed.append
+    try:
+        started = psutil.Process(child.pid).create_time()
+        event = Event("/in/a", "h", 5, Status.STARTED, pid=child.pid, at=started)
+        assert executor.adopt(event) is True
+        (fd,) = executor.wakeup_fds()
+        run = adopted_run(event)
+        assert executor.poll(run) is None
+    finally:
+        child.kill()
+        child.wait()
+    outcome = executor.poll(run)
+    assert outcome is not None and outcome.status is Status.UNKNOWN and outcome.exit is None
+    assert closed == [fd] and executor.wakeup_fds() == []
+
+
+def test_a_pid_reused_by_another_process_is_not_adopted() -> None:
+    # Same pid, but created long after the run started: not our handler.
+    event = Event("/in/a", "h", 5, Status.STARTED, pid=psutil.Process().pid, at=1_000_000.0)
+    assert Local().adopt(event) is False

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: MIT
+"""Jobs: the unit of work, its attempts, and how a run's outcome counts.
+
+A `Job` is what one handler run works on: today one file of one record (a
+group of files when groups come), with its key (`key=`), its attempt
+number (1, then one more for each retry) and the fields its pattern parsed
+from the name (they reach the handler as WAITD_F_<field>).  `attempt_of`
+reads the attempt from the file's latest history event.
+
+`judge` says how an outcome counts, by the rules of incoming(5):
+
+    exit 0                                SUCCESS
+    exit 75 (EX_TEMPFAIL)                 TEMPORARY
+    any other exit                        FINAL
+    killed for its timeout                TEMPORARY   error=timeout
+    cancelled (waitd -s cancel)           FINAL       error=cancelled
+    killed by a signal waitd did not send TEMPORARY
+    killed by waitd's own stop            UNKNOWN     (never run again)
+    ended after a crash of waitd          UNKNOWN
+    could not be executed                 NOT_STARTED (stays a candidate)
+
+`end_event` writes that down: a temporary failure with retries left gets
+`retry_at=` (the retry delay doubles each attempt, up to an hour), so the
+schedule survives a restart; one with none left is final.
+
+This module is pure: it runs nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from waitd.event import Event, Status
+from waitd.options import Options
+from waitd.scan import FileFact
+
+EX_TEMPFAIL = 75
+
+
+class Why(enum.Enum):
+    """Why waitd signalled a run, if it did."""
+
+    TIMEOUT = "timeout"
+    CANCEL = "cancelled"
+    STOP = "stop"
+
+
+class Verdict(enum.Enum):
+    SUCCESS = "success"
+    TEMPORARY = "temporary failure"
+    FINAL = "final failure"
+    UNKNOWN = "unknown outcome"
+    NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended, as its executor saw it."""
+
+    status: Status
+    exit: int | None = None
+    signal: str | None = None
+    error: str | None = None  # it could not be executed: why
+
+    def describe(self) -> str:
+        if self.error is not None:
+            return f"could not start: {self.error}"
+        if self.signal is not None:
+            return f"killed by signal {self.signal}"
+        if self.exit is not None:
+            return f"exit status {self.exit}"
+        return "ended in an unknown state"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run's worth of work for a record."""
+
+    identity: tuple[str, str, str]  # the record's (directory, template, process)
+    process: str
+    fact: FileFact
+    path: str
+    key: str | None = None
+    attempt: int = 1
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+def attempt_of(latest: Event | None) -> int:
+    """The attempt number of the next run, from the file's latest event
+    about this version (None: it never ran)."""
+    if latest is None:
+        return 1
+    if latest.retry_at is not None:
+        return latest.runs + 1
+    if not latest.consumed:  # could not be executed: the same attempt again
+        return latest.runs
+    return latest.runs + 1
+
+
+def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
+    """How an outcome counts (the table in the module's docstring)."""
+    if adopted:
+        return Verdict.UNKNOWN
+    if outcome.error is not None:
+        return Verdict.NOT_STARTED
+    if outcome.signal is not None:
+        if why is Why.CANCEL:
+            return Verdict.FINAL
+        if why is Why.STOP:
+            return Verdict.UNKNOWN
+        return Verdict.TEMPORARY  # its timeout, or a signal waitd did not send
+    if outcome.exit == 0:
+        return Verdict.SUCCESS
+    if outcome.exit == EX_TEMPFAIL:
+        return Verdict.TEMPORARY
+    if outcome.exit is None:
+        return Verdict.UNKNOWN
+    return Verdict.FINAL
+
+
+def end_event(
+    job: Job,
+    outcome: Outcome,
+    why: Why | None,
+    options: Options | None,
+    pid: int | None,
+    took: float,
+    now: float,
+    adopted: bool = False,
+) -> tuple[Event, Verdict]:
+    """The history event of a run's end, and its verdict (FINAL when a
+    temporary failure has no retry left; `options` None: its record left
+    the table, and no retry is made)."""
+    verdict = judge(outcome, why, adopted)
+    retry_at = None
+    if verdict is Verdict.TEMPORARY:
+        if options is not None and job.attempt <= options.retries:
+            retry_at = now + options.retry_delay_s(job.attempt)
+        else:
+            verdict = Verdict.FINAL
+    error = outcome.error
+    if why in (Why.TIMEOUT, Why.CANCEL) and outcome.signal is not None:
+        error = why.value
+    event = Event(
+        job.path,
+        job.process,
+        job.fact.mtime_ns // 1_000_000_000,
+        outcome.status,
+        pid=pid or None,
+        exit=outcome.exit,
+        signal=outcome.signal,
+        error=error,
+        at=now,
+        took=took,
+        attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
+        retry_at=retry_at,
+        version=job.fact.version,
+    )
+    return event, verdict

@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: MIT
+"""The status document: what waitd is doing, as data.
+
+`Status` and its parts are the document that waitd.status holds, that
+`waitd -s status --json` prints and that the control socket answers, in
+the shape doc/status.schema.json gives and waitd(8) describes.  `build`
+makes it from the records (`state.Works`), the runs (`runs.Runs`) and the
+history; `as_json` turns it into the JSON object, in this one place.
+Times are seconds since the epoch.
+
+This module changes nothing; `control.format_status` turns the JSON into
+the text `waitd -s status` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from waitd.history import History, escape
+from waitd.runs import Run
+from waitd.state import Entry
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    file: str  # escaped as in the history
+    pid: int | None
+    attempt: int
+    since: float
+    age_s: float
+    state: str  # running, stopping, killed
+    adopted: bool  # started by a previous waitd
+    log: str | None  # its log file
+    why: str | None  # why waitd signalled it: timeout, cancelled, stop
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    file: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Last:
+    file: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    ok: int
+    failed: int
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordReport:
+    number: int
+    telem: str
+    directory: str
+    template: str
+    process: str
+    options: dict[str, Any]
+    problem: str | None
+    backoff_until: float | None
+    running: list[RunReport]
+    waiting: int
+    oldest_mtime: float | None
+    retrying: list[Retrying]
+    failed: list[str]  # final failures (up to 10), kept in the spool
+    failed_count: int
+    unremovable: list[str]
+    unremovable_count: int
+    last: Last | None
+    counters: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class TableReport:
+    reloads: int  # HUPs acted on, valid table or not
+    errors: list[str]  # of the last reload, if it was refused
+    records: int
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    schema: int
+    pid: int
+    mode: str
+    passdir: str
+    started_at: float
+    written_at: float
+    jobs: int | None  # --jobs
+    stop_timeout_s: float
+    kill_grace_s: float
+    unwritten_events: int
+    table: TableReport
+    records: list[RecordReport]
+    other_runs: list[RunReport] = field(default_factory=list)  # of records out of the table
+
+
+def run_report(run: Run, now_mono: float) -> RunReport:
+    return RunReport(
+        file=escape(run.path),
+        pid=run.pid,
+        attempt=run.job.attempt,
+        since=run.started_at,
+        age_s=round(now_mono - run.started_mono, 3),
+        state=run.state.value,
+        adopted=run.adopted,
+        log=run.log_name or None,
+        why=run.why.value if run.why is not None else None,
+    )
+
+
+def record_report(entry: Entry, runs: list[Run], history: History, now_mono: float, now: float) -> RecordReport:
+    r = entry.record
+    files = entry.view.files(history)
+    tally = entry.tally
+    options = dict(zip(_OPTION_NAMES, (getattr(r.options, f.name) for f in dataclasses.fields(r.options)), strict=True))
+    options["topic"] = r.topic
+    return RecordReport(
+        number=r.number,
+        telem=r.telem,
+        directory=r.directory,
+        template=r.template,
+        process=r.process,
+        options=options,
+        problem=entry.problem or entry.view.dir_note,
+        backoff_until=now + tally.backoff_until - now_mono if tally.backing_off(now_mono) else None,
+        running=[run_report(run, now_mono) for run in runs],
+        waiting=files.waiting,
+        oldest_mtime=files.oldest_mtime,
+        retrying=[Retrying(escape(name), at) for name, at in files.retrying],
+        failed=[escape(name) for name in files.failed],
+        failed_count=files.failed_count,
+        unremovable=files.unremovable,
+        unremovable_count=files.unremovable_count,
+        last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,
+        counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.removed),
+    )
+
+
+_OPTION_NAMES = ("jobs", "timeout", "retries", "retry", "key", "pattern", "done", "topic")
+
+
+def as_json(status: Status) -> dict[str, Any]:
+    """The JSON object of the status document."""
+    return dataclasses.asdict(status)
+
+
+def now_pair() -> tuple[float, float]:
+    """(monotonic, epoch) seconds, taken together."""
+    return time.monotonic(), time.time()

@@ -1,0 +1,483 @@
+# SPDX-License-Identifier: MIT
+"""One record's view of its spool: its files, their readiness, removals.
+
+A `View` owns what waitd knows of one record's files: its open directory
+(`scan.Spool`), the matching files (`scan.Candidates`), the files whose
+run ended with exit 0 (`done`), the files a writer still has open, the
+names already reported as strange, and those that could not be removed.
+It lives as long as the record's work (directory, template, process) is
+in the table, across HUP.
+
+The loop asks it to `refresh` (list when changed, or stat what inotify
+named: `touched`), to `expire` and `keep` (the two removal rules), and to
+`take` the jobs ready now: old enough, not handled yet (or due for a
+retry), not held by their writer, not busy with a run, their companion
+there when `done=` asks for one, their name parsed when `pattern=` is set,
+each checked once more with a stat.
+
+Not here: what to start of those (`scheduler`), runs (`runs`), the
+decisions themselves (`scan.Candidates.take`, `prune.expired`,
+`prune.over_keep`).  Every problem is logged with the record number first
+and never raised: a strange file is skipped and logged once, a removal
+that fails is logged once per version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from waitd import prune, table
+from waitd.history import Event, History, Status, Version, escape
+from waitd.jobs import Job, attempt_of
+from waitd.prune import Outcome
+from waitd.scan import FOREVER_NS, Candidates, FileFact, Skip, Spool
+from waitd.watch import CLOSED, OPENED
+
+log = logging.getLogger("waitd")
+
+# A directory whose mtime is this close to the moment it was listed may have
+# changed again within the same timestamp tick: list it again next time.
+GRANULARITY_NS = 2_000_000_000
+WRITER_STALL_NS = 60 * 1_000_000_000
+SHOWN = 10  # file names listed in the status; the rest are counted
+
+
+def identity(record: table.Record) -> tuple[str, str, str]:
+    """What makes a record the same work across reloads, whatever its number."""
+    return (record.directory, record.template, record.process)
+
+
+@dataclass(frozen=True, slots=True)
+class Files:
+    """What the status says of a record's files."""
+
+    waiting: int
+    oldest_mtime: float | None
+    retrying: list[tuple[str, float]]  # name, when
+    failed: list[str]  # final failures, kept: keep-after never removes them
+    failed_count: int
+    unremovable: list[str]
+    unremovable_count: int
+
+
+class View:
+    """What waitd knows of one record's files (mutable; owned by the loop)."""
+
+    def __init__(self, record: table.Record, match: Callable[[str], bool]) -> None:
+        self.record = record
+        self.match = match
+        self.spool: Spool | None = None
+        self.cands = Candidates()
+        self.done: dict[str, FileFact] = {}
+        self.writing: set[str] = set()  # created, writer not yet closed it
+        self.noted: dict[str, str] = {}  # name -> reason logged
+        self.unremovable: dict[str, tuple[Version, str]] = {}  # name -> version, why
+        self.listed_mtime_ns: int | None = None
+        self.listed_at_ns = 0
+        self.due_ns: int | None = None  # when the next file not ready yet will be
+        self.dir_note: str | None = None  # the last directory problem logged
+        self.drain: dict[str, Version] | None = None  # --once: the files ready at start
+        self._owner: dict[str, str] = {}  # done=: companion name -> its file's name
+        self._left_alone: set[str] = set()  # names pattern= or key= cannot take
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    def path_of(self, name: str) -> str:
+        directory = self.record.directory
+        return f"{directory}/{name}" if directory != "/" else f"/{name}"
+
+    def retire(self) -> None:
+        """The record left the table: let go of its directory and files."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        self.cands = Candidates()
+        self.done.clear()
+        self.unremovable.clear()
+        self.noted.clear()
+        self._owner.clear()
+        self._left_alone.clear()
+        self.listed_mtime_ns = None
+        self.due_ns = None
+
+    # -- history questions ----------------------------------------------
+
+    def latest(self, history: History, fact: FileFact) -> Event | None:
+        """The file's latest event for this record's process, if it is about
+        this version of the file."""
+        event = history.latest(self.path_of(fact.name), self.record.process)
+        return event if event is not None and event.same_version(fact) else None
+
+    def consumed(self, history: History, fact: FileFact) -> bool:
+        """Handled (or being handled), and not due for another attempt."""
+        event = self.latest(history, fact)
+        return event is not None and event.consumed and event.retry_at is None
+
+    def succeeded(self, history: History, fact: FileFact) -> bool:
+        event = self.latest(history, fact)
+        return event is not None and event.succeeded
+
+    # -- the directory ----------------------------------------------------
+
+    def open(self) -> bool:
+        """Open the directory if needed; False (logged once) if it is gone."""
+        if self.spool is not None:
+            replaced = self.spool.replaced()
+            if replaced is None:
+                self._note_dir("directory is gone; waiting for it to come back")
+                self.cands.replace_all([], time.time_ns())
+                self.done.clear()
+                return False
+            if not replaced:
+                return True
+            log.warning(
+                "record %d: %s was replaced by another directory; following it", self.number, self.record.directory
+            )
+            self.spool.close()
+            self.spool = None
+        try:
+            self.spool = Spool(self.record.directory)
+        except OSError as exc:
+            self._note_dir(f"cannot open directory: {exc.strerror}")
+            return False
+        if self.dir_note is not None:
+            log.info("record %d: %s is back", self.number, self.record.directory)
+        self.dir_note = None
+        self.listed_mtime_ns = None
+        return True
+
+    def _note_dir(self, what: str) -> None:
+        if self.dir_note != what:
+            log.error("record %d: %s: %s", self.number, self.record.directory, what)
+            self.dir_note = what
+
+    def refresh(self, history: History, now_ns: int, restat: bool = False) -> bool:
+        """List the directory if it changed since the last listing; with
+        `restat`, stat the known files even when it did not (a file
+        rewritten in place changes no name, so not the directory's mtime:
+        without inotify, only a stat sees it)."""
+        if not self.open():
+            return False
+        assert self.spool is not None
+        try:
+            mtime = self.spool.mtime_ns()
+        except OSError as exc:
+            self._note_dir(f"cannot stat directory: {exc.strerror}")
+            return False
+        if mtime == self.listed_mtime_ns and self.listed_at_ns - mtime > GRANULARITY_NS:
+            if restat:
+                self._restat_known(history, now_ns)
+            return False
+        listed_at = time.time_ns()
+        try:
+            names = self.spool.names(self.match)
+        except OSError as exc:
+            self._note_dir(f"cannot list directory: {exc.strerror}")
+            return False
+        facts, skipped = self.spool.stat_all(names)
+        for name, reason in skipped.items():
+            self._note(name, reason)
+        if self.noted:
+            for fact in facts:
+                self.noted.pop(fact.name, None)
+        changed, gone = self.cands.replace_all(facts, now_ns)
+        for name in gone:
+            self._forget(name)
+        for fact in changed:
+            self._check_new(history, fact, now_ns)
+        self.noted = {n: r for n, r in self.noted.items() if n in self.cands.facts or n in names}
+        self.listed_mtime_ns = mtime
+        self.listed_at_ns = listed_at
+        return True
+
+    def _restat_known(self, history: History, now_ns: int) -> None:
+        known = list(self.cands.facts)
+        facts, skipped = self.spool.stat_all(known) if self.spool is not None else ([], {})
+        for name, reason in skipped.items():
+            self._note(name, reason)
+        seen = {fact.name for fact in facts}
+        for name in known:
+            if name not in seen:
+                self._forget(name)
+        for fact in facts:
+            if self.cands.update(fact, now_ns):
+                self._check_new(history, fact, now_ns)
+
+    def _forget(self, name: str) -> None:
+        """The file is gone: drop what is known of it."""
+        self.cands.remove(name)
+        self.done.pop(name, None)
+        self.writing.discard(name)
+        self.unremovable.pop(name, None)
+        self._left_alone.discard(name)
+        if self.drain is not None:
+            self.drain.pop(name, None)
+        if self.record.options.done is not None:
+            self._owner = {c: o for c, o in self._owner.items() if o != name}
+
+    def touched(self, history: History, names: dict[str, str | None], now_ns: int) -> None:
+        """Stat the names inotify reported, instead of listing everything."""
+        if self.spool is None:
+            return
+        for name, state in names.items():
+            if not self.match(name):
+                continue
+            if state == OPENED:
+                self.writing.add(name)
+            elif state == CLOSED:
+                self.writing.discard(name)
+            self.look_again(history, name, now_ns)
+
+    def look_again(self, history: History, name: str, now_ns: int) -> None:
+        """Stat one name and take what it says: a new version, or gone."""
+        fact = self._stat(name)
+        if fact is None:
+            self._forget(name)
+        elif self.cands.update(fact, now_ns):
+            self._check_new(history, fact, now_ns)
+
+    def ran(self, fact: FileFact) -> None:
+        """A run of the file ended with exit 0: only the version that ran is
+        done; one rewritten in place meanwhile is a new delivery."""
+        current = self.cands.facts.get(fact.name)
+        if current is None or current.version == fact.version:
+            self.done[fact.name] = current or fact
+
+    def requeue(self, name: str) -> None:
+        """The file may run again (a retry is set, a start failed)."""
+        self.cands.requeue(name)
+
+    def _stat(self, name: str) -> FileFact | None:
+        assert self.spool is not None
+        facts, skipped = self.spool.stat_all((name,))
+        for reason in skipped.values():
+            self._note(name, reason)
+        if not facts:
+            return None
+        self.noted.pop(name, None)
+        return facts[0]
+
+    def _note(self, name: str, reason: str) -> None:
+        if self.noted.get(name) != reason:
+            log.warning("record %d: %s: %s", self.number, escape(self.path_of(name)), reason)
+            self.noted[name] = reason
+
+    def _check_new(self, history: History, fact: FileFact, now_ns: int) -> None:
+        self._left_alone.discard(fact.name)  # its pattern or key is judged again
+        if self.succeeded(history, fact):
+            self.done[fact.name] = fact
+        else:
+            self.done.pop(fact.name, None)
+        if self.drain is not None and self.drain.get(fact.name, fact.version) != fact.version:
+            del self.drain[fact.name]  # another version than the one ready at start
+        if fact.mtime_ns > now_ns + 5_000_000_000:
+            self._note(fact.name, "mtime is in the future; its age counts from when waitd first saw it")
+        if self.record.options.done is not None:
+            companion = self._companion(fact.name)
+            if companion is not None:
+                self._owner[companion] = fact.name
+
+    # -- removals ---------------------------------------------------------
+
+    def expire(self, history: History, now_ns: int, busy: Callable[[str], bool]) -> int:
+        """Remove files in the spool longer than hours-too-old; how many."""
+        if self.spool is None:
+            return 0
+        removed = 0
+        for fact in prune.expired(list(self.cands.facts.values()), now_ns, self.record.too_old_h):
+            if busy(self.path_of(fact.name)):
+                continue
+            event = self.latest(history, fact)
+            handled = event is not None and event.consumed
+            hours = (now_ns - fact.spool_ns) / 3.6e12
+            why = f"expired: in the spool {hours:.3g} h, hours-too-old is {self.record.too_old_h:g}"
+            removed += self._remove(history, fact, why if handled else f"{why}; it was never handled", now_ns)
+        return removed
+
+    def keep(self, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> int:
+        """Remove handled files (exit 0) beyond the newest keep-after; how many."""
+        if self.spool is None or self.record.keep < 0 or len(self.done) <= self.record.keep:
+            return 0
+        now_ns = time.time_ns()
+        removed = 0
+        for fact in prune.over_keep(list(self.done.values()), self.record.keep):
+            path = self.path_of(fact.name)
+            if busy(path) or not all_done(path, fact):
+                continue
+            removed += self._remove(history, fact, f"handled with exit 0; keep-after is {self.record.keep}", now_ns)
+        return removed
+
+    def _remove(self, history: History, fact: FileFact, why: str, now_ns: int) -> int:
+        assert self.spool is not None
+        path = escape(self.path_of(fact.name))
+        removal = prune.remove(self.spool.fd, fact)
+        if removal.outcome is Outcome.REMOVED:
+            level = logging.WARNING if "never handled" in why else logging.INFO
+            log.log(level, "record %d: removed %s: %s", self.number, path, why)
+            self._remove_companion(fact.name)
+            self._forget(fact.name)
+            return 1
+        if removal.outcome is Outcome.GONE:
+            self._forget(fact.name)  # another record sharing the directory removed it
+        elif removal.outcome is Outcome.CHANGED:
+            self.look_again(history, fact.name, now_ns)  # a new delivery: a candidate again
+        elif self.unremovable.get(fact.name, (None,))[0] != fact.version:
+            # Once per version, not at every pass: the next poll tries again.
+            log.warning("record %d: cannot remove %s (%s): %s", self.number, path, why, removal.reason)
+            self.unremovable[fact.name] = (fact.version, removal.reason)
+        return 0
+
+    def _remove_companion(self, name: str) -> None:
+        companion = self._companion(name)
+        if companion is None or self.spool is None:
+            return
+        self._owner.pop(companion, None)
+        removal = prune.remove_name(self.spool.fd, companion)
+        shown = escape(self.path_of(companion))
+        if removal.outcome is Outcome.REMOVED:
+            log.info("record %d: removed %s: the companion of %s", self.number, shown, escape(name))
+        elif removal.outcome is Outcome.REFUSED:
+            log.warning("record %d: cannot remove %s: %s", self.number, shown, removal.reason)
+
+    # -- what is ready ----------------------------------------------------
+
+    def take(self, n: int, history: History, now_ns: int, busy: Callable[[str], bool]) -> list[Job]:
+        """Up to `n` jobs ready now, oldest first, each file stat'ed once
+        more; `due_ns` says when the next one not ready yet will be."""
+        self.due_ns = None
+        if self.spool is None or n <= 0:
+            return []
+        wait_ns = int(self.record.wait_s * 1e9)
+        jobs: list[Job] = []
+        for _ in range(3):  # again for files that vanished or changed at their stat, but not for ever
+            if len(jobs) >= n:
+                break
+            facts, self.due_ns = self.cands.take(
+                n - len(jobs),
+                now_ns,
+                wait_ns,
+                lambda f: self.consumed(history, f),
+                lambda f: self._held_until(history, f, busy, jobs),
+            )
+            if not facts:
+                break
+            for fact in facts:
+                job = self._job(history, fact, now_ns)
+                if job is not None:
+                    jobs.append(job)
+        return jobs
+
+    def _job(self, history: History, fact: FileFact, now_ns: int) -> Job | None:
+        """The job of a file ready to run, after one more stat; None if it
+        vanished, changed (it is aged again) or cannot be a job."""
+        fresh = self._stat(fact.name)
+        if fresh is None:
+            log.info("record %d: %s vanished before its run", self.number, escape(self.path_of(fact.name)))
+            self._forget(fact.name)
+            return None
+        if fresh != fact:
+            # Still being written (or touched): order and age it again.
+            if self.cands.update(fresh, now_ns):
+                self._check_new(history, fresh, now_ns)
+            return None
+        fields = self.fields(fact.name)
+        if fields is None:
+            self._left_alone.add(fact.name)
+            return None
+        options = self.record.options
+        key = None
+        if options.key is not None:
+            key = options.format(options.key, fields)
+            if key is None:
+                self._note(fact.name, f"key={options.key} does not fit its fields; left alone")
+                self._left_alone.add(fact.name)
+                return None
+        path = self.path_of(fact.name)
+        return Job(
+            identity(self.record), self.record.process, fact, path, key, attempt_of(self.latest(history, fact)), fields
+        )
+
+    def fields(self, name: str) -> dict[str, Any] | None:
+        """The fields a FORMAT sees of a file; None (logged once) when the
+        record's pattern does not parse its name."""
+        values = self.record.options.fields(name, self.record.directory, self.record.telem)
+        if values is None:
+            self._note(name, f"does not parse with pattern={self.record.options.pattern}; left alone")
+        return values
+
+    def _held_until(
+        self, history: History, fact: FileFact, busy: Callable[[str], bool], taken: list[Job]
+    ) -> int | None:
+        """Until when a file old enough may not run yet (FOREVER_NS: until
+        something changes), or None when it may."""
+        name = fact.name
+        if name in self._owner or name in self._left_alone or any(j.fact.name == name for j in taken):
+            return FOREVER_NS  # a companion, a name its pattern or key cannot take, or taken already
+        if busy(self.path_of(name)):
+            return FOREVER_NS  # running, or ended and its end not recorded yet
+        if self.drain is not None and self.drain.get(name) != fact.version:
+            return FOREVER_NS  # --once: not among the files ready at start
+        until = fact.mtime_ns + WRITER_STALL_NS if name in self.writing else None
+        event = self.latest(history, fact)
+        if event is not None and event.retry_at is not None:
+            until = max(until or 0, int(event.retry_at * 1e9))
+        if self.record.options.done is not None:
+            ready = self._companion_ready_ns(name)
+            if ready is None:
+                return FOREVER_NS  # its companion is not there yet
+            until = max(until or 0, ready)
+        return until
+
+    def _companion(self, name: str) -> str | None:
+        fmt = self.record.options.done
+        if fmt is None:
+            return None
+        fields = self.record.options.fields(name, self.record.directory, self.record.telem)
+        return None if fields is None else self.record.options.format(fmt, fields)
+
+    def _companion_ready_ns(self, name: str) -> int | None:
+        """When the file's companion is old enough (None: not there)."""
+        companion = self._companion(name)
+        if companion is None or "/" in companion or companion == name or self.spool is None:
+            return None
+        try:
+            fact = self.spool.stat(companion)
+        except (OSError, Skip):
+            return None
+        self._owner[companion] = name
+        return fact.mtime_ns + int(self.record.wait_s * 1e9)
+
+    # -- the status -------------------------------------------------------
+
+    def files(self, history: History) -> Files:
+        """What the status says of the files: waiting, retrying, failed."""
+        waiting: list[FileFact] = []
+        retrying: list[tuple[str, float]] = []
+        failed: list[str] = []
+        for fact in self.cands.facts.values():
+            if fact.name in self._owner:
+                continue  # a companion
+            event = self.latest(history, fact)
+            if event is None or not event.consumed:
+                waiting.append(fact)
+            elif event.retry_at is not None:
+                retrying.append((fact.name, event.retry_at))
+            elif event.status is not Status.STARTED and not event.succeeded:
+                failed.append(fact.name)
+        stuck = sorted(self.unremovable.items())
+        oldest = min((f.mtime_ns for f in waiting), default=None)
+        return Files(
+            waiting=len(waiting),
+            oldest_mtime=None if oldest is None else oldest / 1e9,
+            retrying=sorted(retrying, key=lambda item: item[1]),
+            failed=sorted(failed)[:SHOWN],
+            failed_count=len(failed),
+            unremovable=[f"{escape(name)} ({why})" for name, (_, why) in stuck[:SHOWN]],
+            unremovable_count=len(stuck),
+        )
