@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, control, layout, pidfile, runner, table
-from waitd.errors import EXIT_FAILURE, EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
+from waitd import __version__, client, layout, options, pidfile, runner, table
+from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         metavar="CMD",
         dest="command",
-        choices=["reload", "stop", "idle", "resume", "wake", "status"],
-        help="signal the running daemon (reload, stop, idle, resume, wake) or print its status",
+        choices=["reload", "stop", "idle", "resume", "wake", "status", "retry", "cancel"],
+        help="signal the running daemon (reload, stop, idle, resume, wake), print its status, "
+        "or retry or cancel the files named (PATH...)",
     )
     action.add_argument(
         "--demo", action="store_true", help="run on a throw-away PASSDIR with an example table, handler and files"
@@ -125,8 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with -s stop or -s reload: return once the signal is sent, without waiting for the daemon",
     )
+    p.add_argument("--json", action="store_true", help="with -s status: the status document as JSON")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="with --check: print each record with its options as used"
+    )
+    p.add_argument(
+        "--jobs",
+        metavar="N",
+        type=_jobs,
+        help="at most N handlers of all records together (default: each record's jobs= only)",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry or -s cancel: the files")
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
+
+
+def _jobs(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= options.MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {options.MAX_JOBS}")
+    return int(text)
 
 
 def _interval(text: str) -> float:
@@ -149,11 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo.run(1.0 if args.interval is None else args.interval)
         passdir = _passdir(args.passdir)
         if args.command:
-            return _command(passdir, args.command, wait=not args.no_wait)
+            return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
+        if args.paths:
+            raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
         if args.check:
-            return _check(table_path, passdir, records, errors)
+            return _check(table_path, passdir, records, errors, args.verbose)
         if errors:
             for error in errors:
                 print(error, file=sys.stderr)
@@ -165,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hibernate=args.i,
             once=args.once,
             poll_only=args.poll,
+            jobs=args.jobs,
         )
         _preflight(passdir)
         if args.foreground or args.once:
@@ -176,8 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
-def _check(table_path: str, passdir: str, records: Sequence[table.Record], errors: list[TableError]) -> int:
-    """--check: every error and a summary on stderr (exit 2), or one line on stdout."""
+def _check(
+    table_path: str, passdir: str, records: Sequence[table.Record], errors: list[TableError], verbose: bool
+) -> int:
+    """--check: every error and a summary on stderr (exit 2), or one line on
+    stdout; with -v, first each record with its options as they will be used."""
     if errors:
         for error in errors:
             print(error, file=sys.stderr)
@@ -193,6 +217,12 @@ def _check(table_path: str, passdir: str, records: Sequence[table.Record], error
                 file=sys.stderr,
             )
         _note_own_directory(table_path, record, passdir)
+        if verbose:
+            r = record
+            print(
+                f"record {r.number} ({table_path}:{r.line}): {r.telem} {r.directory} {r.template} {r.process} "
+                f"wait={r.wait_s:g} keep={r.keep} hours-too-old={r.too_old_h:g} " + " ".join(r.options.described())
+            )
     print(f"{table_path}: {len(records)} record(s), valid")
     return 0
 
@@ -257,61 +287,6 @@ def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: st
             " and reloaded (waitd -s reload)",
             file=sys.stderr,
         )
-
-
-def _command(passdir: str, command: str, wait: bool) -> int:
-    """`-s COMMAND`: print the status, or signal the daemon and, for stop
-    and reload, wait for what it did."""
-    if command == "status":
-        held = pidfile.holder(passdir)
-        if held is not None and held.pid is None:
-            sys.stdout.write("waitd: running, starting (its pid is not written yet)\n")
-            return 0
-        pid = held.pid if held is not None else None
-        sys.stdout.write(control.format_status(control.read_status(passdir), pid))
-        return 0 if pid is not None else EXIT_FAILURE
-    if command == "reload":
-        return _reload(passdir, wait)
-    pid = control.send(passdir, command)
-    print(f"waitd: sent {control.SIGNALS[command].name} to pid {pid}")
-    if command != "stop" or not wait:
-        return 0
-    if control.stopped(passdir, pid):
-        print(f"waitd: pid {pid} stopped")
-        return 0
-    print(f"waitd: pid {pid} is still stopping (handlers running?); see waitd -s status", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def _reload(passdir: str, wait: bool) -> int:
-    """Check the table, send HUP, and say whether the daemon took it."""
-    table_path = os.path.join(passdir, "incoming")
-    _, errors = table.read(table_path, passdir, os.environ)
-    if errors:
-        for error in errors:
-            print(error, file=sys.stderr)
-        print(
-            f"waitd: {table_path}: {table.summary(errors)}; not reloaded: the daemon keeps the table it has",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    held = pidfile.holder(passdir)
-    before = control.reloads(passdir, held.pid) if held is not None and held.pid is not None else -1
-    pid = control.send(passdir, "reload")
-    print(f"waitd: sent SIGHUP to pid {pid}")
-    if not wait or before < 0:
-        return 0
-    taken = control.reloaded(passdir, pid, before)
-    if taken is None:
-        print(f"waitd: pid {pid} has not confirmed the reload within {control.RELOAD_WAIT_S:g} s", file=sys.stderr)
-        return EXIT_FAILURE
-    if taken.get("errors"):
-        for error in taken["errors"]:
-            print(error, file=sys.stderr)
-        print(f"waitd: {table_path}: not reloaded: the daemon keeps the table it has", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"waitd: pid {pid} took {table_path}: {taken.get('records')} record(s), {taken.get('active')} active")
-    return 0
 
 
 def setup_logging(passdir: str, foreground: bool) -> LogFile:

@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import control, layout, report, runner, scheduler, table
+from waitd import control, layout, report, runner, scheduler, sock, table
+from waitd.commands import Commands
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
 from waitd.jobs import Job, Why
@@ -109,6 +110,8 @@ class Daemon:
         self._reloads = 0  # HUPs acted on, valid table or not
         self._reload_errors: list[str] = []
         self.watcher = Watcher(enabled=not settings.poll_only)
+        self.control = sock.Server(settings.passdir)
+        self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         self._warn_table_mode()
         self._install(records)
 
@@ -160,8 +163,9 @@ class Daemon:
     def run(self) -> int:
         """Run until TERM (or, with --once, until the drain is done)."""
         seal_descriptors()
-        inotify_fd = self.watcher.fileno()
-        fds = ([] if inotify_fd is None else [inotify_fd]) + self.launcher.executor.wakeup_fds()
+        self.control.open()
+        inotify_fd, control_fd = self.watcher.fileno(), self.control.fileno()
+        fds = [fd for fd in (inotify_fd, control_fd) if fd is not None] + self.launcher.executor.wakeup_fds()
         with Wakeups(HANDLED_SIGNALS, self.note_signal, fds) as wakeups:
             self.launcher.executor.forget_fd = wakeups.discard
             log.info(
@@ -189,6 +193,7 @@ class Daemon:
                         log.exception("waitd: unexpected error; carrying on")
             finally:
                 self.watcher.close()
+                self.control.close()
         return self._exit_status()
 
     def _exit_status(self) -> int:
@@ -215,6 +220,7 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self.launcher.reap()
+        self.control.serve(self.commands.answer)
         try:
             return self._act_and_pass()
         finally:

@@ -59,7 +59,9 @@ class Options:
         for f in fields(self):
             value = getattr(self, f.name)
             name = _NAMES_BY_ATTR[f.name]
-            if value is None:
+            if name == "topic" and value is None:
+                out.append("topic=(the telem)")
+            elif value is None:
                 out.append(f"{name}=(none)")
             elif isinstance(value, float):
                 out.append(f"{name}={value:g}")

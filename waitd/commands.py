@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: MIT
+"""What the daemon does for a request of its control socket.
+
+`answer` takes one request object and returns its reply:
+
+- `status`: the status document (report.Status);
+- `retry` of paths: a file whose run failed for good, was cancelled, or
+  whose outcome is unknown (status 1), runs again as a new attempt; one
+  waiting for a retry runs at once;
+- `cancel` of paths: a running run gets TERM, then KILL after the grace,
+  and is recorded as status 1 `error=cancelled` (never retried); a file
+  waiting to run (or to be retried) is recorded as status 2
+  `error=cancelled` and does not run (a new version of it will).
+
+Each path gets its own result, ok or not, with a message; the reply is ok
+only if every path's is.  What is done is written to the history (so it
+holds across a restart) and logged, as the operator's doing.
+
+This module decides nothing else: the scheduler starts the retried file,
+the launcher signals and records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from waitd.history import Event, History, Status, escape
+from waitd.jobs import Why
+from waitd.launch import Launcher
+from waitd.runs import Runs
+from waitd.state import Entry, Works
+
+log = logging.getLogger("waitd")
+
+
+class Commands:
+    def __init__(
+        self, works: Works, runs: Runs, history: History, launcher: Launcher, status: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.works = works
+        self.runs = runs
+        self.history = history
+        self.launcher = launcher
+        self.status = status
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "status": self.status()}
+        if cmd in ("retry", "cancel"):
+            paths = request.get("paths")
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+                return {"ok": False, "error": f"{cmd}: give one or more paths"}
+            act = self._retry if cmd == "retry" else self._cancel
+            results = []
+            for path in paths:
+                ok, message = act(os.path.normpath(path))
+                results.append({"path": path, "ok": ok, "message": message})
+            return {"ok": all(r["ok"] for r in results), "results": results}
+        return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
+
+    def _entries(self, path: str) -> list[Entry]:
+        directory, name = os.path.split(path)
+        return [e for e in self.works if e.record.directory == directory and e.view.match(name)]
+
+    def _retry(self, path: str) -> tuple[bool, str]:
+        entries = self._entries(path)
+        if not entries:
+            return False, "no record of the table takes this file"
+        messages = []
+        done = False
+        for entry in entries:
+            ok, message = self._retry_one(entry, path)
+            done |= ok
+            messages.append(f"record {entry.number}: {message}")
+        return done, "; ".join(messages)
+
+    def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
+        view = entry.view
+        name = os.path.basename(path)
+        fact = view.cands.facts.get(name)
+        if fact is None:
+            return False, "not in the spool (or not looked at yet)"
+        if any(r.path == path and r.job.process == entry.record.process for r in self.runs):
+            return False, "it runs now"
+        event = view.latest(self.history, fact)
+        if event is None or not event.consumed:
+            return False, "it waits to run already"
+        if event.succeeded:
+            return False, "handled with exit 0: nothing to retry"
+        if event.status is Status.STARTED:
+            return False, "it runs now"
+        now = time.time()
+        self.launcher.record(replace(event, at=now, retry_at=now))
+        view.requeue(name)
+        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, escape(path))
+        return True, "to run again now"
+
+    def _cancel(self, path: str) -> tuple[bool, str]:
+        running = [r for r in self.runs.live() if r.path == path]
+        for run in running:
+            self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
+            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))
+        if running:
+            return True, f"cancelled: TERM sent to pid {', '.join(str(r.pid) for r in running)}"
+        entries = self._entries(path)
+        if not entries:
+            return False, "no record of the table takes this file, and nothing runs on it"
+        messages = []
+        done = False
+        for entry in entries:
+            ok, message = self._cancel_waiting(entry, path)
+            done |= ok
+            messages.append(f"record {entry.number}: {message}")
+        return done, "; ".join(messages)
+
+    def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
+        view = entry.view
+        fact = view.cands.facts.get(os.path.basename(path))
+        if fact is None:
+            return False, "not in the spool (or not looked at yet)"
+        event = view.latest(self.history, fact)
+        if event is not None and event.consumed and event.retry_at is None:
+            return False, "neither waiting nor running: nothing to cancel"
+        cancel = Event(
+            path,
+            entry.record.process,
+            fact.mtime_ns // 1_000_000_000,
+            Status.KNOWN,
+            error="cancelled",
+            at=time.time(),
+            attempt=event.attempt if event is not None else None,
+            version=fact.version,
+        )
+        self.launcher.record(cancel)
+        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): it will not run", entry.number, escape(path))
+        return True, "cancelled: it will not run"
