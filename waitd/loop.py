@@ -111,6 +111,7 @@ class Daemon:
         self._reload_errors: list[str] = []
         self.watcher = Watcher(enabled=not settings.poll_only)
         self.control = sock.Server(settings.passdir)
+        self._asked = False  # a client waits on the control socket
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         self._warn_table_mode()
         self._install(records)
@@ -184,7 +185,8 @@ class Daemon:
                 if self.settings.once:
                     self._start_drain()
                 while True:
-                    wakeups.wait(self._timeout(time.monotonic()))
+                    ready = wakeups.wait(self._timeout(time.monotonic()))
+                    self._asked = control_fd in ready
                     try:
                         self._changes()
                         if self._turn():
@@ -220,7 +222,8 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self.launcher.reap()
-        self.control.serve(self.commands.answer)
+        if self._asked:
+            self.control.serve(self.commands.answer)
         try:
             return self._act_and_pass()
         finally:

@@ -355,25 +355,36 @@ class View:
             return []
         wait_ns = int(self.record.wait_s * 1e9)
         jobs: list[Job] = []
+        # Each file's latest event, looked up once for the three questions
+        # asked of it (consumed? held? which attempt?): this is a hot path.
+        events: dict[str, Event | None] = {}
+
+        def latest(fact: FileFact) -> Event | None:
+            if fact.name not in events:
+                events[fact.name] = self.latest(history, fact)
+            return events[fact.name]
+
+        def consumed(fact: FileFact) -> bool:
+            event = latest(fact)
+            return event is not None and event.consumed and event.retry_at is None
+
         for _ in range(3):  # again for files that vanished or changed at their stat, but not for ever
             if len(jobs) >= n:
                 break
             facts, self.due_ns = self.cands.take(
-                n - len(jobs),
-                now_ns,
-                wait_ns,
-                lambda f: self.consumed(history, f),
-                lambda f: self._held_until(history, f, busy, jobs),
+                n - len(jobs), now_ns, wait_ns, consumed, lambda f: self._held_until(latest(f), f, busy, jobs)
             )
             if not facts:
                 break
             for fact in facts:
-                job = self._job(history, fact, now_ns)
+                job = self._job(history, fact, now_ns, latest)
                 if job is not None:
                     jobs.append(job)
         return jobs
 
-    def _job(self, history: History, fact: FileFact, now_ns: int) -> Job | None:
+    def _job(
+        self, history: History, fact: FileFact, now_ns: int, latest: Callable[[FileFact], Event | None]
+    ) -> Job | None:
         """The job of a file ready to run, after one more stat; None if it
         vanished, changed (it is aged again) or cannot be a job."""
         fresh = self._stat(fact.name)
@@ -386,11 +397,14 @@ class View:
             if self.cands.update(fresh, now_ns):
                 self._check_new(history, fresh, now_ns)
             return None
-        fields = self.fields(fact.name)
-        if fields is None:
-            self._left_alone.add(fact.name)
-            return None
         options = self.record.options
+        fields: dict[str, Any] = {}
+        if options.pattern is not None or options.key is not None:
+            found = self.fields(fact.name)
+            if found is None:
+                self._left_alone.add(fact.name)
+                return None
+            fields = found
         key = None
         if options.key is not None:
             key = options.format(options.key, fields)
@@ -399,9 +413,7 @@ class View:
                 self._left_alone.add(fact.name)
                 return None
         path = self.path_of(fact.name)
-        return Job(
-            identity(self.record), self.record.process, fact, path, key, attempt_of(self.latest(history, fact)), fields
-        )
+        return Job(identity(self.record), self.record.process, fact, path, key, attempt_of(latest(fact)), fields)
 
     def fields(self, name: str) -> dict[str, Any] | None:
         """The fields a FORMAT sees of a file; None (logged once) when the
@@ -412,7 +424,7 @@ class View:
         return values
 
     def _held_until(
-        self, history: History, fact: FileFact, busy: Callable[[str], bool], taken: list[Job]
+        self, event: Event | None, fact: FileFact, busy: Callable[[str], bool], taken: list[Job]
     ) -> int | None:
         """Until when a file old enough may not run yet (FOREVER_NS: until
         something changes), or None when it may."""
@@ -424,7 +436,6 @@ class View:
         if self.drain is not None and self.drain.get(name) != fact.version:
             return FOREVER_NS  # --once: not among the files ready at start
         until = fact.mtime_ns + WRITER_STALL_NS if name in self.writing else None
-        event = self.latest(history, fact)
         if event is not None and event.retry_at is not None:
             until = max(until or 0, int(event.retry_at * 1e9))
         if self.record.options.done is not None:

@@ -36,15 +36,16 @@ class Wakeups:
         except KeyError:
             pass
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until a signal, a ready descriptor or the timeout."""
-        if timeout > 0:
-            self._selector.select(timeout)
+    def wait(self, timeout: float) -> set[int]:
+        """Sleep until a signal, a ready descriptor or the timeout; the
+        descriptors that are ready (a timeout of 0 looks without sleeping)."""
+        ready = {key.fd for key, _ in self._selector.select(max(0.0, timeout))}
         try:
             while os.read(self._read, 4096):
                 pass
         except BlockingIOError:
             pass
+        return ready
 
     def close(self) -> None:
         for signum in self._signals:
