@@ -181,3 +181,20 @@ def test_socket_commands_without_a_daemon(station):
         assert r.returncode == 1 and "no waitd is running" in r.stderr, r.stderr
     r = station.run("-s", "retry")
     assert r.returncode == 2 and "needs one or more PATHs" in r.stderr
+
+
+def test_a_deep_passdir_still_gets_its_socket(tmp_path):
+    # A UNIX socket's address holds 108 bytes; PASSDIR may be longer.
+    station = Station(tmp_path.joinpath(*["d" * 40] * 3))
+    try:
+        station.table("")
+        station.start()
+        assert len(bytes(station.passdir / "waitd.sock")) > 108
+        r = station.run("-s", "status", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["passdir"] == str(station.passdir)
+        assert station.stop() == 0
+    finally:
+        if station.proc is not None and station.proc.poll() is None:
+            station.proc.kill()
+            station.proc.communicate()

@@ -22,6 +22,7 @@ raises WaitdError naming the socket when no daemon answers.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -29,7 +30,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from waitd.errors import WaitdError
@@ -70,10 +71,11 @@ class Server:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            sock.bind(self.path)
+            with _short(self.path) as address:
+                sock.bind(address)
         except OSError as exc:
             sock.close()
-            log.error("%s: cannot make the control socket: %s", self.path, exc.strerror)
+            log.error("%s: cannot make the control socket: %s", self.path, exc.strerror or exc)
             return False
         finally:
             os.umask(old)
@@ -138,6 +140,20 @@ class Server:
             pass
 
 
+@contextlib.contextmanager
+def _short(path: str) -> Iterator[str]:
+    """An address for `path` that fits a UNIX socket's 108 bytes, however
+    deep PASSDIR is: the directory through a descriptor of it in /proc."""
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+    finally:
+        os.close(fd)
+
+
 def _send(conn: socket.socket, reply: dict[str, Any]) -> None:
     conn.sendall((json.dumps(reply) + "\n").encode())
 
@@ -148,7 +164,8 @@ def ask(passdir: str, request: dict[str, Any], timeout_s: float = 30.0) -> dict[
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         try:
-            sock.connect(path)
+            with _short(path) as address:
+                sock.connect(address)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
                 raise WaitdError(f"{path}: no waitd answers on its control socket (is it running?)") from None
