@@ -69,17 +69,16 @@ class Commands:
         directory, name = os.path.split(path)
         return [e for e in self.works if e.record.directory == directory and e.view.match(name)]
 
-    def _retry(self, path: str) -> tuple[bool, str]:
+    def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
+        """`act` for each record that takes the file: ok if one did it."""
         entries = self._entries(path)
         if not entries:
-            return False, "no record of the table takes this file"
-        messages = []
-        done = False
-        for entry in entries:
-            ok, message = self._retry_one(entry, path)
-            done |= ok
-            messages.append(f"record {entry.number}: {message}")
-        return done, "; ".join(messages)
+            return False, none
+        results = [(entry.number, *act(entry, path)) for entry in entries]
+        return any(ok for _, ok, _ in results), "; ".join(f"record {n}: {message}" for n, _, message in results)
+
+    def _retry(self, path: str) -> tuple[bool, str]:
+        return self._each_record(path, self._retry_one, "no record of the table takes this file")
 
     def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view
@@ -109,16 +108,9 @@ class Commands:
             log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))
         if running:
             return True, f"cancelled: TERM sent to pid {', '.join(str(r.pid) for r in running)}"
-        entries = self._entries(path)
-        if not entries:
-            return False, "no record of the table takes this file, and nothing runs on it"
-        messages = []
-        done = False
-        for entry in entries:
-            ok, message = self._cancel_waiting(entry, path)
-            done |= ok
-            messages.append(f"record {entry.number}: {message}")
-        return done, "; ".join(messages)
+        return self._each_record(
+            path, self._cancel_waiting, "no record of the table takes this file, and nothing runs on it"
+        )
 
     def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view

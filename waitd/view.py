@@ -455,7 +455,10 @@ class View:
     def _companion_ready_ns(self, name: str) -> int | None:
         """When the file's companion is old enough (None: not there)."""
         companion = self._companion(name)
-        if companion is None or "/" in companion or companion == name or self.spool is None:
+        if companion is None or self.spool is None:
+            return None
+        if "/" in companion or companion == name:
+            self._note(name, f"done={self.record.options.done} names {companion!r}, not another file here; left alone")
             return None
         try:
             fact = self.spool.stat(companion)
