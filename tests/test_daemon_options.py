@@ -182,7 +182,7 @@ def test_done_companion_marks_a_file_complete_and_goes_with_it(station):
     wait_for(lambda: len(station.ends()) == 1, 10, "the run once the companion is there")
     assert station.ran() == [os.fsencode(station.incoming / "a.dat")], "the companion ran, or another file"
     wait_for(lambda: os.listdir(station.incoming) == [], 10, "the file and its companion removed")
-    assert "the companion of a.dat" in station.log()
+    wait_for(lambda: "the companion of a.dat" in station.log(), 10, "the companion's removal logged")
     assert station.stop() == 0
 
 

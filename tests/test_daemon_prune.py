@@ -46,7 +46,8 @@ def test_expired_files_removed_handled_or_not(station):
     station.drop("a.g8")
     station.start()
     wait_for(lambda: not (station.incoming / "a.g8").exists(), 8, "expiry")
-    assert "it was never handled" in station.log() and " WARNING record 1: removed" in station.log()
+    wait_for(lambda: " WARNING record 1: removed" in station.log(), 8, "the removal's log line (after the unlink)")
+    assert "it was never handled" in station.log()
     assert not station.history()
     station.stop()
 
@@ -157,6 +158,7 @@ def test_a_file_removed_by_two_records_is_logged_and_counted_once(station):
     deliver(station, "a.d", age_s=0)
     wait_for(lambda: len(station.ends()) == 2, 10, "both runs")
     wait_for(lambda: not (station.incoming / "a.d").exists(), 10, "the expiry")
+    wait_for(lambda: ": removed " in station.log(), 10, "the removal's log line (after the unlink)")
     station.signal(signal.SIGALRM)
     quiet_for(0.3, lambda: station.log().count(": removed ") == 1)
 

@@ -39,6 +39,7 @@ def test_file_rewritten_during_its_run_is_handled_again_not_removed(station):
     (station.root / "go").touch()
     wait_for(lambda: len(station.ends()) == 2, 10, "the second version's run")
     wait_for(lambda: not path.exists(), 10, "the second version removed by keep-after 0")
+    wait_for(lambda: ": removed " in station.log(), 10, "the removal's log line (written after the unlink)")
     assert seen.read_text() == "one\nsecond version\n"
     ends = station.ends()
     assert [e.version.size for e in ends] == [3, 14]
