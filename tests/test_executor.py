@@ -17,7 +17,7 @@ from waitd.scan import FileFact
 
 
 def adopted_run(event: Event) -> Run:
-    job = Job(("/in", "*", "h"), "h", FileFact("a", 0, 0, 0, 0, 0), "/in/a")
+    job = Job(("/in", "*", "h"), "h", (FileFact("a", 0, 0, 0, 0, 0),), ("/in/a",))
     run = Run(1, job, 1, event.at or 0.0, time.monotonic(), pid=event.pid, adopted=True)
     run.transition(RunState.RUNNING)
     return run

@@ -86,7 +86,7 @@ class Commands:
         fact = view.cands.facts.get(name)
         if fact is None:
             return False, "not in the spool (or not looked at yet)"
-        if any(r.path == path and r.job.process == entry.record.process for r in self.runs):
+        if any(path in r.job.paths and r.job.process == entry.record.process for r in self.runs):
             return False, "it runs now"
         event = view.latest(self.history, fact)
         if event is None or not event.consumed:
@@ -102,7 +102,7 @@ class Commands:
         return True, "to run again now"
 
     def _cancel(self, path: str) -> tuple[bool, str]:
-        running = [r for r in self.runs.live() if r.path == path]
+        running = [r for r in self.runs.live() if path in r.job.paths]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
             log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))

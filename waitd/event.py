@@ -79,6 +79,7 @@ class Event:
     took: float | None = None
     attempt: int | None = None  # 1 when absent: the first run of this version
     retry_at: float | None = None  # a temporary failure, to be run again then
+    group: str | None = None  # the group the file was handled with
     version: Version | None = None
     extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
 
@@ -242,6 +243,7 @@ _FIELDS = (
     _Field("took", "took", _SECONDS),
     _Field("attempt", "attempt", _integer(1, 2**31 - 1)),
     _Field("retry_at", "retry_at", _SECONDS),
+    _Field("group", "group", _TEXT),
     _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),

@@ -19,8 +19,8 @@ reads the attempt from the file's latest history event.
     ended after a crash of waitd          UNKNOWN
     could not be executed                 NOT_STARTED (stays a candidate)
 
-`end_event` writes that down: a temporary failure with retries left gets
-`retry_at=` (the retry delay doubles each attempt, up to an hour), so the
+`end_events` writes that down, a line for each file of the job: a
+temporary failure with retries left gets `retry_at=` (the retry delay doubles each attempt, up to an hour), so the
 schedule survives a restart; one with none left is final.
 
 This module is pure: it runs nothing and writes nothing.
@@ -77,15 +77,30 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One run's worth of work for a record."""
+    """One run's worth of work for a record: one file, or a group's files."""
 
     identity: tuple[str, str, str]  # the record's (directory, template, process)
     process: str
-    fact: FileFact
-    path: str
+    facts: tuple[FileFact, ...]  # sorted by name for a group
+    paths: tuple[str, ...]
     key: str | None = None
     attempt: int = 1
     fields: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None  # the group's id
+
+    @property
+    def fact(self) -> FileFact:
+        return self.facts[0]
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
+
+    @property
+    def claim(self) -> str:
+        """What the run works on, for the scheduler: a key of the history
+        (the file and process), or the group."""
+        return f"{self.process}\0{self.group if self.group is not None else self.path}"
 
 
 def attempt_of(latest: Event | None) -> int:
@@ -121,7 +136,7 @@ def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
     return Verdict.FINAL
 
 
-def end_event(
+def end_events(
     job: Job,
     outcome: Outcome,
     why: Why | None,
@@ -130,10 +145,10 @@ def end_event(
     took: float,
     now: float,
     adopted: bool = False,
-) -> tuple[Event, Verdict]:
-    """The history event of a run's end, and its verdict (FINAL when a
-    temporary failure has no retry left; `options` None: its record left
-    the table, and no retry is made)."""
+) -> tuple[list[Event], Verdict]:
+    """The history events of a run's end (one a file of its job), and its
+    verdict (FINAL when a temporary failure has no retry left; `options`
+    None: its record left the table, and no retry is made)."""
     verdict = judge(outcome, why, adopted)
     retry_at = None
     if verdict is Verdict.TEMPORARY:
@@ -144,19 +159,23 @@ def end_event(
     error = outcome.error
     if why in (Why.TIMEOUT, Why.CANCEL) and outcome.signal is not None:
         error = why.value
-    event = Event(
-        job.path,
-        job.process,
-        job.fact.mtime_ns // 1_000_000_000,
-        outcome.status,
-        pid=pid or None,
-        exit=outcome.exit,
-        signal=outcome.signal,
-        error=error,
-        at=now,
-        took=took,
-        attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
-        retry_at=retry_at,
-        version=job.fact.version,
-    )
-    return event, verdict
+    events = [
+        Event(
+            path,
+            job.process,
+            fact.mtime_ns // 1_000_000_000,
+            outcome.status,
+            pid=pid or None,
+            exit=outcome.exit,
+            signal=outcome.signal,
+            error=error,
+            at=now,
+            took=took,
+            attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
+            retry_at=retry_at,
+            group=job.group,
+            version=fact.version,
+        )
+        for fact, path in zip(job.facts, job.paths, strict=True)
+    ]
+    return events, verdict

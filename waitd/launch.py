@@ -33,7 +33,7 @@ from waitd import runner
 from waitd.errors import HistoryWriteError, WaitdError
 from waitd.executor import Executor
 from waitd.history import Event, History, Status, escape
-from waitd.jobs import Job, Outcome, Verdict, Why, end_event
+from waitd.jobs import Job, Outcome, Verdict, Why, end_events
 from waitd.runs import Run, Runs, RunState
 from waitd.scan import FileFact
 from waitd.state import Entry, Works
@@ -56,17 +56,17 @@ class Launcher:
         self.failures = 0  # starts that failed, for --once's exit status
         self.hold_until = 0.0  # monotonic: the history could not take a status 0
         self.next_poll: Callable[[], float] = time.monotonic
-        self._ended: deque[tuple[Run, Outcome, Event, Verdict]] = deque()
+        self._ended: deque[tuple[Run, Outcome, list[Event], Verdict]] = deque()
 
     # -- starting ---------------------------------------------------------------
 
     def start(self, starts: list[tuple[Entry, Job]]) -> None:
         """Open the log files, record the starts with one sync, execute."""
-        prepared: list[tuple[Entry, Run, Event]] = []
+        prepared: list[tuple[Entry, Run, list[Event]]] = []
         for entry, job in starts:
             run = self._prepare(entry, job)
             if run is not None:
-                prepared.append((entry, run, runner.start_event(job, run.started_at)))
+                prepared.append((entry, run, runner.start_events(job, run.started_at)))
         if not prepared:
             return
         try:
@@ -85,7 +85,9 @@ class Launcher:
         assert entry.program is not None
         for attempt in (1, 2):
             try:
-                log_name, log_fd = runner.open_log(self.passdir, entry.record, entry.program, [job.path], letter, at)
+                log_name, log_fd = runner.open_log(
+                    self.passdir, entry.record, entry.program, list(job.paths), letter, at
+                )
             except runner.StartError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, FileNotFoundError) and self.logfiles_again():
                     continue
@@ -105,13 +107,13 @@ class Launcher:
             letter=letter,
         )
 
-    def _launch(self, entry: Entry, run: Run, started: Event) -> None:
+    def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
         job = run.job
         assert entry.program is not None
         env = runner.environment(self.env, entry.record, job, self.passdir, run.log_name)
         self.runs.add(run)
         try:
-            self.executor.start(run, entry.program, [job.process, job.path], env, os.path.dirname(job.path))
+            self.executor.start(run, entry.program, [job.process, *job.paths], env, os.path.dirname(job.path))
         except OSError as exc:
             # Could not be executed: recorded, not consumed, and the record backs off.
             error = exc.strerror or str(exc)
@@ -125,13 +127,14 @@ class Launcher:
         assert run.pid is not None
         runner.started_pid(self.history, started, run.pid)
         if entry.view.drain is not None:
-            entry.view.drain.pop(job.fact.name, None)
+            for fact in job.facts:
+                entry.view.drain.pop(fact.name, None)
         attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
         log.info(
             "record %d: started %s on %s (pid %d, log %s%s)",
             entry.number,
             job.process,
-            escape(job.path),
+            _files(job),
             run.pid,
             os.path.basename(run.log_name),
             attempt,
@@ -209,12 +212,13 @@ class Launcher:
             count += 1
         return count
 
-    def _end(self, run: Run, outcome: Outcome, took: float) -> tuple[Run, Outcome, Event, Verdict]:
+    def _end(self, run: Run, outcome: Outcome, took: float) -> tuple[Run, Outcome, list[Event], Verdict]:
         """Account for a run's end: its state, its log line, its record's tally."""
         run.transition(RunState.ENDED)  # -> ENDED
         entry_view = self.works.view(run.job.identity)
         options = entry_view.record.options if entry_view is not None else None
-        end, verdict = end_event(run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted)
+        ends, verdict = end_events(run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted)
+        end = ends[0]
         ok = verdict is Verdict.SUCCESS
         described = outcome.describe() if not run.adopted else "ended after a restart of waitd: outcome unknown"
         if end.error in ("timeout", "cancelled"):
@@ -227,7 +231,7 @@ class Launcher:
                 "record %d: %s on %s: %s after %.3f s",
                 run.number,
                 run.job.process,
-                escape(run.path),
+                _files(run.job),
                 described,
                 took,
             )
@@ -235,20 +239,23 @@ class Launcher:
             if tally is not None:
                 tally.ended(run.number, run.path, described, ok, took, time.monotonic())
         if ok and entry_view is not None:
-            entry_view.ran(run.job.fact)
-        return run, outcome, end, verdict
+            for fact in run.job.facts:
+                entry_view.ran(fact)
+        return run, outcome, ends, verdict
 
     def finish(self) -> int:
         """Write the ends `reap` collected; return how many."""
         count = len(self._ended)
         while self._ended:
-            run, outcome, end, _ = self._ended.popleft()
-            runner.footer(run, outcome, end)
-            self.record(end)
-            self.runs.remove(run)  # ENDED and written: its file is free
+            run, outcome, ends, _ = self._ended.popleft()
+            runner.footer(run, outcome, ends[0])
+            for end in ends:
+                self.record(end)
+            self.runs.remove(run)  # ENDED and written: its files are free
             view = self.works.view(run.job.identity)
-            if view is not None and (end.retry_at is not None or not end.consumed):
-                view.requeue(run.job.fact.name)
+            if view is not None and (ends[0].retry_at is not None or not ends[0].consumed):
+                for fact in run.job.facts:
+                    view.requeue(fact.name)
         return count
 
     def record(self, event: Event) -> None:
@@ -276,21 +283,29 @@ class Launcher:
 
     def adopt(self, open_runs: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
         """Take over the handlers a dead waitd left running (they count as
-        their record's runs); record the others as status 1 at once."""
+        their record's runs); record the others as status 1 at once.  The
+        members of a group run share a pid: one run for them."""
+        by_pid: dict[int | None, list[Event]] = {}
         for event in open_runs:
-            if self.executor.adopt(event):
+            if event.pid is not None and event.group is not None:
+                by_pid.setdefault(event.pid, []).append(event)
+            else:
+                by_pid.setdefault(None, []).append(event)
+        batches = [[e] for e in by_pid.pop(None, [])] + list(by_pid.values())
+        for events in batches:
+            first = events[0]
+            if self.executor.adopt(first):
                 log.warning(
-                    "%s: handler pid %d of a previous waitd still runs; waiting for it", escape(event.path), event.pid
+                    "%s: handler pid %d of a previous waitd still runs; waiting for it", _files(events), first.pid
                 )
-                job = _job_of(event, self._identity_of(event))
-                run = Run(self.runs.new_id(), job, number_of(job.identity) or 0, event.at or 0.0, time.monotonic())
-                run.pid, run.adopted = event.pid, True
+                job = _job_of(events, self._identity_of(first))
+                run = Run(self.runs.new_id(), job, number_of(job.identity) or 0, first.at or 0.0, time.monotonic())
+                run.pid, run.adopted = first.pid, True
                 run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
                 self.runs.add(run)
-            else:
-                log.warning(
-                    "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", escape(event.path)
-                )
+                continue
+            log.warning("%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", _files(events))
+            for event in events:
                 self.record(replace(event, status=Status.UNKNOWN, at=time.time(), retry_at=None))
 
     def _identity_of(self, event: Event) -> tuple[str, str, str]:
@@ -303,12 +318,32 @@ class Launcher:
         return (directory, "", event.process)
 
 
-def _job_of(event: Event, key: tuple[str, str, str]) -> Job:
-    """The job of an open run, from its history line."""
-    v = event.version
-    fact = (
-        FileFact(os.path.basename(event.path), v.mtime_ns, 0, v.size, v.ino, v.ino)
-        if v is not None
-        else FileFact(os.path.basename(event.path), event.mtime * 1_000_000_000, 0, 0, 0, 0)
+def _job_of(events: list[Event], key: tuple[str, str, str]) -> Job:
+    """The job of an open run, from its history lines (one a file)."""
+    facts = []
+    for event in events:
+        v = event.version
+        name = os.path.basename(event.path)
+        if v is not None:
+            facts.append(FileFact(name, v.mtime_ns, 0, v.size, v.ino, v.ino))
+        else:
+            facts.append(FileFact(name, event.mtime * 1_000_000_000, 0, 0, 0, 0))
+    first = events[0]
+    return Job(
+        key,
+        first.process,
+        tuple(facts),
+        tuple(e.path for e in events),
+        attempt=first.runs,
+        group=first.group,
     )
-    return Job(key, event.process, fact, event.path, attempt=event.runs)
+
+
+def _files(job: Job | list[Event]) -> str:
+    """The file, or the group and its files, as a log line names them."""
+    paths = list(job.paths) if isinstance(job, Job) else [e.path for e in job]
+    group = job.group if isinstance(job, Job) else job[0].group
+    if group is None and len(paths) == 1:
+        return escape(paths[0])
+    names = " ".join(escape(os.path.basename(p)) for p in paths)
+    return f"group {escape(group or '?')} in {escape(os.path.dirname(paths[0]))}: {names}"

@@ -44,7 +44,7 @@ from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
 from waitd.jobs import Job, Why
 from waitd.launch import Launcher
-from waitd.runs import Runs, RunState, claim
+from waitd.runs import Runs, RunState
 from waitd.scan import FileFact, Listings
 from waitd.state import Entry, Works
 from waitd.wakeups import Wakeups
@@ -378,7 +378,7 @@ class Daemon:
                 if jobs:
                     by_number[entry.number] = entry
                     candidates[entry.number] = [
-                        scheduler.Candidate(entry.number, claim(job.path, job.process), job.key, job) for job in jobs
+                        scheduler.Candidate(entry.number, job.claim, job.key, job) for job in jobs
                     ]
         limits = scheduler.Limits(
             {e.number: e.record.options.jobs for e in self.entries if e.program is not None and not e.problem},
@@ -479,7 +479,7 @@ class Daemon:
             if not entry.problem:
                 view.refresh(self.history, now_ns)
                 ready = view.take(len(view.cands), self.history, now_ns, self.runs.busy)
-            view.drain = {job.fact.name: job.fact.version for job in ready}
+            view.drain = {fact.name: fact.version for job in ready for fact in job.facts}
         self._force_list = False
 
     def _drained(self) -> bool:

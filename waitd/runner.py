@@ -170,6 +170,8 @@ def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str,
         WAITD_LOG=log_name,
         WAITD_ATTEMPT=str(job.attempt),
     )
+    if job.group is not None:
+        env["WAITD_GROUP"] = job.group
     if record.options.pattern is not None:
         for name, value in job.fields.items():
             if name not in ("name", "stem", "suffix", "dir", "telem"):
@@ -183,25 +185,29 @@ def _env_value(value: object) -> str:
     return str(value)
 
 
-def start_event(job: Job, at: float) -> Event:
-    """The status 0 event of a run, written before its handler runs."""
-    return Event(
-        job.path,
-        job.process,
-        job.fact.mtime_ns // 1_000_000_000,
-        Status.STARTED,
-        at=at,
-        attempt=job.attempt if job.attempt > 1 else None,
-        version=job.fact.version,
-    )
+def start_events(job: Job, at: float) -> list[Event]:
+    """The status 0 events of a run (one a file), written before its handler runs."""
+    return [
+        Event(
+            path,
+            job.process,
+            fact.mtime_ns // 1_000_000_000,
+            Status.STARTED,
+            at=at,
+            attempt=job.attempt if job.attempt > 1 else None,
+            group=job.group,
+            version=fact.version,
+        )
+        for fact, path in zip(job.facts, job.paths, strict=True)
+    ]
 
 
-def commit(starts: list[tuple[Run, Event]], history: History) -> None:
+def commit(starts: list[tuple[Run, list[Event]]], history: History) -> None:
     """Append the status 0 events of these starts with one sync (a group
     commit); if that fails none is recorded, each log file says so and is
     closed, and StartError is raised."""
     try:
-        history.append_all([event for _, event in starts], sync=True)
+        history.append_all([event for _, events in starts for event in events], sync=True)
     except HistoryWriteError as exc:
         for run, _ in starts:
             line = f"waitd: end record={run.number} error={escape('not started: ' + str(exc))} took=0.000"
@@ -211,11 +217,11 @@ def commit(starts: list[tuple[Run, Event]], history: History) -> None:
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
 
 
-def started_pid(history: History, started: Event, pid: int) -> None:
-    """The second status 0 line, with the pid.  Not synced: it only matters
-    if waitd dies, and then the page cache has it."""
+def started_pid(history: History, started: list[Event], pid: int) -> None:
+    """The second status 0 lines, with the pid.  Not synced: they only
+    matter if waitd dies, and then the page cache has them."""
     try:
-        history.append(replace(started, pid=pid))
+        history.append_all([replace(event, pid=pid) for event in started])
     except HistoryWriteError:
         pass
 

@@ -34,11 +34,6 @@ from waitd.jobs import Job, Why
 from waitd.scheduler import Phase, Running
 
 
-def claim(path: str, process: str) -> str:
-    """What a run works on, for the scheduler: a key of the history."""
-    return f"{process}\0{path}"
-
-
 class RunState(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
@@ -120,11 +115,11 @@ class Runs:
 
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
-        return any(r.path == path for r in self._runs.values())
+        return any(path in r.job.paths for r in self._runs.values())
 
     def busy_for(self, process: str) -> Callable[[str], bool]:
         """`busy` for the runs of one process (a key of the history)."""
-        return lambda path: any(r.path == path and r.job.process == process for r in self._runs.values())
+        return lambda path: any(path in r.job.paths and r.job.process == process for r in self._runs.values())
 
     def scheduled(self, number_of: Callable[[tuple[str, str, str]], int | None]) -> list[Running]:
         """The live runs as the scheduler sees them (`number_of` gives the
@@ -137,7 +132,7 @@ class Runs:
                 Running(
                     r.run_id,
                     number_of(r.job.identity),
-                    claim(r.path, r.job.process),
+                    r.job.claim,
                     r.job.key,
                     _PHASES[r.state],
                     r.started_mono,

@@ -413,7 +413,8 @@ class View:
                 self._left_alone.add(fact.name)
                 return None
         path = self.path_of(fact.name)
-        return Job(identity(self.record), self.record.process, fact, path, key, attempt_of(latest(fact)), fields)
+        attempt = attempt_of(latest(fact))
+        return Job(identity(self.record), self.record.process, (fact,), (path,), key, attempt, fields)
 
     def fields(self, name: str) -> dict[str, Any] | None:
         """The fields a FORMAT sees of a file; None (logged once) when the

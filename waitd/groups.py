@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: MIT
+"""Groups of files: the segments of one time slot, handled together.
+
+A record with `pattern=` and `critical=` and/or `wanted=` handles groups,
+as pytroll's segment_gatherer gathers them, but from the spool itself.
+The pattern parses each name into fields.  `channel_name` and `segment`
+say which member of its group a file is; every other field (but those
+named by `vary=`) says which group: members of one group agree on all of
+them, except `start_time`, which matches within `tolerance=` seconds of
+the group's first member (or is floored to `slot=` minutes).
+
+`members` reads segment_gatherer's own notation of expected members:
+items joined by `,`, each `CHANNEL:SEGMENT` or `CHANNEL:FIRST-LAST` (a
+range, zero-padded as FIRST is), `:SEGMENT` for a pattern without
+channels, `:` for the one file of a pattern with neither.
+
+`Index` files each name into its group (pure: no I/O, no clock of its
+own), and `verdict` says what a group is at a moment: ready (its critical
+and wanted members in and old enough, or its timeliness passed with its
+critical members in), waiting (until when), or incomplete (its timeliness
+passed with a critical member missing: it never runs).  The view applies
+that to the files and the history (`view.py`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TIME_FIELD = "start_time"
+SEGMENT_FIELDS = ("channel_name", "segment")
+Member = tuple[str, str]  # (channel, segment); "" where the pattern has none
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How a record groups its files."""
+
+    critical: frozenset[Member]
+    wanted: frozenset[Member]
+    accepted: frozenset[Member]  # every member a group takes: critical, wanted and all=
+    timeliness_s: float
+    tolerance_s: float
+    slot_min: float | None
+    vary: tuple[str, ...]
+
+    @property
+    def expected(self) -> frozenset[Member]:
+        return self.critical | self.wanted
+
+
+def members(text: str) -> frozenset[Member]:
+    """Parse `CHANNEL:SEG,CHANNEL:FIRST-LAST,:SEG`; ValueError saying what is wrong."""
+    out: set[Member] = set()
+    for item in text.split(","):
+        channel, colon, segments = item.partition(":")
+        if not colon:
+            raise ValueError(f"{item!r} is not CHANNEL:SEGMENT (write :{item} for no channel)")
+        first, dash, last = segments.partition("-")
+        if dash and first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
+            lo, hi = int(first), int(last)
+            if lo > hi or hi - lo > 100_000:
+                raise ValueError(f"range {segments!r} runs backwards or is too long")
+            width = len(first) if len(first) > 1 and first[0] == "0" else 0
+            out.update((channel, f"{i:0{width}d}" if width else str(i)) for i in range(lo, hi + 1))
+        elif dash:
+            raise ValueError(f"range {segments!r} is not FIRST-LAST in digits")
+        else:
+            out.add((channel, segments))
+    return frozenset(out)
+
+
+def member_of(fields: Mapping[str, Any]) -> Member:
+    """Which member a file is, from its fields."""
+    return (_text(fields.get("channel_name", "")), _text(fields.get("segment", "")))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _same(segment: str, expected: str) -> bool:
+    """A parsed segment (7, "000001") is the expected one ("007", "000001")."""
+    return segment == expected or (segment.isdigit() and expected.isdigit() and int(segment) == int(expected))
+
+
+def expected_member(spec: Spec, member: Member) -> Member | None:
+    """The member of the lists a file's member is (as written there), or None."""
+    channel, segment = member
+    for c, s in spec.accepted:
+        if c == channel and _same(segment, s):
+            return (c, s)
+    return None
+
+
+class Verdict(enum.Enum):
+    READY = "ready"
+    WAITING = "waiting"
+    INCOMPLETE = "incomplete"
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    """The files of one group found so far (mutable: files come and go)."""
+
+    gid: str  # stable: its fields and its time
+    fields: tuple[tuple[str, str], ...]  # what its members share (not the time)
+    time: datetime.datetime | None
+    first_arrival_ns: int
+    files: dict[Member, str] = field(default_factory=dict)  # member (as listed) -> file name
+    noted_incomplete: bool = False
+
+    def deadline_ns(self, spec: Spec) -> int:
+        return self.first_arrival_ns + int(spec.timeliness_s * 1e9)
+
+
+def verdict(spec: Spec, group: Group, ready: Iterable[Member], now_ns: int) -> tuple[Verdict, int | None]:
+    """What the group is now, given which of its members are in and old
+    enough; and when to look again (its timeliness), if waiting."""
+    ready = set(ready)
+    deadline = group.deadline_ns(spec)
+    if spec.expected <= ready:
+        return Verdict.READY, None
+    if now_ns < deadline:
+        return Verdict.WAITING, deadline
+    if spec.critical <= ready and ready:
+        return Verdict.READY, None
+    return Verdict.INCOMPLETE, None
+
+
+class Index:
+    """Which group each file belongs to (pure bookkeeping)."""
+
+    def __init__(self, spec: Spec, telem: str) -> None:
+        self.spec = spec
+        self.telem = telem
+        self.groups: dict[str, Group] = {}
+        self._by_fields: dict[tuple[tuple[str, str], ...], list[Group]] = {}
+        self._of: dict[str, tuple[Group, Member]] = {}  # file name -> its group and member
+
+    def group_of(self, name: str) -> tuple[Group, Member] | None:
+        return self._of.get(name)
+
+    def add(self, name: str, values: Mapping[str, Any], arrival_ns: int) -> tuple[Group, Member] | str:
+        """File a name into its group; or why it is not a member (a string)."""
+        self.remove(name)
+        member = expected_member(self.spec, member_of(values))
+        if member is None:
+            return "not a member of the groups of this record (its channel and segment are in no list)"
+        key, time = self._key(values)
+        group = self._find(key, time)
+        if group is None:
+            group = Group(self._gid(key, time), key, time, arrival_ns)
+            self.groups[group.gid] = group
+            self._by_fields.setdefault(key, []).append(group)
+        elif member in group.files and group.files[member] != name:
+            return f"a second file for member {member[0]}:{member[1]} of group {group.gid} ({group.files[member]})"
+        group.files[member] = name
+        group.first_arrival_ns = min(group.first_arrival_ns, arrival_ns)
+        self._of[name] = (group, member)
+        return group, member
+
+    def remove(self, name: str) -> None:
+        found = self._of.pop(name, None)
+        if found is None:
+            return
+        group, member = found
+        if group.files.get(member) == name:
+            del group.files[member]
+        if not group.files:
+            del self.groups[group.gid]
+            self._by_fields[group.fields].remove(group)
+            if not self._by_fields[group.fields]:
+                del self._by_fields[group.fields]
+
+    def _key(self, values: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], ...], datetime.datetime | None]:
+        skip = {*SEGMENT_FIELDS, *self.spec.vary, TIME_FIELD, "name", "stem", "suffix", "dir", "telem"}
+        key = tuple(sorted((k, _text(v)) for k, v in values.items() if k not in skip))
+        time = values.get(TIME_FIELD)
+        if not isinstance(time, datetime.datetime):
+            return key, None
+        if self.spec.slot_min is not None:
+            step = datetime.timedelta(minutes=self.spec.slot_min)
+            start = datetime.datetime(time.year, 1, 1, tzinfo=time.tzinfo)
+            time = start + step * ((time - start) // step)
+        return key, time
+
+    def _find(self, key: tuple[tuple[str, str], ...], time: datetime.datetime | None) -> Group | None:
+        for group in self._by_fields.get(key, []):
+            if time is None or group.time is None:
+                if time is group.time:
+                    return group
+                continue
+            if self.spec.slot_min is not None:
+                if group.time == time:
+                    return group
+            elif abs((time - group.time).total_seconds()) < self.spec.tolerance_s:
+                return group
+        return None
+
+    def _gid(self, key: tuple[tuple[str, str], ...], time: datetime.datetime | None) -> str:
+        parts = [f"{k}={v}" for k, v in key]
+        if time is not None:
+            parts.append(f"{TIME_FIELD}={time:%Y%m%dT%H%M%S}")
+        return ",".join([self.telem, *parts])
