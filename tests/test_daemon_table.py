@@ -13,6 +13,10 @@ from conftest import wait_for
 
 MANUAL_RECORD = "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4"
 
+KNOWN = (
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary"
+)
+
 
 def test_check_accepts_the_manual_pages_record(station):
     station.table("# the record of the original manual page", "", MANUAL_RECORD)
@@ -31,7 +35,7 @@ def bad_table_errors(station):
         f"{t}:1: expected 7 fields, got 6",
         f"{t}:3: wait-until-age 'x' is not a plain decimal number such as 30 or 0.5",
         f"{t}:4: keep-after '-2' is not a whole number such as 5, or -1 (keep every file)",
-        f"{t}:5: unknown option 'speed' (known: jobs, timeout, retries, retry, key, pattern, done, topic)",
+        f"{t}:5: unknown option 'speed' (known: {KNOWN})",
         f"{t}:6: name-template 'a/b' must not contain '/': it matches names in one directory",
         f"{t}:7: wait-until-age '1e3' is not a plain decimal number such as 30 or 0.5",
         f"{t}:7: keep-after '+2' is not a whole number such as 5, or -1 (keep every file)",

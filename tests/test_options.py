@@ -10,6 +10,10 @@ import pytest
 from waitd import options
 from waitd.options import Options
 
+KNOWN = (
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary"
+)
+
 
 def test_defaults_are_the_classic_record():
     assert options.parse([]) == (Options(), [])
@@ -50,7 +54,10 @@ def test_every_option():
         ("key={nope}", "option key={nope}: no field {nope} in (no pattern=) name, stem, suffix, dir, telem"),
         ("done=", "option done=: empty"),
         ("topic=", "option topic=: empty"),
-        ("colour=red", "unknown option 'colour' (known: jobs, timeout, retries, retry, key, pattern, done, topic)"),
+        (
+            "colour=red",
+            f"unknown option 'colour' (known: {KNOWN})",
+        ),
         ("extra", "'extra' is not key=value"),
     ],
 )
@@ -115,4 +122,37 @@ def test_described_as_they_will_be_used():
         "pattern=(none)",
         "done=(none)",
         "topic=a\\040b",
+        "critical=(none)",
+        "wanted=(none)",
+        "all=(none)",
+        "timeliness=1200",
+        "tolerance=30",
+        "slot=(none)",
+        "vary=(none)",
     ]
+
+
+def test_group_options_and_their_errors():
+    hrit = "pattern=H-{platform}-{channel_name}-{segment}-{start_time:%Y%m%d%H%M}"
+    o, problems = options.parse(
+        [hrit, "critical=:PRO,:EPI", "wanted=VIS006:000001-000003,:PRO", "timeliness=10", "slot=15", "vary=platform"]
+    )
+    assert problems == []
+    spec = o.group
+    assert spec is not None
+    assert spec.critical == {("", "PRO"), ("", "EPI")}
+    assert spec.expected == {("", "PRO"), ("", "EPI"), ("VIS006", "000001"), ("VIS006", "000002"), ("VIS006", "000003")}
+    assert (spec.timeliness_s, spec.slot_min, spec.vary) == (10.0, 15.0, ("platform",))
+    for items, problem in [
+        (["critical=:PRO"], "critical= and wanted= need pattern=: the fields of a name say its group and member"),
+        (["pattern={p}_{segment}.dat", "wanted=VIS:1"], "the member lists name channel_names, but pattern= has no"),
+        (["pattern={p}_{segment}.dat", "wanted=1-3"], "option wanted=1-3: '1-3' is not CHANNEL:SEGMENT"),
+        (["pattern={p}_{segment}.dat", "wanted=:3-1"], "option wanted=:3-1: range '3-1' runs backwards"),
+        (["pattern={p}_{segment}.dat", "wanted=:1-x"], "option wanted=:1-x: range '1-x' is not FIRST-LAST"),
+        (["pattern={p}_{segment}.dat", "wanted=:1-2", "vary=q"], "option vary= names q, which pattern= does not have"),
+        (["pattern={p}_{segment}.dat", "wanted=:1-2", "slot=5"], "option slot= needs a {start_time} field"),
+        (["pattern={p}_{segment}.dat", "timeliness=5"], "option timeliness= is for groups"),
+        (["pattern={p}_{segment}.dat", "wanted=:1", "done={name}.ok"], "done= and groups do not go together"),
+    ]:
+        _, found = options.parse(items)
+        assert len(found) >= 1 and found[0].startswith(problem), (items, found)

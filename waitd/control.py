@@ -266,6 +266,11 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     if failed:
         more = rec.get("failed_count", len(failed)) - len(failed)
         lines.append(f"kept after a failed run: {', '.join(failed)}" + (f" and {more} more" if more > 0 else ""))
+    incomplete = rec.get("incomplete") or []
+    if incomplete:
+        shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]
+        more = len(incomplete) - len(shown)
+        lines.append(f"incomplete groups: {'; '.join(shown)}" + (f" and {more} more" if more > 0 else ""))
     stuck = rec.get("unremovable") or []
     if stuck:
         more = rec.get("unremovable_count", len(stuck)) - len(stuck)

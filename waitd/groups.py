@@ -117,17 +117,22 @@ class Group:
         return self.first_arrival_ns + int(spec.timeliness_s * 1e9)
 
 
-def verdict(spec: Spec, group: Group, ready: Iterable[Member], now_ns: int) -> tuple[Verdict, int | None]:
-    """What the group is now, given which of its members are in and old
-    enough; and when to look again (its timeliness), if waiting."""
-    ready = set(ready)
-    deadline = group.deadline_ns(spec)
+def verdict(
+    spec: Spec, group: Group, present: Iterable[Member], ready: Iterable[Member], now_ns: int
+) -> tuple[Verdict, int | None]:
+    """What the group is now, given which of its members are in (`present`)
+    and which of those are old enough (`ready`); and, when waiting for its
+    timeliness, until when (None: until a member is old enough)."""
+    present, ready = set(present), set(ready)
     if spec.expected <= ready:
         return Verdict.READY, None
+    deadline = group.deadline_ns(spec)
     if now_ns < deadline:
         return Verdict.WAITING, deadline
-    if spec.critical <= ready and ready:
+    if ready and spec.critical <= ready:
         return Verdict.READY, None
+    if present and spec.critical <= present:
+        return Verdict.WAITING, None  # its critical members are in, not all old enough yet
     return Verdict.INCOMPLETE, None
 
 

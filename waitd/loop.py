@@ -104,6 +104,7 @@ class Daemon:
         self._plan_deadline: float | None = None
         self.status_file = control.StatusFile(settings.passdir)
         self._compact_at_start = True
+        self._status_failed = False
         self._stop_deadline = 0.0
         self._stopping_sent = False
         self._started = time.time()
@@ -537,7 +538,14 @@ class Daemon:
     # -- status -----------------------------------------------------------------
 
     def _write_status(self, force: bool = False) -> None:
-        self.status_file.update(self.status, force)
+        try:
+            self.status_file.update(self.status, force)
+        except Exception:
+            # The report is a view of the state, never a reason to stop
+            # handling files, or stopping.
+            if not self._status_failed:
+                log.exception("waitd: cannot build the status report; carrying on without it")
+            self._status_failed = True
 
     def status(self) -> dict[str, Any]:
         """The status document (report.Status) as JSON; times are epoch seconds."""

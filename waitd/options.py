@@ -30,6 +30,8 @@ from typing import Any
 
 import trollsift
 
+from waitd import groups
+
 MAX_JOBS = 1000
 MAX_RETRIES = 1000
 MAX_TIMEOUT_S = 31_536_000  # 365 days
@@ -52,6 +54,31 @@ class Options:
     pattern: str | None = None  # trollsift pattern of the file names
     done: str | None = None  # FORMAT: the companion marking a file complete
     topic: str | None = None  # the subject of events (default: the telem)
+    critical: str | None = None  # groups: the members a group cannot do without
+    wanted: str | None = None  # groups: the members waited for until timeliness
+    all: str | None = None  # groups: more members taken if they come in time
+    timeliness_s: float = 1200.0  # groups: how long after its first member a group waits
+    tolerance_s: float = 30.0  # groups: start times this close are one group
+    slot_min: float | None = None  # groups: start times floored to this many minutes
+    vary: str | None = None  # groups: fields that may differ within a group
+
+    @cached_property
+    def group(self) -> groups.Spec | None:
+        """How the record groups its files, if it does (critical= or wanted=)."""
+        if self.critical is None and self.wanted is None:
+            return None
+        critical = groups.members(self.critical) if self.critical else frozenset()
+        wanted = groups.members(self.wanted) if self.wanted else frozenset()
+        extra = groups.members(self.all) if self.all else frozenset()
+        return groups.Spec(
+            critical=critical,
+            wanted=wanted,
+            accepted=critical | wanted | extra,
+            timeliness_s=self.timeliness_s,
+            tolerance_s=self.tolerance_s,
+            slot_min=self.slot_min,
+            vary=tuple(v for v in (self.vary or "").split(",") if v),
+        )
 
     def described(self) -> list[str]:
         """`key=value` for every option as it will be used (`--check -v`)."""
@@ -68,6 +95,10 @@ class Options:
             else:
                 out.append(f"{name}={_escape(str(value))}")
         return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Each option by its name in the table, as it will be used."""
+        return {_NAMES_BY_ATTR[f.name]: getattr(self, f.name) for f in fields(self)}
 
     def retry_delay_s(self, attempt: int) -> float:
         """The delay before attempt `attempt + 1`, after `attempt` failed."""
@@ -133,14 +164,17 @@ def parse(
 
 
 def _check_formats(options: Options) -> list[str]:
-    """A FORMAT may name the built-in fields and the pattern's."""
+    """A FORMAT may name the built-in fields and the pattern's; groups need
+    a pattern with the fields their lists and options use."""
     known = set(BUILTIN_FIELDS)
+    fields_of_pattern: set[str] = set()
     if options.pattern is not None:
         try:
-            known |= set(trollsift.Parser(options.pattern).keys())
+            fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
         except (ValueError, TypeError, KeyError) as exc:
             return [f"option pattern={_escape(options.pattern)}: {exc}"]
-    problems = []
+        known |= fields_of_pattern
+    problems = _check_group(options, fields_of_pattern)
     for option in ("key", "done"):
         fmt = getattr(options, option)
         if fmt is None:
@@ -152,6 +186,37 @@ def _check_formats(options: Options) -> list[str]:
                     f"option {option}={_escape(fmt)}: no field {{{field}}} in {where}{', '.join(BUILTIN_FIELDS)}"
                 )
     return problems
+
+
+def _check_group(options: Options, fields: set[str]) -> list[str]:
+    spec = options.group
+    grouping = [n for n in ("all", "timeliness", "tolerance", "slot", "vary") if _given(options, n)]
+    if spec is None:
+        return [f"option {n}= is for groups: give critical= or wanted= too" for n in grouping]
+    if options.pattern is None:
+        return ["critical= and wanted= need pattern=: the fields of a name say its group and member"]
+    if options.done is not None:
+        return ["done= and groups do not go together (a group's member is complete by its wait age)"]
+    problems = []
+    for field_name, used in (
+        ("channel_name", any(c for c, _ in spec.accepted)),
+        ("segment", any(s for _, s in spec.accepted)),
+    ):
+        if used and field_name not in fields:
+            problems.append(f"the member lists name {field_name}s, but pattern= has no {{{field_name}}} field")
+    if not spec.accepted - {("", "")} and ("channel_name" in fields or "segment" in fields):
+        problems.append("the member lists are empty (:) but pattern= has channel_name or segment fields")
+    for name in spec.vary:
+        if name not in fields:
+            problems.append(f"option vary= names {name}, which pattern= does not have")
+    if options.slot_min is not None and groups.TIME_FIELD not in fields:
+        problems.append(f"option slot= needs a {{{groups.TIME_FIELD}}} field in pattern=")
+    return problems
+
+
+def _given(options: Options, name: str) -> bool:
+    attr = _SPECS[name].attr
+    return getattr(options, attr) != getattr(Options(), attr)
 
 
 def _format_fields(fmt: str) -> list[str]:
@@ -195,6 +260,24 @@ def _format(text: str) -> str:
     return text
 
 
+def _members(text: str) -> str:
+    groups.members(text)
+    return text
+
+
+def _minutes(text: str) -> float:
+    if not _DECIMAL.fullmatch(text) or not 0 < Decimal(text) <= 1440:
+        raise ValueError("expected a plain decimal number of minutes, more than 0 and at most 1440")
+    return float(text)
+
+
+def _names(text: str) -> str:
+    names = text.split(",")
+    if not all(n.isidentifier() for n in names):
+        raise ValueError("expected field names joined by commas, such as proc_time,orbit")
+    return text
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("empty")
@@ -216,6 +299,13 @@ _SPECS = {
     "pattern": _Spec("pattern", _text),
     "done": _Spec("done", _format),
     "topic": _Spec("topic", _text),
+    "critical": _Spec("critical", _members),
+    "wanted": _Spec("wanted", _members),
+    "all": _Spec("all", _members),
+    "timeliness": _Spec("timeliness_s", _seconds(True, MAX_TIMEOUT_S)),
+    "tolerance": _Spec("tolerance_s", _seconds(False, MAX_TIMEOUT_S)),
+    "slot": _Spec("slot_min", _minutes),
+    "vary": _Spec("vary", _names),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

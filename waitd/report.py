@@ -46,6 +46,12 @@ class Retrying:
 
 
 @dataclass(frozen=True, slots=True)
+class Incomplete:
+    group: str
+    missing: list[str]  # its critical members not there at its timeliness
+
+
+@dataclass(frozen=True, slots=True)
 class Last:
     file: str
     outcome: str
@@ -76,6 +82,7 @@ class RecordReport:
     failed_count: int
     unremovable: list[str]
     unremovable_count: int
+    incomplete: list[Incomplete]  # groups that will not run
     last: Last | None
     counters: Counts
 
@@ -123,7 +130,7 @@ def record_report(entry: Entry, runs: list[Run], history: History, now_mono: flo
     r = entry.record
     files = entry.view.files(history)
     tally = entry.tally
-    options = dict(zip(_OPTION_NAMES, (getattr(r.options, f.name) for f in dataclasses.fields(r.options)), strict=True))
+    options = r.options.as_dict()
     options["topic"] = r.topic
     return RecordReport(
         number=r.number,
@@ -142,12 +149,12 @@ def record_report(entry: Entry, runs: list[Run], history: History, now_mono: flo
         failed_count=files.failed_count,
         unremovable=files.unremovable,
         unremovable_count=files.unremovable_count,
+        incomplete=[
+            Incomplete(gid, missing) for gid, missing in sorted((entry.view.incomplete_groups() or {}).items())
+        ],
         last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,
         counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.removed),
     )
-
-
-_OPTION_NAMES = ("jobs", "timeout", "retries", "retry", "key", "pattern", "done", "topic")
 
 
 def as_json(status: Status) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class Works:
                         view.writing |= other.writing  # files still open for writing stay held
                 self._views[key], self._tallies[key] = view, tally
             else:
-                view.record = record
+                view.reconfigure(record)
                 tally.reset_backoff()  # a reload ends the back-off, as documented
                 if old_numbers.get(key) != record.number:
                     tally.letter = letter(record.number)  # the logs are named by number

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd import prune, table
+from waitd.gather import Gatherer
 from waitd.history import Event, History, Status, Version, escape
 from waitd.jobs import Job, attempt_of
 from waitd.prune import Outcome
@@ -83,6 +84,24 @@ class View:
         self.drain: dict[str, Version] | None = None  # --once: the files ready at start
         self._owner: dict[str, str] = {}  # done=: companion name -> its file's name
         self._left_alone: set[str] = set()  # names pattern= or key= cannot take
+        spec = record.options.group
+        self.gatherer = Gatherer(self, spec) if spec is not None else None
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        return identity(self.record)
+
+    def reconfigure(self, record: table.Record) -> None:
+        """Take the reloaded table's record of the same work: when it groups
+        differently, its files are filed into groups anew."""
+        grouping = record.options.group != self.record.options.group
+        self.record = record
+        if grouping:
+            spec = record.options.group
+            self.gatherer = Gatherer(self, spec) if spec is not None else None
+            self._left_alone.clear()
+            for fact in list(self.cands.facts.values()):
+                self._file(fact)
 
     @property
     def number(self) -> int:
@@ -216,6 +235,8 @@ class View:
         self.writing.discard(name)
         self.unremovable.pop(name, None)
         self._left_alone.discard(name)
+        if self.gatherer is not None:
+            self.gatherer.forget(name)
         if self.drain is not None:
             self.drain.pop(name, None)
         if self.record.options.done is not None:
@@ -250,8 +271,11 @@ class View:
             self.done[fact.name] = current or fact
 
     def requeue(self, name: str) -> None:
-        """The file may run again (a retry is set, a start failed)."""
+        """The file may run again (a retry is set, a start failed), or its
+        group's run ended."""
         self.cands.requeue(name)
+        if self.gatherer is not None:
+            self.gatherer.touch(name)
 
     def _stat(self, name: str) -> FileFact | None:
         assert self.spool is not None
@@ -282,6 +306,18 @@ class View:
             companion = self._companion(fact.name)
             if companion is not None:
                 self._owner[companion] = fact.name
+        if self.gatherer is not None:
+            self._file(fact)
+
+    def _file(self, fact: FileFact) -> None:
+        """File a file into its group (a grouping record)."""
+        assert self.gatherer is not None
+        values = self.fields(fact.name)
+        why = self.gatherer.filed(fact, values) if values is not None else "does not parse"
+        if why is not None:
+            if values is not None:
+                self._note(fact.name, f"{why}; left alone")
+            self._left_alone.add(fact.name)
 
     # -- removals ---------------------------------------------------------
 
@@ -306,12 +342,30 @@ class View:
             return 0
         now_ns = time.time_ns()
         removed = 0
-        for fact in prune.over_keep(list(self.done.values()), self.record.keep):
+        for fact in self._beyond_keep(history):
             path = self.path_of(fact.name)
             if busy(path) or not all_done(path, fact):
                 continue
             removed += self._remove(history, fact, f"handled with exit 0; keep-after is {self.record.keep}", now_ns)
         return removed
+
+    def _beyond_keep(self, history: History) -> list[FileFact]:
+        """The handled files beyond keep-after: files, or, for a grouping
+        record, the files of the groups beyond the newest keep-after."""
+        if self.gatherer is None:
+            return prune.over_keep(list(self.done.values()), self.record.keep)
+        by_group: dict[str, list[FileFact]] = {}
+        for fact in self.done.values():
+            event = self.latest(history, fact)
+            by_group.setdefault(event.group if event is not None and event.group else fact.name, []).append(fact)
+        newest = [max(facts, key=lambda f: (f.mtime_ns, f.name)) for facts in by_group.values()]
+        old = {f.name for f in prune.over_keep(newest, self.record.keep)}
+        return [
+            f
+            for facts in by_group.values()
+            if max(facts, key=lambda f: (f.mtime_ns, f.name)).name in old
+            for f in facts
+        ]
 
     def _remove(self, history: History, fact: FileFact, why: str, now_ns: int) -> int:
         assert self.spool is not None
@@ -353,6 +407,9 @@ class View:
         self.due_ns = None
         if self.spool is None or n <= 0:
             return []
+        if self.gatherer is not None:
+            groups, self.due_ns = self.gatherer.take(n, history, now_ns, busy, self._member_held)
+            return groups
         wait_ns = int(self.record.wait_s * 1e9)
         jobs: list[Job] = []
         # Each file's latest event, looked up once for the three questions
@@ -423,6 +480,17 @@ class View:
         if values is None:
             self._note(name, f"does not parse with pattern={self.record.options.pattern}; left alone")
         return values
+
+    def incomplete_groups(self) -> dict[str, list[str]] | None:
+        """Groups that will not run (a critical member missed their
+        timeliness), with what they miss; None for a record without groups."""
+        return dict(self.gatherer.incomplete) if self.gatherer is not None else None
+
+    def _member_held(self, fact: FileFact) -> int | None:
+        """Until when a member of a group is not ready although old enough."""
+        if self.drain is not None and self.drain.get(fact.name) != fact.version:
+            return FOREVER_NS
+        return fact.mtime_ns + WRITER_STALL_NS if fact.name in self.writing else None
 
     def _held_until(
         self, event: Event | None, fact: FileFact, busy: Callable[[str], bool], taken: list[Job]

@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: MIT
+"""Groups of files on the real daemon: segments of one slot handled together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from conftest import deliver, quiet_for, wait_for
+
+from waitd.history import Status
+
+HRIT = "H-000-{platform:4s}__-{channel_name:_<9s}-{segment:_<9s}-{start_time:%Y%m%d%H%M}-__"
+POLAR = "{platform}_{start_time:%Y%m%d_%H%M%S}_{segment:2d}.l1b"
+
+
+def hrit(platform: str, channel: str, segment: str, when: str = "202601011200") -> str:
+    return f"H-000-{platform:_<4s}__-{channel:_<9s}-{segment:_<9s}-{when}-__"
+
+
+def group_handler(station):
+    """Notes each run: its group and its arguments' names, one line."""
+    runs = station.passdir / "runs"
+    station.handler(
+        "g",
+        f'names=""; for f in "$@"; do names="$names $(basename "$f")"; done\n'
+        f'echo "$WAITD_GROUP|$(date +%s.%N)|$names" >> "{runs}"\n',
+    )
+    return runs
+
+
+def runs_of(path) -> list[tuple[str, float, list[str]]]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        group, at, names = line.split("|")
+        out.append((group, float(at), names.split()))
+    return out
+
+
+def test_a_group_runs_once_complete_with_its_members_in_order(station):
+    runs = group_handler(station)
+    station.table(
+        f"x in H-* {station.passdir}/g 0 -1 0 pattern={HRIT} critical=:PRO,:EPI "
+        "wanted=VIS006:000001-000002,:PRO,:EPI timeliness=60"
+    )
+    station.start()
+    names = [hrit("MSG4", "", "PRO"), hrit("MSG4", "VIS006", "000002"), hrit("MSG4", "VIS006", "000001")]
+    for name in names:
+        deliver(station, name, age_s=0)
+    station.signal(signal.SIGALRM)
+    quiet_for(0.5, lambda: runs_of(runs) == [])
+    last = hrit("MSG4", "", "EPI")
+    deliver(station, last, age_s=0)
+    wait_for(lambda: runs_of(runs), 10, "the group's run once its last member came")
+    ((group, _, args),) = runs_of(runs)
+    assert args == sorted([*names, last])
+    assert group == "x,platform=MSG4,start_time=20260101T120000"
+    ends = station.ends()
+    assert len(ends) == 4 and {e.group for e in ends} == {group} and all(e.exit == 0 for e in ends)
+    assert station.stop() == 0
+
+
+def test_missing_wanted_runs_at_timeliness_missing_critical_never(station):
+    runs = group_handler(station)
+    station.table(
+        f"x in H-* {station.passdir}/g 0 -1 0 pattern={HRIT} critical=:PRO wanted=VIS006:000001-000003 timeliness=2"
+    )
+    station.start()
+    first = time.time()
+    deliver(station, hrit("MSG4", "", "PRO"), age_s=0)
+    deliver(station, hrit("MSG4", "VIS006", "000001"), age_s=0)
+    # Another slot without its critical prologue.
+    deliver(station, hrit("MSG4", "VIS006", "000001", "202601011215"), age_s=0)
+    wait_for(lambda: runs_of(runs), 10, "the run at timeliness")
+    ((group, at, args),) = runs_of(runs)
+    assert at - first >= 2 - 0.2, "ran before its timeliness"
+    assert args == sorted([hrit("MSG4", "", "PRO"), hrit("MSG4", "VIS006", "000001")])
+    wait_for(lambda: "is incomplete" in station.log(), 10, "the incomplete group logged")
+    assert "without :PRO" in station.log()
+    status = json.loads(station.run("-s", "status", "--json").stdout)
+    (incomplete,) = status["records"][0]["incomplete"]
+    assert incomplete["group"].endswith("start_time=20260101T121500") and incomplete["missing"] == [":PRO"]
+    assert "incomplete groups:" in station.run("-s", "status").stdout
+    quiet_for(0.5, lambda: len(runs_of(runs)) == 1)
+    # A member arriving after its group ran: logged as late, not run.
+    late = hrit("MSG4", "VIS006", "000002")
+    deliver(station, late, age_s=0)
+    wait_for(lambda: "arrived after its group" in station.log(), 10, "the late member logged")
+    quiet_for(0.5, lambda: len(runs_of(runs)) == 1)
+    assert station.stop() == 0
+
+
+def test_tolerance_slots_and_vary(station):
+    runs = group_handler(station)
+    (station.root / "b").mkdir()
+    (station.root / "c").mkdir()
+    station.table(
+        f"tol in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} wanted=:1-2 timeliness=1 tolerance=30",
+        f"slot {station.root}/b *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} wanted=:1-2 timeliness=1 slot=10",
+        f"vary {station.root}/c *.dat {station.passdir}/g 0 -1 0 "
+        "pattern={platform}_{start_time:%Y%m%d_%H%M}_{proc:%H%M%S}_{segment}.dat wanted=:1-2 timeliness=60 vary=proc",
+    )
+    station.start()
+    # 20 s apart: one group; 40 s apart: two.
+    for name in ("n19_20260101_120000_01.l1b", "n19_20260101_120020_02.l1b"):
+        deliver(station, name, age_s=0)
+    for name in ("n18_20260101_130000_01.l1b", "n18_20260101_130040_02.l1b"):
+        deliver(station, name, age_s=0)
+    # 10-minute slots: 12:01 and 12:09 together, 12:11 apart.
+    for name in ("m1_20260101_120100_01.l1b", "m1_20260101_120900_02.l1b", "m1_20260101_121100_01.l1b"):
+        deliver(station, name, age_s=0, directory=station.root / "b")
+    # A processing time that differs within one group; two platforms: two groups.
+    for name in ("a_20260101_1200_120501_1.dat", "a_20260101_1200_120733_2.dat", "b_20260101_1200_120501_1.dat"):
+        deliver(station, name, age_s=0, directory=station.root / "c")
+    wait_for(lambda: len(runs_of(runs)) == 6, 15, "six group runs")
+    groups = sorted(sorted(args) for _, _, args in runs_of(runs))
+    assert groups == sorted(
+        [
+            ["n19_20260101_120000_01.l1b", "n19_20260101_120020_02.l1b"],
+            ["n18_20260101_130000_01.l1b"],
+            ["n18_20260101_130040_02.l1b"],
+            ["m1_20260101_120100_01.l1b", "m1_20260101_120900_02.l1b"],
+            ["m1_20260101_121100_01.l1b"],
+            ["a_20260101_1200_120501_1.dat", "a_20260101_1200_120733_2.dat"],
+        ]
+    )
+    quiet_for(0.3, lambda: len(runs_of(runs)) == 6)  # b_ (one of two wanted) waits for its timeliness
+    assert station.stop() == 0
+
+
+def test_a_restart_keeps_a_half_complete_groups_timeliness_and_a_killed_group_run_is_status_1(station):
+    runs = group_handler(station)
+    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} wanted=:1-3 timeliness=3")
+    station.start()
+    first = time.time()
+    deliver(station, "n19_20260101_120000_01.l1b", age_s=0)
+    deliver(station, "n19_20260101_120000_02.l1b", age_s=0)
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    wait_for(lambda: runs_of(runs), 15, "the group's run at its original timeliness")
+    ((_, at, args),) = runs_of(runs)
+    assert 3 - 0.2 <= at - first < 3 + 4, "the restart did not keep the group's first arrival"
+    assert args == ["n19_20260101_120000_01.l1b", "n19_20260101_120000_02.l1b"]
+    assert station.stop() == 0
+    # A group run killed with waitd: status 1 for every member, never again.
+    for done in station.incoming.iterdir():
+        done.unlink()
+    station.gated("slow")
+    station.table(f"y in *.l1b {station.passdir}/slow 0 -1 0 pattern={POLAR} wanted=:1-2 timeliness=60")
+    for name in ("n20_20260101_120000_01.l1b", "n20_20260101_120000_02.l1b"):
+        deliver(station, name, age_s=0)
+    station.start()
+    wait_for(lambda: station.ran(), 10, "the group's run")
+    pid = next(e.pid for e in station.history() if e.pid and e.path.endswith("n20_20260101_120000_01.l1b"))
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    os.killpg(pid, signal.SIGKILL)
+    station.start()
+    wait_for(
+        lambda: (
+            {e.path[-26:]: e.status for e in station.ends() if "n20" in e.path}
+            == {"n20_20260101_120000_01.l1b": Status.UNKNOWN, "n20_20260101_120000_02.l1b": Status.UNKNOWN}
+        ),
+        10,
+        "status 1 for both members",
+    )
+    station.signal(signal.SIGALRM)
+    quiet_for(0.5, lambda: len(station.ran()) == 1)
+    assert station.stop() == 0

@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: MIT
+"""Gathering a record's files into groups, and the groups into jobs.
+
+A `Gatherer` is the part of a record's `View` that knows groups: it files
+each file the view learns of into its group (`groups.Index`), and `take`
+gives the jobs of the groups ready now, one job a group, its members
+sorted by name.  A group is looked at again only when one of its files
+changes or its time comes (its timeliness, a member's wait age, a retry),
+so a spool of many open groups costs little a pass.
+
+What a group is comes from the spool and the history alone, so it holds
+across restarts: its first arrival is the earliest max(mtime, ctime) of
+its files; it ran when one of its members' latest events is a start or an
+end (a member with none then arrived late: logged once, never run); it is
+waiting for a retry when its members' ends carry `retry_at=`.  A group
+whose timeliness passed with a critical member missing is incomplete:
+logged once, listed by `-s status`, never run, left for expiry.
+
+This module starts and removes nothing; the view and the scheduler do.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from waitd import groups
+from waitd.history import Event, History
+from waitd.jobs import Job, attempt_of
+from waitd.scan import FileFact
+
+if TYPE_CHECKING:
+    from waitd.view import View
+
+log = logging.getLogger("waitd")
+
+
+class Gatherer:
+    def __init__(self, view: View, spec: groups.Spec) -> None:
+        self.view = view
+        self.spec = spec
+        self.index = groups.Index(spec, view.record.telem)
+        self._dirty: set[str] = set()  # groups to look at in the next take
+        self._due: list[tuple[int, str]] = []  # (when, group id): look again then
+        self.incomplete: dict[str, list[str]] = {}  # group id -> its missing critical members
+        self._late_noted: set[str] = set()
+
+    def filed(self, fact: FileFact, values: dict[str, Any]) -> str | None:
+        """File a file into its group; why not, if it is no member."""
+        found = self.index.add(fact.name, values, fact.spool_ns)
+        if isinstance(found, str):
+            return found
+        self._dirty.add(found[0].gid)
+        return None
+
+    def forget(self, name: str) -> None:
+        found = self.index.group_of(name)
+        if found is not None:
+            self._dirty.add(found[0].gid)
+        self.index.remove(name)
+        self._late_noted.discard(name)
+
+    def touch(self, name: str) -> None:
+        """Something changed for the file (a run ended, a retry is set)."""
+        found = self.index.group_of(name)
+        if found is not None:
+            self._dirty.add(found[0].gid)
+
+    def take(
+        self, n: int, history: History, now_ns: int, busy: Callable[[str], bool], held: Callable[[FileFact], int | None]
+    ) -> tuple[list[Job], int | None]:
+        """The jobs of up to `n` groups ready now, oldest first; and when to
+        look again."""
+        while self._due and self._due[0][0] <= now_ns:
+            self._dirty.add(heapq.heappop(self._due)[1])
+        ready: list[tuple[int, Job]] = []
+        for gid in list(self._dirty):
+            group = self.index.groups.get(gid)
+            if group is None:
+                self._dirty.discard(gid)
+                continue
+            job, again = self._look(group, history, now_ns, busy, held)
+            if job is not None:
+                ready.append((group.first_arrival_ns, job))  # stays dirty until it starts
+            else:
+                self._dirty.discard(gid)
+            if again is not None:
+                heapq.heappush(self._due, (again, gid))
+        ready.sort(key=lambda item: item[0])
+        return [job for _, job in ready[:n]], self._due[0][0] if self._due else None
+
+    def _look(
+        self,
+        group: groups.Group,
+        history: History,
+        now_ns: int,
+        busy: Callable[[str], bool],
+        held: Callable[[FileFact], int | None],
+    ) -> tuple[Job | None, int | None]:
+        """What to do with a group now: its job if ready, and when to look again."""
+        view = self.view
+        facts = {m: view.cands.facts.get(name) for m, name in group.files.items()}
+        present = {m: f for m, f in facts.items() if f is not None}
+        if any(busy(view.path_of(f.name)) for f in present.values()):
+            return None, None  # running: its end makes it dirty again
+        events = {m: view.latest(history, f) for m, f in present.items()}
+        handled = {m for m, e in events.items() if e is not None and e.consumed}
+        retry = [e.retry_at for e in events.values() if e is not None and e.retry_at is not None]
+        if handled:
+            if retry:
+                due = int(min(retry) * 1e9)
+                if due > now_ns:
+                    return None, due
+                members = {m: present[m] for m, e in events.items() if e is not None and e.retry_at is not None}
+                return self._job(group, members, events, now_ns), None
+            self._late(group, present, handled)
+            return None, None
+        ready: dict[groups.Member, FileFact] = {}
+        wait_ns = int(view.record.wait_s * 1e9)
+        next_ns: int | None = None
+        for member, fact in present.items():
+            until = max(view.cands.order_ns(fact) + wait_ns, held(fact) or 0)
+            if until <= now_ns:
+                ready[member] = fact
+            else:
+                next_ns = until if next_ns is None else min(next_ns, until)
+        verdict, deadline = groups.verdict(self.spec, group, present, ready, now_ns)
+        if verdict is groups.Verdict.READY:
+            return self._job(group, ready, events, now_ns), None
+        if verdict is groups.Verdict.INCOMPLETE:
+            self._incomplete(group, present)
+            return None, None
+        again = [t for t in (deadline, next_ns) if t is not None]
+        return None, min(again) if again else None
+
+    def _job(
+        self,
+        group: groups.Group,
+        members: dict[groups.Member, FileFact],
+        events: dict[groups.Member, Event | None],
+        now_ns: int,
+    ) -> Job | None:
+        view = self.view
+        facts = sorted(members.values(), key=lambda f: f.name)
+        fields = view.fields(facts[0].name) or {}
+        options = view.record.options
+        key = options.format(options.key, fields) if options.key is not None else None
+        attempt = max(attempt_of(events.get(m)) for m in members)
+        self.incomplete.pop(group.gid, None)
+        return Job(
+            view.identity,
+            view.record.process,
+            tuple(facts),
+            tuple(view.path_of(f.name) for f in facts),
+            key,
+            attempt,
+            fields,
+            group.gid,
+        )
+
+    def _late(self, group: groups.Group, present: dict[groups.Member, FileFact], handled: set[groups.Member]) -> None:
+        for member, fact in present.items():
+            if member not in handled and fact.name not in self._late_noted:
+                self._late_noted.add(fact.name)
+                log.warning(
+                    "record %d: %s arrived after its group %s ran; not run",
+                    self.view.number,
+                    self.view.path_of(fact.name),
+                    group.gid,
+                )
+
+    def _incomplete(self, group: groups.Group, present: dict[groups.Member, FileFact]) -> None:
+        missing = sorted(f"{c}:{s}" for c, s in self.spec.critical - set(present))
+        if self.incomplete.get(group.gid) != missing:
+            self.incomplete[group.gid] = missing
+            log.warning(
+                "record %d: group %s is incomplete: its timeliness of %g s passed without %s; "
+                "its %d file(s) are not run and wait for expiry",
+                self.view.number,
+                group.gid,
+                self.spec.timeliness_s,
+                ", ".join(missing),
+                len(present),
+            )
