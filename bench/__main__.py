@@ -8,9 +8,9 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, common, idle, jobs, scale
+from bench import arrivals, backlog, common, groups, idle, jobs, scale
 
-SCENARIOS = {"backlog": backlog, "jobs": jobs, "arrivals": arrivals, "idle": idle, "scale": scale}
+SCENARIOS = {"backlog": backlog, "jobs": jobs, "arrivals": arrivals, "groups": groups, "idle": idle, "scale": scale}
 
 METHOD = """\
 method: every scenario runs the real daemon (python -m waitd) on a fresh temporary PASSDIR under {tmp},
