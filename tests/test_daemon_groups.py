@@ -61,8 +61,9 @@ def test_a_group_runs_once_complete_with_its_members_in_order(station):
     ((group, _, args),) = runs_of(runs)
     assert args == sorted([*names, last])
     assert group == "x,platform=MSG4,start_time=20260101T120000"
+    wait_for(lambda: len(station.ends()) == 4, 10, "an end line for each member")
     ends = station.ends()
-    assert len(ends) == 4 and {e.group for e in ends} == {group} and all(e.exit == 0 for e in ends)
+    assert {e.group for e in ends} == {group} and all(e.exit == 0 for e in ends)
     assert station.stop() == 0
 
 
@@ -86,7 +87,7 @@ def test_missing_wanted_runs_at_timeliness_missing_critical_never(station):
     status = json.loads(station.run("-s", "status", "--json").stdout)
     (incomplete,) = status["records"][0]["incomplete"]
     assert incomplete["group"].endswith("start_time=20260101T121500") and incomplete["missing"] == [":PRO"]
-    assert "incomplete groups:" in station.run("-s", "status").stdout
+    wait_for(lambda: "incomplete groups:" in station.run("-s", "status").stdout, 10, "the status file to say so")
     quiet_for(0.5, lambda: len(runs_of(runs)) == 1)
     # A member arriving after its group ran: logged as late, not run.
     late = hrit("MSG4", "VIS006", "000002")
@@ -158,10 +159,14 @@ def test_a_restart_keeps_a_half_complete_groups_timeliness_and_a_killed_group_ru
         deliver(station, name, age_s=0)
     station.start()
     wait_for(lambda: station.ran(), 10, "the group's run")
-    pid = next(e.pid for e in station.history() if e.pid and e.path.endswith("n20_20260101_120000_01.l1b"))
+
+    def pid() -> int | None:
+        return next((e.pid for e in station.history() if e.pid and e.path.endswith("n20_20260101_120000_01.l1b")), None)
+
+    handler = wait_for(pid, 10, "the pid of the group's run in the history")
     station.signal(signal.SIGKILL)
     station.proc.wait()
-    os.killpg(pid, signal.SIGKILL)
+    os.killpg(handler, signal.SIGKILL)
     station.start()
     wait_for(
         lambda: (

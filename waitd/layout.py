@@ -7,15 +7,20 @@ pid and status files, and the handler logs under logfiles/.  `is_own`
 says whether a name in PASSDIR is one of them, so that a record whose
 incoming-dir is PASSDIR itself never hands waitd's own state to a handler
 nor removes it; `own_directory` says whether an incoming-dir is PASSDIR
-or its logfiles/ (whose every file is waitd's).
+or its logfiles/ (whose every file is waitd's), and `activate` and
+`matcher` apply that to a record.
 
-This module only names things: it opens, creates and checks nothing.
+This module opens and creates nothing; it stats the directories it
+compares.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from waitd import table
 
 TABLE = "incoming"
 LOG = "incoming.log"
@@ -82,3 +87,18 @@ def own_directory(directory: str, passdir: str) -> str | None:
         if (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino):
             return what
     return None
+
+
+def activate(record: table.Record, passdir: str, path_env: str) -> table.Activation:
+    """`table.activate`, and a record on waitd's own logfiles/ is inactive."""
+    if own_directory(record.directory, passdir) == "logfiles":
+        return table.Activation(None, f"incoming-dir {record.directory} is waitd's own logfiles directory")
+    return table.activate(record, passdir, path_env)
+
+
+def matcher(record: table.Record, passdir: str) -> Callable[[str], bool]:
+    """The record's template; in PASSDIR itself, waitd's own files never match."""
+    match = table.matcher(record.template)
+    if own_directory(record.directory, passdir) != "passdir":
+        return match
+    return lambda name: match(name) and not is_own(name)

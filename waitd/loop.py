@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import control, layout, report, runner, scheduler, sock, table
+from waitd import control, drain, layout, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
@@ -129,8 +129,8 @@ class Daemon:
         path_env = self._env.get("PATH", os.defpath)
         entries = self.works.install(
             records,
-            lambda record: _activate(record, passdir, path_env),
-            lambda record: _matcher(record, passdir),
+            lambda record: layout.activate(record, passdir, path_env),
+            lambda record: layout.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
         for entry in entries:
@@ -184,7 +184,8 @@ class Daemon:
                 self.history.drop_gone(Listings().exists)
             try:
                 if self.settings.once:
-                    self._start_drain()
+                    drain.begin(self.entries, self.history, self.runs.busy)
+                    self._force_list = False
                 while True:
                     ready = wakeups.wait(self._timeout(time.monotonic()))
                     self._asked = control_fd in ready
@@ -240,7 +241,7 @@ class Daemon:
         if self.mode is Mode.STOPPING:
             return self._stop_step(now)
         self._pass(now)
-        if self.settings.once and self._drained():
+        if self.settings.once and not self._own_runs() and drain.over(self.entries, self.history):
             self.launcher.finish()
             self._prune_all()
             return True
@@ -367,7 +368,7 @@ class Daemon:
             entry.view.refresh(self.history, now_ns, restat=not self.watcher.watching(entry.record.directory))
             self._watch(entry)
         if listing and self.mode is Mode.ACTIVE and entry.view.spool is not None:
-            entry.tally.counters.removed += entry.view.expire(self.history, now_ns, self.runs.busy)
+            entry.tally.counters.removed += sweep.expire(entry.view, self.history, now_ns, self.runs.busy)
 
     def _schedule(self, now: float, now_ns: int) -> None:
         """Ask the scheduler what to start and signal now; do it."""
@@ -446,7 +447,7 @@ class Daemon:
             return
         for entry in self.entries:
             if entry.view.spool is not None and not entry.problem:
-                entry.tally.counters.removed += entry.view.keep(self.history, self.runs.busy, self._all_done)
+                entry.tally.counters.removed += sweep.keep(entry.view, self.history, self.runs.busy, self._all_done)
 
     def _all_done(self, path: str, fact: FileFact) -> bool:
         """True when every record matching the file handled it with exit 0.
@@ -465,41 +466,8 @@ class Daemon:
         now_ns = time.time_ns()
         for entry in self.entries:
             if entry.view.spool is not None and self.mode is Mode.ACTIVE:
-                entry.tally.counters.removed += entry.view.expire(self.history, now_ns, self.runs.busy)
+                entry.tally.counters.removed += sweep.expire(entry.view, self.history, now_ns, self.runs.busy)
         self._keep_all()
-
-    # -- --once -----------------------------------------------------------------
-
-    def _start_drain(self) -> None:
-        """--once: the files ready now are the drain; later ones wait."""
-        now_ns = time.time_ns()
-        for entry in self.entries:
-            view = entry.view
-            view.drain = None
-            ready = []
-            if not entry.problem:
-                view.refresh(self.history, now_ns)
-                ready = view.take(len(view.cands), self.history, now_ns, self.runs.busy)
-            view.drain = {fact.name: fact.version for job in ready for fact in job.facts}
-        self._force_list = False
-
-    def _drained(self) -> bool:
-        if self._own_runs():
-            return False
-        now_ns = time.time_ns()
-        for entry in self.entries:
-            view = entry.view
-            for name, version in list((view.drain or {}).items()):
-                fact = view.cands.facts.get(name)
-                if fact is None or fact.version != version or view.consumed(self.history, fact):
-                    del view.drain[name]  # type: ignore[union-attr]
-                    continue
-                event = view.latest(self.history, fact)
-                if event is not None and event.retry_at is not None and event.retry_at * 1e9 > now_ns:
-                    del view.drain[name]  # type: ignore[union-attr]  # its retry is for a later drain
-            if view.drain and not entry.tally.backing_off(time.monotonic()):
-                return False
-        return True
 
     # -- stopping ---------------------------------------------------------------
 
@@ -549,47 +517,17 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The status document (report.Status) as JSON; times are epoch seconds."""
-        now_mono, now = report.now_pair()
-        records = []
-        for entry in self.entries:
-            runs = self.runs.of(entry.identity)
-            records.append(report.record_report(entry, runs, self.history, now_mono, now))
-        listed = {e.identity for e in self.entries}
-        others = [report.run_report(r, now_mono) for r in self.runs.live() if r.job.identity not in listed]
         return report.as_json(
-            report.Status(
-                schema=report.SCHEMA_VERSION,
-                pid=os.getpid(),
+            report.build(
+                self.works,
+                self.runs,
+                self.history,
                 mode=self.mode.value,
-                passdir=self.settings.passdir,
-                started_at=self._started,
-                written_at=now,
-                jobs=self.settings.jobs,
-                stop_timeout_s=self.settings.stop_timeout_s,
+                settings=self.settings,
+                started=self._started,
+                unwritten=len(self.launcher.unwritten),
+                reloads=self._reloads,
+                reload_errors=self._reload_errors,
                 kill_grace_s=KILL_GRACE_S,
-                unwritten_events=len(self.launcher.unwritten),
-                table=report.TableReport(
-                    self._reloads,
-                    self._reload_errors,
-                    len(self.entries),
-                    sum(1 for e in self.entries if not e.problem),
-                ),
-                records=records,
-                other_runs=others,
             )
         )
-
-
-def _activate(record: table.Record, passdir: str, path_env: str) -> table.Activation:
-    """`table.activate`, and a record on waitd's own logfiles/ is inactive."""
-    if layout.own_directory(record.directory, passdir) == "logfiles":
-        return table.Activation(None, f"incoming-dir {record.directory} is waitd's own logfiles directory")
-    return table.activate(record, passdir, path_env)
-
-
-def _matcher(record: table.Record, passdir: str) -> Callable[[str], bool]:
-    """The record's template; in PASSDIR itself, waitd's own files never match."""
-    match = table.matcher(record.template)
-    if layout.own_directory(record.directory, passdir) != "passdir":
-        return match
-    return lambda name: match(name) and not layout.is_own(name)

@@ -15,13 +15,14 @@ the text `waitd -s status` prints.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.history import History, escape
-from waitd.runs import Run
-from waitd.state import Entry
+from waitd.runs import Run, Runs
+from waitd.state import Entry, Works
 
 SCHEMA_VERSION = 1
 
@@ -165,3 +166,39 @@ def as_json(status: Status) -> dict[str, Any]:
 def now_pair() -> tuple[float, float]:
     """(monotonic, epoch) seconds, taken together."""
     return time.monotonic(), time.time()
+
+
+def build(
+    works: Works,
+    runs: Runs,
+    history: History,
+    *,
+    mode: str,
+    settings: Any,
+    started: float,
+    unwritten: int,
+    reloads: int,
+    reload_errors: list[str],
+    kill_grace_s: float,
+) -> Status:
+    """The status document of a daemon's state."""
+    now_mono, now = now_pair()
+    entries = works.entries
+    records = [record_report(e, runs.of(e.identity), history, now_mono, now) for e in entries]
+    listed = {e.identity for e in entries}
+    others = [run_report(r, now_mono) for r in runs.live() if r.job.identity not in listed]
+    return Status(
+        schema=SCHEMA_VERSION,
+        pid=os.getpid(),
+        mode=mode,
+        passdir=settings.passdir,
+        started_at=started,
+        written_at=now,
+        jobs=settings.jobs,
+        stop_timeout_s=settings.stop_timeout_s,
+        kill_grace_s=kill_grace_s,
+        unwritten_events=unwritten,
+        table=TableReport(reloads, reload_errors, len(entries), sum(1 for e in entries if not e.problem)),
+        records=records,
+        other_runs=others,
+    )

@@ -1,25 +1,25 @@
 # SPDX-License-Identifier: MIT
-"""One record's view of its spool: its files, their readiness, removals.
+"""One record's view of its spool: its files and their readiness.
 
 A `View` owns what waitd knows of one record's files: its open directory
 (`scan.Spool`), the matching files (`scan.Candidates`), the files whose
 run ended with exit 0 (`done`), the files a writer still has open, the
 names already reported as strange, and those that could not be removed.
 It lives as long as the record's work (directory, template, process) is
-in the table, across HUP.
+known, across HUP.
 
 The loop asks it to `refresh` (list when changed, or stat what inotify
-named: `touched`), to `expire` and `keep` (the two removal rules), and to
-`take` the jobs ready now: old enough, not handled yet (or due for a
-retry), not held by their writer, not busy with a run, their companion
-there when `done=` asks for one, their name parsed when `pattern=` is set,
-each checked once more with a stat.
+named: `touched`) and to `take` the jobs ready now: old enough, not
+handled yet (or due for a retry), not held by their writer, not busy
+with a run, their companion there when `done=` asks for one, their name
+parsed when `pattern=` is set, each checked once more with a stat; for a
+record that handles groups, its `Gatherer` makes the jobs of the groups.
 
-Not here: what to start of those (`scheduler`), runs (`runs`), the
-decisions themselves (`scan.Candidates.take`, `prune.expired`,
-`prune.over_keep`).  Every problem is logged with the record number first
-and never raised: a strange file is skipped and logged once, a removal
-that fails is logged once per version.
+Not here: the removal rules (`sweep`), what to start of the jobs
+(`scheduler`), runs (`runs`), the decisions themselves
+(`scan.Candidates.take`, `groups.verdict`).  Every problem is logged with
+the record number first and never raised: a strange file is skipped and
+logged once.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import prune, table
+from waitd import table
 from waitd.gather import Gatherer
 from waitd.history import Event, History, Status, Version, escape
 from waitd.jobs import Job, attempt_of
-from waitd.prune import Outcome
 from waitd.scan import FOREVER_NS, Candidates, FileFact, Skip, Spool
 from waitd.watch import CLOSED, OPENED
 
@@ -201,13 +200,13 @@ class View:
             return False
         facts, skipped = self.spool.stat_all(names)
         for name, reason in skipped.items():
-            self._note(name, reason)
+            self.note(name, reason)
         if self.noted:
             for fact in facts:
                 self.noted.pop(fact.name, None)
         changed, gone = self.cands.replace_all(facts, now_ns)
         for name in gone:
-            self._forget(name)
+            self.forget(name)
         for fact in changed:
             self._check_new(history, fact, now_ns)
         self.noted = {n: r for n, r in self.noted.items() if n in self.cands.facts or n in names}
@@ -219,16 +218,16 @@ class View:
         known = list(self.cands.facts)
         facts, skipped = self.spool.stat_all(known) if self.spool is not None else ([], {})
         for name, reason in skipped.items():
-            self._note(name, reason)
+            self.note(name, reason)
         seen = {fact.name for fact in facts}
         for name in known:
             if name not in seen:
-                self._forget(name)
+                self.forget(name)
         for fact in facts:
             if self.cands.update(fact, now_ns):
                 self._check_new(history, fact, now_ns)
 
-    def _forget(self, name: str) -> None:
+    def forget(self, name: str) -> None:
         """The file is gone: drop what is known of it."""
         self.cands.remove(name)
         self.done.pop(name, None)
@@ -259,7 +258,7 @@ class View:
         """Stat one name and take what it says: a new version, or gone."""
         fact = self._stat(name)
         if fact is None:
-            self._forget(name)
+            self.forget(name)
         elif self.cands.update(fact, now_ns):
             self._check_new(history, fact, now_ns)
 
@@ -281,13 +280,13 @@ class View:
         assert self.spool is not None
         facts, skipped = self.spool.stat_all((name,))
         for reason in skipped.values():
-            self._note(name, reason)
+            self.note(name, reason)
         if not facts:
             return None
         self.noted.pop(name, None)
         return facts[0]
 
-    def _note(self, name: str, reason: str) -> None:
+    def note(self, name: str, reason: str) -> None:
         if self.noted.get(name) != reason:
             log.warning("record %d: %s: %s", self.number, escape(self.path_of(name)), reason)
             self.noted[name] = reason
@@ -301,9 +300,9 @@ class View:
         if self.drain is not None and self.drain.get(fact.name, fact.version) != fact.version:
             del self.drain[fact.name]  # another version than the one ready at start
         if fact.mtime_ns > now_ns + 5_000_000_000:
-            self._note(fact.name, "mtime is in the future; its age counts from when waitd first saw it")
+            self.note(fact.name, "mtime is in the future; its age counts from when waitd first saw it")
         if self.record.options.done is not None:
-            companion = self._companion(fact.name)
+            companion = self.companion(fact.name)
             if companion is not None:
                 self._owner[companion] = fact.name
         if self.gatherer is not None:
@@ -316,88 +315,8 @@ class View:
         why = self.gatherer.filed(fact, values) if values is not None else "does not parse"
         if why is not None:
             if values is not None:
-                self._note(fact.name, f"{why}; left alone")
+                self.note(fact.name, f"{why}; left alone")
             self._left_alone.add(fact.name)
-
-    # -- removals ---------------------------------------------------------
-
-    def expire(self, history: History, now_ns: int, busy: Callable[[str], bool]) -> int:
-        """Remove files in the spool longer than hours-too-old; how many."""
-        if self.spool is None:
-            return 0
-        removed = 0
-        for fact in prune.expired(list(self.cands.facts.values()), now_ns, self.record.too_old_h):
-            if busy(self.path_of(fact.name)):
-                continue
-            event = self.latest(history, fact)
-            handled = event is not None and event.consumed
-            hours = (now_ns - fact.spool_ns) / 3.6e12
-            why = f"expired: in the spool {hours:.3g} h, hours-too-old is {self.record.too_old_h:g}"
-            removed += self._remove(history, fact, why if handled else f"{why}; it was never handled", now_ns)
-        return removed
-
-    def keep(self, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> int:
-        """Remove handled files (exit 0) beyond the newest keep-after; how many."""
-        if self.spool is None or self.record.keep < 0 or len(self.done) <= self.record.keep:
-            return 0
-        now_ns = time.time_ns()
-        removed = 0
-        for fact in self._beyond_keep(history):
-            path = self.path_of(fact.name)
-            if busy(path) or not all_done(path, fact):
-                continue
-            removed += self._remove(history, fact, f"handled with exit 0; keep-after is {self.record.keep}", now_ns)
-        return removed
-
-    def _beyond_keep(self, history: History) -> list[FileFact]:
-        """The handled files beyond keep-after: files, or, for a grouping
-        record, the files of the groups beyond the newest keep-after."""
-        if self.gatherer is None:
-            return prune.over_keep(list(self.done.values()), self.record.keep)
-        by_group: dict[str, list[FileFact]] = {}
-        for fact in self.done.values():
-            event = self.latest(history, fact)
-            by_group.setdefault(event.group if event is not None and event.group else fact.name, []).append(fact)
-        newest = [max(facts, key=lambda f: (f.mtime_ns, f.name)) for facts in by_group.values()]
-        old = {f.name for f in prune.over_keep(newest, self.record.keep)}
-        return [
-            f
-            for facts in by_group.values()
-            if max(facts, key=lambda f: (f.mtime_ns, f.name)).name in old
-            for f in facts
-        ]
-
-    def _remove(self, history: History, fact: FileFact, why: str, now_ns: int) -> int:
-        assert self.spool is not None
-        path = escape(self.path_of(fact.name))
-        removal = prune.remove(self.spool.fd, fact)
-        if removal.outcome is Outcome.REMOVED:
-            level = logging.WARNING if "never handled" in why else logging.INFO
-            log.log(level, "record %d: removed %s: %s", self.number, path, why)
-            self._remove_companion(fact.name)
-            self._forget(fact.name)
-            return 1
-        if removal.outcome is Outcome.GONE:
-            self._forget(fact.name)  # another record sharing the directory removed it
-        elif removal.outcome is Outcome.CHANGED:
-            self.look_again(history, fact.name, now_ns)  # a new delivery: a candidate again
-        elif self.unremovable.get(fact.name, (None,))[0] != fact.version:
-            # Once per version, not at every pass: the next poll tries again.
-            log.warning("record %d: cannot remove %s (%s): %s", self.number, path, why, removal.reason)
-            self.unremovable[fact.name] = (fact.version, removal.reason)
-        return 0
-
-    def _remove_companion(self, name: str) -> None:
-        companion = self._companion(name)
-        if companion is None or self.spool is None:
-            return
-        self._owner.pop(companion, None)
-        removal = prune.remove_name(self.spool.fd, companion)
-        shown = escape(self.path_of(companion))
-        if removal.outcome is Outcome.REMOVED:
-            log.info("record %d: removed %s: the companion of %s", self.number, shown, escape(name))
-        elif removal.outcome is Outcome.REFUSED:
-            log.warning("record %d: cannot remove %s: %s", self.number, shown, removal.reason)
 
     # -- what is ready ----------------------------------------------------
 
@@ -447,7 +366,7 @@ class View:
         fresh = self._stat(fact.name)
         if fresh is None:
             log.info("record %d: %s vanished before its run", self.number, escape(self.path_of(fact.name)))
-            self._forget(fact.name)
+            self.forget(fact.name)
             return None
         if fresh != fact:
             # Still being written (or touched): order and age it again.
@@ -466,7 +385,7 @@ class View:
         if options.key is not None:
             key = options.format(options.key, fields)
             if key is None:
-                self._note(fact.name, f"key={options.key} does not fit its fields; left alone")
+                self.note(fact.name, f"key={options.key} does not fit its fields; left alone")
                 self._left_alone.add(fact.name)
                 return None
         path = self.path_of(fact.name)
@@ -478,7 +397,7 @@ class View:
         record's pattern does not parse its name."""
         values = self.record.options.fields(name, self.record.directory, self.record.telem)
         if values is None:
-            self._note(name, f"does not parse with pattern={self.record.options.pattern}; left alone")
+            self.note(name, f"does not parse with pattern={self.record.options.pattern}; left alone")
         return values
 
     def incomplete_groups(self) -> dict[str, list[str]] | None:
@@ -514,7 +433,7 @@ class View:
             until = max(until or 0, ready)
         return until
 
-    def _companion(self, name: str) -> str | None:
+    def companion(self, name: str) -> str | None:
         fmt = self.record.options.done
         if fmt is None:
             return None
@@ -523,11 +442,11 @@ class View:
 
     def _companion_ready_ns(self, name: str) -> int | None:
         """When the file's companion is old enough (None: not there)."""
-        companion = self._companion(name)
+        companion = self.companion(name)
         if companion is None or self.spool is None:
             return None
         if "/" in companion or companion == name:
-            self._note(name, f"done={self.record.options.done} names {companion!r}, not another file here; left alone")
+            self.note(name, f"done={self.record.options.done} names {companion!r}, not another file here; left alone")
             return None
         try:
             fact = self.spool.stat(companion)
