@@ -31,22 +31,33 @@ slot's first file's fields, `variable_tags` left as wildcards, never as
 globs.
 
 Semantics measured on 0.22.0 (tests/test_peer_segment_gatherer.py pins
-them): a slot is published as soon as every wanted and critical file is
-in; at timeliness (counted from the slot's first file, never extended) it
-is published with what is there, unless `is_critical_set` is true and a
-critical file is missing, when it is dropped.  With `is_critical_set`
-false the critical files are only more wanted files.  A file whose mask is
-not in `all_files` is dropped, so wanted and critical files must be listed
-in `all` too (segment_gatherer adds neither list to it).  A slot is found by time alone (`time_tolerance`, default 30 s);
-the slot's other fields (platform, ...) come from its first file.
+them): a slot is published a few milliseconds after every wanted and
+critical file is in; at timeliness (counted from the slot's first file,
+never extended) it is published with what is there, unless
+`is_critical_set` is true and a critical file is missing, when it is
+dropped.  With `is_critical_set` false the critical files are only more
+wanted files.  "At timeliness" means at the first of its idle ticks after
+it: it looks at its slots once a second, counted from the last message it
+received (timeliness 1.5 s gives 2.0 s).  A file whose mask is not in
+`all_files` is dropped, so wanted and critical files must be listed in
+`all` too (segment_gatherer adds neither list to it); a file already in
+the open slot is counted once; a file after publication opens a new slot.
+A slot is found by time alone (`time_tolerance`, default 30 s, or the
+start time floored to `group_by_minutes`), and its other fields
+(platform, ...) come from its first file.
 
 Pitfalls: segment_gatherer's publisher binds every interface (its
 configuration gives posttroll a port, never an address); a message without
-`sensor` kills it (KeyError); posttroll turns every string that reads as an
-ISO time into a datetime on decoding; SIGTERM waits for open slots, so
-`stop` sends SIGKILL.  `start` raises RuntimeError, with the tail of the
-peer's log, when the peer does not come up; `datasets` raises
-AssertionError when fewer datasets than asked come in time.
+`sensor` kills it (KeyError); posttroll turns every string that reads as
+an ISO time into a datetime on decoding, so a field such as CSPP's
+processing time matches nothing unless it is in `variable_tags`; SIGTERM
+waits for open slots, so `stop` sends SIGKILL.  `start` returns when our
+SUB socket's handshake with its publisher is done and a probe `file`
+message (a uid the pattern does not match, which it logs and skips) shows
+in its log, about 0.1 s after the spawn here.  `start` raises
+RuntimeError, with the tail of the peer's log, when the peer does not come
+up; `datasets` raises AssertionError when fewer datasets than asked come
+in time.
 """
 
 from __future__ import annotations
