@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""Real programs that the tests compare waitd against (test support, not tests)."""
