@@ -707,11 +707,28 @@ _VALUES = st.one_of(
     st.from_regex(r"[!-~]{0,6}", fullmatch=True),
 )
 _ITEMS = st.tuples(
-    st.sampled_from(["pid", "exit", "signal", "error", "at", "took", "mtime_ns", "size", "ino", "host"]), _VALUES
+    st.sampled_from(
+        [
+            "pid",
+            "exit",
+            "signal",
+            "error",
+            "at",
+            "took",
+            "attempt",
+            "retry_at",
+            "group",
+            "mtime_ns",
+            "size",
+            "ino",
+            "host",
+        ]
+    ),
+    _VALUES,
 ).map("=".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     mtime=st.sampled_from(["5", "-5", "0", "9" * 25, "9" * 5000, "x"]),
     status=st.sampled_from(["0", "1", "2"]),

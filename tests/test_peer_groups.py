@@ -17,7 +17,7 @@ from peers.segment_gatherer import GroupSpec, SegmentGathererPeer
 
 HRIT = "H-000-{platform_name:4s}__-{channel_name:_<9s}-{segment:_<9s}-{start_time:%Y%m%d%H%M}-__"
 POLAR = "{platform_name}_{start_time:%Y%m%d_%H%M%S}_{segment}_{proc}.dat"
-TIMELINESS = 2
+TIMELINESS = 1
 
 
 def hrit(channel: str, segment: str, platform: str = "MSG4", when: str = "202601011200") -> str:
