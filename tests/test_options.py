@@ -10,9 +10,7 @@ import pytest
 from waitd import options
 from waitd.options import Options
 
-KNOWN = (
-    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary"
-)
+KNOWN = "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary, claim, next, out-limit, out-wait"
 
 
 def test_defaults_are_the_classic_record():
@@ -129,6 +127,10 @@ def test_described_as_they_will_be_used():
         "tolerance=30",
         "slot=(none)",
         "vary=(none)",
+        "claim=no",
+        "next=(none)",
+        "out-limit=(none)",
+        "out-wait=10",
     ]
 
 

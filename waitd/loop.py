@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import control, drain, layout, report, runner, scheduler, sock, sweep, table
+from waitd import claims, control, drain, layout, queue, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
@@ -71,6 +71,7 @@ class Settings:
     once: bool = False
     poll_only: bool = False
     jobs: int | None = None  # --jobs: handlers of all records together
+    instance: str = "waitd"  # --instance: this daemon's name in the queues it claims from
 
     @property
     def table_path(self) -> str:
@@ -98,6 +99,8 @@ class Daemon:
         self.works = Works()
         self.launcher = Launcher(settings.passdir, history, self.runs, self.works, executor or Local(), self._env)
         self.launcher.next_poll = lambda: self._next_poll
+        self.launcher.instance = settings.instance
+        self.outflow = claims.Outflow()
         self._signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self._next_poll = 0.0
         self._force_list = True
@@ -129,10 +132,13 @@ class Daemon:
         path_env = self._env.get("PATH", os.defpath)
         entries = self.works.install(
             records,
-            lambda record: layout.activate(record, passdir, path_env),
+            lambda record: self._activate(record, path_env),
             lambda record: layout.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
+        for entry in entries:
+            if entry.record.options.claim:
+                entry.view.pending = claims.queue_of(entry.view).pending(self.settings.instance)
         for entry in entries:
             if entry.problem:
                 log.error(
@@ -148,6 +154,24 @@ class Daemon:
             if not entry.problem and entry.view.open():
                 self._watch(entry)
 
+    def _activate(self, record: table.Record, path_env: str) -> table.Activation:
+        """`layout.activate`; a record that claims from a queue has the
+        queue's subdirectories made, those of its next queue too."""
+        if record.options.claim:
+            for root, instance in (
+                (os.path.dirname(record.directory), self.settings.instance),
+                (record.options.next, None),
+            ):
+                if root is None:
+                    continue
+                try:
+                    queue.Queue(root).make(instance)
+                except OSError as exc:
+                    return table.Activation(
+                        None, f"queue {root}: cannot make its subdirectories: {exc.strerror or exc}"
+                    )
+        return layout.activate(record, self.settings.passdir, path_env)
+
     def _watch(self, entry: Entry) -> None:
         spool = entry.view.spool
         if spool is not None and entry.view.dir_note is None:
@@ -159,6 +183,10 @@ class Daemon:
         """Finish the runs a previous waitd left open (status 0, no end);
         a handler that still runs becomes its record's running handler."""
         self.launcher.adopt(self.history.open_runs(), self.works.number_of)
+        busy = {path for run in self.runs.live() for path in run.job.paths}
+        for entry in self.entries:
+            if entry.record.options.claim and not entry.problem:
+                claims.recover(entry, self.history, self.settings.instance, busy)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -369,6 +397,8 @@ class Daemon:
             self._watch(entry)
         if listing and self.mode is Mode.ACTIVE and entry.view.spool is not None:
             entry.tally.counters.removed += sweep.expire(entry.view, self.history, now_ns, self.runs.busy)
+            if entry.record.options.claim:
+                entry.tally.counters.removed += claims.expire_errors(entry, now_ns)
 
     def _schedule(self, now: float, now_ns: int) -> None:
         """Ask the scheduler what to start and signal now; do it."""
@@ -411,6 +441,14 @@ class Daemon:
         if room <= 0:
             entry.view.due_ns = None
             return []
+        if options.claim:
+            in_flight = sum(1 for run in self.runs if run.job.identity == entry.identity)
+            outflow, again = self.outflow.room(entry, time.time(), in_flight)
+            if outflow is not None:
+                room = min(room, outflow)
+            if room <= 0:
+                entry.view.due_ns = int(again * 1e9) if again is not None else None
+                return []
         more = scheduler.LOOKAHEAD if options.key is not None else 0
         try:
             return entry.view.take(room + more, self.history, now_ns, self.runs.busy_for(entry.record.process))
@@ -529,5 +567,6 @@ class Daemon:
                 reloads=self._reloads,
                 reload_errors=self._reload_errors,
                 kill_grace_s=KILL_GRACE_S,
+                held=self.outflow.is_held,
             )
         )
