@@ -40,6 +40,7 @@ from typing import Any
 
 from waitd import claims, control, drain, layout, queue, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
+from waitd.errors import Unexpected
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
 from waitd.jobs import Job, Why
@@ -54,6 +55,7 @@ log = logging.getLogger("waitd")
 
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGALRM, signal.SIGCHLD)
 KILL_GRACE_S = scheduler.KILL_GRACE_S
+STOP_ERRORS = 5  # the same unexpected error while stopping: give up, exit
 
 
 class Mode(enum.Enum):
@@ -108,6 +110,7 @@ class Daemon:
         self.status_file = control.StatusFile(settings.passdir)
         self._compact_at_start = True
         self._status_failed = False
+        self._errors = Unexpected(log)
         self._stop_deadline = 0.0
         self._stopping_sent = False
         self._started = time.time()
@@ -214,15 +217,21 @@ class Daemon:
                 if self.settings.once:
                     drain.begin(self.entries, self.history, self.runs.busy)
                     self._force_list = False
+                calm = 0.0
                 while True:
-                    ready = wakeups.wait(self._timeout(time.monotonic()))
+                    ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
                     self._asked = control_fd in ready
                     try:
                         self._changes()
                         if self._turn():
                             break
-                    except Exception:
-                        log.exception("waitd: unexpected error; carrying on")
+                        self._errors.clear()
+                        calm = 0.0
+                    except Exception as exc:
+                        calm = self._errors.note(exc)
+                        if self.mode is Mode.STOPPING and self._errors.repeats >= STOP_ERRORS:
+                            log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
+                            break
             finally:
                 self.watcher.close()
                 self.control.close()
