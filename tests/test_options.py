@@ -10,7 +10,13 @@ import pytest
 from waitd import options
 from waitd.options import Options
 
-KNOWN = "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary, claim, next, out-limit, out-wait"
+KNOWN = (
+
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
+
+    "tolerance, slot, vary, claim, next, out-limit, out-wait"
+
+)
 
 
 def test_defaults_are_the_classic_record():

@@ -23,7 +23,13 @@ PASS = "/pass"
 ENV = {"HOME": "/home/op", "SPOOL": "/data/spool", "EMPTY": ""}
 GOOD = "telem in * handler 30 5 24"
 
-KNOWN = "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary, claim, next, out-limit, out-wait"
+KNOWN = (
+
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
+
+    "tolerance, slot, vary, claim, next, out-limit, out-wait"
+
+)
 
 
 def parse(text: str, env: dict[str, str] | None = None) -> tuple[tuple[table.Record, ...], list[TableError]]:
