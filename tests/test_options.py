@@ -11,11 +11,8 @@ from waitd import options
 from waitd.options import Options
 
 KNOWN = (
-
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
-
     "tolerance, slot, vary, claim, next, out-limit, out-wait"
-
 )
 
 
