@@ -265,3 +265,21 @@ def test_at_start_a_claimed_file_never_run_goes_back_and_a_failure_to_errors(tmp
     assert "claimed but never run; back in the queue" in s.log()
     wait_for(lambda: "pending: none, errors: 1" in s.run("-s", "status").stdout, 10, "the queue in the status")
     assert s.stop() == 0
+
+
+def test_check_names_the_queue_mistakes_of_each_line(station, tmp_path):
+    """A claim outside a queue's incoming/, a next= that is the record's own
+    queue (its files would come back for ever) and an out-limit= without
+    next=: each a FILE:LINE error of --check."""
+    root = make_queue(tmp_path / "q", 0)
+    station.table(
+        f"a {tmp_path} * cat 0 1 1 claim=yes",
+        f"b {root}/incoming * cat 0 1 1 claim=yes next={root}/",
+        f"c {root}/incoming * cat 0 1 1 claim=yes out-limit=5",
+    )
+    r = station.run("--check")
+    assert r.returncode == 2
+    table = station.passdir / "incoming"
+    assert f"{table}:1: claim=yes: incoming-dir" in r.stderr
+    assert f"{table}:2: next={root}: the record's own queue" in r.stderr
+    assert f"{table}:3: option out-limit= needs next=" in r.stderr

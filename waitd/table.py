@@ -149,6 +149,8 @@ def _record(
         problems.append(f"claim=yes: incoming-dir {directory!r} must be a queue's incoming/ directory (Q/incoming)")
     if opts.next is not None:
         opts = replace(opts, next=_field(problems, _expand, opts.next, passdir, env))
+        if opts.next is not None and expanded is not None and _same_dir(opts.next, os.path.dirname(expanded)):
+            problems.append(f"next={opts.next}: the record's own queue (a handled file would come back for ever)")
     if problems or expanded is None or wait_s is None or keep_n is None or too_old_h is None:
         return None, problems
     record = Record(
@@ -277,3 +279,12 @@ def find_program(process: str, passdir: str, path_env: str) -> str | None:
     if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
         return candidate
     return None
+
+
+def _same_dir(a: str, b: str) -> bool:
+    """Whether two directory names are one directory: the same inode when
+    both exist, else the same normalised name."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normpath(a) == os.path.normpath(b)
