@@ -233,6 +233,26 @@ def test_enqueue_is_never_seen_half_written(tmp_path):
     assert os.listdir(root / "tmp") == []
 
 
+def test_enqueue_names_strange_files_escaped_and_keeps_their_bytes(tmp_path):
+    """A name with a newline, a leading dash and a byte that is not UTF-8
+    arrives unchanged; the messages show it escaped, one line each."""
+    root = make_queue(tmp_path / "Q", 0)
+    name = b"-new\nline\xff.d"
+    src = os.path.join(os.fsencode(tmp_path), name)
+    with open(src, "wb") as f:
+        f.write(b"data")
+    r = subprocess.run(
+        waitd_cmd("--enqueue", str(root), "--", os.fsdecode(src), str(tmp_path / "missing")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    assert os.listdir(os.fsencode(root / "incoming")) == [name]
+    assert r.stdout.count("\n") == 1 and "-new\\012line\\377.d: enqueued as" in r.stdout
+    assert "missing: not enqueued: No such file or directory" in r.stderr
+
+
 def test_a_temporary_failure_waits_in_pending_for_its_retry(tmp_path):
     root = make_queue(tmp_path / "Q", 1)
     s = Station(tmp_path / "s")

@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from waitd import __version__, client, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
+from waitd.event import escape
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
 
@@ -172,10 +173,10 @@ def _enqueue(root: str, paths: Sequence[str]) -> int:
         try:
             where = queue.enqueue(path, target)
         except OSError as exc:
-            print(f"waitd: {path}: not enqueued: {exc.strerror or exc}", file=sys.stderr)
+            print(f"waitd: {escape(path)}: not enqueued: {exc.strerror or exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"waitd: {path}: enqueued as {where}")
+        print(f"waitd: {escape(path)}: enqueued as {escape(where)}")
     return 1 if failed else 0
 
 
