@@ -174,6 +174,35 @@ def ask_as(user: pwd.struct_passwd, path: Path) -> str:
     return out
 
 
+def test_peers_that_stall_hold_neither_the_loop_nor_other_peers(station):
+    """Seventy connections that send nothing and one that sends half a
+    request: files are still handled and other requests answered at once;
+    the stalled ones are given up after a few seconds, logged."""
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    station.start()
+    address = str(station.passdir / "waitd.sock")
+    stalled = []
+    for _ in range(70):
+        peer = socket.socket(socket.AF_UNIX)
+        peer.connect(address)
+        stalled.append(peer)
+    stalled[-1].sendall(b'{"cmd": "sta')
+    try:
+        station.drop("a.d")
+        wait_for(lambda: len(station.ran()) == 1, 5, "a.d's run while peers stall")
+        r = station.run("-s", "status", "--json", timeout=5)
+        assert r.returncode == 0 and json.loads(r.stdout)["records"], r.stderr
+        stalled[-1].settimeout(20)
+        assert stalled[-1].recv(100) == b"", "a stalled request is closed in the end"
+        wait_for(lambda: "request(s): no whole request or reply within 5 s" in station.log(), 10, "the give-up logged")
+        assert "over 64 requests under way: gave up the 6 oldest" in station.log()
+    finally:
+        for peer in stalled:
+            peer.close()
+    assert station.stop() == 0
+
+
 def test_socket_commands_without_a_daemon(station):
     station.table("")
     for args in (("-s", "retry", "/x"), ("-s", "cancel", "/x"), ("-s", "status", "--json")):

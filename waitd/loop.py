@@ -118,7 +118,7 @@ class Daemon:
         self._reload_errors: list[str] = []
         self.watcher = Watcher(enabled=not settings.poll_only)
         self.control = sock.Server(settings.passdir)
-        self._asked = False  # a client waits on the control socket
+        self._asked: set[int] = set()  # descriptors of the control socket that are ready
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         self._warn_table_mode()
         self._install(records)
@@ -201,6 +201,7 @@ class Daemon:
         fds = [fd for fd in (inotify_fd, control_fd) if fd is not None] + self.launcher.executor.wakeup_fds()
         with Wakeups(HANDLED_SIGNALS, self.note_signal, fds) as wakeups:
             self.launcher.executor.forget_fd = wakeups.discard
+            self.control.watch, self.control.unwatch = wakeups.watch, wakeups.discard
             log.info(
                 "waitd started: pid %d, %d records, %s, interval %g s",
                 os.getpid(),
@@ -220,7 +221,7 @@ class Daemon:
                 calm = 0.0
                 while True:
                     ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
-                    self._asked = control_fd in ready
+                    self._asked = ready & self.control.descriptors()
                     try:
                         self._changes()
                         if self._turn():
@@ -261,8 +262,8 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self.launcher.reap()
-        if self._asked:
-            self.control.serve(self.commands.answer)
+        if self._asked or self.control.next_deadline() is not None:
+            self.control.serve(self._asked, self.commands.answer)
         try:
             return self._act_and_pass()
         finally:
@@ -370,6 +371,8 @@ class Daemon:
                     deadlines.append(now + (entry.view.due_ns - now_ns) / 1e9)
         if self.status_file.due > now:
             deadlines.append(self.status_file.due)
+        if (given_up := self.control.next_deadline()) is not None:
+            deadlines.append(given_up)
         return max(0.0, min(deadlines) - now)
 
     # -- a pass -----------------------------------------------------------------

@@ -6,9 +6,11 @@ tightened around bind(2), so it is never open to others, not even for a
 moment), and answers each connection with one JSON object on one line for
 the one JSON object a line it reads.  A peer is served only if SO_PEERCRED
 says it is root or waitd's own user; anyone else gets an error reply and
-is closed.  The loop calls `serve` when the socket is readable; a request
-is read with a short timeout, so a peer that stalls cannot hold the loop
-for long.  `ask` is the client: `waitd -s status --json`, `-s retry`,
+is closed.  Nothing blocks: the loop watches the listening socket and each
+connection under way, and calls `serve` with the ready ones; a request is
+read and its reply sent as the peer allows, and a connection not done
+within CONN_TIMEOUT_S is given up, so a peer that stalls or reads slowly
+holds neither the loop nor another peer.  `ask` is the client: `waitd -s status --json`, `-s retry`,
 `-s cancel`.
 
 Requests are objects with a "cmd" (status, retry, cancel) and, for retry
@@ -30,7 +32,9 @@ import os
 import socket
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.errors import WaitdError
@@ -38,8 +42,19 @@ from waitd.errors import WaitdError
 log = logging.getLogger("waitd")
 
 MAX_REQUEST = 1 << 20
-READ_TIMEOUT_S = 2.0
+CONN_TIMEOUT_S = 5.0  # a request read and its reply sent within this, or given up
+MAX_CONNECTIONS = 64  # requests under way at once; one more gives up the oldest
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+@dataclass
+class _Conn:
+    """A connection being served: its request so far, then its reply's rest."""
+
+    sock: socket.socket
+    deadline: float  # monotonic: given up then
+    data: bytes = b""
+    reply: memoryview | None = field(default=None)
 
 
 def socket_path(passdir: str) -> str:
@@ -53,6 +68,10 @@ class Server:
         self.path = socket_path(passdir)
         self.sock: socket.socket | None = None
         self._ino: int | None = None
+        self._conns: dict[int, _Conn] = {}
+        # The loop's selector: watch(fd, for_writing) and unwatch(fd).
+        self.watch: Callable[[int, bool], None] = lambda fd, for_writing: None
+        self.unwatch: Callable[[int], None] = lambda fd: None
 
     def open(self) -> bool:
         """Make the socket; False (logged) if it cannot be made."""
@@ -88,47 +107,129 @@ class Server:
     def fileno(self) -> int | None:
         return self.sock.fileno() if self.sock is not None else None
 
-    def serve(self, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """Answer the connections waiting to be accepted."""
+    def descriptors(self) -> set[int]:
+        """The listening socket's descriptor and those of the connections
+        being read or answered: the loop serves when any is ready."""
+        own = {self.sock.fileno()} if self.sock is not None else set()
+        return own | set(self._conns)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest connection is to be given up (monotonic)."""
+        return min((c.deadline for c in self._conns.values()), default=None)
+
+    def serve(self, ready: set[int], answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Accept what waits, move each ready connection on (read its
+        request, answer it, send the reply), and give up those that
+        stalled past their deadline.  Nothing here blocks: a peer that
+        sends slowly or reads its reply slowly costs no other one anything."""
         if self.sock is None:
             return
+        if self.sock.fileno() in ready:
+            self._accept(answer)
+        for fd in sorted(ready & set(self._conns)):
+            conn = self._conns.get(fd)
+            if conn is not None:
+                self._step(conn, answer)
+        now = time.monotonic()
+        late = [c for c in self._conns.values() if c.deadline <= now]
+        for conn in late:
+            self._drop(conn)
+        if late:
+            log.warning(
+                "%s: gave up %d request(s): no whole request or reply within %g s", self.path, len(late), CONN_TIMEOUT_S
+            )
+
+    def _accept(self, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        assert self.sock is not None
+        crowded = 0
         while True:
             try:
-                conn, _ = self.sock.accept()
+                sock, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 log.warning("%s: accept failed: %s", self.path, exc.strerror)
-                return
-            with conn:
-                try:
-                    self._one(conn, answer)
-                except OSError as exc:
-                    log.warning("%s: a request failed: %s", self.path, exc.strerror or exc)
-
-    def _one(self, conn: socket.socket, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        conn.settimeout(READ_TIMEOUT_S)
-        _, uid, _ = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
-        if uid not in (0, os.getuid()):
-            log.warning("%s: refused a request of uid %d (only root and uid %d may ask)", self.path, uid, os.getuid())
-            _send(conn, {"ok": False, "error": f"permission denied: uid {uid} is neither root nor waitd's user"})
-            return
-        data = b""
-        while not data.endswith(b"\n") and len(data) <= MAX_REQUEST:
-            chunk = conn.recv(65536)
-            if not chunk:
                 break
-            data += chunk
+            sock.setblocking(False)
+            if len(self._conns) >= MAX_CONNECTIONS:
+                crowded += 1
+                self._drop(min(self._conns.values(), key=lambda c: c.deadline))
+            conn = _Conn(sock, time.monotonic() + CONN_TIMEOUT_S)
+            self._conns[sock.fileno()] = conn
+            self.watch(sock.fileno(), False)
+            if self._admit(conn):
+                self._step(conn, answer)  # the request is often there already
+        if crowded:
+            log.warning("%s: over %d requests under way: gave up the %d oldest", self.path, MAX_CONNECTIONS, crowded)
+
+    def _admit(self, conn: _Conn) -> bool:
+        """Whether SO_PEERCRED says the peer is root or waitd's own user;
+        anyone else gets an error reply."""
         try:
-            request = json.loads(data)
+            _, uid, _ = _CRED.unpack(conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+        except OSError as exc:
+            log.warning("%s: a request failed: %s", self.path, exc.strerror or exc)
+            self._drop(conn)
+            return False
+        if uid in (0, os.getuid()):
+            return True
+        log.warning("%s: refused a request of uid %d (only root and uid %d may ask)", self.path, uid, os.getuid())
+        self._reply(conn, {"ok": False, "error": f"permission denied: uid {uid} is neither root nor waitd's user"})
+        return False
+
+    def _step(self, conn: _Conn, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Read more of the request, or send more of the reply."""
+        try:
+            if conn.reply is not None:
+                self._send_more(conn)
+                return
+            while not conn.data.endswith(b"\n") and len(conn.data) <= MAX_REQUEST:
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    break
+                conn.data += chunk
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.warning("%s: a request failed: %s", self.path, exc.strerror or exc)
+            self._drop(conn)
+            return
+        try:
+            request = json.loads(conn.data)
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            _send(conn, {"ok": False, "error": f"bad request: {exc}"})
+            self._reply(conn, {"ok": False, "error": f"bad request: {exc}"})
             return
-        _send(conn, answer(request))
+        self._reply(conn, answer(request))
+
+    def _reply(self, conn: _Conn, reply: dict[str, Any]) -> None:
+        conn.reply = memoryview((json.dumps(reply) + "\n").encode())
+        try:
+            self._send_more(conn)
+        except OSError as exc:
+            log.warning("%s: a reply failed: %s", self.path, exc.strerror or exc)
+            self._drop(conn)
+
+    def _send_more(self, conn: _Conn) -> None:
+        assert conn.reply is not None
+        try:
+            while conn.reply:
+                conn.reply = conn.reply[conn.sock.send(conn.reply) :]
+        except (BlockingIOError, InterruptedError):
+            self.watch(conn.sock.fileno(), True)  # the rest when the peer has read
+            return
+        self._drop(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        self._conns.pop(fd, None)
+        self.unwatch(fd)
+        conn.sock.close()
 
     def close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._drop(conn)
         if self.sock is None:
             return
         self.sock.close()

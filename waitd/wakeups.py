@@ -30,6 +30,14 @@ class Wakeups:
     def add(self, fd: int) -> None:
         self._selector.register(fd, selectors.EVENT_READ)
 
+    def watch(self, fd: int, for_writing: bool = False) -> None:
+        """Wake when fd is readable, or writable with for_writing."""
+        events = selectors.EVENT_WRITE if for_writing else selectors.EVENT_READ
+        try:
+            self._selector.modify(fd, events)
+        except KeyError:
+            self._selector.register(fd, events)
+
     def discard(self, fd: int) -> None:
         try:
             self._selector.unregister(fd)
