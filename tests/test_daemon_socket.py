@@ -109,6 +109,22 @@ def test_cancel_a_running_run_and_a_waiting_file(station):
     assert station.stop() == 0
 
 
+def test_cancel_names_a_strange_file_escaped(station):
+    """A name with a newline, a space and a byte that is not UTF-8: the
+    daemon finds the file, the reply names it escaped, on one line."""
+    station.recorder()
+    station.table(f"y in *.w {station.passdir}/rec 60 -1 0")
+    name = b"-x\n\xff y.w"
+    station.drop(name)
+    station.start()
+    wait_for(lambda: "waiting: 1 file(s)" in station.run("-s", "status").stdout, 10, "the file seen")
+    r = station.run("-s", "cancel", os.fsdecode(os.path.join(os.fsencode(station.incoming), name)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("\n") == 1 and "/-x\\012\\377\\040y.w: record 1:" in r.stdout
+    assert "it will not run" in r.stdout
+    assert station.stop() == 0
+
+
 def test_a_peer_of_another_user_is_refused(tmp_path):
     # A PASSDIR another user can reach (pytest's own directories are 0700),
     # and a client that is another user: a forked child that drops to

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from waitd import control, pidfile, sock, table
 from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
+from waitd.event import escape
 
 
 def command(passdir: str, verb: str, paths: Sequence[str], wait: bool, json_out: bool) -> int:
@@ -76,7 +77,7 @@ def _files(passdir: str, verb: str, paths: Sequence[str]) -> int:
         raise WaitdError(str(reply.get("error", "the daemon refused the request")))
     for result in reply["results"]:
         stream = sys.stdout if result.get("ok") else sys.stderr
-        print(f"waitd: {result.get('path')}: {result.get('message')}", file=stream)
+        print(f"waitd: {escape(str(result.get('path')))}: {result.get('message')}", file=stream)
     return 0 if reply.get("ok") else EXIT_FAILURE
 
 
