@@ -269,6 +269,32 @@ def test_a_temporary_failure_waits_in_pending_for_its_retry(tmp_path):
     assert s.stop() == 0
 
 
+def test_a_retry_that_cannot_start_stays_in_pending_with_its_attempt(tmp_path):
+    """The retry's start fails (logfiles/ immutable): the file is not put
+    back in incoming, where it would start over at attempt 1; once the
+    start can be made, attempt 2 runs."""
+    if os.geteuid() != 0:
+        pytest.skip("chattr +i needs root")
+    root = make_queue(tmp_path / "Q", 1)
+    s = Station(tmp_path / "s")
+    s.handler("h", f'echo "$WAITD_ATTEMPT" >> "{tmp_path}/tries"\n[ "$WAITD_ATTEMPT" = 1 ] && exit 75\nexit 0\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=1 retry=1")
+    s.start("--instance", "me")
+    wait_for(lambda: len(s.ends()) == 1, 10, "the first attempt's end")
+    logfiles = s.passdir / "logfiles"
+    if subprocess.run(["chattr", "+i", str(logfiles)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        wait_for(lambda: "cannot open log file" in s.log(), 10, "the retry's start failing")
+        quiet_for(0.5, lambda: left(root)["pending"] == ["me/f00000"] and left(root)["incoming"] == [])
+    finally:
+        subprocess.run(["chattr", "-i", str(logfiles)], capture_output=True)
+    s.signal(signal.SIGHUP)  # a HUP ends the back-off
+    wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 10, "the retry done")
+    assert (tmp_path / "tries").read_text().split() == ["1", "2"]
+    assert s.stop() == 0
+
+
 def test_at_start_a_claimed_file_never_run_goes_back_and_a_failure_to_errors(tmp_path):
     root = make_queue(tmp_path / "Q", 0)
     (root / "pending" / "me").mkdir(parents=True)

@@ -14,7 +14,8 @@ What the filer protocol (`queue`) means for a run of such a record:
   retries left.  A temporary failure with a retry left stays in pending,
   and this instance runs it again at its retry time: so the retry's delay
   and its attempt count hold (they are in this instance's history), and
-  no instance takes it back at once while the cause of the failure lasts.
+  no instance takes it back at once while the cause of the failure lasts;
+  `unclaim` leaves it there too when its retry's start cannot be made.
 - `recover`: at start, what a previous life of this instance left in
   pending: a file with no recorded start was claimed but never run and
   goes back into incoming; an open run is adopted or recorded as status
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import replace
 
 from waitd import queue as q
@@ -64,8 +66,13 @@ def take(view: View, job: Job, instance: str) -> Job | None:
     return replace(job, paths=(claimed,))
 
 
-def unclaim(view: View, job: Job) -> None:
-    """A claimed file whose start could not be made goes back to incoming."""
+def unclaim(view: View, job: Job, instance: str) -> None:
+    """A claimed file whose start could not be made goes back to incoming;
+    a retry's file stays in pending, due again at once (the record's
+    back-off spaces the attempts), so that its attempt count holds."""
+    if job.attempt > 1 and job.path.startswith(queue_of(view).pending(instance) + "/"):
+        view.retries[job.fact.name] = (job.fact, time.time())
+        return
     try:
         q.release(job.path, queue_of(view))
     except OSError as exc:

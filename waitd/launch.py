@@ -74,7 +74,7 @@ class Launcher:
             if run is not None:
                 prepared.append((entry, run, runner.start_events(job, run.started_at)))
             elif entry.record.options.claim:
-                claims.unclaim(entry.view, job)
+                claims.unclaim(entry.view, job, self.instance)
         if not prepared:
             return
         try:
@@ -83,7 +83,7 @@ class Launcher:
             for entry, run, _ in prepared:
                 self._not_started(entry, run.job, run.letter, exc)
                 if entry.record.options.claim:
-                    claims.unclaim(entry.view, run.job)
+                    claims.unclaim(entry.view, run.job, self.instance)
             return
         for entry, run, started in prepared:
             self._launch(entry, run, started)
