@@ -62,7 +62,7 @@ def ran(log: Path) -> Counter[str]:
 def left(root: Path) -> dict[str, list[str]]:
     out = {sub: sorted(os.listdir(root / sub)) for sub in ("incoming", "errors")}
     pending = root / "pending"
-    out["pending"] = sorted(f"{d}/{n}" for d in os.listdir(pending) for n in os.listdir(pending / d))
+    out["pending"] = sorted(f"{d}/{n}" for d in os.listdir(pending) if d[0] != "." for n in os.listdir(pending / d))
     return out
 
 
@@ -311,6 +311,33 @@ def test_at_start_a_claimed_file_never_run_goes_back_and_a_failure_to_errors(tmp
     assert "claimed but never run; back in the queue" in s.log()
     wait_for(lambda: "pending: none, errors: 1" in s.run("-s", "status").stdout, 10, "the queue in the status")
     assert s.stop() == 0
+
+
+def test_a_second_daemon_with_the_same_instance_name_claims_nothing(tmp_path):
+    """Two waitd given one --instance on one queue: the second would take
+    the first's pending files for its own leftovers and run them again.
+    Its claiming record is inactive instead (said before detaching and
+    logged), until the first has let the name go."""
+    root = make_queue(tmp_path / "Q", 1)
+    a, b = Station(tmp_path / "a"), Station(tmp_path / "b")
+    log = tmp_path / "ran"
+    for s in (a, b):
+        recorder(s, log, extra=f'while [ ! -e "{tmp_path}/gate" ]; do sleep 0.01; done')
+        s.table(f"q {root}/incoming * {s.passdir}/rec 0 -1 0 claim=yes")
+    a.start("--instance", "same")
+    wait_for(lambda: ran(log) == Counter({"f00000": 1}), 10, "a's run")
+    r = b.run("-g", "--instance", "same", "--interval", "0.1")
+    assert r.returncode == 0, r.stderr
+    assert "record 1 is inactive: instance 'same' is in use in its queue by another waitd" in r.stderr
+    wait_for(lambda: "is in use by another waitd" in b.log(), 10, "b's refusal logged")
+    quiet_for(0.5, lambda: left(root)["pending"] == ["same/f00000"] and ran(log) == Counter({"f00000": 1}))
+    (tmp_path / "gate").touch()
+    assert a.stop() == 0
+    make_queue(root, 1, prefix="g")
+    assert b.run("-s", "reload").returncode == 0  # the name is free now: b claims
+    wait_for(lambda: ran(log) == Counter({"f00000": 1, "g00000": 1}), 10, "b's run after a stopped")
+    assert left(root) == {"incoming": [], "errors": [], "pending": []}
+    assert b.run("-s", "stop").returncode == 0
 
 
 def test_check_names_the_queue_mistakes_of_each_line(station, tmp_path):

@@ -24,6 +24,7 @@ What the filer protocol (`queue`) means for a run of such a record:
 - `Outflow`: `out-limit=`, no claim while the next queue's incoming holds
   that many files, looked at again every `out-wait=` seconds.
 - `expire_errors`: hours-too-old also expires the files in errors/.
+- `InstanceLocks`: one daemon per instance name and queue.
 
 Every move is logged.  A move that fails is logged and the file left
 where it is (the next start looks at pending again).
@@ -31,11 +32,15 @@ where it is (the next start looks at pending again).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import socket
 import time
 from dataclasses import replace
 
+from waitd import pidfile
 from waitd import queue as q
 from waitd.history import Event, History, Status, escape
 from waitd.jobs import Job, Verdict
@@ -215,3 +220,74 @@ class Outflow:
 
     def is_held(self, entry: Entry) -> bool:
         return entry.record.options.next in self.held
+
+
+class InstanceLocks:
+    """One waitd per instance name and queue: a POSIX lock on
+    Q/pending/.INSTANCE.lock, held while a record claims from Q.
+
+    Two daemons with one --instance on one queue would each take the
+    other's pending files for its own: the second, at start, would put the
+    first's files under way back into incoming, and run them again.  The
+    lock is the kernel's (the NFS server's lock manager over NFS), so it
+    goes with its holder's death.  One descriptor per queue: closing any
+    descriptor of a file drops a process's POSIX locks on it."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self._held: dict[str, int] = {}  # queue root -> the lock file's descriptor
+
+    def hold(self, root: str) -> str | None:
+        """Lock this instance's name in queue `root`; None, or the problem."""
+        if root in self._held:
+            return None
+        path = os.path.join(root, "pending", f".{self.instance}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            return f"queue {root}: cannot open {path}: {exc.strerror or exc}"
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                who = f"instance {self.instance!r} is in use by another waitd ({holder})"
+                return f"queue {root}: {who}; give each its own --instance"
+            return f"queue {root}: cannot lock {path}: {exc.strerror or exc}"
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # who holds it is a courtesy for the message above
+        self._held[root] = fd
+        return None
+
+    def keep_only(self, roots: set[str]) -> None:
+        """Let go of the queues no record claims from any more (after HUP)."""
+        for root in [r for r in self._held if r not in roots]:
+            os.close(self._held.pop(root))
+
+
+def instance_in_use(root: str, instance: str) -> str | None:
+    """Who holds this instance's name in queue `root` now, or None (a look
+    before detaching, for the terminal; the daemon takes the lock itself)."""
+    try:
+        fd = os.open(os.path.join(root, "pending", f".{instance}.lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        locked, _ = pidfile.lock_probe(fd)
+        return _read_holder(fd) if locked else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "who, unknown"

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, client, layout, options, pidfile, queue, runner, table
+from waitd import __version__, claims, client, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.event import escape
 from waitd.history import History
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _preflight(passdir)
         if args.foreground or args.once:
             return serve(settings, records, foreground=True)
-        _warn_inactive(table_path, records, passdir)
+        _warn_inactive(table_path, records, passdir, settings.instance)
         return _detach(settings, records)
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
@@ -311,16 +311,21 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
         )
 
 
-def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str) -> None:
+def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:
     """Say on the terminal, before detaching, which records would do nothing."""
     path_env = os.environ.get("PATH", os.defpath)
     inactive = 0
     for record in records:
         act = table.activate(record, passdir, path_env)
-        if act.problem:
+        problem = act.problem
+        if problem is None and record.options.claim:
+            holder = claims.instance_in_use(os.path.dirname(record.directory), instance)
+            if holder is not None:
+                problem = f"instance {instance!r} is in use in its queue by another waitd ({holder})"
+        if problem:
             inactive += 1
             print(
-                f"waitd: warning: {table_path}:{record.line}: record {record.number} is inactive: {act.problem}",
+                f"waitd: warning: {table_path}:{record.line}: record {record.number} is inactive: {problem}",
                 file=sys.stderr,
             )
     if records and inactive == len(records):

@@ -103,6 +103,7 @@ class Daemon:
         self.launcher.next_poll = lambda: self._next_poll
         self.launcher.instance = settings.instance
         self.outflow = claims.Outflow()
+        self.instance_locks = claims.InstanceLocks(settings.instance)
         self._signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self._next_poll = 0.0
         self._force_list = True
@@ -142,6 +143,9 @@ class Daemon:
         for entry in entries:
             if entry.record.options.claim:
                 entry.view.pending = claims.queue_of(entry.view).pending(self.settings.instance)
+        self.instance_locks.keep_only(
+            {os.path.dirname(e.record.directory) for e in entries if e.record.options.claim and not e.problem}
+        )
         for entry in entries:
             if entry.problem:
                 log.error(
@@ -173,6 +177,9 @@ class Daemon:
                     return table.Activation(
                         None, f"queue {root}: cannot make its subdirectories: {exc.strerror or exc}"
                     )
+            problem = self.instance_locks.hold(os.path.dirname(record.directory))
+            if problem is not None:
+                return table.Activation(None, problem)
         return layout.activate(record, self.settings.passdir, path_env)
 
     def _watch(self, entry: Entry) -> None:

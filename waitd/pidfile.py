@@ -64,14 +64,21 @@ def holder(passdir: str) -> Holder | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
-        l_type, _, _, _, l_pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, probe))
-        if l_type == fcntl.F_UNLCK:
+        locked, l_pid = lock_probe(fd)
+        if not locked:
             return None
         written = _read_pid(fd)
         return Holder(written if written is not None else (l_pid or None))
     finally:
         os.close(fd)
+
+
+def lock_probe(fd: int) -> tuple[bool, int]:
+    """Whether another process holds a POSIX lock on fd's file, and its pid
+    (0 when the kernel cannot say: another namespace, another NFS client)."""
+    probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    l_type, _, _, _, l_pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, probe))
+    return l_type != fcntl.F_UNLCK, l_pid
 
 
 def stale_pid(passdir: str) -> int | None:
