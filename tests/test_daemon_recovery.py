@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
+import psutil
 from conftest import deliver, quiet_for, wait_for
 
 
@@ -150,6 +151,39 @@ def test_adopted_handler_keeps_its_record_busy_and_its_file(station):
     wait_for(lambda: not a.exists(), 10, "a.d to expire once its run ended")
     assert station.stop() == 0
     assert station.ran() == [os.fsencode(a)]
+
+
+def test_adopted_handler_keeps_its_timeout_from_its_recorded_start(station):
+    """timeout= holds across a crash: the next waitd kills the adopted
+    handler when the timeout, counted from the start in the history,
+    passes; a temporary failure (error=timeout), retried."""
+    station.gated(extra='if [ "$WAITD_ATTEMPT" = 1 ]; then sleep 60; fi\n')
+    station.table(f"x in *.d {station.passdir}/gated 0 -1 0 timeout=2 retries=1 retry=1")
+    station.open_gate("a.d")  # the gate is open: only the first attempt hangs (sleep 60)
+    station.drop("a.d", age_s=5)
+    station.start()
+    wait_for(lambda: station.started(), 10, "a.d's start")
+    first = station.started()[0]
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    assert "still runs; waiting for it" in station.log()
+    wait_for(lambda: station.ends(), 15, "the adopted run's end")
+    end = station.ends()[0]
+    assert end.error == "timeout" and end.retry_at is not None, end
+    assert end.at is not None and first.at is not None and end.at - first.at < 2 + 5, "killed long after its timeout"
+    assert not alive(first.pid), "the adopted handler still runs"
+    wait_for(lambda: len(station.ends()) == 2, 15, "the retry")
+    assert station.ends()[-1].exit == 0 and station.ends()[-1].attempt == 2
+    assert station.stop() == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, its parent gone, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_log_letter_after_restart_never_overwrites_a_newer_run(station):

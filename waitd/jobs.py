@@ -16,7 +16,8 @@ reads the attempt from the file's latest history event.
     cancelled (waitd -s cancel)           FINAL       error=cancelled
     killed by a signal waitd did not send TEMPORARY
     killed by waitd's own stop            UNKNOWN     (never run again)
-    ended after a crash of waitd          UNKNOWN
+    ended after a crash of waitd          UNKNOWN     (adopted: its exit is not known;
+                                                      but its timeout or a cancel counts as above)
     could not be executed                 NOT_STARTED (stays a candidate)
 
 `end_events` writes that down, a line for each file of the job: a
@@ -118,7 +119,11 @@ def attempt_of(latest: Event | None) -> int:
 def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
     """How an outcome counts (the table in the module's docstring)."""
     if adopted:
-        return Verdict.UNKNOWN
+        # Not waitd's child: its exit status is not known.  But a run waitd
+        # signalled for its timeout or a cancel ended by that, as its own.
+        if why is Why.TIMEOUT:
+            return Verdict.TEMPORARY
+        return Verdict.FINAL if why is Why.CANCEL else Verdict.UNKNOWN
     if outcome.error is not None:
         return Verdict.NOT_STARTED
     if outcome.signal is not None:
@@ -157,7 +162,7 @@ def end_events(
         else:
             verdict = Verdict.FINAL
     error = outcome.error
-    if why in (Why.TIMEOUT, Why.CANCEL) and outcome.signal is not None:
+    if why in (Why.TIMEOUT, Why.CANCEL) and (outcome.signal is not None or adopted):
         error = why.value
     events = [
         Event(

@@ -311,7 +311,14 @@ class Launcher:
                     "%s: handler pid %d of a previous waitd still runs; waiting for it", _files(events), first.pid
                 )
                 job = _job_of(events, self._identity_of(first))
-                run = Run(self.runs.new_id(), job, number_of(job.identity) or 0, first.at or 0.0, time.monotonic())
+                view = self.works.view(job.identity)
+                started_at = first.at or time.time()
+                # Its timeout counts from its recorded start, not from now.
+                started_mono = time.monotonic() - max(0.0, time.time() - started_at)
+                timeout_s = view.record.options.timeout_s if view is not None else None
+                run = Run(
+                    self.runs.new_id(), job, number_of(job.identity) or 0, started_at, started_mono, timeout_s=timeout_s
+                )
                 run.pid, run.adopted = first.pid, True
                 run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
                 self.runs.add(run)
