@@ -253,6 +253,20 @@ def test_enqueue_names_strange_files_escaped_and_keeps_their_bytes(tmp_path):
     assert "missing: not enqueued: No such file or directory" in r.stderr
 
 
+def test_enqueue_that_cannot_rename_in_leaves_nothing_in_tmp(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chattr +i needs root")
+    root = make_queue(tmp_path / "Q", 0)
+    if subprocess.run(["chattr", "+i", str(root / "incoming")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        r = subprocess.run(waitd_cmd("--enqueue", str(root), "/etc/hostname"), capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run(["chattr", "-i", str(root / "incoming")], capture_output=True)
+    assert r.returncode == 1 and "/etc/hostname: not enqueued: Operation not permitted" in r.stderr
+    assert os.listdir(root / "tmp") == [] and os.listdir(root / "incoming") == []
+
+
 def test_a_temporary_failure_waits_in_pending_for_its_retry(tmp_path):
     root = make_queue(tmp_path / "Q", 1)
     s = Station(tmp_path / "s")

@@ -28,6 +28,7 @@ Errors: OSError from the system calls, with the path named by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -146,9 +147,7 @@ def forward(path: str, nxt: Queue) -> str:
         if exc.errno != errno.EXDEV:
             raise
     name = os.path.basename(path)
-    tmp = os.path.join(nxt.tmp, f".{name}.{os.getpid()}.part")
-    _copy_synced(path, tmp)
-    target = _move_unique(tmp, nxt.incoming, name)
+    target = _via_tmp(path, nxt, name)
     os.unlink(path)
     return target
 
@@ -156,10 +155,20 @@ def forward(path: str, nxt: Queue) -> str:
 def enqueue(source: str, queue: Queue) -> str:
     """Put a copy of a file into the queue: written and fsync'd in tmp,
     then renamed into incoming, so nobody ever sees it half-written."""
-    name = os.path.basename(source)
+    return _via_tmp(source, queue, os.path.basename(source))
+
+
+def _via_tmp(source: str, queue: Queue, name: str) -> str:
+    """A synced copy in the queue's tmp, renamed into its incoming; no
+    copy is left in tmp when either step fails."""
     tmp = os.path.join(queue.tmp, f".{name}.{os.getpid()}.part")
     _copy_synced(source, tmp)
-    return _move_unique(tmp, queue.incoming, name)
+    try:
+        return _move_unique(tmp, queue.incoming, name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _copy_synced(source: str, target: str) -> None:
