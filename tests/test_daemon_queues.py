@@ -260,7 +260,9 @@ def test_enqueue_that_cannot_rename_in_leaves_nothing_in_tmp(tmp_path):
     if subprocess.run(["chattr", "+i", str(root / "incoming")], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not supported here")
     try:
-        r = subprocess.run(waitd_cmd("--enqueue", str(root), "/etc/hostname"), capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            waitd_cmd("--enqueue", str(root), "/etc/hostname"), capture_output=True, text=True, timeout=60
+        )
     finally:
         subprocess.run(["chattr", "-i", str(root / "incoming")], capture_output=True)
     assert r.returncode == 1 and "/etc/hostname: not enqueued: Operation not permitted" in r.stderr
