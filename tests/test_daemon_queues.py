@@ -356,6 +356,21 @@ def test_a_second_daemon_with_the_same_instance_name_claims_nothing(tmp_path):
     assert b.run("-s", "stop").returncode == 0
 
 
+def test_a_failure_waits_in_errors_for_hours_too_old_then_goes(tmp_path):
+    """hours-too-old 0.0015 (5.4 s) is also how long errors/ keeps a file."""
+    root = make_queue(tmp_path / "Q", 1)
+    s = Station(tmp_path / "s")
+    s.handler("h", "exit 3\n")
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0.0015 claim=yes")
+    s.start("--interval", "0.2")
+    wait_for(lambda: left(root)["errors"] == ["f00000"], 10, "the failure in errors/")
+    moved = time.monotonic()
+    wait_for(lambda: left(root)["errors"] == [], 15, "its expiry in errors/")
+    assert time.monotonic() - moved > 4, "expired before hours-too-old"
+    assert "expired in errors/ after 0.0015 hours" in s.log()
+    assert s.stop() == 0
+
+
 def test_check_names_the_queue_mistakes_of_each_line(station, tmp_path):
     """A claim outside a queue's incoming/, a next= that is the record's own
     queue (its files would come back for ever) and an out-limit= without

@@ -23,7 +23,8 @@ What the filer protocol (`queue`) means for a run of such a record:
   is still there is disposed of now; one waiting for a retry waits on.
 - `Outflow`: `out-limit=`, no claim while the next queue's incoming holds
   that many files, looked at again every `out-wait=` seconds.
-- `expire_errors`: hours-too-old also expires the files in errors/.
+- `expire_queue`: hours-too-old also expires the files in errors/, and
+  those producers left in tmp/ (36 hours at least).
 - `InstanceLocks`: one daemon per instance name and queue.
 
 Every move is logged.  A move that fails is logged and the file left
@@ -155,16 +156,29 @@ def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> No
         dispose(entry.view, job, event, verdict)
 
 
-def expire_errors(entry: Entry, now_ns: int) -> int:
-    """hours-too-old as retention of errors/: the files expired there."""
-    hours = entry.record.too_old_h
+TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)
+
+
+def expire_queue(entry: Entry, now_ns: int) -> int:
+    """hours-too-old as retention of errors/, and of what producers left in
+    tmp/ (after 36 hours at least: a producer may still be writing); the
+    number of files removed.  hours-too-old 0 keeps both."""
+    return expire_files(entry.number, queue_of(entry.view), entry.record.too_old_h, now_ns)
+
+
+def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int) -> int:
+    """`expire_queue` for record `number` and `queue`, at `now_ns`."""
     if hours <= 0:
         return 0
-    errors = queue_of(entry.view).errors
+    tmp_hours = max(hours, TMP_KEPT_H)
+    return _expire_in(number, queue.errors, hours, now_ns) + _expire_in(number, queue.tmp, tmp_hours, now_ns)
+
+
+def _expire_in(number: int, directory: str, hours: float, now_ns: int) -> int:
     limit = now_ns - int(hours * 3600e9)
     removed = 0
     try:
-        entries = list(os.scandir(errors))
+        entries = list(os.scandir(directory))
     except OSError:
         return 0
     for item in entries:
@@ -176,9 +190,8 @@ def expire_errors(entry: Entry, now_ns: int) -> int:
         except OSError:
             continue
         removed += 1
-        log.info(
-            "record %d: removed %s: expired in errors/, hours-too-old is %g", entry.number, escape(item.path), hours
-        )
+        where = os.path.basename(directory)
+        log.info("record %d: removed %s: expired in %s/ after %g hours", number, escape(item.path), where, hours)
     return removed
 
 

@@ -417,7 +417,7 @@ class Daemon:
         if listing and self.mode is Mode.ACTIVE and entry.view.spool is not None:
             entry.tally.counters.removed += sweep.expire(entry.view, self.history, now_ns, self.runs.busy)
             if entry.record.options.claim:
-                entry.tally.counters.removed += claims.expire_errors(entry, now_ns)
+                entry.tally.counters.removed += claims.expire_queue(entry, now_ns)
 
     def _schedule(self, now: float, now_ns: int) -> None:
         """Ask the scheduler what to start and signal now; do it."""
