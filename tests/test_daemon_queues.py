@@ -342,18 +342,21 @@ def test_a_second_daemon_with_the_same_instance_name_claims_nothing(tmp_path):
         s.table(f"q {root}/incoming * {s.passdir}/rec 0 -1 0 claim=yes")
     a.start("--instance", "same")
     wait_for(lambda: ran(log) == Counter({"f00000": 1}), 10, "a's run")
-    r = b.run("-g", "--instance", "same", "--interval", "0.1")
-    assert r.returncode == 0, r.stderr
-    assert "record 1 is inactive: instance 'same' is in use in its queue by another waitd" in r.stderr
-    wait_for(lambda: "is in use by another waitd" in b.log(), 10, "b's refusal logged")
-    quiet_for(0.5, lambda: left(root)["pending"] == ["same/f00000"] and ran(log) == Counter({"f00000": 1}))
-    (tmp_path / "gate").touch()
-    assert a.stop() == 0
-    make_queue(root, 1, prefix="g")
-    assert b.run("-s", "reload").returncode == 0  # the name is free now: b claims
-    wait_for(lambda: ran(log) == Counter({"f00000": 1, "g00000": 1}), 10, "b's run after a stopped")
-    assert left(root) == {"incoming": [], "errors": [], "pending": []}
-    assert b.run("-s", "stop").returncode == 0
+    r = b.run("-g", "--instance", "same", "--interval", "0.1")  # detached: stopped below, come what may
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "record 1 is inactive: instance 'same' is in use in its queue by another waitd" in r.stderr
+        wait_for(lambda: "is in use by another waitd" in b.log(), 10, "b's refusal logged")
+        quiet_for(0.5, lambda: left(root)["pending"] == ["same/f00000"] and ran(log) == Counter({"f00000": 1}))
+        (tmp_path / "gate").touch()
+        assert a.stop() == 0
+        make_queue(root, 1, prefix="g")
+        assert b.run("-s", "reload").returncode == 0  # the name is free now: b claims
+        wait_for(lambda: ran(log) == Counter({"f00000": 1, "g00000": 1}), 10, "b's run after a stopped")
+        assert left(root) == {"incoming": [], "errors": [], "pending": []}
+    finally:
+        (tmp_path / "gate").touch()
+        assert b.run("-s", "stop").returncode == 0
 
 
 def test_a_failure_waits_in_errors_for_hours_too_old_then_goes(tmp_path):
