@@ -35,11 +35,13 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd import control, drain, layout, report, runner, scheduler, sock, sweep, table
+from waitd import control, drain, layout, publish, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
+from waitd.conf import Conf
+from waitd.events import Events
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
 from waitd.jobs import Job, Why
@@ -71,6 +73,8 @@ class Settings:
     once: bool = False
     poll_only: bool = False
     jobs: int | None = None  # --jobs: handlers of all records together
+    jobs_given: bool = False  # --jobs was on the command line: waitd.conf's jobs does not count
+    metrics: tuple[str, int] | None = None  # --metrics HOST PORT
 
     @property
     def table_path(self) -> str:
@@ -88,6 +92,8 @@ class Daemon:
         reopen_log: Callable[[], None] = lambda: None,
         signals: deque[int] | None = None,
         executor: Executor | None = None,
+        conf: Conf | None = None,
+        foreground: bool = False,
     ) -> None:
         self.settings = settings
         self.history = history
@@ -114,6 +120,10 @@ class Daemon:
         self.control = sock.Server(settings.passdir)
         self._asked = False  # a client waits on the control socket
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
+        # waitd.conf's sinks, the metrics, systemd's notifications: events.py
+        self.events = Events(
+            settings.passdir, self.works, history, self._env, conf or Conf(), settings.metrics, foreground
+        )
         self._warn_table_mode()
         self._install(records)
 
@@ -133,6 +143,7 @@ class Daemon:
             lambda record: layout.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
+        self.events.installed(entries)
         for entry in entries:
             if entry.problem:
                 log.error(
@@ -177,6 +188,7 @@ class Daemon:
                 self.mode.value,
                 self.settings.interval_s,
             )
+            self.events.start(self.mode.value)
             if self._compact_at_start:
                 # Forget the files long gone before the first listing, so that
                 # both are never in memory at once (100,000 keys and as many
@@ -203,6 +215,7 @@ class Daemon:
     def _exit_status(self) -> int:
         self._write_status(force=True)
         lost = self.launcher.flush_unwritten()
+        self.events.close()
         for event in self.launcher.unwritten:
             # Not on disk: the next waitd records these runs as status 1.
             log.critical(
@@ -223,6 +236,7 @@ class Daemon:
 
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
+        self.events.tick(time.monotonic(), time.monotonic() >= self._next_poll)
         self.launcher.reap()
         if self._asked:
             self.control.serve(self.commands.answer)
@@ -267,6 +281,7 @@ class Daemon:
         if signal.SIGTERM in pending and self.mode is not Mode.STOPPING:
             log.info("waitd: TERM: stopping; %d handler(s) running", len(self._own_runs()))
             self.mode = Mode.STOPPING  # any -> STOPPING
+            self.events.stopping()
             self._stop_deadline = time.monotonic() + self.settings.stop_timeout_s
             return
         if self.mode is Mode.STOPPING:
@@ -289,6 +304,7 @@ class Daemon:
 
     def reload(self) -> None:
         """HUP: reopen the log, reread the table, keep the old one if invalid."""
+        self.events.reloading()
         self.reopen_log()
         self.launcher.logfiles_again()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
@@ -307,6 +323,9 @@ class Daemon:
             self._install(records)
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
+        self._reload_errors += self.events.reloaded(self.mode.value)  # waitd.conf
+        if not self.settings.jobs_given:
+            self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
 
     def _warn_table_mode(self) -> None:
@@ -333,6 +352,9 @@ class Daemon:
                     deadlines.append(now + (entry.view.due_ns - now_ns) / 1e9)
         if self.status_file.due > now:
             deadlines.append(self.status_file.due)
+        events_due = self.events.deadline()
+        if events_due is not None:
+            deadlines.append(events_due)
         return max(0.0, min(deadlines) - now)
 
     # -- a pass -----------------------------------------------------------------
@@ -376,6 +398,9 @@ class Daemon:
         by_number: dict[int, Entry] = {}
         if self.mode is Mode.ACTIVE and not self.launcher.unwritten and now >= self.launcher.hold_until:
             for entry in self.entries:
+                if entry.record.publish_only:
+                    publish.ready(entry, self.launcher, now_ns)  # runs nothing
+                    continue
                 jobs = self._ready(entry, now_ns)
                 if jobs:
                     by_number[entry.number] = entry
@@ -517,7 +542,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The status document (report.Status) as JSON; times are epoch seconds."""
-        return report.as_json(
+        doc = report.as_json(
             report.build(
                 self.works,
                 self.runs,
@@ -529,5 +554,8 @@ class Daemon:
                 reloads=self._reloads,
                 reload_errors=self._reload_errors,
                 kill_grace_s=KILL_GRACE_S,
+                sinks=self.events.report(),
             )
         )
+        self.events.status(doc)
+        return doc
