@@ -271,8 +271,3 @@ class _Listener:
 
     def on_disconnected(self) -> None:
         self.sink.note(self.generation, lost=True)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
