@@ -128,17 +128,19 @@ class Consumer:
     """A STOMP subscriber: every message of its queues, acknowledged one by one."""
 
     def __init__(self, port: int, queues: tuple[str, ...]) -> None:
-        import stomp
-
         self.port = port
         self.queues = queues
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Condition()
-        self.conn = stomp.Connection([("127.0.0.1", port)], reconnect_attempts_max=1)
-        self.conn.set_listener("test", self)
+        self.conn: Any = None
         self.connect()
 
     def connect(self) -> None:
+        """Connect and subscribe (again, after the broker was restarted)."""
+        import stomp
+
+        self.conn = stomp.Connection([("127.0.0.1", self.port)], reconnect_attempts_max=1)
+        self.conn.set_listener("test", self)
         self.conn.connect(wait=True)
         for i, queue in enumerate(self.queues):
             self.conn.subscribe(queue, id=str(i), ack="client-individual")
@@ -147,7 +149,8 @@ class Consumer:
         with self._lock:
             self.messages.append((frame.headers["destination"], json.loads(frame.body)))
             self._lock.notify_all()
-        self.conn.ack(frame.headers["message-id"], frame.headers["subscription"])
+            conn = self.conn
+        conn.ack(frame.headers["message-id"], frame.headers["subscription"])
 
     def wait(self, count: int, timeout: float = 20.0) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
