@@ -44,8 +44,10 @@ deps:
 demo: $(STAMP)
 	$(BIN)/waitd --demo
 
+# Four test processes on two cores: most tests wait on a daemon (about a
+# third of the wall time is CPU), so two would leave the cores idle.
 test: $(STAMP) deps
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 4 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check waitd tests bench

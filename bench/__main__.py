@@ -8,9 +8,17 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, common, groups, idle, jobs, scale
+from bench import arrivals, backlog, common, groups, idle, jobs, queues, scale
 
-SCENARIOS = {"backlog": backlog, "jobs": jobs, "arrivals": arrivals, "groups": groups, "idle": idle, "scale": scale}
+SCENARIOS = {
+    "backlog": backlog,
+    "jobs": jobs,
+    "arrivals": arrivals,
+    "groups": groups,
+    "queues": queues,
+    "idle": idle,
+    "scale": scale,
+}
 
 METHOD = """\
 method: every scenario runs the real daemon (python -m waitd) on a fresh temporary PASSDIR under {tmp},

@@ -321,6 +321,23 @@ def vm_hwm_mb(pid: int) -> float | None:
 # -- baselines and statistics ----------------------------------------------------------
 
 
+def sleeper(tools: Path, seconds: float) -> Path:
+    """A handler that sleeps `seconds`: a small C program when a compiler
+    is there, so that its own start costs well under a millisecond; else a
+    shell script."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc:
+        source = tools / "sleeper.c"
+        source.write_text(f"#include <unistd.h>\nint main(void) {{ usleep({round(seconds * 1e6)}); return 0; }}\n")
+        out = tools / "sleeper"
+        if subprocess.run([cc, "-O2", "-o", str(out), str(source)], capture_output=True).returncode == 0:
+            return out
+    script = tools / "sleeper.sh"
+    script.write_text(f"#!/bin/sh\nexec sleep {seconds}\n")
+    script.chmod(0o755)
+    return script
+
+
 def spawn_loop_subprocess(n: int) -> float:
     """Seconds to run /bin/true n times with subprocess.run."""
     t0 = time.perf_counter()

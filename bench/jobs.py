@@ -18,16 +18,14 @@ exit of `waitd --once`.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 from bench.common import (
     Options,
     Proc,
     Report,
     make_files,
+    sleeper,
     spawn_loop_subprocess,
     start_times,
     waitd_argv,
@@ -36,13 +34,12 @@ from bench.common import (
 )
 
 SLEEP_S = 0.05
-_C = "#include <unistd.h>\nint main(void) { usleep(50000); return 0; }\n"
 
 
 def run(opts: Options, report: Report) -> None:
     n = opts.n(1000)
     with workdir("jobs-handler") as tools:
-        handler = _sleeper(tools)
+        handler = sleeper(tools, SLEEP_S)
         report.say(f"jobs: handler {handler.name} sleeping {SLEEP_S * 1000:.0f} ms, {n} files")
         for jobs, target in ((1, None), (4, 0.9), (16, 0.8)):
             drain = _drain(report, n, str(handler), jobs)
@@ -68,20 +65,6 @@ def run(opts: Options, report: Report) -> None:
         report.check(
             f"jobs=2, {m} x /bin/true: bare serial loop / waitd", f"{base / drain:.2f}x", ">= 1.2x", base / drain >= 1.2
         )
-
-
-def _sleeper(tools: Path) -> Path:
-    """A handler that sleeps 50 ms: compiled if it can be, else a script."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc:
-        (tools / "sleeper.c").write_text(_C)
-        out = tools / "sleeper"
-        if subprocess.run([cc, "-O2", "-o", str(out), str(tools / "sleeper.c")], capture_output=True).returncode == 0:
-            return out
-    script = tools / "sleeper.sh"
-    script.write_text(f"#!/bin/sh\nexec sleep {SLEEP_S}\n")
-    script.chmod(0o755)
-    return script
 
 
 def _drain(report: Report, n: int, handler: str, jobs: int) -> float | None:

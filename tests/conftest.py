@@ -9,6 +9,7 @@ fails a test that leaves a child process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -221,6 +222,22 @@ def station(tmp_path: Path):
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
         s.proc.communicate()
+    # A detached daemon (-g) is no child of the test: find it by its PASSDIR.
+    left = waitds_on(s.passdir)
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    assert not left, f"test left a daemon running on {s.passdir}: {[p.pid for p in left]}"
+
+
+def waitds_on(passdir: Path) -> list[psutil.Process]:
+    """Live processes started with this PASSDIR on their command line."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        argv = p.info["cmdline"] or []
+        if any(a in (str(passdir), f"--passdir={passdir}") for a in argv) and _alive(p):
+            found.append(p)
+    return found
 
 
 @pytest.fixture(autouse=True)

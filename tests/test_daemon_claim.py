@@ -181,7 +181,9 @@ def test_g_with_every_record_inactive_says_so_before_detaching(station):
         assert "every record is inactive" in r.stderr
         assert "nowhere" in r.stderr
     finally:
-        station.run("-s", "stop")
+        stopped = station.run("-s", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "waitd stopped" in station.log()
 
 
 def test_ctrl_c_in_the_foreground_hibernates_and_says_how_to_stop(station):

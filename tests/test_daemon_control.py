@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, wait_for, waitd_cmd
+from conftest import ROOT, wait_for, waitd_cmd, waitds_on
 
 from waitd import control
 
@@ -84,15 +84,6 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def _waitds_on(passdir: Path) -> list[int]:
-    """Live processes whose command line names this PASSDIR (a daemon left behind)."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        if str(passdir) in " ".join(p.info["cmdline"] or []) and _alive(p.pid):
-            found.append(p.pid)
-    return found
 
 
 # -- starting -----------------------------------------------------------------
@@ -172,7 +163,7 @@ def test_bad_table_exits_2_and_leaves_no_daemon(station):
     assert f"{station.passdir}/incoming:1: expected 7 fields, got 6" in r.stderr
     assert "not starting" in r.stderr
     assert not (station.passdir / "waitd.pid").exists()
-    assert _waitds_on(station.passdir) == []
+    assert waitds_on(station.passdir) == []
 
 
 def test_no_passdir_exits_2_with_the_hint(station):
@@ -194,7 +185,7 @@ def test_failure_after_detaching_is_reported_by_the_command(station):
     assert r.stderr.count("\n") == 1
     assert f"CRITICAL waitd: {station.passdir}/logfiles: " in station.log()
     assert not (station.passdir / "waitd.pid").exists()
-    assert _waitds_on(station.passdir) == []
+    assert waitds_on(station.passdir) == []
 
 
 # -- the pid file -------------------------------------------------------------
@@ -358,7 +349,7 @@ def test_demo_runs_to_the_end(tmp_path):
     assert "removed" in err and "expired" in err and "waitd stopped" in err
     assert sorted(os.listdir(passdir / "logfiles")) == ["incoming.1.A", "incoming.1.B", "incoming.1.C", "incoming.2.A"]
     assert "gvar_incproc: record 1 (gvar) got" in (passdir / "logfiles" / "incoming.1.A").read_text()
-    assert _waitds_on(passdir) == []
+    assert waitds_on(passdir) == []
 
 
 @pytest.mark.parametrize("to", ["group", "daemon"])
@@ -385,7 +376,7 @@ def test_demo_ends_cleanly_on_ctrl_c(tmp_path, to):
     assert "demo: interrupted." in out
     assert "waitd stopped" in err
     (passdir,) = tmp_path.glob("waitd-demo-*")
-    assert _waitds_on(passdir) == []
+    assert waitds_on(passdir) == []
     assert not (passdir / "waitd.pid").exists()
 
 

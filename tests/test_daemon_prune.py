@@ -67,12 +67,16 @@ def test_archival_mtime_is_not_expired_on_arrival(station):
 
 def test_two_records_on_one_file_prune_only_when_both_done(station):
     station.recorder("rec1")
-    station.handler("slow", "sleep 1.2\n")
+    go = station.passdir / "go"
+    station.handler("slow", f'while [ ! -e "{go}" ]; do sleep 0.02; done\n')
     station.table(f"a in *.g8 {station.passdir}/rec1 0 0 0", f"b in *.g8 {station.passdir}/slow 0 0 0")
     station.drop("a.g8", age_s=5)
     station.start()
-    wait_for(lambda: station.ran(), 5)
+    wait_for(lambda: station.ran() and len(station.ends()) == 1, 5, "the first record's run")
+    station.signal(signal.SIGALRM)  # a pass more, to be sure it would have removed it
+    wait_for(lambda: station.passdir.joinpath("waitd.status").exists(), 5)
     assert (station.incoming / "a.g8").exists(), "removed before the second record handled it"
+    go.touch()
     wait_for(lambda: len(station.ends()) == 2, 5)
     wait_for(lambda: not (station.incoming / "a.g8").exists(), 5, "removal once both are done")
     station.stop()

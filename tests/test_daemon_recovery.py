@@ -10,7 +10,11 @@ from conftest import deliver, quiet_for, wait_for
 
 
 def test_sigkill_during_run_then_restart_records_status_1_once(station):
-    station.handler("slow", f'sleep 0.5; printf "%s\\0" "$1" >> "{station.passdir}/ran"\n')
+    go = station.passdir / "go"
+    station.handler(
+        "slow",
+        f'while [ ! -e "{go}" ]; do sleep 0.02; done; printf "%s\\0" "$1" >> "{station.passdir}/ran"\n',
+    )
     station.table(f"x in *.g8 {station.passdir}/slow 0 -1 0")
     station.drop("a.g8", age_s=5)
     station.start()
@@ -20,9 +24,10 @@ def test_sigkill_during_run_then_restart_records_status_1_once(station):
     station.proc.wait()
     # The orphaned handler still runs: the new waitd waits for it.
     station.start()
-    wait_for(lambda: station.ran(), 5, "the orphan to finish")
-    wait_for(lambda: station.history()[-1].status == 1, 5, "status 1 for the lost run")
-    assert "still runs; waiting for it" in station.log()
+    wait_for(lambda: "still runs; waiting for it" in station.log(), 10, "the orphan adopted")
+    go.touch()
+    wait_for(lambda: station.ran(), 10, "the orphan to finish")
+    wait_for(lambda: station.history()[-1].status == 1, 10, "status 1 for the lost run")
     station.stop()
     events = station.history()
     assert [(e.status, e.pid) for e in events] == [(0, pid), (1, pid)], events

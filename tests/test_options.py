@@ -11,7 +11,8 @@ from waitd import options
 from waitd.options import Options
 
 KNOWN = (
-    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary"
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
+    "tolerance, slot, vary, claim, next, out-limit, out-wait"
 )
 
 
@@ -129,6 +130,10 @@ def test_described_as_they_will_be_used():
         "tolerance=30",
         "slot=(none)",
         "vary=(none)",
+        "claim=no",
+        "next=(none)",
+        "out-limit=(none)",
+        "out-wait=10",
     ]
 
 

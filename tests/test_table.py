@@ -24,7 +24,8 @@ ENV = {"HOME": "/home/op", "SPOOL": "/data/spool", "EMPTY": ""}
 GOOD = "telem in * handler 30 5 24"
 
 KNOWN = (
-    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, tolerance, slot, vary"
+    "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
+    "tolerance, slot, vary, claim, next, out-limit, out-wait"
 )
 
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, client, conf, layout, options, pidfile, runner, table
+from waitd import __version__, client, conf, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
@@ -142,9 +142,47 @@ def build_parser() -> argparse.ArgumentParser:
         type=_metrics,
         help="serve Prometheus metrics over HTTP there (HOST default 127.0.0.1; overrides waitd.conf's metrics)",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry or -s cancel: the files")
+    p.add_argument(
+        "--instance",
+        metavar="NAME",
+        type=_instance,
+        help="this daemon's name in the queues it claims from (default: the host name and a hash of PASSDIR)",
+    )
+    action.add_argument(
+        "--enqueue",
+        metavar="QUEUE",
+        help="put the files named (PATH...) into the queue directory QUEUE, never seen half-written, and exit",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry, -s cancel or --enqueue: the files")
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
+
+
+def _instance(text: str) -> str:
+    if not queue.valid_instance(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: an instance name is letters, digits, '.', '_' and '-'")
+    return text
+
+
+def _enqueue(root: str, paths: Sequence[str]) -> int:
+    """`--enqueue Q FILE...`: each file into Q, by its tmp/, fsync'd."""
+    if not paths:
+        raise UsageError("--enqueue QUEUE needs one or more files")
+    target = queue.Queue(os.path.abspath(root))
+    try:
+        target.make()
+    except OSError as exc:
+        raise WaitdError(f"{root}: not a queue directory: {exc.strerror or exc}") from exc
+    failed = 0
+    for path in paths:
+        try:
+            where = queue.enqueue(path, target)
+        except OSError as exc:
+            print(f"waitd: {path}: not enqueued: {exc.strerror or exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"waitd: {path}: enqueued as {where}")
+    return 1 if failed else 0
 
 
 def _jobs(text: str) -> int:
@@ -178,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from waitd import demo
 
             return demo.run(1.0 if args.interval is None else args.interval)
+        if args.enqueue is not None:
+            return _enqueue(args.enqueue, args.paths)
         passdir = _passdir(args.passdir)
         if args.command:
             return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
@@ -208,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=jobs,
             jobs_given=args.jobs is not None,
             metrics=args.metrics or settings_conf.daemon.metrics,
+            instance=args.instance or queue.default_instance(passdir),
         )
         _preflight(passdir)
         if args.foreground or args.once:

@@ -279,6 +279,13 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     if failed:
         more = rec.get("failed_count", len(failed)) - len(failed)
         lines.append(f"kept after a failed run: {', '.join(failed)}" + (f" and {more} more" if more > 0 else ""))
+    queue = rec.get("queue")
+    if queue:
+        pending = ", ".join(f"{n} by {i}" for i, n in sorted(queue["pending"].items()) if n) or "none"
+        held = ", claiming nothing: the next queue is full (out-limit)" if queue["held"] else ""
+        lines.append(
+            f"queue {queue['root']}: incoming: {queue['incoming']}, pending: {pending}, errors: {queue['errors']}{held}"
+        )
     incomplete = rec.get("incomplete") or []
     if incomplete:
         shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]

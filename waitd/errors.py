@@ -8,6 +8,9 @@ message always names its subject first (a file and line, a path, a pid).
 
 from __future__ import annotations
 
+import logging
+import time
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_RUNNING = 3
@@ -55,3 +58,53 @@ class HistoryWriteError(WaitdError):
     def __init__(self, path: str, cause: OSError) -> None:
         super().__init__(f"{path}: cannot append event: {cause.strerror or cause}")
         self.path = path
+
+
+class Unexpected:
+    """The loop's last guard: errors nobody expected (a bug).
+
+    The first of a kind is logged with its traceback; the same one again
+    only as a count, at most once a minute, so that a bug that fires on
+    every turn cannot fill the disk with its log.  `note` also says how
+    long the loop should stay calm before its next turn (doubling from
+    50 ms to 1 s while the same error repeats), so that it cannot spin.
+    """
+
+    CALM_S = (0.05, 1.0)
+    SUMMARY_S = 60.0
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.repeats = 0  # the same error, turn after turn
+        self._last: tuple[str, ...] | None = None
+        self._seen: dict[tuple[str, ...], int] = {}
+        self._summary_at = 0.0
+
+    def note(self, exc: BaseException) -> float:
+        kind = _signature(exc)
+        self.repeats = self.repeats + 1 if kind == self._last else 1
+        self._last = kind
+        count = self._seen.get(kind, 0) + 1
+        self._seen[kind] = count
+        now = time.monotonic()
+        if count == 1:
+            self.log.error("waitd: unexpected error; carrying on", exc_info=exc)
+        elif now >= self._summary_at:
+            self._summary_at = now + self.SUMMARY_S
+            self.log.error("waitd: unexpected error again (%d times so far): %s: %s", count, kind[0], exc)
+        low, high = self.CALM_S
+        return min(high, low * 2 ** (self.repeats - 1))
+
+    def clear(self) -> None:
+        """A turn went well."""
+        self.repeats = 0
+        self._last = None
+
+
+def _signature(exc: BaseException) -> tuple[str, ...]:
+    """An error's kind: its type and where it was raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (tb.tb_frame.f_code.co_filename, str(tb.tb_lineno)) if tb is not None else ("", "")
+    return (type(exc).__name__, *where)

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from waitd import runner
+from waitd import claims, runner
 from waitd.errors import HistoryWriteError, WaitdError
 from waitd.executor import Executor
 from waitd.history import Event, History, Status, escape
@@ -56,6 +56,7 @@ class Launcher:
         self.failures = 0  # starts that failed, for --once's exit status
         self.hold_until = 0.0  # monotonic: the history could not take a status 0
         self.next_poll: Callable[[], float] = time.monotonic
+        self.instance = ""  # claim=yes: this instance's name in the queues
         self._ended: deque[tuple[Run, Outcome, list[Event], Verdict]] = deque()
 
     # -- starting ---------------------------------------------------------------
@@ -64,9 +65,16 @@ class Launcher:
         """Open the log files, record the starts with one sync, execute."""
         prepared: list[tuple[Entry, Run, list[Event]]] = []
         for entry, job in starts:
+            if entry.record.options.claim:
+                claimed = claims.take(entry.view, job, self.instance)
+                if claimed is None:
+                    continue  # another instance was first
+                job = claimed
             run = self._prepare(entry, job)
             if run is not None:
                 prepared.append((entry, run, runner.start_events(job, run.started_at)))
+            elif entry.record.options.claim:
+                claims.unclaim(entry.view, job)
         if not prepared:
             return
         try:
@@ -74,6 +82,8 @@ class Launcher:
         except runner.StartError as exc:
             for entry, run, _ in prepared:
                 self._not_started(entry, run.job, run.letter, exc)
+                if entry.record.options.claim:
+                    claims.unclaim(entry.view, run.job)
             return
         for entry, run, started in prepared:
             self._launch(entry, run, started)
@@ -247,12 +257,14 @@ class Launcher:
         """Write the ends `reap` collected; return how many."""
         count = len(self._ended)
         while self._ended:
-            run, outcome, ends, _ = self._ended.popleft()
+            run, outcome, ends, verdict = self._ended.popleft()
             runner.footer(run, outcome, ends[0])
             self.record_all(ends)  # a group's ends in one append: one event
             self.runs.remove(run)  # ENDED and written: its files are free
             view = self.works.view(run.job.identity)
-            if view is not None and (ends[0].retry_at is not None or not ends[0].consumed):
+            if view is not None and view.record.options.claim:
+                claims.dispose(view, run.job, ends[0], verdict)  # its file leaves pending
+            elif view is not None and (ends[0].retry_at is not None or not ends[0].consumed):
                 for fact in run.job.facts:
                     view.requeue(fact.name)
         return count

@@ -38,9 +38,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd import control, drain, layout, publish, report, runner, scheduler, sock, sweep, table
+from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
 from waitd.conf import Conf
+from waitd.errors import Unexpected
 from waitd.events import Events
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
@@ -56,6 +57,7 @@ log = logging.getLogger("waitd")
 
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCONT, signal.SIGALRM, signal.SIGCHLD)
 KILL_GRACE_S = scheduler.KILL_GRACE_S
+STOP_ERRORS = 5  # the same unexpected error while stopping: give up, exit
 
 
 class Mode(enum.Enum):
@@ -75,6 +77,7 @@ class Settings:
     jobs: int | None = None  # --jobs: handlers of all records together
     jobs_given: bool = False  # --jobs was on the command line: waitd.conf's jobs does not count
     metrics: tuple[str, int] | None = None  # --metrics HOST PORT
+    instance: str = "waitd"  # --instance: this daemon's name in the queues it claims from
 
     @property
     def table_path(self) -> str:
@@ -104,6 +107,8 @@ class Daemon:
         self.works = Works()
         self.launcher = Launcher(settings.passdir, history, self.runs, self.works, executor or Local(), self._env)
         self.launcher.next_poll = lambda: self._next_poll
+        self.launcher.instance = settings.instance
+        self.outflow = claims.Outflow()
         self._signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self._next_poll = 0.0
         self._force_list = True
@@ -111,6 +116,7 @@ class Daemon:
         self.status_file = control.StatusFile(settings.passdir)
         self._compact_at_start = True
         self._status_failed = False
+        self._errors = Unexpected(log)
         self._stop_deadline = 0.0
         self._stopping_sent = False
         self._started = time.time()
@@ -139,11 +145,14 @@ class Daemon:
         path_env = self._env.get("PATH", os.defpath)
         entries = self.works.install(
             records,
-            lambda record: layout.activate(record, passdir, path_env),
+            lambda record: self._activate(record, path_env),
             lambda record: layout.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
         self.events.installed(entries)
+        for entry in entries:
+            if entry.record.options.claim:
+                entry.view.pending = claims.queue_of(entry.view).pending(self.settings.instance)
         for entry in entries:
             if entry.problem:
                 log.error(
@@ -159,6 +168,24 @@ class Daemon:
             if not entry.problem and entry.view.open():
                 self._watch(entry)
 
+    def _activate(self, record: table.Record, path_env: str) -> table.Activation:
+        """`layout.activate`; a record that claims from a queue has the
+        queue's subdirectories made, those of its next queue too."""
+        if record.options.claim:
+            for root, instance in (
+                (os.path.dirname(record.directory), self.settings.instance),
+                (record.options.next, None),
+            ):
+                if root is None:
+                    continue
+                try:
+                    queue.Queue(root).make(instance)
+                except OSError as exc:
+                    return table.Activation(
+                        None, f"queue {root}: cannot make its subdirectories: {exc.strerror or exc}"
+                    )
+        return layout.activate(record, self.settings.passdir, path_env)
+
     def _watch(self, entry: Entry) -> None:
         spool = entry.view.spool
         if spool is not None and entry.view.dir_note is None:
@@ -170,6 +197,10 @@ class Daemon:
         """Finish the runs a previous waitd left open (status 0, no end);
         a handler that still runs becomes its record's running handler."""
         self.launcher.adopt(self.history.open_runs(), self.works.number_of)
+        busy = {path for run in self.runs.live() for path in run.job.paths}
+        for entry in self.entries:
+            if entry.record.options.claim and not entry.problem:
+                claims.recover(entry, self.history, self.settings.instance, busy)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -198,15 +229,21 @@ class Daemon:
                 if self.settings.once:
                     drain.begin(self.entries, self.history, self.runs.busy)
                     self._force_list = False
+                calm = 0.0
                 while True:
-                    ready = wakeups.wait(self._timeout(time.monotonic()))
+                    ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
                     self._asked = control_fd in ready
                     try:
                         self._changes()
                         if self._turn():
                             break
-                    except Exception:
-                        log.exception("waitd: unexpected error; carrying on")
+                        self._errors.clear()
+                        calm = 0.0
+                    except Exception as exc:
+                        calm = self._errors.note(exc)
+                        if self.mode is Mode.STOPPING and self._errors.repeats >= STOP_ERRORS:
+                            log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
+                            break
             finally:
                 self.watcher.close()
                 self.control.close()
@@ -391,6 +428,8 @@ class Daemon:
             self._watch(entry)
         if listing and self.mode is Mode.ACTIVE and entry.view.spool is not None:
             entry.tally.counters.removed += sweep.expire(entry.view, self.history, now_ns, self.runs.busy)
+            if entry.record.options.claim:
+                entry.tally.counters.removed += claims.expire_errors(entry, now_ns)
 
     def _schedule(self, now: float, now_ns: int) -> None:
         """Ask the scheduler what to start and signal now; do it."""
@@ -436,6 +475,14 @@ class Daemon:
         if room <= 0:
             entry.view.due_ns = None
             return []
+        if options.claim:
+            in_flight = sum(1 for run in self.runs if run.job.identity == entry.identity)
+            outflow, again = self.outflow.room(entry, time.time(), in_flight)
+            if outflow is not None:
+                room = min(room, outflow)
+            if room <= 0:
+                entry.view.due_ns = int(again * 1e9) if again is not None else None
+                return []
         more = scheduler.LOOKAHEAD if options.key is not None else 0
         try:
             return entry.view.take(room + more, self.history, now_ns, self.runs.busy_for(entry.record.process))
@@ -555,6 +602,7 @@ class Daemon:
                 reload_errors=self._reload_errors,
                 kill_grace_s=KILL_GRACE_S,
                 sinks=self.events.report(),
+                held=self.outflow.is_held,
             )
         )
         self.events.status(doc)

@@ -61,6 +61,10 @@ class Options:
     tolerance_s: float = 30.0  # groups: start times this close are one group
     slot_min: float | None = None  # groups: start times floored to this many minutes
     vary: str | None = None  # groups: fields that may differ within a group
+    claim: bool = False  # the incoming-dir is a queue's incoming/: claim files by rename
+    next: str | None = None  # the queue a handled file goes to (its directory)
+    out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
+    out_wait_s: float = 10.0  # how often the out-limit is looked at again
 
     @cached_property
     def group(self) -> groups.Spec | None:
@@ -88,6 +92,8 @@ class Options:
             name = _NAMES_BY_ATTR[f.name]
             if name == "topic" and value is None:
                 out.append("topic=(the telem)")
+            elif isinstance(value, bool):
+                out.append(f"{name}={'yes' if value else 'no'}")
             elif value is None:
                 out.append(f"{name}=(none)")
             elif isinstance(value, float):
@@ -174,7 +180,7 @@ def _check_formats(options: Options) -> list[str]:
         except (ValueError, TypeError, KeyError) as exc:
             return [f"option pattern={_escape(options.pattern)}: {exc}"]
         known |= fields_of_pattern
-    problems = _check_group(options, fields_of_pattern)
+    problems = _check_group(options, fields_of_pattern) + _check_queue(options)
     for option in ("key", "done"):
         fmt = getattr(options, option)
         if fmt is None:
@@ -211,6 +217,24 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
             problems.append(f"option vary= names {name}, which pattern= does not have")
     if options.slot_min is not None and groups.TIME_FIELD not in fields:
         problems.append(f"option slot= needs a {{{groups.TIME_FIELD}}} field in pattern=")
+    return problems
+
+
+def _check_queue(options: Options) -> list[str]:
+    problems = []
+    if not options.claim:
+        problems += [
+            f"option {n}= is for queues: give claim=yes too"
+            for n in ("next", "out-limit", "out-wait")
+            if _given(options, n)
+        ]
+        return problems
+    if options.group is not None:
+        problems.append("claim=yes and groups do not go together (a group's files are claimed one by one)")
+    if options.done is not None:
+        problems.append("claim=yes and done= do not go together (a queue's incoming holds complete files only)")
+    if options.out_limit is not None and options.next is None:
+        problems.append("option out-limit= needs next=: it limits the next queue")
     return problems
 
 
@@ -278,6 +302,12 @@ def _names(text: str) -> str:
     return text
 
 
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise ValueError("expected yes or no")
+    return text == "yes"
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("empty")
@@ -306,6 +336,10 @@ _SPECS = {
     "tolerance": _Spec("tolerance_s", _seconds(False, MAX_TIMEOUT_S)),
     "slot": _Spec("slot_min", _minutes),
     "vary": _Spec("vary", _names),
+    "claim": _Spec("claim", _yes_no),
+    "next": _Spec("next", _text),
+    "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
+    "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

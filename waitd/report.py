@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.history import History, escape
+from waitd.queue import Queue
 from waitd.runs import Run, Runs
 from waitd.state import Entry, Works
 
@@ -50,6 +52,15 @@ class Retrying:
 class Incomplete:
     group: str
     missing: list[str]  # its critical members not there at its timeliness
+
+
+@dataclass(frozen=True, slots=True)
+class QueueReport:
+    root: str
+    incoming: int
+    pending: dict[str, int]  # by instance
+    errors: int
+    held: bool  # held back by out-limit=
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,7 @@ class RecordReport:
     unremovable: list[str]
     unremovable_count: int
     incomplete: list[Incomplete]  # groups that will not run
+    queue: QueueReport | None  # claim=yes: its queue
     last: Last | None
     counters: Counts
 
@@ -128,7 +140,16 @@ def run_report(run: Run, now_mono: float) -> RunReport:
     )
 
 
-def record_report(entry: Entry, runs: list[Run], history: History, now_mono: float, now: float) -> RecordReport:
+def _queue(entry: Entry, held: bool) -> QueueReport | None:
+    if not entry.record.options.claim:
+        return None
+    q = Queue.of_incoming(entry.record.directory)
+    return QueueReport(q.root, q.count("incoming"), q.pending_counts(), q.count("errors"), held)
+
+
+def record_report(
+    entry: Entry, runs: list[Run], history: History, now_mono: float, now: float, held: bool = False
+) -> RecordReport:
     r = entry.record
     files = entry.view.files(history)
     tally = entry.tally
@@ -154,6 +175,7 @@ def record_report(entry: Entry, runs: list[Run], history: History, now_mono: flo
         incomplete=[
             Incomplete(gid, missing) for gid, missing in sorted((entry.view.incomplete_groups() or {}).items())
         ],
+        queue=_queue(entry, held),
         last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,
         counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.removed),
     )
@@ -182,11 +204,12 @@ def build(
     reload_errors: list[str],
     kill_grace_s: float,
     sinks: list[dict[str, Any]] | None = None,
+    held: Callable[[Entry], bool] = lambda entry: False,
 ) -> Status:
     """The status document of a daemon's state."""
     now_mono, now = now_pair()
     entries = works.entries
-    records = [record_report(e, runs.of(e.identity), history, now_mono, now) for e in entries]
+    records = [record_report(e, runs.of(e.identity), history, now_mono, now, held(e)) for e in entries]
     listed = {e.identity for e in entries}
     others = [run_report(r, now_mono) for r in runs.live() if r.job.identity not in listed]
     return Status(

@@ -36,7 +36,7 @@ import re
 import shutil
 import stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -151,6 +151,10 @@ def _record(
         fields[FIELDS:], f"expected {FIELDS} fields, got {len(fields)} (extra field {{!r}} is not key=value)".format
     )
     problems.extend(bad)
+    if opts.claim and expanded is not None and os.path.basename(expanded) != "incoming":
+        problems.append(f"claim=yes: incoming-dir {directory!r} must be a queue's incoming/ directory (Q/incoming)")
+    if opts.next is not None:
+        opts = replace(opts, next=_field(problems, _expand, opts.next, passdir, env))
     if problems or expanded is None or wait_s is None or keep_n is None or too_old_h is None:
         return None, problems
     record = Record(

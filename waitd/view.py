@@ -86,6 +86,8 @@ class View:
         self.outbox: Any = None  # outbox.Outbox when events are wanted: removals and groups go there
         spec = record.options.group
         self.gatherer = Gatherer(self, spec) if spec is not None else None
+        self.pending: str | None = None  # claim=yes: this instance's pending/ of the queue
+        self.retries: dict[str, tuple[FileFact, float]] = {}  # claim=yes: in pending, to run again then
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -330,6 +332,13 @@ class View:
         if self.gatherer is not None:
             groups, self.due_ns = self.gatherer.take(n, history, now_ns, busy, self._member_held)
             return groups
+        if self.retries:
+            due = self._due_retries(history, now_ns, busy)
+            if len(due) >= n:
+                return due[:n]
+            n -= len(due)
+        else:
+            due = []
         wait_ns = int(self.record.wait_s * 1e9)
         jobs: list[Job] = []
         # Each file's latest event, looked up once for the three questions
@@ -357,6 +366,22 @@ class View:
                 job = self._job(history, fact, now_ns, latest)
                 if job is not None:
                     jobs.append(job)
+        if self.retries:
+            later = min(at for _, at in self.retries.values())
+            self.due_ns = min(self.due_ns or int(later * 1e9), int(later * 1e9))
+        return due + jobs
+
+    def _due_retries(self, history: History, now_ns: int, busy: Callable[[str], bool]) -> list[Job]:
+        """claim=yes: the jobs of files waiting in pending whose retry is due."""
+        assert self.pending is not None
+        jobs = []
+        for name, (fact, at) in sorted(self.retries.items(), key=lambda item: item[1][1]):
+            path = f"{self.pending}/{name}"
+            if at * 1e9 > now_ns or busy(path):
+                continue
+            event = history.latest(path, self.record.process)
+            attempt = attempt_of(event if event is not None and event.same_version(fact) else None)
+            jobs.append(Job(self.identity, self.record.process, (fact,), (path,), attempt=attempt))
         return jobs
 
     def _job(

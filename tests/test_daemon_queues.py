@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: MIT
+"""Queues: several waitd claim files from one queue by rename; chains."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import Station, quiet_for, wait_for, waitd_cmd
+
+from waitd import queue as q
+
+
+@pytest.fixture(autouse=True)
+def cleanup():
+    """Kill, at the end of a test, every daemon its Stations left running."""
+    made: list[Station] = []
+    original = Station.__init__
+
+    def init(self, root: Path) -> None:
+        original(self, root)
+        made.append(self)
+
+    Station.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Station.__init__ = original  # type: ignore[method-assign]
+        stop_all(made)
+
+
+def make_queue(root: Path, count: int, prefix: str = "f") -> Path:
+    for sub in q.SUBDIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        tmp = root / "tmp" / f"{prefix}{i:05d}"
+        tmp.write_bytes(b"x")
+        os.rename(tmp, root / "incoming" / tmp.name)
+    return root
+
+
+def recorder(station: Station, log: Path, extra: str = "") -> None:
+    """A handler that appends the file's name (NUL-terminated) to a log
+    shared by every instance: one O_APPEND write, so no two mix."""
+    station.handler("rec", f'printf "%s\\0" "$(basename "$1")" >> "{log}"\n{extra}')
+
+
+def ran(log: Path) -> Counter[str]:
+    try:
+        return Counter(n.decode() for n in log.read_bytes().split(b"\0") if n)
+    except FileNotFoundError:
+        return Counter()
+
+
+def left(root: Path) -> dict[str, list[str]]:
+    out = {sub: sorted(os.listdir(root / sub)) for sub in ("incoming", "errors")}
+    pending = root / "pending"
+    out["pending"] = sorted(f"{d}/{n}" for d in os.listdir(pending) for n in os.listdir(pending / d))
+    return out
+
+
+def instances(tmp_path: Path, n: int, table: str, log: Path, extra: str = "") -> list[Station]:
+    stations = []
+    for i in range(n):
+        s = Station(tmp_path / f"i{i}")
+        recorder(s, log, extra)
+        s.table(table.format(passdir=s.passdir))
+        stations.append(s)
+    return stations
+
+
+def stop_all(stations: list[Station]) -> None:
+    for s in stations:
+        if s.proc is not None and s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate()
+
+
+def test_three_instances_drain_one_queue_each_file_once(tmp_path):
+    root = make_queue(tmp_path / "Q", 3000)
+    log = tmp_path / "ran"
+    stations = instances(tmp_path, 3, f"q {root}/incoming * {{passdir}}/rec 0 -1 0 claim=yes jobs=2", log)
+    try:
+        for i, s in enumerate(stations):
+            s.start("--instance", f"i{i}")
+        wait_for(lambda: sum(ran(log).values()) >= 3000, 60, "every file handled")
+        wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 20, "an empty queue")
+        for s in stations:
+            assert s.stop() == 0
+    finally:
+        stop_all(stations)
+    counts = ran(log)
+    assert len(counts) == 3000 and set(counts.values()) == {1}, "a file ran twice, or not at all"
+    shares = [sum(1 for line in s.log().splitlines() if ": started " in line) for s in stations]
+    assert sum(shares) == 3000 and all(share > 0 for share in shares), shares
+
+
+def test_sigkill_at_random_moments_never_runs_a_file_twice(tmp_path):
+    rng = random.Random(os.environ.get("WAITD_SEED") or time.time_ns())
+    root = make_queue(tmp_path / "Q", 600)
+    log = tmp_path / "ran"
+    stations = instances(
+        tmp_path, 3, f"q {root}/incoming * {{passdir}}/rec 0 -1 0 claim=yes jobs=2", log, extra="sleep 0.005"
+    )
+
+    def launch(i: int) -> subprocess.Popen[bytes]:
+        s = stations[i]
+        s.proc = subprocess.Popen(
+            waitd_cmd("-f", "--passdir", str(s.passdir), "--interval", "0.1", "--instance", f"i{i}"),
+            env=s.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return s.proc
+
+    kills = 0
+    try:
+        procs = [launch(i) for i in range(3)]
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and (kills < 6 or os.listdir(root / "incoming")):
+            time.sleep(rng.uniform(0.05, 0.4))
+            victim = rng.randrange(3)
+            procs[victim].kill()
+            procs[victim].wait()
+            kills += 1
+            procs[victim] = launch(victim)
+        # The last lives finish, and sort out what the killed ones left.
+        wait_for(lambda: not os.listdir(root / "incoming"), 60, "an empty incoming")
+        wait_for(lambda: left(root)["pending"] == [], 30, "an empty pending")
+        for i in range(3):  # each last life has caught its signals
+            wait_for(lambda: f"waitd started: pid {procs[i].pid}," in stations[i].log(), 20, "the last lives")  # noqa: B023
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=30) == 0
+    finally:
+        stop_all(stations)
+    counts = ran(log)
+    assert not [n for n, c in counts.items() if c > 1], "a file ran twice"
+    errors = {n.split(".")[0] for n in os.listdir(root / "errors")}
+    handled = set(counts) - errors
+    assert len(handled | errors) == 600, f"lost: {600 - len(handled | errors)}"
+    assert kills >= 3
+    print(f"\nqueue crash test: 600 files, {kills} kills, handled {len(handled)}, in errors {len(errors)}")
+
+
+def test_chain_with_out_limit_pauses_and_resumes(tmp_path):
+    qa, qb = make_queue(tmp_path / "A", 120), make_queue(tmp_path / "B", 0)
+    log = tmp_path / "ran"
+    a = Station(tmp_path / "a")
+    a.handler("pass", "exit 0\n")
+    a.table(f"a {qa}/incoming * {a.passdir}/pass 0 -1 0 claim=yes next={qb} out-limit=50 out-wait=0.1 jobs=2")
+    b = Station(tmp_path / "b")
+    recorder(b, log)
+    b.table(f"b {qb}/incoming * {b.passdir}/rec 0 -1 0 claim=yes")
+    most = [0]
+    try:
+        b.start("-i", "--instance", "b")  # hibernating: its incoming fills up
+        a.start("--instance", "a")
+        wait_for(lambda: "claiming nothing for now" in a.log(), 20, "A to stop at the out-limit")
+
+        def watch_b() -> bool:
+            most[0] = max(most[0], q.Queue(str(qb)).count())
+            return True
+
+        quiet_for(0.5, watch_b)
+        assert len(os.listdir(qa / "incoming")) > 0, "A did not hold back"
+        assert most[0] == 50, most[0]
+        b.signal(signal.SIGCONT)
+        wait_for(lambda: watch_b() and sum(ran(log).values()) == 120, 30, "B to handle all 120 files")
+        assert "has room again" in a.log()
+        assert most[0] <= 50, most[0]
+        assert a.stop() == 0 and b.stop() == 0
+    finally:
+        stop_all([a, b])
+    assert set(ran(log).values()) == {1}
+    assert left(qa) == left(qb) == {"incoming": [], "errors": [], "pending": []}
+
+
+def test_next_queue_on_another_filesystem_goes_through_its_tmp(tmp_path):
+    if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is not another filesystem here")
+    qa = make_queue(tmp_path / "A", 0)
+    qb = Path(tempfile_dir := __import__("tempfile").mkdtemp(dir="/dev/shm"))
+    try:
+        make_queue(qb, 0)
+        a = Station(tmp_path / "a")
+        a.handler("pass", "exit 0\n")
+        a.table(f"a {qa}/incoming * {a.passdir}/pass 0 -1 0 claim=yes next={qb}")
+        data = os.urandom(1 << 20)
+        (qa / "tmp" / "big").write_bytes(data)
+        os.rename(qa / "tmp" / "big", qa / "incoming" / "big")
+        a.start("--instance", "a")
+        wait_for(lambda: (qb / "incoming" / "big").exists(), 10, "the file in the next queue")
+        assert (qb / "incoming" / "big").read_bytes() == data
+        assert os.listdir(qb / "tmp") == [] and left(qa) == {"incoming": [], "errors": [], "pending": []}
+        assert a.stop() == 0
+    finally:
+        __import__("shutil").rmtree(tempfile_dir, ignore_errors=True)
+
+
+def test_enqueue_is_never_seen_half_written(tmp_path):
+    root = make_queue(tmp_path / "Q", 0)
+    size = 100 << 20
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(size)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for name in os.listdir(root / "incoming"):
+                seen.append(os.stat(root / "incoming" / name).st_size)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        r = subprocess.run(waitd_cmd("--enqueue", str(root), str(big)), capture_output=True, text=True, timeout=120)
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stderr
+    assert (root / "incoming" / "big").stat().st_size == size
+    assert seen and set(seen) == {size}, "a reader saw the file before it was whole"
+    assert os.listdir(root / "tmp") == []
+
+
+def test_a_temporary_failure_waits_in_pending_for_its_retry(tmp_path):
+    root = make_queue(tmp_path / "Q", 1)
+    s = Station(tmp_path / "s")
+    s.handler("h", f'echo "$WAITD_ATTEMPT $1" >> "{tmp_path}/tries"\n[ "$WAITD_ATTEMPT" = 1 ] && exit 75\nexit 0\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=1 retry=1")
+    s.start("--instance", "me")
+    wait_for(lambda: (tmp_path / "tries").exists(), 10, "the first attempt")
+    wait_for(lambda: left(root)["pending"] == ["me/f00000"], 10, "the file waiting in pending")
+    assert left(root)["incoming"] == []
+    wait_for(lambda: len((tmp_path / "tries").read_text().splitlines()) == 2, 10, "the retry")
+    wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 10, "the file gone")
+    tries = (tmp_path / "tries").read_text().split()
+    assert tries == ["1", f"{root}/pending/me/f00000", "2", f"{root}/pending/me/f00000"]
+    assert s.stop() == 0
+
+
+def test_at_start_a_claimed_file_never_run_goes_back_and_a_failure_to_errors(tmp_path):
+    root = make_queue(tmp_path / "Q", 0)
+    (root / "pending" / "me").mkdir(parents=True)
+    (root / "pending" / "me" / "orphan").write_bytes(b"x")
+    (root / "tmp" / "bad").write_bytes(b"x")
+    os.rename(root / "tmp" / "bad", root / "incoming" / "bad")
+    log = tmp_path / "ran"
+    s = Station(tmp_path / "s")
+    recorder(s, log, extra='[ "$(basename "$1")" = bad ] && exit 3\nexit 0')
+    s.table(f"q {root}/incoming * {s.passdir}/rec 0 -1 0 claim=yes")
+    s.start("--instance", "me")
+    wait_for(lambda: sum(ran(log).values()) == 2, 10, "both files handled")
+    wait_for(lambda: left(root) == {"incoming": [], "errors": ["bad"], "pending": []}, 10, "bad in errors")
+    assert "claimed but never run; back in the queue" in s.log()
+    wait_for(lambda: "pending: none, errors: 1" in s.run("-s", "status").stdout, 10, "the queue in the status")
+    assert s.stop() == 0

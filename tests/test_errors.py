@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: MIT
+"""The loop's last guard against its own bugs: logged once, never a spin."""
+
+from __future__ import annotations
+
+import logging
+
+from waitd.errors import Unexpected
+
+
+def boom(n: int) -> Exception:
+    try:
+        if n:
+            raise KeyError("one place")
+        raise ValueError("another place")
+    except Exception as exc:
+        return exc
+
+
+def test_the_same_error_is_logged_once_then_counted_and_calms_the_loop(caplog):
+    guard = Unexpected(logging.getLogger("waitd.test"))
+    with caplog.at_level(logging.ERROR, "waitd.test"):
+        calms = [guard.note(boom(1)) for _ in range(1000)]
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1
+    assert len(caplog.records) == 2, "one traceback, one count; the next count waits a minute"
+    assert "again (2 times so far)" in caplog.records[1].getMessage()
+    assert calms[:3] == [0.05, 0.1, 0.2]
+    assert max(calms) == 1.0 and calms[-1] == 1.0
+    assert guard.repeats == 1000
+
+
+def test_a_good_turn_or_another_error_starts_the_count_again(caplog):
+    guard = Unexpected(logging.getLogger("waitd.test"))
+    with caplog.at_level(logging.ERROR, "waitd.test"):
+        guard.note(boom(1))
+        guard.note(boom(1))
+        assert guard.note(boom(0)) == 0.05 and guard.repeats == 1
+        guard.clear()
+        assert guard.note(boom(1)) == 0.05
+    assert sum(1 for r in caplog.records if r.exc_info) == 2, "each kind's traceback once"
