@@ -12,6 +12,8 @@ with a receipt for `stomp`.  Any exception means "not delivered": the
 sink's process backs off and sends the batch again.
 
     jsonl      every event, one JSON object a line, appended to `path`
+               (at open, a torn last line that a killed sink left is
+               cut off: its batch is delivered again)
     posttroll  `ready` events: a pytroll `file` message for a file, a
                `dataset` message for a group, subject `topic=` (a leading
                / added), data: the pattern's fields (times as datetimes),
@@ -28,11 +30,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 import threading
 import time
 from typing import Any, Protocol
+
+log = logging.getLogger("waitd")
 
 _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2})?")
 POSTTROLL_SETTLE_S = 1.0  # after binding: subscribers (re)connect before the first message
@@ -70,7 +75,12 @@ class JsonLines:
 
     def open(self) -> None:
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                _cut_torn_line(self._fd, self.path)
+            except OSError:
+                self.close()
+                raise
 
     def send(self, events: list[dict[str, Any]]) -> None:
         self.open()
@@ -88,6 +98,24 @@ class JsonLines:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _cut_torn_line(fd: int, path: str) -> None:
+    """Cut off what follows the last newline: the part of a batch written by
+    a sink killed in its write(2).  That batch was not passed, so its events
+    are delivered again, whole, after the lines before it."""
+    size = end = os.fstat(fd).st_size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end < size:
+        os.ftruncate(fd, end)
+        log.warning("%s: a torn last line (%d bytes) cut off; its events are delivered again", path, size - end)
 
 
 def _datetimes(fields: dict[str, Any]) -> dict[str, Any]:
