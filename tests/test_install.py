@@ -178,6 +178,7 @@ def test_systemd_unit_verifies_clean_against_the_install(prefix, tmp_path):
     no word: its commands exist and `man` finds its Documentation= pages."""
     text = (ROOT / "conf/waitd.service").read_text()
     assert len(re.findall(r"^Exec\w+=/usr/local/bin/waitd ", text, re.M)) == 2 and "\nUser=xtuser\n" in text
+    assert "\nType=notify\n" in text and "\nNotifyAccess=" not in text  # main: only waitd may notify
     user = pwd.getpwuid(os.geteuid()).pw_name
     unit = tmp_path / "waitd.service"
     unit.write_text(text.replace("/usr/local/bin/", f"{prefix}/bin/").replace("\nUser=xtuser\n", f"\nUser={user}\n"))

@@ -7,8 +7,8 @@ segment `segments.Writer` when there are sinks), the sinks' processes
 (`sinks.Sinks`), the Prometheus metrics (`metrics.Metrics`) and the
 notifications (`notify.Notify`).  The loop calls it at a few points
 only: `installed` (a table taken), `start` (the loop runs), `tick` (each
-turn), `deadline` (when it wants a turn), `reloading` and `reloaded`
-(HUP), `stopping` (TERM), `report` and `status` (the status document),
+turn), `deadline` (when it wants a turn), `reloading`, `reloaded` and
+`ready` (HUP), `stopping` (TERM), `report` and `status` (the status document),
 `close` (exit).  Without sinks and metrics there is no outbox: the
 history has no mirror and nothing is built.
 
@@ -106,9 +106,13 @@ class Events:
         for entry in entries:
             entry.view.outbox = self.outbox
 
-    def start(self, summary: str) -> None:
+    def start(self) -> None:
         self.sinks.start()
-        self.notify.ready(summary)
+        self.notify.ready()
+
+    def ready(self) -> None:
+        """Up again after a HUP (systemd's READY=1)."""
+        self.notify.ready()
 
     def tick(self, now: float, poll: bool) -> None:
         self.sinks.check(now)
@@ -127,7 +131,7 @@ class Events:
     def reloading(self) -> None:
         self.notify.reloading()
 
-    def reloaded(self, summary: str) -> list[str]:
+    def reloaded(self) -> list[str]:
         """Reread waitd.conf (HUP); its errors, if it is kept as it was."""
         path = os.path.join(self.passdir, "waitd.conf")
         conf, errors = conflib.read(path)
@@ -144,7 +148,6 @@ class Events:
                 log.error("%s", exc)
                 errors = [exc]  # type: ignore[list-item]
         self.sinks.hup()
-        self.notify.ready(summary)
         return [str(e) for e in errors]
 
     def stopping(self) -> None:

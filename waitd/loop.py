@@ -219,7 +219,8 @@ class Daemon:
                 self.mode.value,
                 self.settings.interval_s,
             )
-            self.events.start(self.mode.value)
+            self._write_status(force=True)  # its summary goes to systemd with READY=1
+            self.events.start()
             if self._compact_at_start:
                 # Forget the files long gone before the first listing, so that
                 # both are never in memory at once (100,000 keys and as many
@@ -360,10 +361,11 @@ class Daemon:
             self._install(records)
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
-        self._reload_errors += self.events.reloaded(self.mode.value)  # waitd.conf
+        self._reload_errors += self.events.reloaded()  # waitd.conf
         if not self.settings.jobs_given:
             self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
+        self.events.ready()  # systemd: the reload is over
 
     def _warn_table_mode(self) -> None:
         unsafe = table.writable_by_others(self.settings.table_path)

@@ -3,8 +3,10 @@
 
 With `NOTIFY_SOCKET` set (systemd sets it for a Type=notify service), waitd
 sends datagrams to that socket: READY=1 once it is up (pid file held,
-history read, control socket open), RELOADING=1 and then READY=1 around a
-HUP, STOPPING=1 on TERM, STATUS= a one-line summary when it changes, and
+history read, control socket open), with STATUS= its first one-line
+summary; RELOADING=1 and then READY=1 around a HUP (the READY=1 once the
+table and waitd.conf are reread), STOPPING=1 on TERM, STATUS= the summary
+each time it changes (it is made with the status document), and
 WATCHDOG=1 every half of WATCHDOG_USEC when the unit sets WatchdogSec=
 (only when WATCHDOG_PID, if set, is waitd's pid).  A path starting with
 `@` is in the abstract namespace.  Without NOTIFY_SOCKET everything is a
@@ -41,6 +43,7 @@ class Notify:
             self.watchdog_s = int(usec) / 1e6 / 2
         self._next_ping = 0.0
         self._status = ""
+        self._ready = False  # STATUS= waits for the first READY=1, and goes with it
 
     @property
     def enabled(self) -> bool:
@@ -54,8 +57,10 @@ class Notify:
         except OSError:
             pass
 
-    def ready(self, status: str | None = None) -> None:
-        self.send("READY=1", *([f"STATUS={status}"] if status else []))
+    def ready(self) -> None:
+        """READY=1, with the last STATUS= (at start: the first summary)."""
+        self._ready = True
+        self.send("READY=1", *([f"STATUS={self._status}"] if self._status else []))
 
     def reloading(self) -> None:
         self.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
@@ -66,7 +71,8 @@ class Notify:
     def status(self, text: str) -> None:
         if text != self._status:
             self._status = text
-            self.send(f"STATUS={text}")
+            if self._ready:
+                self.send(f"STATUS={text}")
 
     def watchdog(self, now: float) -> float | None:
         """Ping the watchdog if due; when the next ping is due (None: no watchdog)."""
