@@ -29,13 +29,18 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 # What the tests use besides Python, as command:Debian package; and Debian's
-# python3 with venv, which make install prefers (see INSTALL_PY).
-DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate
+# python3 with venv, which make install prefers (see INSTALL_PY); and the
+# ActiveMQ broker the stomp sink's tests start (tests/peers/activemq.py
+# runs its jar with java: both are checked).
+DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate \
+  java:default-jre-headless
+ACTIVEMQ_JAR := /usr/share/activemq/bin/activemq.jar
 
 deps:
 	@missing=; PATH=$$PATH:/usr/sbin:/sbin; \
 	for d in $(DEBS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	test -f $(ACTIVEMQ_JAR) || missing="$$missing activemq"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

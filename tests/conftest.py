@@ -278,10 +278,9 @@ def read_jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def activemq(tmp_path_factory):
     """One real ActiveMQ for the session (per xdist worker), not persistent."""
-    from peers.activemq import ActiveMQ, available
+    from peers.activemq import ActiveMQ, require
 
-    if not available():
-        pytest.skip("ActiveMQ is not installed (make deps: apt-get install activemq)")
+    require()
     broker = ActiveMQ(tmp_path_factory.mktemp("activemq"))
     broker.start()
     yield broker

@@ -14,9 +14,8 @@ import os
 import threading
 import time
 
-import pytest
 from conftest import deliver, wait_for
-from peers.activemq import ActiveMQ, available
+from peers.activemq import ActiveMQ, require
 
 QUEUES = ("/queue/ReductionStarted", "/queue/ReductionComplete", "/queue/ReductionError")
 
@@ -61,8 +60,8 @@ def test_started_complete_error_and_retry_in(station, activemq):
         consumer.close()
 
 
-@pytest.mark.skipif(not available(), reason="ActiveMQ is not installed (make deps: apt-get install activemq)")
 def test_broker_down_for_20_s_during_200_runs_loses_nothing_and_delays_no_start(station, tmp_path):
+    require()
     broker = ActiveMQ(tmp_path / "amq", persistent=True)
     broker.start()
     consumer = None
