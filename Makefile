@@ -60,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/mypy waitd
 
 man:
-	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/tlogview.1
+	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/waitd.conf.5 man/tlogview.1
 
 # make install: a fresh virtual environment each time (venv --clear), never
 # over a directory that is not one.  With DESTDIR it is made under DESTDIR,
@@ -90,7 +90,7 @@ install:
 	  chmod 755 '$(STAGE)$(BINDIR)/'$$name || exit 1; \
 	done
 	install -m 644 man/tlogview.1 '$(STAGE)$(MANDIR)/man1/'
-	install -m 644 man/incoming.5 '$(STAGE)$(MANDIR)/man5/'
+	install -m 644 man/incoming.5 man/waitd.conf.5 '$(STAGE)$(MANDIR)/man5/'
 	install -m 644 man/waitd.8 '$(STAGE)$(MANDIR)/man8/'
 	@python=$$(readlink -f '$(STAGE)$(LIBDIR)/bin/python'); dir=$$python; \
 	while [ "$$dir" != / ]; do \
@@ -102,7 +102,8 @@ install:
 uninstall:
 	@$(check_venv)
 	rm -f '$(STAGE)$(BINDIR)/waitd' '$(STAGE)$(BINDIR)/tlogview'
-	rm -f '$(STAGE)$(MANDIR)/man1/tlogview.1' '$(STAGE)$(MANDIR)/man5/incoming.5' '$(STAGE)$(MANDIR)/man8/waitd.8'
+	rm -f '$(STAGE)$(MANDIR)/man1/tlogview.1' '$(STAGE)$(MANDIR)/man5/incoming.5' '$(STAGE)$(MANDIR)/man5/waitd.conf.5' \
+	  '$(STAGE)$(MANDIR)/man8/waitd.8'
 	rm -rf '$(STAGE)$(LIBDIR)'
 
 bench: $(STAMP) deps

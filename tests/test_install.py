@@ -29,7 +29,12 @@ from waitd import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-PAGES = {"waitd": "man8/waitd.8", "incoming": "man5/incoming.5", "tlogview": "man1/tlogview.1"}
+PAGES = {
+    "waitd": "man8/waitd.8",
+    "incoming": "man5/incoming.5",
+    "waitd.conf": "man5/waitd.conf.5",
+    "tlogview": "man1/tlogview.1",
+}
 SBIN_PATH = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
