@@ -88,7 +88,7 @@ def test_metrics_scraped_over_http_say_what_waitd_did(station):
     assert m.get("waitd_removals_total", record="4", telem="old", reason="expired") == 1
     assert m.get("waitd_sink_up", sink="log") == 0
     assert outbox() == 4 * 3 + 4 + 1  # ready, started, ended of each run; kept's and its removal; old's expiry
-    assert m.get("waitd_history_fsync_seconds_count") >= 5  # a start and an end of each run at least
+    assert m.get("waitd_history_fsync_seconds_count") >= 1  # starts of one pass share one
     assert 0 < m.get("waitd_history_fsync_seconds_sum") < 5
     blocker.rmdir()
     wait_for(

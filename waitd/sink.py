@@ -10,11 +10,14 @@ sends it TERM when its parent exits: PR_SET_PDEATHSIG), and holds
 The loop: take the next batch of whole lines after the sink's place
 (`segments.Reader`), keep the events this sink wants (its kind's and its
 `records =`), deliver them (`deliver`), then save the new place
-(`segments.write_place`, atomically).  An event is delivered before its
-place is saved, so a crash of this process, of waitd or of the broker
-makes events be delivered again, never lost: at least once, and the ids
-tell the repeats.  With nothing to read, it sleeps on inotify until the
-outbox grows (at most a second).
+(`segments.write_place`, atomically): at most every SAVE_EVERY_S while
+events keep coming, so that a stream of small batches does not cost a
+rename each, and at once when the outbox has nothing more, or at TERM.
+An event is delivered before its place is saved, so a crash of this
+process, of waitd or of the broker makes events be delivered again (at
+most SAVE_EVERY_S of them, or a batch), never lost: at least once, and
+the ids tell the repeats.  With nothing to read, it sleeps on inotify until a
+segment grows or a new one comes (at most a second).
 
 A delivery that fails (the broker down, a full disk) is logged once, with
 the back-off, and tried again after `retry =` seconds, doubling up to
@@ -44,6 +47,7 @@ log = logging.getLogger("waitd")
 
 BATCH = 500
 IDLE_S = 1.0
+SAVE_EVERY_S = 0.05  # the place is written at most this often (and when idle, or stopping)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,6 +67,8 @@ class SinkProcess:
         self.stop = False
         self.reopen = False
         self.down_since: float | None = None
+        self.saved = segments.Place(0, 0, 0)  # the place last written to NAME.offset
+        self.save_due = 0.0  # monotonic: the next place may be written then
         self.error: str | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: Any = None
@@ -79,6 +85,7 @@ class SinkProcess:
             self._watch()
             place, _ = segments.read_place(self.directory, self.name)
             reader = segments.Reader(self.directory, place or segments.Place(0, 0, 0))
+            self.saved = reader.place
             log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
             backoff = self.retry_s
             while not self.stop:
@@ -87,23 +94,31 @@ class SinkProcess:
                     self._reopen()
                 events, place = reader.batch(BATCH)
                 chosen = [e for e in events if self.wanted(e)]
-                if chosen and not self._deliver(chosen):
+                if chosen and not self._deliver(chosen, reader.place):
                     self._sleep(backoff)
                     backoff = min(self.retry_max_s, backoff * 2)
                     continue
                 backoff = self.retry_s
                 if place != reader.place:
                     reader.place = place
-                    self._save(place)
+                    if time.monotonic() >= self.save_due:
+                        self._save(place)
                 elif not events:
-                    self._idle()
+                    if reader.place == self.saved:
+                        self._idle()
+                    elif time.monotonic() >= self.save_due:
+                        self._save(reader.place)
+                    else:  # until the place may be saved, or more comes
+                        self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
+            if reader.place != self.saved:
+                self._save(reader.place)
             reader.close()
         finally:
             self.sink.close()
             os.close(lock)
         return 0
 
-    def _deliver(self, events: list[dict[str, Any]]) -> bool:
+    def _deliver(self, events: list[dict[str, Any]], place: segments.Place) -> bool:
         try:
             self.sink.send(events)
         except Exception as exc:  # whatever the library raises: not delivered
@@ -119,7 +134,7 @@ class SinkProcess:
                     self.retry_s,
                     self.retry_max_s,
                 )
-                self._save(None)
+                self._save(place)
             return False
         if self.down_since is not None:
             log.info("sink %s: delivering again after %.1f s", self.name, time.time() - self.down_since)
@@ -127,11 +142,11 @@ class SinkProcess:
             self.error = None
         return True
 
-    def _save(self, place: segments.Place | None) -> None:
-        if place is None:
-            place = segments.read_place(self.directory, self.name)[0] or segments.Place(0, 0, 0)
+    def _save(self, place: segments.Place) -> None:
         state = {"down_since": self.down_since, "error": self.error, "pid": os.getpid()}
         segments.write_place(self.directory, self.name, place, state)
+        self.saved = place
+        self.save_due = time.monotonic() + SAVE_EVERY_S
 
     # -- waiting ----------------------------------------------------------------
 
@@ -176,8 +191,10 @@ class SinkProcess:
                 except BlockingIOError:
                     pass
             if self._inotify is not None and self._inotify.fileno() in ready:
-                self._inotify.read(timeout=0)
-                return
+                # Only a segment that grew or came is news: the places
+                # saved beside them (this sink's own too) are not.
+                if any(e.name.endswith(".jsonl") for e in self._inotify.read(timeout=0)):
+                    return
 
     def _lock(self) -> int:
         fd = os.open(os.path.join(self.directory, self.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
