@@ -7,9 +7,15 @@ observers (the metrics).  It is fed in three places, and nowhere else:
 
 - the history (`History.mirror`): each append of events calls `before`
   with them, before they are written; the events are appended to the
-  outbox and synced first, so an event whose history line is on disk is
-  on disk too (a crash never loses one; it may leave one whose line was
-  not written, which is then written again with the same id).  Status 0
+  outbox first, and when the history's append is synced (a start, a
+  publication) the outbox is synced before it.  So a kill of waitd never
+  loses an event (it may leave one whose line was not written, which is
+  then written again with the same id), and an event whose synced line
+  is on disk is on disk too.  An append the history does not sync (an
+  end: the next sync covers it) is not synced here either, the cost of a
+  second fdatasync each run: the next sync of the outbox, before the
+  history's, covers it, and only a power failure in between can keep
+  the end's line and lose its event.  Status 0
   lines are `started` (and, at a first attempt, `ready`; for a group,
   `group` complete), the second status 0 line with the pid is nothing,
   a line with `published=1` is `ready`, any other line is `ended`.  The
@@ -18,7 +24,8 @@ observers (the metrics).  It is fed in three places, and nowhere else:
 - the groups (`gather`): `group` incomplete, `group` late.
 
 The last two mirror no history line: they are written when they happen,
-without a sync (a crash right after the removal loses its event).
+without a sync (a power failure right after the removal may lose its
+event).
 
 Every event has `id`, `type`, `time`, `record`, `telem`, `topic`,
 `process`, and `path` (or `paths` and `group`); then its own fields (the
@@ -85,7 +92,7 @@ class Outbox:
         """The history is about to append `events`: write theirs first."""
         out = self._of_history(events)
         if out:
-            self._emit(out, durable=True)
+            self._emit(out, durable=sync)
 
     def synced(self, seconds: float) -> None:
         for observe in self.sync_observers:

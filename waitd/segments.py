@@ -172,6 +172,7 @@ class Writer:
 
     def _start_segment(self) -> None:
         if self._fd >= 0:
+            os.fdatasync(self._fd)  # what was appended without a sync: the next sync is elsewhere
             os.close(self._fd)
         self.segment = self.seq + 1
         path = os.path.join(self.directory, segment_name(self.segment))
