@@ -3,7 +3,9 @@
 
 waitd starts one for each `[sink NAME]` of waitd.conf (`sinks.Sinks`) as
 `python -m waitd.sink PASSDIR PARENT-PID FOREGROUND`, the sink's
-settings as JSON on its standard input.  It dies with waitd (the kernel
+settings as JSON on its standard input.  It lowers its own priority (nice
+NICE): when the CPU is short, the handlers' starts come first and the
+events wait in the outbox.  It dies with waitd (the kernel
 sends it TERM when its parent exits: PR_SET_PDEATHSIG), and holds
 `events/NAME.lock` while it runs, so that two never deliver for one sink.
 
@@ -30,6 +32,7 @@ starting with `sink NAME:`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -47,6 +50,7 @@ log = logging.getLogger("waitd")
 
 BATCH = 500
 IDLE_S = 1.0
+NICE = 10  # below waitd and its handlers: delivery may lag, a start must not
 SAVE_EVERY_S = 0.05  # the place is written at most this often (and when idle, or stopping)
 _PR_SET_PDEATHSIG = 1
 
@@ -238,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     passdir, parent, foreground = args[0], int(args[1]), args[2] == "1"
     if not _die_with_parent(parent):
         return 0
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     from waitd.cli import setup_logging
 
     setup_logging(passdir, foreground)
