@@ -29,13 +29,18 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 # What the tests use besides Python, as command:Debian package; and Debian's
-# python3 with venv, which make install prefers (see INSTALL_PY).
-DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate
+# python3 with venv, which make install prefers (see INSTALL_PY); and the
+# ActiveMQ broker the stomp sink's tests start (tests/peers/activemq.py
+# runs its jar with java: both are checked).
+DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate \
+  java:default-jre-headless
+ACTIVEMQ_JAR := /usr/share/activemq/bin/activemq.jar
 
 deps:
 	@missing=; PATH=$$PATH:/usr/sbin:/sbin; \
 	for d in $(DEBS); do command -v $${d%%:*} >/dev/null || missing="$$missing $${d#*:}"; done; \
 	/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	test -f $(ACTIVEMQ_JAR) || missing="$$missing activemq"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -55,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/mypy waitd
 
 man:
-	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/tlogview.1
+	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/waitd.conf.5 man/tlogview.1
 
 # make install: a fresh virtual environment each time (venv --clear), never
 # over a directory that is not one.  With DESTDIR it is made under DESTDIR,
@@ -85,7 +90,7 @@ install:
 	  chmod 755 '$(STAGE)$(BINDIR)/'$$name || exit 1; \
 	done
 	install -m 644 man/tlogview.1 '$(STAGE)$(MANDIR)/man1/'
-	install -m 644 man/incoming.5 '$(STAGE)$(MANDIR)/man5/'
+	install -m 644 man/incoming.5 man/waitd.conf.5 '$(STAGE)$(MANDIR)/man5/'
 	install -m 644 man/waitd.8 '$(STAGE)$(MANDIR)/man8/'
 	@python=$$(readlink -f '$(STAGE)$(LIBDIR)/bin/python'); dir=$$python; \
 	while [ "$$dir" != / ]; do \
@@ -97,7 +102,8 @@ install:
 uninstall:
 	@$(check_venv)
 	rm -f '$(STAGE)$(BINDIR)/waitd' '$(STAGE)$(BINDIR)/tlogview'
-	rm -f '$(STAGE)$(MANDIR)/man1/tlogview.1' '$(STAGE)$(MANDIR)/man5/incoming.5' '$(STAGE)$(MANDIR)/man8/waitd.8'
+	rm -f '$(STAGE)$(MANDIR)/man1/tlogview.1' '$(STAGE)$(MANDIR)/man5/incoming.5' '$(STAGE)$(MANDIR)/man5/waitd.conf.5' \
+	  '$(STAGE)$(MANDIR)/man8/waitd.8'
 	rm -rf '$(STAGE)$(LIBDIR)'
 
 bench: $(STAMP) deps

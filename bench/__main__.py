@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, common, groups, idle, jobs, queues, scale
+from bench import arrivals, backlog, common, events, groups, idle, jobs, queues, scale
 
 SCENARIOS = {
     "backlog": backlog,
@@ -16,6 +16,7 @@ SCENARIOS = {
     "arrivals": arrivals,
     "groups": groups,
     "queues": queues,
+    "events": events,
     "idle": idle,
     "scale": scale,
 }

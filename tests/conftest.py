@@ -262,3 +262,26 @@ def _alive(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The events a jsonl sink wrote so far (whole lines)."""
+    import json
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+@pytest.fixture(scope="session")
+def activemq(tmp_path_factory):
+    """One real ActiveMQ for the session (per xdist worker), not persistent."""
+    from peers.activemq import ActiveMQ, require
+
+    require()
+    broker = ActiveMQ(tmp_path_factory.mktemp("activemq"))
+    broker.start()
+    yield broker
+    broker.stop()

@@ -29,7 +29,12 @@ from waitd import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-PAGES = {"waitd": "man8/waitd.8", "incoming": "man5/incoming.5", "tlogview": "man1/tlogview.1"}
+PAGES = {
+    "waitd": "man8/waitd.8",
+    "incoming": "man5/incoming.5",
+    "waitd.conf": "man5/waitd.conf.5",
+    "tlogview": "man1/tlogview.1",
+}
 SBIN_PATH = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
@@ -178,6 +183,7 @@ def test_systemd_unit_verifies_clean_against_the_install(prefix, tmp_path):
     no word: its commands exist and `man` finds its Documentation= pages."""
     text = (ROOT / "conf/waitd.service").read_text()
     assert len(re.findall(r"^Exec\w+=/usr/local/bin/waitd ", text, re.M)) == 2 and "\nUser=xtuser\n" in text
+    assert "\nType=notify\n" in text and "\nNotifyAccess=" not in text  # main: only waitd may notify
     user = pwd.getpwuid(os.geteuid()).pw_name
     unit = tmp_path / "waitd.service"
     unit.write_text(text.replace("/usr/local/bin/", f"{prefix}/bin/").replace("\nUser=xtuser\n", f"\nUser={user}\n"))

@@ -15,7 +15,7 @@ from waitd import cli, tlogview
 
 MAN = Path(__file__).resolve().parent.parent / "man"
 CONF = MAN.parent / "conf"
-PAGES = ["waitd.8", "incoming.5", "tlogview.1"]
+PAGES = ["waitd.8", "incoming.5", "waitd.conf.5", "tlogview.1"]
 OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 
 needs_mandoc = pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
@@ -132,3 +132,22 @@ def test_examples_show_the_conf_files_as_shipped(conf):
     shipped = shipped.strip("\n")
     first = shipped.splitlines()[0]
     assert [b for b in example_blocks("waitd.8") if b.splitlines()[:1] == [first]] == [shipped]
+
+
+@needs_mandoc
+def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
+    from waitd import conf
+
+    text = render("waitd.conf.5")
+    for section in ("   [daemon]", "   [sink NAME]", "   [celery]", "EVENTS", "THE OUTBOX"):
+        assert f"\n{section}\n" in text, f"waitd.conf(5): no {section.strip()} section"
+    keys = {*conf._DAEMON, *conf._CELERY, *conf._COMMON, *(k for kind in conf._BY_TYPE.values() for k in kind)}
+    for key in keys:
+        assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): key {key} not described"
+    blocks = [b for b in example_blocks("waitd.conf.5") if b.startswith("[")]
+    types = set()
+    for block in blocks:
+        parsed, errors = conf.parse(block, "example")
+        assert errors == [], block
+        types.update(sink.type for sink in parsed.sinks)
+    assert types == set(conf.SINK_TYPES), "an example for each type of sink"

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, claims, client, layout, options, pidfile, queue, runner, table
+from waitd import __version__, claims, client, conf, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.event import escape
 from waitd.history import History
@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most N handlers of all records together (default: each record's jobs= only)",
     )
     p.add_argument(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        type=_metrics,
+        help="serve Prometheus metrics over HTTP there (HOST default 127.0.0.1; overrides waitd.conf's metrics)",
+    )
+    p.add_argument(
         "--instance",
         metavar="NAME",
         type=_instance,
@@ -186,6 +192,13 @@ def _jobs(text: str) -> int:
     return int(text)
 
 
+def _metrics(text: str) -> tuple[str, int]:
+    try:
+        return conf.host_port(text, "127.0.0.1")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def _interval(text: str) -> float:
     return _seconds(text, least=Decimal("0.01"))
 
@@ -213,12 +226,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
+        settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
         if args.check:
-            return _check(table_path, passdir, records, errors, args.verbose)
+            code = _check(table_path, passdir, records, errors, args.verbose)
+            return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
         if errors:
             for error in errors:
                 print(error, file=sys.stderr)
             raise UsageError(f"{table_path}: {table.summary(errors)}; not starting")
+        if conf_errors:
+            for error in conf_errors:
+                print(error, file=sys.stderr)
+            raise UsageError(f"{settings_conf.path}: {table.summary(conf_errors)}; not starting")
+        jobs = args.jobs if args.jobs is not None else settings_conf.daemon.jobs
         settings = Settings(
             passdir,
             DEFAULT_INTERVAL_S if args.interval is None else args.interval,
@@ -226,14 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             hibernate=args.i,
             once=args.once,
             poll_only=args.poll,
-            jobs=args.jobs,
+            jobs=jobs,
+            jobs_given=args.jobs is not None,
+            metrics=args.metrics or settings_conf.daemon.metrics,
             instance=args.instance or queue.default_instance(passdir),
         )
         _preflight(passdir)
         if args.foreground or args.once:
-            return serve(settings, records, foreground=True)
+            return serve(settings, records, foreground=True, conf=settings_conf)
         _warn_inactive(table_path, records, passdir, settings.instance)
-        return _detach(settings, records)
+        return _detach(settings, records, settings_conf)
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
         return exc.exit_code
@@ -266,6 +288,33 @@ def _check(
                 f"wait={r.wait_s:g} keep={r.keep} hours-too-old={r.too_old_h:g} " + " ".join(r.options.described())
             )
     print(f"{table_path}: {len(records)} record(s), valid")
+    return 0
+
+
+def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) -> int:
+    """--check of waitd.conf: its errors (exit 2), or one line; with -v, each
+    sink as it will be used.  No waitd.conf is fine: it is optional."""
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"{settings.path}: {table.summary(errors)}; waitd.conf is invalid", file=sys.stderr)
+        return EXIT_USAGE
+    if not os.path.exists(settings.path):
+        return 0
+    if verbose:
+        d = settings.daemon
+        metrics = f"{d.metrics[0]}:{d.metrics[1]}" if d.metrics else "(none)"
+        print(f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics}")
+        for sink in settings.sinks:
+            records = " ".join(map(str, sorted(sink.records))) if sink.records is not None else "(all)"
+            keys = " ".join(f"{k}={v}" for k, v in sink.settings.items() if k != "password")
+            print(
+                f"[sink {sink.name}] ({settings.path}:{sink.line}): type={sink.type} records={records} "
+                f"retry={sink.retry_s:g} retry-max={sink.retry_max_s:g} {keys}"
+            )
+        if settings.celery is not None:
+            print(f"[celery] broker={settings.celery.broker} queue={settings.celery.queue}")
+    print(f"{settings.path}: {len(settings.sinks)} sink(s), valid")
     return 0
 
 
@@ -365,7 +414,11 @@ def _refusal(path: str, exc: OSError) -> WaitdError:
 
 
 def serve(
-    settings: Settings, records: Sequence[table.Record], foreground: bool, ready: Callable[[], None] | None = None
+    settings: Settings,
+    records: Sequence[table.Record],
+    foreground: bool,
+    ready: Callable[[], None] | None = None,
+    conf: conf.Conf | None = None,
 ) -> int:
     """Open the log, catch the signals, claim the pid file, open the
     history, recover, and run the loop.
@@ -385,14 +438,16 @@ def serve(
         runner.make_logfiles(passdir)
         history = History(os.path.join(passdir, "incoming.history"))
         history.load()
-        daemon = Daemon(settings, records, history, reopen_log=logfile.reopen, signals=signals)
+        daemon = Daemon(
+            settings, records, history, reopen_log=logfile.reopen, signals=signals, conf=conf, foreground=foreground
+        )
         daemon.recover()
         if ready is not None:
             ready()
         return daemon.run()
 
 
-def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
+def _detach(settings: Settings, records: Sequence[table.Record], settings_conf: conf.Conf) -> int:
     """Fork; the child becomes the daemon and reports back through a pipe."""
     import daemon  # python-daemon
 
@@ -434,7 +489,7 @@ def _detach(settings: Settings, records: Sequence[table.Record]) -> int:
             signal_map={},
         )
         context.open()
-        code = serve(settings, records, foreground=False, ready=ready)
+        code = serve(settings, records, foreground=False, ready=ready, conf=settings_conf)
     except WaitdError as exc:
         code = exc.exit_code
         if not reported:

@@ -226,7 +226,20 @@ def format_status(state: dict[str, Any] | None, pid: int | None, now: float | No
             f"record {rec['number']} ({rec['telem']}): {rec['directory']}/{rec['template']} -> {rec['process']}"
         )
         lines.extend("  " + line for line in _record_lines(rec, mode, now))
+    lines.extend(_sink_line(sink, now) for sink in state.get("sinks") or [])
     return "\n".join(lines) + "\n"
+
+
+def _sink_line(sink: dict[str, Any], now: float) -> str:
+    """A sink of waitd.conf: delivering or down, and how far behind."""
+    name = f"sink {sink['name']} ({sink['type']})"
+    if sink.get("down_since") is not None:
+        state = f"down since {_span(now - sink['down_since'])} ago: {sink.get('error') or 'unknown error'}"
+    elif sink.get("pid") is None:
+        state = "not running (waitd starts it again)"
+    else:
+        state = f"delivering (pid {sink['pid']})"
+    return f"{name}: {state}; {sink.get('backlog', 0)} events behind"
 
 
 def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:

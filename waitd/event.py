@@ -80,6 +80,7 @@ class Event:
     attempt: int | None = None  # 1 when absent: the first run of this version
     retry_at: float | None = None  # a temporary failure, to be run again then
     group: str | None = None  # the group the file was handled with
+    published: int | None = None  # 1: a publish-only record published it (process -)
     version: Version | None = None
     extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
 
@@ -108,7 +109,8 @@ class Event:
 
     @property
     def succeeded(self) -> bool:
-        return self.status is Status.KNOWN and self.exit == 0 and self.retry_at is None
+        """Handled with exit 0, or published (process -): done with, for keep-after."""
+        return self.status is Status.KNOWN and (self.exit == 0 or self.published == 1) and self.retry_at is None
 
     @property
     def runs(self) -> int:
@@ -227,6 +229,15 @@ _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ANY_INT = _integer(None, None)
 _TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"  # one byte as escape() writes it
 _TEXT = _Kind(escape, unescape, _TOKEN + rb"*", unescape)
+
+
+def _read_flag(text: str) -> int:
+    if text != "1":
+        raise ValueError("not 1")
+    return 1
+
+
+_FLAG = _Kind(str, _read_flag, rb"1", int)  # a key that is there or not: key=1
 _SECONDS = _Kind(
     "{:.3f}".format, _read_decimal, rb"[0-9]{1,%d}(?:\.[0-9]{1,%d})?" % (_FAST_DIGITS, _FAST_DIGITS), float
 )
@@ -244,6 +255,7 @@ _FIELDS = (
     _Field("attempt", "attempt", _integer(1, 2**31 - 1)),
     _Field("retry_at", "retry_at", _SECONDS),
     _Field("group", "group", _TEXT),
+    _Field("published", "published", _FLAG),
     _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),

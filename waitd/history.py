@@ -40,7 +40,9 @@ import errno
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 from waitd.errors import HistoryWriteError, WaitdError
 from waitd.event import (
@@ -153,6 +155,14 @@ def _status(item: Event | str) -> Status:
     return Status(int(item.split(" ", 4)[3]))
 
 
+class Mirror(Protocol):
+    """What sees each append before it is written (the outbox): `before`
+    raises HistoryWriteError when it cannot take the events."""
+
+    def before(self, events: list[Event], sync: bool) -> None: ...
+    def synced(self, seconds: float) -> None: ...
+
+
 class History:
     """The history file and the latest event of each key."""
 
@@ -164,6 +174,7 @@ class History:
         self._size = 0
         self._lines = 0  # lines in the file now, live or not
         self._dropped = 0  # keys drop_gone forgot since the last compaction
+        self.mirror: Mirror | None = None  # the outbox: sees each append first
 
     # -- loading ---------------------------------------------------------
 
@@ -272,6 +283,8 @@ class History:
         """Append each event with one write, all or none; with `sync`, one
         fdatasync for all of them (a group commit)."""
         datas = [format_event(event).encode("ascii") for event in events]
+        if self.mirror is not None:
+            self.mirror.before(events, sync)  # HistoryWriteError: nothing written here
         size = self._size
         try:
             for data in datas:
@@ -280,7 +293,10 @@ class History:
                 if written != len(data):
                     raise OSError(28, os.strerror(28))  # ENOSPC: a short write
             if sync:
+                began = time.perf_counter()
                 os.fdatasync(self._fd)
+                if self.mirror is not None:
+                    self.mirror.synced(time.perf_counter() - began)
         except OSError as exc:
             # Cut what was written off again: the events are not recorded,
             # and the next append must not glue itself to a partial line.

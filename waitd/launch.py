@@ -259,8 +259,7 @@ class Launcher:
         while self._ended:
             run, outcome, ends, verdict = self._ended.popleft()
             runner.footer(run, outcome, ends[0])
-            for end in ends:
-                self.record(end)
+            self.record_all(ends)  # a group's ends in one append: one event
             self.runs.remove(run)  # ENDED and written: its files are free
             view = self.works.view(run.job.identity)
             if view is not None and view.record.options.claim:
@@ -271,25 +270,29 @@ class Launcher:
         return count
 
     def record(self, event: Event) -> None:
+        self.record_all([event])
+
+    def record_all(self, events: list[Event]) -> None:
+        """Append the events of one job with one call (all or none)."""
         try:
-            self.history.append(event)
+            self.history.append_all(events)
         except HistoryWriteError:
             log.error(
                 "%s: cannot write to the history; keeping the event to write later and starting no handler until then",
                 self.history.path,
             )
-            self.unwritten.append(event)
+            self.unwritten.extend(events)
 
     def flush_unwritten(self) -> int:
         """Write the events a full disk held back; return how many still wait."""
-        while self.unwritten:
+        if self.unwritten:
             try:
-                self.history.append(self.unwritten[0])
+                self.history.append_all(list(self.unwritten))
             except HistoryWriteError:
-                break
-            log.info("%s: history writable again; wrote a delayed event", self.history.path)
-            self.unwritten.popleft()
-        return len(self.unwritten)
+                return len(self.unwritten)
+            log.info("%s: history writable again; wrote %d delayed event(s)", self.history.path, len(self.unwritten))
+            self.unwritten.clear()
+        return 0
 
     # -- after a crash ------------------------------------------------------------
 
@@ -324,8 +327,7 @@ class Launcher:
                 self.runs.add(run)
                 continue
             log.warning("%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", _files(events))
-            for event in events:
-                self.record(replace(event, status=Status.UNKNOWN, at=time.time(), retry_at=None))
+            self.record_all([replace(event, status=Status.UNKNOWN, at=time.time(), retry_at=None) for event in events])
 
     def _identity_of(self, event: Event) -> tuple[str, str, str]:
         """The identity of the record whose run it was (its file matches)."""

@@ -35,12 +35,14 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd import claims, control, drain, layout, queue, report, runner, scheduler, sock, sweep, table
+from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
 from waitd.commands import Commands
+from waitd.conf import Conf
 from waitd.errors import Unexpected
+from waitd.events import Events
 from waitd.executor import Executor, Local, seal_descriptors
 from waitd.history import History, escape, format_event
 from waitd.jobs import Job, Why
@@ -73,6 +75,8 @@ class Settings:
     once: bool = False
     poll_only: bool = False
     jobs: int | None = None  # --jobs: handlers of all records together
+    jobs_given: bool = False  # --jobs was on the command line: waitd.conf's jobs does not count
+    metrics: tuple[str, int] | None = None  # --metrics HOST PORT
     instance: str = "waitd"  # --instance: this daemon's name in the queues it claims from
 
     @property
@@ -91,6 +95,8 @@ class Daemon:
         reopen_log: Callable[[], None] = lambda: None,
         signals: deque[int] | None = None,
         executor: Executor | None = None,
+        conf: Conf | None = None,
+        foreground: bool = False,
     ) -> None:
         self.settings = settings
         self.history = history
@@ -121,6 +127,10 @@ class Daemon:
         self.control = sock.Server(settings.passdir)
         self._asked: set[int] = set()  # descriptors of the control socket that are ready
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
+        # waitd.conf's sinks, the metrics, systemd's notifications: events.py
+        self.events = Events(
+            settings.passdir, self.works, history, self._env, conf or Conf(), settings.metrics, foreground
+        )
         self._warn_table_mode()
         self._install(records)
 
@@ -140,6 +150,7 @@ class Daemon:
             lambda record: layout.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
+        self.events.installed(entries)
         for entry in entries:
             if entry.record.options.claim:
                 entry.view.pending = claims.queue_of(entry.view).pending(self.settings.instance)
@@ -216,6 +227,8 @@ class Daemon:
                 self.mode.value,
                 self.settings.interval_s,
             )
+            self._write_status(force=True)  # its summary goes to systemd with READY=1
+            self.events.start()
             if self._compact_at_start:
                 # Forget the files long gone before the first listing, so that
                 # both are never in memory at once (100,000 keys and as many
@@ -248,6 +261,7 @@ class Daemon:
     def _exit_status(self) -> int:
         self._write_status(force=True)
         lost = self.launcher.flush_unwritten()
+        self.events.close()
         for event in self.launcher.unwritten:
             # Not on disk: the next waitd records these runs as status 1.
             log.critical(
@@ -268,6 +282,7 @@ class Daemon:
 
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
+        self.events.tick(time.monotonic(), time.monotonic() >= self._next_poll)
         self.launcher.reap()
         if self._asked or self.control.next_deadline() is not None:
             self.control.serve(self._asked, self.commands.answer)
@@ -312,6 +327,7 @@ class Daemon:
         if signal.SIGTERM in pending and self.mode is not Mode.STOPPING:
             log.info("waitd: TERM: stopping; %d handler(s) running", len(self._own_runs()))
             self.mode = Mode.STOPPING  # any -> STOPPING
+            self.events.stopping()
             self._stop_deadline = time.monotonic() + self.settings.stop_timeout_s
             return
         if self.mode is Mode.STOPPING:
@@ -334,6 +350,7 @@ class Daemon:
 
     def reload(self) -> None:
         """HUP: reopen the log, reread the table, keep the old one if invalid."""
+        self.events.reloading()
         self.reopen_log()
         self.launcher.logfiles_again()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
@@ -352,7 +369,11 @@ class Daemon:
             self._install(records)
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
+        self._reload_errors += self.events.reloaded()  # waitd.conf
+        if not self.settings.jobs_given:
+            self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
+        self.events.ready()  # systemd: the reload is over
 
     def _warn_table_mode(self) -> None:
         unsafe = table.writable_by_others(self.settings.table_path)
@@ -380,6 +401,9 @@ class Daemon:
             deadlines.append(self.status_file.due)
         if (given_up := self.control.next_deadline()) is not None:
             deadlines.append(given_up)
+        events_due = self.events.deadline()
+        if events_due is not None:
+            deadlines.append(events_due)
         return max(0.0, min(deadlines) - now)
 
     # -- a pass -----------------------------------------------------------------
@@ -425,6 +449,9 @@ class Daemon:
         by_number: dict[int, Entry] = {}
         if self.mode is Mode.ACTIVE and not self.launcher.unwritten and now >= self.launcher.hold_until:
             for entry in self.entries:
+                if entry.record.publish_only:
+                    publish.ready(entry, self.launcher, now_ns)  # runs nothing
+                    continue
                 jobs = self._ready(entry, now_ns)
                 if jobs:
                     by_number[entry.number] = entry
@@ -574,7 +601,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The status document (report.Status) as JSON; times are epoch seconds."""
-        return report.as_json(
+        doc = report.as_json(
             report.build(
                 self.works,
                 self.runs,
@@ -586,6 +613,9 @@ class Daemon:
                 reloads=self._reloads,
                 reload_errors=self._reload_errors,
                 kill_grace_s=KILL_GRACE_S,
+                sinks=self.events.report(),
                 held=self.outflow.is_held,
             )
         )
+        self.events.status(doc)
+        return doc

@@ -123,6 +123,7 @@ class Status:
     table: TableReport
     records: list[RecordReport]
     other_runs: list[RunReport] = field(default_factory=list)  # of records out of the table
+    sinks: list[dict[str, Any]] = field(default_factory=list)  # waitd.conf's sinks (sinks.Sinks.report)
 
 
 def run_report(run: Run, now_mono: float) -> RunReport:
@@ -202,6 +203,7 @@ def build(
     reloads: int,
     reload_errors: list[str],
     kill_grace_s: float,
+    sinks: list[dict[str, Any]] | None = None,
     held: Callable[[Entry], bool] = lambda entry: False,
 ) -> Status:
     """The status document of a daemon's state."""
@@ -224,4 +226,5 @@ def build(
         table=TableReport(reloads, reload_errors, len(entries), sum(1 for e in entries if not e.problem)),
         records=records,
         other_runs=others,
+        sinks=sinks or [],
     )

@@ -46,6 +46,7 @@ from waitd.options import Options
 from waitd.wildcard import matcher as matcher  # the loop compiles templates through the table
 
 FIELDS = 7
+PUBLISH = "-"  # process-name of a publish-only record: it runs nothing
 MAX_WAIT_S = 31_536_000  # 365 days
 MAX_TOO_OLD_H = 876_000  # 100 years
 MAX_KEEP = 1_000_000_000
@@ -74,6 +75,11 @@ class Record:
     @property
     def topic(self) -> str:
         return self.options.topic if self.options.topic is not None else self.telem
+
+    @property
+    def publish_only(self) -> bool:
+        """Process `-`: a ready file (or group) is published, nothing runs."""
+        return self.process == PUBLISH
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +249,8 @@ def activate(record: Record, passdir: str, path_env: str) -> Activation:
         return Activation(None, f"incoming-dir {record.directory}: {exc.strerror}")
     if not stat.S_ISDIR(st.st_mode):
         return Activation(None, f"incoming-dir {record.directory}: not a directory")
+    if record.publish_only:
+        return Activation(None, None)  # nothing to run: its files are published
     program = find_program(record.process, passdir, path_env)
     if program is None:
         where = " in $PATH" if "/" not in record.process else ""

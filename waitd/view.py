@@ -83,6 +83,7 @@ class View:
         self.drain: dict[str, Version] | None = None  # --once: the files ready at start
         self._owner: dict[str, str] = {}  # done=: companion name -> its file's name
         self._left_alone: set[str] = set()  # names pattern= or key= cannot take
+        self.outbox: Any = None  # outbox.Outbox when events are wanted: removals and groups go there
         spec = record.options.group
         self.gatherer = Gatherer(self, spec) if spec is not None else None
         self.pending: str | None = None  # claim=yes: this instance's pending/ of the queue

@@ -71,7 +71,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,9 +179,20 @@ def stalker_message(spec: GroupSpec, filename: str, directory: str, extra: dict[
 class SegmentGathererPeer:
     """segment_gatherer.py running as a subprocess on loopback ports."""
 
-    def __init__(self, workdir: Path, spec: GroupSpec) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        spec: GroupSpec,
+        listen: str | None = None,
+        probe: Callable[[str], None] | None = None,
+    ) -> None:
+        """`listen`: another publisher to take the `file` messages from (waitd's
+        posttroll sink), instead of our own; `probe(uid)` then makes that
+        publisher send a `file` message with that uid (`_probe`)."""
         self.workdir = Path(workdir)
         self.spec = spec
+        self.listen = listen
+        self.probe = probe
         self.config_path = self.workdir / "segment_gatherer.yaml"
         self.log_path = self.workdir / "segment_gatherer.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -207,10 +218,13 @@ class SegmentGathererPeer:
         """Start the peer and return once a message sent now reaches it and
         a dataset it publishes now reaches us."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._publisher = create_publisher_from_dict_config(
-            {"address": "tcp://127.0.0.1:0", "nameservers": False}
-        ).start()
-        listen = f"tcp://127.0.0.1:{self._publisher.port_number}"
+        if self.listen is not None:
+            listen = self.listen
+        else:
+            self._publisher = create_publisher_from_dict_config(
+                {"address": "tcp://127.0.0.1:0", "nameservers": False}
+            ).start()
+            listen = f"tcp://127.0.0.1:{self._publisher.port_number}"
         for _attempt in range(3):
             # Its publisher binds *:PORT; another process may take the port
             # between our choice and its bind, so a failed bind is retried.
@@ -278,7 +292,10 @@ class SegmentGathererPeer:
             uid = f"{_PROBE_PREFIX}{n}"
             if parser.validate(uid):
                 self._fail(f"the pattern matches the probe name {uid!r}")
-            self._publish({"uid": uid, "uri": "/" + uid, "sensor": [self.spec.sensor]})
+            if self.probe is not None:
+                self.probe(uid)
+            else:
+                self._publish({"uid": uid, "uri": "/" + uid, "sensor": [self.spec.sensor]})
             probe_deadline = time.monotonic() + 0.1
             while time.monotonic() < probe_deadline:
                 if f'"uid": "{_PROBE_PREFIX}' in self.log():

@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: MIT
+"""Events: what sinks cost a run, as arrivals latency and CPU time.
+
+The arrivals scenario (bench/arrivals.py: files renamed in at a steady
+rate, here 50 a second, latency from the rename to the handler's first
+act, read from bash's `$EPOCHREALTIME`), run by waitd with different
+waitd.conf files, one after the other in the same run:
+
+- no sinks (no outbox: the history alone);
+- a `jsonl` sink (every event: ready, started, ended);
+- a `posttroll` sink (a `file` message per ready file, on a loopback
+  port, no subscriber: ZeroMQ drops them; what is timed is the sink's
+  work, not a subscriber's);
+- both, the case of the target.
+
+No sinks and both run first and again last, so that a drift of the
+machine's speed shows, and the target compares their means.
+
+With sinks, each start syncs the outbox as well as the history (two
+fdatasync instead of one), and each sink's process reads and delivers in
+parallel with the loop.  For each, the p50 and p99 latency, waitd's own
+CPU time per file and its sinks' (psutil, during the timed files only),
+and, after the last file, the time for the sinks to catch up (status
+backlog 0).  Target (issue 14): the p50 with posttroll and jsonl within
+1 ms of the p50 without sinks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from bench import arrivals
+from bench.common import Options, Proc, Report, env, wait_for, waitd_argv, workdir, write_table
+
+# A quarter of the arrivals scenario's rate: what is measured is what a
+# sink adds to one file's way (the outbox's write and fdatasync before the
+# history's, the sinks' processes beside), not the rate at which waitd
+# falls behind, which on this shared 2-core VM hides everything else.
+RATE = 50
+DURATION_S = 10.0
+# Without sinks and with both, first and again last (a drift of the
+# machine's speed then shows, and the target compares the means).
+CASES = ("no sinks", "posttroll+jsonl", "jsonl", "posttroll", "posttroll+jsonl again", "no sinks again")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    latency: arrivals.Latency
+    waitd_cpu_ms: float  # per file
+    sinks_cpu_ms: float  # per file
+    catch_up_s: float
+
+
+def run(opts: Options, report: Report) -> None:
+    duration = DURATION_S * opts.scale
+    count = int(RATE * duration)
+    report.say(
+        f"events: {count} files renamed in at {RATE}/s for {duration:g} s, rename -> handler start, "
+        "with each kind of sink and without"
+    )
+    results = {case: _one(report, case, count) for case in CASES}
+    bases = [r.latency.p50_ms for case, r in results.items() if case.startswith("no sinks") and r is not None]
+    boths = [r.latency.p50_ms for case, r in results.items() if case.startswith("posttroll+") and r is not None]
+    if not bases or not boths:
+        report.check("events: p50 with posttroll+jsonl - without", "failed", "<= 1 ms", None)
+        return
+    extra = sum(boths) / len(boths) - sum(bases) / len(bases)
+    report.check(
+        "events: p50 with posttroll+jsonl - without",
+        f"{extra:+.2f} ms",
+        "<= 1 ms",
+        extra <= 1.0,
+    )
+
+
+def _conf(case: str, port: int) -> str:
+    text = ""
+    if "jsonl" in case:
+        text += "[sink log]\ntype = jsonl\npath = events.jsonl\n"
+    if "posttroll" in case:
+        text += f"[sink pytroll]\ntype = posttroll\naddress = tcp://127.0.0.1:{port}\n"
+    return text
+
+
+def _one(report: Report, case: str, count: int) -> Result | None:
+    with workdir("events") as root:
+        spool, passdir = root / "in", root / "pass"
+        spool.mkdir()
+        passdir.mkdir()
+        handled = root / "handled"
+        handler = root / "handler"
+        handler.write_text(f'#!/bin/bash\nt=$EPOCHREALTIME\nprintf "%s %s\\n" "${{t/,/.}}" "$1" >> "{handled}"\n')
+        handler.chmod(0o755)
+        conf = _conf(case, _free_port())
+        if conf:
+            (passdir / "waitd.conf").write_text(conf)
+        write_table(passdir, [f"bench {spool} *.dat {handler} 0 -1 0"])
+        proc = Proc(waitd_argv("-f", "--passdir", str(passdir)), root, "waitd")
+        try:
+            arrivals._warm_up(spool, handled, proc)
+            wait_for(lambda: _caught_up(passdir), 30, "the sinks to start and pass the warm-up's events")
+            cpu0 = _cpu(proc.pid)
+            renamed = _generate(spool, count)
+            wait_for(lambda: arrivals._handled_count(handled) >= count, 30 + count / RATE, "every file handled")
+            done = time.monotonic()
+            wait_for(lambda: _caught_up(passdir), 60, "the sinks to catch up")
+            catch_up_s = time.monotonic() - done
+            cpu1 = _cpu(proc.pid)
+        except TimeoutError as exc:
+            report.say(f"  {case:<16}: FAILED: {exc} (see {root}/waitd.out)")
+            return None
+        finally:
+            proc.stop(group=False)
+        latency = arrivals._latency(arrivals._handler_times(handled), renamed)
+        delivered = _lines(passdir / "events.jsonl")
+    result = Result(
+        latency,
+        (cpu1[0] - cpu0[0]) * 1000 / count,
+        (cpu1[1] - cpu0[1]) * 1000 / count,
+        catch_up_s,
+    )
+    sinks = f", sinks {result.sinks_cpu_ms:.2f} ms, caught up {result.catch_up_s:.2f} s after the last" if conf else ""
+    jsonl = f"; {delivered} jsonl lines" if "jsonl" in case else ""
+    report.say(
+        f"  {case:<16}: {latency.count} handled, {latency.text()}; CPU a file: waitd {result.waitd_cpu_ms:.2f} ms"
+        f"{sinks}{jsonl}"
+    )
+    return result
+
+
+def _generate(spool: Path, count: int) -> dict[str, float]:
+    """Rename `count` files in at RATE a second; return name -> rename time."""
+    renamed = {}
+    t0 = time.monotonic()
+    for i in range(count):
+        delay = t0 + i / RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        stem = f"f{i:06d}"
+        renamed[f"{stem}.dat"] = arrivals._drop(spool, stem)
+    return renamed
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of waitd itself, and of its sinks' processes."""
+    own = psutil.Process(pid)
+    times = own.cpu_times()
+    sinks = 0.0
+    for child in own.children():
+        try:
+            if "waitd.sink" in child.cmdline():
+                t = child.cpu_times()
+                sinks += t.user + t.system
+        except psutil.Error:
+            continue
+    return times.user + times.system, sinks
+
+
+def _caught_up(passdir: Path) -> bool:
+    """No sink has a backlog (true at once without sinks)."""
+    if not (passdir / "waitd.conf").exists():
+        return True
+    reply = subprocess.run(
+        waitd_argv("--passdir", str(passdir), "-s", "status", "--json"), capture_output=True, text=True, env=env()
+    )
+    if reply.returncode != 0:
+        return False
+    sinks = json.loads(reply.stdout).get("sinks") or []
+    return all(s["backlog"] == 0 and s["pid"] is not None for s in sinks)
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0

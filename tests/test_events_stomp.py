@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: MIT
+"""The stomp sink against a real ActiveMQ: started, complete, error, retry_in;
+and a broker outage in the middle of a run of 200 files.
+
+The session's broker is not persistent.  The outage test starts a broker
+of its own that is (KahaDB in its temporary directory): a broker that
+forgets what it acknowledged would lose messages across its own restart,
+whatever waitd does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from conftest import deliver, wait_for
+from peers.activemq import ActiveMQ, require
+
+QUEUES = ("/queue/ReductionStarted", "/queue/ReductionComplete", "/queue/ReductionError")
+
+
+def stomp_conf(port: int, name: str = "isis") -> str:
+    return (
+        f"[sink {name}]\ntype = stomp\nhost = 127.0.0.1\nport = {port}\n"
+        f"started = {QUEUES[0]}\ncomplete = {QUEUES[1]}\nerror = {QUEUES[2]}\n"
+        "retry = 0.1\nretry-max = 0.5\n"
+    )
+
+
+def test_started_complete_error_and_retry_in(station, activemq):
+    queues = tuple(q + str(os.getpid()) + "x" for q in QUEUES)  # this test's own queues
+    conf = stomp_conf(activemq.port)
+    for old, new in zip(QUEUES, queues, strict=True):
+        conf = conf.replace(old, new)
+    (station.passdir / "waitd.conf").write_text(conf)
+    station.handler("h", 'case "$(basename "$1")" in again*) exit 75;; bad*) exit 2;; esac\n')
+    station.table(f"x {station.incoming} *.nxs {station.passdir}/h 0 -1 0 retries=1 retry=1")
+    consumer = activemq.consumer(*queues)
+    try:
+        station.start()
+        for name in ("good.nxs", "bad.nxs", "again.nxs"):
+            deliver(station, name)
+        # 3 started, good complete, bad error, again error (retry_in), again
+        # started (attempt 2), again error (final).
+        messages = consumer.wait(8)
+        by = {}
+        for queue, body in messages:
+            by.setdefault((os.path.basename(body["file"]), queue.removesuffix(str(os.getpid()) + "x")), []).append(body)
+        assert len(by[("good.nxs", QUEUES[1])]) == 1 and by[("good.nxs", QUEUES[1])][0]["exit"] == 0
+        assert by[("bad.nxs", QUEUES[2])][0]["exit"] == 2 and "retry_in" not in by[("bad.nxs", QUEUES[2])][0]
+        first, final = by[("again.nxs", QUEUES[2])]
+        assert first["outcome"] == "retrying" and 0 < first["retry_in"] <= 1 and first["attempt"] == 1
+        assert final["outcome"] == "failed" and final["attempt"] == 2 and "retry_in" not in final
+        assert [b["attempt"] for b in by[("again.nxs", QUEUES[0])]] == [1, 2]
+        assert all(b["record"] == 1 and b["telem"] == "x" for _, b in messages)
+        assert len({b["id"] for _, b in messages}) == 8
+        assert station.stop() == 0
+    finally:
+        consumer.close()
+
+
+def test_broker_down_for_20_s_during_200_runs_loses_nothing_and_delays_no_start(station, tmp_path):
+    require()
+    broker = ActiveMQ(tmp_path / "amq", persistent=True)
+    broker.start()
+    consumer = None
+    try:
+        (station.passdir / "waitd.conf").write_text(stomp_conf(broker.port))
+        station.handler("h", "sleep 0.1\n")
+        station.table(f"x {station.incoming} *.nxs {station.passdir}/h 0 -1 0")
+        consumer = broker.consumer(QUEUES[0], QUEUES[1])
+        station.start()
+        for i in range(200):
+            deliver(station, f"run{i:03d}.nxs")
+        wait_for(lambda: len(consumer.messages) >= 10, 20, "the first messages")
+        outage = threading.Event()
+
+        def down() -> None:
+            broker.stop()
+            outage.set()
+            time.sleep(20)
+            broker.start()
+
+        thread = threading.Thread(target=down)
+        thread.start()
+        outage.wait(15)
+        wait_for(lambda: "sink isis: cannot deliver" in station.log(), 15, "the sink to notice")
+        thread.join()
+        consumer.connect()  # its connection died with the broker
+        wait_for(lambda: len(station.ends()) == 200, 60, "the 200 runs")
+        ids = lambda: {body["id"] for _, body in consumer.messages}  # noqa: E731
+        wait_for(lambda: len(ids()) == 400, 60, "400 distinct messages: 200 started, 200 complete")
+        starts = sorted(e.at for e in station.started())
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert max(gaps) < 1.0, f"a start waited {max(gaps):.2f} s: the loop waited on the sink"
+        assert starts[-1] - starts[0] < 60
+        # The broker has the messages before the sink has its receipts and says so.
+        wait_for(lambda: "sink isis: delivering again after" in station.log(), 10, "the sink's recovery in the log")
+        assert station.stop() == 0
+    finally:
+        if consumer is not None:
+            consumer.close()
+        broker.stop()

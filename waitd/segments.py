@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: MIT
+"""The outbox on disk: segment files of events, and each sink's place in them.
+
+$PASSDIR/events/ holds the segments, `S.jsonl` where S is the sequence
+number of its first event (16 digits), one JSON object a line, each with
+its `seq`, one more than the line before it, across segments.  Only waitd
+writes them (`Writer`): it appends to the newest segment, starts a new one
+at each start of waitd and when the newest passes SEGMENT_BYTES, and
+deletes a segment once every sink has passed it (`Writer.prune`), never
+the newest.  A line is appended with one write(2), and with `sync` made
+durable with fdatasync(2) before `append` returns.
+
+Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
+last seq delivered, and its state for `-s status`), replaced atomically
+(temporary file, rename) by the sink's process after each delivery.  The
+place of a new sink is the end of the outbox (`Writer.place_new`): it gets
+the events from the moment it is configured.  `Reader` is a sink's view:
+the whole lines after its place, segment after segment.
+
+A torn last line (waitd killed in the middle of a write) stays where it
+is: the next start writes a new segment, and a reader skips a line that
+does not parse, with a warning.  A place that names a segment no longer
+there (deleted by hand) moves to the next segment.
+
+This module knows nothing of what the events mean (`outbox` does) nor of
+the sinks' brokers (`deliver` does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("waitd")
+
+DIRECTORY = "events"
+SEGMENT_BYTES = 8 << 20
+_SEGMENT = re.compile(r"([0-9]{16})\.jsonl")
+_OFFSET_SUFFIX = ".offset"
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:016d}.jsonl"
+
+
+def segments(directory: str) -> list[int]:
+    """The first seq of each segment there, in order."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m[1]) for m in map(_SEGMENT.fullmatch, names) if m)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a sink is: the segment it reads, the byte offset after its last
+    delivered line, and that line's seq (0: none yet)."""
+
+    segment: int
+    offset: int
+    seq: int
+
+
+def offset_path(directory: str, sink: str) -> str:
+    return os.path.join(directory, sink + _OFFSET_SUFFIX)
+
+
+def read_place(directory: str, sink: str) -> tuple[Place | None, dict[str, Any]]:
+    """A sink's place and the state it saved with it; (None, {}) if none."""
+    try:
+        with open(offset_path(directory, sink), encoding="utf-8") as f:
+            data = json.load(f)
+        place = Place(int(data["segment"]), int(data["offset"]), int(data["seq"]))
+    except FileNotFoundError:
+        return None, {}
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s: unreadable; the sink starts again from the oldest segment", offset_path(directory, sink))
+        return Place(0, 0, 0), {}
+    return place, data
+
+
+def write_place(directory: str, sink: str, place: Place, state: dict[str, Any] | None = None) -> None:
+    """Replace a sink's offset file atomically (no fsync: a place lost in a
+    power failure only makes the sink deliver some events again)."""
+    path = offset_path(directory, sink)
+    tmp = path + ".tmp"
+    data = {"segment": place.segment, "offset": place.offset, "seq": place.seq, **(state or {})}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, (json.dumps(data, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def forget_place(directory: str, sink: str) -> None:
+    """A sink out of waitd.conf: its place no longer holds segments."""
+    for path in (offset_path(directory, sink), offset_path(directory, sink) + ".tmp"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def sinks_with_places(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(n[: -len(_OFFSET_SUFFIX)] for n in names if n.endswith(_OFFSET_SUFFIX))
+
+
+def last_seq(path: str) -> int:
+    """The seq of the last whole line of a segment that parses (0: none)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            chunk = 1 << 16
+            while True:
+                start = max(0, size - chunk)
+                f.seek(start)
+                data = f.read(size - start)
+                lines = data.split(b"\n")[:-1]  # what follows the last newline is torn
+                if start > 0:
+                    lines = lines[1:]  # may be cut
+                for line in reversed(lines):
+                    try:
+                        return int(json.loads(line)["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if start == 0:
+                    return 0
+                chunk *= 4
+    except FileNotFoundError:
+        return 0
+
+
+class Writer:
+    """waitd's end of the outbox: appends, rotates, prunes."""
+
+    def __init__(self, passdir: str) -> None:
+        self.directory = os.path.join(passdir, DIRECTORY)
+        self._fd = -1
+        self.segment = 0  # first seq of the segment written to
+        self.seq = 0  # of the last event written
+        self._size = 0
+
+    def open(self) -> None:
+        """Make events/ if needed and start a new segment after the last event
+        of the newest one (and of any sink's place: seqs never go back)."""
+        try:
+            os.mkdir(self.directory, 0o755)
+        except FileExistsError:
+            if os.path.islink(self.directory) or not os.path.isdir(self.directory):
+                raise OSError(f"{self.directory}: not a directory (waitd does not follow links in PASSDIR)") from None
+        firsts = segments(self.directory)
+        seq = last_seq(os.path.join(self.directory, segment_name(firsts[-1]))) if firsts else 0
+        if firsts:
+            seq = max(seq, firsts[-1] - 1)
+        for sink in sinks_with_places(self.directory):
+            place, _ = read_place(self.directory, sink)
+            if place is not None:
+                seq = max(seq, place.seq)
+        self.seq = seq
+        self._start_segment()
+
+    def _start_segment(self) -> None:
+        if self._fd >= 0:
+            os.fdatasync(self._fd)  # what was appended without a sync: the next sync is elsewhere
+            os.close(self._fd)
+        self.segment = self.seq + 1
+        path = os.path.join(self.directory, segment_name(self.segment))
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def append(self, events: Iterable[dict[str, Any]], sync: bool) -> int:
+        """Give each event its seq and append them with one write; with
+        `sync`, on disk before return.  OSError if they could not be (what
+        was written stays: a reader takes whole lines only, and the events
+        are written again, with their ids, when the caller retries)."""
+        if self._fd < 0:
+            raise OSError(f"{self.directory}: the outbox is not open")
+        if self._size >= SEGMENT_BYTES:
+            self._start_segment()
+        lines = []
+        seq = self.seq
+        for event in events:
+            seq += 1
+            event["seq"] = seq
+            lines.append(json.dumps(event, separators=(",", ":"), default=str))
+        if not lines:
+            return 0
+        data = ("\n".join(lines) + "\n").encode()
+        written = os.write(self._fd, data)
+        self._size += written
+        if written != len(data):
+            raise OSError(28, os.strerror(28))  # a short write: the disk is full
+        self.seq = seq
+        if sync:
+            os.fdatasync(self._fd)
+        return len(lines)
+
+    def place_new(self, sink: str) -> None:
+        """A sink new to the outbox starts at its end."""
+        if read_place(self.directory, sink)[0] is None:
+            write_place(self.directory, sink, Place(self.segment, self._size, self.seq))
+
+    def prune(self, sinks: Iterable[str]) -> int:
+        """Delete the segments every sink has passed (never the newest); how many."""
+        lowest = self.seq
+        for sink in sinks:
+            place, _ = read_place(self.directory, sink)
+            lowest = min(lowest, place.seq if place is not None else 0)
+        firsts = segments(self.directory)
+        removed = 0
+        for first, following in zip(firsts, firsts[1:], strict=False):
+            if following - 1 > lowest or first == self.segment:
+                break
+            try:
+                os.unlink(os.path.join(self.directory, segment_name(first)))
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+class Reader:
+    """A sink's end: the whole lines after its place, in order."""
+
+    def __init__(self, directory: str, place: Place) -> None:
+        self.directory = directory
+        self.place = place
+        self._file: Any = None
+        self._file_segment = -1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open(self) -> bool:
+        """Open the place's segment (or the next one there is); False if none."""
+        if self._file is not None and self._file_segment == self.place.segment:
+            return True
+        self.close()
+        firsts = segments(self.directory)
+        if self.place.segment not in firsts:
+            later = [f for f in firsts if f > self.place.segment]
+            if not later:
+                return False
+            self.place = Place(later[0], 0, self.place.seq)
+        self._file = open(os.path.join(self.directory, segment_name(self.place.segment)), "rb")  # noqa: SIM115
+        self._file_segment = self.place.segment
+        return True
+
+    def batch(self, most: int) -> tuple[list[dict[str, Any]], Place]:
+        """Up to `most` events after the place (those with a seq not above
+        the place's are stepped over), and the place after them.  At the
+        end of a segment that is no longer the newest, the place moves on."""
+        if not self._open():
+            return [], self.place
+        f = self._file
+        f.seek(self.place.offset)
+        events: list[dict[str, Any]] = []
+        offset, seq = self.place.offset, self.place.seq
+        for raw in _lines(f, most):
+            offset += len(raw)
+            try:
+                event = json.loads(raw)
+                number = int(event["seq"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: a line at byte %d does not parse; skipped", segment_name(self.place.segment), offset)
+                continue
+            if number > seq:
+                events.append(event)
+                seq = number
+        place = Place(self.place.segment, offset, seq)
+        if not events and offset == self.place.offset:
+            later = [s for s in segments(self.directory) if s > self.place.segment]
+            if later and not _more(f, offset):
+                place = Place(later[0], 0, seq)  # this one is finished: waitd writes only the newest
+        return events, place
+
+
+def _lines(f: Any, most: int) -> Iterator[bytes]:
+    """Whole lines from the file's position, at most `most`."""
+    count = 0
+    while count < most:
+        raw = f.readline()
+        if not raw.endswith(b"\n"):
+            return  # the end, or a line still being written
+        yield raw
+        count += 1
+
+
+def _more(f: Any, offset: int) -> bool:
+    """True when the file holds a whole line after `offset`."""
+    f.seek(offset)
+    return bool(f.readline().endswith(b"\n"))
