@@ -13,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import Station, quiet_for, wait_for, waitd_cmd
+from conftest import Station, quiet_for, read_jsonl, wait_for, waitd_cmd
+from peers.activemq import free_port
+from test_events_metrics import Scrape
 
 from waitd import queue as q
 
@@ -371,6 +373,34 @@ def test_a_failure_waits_in_errors_for_hours_too_old_then_goes(tmp_path):
     wait_for(lambda: left(root)["errors"] == [], 15, "its expiry in errors/")
     assert time.monotonic() - moved > 4, "expired before hours-too-old"
     assert "expired in errors/ after 0.0015 hours" in s.log()
+    assert s.stop() == 0
+
+
+def test_a_queue_records_removals_are_events_too(tmp_path):
+    """The file of a successful run removed from pending, and a failure
+    expired in errors/: a `removed` and an `expired` event, with the path
+    the file had, and counted by reason in the metrics' removals."""
+    root = make_queue(tmp_path / "Q", 0)
+    s = Station(tmp_path / "s")
+    (s.passdir / "waitd.conf").write_text("[sink log]\ntype = jsonl\npath = events.jsonl\n")
+    s.handler("h", 'case "$(basename "$1")" in bad*) exit 3;; esac\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0.0015 claim=yes")
+    port = free_port()
+    s.start("--instance", "me", "--metrics", f"127.0.0.1:{port}")
+    make_queue(root, 1, prefix="good")
+    make_queue(root, 1, prefix="bad")
+    wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 20, "both files gone")
+
+    def removals() -> dict[str, str]:
+        return {
+            e["type"]: e["path"] for e in read_jsonl(s.passdir / "events.jsonl") if e["type"] in ("removed", "expired")
+        }
+
+    wait_for(lambda: len(removals()) == 2, 10, "both removal events")
+    assert removals() == {"removed": f"{root}/pending/me/good00000", "expired": f"{root}/errors/bad00000"}
+    scrape = Scrape(port)
+    for reason in ("handled", "expired"):
+        assert scrape.get("waitd_removals_total", record="1", telem="q", reason=reason) == 1, reason
     assert s.stop() == 0
 
 

@@ -39,6 +39,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from waitd import pidfile
@@ -106,6 +107,8 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
             else:
                 os.unlink(path)
                 log.info("record %d: removed %s: handled with exit 0", view.number, escape(path))
+                if view.outbox is not None:
+                    view.outbox.removed(view, job.fact, "handled with exit 0", os.path.dirname(path))
         else:
             where = q.to_errors(path, queue)
             log.warning("record %d: %s: moved to %s", view.number, escape(path), escape(where))
@@ -163,20 +166,32 @@ def expire_queue(entry: Entry, now_ns: int) -> int:
     """hours-too-old as retention of errors/, and of what producers left in
     tmp/ (after 36 hours at least: a producer may still be writing); the
     number of files removed.  hours-too-old 0 keeps both."""
-    return expire_files(entry.number, queue_of(entry.view), entry.record.too_old_h, now_ns)
+    view = entry.view
+    outbox = view.outbox
+
+    def removed(fact: FileFact, why: str, directory: str) -> None:
+        if outbox is not None:
+            outbox.removed(view, fact, why, directory)
+
+    return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, removed)
 
 
-def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int) -> int:
+Removed = Callable[[FileFact, str, str], None]  # a file, why, its directory: after the unlink
+
+
+def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int, removed: Removed | None = None) -> int:
     """`expire_queue` for record `number` and `queue`, at `now_ns`."""
     if hours <= 0:
         return 0
     tmp_hours = max(hours, TMP_KEPT_H)
-    return _expire_in(number, queue.errors, hours, now_ns) + _expire_in(number, queue.tmp, tmp_hours, now_ns)
+    return _expire_in(number, queue.errors, hours, now_ns, removed) + _expire_in(
+        number, queue.tmp, tmp_hours, now_ns, removed
+    )
 
 
-def _expire_in(number: int, directory: str, hours: float, now_ns: int) -> int:
+def _expire_in(number: int, directory: str, hours: float, now_ns: int, removed: Removed | None) -> int:
     limit = now_ns - int(hours * 3600e9)
-    removed = 0
+    count = 0
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -189,10 +204,14 @@ def _expire_in(number: int, directory: str, hours: float, now_ns: int) -> int:
             os.unlink(item.path)
         except OSError:
             continue
-        removed += 1
-        where = os.path.basename(directory)
-        log.info("record %d: removed %s: expired in %s/ after %g hours", number, escape(item.path), where, hours)
-    return removed
+        count += 1
+        why = f"expired in {os.path.basename(directory)}/ after {hours:g} hours"
+        log.info("record %d: removed %s: %s", number, escape(item.path), why)
+        if removed is not None:
+            removed(
+                FileFact(item.name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino), why, directory
+            )
+    return count
 
 
 class Outflow:

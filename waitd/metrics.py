@@ -4,7 +4,7 @@
     waitd_runs_total{record,telem,outcome}      runs ended: ok, failed, retrying
     waitd_run_duration_seconds{record,telem}    histogram of their durations
     waitd_published_total{record,telem}         files and groups published (process -)
-    waitd_removals_total{record,telem,reason}   files removed: expired, keep-after
+    waitd_removals_total{record,telem,reason}   files removed: expired, keep-after, handled
     waitd_files_waiting{record,telem}           files waiting to run
     waitd_files_retrying{record,telem}          files waiting for a retry
     waitd_oldest_waiting_seconds{record,telem}  age of the oldest waiting file
@@ -86,7 +86,7 @@ class Metrics:
         elif kind == "ready" and event.get("process") == "-":
             self.published.labels(*labels).inc()
         elif kind in ("removed", "expired"):
-            self.removals.labels(*labels, "expired" if kind == "expired" else "keep-after").inc()
+            self.removals.labels(*labels, _reason(kind, str(event.get("reason", "")))).inc()
 
     def synced(self, seconds: float) -> None:
         self.fsyncs.observe(seconds)
@@ -146,3 +146,11 @@ class _Gauges:
             backlog.add_metric([name], events)
             up.add_metric([name], 1 if is_up else 0)
         yield from (waiting, retrying, oldest, running, backlog, up)
+
+
+def _reason(kind: str, why: str) -> str:
+    """A removal's reason label: expired, keep-after, or handled (a queue's
+    file removed after its successful run)."""
+    if kind == "expired":
+        return "expired"
+    return "handled" if why.startswith("handled") else "keep-after"

@@ -181,10 +181,11 @@ class Outbox:
 
     # -- what mirrors no history line ----------------------------------------
 
-    def removed(self, view: View, fact: FileFact, why: str) -> None:
-        """A file was removed (after the unlink): `expired` or `removed`."""
+    def removed(self, view: View, fact: FileFact, why: str, directory: str | None = None) -> None:
+        """A file was removed (after the unlink): `expired` or `removed`;
+        `directory` when it was not in the record's own (a queue's)."""
         kind = "expired" if why.startswith("expired") else "removed"
-        base = self._of_view(view, [fact.name], fact)
+        base = self._of_view(view, [fact.name], fact, directory=directory)
         self._emit([self._made(base, kind, (), reason=why)], durable=False)
 
     def group(self, view: View, gid: str, state: str, names: list[str], missing: list[str]) -> None:
@@ -192,7 +193,9 @@ class Outbox:
         base = self._of_view(view, names, None, gid)
         self._emit([self._made(base, "group", (state, *names), state=state, missing=missing)], durable=False)
 
-    def _of_view(self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None) -> dict[str, Any]:
+    def _of_view(
+        self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None, directory: str | None = None
+    ) -> dict[str, Any]:
         record = view.record
         about: dict[str, Any] = {
             "record": record.number,
@@ -200,7 +203,7 @@ class Outbox:
             "topic": record.topic,
             "process": record.process,
         }
-        paths = sorted(view.path_of(n) for n in names)
+        paths = sorted(view.path_of(n) if directory is None else os.path.join(directory, n) for n in names)
         if gid is None and len(paths) == 1:
             about["path"] = paths[0]
         else:
