@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, client, conf, layout, options, pidfile, queue, runner, table
+from waitd import __version__, celery_exec, client, conf, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
@@ -210,6 +210,11 @@ def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:  # waitd worker: a Celery worker for run=celery
+        from waitd import worker
+
+        return worker.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.demo:
@@ -225,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
+        errors += celery_exec.check_records(records, table_path, passdir)
         settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
         if args.check:
             code = _check(table_path, passdir, records, errors, args.verbose)

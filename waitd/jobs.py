@@ -16,6 +16,7 @@ reads the attempt from the file's latest history event.
     cancelled (waitd -s cancel)           FINAL       error=cancelled
     killed by a signal waitd did not send TEMPORARY
     killed by waitd's own stop            UNKNOWN     (never run again)
+    lost (run=celery: no result came)     TEMPORARY   error=lost
     ended after a crash of waitd          UNKNOWN
     could not be executed                 NOT_STARTED (stays a candidate)
 
@@ -64,8 +65,11 @@ class Outcome:
     exit: int | None = None
     signal: str | None = None
     error: str | None = None  # it could not be executed: why
+    lost: bool = False  # run=celery: its worker died, or no result came in time
 
     def describe(self) -> str:
+        if self.lost:
+            return "lost (no result from its worker)"
         if self.error is not None:
             return f"could not start: {self.error}"
         if self.signal is not None:
@@ -119,6 +123,8 @@ def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
     """How an outcome counts (the table in the module's docstring)."""
     if adopted:
         return Verdict.UNKNOWN
+    if outcome.lost:
+        return Verdict.TEMPORARY
     if outcome.error is not None:
         return Verdict.NOT_STARTED
     if outcome.signal is not None:
@@ -145,6 +151,7 @@ def end_events(
     took: float,
     now: float,
     adopted: bool = False,
+    task: str | None = None,
 ) -> tuple[list[Event], Verdict]:
     """The history events of a run's end (one a file of its job), and its
     verdict (FINAL when a temporary failure has no retry left; `options`
@@ -159,6 +166,8 @@ def end_events(
     error = outcome.error
     if why in (Why.TIMEOUT, Why.CANCEL) and outcome.signal is not None:
         error = why.value
+    if outcome.lost:
+        error = "lost"
     events = [
         Event(
             path,
@@ -174,6 +183,7 @@ def end_events(
             attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
             retry_at=retry_at,
             group=job.group,
+            task=task,
             version=fact.version,
         )
         for fact, path in zip(job.facts, job.paths, strict=True)
