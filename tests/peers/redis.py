@@ -121,8 +121,9 @@ class Worker:
 
     def ready(self) -> Worker:
         assert self.proc is not None
+        ready = f"waitd-{self.proc.pid}@"
         _wait(
-            lambda: f"waitd-{self.proc.pid}@" in self.text() and " ready." in self.text() or self.proc.poll() is not None,
+            lambda: (ready in self.text() and " ready." in self.text()) or self.proc.poll() is not None,
             START_TIMEOUT_S,
             "waitd worker to be ready",
         )
