@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Station, wait_for
+from conftest import Station, quiet_for, wait_for
 from peers.redis import Redis, Worker, available
 
 from waitd import remote
@@ -55,7 +55,12 @@ def cluster(station: Station, redis: Redis):
 
     yield Cluster()
     for worker in made:
-        worker.stop()
+        worker.terminate()
+    for worker in made:
+        worker.wait()
+
+
+N_MANY = 500
 
 
 def ends_by_path(station: Station) -> dict[str, list]:
@@ -84,6 +89,151 @@ def test_files_run_on_workers_once_with_their_logs(station, cluster):
     assert lines[-1].startswith("waitd: end record=1 exit=3")
     assert "celery task" in station.log()
     assert station.stop() == 0
+
+
+def test_many_files_through_two_workers_each_once(station, cluster):
+    cluster.workers(2, concurrency=4)
+    station.recorder()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/rec 0 -1 0 run=celery timeout=60 jobs=8")
+    names = [f"f{i:03d}.g8" for i in range(N_MANY)]
+    for name in names:
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: len(station.ends()) >= N_MANY, 60, f"{N_MANY} ends")
+    ends = ends_by_path(station)
+    assert sorted(ends) == sorted(f"{station.incoming}/{n}" for n in names)
+    assert all(len(e) == 1 and e[0].exit == 0 and e[0].task for e in ends.values())
+    assert sorted(station.ran()) == sorted(os.fsencode(f"{station.incoming}/{n}") for n in names)
+    for path in (station.passdir / "logfiles").iterdir():
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("waitd: start") and lines[1].startswith("waitd: task=")
+        assert lines[-2].startswith("waitd: ran on host=") and lines[-1].startswith("waitd: end record=1 exit=0")
+    assert station.stop() == 0
+
+
+def locking(station: Station) -> None:
+    """A handler that holds a lock on its file while it (or any process of
+    its group) runs, notes `overlap` if another run of the file holds it,
+    writes its pid, and waits for its gate."""
+    station.gated(
+        "h",
+        extra="",
+    )
+    body = (
+        f'exec 9>"{station.root}/lock.$(basename "$1")"\n'
+        f'flock -n 9 || echo overlap >> "{station.root}/overlap"\n'
+        f'echo $$ >> "{station.root}/pids"\n'
+        f'gate="{station.root}/gate.$(basename "$1")"\n'
+        'i=0; while [ ! -e "$gate" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\n'
+    )
+    station.handler("h", body)
+
+
+def pids(station: Station) -> list[int]:
+    try:
+        return [int(p) for p in (station.root / "pids").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def pool_process_of(pid: int) -> psutil.Process:
+    """The pool process that runs a handler: its supervisor's parent."""
+    supervisor = psutil.Process(pid).parent()
+    assert supervisor is not None
+    pool = supervisor.parent()
+    assert pool is not None
+    return pool
+
+
+@pytest.mark.parametrize("victim", ["pool process", "worker"])
+def test_killed_worker_takes_the_handler_along_and_the_run_is_lost_then_retried(station, cluster, victim):
+    workers = cluster.workers(2, concurrency=1)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=3 retries=1 retry=1")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    (first,) = wait_for(lambda: pids(station), 15, "the handler to start")
+    pool = pool_process_of(first)
+    if victim == "worker":
+        worker = next(w for w in workers if w.proc.pid == pool.ppid())
+        worker.kill()
+    else:
+        pool.kill()
+    wait_for(lambda: handler_pid_gone(first), 5, "the handler to die with its worker")
+    lost = wait_for(lambda: station.ends(), 15, "the run to end")[0]
+    assert (lost.status, lost.error, lost.retry_at is not None) == (1, "lost", True)
+    second = wait_for(lambda: pids(station)[1:], 15, "the retry to start")[0]
+    station.open_gate("a.g8")
+    wait_for(lambda: len(station.ends()) == 2, 15, "the retry to end")
+    assert [(e.status, e.exit, e.attempt) for e in station.ends()][1] == (2, 0, 2)
+    assert second != first and not (station.root / "overlap").exists()
+    assert "lost" in station.log()
+    assert station.stop() == 0
+
+
+def test_restart_adopts_the_runs_in_flight_by_task_id(station, cluster):
+    cluster.workers(2, concurrency=4)
+    station.gated()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/gated 0 -1 0 run=celery timeout=60 jobs=20")
+    names = [f"f{i:02d}.g8" for i in range(20)]
+    for name in names:
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: len(station.ran()) == 8, 15, "8 handlers to run (the workers' 2 x 4)")
+    tasks = {e.path: e.task for e in station.history() if e.status == 0}
+    assert len(tasks) == 20 and all(tasks.values())
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    for name in names[:4]:
+        station.open_gate(name)  # ends while waitd is down: its result waits in Redis
+    wait_for(lambda: len(station.ran()) == 12, 15, "4 more handlers to start")
+    station.start()
+    for name in names[4:]:
+        station.open_gate(name)
+    wait_for(lambda: len(station.ends()) == 20, 30, "20 ends")
+    assert all((e.status, e.exit, e.task) == (2, 0, tasks[e.path]) for e in station.ends())
+    assert len([e for e in station.history() if e.status == 0]) == 20  # none rerun
+    assert sorted(station.ran()) == sorted(os.fsencode(f"{station.incoming}/{n}") for n in names)
+    assert station.log().count("of a previous waitd in flight; awaiting its result") == 20
+    for path in (station.passdir / "logfiles").iterdir():
+        lines = path.read_text().splitlines()
+        assert lines[1].startswith("waitd: task=") and lines[-1].startswith("waitd: end record=1 exit=0")
+    assert station.stop() == 0
+
+
+def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
+    own = Redis(tmp_path / "redis")  # a Redis of its own: the session's stays up
+    (tmp_path / "redis").mkdir()
+    own.start()
+    try:
+        queue = cluster_queue(station)
+        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
+        cluster.workers(1, concurrency=2, broker=own.url)
+        station.recorder(
+            "h", extra=f'case "$1" in *slow*) while [ ! -e "{station.root}/gate" ]; do sleep 0.01; done;; esac\n'
+        )
+        station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=60 jobs=2")
+        for i in range(5):
+            station.drop(f"a{i}.g8", age_s=5)
+        station.drop("slow.g8", age_s=5)
+        station.start()
+        wait_for(lambda: len(station.ends()) == 5 and len(station.ran()) == 6, 15, "5 ends and the slow one running")
+        own.stop()
+        for i in range(10):
+            station.drop(f"b{i}.g8", age_s=5)
+        wait_for(lambda: "unreachable" in station.log(), 10, "waitd to see the broker gone")
+        starts = len([e for e in station.history() if e.status == 0])
+        (station.root / "gate").touch()  # the slow one ends while Redis is down
+        quiet_for(10, lambda: len([e for e in station.history() if e.status == 0]) == starts)
+        own.start()
+        wait_for(lambda: len(station.ends()) == 16, 30, "all 16 ends")
+    finally:
+        station.stop()
+        own.kill()
+    assert all((e.status, e.exit) == (2, 0) for e in station.ends())
+    assert len({e.path for e in station.ends()}) == 16 and len(station.ran()) == 16
+    assert station.log().count("unreachable") == 1
+    assert station.log().count("reachable again; runs of run=celery records resume") == 1
 
 
 def cluster_queue(station: Station) -> str:

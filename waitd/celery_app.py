@@ -8,6 +8,10 @@ is also the result backend (Redis).  The settings that matter:
 - early acknowledgement (`task_acks_late` off, the default, said aloud):
   a message is acknowledged before its task runs, so a worker that dies
   mid-run loses the run, and it is never redelivered (at most once);
+- STARTED stored when a task starts: another worker that gets a revoke
+  of it then leaves its state alone (Celery marks a PENDING task REVOKED),
+  so REVOKED "terminated" means the handler was killed, and a task whose
+  worker died stays STARTED, without a result;
 - one message reserved at a time per pool process (prefetch 1), and a
   task carries `expires=` (its start plus its timeout): a message that
   waited too long, or that the broker restored after a dead worker, is
@@ -44,6 +48,7 @@ def make(broker: str, queue: str) -> Any:
         task_acks_late=False,
         task_reject_on_worker_lost=False,
         worker_prefetch_multiplier=1,
+        task_track_started=True,  # a started task is left alone by the revokes of the other workers
         task_default_queue=queue,
         task_publish_retry=False,  # waitd's sender retries, without blocking the loop
         broker_connection_retry_on_startup=True,

@@ -275,10 +275,11 @@ class Remote:
     def _sender(self) -> None:
         app = None
         pause = BACKOFF_S[0]
+        fresh = True  # a failure of an app just made is the broker's, not a stale connection's
         while True:
             try:
                 if app is None:
-                    app = celery_app.make(self.conf.broker, self.conf.queue)
+                    app, fresh = celery_app.make(self.conf.broker, self.conf.queue), True
                     with app.connection_for_write() as connection:
                         connection.default_channel.client.ping()
                     self._state("sender", True)
@@ -288,12 +289,15 @@ class Remote:
                     kind, task, what = self._outbox[0]
                 self._publish(app, kind, task, what)
             except Exception as exc:  # the broker's errors are many (kombu, redis, OSError)
-                self._state("sender", False, _problem(exc))
                 app = None
+                if not fresh:
+                    fresh = True
+                    continue  # the connection may be one the broker dropped before: try a new one at once
+                self._state("sender", False, _problem(exc))
                 time.sleep(pause)
                 pause = min(pause * 2, BACKOFF_S[1])
                 continue
-            pause = BACKOFF_S[0]
+            pause, fresh = BACKOFF_S[0], False
             with self._lock:
                 self._outbox.popleft()
                 watch = self._watch.get(task)
@@ -392,10 +396,11 @@ def result_of(meta: dict[str, Any], revoked: set[int]) -> _Result:
     """The outcome of a task's stored state (SUCCESS, FAILURE, REVOKED)."""
     status, value = meta.get("status"), meta.get("result")
     if status == "REVOKED":
-        if revoked:  # waitd's revoke: the pool process and the handler's group killed
+        reason = _flat(value.get("exc_message") if isinstance(value, dict) else value)
+        if revoked and reason == "terminated":  # waitd's revoke: its pool process and handler's group killed
             sent = signal.SIGTERM if signal.SIGTERM in revoked else min(revoked)
             return _Result(Outcome(Status.UNKNOWN, signal=signal_name(sent)), b"", "waitd: revoked (terminated)")
-        note = "waitd: lost: its message expired before a worker took it"
+        note = f"waitd: lost: revoked ({reason}) before a worker ran it"
         return _Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
     if status != "SUCCESS" or not isinstance(value, dict):
         what = value.get("exc_message") if isinstance(value, dict) else value

@@ -124,7 +124,7 @@ def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
     if adopted:
         return Verdict.UNKNOWN
     if outcome.lost:
-        return Verdict.TEMPORARY
+        return Verdict.FINAL if why is Why.CANCEL else Verdict.TEMPORARY
     if outcome.error is not None:
         return Verdict.NOT_STARTED
     if outcome.signal is not None:
@@ -167,7 +167,7 @@ def end_events(
     if why in (Why.TIMEOUT, Why.CANCEL) and outcome.signal is not None:
         error = why.value
     if outcome.lost:
-        error = "lost"
+        error = Why.CANCEL.value if why is Why.CANCEL else "lost"
     events = [
         Event(
             path,

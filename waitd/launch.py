@@ -195,11 +195,12 @@ class Launcher:
             run.grace_s = grace_s
             if run.why is Why.TIMEOUT:
                 log.warning(
-                    "record %d: %s on %s still runs after its timeout of %g s: TERM to its process group",
+                    "record %d: %s on %s still runs after its timeout of %g s: %s",
                     run.number,
                     run.job.process,
                     escape(run.path),
                     run.timeout_s or 0,
+                    "TERM to its process group" if run.task is None else "revoking its celery task (terminate)",
                 )
         else:
             run.transition(RunState.KILLED)  # RUNNING/STOPPING/KILLED -> KILLED

@@ -105,6 +105,7 @@ class Worker:
         self.broker, self.queue, self.log, self.concurrency = broker, queue, log, concurrency
         self.env = dict(env or os.environ, PYTHONPATH=str(ROOT))
         self.proc: subprocess.Popen[bytes] | None = None
+        self._children: list[psutil.Process] = []
 
     def launch(self) -> Worker:
         """Start it (`ready` waits for it: start several, then wait)."""
@@ -141,17 +142,26 @@ class Worker:
         return [p.pid for p in psutil.Process(self.proc.pid).children()]
 
     def stop(self) -> None:
-        """TERM (warm shutdown), KILL if it lingers; its pool goes with it."""
-        if self.proc is None or self.proc.poll() is not None:
+        self.terminate()
+        self.wait()
+
+    def terminate(self) -> None:
+        """TERM: a warm shutdown (about 2 s: terminate several, then wait)."""
+        self._children = []
+        if self.proc is not None and self.proc.poll() is None:
+            self._children = psutil.Process(self.proc.pid).children(recursive=True)
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self) -> None:
+        """Wait for its end after `terminate`, KILL if it lingers; its pool too."""
+        if self.proc is None:
             return
-        children = psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        _gone, alive = psutil.wait_procs(children, timeout=5)
+        _gone, alive = psutil.wait_procs(self._children, timeout=5)
         for p in alive:
             p.kill()
 
