@@ -13,18 +13,21 @@ lost.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import uuid
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
-from conftest import Station, quiet_for, wait_for
+from conftest import ROOT, Station, quiet_for, wait_for
 from peers.redis import Redis, Worker, available
 
 from waitd import remote
 
+SCHEMA = json.loads((ROOT / "doc" / "status.schema.json").read_text())
 pytestmark = pytest.mark.skipif(not available(), reason="redis-server is not installed (make deps)")
 
 
@@ -236,6 +239,33 @@ def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, t
     assert station.log().count("reachable again; runs of run=celery records resume") == 1
 
 
+def test_timeout_and_cancel_revoke_the_run_and_kill_its_group(station, cluster):
+    cluster.workers(1, concurrency=2)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=2 jobs=2")
+    station.drop("a.g8", age_s=5)
+    station.drop("b.g8", age_s=5)
+    station.start()
+    first, second = wait_for(lambda: pids(station)[1:] and pids(station), 15, "both handlers to start")
+    path = f"{station.incoming}/a.g8"
+    status = json.loads(station.run("-s", "status", "--json").stdout)
+    jsonschema.validate(status, SCHEMA)
+    (record,) = status["records"]
+    assert record["options"]["run"] == "celery"
+    tasks = {e.task for e in station.history() if e.status == 0}
+    assert {r["task"] for r in record["running"]} == tasks and {r["pid"] for r in record["running"]} == {None}
+    result = station.run("-s", "cancel", path)
+    assert result.returncode == 0 and "celery task" in result.stdout, result.stdout + result.stderr
+    ends = wait_for(lambda: len(station.ends()) == 2 and station.ends(), 15, "both ends")
+    by_path = {e.path: e for e in ends}
+    assert (by_path[path].status, by_path[path].error, by_path[path].retry_at) == (1, "cancelled", None)
+    other = next(e for p, e in by_path.items() if p != path)
+    assert (other.status, other.error, other.signal) == (1, "timeout", "SIGTERM")
+    wait_for(lambda: handler_pid_gone(first) and handler_pid_gone(second), 5, "both handlers to die")
+    assert "revoking its celery task (terminate)" in station.log()
+    assert station.stop() == 0
+
+
 def cluster_queue(station: Station) -> str:
     text = (station.passdir / "waitd.conf").read_text()
     return text.split("queue = ")[1].split()[0]
@@ -274,7 +304,3 @@ def handler_pid_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _unused() -> None:  # keep imports used while the file grows
-    _ = (os, signal)
