@@ -30,7 +30,8 @@ $(STAMP): setup.cfg setup.py
 
 # What the tests use besides Python, as command:Debian package; and Debian's
 # python3 with venv, which make install prefers (see INSTALL_PY).
-DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate
+DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate \
+  redis-server:redis-server
 
 deps:
 	@missing=; PATH=$$PATH:/usr/sbin:/sbin; \

@@ -16,13 +16,14 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import uuid
 from pathlib import Path
 
 import jsonschema
 import psutil
 import pytest
-from conftest import ROOT, Station, quiet_for, wait_for
+from conftest import ROOT, Station, quiet_for, wait_for, waitd_cmd
 from peers.redis import Redis, Worker, available
 
 from waitd import remote
@@ -285,7 +286,13 @@ def test_run_celery_is_checked(station, cluster):
     result = station.run("--check")
     assert result.returncode == 2
     assert f"{station.passdir}/incoming:1: run=celery needs a broker: " in result.stderr
-    result = station.run("--check")
+    worker = subprocess.run(
+        waitd_cmd("worker", "--passdir", str(station.passdir)), env=station.env, capture_output=True, text=True
+    )
+    assert (worker.returncode, worker.stderr) == (
+        2,
+        f"waitd worker: no broker: give --broker URL and {station.passdir}/waitd.conf has no [celery] broker\n",
+    )
     station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=elsewhere timeout=5")
     assert "run=elsewhere: expected local or celery" in station.run("--check").stderr
 

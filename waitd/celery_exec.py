@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import importlib.util
 import json
 import logging
 import os
@@ -80,10 +81,14 @@ class _Result:
 
 
 def check_records(records: Iterable[Record], table_path: str, passdir: str) -> list[TableError]:
-    """An error for each `run=celery` record when waitd.conf has no [celery] broker."""
+    """An error for each `run=celery` record when waitd.conf has no [celery]
+    broker, or Celery is not installed."""
     celery = [r for r in records if r.options.run == "celery"]
     if not celery:
         return []
+    if importlib.util.find_spec("celery") is None:
+        what = "run=celery needs Celery, which is not installed (pip install 'waitd[celery]')"
+        return [TableError(table_path, r.line, what) for r in celery]
     path = os.path.join(passdir, "waitd.conf")
     settings, errors = conf.read(path)
     if settings.celery is not None or errors:

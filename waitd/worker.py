@@ -14,6 +14,7 @@ else what Celery's worker returns.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import sys
@@ -72,6 +73,8 @@ def _usage(message: str) -> None:
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     broker, queue = settings(args)
+    if importlib.util.find_spec("celery") is None:
+        _usage("Celery is not installed (pip install 'waitd[celery]')")
     app = celery_app.make(broker, queue)
     worker_argv = [
         "worker",
