@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, common, groups, idle, jobs, queues, scale
+from bench import arrivals, backlog, celery, common, groups, idle, jobs, queues, scale
 
 SCENARIOS = {
     "backlog": backlog,
@@ -18,6 +18,7 @@ SCENARIOS = {
     "queues": queues,
     "idle": idle,
     "scale": scale,
+    "celery": celery,
 }
 
 METHOD = """\
