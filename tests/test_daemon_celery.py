@@ -59,7 +59,7 @@ def cluster(station: Station, redis: Redis):
 
     yield Cluster()
     for worker in made:
-        worker.terminate()
+        worker.terminate(signal.SIGKILL)  # the test is over: no need for Celery's warm shutdown
     for worker in made:
         worker.wait()
 

@@ -98,6 +98,13 @@ class Redis:
             self.proc.wait()
 
 
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Worker:
     """A `waitd worker` process."""
 
@@ -145,12 +152,16 @@ class Worker:
         self.terminate()
         self.wait()
 
-    def terminate(self) -> None:
-        """TERM: a warm shutdown (about 2 s: terminate several, then wait)."""
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
+        """TERM: a warm shutdown (about 2 s: terminate several, then wait);
+        KILL: at once, its pool processes too (a test's end)."""
         self._children = []
         if self.proc is not None and self.proc.poll() is None:
             self._children = psutil.Process(self.proc.pid).children(recursive=True)
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
+            if signum == signal.SIGKILL:
+                for child in self._children:
+                    child.kill()
 
     def wait(self) -> None:
         """Wait for its end after `terminate`, KILL if it lingers; its pool too."""
@@ -161,9 +172,12 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        _gone, alive = psutil.wait_procs(self._children, timeout=5)
-        for p in alive:
-            p.kill()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in self._children):
+            time.sleep(0.01)  # a killed pool process is gone, or a zombie until init reaps it
+        for p in self._children:
+            if _alive(p):
+                p.kill()
 
     def kill(self) -> None:
         assert self.proc is not None
