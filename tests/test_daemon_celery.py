@@ -205,6 +205,27 @@ def test_restart_adopts_the_runs_in_flight_by_task_id(station, cluster):
     assert station.stop() == 0
 
 
+def test_an_adopted_run_whose_result_never_comes_is_lost_after_its_timeout(station, cluster):
+    (worker,) = cluster.workers(1, concurrency=1)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=3")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    (handler,) = wait_for(lambda: pids(station), 15, "the handler to start")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    worker.kill()  # while waitd is down: no result will ever come
+    wait_for(lambda: handler_pid_gone(handler), 5, "the handler to die with its worker")
+    station.start()
+    (end,) = wait_for(lambda: station.ends(), 15, "the adopted run to end")
+    (start,) = [e for e in station.history() if e.status == 0]
+    assert (end.status, end.error, end.task, end.retry_at) == (1, "lost", start.task, None)
+    assert end.at >= start.at + 3  # its timeout counts from the start in the history
+    log = (station.passdir / "logfiles" / "incoming.1.A").read_text().splitlines()
+    assert log[-2].startswith("waitd: lost: no result") and log[-1].startswith("waitd: end record=1 error=lost")
+    assert station.stop() == 0
+
+
 def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
     own = Redis(tmp_path / "redis")  # a Redis of its own: the session's stays up
     (tmp_path / "redis").mkdir()

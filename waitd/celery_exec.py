@@ -21,7 +21,10 @@ says so (its pool process or the worker itself died: Celery's
 WorkerLostError, or the supervisor of `remote`), when its message expired
 unrun, or when no result came `LOST_GRACE_S` after its revoke reached the
 broker: the loop revokes a run at its timeout, and a live worker answers a
-revoke at once (REVOKED), so silence then means the worker is gone.
+revoke at once (REVOKED), so silence then means the worker is gone.  Not
+before the run's deadline (its timeout and `DEADLINE_SLACK_S`) is a
+second past, when the worker's supervisor has killed the handler whatever
+became of the revoke: a retry never overlaps it (with clocks in step).
 
 While the broker is unreachable (either thread failing) `ready` is False:
 the loop starts no run of a `run=celery` record; it is logged once when it
@@ -60,7 +63,7 @@ log = logging.getLogger("waitd")
 LOST_GRACE_S = 2.0  # after a revoke reached the broker, silence means the worker is gone
 FETCH_EVERY_S = 1.0  # results fetched again, in case a notification was missed
 BACKOFF_S = (0.2, 5.0)  # between attempts while the broker is down: first, most
-DEADLINE_SLACK_S = 6.0  # the worker kills a handler this long after its timeout (waitd revokes first)
+DEADLINE_SLACK_S = 1.0  # the worker kills a handler this long after its timeout (waitd revokes first)
 META_PREFIX = "celery-task-meta-"
 _ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 
@@ -70,6 +73,7 @@ class _Watch:
     """A task waitd waits for."""
 
     revoked: set[int]  # the signals of the revokes queued
+    deadline: float | None = None  # time.time(): the worker has killed the handler by then
     revoked_at: float | None = None  # monotonic: the first revoke reached the broker
 
 
@@ -206,7 +210,7 @@ class Remote:
             "deadline": expires + DEADLINE_SLACK_S,
         }
         with self._more:
-            self._watch[run.task] = _Watch(set())
+            self._watch[run.task] = _Watch(set(), expires + DEADLINE_SLACK_S)
             self._outbox.append(("send", run.task, (kwargs, expires)))
             self._more.notify()
         _write(run.log_fd, f"waitd: task={run.task} queue={self.conf.queue}\n")
@@ -370,10 +374,13 @@ class Remote:
                 if data is not None:
                     self._found(task, data)
         lost = []
+        now = time.time()
         with self._lock:
             for task, watch in self._watch.items():
                 if task in self._results or watch.revoked_at is None:
                     continue
+                if watch.deadline is not None and now < watch.deadline + LOST_GRACE_S / 2:
+                    continue  # the worker's own deadline kills the handler first: never two at once
                 if began - watch.revoked_at >= LOST_GRACE_S:
                     note = f"waitd: lost: no result {LOST_GRACE_S:g} s after its revoke (its worker is gone)"
                     self._results[task] = _Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
