@@ -8,7 +8,7 @@ import base64
 import signal
 
 from waitd import options
-from waitd.celery_exec import _shown, result_of
+from waitd.celery_app import result_of, shown_url
 from waitd.event import Event, Status, format_event, parse_line
 from waitd.jobs import Job, Outcome, Verdict, Why, end_events, judge
 from waitd.scan import FileFact
@@ -68,6 +68,6 @@ def test_run_option():
 
 
 def test_a_broker_url_is_shown_without_its_password():
-    assert _shown("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
-    assert _shown("redis://user:secret@host/0") == "redis://user:***@host/0"
-    assert _shown("redis://host:6379/0") == "redis://host:6379/0"
+    assert shown_url("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
+    assert shown_url("redis://user:secret@host/0") == "redis://user:***@host/0"
+    assert shown_url("redis://host:6379/0") == "redis://host:6379/0"

@@ -22,13 +22,30 @@ is also the result backend (Redis).  The settings that matter:
 
 Importing Celery takes a while: only `make` does it, when a record has
 `run=celery` or `waitd worker` starts.
+
+Also the two ends of the task's contract that need no broker:
+`check_records` (what `run=celery` needs: waitd.conf's [celery] and
+Celery itself, else an error of the record's line) and `result_of` (a
+task's stored state, SUCCESS, FAILURE or REVOKED, as an outcome, its
+output and waitd's line about it for the log).
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
+import os
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from waitd import remote
+from waitd import conf, remote
+from waitd.errors import TableError
+from waitd.event import Status
+from waitd.executor import signal_name
+from waitd.jobs import Outcome
+from waitd.table import Record
 
 TASK = "waitd.run"
 SOCKET_TIMEOUT_S = 2.0
@@ -71,3 +88,78 @@ def make(broker: str, queue: str) -> Any:
     )
     app.task(name=TASK, ignore_result=False, acks_late=False)(remote.run)
     return app
+
+
+def check_records(records: Iterable[Record], table_path: str, passdir: str) -> list[TableError]:
+    """An error for each `run=celery` record when waitd.conf has no [celery]
+    broker, or Celery is not installed."""
+    celery = [r for r in records if r.options.run == "celery"]
+    if not celery:
+        return []
+    if importlib.util.find_spec("celery") is None:
+        what = "run=celery needs Celery, which is not installed (pip install 'waitd[celery]')"
+        return [TableError(table_path, r.line, what) for r in celery]
+    path = os.path.join(passdir, "waitd.conf")
+    settings, errors = conf.read(path)
+    if settings.celery is not None or errors:
+        return []  # waitd.conf's own errors are told on their own
+    what = f"run=celery needs a broker: {path} has no [celery] section"
+    return [TableError(table_path, r.line, what) for r in celery]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What waitd makes of a task's stored state."""
+
+    outcome: Outcome
+    output: bytes
+    note: str  # waitd's line about it in the log (where it ran, what was lost)
+
+
+def result_of(meta: dict[str, Any], revoked: set[int]) -> Result:
+    """The outcome of a task's stored state (SUCCESS, FAILURE, REVOKED)."""
+    status, value = meta.get("status"), meta.get("result")
+    if status == "REVOKED":
+        reason = _flat(value.get("exc_message") if isinstance(value, dict) else value)
+        if revoked and reason == "terminated":  # waitd's revoke: its pool process and handler's group killed
+            sent = signal.SIGTERM if signal.SIGTERM in revoked else min(revoked)
+            return Result(Outcome(Status.UNKNOWN, signal=signal_name(sent)), b"", "waitd: revoked (terminated)")
+        note = f"waitd: lost: revoked ({reason}) before a worker ran it"
+        return Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
+    if status != "SUCCESS" or not isinstance(value, dict):
+        what = value.get("exc_message") if isinstance(value, dict) else value
+        kind = value.get("exc_type", "") if isinstance(value, dict) else ""
+        return Result(Outcome(Status.UNKNOWN, lost=True), b"", f"waitd: lost: {kind} {_flat(what)}".rstrip())
+    try:
+        output = base64.b64decode(value.get("output", ""))
+    except ValueError:
+        output = b""
+    where = f"host={value.get('host', '?')} pid={value.get('pid', '?')} took={value.get('took', 0)}"
+    note = f"waitd: ran on {where}"
+    size = value.get("size", len(output))
+    if isinstance(size, int) and size > len(output):
+        note = f"waitd: output cut to its first {len(output)} bytes of {size}\n{note}"
+    if value.get("lost"):
+        return Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: {value['lost']}")
+    if value.get("signal"):
+        return Result(Outcome(Status.UNKNOWN, signal=str(value["signal"])), output, note)
+    code = value.get("exit")
+    if isinstance(code, int) and 0 <= code <= 255:
+        return Result(Outcome(Status.KNOWN, exit=code), output, note)
+    return Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: no exit status")
+
+
+def _flat(what: Any) -> str:
+    if isinstance(what, list | tuple):
+        return " ".join(map(str, what))
+    return str(what)
+
+
+def shown_url(url: str) -> str:
+    """A broker URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = creds.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url

@@ -35,28 +35,22 @@ history, and records their results when they come.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import importlib.util
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from waitd import celery_app, conf
+from waitd import celery_app
 from waitd.conf import CeleryConf
-from waitd.errors import TableError
 from waitd.event import Event, Status
 from waitd.executor import Executor, signal_name
 from waitd.jobs import Outcome
 from waitd.runs import Run
-from waitd.table import Record
 
 log = logging.getLogger("waitd")
 
@@ -75,30 +69,6 @@ class _Watch:
     revoked: set[int]  # the signals of the revokes queued
     deadline: float | None = None  # time.time(): the worker has killed the handler by then
     revoked_at: float | None = None  # monotonic: the first revoke reached the broker
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    outcome: Outcome
-    output: bytes
-    note: str  # waitd's line about it in the log (where it ran, what was lost)
-
-
-def check_records(records: Iterable[Record], table_path: str, passdir: str) -> list[TableError]:
-    """An error for each `run=celery` record when waitd.conf has no [celery]
-    broker, or Celery is not installed."""
-    celery = [r for r in records if r.options.run == "celery"]
-    if not celery:
-        return []
-    if importlib.util.find_spec("celery") is None:
-        what = "run=celery needs Celery, which is not installed (pip install 'waitd[celery]')"
-        return [TableError(table_path, r.line, what) for r in celery]
-    path = os.path.join(passdir, "waitd.conf")
-    settings, errors = conf.read(path)
-    if settings.celery is not None or errors:
-        return []  # waitd.conf's own errors are told on their own
-    what = f"run=celery needs a broker: {path} has no [celery] section"
-    return [TableError(table_path, r.line, what) for r in celery]
 
 
 class Dispatch:
@@ -185,7 +155,7 @@ class Remote:
         self._more = threading.Condition(self._lock)
         self._outbox: deque[tuple[str, str, Any]] = deque()  # (send|revoke, task id, what)
         self._watch: dict[str, _Watch] = {}
-        self._results: dict[str, _Result] = {}
+        self._results: dict[str, celery_app.Result] = {}
         self._fetch_now = threading.Event()
         self._ok = {"sender": False, "receiver": False}
         self._said_down = False
@@ -273,11 +243,14 @@ class Remote:
         if tell_down:
             log.error(
                 "celery: broker %s unreachable (%s); runs of run=celery records wait until it is back",
-                _shown(self.conf.broker),
+                celery_app.shown_url(self.conf.broker),
                 problem,
             )
         if tell_up:
-            log.info("celery: broker %s reachable again; runs of run=celery records resume", _shown(self.conf.broker))
+            log.info(
+                "celery: broker %s reachable again; runs of run=celery records resume",
+                celery_app.shown_url(self.conf.broker),
+            )
         if now and not was:
             self._wake()
 
@@ -383,7 +356,7 @@ class Remote:
                     continue  # the worker's own deadline kills the handler first: never two at once
                 if began - watch.revoked_at >= LOST_GRACE_S:
                     note = f"waitd: lost: no result {LOST_GRACE_S:g} s after its revoke (its worker is gone)"
-                    self._results[task] = _Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
+                    self._results[task] = celery_app.Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
                     lost.append(task)
         if lost:
             self._wake()
@@ -400,47 +373,8 @@ class Remote:
             watch = self._watch.get(task)
             if watch is None or task in self._results:
                 return
-            self._results[task] = result_of(meta, watch.revoked)
+            self._results[task] = celery_app.result_of(meta, watch.revoked)
         self._wake()
-
-
-def result_of(meta: dict[str, Any], revoked: set[int]) -> _Result:
-    """The outcome of a task's stored state (SUCCESS, FAILURE, REVOKED)."""
-    status, value = meta.get("status"), meta.get("result")
-    if status == "REVOKED":
-        reason = _flat(value.get("exc_message") if isinstance(value, dict) else value)
-        if revoked and reason == "terminated":  # waitd's revoke: its pool process and handler's group killed
-            sent = signal.SIGTERM if signal.SIGTERM in revoked else min(revoked)
-            return _Result(Outcome(Status.UNKNOWN, signal=signal_name(sent)), b"", "waitd: revoked (terminated)")
-        note = f"waitd: lost: revoked ({reason}) before a worker ran it"
-        return _Result(Outcome(Status.UNKNOWN, lost=True), b"", note)
-    if status != "SUCCESS" or not isinstance(value, dict):
-        what = value.get("exc_message") if isinstance(value, dict) else value
-        kind = value.get("exc_type", "") if isinstance(value, dict) else ""
-        return _Result(Outcome(Status.UNKNOWN, lost=True), b"", f"waitd: lost: {kind} {_flat(what)}".rstrip())
-    try:
-        output = base64.b64decode(value.get("output", ""))
-    except ValueError:
-        output = b""
-    where = f"host={value.get('host', '?')} pid={value.get('pid', '?')} took={value.get('took', 0)}"
-    note = f"waitd: ran on {where}"
-    size = value.get("size", len(output))
-    if isinstance(size, int) and size > len(output):
-        note = f"waitd: output cut to its first {len(output)} bytes of {size}\n{note}"
-    if value.get("lost"):
-        return _Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: {value['lost']}")
-    if value.get("signal"):
-        return _Result(Outcome(Status.UNKNOWN, signal=str(value["signal"])), output, note)
-    code = value.get("exit")
-    if isinstance(code, int) and 0 <= code <= 255:
-        return _Result(Outcome(Status.KNOWN, exit=code), output, note)
-    return _Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: no exit status")
-
-
-def _flat(what: Any) -> str:
-    if isinstance(what, list | tuple):
-        return " ".join(map(str, what))
-    return str(what)
 
 
 def _text(value: Any) -> str:
@@ -449,16 +383,6 @@ def _text(value: Any) -> str:
 
 def _problem(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-
-
-def _shown(url: str) -> str:
-    """A broker URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
 
 
 def _write(fd: int, data: str | bytes) -> None:

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, celery_exec, client, conf, layout, options, pidfile, queue, runner, table
+from waitd import __version__, celery_app, client, conf, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.history import History
 from waitd.loop import HANDLED_SIGNALS, Daemon, Settings
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
-        errors += celery_exec.check_records(records, table_path, passdir)
+        errors += celery_app.check_records(records, table_path, passdir)
         settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
         if args.check:
             code = _check(table_path, passdir, records, errors, args.verbose)

@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
-from waitd.celery_exec import Dispatch, check_records
+from waitd.celery_app import check_records
+from waitd.celery_exec import Dispatch
 from waitd.commands import Commands
 from waitd.conf import Conf
 from waitd.errors import Unexpected
