@@ -49,9 +49,11 @@ def cluster(station: Station, redis: Redis):
     made: list[Worker] = []
 
     class Cluster:
-        def workers(self, n: int, concurrency: int = 2, broker: str = redis.url) -> list[Worker]:
+        def workers(self, n: int, concurrency: int = 2, broker: str = redis.url, passdir: str = "") -> list[Worker]:
             new = [
-                Worker(broker, queue, station.root / f"worker{len(made) + i}.log", concurrency).launch()
+                Worker(
+                    broker, queue, station.root / f"worker{len(made) + i}.log", concurrency, passdir=passdir
+                ).launch()
                 for i in range(n)
             ]
             made.extend(new)
@@ -75,7 +77,7 @@ def ends_by_path(station: Station) -> dict[str, list]:
 
 
 def test_files_run_on_workers_once_with_their_logs(station, cluster):
-    cluster.workers(1)
+    cluster.workers(1, passdir=str(station.passdir))  # its broker and queue from waitd.conf
     station.handler("h", 'echo "out $1"; echo "err $WAITD_ATTEMPT" >&2; pwd; exit 3\n')
     station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=30")
     station.start()
@@ -202,6 +204,22 @@ def test_restart_adopts_the_runs_in_flight_by_task_id(station, cluster):
     for path in (station.passdir / "logfiles").iterdir():
         lines = path.read_text().splitlines()
         assert lines[1].startswith("waitd: task=") and lines[-1].startswith("waitd: end record=1 exit=0")
+    assert station.stop() == 0
+
+
+def test_a_stop_leaves_celery_runs_to_the_next_waitd(station, cluster):
+    cluster.workers(1, concurrency=2)
+    station.gated()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/gated 0 -1 0 run=celery timeout=60")
+    station.drop("a.g8", age_s=5)
+    station.start("--stop-timeout", "30")
+    wait_for(lambda: station.ran(), 15, "the handler to start")
+    assert station.stop() == 0  # at once: no wait for the remote run, no revoke
+    assert station.ends() == [] and "still runs after" not in station.log()
+    station.start()
+    station.open_gate("a.g8")
+    (end,) = wait_for(lambda: station.ends(), 15, "the adopted run's end")
+    assert (end.status, end.exit) == (2, 0) and len(station.ran()) == 1
     assert station.stop() == 0
 
 

@@ -108,8 +108,11 @@ def _alive(p: psutil.Process) -> bool:
 class Worker:
     """A `waitd worker` process."""
 
-    def __init__(self, broker: str, queue: str, log: Path, concurrency: int = 2, env: dict | None = None) -> None:
+    def __init__(
+        self, broker: str, queue: str, log: Path, concurrency: int = 2, env: dict | None = None, passdir: str = ""
+    ) -> None:
         self.broker, self.queue, self.log, self.concurrency = broker, queue, log, concurrency
+        self.passdir = passdir  # given: the broker and queue come from its waitd.conf
         self.env = dict(env or os.environ, PYTHONPATH=str(ROOT))
         self.proc: subprocess.Popen[bytes] | None = None
         self._children: list[psutil.Process] = []
@@ -118,8 +121,8 @@ class Worker:
         """Start it (`ready` waits for it: start several, then wait)."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "waitd", "worker", "--broker", self.broker, "--queue", self.queue]
-                + ["--concurrency", str(self.concurrency)],
+                [sys.executable, "-m", "waitd", "worker", "--concurrency", str(self.concurrency)]
+                + (["--passdir", self.passdir] if self.passdir else ["--broker", self.broker, "--queue", self.queue]),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
