@@ -223,6 +223,27 @@ def test_a_stop_leaves_celery_runs_to_the_next_waitd(station, cluster):
     assert station.stop() == 0
 
 
+def test_a_group_run_in_flight_is_adopted_as_one_run(station, cluster):
+    cluster.workers(1, concurrency=1)
+    station.gated()
+    pattern = "{platform}_{start_time:%Y%m%d_%H%M%S}_{segment:2d}.l1b"
+    station.table(
+        f"x {station.incoming} *.l1b {station.passdir}/gated 0 -1 0 pattern={pattern} wanted=:1-2 run=celery timeout=60"
+    )
+    for name in ("n20_20260101_120000_01.l1b", "n20_20260101_120000_02.l1b"):
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: station.ran(), 15, "the group's run")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    station.open_gate("n20_20260101_120000_01.l1b")
+    ends = wait_for(lambda: len(station.ends()) == 2 and station.ends(), 15, "both members' ends")
+    assert [(e.status, e.exit) for e in ends] == [(2, 0), (2, 0)] and len({e.task for e in ends}) == 1
+    assert station.log().count("of a previous waitd in flight") == 1 and len(station.ran()) == 1
+    assert station.stop() == 0
+
+
 def test_an_adopted_run_whose_result_never_comes_is_lost_after_its_timeout(station, cluster):
     (worker,) = cluster.workers(1, concurrency=1)
     locking(station)
@@ -321,6 +342,10 @@ def test_run_celery_is_checked(station, cluster):
     result = station.run("--check", "-v")
     assert result.returncode == 0, result.stderr
     assert "run=celery" in result.stdout and "timeout=5" in result.stdout
+    conf = (station.passdir / "waitd.conf").read_text()
+    (station.passdir / "waitd.conf").write_text(conf.replace("redis://", "redis://:secret@"))
+    result = station.run("--check", "-v")
+    assert "[celery] broker=redis://:***@127.0.0.1:" in result.stdout and "secret" not in result.stdout
     (station.passdir / "waitd.conf").unlink()
     result = station.run("--check")
     assert result.returncode == 2

@@ -318,7 +318,8 @@ def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) ->
                 f"retry={sink.retry_s:g} retry-max={sink.retry_max_s:g} {keys}"
             )
         if settings.celery is not None:
-            print(f"[celery] broker={settings.celery.broker} queue={settings.celery.queue}")
+            broker = celery_app.shown_url(settings.celery.broker)  # never its password
+            print(f"[celery] broker={broker} queue={settings.celery.queue}")
     print(f"{settings.path}: {len(settings.sinks)} sink(s), valid")
     return 0
 

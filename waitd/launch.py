@@ -307,11 +307,12 @@ class Launcher:
     def adopt(self, open_runs: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
         """Take over the handlers a dead waitd left running (they count as
         their record's runs); record the others as status 1 at once.  The
-        members of a group run share a pid: one run for them."""
-        by_pid: dict[int | None, list[Event]] = {}
+        members of a group run share a pid (or a Celery task): one run for them."""
+        by_pid: dict[int | str | None, list[Event]] = {}
         for event in open_runs:
-            if event.pid is not None and event.group is not None:
-                by_pid.setdefault(event.pid, []).append(event)
+            run_of = event.pid if event.pid is not None else event.task
+            if run_of is not None and event.group is not None:
+                by_pid.setdefault(run_of, []).append(event)
             else:
                 by_pid.setdefault(None, []).append(event)
         batches = [[e] for e in by_pid.pop(None, [])] + list(by_pid.values())
