@@ -276,7 +276,14 @@ def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, t
         station.recorder(
             "h", extra=f'case "$1" in *slow*) while [ ! -e "{station.root}/gate" ]; do sleep 0.01; done;; esac\n'
         )
-        station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=60 jobs=2")
+        station.table(
+            f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=60 jobs=2",
+            f"y {station.incoming} *.loc {station.passdir}/h 0 -1 0",
+        )
+
+        def celery_starts() -> int:
+            return len([e for e in station.history() if e.status == 0 and e.path.endswith(".g8")])
+
         for i in range(5):
             station.drop(f"a{i}.g8", age_s=5)
         station.drop("slow.g8", age_s=5)
@@ -286,18 +293,50 @@ def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, t
         for i in range(10):
             station.drop(f"b{i}.g8", age_s=5)
         wait_for(lambda: "unreachable" in station.log(), 10, "waitd to see the broker gone")
-        starts = len([e for e in station.history() if e.status == 0])
+        starts = celery_starts()
         (station.root / "gate").touch()  # the slow one ends while Redis is down
-        quiet_for(10, lambda: len([e for e in station.history() if e.status == 0]) == starts)
+        station.drop("l.loc", age_s=5)  # the loop is not held up: a local record runs on
+        wait_for(lambda: any(e.path.endswith("l.loc") for e in station.ends()), 5, "the local run")
+        quiet_for(10, lambda: celery_starts() == starts)
         own.start()
-        wait_for(lambda: len(station.ends()) == 16, 30, "all 16 ends")
+        wait_for(lambda: len(station.ends()) == 17, 30, "all 17 ends")
     finally:
         station.stop()
         own.kill()
     assert all((e.status, e.exit) == (2, 0) for e in station.ends())
-    assert len({e.path for e in station.ends()}) == 16 and len(station.ran()) == 16
+    assert len({e.path for e in station.ends()}) == 17 and len(station.ran()) == 17
     assert station.log().count("unreachable") == 1
     assert station.log().count("reachable again; runs of run=celery records resume") == 1
+
+
+def test_a_hung_broker_holds_up_nothing_else(station, cluster, tmp_path):
+    own = Redis(tmp_path / "redis")  # a Redis of its own, stopped (SIGSTOP): it accepts and never answers
+    (tmp_path / "redis").mkdir()
+    own.start()
+    try:
+        queue = cluster_queue(station)
+        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
+        cluster.workers(1, concurrency=1, broker=own.url)
+        station.recorder()
+        station.table(
+            f"x {station.incoming} *.g8 {station.passdir}/rec 0 -1 0 run=celery timeout=60",
+            f"y {station.incoming} *.loc {station.passdir}/rec 0 -1 0",
+        )
+        station.start()
+        station.drop("a.g8", age_s=5)
+        wait_for(lambda: station.ends(), 15, "a first run on the worker")
+        assert own.proc is not None
+        own.proc.send_signal(signal.SIGSTOP)
+        station.drop("b.g8", age_s=5)
+        wait_for(lambda: "unreachable" in station.log(), 10, "waitd to see the broker hang")
+        station.drop("l.loc", age_s=5)
+        wait_for(lambda: any(e.path.endswith("l.loc") for e in station.ends()), 3, "the local run, at once")
+        own.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: len(station.ends()) == 3, 30, "b.g8's run once the broker answers again")
+    finally:
+        station.stop()
+        own.kill()
+    assert all((e.status, e.exit) == (2, 0) for e in station.ends())
 
 
 def test_timeout_and_cancel_revoke_the_run_and_kill_its_group(station, cluster):
