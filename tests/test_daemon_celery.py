@@ -190,8 +190,8 @@ def test_restart_adopts_the_runs_in_flight_by_task_id(station, cluster):
     assert len(tasks) == 20 and all(tasks.values())
     station.signal(signal.SIGKILL)
     station.proc.wait()
-    for name in names[:4]:
-        station.open_gate(name)  # ends while waitd is down: its result waits in Redis
+    for path in station.ran()[:4]:
+        station.open_gate(os.path.basename(os.fsdecode(path)))  # ends while waitd is down: its result waits in Redis
     wait_for(lambda: len(station.ran()) == 12, 15, "4 more handlers to start")
     station.start()
     for name in names[4:]:
@@ -342,7 +342,7 @@ def test_a_hung_broker_holds_up_nothing_else(station, cluster, tmp_path):
 def test_timeout_and_cancel_revoke_the_run_and_kill_its_group(station, cluster):
     cluster.workers(1, concurrency=2)
     locking(station)
-    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=2 jobs=2")
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=4 jobs=2")
     station.drop("a.g8", age_s=5)
     station.drop("b.g8", age_s=5)
     station.start()
