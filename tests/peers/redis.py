@@ -15,6 +15,7 @@ gives the pids of its pool processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -164,7 +165,8 @@ class Worker:
             self.proc.send_signal(signum)
             if signum == signal.SIGKILL:
                 for child in self._children:
-                    child.kill()
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
 
     def wait(self) -> None:
         """Wait for its end after `terminate`, KILL if it lingers; its pool too."""
@@ -180,7 +182,8 @@ class Worker:
             time.sleep(0.01)  # a killed pool process is gone, or a zombie until init reaps it
         for p in self._children:
             if _alive(p):
-                p.kill()
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
 
     def kill(self) -> None:
         assert self.proc is not None
