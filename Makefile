@@ -29,11 +29,11 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 # What the tests use besides Python, as command:Debian package; and Debian's
-# python3 with venv, which make install prefers (see INSTALL_PY); and the
+# python3 with venv, which make install prefers (see INSTALL_PY); the
 # ActiveMQ broker the stomp sink's tests start (tests/peers/activemq.py
-# runs its jar with java: both are checked).
+# runs its jar with java: both are checked); redis-server for run=celery's.
 DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate \
-  java:default-jre-headless
+  java:default-jre-headless redis-server:redis-server
 ACTIVEMQ_JAR := /usr/share/activemq/bin/activemq.jar
 
 deps:

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, common, events, groups, idle, jobs, queues, scale
+from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, queues, scale
 
 SCENARIOS = {
     "backlog": backlog,
@@ -19,6 +19,7 @@ SCENARIOS = {
     "events": events,
     "idle": idle,
     "scale": scale,
+    "celery": celery,
 }
 
 METHOD = """\

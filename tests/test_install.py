@@ -194,6 +194,18 @@ def test_systemd_unit_verifies_clean_against_the_install(prefix, tmp_path):
     assert said.startswith("exit 0\n") and "Unknown key 'Restrat'" in said
 
 
+@pytest.mark.skipif(tool("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_worker_unit_verifies_clean_against_the_install(prefix, tmp_path):
+    """conf/waitd-worker.service (waitd worker, run=celery), made to name the
+    installed waitd and the user running the tests, verifies with no word."""
+    text = (ROOT / "conf/waitd-worker.service").read_text()
+    assert len(re.findall(r"^ExecStart=/usr/local/bin/waitd worker ", text, re.M)) == 1
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    unit = tmp_path / "waitd-worker.service"
+    unit.write_text(text.replace("/usr/local/bin/", f"{prefix}/bin/").replace("\nUser=xtuser\n", f"\nUser={user}\n"))
+    assert verify(unit, prefix / "share/man") == "exit 0\n"
+
+
 @needs_root
 @pytest.mark.skipif(tool("logrotate") is None, reason="logrotate is not installed")
 def test_logrotate_example_rotates_under_a_running_waitd(prefix):

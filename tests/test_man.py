@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from waitd import cli, tlogview
+from waitd import cli, tlogview, worker
 
 MAN = Path(__file__).resolve().parent.parent / "man"
 CONF = MAN.parent / "conf"
@@ -72,6 +72,8 @@ def test_options_match_the_parser(page, parser):
     assert options - documented == set(), f"{page}: options of the parser not in OPTIONS"
     assert documented - options == set(), f"{page}: options in OPTIONS that the parser does not know"
     synopsis = set(OPTION.findall("\n".join(sections(page)["SYNOPSIS"]).replace("\\-", "-")))
+    if page == "waitd.8":
+        options |= parser_options(worker.build_parser())  # waitd worker: CLUSTER describes them
     assert synopsis - options == set(), f"{page}: SYNOPSIS names unknown options"
     text = render(page)
     for option in options:

@@ -12,7 +12,7 @@ from waitd.options import Options
 
 KNOWN = (
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
-    "tolerance, slot, vary, claim, next, out-limit, out-wait"
+    "tolerance, slot, vary, claim, next, out-limit, out-wait, run"
 )
 
 
@@ -134,6 +134,7 @@ def test_described_as_they_will_be_used():
         "next=(none)",
         "out-limit=(none)",
         "out-wait=10",
+        "run=local",
     ]
 
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from waitd import __version__, claims, client, conf, layout, options, pidfile, queue, runner, table
+from waitd import __version__, celery_app, claims, client, conf, layout, options, pidfile, queue, runner, table
 from waitd.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.event import escape
 from waitd.history import History
@@ -211,6 +211,11 @@ def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:  # waitd worker: a Celery worker for run=celery
+        from waitd import worker
+
+        return worker.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.demo:
@@ -226,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
         records, errors = table.read(table_path, passdir, os.environ)
+        errors += celery_app.check_records(records, table_path, passdir)
         settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
         if args.check:
             code = _check(table_path, passdir, records, errors, args.verbose)
@@ -313,7 +319,8 @@ def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) ->
                 f"retry={sink.retry_s:g} retry-max={sink.retry_max_s:g} {keys}"
             )
         if settings.celery is not None:
-            print(f"[celery] broker={settings.celery.broker} queue={settings.celery.queue}")
+            broker = celery_app.shown_url(settings.celery.broker)  # never its password
+            print(f"[celery] broker={broker} queue={settings.celery.queue}")
     print(f"{settings.path}: {len(settings.sinks)} sink(s), valid")
     return 0
 

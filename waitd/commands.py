@@ -107,7 +107,8 @@ class Commands:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
             log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))
         if running:
-            return True, f"cancelled: TERM sent to pid {', '.join(str(r.pid) for r in running)}"
+            sent = ", ".join(f"pid {r.pid}" if r.task is None else f"celery task {r.task}" for r in running)
+            return True, f"cancelled: TERM sent to {sent}"
         return self._each_record(
             path, self._cancel_waiting, "no record of the table takes this file, and nothing runs on it"
         )

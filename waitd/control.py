@@ -261,7 +261,8 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
             extra += f", {run['state']} ({run['why']})"
         if run.get("adopted"):
             extra += ", started by a previous waitd"
-        lines.append(f"running: {run['file']} (pid {run['pid']}, for {_span(now - (run['since'] or now))}{extra})")
+        where = f"pid {run['pid']}" if run.get("task") is None else f"celery task {run['task']}"
+        lines.append(f"running: {run['file']} ({where}, for {_span(now - (run['since'] or now))}{extra})")
     if not rec.get("running"):
         lines.append("running: nothing")
     waiting = rec.get("waiting", 0)

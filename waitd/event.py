@@ -81,6 +81,7 @@ class Event:
     retry_at: float | None = None  # a temporary failure, to be run again then
     group: str | None = None  # the group the file was handled with
     published: int | None = None  # 1: a publish-only record published it (process -)
+    task: str | None = None  # run=celery: the Celery task id of the run
     version: Version | None = None
     extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
 
@@ -103,9 +104,9 @@ class Event:
         A run that could not even be executed (status 1 with `error=` and
         no pid) did not consume its file: it stays a candidate once the
         record's back-off ends.  A timeout or a cancellation (`error=`
-        with the pid of the run) did.
+        with the pid of the run, or the task of a Celery run) did.
         """
-        return not (self.status is Status.UNKNOWN and self.error is not None and self.pid is None)
+        return not (self.status is Status.UNKNOWN and self.error is not None and self.pid is None and self.task is None)
 
     @property
     def succeeded(self) -> bool:
@@ -256,6 +257,7 @@ _FIELDS = (
     _Field("retry_at", "retry_at", _SECONDS),
     _Field("group", "group", _TEXT),
     _Field("published", "published", _FLAG),
+    _Field("task", "task", _TEXT),
     _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),

@@ -16,6 +16,7 @@ reads the attempt from the file's latest history event.
     cancelled (waitd -s cancel)           FINAL       error=cancelled
     killed by a signal waitd did not send TEMPORARY
     killed by waitd's own stop            UNKNOWN     (never run again)
+    lost (run=celery: no result came)     TEMPORARY   error=lost
     ended after a crash of waitd          UNKNOWN     (adopted: its exit is not known;
                                                       but its timeout or a cancel counts as above)
     could not be executed                 NOT_STARTED (stays a candidate)
@@ -65,8 +66,11 @@ class Outcome:
     exit: int | None = None
     signal: str | None = None
     error: str | None = None  # it could not be executed: why
+    lost: bool = False  # run=celery: its worker died, or no result came in time
 
     def describe(self) -> str:
+        if self.lost:
+            return "lost (no result from its worker)"
         if self.error is not None:
             return f"could not start: {self.error}"
         if self.signal is not None:
@@ -124,6 +128,8 @@ def judge(outcome: Outcome, why: Why | None, adopted: bool = False) -> Verdict:
         if why is Why.TIMEOUT:
             return Verdict.TEMPORARY
         return Verdict.FINAL if why is Why.CANCEL else Verdict.UNKNOWN
+    if outcome.lost:
+        return Verdict.FINAL if why is Why.CANCEL else Verdict.TEMPORARY
     if outcome.error is not None:
         return Verdict.NOT_STARTED
     if outcome.signal is not None:
@@ -150,6 +156,7 @@ def end_events(
     took: float,
     now: float,
     adopted: bool = False,
+    task: str | None = None,
 ) -> tuple[list[Event], Verdict]:
     """The history events of a run's end (one a file of its job), and its
     verdict (FINAL when a temporary failure has no retry left; `options`
@@ -164,6 +171,8 @@ def end_events(
     error = outcome.error
     if why in (Why.TIMEOUT, Why.CANCEL) and (outcome.signal is not None or adopted):
         error = why.value
+    if outcome.lost:
+        error = Why.CANCEL.value if why is Why.CANCEL else "lost"
     events = [
         Event(
             path,
@@ -179,6 +188,7 @@ def end_events(
             attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
             retry_at=retry_at,
             group=job.group,
+            task=task,
             version=fact.version,
         )
         for fact, path in zip(job.facts, job.paths, strict=True)

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,6 +41,8 @@ from waitd.state import Entry, Works
 from waitd.view import identity
 
 log = logging.getLogger("waitd")
+
+ADOPTED_TIMEOUT_S = 60.0  # an adopted Celery run of a record that has no timeout= now
 
 
 class Launcher:
@@ -72,7 +75,7 @@ class Launcher:
                 job = claimed
             run = self._prepare(entry, job)
             if run is not None:
-                prepared.append((entry, run, runner.start_events(job, run.started_at)))
+                prepared.append((entry, run, runner.start_events(job, run.started_at, run.task)))
             elif entry.record.options.claim:
                 claims.unclaim(entry.view, job, self.instance)
         if not prepared:
@@ -115,6 +118,7 @@ class Launcher:
             log_name=log_name,
             log_fd=log_fd,
             letter=letter,
+            task=str(uuid.uuid4()) if entry.record.options.run == "celery" else None,
         )
 
     def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
@@ -134,18 +138,19 @@ class Launcher:
             )
             return
         run.transition(RunState.RUNNING)  # STARTING -> RUNNING
-        assert run.pid is not None
-        runner.started_pid(self.history, started, run.pid)
+        if run.task is None:  # a Celery run's status 0 has its task id already
+            assert run.pid is not None
+            runner.started_pid(self.history, started, run.pid)
         if entry.view.drain is not None:
             for fact in job.facts:
                 entry.view.drain.pop(fact.name, None)
         attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
         log.info(
-            "record %d: started %s on %s (pid %d, log %s%s)",
+            "record %d: started %s on %s (%s, log %s%s)",
             entry.number,
             job.process,
             _files(job),
-            run.pid,
+            f"pid {run.pid}" if run.task is None else f"celery task {run.task}",
             os.path.basename(run.log_name),
             attempt,
         )
@@ -190,11 +195,12 @@ class Launcher:
             run.grace_s = grace_s
             if run.why is Why.TIMEOUT:
                 log.warning(
-                    "record %d: %s on %s still runs after its timeout of %g s: TERM to its process group",
+                    "record %d: %s on %s still runs after its timeout of %g s: %s",
                     run.number,
                     run.job.process,
                     escape(run.path),
                     run.timeout_s or 0,
+                    "TERM to its process group" if run.task is None else "revoking its celery task (terminate)",
                 )
         else:
             run.transition(RunState.KILLED)  # RUNNING/STOPPING/KILLED -> KILLED
@@ -227,7 +233,9 @@ class Launcher:
         run.transition(RunState.ENDED)  # -> ENDED
         entry_view = self.works.view(run.job.identity)
         options = entry_view.record.options if entry_view is not None else None
-        ends, verdict = end_events(run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted)
+        ends, verdict = end_events(
+            run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task
+        )
         end = ends[0]
         ok = verdict is Verdict.SUCCESS
         described = outcome.describe() if not run.adopted else "ended after a restart of waitd: outcome unknown"
@@ -299,17 +307,21 @@ class Launcher:
     def adopt(self, open_runs: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
         """Take over the handlers a dead waitd left running (they count as
         their record's runs); record the others as status 1 at once.  The
-        members of a group run share a pid: one run for them."""
-        by_pid: dict[int | None, list[Event]] = {}
+        members of a group run share a pid (or a Celery task): one run for them."""
+        by_pid: dict[int | str | None, list[Event]] = {}
         for event in open_runs:
-            if event.pid is not None and event.group is not None:
-                by_pid.setdefault(event.pid, []).append(event)
+            run_of = event.pid if event.pid is not None else event.task
+            if run_of is not None and event.group is not None:
+                by_pid.setdefault(run_of, []).append(event)
             else:
                 by_pid.setdefault(None, []).append(event)
         batches = [[e] for e in by_pid.pop(None, [])] + list(by_pid.values())
         for events in batches:
             first = events[0]
-            if self.executor.adopt(first):
+            if first.task is not None and self.executor.adopt(first):
+                self._adopt_task(events, number_of)
+                continue
+            if first.task is None and self.executor.adopt(first):
                 log.warning(
                     "%s: handler pid %d of a previous waitd still runs; waiting for it", _files(events), first.pid
                 )
@@ -328,6 +340,24 @@ class Launcher:
                 continue
             log.warning("%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", _files(events))
             self.record_all([replace(event, status=Status.UNKNOWN, at=time.time(), retry_at=None) for event in events])
+
+    def _adopt_task(self, events: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
+        """Wait for the result of a Celery run a dead waitd started; its
+        timeout counts from its start in the history."""
+        first = events[0]
+        assert first.task is not None
+        job = _job_of(events, self._identity_of(first))
+        number = number_of(job.identity) or 0
+        view = self.works.view(job.identity)
+        timeout_s = view.record.options.timeout_s if view is not None else None
+        at = first.at if first.at is not None else time.time()
+        started_mono = time.monotonic() - max(0.0, time.time() - at)
+        run = Run(self.runs.new_id(), job, number, at, started_mono, timeout_s=timeout_s or ADOPTED_TIMEOUT_S)
+        run.task = first.task
+        run.log_name, run.log_fd = runner.task_log(self.passdir, number, first.task)
+        run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
+        self.runs.add(run)
+        log.warning("%s: celery task %s of a previous waitd in flight; awaiting its result", _files(events), run.task)
 
     def _identity_of(self, event: Event) -> tuple[str, str, str]:
         """The identity of the record whose run it was (its file matches)."""

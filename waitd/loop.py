@@ -39,6 +39,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
+from waitd.celery_app import check_records
+from waitd.celery_exec import Dispatch
 from waitd.commands import Commands
 from waitd.conf import Conf
 from waitd.errors import Unexpected
@@ -105,7 +107,9 @@ class Daemon:
         self._env = dict(os.environ)
         self.runs = Runs()
         self.works = Works()
-        self.launcher = Launcher(settings.passdir, history, self.runs, self.works, executor or Local(), self._env)
+        # Runs of run=celery records go to Celery workers, the others are local.
+        self.dispatch = Dispatch(executor or Local(), conf.celery if conf is not None else None)
+        self.launcher = Launcher(settings.passdir, history, self.runs, self.works, self.dispatch, self._env)
         self.launcher.next_poll = lambda: self._next_poll
         self.launcher.instance = settings.instance
         self.outflow = claims.Outflow()
@@ -283,6 +287,7 @@ class Daemon:
     def _turn(self) -> bool:
         """One turn of the loop; True when waitd should exit."""
         self.events.tick(time.monotonic(), time.monotonic() >= self._next_poll)
+        self.dispatch.drain()
         self.launcher.reap()
         if self._asked or self.control.next_deadline() is not None:
             self.control.serve(self._asked, self.commands.answer)
@@ -354,6 +359,7 @@ class Daemon:
         self.reopen_log()
         self.launcher.logfiles_again()
         records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
+        errors += check_records(records, self.settings.table_path, self.settings.passdir)
         self._warn_table_mode()
         self._reloads += 1
         self._reload_errors = [str(e) for e in errors]
@@ -370,6 +376,7 @@ class Daemon:
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
         self._reload_errors += self.events.reloaded()  # waitd.conf
+        self.dispatch.configure(self.events.conf.celery)
         if not self.settings.jobs_given:
             self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
@@ -481,6 +488,9 @@ class Daemon:
             entry.view.due_ns = None
             return []
         options = entry.record.options
+        if not self.dispatch.ready(options.run):
+            entry.view.due_ns = None  # the executor wakes the loop when its broker is back
+            return []
         room = options.jobs - len(self.runs.of(entry.identity))
         if self.settings.jobs is not None:
             room = min(room, self.settings.jobs - len(self.runs.live()))
@@ -562,7 +572,7 @@ class Daemon:
 
     def _stop_step(self, now: float) -> bool:
         self._write_status()
-        own = self._own_runs()
+        own = [r for r in self._own_runs() if r.task is None]  # Celery runs go on: the next waitd adopts them
         if not own:
             if self._compact_at_start:
                 # Stopped before the first pass: still leave a compact file.
@@ -583,7 +593,7 @@ class Daemon:
             log.warning("waitd: sending KILL to %d handler(s)", len(kills))
         for run_id, signum in plan.signal:
             run = self.runs.get(run_id)
-            if run is not None and not run.adopted:
+            if run is not None and not run.adopted and run.task is None:
                 self.launcher.signal(run, signum)
         return False
 

@@ -36,6 +36,7 @@ MAX_JOBS = 1000
 MAX_RETRIES = 1000
 MAX_TIMEOUT_S = 31_536_000  # 365 days
 MAX_RETRY_S = 3600  # the delay doubles up to this
+RUN_KINDS = ("local", "celery")
 BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -65,6 +66,7 @@ class Options:
     next: str | None = None  # the queue a handled file goes to (its directory)
     out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
     out_wait_s: float = 10.0  # how often the out-limit is looked at again
+    run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
 
     @cached_property
     def group(self) -> groups.Spec | None:
@@ -180,7 +182,7 @@ def _check_formats(options: Options) -> list[str]:
         except (ValueError, TypeError, KeyError) as exc:
             return [f"option pattern={_escape(options.pattern)}: {exc}"]
         known |= fields_of_pattern
-    problems = _check_group(options, fields_of_pattern) + _check_queue(options)
+    problems = _check_group(options, fields_of_pattern) + _check_queue(options) + _check_run(options)
     for option in ("key", "done"):
         fmt = getattr(options, option)
         if fmt is None:
@@ -236,6 +238,12 @@ def _check_queue(options: Options) -> list[str]:
     if options.out_limit is not None and options.next is None:
         problems.append("option out-limit= needs next=: it limits the next queue")
     return problems
+
+
+def _check_run(options: Options) -> list[str]:
+    if options.run == "celery" and options.timeout_s is None:
+        return ["run=celery needs timeout=: a run whose worker dies is known lost only when its timeout passes"]
+    return []
 
 
 def _given(options: Options, name: str) -> bool:
@@ -308,6 +316,12 @@ def _yes_no(text: str) -> bool:
     return text == "yes"
 
 
+def _where(text: str) -> str:
+    if text not in RUN_KINDS:
+        raise ValueError(f"expected {' or '.join(RUN_KINDS)}")
+    return text
+
+
 def _text(text: str) -> str:
     if not text:
         raise ValueError("empty")
@@ -340,6 +354,7 @@ _SPECS = {
     "next": _Spec("next", _text),
     "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
     "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
+    "run": _Spec("run", _where),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

@@ -40,6 +40,7 @@ class RunReport:
     adopted: bool  # started by a previous waitd
     log: str | None  # its log file
     why: str | None  # why waitd signalled it: timeout, cancelled, stop
+    task: str | None = None  # run=celery: its Celery task id (and no pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,7 @@ def run_report(run: Run, now_mono: float) -> RunReport:
         adopted=run.adopted,
         log=run.log_name or None,
         why=run.why.value if run.why is not None else None,
+        task=run.task,
     )
 
 

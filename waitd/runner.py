@@ -185,8 +185,9 @@ def _env_value(value: object) -> str:
     return str(value)
 
 
-def start_events(job: Job, at: float) -> list[Event]:
-    """The status 0 events of a run (one a file), written before its handler runs."""
+def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:
+    """The status 0 events of a run (one a file), written before its handler
+    runs; a Celery run's carry its task id (`task`), known before it is sent."""
     return [
         Event(
             path,
@@ -196,10 +197,31 @@ def start_events(job: Job, at: float) -> list[Event]:
             at=at,
             attempt=job.attempt if job.attempt > 1 else None,
             group=job.group,
+            task=task,
             version=fact.version,
         )
         for fact, path in zip(job.facts, job.paths, strict=True)
     ]
+
+
+def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
+    """The log file of a Celery run a previous waitd started (its second
+    line names the task), open to append; ("", -1) if there is none."""
+    mark = f"waitd: task={task} ".encode()
+    for letter in LETTERS:
+        path = log_path(passdir, record, letter)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            head = os.pread(fd, 8192, 0).split(b"\n", 2)
+        except OSError:
+            head = []
+        if len(head) > 1 and head[1].startswith(mark):
+            return path, fd
+        os.close(fd)
+    return "", -1
 
 
 def commit(starts: list[tuple[Run, list[Event]]], history: History) -> None:

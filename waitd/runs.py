@@ -66,6 +66,7 @@ class Run:
     log_fd: int = -1
     letter: str | None = None
     pid: int | None = None
+    task: str | None = None  # run=celery: its Celery task id (no pid here)
     adopted: bool = False  # a handler of a previous waitd
     state: RunState = RunState.STARTING
     why: Why | None = None  # why waitd signalled it, if it did

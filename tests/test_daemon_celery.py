@@ -1,0 +1,416 @@
+# SPDX-License-Identifier: MIT
+"""run=celery: handlers on real `waitd worker`s through a real Redis.
+
+One redis-server for the session (per test process), each test on a queue
+of its own with its own workers.  What is checked: every file runs once
+with its log complete; a worker's pool process or the whole worker killed
+mid-run takes the handler's process group with it and the run ends status
+1 error=lost, retried once; waitd killed and restarted with runs in flight
+adopts them by task id; Redis stopped for a while: starts wait, nothing is
+lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+from conftest import ROOT, Station, quiet_for, wait_for, waitd_cmd
+from peers.redis import Redis, Worker, available
+
+from waitd import remote
+
+SCHEMA = json.loads((ROOT / "doc" / "status.schema.json").read_text())
+pytestmark = pytest.mark.skipif(not available(), reason="redis-server is not installed (make deps)")
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory):
+    """One real Redis for the session (per xdist worker), not persistent."""
+    server = Redis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def cluster(station: Station, redis: Redis):
+    """A queue of this test's own in waitd.conf; `cluster.workers(n)` starts them."""
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {redis.url}\nqueue = {queue}\n")
+    made: list[Worker] = []
+
+    class Cluster:
+        def workers(self, n: int, concurrency: int = 2, broker: str = redis.url, passdir: str = "") -> list[Worker]:
+            new = [
+                Worker(
+                    broker, queue, station.root / f"worker{len(made) + i}.log", concurrency, passdir=passdir
+                ).launch()
+                for i in range(n)
+            ]
+            made.extend(new)
+            return [w.ready() for w in new]
+
+    yield Cluster()
+    for worker in made:
+        worker.terminate(signal.SIGKILL)  # the test is over: no need for Celery's warm shutdown
+    for worker in made:
+        worker.wait()
+
+
+N_MANY = 500
+
+
+def ends_by_path(station: Station) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for e in station.ends():
+        out.setdefault(e.path, []).append(e)
+    return out
+
+
+def test_files_run_on_workers_once_with_their_logs(station, cluster):
+    cluster.workers(1, passdir=str(station.passdir))  # its broker and queue from waitd.conf
+    station.handler("h", 'echo "out $1"; echo "err $WAITD_ATTEMPT" >&2; pwd; exit 3\n')
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=30")
+    station.start()
+    station.drop("a.g8")
+    wait_for(lambda: station.ends(), 15, "the end of the run")
+    (end,) = station.ends()
+    assert (end.status, end.exit, end.task is not None) == (2, 3, True)
+    starts = [e for e in station.history() if e.status == 0]
+    assert [e.task for e in starts] == [end.task] and starts[0].pid is None
+    log = (station.passdir / "logfiles" / "incoming.1.A").read_text()
+    lines = log.splitlines()
+    assert lines[0].startswith("waitd: start record=1")
+    assert lines[1] == f"waitd: task={end.task} queue={cluster_queue(station)}"
+    assert f"out {station.incoming}/a.g8" in lines and "err 1" in lines and str(station.incoming) in lines
+    assert lines[-1].startswith("waitd: end record=1 exit=3")
+    assert "celery task" in station.log()
+    assert station.stop() == 0
+
+
+def test_many_files_through_two_workers_each_once(station, cluster):
+    cluster.workers(2, concurrency=4)
+    station.recorder()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/rec 0 -1 0 run=celery timeout=60 jobs=8")
+    names = [f"f{i:03d}.g8" for i in range(N_MANY)]
+    for name in names:
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: len(station.ends()) >= N_MANY, 60, f"{N_MANY} ends")
+    ends = ends_by_path(station)
+    assert sorted(ends) == sorted(f"{station.incoming}/{n}" for n in names)
+    assert all(len(e) == 1 and e[0].exit == 0 and e[0].task for e in ends.values())
+    assert sorted(station.ran()) == sorted(os.fsencode(f"{station.incoming}/{n}") for n in names)
+    for path in (station.passdir / "logfiles").iterdir():
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("waitd: start") and lines[1].startswith("waitd: task=")
+        assert lines[-2].startswith("waitd: ran on host=") and lines[-1].startswith("waitd: end record=1 exit=0")
+    assert station.stop() == 0
+
+
+def locking(station: Station) -> None:
+    """A handler that holds a lock on its file while it (or any process of
+    its group) runs, notes `overlap` if another run of the file holds it,
+    writes its pid, and waits for its gate."""
+    station.gated(
+        "h",
+        extra="",
+    )
+    body = (
+        f'exec 9>"{station.root}/lock.$(basename "$1")"\n'
+        f'flock -n 9 || echo overlap >> "{station.root}/overlap"\n'
+        f'echo $$ >> "{station.root}/pids"\n'
+        f'gate="{station.root}/gate.$(basename "$1")"\n'
+        'i=0; while [ ! -e "$gate" ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done\n'
+    )
+    station.handler("h", body)
+
+
+def pids(station: Station) -> list[int]:
+    try:
+        return [int(p) for p in (station.root / "pids").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def pool_process_of(pid: int) -> psutil.Process:
+    """The pool process that runs a handler: its supervisor's parent."""
+    supervisor = psutil.Process(pid).parent()
+    assert supervisor is not None
+    pool = supervisor.parent()
+    assert pool is not None
+    return pool
+
+
+@pytest.mark.parametrize("victim", ["pool process", "worker"])
+def test_killed_worker_takes_the_handler_along_and_the_run_is_lost_then_retried(station, cluster, victim):
+    workers = cluster.workers(2, concurrency=1)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=3 retries=1 retry=1")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    (first,) = wait_for(lambda: pids(station), 15, "the handler to start")
+    pool = pool_process_of(first)
+    if victim == "worker":
+        worker = next(w for w in workers if w.proc.pid == pool.ppid())
+        worker.kill()
+    else:
+        pool.kill()
+    wait_for(lambda: handler_pid_gone(first), 5, "the handler to die with its worker")
+    lost = wait_for(lambda: station.ends(), 15, "the run to end")[0]
+    assert (lost.status, lost.error, lost.retry_at is not None) == (1, "lost", True)
+    second = wait_for(lambda: pids(station)[1:], 15, "the retry to start")[0]
+    station.open_gate("a.g8")
+    wait_for(lambda: len(station.ends()) == 2, 15, "the retry to end")
+    assert [(e.status, e.exit, e.attempt) for e in station.ends()][1] == (2, 0, 2)
+    assert second != first and not (station.root / "overlap").exists()
+    assert "lost" in station.log()
+    assert station.stop() == 0
+
+
+def test_restart_adopts_the_runs_in_flight_by_task_id(station, cluster):
+    cluster.workers(2, concurrency=4)
+    station.gated()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/gated 0 -1 0 run=celery timeout=60 jobs=20")
+    names = [f"f{i:02d}.g8" for i in range(20)]
+    for name in names:
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: len(station.ran()) == 8, 15, "8 handlers to run (the workers' 2 x 4)")
+    tasks = {e.path: e.task for e in station.history() if e.status == 0}
+    assert len(tasks) == 20 and all(tasks.values())
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    for path in station.ran()[:4]:
+        station.open_gate(os.path.basename(os.fsdecode(path)))  # ends while waitd is down: its result waits in Redis
+    wait_for(lambda: len(station.ran()) == 12, 15, "4 more handlers to start")
+    station.start()
+    for name in names:
+        station.open_gate(name)
+    wait_for(lambda: len(station.ends()) == 20, 30, "20 ends")
+    assert all((e.status, e.exit, e.task) == (2, 0, tasks[e.path]) for e in station.ends())
+    assert len([e for e in station.history() if e.status == 0]) == 20  # none rerun
+    assert sorted(station.ran()) == sorted(os.fsencode(f"{station.incoming}/{n}") for n in names)
+    assert station.log().count("of a previous waitd in flight; awaiting its result") == 20
+    for path in (station.passdir / "logfiles").iterdir():
+        lines = path.read_text().splitlines()
+        assert lines[1].startswith("waitd: task=") and lines[-1].startswith("waitd: end record=1 exit=0")
+    assert station.stop() == 0
+
+
+def test_a_stop_leaves_celery_runs_to_the_next_waitd(station, cluster):
+    cluster.workers(1, concurrency=2)
+    station.gated()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/gated 0 -1 0 run=celery timeout=60")
+    station.drop("a.g8", age_s=5)
+    station.start("--stop-timeout", "30")
+    wait_for(lambda: station.ran(), 15, "the handler to start")
+    assert station.stop() == 0  # at once: no wait for the remote run, no revoke
+    assert station.ends() == [] and "still runs after" not in station.log()
+    station.start()
+    station.open_gate("a.g8")
+    (end,) = wait_for(lambda: station.ends(), 15, "the adopted run's end")
+    assert (end.status, end.exit) == (2, 0) and len(station.ran()) == 1
+    assert station.stop() == 0
+
+
+def test_a_group_run_in_flight_is_adopted_as_one_run(station, cluster):
+    cluster.workers(1, concurrency=1)
+    station.gated()
+    pattern = "{platform}_{start_time:%Y%m%d_%H%M%S}_{segment:2d}.l1b"
+    station.table(
+        f"x {station.incoming} *.l1b {station.passdir}/gated 0 -1 0 pattern={pattern} wanted=:1-2 run=celery timeout=60"
+    )
+    for name in ("n20_20260101_120000_01.l1b", "n20_20260101_120000_02.l1b"):
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: station.ran(), 15, "the group's run")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    station.open_gate("n20_20260101_120000_01.l1b")
+    ends = wait_for(lambda: len(station.ends()) == 2 and station.ends(), 15, "both members' ends")
+    assert [(e.status, e.exit) for e in ends] == [(2, 0), (2, 0)] and len({e.task for e in ends}) == 1
+    assert station.log().count("of a previous waitd in flight") == 1 and len(station.ran()) == 1
+    assert station.stop() == 0
+
+
+def test_an_adopted_run_whose_result_never_comes_is_lost_after_its_timeout(station, cluster):
+    (worker,) = cluster.workers(1, concurrency=1)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=3")
+    station.drop("a.g8", age_s=5)
+    station.start()
+    (handler,) = wait_for(lambda: pids(station), 15, "the handler to start")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    worker.kill()  # while waitd is down: no result will ever come
+    wait_for(lambda: handler_pid_gone(handler), 5, "the handler to die with its worker")
+    station.start()
+    (end,) = wait_for(lambda: station.ends(), 15, "the adopted run to end")
+    (start,) = [e for e in station.history() if e.status == 0]
+    assert (end.status, end.error, end.task, end.retry_at) == (1, "lost", start.task, None)
+    assert end.at >= start.at + 3  # its timeout counts from the start in the history
+    log = (station.passdir / "logfiles" / "incoming.1.A").read_text().splitlines()
+    assert log[-2].startswith("waitd: lost: no result") and log[-1].startswith("waitd: end record=1 error=lost")
+    assert station.stop() == 0
+
+
+def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
+    own = Redis(tmp_path / "redis")  # a Redis of its own: the session's stays up
+    (tmp_path / "redis").mkdir()
+    own.start()
+    try:
+        queue = cluster_queue(station)
+        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
+        cluster.workers(1, concurrency=2, broker=own.url)
+        station.recorder(
+            "h", extra=f'case "$1" in *slow*) while [ ! -e "{station.root}/gate" ]; do sleep 0.01; done;; esac\n'
+        )
+        station.table(
+            f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=60 jobs=2",
+            f"y {station.incoming} *.loc {station.passdir}/h 0 -1 0",
+        )
+
+        def celery_starts() -> int:
+            return len([e for e in station.history() if e.status == 0 and e.path.endswith(".g8")])
+
+        for i in range(5):
+            station.drop(f"a{i}.g8", age_s=5)
+        station.drop("slow.g8", age_s=5)
+        station.start()
+        wait_for(lambda: len(station.ends()) == 5 and len(station.ran()) == 6, 15, "5 ends and the slow one running")
+        own.stop()
+        for i in range(10):
+            station.drop(f"b{i}.g8", age_s=5)
+        wait_for(lambda: "unreachable" in station.log(), 10, "waitd to see the broker gone")
+        starts = celery_starts()
+        (station.root / "gate").touch()  # the slow one ends while Redis is down
+        station.drop("l.loc", age_s=5)  # the loop is not held up: a local record runs on
+        wait_for(lambda: any(e.path.endswith("l.loc") for e in station.ends()), 5, "the local run")
+        quiet_for(10, lambda: celery_starts() == starts)
+        own.start()
+        wait_for(lambda: len(station.ends()) == 17, 30, "all 17 ends")
+    finally:
+        station.stop()
+        own.kill()
+    assert all((e.status, e.exit) == (2, 0) for e in station.ends())
+    assert len({e.path for e in station.ends()}) == 17 and len(station.ran()) == 17
+    assert station.log().count("unreachable") == 1
+    assert station.log().count("reachable again; runs of run=celery records resume") == 1
+
+
+def test_a_hung_broker_holds_up_nothing_else(station, cluster, tmp_path):
+    own = Redis(tmp_path / "redis")  # a Redis of its own, stopped (SIGSTOP): it accepts and never answers
+    (tmp_path / "redis").mkdir()
+    own.start()
+    try:
+        queue = cluster_queue(station)
+        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
+        cluster.workers(1, concurrency=1, broker=own.url)
+        station.recorder()
+        station.table(
+            f"x {station.incoming} *.g8 {station.passdir}/rec 0 -1 0 run=celery timeout=60",
+            f"y {station.incoming} *.loc {station.passdir}/rec 0 -1 0",
+        )
+        station.start()
+        station.drop("a.g8", age_s=5)
+        wait_for(lambda: station.ends(), 15, "a first run on the worker")
+        assert own.proc is not None
+        own.proc.send_signal(signal.SIGSTOP)
+        station.drop("b.g8", age_s=5)
+        wait_for(lambda: "unreachable" in station.log(), 10, "waitd to see the broker hang")
+        station.drop("l.loc", age_s=5)
+        wait_for(lambda: any(e.path.endswith("l.loc") for e in station.ends()), 3, "the local run, at once")
+        own.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: len(station.ends()) == 3, 30, "b.g8's run once the broker answers again")
+    finally:
+        station.stop()
+        own.kill()
+    assert all((e.status, e.exit) == (2, 0) for e in station.ends())
+
+
+def test_timeout_and_cancel_revoke_the_run_and_kill_its_group(station, cluster):
+    cluster.workers(1, concurrency=2)
+    locking(station)
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=4 jobs=2")
+    station.drop("a.g8", age_s=5)
+    station.drop("b.g8", age_s=5)
+    station.start()
+    first, second = wait_for(lambda: pids(station)[1:] and pids(station), 15, "both handlers to start")
+    path = f"{station.incoming}/a.g8"
+    status = json.loads(station.run("-s", "status", "--json").stdout)
+    jsonschema.validate(status, SCHEMA)
+    (record,) = status["records"]
+    assert record["options"]["run"] == "celery"
+    tasks = {e.task for e in station.history() if e.status == 0}
+    assert {r["task"] for r in record["running"]} == tasks and {r["pid"] for r in record["running"]} == {None}
+    result = station.run("-s", "cancel", path)
+    assert result.returncode == 0 and "celery task" in result.stdout, result.stdout + result.stderr
+    ends = wait_for(lambda: len(station.ends()) == 2 and station.ends(), 15, "both ends")
+    by_path = {e.path: e for e in ends}
+    assert (by_path[path].status, by_path[path].error, by_path[path].retry_at) == (1, "cancelled", None)
+    other = next(e for p, e in by_path.items() if p != path)
+    assert (other.status, other.error, other.signal) == (1, "timeout", "SIGTERM")
+    wait_for(lambda: handler_pid_gone(first) and handler_pid_gone(second), 5, "both handlers to die")
+    assert "revoking its celery task (terminate)" in station.log()
+    assert station.stop() == 0
+
+
+def cluster_queue(station: Station) -> str:
+    text = (station.passdir / "waitd.conf").read_text()
+    return text.split("queue = ")[1].split()[0]
+
+
+def test_run_celery_is_checked(station, cluster):
+    station.handler("h", "exit 0\n")
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery")
+    result = station.run("--check")
+    assert result.returncode == 2
+    assert f"{station.passdir}/incoming:1: run=celery needs timeout=" in result.stderr
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=5")
+    result = station.run("--check", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "run=celery" in result.stdout and "timeout=5" in result.stdout
+    conf = (station.passdir / "waitd.conf").read_text()
+    (station.passdir / "waitd.conf").write_text(conf.replace("redis://", "redis://:secret@"))
+    result = station.run("--check", "-v")
+    assert "[celery] broker=redis://:***@127.0.0.1:" in result.stdout and "secret" not in result.stdout
+    (station.passdir / "waitd.conf").unlink()
+    result = station.run("--check")
+    assert result.returncode == 2
+    assert f"{station.passdir}/incoming:1: run=celery needs a broker: " in result.stderr
+    worker = subprocess.run(
+        waitd_cmd("worker", "--passdir", str(station.passdir)), env=station.env, capture_output=True, text=True
+    )
+    assert (worker.returncode, worker.stderr) == (
+        2,
+        f"waitd worker: no broker: give --broker URL and {station.passdir}/waitd.conf has no [celery] broker\n",
+    )
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=elsewhere timeout=5")
+    assert "run=elsewhere: expected local or celery" in station.run("--check").stderr
+
+
+def test_remote_run_output_is_capped_and_says_so(tmp_path: Path):
+    result = remote.run("/bin/sh", ["sh", "-c", "head -c 5000 /dev/zero; exit 4"], {}, str(tmp_path), cap=100)
+    assert (result["exit"], result["size"], len(base64.b64decode(result["output"]))) == (4, 5000, 100)
+    result = remote.run("/nonexistent", ["x"], {}, str(tmp_path))
+    assert result["exit"] == 127 and b"cannot execute /nonexistent" in base64.b64decode(result["output"])
+    result = remote.run("/bin/sh", ["sh", "-c", "kill -USR1 $$"], {}, str(tmp_path))
+    assert result["signal"] == "SIGUSR1"
+
+
+def handler_pid_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: MIT
+"""A handler run on a Celery worker (`waitd worker`), as the local executor runs it.
+
+`run` is the body of waitd's Celery task.  It executes the handler with
+os.posix_spawn as `executor.Local` does: argv as given (never a shell),
+the environment given, the incoming directory as working directory, its
+own session (process group), stdin from /dev/null, stdout and stderr on
+one file, every signal at its default.  It does so through a small
+supervisor, a forked child of the pool process, so that the handler's
+process group never outlives what started it:
+
+- the supervisor asks the kernel for SIGTERM when the pool process dies
+  (PR_SET_PDEATHSIG through ctypes), and then kills the group;
+- it watches the worker's main process (a pidfd) and kills the group when
+  that one dies (a worker SIGKILLed: its pool processes may linger);
+- it kills the group at the run's deadline (its start plus `timeout=`,
+  sent by waitd), in case waitd's revoke never reaches the worker.
+
+The result is a dict (JSON): `exit` or `signal`, `took` (seconds on the
+worker), `host`, `pid` (the handler's), the output (base64, the first
+`cap` bytes) and its full size, and `lost` when the supervisor killed the
+handler because its worker died.  A handler that cannot be executed ends
+with exit 127 and says why in its output, as a shell would.
+
+This module does not import Celery: the task is registered by
+`celery_app`, and the tests call `run` directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import os
+import select
+import signal
+import socket
+import tempfile
+import time
+from typing import Any
+
+OUTPUT_CAP = 1 << 20  # bytes of output a result carries
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+# Every signal a handler starts with at its default (the pool ignores some).
+_DEFAULTS = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+def run(
+    program: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    deadline: float | None = None,
+    cap: int = OUTPUT_CAP,
+) -> dict[str, Any]:
+    """Run the handler under a supervisor; its result (see the module)."""
+    began = time.monotonic()
+    with tempfile.TemporaryFile(prefix="waitd-") as out:
+        report_r, report_w = os.pipe()
+        master = os.getppid()  # the worker's main process, for a pool process
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the supervisor; it leaves by os._exit
+            code = 70
+            try:
+                os.close(report_r)
+                code = _supervise(parent, master, program, argv, env, cwd, deadline, out.fileno(), report_w)
+            finally:
+                os._exit(code)
+        os.close(report_w)
+        try:
+            report = _read_all(report_r).decode("ascii", "replace").split()
+        except BaseException:
+            # Celery's terminate (a revoke) raises here in the pool process:
+            # the supervisor kills the handler's group before it goes.
+            os.kill(pid, signal.SIGTERM)
+            raise
+        finally:
+            os.close(report_r)
+            os.waitpid(pid, 0)
+        took = time.monotonic() - began
+        output, size = _output(out, cap)
+    result: dict[str, Any] = {"took": round(took, 3), "host": socket.gethostname(), "size": size}
+    result["output"] = base64.b64encode(output).decode("ascii")
+    fields = dict(item.partition("=")[::2] for item in report)
+    if "pid" in fields:
+        result["pid"] = int(fields["pid"])
+    if "error" in fields:
+        result["exit"] = 127
+        result["error"] = bytes.fromhex(fields["error"]).decode("utf-8", "replace")
+    elif "lost" in fields:
+        result["lost"] = fields["lost"]
+    elif "code" in fields:
+        code = int(fields["code"])
+        if code < 0:
+            result["signal"] = _signal_name(-code)
+        else:
+            result["exit"] = code
+        if "deadline" in fields:
+            result["deadline"] = True
+    else:
+        result["lost"] = "its supervisor ended without a report"
+    return result
+
+
+def _supervise(
+    parent: int,
+    master: int,
+    program: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    deadline: float | None,
+    out_fd: int,
+    report_fd: int,
+) -> int:  # pragma: no cover - runs in the forked supervisor
+    """Start the handler, wait for it, report; kill its group if the pool
+    process, the worker or the deadline goes first."""
+    handler = 0
+
+    def kill_group(signum: int = 0, frame: object = None) -> None:
+        if handler:
+            try:
+                os.killpg(handler, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(71)
+
+    signal.signal(signal.SIGTERM, kill_group)
+    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != parent:
+        return 72  # no death signal, or the pool process already gone
+    master_fd = _pidfd(master)
+    try:
+        os.chdir(cwd)
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out_fd, 1),
+            (os.POSIX_SPAWN_DUP2, out_fd, 2),
+        ]
+        handler = os.posix_spawn(
+            program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_DEFAULTS
+        )
+    except OSError as exc:
+        message = f"waitd worker: cannot execute {program} in {cwd}: {exc.strerror or exc}\n"
+        os.write(out_fd, message.encode("utf-8", "surrogateescape"))
+        os.write(report_fd, f"error={(exc.strerror or str(exc)).encode().hex()}\n".encode())
+        return 0
+    os.write(report_fd, f"pid={handler}\n".encode())
+    handler_fd = _pidfd(handler)
+    while True:
+        wait_s = None if deadline is None else max(0.0, deadline - time.time())
+        fds = [fd for fd in (handler_fd, master_fd) if fd is not None]
+        ready = select.select(fds, [], [], 1.0 if wait_s is None else min(wait_s, 1.0))[0] if fds else []
+        if handler_fd in ready or handler_fd is None:
+            pid, status = os.waitpid(handler, 0 if handler_fd is not None else os.WNOHANG)
+            if pid:
+                os.write(report_fd, f"code={os.waitstatus_to_exitcode(status)}\n".encode())
+                return 0
+        if master_fd in ready or (master_fd is None and os.getppid() != parent):
+            os.killpg(handler, signal.SIGKILL)
+            os.waitpid(handler, 0)
+            os.write(report_fd, b"lost=its-worker-died\n")
+            return 0
+        if deadline is not None and time.time() >= deadline:
+            os.killpg(handler, signal.SIGKILL)
+            _, status = os.waitpid(handler, 0)
+            os.write(report_fd, f"code={os.waitstatus_to_exitcode(status)} deadline=1\n".encode())
+            return 0
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _output(out: Any, cap: int) -> tuple[bytes, int]:
+    """The first `cap` bytes of the output file, and its size."""
+    size = os.fstat(out.fileno()).st_size
+    return os.pread(out.fileno(), min(size, cap), 0), size
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
