@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import stat
@@ -212,7 +213,7 @@ def test_peers_that_stall_hold_neither_the_loop_nor_other_peers(station):
         stalled[-1].settimeout(20)
         assert stalled[-1].recv(100) == b"", "a stalled request is closed in the end"
         wait_for(lambda: "request(s): no whole request or reply within 5 s" in station.log(), 10, "the give-up logged")
-        assert "over 64 requests under way: gave up the 6 oldest" in station.log()
+        assert re.search(r"over 64 requests under way: gave up the \d+ oldest", station.log())
     finally:
         for peer in stalled:
             peer.close()

@@ -153,4 +153,4 @@ def _reason(kind: str, why: str) -> str:
     file removed after its successful run)."""
     if kind == "expired":
         return "expired"
-    return "handled" if why.startswith("handled") else "keep-after"
+    return "keep-after" if "keep-after" in why else "handled"
