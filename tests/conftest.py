@@ -25,6 +25,27 @@ from waitd.history import Event, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The longest tests (10-25 s each, mostly waiting) go first, so that the
+# test processes do not end the run waiting for one of them started last.
+SLOW_FIRST = (
+    "test_events_stomp.py::test_broker_down",
+    "test_daemon_crash.py::",
+    "test_daemon_celery.py::test_redis_down",
+    "test_daemon_queues.py::test_three_instances",
+    "test_daemon_celery.py::test_killed_worker",
+    "test_daemon_queues.py::test_sigkill",
+    "test_install.py::",
+    "test_daemon_celery.py::test_an_adopted_run",
+    "test_daemon_celery.py::test_many_files",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, slow in enumerate(SLOW_FIRST) if slow in item.nodeid), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
     """Poll `condition` until it returns a true value; fail after `timeout`."""
