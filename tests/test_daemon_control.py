@@ -239,7 +239,7 @@ def test_s_commands_signal_the_daemon(station, detached):
     pid = detached.start("-g", "--poll", interval=60)
 
     assert station.run("-s", "idle").stdout == f"waitd: sent SIGINT to pid {pid}\n"
-    wait_for(lambda: "hibernating" in detached.status(), 2, "-s status to show hibernation")
+    wait_for(lambda: "hibernating" in detached.status(), 10, "-s status to show hibernation")
     assert "INT: hibernating" in station.log()
 
     station.drop("a.g8")
@@ -250,7 +250,7 @@ def test_s_commands_signal_the_daemon(station, detached):
     assert station.run("-s", "resume").returncode == 0
     wait_for(station.ran, 5, "a.g8 to be handled after -s resume")
     assert "CONT: leaving hibernation" in station.log()
-    wait_for(lambda: "since start: 1 ok, 0 failed" in detached.status(), 2)
+    wait_for(lambda: "since start: 1 ok, 0 failed" in detached.status(), 10, "the run counted in the status")
 
     station.drop("b.g8")
     assert station.run("-s", "wake").returncode == 0
@@ -316,7 +316,7 @@ def test_status_golden(station, detached):
         assert shown() == active
     station.run("-s", "idle")
     try:
-        wait_for(lambda: shown() == idle, 2, "the status to show hibernation at once")
+        wait_for(lambda: shown() == idle, 5, "the status to show hibernation at once")
     finally:
         assert shown() == idle
     (p / "go").touch()
