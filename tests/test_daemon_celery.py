@@ -274,6 +274,12 @@ def test_an_adopted_run_whose_result_never_comes_is_lost_after_its_timeout(stati
     assert station.stop() == 0
 
 
+def broker_state(station: Station, reachable: bool) -> dict | None:
+    """The broker in `-s status --json`, when it is (un)reachable as asked."""
+    state = json.loads(station.run("-s", "status", "--json").stdout).get("celery")
+    return state if state is not None and state["reachable"] is reachable else None
+
+
 def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
     own = Redis(tmp_path / "redis")  # a Redis of its own: the session's stays up
     (tmp_path / "redis").mkdir()
@@ -306,9 +312,15 @@ def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, t
         (station.root / "gate").touch()  # the slow one ends while Redis is down
         station.drop("l.loc", age_s=5)  # the loop is not held up: a local record runs on
         wait_for(lambda: any(e.path.endswith("l.loc") for e in station.ends()), 5, "the local run")
+        down = wait_for(lambda: broker_state(station, reachable=False), 5, "-s status to say the broker is down")
+        assert down["down_since"] is not None and down["error"] and down["broker"] == own.url
+        line = f"celery broker {own.url} (queue {queue}): unreachable since"
+        wait_for(lambda: line in station.run("-s", "status").stdout, 5, "the text status (rewritten once a second)")
         quiet_for(10, lambda: celery_starts() == starts)
         own.start()
         wait_for(lambda: len(station.ends()) == 17, 30, "all 17 ends")
+        up = wait_for(lambda: broker_state(station, reachable=True), 5, "-s status to say the broker is back")
+        assert up["down_since"] is None and up["in_flight"] == 0
     finally:
         station.stop()
         own.kill()

@@ -95,6 +95,11 @@ class Dispatch:
         elif self.remote is not None and celery != self.remote.conf:
             log.warning("waitd.conf: [celery] changed; the change takes effect when waitd starts again")
 
+    def report(self) -> dict[str, Any] | None:
+        """The broker's state for the status document; None without one
+        in use (no [celery], or no run=celery record has asked yet)."""
+        return self.remote.report() if self.remote is not None and self.remote.started else None
+
     def ready(self, run: str) -> bool:
         """True when a run of that kind (`run=`) may start now."""
         if run != "celery":
@@ -159,6 +164,8 @@ class Remote:
         self._fetch_now = threading.Event()
         self._ok = {"sender": False, "receiver": False}
         self._said_down = False
+        self._down_since: float | None = None  # time.time() when the broker was first found unreachable
+        self._problem = ""
         self._threads: list[threading.Thread] = []
 
     # -- the loop's side ---------------------------------------------------------
@@ -166,6 +173,23 @@ class Remote:
     def ready(self) -> bool:
         self._begin()
         return all(self._ok.values())
+
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            reachable, since, problem = all(self._ok.values()), self._down_since, self._problem
+            in_flight = len(self._watch)
+        return {
+            "broker": celery_app.shown_url(self.conf.broker),
+            "queue": self.conf.queue,
+            "reachable": reachable,
+            "down_since": None if reachable else since,
+            "error": None if reachable else (problem or None),
+            "in_flight": in_flight,
+        }
 
     def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
         """Queue the task; the sender publishes it."""
@@ -240,6 +264,11 @@ class Remote:
             tell_down = not ok and not self._said_down
             tell_up = now and not was and self._said_down
             self._said_down = (self._said_down or not ok) and not now
+            if not ok:
+                self._problem = str(problem) if problem is not None else self._problem
+                self._down_since = self._down_since or time.time()
+            elif now:
+                self._down_since, self._problem = None, ""
         if tell_down:
             log.error(
                 "celery: broker %s unreachable (%s); runs of run=celery records wait until it is back",

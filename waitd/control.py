@@ -227,7 +227,21 @@ def format_status(state: dict[str, Any] | None, pid: int | None, now: float | No
         )
         lines.extend("  " + line for line in _record_lines(rec, mode, now))
     lines.extend(_sink_line(sink, now) for sink in state.get("sinks") or [])
+    if state.get("celery"):
+        lines.append(_celery_line(state["celery"], now))
     return "\n".join(lines) + "\n"
+
+
+def _celery_line(broker: dict[str, Any], now: float) -> str:
+    """The broker of run=celery: reachable or not, and the runs out there."""
+    name = f"celery broker {broker['broker']} (queue {broker['queue']})"
+    if broker.get("reachable"):
+        state = "reachable"
+    elif broker.get("down_since") is not None:
+        state = f"unreachable since {_span(now - broker['down_since'])} ago: {broker.get('error') or 'unknown error'}"
+    else:
+        state = "connecting"
+    return f"{name}: {state}; {broker.get('in_flight', 0)} run(s) in flight"
 
 
 def _sink_line(sink: dict[str, Any], now: float) -> str:

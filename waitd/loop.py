@@ -625,6 +625,7 @@ class Daemon:
                 kill_grace_s=KILL_GRACE_S,
                 sinks=self.events.report(),
                 held=self.outflow.is_held,
+                celery=self.dispatch.report(),
             )
         )
         self.events.status(doc)

@@ -125,6 +125,7 @@ class Status:
     records: list[RecordReport]
     other_runs: list[RunReport] = field(default_factory=list)  # of records out of the table
     sinks: list[dict[str, Any]] = field(default_factory=list)  # waitd.conf's sinks (sinks.Sinks.report)
+    celery: dict[str, Any] | None = None  # the broker of run=celery (celery_exec.Dispatch.report)
 
 
 def run_report(run: Run, now_mono: float) -> RunReport:
@@ -207,6 +208,7 @@ def build(
     kill_grace_s: float,
     sinks: list[dict[str, Any]] | None = None,
     held: Callable[[Entry], bool] = lambda entry: False,
+    celery: dict[str, Any] | None = None,
 ) -> Status:
     """The status document of a daemon's state."""
     now_mono, now = now_pair()
@@ -229,4 +231,5 @@ def build(
         records=records,
         other_runs=others,
         sinks=sinks or [],
+        celery=celery,
     )
