@@ -24,7 +24,7 @@ import jsonschema
 import psutil
 import pytest
 from conftest import ROOT, Station, quiet_for, wait_for, waitd_cmd
-from peers.redis import Redis, Worker, available
+from peers.redis import Redis, Worker, available, free_port
 
 from waitd import remote
 
@@ -435,3 +435,23 @@ def handler_pid_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_once_with_the_broker_unreachable_leaves_its_files_and_exits_1(station):
+    """--once (cron) does not hang on a broker that is down: the local
+    record's file is handled, the run=celery record's left, exit 1."""
+    (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = redis://127.0.0.1:{free_port()}/0\n")
+    station.recorder()
+    station.table(
+        f"x {station.incoming} *.g8 {station.passdir}/rec 0 -1 0 run=celery timeout=30",
+        f"y {station.incoming} *.loc {station.passdir}/rec 0 -1 0",
+    )
+    station.drop("a.g8", age_s=5)
+    station.drop("b.loc", age_s=5)
+    r = station.run("--once", timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert [os.path.basename(p) for p in station.ran()] == [b"b.loc"]
+    assert not [e for e in station.history() if e.path.endswith("a.g8")], "a run=celery file was started"
+    assert "unreachable" in station.log()
+    assert "--once: 1 file(s) ready at start not started; left for the next run" in station.log()
+    assert (station.incoming / "a.g8").exists()

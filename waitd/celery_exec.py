@@ -100,6 +100,12 @@ class Dispatch:
         in use (no [celery], or no run=celery record has asked yet)."""
         return self.remote.report() if self.remote is not None and self.remote.started else None
 
+    def down(self, run: str) -> bool:
+        """True when runs of that kind cannot start: their broker was tried
+        and found unreachable (not while it is still being connected to)."""
+        state = self.report() if run == "celery" else None
+        return state is not None and state["down_since"] is not None
+
     def ready(self, run: str) -> bool:
         """True when a run of that kind (`run=`) may start now."""
         if run != "celery":

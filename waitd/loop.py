@@ -274,11 +274,14 @@ class Daemon:
                 escape(event.path),
                 format_event(event).strip(),
             )
+        left = drain.left(self.entries) if self.settings.once else 0
+        if left:
+            log.warning("waitd: --once: %d file(s) ready at start not started; left for the next run", left)
         log.info("waitd stopped")
         if lost:
             return 1
         inactive = any(e.problem for e in self.entries)
-        return 1 if self.settings.once and (self.launcher.failures or inactive) else 0
+        return 1 if self.settings.once and (self.launcher.failures or inactive or left) else 0
 
     def note_signal(self, signum: int) -> None:
         """Queue a signal for the next turn (all a handler does)."""
@@ -306,7 +309,7 @@ class Daemon:
         if self.mode is Mode.STOPPING:
             return self._stop_step(now)
         self._pass(now)
-        if self.settings.once and not self._own_runs() and drain.over(self.entries, self.history):
+        if self.settings.once and not self._own_runs() and drain.over(self.entries, self.history, self._cannot_start):
             self.launcher.finish()
             self._prune_all()
             return True
@@ -564,6 +567,10 @@ class Daemon:
         self._keep_all()
 
     # -- stopping ---------------------------------------------------------------
+
+    def _cannot_start(self, entry: Entry) -> bool:
+        """A record whose runs cannot start now: its broker is unreachable."""
+        return self.dispatch.down(entry.record.options.run)
 
     def _own_runs(self) -> list[Any]:
         """The live runs waitd started itself (not adopted ones, which a stop
