@@ -288,6 +288,23 @@ def test_world_writable_table_is_warned_about(station):
     assert station.stop() == 0
 
 
+def test_world_writable_waitd_conf_is_warned_about(station):
+    """waitd.conf says where events are written and sent: one that anyone
+    may change is warned about like the table, at start and at each HUP."""
+    station.recorder()
+    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
+    conf = station.passdir / "waitd.conf"
+    conf.write_text("[sink log]\ntype = jsonl\npath = events.jsonl\n")
+    conf.chmod(0o666)
+    start(station)
+    line = f"{conf}: writable by others (mode 0666); anyone can change where waitd writes and sends its events"
+    wait_for(lambda: line in station.log(), 10, "the warning")
+    station.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: station.log().count(line) == 2, 5, "the warning again at HUP")
+    assert "incoming: writable by others" not in station.log()
+    assert station.stop() == 0
+
+
 def test_world_writable_handler_is_refused(station):
     h = station.recorder()
     h.chmod(0o777)

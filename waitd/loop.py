@@ -386,9 +386,14 @@ class Daemon:
         self.events.ready()  # systemd: the reload is over
 
     def _warn_table_mode(self) -> None:
-        unsafe = table.writable_by_others(self.settings.table_path)
-        if unsafe is not None:
-            log.warning("%s: %s; anyone can change what waitd runs", self.settings.table_path, unsafe)
+        """Warn about a table, or a waitd.conf, that any user may change."""
+        for path, what in (
+            (self.settings.table_path, "what waitd runs"),
+            (os.path.join(self.settings.passdir, "waitd.conf"), "where waitd writes and sends its events"),
+        ):
+            unsafe = table.writable_by_others(path)
+            if unsafe is not None:
+                log.warning("%s: %s; anyone can change %s", path, unsafe, what)
 
     # -- deadlines --------------------------------------------------------------
 
