@@ -214,8 +214,11 @@ def test_handler_that_cannot_be_executed(station, how):
     assert end.status is Status.UNKNOWN and end.error, end
     assert end.path.endswith("/f0.g8")
     assert "cannot execute" in station.log()
-    # One attempt, then the record holds: no sweep through the spool.
-    quiet_for(1.0, lambda: len(station.history()) == 2)
+    # One attempt, then the record holds: no sweep through the spool.  (Count
+    # files, not lines: the compaction after the first pass may have left
+    # only the end line of f0.)
+    quiet_for(1.0, lambda: {os.path.basename(e.path) for e in station.history()} == {"f0.g8"})
+    assert len(station.ends()) == 1
     assert sorted(p.name for p in station.incoming.iterdir()) == [f"f{i}.g8" for i in range(5)]
     assert station.ran() == []
     assert station.stop() == 0
