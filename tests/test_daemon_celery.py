@@ -419,6 +419,8 @@ def test_run_celery_is_checked(station, cluster):
     )
     station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=elsewhere timeout=5")
     assert "run=elsewhere: expected local or celery" in station.run("--check").stderr
+    bad = subprocess.run(waitd_cmd("worker", "--broker", "notaurl"), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "argument --broker: 'notaurl': expected a URL such as" in bad.stderr, bad.stderr
 
 
 def test_remote_run_output_is_capped_and_says_so(tmp_path: Path):

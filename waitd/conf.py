@@ -240,7 +240,7 @@ def _metrics(text: str) -> tuple[str, int]:
     return host_port(text, "127.0.0.1")
 
 
-def _url(text: str) -> str:
+def url(text: str) -> str:
     if not _URL.fullmatch(text):
         raise ValueError("expected a URL such as redis://127.0.0.1:6379/0")
     return text
@@ -304,7 +304,7 @@ _DAEMON: _Keys = {
     "instance": ("instance", _name, False),
     "metrics": ("metrics", _metrics, False),
 }
-_CELERY: _Keys = {"broker": ("broker", _url, True), "queue": ("queue", _name, False)}
+_CELERY: _Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
 _COMMON: _Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run waitd's handlers for records with run=celery: a Celery worker on this host.",
         epilog="Without --broker, [celery] of PASSDIR/waitd.conf gives the broker and queue.",
     )
-    p.add_argument("--broker", metavar="URL", help="the broker, such as redis://host:6379/0")
+    p.add_argument("--broker", metavar="URL", type=_broker, help="the broker, such as redis://host:6379/0")
     p.add_argument("--queue", metavar="Q", help="the queue to take runs from (default: waitd.conf's, else waitd)")
     p.add_argument("--concurrency", metavar="N", type=_positive, help="handlers at once (default: the number of CPUs)")
     p.add_argument("--passdir", metavar="DIR", help="where waitd.conf is (default: $PASSDIR)")
@@ -42,6 +42,13 @@ def _positive(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 1000")
     return int(text)
+
+
+def _broker(text: str) -> str:
+    try:
+        return conf.url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def settings(args: argparse.Namespace) -> tuple[str, str]:
