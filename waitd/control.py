@@ -288,12 +288,10 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     retrying = rec.get("retrying") or []
     if retrying:
         shown = [f"{item['file']} (in {_span(item['at'] - now)})" for item in retrying[:10]]
-        more = len(retrying) - len(shown)
-        lines.append(f"retrying: {', '.join(shown)}" + (f" and {more} more" if more > 0 else ""))
+        lines.append(_listed("retrying", shown, len(retrying)))
     failed = rec.get("failed") or []
     if failed:
-        more = rec.get("failed_count", len(failed)) - len(failed)
-        lines.append(f"kept after a failed run: {', '.join(failed)}" + (f" and {more} more" if more > 0 else ""))
+        lines.append(_listed("kept after a failed run", failed, rec.get("failed_count", len(failed))))
     queue = rec.get("queue")
     if queue:
         pending = ", ".join(f"{n} by {i}" for i, n in sorted(queue["pending"].items()) if n) or "none"
@@ -304,12 +302,10 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
     incomplete = rec.get("incomplete") or []
     if incomplete:
         shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]
-        more = len(incomplete) - len(shown)
-        lines.append(f"incomplete groups: {'; '.join(shown)}" + (f" and {more} more" if more > 0 else ""))
+        lines.append(_listed("incomplete groups", shown, len(incomplete), "; "))
     stuck = rec.get("unremovable") or []
     if stuck:
-        more = rec.get("unremovable_count", len(stuck)) - len(stuck)
-        lines.append(f"cannot remove: {', '.join(stuck)}" + (f" and {more} more" if more > 0 else ""))
+        lines.append(_listed("cannot remove", stuck, rec.get("unremovable_count", len(stuck))))
     last = rec.get("last")
     lines.append(f"last run: {last['file']}: {last['outcome']}" if last else "last run: none since start")
     c = rec.get("counters", {})
@@ -327,3 +323,9 @@ def _span(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600} h {s % 3600 // 60} min"
     return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _listed(label: str, shown: list[str], total: int, sep: str = ", ") -> str:
+    """`label: a, b and N more` (N: those of `total` not shown)."""
+    more = total - len(shown)
+    return f"{label}: {sep.join(shown)}" + (f" and {more} more" if more > 0 else "")
