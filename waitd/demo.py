@@ -4,7 +4,7 @@
 `run` makes a PASSDIR under $TMPDIR (`waitd-demo-XXXXXXXX`) with an example
 table of two records, their handlers and an incoming directory, forks a
 director process that drops files on a schedule, and runs the daemon in
-the foreground (`cli.serve`, the same code as `waitd -f`) with its log on
+the foreground (`start.serve`, the same code as `waitd -f`) with its log on
 stderr.  The newcomer sees files arrive (one written slowly under a dot
 name and renamed in), wait their age, get handled, a handler fail, and
 files pruned by keep-after and by hours-too-old.  The director then stops
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from waitd import cli, control, table
+from waitd import control, start, table
 from waitd.errors import WaitdError
 from waitd.history import parse_line
 from waitd.loop import Settings
@@ -105,7 +105,7 @@ def run(interval: float) -> int:
         _director(passdir, daemon_pid, when)  # never returns
     code = 1
     try:
-        code = cli.serve(settings, records, foreground=True)
+        code = start.serve(settings, records, foreground=True)
     except KeyboardInterrupt:  # Ctrl-C before the daemon caught its signals
         code = 130
     finally:

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    from waitd.cli import setup_logging
+    from waitd.start import setup_logging
 
     setup_logging(passdir, foreground)
     try:
