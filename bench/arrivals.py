@@ -100,7 +100,7 @@ def _one(report: Report, name: str, count: int) -> Latency | None:
         proc = _start(name, root, spool, handler)
         try:
             _warm_up(spool, handled, proc)
-            renamed = _generate(spool, count)
+            renamed = generate(spool, count)
             wait_for(lambda: _handled_count(handled) >= count, 30 + count / RATE, f"{name} to handle every file")
         except TimeoutError as exc:
             report.say(
@@ -177,12 +177,12 @@ def _drop(spool: Path, stem: str) -> float:
     return time.time()
 
 
-def _generate(spool: Path, count: int) -> dict[str, float]:
-    """Rename `count` files in at RATE a second; return name -> rename time."""
+def generate(spool: Path, count: int, rate: float = RATE) -> dict[str, float]:
+    """Rename `count` files in at `rate` a second; return name -> rename time."""
     renamed = {}
     t0 = time.monotonic()
     for i in range(count):
-        delay = t0 + i / RATE - time.monotonic()
+        delay = t0 + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         stem = f"f{i:06d}"

@@ -29,8 +29,8 @@ from bench.common import (
     Proc,
     Report,
     make_files,
+    once_drain,
     sleeper,
-    start_times,
     wait_for,
     waitd_argv,
     workdir,
@@ -135,17 +135,7 @@ def _drain(root: Path, n: int, rest: str, celery: tuple[str, str] | None) -> flo
     write_table(passdir, [f"bench in *.dat {rest}"])
     if celery is not None:
         (passdir / "waitd.conf").write_text(f"[celery]\nbroker = {celery[0]}\nqueue = {celery[1]}\n")
-    proc = Proc(waitd_argv("--once", "--passdir", str(passdir)), root, "waitd")
-    try:
-        code = proc.wait(timeout=max(120.0, n * SLEEP_S * 2))
-        t_exit = time.time()
-    finally:
-        proc.stop(group=False)
-    starts = start_times(passdir)
-    if code != 0 or len(starts) != n:
-        print(f"celery: FAILED: exit {code}, {len(starts)} starts of {n} (see {root}/waitd.out)")
-        return None
-    return t_exit - min(starts.values())
+    return once_drain(root, passdir, n, max(120.0, n * SLEEP_S * 2), lambda problem: print(f"celery: {problem}"))
 
 
 def _free_port() -> int:

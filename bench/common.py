@@ -262,6 +262,22 @@ class Proc:
         return self.popen.returncode
 
 
+def once_drain(root: Path, passdir: Path, n: int, timeout: float, say: Callable[[str], None]) -> float | None:
+    """Drain the n ready files of `passdir` with `waitd --once`: the time
+    from the first start to the exit, or None (said) if it failed."""
+    proc = Proc(waitd_argv("--once", "--passdir", str(passdir)), root, "waitd")
+    try:
+        code = proc.wait(timeout=timeout)
+        t_exit = time.time()
+    finally:
+        proc.stop(group=False)
+    starts = start_times(passdir)
+    if code != 0 or len(starts) != n:
+        say(f"FAILED: exit {code}, {len(starts)} starts of {n} (see {root}/waitd.out)")
+        return None
+    return t_exit - min(starts.values())
+
+
 def no_leftovers() -> list[int]:
     """Kill any child of the benchmark still alive; return their pids."""
     left = []

@@ -106,7 +106,7 @@ def _one(report: Report, case: str, count: int) -> Result | None:
             arrivals._warm_up(spool, handled, proc)
             wait_for(lambda: _caught_up(passdir), 30, "the sinks to start and pass the warm-up's events")
             cpu0 = _cpu(proc.pid)
-            renamed = _generate(spool, count)
+            renamed = arrivals.generate(spool, count, RATE)
             wait_for(lambda: arrivals._handled_count(handled) >= count, 30 + count / RATE, "every file handled")
             done = time.monotonic()
             wait_for(lambda: _caught_up(passdir), 60, "the sinks to catch up")
@@ -132,19 +132,6 @@ def _one(report: Report, case: str, count: int) -> Result | None:
         f"{sinks}{jsonl}"
     )
     return result
-
-
-def _generate(spool: Path, count: int) -> dict[str, float]:
-    """Rename `count` files in at RATE a second; return name -> rename time."""
-    renamed = {}
-    t0 = time.monotonic()
-    for i in range(count):
-        delay = t0 + i / RATE - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        stem = f"f{i:06d}"
-        renamed[f"{stem}.dat"] = arrivals._drop(spool, stem)
-    return renamed
 
 
 def _free_port() -> int:

@@ -22,13 +22,11 @@ import time
 
 from bench.common import (
     Options,
-    Proc,
     Report,
     make_files,
+    once_drain,
     sleeper,
     spawn_loop_subprocess,
-    start_times,
-    waitd_argv,
     workdir,
     write_table,
 )
@@ -74,14 +72,6 @@ def _drain(report: Report, n: int, handler: str, jobs: int) -> float | None:
         (passdir / "in").mkdir(parents=True)
         make_files(passdir / "in", n, "f", mtime=time.time() - 3600)
         write_table(passdir, [f"bench in *.dat {handler} 60 -1 0 jobs={jobs}"])
-        proc = Proc(waitd_argv("--once", "--passdir", str(passdir)), root, "waitd")
-        try:
-            code = proc.wait(timeout=max(120.0, n * SLEEP_S * 2))
-            t_exit = time.time()
-        finally:
-            proc.stop(group=False)
-        starts = start_times(passdir)
-        if code != 0 or len(starts) != n:
-            report.say(f"jobs={jobs}: FAILED: exit {code}, {len(starts)} starts of {n} (see {root}/waitd.out)")
-            return None
-    return t_exit - min(starts.values())
+        return once_drain(
+            root, passdir, n, max(120.0, n * SLEEP_S * 2), lambda problem: report.say(f"jobs={jobs}: {problem}")
+        )
