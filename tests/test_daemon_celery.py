@@ -280,13 +280,20 @@ def broker_state(station: Station, reachable: bool) -> dict | None:
     return state if state is not None and state["reachable"] is reachable else None
 
 
-def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
-    own = Redis(tmp_path / "redis")  # a Redis of its own: the session's stays up
+def own_broker(station: Station, tmp_path: Path) -> Redis:
+    """A Redis of the test's own, started, as waitd.conf's broker (the
+    test's queue kept): one the test may stop or hang."""
+    own = Redis(tmp_path / "redis")
     (tmp_path / "redis").mkdir()
     own.start()
+    (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {cluster_queue(station)}\n")
+    return own
+
+
+def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
+    own = own_broker(station, tmp_path)  # the session's Redis stays up
     try:
         queue = cluster_queue(station)
-        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
         cluster.workers(1, concurrency=2, broker=own.url)
         station.recorder(
             "h", extra=f'case "$1" in *slow*) while [ ! -e "{station.root}/gate" ]; do sleep 0.01; done;; esac\n'
@@ -331,12 +338,8 @@ def test_redis_down_for_10_s_starts_wait_and_nothing_is_lost(station, cluster, t
 
 
 def test_a_hung_broker_holds_up_nothing_else(station, cluster, tmp_path):
-    own = Redis(tmp_path / "redis")  # a Redis of its own, stopped (SIGSTOP): it accepts and never answers
-    (tmp_path / "redis").mkdir()
-    own.start()
+    own = own_broker(station, tmp_path)  # to be stopped (SIGSTOP): it accepts and never answers
     try:
-        queue = cluster_queue(station)
-        (station.passdir / "waitd.conf").write_text(f"[celery]\nbroker = {own.url}\nqueue = {queue}\n")
         cluster.workers(1, concurrency=1, broker=own.url)
         station.recorder()
         station.table(
