@@ -93,7 +93,9 @@ class Unexpected:
             self._summary_at = now + self.SUMMARY_S
             self.log.error("waitd: unexpected error again (%d times so far): %s: %s", count, kind[0], exc)
         low, high = self.CALM_S
-        return min(high, low * 2 ** (self.repeats - 1))
+        # The exponent is capped: 2 ** 1024 is past any float, and the guard
+        # must not raise after a thousand turns of the same error.
+        return min(high, low * 2 ** min(self.repeats - 1, 64))
 
     def clear(self) -> None:
         """A turn went well."""
