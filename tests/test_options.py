@@ -60,6 +60,20 @@ def test_every_option():
             f"unknown option 'colour' (known: {KNOWN})",
         ),
         ("extra", "'extra' is not key=value"),
+        ("key={stem:256}", "option key={stem:256}: {stem}: width 256 is more than 255 (the most a file name holds)"),
+        (
+            "key={stem:.99999%}",
+            "option key={stem:.99999%}: {stem}: width 99999 is more than 255 (the most a file name holds)",
+        ),
+        (
+            "done={stem:{name}}",
+            "option done={stem:{name}}: {stem}: a format specification may not hold another field ({name})",
+        ),
+        (
+            "pattern={t:%Y%9999999m}.d",
+            "option pattern={t:%Y%9999999m}.d: {t}: width 9999999 is more than 255 (the most a file name holds)",
+        ),
+        ("pattern={n:n}.d", "option pattern={n:n}.d: trollsift cannot use it: KeyError: 'n'"),
     ],
 )
 def test_bad_values_name_the_option(item, problem):
@@ -81,6 +95,8 @@ def test_every_problem_in_field_order_and_repeats():
 def test_formats_may_name_the_patterns_fields():
     pattern = "pattern={platform}_{start_time:%Y%m%d_%H%M}_{segment:3d}.dat"
     assert options.parse([pattern, "key={platform}{start_time:%Y}", "done={stem}.ok"])[1] == []
+    # Widths up to a file name's, and digits that are a time format's text.
+    assert options.parse(["pattern={p:_<255s}{t:%Y0101%H}.d", "key={p:0>255}{t:%H00}"])[1] == []
     _, problems = options.parse([pattern, "key={channel}"])
     assert problems == [
         "option key={channel}: no field {channel} in the pattern's fields or name, stem, suffix, dir, telem"

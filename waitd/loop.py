@@ -122,6 +122,9 @@ class Daemon:
         self._compact_at_start = True
         self._status_failed = False
         self._errors = Unexpected(log)
+        # A record's own trouble: logged once, then counted (at most once a
+        # minute), never a traceback on every pass; the loop goes on.
+        self._record_errors = Unexpected(log)
         self._stop_deadline = 0.0
         self._stopping_sent = False
         self._started = time.time()
@@ -436,9 +439,9 @@ class Daemon:
                 continue
             try:
                 self._look(entry, listing, now_ns)
-            except Exception:
+            except Exception as exc:
                 # One record's trouble must not stop the others.
-                log.exception("record %d: unexpected error in its pass; carrying on", entry.number)
+                self._record_errors.note(exc, f"record {entry.number}: its pass")
         self._schedule(now, now_ns)
         self._keep_all()
         if self._compact_at_start:
@@ -516,8 +519,8 @@ class Daemon:
         more = scheduler.LOOKAHEAD if options.key is not None else 0
         try:
             return entry.view.take(room + more, self.history, now_ns, self.runs.busy_for(entry.record.process))
-        except Exception:
-            log.exception("record %d: unexpected error choosing its next file; carrying on", entry.number)
+        except Exception as exc:
+            self._record_errors.note(exc, f"record {entry.number}: choosing its next file")
             return []
 
     def _poll_chores(self) -> None:

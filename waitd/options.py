@@ -38,6 +38,7 @@ MAX_TIMEOUT_S = 31_536_000  # 365 days
 MAX_RETRY_S = 3600  # the delay doubles up to this
 RUN_KINDS = ("local", "celery")
 BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
+MAX_WIDTH = 255  # of a field in a FORMAT or pattern: NAME_MAX, the longest file name
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
@@ -125,7 +126,10 @@ class Options:
         if parser is not None:
             try:
                 parsed = parser.parse(name)
-            except (ValueError, TypeError):
+            except Exception:
+                # Not only ValueError: trollsift raises what its own code
+                # meets (KeyError, OverflowError); a name is input, and input
+                # that does not parse is left alone, never a traceback.
                 return None
             values = {**parsed, **values}
         return values
@@ -135,7 +139,7 @@ class Options:
         """A FORMAT rendered with the file's fields, or None if they do not fit it."""
         try:
             return fmt.format_map(values)
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError):
             return None
 
 
@@ -177,10 +181,10 @@ def _check_formats(options: Options) -> list[str]:
     known = set(BUILTIN_FIELDS)
     fields_of_pattern: set[str] = set()
     if options.pattern is not None:
-        try:
-            fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
-        except (ValueError, TypeError, KeyError) as exc:
-            return [f"option pattern={_escape(options.pattern)}: {exc}"]
+        problem = _pattern_problem(options.pattern)
+        if problem is not None:
+            return [f"option pattern={_escape(options.pattern)}: {problem}"]
+        fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
         known |= fields_of_pattern
     problems = _check_group(options, fields_of_pattern) + _check_queue(options) + _check_run(options)
     for option in ("key", "done"):
@@ -251,17 +255,55 @@ def _given(options: Options, name: str) -> bool:
     return getattr(options, attr) != getattr(Options(), attr)
 
 
+def _pattern_problem(pattern: str) -> str | None:
+    """What makes a trollsift pattern unusable, if anything: a width no file
+    name has, or a field trollsift cannot parse.  The parser is tried on a
+    name here, so that it never raises on the files."""
+    try:
+        for _, field, spec, _ in string.Formatter().parse(pattern):
+            if field is not None:
+                _check_spec(field, spec or "")
+        parser = trollsift.Parser(pattern)
+        parser.keys()
+    except (ValueError, TypeError, KeyError) as exc:
+        return str(exc)
+    try:
+        parser.parse("")
+    except (ValueError, TypeError):
+        pass  # no match: the pattern works
+    except Exception as exc:
+        return f"trollsift cannot use it: {type(exc).__name__}: {exc}"
+    return None
+
+
 def _format_fields(fmt: str) -> list[str]:
-    """The base names of the fields a format string uses; ValueError if malformed."""
+    """The base names of the fields a format string uses; ValueError if
+    malformed or if a field's width could not be a file name's."""
     names = []
-    for _, field, _, _ in string.Formatter().parse(fmt):
+    for _, field, spec, _ in string.Formatter().parse(fmt):
         if field is None:
             continue
         base = re.split(r"[.\[]", field, maxsplit=1)[0]
         if not base or base.isdigit():
             raise ValueError(f"{{{field}}}: fields are named, such as {{name}}")
+        _check_spec(field, spec or "")
         names.append(base)
     return names
+
+
+def _check_spec(field: str, spec: str) -> None:
+    """ValueError when a field's format specification asks for more than
+    a file name can hold (`{x:999999999999d}` would take all memory or
+    overflow, file after file), or holds another field (whose value could)."""
+    if "{" in spec:
+        raise ValueError(f"{{{field}}}: a format specification may not hold another field ({spec})")
+    # Digits are widths and precisions; in a time's strftime format, only
+    # those of a directive (%10Y) are: the others are text.
+    strftime = re.search(r"%[-_0^#]*[0-9]*[A-Za-z]", spec) is not None
+    numbers = re.findall(r"%[-_0^#]*([0-9]+)", spec) if strftime else re.findall(r"[0-9]+", spec)
+    for number in numbers:
+        if len(number.lstrip("0")) > 4 or int(number) > MAX_WIDTH:
+            raise ValueError(f"{{{field}}}: width {number} is more than {MAX_WIDTH} (the most a file name holds)")
 
 
 def _whole(least: int, most: int) -> Callable[[str], int]:
