@@ -79,7 +79,8 @@ def test_every_option():
 def test_bad_values_name_the_option(item, problem):
     o, problems = options.parse([item])
     assert problems == [problem]
-    assert o == Options()
+    # A bad value is left out; a value good alone but not with the others is kept.
+    assert o == (Options(key="{nope}") if item == "key={nope}" else Options())
 
 
 def test_every_problem_in_field_order_and_repeats():
@@ -178,3 +179,17 @@ def test_group_options_and_their_errors():
     ]:
         _, found = options.parse(items)
         assert len(found) >= 1 and found[0].startswith(problem), (items, found)
+
+
+def test_options_are_checked_together_even_when_one_is_bad():
+    """Every problem of a line: a bad value no longer hides the checks of
+    the others, and it causes none of its own."""
+    _, problems = options.parse(["critical=:1", "done={name}.ok", "jobs=0"])
+    assert problems == [
+        "option jobs=0: expected a whole number from 1 to 1000",
+        "done= and groups do not go together (a group's member is complete by its wait age)",
+        "critical= and wanted= need pattern=: the fields of a name say its group and member",
+    ]
+    # A bad critical= makes no "timeliness= is for groups"; a bad timeout= no "needs timeout=".
+    _, problems = options.parse(["pattern={a}_{segment}.d", "critical=1", "timeliness=5", "run=celery", "timeout=x"])
+    assert [p.split(":")[0] for p in problems] == ["option critical=1", "option timeout=x"]

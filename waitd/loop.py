@@ -38,8 +38,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
-from waitd.celery_app import check_records
+from waitd import (
+    celery_app,
+    claims,
+    control,
+    drain,
+    layout,
+    publish,
+    queue,
+    report,
+    runner,
+    scheduler,
+    sock,
+    sweep,
+    table,
+)
 from waitd.celery_exec import Dispatch
 from waitd.commands import Commands
 from waitd.conf import Conf
@@ -364,8 +377,9 @@ class Daemon:
         self.events.reloading()
         self.reopen_log()
         self.launcher.logfiles_again()
-        records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
-        errors += check_records(records, self.settings.table_path, self.settings.passdir)
+        records, errors = table.read(
+            self.settings.table_path, self.settings.passdir, self._env, celery_app.problem(self.settings.passdir)
+        )
         self._warn_table_mode()
         self._reloads += 1
         self._reload_errors = [str(e) for e in errors]
