@@ -179,3 +179,78 @@ def test_a_restart_keeps_a_half_complete_groups_timeliness_and_a_killed_group_ru
     station.signal(signal.SIGALRM)
     quiet_for(0.5, lambda: len(station.ran()) == 1)
     assert station.stop() == 0
+
+
+def test_a_retry_of_one_member_runs_its_whole_group_once(station):
+    """`-s retry` of one member of a failed group once ran that file alone:
+    a partial dataset, and twice when two members were retried.  A retry
+    takes the group, also across a kill -9 between the retry and its run."""
+    runs = station.passdir / "runs"
+    code = station.passdir / "code"
+    code.write_text("3")
+    station.handler(
+        "g",
+        f'names=""; for f in "$@"; do names="$names $(basename "$f")"; done\n'
+        f'echo "$WAITD_GROUP|$(date +%s.%N)|$names" >> "{runs}"\nexit $(cat "{code}")\n',
+    )
+    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} wanted=:1-3 timeliness=60")
+    members = [f"n19_20260101_120000_0{i}.l1b" for i in (1, 2, 3)]
+    for name in members:
+        deliver(station, name, age_s=0)
+    station.start()
+    wait_for(lambda: len(station.ends()) == 3, 10, "the group's failed run")
+    assert [args for _, _, args in runs_of(runs)] == [members]
+    paths = [str(station.incoming / name) for name in members]
+    # Two members asked for at once: one run of the three.
+    r = station.run("-s", "retry", paths[0], paths[2])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "group x,platform=n19,start_time=20260101T120000 (3 files): to run again now" in r.stdout
+    wait_for(lambda: len(runs_of(runs)) == 2, 10, "the group's second run")
+    wait_for(lambda: len(station.ends()) == 9, 10, "its ends")  # 3 failed, 3 retries asked, 3 failed
+    quiet_for(0.5, lambda: len(runs_of(runs)) == 2)
+    assert [args for _, _, args in runs_of(runs)] == [members, members]
+    assert {e.runs for e in station.ends()[-3:]} == {2}
+    # The retry on disk, waitd killed before it runs (hibernating, it starts
+    # nothing): the next waitd runs the group, once, all of it.
+    assert station.run("-s", "idle").returncode == 0
+    r = station.run("-s", "retry", paths[1])
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: len(station.ends()) == 12, 10, "the retry of every member on disk")
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    code.write_text("0")
+    station.start()
+    wait_for(lambda: len(runs_of(runs)) == 3, 10, "the group's third run")
+    wait_for(lambda: sum(1 for e in station.ends() if e.exit == 0) == 3, 10, "its ends, ok")
+    quiet_for(0.5, lambda: len(runs_of(runs)) == 3)
+    assert [args for _, _, args in runs_of(runs)][-1] == members
+    assert station.stop() == 0
+
+
+def test_a_cancel_of_one_waiting_member_cancels_its_group(station):
+    """Cancelling one member of a group still gathering once left the other
+    members to be taken for late members of a group that ran (logged so,
+    never run, wrongly).  A cancel takes the group, as a retry does."""
+    runs = group_handler(station)
+    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} wanted=:1-3 timeliness=60")
+    station.start()
+    for name in ("n19_20260101_120000_01.l1b", "n19_20260101_120000_02.l1b"):
+        deliver(station, name, age_s=0)
+    gid = "x,platform=n19,start_time=20260101T120000"
+    r = wait_for(  # once waitd has seen both
+        lambda: (
+            (r := station.run("-s", "cancel", str(station.incoming / "n19_20260101_120000_02.l1b"))).returncode == 0
+            and r
+        ),
+        10,
+        "the cancel",
+    )
+    assert f"group {gid} (2 files): cancelled" in r.stdout, r.stdout + r.stderr
+    ends = station.ends()
+    assert len(ends) == 2 and all(e.status is Status.KNOWN and e.error == "cancelled" for e in ends)
+    deliver(station, "n19_20260101_120000_03.l1b", age_s=0)
+    wait_for(lambda: "arrived after its group" in station.log(), 10, "the member after the cancel: late")
+    assert station.log().count("arrived after its group") == 1
+    station.signal(signal.SIGALRM)
+    quiet_for(0.5, lambda: runs_of(runs) == [])
+    assert station.stop() == 0

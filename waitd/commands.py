@@ -6,7 +6,8 @@
 - `status`: the status document (report.Status);
 - `retry` of paths: a file whose run failed for good, was cancelled, or
   whose outcome is unknown (status 1), runs again as a new attempt; one
-  waiting for a retry runs at once;
+  waiting for a retry runs at once; a member of a group takes its group
+  (every member that ran with it) along, in one run;
 - `cancel` of paths: a running run gets TERM, then KILL after the grace,
   and is recorded as status 1 `error=cancelled` (never retried); a file
   waiting to run (or to be retried) is recorded as status 2
@@ -34,7 +35,9 @@ from waitd.history import Event, History, Status, escape
 from waitd.jobs import Why
 from waitd.launch import Launcher
 from waitd.runs import Runs
+from waitd.scan import FileFact
 from waitd.state import Entry, Works
+from waitd.view import View
 
 log = logging.getLogger("waitd")
 
@@ -86,7 +89,11 @@ class Commands:
         fact = view.cands.facts.get(name)
         if fact is None:
             return False, "not in the spool (or not looked at yet)"
-        if any(path in r.job.paths and r.job.process == entry.record.process for r in self.runs):
+        # A member of a group is retried with its group: every member that
+        # ran with it (a late one never did), or the run would be partial.
+        gid, facts = self._group(view, fact, lambda e: e is not None and e.consumed)
+        paths = [view.path_of(f.name) for f in facts]
+        if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for p in paths):
             return False, "it runs now"
         event = view.latest(self.history, fact)
         if event is None or not event.consumed:
@@ -96,10 +103,27 @@ class Commands:
         if event.status is Status.STARTED:
             return False, "it runs now"
         now = time.time()
-        self.launcher.record(replace(event, at=now, retry_at=now))
-        view.requeue(name)
-        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, escape(path))
-        return True, "to run again now"
+        events = [view.latest(self.history, f) for f in facts]
+        again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
+        if again:
+            self.launcher.record_all(again)  # a group's in one append
+        for f in facts:
+            view.requeue(f.name)
+        what = escape(path) if gid is None else f"{escape(path)}: group {gid} ({len(facts)} files)"
+        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
+        return True, "to run again now" if gid is None else f"group {gid} ({len(facts)} files): to run again now"
+
+    def _group(
+        self, view: View, fact: FileFact, alike: Callable[[Event | None], bool]
+    ) -> tuple[str | None, list[FileFact]]:
+        """The file's group id and the members that go with it (the file,
+        and those whose latest event is `alike`); (None, [the file]) for a
+        file of no group."""
+        found = view.gatherer.members_of(fact.name) if view.gatherer is not None else None
+        if found is None:
+            return None, [fact]
+        gid, members = found
+        return gid, [f for f in members if f.name == fact.name or alike(view.latest(self.history, f))]
 
     def _cancel(self, path: str) -> tuple[bool, str]:
         running = [r for r in self.runs.live() if path in r.job.paths]
@@ -121,16 +145,31 @@ class Commands:
         event = view.latest(self.history, fact)
         if event is not None and event.consumed and event.retry_at is None:
             return False, "neither waiting nor running: nothing to cancel"
-        cancel = Event(
-            path,
-            entry.record.process,
-            fact.mtime_ns // 1_000_000_000,
-            Status.KNOWN,
-            error="cancelled",
-            at=time.time(),
-            attempt=event.attempt if event is not None else None,
-            version=fact.version,
-        )
-        self.launcher.record(cancel)
-        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): it will not run", entry.number, escape(path))
-        return True, "cancelled: it will not run"
+        # A member of a group is cancelled with its group: the others would
+        # otherwise be taken for late members of a group that ran.
+        gid, facts = self._group(view, fact, lambda e: e is None or not e.consumed or e.retry_at is not None)
+        now = time.time()
+        cancels = []
+        for f in facts:
+            latest = view.latest(self.history, f)
+            cancels.append(
+                Event(
+                    view.path_of(f.name),
+                    entry.record.process,
+                    f.mtime_ns // 1_000_000_000,
+                    Status.KNOWN,
+                    error="cancelled",
+                    at=now,
+                    attempt=latest.attempt if latest is not None else None,
+                    version=f.version,
+                )
+            )
+        self.launcher.record_all(cancels)
+        what = escape(path) if gid is None else f"{escape(path)}: group {gid} ({len(facts)} files)"
+        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): it will not run", entry.number, what)
+        return True, "cancelled: it will not run" if gid is None else f"group {gid} ({len(facts)} files): cancelled"
+
+
+def _due(event: Event, now: float) -> bool:
+    """Its retry is due already: asking again writes nothing."""
+    return event.retry_at is not None and event.retry_at <= now

@@ -68,6 +68,15 @@ class Gatherer:
         if found is not None:
             self._dirty.add(found[0].gid)
 
+    def members_of(self, name: str) -> tuple[str, list[FileFact]] | None:
+        """The id of a file's group and its members in the spool, sorted by
+        name; None when the file is in no group."""
+        found = self.index.group_of(name)
+        if found is None:
+            return None
+        facts = (self.view.cands.facts.get(n) for n in found[0].files.values())
+        return found[0].gid, sorted((f for f in facts if f is not None), key=lambda f: f.name)
+
     def take(
         self, n: int, history: History, now_ns: int, busy: Callable[[str], bool], held: Callable[[FileFact], int | None]
     ) -> tuple[list[Job], int | None]:
@@ -106,15 +115,16 @@ class Gatherer:
         if any(busy(view.path_of(f.name)) for f in present.values()):
             return None, None  # running: its end makes it dirty again
         events = {m: view.latest(history, f) for m, f in present.items()}
-        handled = {m for m, e in events.items() if e is not None and e.consumed}
+        handled = {m for m, e in events.items() if _handled(e)}
         retry = [e.retry_at for e in events.values() if e is not None and e.retry_at is not None]
         if handled:
             if retry:
                 due = int(min(retry) * 1e9)
                 if due > now_ns:
                     return None, due
-                members = {m: present[m] for m, e in events.items() if e is not None and e.retry_at is not None}
-                return self._job(group, members, events, now_ns), None
+                # The group runs again, all of it: every member that ran,
+                # whichever of them carries the retry.
+                return self._job(group, {m: present[m] for m in handled}, events, now_ns), None
             self._late(group, present, handled)
             return None, None
         ready: dict[groups.Member, FileFact] = {}
@@ -189,3 +199,8 @@ class Gatherer:
             if self.view.outbox is not None:
                 names = sorted(f.name for f in present.values())
                 self.view.outbox.group(self.view, group.gid, "incomplete", names, missing)
+
+
+def _handled(event: Event | None) -> bool:
+    """The member ran with its group (or runs): its event consumed it."""
+    return event is not None and event.consumed
