@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import pytest
 from conftest import deliver, quiet_for, wait_for
 
 from waitd.history import Status
@@ -253,4 +254,102 @@ def test_a_cancel_of_one_waiting_member_cancels_its_group(station):
     assert station.log().count("arrived after its group") == 1
     station.signal(signal.SIGALRM)
     quiet_for(0.5, lambda: runs_of(runs) == [])
+    assert station.stop() == 0
+
+
+def test_waiting_counts_only_files_that_will_run_the_others_are_held_with_why(station):
+    """ "waiting" and waitd_oldest_waiting_seconds once counted files that
+    will never run (a name the pattern does not parse, the members of an
+    incomplete group, a late member) until their expiry, so an alert on them
+    fired wrongly.  Now they are held, each with why, and the groups still
+    gathering are shown with their members and deadline, also after a
+    kill -9 (the deadline comes from the spool)."""
+    from peers.activemq import free_port
+    from test_events_metrics import Scrape
+
+    runs = group_handler(station)
+    (station.root / "p").mkdir()
+    (station.root / "q").mkdir()
+    station.table(
+        f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} critical=:1 wanted=:1-3 timeliness=2",
+        f"y {station.root}/p *.d {station.passdir}/g 3600 -1 0 pattern={{platform}}_{{n:d}}.d",
+        f"z {station.root}/q *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} critical=:1 wanted=:1-3 timeliness=60",
+    )
+    port = free_port()
+    station.start("--metrics", f"127.0.0.1:{port}")
+    old = 3000
+    deliver(station, "n19_20260101_120000_02.l1b", age_s=old)  # its group lacks its critical :1
+    deliver(station, "n18_20260101_120000_01.l1b", age_s=old)  # complete at its timeliness: runs
+    wait_for(lambda: runs_of(runs), 10, "n18's group run at its timeliness")
+    deliver(station, "n18_20260101_120000_02.l1b", age_s=old)  # late
+    deliver(station, "junk.l1b", age_s=old)  # does not parse
+    deliver(station, "n20_20260101_120000_01.l1b", age_s=old, directory=station.root / "q")  # gathering
+    deliver(station, "a_1.d", age_s=old, directory=station.root / "p")  # waits for its age: will run
+    deliver(station, "b_x.d", age_s=old, directory=station.root / "p")  # does not parse
+
+    def status() -> dict:
+        return json.loads(station.run("-s", "status", "--json").stdout)
+
+    def held(rec: dict) -> dict[str, str]:
+        return {h["file"]: h["why"] for h in rec["held"]}
+
+    x = wait_for(lambda: (x := status()["records"][0])["held_count"] == 3 and x, 10, "x's files held")
+    assert x["waiting"] == 0 and x["oldest_mtime"] is None and x["open_groups"] == []
+    assert held(x) == {
+        "junk.l1b": f"does not parse with pattern={POLAR}",
+        "n18_20260101_120000_02.l1b": "late: arrived after its group x,platform=n18,start_time=20260101T120000 ran",
+        "n19_20260101_120000_02.l1b": "its group is incomplete, without :1",
+    }
+    z = wait_for(lambda: (z := status()["records"][2])["open_groups"] and z, 10, "z's open group")
+    assert z["waiting"] == 0 and held(z) == {"n20_20260101_120000_01.l1b": "its group gathers its members"}
+    (gathering,) = z["open_groups"]
+    n20 = "z,platform=n20,start_time=20260101T120000"
+    assert gathering["group"] == n20 and gathering["members"] == [":1"] and gathering["missing"] == [":2", ":3"]
+    assert gathering["files"] == ["n20_20260101_120000_01.l1b"] and gathering["member_count"] == 1
+    assert time.time() + 50 < gathering["deadline"] <= time.time() + 60
+    assert z["held"][0]["until"] == gathering["deadline"]
+    y = status()["records"][1]
+    assert y["waiting"] == 1 and held(y) == {"b_x.d": "does not parse with pattern={platform}_{n:d}.d"}
+    text = station.run("-s", "status").stdout
+    assert "  held: 3 file(s): junk.l1b (does not parse with pattern=" in text
+    assert f"  open group {n20}: members: :1; missing: :2, :3; deadline in " in text
+    # The metrics: the one file that will run is waiting; the others held.
+    m = wait_for(lambda: (s := Scrape(port)).get("waitd_files_held", record="1", telem="x") == 3 and s, 10, "gauges")
+    assert m.get("waitd_files_waiting", record="1", telem="x") == 0
+    assert m.get("waitd_oldest_waiting_seconds", record="1", telem="x") == 0
+    assert m.get("waitd_files_held", record="2", telem="y") == 1
+    assert m.get("waitd_files_waiting", record="2", telem="y") == 1
+    assert old - 60 < m.get("waitd_oldest_waiting_seconds", record="2", telem="y") < old + 60
+    # kill -9: the next waitd shows the same deadline for the gathering group.
+    station.signal(signal.SIGKILL)
+    station.proc.wait()
+    station.start()
+    again = wait_for(lambda: status()["records"][2]["open_groups"], 10, "the open group after the restart")
+    assert again[0]["deadline"] == pytest.approx(gathering["deadline"], abs=0.01)
+    for name in ("n20_20260101_120000_02.l1b", "n20_20260101_120000_03.l1b"):
+        deliver(station, name, age_s=old, directory=station.root / "q")
+    wait_for(lambda: len(runs_of(runs)) == 2, 10, "n20's group once complete")
+    z = wait_for(lambda: (z := status()["records"][2])["open_groups"] == [] and z, 10, "no group gathering")
+    assert z["open_groups_count"] == 0 and z["held_count"] == 0 and z["waiting"] == 0
+    assert station.stop() == 0
+
+
+def test_a_second_file_for_a_member_is_logged_once_while_it_is_written(station):
+    """A duplicate segment written in place (appended to, closed, again) was
+    logged at each change the writer made: a listing forgot it was told."""
+    station.recorder()
+    station.table(f"x in *.l1b {station.passdir}/rec 5 -1 0 pattern={POLAR} wanted=:1-3 timeliness=60")
+    station.start()
+    deliver(station, "n19_20260101_120000_01.l1b", age_s=0)
+    second = station.incoming / "n19_20260101_120010_01.l1b"
+
+    def told() -> int:
+        return station.log().count("a second file for member :1")
+
+    for part in "abc":
+        with open(second, "a") as f:
+            f.write(part)
+        wait_for(told, 10, "the second file logged")
+        station.signal(signal.SIGALRM)  # and a listing
+        quiet_for(0.5, lambda: told() == 1)
     assert station.stop() == 0
