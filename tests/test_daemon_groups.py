@@ -238,14 +238,19 @@ def test_a_cancel_of_one_waiting_member_cancels_its_group(station):
     for name in ("n19_20260101_120000_01.l1b", "n19_20260101_120000_02.l1b"):
         deliver(station, name, age_s=0)
     gid = "x,platform=n19,start_time=20260101T120000"
-    r = wait_for(  # once waitd has seen both
+    wait_for(
         lambda: (
-            (r := station.run("-s", "cancel", str(station.incoming / "n19_20260101_120000_02.l1b"))).returncode == 0
-            and r
+            [
+                g["member_count"]
+                for g in json.loads(station.run("-s", "status", "--json").stdout)["records"][0]["open_groups"]
+            ]
+            == [2]
         ),
         10,
-        "the cancel",
+        "the group open with its two members",
     )
+    r = station.run("-s", "cancel", str(station.incoming / "n19_20260101_120000_02.l1b"))
+    assert r.returncode == 0, r.stdout + r.stderr
     assert f"group {gid} (2 files): cancelled" in r.stdout, r.stdout + r.stderr
     ends = station.ends()
     assert len(ends) == 2 and all(e.status is Status.KNOWN and e.error == "cancelled" for e in ends)
