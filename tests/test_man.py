@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ PAGES = ["waitd.8", "incoming.5", "waitd.conf.5", "tlogview.1"]
 OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 
 needs_mandoc = pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
+needs_man = pytest.mark.skipif(shutil.which("man") is None, reason="man (groff) is not installed")
 
 
 def sections(page: str) -> dict[str, list[str]]:
@@ -62,6 +64,16 @@ def test_lint_clean_and_renders(page):
     assert "to be written" not in text
     for name in ("NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"):
         assert f"\n{name}\n" in text, f"{page}: no {name} section"
+
+
+@needs_man
+@pytest.mark.parametrize("page", PAGES)
+def test_man_renders_it_in_80_columns_without_a_warning(page):
+    """groff, as man(1) runs it on a terminal of 80 columns, warned that a
+    table of incoming(5) was wider than the line."""
+    env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat")
+    result = subprocess.run(["man", "-l", str(MAN / page)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stderr == ""
 
 
 @needs_mandoc
