@@ -16,7 +16,9 @@ which starts nothing, waits for running handlers up to the stop timeout,
 then sends TERM and later KILL to their process groups, records every end
 and returns.  HUP rereads the table (an invalid one is logged and the old
 one stays), reopens incoming.log, re-checks directories and resets every
-back-off; running handlers go on, tied to their record's work.
+back-off; running handlers go on, tied to their record's work.  A reload
+that changes a record's process-name warns how many handled files the new
+one will handle again (the history is kept by process).
 
 Failures: an exception in a turn is logged with its traceback and the loop
 goes on (the outermost guard), and one in a record's part of a pass skips
@@ -392,6 +394,7 @@ class Daemon:
                 table.summary(errors),
             )
         else:
+            self._warn_process_changes(records)
             self._install(records)
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
@@ -401,6 +404,33 @@ class Daemon:
             self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
         self.events.ready()  # systemd: the reload is over
+
+    def _warn_process_changes(self, records: Iterable[table.Record]) -> None:
+        """Warn when a record of the new table is one of the old but for its
+        process-name: the history is kept by process, so every file the old
+        one handled (and keep-after kept) is new to the new one."""
+        old = {(e.record.directory, e.record.template): e for e in self.entries}
+        for record in records:
+            entry = old.get((record.directory, record.template))
+            if entry is None or entry.record.process == record.process:
+                continue
+            view = entry.view
+            again = 0
+            for fact in view.cands.facts.values():
+                path = view.path_of(fact.name)
+                mine = view.latest(self.history, fact)
+                theirs = self.history.latest(path, record.process)
+                if mine is not None and mine.consumed and (theirs is None or not theirs.same_version(fact)):
+                    again += 1
+            if again:
+                log.warning(
+                    "record %d: process-name changed from %s to %s: %d file(s) handled by the old one "
+                    "will be handled again by the new one (the history is kept by process)",
+                    record.number,
+                    escape(entry.record.process),
+                    escape(record.process),
+                    again,
+                )
 
     def _warn_table_mode(self) -> None:
         """Warn about a table, or a waitd.conf, that any user may change."""
