@@ -13,12 +13,13 @@ from conftest import deliver, quiet_for, wait_for
 
 from waitd.history import Status
 
-HRIT = "H-000-{platform:4s}__-{channel_name:_<9s}-{segment:_<9s}-{start_time:%Y%m%d%H%M}-__"
+HRIT = "H-000-{hrit_format:_<6s}-{platform:_<12s}-{channel_name:_<9s}-{segment:_<9s}-{start_time:%Y%m%d%H%M}-__"
 POLAR = "{platform}_{start_time:%Y%m%d_%H%M%S}_{segment:2d}.l1b"
 
 
 def hrit(platform: str, channel: str, segment: str, when: str = "202601011200") -> str:
-    return f"H-000-{platform:_<4s}__-{channel:_<9s}-{segment:_<9s}-{when}-__"
+    """A real HRIT name: H-000-MSG4__-MSG4________-VIS006___-000001___-202601011200-__."""
+    return f"H-000-{platform:_<6s}-{platform:_<12s}-{channel:_<9s}-{segment:_<9s}-{when}-__"
 
 
 def group_handler(station):
@@ -61,7 +62,7 @@ def test_a_group_runs_once_complete_with_its_members_in_order(station):
     wait_for(lambda: runs_of(runs), 10, "the group's run once its last member came")
     ((group, _, args),) = runs_of(runs)
     assert args == sorted([*names, last])
-    assert group == "x,platform=MSG4,start_time=20260101T120000"
+    assert group == "x,hrit_format=MSG4,platform=MSG4,start_time=20260101T120000"
     wait_for(lambda: len(station.ends()) == 4, 10, "an end line for each member")
     ends = station.ends()
     assert {e.group for e in ends} == {group} and all(e.exit == 0 for e in ends)
