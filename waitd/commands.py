@@ -11,7 +11,8 @@
 - `cancel` of paths: a running run gets TERM, then KILL after the grace,
   and is recorded as status 1 `error=cancelled` (never retried); a file
   waiting to run (or to be retried) is recorded as status 2
-  `error=cancelled` and does not run (a new version of it will).
+  `error=cancelled` and does not run (a new version of it will); a
+  waiting member of a group is cancelled with the members waiting with it.
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it

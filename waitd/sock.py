@@ -217,7 +217,7 @@ class Server:
             reply = answer(request)
         except Exception as exc:
             # A bug in a command: the peer hears of it, the loop goes on.
-            self._errors.note(exc)
+            self._errors.note(exc, f"{self.path}: a request")
             reply = {"ok": False, "error": f"internal error: {type(exc).__name__} (logged in incoming.log)"}
         self._reply(conn, reply)
 
@@ -225,7 +225,7 @@ class Server:
         try:
             text = json.dumps(reply)
         except (TypeError, ValueError) as exc:
-            self._errors.note(exc)
+            self._errors.note(exc, f"{self.path}: a request")
             text = json.dumps({"ok": False, "error": f"internal error: {type(exc).__name__} (logged in incoming.log)"})
         conn.reply = memoryview((text + "\n").encode())
         try:
