@@ -277,7 +277,7 @@ def test_waiting_counts_only_files_that_will_run_the_others_are_held_with_why(st
     (station.root / "p").mkdir()
     (station.root / "q").mkdir()
     station.table(
-        f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} critical=:1 wanted=:1-3 timeliness=2",
+        f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} critical=:1 wanted=:1-3 timeliness=1",
         f"y {station.root}/p *.d {station.passdir}/g 3600 -1 0 pattern={{platform}}_{{n:d}}.d",
         f"z {station.root}/q *.l1b {station.passdir}/g 0 -1 0 pattern={POLAR} critical=:1 wanted=:1-3 timeliness=60",
     )
