@@ -241,24 +241,22 @@ def example_cases() -> list[object]:
 
 
 @pytest.mark.parametrize(("page", "n", "text", "names"), example_cases())
-def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(tmp_path, page, n, text, names):
+def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(
+    tmp_path, monkeypatch, capsys, page, n, text, names
+):
     """The manual's HRIT pattern once parsed no real HRIT name, so every
     file would have been left alone.  Each table example must pass
     `waitd --check`, and each pattern= must parse the names it is shown
     with (a grouping record files them all into groups, as members)."""
-    from conftest import waitd_cmd
-
     from waitd import groups, table, wildcard
 
     passdir = tmp_path / "pass"
     passdir.mkdir()
     (passdir / "incoming").write_text(text + "\n")
-    env = dict(os.environ, PYTHONPATH=str(MAN.parent), HOME=str(tmp_path))
-    result = subprocess.run(
-        waitd_cmd("--passdir", str(passdir), "--check"), env=env, capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, f"{page}, example {n}:\n{text}\n{result.stderr}"
-    records, errors = table.parse(text, "example", str(passdir), env)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code = cli.main(["--passdir", str(passdir), "--check"])
+    assert code == 0, f"{page}, example {n}:\n{text}\n{capsys.readouterr().err}"
+    records, errors = table.parse(text, "example", str(passdir), os.environ)
     assert errors == [] and records
     for record in (r for r in records if r.options.pattern is not None):
         match = wildcard.matcher(record.template)
@@ -285,15 +283,10 @@ def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(tmp_
         if kind == "waitd.conf"
     ],
 )
-def test_each_waitd_conf_example_passes_check(tmp_path, page, text):
-    from conftest import waitd_cmd
-
+def test_each_waitd_conf_example_passes_check(tmp_path, capsys, page, text):
     passdir = tmp_path / "pass"
     passdir.mkdir()
     (passdir / "incoming").write_text("")
     (passdir / "waitd.conf").write_text(text + "\n")
-    env = dict(os.environ, PYTHONPATH=str(MAN.parent))
-    result = subprocess.run(
-        waitd_cmd("--passdir", str(passdir), "--check"), env=env, capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, f"{page}:\n{text}\n{result.stderr}"
+    code = cli.main(["--passdir", str(passdir), "--check"])
+    assert code == 0, f"{page}:\n{text}\n{capsys.readouterr().err}"
