@@ -23,8 +23,11 @@ What the filer protocol (`queue`) means for a run of such a record:
   is still there is disposed of now; one waiting for a retry waits on.
 - `Outflow`: `out-limit=`, no claim while the next queue's incoming holds
   that many files, looked at again every `out-wait=` seconds.
-- `expire_queue`: hours-too-old also expires the files in errors/, and
-  those producers left in tmp/ (36 hours at least).
+- `expire_queue`: hours-too-old also expires the files in errors/ that
+  are the record's (its template matches the name, or the name without
+  the number a taken name got: `queue.unnumbered`; never an operator's
+  README, nor a dot file), and those producers left in tmp/ (36 hours
+  at least).
 - `InstanceLocks`: one daemon per instance name and queue.
 
 Every move is logged.  A move that fails is logged and the file left
@@ -81,7 +84,7 @@ def unclaim(view: View, job: Job, instance: str) -> None:
         view.retries[job.fact.name] = (job.fact, time.time())
         return
     try:
-        q.release(job.path, queue_of(view))
+        q.release(job.path, queue_of(view), view.match)
     except OSError as exc:
         log.error("record %d: %s: cannot put it back: %s", view.number, escape(job.path), exc.strerror or exc)
 
@@ -98,7 +101,7 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
         if verdict is Verdict.NOT_STARTED or (
             verdict is Verdict.UNKNOWN and end.status is Status.UNKNOWN and end.runs <= options.retries
         ):
-            where = q.release(path, queue)
+            where = q.release(path, queue, view.match)
             log.info("record %d: %s: back in the queue as %s", view.number, escape(path), escape(where))
         elif verdict is Verdict.SUCCESS:
             if options.next is not None:
@@ -110,7 +113,7 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
                 if view.outbox is not None:
                     view.outbox.removed(view, job.fact, "handled with exit 0", os.path.dirname(path))
         else:
-            where = q.to_errors(path, queue)
+            where = q.to_errors(path, queue, view.match)
             log.warning("record %d: %s: moved to %s", view.number, escape(path), escape(where))
     except FileNotFoundError:
         log.warning("record %d: %s: gone from pending before it could be moved", view.number, escape(path))
@@ -148,7 +151,7 @@ def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> No
         if event is None or not event.consumed:
             log.info("record %d: %s: claimed but never run; back in the queue", entry.number, escape(path))
             try:
-                q.release(path, queue)
+                q.release(path, queue, entry.view.match)
             except OSError as exc:
                 log.error("record %d: %s: cannot put it back: %s", entry.number, escape(path), exc.strerror)
             continue
@@ -173,23 +176,32 @@ def expire_queue(entry: Entry, now_ns: int) -> int:
         if outbox is not None:
             outbox.removed(view, fact, why, directory)
 
-    return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, removed)
+    return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, view.match, removed)
 
 
 Removed = Callable[[FileFact, str, str], None]  # a file, why, its directory: after the unlink
 
 
-def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int, removed: Removed | None = None) -> int:
-    """`expire_queue` for record `number` and `queue`, at `now_ns`."""
+def expire_files(
+    number: int, queue: q.Queue, hours: float, now_ns: int, match: Callable[[str], bool], removed: Removed | None = None
+) -> int:
+    """`expire_queue` for record `number`, whose template is `match`, and
+    `queue`, at `now_ns`."""
     if hours <= 0:
         return 0
+
+    def ours(name: str) -> bool:
+        return match(name) or any(match(other) for other in q.unnumbered(name))
+
     tmp_hours = max(hours, TMP_KEPT_H)
-    return _expire_in(number, queue.errors, hours, now_ns, removed) + _expire_in(
-        number, queue.tmp, tmp_hours, now_ns, removed
+    return _expire_in(number, queue.errors, hours, now_ns, removed, ours) + _expire_in(
+        number, queue.tmp, tmp_hours, now_ns, removed, lambda name: True
     )
 
 
-def _expire_in(number: int, directory: str, hours: float, now_ns: int, removed: Removed | None) -> int:
+def _expire_in(
+    number: int, directory: str, hours: float, now_ns: int, removed: Removed | None, ours: Callable[[str], bool]
+) -> int:
     limit = now_ns - int(hours * 3600e9)
     count = 0
     try:
@@ -197,6 +209,8 @@ def _expire_in(number: int, directory: str, hours: float, now_ns: int, removed: 
     except OSError:
         return 0
     for item in entries:
+        if not ours(item.name):
+            continue
         try:
             st = item.stat(follow_symlinks=False)
             if not item.is_file(follow_symlinks=False) or max(st.st_mtime_ns, st.st_ctime_ns) > limit:
