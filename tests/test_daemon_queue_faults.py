@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import Station, wait_for, waitd_cmd
+from conftest import Station, quiet_for, wait_for, waitd_cmd
 from test_daemon_queues import cleanup, left, make_queue, ran, recorder  # noqa: F401 (cleanup: autouse)
 
 
@@ -41,6 +41,93 @@ def lines(path: Path) -> list[str]:
 def open_gates(station: Station, *names: str) -> None:
     for name in names:
         (station.root / f"gate.{name}").touch()
+
+
+# -- 1: a claim never replaces a file under way ---------------------------------
+
+
+def test_a_name_delivered_again_waits_while_its_first_file_runs(tmp_path):
+    """jobs=2: x runs; x comes again: the second x is not renamed over the
+    first (whose handler would read the second's data, and whose disposal
+    would remove the second's file); it waits in incoming, then runs."""
+    root = make_queue(tmp_path / "Q", 0)
+    out = tmp_path / "out"
+    s = Station(tmp_path / "s")
+    reader(s, out)
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes jobs=2")
+    s.start("--instance", "me")
+    put(root, "x", b"one")
+    wait_for(lambda: len(s.started()) == 1, 10, "the first x to run")
+    put(root, "x", b"two")
+    pending = root / "pending" / "me" / "x"
+    quiet_for(0.6, lambda: left(root)["incoming"] == ["x"] and pending.read_bytes() == b"one")
+    open_gates(s, "one", "two")
+    wait_for(lambda: len(lines(out)) == 2 and left(root)["pending"] == [], 15, "both runs")
+    assert lines(out) == ["one one", "two two"]
+    assert left(root) == {"incoming": [], "errors": [], "pending": []}
+    assert "gone from pending" not in s.log()
+    assert s.stop() == 0
+
+
+def test_after_kill_9_a_name_delivered_again_waits_for_the_adopted_run(tmp_path):
+    """The same across a restart: the adopted run's file in pending is not
+    replaced; it ends (outcome unknown: to errors/, with its own data), and
+    the second x runs after it."""
+    root = make_queue(tmp_path / "Q", 0)
+    out = tmp_path / "out"
+    s = Station(tmp_path / "s")
+    reader(s, out)
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes jobs=2")
+    s.start("--instance", "me")
+    put(root, "x", b"one")
+    wait_for(lambda: len(s.started()) == 1, 10, "the first x to run")
+    s.proc.kill()
+    s.proc.wait()
+    put(root, "x", b"two")
+    s.start("--instance", "me")
+    wait_for(lambda: "still runs; waiting for it" in s.log(), 10, "the run adopted")
+    pending = root / "pending" / "me" / "x"
+    quiet_for(0.6, lambda: left(root)["incoming"] == ["x"] and pending.read_bytes() == b"one")
+    open_gates(s, "one", "two")
+    wait_for(lambda: len(lines(out)) == 2 and left(root)["pending"] == [], 15, "both runs")
+    assert lines(out) == ["one one", "two two"]
+    assert left(root) == {"incoming": [], "errors": ["x"], "pending": []}
+    assert (root / "errors" / "x").read_bytes() == b"one"
+    assert s.stop() == 0
+
+
+# -- 2: an adopted run is its record's run ----------------------------------------
+
+
+def test_a_run_adopted_after_kill_9_is_its_records_run(tmp_path):
+    """jobs=1 holds with the adopted run (b waits for it), its timeout= is
+    enforced from its recorded start, its end is logged as record 1's, and
+    its file leaves pending at once."""
+    root = make_queue(tmp_path / "Q", 0)
+    s = Station(tmp_path / "s")
+    s.gated("h")
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes timeout=3")
+    s.start("--instance", "me")
+    put(root, "a", b"a")
+    wait_for(lambda: len(s.started()) == 1, 10, "a to run")
+    s.proc.kill()
+    s.proc.wait()
+    put(root, "b", b"b")
+    s.start("--instance", "me")
+    wait_for(lambda: left(root)["errors"] == ["a"], 15, "the adopted run killed at its timeout, a in errors/")
+    wait_for(lambda: len(s.ran()) == 2, 10, "b to run")
+    s.open_gate("b")
+    wait_for(lambda: left(root) == {"incoming": [], "errors": ["a"], "pending": []}, 10, "b handled")
+    pa, pb = f"{root}/pending/me/a", f"{root}/pending/me/b"
+    history = s.history()
+    end_a = next(e for e in history if e.path == pa and e.status != 0)
+    start_b = next(e for e in history if e.path == pb and e.status == 0)
+    assert end_a.at is not None and start_b.at is not None
+    assert end_a.at <= start_b.at, "b started beside the adopted run (jobs=1)"
+    assert end_a.error == "timeout"
+    assert f"record 1: {s.passdir}/h on {pa}: ended after a restart of waitd" in s.log()
+    assert "record 0" not in s.log()
+    assert s.stop() == 0
 
 
 # -- 9: --enqueue never blocks on a FIFO -------------------------------------------

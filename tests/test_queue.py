@@ -116,3 +116,17 @@ def test_a_move_into_a_taken_name_prefers_one_the_template_matches(tmp_path):
     assert q.to_errors(os.path.join(queue.tmp, "x.dat"), queue) == os.path.join(queue.errors, "x.dat")
     Path(queue.tmp, "x.dat").write_bytes(b"y")
     assert q.to_errors(os.path.join(queue.tmp, "x.dat"), queue) == os.path.join(queue.errors, "x.1.dat")
+
+
+def test_a_claim_never_replaces_a_file_in_pending(tmp_path):
+    queue = queue_with(tmp_path)
+    queue.make("me")
+    Path(queue.pending("me"), "waiting").write_bytes(b"under way")
+    ino = os.stat(Path(queue.incoming, "waiting")).st_ino
+    with pytest.raises(FileExistsError):
+        q.claim(queue, "waiting", "me", ino)
+    assert Path(queue.pending("me"), "waiting").read_bytes() == b"under way"
+    assert names(queue, "incoming") == ["waiting"]
+    os.unlink(Path(queue.pending("me"), "waiting"))
+    assert q.claim(queue, "waiting", "me", ino) == os.path.join(queue.pending("me"), "waiting")
+    assert q.claim(queue, "waiting", "other", ino) is None  # gone: another instance was first

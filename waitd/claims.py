@@ -6,7 +6,9 @@ What the filer protocol (`queue`) means for a run of such a record:
 - `take`: a job is claimed just before its start is recorded: its file is
   renamed from the queue's incoming into pending/INSTANCE, and the run
   works on it there.  A file another instance claimed first is stepped
-  over quietly.
+  over quietly.  A claim never replaces a file: a name under way in
+  pending (running, or waiting for its retry) waits in incoming (the
+  view holds it back) until that file has left.
 - `dispose`: once a run's end is in the history, its file leaves pending:
   deleted after a success, or handed on to `next=`'s queue; into errors
   after a final failure or an unknown outcome; back into incoming when
@@ -67,6 +69,12 @@ def take(view: View, job: Job, instance: str) -> Job | None:
         return job
     try:
         claimed = q.claim(queue_of(view), job.fact.name, instance, job.fact.ino)
+    except FileExistsError:
+        # Not ours to replace: a file of that name left in pending (the
+        # view holds back the names of the files under way or waiting for a
+        # retry, so this one is left over from a failed move).
+        view.note(job.fact.name, f"not claimed: {view.pending}/{job.fact.name} is there already; it waits")
+        return None
     except OSError as exc:
         log.error("record %d: %s: cannot claim it: %s", view.number, escape(job.path), exc.strerror or exc)
         return None
@@ -92,11 +100,12 @@ def unclaim(view: View, job: Job, instance: str) -> None:
 def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
     """Move a finished run's file out of pending, by its outcome."""
     path = job.path
+    name = job.fact.name
     queue = queue_of(view)
     options = view.record.options
     try:
         if end.retry_at is not None:
-            view.retries[job.fact.name] = (job.fact, end.retry_at)
+            view.retries[name] = (job.fact, end.retry_at)
             return  # waits in pending for its retry, run by this instance
         if verdict is Verdict.NOT_STARTED or (
             verdict is Verdict.UNKNOWN and end.status is Status.UNKNOWN and end.runs <= options.retries
@@ -124,6 +133,9 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
             escape(path),
             exc.strerror or exc,
         )
+        return
+    if name in view.cands.facts:
+        view.due_ns = time.time_ns()  # a file of that name waits in incoming: its name is free now
 
 
 def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> None:

@@ -360,13 +360,13 @@ class Launcher:
         log.warning("%s: celery task %s of a previous waitd in flight; awaiting its result", _files(events), run.task)
 
     def _identity_of(self, event: Event) -> tuple[str, str, str]:
-        """The identity of the record whose run it was (its file matches)."""
-        directory, name = os.path.split(event.path)
+        """The identity of the record whose run it was: its process, and its
+        file in the record's incoming-dir (or, claim=yes, in this
+        instance's pending directory) matching the template."""
         for entry in self.works:
-            r = entry.record
-            if (r.directory, r.process) == (directory, event.process) and entry.view.match(name):
-                return identity(r)
-        return (directory, "", event.process)
+            if entry.record.process == event.process and entry.view.owns(event.path):
+                return identity(entry.record)
+        return (os.path.dirname(event.path), "", event.process)
 
 
 def _job_of(events: list[Event], key: tuple[str, str, str]) -> Job:

@@ -11,7 +11,9 @@ A queue is a directory Q with four subdirectories on one filesystem:
 Whoever renames a file from incoming into pending/I owns it: the rename is
 atomic, so of several waitd sharing the queue (on one host, or on several
 over NFS) exactly one gets each file; the others find it gone (ENOENT) and
-step over it.  After the run the owner deletes the file, renames it into
+step over it.  A claim never replaces a file in pending/I: a name still
+there (under way, or waiting for its retry) is not claimed again until it
+has left.  After the run the owner deletes the file, renames it into
 the incoming of the next queue (`forward`; across filesystems by a copy
 into that queue's tmp, an fsync and a rename), or into errors.  Nothing
 but the owner touches a file in pending/I; at start an instance puts back
@@ -120,11 +122,16 @@ class Queue:
 
 def claim(queue: Queue, name: str, instance: str, ino: int) -> str | None:
     """Rename incoming/NAME into pending/INSTANCE; its new path, or None
-    when another instance took it first."""
+    when another instance took it first.  Never over a file: FileExistsError
+    when pending/INSTANCE/NAME is there (a file of that name still under
+    way, or waiting for its retry).  Only this instance writes into its
+    pending directory, so where RENAME_NOREPLACE is missing (NFS) looking
+    first is no race."""
     source = os.path.join(queue.incoming, name)
     target = os.path.join(queue.pending(instance), name)
     try:
-        os.rename(source, target)
+        if not _rename_noreplace(source, target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
     except FileNotFoundError:
         # Lost the race, or an NFS retransmission of a rename that did happen.
         try:

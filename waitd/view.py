@@ -25,6 +25,7 @@ logged once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,6 +127,13 @@ class View:
         self._left_alone.clear()
         self.listed_mtime_ns = None
         self.due_ns = None
+
+    def owns(self, path: str) -> bool:
+        """True for a path this record's files have: in its incoming-dir,
+        or (claim=yes) in this instance's pending directory; the name
+        matching its template."""
+        directory, name = os.path.split(path)
+        return directory in (self.record.directory, self.pending) and self.match(name)
 
     # -- history questions ----------------------------------------------
 
@@ -447,6 +455,8 @@ class View:
             return FOREVER_NS  # a companion, a name its pattern or key cannot take, or taken already
         if busy(self.path_of(name)):
             return FOREVER_NS  # running, or ended and its end not recorded yet
+        if self.pending is not None and (name in self.retries or busy(f"{self.pending}/{name}")):
+            return FOREVER_NS  # claim=yes: its name is under way in pending (a claim never replaces)
         if self.drain is not None and self.drain.get(name) != fact.version:
             return FOREVER_NS  # --once: not among the files ready at start
         until = fact.mtime_ns + WRITER_STALL_NS if name in self.writing else None
