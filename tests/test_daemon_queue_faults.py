@@ -6,9 +6,11 @@ file runs, kill -9 of waitd mid-run, a second instance, a FIFO given to
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import Station, quiet_for, wait_for, waitd_cmd
 from test_daemon_queues import cleanup, left, make_queue, ran, recorder  # noqa: F401 (cleanup: autouse)
 
@@ -127,6 +129,46 @@ def test_a_run_adopted_after_kill_9_is_its_records_run(tmp_path):
     assert end_a.error == "timeout"
     assert f"record 1: {s.passdir}/h on {pa}: ended after a restart of waitd" in s.log()
     assert "record 0" not in s.log()
+    assert s.stop() == 0
+
+
+# -- 17: an interrupted run keeps its attempt count -------------------------------
+
+
+@pytest.mark.parametrize("how", ["dead", "adopted", "stopped"])
+def test_an_interrupted_run_is_retried_with_its_attempt_count(tmp_path, how):
+    """retries=2: attempt 1 is interrupted (waitd and its handler killed;
+    waitd killed and the handler adopted; waitd stopped with TERM).  The
+    file waits in pending for its retry, which is attempt 2, not 1 again."""
+    root = make_queue(tmp_path / "Q", 0)
+    tries = tmp_path / "tries"
+    gate = tmp_path / "gate"
+    s = Station(tmp_path / "s")
+    s.handler(
+        "h",
+        f'echo "$WAITD_ATTEMPT" >> "{tries}"\n'
+        f'[ "$WAITD_ATTEMPT" = 1 ] && while [ ! -e "{gate}" ]; do sleep 0.01; done\nexit 0\n',
+    )
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=2 retry=0.2")
+    s.start("--instance", "me", "--stop-timeout", "0.2")
+    put(root, "x", b"x")
+    wait_for(lambda: lines(tries) == ["1"] and s.started(), 10, "attempt 1")
+    pid = s.started()[0].pid
+    if how == "stopped":
+        assert s.stop() == 0
+    else:
+        s.proc.kill()
+        s.proc.wait()
+        if how == "dead":
+            os.killpg(pid, signal.SIGKILL)
+    assert left(root)["pending"] == ["me/x"]
+    s.start("--instance", "me", "--stop-timeout", "0.2")
+    if how == "adopted":
+        wait_for(lambda: "still runs; waiting for it" in s.log(), 10, "the run adopted")
+        gate.touch()
+    wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 15, "the retry done")
+    assert lines(tries) == ["1", "2"]
+    assert "back in the queue" not in s.log()
     assert s.stop() == 0
 
 

@@ -11,13 +11,15 @@ What the filer protocol (`queue`) means for a run of such a record:
   view holds it back) until that file has left.
 - `dispose`: once a run's end is in the history, its file leaves pending:
   deleted after a success, or handed on to `next=`'s queue; into errors
-  after a final failure or an unknown outcome; back into incoming when
-  the handler could not be executed, or when an unknown outcome has
-  retries left.  A temporary failure with a retry left stays in pending,
-  and this instance runs it again at its retry time: so the retry's delay
-  and its attempt count hold (they are in this instance's history), and
-  no instance takes it back at once while the cause of the failure lasts;
-  `unclaim` leaves it there too when its retry's start cannot be made.
+  after a final failure; back into incoming when the handler of its
+  first attempt could not be executed.  A file to be run again stays in
+  pending, and this instance runs it again: a temporary failure (an
+  unknown outcome counts as one: `jobs.end_events`) with a retry left, at
+  its retry time, and a retry that could not be executed, at once.  So
+  the retry's delay and its attempt count hold (they are in this
+  instance's history, under the pending path), and no instance takes it
+  back at once while the cause of the failure lasts; `unclaim` leaves it
+  there too when its retry's start cannot be made.
 - `recover`: at start, what a previous life of this instance left in
   pending: a file with no recorded start was claimed but never run and
   goes back into incoming; an open run is adopted or recorded as status
@@ -103,13 +105,14 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
     name = job.fact.name
     queue = queue_of(view)
     options = view.record.options
+    if end.retry_at is not None or (verdict is Verdict.NOT_STARTED and job.attempt > 1):
+        # It runs again, here, where its attempts are counted: at its retry
+        # time, or at once when a retry could not be executed (the record's
+        # back-off spaces those).
+        view.retries[name] = (job.fact, end.retry_at if end.retry_at is not None else time.time())
+        return
     try:
-        if end.retry_at is not None:
-            view.retries[name] = (job.fact, end.retry_at)
-            return  # waits in pending for its retry, run by this instance
-        if verdict is Verdict.NOT_STARTED or (
-            verdict is Verdict.UNKNOWN and end.status is Status.UNKNOWN and end.runs <= options.retries
-        ):
+        if verdict is Verdict.NOT_STARTED:
             where = q.release(path, queue, view.match)
             log.info("record %d: %s: back in the queue as %s", view.number, escape(path), escape(where))
         elif verdict is Verdict.SUCCESS:
@@ -160,7 +163,7 @@ def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> No
         event = history.latest(path, entry.record.process)
         if event is not None and not event.same_version(fact):
             event = None
-        if event is None or not event.consumed:
+        if event is None:
             log.info("record %d: %s: claimed but never run; back in the queue", entry.number, escape(path))
             try:
                 q.release(path, queue, entry.view.match)
@@ -168,10 +171,16 @@ def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> No
                 log.error("record %d: %s: cannot put it back: %s", entry.number, escape(path), exc.strerror)
             continue
         job = Job(entry.identity, entry.record.process, (fact,), (path,), attempt=event.runs)
-        verdict = Verdict.SUCCESS if event.succeeded else Verdict.UNKNOWN
-        if event.status is Status.KNOWN and not event.succeeded:
-            verdict = Verdict.FINAL
-        dispose(entry.view, job, event, verdict)
+        dispose(entry.view, job, event, _verdict(event))
+
+
+def _verdict(event: Event) -> Verdict:
+    """How the recorded end of a run counts (a retry's is in its retry_at=)."""
+    if not event.consumed:
+        return Verdict.NOT_STARTED
+    if event.succeeded:
+        return Verdict.SUCCESS
+    return Verdict.FINAL if event.status is Status.KNOWN else Verdict.UNKNOWN
 
 
 TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)
