@@ -5,6 +5,7 @@ file runs, kill -9 of waitd mid-run, a second instance, a FIFO given to
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -169,6 +170,100 @@ def test_an_interrupted_run_is_retried_with_its_attempt_count(tmp_path, how):
     wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 15, "the retry done")
     assert lines(tries) == ["1", "2"]
     assert "back in the queue" not in s.log()
+    assert s.stop() == 0
+
+
+# -- 5: a cancelled queue file is a final failure ---------------------------------
+
+
+def test_a_cancelled_queue_file_goes_to_errors_and_no_other_instance_runs_it(tmp_path):
+    root = make_queue(tmp_path / "Q", 0)
+    log = tmp_path / "ran"
+    a, b = Station(tmp_path / "a"), Station(tmp_path / "b")
+    for st in (a, b):
+        recorder(st, log)
+    a.table(f"q {root}/incoming * {a.passdir}/rec 3600 -1 0 claim=yes")  # a holds its files back
+    b.table(f"q {root}/incoming * {b.passdir}/rec 0 -1 0 claim=yes")
+    a.start("--instance", "a")
+    b.start("-i", "--instance", "b")  # hibernating: it claims nothing until CONT
+    put(root, "x", b"x")
+    wait_for(lambda: a.run("-s", "status", "--json").stdout.count('"waiting": 1'), 10, "x waiting in a")
+    r = a.run("-s", "cancel", str(root / "incoming" / "x"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cancelled" in r.stdout and "errors/x" in r.stdout
+    assert left(root) == {"incoming": [], "errors": ["x"], "pending": []}
+    cancel = [e for e in a.ends() if e.error == "cancelled"]
+    assert len(cancel) == 1 and cancel[0].path == f"{root}/incoming/x"
+    b.signal(signal.SIGCONT)
+    put(root, "y", b"y")
+    wait_for(lambda: ran(log) == {"y": 1}, 10, "b to run y, and not x")
+    assert left(root)["errors"] == ["x"]
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_cancel_that_cannot_move_the_file_to_errors_leaves_it_waiting(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chattr +i needs root")
+    root = make_queue(tmp_path / "Q", 0)
+    s = Station(tmp_path / "s")
+    recorder(s, tmp_path / "ran")
+    s.table(f"q {root}/incoming * {s.passdir}/rec 3600 -1 0 claim=yes")
+    s.start("--instance", "me")
+    put(root, "x", b"x")
+    wait_for(lambda: '"waiting": 1' in s.run("-s", "status", "--json").stdout, 10, "x waiting")
+    if subprocess.run(["chattr", "+i", str(root / "errors")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        r = s.run("-s", "cancel", str(root / "incoming" / "x"))
+    finally:
+        subprocess.run(["chattr", "-i", str(root / "errors")], capture_output=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "cannot move it to" in r.stderr and "Operation not permitted" in r.stderr
+    assert left(root) == {"incoming": ["x"], "errors": [], "pending": []}
+    assert not [e for e in s.ends() if e.error == "cancelled"]
+    r = s.run("-s", "cancel", str(root / "incoming" / "x"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert left(root) == {"incoming": [], "errors": ["x"], "pending": []}
+    assert s.stop() == 0
+
+
+# -- 12: a retry waiting in pending is within reach -------------------------------
+
+
+def test_a_retry_waiting_in_pending_is_listed_retried_and_cancelled_by_either_path(tmp_path):
+    root = make_queue(tmp_path / "Q", 0)
+    tries = tmp_path / "tries"
+    s = Station(tmp_path / "s")
+    s.handler("h", f'echo "$(basename "$1") $WAITD_ATTEMPT" >> "{tries}"\n[ "$WAITD_ATTEMPT" != 1 ] || exit 75\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=1 retry=3600")
+    s.start("--instance", "me")
+    names = ["ri", "rp", "ci", "cp"]  # retry or cancel, by its incoming or its pending path
+    for name in names:
+        put(root, name, name.encode())
+    wait_for(lambda: len(s.ends()) == 4, 10, "four first attempts")
+    assert left(root)["pending"] == [f"me/{n}" for n in sorted(names)]
+
+    def retrying() -> list[str]:
+        doc = json.loads(s.run("-s", "status", "--json").stdout)
+        return sorted(item["file"] for item in doc["records"][0]["retrying"])
+
+    wait_for(lambda: retrying() == sorted(names), 10, "the four under retrying")
+    pending = root / "pending" / "me"
+    for other in (root / "pending" / "other" / "ri", pending, root / "incoming" / "nothing"):
+        r = s.run("-s", "retry", str(other))  # another instance's file, a directory, no file
+        assert r.returncode == 1 and "to run again" not in r.stdout, r.stdout + r.stderr
+    r = s.run("-s", "retry", str(root / "incoming" / "ri"), str(pending / "rp"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("to run again now") == 2
+    r = s.run("-s", "cancel", str(root / "incoming" / "ci"), str(pending / "cp"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("cancelled") == 2
+    wait_for(lambda: left(root)["pending"] == [], 10, "pending emptied")
+    assert left(root) == {"incoming": [], "errors": ["ci", "cp"], "pending": []}
+    assert sorted(lines(tries)) == ["ci 1", "cp 1", "ri 1", "ri 2", "rp 1", "rp 2"]
+    cancelled = sorted(e.path for e in s.ends() if e.error == "cancelled")
+    assert cancelled == [str(pending / "ci"), str(pending / "cp")]
+    wait_for(lambda: retrying() == [], 10, "nothing retrying")
     assert s.stop() == 0
 
 

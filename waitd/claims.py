@@ -20,6 +20,8 @@ What the filer protocol (`queue`) means for a run of such a record:
   instance's history, under the pending path), and no instance takes it
   back at once while the cause of the failure lasts; `unclaim` leaves it
   there too when its retry's start cannot be made.
+- `cancel`: a waiting file cancelled goes into errors at once (a final
+  failure), so that no other instance claims it.
 - `recover`: at start, what a previous life of this instance left in
   pending: a file with no recorded start was claimed but never run and
   goes back into incoming; an open run is adopted or recorded as status
@@ -139,6 +141,32 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
         return
     if name in view.cands.facts:
         view.due_ns = time.time_ns()  # a file of that name waits in incoming: its name is free now
+
+
+def claimed_as(view: View, path: str) -> str | None:
+    """The pending path of a file named by the incoming path it came from
+    (when no file has that path now), else None."""
+    directory, name = os.path.split(path)
+    if view.pending is None or directory != view.record.directory or name in view.cands.facts:
+        return None
+    return f"{view.pending}/{name}" if view.match(name) else None
+
+
+def cancel(view: View, fact: FileFact, path: str) -> str | None:
+    """A waiting file cancelled (waitd -s cancel) is a final failure: into
+    errors/ at once, out of every instance's reach; where it went, or None
+    when another instance claimed it first.  OSError: it could not be
+    moved, and waits as before."""
+    try:
+        where = q.to_errors(path, queue_of(view), view.match)
+    except FileNotFoundError:
+        view.forget(fact.name)
+        return None
+    if path == f"{view.pending}/{fact.name}":
+        view.retries.pop(fact.name, None)
+    else:
+        view.forget(fact.name)
+    return where
 
 
 def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> None:

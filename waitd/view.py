@@ -135,6 +135,31 @@ class View:
         directory, name = os.path.split(path)
         return directory in (self.record.directory, self.pending) and self.match(name)
 
+    def known(self, path: str) -> tuple[FileFact, str] | None:
+        """The file `path` names, as this record knows it, and the path its
+        history is under: a file of its incoming-dir, or (claim=yes) one
+        waiting in pending for its retry, named by its pending path or by
+        the incoming path it came from (when no file has that path now)."""
+        if not self.owns(path):
+            return None
+        directory, name = os.path.split(path)
+        fact = self.cands.facts.get(name)
+        if directory == self.record.directory and fact is not None:
+            return fact, self.path_of(name)
+        retry = self.retries.get(name)
+        if retry is not None:
+            return retry[0], f"{self.pending}/{name}"
+        return None
+
+    def again(self, path: str, fact: FileFact, at: float) -> None:
+        """The file is to run again at `at`: a retry in pending, or a file
+        of the spool put back in line."""
+        name = fact.name
+        if self.pending is not None and path == f"{self.pending}/{name}":
+            self.retries[name] = (fact, at)
+        else:
+            self.requeue(name)
+
     # -- history questions ----------------------------------------------
 
     def latest(self, history: History, fact: FileFact) -> Event | None:
@@ -508,6 +533,7 @@ class View:
                 retrying.append((fact.name, event.retry_at))
             elif event.status is not Status.STARTED and not event.succeeded:
                 failed.append(fact.name)
+        retrying += [(name, at) for name, (_, at) in self.retries.items()]  # claim=yes: waiting in pending
         stuck = sorted(self.unremovable.items())
         oldest = min((f.mtime_ns for f in waiting), default=None)
         return Files(
