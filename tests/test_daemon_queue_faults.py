@@ -334,3 +334,37 @@ def test_expiry_in_errors_leaves_the_operators_files_alone(tmp_path):
     wait_for(lambda: left(root)["errors"] == [".keep", "README", "notes.txt"], 15, "both expired")
     assert sorted(os.listdir(root / "errors")) == [".keep", "README", "notes.txt"]
     assert s.stop() == 0
+
+
+# -- 13: --check and -g see a queue as the daemon will -----------------------------
+
+
+def test_check_and_g_see_a_fresh_queue_as_active_and_a_missing_next_queue_as_not(tmp_path):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()  # its subdirectories are made at start
+    s = Station(tmp_path / "s")
+    s.handler("h", "exit 0\n")
+    s.table(f"q {fresh}/incoming * {s.passdir}/h 0 -1 0 claim=yes")
+    r = s.run("--check")
+    assert r.returncode == 0 and "would be inactive" not in r.stderr, r.stderr
+    assert not (fresh / "incoming").exists(), "--check made a directory"
+    r = s.run("-g", "--interval", "0.2", "--instance", "me")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "inactive" not in r.stderr, r.stderr
+        wait_for(lambda: (fresh / "pending" / "me").is_dir(), 10, "the queue made")
+    finally:
+        assert s.run("-s", "stop").returncode == 0
+    missing = tmp_path / "nowhere"
+    s.table(f"q {fresh}/incoming * {s.passdir}/h 0 -1 0 claim=yes next={missing}")
+    r = s.run("--check")
+    assert r.returncode == 0, r.stderr
+    warning = f"warning: record 1 would be inactive: queue {missing}: cannot make its subdirectories"
+    assert f"{s.passdir}/incoming:1: {warning}" in r.stderr, r.stderr
+    r = s.run("-g", "--interval", "0.2", "--instance", "me")
+    try:
+        assert r.returncode == 0, r.stderr
+        assert f"record 1 is inactive: queue {missing}: cannot make its subdirectories" in r.stderr
+        assert "every record is inactive" in r.stderr
+    finally:
+        assert s.run("-s", "stop").returncode == 0

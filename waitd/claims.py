@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from waitd import pidfile
+from waitd import pidfile, table
 from waitd import queue as q
 from waitd.history import Event, History, Status, escape
 from waitd.jobs import Job, Verdict
@@ -209,6 +209,24 @@ def _verdict(event: Event) -> Verdict:
     if event.succeeded:
         return Verdict.SUCCESS
     return Verdict.FINAL if event.status is Status.KNOWN else Verdict.UNKNOWN
+
+
+def unmade(root: str, reason: str) -> str:
+    """Why a record is inactive when its queue cannot be made."""
+    return f"queue {root}: cannot make its subdirectories: {reason}"
+
+
+def preview(record: table.Record, passdir: str, path_env: str) -> str | None:
+    """Why a claim=yes record would be inactive at start, making nothing
+    (the daemon makes the missing subdirectories of its queue and of its
+    next queue): what --check and -g say before the daemon does."""
+    for root in (os.path.dirname(record.directory), record.options.next):
+        reason = q.Queue(root).cannot_make() if root is not None else None
+        if reason is not None:
+            return unmade(root or "", reason)
+    if os.path.isdir(record.directory):
+        return table.activate(record, passdir, path_env).problem
+    return table.activate_handler(record, passdir, path_env).problem
 
 
 TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)

@@ -99,6 +99,21 @@ class Queue:
         if len(devices) > 1:
             raise OSError(errno.EXDEV, f"{self.root}: its subdirectories are on several filesystems")
 
+    def cannot_make(self) -> str | None:
+        """Why `make` would fail now, in strerror's words, or None: a look
+        that makes nothing (waitd --check, and -g before detaching)."""
+        if all(os.path.isdir(os.path.join(self.root, d)) for d in SUBDIRS):
+            return None
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not stat.S_ISDIR(st.st_mode):
+            return os.strerror(errno.ENOTDIR)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return os.strerror(errno.EACCES)
+        return None
+
     def count(self, sub: str = "incoming") -> int:
         """How many entries a subdirectory holds (the out-limit's measure)."""
         try:
