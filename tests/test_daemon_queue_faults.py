@@ -173,6 +173,30 @@ def test_an_interrupted_run_is_retried_with_its_attempt_count(tmp_path, how):
     assert s.stop() == 0
 
 
+def test_a_retry_whose_handler_cannot_be_executed_stays_in_pending_with_its_attempt(tmp_path):
+    """Attempt 1 exits 75; the handler then cannot be executed (its mode
+    taken away): the retry is not started, and the file is not put back
+    into incoming, where it would start over at attempt 1.  Once it can
+    be executed again, attempt 2 runs."""
+    root = make_queue(tmp_path / "Q", 0)
+    tries = tmp_path / "tries"
+    s = Station(tmp_path / "s")
+    h = s.handler("h", f'echo "$WAITD_ATTEMPT" >> "{tries}"\n[ "$WAITD_ATTEMPT" != 1 ] || exit 75\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=1 retry=1")
+    s.start("--instance", "me")
+    put(root, "x", b"x")
+    wait_for(lambda: len(s.ends()) == 1, 10, "attempt 1's end")
+    h.chmod(0o644)
+    wait_for(lambda: "could not start" in s.log() or "cannot execute" in s.log(), 10, "the retry not executed")
+    quiet_for(0.5, lambda: left(root) == {"incoming": [], "errors": [], "pending": ["me/x"]})
+    h.chmod(0o755)
+    s.signal(signal.SIGHUP)  # a HUP ends the back-off
+    wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 10, "the retry done")
+    assert lines(tries) == ["1", "2"]
+    assert "back in the queue" not in s.log()
+    assert s.stop() == 0
+
+
 # -- 5: a cancelled queue file is a final failure ---------------------------------
 
 
