@@ -11,9 +11,14 @@ known, across HUP.
 The loop asks it to `refresh` (list when changed, or stat what inotify
 named: `touched`) and to `take` the jobs ready now: old enough, not
 handled yet (or due for a retry), not held by their writer, not busy
-with a run, their companion there when `done=` asks for one, their name
-parsed when `pattern=` is set, each checked once more with a stat; for a
-record that handles groups, its `Gatherer` makes the jobs of the groups.
+with a run (claim=yes: nor their name under way in this instance's
+pending, where a claim must not replace it), their companion there when
+`done=` asks for one, their name parsed when `pattern=` is set, each
+checked once more with a stat; for a record that handles groups, its
+`Gatherer` makes the jobs of the groups.  A claim=yes record's files
+waiting in pending for their retry are its `retries`; `owns` and `known`
+find a file by either of its paths (incoming-dir, pending) for the
+control socket and the launcher.
 
 Not here: the removal rules (`sweep`), what to start of the jobs
 (`scheduler`), runs (`runs`), the decisions themselves
