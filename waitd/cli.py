@@ -243,10 +243,10 @@ def _check(
     for record in records:
         # Valid, but it would not run now: say so, without failing the
         # check (the directory may appear later).
-        act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
-        if act.problem:
+        problem = _problem(record, passdir, os.environ.get("PATH", os.defpath))
+        if problem:
             print(
-                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
+                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {problem}",
                 file=sys.stderr,
             )
         _note_own_directory(table_path, record, passdir)
@@ -330,13 +330,20 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
         )
 
 
+def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
+    """Why the record would be inactive at start (a queue's directories
+    that the daemon makes are no reason)."""
+    if record.options.claim:
+        return claims.preview(record, passdir, path_env)
+    return table.activate(record, passdir, path_env).problem
+
+
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:
     """Say on the terminal, before detaching, which records would do nothing."""
     path_env = os.environ.get("PATH", os.defpath)
     inactive = 0
     for record in records:
-        act = table.activate(record, passdir, path_env)
-        problem = act.problem
+        problem = _problem(record, passdir, path_env)
         if problem is None and record.options.claim:
             holder = claims.instance_in_use(os.path.dirname(record.directory), instance)
             if holder is not None:

@@ -10,7 +10,13 @@
 - `cancel` of paths: a running run gets TERM, then KILL after the grace,
   and is recorded as status 1 `error=cancelled` (never retried); a file
   waiting to run (or to be retried) is recorded as status 2
-  `error=cancelled` and does not run (a new version of it will).
+  `error=cancelled` and does not run (a new version of it will).  A
+  queue's file (claim=yes) so cancelled is a final failure: it is moved
+  into the queue's errors/ first (`claims.cancel`), and if it cannot be,
+  it is not cancelled.
+
+A claim=yes record's file may be named by its pending path, or by the
+incoming path it came from while no file has that path (`View.known`).
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it
@@ -30,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from waitd import claims
 from waitd.history import Event, History, Status, escape
 from waitd.jobs import Why
 from waitd.launch import Launcher
@@ -66,8 +73,7 @@ class Commands:
         return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
 
     def _entries(self, path: str) -> list[Entry]:
-        directory, name = os.path.split(path)
-        return [e for e in self.works if e.record.directory == directory and e.view.match(name)]
+        return [e for e in self.works if e.view.owns(path)]
 
     def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
         """`act` for each record that takes the file: ok if one did it."""
@@ -82,14 +88,14 @@ class Commands:
 
     def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view
-        name = os.path.basename(path)
-        fact = view.cands.facts.get(name)
-        if fact is None:
+        found = view.known(path)
+        if found is None:
             return False, "not in the spool (or not looked at yet)"
-        if any(path in r.job.paths and r.job.process == entry.record.process for r in self.runs):
+        fact, where = found
+        if any(where in r.job.paths and r.job.process == entry.record.process for r in self.runs):
             return False, "it runs now"
-        event = view.latest(self.history, fact)
-        if event is None or not event.consumed:
+        event = self.history.latest(where, entry.record.process)
+        if event is None or not event.same_version(fact) or not event.consumed:
             return False, "it waits to run already"
         if event.succeeded:
             return False, "handled with exit 0: nothing to retry"
@@ -97,15 +103,16 @@ class Commands:
             return False, "it runs now"
         now = time.time()
         self.launcher.record(replace(event, at=now, retry_at=now))
-        view.requeue(name)
-        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, escape(path))
+        view.again(where, fact, now)
+        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, escape(where))
         return True, "to run again now"
 
     def _cancel(self, path: str) -> tuple[bool, str]:
-        running = [r for r in self.runs.live() if path in r.job.paths]
+        named = {path} | {p for e in self.works if (p := claims.claimed_as(e.view, path)) is not None}
+        running = [r for r in self.runs.live() if named & set(r.job.paths)]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
-            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))
+            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
         if running:
             sent = ", ".join(f"pid {r.pid}" if r.task is None else f"celery task {r.task}" for r in running)
             return True, f"cancelled: TERM sent to {sent}"
@@ -115,14 +122,17 @@ class Commands:
 
     def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view
-        fact = view.cands.facts.get(os.path.basename(path))
-        if fact is None:
+        found = view.known(path)
+        if found is None:
             return False, "not in the spool (or not looked at yet)"
-        event = view.latest(self.history, fact)
+        fact, where = found
+        event = self.history.latest(where, entry.record.process)
+        if event is not None and not event.same_version(fact):
+            event = None
         if event is not None and event.consumed and event.retry_at is None:
             return False, "neither waiting nor running: nothing to cancel"
         cancel = Event(
-            path,
+            where,
             entry.record.process,
             fact.mtime_ns // 1_000_000_000,
             Status.KNOWN,
@@ -131,6 +141,17 @@ class Commands:
             attempt=event.attempt if event is not None else None,
             version=fact.version,
         )
+        done = "it will not run"
+        if entry.record.options.claim:
+            # A final failure: into errors/ first, so that no instance claims it.
+            try:
+                moved = claims.cancel(view, fact, where)
+            except OSError as exc:
+                errors = claims.queue_of(view).errors
+                return False, f"cannot move it to {escape(errors)}: {exc.strerror or exc}; not cancelled"
+            if moved is None:
+                return False, "another instance claimed it first; not cancelled"
+            done = f"moved to {escape(moved)}"
         self.launcher.record(cancel)
-        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): it will not run", entry.number, escape(path))
-        return True, "cancelled: it will not run"
+        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
+        return True, f"cancelled: {done}"
