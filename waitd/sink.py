@@ -24,7 +24,10 @@ segment grows or a new one comes (at most a second).
 A delivery that fails (the broker down, a full disk) is logged once, with
 the back-off, and tried again after `retry =` seconds, doubling up to
 `retry-max =`; the state (down since when, why) is saved with the place
-for `waitd -s status`.  When it works again, that is logged too.  HUP
+for `waitd -s status`.  When it works again, that is logged too.  A place
+that cannot be saved (a full disk under events/) is logged once, and
+nothing more is delivered until it is saved, tried with the same back-off:
+the sink neither dies over it nor runs ahead of its saved place.  HUP
 reopens incoming.log and the sink's file (`jsonl`); TERM ends it after the
 batch under way.  It writes to incoming.log as waitd does, each line
 starting with `sink NAME:`.
@@ -74,6 +77,7 @@ class SinkProcess:
         self.saved = segments.Place(0, 0, 0)  # the place last written to NAME.offset
         self.save_due = 0.0  # monotonic: the next place may be written then
         self.error: str | None = None
+        self.unsaved_since: float | None = None  # the place could not be saved since then (a full disk)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: Any = None
 
@@ -96,6 +100,10 @@ class SinkProcess:
                 if self.reopen:
                     self.reopen = False
                     self._reopen()
+                if self.unsaved_since is not None and not self._save(reader.place):
+                    self._sleep(backoff)  # a full disk: nothing more is delivered until the place is saved
+                    backoff = min(self.retry_max_s, backoff * 2)
+                    continue
                 events, place = reader.batch(BATCH)
                 chosen = [e for e in events if self.wanted(e)]
                 if chosen and not self._deliver(chosen, reader.place):
@@ -146,11 +154,29 @@ class SinkProcess:
             self.error = None
         return True
 
-    def _save(self, place: segments.Place) -> None:
+    def _save(self, place: segments.Place) -> bool:
+        """Save the place; False if it cannot be (a full disk), logged once."""
         state = {"down_since": self.down_since, "error": self.error, "pid": os.getpid()}
-        segments.write_place(self.directory, self.name, place, state)
+        try:
+            segments.write_place(self.directory, self.name, place, state)
+        except OSError as exc:
+            if self.unsaved_since is None:
+                self.unsaved_since = time.time()
+                log.warning(
+                    "sink %s: cannot save its place (%s); delivering nothing more until it can, "
+                    "trying again after %g s, doubling up to %g s",
+                    self.name,
+                    exc.strerror or exc,
+                    self.retry_s,
+                    self.retry_max_s,
+                )
+            return False
+        if self.unsaved_since is not None:
+            log.info("sink %s: its place saved again after %.1f s", self.name, time.time() - self.unsaved_since)
+            self.unsaved_since = None
         self.saved = place
         self.save_due = time.monotonic() + SAVE_EVERY_S
+        return True
 
     # -- waiting ----------------------------------------------------------------
 
