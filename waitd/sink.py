@@ -9,6 +9,12 @@ events wait in the outbox.  It dies with waitd (the kernel
 sends it TERM when its parent exits: PR_SET_PDEATHSIG), and holds
 `events/NAME.lock` while it runs, so that two never deliver for one sink.
 
+The sink is opened when the process starts, before any event comes (a
+posttroll sink binds its address and announces it to its nameservers, a
+stomp sink connects, a jsonl sink opens its file), so that subscribers
+can find it and `-s status` shows it down when it cannot be; an open that
+fails is a failure like a delivery's (below).
+
 The loop: take the next batch of whole lines after the sink's place
 (`segments.Reader`), keep the events this sink wants (its kind's and its
 `records =`), deliver them (`deliver`), then save the new place
@@ -21,9 +27,9 @@ most SAVE_EVERY_S of them, or a batch), never lost: at least once, and
 the ids tell the repeats.  With nothing to read, it sleeps on inotify until a
 segment grows or a new one comes (at most a second).
 
-A delivery that fails (the broker down, a full disk) is logged once, with
-the back-off, and tried again after `retry =` seconds, doubling up to
-`retry-max =`; the state (down since when, why) is saved with the place
+A delivery (or an open) that fails (the broker down, a full disk, an
+address in use) is logged once, with the back-off, and tried again after
+`retry =` seconds, doubling up to `retry-max =`; the state (down since when, why) is saved with the place
 for `waitd -s status`.  When it works again, that is logged too.  A place
 that cannot be saved (a full disk under events/) is logged once, and
 nothing more is delivered until it is saved, tried with the same back-off:
@@ -38,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -45,6 +52,7 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from waitd import deliver, segments
@@ -78,6 +86,7 @@ class SinkProcess:
         self.save_due = 0.0  # monotonic: the next place may be written then
         self.error: str | None = None
         self.unsaved_since: float | None = None  # the place could not be saved since then (a full disk)
+        self.opened = False  # the sink's file, socket or connection is open
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: Any = None
 
@@ -104,9 +113,15 @@ class SinkProcess:
                     self._sleep(backoff)  # a full disk: nothing more is delivered until the place is saved
                     backoff = min(self.retry_max_s, backoff * 2)
                     continue
+                # Opened (bound, connected) before the first event comes, so
+                # that subscribers can find it and -s status tells the truth.
+                if not self.opened and not self._attempt(self.sink.open, reader.place):
+                    self._sleep(backoff)
+                    backoff = min(self.retry_max_s, backoff * 2)
+                    continue
                 events, place = reader.batch(BATCH)
                 chosen = [e for e in events if self.wanted(e)]
-                if chosen and not self._deliver(chosen, reader.place):
+                if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
                     self._sleep(backoff)
                     backoff = min(self.retry_max_s, backoff * 2)
                     continue
@@ -130,12 +145,15 @@ class SinkProcess:
             os.close(lock)
         return 0
 
-    def _deliver(self, events: list[dict[str, Any]], place: segments.Place) -> bool:
+    def _attempt(self, action: Callable[[], None], place: segments.Place) -> bool:
+        """Open the sink, or deliver a batch; False if it failed (the sink is
+        then down: logged once, its state saved with `place`)."""
         try:
-            self.sink.send(events)
+            action()
         except Exception as exc:  # whatever the library raises: not delivered
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.sink.close()
+            self.opened = False
             if self.down_since is None:
                 self.down_since = time.time()
                 self.error = why
@@ -148,10 +166,12 @@ class SinkProcess:
                 )
                 self._save(place)
             return False
+        self.opened = True
         if self.down_since is not None:
             log.info("sink %s: delivering again after %.1f s", self.name, time.time() - self.down_since)
             self.down_since = None
             self.error = None
+            self._save(place)  # -s status: up again, even with nothing to deliver
         return True
 
     def _save(self, place: segments.Place) -> bool:
