@@ -243,8 +243,11 @@ def station(tmp_path: Path):
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
         s.proc.communicate()
-    # A detached daemon (-g) is no child of the test: find it by its PASSDIR.
-    left = waitds_on(s.passdir)
+    # A detached daemon (-g) is no child of the test: find it by its PASSDIR
+    # (a sink's process, killed by the kernel with its waitd, may take a moment).
+    deadline = time.monotonic() + 3
+    while (left := waitds_on(s.passdir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for p in left:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()

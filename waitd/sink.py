@@ -30,12 +30,16 @@ segment grows or a new one comes (at most a second).
 A delivery (or an open) that fails (the broker down, a full disk, an
 address in use) is logged once, with the back-off, and tried again after
 `retry =` seconds, doubling up to `retry-max =`; the state (down since when, why) is saved with the place
-for `waitd -s status`.  When it works again, that is logged too.  A place
+for `waitd -s status` (and taken up by the sink's next process: a sink
+down stays down, without a second warning, until it works).  When it
+works again, that is logged too.  A place
 that cannot be saved (a full disk under events/) is logged once, and
 nothing more is delivered until it is saved, tried with the same back-off:
 the sink neither dies over it nor runs ahead of its saved place.  HUP
 reopens incoming.log and the sink's file (`jsonl`); TERM ends it after the
-batch under way.  It writes to incoming.log as waitd does, each line
+batch under way; waitd starts the process with HUP blocked, unblocked once
+its handler is set (a HUP sent meanwhile is taken then, not fatal).  It
+writes to incoming.log as waitd does, each line
 starting with `sink NAME:`.
 """
 
@@ -100,7 +104,11 @@ class SinkProcess:
         lock = self._lock()
         try:
             self._watch()
-            place, _ = segments.read_place(self.directory, self.name)
+            place, state = segments.read_place(self.directory, self.name)
+            # Down in the process before this one: down still, until it works.
+            down = state.get("down_since")
+            if isinstance(down, int | float):
+                self.down_since, self.error = float(down), str(state.get("error") or "")
             reader = segments.Reader(self.directory, place or segments.Place(0, 0, 0))
             self.saved = reader.place
             log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
@@ -211,6 +219,7 @@ class SinkProcess:
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for waitd (hibernate)
         signal.signal(signal.SIGHUP, on_hup)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by waitd until now (sinks.py)
 
     def _watch(self) -> None:
         try:
