@@ -36,6 +36,7 @@ import base64
 import importlib.util
 import os
 import signal
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,14 @@ def make(broker: str, queue: str) -> Any:
     return app
 
 
+def install_hint() -> str:
+    """How to install Celery where this waitd runs: into its own virtual
+    environment after `make install` (LIBDIR, /usr/local/lib/waitd), with
+    the pip of that environment."""
+    pip = os.path.join(sys.prefix, "bin", "pip")
+    return f"install it with {pip} install 'celery[redis]' (or, with waitd itself: pip install 'waitd[celery]')"
+
+
 def check_records(records: Iterable[Record], table_path: str, passdir: str) -> list[TableError]:
     """An error for each `run=celery` record when waitd.conf has no [celery]
     broker, or Celery is not installed."""
@@ -97,7 +106,7 @@ def check_records(records: Iterable[Record], table_path: str, passdir: str) -> l
     if not celery:
         return []
     if importlib.util.find_spec("celery") is None:
-        what = "run=celery needs Celery, which is not installed (pip install 'waitd[celery]')"
+        what = f"run=celery needs Celery, which is not installed; {install_hint()}"
         return [TableError(table_path, r.line, what) for r in celery]
     path = os.path.join(passdir, "waitd.conf")
     settings, errors = conf.read(path)

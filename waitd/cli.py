@@ -40,11 +40,22 @@ NO_PASSDIR = (
 )
 
 
+_EPILOG = """\
+With neither -g nor -i nor -f, waitd detaches as with -g.
+
+  waitd worker [--broker URL] [--queue Q] [--concurrency N] [--passdir DIR]
+               [--loglevel LEVEL]
+                        run the handlers of run=celery records on this host:
+                        a Celery worker (waitd worker --help)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="waitd",
         description="Wait for files to be delivered to incoming directories, then run a handler on each.",
-        epilog="With neither -g nor -i nor -f, waitd detaches as with -g.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-g", action="store_true", help="detach and run in normal mode (the default)")

@@ -284,11 +284,8 @@ class Launcher:
         """Append the events of one job with one call (all or none)."""
         try:
             self.history.append_all(events)
-        except HistoryWriteError:
-            log.error(
-                "%s: cannot write to the history; keeping the event to write later and starting no handler until then",
-                self.history.path,
-            )
+        except HistoryWriteError as exc:  # the history's disk full, or the outbox's (events/)
+            log.error("%s; keeping the event to write later and starting no handler until then", exc)
             self.unwritten.extend(events)
 
     def flush_unwritten(self) -> int:
