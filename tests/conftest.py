@@ -243,8 +243,11 @@ def station(tmp_path: Path):
     if s.proc is not None and s.proc.poll() is None:
         s.proc.kill()
         s.proc.communicate()
-    # A detached daemon (-g) is no child of the test: find it by its PASSDIR.
-    left = waitds_on(s.passdir)
+    # A detached daemon (-g) is no child of the test: find it by its PASSDIR
+    # (a sink's process, killed by the kernel with its waitd, may take a moment).
+    deadline = time.monotonic() + 3
+    while (left := waitds_on(s.passdir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for p in left:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
@@ -283,6 +286,42 @@ def _alive(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@contextlib.contextmanager
+def small_tmpfs(mnt: Path, size: str = "1m"):
+    """A tmpfs of `size` mounted on the directory `mnt` (made if missing),
+    a disk the test can fill; skip when not root or when mounting fails."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the filesystem of `directory` to its last byte; return the filler
+    file.  (The last page of each file already there keeps its free tail:
+    a small append to one of them still fits, a longer one is cut short.)"""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for size in (65536, 4096, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
 
 
 def read_jsonl(path: Path) -> list[dict]:

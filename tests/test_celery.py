@@ -1,11 +1,17 @@
 # SPDX-License-Identifier: MIT
 """The pure parts of run=celery: a task's stored state as an outcome, the
-history's task= key, how a lost run counts, the run= option."""
+history's task= key, how a lost run counts, the run= option; and what
+waitd says where Celery is not installed."""
 
 from __future__ import annotations
 
 import base64
+import os
 import signal
+import subprocess
+import sys
+
+from conftest import ROOT
 
 from waitd import options
 from waitd.celery_app import result_of, shown_url
@@ -71,3 +77,34 @@ def test_a_broker_url_is_shown_without_its_password():
     assert shown_url("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
     assert shown_url("redis://user:secret@host/0") == "redis://user:***@host/0"
     assert shown_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_without_celery_the_worker_and_the_check_say_how_to_install_it_where_waitd_runs(tmp_path):
+    # This Python as one without Celery: the import system finds none.
+    hidden = "import sys; sys.modules['celery'] = None; from waitd.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    pip = f"{sys.prefix}/bin/pip install 'celery[redis]'"  # after make install: LIBDIR/bin/pip
+    worker = subprocess.run(
+        [sys.executable, "-c", hidden, "worker", "--broker", "redis://127.0.0.1:1/0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 2
+    assert worker.stderr == (
+        f"waitd worker: Celery is not installed; install it with {pip} (or, with waitd itself: "
+        "pip install 'waitd[celery]')\n"
+    )
+    (tmp_path / "incoming").write_text(f"x {tmp_path} *.g8 /bin/true 0 -1 0 run=celery timeout=5\n")
+    check = subprocess.run(
+        [sys.executable, "-c", hidden, "--passdir", str(tmp_path), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 2
+    assert f"{tmp_path}/incoming:1: run=celery needs Celery, which is not installed; install it with {pip}" in (
+        check.stderr
+    )

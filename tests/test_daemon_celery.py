@@ -4,8 +4,9 @@
 One redis-server for the session (per test process), each test on a queue
 of its own with its own workers.  What is checked: every file runs once
 with its log complete; a worker's pool process or the whole worker killed
-mid-run takes the handler's process group with it and the run ends status
-1 error=lost, retried once; waitd killed and restarted with runs in flight
+mid-run (its pool process, or its whole process group) takes the
+handler's process group with it and the run ends status 1 error=lost,
+retried once; waitd killed and restarted with runs in flight
 adopts them by task id; Redis stopped for a while: starts wait, nothing is
 lost.
 """
@@ -151,7 +152,9 @@ def pool_process_of(pid: int) -> psutil.Process:
     return pool
 
 
-@pytest.mark.parametrize("victim", ["pool process", "worker"])
+# The worker's main process killed alone: test_an_adopted_run_whose_result_never_comes_is_lost_after_its_timeout
+# (and every kill, without Celery, in test_remote.py).
+@pytest.mark.parametrize("victim", ["pool process", "worker's group"])
 def test_killed_worker_takes_the_handler_along_and_the_run_is_lost_then_retried(station, cluster, victim):
     workers = cluster.workers(2, concurrency=1)
     locking(station)
@@ -160,9 +163,9 @@ def test_killed_worker_takes_the_handler_along_and_the_run_is_lost_then_retried(
     station.start()
     (first,) = wait_for(lambda: pids(station), 15, "the handler to start")
     pool = pool_process_of(first)
-    if victim == "worker":
+    if victim == "worker's group":
         worker = next(w for w in workers if w.proc.pid == pool.ppid())
-        worker.kill()
+        worker.kill_group()  # kill -9 -- -PGID: the handler is in a session of its own
     else:
         pool.kill()
     wait_for(lambda: handler_pid_gone(first), 5, "the handler to die with its worker")

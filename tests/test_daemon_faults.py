@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Station, deliver, quiet_for, wait_for
+from conftest import Station, deliver, fill, quiet_for, small_tmpfs, wait_for
 
 from waitd.history import Status
 
@@ -39,36 +39,9 @@ def ends_of(station: Station, name: str):
 
 @pytest.fixture
 def tmpfs(tmp_path: Path):
-    """Mount a 1 MiB tmpfs; skip when not root or when mounting fails."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
+    """A 1 MiB tmpfs; skipped when not root or when mounting fails."""
+    with small_tmpfs(tmp_path / "small") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the filesystem of `directory`; return the filler file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        for size in (65536, 4096, 1):
-            try:
-                while os.write(fd, b"\0" * size):
-                    pass
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return filler
 
 
 # -- the disk -------------------------------------------------------------------
@@ -100,7 +73,7 @@ def test_full_history_disk_holds_starts_and_resumes(station, tmpfs):
     for name in names:
         deliver(station, name, age_s=5, directory=spool)
     wait_for(
-        lambda: "cannot record the start" in station.stderr() or "cannot write to the history" in station.stderr(),
+        lambda: "cannot record the start" in station.stderr() or "cannot append event" in station.stderr(),
         15,
         "the history error to be logged",
     )

@@ -252,7 +252,7 @@ def test_a_cancel_of_one_waiting_member_cancels_its_group(station):
     )
     r = station.run("-s", "cancel", str(station.incoming / "n19_20260101_120000_02.l1b"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"group {gid} (2 files): cancelled" in r.stdout, r.stdout + r.stderr
+    assert f"cancelled: group {gid} (2 files) will not run" in r.stdout, r.stdout + r.stderr
     ends = station.ends()
     assert len(ends) == 2 and all(e.status is Status.KNOWN and e.error == "cancelled" for e in ends)
     deliver(station, "n19_20260101_120000_03.l1b", age_s=0)

@@ -9,9 +9,14 @@ test first delivers probe files until one of their messages comes through.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import socket
+import subprocess
+import sys
 import time
 
+import pytest
 from conftest import deliver, quiet_for, wait_for
 from peers.activemq import free_port
 from peers.segment_gatherer import GroupSpec, SegmentGathererPeer
@@ -28,14 +33,22 @@ def sink_conf(port: int) -> str:
 
 
 class Subscriber:
-    """A posttroll subscriber without a nameserver, read in the test's thread."""
+    """A posttroll subscriber, read in the test's thread: without a
+    nameserver, or (`ports`) finding the sink's address through one."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, ports: dict[str, int] | None = None) -> None:
+        import posttroll
         from posttroll.subscriber import create_subscriber_from_dict_config
 
-        self.sub = create_subscriber_from_dict_config(
-            {"addresses": [f"tcp://127.0.0.1:{port}"], "nameserver": False, "topics": [topic]}
-        )
+        if ports is None:
+            self.sub = create_subscriber_from_dict_config(
+                {"addresses": [f"tcp://127.0.0.1:{port}"], "nameserver": False, "topics": [topic]}
+            )
+        else:
+            with posttroll.config.set(**ports):
+                self.sub = create_subscriber_from_dict_config(
+                    {"services": ["waitd"], "nameserver": "localhost", "topics": [topic], "timeout": 2}
+                )
         self.messages: list = []
         self._recv = self.sub.recv(timeout=0.05)
 
@@ -117,4 +130,78 @@ def test_segment_gatherer_fed_only_by_waitd_publishes_its_dataset(station, tmp_p
         dataset = peer.received[-1].data
         assert dataset["platform_name"] == "MSG4" and dataset["sensor"] == ["seviri"]
         assert {d["uri"] for d in dataset["dataset"]} == {os.path.join(station.incoming, n) for n in names}
+    assert station.stop() == 0
+
+
+@pytest.fixture
+def nameserver(tmp_path):
+    """A real posttroll nameserver (no multicast, localhost only) on ports of
+    its own: their settings as posttroll's config takes them, and as the
+    environment (POSTTROLL_...) that tells them to waitd's sink."""
+    ports = {"nameserver_port": free_port(), "broadcast_port": free_port(), "address_publish_port": free_port()}
+    env = {f"POSTTROLL_{key.upper()}": str(value) for key, value in ports.items()}
+    with open(tmp_path / "nameserver.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from posttroll.ns import main; main()", "--no-multicast", "-L"],
+            env=dict(os.environ, **env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for(lambda: accepts(ports["nameserver_port"]) or proc.poll() is not None, 10, "the nameserver")
+        assert proc.poll() is None, (tmp_path / "nameserver.log").read_text()
+        yield ports, env
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_the_sink_binds_and_announces_itself_when_it_starts_not_at_the_first_event(station, nameserver):
+    from posttroll.ns import get_pub_address
+
+    ports, env = nameserver
+    station.env.update(env)
+    port = free_port()
+    taken = socket.create_server(("127.0.0.1", port))  # the address is in use when the sink starts
+    conf = sink_conf(port) + "nameservers = localhost\nretry = 0.05\nretry-max = 0.2\n"
+    (station.passdir / "waitd.conf").write_text(conf)
+    station.table(f"avhrr {station.incoming} noaa* - 0 -1 0 topic=pytroll/avhrr")
+    station.start()
+
+    def sink() -> dict:
+        return json.loads(station.run("-s", "status", "--json").stdout)["sinks"][0]
+
+    down = wait_for(lambda: (s := sink())["down_since"] is not None and s, 10, "-s status to say the sink is down")
+    assert "Address already in use" in down["error"]
+    text = lambda: station.run("-s", "status").stdout  # noqa: E731  (the status file: rewritten once a second)
+    wait_for(lambda: "sink pytroll (posttroll): down since" in text(), 10, "the text report")
+    taken.close()
+    wait_for(lambda: sink()["down_since"] is None, 10, "the sink up once its address is free")
+    # Bound and announced with no event written yet: a subscriber can find it.
+    assert not (station.passdir / "incoming.history").exists() or not station.history()
+    assert accepts(port)
+    import posttroll
+
+    with posttroll.config.set(**ports):
+        found = wait_for(lambda: get_pub_address("waitd", timeout=0.5, nameserver="localhost"), 10, "the address")
+    assert [a["URI"] for a in found] == [f"tcp://127.0.0.1:{port}"]
+    sub = Subscriber(port, "/pytroll/avhrr", ports)  # through the nameserver
+    try:
+        for n in range(300):
+            deliver(station, f"noaa19_{n:03d}.dat")
+            if sub.poll(0.1):
+                break
+        assert sub.messages and sub.messages[0].data["uri"].startswith(str(station.incoming))
+    finally:
+        sub.close()
+    assert station.log().count("sink pytroll: cannot deliver") == 1
     assert station.stop() == 0

@@ -10,12 +10,13 @@ whatever waitd does.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 
 from conftest import deliver, wait_for
-from peers.activemq import ActiveMQ, require
+from peers.activemq import ActiveMQ, free_port, require
 
 QUEUES = ("/queue/ReductionStarted", "/queue/ReductionComplete", "/queue/ReductionError")
 
@@ -58,6 +59,42 @@ def test_started_complete_error_and_retry_in(station, activemq):
         assert station.stop() == 0
     finally:
         consumer.close()
+
+
+def test_a_broker_absent_when_the_sink_starts_shows_it_down_before_any_event(station, activemq):
+    queues = tuple(q + str(os.getpid()) + "y" for q in QUEUES)  # this test's own queues
+
+    def conf(port: int) -> str:
+        text = stomp_conf(port)
+        for old, new in zip(QUEUES, queues, strict=True):
+            text = text.replace(old, new)
+        return text
+
+    (station.passdir / "waitd.conf").write_text(conf(free_port()))  # nothing listens there
+    station.recorder()
+    station.table(f"x {station.incoming} *.nxs {station.passdir}/rec 0 -1 0")
+    station.start()
+
+    def sink() -> dict:
+        return json.loads(station.run("-s", "status", "--json").stdout)["sinks"][0]
+
+    down = wait_for(lambda: (s := sink())["down_since"] is not None and s, 15, "the sink down with no event yet")
+    assert down["error"] and down["backlog"] == 0 and not station.history()
+    assert station.log().count("sink isis: cannot deliver") == 1
+    # Pointed at a broker that is there (a reload), it connects and delivers.
+    (station.passdir / "waitd.conf").write_text(conf(activemq.port))
+    consumer = activemq.consumer(*queues)
+    try:
+        station.run("-s", "reload")
+        wait_for(lambda: sink()["down_since"] is None, 15, "the sink up")
+        deliver(station, "a.nxs")
+        assert [q for q, _ in consumer.wait(2)] == [queues[0], queues[1]]
+        assert station.stop() == 0
+    finally:
+        consumer.close()
+    log = station.log()
+    assert "sink isis: delivering again after" in log  # the down state outlived the restart of its process
+    assert "killed by signal SIGHUP" not in log, "the reload's HUP killed the sink's new process"
 
 
 def test_broker_down_for_20_s_during_200_runs_loses_nothing_and_delays_no_start(station, tmp_path):

@@ -92,6 +92,17 @@ def test_options_match_the_parser(page, parser):
         assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), f"{page}: {option} not rendered"
 
 
+def test_waitd_help_and_the_worker_synopsis_name_every_option_of_waitd_worker():
+    worker_options = parser_options(worker.build_parser()) - {"-h", "--help"}
+    synopsis = "\n".join(sections("waitd.8")["SYNOPSIS"]).replace("\\-", "-")
+    line = synopsis[synopsis.index(".B waitd worker") :]
+    assert set(OPTION.findall(line)) == worker_options, "waitd(8): the synopsis of waitd worker"
+    help_text = cli.build_parser().format_help()
+    assert "waitd worker [" in help_text and "waitd worker --help" in help_text
+    said = help_text[help_text.index("waitd worker [") :]
+    assert set(OPTION.findall(said)) - {"--help"} == worker_options, "waitd --help: the usage of waitd worker"
+
+
 @needs_mandoc
 def test_waitd_page_has_its_sections_and_examples():
     text = render("waitd.8")

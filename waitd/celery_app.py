@@ -36,6 +36,7 @@ import base64
 import importlib.util
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +88,20 @@ def make(broker: str, queue: str) -> Any:
     return app
 
 
+def install_hint() -> str:
+    """How to install Celery where this waitd runs: into its own virtual
+    environment after `make install` (LIBDIR, /usr/local/lib/waitd), with
+    the pip of that environment."""
+    pip = os.path.join(sys.prefix, "bin", "pip")
+    return f"install it with {pip} install 'celery[redis]' (or, with waitd itself: pip install 'waitd[celery]')"
+
+
 def problem(passdir: str) -> str | None:
     """What a `run=celery` record of this PASSDIR lacks, if anything: Celery
     itself, or waitd.conf's [celery] broker.  The table makes it an error
     of each such record's line (`table.parse`'s `celery`)."""
     if importlib.util.find_spec("celery") is None:
-        return "run=celery needs Celery, which is not installed (pip install 'waitd[celery]')"
+        return f"run=celery needs Celery, which is not installed; {install_hint()}"
     path = os.path.join(passdir, "waitd.conf")
     settings, errors = conf.read(path)
     if settings.celery is not None or errors:

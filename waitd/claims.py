@@ -6,16 +6,22 @@ What the filer protocol (`queue`) means for a run of such a record:
 - `take`: a job is claimed just before its start is recorded: its file is
   renamed from the queue's incoming into pending/INSTANCE, and the run
   works on it there.  A file another instance claimed first is stepped
-  over quietly.
+  over quietly.  A claim never replaces a file: a name under way in
+  pending (running, or waiting for its retry) waits in incoming (the
+  view holds it back) until that file has left.
 - `dispose`: once a run's end is in the history, its file leaves pending:
   deleted after a success, or handed on to `next=`'s queue; into errors
-  after a final failure or an unknown outcome; back into incoming when
-  the handler could not be executed, or when an unknown outcome has
-  retries left.  A temporary failure with a retry left stays in pending,
-  and this instance runs it again at its retry time: so the retry's delay
-  and its attempt count hold (they are in this instance's history), and
-  no instance takes it back at once while the cause of the failure lasts;
-  `unclaim` leaves it there too when its retry's start cannot be made.
+  after a final failure; back into incoming when the handler of its
+  first attempt could not be executed.  A file to be run again stays in
+  pending, and this instance runs it again: a temporary failure (an
+  unknown outcome counts as one: `jobs.end_events`) with a retry left, at
+  its retry time, and a retry that could not be executed, at once.  So
+  the retry's delay and its attempt count hold (they are in this
+  instance's history, under the pending path), and no instance takes it
+  back at once while the cause of the failure lasts; `unclaim` leaves it
+  there too when its retry's start cannot be made.
+- `cancel`: a waiting file cancelled goes into errors at once (a final
+  failure), so that no other instance claims it.
 - `recover`: at start, what a previous life of this instance left in
   pending: a file with no recorded start was claimed but never run and
   goes back into incoming; an open run is adopted or recorded as status
@@ -23,8 +29,11 @@ What the filer protocol (`queue`) means for a run of such a record:
   is still there is disposed of now; one waiting for a retry waits on.
 - `Outflow`: `out-limit=`, no claim while the next queue's incoming holds
   that many files, looked at again every `out-wait=` seconds.
-- `expire_queue`: hours-too-old also expires the files in errors/, and
-  those producers left in tmp/ (36 hours at least).
+- `expire_queue`: hours-too-old also expires the files in errors/ that
+  are the record's (its template matches the name, or the name without
+  the number a taken name got: `queue.unnumbered`; never an operator's
+  README, nor a dot file), and those producers left in tmp/ (36 hours
+  at least).
 - `InstanceLocks`: one daemon per instance name and queue.
 
 Every move is logged.  A move that fails is logged and the file left
@@ -42,7 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from waitd import pidfile
+from waitd import pidfile, table
 from waitd import queue as q
 from waitd.history import Event, History, Status, escape
 from waitd.jobs import Job, Verdict
@@ -64,6 +73,12 @@ def take(view: View, job: Job, instance: str) -> Job | None:
         return job
     try:
         claimed = q.claim(queue_of(view), job.fact.name, instance, job.fact.ino)
+    except FileExistsError:
+        # Not ours to replace: a file of that name left in pending (the
+        # view holds back the names of the files under way or waiting for a
+        # retry, so this one is left over from a failed move).
+        view.note(job.fact.name, f"not claimed: {view.pending}/{job.fact.name} is there already; it waits")
+        return None
     except OSError as exc:
         log.error("record %d: %s: cannot claim it: %s", view.number, escape(job.path), exc.strerror or exc)
         return None
@@ -81,7 +96,7 @@ def unclaim(view: View, job: Job, instance: str) -> None:
         view.retries[job.fact.name] = (job.fact, time.time())
         return
     try:
-        q.release(job.path, queue_of(view))
+        q.release(job.path, queue_of(view), view.match)
     except OSError as exc:
         log.error("record %d: %s: cannot put it back: %s", view.number, escape(job.path), exc.strerror or exc)
 
@@ -89,16 +104,18 @@ def unclaim(view: View, job: Job, instance: str) -> None:
 def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
     """Move a finished run's file out of pending, by its outcome."""
     path = job.path
+    name = job.fact.name
     queue = queue_of(view)
     options = view.record.options
+    if end.retry_at is not None or (verdict is Verdict.NOT_STARTED and job.attempt > 1):
+        # It runs again, here, where its attempts are counted: at its retry
+        # time, or at once when a retry could not be executed (the record's
+        # back-off spaces those).
+        view.retries[name] = (job.fact, end.retry_at if end.retry_at is not None else time.time())
+        return
     try:
-        if end.retry_at is not None:
-            view.retries[job.fact.name] = (job.fact, end.retry_at)
-            return  # waits in pending for its retry, run by this instance
-        if verdict is Verdict.NOT_STARTED or (
-            verdict is Verdict.UNKNOWN and end.status is Status.UNKNOWN and end.runs <= options.retries
-        ):
-            where = q.release(path, queue)
+        if verdict is Verdict.NOT_STARTED:
+            where = q.release(path, queue, view.match)
             log.info("record %d: %s: back in the queue as %s", view.number, escape(path), escape(where))
         elif verdict is Verdict.SUCCESS:
             if options.next is not None:
@@ -110,7 +127,7 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
                 if view.outbox is not None:
                     view.outbox.removed(view, job.fact, "handled with exit 0", os.path.dirname(path))
         else:
-            where = q.to_errors(path, queue)
+            where = q.to_errors(path, queue, view.match)
             log.warning("record %d: %s: moved to %s", view.number, escape(path), escape(where))
     except FileNotFoundError:
         log.warning("record %d: %s: gone from pending before it could be moved", view.number, escape(path))
@@ -121,6 +138,35 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
             escape(path),
             exc.strerror or exc,
         )
+        return
+    if name in view.cands.facts:
+        view.due_ns = time.time_ns()  # a file of that name waits in incoming: its name is free now
+
+
+def claimed_as(view: View, path: str) -> str | None:
+    """The pending path of a file named by the incoming path it came from
+    (when no file has that path now), else None."""
+    directory, name = os.path.split(path)
+    if view.pending is None or directory != view.record.directory or name in view.cands.facts:
+        return None
+    return f"{view.pending}/{name}" if view.match(name) else None
+
+
+def cancel(view: View, fact: FileFact, path: str) -> str | None:
+    """A waiting file cancelled (waitd -s cancel) is a final failure: into
+    errors/ at once, out of every instance's reach; where it went, or None
+    when another instance claimed it first.  OSError: it could not be
+    moved, and waits as before."""
+    try:
+        where = q.to_errors(path, queue_of(view), view.match)
+    except FileNotFoundError:
+        view.forget(fact.name)
+        return None
+    if path == f"{view.pending}/{fact.name}":
+        view.retries.pop(fact.name, None)
+    else:
+        view.forget(fact.name)
+    return where
 
 
 def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> None:
@@ -145,18 +191,42 @@ def recover(entry: Entry, history: History, instance: str, busy: set[str]) -> No
         event = history.latest(path, entry.record.process)
         if event is not None and not event.same_version(fact):
             event = None
-        if event is None or not event.consumed:
+        if event is None:
             log.info("record %d: %s: claimed but never run; back in the queue", entry.number, escape(path))
             try:
-                q.release(path, queue)
+                q.release(path, queue, entry.view.match)
             except OSError as exc:
                 log.error("record %d: %s: cannot put it back: %s", entry.number, escape(path), exc.strerror)
             continue
         job = Job(entry.identity, entry.record.process, (fact,), (path,), attempt=event.runs)
-        verdict = Verdict.SUCCESS if event.succeeded else Verdict.UNKNOWN
-        if event.status is Status.KNOWN and not event.succeeded:
-            verdict = Verdict.FINAL
-        dispose(entry.view, job, event, verdict)
+        dispose(entry.view, job, event, _verdict(event))
+
+
+def _verdict(event: Event) -> Verdict:
+    """How the recorded end of a run counts (a retry's is in its retry_at=)."""
+    if not event.consumed:
+        return Verdict.NOT_STARTED
+    if event.succeeded:
+        return Verdict.SUCCESS
+    return Verdict.FINAL if event.status is Status.KNOWN else Verdict.UNKNOWN
+
+
+def unmade(root: str, reason: str) -> str:
+    """Why a record is inactive when its queue cannot be made."""
+    return f"queue {root}: cannot make its subdirectories: {reason}"
+
+
+def preview(record: table.Record, passdir: str, path_env: str) -> str | None:
+    """Why a claim=yes record would be inactive at start, making nothing
+    (the daemon makes the missing subdirectories of its queue and of its
+    next queue): what --check and -g say before the daemon does."""
+    for root in (os.path.dirname(record.directory), record.options.next):
+        reason = q.Queue(root).cannot_make() if root is not None else None
+        if reason is not None:
+            return unmade(root or "", reason)
+    if os.path.isdir(record.directory):
+        return table.activate(record, passdir, path_env).problem
+    return table.activate_handler(record, passdir, path_env).problem
 
 
 TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)
@@ -173,23 +243,32 @@ def expire_queue(entry: Entry, now_ns: int) -> int:
         if outbox is not None:
             outbox.removed(view, fact, why, directory)
 
-    return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, removed)
+    return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, view.match, removed)
 
 
 Removed = Callable[[FileFact, str, str], None]  # a file, why, its directory: after the unlink
 
 
-def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int, removed: Removed | None = None) -> int:
-    """`expire_queue` for record `number` and `queue`, at `now_ns`."""
+def expire_files(
+    number: int, queue: q.Queue, hours: float, now_ns: int, match: Callable[[str], bool], removed: Removed | None = None
+) -> int:
+    """`expire_queue` for record `number`, whose template is `match`, and
+    `queue`, at `now_ns`."""
     if hours <= 0:
         return 0
+
+    def ours(name: str) -> bool:
+        return match(name) or any(match(other) for other in q.unnumbered(name))
+
     tmp_hours = max(hours, TMP_KEPT_H)
-    return _expire_in(number, queue.errors, hours, now_ns, removed) + _expire_in(
-        number, queue.tmp, tmp_hours, now_ns, removed
+    return _expire_in(number, queue.errors, hours, now_ns, removed, ours) + _expire_in(
+        number, queue.tmp, tmp_hours, now_ns, removed, lambda name: True
     )
 
 
-def _expire_in(number: int, directory: str, hours: float, now_ns: int, removed: Removed | None) -> int:
+def _expire_in(
+    number: int, directory: str, hours: float, now_ns: int, removed: Removed | None, ours: Callable[[str], bool]
+) -> int:
     limit = now_ns - int(hours * 3600e9)
     count = 0
     try:
@@ -197,6 +276,8 @@ def _expire_in(number: int, directory: str, hours: float, now_ns: int, removed: 
     except OSError:
         return 0
     for item in entries:
+        if not ours(item.name):
+            continue
         try:
             st = item.stat(follow_symlinks=False)
             if not item.is_file(follow_symlinks=False) or max(st.st_mtime_ns, st.st_ctime_ns) > limit:

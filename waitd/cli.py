@@ -40,11 +40,22 @@ NO_PASSDIR = (
 )
 
 
+_EPILOG = """\
+With neither -g nor -i nor -f, waitd detaches as with -g.
+
+  waitd worker [--broker URL] [--queue Q] [--concurrency N] [--passdir DIR]
+               [--loglevel LEVEL]
+                        run the handlers of run=celery records on this host:
+                        a Celery worker (waitd worker --help)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="waitd",
         description="Wait for files to be delivered to incoming directories, then run a handler on each.",
-        epilog="With neither -g nor -i nor -f, waitd detaches as with -g.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-g", action="store_true", help="detach and run in normal mode (the default)")
@@ -242,10 +253,10 @@ def _check(
     for record in records:
         # Valid, but it would not run now: say so, without failing the
         # check (the directory may appear later).
-        act = table.activate(record, passdir, os.environ.get("PATH", os.defpath))
-        if act.problem:
+        problem = _problem(record, passdir, os.environ.get("PATH", os.defpath))
+        if problem:
             print(
-                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {act.problem}",
+                f"{table_path}:{record.line}: warning: record {record.number} would be inactive: {problem}",
                 file=sys.stderr,
             )
         _note_own_directory(table_path, record, passdir)
@@ -329,13 +340,20 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
         )
 
 
+def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
+    """Why the record would be inactive at start (a queue's directories
+    that the daemon makes are no reason)."""
+    if record.options.claim:
+        return claims.preview(record, passdir, path_env)
+    return table.activate(record, passdir, path_env).problem
+
+
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:
     """Say on the terminal, before detaching, which records would do nothing."""
     path_env = os.environ.get("PATH", os.defpath)
     inactive = 0
     for record in records:
-        act = table.activate(record, passdir, path_env)
-        problem = act.problem
+        problem = _problem(record, passdir, path_env)
         if problem is None and record.options.claim:
             holder = claims.instance_in_use(os.path.dirname(record.directory), instance)
             if holder is not None:

@@ -13,6 +13,12 @@
   waiting to run (or to be retried) is recorded as status 2
   `error=cancelled` and does not run (a new version of it will); a
   waiting member of a group is cancelled with the members waiting with it.
+  A queue's file (claim=yes) so cancelled is a final failure: it is moved
+  into the queue's errors/ first (`claims.cancel`), and if it cannot be,
+  it is not cancelled.
+
+A claim=yes record's file may be named by its pending path, or by the
+incoming path it came from while no file has that path (`View.known`).
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it
@@ -32,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from waitd import claims
 from waitd.history import Event, History, Status, escape
 from waitd.jobs import Why
 from waitd.launch import Launcher
@@ -70,8 +77,7 @@ class Commands:
         return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
 
     def _entries(self, path: str) -> list[Entry]:
-        directory, name = os.path.split(path)
-        return [e for e in self.works if e.record.directory == directory and e.view.match(name)]
+        return [e for e in self.works if e.view.owns(path)]
 
     def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
         """`act` for each record that takes the file: ok if one did it."""
@@ -86,51 +92,57 @@ class Commands:
 
     def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view
-        name = os.path.basename(path)
-        fact = view.cands.facts.get(name)
-        if fact is None:
+        found = view.known(path)
+        if found is None:
             return False, "not in the spool (or not looked at yet)"
+        fact, where = found
         # A member of a group is retried with its group: every member that
         # ran with it (a late one never did), or the run would be partial.
-        gid, facts = self._group(view, fact, lambda e: e is not None and e.consumed)
-        paths = [view.path_of(f.name) for f in facts]
-        if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for p in paths):
+        gid, members = self._group(view, fact, where, lambda e: e is not None and e.consumed)
+        if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for _, p in members):
             return False, "it runs now"
-        event = view.latest(self.history, fact)
-        if event is None or not event.consumed:
+        event = self.history.latest(where, entry.record.process)
+        if event is None or not event.same_version(fact) or not event.consumed:
             return False, "it waits to run already"
         if event.succeeded:
             return False, "handled with exit 0: nothing to retry"
         if event.status is Status.STARTED:
             return False, "it runs now"
         now = time.time()
-        events = [view.latest(self.history, f) for f in facts]
+        events = [self._latest(entry, f, p) for f, p in members]
         again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
         if again:
             self.launcher.record_all(again)  # a group's in one append
-        for f in facts:
-            view.requeue(f.name)
-        what = escape(path) if gid is None else f"{escape(path)}: group {gid} ({len(facts)} files)"
+        for f, p in members:
+            view.again(p, f, now)
+        what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
         log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
-        return True, "to run again now" if gid is None else f"group {gid} ({len(facts)} files): to run again now"
+        return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
 
     def _group(
-        self, view: View, fact: FileFact, alike: Callable[[Event | None], bool]
-    ) -> tuple[str | None, list[FileFact]]:
-        """The file's group id and the members that go with it (the file,
-        and those whose latest event is `alike`); (None, [the file]) for a
-        file of no group."""
+        self, view: View, fact: FileFact, where: str, alike: Callable[[Event | None], bool]
+    ) -> tuple[str | None, list[tuple[FileFact, str]]]:
+        """The file's group id and the members that go with it, with their
+        paths (the file, and those whose latest event is `alike`); (None,
+        [the file]) for a file of no group."""
         found = view.gatherer.members_of(fact.name) if view.gatherer is not None else None
         if found is None:
-            return None, [fact]
+            return None, [(fact, where)]
         gid, members = found
-        return gid, [f for f in members if f.name == fact.name or alike(view.latest(self.history, f))]
+        return gid, [
+            (f, view.path_of(f.name)) for f in members if f.name == fact.name or alike(view.latest(self.history, f))
+        ]
+
+    def _latest(self, entry: Entry, fact: FileFact, path: str) -> Event | None:
+        event = self.history.latest(path, entry.record.process)
+        return event if event is not None and event.same_version(fact) else None
 
     def _cancel(self, path: str) -> tuple[bool, str]:
-        running = [r for r in self.runs.live() if path in r.job.paths]
+        named = {path} | {p for e in self.works if (p := claims.claimed_as(e.view, path)) is not None}
+        running = [r for r in self.runs.live() if named & set(r.job.paths)]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
-            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(path))
+            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
         if running:
             sent = ", ".join(f"pid {r.pid}" if r.task is None else f"celery task {r.task}" for r in running)
             return True, f"cancelled: TERM sent to {sent}"
@@ -140,22 +152,25 @@ class Commands:
 
     def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
         view = entry.view
-        fact = view.cands.facts.get(os.path.basename(path))
-        if fact is None:
+        found = view.known(path)
+        if found is None:
             return False, "not in the spool (or not looked at yet)"
-        event = view.latest(self.history, fact)
+        fact, where = found
+        event = self.history.latest(where, entry.record.process)
+        if event is not None and not event.same_version(fact):
+            event = None
         if event is not None and event.consumed and event.retry_at is None:
             return False, "neither waiting nor running: nothing to cancel"
         # A member of a group is cancelled with its group: the others would
         # otherwise be taken for late members of a group that ran.
-        gid, facts = self._group(view, fact, lambda e: e is None or not e.consumed or e.retry_at is not None)
+        gid, members = self._group(view, fact, where, lambda e: e is None or not e.consumed or e.retry_at is not None)
         now = time.time()
         cancels = []
-        for f in facts:
-            latest = view.latest(self.history, f)
+        for f, p in members:
+            latest = self._latest(entry, f, p)
             cancels.append(
                 Event(
-                    view.path_of(f.name),
+                    p,
                     entry.record.process,
                     f.mtime_ns // 1_000_000_000,
                     Status.KNOWN,
@@ -165,10 +180,20 @@ class Commands:
                     version=f.version,
                 )
             )
+        done = "it will not run" if gid is None else f"group {gid} ({len(members)} files) will not run"
+        if entry.record.options.claim:
+            # A final failure: into errors/ first, so that no instance claims it.
+            try:
+                moved = claims.cancel(view, fact, where)
+            except OSError as exc:
+                errors = claims.queue_of(view).errors
+                return False, f"cannot move it to {escape(errors)}: {exc.strerror or exc}; not cancelled"
+            if moved is None:
+                return False, "another instance claimed it first; not cancelled"
+            done = f"moved to {escape(moved)}"
         self.launcher.record_all(cancels)
-        what = escape(path) if gid is None else f"{escape(path)}: group {gid} ({len(facts)} files)"
-        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): it will not run", entry.number, what)
-        return True, "cancelled: it will not run" if gid is None else f"group {gid} ({len(facts)} files): cancelled"
+        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
+        return True, f"cancelled: {done}"
 
 
 def _due(event: Event, now: float) -> bool:

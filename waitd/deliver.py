@@ -1,14 +1,16 @@
 # SPDX-License-Identifier: MIT
 """Where a sink delivers: a JSON-lines file, posttroll, a STOMP broker.
 
-Each kind of sink is a class with `open` (connect, bind, open the file),
-`send` (deliver a batch of events, all of them, or raise), `reopen` (HUP)
-and `close`; `wants` says which events it delivers at all (the others are
-passed over).  `send` returns only once the batch is delivered as far as
-the kind can tell: written and synced for `jsonl`, sent for `posttroll`
-(ZeroMQ PUB has no acknowledgement: a subscriber that is not connected
-misses the message, as with trollstalker), and acknowledged by the broker
-with a receipt for `stomp`.  Any exception means "not delivered": the
+Each kind of sink is a class with `open` (connect, bind and announce,
+open the file: the sink's process calls it when it starts, before any
+event), `send` (deliver a batch of events, all of them, or raise; it
+opens again what a failure closed), `reopen` (HUP) and `close`; `wants`
+says which events it delivers at all (the others are passed over).
+`send` returns only once the batch is delivered as far as the kind can
+tell: written and synced for `jsonl`, sent for `posttroll` (ZeroMQ PUB
+has no acknowledgement: a subscriber that is not connected misses the
+message, as with trollstalker), and acknowledged by the broker with a
+receipt for `stomp`.  Any exception means "not delivered": the
 sink's process backs off and sends the batch again.
 
     jsonl      every event, one JSON object a line, appended to `path`
@@ -17,7 +19,10 @@ sink's process backs off and sends the batch again.
     posttroll  `ready` events: a pytroll `file` message for a file, a
                `dataset` message for a group, subject `topic=` (a leading
                / added), data: the pattern's fields (times as datetimes),
-               `uri`, `uid` (the file name), `sensor` when configured
+               `uri`, `uid` (the file name), `sensor` when configured;
+               the address is bound and announced to the nameservers at
+               open, and no message goes out within POSTTROLL_SETTLE_S of
+               a bind (subscribers connect first)
     stomp      `started` to `started =`, `ended` ok to `complete =`,
                `ended` failed or retrying to `error =` (with `retry_in`,
                seconds), JSON bodies: the event and `file`
@@ -153,6 +158,7 @@ class Posttroll:
         self.settings = settings
         self._publisher: Any = None
         self._broadcaster: Any = None
+        self._bound_at = 0.0  # monotonic
 
     def wants(self, event: dict[str, Any]) -> bool:
         return event.get("type") == "ready"
@@ -172,12 +178,15 @@ class Posttroll:
             address = f"{host}:{self._publisher.port_number}"
             self._broadcaster = sendaddressservice(name, address, [name], 2, nameservers)
             self._broadcaster.start()
-        time.sleep(POSTTROLL_SETTLE_S)
+        self._bound_at = time.monotonic()
 
     def send(self, events: list[dict[str, Any]]) -> None:
         from posttroll.message import Message
 
         self.open()
+        settle_s = self._bound_at + POSTTROLL_SETTLE_S - time.monotonic()
+        if settle_s > 0:
+            time.sleep(settle_s)  # just bound: subscribers (re)connect before the first message
         for event in events:
             topic, kind, data = posttroll_message(event, self.settings.get("sensor"))
             self._publisher.send(Message(topic, kind, data).encode())

@@ -117,6 +117,8 @@ class Events:
     def tick(self, now: float, poll: bool) -> None:
         self.sinks.check(now)
         self.notify.watchdog(now)
+        if self.outbox is not None:
+            self.outbox.flush()  # events a full disk held back, if there is room now
         writer = self.outbox.writer if self.outbox is not None else None
         if poll and writer is not None:
             try:
@@ -167,6 +169,7 @@ class Events:
     def close(self) -> None:
         self.sinks.stop()
         if self.outbox is not None and self.outbox.writer is not None:
+            self.outbox.flush()  # a last try for what a full disk held back
             self.outbox.writer.close()
         if self.metrics is not None:
             self.metrics.close()

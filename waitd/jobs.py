@@ -21,6 +21,10 @@ reads the attempt from the file's latest history event.
                                                       but its timeout or a cancel counts as above)
     could not be executed                 NOT_STARTED (stays a candidate)
 
+An UNKNOWN outcome of a queue's file (claim=yes) counts as TEMPORARY in
+`end_events`: incoming(5) has it tried again while retries are left, and
+as a retry its attempt count holds.
+
 `end_events` writes that down, a line for each file of the job: a
 temporary failure with retries left gets `retry_at=` (the retry delay doubles each attempt, up to an hour), so the
 schedule survives a restart; one with none left is final.
@@ -162,6 +166,8 @@ def end_events(
     verdict (FINAL when a temporary failure has no retry left; `options`
     None: its record left the table, and no retry is made)."""
     verdict = judge(outcome, why, adopted)
+    if verdict is Verdict.UNKNOWN and options is not None and options.claim:
+        verdict = Verdict.TEMPORARY  # a queue's file: tried again while retries are left
     retry_at = None
     if verdict is Verdict.TEMPORARY:
         if options is not None and job.attempt <= options.retries:

@@ -286,11 +286,8 @@ class Launcher:
         """Append the events of one job with one call (all or none)."""
         try:
             self.history.append_all(events)
-        except HistoryWriteError:
-            log.error(
-                "%s: cannot write to the history; keeping the event to write later and starting no handler until then",
-                self.history.path,
-            )
+        except HistoryWriteError as exc:  # the history's disk full, or the outbox's (events/)
+            log.error("%s; keeping the event to write later and starting no handler until then", exc)
             self.unwritten.extend(events)
 
     def flush_unwritten(self) -> int:
@@ -340,8 +337,13 @@ class Launcher:
                 run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
                 self.runs.add(run)
                 continue
-            log.warning("%s: waitd stopped while its handler ran; recorded as status 1 (unknown)", _files(events))
-            self.record_all([replace(event, status=Status.UNKNOWN, at=time.time(), retry_at=None) for event in events])
+            now = time.time()
+            retry_at = self._retry_after_crash(events, now)
+            retry = "" if retry_at is None else f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
+            log.warning(
+                "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)%s", _files(events), retry
+            )
+            self.record_all([replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events])
 
     def _adopt_task(self, events: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
         """Wait for the result of a Celery run a dead waitd started; its
@@ -361,14 +363,24 @@ class Launcher:
         self.runs.add(run)
         log.warning("%s: celery task %s of a previous waitd in flight; awaiting its result", _files(events), run.task)
 
+    def _retry_after_crash(self, events: list[Event], now: float) -> float | None:
+        """When a run that ended with waitd is tried again: never, but for a
+        queue's file with retries left (`jobs.end_events`)."""
+        job = _job_of(events, self._identity_of(events[0]))
+        view = self.works.view(job.identity)
+        if view is None:
+            return None
+        ends, _ = end_events(job, Outcome(Status.UNKNOWN), None, view.record.options, None, 0.0, now, adopted=True)
+        return ends[0].retry_at
+
     def _identity_of(self, event: Event) -> tuple[str, str, str]:
-        """The identity of the record whose run it was (its file matches)."""
-        directory, name = os.path.split(event.path)
+        """The identity of the record whose run it was: its process, and its
+        file in the record's incoming-dir (or, claim=yes, in this
+        instance's pending directory) matching the template."""
         for entry in self.works:
-            r = entry.record
-            if (r.directory, r.process) == (directory, event.process) and entry.view.match(name):
-                return identity(r)
-        return (directory, "", event.process)
+            if entry.record.process == event.process and entry.view.owns(event.path):
+                return identity(entry.record)
+        return (os.path.dirname(event.path), "", event.process)
 
 
 def _job_of(events: list[Event], key: tuple[str, str, str]) -> Job:

@@ -207,9 +207,7 @@ class Daemon:
                 try:
                     queue.Queue(root).make(instance)
                 except OSError as exc:
-                    return table.Activation(
-                        None, f"queue {root}: cannot make its subdirectories: {exc.strerror or exc}"
-                    )
+                    return table.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
             problem = self.instance_locks.hold(os.path.dirname(record.directory))
             if problem is not None:
                 return table.Activation(None, problem)

@@ -25,7 +25,10 @@ observers (the metrics).  It is fed in three places, and nowhere else:
 
 The last two mirror no history line: they are written when they happen,
 without a sync (a power failure right after the removal may lose its
-event).
+event); when they cannot be (a full disk), they are held in memory and
+written before the next events, or at the next turn of the loop
+(`flush`), at most HELD_MOST of them (a kill of waitd meanwhile loses
+them).
 
 Every event has `id`, `type`, `time`, `record`, `telem`, `topic`,
 `process`, and `path` (or `paths` and `group`); then its own fields (the
@@ -34,12 +37,17 @@ table in waitd.conf(5)).  The id is a digest of what the event is about
 an event made again after a crash has the id of the first: a consumer
 that drops ids it has seen sees each once.
 
-Failures: an outbox that cannot be written raises `HistoryWriteError` from
-`before`: the history line is not written either, as for a full disk.
+Failures: an outbox that cannot be written (a full disk; what was written
+of the append is cut off again, see `segments`) raises `HistoryWriteError`
+from `before`, synced or not: the history line is not written either, and
+its caller keeps it to write later, as for a full history disk, so that a
+line in the history always has its event in the outbox.  The first
+failure is logged as an error, the recovery as info.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import logging
@@ -59,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("waitd")
 
+HELD_MOST = 100_000  # events held back on a full disk; past that, new ones are dropped (logged)
 TYPES = ("ready", "started", "ended", "removed", "expired", "group")
 Observer = Callable[[dict[str, Any]], None]
 
@@ -85,6 +94,8 @@ class Outbox:
         self.wants: Callable[[str, int | None], bool] = lambda kind, record: False
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []
+        self.held: list[dict[str, Any]] = []  # events of no history line that could not be written yet
+        self.failing: str | None = None  # why the last write failed; None once one works
 
     # -- the history's mirror -------------------------------------------------
 
@@ -186,12 +197,12 @@ class Outbox:
         `directory` when it was not in the record's own (a queue's)."""
         kind = "expired" if why.startswith("expired") else "removed"
         base = self._of_view(view, [fact.name], fact, directory=directory)
-        self._emit([self._made(base, kind, (), reason=why)], durable=False)
+        self._emit_later([self._made(base, kind, (), reason=why)])
 
     def group(self, view: View, gid: str, state: str, names: list[str], missing: list[str]) -> None:
         """A group will not run (`incomplete`), or a member came `late`."""
         base = self._of_view(view, names, None, gid)
-        self._emit([self._made(base, "group", (state, *names), state=state, missing=missing)], durable=False)
+        self._emit_later([self._made(base, "group", (state, *names), state=state, missing=missing)])
 
     def _of_view(
         self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None, directory: str | None = None
@@ -216,21 +227,58 @@ class Outbox:
     # -- out --------------------------------------------------------------------
 
     def _emit(self, events: list[dict[str, Any]], durable: bool) -> None:
+        """Write the events the sinks want, after those held back, and show
+        them to the observers; HistoryWriteError if they cannot be written
+        (the held ones stay held; these are the caller's to make again, and
+        are observed then)."""
+        wanted = [e for e in events if self.wants(e["type"], e["record"])]
+        if wanted and self.writer is not None:
+            self._write([*self.held, *wanted], durable)
+        self._observe(events)
+
+    def _observe(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             for observe in self.observers:
                 observe(event)
-        writer = self.writer
-        if writer is None:
-            return
-        wanted = [e for e in events if self.wants(e["type"], e["record"])]
-        if not wanted:
-            return
+
+    def _emit_later(self, events: list[dict[str, Any]]) -> None:
+        """Events that mirror no history line: held when they cannot be
+        written now, and written before the next ones (or by `flush`)."""
         try:
-            writer.append(wanted, sync=durable)
+            self._emit(events, durable=False)
+        except HistoryWriteError:
+            wanted = [e for e in events if self.wants(e["type"], e["record"])]
+            if len(self.held) + len(wanted) > HELD_MOST:
+                log.error("%s: more than %d events held back; %d dropped", self._where, HELD_MOST, len(wanted))
+            else:
+                self.held.extend(wanted)
+            self._observe(events)
+
+    def flush(self) -> None:
+        """Write the events held back, if there is room now (each turn of the loop)."""
+        if self.held and self.writer is not None:
+            with contextlib.suppress(HistoryWriteError):
+                self._write(list(self.held), durable=False)
+
+    def _write(self, events: list[dict[str, Any]], durable: bool) -> None:
+        assert self.writer is not None
+        try:
+            self.writer.append(events, sync=durable)
         except OSError as exc:
-            if durable:
-                raise HistoryWriteError(writer.directory, exc) from exc
-            log.error("%s: cannot write an event: %s", writer.directory, exc.strerror or exc)
+            if self.failing is None:
+                self.failing = exc.strerror or str(exc)
+                log.error(
+                    "%s: cannot write events: %s; what they tell waits until they can be", self._where, self.failing
+                )
+            raise HistoryWriteError(self.writer.directory, exc) from exc
+        if self.failing is not None:
+            log.info("%s: writable again (%d held event(s) written)", self._where, len(self.held))
+            self.failing = None
+        self.held = []
+
+    @property
+    def _where(self) -> str:
+        return self.writer.directory if self.writer is not None else self.passdir
 
 
 _BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))

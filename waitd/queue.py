@@ -11,11 +11,19 @@ A queue is a directory Q with four subdirectories on one filesystem:
 Whoever renames a file from incoming into pending/I owns it: the rename is
 atomic, so of several waitd sharing the queue (on one host, or on several
 over NFS) exactly one gets each file; the others find it gone (ENOENT) and
-step over it.  After the run the owner deletes the file, renames it into
+step over it.  A claim never replaces a file in pending/I: a name still
+there (under way, or waiting for its retry) is not claimed again until it
+has left.  After the run the owner deletes the file, renames it into
 the incoming of the next queue (`forward`; across filesystems by a copy
 into that queue's tmp, an fsync and a rename), or into errors.  Nothing
 but the owner touches a file in pending/I; at start an instance puts back
 into incoming what it claimed but never ran (`release`).
+
+Names: no move replaces a file.  A name taken in the directory a file
+goes to is `numbered`, the number before its suffix (x.dat: x.1.dat), so
+that the template that took it still matches it; `unnumbered` undoes it,
+for the expiry in errors/.  `enqueue` copies regular files only, and
+never waits in open(2) (a FIFO, a device).
 
 NFS: a rename is atomic on the server, but a client that retransmits one
 whose reply was lost can be told ENOENT although it succeeded; `claim`
@@ -36,6 +44,7 @@ import os
 import shutil
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SUBDIRS = ("incoming", "pending", "tmp", "errors")
@@ -90,6 +99,21 @@ class Queue:
         if len(devices) > 1:
             raise OSError(errno.EXDEV, f"{self.root}: its subdirectories are on several filesystems")
 
+    def cannot_make(self) -> str | None:
+        """Why `make` would fail now, in strerror's words, or None: a look
+        that makes nothing (waitd --check, and -g before detaching)."""
+        if all(os.path.isdir(os.path.join(self.root, d)) for d in SUBDIRS):
+            return None
+        try:
+            st = os.stat(self.root)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not stat.S_ISDIR(st.st_mode):
+            return os.strerror(errno.ENOTDIR)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return os.strerror(errno.EACCES)
+        return None
+
     def count(self, sub: str = "incoming") -> int:
         """How many entries a subdirectory holds (the out-limit's measure)."""
         try:
@@ -113,11 +137,16 @@ class Queue:
 
 def claim(queue: Queue, name: str, instance: str, ino: int) -> str | None:
     """Rename incoming/NAME into pending/INSTANCE; its new path, or None
-    when another instance took it first."""
+    when another instance took it first.  Never over a file: FileExistsError
+    when pending/INSTANCE/NAME is there (a file of that name still under
+    way, or waiting for its retry).  Only this instance writes into its
+    pending directory, so where RENAME_NOREPLACE is missing (NFS) looking
+    first is no race."""
     source = os.path.join(queue.incoming, name)
     target = os.path.join(queue.pending(instance), name)
     try:
-        os.rename(source, target)
+        if not _rename_noreplace(source, target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target)
     except FileNotFoundError:
         # Lost the race, or an NFS retransmission of a rename that did happen.
         try:
@@ -128,14 +157,15 @@ def claim(queue: Queue, name: str, instance: str, ino: int) -> str | None:
     return target
 
 
-def release(path: str, queue: Queue) -> str:
-    """Put a claimed file back into incoming (never over another)."""
-    return _move_unique(path, queue.incoming)
+def release(path: str, queue: Queue, fits: Callable[[str], bool] | None = None) -> str:
+    """Put a claimed file back into incoming (never over another; a name
+    taken is numbered, preferring a name `fits` accepts)."""
+    return _move_unique(path, queue.incoming, fits=fits)
 
 
-def to_errors(path: str, queue: Queue) -> str:
-    """Move a file into errors under its own name (NAME.N if taken)."""
-    return _move_unique(path, queue.errors)
+def to_errors(path: str, queue: Queue, fits: Callable[[str], bool] | None = None) -> str:
+    """Move a file into errors under its own name (numbered if taken)."""
+    return _move_unique(path, queue.errors, fits=fits)
 
 
 def forward(path: str, nxt: Queue) -> str:
@@ -171,10 +201,31 @@ def _via_tmp(source: str, queue: Queue, name: str) -> str:
         raise
 
 
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _not_regular(mode: int) -> OSError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+    return OSError(errno.EINVAL, f"not a regular file ({kind})")
+
+
 def _copy_synced(source: str, target: str) -> None:
-    with open(source, "rb") as src:
-        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-            raise OSError(errno.EINVAL, f"{source}: not a regular file")
+    # The type is checked before the open, and the open never waits: a FIFO
+    # would block it until a writer came, a device may do anything.
+    mode = os.stat(source).st_mode
+    if not stat.S_ISREG(mode):
+        raise _not_regular(mode)
+    src_fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with open(src_fd, "rb") as src:
+        mode = os.fstat(src_fd).st_mode
+        if not stat.S_ISREG(mode):  # replaced since the look
+            raise _not_regular(mode)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
             with os.fdopen(fd, "wb", closefd=False) as dst:
@@ -185,19 +236,44 @@ def _copy_synced(source: str, target: str) -> None:
             os.unlink(target)
             raise
         os.close(fd)
-    st = os.stat(source)
+        st = os.fstat(src_fd)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
     _fsync_dir(os.path.dirname(target))
 
 
-def _move_unique(path: str, directory: str, name: str | None = None) -> str:
-    """Rename `path` into `directory` as NAME, or NAME.1, NAME.2, ... when
-    taken: with RENAME_NOREPLACE, an entry there is never overwritten, even
-    by a race.  A rename, not a link and an unlink: a consumer watching with
-    inotify sees a file moved in, complete, not one created."""
+def numbered(name: str, n: int) -> list[str]:
+    """The names NAME takes, as the n-th of its name in one directory: the
+    number goes before its suffixes (x.dat: x.1.dat; x.tar.gz: x.1.tar.gz),
+    or before its last suffix (a.b.c.hdf: a.b.c.1.hdf), so that a template
+    such as *.dat still matches; a name without a dot gets it at the end
+    (x: x.1).  A leading dot is no suffix's."""
+    dots = [i for i, c in enumerate(name) if c == "." and i > 0]
+    if not dots:
+        return [f"{name}.{n}"]
+    names = [f"{name[:i]}.{n}{name[i:]}" for i in (dots[0], dots[-1])]
+    return names[:1] if dots[0] == dots[-1] else names
+
+
+def unnumbered(name: str) -> list[str]:
+    """The names NAME may have had before `numbered` gave it a number: the
+    name without one of its all-digit dot-separated parts."""
+    parts = name.split(".")
+    return [".".join(parts[:i] + parts[i + 1 :]) for i in range(1, len(parts)) if parts[i].isdigit()]
+
+
+def _move_unique(path: str, directory: str, name: str | None = None, fits: Callable[[str], bool] | None = None) -> str:
+    """Rename `path` into `directory` as NAME, or when taken as a `numbered`
+    NAME (one `fits` accepts, where one does): with RENAME_NOREPLACE, an
+    entry there is never overwritten, even by a race.  A rename, not a link
+    and an unlink: a consumer watching with inotify sees a file moved in,
+    complete, not one created."""
     name = name or os.path.basename(path)
-    for n in range(10_000):
-        target = os.path.join(directory, name if n == 0 else f"{name}.{n}")
+    if _rename_noreplace(path, os.path.join(directory, name)):
+        return os.path.join(directory, name)
+    for n in range(1, 10_000):
+        names = numbered(name, n)
+        fitting = [c for c in names if fits(c)] if fits is not None else []
+        target = os.path.join(directory, (fitting or names)[0])
         if _rename_noreplace(path, target):
             return target
     raise OSError(errno.EEXIST, f"{directory}: no free name for {name}")

@@ -1,20 +1,32 @@
 # SPDX-License-Identifier: MIT
 """A handler run on a Celery worker (`waitd worker`), as the local executor runs it.
 
-`run` is the body of waitd's Celery task.  It executes the handler with
-os.posix_spawn as `executor.Local` does: argv as given (never a shell),
-the environment given, the incoming directory as working directory, its
-own session (process group), stdin from /dev/null, stdout and stderr on
-one file, every signal at its default.  It does so through a small
-supervisor, a forked child of the pool process, so that the handler's
-process group never outlives what started it:
+`run` is the body of waitd's Celery task.  It executes the handler as
+`executor.Local` does: argv as given (never a shell), the environment
+given, the incoming directory as working directory, its own session
+(process group), stdin from /dev/null, stdout and stderr on one file,
+every signal at its default.  It does so through a small supervisor, a
+forked child of the pool process, so that the handler's process group
+never outlives the worker that started it, whatever kills the worker:
 
-- the supervisor asks the kernel for SIGTERM when the pool process dies
+- the supervisor leaves the worker's process group for one of its own,
+  so that a kill of that whole group (`kill -9 -- -PGID`, job control)
+  does not take it along before it has killed the handler's group;
+- it asks the kernel for SIGTERM when the pool process dies
   (PR_SET_PDEATHSIG through ctypes), and then kills the group;
 - it watches the worker's main process (a pidfd) and kills the group when
   that one dies (a worker SIGKILLed: its pool processes may linger);
 - it kills the group at the run's deadline (its start plus `timeout=`,
-  sent by waitd), in case waitd's revoke never reaches the worker.
+  sent by waitd), in case waitd's revoke never reaches the worker;
+- the handler itself gets SIGKILL when the supervisor dies
+  (PR_SET_PDEATHSIG), and the pool process then kills what is left of
+  its group: the supervisor killed on its own (`pkill -f`, the OOM
+  killer) leaves nothing running either.
+
+Limits: a handler that leaves its process group (setsid, a daemon) is
+out of reach, as with the local executor; and when the supervisor and
+the pool process die at once by SIGKILL, only the handler's own process
+dies with them (the kernel's death signal), not what it started.
 
 The result is a dict (JSON): `exit` or `signal`, `took` (seconds on the
 worker), `host`, `pid` (the handler's), the output (base64, the first
@@ -29,6 +41,7 @@ This module does not import Celery: the task is registered by
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import os
 import select
@@ -78,6 +91,7 @@ def run(
         finally:
             os.close(report_r)
             os.waitpid(pid, 0)
+        _orphans(report)
         took = time.monotonic() - began
         output, size = _output(out, cap)
     result: dict[str, Any] = {"took": round(took, 3), "host": socket.gethostname(), "size": size}
@@ -127,19 +141,16 @@ def _supervise(
         os._exit(71)
 
     signal.signal(signal.SIGTERM, kill_group)
+    # Out of the worker's process group: a kill of that whole group (job
+    # control, `kill -9 -- -PGID`) must leave this process to kill the
+    # handler's, which is in a session of its own.
+    os.setpgid(0, 0)
     if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != parent:
         return 72  # no death signal, or the pool process already gone
     master_fd = _pidfd(master)
     try:
         os.chdir(cwd)
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, out_fd, 1),
-            (os.POSIX_SPAWN_DUP2, out_fd, 2),
-        ]
-        handler = os.posix_spawn(
-            program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_DEFAULTS
-        )
+        handler = _spawn(program, argv, env, out_fd)
     except OSError as exc:
         message = f"waitd worker: cannot execute {program} in {cwd}: {exc.strerror or exc}\n"
         os.write(out_fd, message.encode("utf-8", "surrogateescape"))
@@ -168,11 +179,61 @@ def _supervise(
             return 0
 
 
+def _spawn(program: str, argv: list[str], env: dict[str, str], out_fd: int) -> int:  # pragma: no cover - supervisor
+    """Fork and execute the handler, as executor.Local does (its own session,
+    stdin from /dev/null, stdout and stderr on `out_fd`, every signal at
+    its default and none blocked), and with SIGKILL when this supervisor
+    dies (PR_SET_PDEATHSIG), however it dies.  Its pid; OSError if it
+    cannot be executed."""
+    supervisor = os.getpid()
+    failed_r, failed_w = os.pipe()  # close-on-exec: EOF once the handler is executed
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(failed_r)
+            os.setsid()
+            if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != supervisor:
+                os._exit(127)  # the supervisor is gone already
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
+            for signum in _DEFAULTS:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            os.execve(program, argv, env)
+        except OSError as exc:
+            os.write(failed_w, str(exc.errno or 0).encode())
+        finally:
+            os._exit(127)
+    os.close(failed_w)
+    try:
+        failed = _read_all(failed_r)
+    finally:
+        os.close(failed_r)
+    if failed:
+        os.waitpid(pid, 0)
+        number = int(failed)
+        raise OSError(number, os.strerror(number))
+    return pid
+
+
 def _pidfd(pid: int) -> int | None:
     try:
         return os.pidfd_open(pid)
     except OSError:
         return None
+
+
+def _orphans(report: list[str]) -> None:
+    """The supervisor died without a word of the handler's end (killed
+    itself): the handler died with it (PR_SET_PDEATHSIG); kill what is
+    left of its process group."""
+    fields = dict(item.partition("=")[::2] for item in report)
+    if "pid" in fields and not {"code", "lost", "error"} & fields.keys():
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int(fields["pid"]), signal.SIGKILL)
 
 
 def _read_all(fd: int) -> bytes:

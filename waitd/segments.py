@@ -8,7 +8,10 @@ writes them (`Writer`): it appends to the newest segment, starts a new one
 at each start of waitd and when the newest passes SEGMENT_BYTES, and
 deletes a segment once every sink has passed it (`Writer.prune`), never
 the newest.  A line is appended with one write(2), and with `sync` made
-durable with fdatasync(2) before `append` returns.
+durable with fdatasync(2) before `append` returns.  An append that fails
+(a full disk cuts it short) is cut off again with ftruncate(2), as the
+history does, and raises OSError: no partial line stays for the next
+append to be glued to.
 
 Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
 last seq delivered, and its state for `-s status`), replaced atomically
@@ -28,6 +31,8 @@ the sinks' brokers (`deliver` does).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -87,16 +92,24 @@ def read_place(directory: str, sink: str) -> tuple[Place | None, dict[str, Any]]
 
 def write_place(directory: str, sink: str, place: Place, state: dict[str, Any] | None = None) -> None:
     """Replace a sink's offset file atomically (no fsync: a place lost in a
-    power failure only makes the sink deliver some events again)."""
+    power failure only makes the sink deliver some events again).  OSError
+    if it cannot be written (a full disk): the old one stays, whole."""
     path = offset_path(directory, sink)
     tmp = path + ".tmp"
-    data = {"segment": place.segment, "offset": place.offset, "seq": place.seq, **(state or {})}
+    fields = {"segment": place.segment, "offset": place.offset, "seq": place.seq, **(state or {})}
+    data = json.dumps(fields, sort_keys=True) + "\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, (json.dumps(data, sort_keys=True) + "\n").encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if os.write(fd, data.encode()) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # cut short: never renamed over the place
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def forget_place(directory: str, sink: str) -> None:
@@ -171,13 +184,17 @@ class Writer:
         self._start_segment()
 
     def _start_segment(self) -> None:
+        """Go on in a new segment; OSError leaves the old one in use."""
+        path = os.path.join(self.directory, segment_name(self.seq + 1))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         if self._fd >= 0:
-            os.fdatasync(self._fd)  # what was appended without a sync: the next sync is elsewhere
+            try:
+                os.fdatasync(self._fd)  # what was appended without a sync: the next sync is elsewhere
+            except OSError:
+                os.close(fd)
+                raise
             os.close(self._fd)
-        self.segment = self.seq + 1
-        path = os.path.join(self.directory, segment_name(self.segment))
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        self._fd, self.segment, self._size = fd, self.seq + 1, os.fstat(fd).st_size
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -186,9 +203,10 @@ class Writer:
 
     def append(self, events: Iterable[dict[str, Any]], sync: bool) -> int:
         """Give each event its seq and append them with one write; with
-        `sync`, on disk before return.  OSError if they could not be (what
-        was written stays: a reader takes whole lines only, and the events
-        are written again, with their ids, when the caller retries)."""
+        `sync`, on disk before return.  OSError if they could not be: what
+        was written of them is cut off again (ftruncate), and their seqs
+        are given again to the next events (the caller retries them, with
+        their ids)."""
         if self._fd < 0:
             raise OSError(f"{self.directory}: the outbox is not open")
         if self._size >= SEGMENT_BYTES:
@@ -202,13 +220,20 @@ class Writer:
         if not lines:
             return 0
         data = ("\n".join(lines) + "\n").encode()
-        written = os.write(self._fd, data)
-        self._size += written
-        if written != len(data):
-            raise OSError(28, os.strerror(28))  # a short write: the disk is full
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk is full
+            if sync:
+                os.fdatasync(self._fd)
+        except OSError:
+            # Cut the part that was written off again: the caller writes
+            # these events again, and they must not follow a partial line
+            # (glued to it, the first of them would be skipped as corrupt).
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
         self.seq = seq
-        if sync:
-            os.fdatasync(self._fd)
         return len(lines)
 
     def place_new(self, sink: str) -> None:

@@ -9,6 +9,12 @@ events wait in the outbox.  It dies with waitd (the kernel
 sends it TERM when its parent exits: PR_SET_PDEATHSIG), and holds
 `events/NAME.lock` while it runs, so that two never deliver for one sink.
 
+The sink is opened when the process starts, before any event comes (a
+posttroll sink binds its address and announces it to its nameservers, a
+stomp sink connects, a jsonl sink opens its file), so that subscribers
+can find it and `-s status` shows it down when it cannot be; an open that
+fails is a failure like a delivery's (below).
+
 The loop: take the next batch of whole lines after the sink's place
 (`segments.Reader`), keep the events this sink wants (its kind's and its
 `records =`), deliver them (`deliver`), then save the new place
@@ -21,12 +27,19 @@ most SAVE_EVERY_S of them, or a batch), never lost: at least once, and
 the ids tell the repeats.  With nothing to read, it sleeps on inotify until a
 segment grows or a new one comes (at most a second).
 
-A delivery that fails (the broker down, a full disk) is logged once, with
-the back-off, and tried again after `retry =` seconds, doubling up to
-`retry-max =`; the state (down since when, why) is saved with the place
-for `waitd -s status`.  When it works again, that is logged too.  HUP
+A delivery (or an open) that fails (the broker down, a full disk, an
+address in use) is logged once, with the back-off, and tried again after
+`retry =` seconds, doubling up to `retry-max =`; the state (down since when, why) is saved with the place
+for `waitd -s status` (and taken up by the sink's next process: a sink
+down stays down, without a second warning, until it works).  When it
+works again, that is logged too.  A place
+that cannot be saved (a full disk under events/) is logged once, and
+nothing more is delivered until it is saved, tried with the same back-off:
+the sink neither dies over it nor runs ahead of its saved place.  HUP
 reopens incoming.log and the sink's file (`jsonl`); TERM ends it after the
-batch under way.  It writes to incoming.log as waitd does, each line
+batch under way; waitd starts the process with HUP blocked, unblocked once
+its handler is set (a HUP sent meanwhile is taken then, not fatal).  It
+writes to incoming.log as waitd does, each line
 starting with `sink NAME:`.
 """
 
@@ -35,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -42,6 +56,7 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from waitd import deliver, segments
@@ -74,6 +89,8 @@ class SinkProcess:
         self.saved = segments.Place(0, 0, 0)  # the place last written to NAME.offset
         self.save_due = 0.0  # monotonic: the next place may be written then
         self.error: str | None = None
+        self.unsaved_since: float | None = None  # the place could not be saved since then (a full disk)
+        self.opened = False  # the sink's file, socket or connection is open
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: Any = None
 
@@ -87,7 +104,11 @@ class SinkProcess:
         lock = self._lock()
         try:
             self._watch()
-            place, _ = segments.read_place(self.directory, self.name)
+            place, state = segments.read_place(self.directory, self.name)
+            # Down in the process before this one: down still, until it works.
+            down = state.get("down_since")
+            if isinstance(down, int | float):
+                self.down_since, self.error = float(down), str(state.get("error") or "")
             reader = segments.Reader(self.directory, place or segments.Place(0, 0, 0))
             self.saved = reader.place
             log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
@@ -96,9 +117,19 @@ class SinkProcess:
                 if self.reopen:
                     self.reopen = False
                     self._reopen()
+                if self.unsaved_since is not None and not self._save(reader.place):
+                    self._sleep(backoff)  # a full disk: nothing more is delivered until the place is saved
+                    backoff = min(self.retry_max_s, backoff * 2)
+                    continue
+                # Opened (bound, connected) before the first event comes, so
+                # that subscribers can find it and -s status tells the truth.
+                if not self.opened and not self._attempt(self.sink.open, reader.place):
+                    self._sleep(backoff)
+                    backoff = min(self.retry_max_s, backoff * 2)
+                    continue
                 events, place = reader.batch(BATCH)
                 chosen = [e for e in events if self.wanted(e)]
-                if chosen and not self._deliver(chosen, reader.place):
+                if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
                     self._sleep(backoff)
                     backoff = min(self.retry_max_s, backoff * 2)
                     continue
@@ -122,12 +153,15 @@ class SinkProcess:
             os.close(lock)
         return 0
 
-    def _deliver(self, events: list[dict[str, Any]], place: segments.Place) -> bool:
+    def _attempt(self, action: Callable[[], None], place: segments.Place) -> bool:
+        """Open the sink, or deliver a batch; False if it failed (the sink is
+        then down: logged once, its state saved with `place`)."""
         try:
-            self.sink.send(events)
+            action()
         except Exception as exc:  # whatever the library raises: not delivered
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.sink.close()
+            self.opened = False
             if self.down_since is None:
                 self.down_since = time.time()
                 self.error = why
@@ -140,17 +174,37 @@ class SinkProcess:
                 )
                 self._save(place)
             return False
+        self.opened = True
         if self.down_since is not None:
             log.info("sink %s: delivering again after %.1f s", self.name, time.time() - self.down_since)
             self.down_since = None
             self.error = None
+            self._save(place)  # -s status: up again, even with nothing to deliver
         return True
 
-    def _save(self, place: segments.Place) -> None:
+    def _save(self, place: segments.Place) -> bool:
+        """Save the place; False if it cannot be (a full disk), logged once."""
         state = {"down_since": self.down_since, "error": self.error, "pid": os.getpid()}
-        segments.write_place(self.directory, self.name, place, state)
+        try:
+            segments.write_place(self.directory, self.name, place, state)
+        except OSError as exc:
+            if self.unsaved_since is None:
+                self.unsaved_since = time.time()
+                log.warning(
+                    "sink %s: cannot save its place (%s); delivering nothing more until it can, "
+                    "trying again after %g s, doubling up to %g s",
+                    self.name,
+                    exc.strerror or exc,
+                    self.retry_s,
+                    self.retry_max_s,
+                )
+            return False
+        if self.unsaved_since is not None:
+            log.info("sink %s: its place saved again after %.1f s", self.name, time.time() - self.unsaved_since)
+            self.unsaved_since = None
         self.saved = place
         self.save_due = time.monotonic() + SAVE_EVERY_S
+        return True
 
     # -- waiting ----------------------------------------------------------------
 
@@ -165,6 +219,7 @@ class SinkProcess:
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for waitd (hibernate)
         signal.signal(signal.SIGHUP, on_hup)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by waitd until now (sinks.py)
 
     def _watch(self) -> None:
         try:

@@ -10,7 +10,10 @@ and its place forgotten (its backlog is dropped, and its segments may go).
 again: at once the first time, then, while it keeps dying within
 FAST_DEATH_S of its start, after a back-off of 1 s doubling up to 60 s
 (logged each time).  `hup` passes a HUP on (reopen the log and the
-`jsonl` file), `stop` ends them all (TERM, KILL after STOP_GRACE_S).
+`jsonl` file; a process is started with HUP blocked until its handler is
+set, so that a HUP right after its start, as on a reload that changed
+it, does not kill it), `stop` ends them all (TERM, KILL after
+STOP_GRACE_S).
 
 Nothing here waits on a sink: a process is spawned, signalled and polled
 (waitpid WNOHANG), never waited for, but by `stop` at waitd's exit.
@@ -122,6 +125,11 @@ class Sinks:
     def _spawn(self, child: Child, now: float) -> None:
         argv = [sys.executable, *(["-I"] if sys.flags.isolated else []), "-m", "waitd.sink"]
         argv += [self.passdir, str(os.getpid()), "1" if self.foreground else "0"]
+        # A HUP (a reload that changed the sink, logrotate) must not kill
+        # the process before it has set its handler: it starts with HUP
+        # blocked (the mask survives exec), and takes one sent meanwhile
+        # once its handler is in place.  Here a HUP waits the while.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=self.env, start_new_session=True
@@ -131,6 +139,8 @@ class Sinks:
             child.delay_s = min(RESTART_MAX_S, max(RESTART_FIRST_S, child.delay_s * 2))
             child.due = now + child.delay_s
             return
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         assert proc.stdin is not None
         try:
             proc.stdin.write(json.dumps(child.sink.as_dict()).encode())  # small: the pipe takes it at once

@@ -257,6 +257,11 @@ def activate(record: Record, passdir: str, path_env: str) -> Activation:
         return Activation(None, f"incoming-dir {record.directory}: {exc.strerror}")
     if not stat.S_ISDIR(st.st_mode):
         return Activation(None, f"incoming-dir {record.directory}: not a directory")
+    return activate_handler(record, passdir, path_env)
+
+
+def activate_handler(record: Record, passdir: str, path_env: str) -> Activation:
+    """`activate` but for the directory: the handler found, or why not."""
     if record.publish_only:
         return Activation(None, None)  # nothing to run: its files are published
     program = find_program(record.process, passdir, path_env)

@@ -11,9 +11,14 @@ known, across HUP.
 The loop asks it to `refresh` (list when changed, or stat what inotify
 named: `touched`) and to `take` the jobs ready now: old enough, not
 handled yet (or due for a retry), not held by their writer, not busy
-with a run, their companion there when `done=` asks for one, their name
-parsed when `pattern=` is set, each checked once more with a stat; for a
-record that handles groups, its `Gatherer` makes the jobs of the groups.
+with a run (claim=yes: nor their name under way in this instance's
+pending, where a claim must not replace it), their companion there when
+`done=` asks for one, their name parsed when `pattern=` is set, each
+checked once more with a stat; for a record that handles groups, its
+`Gatherer` makes the jobs of the groups.  A claim=yes record's files
+waiting in pending for their retry are its `retries`; `owns` and `known`
+find a file by either of its paths (incoming-dir, pending) for the
+control socket and the launcher.
 
 A file that pattern=, key= or done= cannot take, or that its group
 does not, is left alone: logged once for the file and the reason, however
@@ -30,6 +35,7 @@ logged once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +143,38 @@ class View:
         self._told.clear()
         self.listed_mtime_ns = None
         self.due_ns = None
+
+    def owns(self, path: str) -> bool:
+        """True for a path this record's files have: in its incoming-dir,
+        or (claim=yes) in this instance's pending directory; the name
+        matching its template."""
+        directory, name = os.path.split(path)
+        return directory in (self.record.directory, self.pending) and self.match(name)
+
+    def known(self, path: str) -> tuple[FileFact, str] | None:
+        """The file `path` names, as this record knows it, and the path its
+        history is under: a file of its incoming-dir, or (claim=yes) one
+        waiting in pending for its retry, named by its pending path or by
+        the incoming path it came from (when no file has that path now)."""
+        if not self.owns(path):
+            return None
+        directory, name = os.path.split(path)
+        fact = self.cands.facts.get(name)
+        if directory == self.record.directory and fact is not None:
+            return fact, self.path_of(name)
+        retry = self.retries.get(name)
+        if retry is not None:
+            return retry[0], f"{self.pending}/{name}"
+        return None
+
+    def again(self, path: str, fact: FileFact, at: float) -> None:
+        """The file is to run again at `at`: a retry in pending, or a file
+        of the spool put back in line."""
+        name = fact.name
+        if self.pending is not None and path == f"{self.pending}/{name}":
+            self.retries[name] = (fact, at)
+        else:
+            self.requeue(name)
 
     # -- history questions ----------------------------------------------
 
@@ -479,6 +517,8 @@ class View:
             return FOREVER_NS  # a companion, a name its pattern or key cannot take, or taken already
         if busy(self.path_of(name)):
             return FOREVER_NS  # running, or ended and its end not recorded yet
+        if self.pending is not None and (name in self.retries or busy(f"{self.pending}/{name}")):
+            return FOREVER_NS  # claim=yes: its name is under way in pending (a claim never replaces)
         if self.drain is not None and self.drain.get(name) != fact.version:
             return FOREVER_NS  # --once: not among the files ready at start
         until = fact.mtime_ns + WRITER_STALL_NS if name in self.writing else None
@@ -551,6 +591,7 @@ class View:
                 retrying.append((fact.name, event.retry_at))
             elif event.status is not Status.STARTED and not event.succeeded:
                 failed.append(fact.name)
+        retrying += [(name, at) for name, (_, at) in self.retries.items()]  # claim=yes: waiting in pending
         stuck = sorted(self.unremovable.items())
         oldest = min((f.mtime_ns for f in waiting), default=None)
         return Files(

@@ -81,7 +81,7 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     broker, queue = settings(args)
     if importlib.util.find_spec("celery") is None:
-        _usage("Celery is not installed (pip install 'waitd[celery]')")
+        _usage(f"Celery is not installed; {celery_app.install_hint()}")
     app = celery_app.make(broker, queue)
     worker_argv = [
         "worker",

@@ -8,8 +8,9 @@ its directory first (SHUTDOWN SAVE: an operator's stop of a Redis that
 persists), and `start` again on the same port loads it back, so that an
 outage loses nothing that Redis held; `kill` loses it all.
 
-`Worker(broker, queue, log)` runs `waitd worker` (concurrency as asked);
-`start` returns once Celery's log says ready (about 1 s here).  `pool()`
+`Worker(broker, queue, log)` runs `waitd worker` (concurrency as asked)
+in a process group of its own; `ready` returns once Celery's log says
+ready (about 1 s here).  `pool()`
 gives the pids of its pool processes.
 """
 
@@ -128,6 +129,7 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
+                start_new_session=True,  # a process group of its own, as job control or systemd gives it
             )
         return self
 
@@ -186,6 +188,14 @@ class Worker:
                     p.kill()
 
     def kill(self) -> None:
+        """SIGKILL its main process only (its pool processes linger a while)."""
         assert self.proc is not None
         self.proc.kill()
+        self.proc.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL its whole process group (`kill -9 -- -PGID`): the main
+        process and its pool processes at once."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
