@@ -285,7 +285,7 @@ def _filter_status(text: str, passdir: Path) -> str:
     """Replace what changes from run to run, as daemontools' filter_svstat does."""
     text = text.replace(str(passdir), "$PASSDIR")
     text = re.sub(r"pid \d+", "pid PID", text)
-    return re.sub(r"\b\d+ s\b", "N s", text)
+    return re.sub(r"\b\d+ (s|min|h|d)\b", r"N \1", text)
 
 
 def test_status_golden(station, detached):
@@ -298,7 +298,11 @@ def test_status_golden(station, detached):
         f"y in *.bad {p}/fail 0 -1 0",
         f"z missing *.dat {p}/rec 0 1 0",
         f"w in *.late {p}/rec 3600 1 0",
+        f"g in *.l1b {p}/rec 0 -1 0 pattern={{platform}}_{{start_time:%Y%m%d_%H%M%S}}_{{segment:2d}}.l1b "
+        "critical=:1 wanted=:1-3 timeliness=86400",
     )
+    for name in ("n19_20260101_120000_01.l1b", "n19_20260101_120000_03.l1b", "junk.l1b"):
+        station.drop(name)
     station.drop("a.g8", age_s=2)
     station.drop("b.g8", age_s=1)
     station.drop("r.bad")

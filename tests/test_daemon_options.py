@@ -4,6 +4,7 @@ companions, patterns."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -215,3 +216,36 @@ def test_check_v_prints_the_options_as_used(station):
     assert (
         "jobs=2 timeout=(none) retries=0 retry=60 key={stem} pattern=(none) done=(none) topic=(the telem)" in r.stdout
     )
+
+
+def test_a_done_format_that_does_not_fit_is_logged_once_and_the_file_held(station):
+    """A done= FORMAT that did not fit a file's fields once left it waiting
+    for ever without a word: no log line, counted as waiting."""
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0 pattern={{platform}}_{{n:d}}.d done={{n:%Y}}.ok")
+    station.start()
+    deliver(station, "a_1.d")
+    wait_for(lambda: "does not fit its fields" in station.log(), 10, "the file left alone, logged")
+    assert f"{station.incoming}/a_1.d: done={{n:%Y}}.ok does not fit its fields; left alone" in station.log()
+    status = json.loads(station.run("-s", "status", "--json").stdout)["records"][0]
+    assert status["waiting"] == 0 and status["held"] == [
+        {"file": "a_1.d", "why": "done={n:%Y}.ok does not fit its fields", "until": None}
+    ]
+    station.signal(signal.SIGALRM)
+    quiet_for(0.5, lambda: station.ran() == [])
+    assert station.log().count("does not fit its fields") == 1
+    assert station.stop() == 0
+
+
+def test_since_start_counts_retrying_attempts_apart_from_final_failures(station):
+    """Each attempt that failed for now was once counted as failed: a file
+    tried three times made "3 failed" while only one failure was final."""
+    station.handler("temp", "exit 75\n")
+    station.table(f"x in *.d {station.passdir}/temp 0 -1 0 retries=2 retry=0.1")
+    station.drop("a.d", age_s=5)
+    station.start()
+    wait_for(lambda: sum(1 for e in station.ends() if e.retry_at is None) == 1, 10, "the final attempt")
+    counters = json.loads(station.run("-s", "status", "--json").stdout)["records"][0]["counters"]
+    assert counters == {"ok": 0, "failed": 1, "retrying": 2, "removed": 0}
+    assert "since start: 0 ok, 1 failed, 2 retrying, 0 removed" in station.run("-s", "status").stdout
+    assert station.stop() == 0

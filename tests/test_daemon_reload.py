@@ -130,3 +130,27 @@ def test_removed_logfiles_directory_is_made_again(station):
     assert "logfiles" in station.log() and "made it again" in station.log()
     assert (station.passdir / "logfiles" / "incoming.1.B").exists()
     assert station.stop() == 0
+
+
+def test_a_reload_that_changes_a_records_process_warns_how_many_files_run_again(station):
+    """The history is kept by process: a reload that changes a record's
+    process-name makes every file the old one handled (and keep-after kept)
+    new to the new one, handled again.  That once happened without a word."""
+    station.recorder()
+    station.recorder("rec2")
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    for name in ("a.d", "b.d"):
+        station.drop(name, age_s=5)
+    station.start()
+    wait_for(lambda: len(station.ends()) == 2, 10, "both handled")
+    station.table(f"x in *.d {station.passdir}/rec2 0 -1 0")
+    reload(station, 1)
+    assert (
+        f"record 1: process-name changed from {station.passdir}/rec to {station.passdir}/rec2: "
+        "2 file(s) handled by the old one will be handled again by the new one" in station.log()
+    )
+    wait_for(lambda: len(station.ends()) == 4, 10, "both handled again, as warned")
+    # The same process again, or another record: no warning.
+    reload(station, 2)
+    assert station.log().count("process-name changed") == 1
+    assert station.stop() == 0

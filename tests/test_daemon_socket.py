@@ -244,3 +244,63 @@ def test_a_deep_passdir_still_gets_its_socket(tmp_path):
         if station.proc is not None and station.proc.poll() is None:
             station.proc.kill()
             station.proc.communicate()
+
+
+def ask_raw(address: str, data: bytes, close_after: bool = True) -> tuple[dict | None, bool]:
+    """Send raw bytes as a request; the reply (None if the connection was
+    reset before one came) and whether waitd closed the connection then."""
+    peer = socket.socket(socket.AF_UNIX)
+    peer.settimeout(10)
+    peer.connect(address)
+    try:
+        try:
+            peer.sendall(data)
+            if close_after:
+                peer.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it was all read: the reply says why
+        got = b""
+        try:
+            while True:
+                chunk = peer.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            return (json.loads(got) if got.endswith(b"\n") else None), True
+        return (json.loads(got) if got else None), True
+    finally:
+        peer.close()
+
+
+def test_malformed_requests_get_an_error_each_and_waitd_goes_on(station):
+    """A request nested too deep, too long, not JSON, not an object, or one
+    that breaks a command: each gets an error reply and is closed; waitd
+    logs no traceback for them, handles files, and answers the next peer.
+    Once, such a request raised RecursionError in the loop on every turn
+    until the guard's back-off overflowed and waitd exited."""
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    station.start()
+    address = str(station.passdir / "waitd.sock")
+    deep = b"[" * 200_000 + b"\n"
+    reply, closed = ask_raw(address, deep)
+    assert reply == {"ok": False, "error": "bad request: nested deeper than 32"} and closed
+    # The same, from a peer that keeps its end open: answered and closed too.
+    reply, closed = ask_raw(address, b'{"cmd": "status", "x": ' + b"[" * 5000 + b"\n", close_after=False)
+    assert reply is not None and reply["ok"] is False and "nested deeper" in reply["error"] and closed
+    for data, error in (
+        (b"not json\n", "bad request: Expecting value: line 1 column 1 (char 0)"),
+        (b'"a string"\n', "bad request: not a JSON object"),
+        (b'{"cmd": "retry", "paths": [[["/x"]]]}\n', "retry: give one or more paths"),
+        (b'{"cmd": ["status"]}\n', "unknown command ['status'] (known: status, retry, cancel)"),
+    ):
+        assert ask_raw(address, data) == ({"ok": False, "error": error}, True), data
+    reply, closed = ask_raw(address, b"x" * (3 << 20))
+    assert closed and (reply is None or reply == {"ok": False, "error": "bad request: longer than 1048576 bytes"})
+    station.drop("a.d")
+    wait_for(lambda: len(station.ran()) == 1, 10, "a.d's run after the bad requests")
+    r = station.run("-s", "status", "--json", timeout=10)
+    assert r.returncode == 0 and json.loads(r.stdout)["records"], r.stderr
+    assert "unexpected error" not in station.log() and "Traceback" not in station.log()
+    assert station.stop() == 0

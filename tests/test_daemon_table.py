@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import sys
 
@@ -254,3 +255,76 @@ def test_interval_must_be_positive(station):
     station.table("x in *.g8 /bin/true 0 -1 0")
     r = station.run("-f", "--interval", "0")
     assert r.returncode == 2 and "--interval" in r.stderr
+
+
+HUGE = ("pattern={stem:999999999999d}.d", "key={name:999999999999}", "done={stem:>99999999}.ok", "pattern={n:n}.d")
+
+
+def test_a_huge_width_or_an_unusable_pattern_is_refused_at_check_start_and_hup(station):
+    """`{x:999999999999d}` once passed --check; then every file raised (a
+    MemoryError, an OverflowError), a traceback was logged twice a second
+    for ever and the record handled nothing.  Now it is an error of its
+    line, and a HUP to such a table keeps the old one, which goes on."""
+    station.recorder()
+    t = f"{station.passdir}/incoming"
+    station.table(*(f"x{i} in *.d {station.passdir}/rec 0 -1 0 {option}" for i, option in enumerate(HUGE)))
+    r = station.run("--check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.splitlines() == [
+        f"{t}:1: option pattern={HUGE[0][8:]}: {{stem}}: width 999999999999 is more than 255"
+        " (the most a file name holds)",
+        f"{t}:2: option key={HUGE[1][4:]}: {{name}}: width 999999999999 is more than 255 (the most a file name holds)",
+        f"{t}:3: option done={HUGE[2][5:]}: {{stem}}: width 99999999 is more than 255 (the most a file name holds)",
+        f"{t}:4: option pattern={HUGE[3][8:]}: trollsift cannot use it: KeyError: 'n'",
+        f"{t}: 4 error(s) on 4 line(s); the table is invalid",
+    ]
+    r = station.run("-f")
+    assert r.returncode == 2 and f"{t}:1: option pattern=" in r.stderr and "not starting" in r.stderr
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0 key={{stem}}")
+    station.start()
+    station.table(*(f"x{i} in *.d {station.passdir}/rec 0 -1 0 {option}" for i, option in enumerate(HUGE)))
+    station.signal(signal.SIGHUP)
+    wait_for(lambda: "table not reloaded" in station.log(), 10, "the reload refused")
+    station.drop("a.d")
+    wait_for(lambda: len(station.ran()) == 1, 10, "a.d handled by the table in force")
+    assert station.stop() == 0
+    assert "Traceback" not in station.log() and "unexpected error" not in station.log()
+
+
+def test_check_lists_every_error_of_a_record_and_of_a_sink(station):
+    """--check once stopped at the first error of a record or a section: a
+    bad value hid the options' checks together (run=celery without
+    timeout=, a key= naming no field), a bad record hid that run=celery has
+    no broker, a bad port hid a sink without destinations, and a jsonl
+    sink writing into a missing directory passed."""
+    t = f"{station.passdir}/incoming"
+    c = f"{station.passdir}/waitd.conf"
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0 jobs=0 run=celery key={{nope}}")
+    r = station.run("--check")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"{t}:1: option jobs=0: expected a whole number from 1 to 1000",
+        f"{t}:1: run=celery needs timeout=: a run whose worker dies is known lost only when its timeout passes",
+        f"{t}:1: option key={{nope}}: no field {{nope}} in (no pattern=) name, stem, suffix, dir, telem",
+        f"{t}:1: run=celery needs a broker: {c} has no [celery] section",
+        f"{t}: 4 error(s) on 1 line(s); the table is invalid",
+    ]
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    station.recorder()
+    (station.passdir / "waitd.conf").write_text(
+        "[sink mq]\ntype = stomp\nport = 99999\nretry = 5\nretry-max = 1\nuser = u\n"
+        "[sink ev]\ntype = jsonl\npath = nowhere/events.jsonl\n"
+        "[sink ok]\ntype = jsonl\npath = events.jsonl\n"
+    )
+    r = station.run("--check")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"{c}:1: [sink mq]: retry-max is less than retry",
+        f"{c}:1: [sink mq]: give at least one of started =, complete =, error = (the destinations)",
+        f"{c}:1: [sink mq]: give user = and password = together",
+        f"{c}:3: [sink mq]: port = 99999: expected a whole number from 1 to 65535",
+        f"{c}:9: [sink ev]: path = nowhere/events.jsonl: no such directory {station.passdir}/nowhere",
+        f"{c}: 5 error(s) on 3 line(s); waitd.conf is invalid",
+    ]
+    started = station.run("-f")
+    assert started.returncode == 2 and "no such directory" in started.stderr and "not starting" in started.stderr

@@ -39,3 +39,23 @@ def test_a_good_turn_or_another_error_starts_the_count_again(caplog):
         guard.clear()
         assert guard.note(boom(1)) == 0.05
     assert sum(1 for r in caplog.records if r.exc_info) == 2, "each kind's traceback once"
+
+
+def test_the_calm_never_overflows_however_long_an_error_repeats(caplog):
+    """`2 ** (repeats - 1)` once overflowed a float after 1,025 turns of the
+    same error, and the guard itself raised: waitd exited."""
+    guard = Unexpected(logging.getLogger("waitd.test"))
+    with caplog.at_level(logging.ERROR, "waitd.test"):
+        calms = [guard.note(boom(1)) for _ in range(3000)]
+    assert guard.repeats == 3000 and calms[-1] == 1.0
+
+
+def test_a_subject_names_whose_error_it_is(caplog):
+    guard = Unexpected(logging.getLogger("waitd.test"))
+    with caplog.at_level(logging.ERROR, "waitd.test"):
+        for _ in range(3):
+            guard.note(boom(1), "record 3: its pass")
+    assert [r.getMessage() for r in caplog.records] == [
+        "record 3: its pass: unexpected error; carrying on",
+        "record 3: its pass: unexpected error again (2 times so far): KeyError: 'one place'",
+    ]

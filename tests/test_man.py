@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ PAGES = ["waitd.8", "incoming.5", "waitd.conf.5", "tlogview.1"]
 OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
 
 needs_mandoc = pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
+needs_man = pytest.mark.skipif(shutil.which("man") is None, reason="man (groff) is not installed")
 
 
 def sections(page: str) -> dict[str, list[str]]:
@@ -62,6 +64,16 @@ def test_lint_clean_and_renders(page):
     assert "to be written" not in text
     for name in ("NAME", "SYNOPSIS", "DESCRIPTION", "FILES", "EXAMPLES", "SEE ALSO"):
         assert f"\n{name}\n" in text, f"{page}: no {name} section"
+
+
+@needs_man
+@pytest.mark.parametrize("page", PAGES)
+def test_man_renders_it_in_80_columns_without_a_warning(page):
+    """groff, as man(1) runs it on a terminal of 80 columns, warned that a
+    table of incoming(5) was wider than the line."""
+    env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat")
+    result = subprocess.run(["man", "-l", str(MAN / page)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stderr == ""
 
 
 @needs_mandoc
@@ -164,3 +176,128 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
         assert errors == [], block
         types.update(sink.type for sink in parsed.sinks)
     assert types == set(conf.SINK_TYPES), "an example for each type of sink"
+
+
+# -- the examples: every table and waitd.conf shown is one waitd takes -------------
+
+MARK = re.compile(r'^\.\\" example: (table|names|waitd\.conf)$')
+CONF_SECTION = re.compile(r"^\[(daemon|celery|sink \S+)\]$")
+EXAMPLE_PAGES = ["incoming.5", "waitd.8", "waitd.conf.5"]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\[&%]", "", text).replace("\\(aq", "'").replace("\\-", "-").replace("\\e", "\\")
+
+
+def marked_examples(page: str) -> list[tuple[str | None, str]]:
+    """(kind, text) of every .EX block of a page, kind from the
+    `.\\" example: KIND` comment line before it (None: not marked)."""
+    out: list[tuple[str | None, str]] = []
+    kind: str | None = None
+    current: list[str] | None = None
+    for line in (MAN / page).read_text().splitlines():
+        if (mark := MARK.match(line)) is not None:
+            kind = mark.group(1)
+        elif line == ".EX":
+            current = []
+        elif line == ".EE" and current is not None:
+            out.append((kind, _unescape("\n".join(current))))
+            kind, current = None, None
+        elif current is not None:
+            current.append(line)
+    return out
+
+
+def table_lines(text: str) -> list[str]:
+    """The lines of a table example, each record on one line again (the
+    page breaks a long one with a backslash)."""
+    lines: list[str] = []
+    joined = ""
+    for line in text.splitlines():
+        joined += line.strip() if joined else line
+        if joined.endswith("\\") and not joined.endswith("\\\\"):
+            joined = joined[:-1].rstrip() + " "
+            continue
+        lines.append(joined)
+        joined = ""
+    return lines
+
+
+def _looks_like_a_table(text: str) -> bool:
+    records = [line.split() for line in table_lines(text) if line.strip() and not line.lstrip().startswith("#")]
+    return bool(records) and all(len(f) >= 7 and all(re.fullmatch(r"-?[0-9.]+", n) for n in f[4:7]) for f in records)
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES)
+def test_every_table_and_waitd_conf_example_is_marked(page):
+    """So that the tests below see them all: an example that looks like a
+    table or a waitd.conf carries its `.\\" example:` mark."""
+    for kind, text in marked_examples(page):
+        if kind is None:
+            assert not _looks_like_a_table(text), f"{page}: a table example not marked:\n{text}"
+            assert not CONF_SECTION.match(text.splitlines()[0]), f"{page}: a waitd.conf example not marked:\n{text}"
+
+
+def example_cases() -> list[object]:
+    """(page, n, table, names shown with it) of each table example."""
+    cases = []
+    for page in EXAMPLE_PAGES:
+        examples = marked_examples(page)
+        for i, (kind, text) in enumerate(examples):
+            if kind != "table":
+                continue
+            names = examples[i + 1][1].split() if i + 1 < len(examples) and examples[i + 1][0] == "names" else []
+            cases.append(pytest.param(page, i, "\n".join(table_lines(text)), names, id=f"{page}-{i}"))
+    return cases
+
+
+@pytest.mark.parametrize(("page", "n", "text", "names"), example_cases())
+def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(
+    tmp_path, monkeypatch, capsys, page, n, text, names
+):
+    """The manual's HRIT pattern once parsed no real HRIT name, so every
+    file would have been left alone.  Each table example must pass
+    `waitd --check`, and each pattern= must parse the names it is shown
+    with (a grouping record files them all into groups, as members)."""
+    from waitd import groups, table, wildcard
+
+    passdir = tmp_path / "pass"
+    passdir.mkdir()
+    (passdir / "incoming").write_text(text + "\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code = cli.main(["--passdir", str(passdir), "--check"])
+    assert code == 0, f"{page}, example {n}:\n{text}\n{capsys.readouterr().err}"
+    records, errors = table.parse(text, "example", str(passdir), os.environ)
+    assert errors == [] and records
+    for record in (r for r in records if r.options.pattern is not None):
+        match = wildcard.matcher(record.template)
+        shown = [name for name in names if match(name)]
+        assert shown, f"{page}, example {n}: record {record.number}'s pattern= is shown with no name it takes"
+        for name in shown:
+            fields = record.options.fields(name, record.directory, record.telem)
+            assert fields is not None, f"{page}, example {n}: {name} does not parse with {record.options.pattern}"
+        spec = record.options.group
+        if spec is not None:
+            index = groups.Index(spec, record.telem)
+            for i, name in enumerate(shown):
+                filed = index.add(name, record.options.fields(name, record.directory, record.telem) or {}, i)
+                assert not isinstance(filed, str), f"{page}, example {n}: {name}: {filed}"
+            assert len(index.groups) == 1, f"{page}, example {n}: the names shown make more than one group"
+
+
+@pytest.mark.parametrize(
+    ("page", "text"),
+    [
+        pytest.param(page, text, id=f"{page}-{i}")
+        for page in EXAMPLE_PAGES
+        for i, (kind, text) in enumerate(marked_examples(page))
+        if kind == "waitd.conf"
+    ],
+)
+def test_each_waitd_conf_example_passes_check(tmp_path, capsys, page, text):
+    passdir = tmp_path / "pass"
+    passdir.mkdir()
+    (passdir / "incoming").write_text("")
+    (passdir / "waitd.conf").write_text(text + "\n")
+    code = cli.main(["--passdir", str(passdir), "--check"])
+    assert code == 0, f"{page}:\n{text}\n{capsys.readouterr().err}"

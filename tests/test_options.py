@@ -60,12 +60,27 @@ def test_every_option():
             f"unknown option 'colour' (known: {KNOWN})",
         ),
         ("extra", "'extra' is not key=value"),
+        ("key={stem:256}", "option key={stem:256}: {stem}: width 256 is more than 255 (the most a file name holds)"),
+        (
+            "key={stem:.99999%}",
+            "option key={stem:.99999%}: {stem}: width 99999 is more than 255 (the most a file name holds)",
+        ),
+        (
+            "done={stem:{name}}",
+            "option done={stem:{name}}: {stem}: a format specification may not hold another field ({name})",
+        ),
+        (
+            "pattern={t:%Y%9999999m}.d",
+            "option pattern={t:%Y%9999999m}.d: {t}: width 9999999 is more than 255 (the most a file name holds)",
+        ),
+        ("pattern={n:n}.d", "option pattern={n:n}.d: trollsift cannot use it: KeyError: 'n'"),
     ],
 )
 def test_bad_values_name_the_option(item, problem):
     o, problems = options.parse([item])
     assert problems == [problem]
-    assert o == Options()
+    # A bad value is left out; a value good alone but not with the others is kept.
+    assert o == (Options(key="{nope}") if item == "key={nope}" else Options())
 
 
 def test_every_problem_in_field_order_and_repeats():
@@ -81,6 +96,8 @@ def test_every_problem_in_field_order_and_repeats():
 def test_formats_may_name_the_patterns_fields():
     pattern = "pattern={platform}_{start_time:%Y%m%d_%H%M}_{segment:3d}.dat"
     assert options.parse([pattern, "key={platform}{start_time:%Y}", "done={stem}.ok"])[1] == []
+    # Widths up to a file name's, and digits that are a time format's text.
+    assert options.parse(["pattern={p:_<255s}{t:%Y0101%H}.d", "key={p:0>255}{t:%H00}"])[1] == []
     _, problems = options.parse([pattern, "key={channel}"])
     assert problems == [
         "option key={channel}: no field {channel} in the pattern's fields or name, stem, suffix, dir, telem"
@@ -162,3 +179,17 @@ def test_group_options_and_their_errors():
     ]:
         _, found = options.parse(items)
         assert len(found) >= 1 and found[0].startswith(problem), (items, found)
+
+
+def test_options_are_checked_together_even_when_one_is_bad():
+    """Every problem of a line: a bad value no longer hides the checks of
+    the others, and it causes none of its own."""
+    _, problems = options.parse(["critical=:1", "done={name}.ok", "jobs=0"])
+    assert problems == [
+        "option jobs=0: expected a whole number from 1 to 1000",
+        "done= and groups do not go together (a group's member is complete by its wait age)",
+        "critical= and wanted= need pattern=: the fields of a name say its group and member",
+    ]
+    # A bad critical= makes no "timeliness= is for groups"; a bad timeout= no "needs timeout=".
+    _, problems = options.parse(["pattern={a}_{segment}.d", "critical=1", "timeliness=5", "run=celery", "timeout=x"])
+    assert [p.split(":")[0] for p in problems] == ["option critical=1", "option timeout=x"]

@@ -24,7 +24,7 @@ Importing Celery takes a while: only `make` does it, when a record has
 `run=celery` or `waitd worker` starts.
 
 Also the two ends of the task's contract that need no broker:
-`check_records` (what `run=celery` needs: waitd.conf's [celery] and
+`problem` (what `run=celery` needs: waitd.conf's [celery] and
 Celery itself, else an error of the record's line) and `result_of` (a
 task's stored state, SUCCESS, FAILURE or REVOKED, as an outcome, its
 output and waitd's line about it for the log).
@@ -37,16 +37,13 @@ import importlib.util
 import os
 import signal
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from waitd import conf, remote
-from waitd.errors import TableError
 from waitd.event import Status
 from waitd.executor import signal_name
 from waitd.jobs import Outcome
-from waitd.table import Record
 
 TASK = "waitd.run"
 SOCKET_TIMEOUT_S = 2.0
@@ -99,21 +96,17 @@ def install_hint() -> str:
     return f"install it with {pip} install 'celery[redis]' (or, with waitd itself: pip install 'waitd[celery]')"
 
 
-def check_records(records: Iterable[Record], table_path: str, passdir: str) -> list[TableError]:
-    """An error for each `run=celery` record when waitd.conf has no [celery]
-    broker, or Celery is not installed."""
-    celery = [r for r in records if r.options.run == "celery"]
-    if not celery:
-        return []
+def problem(passdir: str) -> str | None:
+    """What a `run=celery` record of this PASSDIR lacks, if anything: Celery
+    itself, or waitd.conf's [celery] broker.  The table makes it an error
+    of each such record's line (`table.parse`'s `celery`)."""
     if importlib.util.find_spec("celery") is None:
-        what = f"run=celery needs Celery, which is not installed; {install_hint()}"
-        return [TableError(table_path, r.line, what) for r in celery]
+        return f"run=celery needs Celery, which is not installed; {install_hint()}"
     path = os.path.join(passdir, "waitd.conf")
     settings, errors = conf.read(path)
     if settings.celery is not None or errors:
-        return []  # waitd.conf's own errors are told on their own
-    what = f"run=celery needs a broker: {path} has no [celery] section"
-    return [TableError(table_path, r.line, what) for r in celery]
+        return None  # waitd.conf's own errors are told on their own
+    return f"run=celery needs a broker: {path} has no [celery] section"
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.paths:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
         table_path = os.path.join(passdir, "incoming")
-        records, errors = table.read(table_path, passdir, os.environ)
-        errors += celery_app.check_records(records, table_path, passdir)
+        records, errors = table.read(table_path, passdir, os.environ, celery_app.problem(passdir))
         settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
         if args.check:
             code = _check(table_path, passdir, records, errors, args.verbose)

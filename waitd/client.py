@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from waitd import control, pidfile, sock, table
+from waitd import celery_app, control, pidfile, sock, table
 from waitd.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.event import escape
 
@@ -84,7 +84,7 @@ def _files(passdir: str, verb: str, paths: Sequence[str]) -> int:
 def _reload(passdir: str, wait: bool) -> int:
     """Check the table, send HUP, and say whether the daemon took it."""
     table_path = os.path.join(passdir, "incoming")
-    _, errors = table.read(table_path, passdir, os.environ)
+    _, errors = table.read(table_path, passdir, os.environ, celery_app.problem(passdir))
     if errors:
         for error in errors:
             print(error, file=sys.stderr)

@@ -6,12 +6,14 @@
 - `status`: the status document (report.Status);
 - `retry` of paths: a file whose run failed for good, was cancelled, or
   whose outcome is unknown (status 1), runs again as a new attempt; one
-  waiting for a retry runs at once;
+  waiting for a retry runs at once; a member of a group takes its group
+  (every member that ran with it) along, in one run;
 - `cancel` of paths: a running run gets TERM, then KILL after the grace,
   and is recorded as status 1 `error=cancelled` (never retried); a file
   waiting to run (or to be retried) is recorded as status 2
-  `error=cancelled` and does not run (a new version of it will).  A
-  queue's file (claim=yes) so cancelled is a final failure: it is moved
+  `error=cancelled` and does not run (a new version of it will); a
+  waiting member of a group is cancelled with the members waiting with it.
+  A queue's file (claim=yes) so cancelled is a final failure: it is moved
   into the queue's errors/ first (`claims.cancel`), and if it cannot be,
   it is not cancelled.
 
@@ -41,7 +43,9 @@ from waitd.history import Event, History, Status, escape
 from waitd.jobs import Why
 from waitd.launch import Launcher
 from waitd.runs import Runs
+from waitd.scan import FileFact
 from waitd.state import Entry, Works
+from waitd.view import View
 
 log = logging.getLogger("waitd")
 
@@ -92,7 +96,10 @@ class Commands:
         if found is None:
             return False, "not in the spool (or not looked at yet)"
         fact, where = found
-        if any(where in r.job.paths and r.job.process == entry.record.process for r in self.runs):
+        # A member of a group is retried with its group: every member that
+        # ran with it (a late one never did), or the run would be partial.
+        gid, members = self._group(view, fact, where, lambda e: e is not None and e.consumed)
+        if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for _, p in members):
             return False, "it runs now"
         event = self.history.latest(where, entry.record.process)
         if event is None or not event.same_version(fact) or not event.consumed:
@@ -102,10 +109,33 @@ class Commands:
         if event.status is Status.STARTED:
             return False, "it runs now"
         now = time.time()
-        self.launcher.record(replace(event, at=now, retry_at=now))
-        view.again(where, fact, now)
-        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, escape(where))
-        return True, "to run again now"
+        events = [self._latest(entry, f, p) for f, p in members]
+        again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
+        if again:
+            self.launcher.record_all(again)  # a group's in one append
+        for f, p in members:
+            view.again(p, f, now)
+        what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
+        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
+        return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
+
+    def _group(
+        self, view: View, fact: FileFact, where: str, alike: Callable[[Event | None], bool]
+    ) -> tuple[str | None, list[tuple[FileFact, str]]]:
+        """The file's group id and the members that go with it, with their
+        paths (the file, and those whose latest event is `alike`); (None,
+        [the file]) for a file of no group."""
+        found = view.gatherer.members_of(fact.name) if view.gatherer is not None else None
+        if found is None:
+            return None, [(fact, where)]
+        gid, members = found
+        return gid, [
+            (f, view.path_of(f.name)) for f in members if f.name == fact.name or alike(view.latest(self.history, f))
+        ]
+
+    def _latest(self, entry: Entry, fact: FileFact, path: str) -> Event | None:
+        event = self.history.latest(path, entry.record.process)
+        return event if event is not None and event.same_version(fact) else None
 
     def _cancel(self, path: str) -> tuple[bool, str]:
         named = {path} | {p for e in self.works if (p := claims.claimed_as(e.view, path)) is not None}
@@ -131,17 +161,26 @@ class Commands:
             event = None
         if event is not None and event.consumed and event.retry_at is None:
             return False, "neither waiting nor running: nothing to cancel"
-        cancel = Event(
-            where,
-            entry.record.process,
-            fact.mtime_ns // 1_000_000_000,
-            Status.KNOWN,
-            error="cancelled",
-            at=time.time(),
-            attempt=event.attempt if event is not None else None,
-            version=fact.version,
-        )
-        done = "it will not run"
+        # A member of a group is cancelled with its group: the others would
+        # otherwise be taken for late members of a group that ran.
+        gid, members = self._group(view, fact, where, lambda e: e is None or not e.consumed or e.retry_at is not None)
+        now = time.time()
+        cancels = []
+        for f, p in members:
+            latest = self._latest(entry, f, p)
+            cancels.append(
+                Event(
+                    p,
+                    entry.record.process,
+                    f.mtime_ns // 1_000_000_000,
+                    Status.KNOWN,
+                    error="cancelled",
+                    at=now,
+                    attempt=latest.attempt if latest is not None else None,
+                    version=f.version,
+                )
+            )
+        done = "it will not run" if gid is None else f"group {gid} ({len(members)} files) will not run"
         if entry.record.options.claim:
             # A final failure: into errors/ first, so that no instance claims it.
             try:
@@ -152,6 +191,11 @@ class Commands:
             if moved is None:
                 return False, "another instance claimed it first; not cancelled"
             done = f"moved to {escape(moved)}"
-        self.launcher.record(cancel)
+        self.launcher.record_all(cancels)
         log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
         return True, f"cancelled: {done}"
+
+
+def _due(event: Event, now: float) -> bool:
+    """Its retry is due already: asking again writes nothing."""
+    return event.retry_at is not None and event.retry_at <= now

@@ -4,9 +4,11 @@
 `parse` turns the text of $PASSDIR/waitd.conf into one `Conf` and a list
 of `TableError`s, every problem of the file in line order, each naming the
 file and the line, as the table's are: an unknown section or key (naming
-the known ones), a key given twice, a bad value, a missing key.  `read`
-reads the file; a file that does not exist is an empty `Conf` (no sinks,
-nothing set).  It is pure otherwise: it opens no socket and starts
+the known ones), a key given twice, a bad value, a missing key, keys that
+do not go together (checked also when one of them is bad), a jsonl sink's
+file in a directory that does not exist.  `read` reads the file and looks
+for those directories; a file that does not exist is an empty `Conf` (no
+sinks, nothing set).  It is pure otherwise: it opens no socket and starts
 nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
@@ -24,6 +26,7 @@ parsed and checked here for the Celery executor, which reads them from
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -106,7 +109,7 @@ def read(path: str) -> tuple[Conf, list[TableError]]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         return Conf(path), [TableError(path, line, "not valid UTF-8 text")]
-    return parse(text, path)
+    return parse(text, path, os.path.isdir)
 
 
 @dataclass(slots=True)
@@ -117,8 +120,10 @@ class _Section:
     values: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (line, raw value)
 
 
-def parse(text: str, path: str) -> tuple[Conf, list[TableError]]:
-    """Parse the text of waitd.conf; return the Conf and every error."""
+def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory: True) -> tuple[Conf, list[TableError]]:
+    """Parse the text of waitd.conf; return the Conf and every error.
+    `isdir` says whether a directory exists (a jsonl sink's file goes in
+    one); `read` asks the system, and the default says yes."""
     errors: list[TableError] = []
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
@@ -130,7 +135,7 @@ def parse(text: str, path: str) -> tuple[Conf, list[TableError]]:
         elif section.kind == "celery":
             celery = _build(section, path, errors, _CELERY, CeleryConf)
         else:
-            sink = _sink(section, path, errors)
+            sink = _sink(section, path, errors, isdir)
             if sink is not None:
                 sinks.append(sink)
     errors.sort(key=lambda e: e.line)
@@ -329,6 +334,7 @@ _BY_TYPE: Mapping[str, _Keys] = {
         "error": ("error", _destination, False),
     },
 }
+_KEY_OF = {attr: key for keys in (_COMMON, *_BY_TYPE.values()) for key, (attr, _, _) in keys.items()}
 _DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "jsonl": {},
     "posttroll": {"nameservers": False, "name": "waitd"},
@@ -336,8 +342,8 @@ _DEFAULTS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
-def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys) -> dict[str, Any] | None:
-    """The section's values by attribute; None if any is wrong."""
+def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys) -> tuple[dict[str, Any], bool]:
+    """The section's values read well, by attribute; and whether all were."""
     out: dict[str, Any] = {}
     ok = True
     for key, (lineno, raw) in section.values.items():
@@ -357,42 +363,58 @@ def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys
         if required and key not in section.values:
             errors.append(TableError(path, section.line, f"{_where(section)}: no {key} = (it is required)"))
             ok = False
-    return out if ok else None
+    return out, ok
 
 
 def _build(section: _Section, path: str, errors: list[TableError], keys: _Keys, kind: Any) -> Any:
-    values = _convert(section, path, errors, keys)
-    return kind(**values) if values is not None else None
+    values, ok = _convert(section, path, errors, keys)
+    return kind(**values) if ok else None
 
 
-def _sink(section: _Section, path: str, errors: list[TableError]) -> Sink | None:
+def _sink(section: _Section, path: str, errors: list[TableError], isdir: Callable[[str], bool]) -> Sink | None:
     kind = section.values.get("type", (section.line, ""))[1]
     if kind not in SINK_TYPES:
         lineno = section.values.get("type", (section.line, ""))[0]
         what = f"type = {kind}: unknown" if kind else "no type = (it is required)"
         errors.append(TableError(path, lineno, f"{_where(section)}: {what} (known: {', '.join(SINK_TYPES)})"))
         return None
-    values = _convert(section, path, errors, {**_COMMON, **_BY_TYPE[kind]})
-    if values is None:
-        return None
+    values, ok = _convert(section, path, errors, {**_COMMON, **_BY_TYPE[kind]})
     common: dict[str, Any] = {k: values.pop(k) for k in ("records", "retry_s", "retry_max_s") if k in values}
-    values.pop("type")
+    values.pop("type", None)
     settings = {**_DEFAULTS[kind], **values}
-    problem = _check_sink(kind, settings, common)
-    if problem:
-        errors.append(TableError(path, section.line, f"{_where(section)}: {problem}"))
+    # Checked together too when a value is bad, each check with the keys it
+    # is about: as given when it asks whether they are, as read otherwise.
+    given = set(section.values)
+    bad = given - {"type"} - {_KEY_OF[attr] for attr in (*values, *common)}
+    problems = _check_sink(kind, settings, common, given, bad)
+    errors.extend(TableError(path, section.line, f"{_where(section)}: {p}") for p in problems)
+    if kind == "jsonl" and "path" in settings:
+        directory = os.path.dirname(os.path.join(os.path.dirname(os.path.abspath(path)), settings["path"]))
+        if not isdir(directory):
+            lineno, raw = section.values["path"]
+            errors.append(TableError(path, lineno, f"{_where(section)}: path = {raw}: no such directory {directory}"))
+            ok = False
+    if not ok or problems:
         return None
     return Sink(section.name, kind, section.line, settings=settings, **common)
 
 
-def _check_sink(kind: str, settings: Mapping[str, Any], common: Mapping[str, Any]) -> str | None:
-    """What is wrong with a sink's keys taken together, if anything."""
-    if common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
-        return "retry-max is less than retry"
-    if kind == "stomp" and not any(settings.get(k) for k in ("started", "complete", "error")):
-        return "give at least one of started =, complete =, error = (the destinations)"
-    if kind == "stomp" and ("user" in settings) != ("password" in settings):
-        return "give user = and password = together"
-    if kind == "posttroll" and settings["address"].endswith(":0") and settings["nameservers"] is False:
-        return "address port 0 (any free port) needs nameservers =: no subscriber could find it"
-    return None
+def _check_sink(
+    kind: str, settings: Mapping[str, Any], common: Mapping[str, Any], given: set[str], bad: set[str]
+) -> list[str]:
+    """What is wrong with a sink's keys taken together: every problem."""
+    problems = []
+    if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
+        problems.append("retry-max is less than retry")
+    if kind == "stomp" and not given & {"started", "complete", "error"}:
+        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and ("user" in given) != ("password" in given):
+        problems.append("give user = and password = together")
+    if (
+        kind == "posttroll"
+        and not bad & {"address", "nameservers"}
+        and settings.get("address", "").endswith(":0")
+        and settings["nameservers"] is False
+    ):
+        problems.append("address port 0 (any free port) needs nameservers =: no subscriber could find it")
+    return problems

@@ -285,6 +285,7 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
         lines.append(f"waiting: {waiting} file(s), the oldest modified {_span(now - oldest)} ago")
     else:
         lines.append(f"waiting: {waiting} file(s)")
+    lines.extend(_group_lines(rec, now))
     retrying = rec.get("retrying") or []
     if retrying:
         shown = [f"{item['file']} (in {_span(item['at'] - now)})" for item in retrying[:10]]
@@ -299,17 +300,44 @@ def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
         lines.append(
             f"queue {queue['root']}: incoming: {queue['incoming']}, pending: {pending}, errors: {queue['errors']}{held}"
         )
-    incomplete = rec.get("incomplete") or []
-    if incomplete:
-        shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]
-        lines.append(_listed("incomplete groups", shown, len(incomplete), "; "))
     stuck = rec.get("unremovable") or []
     if stuck:
         lines.append(_listed("cannot remove", stuck, rec.get("unremovable_count", len(stuck))))
     last = rec.get("last")
     lines.append(f"last run: {last['file']}: {last['outcome']}" if last else "last run: none since start")
     c = rec.get("counters", {})
-    lines.append(f"since start: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('removed', 0)} removed")
+    lines.append(
+        f"since start: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('retrying', 0)} retrying, "
+        f"{c.get('removed', 0)} removed"
+    )
+    return lines
+
+
+def _group_lines(rec: dict[str, Any], now: float) -> list[str]:
+    """The files held and why, the groups gathering, the incomplete ones."""
+    lines = []
+    held = rec.get("held") or []
+    if held:
+        shown = [
+            f"{h['file']} ({h['why']}" + (f", for {_span(h['until'] - now)} more)" if h.get("until") else ")")
+            for h in held
+        ]
+        lines.append(_listed(f"held: {rec.get('held_count', len(held))} file(s)", shown, rec.get("held_count", 0)))
+    for group in rec.get("open_groups") or []:
+        has = _listed("members", group["members"], group["member_count"])
+        without = _listed("missing", group["missing"], group["missing_count"]) if group["missing"] else ""
+        lines.append(
+            f"open group {group['group']}: {has}"
+            + (f"; {without}" if without else "")
+            + f"; deadline in {_span(group['deadline'] - now)}"
+        )
+    more = rec.get("open_groups_count", 0) - len(rec.get("open_groups") or [])
+    if more > 0:
+        lines.append(f"open groups: {more} more")
+    incomplete = rec.get("incomplete") or []
+    if incomplete:
+        shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]
+        lines.append(_listed("incomplete groups", shown, len(incomplete), "; "))
     return lines
 
 

@@ -80,7 +80,8 @@ class Unexpected:
         self._seen: dict[tuple[str, ...], int] = {}
         self._summary_at = 0.0
 
-    def note(self, exc: BaseException) -> float:
+    def note(self, exc: BaseException, subject: str = "waitd") -> float:
+        """Log `exc` (once, then counted) as `subject`'s; the calm to keep."""
         kind = _signature(exc)
         self.repeats = self.repeats + 1 if kind == self._last else 1
         self._last = kind
@@ -88,12 +89,14 @@ class Unexpected:
         self._seen[kind] = count
         now = time.monotonic()
         if count == 1:
-            self.log.error("waitd: unexpected error; carrying on", exc_info=exc)
+            self.log.error("%s: unexpected error; carrying on", subject, exc_info=exc)
         elif now >= self._summary_at:
             self._summary_at = now + self.SUMMARY_S
-            self.log.error("waitd: unexpected error again (%d times so far): %s: %s", count, kind[0], exc)
+            self.log.error("%s: unexpected error again (%d times so far): %s: %s", subject, count, kind[0], exc)
         low, high = self.CALM_S
-        return min(high, low * 2 ** (self.repeats - 1))
+        # The exponent is capped: 2 ** 1024 is past any float, and the guard
+        # must not raise after a thousand turns of the same error.
+        return min(high, low * 2 ** min(self.repeats - 1, 64))
 
     def clear(self) -> None:
         """A turn went well."""

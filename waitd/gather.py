@@ -14,7 +14,10 @@ its files; it ran when one of its members' latest events is a start or an
 end (a member with none then arrived late: logged once, never run); it is
 waiting for a retry when its members' ends carry `retry_at=`.  A group
 whose timeliness passed with a critical member missing is incomplete:
-logged once, listed by `-s status`, never run, left for expiry.
+logged once, listed by `-s status`, never run, left for expiry.  `held`
+says, for the status, which members will not run by themselves and why
+(their group gathers until its deadline, is incomplete, or ran before
+they came), and which groups are gathering: by the same verdicts.
 
 This module starts and removes nothing; the view and the scheduler do.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from waitd import groups
@@ -35,6 +39,24 @@ if TYPE_CHECKING:
     from waitd.view import View
 
 log = logging.getLogger("waitd")
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Why a member will not run by itself, and until when (None: for ever)."""
+
+    why: str
+    until_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """A group still gathering its members, until its timeliness."""
+
+    gid: str
+    deadline_ns: int
+    present: dict[groups.Member, FileFact]
+    missing: list[groups.Member]  # expected (critical, wanted), not there yet
 
 
 class Gatherer:
@@ -67,6 +89,43 @@ class Gatherer:
         found = self.index.group_of(name)
         if found is not None:
             self._dirty.add(found[0].gid)
+
+    def members_of(self, name: str) -> tuple[str, list[FileFact]] | None:
+        """The id of a file's group and its members in the spool, sorted by
+        name; None when the file is in no group."""
+        found = self.index.group_of(name)
+        if found is None:
+            return None
+        facts = (self.view.cands.facts.get(n) for n in found[0].files.values())
+        return found[0].gid, sorted((f for f in facts if f is not None), key=lambda f: f.name)
+
+    def held(self, history: History, now_ns: int) -> tuple[dict[str, Held], list[Open]]:
+        """What the status says of the groups now: the members that will not
+        run by themselves, with why and until when (those of a group still
+        gathering, of an incomplete group, late members), and the groups
+        still gathering.  The same verdicts as `take`'s, with every member
+        counted old enough: what matters is whether the group will run."""
+        held: dict[str, Held] = {}
+        gathering: list[Open] = []
+        view = self.view
+        for group in self.index.groups.values():
+            present = {m: f for m, n in group.files.items() if (f := view.cands.facts.get(n)) is not None}
+            handled = {m for m, f in present.items() if _handled(view.latest(history, f))}
+            if handled:
+                for member, fact in present.items():
+                    if member not in handled:
+                        held[fact.name] = Held(f"late: arrived after its group {group.gid} ran", None)
+                continue
+            verdict, deadline = groups.verdict(self.spec, group, present, present, now_ns)
+            if verdict is groups.Verdict.INCOMPLETE:
+                missing = ", ".join(sorted(f"{c}:{s}" for c, s in self.spec.critical - set(present)))
+                for fact in present.values():
+                    held[fact.name] = Held(f"its group is incomplete, without {missing}", None)
+            elif verdict is groups.Verdict.WAITING and deadline is not None:
+                for fact in present.values():
+                    held[fact.name] = Held("its group gathers its members", deadline)
+                gathering.append(Open(group.gid, deadline, present, sorted(self.spec.expected - set(present))))
+        return held, sorted(gathering, key=lambda g: (g.deadline_ns, g.gid))
 
     def take(
         self, n: int, history: History, now_ns: int, busy: Callable[[str], bool], held: Callable[[FileFact], int | None]
@@ -106,15 +165,16 @@ class Gatherer:
         if any(busy(view.path_of(f.name)) for f in present.values()):
             return None, None  # running: its end makes it dirty again
         events = {m: view.latest(history, f) for m, f in present.items()}
-        handled = {m for m, e in events.items() if e is not None and e.consumed}
+        handled = {m for m, e in events.items() if _handled(e)}
         retry = [e.retry_at for e in events.values() if e is not None and e.retry_at is not None]
         if handled:
             if retry:
                 due = int(min(retry) * 1e9)
                 if due > now_ns:
                     return None, due
-                members = {m: present[m] for m, e in events.items() if e is not None and e.retry_at is not None}
-                return self._job(group, members, events, now_ns), None
+                # The group runs again, all of it: every member that ran,
+                # whichever of them carries the retry.
+                return self._job(group, {m: present[m] for m in handled}, events, now_ns), None
             self._late(group, present, handled)
             return None, None
         ready: dict[groups.Member, FileFact] = {}
@@ -189,3 +249,8 @@ class Gatherer:
             if self.view.outbox is not None:
                 names = sorted(f.name for f in present.values())
                 self.view.outbox.group(self.view, group.gid, "incomplete", names, missing)
+
+
+def _handled(event: Event | None) -> bool:
+    """The member ran with its group (or runs): its event consumed it."""
+    return event is not None and event.consumed

@@ -255,7 +255,9 @@ class Launcher:
             )
             tally = self.works.tally(run.job.identity)
             if tally is not None:
-                tally.ended(run.number, run.path, described, ok, took, time.monotonic())
+                tally.ended(
+                    run.number, run.path, described, ok, took, time.monotonic(), retrying=end.retry_at is not None
+                )
         if ok and entry_view is not None:
             for fact in run.job.facts:
                 entry_view.ran(fact)

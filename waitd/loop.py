@@ -16,7 +16,9 @@ which starts nothing, waits for running handlers up to the stop timeout,
 then sends TERM and later KILL to their process groups, records every end
 and returns.  HUP rereads the table (an invalid one is logged and the old
 one stays), reopens incoming.log, re-checks directories and resets every
-back-off; running handlers go on, tied to their record's work.
+back-off; running handlers go on, tied to their record's work.  A reload
+that changes a record's process-name warns how many handled files the new
+one will handle again (the history is kept by process).
 
 Failures: an exception in a turn is logged with its traceback and the loop
 goes on (the outermost guard), and one in a record's part of a pass skips
@@ -38,8 +40,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd import claims, control, drain, layout, publish, queue, report, runner, scheduler, sock, sweep, table
-from waitd.celery_app import check_records
+from waitd import (
+    celery_app,
+    claims,
+    control,
+    drain,
+    layout,
+    publish,
+    queue,
+    report,
+    runner,
+    scheduler,
+    sock,
+    sweep,
+    table,
+)
 from waitd.celery_exec import Dispatch
 from waitd.commands import Commands
 from waitd.conf import Conf
@@ -122,6 +137,9 @@ class Daemon:
         self._compact_at_start = True
         self._status_failed = False
         self._errors = Unexpected(log)
+        # A record's own trouble: logged once, then counted (at most once a
+        # minute), never a traceback on every pass; the loop goes on.
+        self._record_errors = Unexpected(log)
         self._stop_deadline = 0.0
         self._stopping_sent = False
         self._started = time.time()
@@ -359,8 +377,9 @@ class Daemon:
         self.events.reloading()
         self.reopen_log()
         self.launcher.logfiles_again()
-        records, errors = table.read(self.settings.table_path, self.settings.passdir, self._env)
-        errors += check_records(records, self.settings.table_path, self.settings.passdir)
+        records, errors = table.read(
+            self.settings.table_path, self.settings.passdir, self._env, celery_app.problem(self.settings.passdir)
+        )
         self._warn_table_mode()
         self._reloads += 1
         self._reload_errors = [str(e) for e in errors]
@@ -373,6 +392,7 @@ class Daemon:
                 table.summary(errors),
             )
         else:
+            self._warn_process_changes(records)
             self._install(records)
             active = sum(1 for e in self.entries if not e.problem)
             log.info("waitd: HUP: table reloaded: %d records, %d active", len(self.entries), active)
@@ -382,6 +402,33 @@ class Daemon:
             self.settings = replace(self.settings, jobs=self.events.conf.daemon.jobs)
         self._write_status(force=True)  # `waitd -s reload` waits for this
         self.events.ready()  # systemd: the reload is over
+
+    def _warn_process_changes(self, records: Iterable[table.Record]) -> None:
+        """Warn when a record of the new table is one of the old but for its
+        process-name: the history is kept by process, so every file the old
+        one handled (and keep-after kept) is new to the new one."""
+        old = {(e.record.directory, e.record.template): e for e in self.entries}
+        for record in records:
+            entry = old.get((record.directory, record.template))
+            if entry is None or entry.record.process == record.process:
+                continue
+            view = entry.view
+            again = 0
+            for fact in view.cands.facts.values():
+                path = view.path_of(fact.name)
+                mine = view.latest(self.history, fact)
+                theirs = self.history.latest(path, record.process)
+                if mine is not None and mine.consumed and (theirs is None or not theirs.same_version(fact)):
+                    again += 1
+            if again:
+                log.warning(
+                    "record %d: process-name changed from %s to %s: %d file(s) handled by the old one "
+                    "will be handled again by the new one (the history is kept by process)",
+                    record.number,
+                    escape(entry.record.process),
+                    escape(record.process),
+                    again,
+                )
 
     def _warn_table_mode(self) -> None:
         """Warn about a table, or a waitd.conf, that any user may change."""
@@ -434,9 +481,9 @@ class Daemon:
                 continue
             try:
                 self._look(entry, listing, now_ns)
-            except Exception:
+            except Exception as exc:
                 # One record's trouble must not stop the others.
-                log.exception("record %d: unexpected error in its pass; carrying on", entry.number)
+                self._record_errors.note(exc, f"record {entry.number}: its pass")
         self._schedule(now, now_ns)
         self._keep_all()
         if self._compact_at_start:
@@ -514,8 +561,8 @@ class Daemon:
         more = scheduler.LOOKAHEAD if options.key is not None else 0
         try:
             return entry.view.take(room + more, self.history, now_ns, self.runs.busy_for(entry.record.process))
-        except Exception:
-            log.exception("record %d: unexpected error choosing its next file; carrying on", entry.number)
+        except Exception as exc:
+            self._record_errors.note(exc, f"record {entry.number}: choosing its next file")
             return []
 
     def _poll_chores(self) -> None:

@@ -5,9 +5,10 @@
     waitd_run_duration_seconds{record,telem}    histogram of their durations
     waitd_published_total{record,telem}         files and groups published (process -)
     waitd_removals_total{record,telem,reason}   files removed: expired, keep-after, handled
-    waitd_files_waiting{record,telem}           files waiting to run
+    waitd_files_waiting{record,telem}           files waiting to run (they will)
+    waitd_files_held{record,telem}              files that will not run by themselves
     waitd_files_retrying{record,telem}          files waiting for a retry
-    waitd_oldest_waiting_seconds{record,telem}  age of the oldest waiting file
+    waitd_oldest_waiting_seconds{record,telem}  age of the oldest waiting file (not held)
     waitd_running_handlers{record,telem}        handlers running
     waitd_outbox_backlog_events{sink}           events not yet passed by the sink
     waitd_sink_up{sink}                         0 while the sink cannot deliver
@@ -101,6 +102,7 @@ class Metrics:
                     str(rec["number"]),
                     str(rec["telem"]),
                     rec.get("waiting", 0),
+                    rec.get("held_count", 0),
                     len(rec.get("retrying") or []),
                     rec.get("oldest_mtime"),
                     len(rec.get("running") or []),
@@ -130,11 +132,13 @@ class _Gauges:
         now = time.time()
         names = ("record", "telem")
         waiting = GaugeMetricFamily("waitd_files_waiting", "Files waiting to run", labels=names)
+        held = GaugeMetricFamily("waitd_files_held", "Files that will not run by themselves", labels=names)
         retrying = GaugeMetricFamily("waitd_files_retrying", "Files waiting for a retry", labels=names)
         oldest = GaugeMetricFamily("waitd_oldest_waiting_seconds", "Age of the oldest waiting file", labels=names)
         running = GaugeMetricFamily("waitd_running_handlers", "Handlers running", labels=names)
-        for number, telem, n_wait, n_retry, oldest_mtime, n_run in snap.get("records", []):
+        for number, telem, n_wait, n_held, n_retry, oldest_mtime, n_run in snap.get("records", []):
             waiting.add_metric([number, telem], n_wait)
+            held.add_metric([number, telem], n_held)
             retrying.add_metric([number, telem], n_retry)
             oldest.add_metric([number, telem], max(0.0, now - oldest_mtime) if oldest_mtime is not None else 0.0)
             running.add_metric([number, telem], n_run)
@@ -145,7 +149,7 @@ class _Gauges:
         for name, events, is_up in snap.get("sinks", []):
             backlog.add_metric([name], events)
             up.add_metric([name], 1 if is_up else 0)
-        yield from (waiting, retrying, oldest, running, backlog, up)
+        yield from (waiting, held, retrying, oldest, running, backlog, up)
 
 
 def _reason(kind: str, why: str) -> str:

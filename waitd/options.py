@@ -3,8 +3,12 @@
 
 `parse` turns a line's option fields into one `Options` and the list of
 its problems (an unknown option, naming the known ones; a repeated one; a
-bad value; a `key=` or `done=` naming a field the pattern does not have),
-every problem of the line, as `table` wants them.  It is pure.  A value
+bad value; a `key=` or `done=` naming a field the pattern does not have;
+options that do not go together), every problem of the line, as `table`
+wants them: the options are also checked together when one has a bad
+value (each check with the options it is about read well), and with
+problems the `Options` hold the values that were read well, for the
+checks the table makes with the world (run=celery's broker).  It is pure.  A value
 holds no whitespace: a space is written `\\040`, as in the history.
 
 `Fields` is what a FORMAT (`key=`, `done=`) and the handler's environment
@@ -38,6 +42,7 @@ MAX_TIMEOUT_S = 31_536_000  # 365 days
 MAX_RETRY_S = 3600  # the delay doubles up to this
 RUN_KINDS = ("local", "celery")
 BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
+MAX_WIDTH = 255  # of a field in a FORMAT or pattern: NAME_MAX, the longest file name
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
@@ -125,7 +130,10 @@ class Options:
         if parser is not None:
             try:
                 parsed = parser.parse(name)
-            except (ValueError, TypeError):
+            except Exception:
+                # Not only ValueError: trollsift raises what its own code
+                # meets (KeyError, OverflowError); a name is input, and input
+                # that does not parse is left alone, never a traceback.
                 return None
             values = {**parsed, **values}
         return values
@@ -135,7 +143,7 @@ class Options:
         """A FORMAT rendered with the file's fields, or None if they do not fit it."""
         try:
             return fmt.format_map(values)
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError):
             return None
 
 
@@ -147,6 +155,7 @@ def parse(
     problems: list[str] = []
     values: dict[str, Any] = {}
     seen: set[str] = set()
+    failed: set[str] = set()  # options given with a bad value
     for item in items:
         name, eq, raw = item.partition("=")
         if not eq:
@@ -164,25 +173,35 @@ def parse(
             values[spec.attr] = spec.convert(_unescape(raw))
         except ValueError as exc:
             problems.append(f"option {name}={raw}: {exc}")
-    if problems:
-        return Options(), problems
+            failed.add(name)
     options = Options(**values)
-    problems.extend(_check_formats(options))
-    return (Options(), problems) if problems else (options, [])
+    problems.extend(_check_together(options, failed))
+    return options, problems
 
 
-def _check_formats(options: Options) -> list[str]:
-    """A FORMAT may name the built-in fields and the pattern's; groups need
-    a pattern with the fields their lists and options use."""
-    known = set(BUILTIN_FIELDS)
+def _check_together(options: Options, failed: set[str]) -> list[str]:
+    """What is wrong with the options taken together: every problem, each
+    checked only when the options it is about were read well (a bad
+    value is its own error, not the cause of others)."""
+    problems: list[str] = []
     fields_of_pattern: set[str] = set()
-    if options.pattern is not None:
-        try:
-            fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
-        except (ValueError, TypeError, KeyError) as exc:
-            return [f"option pattern={_escape(options.pattern)}: {exc}"]
-        known |= fields_of_pattern
-    problems = _check_group(options, fields_of_pattern) + _check_queue(options) + _check_run(options)
+    if options.pattern is not None and "pattern" not in failed:
+        fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
+    if "pattern" not in failed and not failed & {"critical", "wanted", "all"}:
+        problems += _check_group(options, fields_of_pattern)
+    if "claim" not in failed:
+        problems += _check_queue(options, failed)
+    if not failed & {"run", "timeout"}:
+        problems += _check_run(options)
+    if "pattern" not in failed:
+        problems += _check_fields(options, fields_of_pattern)
+    return problems
+
+
+def _check_fields(options: Options, fields_of_pattern: set[str]) -> list[str]:
+    """A FORMAT may name the built-in fields and the pattern's."""
+    known = set(BUILTIN_FIELDS) | fields_of_pattern
+    problems = []
     for option in ("key", "done"):
         fmt = getattr(options, option)
         if fmt is None:
@@ -197,15 +216,17 @@ def _check_formats(options: Options) -> list[str]:
 
 
 def _check_group(options: Options, fields: set[str]) -> list[str]:
+    """Groups need a pattern with the fields their lists and options use."""
     spec = options.group
     grouping = [n for n in ("all", "timeliness", "tolerance", "slot", "vary") if _given(options, n)]
     if spec is None:
         return [f"option {n}= is for groups: give critical= or wanted= too" for n in grouping]
-    if options.pattern is None:
-        return ["critical= and wanted= need pattern=: the fields of a name say its group and member"]
-    if options.done is not None:
-        return ["done= and groups do not go together (a group's member is complete by its wait age)"]
     problems = []
+    if options.done is not None:
+        problems.append("done= and groups do not go together (a group's member is complete by its wait age)")
+    if options.pattern is None:
+        problems.append("critical= and wanted= need pattern=: the fields of a name say its group and member")
+        return problems  # no fields to check the lists against
     for field_name, used in (
         ("channel_name", any(c for c, _ in spec.accepted)),
         ("segment", any(s for _, s in spec.accepted)),
@@ -222,20 +243,19 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     return problems
 
 
-def _check_queue(options: Options) -> list[str]:
-    problems = []
+def _check_queue(options: Options, failed: set[str]) -> list[str]:
     if not options.claim:
-        problems += [
+        return [
             f"option {n}= is for queues: give claim=yes too"
             for n in ("next", "out-limit", "out-wait")
             if _given(options, n)
         ]
-        return problems
+    problems = []
     if options.group is not None:
         problems.append("claim=yes and groups do not go together (a group's files are claimed one by one)")
     if options.done is not None:
         problems.append("claim=yes and done= do not go together (a queue's incoming holds complete files only)")
-    if options.out_limit is not None and options.next is None:
+    if options.out_limit is not None and options.next is None and "next" not in failed:
         problems.append("option out-limit= needs next=: it limits the next queue")
     return problems
 
@@ -251,17 +271,57 @@ def _given(options: Options, name: str) -> bool:
     return getattr(options, attr) != getattr(Options(), attr)
 
 
+def _pattern(text: str) -> str:
+    """A trollsift pattern it can use; ValueError for a width no file name
+    has, or a field trollsift cannot parse.  The parser is tried on a name
+    here, so that it never raises on the files."""
+    if not text:
+        raise ValueError("empty")
+    try:
+        for _, field, spec, _ in string.Formatter().parse(text):
+            if field is not None:
+                _check_spec(field, spec or "")
+        parser = trollsift.Parser(text)
+        parser.keys()
+    except (TypeError, KeyError) as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        parser.parse("")
+    except (ValueError, TypeError):
+        pass  # no match: the pattern works
+    except Exception as exc:
+        raise ValueError(f"trollsift cannot use it: {type(exc).__name__}: {exc}") from None
+    return text
+
+
 def _format_fields(fmt: str) -> list[str]:
-    """The base names of the fields a format string uses; ValueError if malformed."""
+    """The base names of the fields a format string uses; ValueError if
+    malformed or if a field's width could not be a file name's."""
     names = []
-    for _, field, _, _ in string.Formatter().parse(fmt):
+    for _, field, spec, _ in string.Formatter().parse(fmt):
         if field is None:
             continue
         base = re.split(r"[.\[]", field, maxsplit=1)[0]
         if not base or base.isdigit():
             raise ValueError(f"{{{field}}}: fields are named, such as {{name}}")
+        _check_spec(field, spec or "")
         names.append(base)
     return names
+
+
+def _check_spec(field: str, spec: str) -> None:
+    """ValueError when a field's format specification asks for more than
+    a file name can hold (`{x:999999999999d}` would take all memory or
+    overflow, file after file), or holds another field (whose value could)."""
+    if "{" in spec:
+        raise ValueError(f"{{{field}}}: a format specification may not hold another field ({spec})")
+    # Digits are widths and precisions; in a time's strftime format, only
+    # those of a directive (%10Y) are: the others are text.
+    strftime = re.search(r"%[-_0^#]*[0-9]*[A-Za-z]", spec) is not None
+    numbers = re.findall(r"%[-_0^#]*([0-9]+)", spec) if strftime else re.findall(r"[0-9]+", spec)
+    for number in numbers:
+        if len(number.lstrip("0")) > 4 or int(number) > MAX_WIDTH:
+            raise ValueError(f"{{{field}}}: width {number} is more than {MAX_WIDTH} (the most a file name holds)")
 
 
 def _whole(least: int, most: int) -> Callable[[str], int]:
@@ -340,7 +400,7 @@ _SPECS = {
     "retries": _Spec("retries", _whole(0, MAX_RETRIES)),
     "retry": _Spec("retry_s", _seconds(True, MAX_RETRY_S)),
     "key": _Spec("key", _format),
-    "pattern": _Spec("pattern", _text),
+    "pattern": _Spec("pattern", _pattern),
     "done": _Spec("done", _format),
     "topic": _Spec("topic", _text),
     "critical": _Spec("critical", _members),

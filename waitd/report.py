@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitd.gather import Open
 from waitd.history import History, escape
 from waitd.queue import Queue
 from waitd.runs import Run, Runs
 from waitd.state import Entry, Works
 
 SCHEMA_VERSION = 1
+SHOWN = 10  # open groups, and the members of each, listed; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,28 @@ class RunReport:
 class Retrying:
     file: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A file not handled yet that will not run by itself."""
+
+    file: str
+    why: str  # its name does not parse, its group gathers or is incomplete, it came late, ...
+    until: float | None  # when that may change by itself (a group's deadline); None: not by itself
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """A group still gathering its members."""
+
+    group: str
+    deadline: float  # its timeliness: it runs then with what it has, if its critical members are in
+    members: list[str]  # present, as CHANNEL:SEGMENT (up to 10)
+    files: list[str]  # their files, in the same order
+    member_count: int
+    missing: list[str]  # expected (critical, wanted), not there yet (up to 10)
+    missing_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +97,8 @@ class Last:
 @dataclass(frozen=True, slots=True)
 class Counts:
     ok: int
-    failed: int
+    failed: int  # final failures (and unknown outcomes)
+    retrying: int  # temporary failures with a retry to come
     removed: int
 
 
@@ -88,8 +113,12 @@ class RecordReport:
     problem: str | None
     backoff_until: float | None
     running: list[RunReport]
-    waiting: int
-    oldest_mtime: float | None
+    waiting: int  # not handled yet, and will run
+    oldest_mtime: float | None  # of those waiting
+    held: list[Held]  # not handled yet, and will not run by themselves (up to 10)
+    held_count: int
+    open_groups: list[OpenGroup]  # groups gathering, soonest deadline first (up to 10)
+    open_groups_count: int
     retrying: list[Retrying]
     failed: list[str]  # final failures (up to 10), kept in the spool
     failed_count: int
@@ -154,7 +183,7 @@ def record_report(
     entry: Entry, runs: list[Run], history: History, now_mono: float, now: float, held: bool = False
 ) -> RecordReport:
     r = entry.record
-    files = entry.view.files(history)
+    files = entry.view.files(history, int(now * 1e9))
     tally = entry.tally
     options = r.options.as_dict()
     options["topic"] = r.topic
@@ -170,6 +199,10 @@ def record_report(
         running=[run_report(run, now_mono) for run in runs],
         waiting=files.waiting,
         oldest_mtime=files.oldest_mtime,
+        held=[Held(escape(name), why, until) for name, why, until in files.held],
+        held_count=files.held_count,
+        open_groups=[_open_group(g) for g in files.gathering[:SHOWN]],
+        open_groups_count=len(files.gathering),
         retrying=[Retrying(escape(name), at) for name, at in files.retrying],
         failed=[escape(name) for name in files.failed],
         failed_count=files.failed_count,
@@ -180,7 +213,20 @@ def record_report(
         ],
         queue=_queue(entry, held),
         last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,
-        counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.removed),
+        counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.retrying, tally.counters.removed),
+    )
+
+
+def _open_group(group: Open) -> OpenGroup:
+    present = sorted(group.present.items())
+    return OpenGroup(
+        group=group.gid,
+        deadline=group.deadline_ns / 1e9,
+        members=[f"{c}:{s}" for (c, s), _ in present[:SHOWN]],
+        files=[escape(fact.name) for _, fact in present[:SHOWN]],
+        member_count=len(present),
+        missing=[f"{c}:{s}" for c, s in group.missing[:SHOWN]],
+        missing_count=len(group.missing),
     )
 
 

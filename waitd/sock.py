@@ -17,9 +17,17 @@ Requests are objects with a "cmd" (status, retry, cancel) and, for retry
 and cancel, "paths"; replies have "ok" and either what was asked or
 "error".  The daemon decides what each command does (`loop`).
 
+A request is at most MAX_REQUEST bytes and nested at most MAX_DEPTH
+deep (a real one is an object holding a list): anything else, a line that
+is not JSON or not an object, gets an error reply and the connection is
+closed, as after every reply; so a hostile or broken peer costs one read
+and one reply, never a traceback nor a second look.
+
 Failures: the server logs a socket it cannot make and runs without one
-(the signal verbs still work); a bad request gets an error reply.  `ask`
-raises WaitdError naming the socket when no daemon answers.
+(the signal verbs still work); a bad request gets an error reply.  A
+command that fails (a bug) gets an error reply too, its traceback logged
+once and then only counted (`errors.Unexpected`).  `ask` raises
+WaitdError naming the socket when no daemon answers.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import struct
@@ -37,14 +46,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.errors import WaitdError
+from waitd.errors import Unexpected, WaitdError
 
 log = logging.getLogger("waitd")
 
 MAX_REQUEST = 1 << 20
+MAX_DEPTH = 32  # of [ and { in a request: json would recurse until RecursionError
 CONN_TIMEOUT_S = 5.0  # a request read and its reply sent within this, or given up
 MAX_CONNECTIONS = 64  # requests under way at once; one more gives up the oldest
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # a JSON string: its brackets do not nest
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 @dataclass
@@ -69,6 +81,7 @@ class Server:
         self.sock: socket.socket | None = None
         self._ino: int | None = None
         self._conns: dict[int, _Conn] = {}
+        self._errors = Unexpected(log)  # a command that failed: its traceback once, then a count
         # The loop's selector: watch(fd, for_writing) and unwatch(fd).
         self.watch: Callable[[int, bool], None] = lambda fd, for_writing: None
         self.unwatch: Callable[[int], None] = lambda fd: None
@@ -178,7 +191,8 @@ class Server:
         return False
 
     def _step(self, conn: _Conn, answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """Read more of the request, or send more of the reply."""
+        """Read more of the request, or send more of the reply; once the
+        request is whole, answer it (once: its reply is under way then)."""
         try:
             if conn.reply is not None:
                 self._send_more(conn)
@@ -194,17 +208,26 @@ class Server:
             log.warning("%s: a request failed: %s", self.path, exc.strerror or exc)
             self._drop(conn)
             return
-        try:
-            request = json.loads(conn.data)
-            if not isinstance(request, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            self._reply(conn, {"ok": False, "error": f"bad request: {exc}"})
+        request = _request(conn.data)
+        conn.data = b""
+        if isinstance(request, str):
+            self._reply(conn, {"ok": False, "error": f"bad request: {request}"})
             return
-        self._reply(conn, answer(request))
+        try:
+            reply = answer(request)
+        except Exception as exc:
+            # A bug in a command: the peer hears of it, the loop goes on.
+            self._errors.note(exc, f"{self.path}: a request")
+            reply = {"ok": False, "error": f"internal error: {type(exc).__name__} (logged in incoming.log)"}
+        self._reply(conn, reply)
 
     def _reply(self, conn: _Conn, reply: dict[str, Any]) -> None:
-        conn.reply = memoryview((json.dumps(reply) + "\n").encode())
+        try:
+            text = json.dumps(reply)
+        except (TypeError, ValueError) as exc:
+            self._errors.note(exc, f"{self.path}: a request")
+            text = json.dumps({"ok": False, "error": f"internal error: {type(exc).__name__} (logged in incoming.log)"})
+        conn.reply = memoryview((text + "\n").encode())
         try:
             self._send_more(conn)
         except OSError as exc:
@@ -255,8 +278,20 @@ def _short(path: str) -> Iterator[str]:
         os.close(fd)
 
 
-def _send(conn: socket.socket, reply: dict[str, Any]) -> None:
-    conn.sendall((json.dumps(reply) + "\n").encode())
+def _request(data: bytes) -> dict[str, Any] | str:
+    """The request object of a line; or what is wrong with it."""
+    if len(data) > MAX_REQUEST:
+        return f"longer than {MAX_REQUEST} bytes"
+    depth = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH}"
+    try:
+        request = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        return str(exc) if isinstance(exc, ValueError) else f"nested deeper than {MAX_DEPTH}"
+    return request if isinstance(request, dict) else "not a JSON object"
 
 
 def ask(passdir: str, request: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:

@@ -37,7 +37,8 @@ BACKOFF_MAX_S = 600.0
 @dataclass(slots=True)
 class Counters:
     ok: int = 0
-    failed: int = 0
+    failed: int = 0  # final failures, unknown outcomes
+    retrying: int = 0  # temporary failures with a retry to come: not failures yet
     removed: int = 0
 
 
@@ -65,14 +66,20 @@ class Tally:
         self.backoff_until = 0.0
         self.fails.clear()
 
-    def ended(self, number: int, path: str, outcome: str, ok: bool, took: float, now: float) -> None:
-        """Account for the end of one of the record's runs."""
+    def ended(
+        self, number: int, path: str, outcome: str, ok: bool, took: float, now: float, retrying: bool = False
+    ) -> None:
+        """Account for the end of one of the record's runs (`retrying`: a
+        temporary failure, to be tried again: counted apart)."""
         self.last = (path, outcome)
         if ok:
             self.counters.ok += 1
             self.reset_backoff()
             return
-        self.counters.failed += 1
+        if retrying:
+            self.counters.retrying += 1
+        else:
+            self.counters.failed += 1
         self.fails.append(took < FAST_FAIL_S)
         if len(self.fails) == FAST_FAILS and all(self.fails):
             self.fails.clear()

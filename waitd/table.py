@@ -90,8 +90,12 @@ class Activation:
     problem: str | None  # why the record is inactive, or None
 
 
-def parse(text: str, path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
-    """Parse the table text; return the good records and every error found."""
+def parse(
+    text: str, path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
+) -> tuple[tuple[Record, ...], list[TableError]]:
+    """Parse the table text; return the good records and every error found.
+    `celery` is what a `run=celery` record lacks here (`celery_app.problem`),
+    an error of each such line, with its others."""
     records: list[Record] = []
     errors: list[TableError] = []
     number = 0
@@ -111,7 +115,7 @@ def parse(text: str, path: str, passdir: str, env: Mapping[str, str]) -> tuple[t
         number += 1
         if undecodable:
             continue
-        record, problems = _record(stripped.split(), number, lineno, passdir, env)
+        record, problems = _record(stripped.split(), number, lineno, passdir, env, celery)
         if record is not None:
             records.append(record)
         errors.extend(TableError(path, lineno, problem) for problem in problems)
@@ -124,18 +128,20 @@ def summary(errors: Sequence[TableError]) -> str:
     return f"{len(errors)} error(s) on {lines} line(s)" if lines else f"{len(errors)} error(s)"
 
 
-def read(path: str, passdir: str, env: Mapping[str, str]) -> tuple[tuple[Record, ...], list[TableError]]:
+def read(
+    path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
+) -> tuple[tuple[Record, ...], list[TableError]]:
     """Read and parse the table file at `path`."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
-    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env)
+    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env, celery)
 
 
 def _record(
-    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str]
+    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str], celery: str | None
 ) -> tuple[Record | None, list[str]]:
     """The record of one line, or None and every problem of the line, in field order."""
     if len(fields) < FIELDS:
@@ -151,6 +157,8 @@ def _record(
         fields[FIELDS:], f"expected {FIELDS} fields, got {len(fields)} (extra field {{!r}} is not key=value)".format
     )
     problems.extend(bad)
+    if opts.run == "celery" and celery is not None:
+        problems.append(celery)
     if opts.claim and expanded is not None and os.path.basename(expanded) != "incoming":
         problems.append(f"claim=yes: incoming-dir {directory!r} must be a queue's incoming/ directory (Q/incoming)")
     if opts.next is not None:

@@ -20,6 +20,11 @@ waiting in pending for their retry are its `retries`; `owns` and `known`
 find a file by either of its paths (incoming-dir, pending) for the
 control socket and the launcher.
 
+A file that pattern=, key= or done= cannot take, or that its group
+does not, is left alone: logged once for the file and the reason, however
+often a writer changes it.  `files` tells the status which files wait
+(they will run) and which are held (they will not by themselves), and why.
+
 Not here: the removal rules (`sweep`), what to start of the jobs
 (`scheduler`), runs (`runs`), the decisions themselves
 (`scan.Candidates.take`, `groups.verdict`).  Every problem is logged with
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd import table
-from waitd.gather import Gatherer
+from waitd.gather import Gatherer, Held, Open
 from waitd.history import Event, History, Status, Version, escape
 from waitd.jobs import Job, attempt_of
 from waitd.scan import FOREVER_NS, Candidates, FileFact, Skip, Spool
@@ -61,8 +66,11 @@ def identity(record: table.Record) -> tuple[str, str, str]:
 class Files:
     """What the status says of a record's files."""
 
-    waiting: int
-    oldest_mtime: float | None
+    waiting: int  # not handled yet, and will run (once old enough, or its group complete)
+    oldest_mtime: float | None  # of those waiting
+    held: list[tuple[str, str, float | None]]  # name, why it will not run by itself, until when
+    held_count: int
+    gathering: list[Open]  # groups still gathering, by deadline
     retrying: list[tuple[str, float]]  # name, when
     failed: list[str]  # final failures, kept: keep-after never removes them
     failed_count: int
@@ -88,7 +96,8 @@ class View:
         self.dir_note: str | None = None  # the last directory problem logged
         self.drain: dict[str, Version] | None = None  # --once: the files ready at start
         self._owner: dict[str, str] = {}  # done=: companion name -> its file's name
-        self._left_alone: set[str] = set()  # names pattern= or key= cannot take
+        self._left_alone: dict[str, str] = {}  # name -> why pattern=, key=, done= or groups cannot take it
+        self._told: dict[str, str] = {}  # name -> why it was left alone, as logged (once)
         self.outbox: Any = None  # outbox.Outbox when events are wanted: removals and groups go there
         spec = record.options.group
         self.gatherer = Gatherer(self, spec) if spec is not None else None
@@ -108,6 +117,7 @@ class View:
             spec = record.options.group
             self.gatherer = Gatherer(self, spec) if spec is not None else None
             self._left_alone.clear()
+            self._told.clear()
             for fact in list(self.cands.facts.values()):
                 self._file(fact)
 
@@ -130,6 +140,7 @@ class View:
         self.noted.clear()
         self._owner.clear()
         self._left_alone.clear()
+        self._told.clear()
         self.listed_mtime_ns = None
         self.due_ns = None
 
@@ -274,7 +285,8 @@ class View:
         self.done.pop(name, None)
         self.writing.discard(name)
         self.unremovable.pop(name, None)
-        self._left_alone.discard(name)
+        self._left_alone.pop(name, None)
+        self._told.pop(name, None)
         if self.gatherer is not None:
             self.gatherer.forget(name)
         if self.drain is not None:
@@ -332,8 +344,17 @@ class View:
             log.warning("record %d: %s: %s", self.number, escape(self.path_of(name)), reason)
             self.noted[name] = reason
 
+    def _leave_alone(self, name: str, why: str) -> None:
+        """Leave a file alone (pattern=, key=, done= or its group cannot take
+        it): logged once for the file and the reason, however often it is
+        judged again (a file still being written is, at each change)."""
+        self._left_alone[name] = why
+        if self._told.get(name) != why:
+            self._told[name] = why
+            log.warning("record %d: %s: %s; left alone", self.number, escape(self.path_of(name)), why)
+
     def _check_new(self, history: History, fact: FileFact, now_ns: int) -> None:
-        self._left_alone.discard(fact.name)  # its pattern or key is judged again
+        self._left_alone.pop(fact.name, None)  # its pattern or key is judged again
         if self.succeeded(history, fact):
             self.done[fact.name] = fact
         else:
@@ -348,16 +369,18 @@ class View:
                 self._owner[companion] = fact.name
         if self.gatherer is not None:
             self._file(fact)
+        elif self.record.options.pattern is not None or self.record.options.key is not None:
+            self._judge(fact.name)  # at once, so that the status says so while it ages
 
     def _file(self, fact: FileFact) -> None:
         """File a file into its group (a grouping record)."""
         assert self.gatherer is not None
         values = self.fields(fact.name)
-        why = self.gatherer.filed(fact, values) if values is not None else "does not parse"
+        why = self.gatherer.filed(fact, values) if values is not None else self._no_parse()
         if why is not None:
-            if values is not None:
-                self.note(fact.name, f"{why}; left alone")
-            self._left_alone.add(fact.name)
+            self._leave_alone(fact.name, why)
+        else:
+            self._told.pop(fact.name, None)
 
     # -- what is ready ----------------------------------------------------
 
@@ -437,32 +460,41 @@ class View:
             if self.cands.update(fresh, now_ns):
                 self._check_new(history, fresh, now_ns)
             return None
+        judged = self._judge(fact.name)
+        if judged is None:
+            return None
+        fields, key = judged
+        path = self.path_of(fact.name)
+        attempt = attempt_of(latest(fact))
+        return Job(identity(self.record), self.record.process, (fact,), (path,), key, attempt, fields)
+
+    def _judge(self, name: str) -> tuple[dict[str, Any], str | None] | None:
+        """A file's fields and key, or None when pattern= or key= cannot take
+        it: then it is left alone (logged once)."""
         options = self.record.options
         fields: dict[str, Any] = {}
         if options.pattern is not None or options.key is not None:
-            found = self.fields(fact.name)
+            found = self.fields(name)
             if found is None:
-                self._left_alone.add(fact.name)
+                self._leave_alone(name, self._no_parse())
                 return None
             fields = found
         key = None
         if options.key is not None:
             key = options.format(options.key, fields)
             if key is None:
-                self.note(fact.name, f"key={options.key} does not fit its fields; left alone")
-                self._left_alone.add(fact.name)
+                self._leave_alone(name, f"key={options.key} does not fit its fields")
                 return None
-        path = self.path_of(fact.name)
-        attempt = attempt_of(latest(fact))
-        return Job(identity(self.record), self.record.process, (fact,), (path,), key, attempt, fields)
+        self._told.pop(name, None)
+        return fields, key
 
     def fields(self, name: str) -> dict[str, Any] | None:
-        """The fields a FORMAT sees of a file; None (logged once) when the
-        record's pattern does not parse its name."""
-        values = self.record.options.fields(name, self.record.directory, self.record.telem)
-        if values is None:
-            self.note(name, f"does not parse with pattern={self.record.options.pattern}; left alone")
-        return values
+        """The fields a FORMAT sees of a file; None when the record's pattern
+        does not parse its name (the caller leaves it alone)."""
+        return self.record.options.fields(name, self.record.directory, self.record.telem)
+
+    def _no_parse(self) -> str:
+        return f"does not parse with pattern={self.record.options.pattern}"
 
     def incomplete_groups(self) -> dict[str, list[str]] | None:
         """Groups that will not run (a critical member missed their
@@ -500,19 +532,32 @@ class View:
         return until
 
     def companion(self, name: str) -> str | None:
+        """The name of the file's companion (done=), None if it has none."""
+        return self._companion_of(name)[0]
+
+    def _companion_of(self, name: str) -> tuple[str | None, str | None]:
+        """The name of the file's companion, or why it has none (None: the
+        record has no done=)."""
         fmt = self.record.options.done
         if fmt is None:
-            return None
-        fields = self.record.options.fields(name, self.record.directory, self.record.telem)
-        return None if fields is None else self.record.options.format(fmt, fields)
+            return None, None
+        fields = self.fields(name)
+        if fields is None:
+            return None, self._no_parse()
+        companion = self.record.options.format(fmt, fields)
+        if companion is None:
+            return None, f"done={fmt} does not fit its fields"
+        if "/" in companion or companion == name:
+            return None, f"done={fmt} names {companion!r}, not another file here"
+        return companion, None
 
     def _companion_ready_ns(self, name: str) -> int | None:
-        """When the file's companion is old enough (None: not there)."""
-        companion = self.companion(name)
+        """When the file's companion is old enough (None: not there, or the
+        file has none: then it is left alone, logged)."""
+        companion, why = self._companion_of(name)
+        if why is not None:
+            self._leave_alone(name, why)
         if companion is None or self.spool is None:
-            return None
-        if "/" in companion or companion == name:
-            self.note(name, f"done={self.record.options.done} names {companion!r}, not another file here; left alone")
             return None
         try:
             fact = self.spool.stat(companion)
@@ -523,17 +568,25 @@ class View:
 
     # -- the status -------------------------------------------------------
 
-    def files(self, history: History) -> Files:
-        """What the status says of the files: waiting, retrying, failed."""
+    def files(self, history: History, now_ns: int) -> Files:
+        """What the status says of the files: waiting (they will run),
+        held (they will not by themselves: why, and until when), the groups
+        gathering, retrying, failed."""
         waiting: list[FileFact] = []
+        held: list[tuple[str, str, float | None]] = []
         retrying: list[tuple[str, float]] = []
         failed: list[str] = []
+        of_groups, gathering = self.gatherer.held(history, now_ns) if self.gatherer is not None else ({}, [])
         for fact in self.cands.facts.values():
             if fact.name in self._owner:
                 continue  # a companion
             event = self.latest(history, fact)
             if event is None or not event.consumed:
-                waiting.append(fact)
+                why, until_ns = self._held_why(fact.name, of_groups)
+                if why is None:
+                    waiting.append(fact)
+                else:
+                    held.append((fact.name, why, None if until_ns is None else until_ns / 1e9))
             elif event.retry_at is not None:
                 retrying.append((fact.name, event.retry_at))
             elif event.status is not Status.STARTED and not event.succeeded:
@@ -544,9 +597,29 @@ class View:
         return Files(
             waiting=len(waiting),
             oldest_mtime=None if oldest is None else oldest / 1e9,
+            held=sorted(held)[:SHOWN],
+            held_count=len(held),
+            gathering=gathering,
             retrying=sorted(retrying, key=lambda item: item[1]),
             failed=sorted(failed)[:SHOWN],
             failed_count=len(failed),
             unremovable=[f"{escape(name)} ({why})" for name, (_, why) in stuck[:SHOWN]],
             unremovable_count=len(stuck),
         )
+
+    def _held_why(self, name: str, of_groups: dict[str, Held]) -> tuple[str | None, int | None]:
+        """Why a file not handled yet will not run by itself, and until when;
+        (None, None) when it will run."""
+        if name in self._left_alone:
+            return self._left_alone[name], None
+        if name in of_groups:
+            return of_groups[name].why, of_groups[name].until_ns
+        if self.record.options.done is not None and self.spool is not None:
+            companion, why = self._companion_of(name)
+            if why is not None:
+                return why, None
+            try:
+                self.spool.stat(companion or "")
+            except (OSError, Skip):
+                return f"its companion {companion} is not there yet", None
+        return None, None
