@@ -82,7 +82,7 @@ install:
 	$(if $(STAGE),grep -rlIF '$(STAGE)' '$(STAGE)$(LIBDIR)' | xargs -r sed -i 's|$(STAGE)||g')
 	'$(STAGE)$(LIBDIR)/bin/python' -m compileall -q $(if $(STAGE),-f) -d '$(LIBDIR)' '$(STAGE)$(LIBDIR)' >/dev/null
 	install -d '$(STAGE)$(BINDIR)' '$(STAGE)$(MANDIR)/man1' '$(STAGE)$(MANDIR)/man5' '$(STAGE)$(MANDIR)/man8'
-	@for p in waitd:cli tlogview:tlogview; do name=$${p%%:*} module=waitd.$${p#*:}; \
+	@for p in waitd:cli.main tlogview:cli.tlogview; do name=$${p%%:*} module=waitd.$${p#*:}; \
 	  echo "$(STAGE)$(BINDIR)/$$name: runs $$module from $(LIBDIR)"; \
 	  rm -f '$(STAGE)$(BINDIR)/'$$name && \
 	  printf '%s\n' '#!$(LIBDIR)/bin/python -I' "# $$name: made by make install; runs $$module from $(LIBDIR)." \

@@ -33,7 +33,7 @@ from bench.common import (
     workdir,
     write_table,
 )
-from waitd.history import Status
+from waitd.journal.history import Status
 
 WAIT_S = 60
 AGE_S = 3600

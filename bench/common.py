@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from waitd.history import BadValue, Event, Status, parse_line
+from waitd.journal.history import BadValue, Event, Status, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 TMP_BASE = "/tmp"

@@ -149,7 +149,7 @@ def _cpu(pid: int) -> tuple[float, float]:
     sinks = 0.0
     for child in own.children():
         try:
-            if "waitd.sink" in child.cmdline():
+            if "waitd.sinks.child" in child.cmdline():
                 t = child.cpu_times()
                 sinks += t.user + t.system
         except psutil.Error:

@@ -40,8 +40,8 @@ from bench.common import (
     workdir,
     write_table,
 )
-from waitd import queue as q
-from waitd.history import Status
+from waitd.journal.history import Status
+from waitd.spool import queue as q
 
 SLEEP_S = 0.02
 JOBS = 2

@@ -40,7 +40,7 @@ from bench.common import (
     workdir,
     write_table,
 )
-from waitd.history import Event, Status, Version, format_event
+from waitd.journal.history import Event, Status, Version, format_event
 
 READY = 100_000
 HISTORY_LINES = 1_000_000

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from waitd.history import Event, parse_line
+from waitd.journal.history import Event, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 

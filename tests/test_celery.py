@@ -13,11 +13,11 @@ import sys
 
 from conftest import ROOT
 
-from waitd import options
-from waitd.celery_app import result_of, shown_url
-from waitd.event import Event, Status, format_event, parse_line
-from waitd.jobs import Job, Outcome, Verdict, Why, end_events, judge
-from waitd.scan import FileFact
+from waitd.config import options
+from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events, judge
+from waitd.formats.history_line import Event, Status, format_event, parse_line
+from waitd.spool.directory import FileFact
+from waitd.worker.app import result_of, shown_url
 
 
 def success(**fields) -> dict:
@@ -81,7 +81,7 @@ def test_a_broker_url_is_shown_without_its_password():
 
 def test_without_celery_the_worker_and_the_check_say_how_to_install_it_where_waitd_runs(tmp_path):
     # This Python as one without Celery: the import system finds none.
-    hidden = "import sys; sys.modules['celery'] = None; from waitd.cli import main; sys.exit(main(sys.argv[1:]))"
+    hidden = "import sys; sys.modules['celery'] = None; from waitd.cli.main import main; sys.exit(main(sys.argv[1:]))"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     pip = f"{sys.prefix}/bin/pip install 'celery[redis]'"  # after make install: LIBDIR/bin/pip
     worker = subprocess.run(

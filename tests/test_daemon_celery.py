@@ -27,7 +27,7 @@ import pytest
 from conftest import ROOT, Station, quiet_for, wait_for, waitd_cmd
 from peers.redis import Redis, Worker, available, free_port
 
-from waitd import remote
+from waitd.worker import task as remote
 
 SCHEMA = json.loads((ROOT / "doc" / "status.schema.json").read_text())
 pytestmark = pytest.mark.skipif(not available(), reason="redis-server is not installed (make deps)")

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import ROOT, wait_for, waitd_cmd, waitds_on
 
-from waitd import control
+from waitd.daemon import control
 
 GOLDEN = ROOT / "tests" / "golden"
 

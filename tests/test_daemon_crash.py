@@ -23,7 +23,7 @@ from collections import Counter
 import pytest
 from conftest import wait_for, waitd_cmd
 
-from waitd.history import Event, Status, parse_line
+from waitd.journal.history import Event, Status, parse_line
 
 SOAK = os.environ.get("WAITD_SOAK") == "1"
 FILES = 2000 if SOAK else 400

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import Station, deliver, fill, quiet_for, small_tmpfs, wait_for
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 # -- helpers ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import deliver, quiet_for, wait_for
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 HRIT = "H-000-{hrit_format:_<6s}-{platform:_<12s}-{channel_name:_<9s}-{segment:_<9s}-{start_time:%Y%m%d%H%M}-__"
 POLAR = "{platform}_{start_time:%Y%m%d_%H%M%S}_{segment:2d}.l1b"

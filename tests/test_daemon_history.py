@@ -14,7 +14,7 @@ import psutil
 import pytest
 from conftest import Station, wait_for, waitd_cmd
 
-from waitd import control
+from waitd.daemon import control
 
 KINDS = {
     "directory": ("a directory", lambda path: os.mkdir(path)),

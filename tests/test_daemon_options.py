@@ -12,7 +12,7 @@ import time
 import psutil
 from conftest import deliver, quiet_for, wait_for
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 
 def concurrency(station) -> list[str]:

@@ -17,7 +17,7 @@ from conftest import Station, quiet_for, read_jsonl, wait_for, waitd_cmd
 from peers.activemq import free_port
 from test_events_metrics import Scrape
 
-from waitd import queue as q
+from waitd.spool import queue as q
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import Station, wait_for, waitd_cmd
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 TOO_OLD_H = "0.0003"  # about 1 s
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 from conftest import ROOT, Station, deliver, quiet_for, wait_for
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 SCHEMA = json.loads((ROOT / "doc" / "status.schema.json").read_text())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from waitd.errors import Unexpected
+from waitd.config.errors import Unexpected
 
 
 def boom(n: int) -> Exception:

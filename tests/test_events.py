@@ -14,7 +14,7 @@ import time
 
 from conftest import deliver, quiet_for, read_jsonl, wait_for
 
-from waitd import control
+from waitd.daemon import control
 
 CONF = "[sink log]\ntype = jsonl\npath = events.jsonl\nretry = 0.05\nretry-max = 0.2\n"
 

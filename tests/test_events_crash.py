@@ -36,7 +36,7 @@ import time
 import psutil
 from conftest import deliver, read_jsonl, wait_for
 
-from waitd.history import Status
+from waitd.journal.history import Status
 
 FILES = 120
 ROUNDS = 6
@@ -60,7 +60,7 @@ def sink_pids(station) -> list[int]:
     try:
         for child in psutil.Process(station.proc.pid).children():
             with contextlib.suppress(psutil.Error):
-                if "waitd.sink" in child.cmdline():
+                if "waitd.sinks.child" in child.cmdline():
                     pids.append(child.pid)
     except psutil.NoSuchProcess:
         pass

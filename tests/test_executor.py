@@ -9,11 +9,11 @@ import time
 import psutil
 import pytest
 
-from waitd.executor import Local
-from waitd.history import Event, Status
-from waitd.jobs import Job
-from waitd.runs import Run, RunState
-from waitd.scan import FileFact
+from waitd.decide.outcome import Job
+from waitd.journal.history import Event, Status
+from waitd.run.executors.local import Local
+from waitd.run.runs import Run, RunState
+from waitd.spool.directory import FileFact
 
 
 def adopted_run(event: Event) -> Run:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waitd import groups
-from waitd.groups import Group, Index, Spec, Verdict, members, verdict
+from waitd.decide import groups
+from waitd.decide.groups import Group, Index, Spec, Verdict, members, verdict
 
 S = 1_000_000_000
 

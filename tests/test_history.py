@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from waitd.errors import HistoryWriteError, WaitdError
-from waitd.history import (
+from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.journal.history import (
     BadValue,
     Event,
     History,
@@ -28,7 +28,7 @@ from waitd.history import (
     parse_plain,
     unescape,
 )
-from waitd.scan import Listings
+from waitd.spool.directory import Listings
 
 # -- escape / unescape ------------------------------------------------------------
 
@@ -676,7 +676,7 @@ def test_load_survives_damage(
 def test_lazily_kept_lines_parse_to_the_same_event(event: Event) -> None:
     # load keeps a line matching the fast pattern as text and parses it only
     # when asked: that text must parse, and to the same event.
-    from waitd.history import _checked
+    from waitd.journal.history import _checked
 
     item = _checked(format_event(event).encode("ascii"))
     if isinstance(item, str):
@@ -743,7 +743,7 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     # The fast pattern may be stricter than parse_line, never looser: a line
     # it keeps as text is parsed only later (History.latest), where nothing
     # may raise and nothing is reported.
-    from waitd.event import PLAIN_LINE
+    from waitd.formats.history_line import PLAIN_LINE
 
     line = " ".join(["/in/a", "h", mtime, status, *items])
     if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from waitd import cli, tlogview, worker
+from waitd.cli import main as cli
+from waitd.cli import tlogview
+from waitd.worker import main as worker
 
 MAN = Path(__file__).resolve().parent.parent / "man"
 CONF = MAN.parent / "conf"
@@ -161,7 +163,7 @@ def test_examples_show_the_conf_files_as_shipped(conf):
 
 @needs_mandoc
 def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
-    from waitd import conf
+    from waitd.config import conf
 
     text = render("waitd.conf.5")
     for section in ("   [daemon]", "   [sink NAME]", "   [celery]", "EVENTS", "THE OUTBOX"):
@@ -259,7 +261,8 @@ def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(
     file would have been left alone.  Each table example must pass
     `waitd --check`, and each pattern= must parse the names it is shown
     with (a grouping record files them all into groups, as members)."""
-    from waitd import groups, table, wildcard
+    from waitd.config import table, wildcard
+    from waitd.decide import groups
 
     passdir = tmp_path / "pass"
     passdir.mkdir()

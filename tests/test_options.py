@@ -7,8 +7,8 @@ import datetime
 
 import pytest
 
-from waitd import options
-from waitd.options import Options
+from waitd.config import options
+from waitd.config.options import Options
 
 KNOWN = (
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waitd import prune
-from waitd.prune import Outcome, Removal
-from waitd.scan import FileFact, Spool
+from waitd.decide import removal as prune
+from waitd.decide.removal import Outcome, Removal
+from waitd.spool.directory import FileFact, Spool
 
 S = 1_000_000_000
 H = 3600 * S

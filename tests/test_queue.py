@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waitd import claims, table
-from waitd import queue as q
+from waitd.config import table
+from waitd.spool import claims
+from waitd.spool import queue as q
 
 HOUR_NS = 3600 * 10**9
 

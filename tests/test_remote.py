@@ -27,7 +27,7 @@ from conftest import ROOT, wait_for
 # The pool process: `remote.run` of a handler, its result into a file.
 POOL = """
 import json, os, sys
-from waitd import remote
+from waitd.worker import task as remote
 out, body = sys.argv[1], sys.argv[2]
 result = remote.run("/bin/sh", ["sh", "-c", body], dict(os.environ), os.path.dirname(out))
 with open(out + ".tmp", "w") as f:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waitd.scan import FUTURE_S, Candidates, FileFact, Skip, Spool
-from waitd.table import matcher
+from waitd.config.table import matcher
+from waitd.spool.directory import FUTURE_S, Candidates, FileFact, Skip, Spool
 
 S = 1_000_000_000
 NOW = 1_000_000 * S

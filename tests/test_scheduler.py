@@ -10,7 +10,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waitd.scheduler import KILL_AGAIN_S, KILL_GRACE_S, Candidate, Limits, Phase, Running, plan
+from waitd.decide.scheduler import KILL_AGAIN_S, KILL_GRACE_S, Candidate, Limits, Phase, Running, plan
 
 
 def cand(record: int, path: str, key: str | None = None) -> Candidate:

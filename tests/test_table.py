@@ -15,9 +15,9 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from waitd import table
-from waitd.errors import TableError
-from waitd.wildcard import CLASSES
+from waitd.config import table
+from waitd.config.errors import TableError
+from waitd.config.wildcard import CLASSES
 
 PASS = "/pass"
 ENV = {"HOME": "/home/op", "SPOOL": "/data/spool", "EMPTY": ""}

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from waitd import tlogview
-from waitd.tlogview import Entry, Filter, group, parse_run, parse_since, show_name
+from waitd.cli import tlogview
+from waitd.cli.tlogview import Entry, Filter, group, parse_run, parse_since, show_name
 
 HEADER = "waitd: start record=1 telem=gvar program=/x/h file=/in/f\\0401.g8 at=2026-11-23T09:04:43.100+0000"
 
 
 def tlogview_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "waitd.tlogview", *args]
+    return [sys.executable, "-m", "waitd.cli.tlogview", *args]
 
 
 def run_tlogview(station, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,6 @@
 
 import sys
 
-from waitd.cli import main
+from waitd.cli.main import main
 
 sys.exit(main())

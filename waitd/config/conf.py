@@ -1,0 +1,420 @@
+# SPDX-License-Identifier: MIT
+"""waitd.conf(5): the daemon's settings, its event sinks, and Celery's.
+
+`parse` turns the text of $PASSDIR/waitd.conf into one `Conf` and a list
+of `TableError`s, every problem of the file in line order, each naming the
+file and the line, as the table's are: an unknown section or key (naming
+the known ones), a key given twice, a bad value, a missing key, keys that
+do not go together (checked also when one of them is bad), a jsonl sink's
+file in a directory that does not exist.  `read` reads the file and looks
+for those directories; a file that does not exist is an empty `Conf` (no
+sinks, nothing set).  It is pure otherwise: it opens no socket and starts
+nothing; `--check` prints its errors, a start refuses them (exit 2) and a
+HUP keeps the previous settings when there are any.
+
+The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]` and
+one `[sink NAME]` per sink; `key = value` lines; a line whose first
+non-blank character is `#` or `;` is a comment, and so is the rest of a
+line from a `#` or `;` that follows a blank.  Values hold no newline.
+
+What a sink's keys mean is for the sink (`deliver`); this module checks
+each value and hands the sink a plain dict (`Sink.settings`), which is
+also what the sink's child process is given.  The `[celery]` values are
+parsed and checked here for the Celery executor, which reads them from
+`Conf.celery`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from waitd.config.errors import TableError
+from waitd.config.options import MAX_JOBS
+
+SINK_TYPES = ("jsonl", "posttroll", "stomp")
+MAX_BACKOFF_S = 3600
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+_DESTINATION = re.compile(r"/\S+")
+_COMMENT = re.compile(r"\s[#;].*$")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConf:
+    """`[daemon]`: what the command line may also say (it wins)."""
+
+    jobs: int | None = None  # --jobs
+    instance: str | None = None  # --instance (queues)
+    metrics: tuple[str, int] | None = None  # --metrics: host, port
+
+
+@dataclass(frozen=True, slots=True)
+class CeleryConf:
+    """`[celery]`: the broker and queue of the Celery executor."""
+
+    broker: str
+    queue: str = "waitd"
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """One `[sink NAME]` section, checked."""
+
+    name: str
+    type: str
+    line: int  # of its section header
+    records: frozenset[int] | None = None  # only these records' events; None: all
+    retry_s: float = 1.0  # first back-off while its broker is down; doubles
+    retry_max_s: float = 60.0
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the type's own keys, checked
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the sink's process is given (JSON)."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "records": sorted(self.records) if self.records is not None else None,
+            "retry_s": self.retry_s,
+            "retry_max_s": self.retry_max_s,
+            "settings": dict(self.settings),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Conf:
+    path: str = ""
+    daemon: DaemonConf = DaemonConf()
+    sinks: tuple[Sink, ...] = ()
+    celery: CeleryConf | None = None
+
+
+def read(path: str) -> tuple[Conf, list[TableError]]:
+    """Read and parse waitd.conf; a missing file is an empty Conf."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return Conf(path), []
+    except OSError as exc:
+        return Conf(path), [TableError(path, 0, f"cannot read: {exc.strerror}")]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return Conf(path), [TableError(path, line, "not valid UTF-8 text")]
+    return parse(text, path, os.path.isdir)
+
+
+@dataclass(slots=True)
+class _Section:
+    kind: str  # daemon, celery, sink
+    name: str  # the sink's name
+    line: int
+    values: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (line, raw value)
+
+
+def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory: True) -> tuple[Conf, list[TableError]]:
+    """Parse the text of waitd.conf; return the Conf and every error.
+    `isdir` says whether a directory exists (a jsonl sink's file goes in
+    one); `read` asks the system, and the default says yes."""
+    errors: list[TableError] = []
+    sections = _sections(text, path, errors)
+    daemon = DaemonConf()
+    celery = None
+    sinks = []
+    for section in sections:
+        if section.kind == "daemon":
+            daemon = _build(section, path, errors, _DAEMON, DaemonConf)
+        elif section.kind == "celery":
+            celery = _build(section, path, errors, _CELERY, CeleryConf)
+        else:
+            sink = _sink(section, path, errors, isdir)
+            if sink is not None:
+                sinks.append(sink)
+    errors.sort(key=lambda e: e.line)
+    if errors:
+        return Conf(path), errors
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery), []
+
+
+def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
+    """The sections of the file with their raw values; errors of form."""
+    sections: list[_Section] = []
+    seen: dict[str, int] = {}
+    current: _Section | None = None
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        line = _COMMENT.sub("", line).strip()
+        if line.startswith("["):
+            current = _header(line, lineno, path, seen, errors)
+            if current is not None:
+                sections.append(current)
+            else:
+                current = _Section("bad", "", lineno)  # its keys go with it, its error said
+            continue
+        key, eq, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key:
+            errors.append(TableError(path, lineno, f"expected [section] or key = value, got {line[:40]!r}"))
+        elif current is None:
+            errors.append(TableError(path, lineno, f"key {key!r} before any [section]"))
+        elif current.kind == "bad":
+            continue
+        elif key in current.values:
+            errors.append(TableError(path, lineno, f"{_where(current)}: key {key!r} given twice"))
+        else:
+            current.values[key] = (lineno, value)
+    return sections
+
+
+def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: list[TableError]) -> _Section | None:
+    if not line.endswith("]"):
+        errors.append(TableError(path, lineno, f"section header {line!r} lacks its ]"))
+        return None
+    words = line[1:-1].split()
+    kind = words[0] if words else ""
+    if kind in ("daemon", "celery") and len(words) == 1:
+        section = _Section(kind, "", lineno)
+    elif kind == "sink" and len(words) == 2 and _NAME.fullmatch(words[1]):
+        section = _Section(kind, words[1], lineno)
+    elif kind == "sink":
+        errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
+        return None
+    else:
+        errors.append(TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery])"))
+        return None
+    title = " ".join(words)
+    if title in seen:
+        errors.append(TableError(path, lineno, f"[{title}] given twice (first on line {seen[title]})"))
+        return None
+    seen[title] = lineno
+    return section
+
+
+def _where(section: _Section) -> str:
+    return f"[sink {section.name}]" if section.kind == "sink" else f"[{section.kind}]"
+
+
+# -- values ---------------------------------------------------------------------
+
+
+def _whole(least: int, most: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or not least <= Decimal(text) <= most:
+            raise ValueError(f"expected a whole number from {least} to {most}")
+        return int(text)
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    if not _DECIMAL.fullmatch(text) or not Decimal("0.01") <= Decimal(text) <= MAX_BACKOFF_S:
+        raise ValueError(f"expected a plain decimal number of seconds from 0.01 to {MAX_BACKOFF_S}")
+    return float(text)
+
+
+def _name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise ValueError("expected a name of letters, digits, _ . - (at most 64)")
+    return text
+
+
+def host_port(text: str, default_host: str | None = None, least_port: int = 1) -> tuple[str, int]:
+    """`HOST:PORT` (or `PORT` alone with a default host); ValueError if bad.
+    An IPv6 address is written in brackets: `[::1]:9100`."""
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        if default_host is None:
+            raise ValueError("expected HOST:PORT")
+        host = default_host
+    if not _HOST.fullmatch(host) or (":" in host and not host.startswith("[")):
+        raise ValueError(f"bad host {host!r} (an IPv6 address goes in brackets: [::1]:PORT)")
+    return host.strip("[]"), _whole(least_port, 65535)(port)
+
+
+def _metrics(text: str) -> tuple[str, int]:
+    return host_port(text, "127.0.0.1")
+
+
+def url(text: str) -> str:
+    if not _URL.fullmatch(text):
+        raise ValueError("expected a URL such as redis://127.0.0.1:6379/0")
+    return text
+
+
+def _records(text: str) -> frozenset[int]:
+    numbers = text.replace(",", " ").split()
+    if not numbers or not all(n.isascii() and n.isdigit() and 1 <= int(n) <= 1_000_000 for n in numbers):
+        raise ValueError("expected record numbers, such as 1 3")
+    return frozenset(int(n) for n in numbers)
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _path(text: str) -> str:
+    if not text or "\0" in text:
+        raise ValueError("expected a file name (relative to PASSDIR, or absolute)")
+    return text
+
+
+def _destination(text: str) -> str:
+    if not _DESTINATION.fullmatch(text):
+        raise ValueError("expected a destination such as /queue/ReductionComplete")
+    return text
+
+
+def _address(text: str) -> str:
+    scheme, sep, rest = text.partition("://")
+    if scheme != "tcp" or not sep:
+        raise ValueError("expected tcp://HOST:PORT, such as tcp://127.0.0.1:40000")
+    if rest.startswith("*"):
+        raise ValueError("give the address to bind, not *: waitd binds one interface")
+    host_port(rest, least_port=0)
+    return text
+
+
+def _nameservers(text: str) -> list[str] | bool:
+    if text.lower() in ("false", "no", "none"):
+        return False
+    names = text.replace(",", " ").split()
+    if not names or not all(_HOST.fullmatch(n) for n in names):
+        raise ValueError("expected false, or host names of posttroll nameservers")
+    return names
+
+
+def _sensors(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise ValueError("expected instrument names joined by commas, such as seviri or avhrr-3,hirs-4")
+    return names
+
+
+# Each section's keys: key -> (attribute or setting name, converter, required).
+_Keys = Mapping[str, tuple[str, Callable[[str], Any], bool]]
+_DAEMON: _Keys = {
+    "jobs": ("jobs", _whole(1, MAX_JOBS), False),
+    "instance": ("instance", _name, False),
+    "metrics": ("metrics", _metrics, False),
+}
+_CELERY: _Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
+_COMMON: _Keys = {
+    "type": ("type", str, True),
+    "records": ("records", _records, False),
+    "retry": ("retry_s", _seconds, False),
+    "retry-max": ("retry_max_s", _seconds, False),
+}
+_BY_TYPE: Mapping[str, _Keys] = {
+    "jsonl": {"path": ("path", _path, True)},
+    "posttroll": {
+        "address": ("address", _address, True),
+        "nameservers": ("nameservers", _nameservers, False),
+        "name": ("name", _name, False),
+        "sensor": ("sensor", _sensors, False),
+    },
+    "stomp": {
+        "host": ("host", _text, False),
+        "port": ("port", _whole(1, 65535), False),
+        "user": ("user", _text, False),
+        "password": ("password", _text, False),
+        "started": ("started", _destination, False),
+        "complete": ("complete", _destination, False),
+        "error": ("error", _destination, False),
+    },
+}
+_KEY_OF = {attr: key for keys in (_COMMON, *_BY_TYPE.values()) for key, (attr, _, _) in keys.items()}
+_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "jsonl": {},
+    "posttroll": {"nameservers": False, "name": "waitd"},
+    "stomp": {"host": "127.0.0.1", "port": 61613},
+}
+
+
+def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys) -> tuple[dict[str, Any], bool]:
+    """The section's values read well, by attribute; and whether all were."""
+    out: dict[str, Any] = {}
+    ok = True
+    for key, (lineno, raw) in section.values.items():
+        if key not in keys:
+            errors.append(
+                TableError(path, lineno, f"{_where(section)}: unknown key {key!r} (known: {', '.join(keys)})")
+            )
+            ok = False
+            continue
+        attr, convert, _ = keys[key]
+        try:
+            out[attr] = convert(raw)
+        except ValueError as exc:
+            errors.append(TableError(path, lineno, f"{_where(section)}: {key} = {raw}: {exc}"))
+            ok = False
+    for key, (_, _, required) in keys.items():
+        if required and key not in section.values:
+            errors.append(TableError(path, section.line, f"{_where(section)}: no {key} = (it is required)"))
+            ok = False
+    return out, ok
+
+
+def _build(section: _Section, path: str, errors: list[TableError], keys: _Keys, kind: Any) -> Any:
+    values, ok = _convert(section, path, errors, keys)
+    return kind(**values) if ok else None
+
+
+def _sink(section: _Section, path: str, errors: list[TableError], isdir: Callable[[str], bool]) -> Sink | None:
+    kind = section.values.get("type", (section.line, ""))[1]
+    if kind not in SINK_TYPES:
+        lineno = section.values.get("type", (section.line, ""))[0]
+        what = f"type = {kind}: unknown" if kind else "no type = (it is required)"
+        errors.append(TableError(path, lineno, f"{_where(section)}: {what} (known: {', '.join(SINK_TYPES)})"))
+        return None
+    values, ok = _convert(section, path, errors, {**_COMMON, **_BY_TYPE[kind]})
+    common: dict[str, Any] = {k: values.pop(k) for k in ("records", "retry_s", "retry_max_s") if k in values}
+    values.pop("type", None)
+    settings = {**_DEFAULTS[kind], **values}
+    # Checked together too when a value is bad, each check with the keys it
+    # is about: as given when it asks whether they are, as read otherwise.
+    given = set(section.values)
+    bad = given - {"type"} - {_KEY_OF[attr] for attr in (*values, *common)}
+    problems = _check_sink(kind, settings, common, given, bad)
+    errors.extend(TableError(path, section.line, f"{_where(section)}: {p}") for p in problems)
+    if kind == "jsonl" and "path" in settings:
+        directory = os.path.dirname(os.path.join(os.path.dirname(os.path.abspath(path)), settings["path"]))
+        if not isdir(directory):
+            lineno, raw = section.values["path"]
+            errors.append(TableError(path, lineno, f"{_where(section)}: path = {raw}: no such directory {directory}"))
+            ok = False
+    if not ok or problems:
+        return None
+    return Sink(section.name, kind, section.line, settings=settings, **common)
+
+
+def _check_sink(
+    kind: str, settings: Mapping[str, Any], common: Mapping[str, Any], given: set[str], bad: set[str]
+) -> list[str]:
+    """What is wrong with a sink's keys taken together: every problem."""
+    problems = []
+    if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
+        problems.append("retry-max is less than retry")
+    if kind == "stomp" and not given & {"started", "complete", "error"}:
+        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and ("user" in given) != ("password" in given):
+        problems.append("give user = and password = together")
+    if (
+        kind == "posttroll"
+        and not bad & {"address", "nameservers"}
+        and settings.get("address", "").endswith(":0")
+        and settings["nameservers"] is False
+    ):
+        problems.append("address port 0 (any free port) needs nameservers =: no subscriber could find it")
+    return problems

@@ -1,0 +1,427 @@
+# SPDX-License-Identifier: MIT
+"""Record options, the `key=value` fields past the seventh of incoming(5).
+
+`parse` turns a line's option fields into one `Options` and the list of
+its problems (an unknown option, naming the known ones; a repeated one; a
+bad value; a `key=` or `done=` naming a field the pattern does not have;
+options that do not go together), every problem of the line, as `table`
+wants them: the options are also checked together when one has a bad
+value (each check with the options it is about read well), and with
+problems the `Options` hold the values that were read well, for the
+checks the table makes with the world (run=celery's broker).  It is pure.  A value
+holds no whitespace: a space is written `\\040`, as in the history.
+
+`Fields` is what a FORMAT (`key=`, `done=`) and the handler's environment
+see of one file: its name, stem, suffix, directory, the record's telem and
+the fields `pattern=` parsed from the name (trollsift, the pytroll
+convention).  `Options.fields` builds it; a name the pattern does not
+parse gives None (the caller logs it once and leaves the file alone), and
+`Options.format` renders a FORMAT, or None when the values do not fit it.
+
+This module runs nothing and looks at no file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+import trollsift
+
+from waitd.decide import groups
+
+MAX_JOBS = 1000
+MAX_RETRIES = 1000
+MAX_TIMEOUT_S = 31_536_000  # 365 days
+MAX_RETRY_S = 3600  # the delay doubles up to this
+RUN_KINDS = ("local", "celery")
+BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
+MAX_WIDTH = 255  # of a field in a FORMAT or pattern: NAME_MAX, the longest file name
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
+
+
+@dataclass(frozen=True)  # not slotted: the pattern's parser is cached on it
+class Options:
+    """A record's options, with their defaults (a 7-field line has these)."""
+
+    jobs: int = 1  # handlers of this record at once
+    timeout_s: float | None = None  # a run longer than this is killed
+    retries: int = 0  # more attempts after a temporary failure
+    retry_s: float = 60.0  # the delay before the first retry; doubles
+    key: str | None = None  # FORMAT: runs of equal keys never overlap
+    pattern: str | None = None  # trollsift pattern of the file names
+    done: str | None = None  # FORMAT: the companion marking a file complete
+    topic: str | None = None  # the subject of events (default: the telem)
+    critical: str | None = None  # groups: the members a group cannot do without
+    wanted: str | None = None  # groups: the members waited for until timeliness
+    all: str | None = None  # groups: more members taken if they come in time
+    timeliness_s: float = 1200.0  # groups: how long after its first member a group waits
+    tolerance_s: float = 30.0  # groups: start times this close are one group
+    slot_min: float | None = None  # groups: start times floored to this many minutes
+    vary: str | None = None  # groups: fields that may differ within a group
+    claim: bool = False  # the incoming-dir is a queue's incoming/: claim files by rename
+    next: str | None = None  # the queue a handled file goes to (its directory)
+    out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
+    out_wait_s: float = 10.0  # how often the out-limit is looked at again
+    run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
+
+    @cached_property
+    def group(self) -> groups.Spec | None:
+        """How the record groups its files, if it does (critical= or wanted=)."""
+        if self.critical is None and self.wanted is None:
+            return None
+        critical = groups.members(self.critical) if self.critical else frozenset()
+        wanted = groups.members(self.wanted) if self.wanted else frozenset()
+        extra = groups.members(self.all) if self.all else frozenset()
+        return groups.Spec(
+            critical=critical,
+            wanted=wanted,
+            accepted=critical | wanted | extra,
+            timeliness_s=self.timeliness_s,
+            tolerance_s=self.tolerance_s,
+            slot_min=self.slot_min,
+            vary=tuple(v for v in (self.vary or "").split(",") if v),
+        )
+
+    def described(self) -> list[str]:
+        """`key=value` for every option as it will be used (`--check -v`)."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            name = _NAMES_BY_ATTR[f.name]
+            if name == "topic" and value is None:
+                out.append("topic=(the telem)")
+            elif isinstance(value, bool):
+                out.append(f"{name}={'yes' if value else 'no'}")
+            elif value is None:
+                out.append(f"{name}=(none)")
+            elif isinstance(value, float):
+                out.append(f"{name}={value:g}")
+            else:
+                out.append(f"{name}={_escape(str(value))}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Each option by its name in the table, as it will be used."""
+        return {_NAMES_BY_ATTR[f.name]: getattr(self, f.name) for f in fields(self)}
+
+    def retry_delay_s(self, attempt: int) -> float:
+        """The delay before attempt `attempt + 1`, after `attempt` failed."""
+        return min(float(MAX_RETRY_S), self.retry_s * 2 ** min(attempt - 1, 32))
+
+    @cached_property
+    def _parser(self) -> trollsift.Parser | None:
+        return trollsift.Parser(self.pattern) if self.pattern is not None else None
+
+    def fields(self, name: str, directory: str, telem: str) -> dict[str, Any] | None:
+        """What a FORMAT sees of the file `name`; None when the pattern does
+        not parse it."""
+        stem, suffix = os.path.splitext(name)
+        values: dict[str, Any] = {"name": name, "stem": stem, "suffix": suffix, "dir": directory, "telem": telem}
+        parser = self._parser
+        if parser is not None:
+            try:
+                parsed = parser.parse(name)
+            except Exception:
+                # Not only ValueError: trollsift raises what its own code
+                # meets (KeyError, OverflowError); a name is input, and input
+                # that does not parse is left alone, never a traceback.
+                return None
+            values = {**parsed, **values}
+        return values
+
+    @staticmethod
+    def format(fmt: str, values: Mapping[str, Any]) -> str | None:
+        """A FORMAT rendered with the file's fields, or None if they do not fit it."""
+        try:
+            return fmt.format_map(values)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError):
+            return None
+
+
+def parse(
+    items: list[str], not_option: Callable[[str], str] = "{!r} is not key=value".format
+) -> tuple[Options, list[str]]:
+    """The options of a line's fields past the seventh, and every problem,
+    in field order (`not_option` says what a field without `=` is)."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    seen: set[str] = set()
+    failed: set[str] = set()  # options given with a bad value
+    for item in items:
+        name, eq, raw = item.partition("=")
+        if not eq:
+            problems.append(not_option(item))
+            continue
+        spec = _SPECS.get(name)
+        if spec is None:
+            problems.append(f"unknown option {name!r} (known: {', '.join(_SPECS)})")
+            continue
+        if name in seen:
+            problems.append(f"option {name!r} given twice")
+            continue
+        seen.add(name)
+        try:
+            values[spec.attr] = spec.convert(_unescape(raw))
+        except ValueError as exc:
+            problems.append(f"option {name}={raw}: {exc}")
+            failed.add(name)
+    options = Options(**values)
+    problems.extend(_check_together(options, failed))
+    return options, problems
+
+
+def _check_together(options: Options, failed: set[str]) -> list[str]:
+    """What is wrong with the options taken together: every problem, each
+    checked only when the options it is about were read well (a bad
+    value is its own error, not the cause of others)."""
+    problems: list[str] = []
+    fields_of_pattern: set[str] = set()
+    if options.pattern is not None and "pattern" not in failed:
+        fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
+    if "pattern" not in failed and not failed & {"critical", "wanted", "all"}:
+        problems += _check_group(options, fields_of_pattern)
+    if "claim" not in failed:
+        problems += _check_queue(options, failed)
+    if not failed & {"run", "timeout"}:
+        problems += _check_run(options)
+    if "pattern" not in failed:
+        problems += _check_fields(options, fields_of_pattern)
+    return problems
+
+
+def _check_fields(options: Options, fields_of_pattern: set[str]) -> list[str]:
+    """A FORMAT may name the built-in fields and the pattern's."""
+    known = set(BUILTIN_FIELDS) | fields_of_pattern
+    problems = []
+    for option in ("key", "done"):
+        fmt = getattr(options, option)
+        if fmt is None:
+            continue
+        for field in _format_fields(fmt):
+            if field not in known:
+                where = "the pattern's fields or " if options.pattern else "(no pattern=) "
+                problems.append(
+                    f"option {option}={_escape(fmt)}: no field {{{field}}} in {where}{', '.join(BUILTIN_FIELDS)}"
+                )
+    return problems
+
+
+def _check_group(options: Options, fields: set[str]) -> list[str]:
+    """Groups need a pattern with the fields their lists and options use."""
+    spec = options.group
+    grouping = [n for n in ("all", "timeliness", "tolerance", "slot", "vary") if _given(options, n)]
+    if spec is None:
+        return [f"option {n}= is for groups: give critical= or wanted= too" for n in grouping]
+    problems = []
+    if options.done is not None:
+        problems.append("done= and groups do not go together (a group's member is complete by its wait age)")
+    if options.pattern is None:
+        problems.append("critical= and wanted= need pattern=: the fields of a name say its group and member")
+        return problems  # no fields to check the lists against
+    for field_name, used in (
+        ("channel_name", any(c for c, _ in spec.accepted)),
+        ("segment", any(s for _, s in spec.accepted)),
+    ):
+        if used and field_name not in fields:
+            problems.append(f"the member lists name {field_name}s, but pattern= has no {{{field_name}}} field")
+    if not spec.accepted - {("", "")} and ("channel_name" in fields or "segment" in fields):
+        problems.append("the member lists are empty (:) but pattern= has channel_name or segment fields")
+    for name in spec.vary:
+        if name not in fields:
+            problems.append(f"option vary= names {name}, which pattern= does not have")
+    if options.slot_min is not None and groups.TIME_FIELD not in fields:
+        problems.append(f"option slot= needs a {{{groups.TIME_FIELD}}} field in pattern=")
+    return problems
+
+
+def _check_queue(options: Options, failed: set[str]) -> list[str]:
+    if not options.claim:
+        return [
+            f"option {n}= is for queues: give claim=yes too"
+            for n in ("next", "out-limit", "out-wait")
+            if _given(options, n)
+        ]
+    problems = []
+    if options.group is not None:
+        problems.append("claim=yes and groups do not go together (a group's files are claimed one by one)")
+    if options.done is not None:
+        problems.append("claim=yes and done= do not go together (a queue's incoming holds complete files only)")
+    if options.out_limit is not None and options.next is None and "next" not in failed:
+        problems.append("option out-limit= needs next=: it limits the next queue")
+    return problems
+
+
+def _check_run(options: Options) -> list[str]:
+    if options.run == "celery" and options.timeout_s is None:
+        return ["run=celery needs timeout=: a run whose worker dies is known lost only when its timeout passes"]
+    return []
+
+
+def _given(options: Options, name: str) -> bool:
+    attr = _SPECS[name].attr
+    return getattr(options, attr) != getattr(Options(), attr)
+
+
+def _pattern(text: str) -> str:
+    """A trollsift pattern it can use; ValueError for a width no file name
+    has, or a field trollsift cannot parse.  The parser is tried on a name
+    here, so that it never raises on the files."""
+    if not text:
+        raise ValueError("empty")
+    try:
+        for _, field, spec, _ in string.Formatter().parse(text):
+            if field is not None:
+                _check_spec(field, spec or "")
+        parser = trollsift.Parser(text)
+        parser.keys()
+    except (TypeError, KeyError) as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        parser.parse("")
+    except (ValueError, TypeError):
+        pass  # no match: the pattern works
+    except Exception as exc:
+        raise ValueError(f"trollsift cannot use it: {type(exc).__name__}: {exc}") from None
+    return text
+
+
+def _format_fields(fmt: str) -> list[str]:
+    """The base names of the fields a format string uses; ValueError if
+    malformed or if a field's width could not be a file name's."""
+    names = []
+    for _, field, spec, _ in string.Formatter().parse(fmt):
+        if field is None:
+            continue
+        base = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if not base or base.isdigit():
+            raise ValueError(f"{{{field}}}: fields are named, such as {{name}}")
+        _check_spec(field, spec or "")
+        names.append(base)
+    return names
+
+
+def _check_spec(field: str, spec: str) -> None:
+    """ValueError when a field's format specification asks for more than
+    a file name can hold (`{x:999999999999d}` would take all memory or
+    overflow, file after file), or holds another field (whose value could)."""
+    if "{" in spec:
+        raise ValueError(f"{{{field}}}: a format specification may not hold another field ({spec})")
+    # Digits are widths and precisions; in a time's strftime format, only
+    # those of a directive (%10Y) are: the others are text.
+    strftime = re.search(r"%[-_0^#]*[0-9]*[A-Za-z]", spec) is not None
+    numbers = re.findall(r"%[-_0^#]*([0-9]+)", spec) if strftime else re.findall(r"[0-9]+", spec)
+    for number in numbers:
+        if len(number.lstrip("0")) > 4 or int(number) > MAX_WIDTH:
+            raise ValueError(f"{{{field}}}: width {number} is more than {MAX_WIDTH} (the most a file name holds)")
+
+
+def _whole(least: int, most: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if not _WHOLE.fullmatch(text) or not least <= Decimal(text) <= most:
+            raise ValueError(f"expected a whole number from {least} to {most}")
+        return int(text)
+
+    return convert
+
+
+def _seconds(least_exclusive: bool, most: int) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        if not _DECIMAL.fullmatch(text):
+            raise ValueError("expected a plain decimal number of seconds such as 30 or 0.5")
+        value = Decimal(text)
+        if value > most or (least_exclusive and value == 0):
+            raise ValueError(f"expected more than 0 and at most {most} seconds")
+        return float(text)
+
+    return convert
+
+
+def _format(text: str) -> str:
+    _format_fields(text)
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _members(text: str) -> str:
+    groups.members(text)
+    return text
+
+
+def _minutes(text: str) -> float:
+    if not _DECIMAL.fullmatch(text) or not 0 < Decimal(text) <= 1440:
+        raise ValueError("expected a plain decimal number of minutes, more than 0 and at most 1440")
+    return float(text)
+
+
+def _names(text: str) -> str:
+    names = text.split(",")
+    if not all(n.isidentifier() for n in names):
+        raise ValueError("expected field names joined by commas, such as proc_time,orbit")
+    return text
+
+
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise ValueError("expected yes or no")
+    return text == "yes"
+
+
+def _where(text: str) -> str:
+    if text not in RUN_KINDS:
+        raise ValueError(f"expected {' or '.join(RUN_KINDS)}")
+    return text
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    attr: str
+    convert: Callable[[str], Any]
+
+
+_SPECS = {
+    "jobs": _Spec("jobs", _whole(1, MAX_JOBS)),
+    "timeout": _Spec("timeout_s", _seconds(True, MAX_TIMEOUT_S)),
+    "retries": _Spec("retries", _whole(0, MAX_RETRIES)),
+    "retry": _Spec("retry_s", _seconds(True, MAX_RETRY_S)),
+    "key": _Spec("key", _format),
+    "pattern": _Spec("pattern", _pattern),
+    "done": _Spec("done", _format),
+    "topic": _Spec("topic", _text),
+    "critical": _Spec("critical", _members),
+    "wanted": _Spec("wanted", _members),
+    "all": _Spec("all", _members),
+    "timeliness": _Spec("timeliness_s", _seconds(True, MAX_TIMEOUT_S)),
+    "tolerance": _Spec("tolerance_s", _seconds(False, MAX_TIMEOUT_S)),
+    "slot": _Spec("slot_min", _minutes),
+    "vary": _Spec("vary", _names),
+    "claim": _Spec("claim", _yes_no),
+    "next": _Spec("next", _text),
+    "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
+    "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
+    "run": _Spec("run", _where),
+}
+_NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
+
+
+def _unescape(text: str) -> str:
+    return _OCTAL.sub(lambda m: chr(int(m[1], 8)), text)
+
+
+def _escape(text: str) -> str:
+    return "".join(c if c.isprintable() and not c.isspace() and c != "\\" else f"\\{ord(c):03o}" for c in text)

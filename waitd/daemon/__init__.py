@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""The daemon: its loop, the records' state, the control socket, start-up, signals."""

@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: MIT
+"""What the daemon does for a request of its control socket.
+
+`answer` takes one request object and returns its reply:
+
+- `status`: the status document (report.Status);
+- `retry` of paths: a file whose run failed for good, was cancelled, or
+  whose outcome is unknown (status 1), runs again as a new attempt; one
+  waiting for a retry runs at once; a member of a group takes its group
+  (every member that ran with it) along, in one run;
+- `cancel` of paths: a running run gets TERM, then KILL after the grace,
+  and is recorded as status 1 `error=cancelled` (never retried); a file
+  waiting to run (or to be retried) is recorded as status 2
+  `error=cancelled` and does not run (a new version of it will); a
+  waiting member of a group is cancelled with the members waiting with it.
+  A queue's file (claim=yes) so cancelled is a final failure: it is moved
+  into the queue's errors/ first (`claims.cancel`), and if it cannot be,
+  it is not cancelled.
+
+A claim=yes record's file may be named by its pending path, or by the
+incoming path it came from while no file has that path (`View.known`).
+
+Each path gets its own result, ok or not, with a message; the reply is ok
+only if every path's is.  What is done is written to the history (so it
+holds across a restart) and logged, as the operator's doing.
+
+This module decides nothing else: the scheduler starts the retried file,
+the launcher signals and records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from waitd.daemon.records import Entry, Works
+from waitd.decide.outcome import Why
+from waitd.journal.history import Event, History, Status, escape
+from waitd.run.launch import Launcher
+from waitd.run.runs import Runs
+from waitd.spool import claims
+from waitd.spool.directory import FileFact
+from waitd.spool.view import View
+
+log = logging.getLogger("waitd")
+
+
+class Commands:
+    def __init__(
+        self, works: Works, runs: Runs, history: History, launcher: Launcher, status: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.works = works
+        self.runs = runs
+        self.history = history
+        self.launcher = launcher
+        self.status = status
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return {"ok": True, "status": self.status()}
+        if cmd in ("retry", "cancel"):
+            paths = request.get("paths")
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+                return {"ok": False, "error": f"{cmd}: give one or more paths"}
+            act = self._retry if cmd == "retry" else self._cancel
+            results = []
+            for path in paths:
+                ok, message = act(os.path.normpath(path))
+                results.append({"path": path, "ok": ok, "message": message})
+            return {"ok": all(r["ok"] for r in results), "results": results}
+        return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
+
+    def _entries(self, path: str) -> list[Entry]:
+        return [e for e in self.works if e.view.owns(path)]
+
+    def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
+        """`act` for each record that takes the file: ok if one did it."""
+        entries = self._entries(path)
+        if not entries:
+            return False, none
+        results = [(entry.number, *act(entry, path)) for entry in entries]
+        return any(ok for _, ok, _ in results), "; ".join(f"record {n}: {message}" for n, _, message in results)
+
+    def _retry(self, path: str) -> tuple[bool, str]:
+        return self._each_record(path, self._retry_one, "no record of the table takes this file")
+
+    def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
+        view = entry.view
+        found = view.known(path)
+        if found is None:
+            return False, "not in the spool (or not looked at yet)"
+        fact, where = found
+        # A member of a group is retried with its group: every member that
+        # ran with it (a late one never did), or the run would be partial.
+        gid, members = self._group(view, fact, where, lambda e: e is not None and e.consumed)
+        if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for _, p in members):
+            return False, "it runs now"
+        event = self.history.latest(where, entry.record.process)
+        if event is None or not event.same_version(fact) or not event.consumed:
+            return False, "it waits to run already"
+        if event.succeeded:
+            return False, "handled with exit 0: nothing to retry"
+        if event.status is Status.STARTED:
+            return False, "it runs now"
+        now = time.time()
+        events = [self._latest(entry, f, p) for f, p in members]
+        again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
+        if again:
+            self.launcher.record_all(again)  # a group's in one append
+        for f, p in members:
+            view.again(p, f, now)
+        what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
+        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
+        return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
+
+    def _group(
+        self, view: View, fact: FileFact, where: str, alike: Callable[[Event | None], bool]
+    ) -> tuple[str | None, list[tuple[FileFact, str]]]:
+        """The file's group id and the members that go with it, with their
+        paths (the file, and those whose latest event is `alike`); (None,
+        [the file]) for a file of no group."""
+        found = view.gatherer.members_of(fact.name) if view.gatherer is not None else None
+        if found is None:
+            return None, [(fact, where)]
+        gid, members = found
+        return gid, [
+            (f, view.path_of(f.name)) for f in members if f.name == fact.name or alike(view.latest(self.history, f))
+        ]
+
+    def _latest(self, entry: Entry, fact: FileFact, path: str) -> Event | None:
+        event = self.history.latest(path, entry.record.process)
+        return event if event is not None and event.same_version(fact) else None
+
+    def _cancel(self, path: str) -> tuple[bool, str]:
+        named = {path} | {p for e in self.works if (p := claims.claimed_as(e.view, path)) is not None}
+        running = [r for r in self.runs.live() if named & set(r.job.paths)]
+        for run in running:
+            self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
+            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
+        if running:
+            sent = ", ".join(f"pid {r.pid}" if r.task is None else f"celery task {r.task}" for r in running)
+            return True, f"cancelled: TERM sent to {sent}"
+        return self._each_record(
+            path, self._cancel_waiting, "no record of the table takes this file, and nothing runs on it"
+        )
+
+    def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
+        view = entry.view
+        found = view.known(path)
+        if found is None:
+            return False, "not in the spool (or not looked at yet)"
+        fact, where = found
+        event = self.history.latest(where, entry.record.process)
+        if event is not None and not event.same_version(fact):
+            event = None
+        if event is not None and event.consumed and event.retry_at is None:
+            return False, "neither waiting nor running: nothing to cancel"
+        # A member of a group is cancelled with its group: the others would
+        # otherwise be taken for late members of a group that ran.
+        gid, members = self._group(view, fact, where, lambda e: e is None or not e.consumed or e.retry_at is not None)
+        now = time.time()
+        cancels = []
+        for f, p in members:
+            latest = self._latest(entry, f, p)
+            cancels.append(
+                Event(
+                    p,
+                    entry.record.process,
+                    f.mtime_ns // 1_000_000_000,
+                    Status.KNOWN,
+                    error="cancelled",
+                    at=now,
+                    attempt=latest.attempt if latest is not None else None,
+                    version=f.version,
+                )
+            )
+        done = "it will not run" if gid is None else f"group {gid} ({len(members)} files) will not run"
+        if entry.record.options.claim:
+            # A final failure: into errors/ first, so that no instance claims it.
+            try:
+                moved = claims.cancel(view, fact, where)
+            except OSError as exc:
+                errors = claims.queue_of(view).errors
+                return False, f"cannot move it to {escape(errors)}: {exc.strerror or exc}; not cancelled"
+            if moved is None:
+                return False, "another instance claimed it first; not cancelled"
+            done = f"moved to {escape(moved)}"
+        self.launcher.record_all(cancels)
+        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
+        return True, f"cancelled: {done}"
+
+
+def _due(event: Event, now: float) -> bool:
+    """Its retry is due already: asking again writes nothing."""
+    return event.retry_at is not None and event.retry_at <= now

@@ -1,0 +1,192 @@
+# SPDX-License-Identifier: MIT
+"""Everything waitd tells the world besides its files: one object for the loop.
+
+`Events` holds what waitd.conf and `--metrics` ask for, and what systemd
+asks for: the outbox (`outbox.Outbox`, the history's mirror, with its
+segment `segments.Writer` when there are sinks), the sinks' processes
+(`sinks.Sinks`), the Prometheus metrics (`metrics.Metrics`) and the
+notifications (`notify.Notify`).  The loop calls it at a few points
+only: `installed` (a table taken), `start` (the loop runs), `tick` (each
+turn), `deadline` (when it wants a turn), `reloading`, `reloaded` and
+`ready` (HUP), `stopping` (TERM), `report` and `status` (the status document),
+`close` (exit).  Without sinks and metrics there is no outbox: the
+history has no mirror and nothing is built.
+
+Failures: the outbox directory cannot be made or opened (`WaitdError`,
+at start: waitd does not start; on HUP: the sinks stay as they were).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from waitd.config import conf as conflib
+from waitd.config.errors import WaitdError
+from waitd.daemon.records import Entry, Works
+from waitd.journal.history import History
+from waitd.journal.outbox import Outbox
+from waitd.journal.segments import Writer
+from waitd.sinks.metrics import Metrics
+from waitd.sinks.notify import Notify
+from waitd.sinks.supervisor import Sinks
+
+log = logging.getLogger("waitd")
+
+# What each kind of sink takes from the outbox: the others are not written.
+_TYPES = {"jsonl": None, "posttroll": {"ready"}, "stomp": {"started", "ended"}}
+
+
+def _wants(sinks: Iterable[conflib.Sink]) -> Any:
+    rules = [(_TYPES[s.type], s.records) for s in sinks]
+
+    def wants(kind: str, record: int | None) -> bool:
+        return any((t is None or kind in t) and (r is None or record in r) for t, r in rules)
+
+    return wants
+
+
+class Events:
+    def __init__(
+        self,
+        passdir: str,
+        works: Works,
+        history: History,
+        env: MutableMapping[str, str],
+        conf: conflib.Conf,
+        metrics: tuple[str, int] | None = None,
+        foreground: bool = False,
+    ) -> None:
+        self.passdir = passdir
+        self.works = works
+        self.history = history
+        self.conf = conf
+        self.notify = Notify(env)
+        self.sinks = Sinks(passdir, foreground)
+        self.outbox: Outbox | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_at = metrics or conf.daemon.metrics
+        if self.metrics_at is not None:
+            self.metrics = Metrics(*self.metrics_at)
+            self._outbox().observers.append(self.metrics.observe)
+            self._outbox().sync_observers.append(self.metrics.synced)
+        self._take(conf)
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            self.outbox = Outbox(self.passdir, self.works)
+            self.history.mirror = self.outbox
+            for entry in self.works.entries:
+                entry.view.outbox = self.outbox
+        return self.outbox
+
+    def _take(self, conf: conflib.Conf) -> None:
+        """Take the sinks of a waitd.conf."""
+        if conf.sinks:
+            outbox = self._outbox()
+            if outbox.writer is None:
+                opened = Writer(self.passdir)
+                try:
+                    opened.open()
+                except OSError as exc:
+                    raise WaitdError(f"{opened.directory}: cannot open the outbox: {exc.strerror or exc}") from exc
+                outbox.writer = opened
+            outbox.wants = _wants(conf.sinks)
+        elif self.outbox is not None:
+            self.outbox.wants = _wants(())
+        writer = self.outbox.writer if self.outbox is not None else None
+        self.sinks.apply(conf.sinks, writer.place_new if writer is not None else lambda name: None)
+        self.conf = conf
+
+    # -- the loop's hooks ---------------------------------------------------------
+
+    def installed(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            entry.view.outbox = self.outbox
+
+    def start(self) -> None:
+        self.sinks.start()
+        self.notify.ready()
+
+    def ready(self) -> None:
+        """Up again after a HUP (systemd's READY=1)."""
+        self.notify.ready()
+
+    def tick(self, now: float, poll: bool) -> None:
+        self.sinks.check(now)
+        self.notify.watchdog(now)
+        if self.outbox is not None:
+            self.outbox.flush()  # events a full disk held back, if there is room now
+        writer = self.outbox.writer if self.outbox is not None else None
+        if poll and writer is not None:
+            try:
+                writer.prune(self.sinks.names)
+            except OSError as exc:
+                log.warning("%s: cannot remove old segments: %s", writer.directory, exc.strerror or exc)
+
+    def deadline(self) -> float | None:
+        times = [t for t in (self.sinks.deadline(), self.notify.due()) if t is not None]
+        return min(times) if times else None
+
+    def reloading(self) -> None:
+        self.notify.reloading()
+
+    def reloaded(self) -> list[str]:
+        """Reread waitd.conf (HUP); its errors, if it is kept as it was."""
+        path = os.path.join(self.passdir, "waitd.conf")
+        conf, errors = conflib.read(path)
+        if errors:
+            for error in errors:
+                log.error("%s", error)
+            log.error("%s: not reloaded (%d error(s)); the previous settings stay in force", path, len(errors))
+        else:
+            if conf.daemon.metrics != self.conf.daemon.metrics:
+                log.warning("%s: metrics = changed; it takes effect when waitd starts again", path)
+            try:
+                self._take(conf)
+            except WaitdError as exc:
+                log.error("%s", exc)
+                errors = [exc]  # type: ignore[list-item]
+        self.sinks.hup()
+        return [str(e) for e in errors]
+
+    def stopping(self) -> None:
+        self.notify.stopping()
+
+    def report(self) -> list[dict[str, Any]]:
+        """The sinks, for the status document."""
+        writer = self.outbox.writer if self.outbox is not None else None
+        return self.sinks.report(writer.seq if writer is not None else 0)
+
+    def status(self, doc: dict[str, Any]) -> None:
+        """A status document was built: the metrics' gauges, systemd's STATUS=."""
+        if self.metrics is not None:
+            self.metrics.status(doc)
+        self.notify.status(summary(doc))
+
+    def close(self) -> None:
+        self.sinks.stop()
+        if self.outbox is not None and self.outbox.writer is not None:
+            self.outbox.flush()  # a last try for what a full disk held back
+            self.outbox.writer.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        self.notify.close()
+
+
+def summary(doc: dict[str, Any]) -> str:
+    """The status document in one line (systemd's STATUS=)."""
+    records = doc.get("records", [])
+    active = sum(1 for r in records if not r.get("problem"))
+    running = sum(len(r.get("running") or []) for r in records)
+    waiting = sum(r.get("waiting", 0) for r in records)
+    failed = sum(r.get("failed_count", 0) for r in records)
+    text = f"{doc.get('mode', '?')}: {active}/{len(records)} records active, {running} running, {waiting} waiting"
+    if failed:
+        text += f", {failed} failed"
+    behind = [s for s in doc.get("sinks", []) if s.get("down_since") is not None]
+    if behind:
+        text += f"; sink {', '.join(s['name'] for s in behind)} down"
+    return text

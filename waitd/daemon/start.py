@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: MIT
+"""Starting the daemon: its log, the pid file, the history, the loop.
+
+`serve` runs waitd in this process (`waitd -f`, `--once`, `--demo`):
+incoming.log opened (never through a planted link, reopened on HUP), the
+signals caught, the pid file claimed, the history loaded, the runs of a
+previous life recovered, the loop run.  `detach` forks a daemon
+(python-daemon) that runs `serve` and tells the waiting `waitd -g`
+through a pipe whether it came up, and if not, why.
+
+Failures: a file of PASSDIR that cannot be opened is a WaitdError naming
+it; one before the daemon is up reaches the operator's terminal.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from waitd.config import table
+from waitd.config.conf import Conf
+from waitd.config.errors import WaitdError
+from waitd.daemon import pidfile
+from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
+from waitd.journal.history import History
+from waitd.run import runner
+
+log = logging.getLogger("waitd")
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
+LOG_DATE = "%Y-%m-%d %H:%M:%S"
+
+
+class LogFile(logging.StreamHandler):  # type: ignore[type-arg]
+    """incoming.log, opened without following a planted symlink, reopenable."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(self._open())
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old = self.stream
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                problem: OSError | None = exc  # keep writing to the old one
+            else:
+                problem = None
+                old.close()
+        finally:
+            self.release()
+        if problem is not None:
+            log.error("%s; still writing to the file opened before", _refusal(self.path, problem))
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+
+def setup_logging(passdir: str, foreground: bool) -> LogFile:
+    logger = logging.getLogger("waitd")
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
+    path = os.path.join(passdir, "incoming.log")
+    try:
+        logfile = LogFile(path)
+    except OSError as exc:
+        raise _refusal(path, exc) from exc
+    logfile.setFormatter(formatter)
+    logger.addHandler(logfile)
+    if foreground:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(formatter)
+        logger.addHandler(err)
+    logger.propagate = False
+    return logfile
+
+
+def _refusal(path: str, exc: OSError) -> WaitdError:
+    """The error for a file of waitd's own in PASSDIR that it cannot open."""
+    if exc.errno == errno.ELOOP:
+        return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    return WaitdError(f"{path}: cannot open: {exc.strerror or exc}")
+
+
+def serve(
+    settings: Settings,
+    records: Sequence[table.Record],
+    foreground: bool,
+    ready: Callable[[], None] | None = None,
+    conf: Conf | None = None,
+) -> int:
+    """Open the log, catch the signals, claim the pid file, open the
+    history, recover, and run the loop.
+
+    The signals are caught before the pid file names this process: a HUP
+    or TERM sent as soon as it appears is queued and acted on by the loop.
+    `ready` is called once the daemon is up: pid file written, history
+    read.
+    """
+    passdir = settings.passdir
+    # The log first, so that a stale pid file's warning reaches incoming.log.
+    logfile = setup_logging(passdir, foreground)
+    signals: deque[int] = deque()
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
+    with pidfile.PidFile(passdir):
+        runner.make_logfiles(passdir)
+        history = History(os.path.join(passdir, "incoming.history"))
+        history.load()
+        daemon = Daemon(
+            settings, records, history, reopen_log=logfile.reopen, signals=signals, conf=conf, foreground=foreground
+        )
+        daemon.recover()
+        if ready is not None:
+            ready()
+        return daemon.run()
+
+
+def detach(settings: Settings, records: Sequence[table.Record], settings_conf: Conf) -> int:
+    """Fork; the child becomes the daemon and reports back through a pipe."""
+    import daemon  # python-daemon
+
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child:
+        os.close(write_fd)
+        report = b""
+        while chunk := os.read(read_fd, 4096):
+            report += chunk
+        os.close(read_fd)
+        os.waitpid(child, 0)
+        if report.startswith(b"ok"):
+            return 0
+        status, _, message = report.decode("utf-8", "replace").partition(" ")
+        sys.stderr.write(message or "waitd: the daemon exited before it was ready\n")
+        return int(status) if status.isdigit() else 1
+    os.close(read_fd)
+    code = 1
+    reported = False
+
+    def ready() -> None:
+        nonlocal reported
+        _report(write_fd, 0, "ok\n")
+        reported = True
+
+    try:
+        # Our own signal_map: python-daemon's would make TERM raise SystemExit
+        # instead of draining the handlers.  The loop installs the real ones.
+        context = daemon.DaemonContext(
+            working_directory="/",
+            umask=0o022,
+            files_preserve=[write_fd],
+            detach_process=True,
+            # Nothing ignored either: handlers would inherit an ignored signal
+            # through exec, and a detached daemon has no terminal to stop it.
+            signal_map={},
+        )
+        context.open()
+        code = serve(settings, records, foreground=False, ready=ready, conf=settings_conf)
+    except WaitdError as exc:
+        code = exc.exit_code
+        if not reported:
+            _report(write_fd, code, f"waitd: {exc}\n")
+        log.critical("waitd: %s", exc)
+    except Exception as exc:  # the operator must see why, not a silent exit
+        if not reported:
+            why = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            _report(write_fd, 1, f"waitd: cannot start: {why}\n")
+        log.exception("waitd: %s", "stopped by an unexpected error" if reported else "cannot start")
+    os._exit(code)
+
+
+def _report(fd: int, code: int, message: str) -> None:
+    """Tell the waiting `waitd -g` how the start went ("ok" or "CODE message"), once."""
+    try:
+        os.write(fd, (message if code == 0 else f"{code} {message}").encode())
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass

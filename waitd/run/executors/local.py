@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: MIT
+"""Executors: how a run's handler is executed, watched and signalled.
+
+`Executor` is the interface the loop uses, whatever executes the handler:
+`start` a run (its status 0 already on disk), `poll` it for an `Outcome`,
+`signal` its process group, `adopt` a handler a dead waitd left running,
+and `wakeup_fds`, descriptors that become readable when something ends.
+`Local` is the one on this host: the handler is executed with
+os.posix_spawn (vfork and exec in glibc) in its own session, stdin from
+/dev/null, stdout and stderr on the run's log file, the incoming directory
+as working directory, the signal dispositions and mask a fresh process
+has, and no descriptor of waitd's beyond 0-2 (`seal_descriptors` made
+every other one close-on-exec).  argv is [process-name, path...], never
+through a shell.
+
+An adopted handler is not waitd's child: its end is seen through a pidfd
+(Linux 5.3) that joins the loop's selector, or at a poll where there is
+none, and its outcome is unknown (status 1).
+
+Failures: `start` raises OSError when the handler cannot be executed;
+`signal` ignores a process group already gone; `poll` of a pid reaped
+elsewhere gives an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+import psutil
+
+from waitd.decide.outcome import Outcome
+from waitd.formats.history_line import Event, Status
+from waitd.run.runs import Run
+
+# Python ignores these; a handler starts with them at their defaults.
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# A recorded start and the process's own start time may differ this much.
+CREATE_SLACK_S = 2.0
+
+
+class Executor(Protocol):
+    def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None: ...
+    def poll(self, run: Run) -> Outcome | None: ...
+    def signal(self, run: Run, signum: int) -> None: ...
+    def adopt(self, event: Event) -> bool: ...
+    def wakeup_fds(self) -> list[int]: ...
+
+    forget_fd: Callable[[int], None]  # set by the loop: a wake-up descriptor is about to close
+
+
+class Local:
+    """Handlers run as child processes of waitd, on this host."""
+
+    def __init__(self) -> None:
+        self._home: int | None = None
+        self._pidfds: dict[int, int] = {}  # pid of an adopted handler -> its pidfd
+        self.forget_fd: Callable[[int], None] = lambda fd: None  # the loop stops watching it
+
+    def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
+        """Execute the handler in its own session; set `run.pid`."""
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, run.log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, run.log_fd, 2),
+        ]
+        # posix_spawn has no working directory of its own (before glibc's
+        # addchdir_np, which Python 3.11 does not offer), so waitd steps into
+        # the directory for the spawn and back out; it is single-threaded.
+        home = self._home_fd()
+        os.chdir(cwd)
+        try:
+            run.pid = os.posix_spawn(
+                program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_RESET_SIGNALS
+            )
+        finally:
+            try:
+                os.fchdir(home)
+            except OSError:  # pragma: no cover - an O_PATH descriptor of a directory
+                pass  # never lose the pid of a handler that started
+
+    def _home_fd(self) -> int:
+        """A descriptor of waitd's own working directory (O_PATH: it needs no
+        read permission), taken before the first spawn leaves it."""
+        if self._home is None:
+            self._home = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._home
+
+    def poll(self, run: Run) -> Outcome | None:
+        """The run's outcome if it ended (reaping it), else None."""
+        assert run.pid is not None
+        if run.adopted:
+            return self._poll_adopted(run.pid)
+        try:
+            pid, status = os.waitpid(run.pid, os.WNOHANG)
+        except ChildProcessError:
+            return Outcome(Status.UNKNOWN)  # reaped elsewhere: its end is unknown
+        if pid == 0:
+            return None
+        return outcome_of(os.waitstatus_to_exitcode(status))
+
+    def _poll_adopted(self, pid: int) -> Outcome | None:
+        fd = self._pidfds.get(pid)
+        if fd is not None and not select.select([fd], [], [], 0)[0]:
+            return None
+        if fd is None and _alive(pid):
+            return None
+        if fd is not None:
+            self.forget_fd(fd)
+            os.close(self._pidfds.pop(pid))
+        return Outcome(Status.UNKNOWN)
+
+    def signal(self, run: Run, signum: int) -> None:
+        """Signal the run's process group (its session), ignoring a gone one."""
+        if run.pid is None:
+            return
+        try:
+            os.killpg(run.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def adopt(self, event: Event) -> bool:
+        """Watch the handler of an open run if it still runs (same pid,
+        created when the run started); False if it does not."""
+        if not _same_process(event):
+            return False
+        assert event.pid is not None
+        try:
+            self._pidfds[event.pid] = os.pidfd_open(event.pid)
+        except (AttributeError, OSError):
+            pass  # no pidfd (an old kernel): its end is seen at a poll
+        return True
+
+    def wakeup_fds(self) -> list[int]:
+        return list(self._pidfds.values())
+
+
+def _same_process(event: Event) -> bool:
+    """True if the run's pid runs and was created when the run started."""
+    if event.pid is None or event.at is None:
+        return False
+    try:
+        proc = psutil.Process(event.pid)
+        return abs(proc.create_time() - event.at) < CREATE_SLACK_S and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
+        return False
+
+
+def seal_descriptors() -> None:
+    """Make every descriptor above 2 close-on-exec, those inherited too.
+
+    Python opens its own close-on-exec already; this catches what waitd's
+    parent left open, so that no handler inherits it.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        names = [str(fd) for fd in range(3, 1024)]
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # closed meanwhile (the listing's own descriptor)
+
+
+def outcome_of(code: int) -> Outcome:
+    """The outcome of an exit code as waitstatus_to_exitcode gives it (-N: signal N)."""
+    if code < 0:
+        return Outcome(Status.UNKNOWN, signal=signal_name(-code))
+    return Outcome(Status.KNOWN, exit=code)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"

@@ -1,0 +1,296 @@
+# SPDX-License-Identifier: MIT
+"""A run's log file, its environment and its start in the history.
+
+A start has three steps.  `open_log` opens the record's next log file
+(`logfiles/incoming.N.L`, unlinked and made anew with O_EXCL, so never
+through a planted link) and writes waitd's header line.  `commit` appends
+the status 0 events of every start of a pass and syncs the history once (a
+group commit): each status 0 line is on disk before its handler runs, and
+a start that cannot be recorded never runs (its log file says so).  Then
+the executor runs the handler, and `started_pid` is the second status 0
+line, not synced, with the handler's pid, so that a later waitd can find a
+handler that outlived it.  `footer` closes the log with waitd's footer
+line: the outcome, the duration, and a retry time when one is set.
+
+The log letter: `last_letter` finds, at start, the letter of a record's
+most recent run from the start times in the header lines (not from the
+mtimes, which a handler's background child can change), and
+`next_letter` cycles A..Z.
+
+Failures raise `StartError`: the log file cannot be opened, or the starts
+cannot be recorded (`HistoryWriteError` as cause; none of the group is).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import stat
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.config.table import Record
+from waitd.decide.outcome import Job, Outcome
+from waitd.journal.history import Event, History, Status, escape
+from waitd.run.runs import Run
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class StartError(WaitdError):
+    """A run could not start; `recorded` says if a status 1 event was written."""
+
+    def __init__(self, message: str, recorded: bool) -> None:
+        super().__init__(message)
+        self.recorded = recorded
+
+
+def make_logfiles(passdir: str) -> bool:
+    """Make $PASSDIR/logfiles if it is missing; True if it was made.
+
+    Raise WaitdError for one that is a symbolic link or not a directory
+    (never followed, never replaced), or that cannot be made.
+    """
+    path = os.path.join(passdir, "logfiles")
+    made = True
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        made = False
+    except OSError as exc:
+        raise WaitdError(f"{path}: cannot make the directory: {exc.strerror or exc}") from exc
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
+    if not stat.S_ISDIR(st.st_mode):
+        raise WaitdError(f"{path}: is not a directory")
+    return made
+
+
+def log_path(passdir: str, record: int, letter: str) -> str:
+    return os.path.join(passdir, "logfiles", f"incoming.{record}.{letter}")
+
+
+def last_letter(passdir: str, record: int) -> str | None:
+    """The letter of the record's most recent run's log file, if any.
+
+    Runs are ordered by the start time in the header line waitd wrote at
+    the top of each log, before the handler ran: not by the file's mtime,
+    which a handler's background child writing to the log later bumps.  A
+    file without waitd's header is not one of its logs and is ignored.
+    """
+    started = {}
+    for letter in LETTERS:
+        at = header_time(log_path(passdir, record, letter))
+        if at is not None:
+            started[letter] = at
+    order = newest_first(started)
+    return order[0] if order else None
+
+
+def header_time(path: str) -> int | None:
+    """The start time (ms since the epoch) in a log's header line, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 8192)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    line, newline, _ = head.partition(b"\n")
+    if not newline or not line.startswith(b"waitd: start record="):
+        return None
+    stamp = line.rpartition(b" at=")[2].decode("ascii", "replace")
+    try:
+        return int(datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def newest_first(times: dict[str, int]) -> list[str]:
+    """Log letters ordered newest first by their start times.
+
+    Runs started within one millisecond share a time.  Letters are used in
+    a cycle, so those of one tick form a run A, B, C (or Y, Z, A) whose
+    last letter is the newest: ties are ordered by the position in that run.
+    """
+
+    def rank(letter: str) -> tuple[int, int]:
+        tied = {other for other, m in times.items() if m == times[letter]}
+        i = LETTERS.index(letter)
+        steps = 0  # how far the run of tied letters goes back from this one
+        while steps < len(LETTERS) - 1 and LETTERS[(i - steps - 1) % len(LETTERS)] in tied:
+            steps += 1
+        return (times[letter], steps)
+
+    return sorted(times, key=rank, reverse=True)
+
+
+def next_letter(letter: str | None) -> str:
+    return "A" if letter is None else LETTERS[(LETTERS.index(letter) + 1) % len(LETTERS)]
+
+
+def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
+    """Make the run's log file and write its header; (its path, its descriptor)."""
+    log_name = log_path(passdir, record.number, letter)
+    try:
+        # Unlink and create rather than truncate: cheaper on ext4 (no flush of
+        # the old blocks), and O_EXCL never follows a planted symlink.
+        try:
+            os.unlink(log_name)
+        except FileNotFoundError:
+            pass
+        log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
+    except OSError as exc:
+        raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
+    files = " ".join(f"file={escape(path)}" for path in paths)
+    _write(
+        log_fd,
+        f"waitd: start record={record.number} telem={escape(record.telem)} "
+        f"program={escape(program)} {files} at={_stamp(at)}\n",
+    )
+    return log_name, log_fd
+
+
+def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
+    """waitd's environment and the run's WAITD_* variables (WAITD_F_<field>
+    for each field the record's pattern parsed from the name)."""
+    env = dict(base)
+    env.update(
+        WAITD_RECORD=str(record.number),
+        WAITD_TELEM=record.telem,
+        WAITD_FILE=job.path,
+        WAITD_PASSDIR=passdir,
+        WAITD_LOG=log_name,
+        WAITD_ATTEMPT=str(job.attempt),
+    )
+    if job.group is not None:
+        env["WAITD_GROUP"] = job.group
+    if record.options.pattern is not None:
+        for name, value in job.fields.items():
+            if name not in ("name", "stem", "suffix", "dir", "telem"):
+                env[f"WAITD_F_{name}"] = _env_value(value)
+    return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:
+    """The status 0 events of a run (one a file), written before its handler
+    runs; a Celery run's carry its task id (`task`), known before it is sent."""
+    return [
+        Event(
+            path,
+            job.process,
+            fact.mtime_ns // 1_000_000_000,
+            Status.STARTED,
+            at=at,
+            attempt=job.attempt if job.attempt > 1 else None,
+            group=job.group,
+            task=task,
+            version=fact.version,
+        )
+        for fact, path in zip(job.facts, job.paths, strict=True)
+    ]
+
+
+def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
+    """The log file of a Celery run a previous waitd started (its second
+    line names the task), open to append; ("", -1) if there is none."""
+    mark = f"waitd: task={task} ".encode()
+    for letter in LETTERS:
+        path = log_path(passdir, record, letter)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            head = os.pread(fd, 8192, 0).split(b"\n", 2)
+        except OSError:
+            head = []
+        if len(head) > 1 and head[1].startswith(mark):
+            return path, fd
+        os.close(fd)
+    return "", -1
+
+
+def commit(starts: list[tuple[Run, list[Event]]], history: History) -> None:
+    """Append the status 0 events of these starts with one sync (a group
+    commit); if that fails none is recorded, each log file says so and is
+    closed, and StartError is raised."""
+    try:
+        history.append_all([event for _, events in starts for event in events], sync=True)
+    except HistoryWriteError as exc:
+        for run, _ in starts:
+            line = f"waitd: end record={run.number} error={escape('not started: ' + str(exc))} took=0.000"
+            _write(run.log_fd, f"{line} at={_stamp(time.time())}\n")
+            os.close(run.log_fd)
+            run.log_fd = -1
+        raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
+
+
+def started_pid(history: History, started: list[Event], pid: int) -> None:
+    """The second status 0 lines, with the pid.  Not synced: they only
+    matter if waitd dies, and then the page cache has them."""
+    try:
+        history.append_all([replace(event, pid=pid) for event in started])
+    except HistoryWriteError:
+        pass
+
+
+def footer(run: Run, outcome: Outcome, end: Event) -> None:
+    """Write waitd's footer line to the run's log file and close it."""
+    if run.log_fd < 0:
+        return
+    fields = [f"record={run.number}"]
+    if outcome.exit is not None:
+        fields.append(f"exit={outcome.exit}")
+    if outcome.signal is not None:
+        fields.append(f"signal={outcome.signal}")
+    if end.error is not None:
+        fields.append(f"error={escape(end.error)}")
+    if outcome.exit is None and outcome.signal is None and end.error is None:
+        fields.append("error=unknown")
+    if end.attempt is not None:
+        fields.append(f"attempt={end.attempt}")
+    if end.retry_at is not None:
+        fields.append(f"retry_at={_stamp(end.retry_at)}")
+    line = f"waitd: end {' '.join(fields)} took={end.took or 0.0:.3f} at={_stamp(time.time())}\n"
+    if not _ends_line(run.log_fd):
+        line = "\n" + line  # the footer gets a line of its own
+    _write(run.log_fd, line)
+    os.close(run.log_fd)
+    run.log_fd = -1
+
+
+def _stamp(at: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
+        + f".{int(at % 1 * 1000):03d}"
+        + time.strftime("%z", time.localtime(at))
+    )
+
+
+def _ends_line(fd: int) -> bool:
+    try:
+        size = os.fstat(fd).st_size
+        return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+    except OSError:
+        return True
+
+
+def _write(fd: int, text: str) -> None:
+    try:
+        os.write(fd, text.encode("utf-8", "surrogateescape"))
+    except OSError:
+        pass  # a full disk must not stop the run; the history still says it

@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: MIT
+"""Handler runs: each one's state machine, and the one registry of them.
+
+A `Run` is one attempt at a job, from the moment its log file is opened to
+the moment its end is in the history.  Its states and their edges:
+
+    STARTING -> RUNNING    the status 0 is on disk and the handler executed
+                           (or: adopted, a handler a dead waitd left running)
+    STARTING -> ENDED      it could not be executed (recorded as such)
+    RUNNING  -> STOPPING   TERM sent to its process group (its timeout, a
+                           cancel, waitd's stop)
+    RUNNING  -> KILLED     KILL sent at once
+    STOPPING -> KILLED     KILL sent, the grace after TERM gone
+    KILLED   -> KILLED     KILL again, each second while it lingers
+    any but ENDED -> ENDED its process was reaped (or the adopted one is gone)
+
+`Run.transition` checks each edge; an edge not in the table is a bug and
+raises.  `Runs` is the only owner of runs: records, the scheduler and the
+status ask it (`of`, `busy`, `scheduled`), nothing else keeps a run.  A run
+stays in it, ENDED, until its end is written: its file stays busy, so no
+newer version of the file starts before the older one's end is recorded.
+
+This module starts and signals nothing (the executor does) and writes
+nothing (the loop records the ends).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from waitd.decide.outcome import Job, Why
+from waitd.decide.scheduler import Phase, Running
+
+
+class RunState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    KILLED = "killed"
+    ENDED = "ended"
+
+
+_EDGES = {
+    RunState.STARTING: {RunState.RUNNING, RunState.ENDED},
+    RunState.RUNNING: {RunState.STOPPING, RunState.KILLED, RunState.ENDED},
+    RunState.STOPPING: {RunState.KILLED, RunState.ENDED},
+    RunState.KILLED: {RunState.KILLED, RunState.ENDED},
+    RunState.ENDED: set(),
+}
+_PHASES = {RunState.RUNNING: Phase.RUNNING, RunState.STOPPING: Phase.STOPPING, RunState.KILLED: Phase.KILLED}
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """One attempt at a job (mutable: its state moves)."""
+
+    run_id: int
+    job: Job
+    number: int  # the record's number when it started: its log file's
+    started_at: float  # time.time()
+    started_mono: float
+    timeout_s: float | None = None
+    log_name: str = ""
+    log_fd: int = -1
+    letter: str | None = None
+    pid: int | None = None
+    task: str | None = None  # run=celery: its Celery task id (no pid here)
+    adopted: bool = False  # a handler of a previous waitd
+    state: RunState = RunState.STARTING
+    why: Why | None = None  # why waitd signalled it, if it did
+    signalled_at: float | None = None
+    grace_s: float | None = None  # between its TERM and KILL (None: the scheduler's)
+
+    @property
+    def path(self) -> str:
+        return self.job.path
+
+    def transition(self, to: RunState) -> None:
+        """Move along one edge of the table above; any other is a bug."""
+        if to not in _EDGES[self.state]:
+            raise AssertionError(f"run {self.run_id}: no edge {self.state.value} -> {to.value}")
+        self.state = to
+
+
+class Runs:
+    """Every run of this daemon, by run id."""
+
+    def __init__(self) -> None:
+        self._runs: dict[int, Run] = {}
+        self._last_id = 0
+
+    def new_id(self) -> int:
+        self._last_id += 1
+        return self._last_id
+
+    def add(self, run: Run) -> None:
+        self._runs[run.run_id] = run
+
+    def remove(self, run: Run) -> None:
+        self._runs.pop(run.run_id, None)
+
+    def get(self, run_id: int) -> Run | None:
+        return self._runs.get(run_id)
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(list(self._runs.values()))
+
+    def live(self) -> list[Run]:
+        """The runs whose handler runs (or may still)."""
+        return [r for r in self._runs.values() if r.state is not RunState.ENDED]
+
+    def of(self, identity: tuple[str, str, str]) -> list[Run]:
+        return [r for r in self.live() if r.job.identity == identity]
+
+    def busy(self, path: str) -> bool:
+        """A run works on the file, or ended and its end is not written yet."""
+        return any(path in r.job.paths for r in self._runs.values())
+
+    def busy_for(self, process: str) -> Callable[[str], bool]:
+        """`busy` for the runs of one process (a key of the history)."""
+        return lambda path: any(path in r.job.paths and r.job.process == process for r in self._runs.values())
+
+    def scheduled(self, number_of: Callable[[tuple[str, str, str]], int | None]) -> list[Running]:
+        """The live runs as the scheduler sees them (`number_of` gives the
+        number of the record doing that work now, None if none does)."""
+        out = []
+        for r in self.live():
+            if r.state is RunState.STARTING:
+                continue
+            out.append(
+                Running(
+                    r.run_id,
+                    number_of(r.job.identity),
+                    r.job.claim,
+                    r.job.key,
+                    _PHASES[r.state],
+                    r.started_mono,
+                    r.timeout_s,
+                    r.signalled_at,
+                    r.grace_s,
+                )
+            )
+        return out

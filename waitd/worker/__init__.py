@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+"""`waitd worker`: the Celery app and its task."""
