@@ -9,11 +9,11 @@ import time
 import psutil
 import pytest
 
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job
 from waitd.journal.history import Event, Status
 from waitd.run.executors.local import Local
 from waitd.run.runs import Run, RunState
-from waitd.spool.directory import FileFact
 
 
 def adopted_run(event: Event) -> Run:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Unit tests of waitd.prune: the removal plans and the safe removal."""
+"""Unit tests of the removal rules (decide.removal) and the safe removal (spool.unlink)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waitd.decide import removal as prune
-from waitd.decide.removal import Outcome, Removal
-from waitd.spool.directory import FileFact, Spool
+from waitd.decide.facts import FileFact
+from waitd.spool import unlink
+from waitd.spool.directory import Spool
+from waitd.spool.unlink import Outcome, Removal
 
 S = 1_000_000_000
 H = 3600 * S
@@ -139,7 +141,7 @@ def test_remove_regular_file(spool: tuple[Path, Spool]) -> None:
     d, sp = spool
     (d / "a").write_bytes(b"x")
     f = sp.stat("a")
-    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not (d / "a").exists()
 
 
@@ -148,7 +150,7 @@ def test_remove_odd_name(spool: tuple[Path, Spool]) -> None:
     name = os.fsdecode(b"a b\n\xff")
     with open(os.path.join(os.fsencode(d), os.fsencode(name)), "wb"):
         pass
-    assert prune.remove(sp.fd, sp.stat(name)) == Removal(Outcome.REMOVED)
+    assert unlink.remove(sp.fd, sp.stat(name)) == Removal(Outcome.REMOVED)
     assert os.listdir(d) == []
 
 
@@ -159,7 +161,7 @@ def test_remove_symlink_not_its_target(spool: tuple[Path, Spool], tmp_path: Path
     os.symlink(target, d / "link")
     f = sp.stat("link")
     assert f.is_link
-    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not os.path.lexists(d / "link")
     assert target.read_bytes() == b"precious"
 
@@ -170,7 +172,7 @@ def test_remove_refuses_a_replaced_entry(spool: tuple[Path, Spool]) -> None:
     f = sp.stat("a")
     (d / "a.new").write_bytes(b"new")
     os.rename(d / "a.new", d / "a")  # re-delivered under the same name
-    assert prune.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
     assert (d / "a").read_bytes() == b"new"
 
 
@@ -181,7 +183,7 @@ def test_remove_refuses_a_symlink_swapped_for_another(spool: tuple[Path, Spool],
     f = sp.stat("link")
     os.symlink(tmp_path / "t", d / "link.new")  # a new link: another inode
     os.rename(d / "link.new", d / "link")
-    assert prune.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.CHANGED, "replaced by another file since it was seen")
     assert os.path.islink(d / "link")
 
 
@@ -191,7 +193,7 @@ def test_remove_refuses_a_directory(spool: tuple[Path, Spool]) -> None:
     (d / "sub" / "keep").write_bytes(b"")
     ino = os.lstat(d / "sub").st_ino
     f = FileFact("sub", 0, 0, 0, ino, ino)
-    assert prune.remove(sp.fd, f) == Removal(Outcome.REFUSED, "no longer a regular file")
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.REFUSED, "no longer a regular file")
     assert (d / "sub" / "keep").exists()
 
 
@@ -201,7 +203,7 @@ def test_remove_a_directory_under_a_file_name(spool: tuple[Path, Spool]) -> None
     f = sp.stat("a")
     os.unlink(d / "a")
     (d / "a").mkdir()
-    assert prune.remove(sp.fd, f).outcome is not Outcome.REMOVED
+    assert unlink.remove(sp.fd, f).outcome is not Outcome.REMOVED
     assert (d / "a").is_dir()
 
 
@@ -209,7 +211,9 @@ def test_remove_refuses_a_fifo(spool: tuple[Path, Spool]) -> None:
     d, sp = spool
     os.mkfifo(d / "p")
     ino = os.lstat(d / "p").st_ino
-    assert prune.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == Removal(Outcome.REFUSED, "no longer a regular file")
+    assert unlink.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == Removal(
+        Outcome.REFUSED, "no longer a regular file"
+    )
     assert (d / "p").exists()
 
 
@@ -218,7 +222,7 @@ def test_remove_already_gone(spool: tuple[Path, Spool]) -> None:
     (d / "a").write_bytes(b"")
     f = sp.stat("a")
     os.unlink(d / "a")
-    assert prune.remove(sp.fd, f) == Removal(Outcome.GONE)
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.GONE)
 
 
 def test_remove_works_through_the_descriptor(spool: tuple[Path, Spool], tmp_path: Path) -> None:
@@ -230,7 +234,7 @@ def test_remove_works_through_the_descriptor(spool: tuple[Path, Spool], tmp_path
     d.rename(tmp_path / "moved")
     d.mkdir()
     (d / "a").write_bytes(b"other")
-    assert prune.remove(sp.fd, f) == Removal(Outcome.REMOVED)
+    assert unlink.remove(sp.fd, f) == Removal(Outcome.REMOVED)
     assert not (tmp_path / "moved" / "a").exists()
     assert (d / "a").read_bytes() == b"other"
 
@@ -243,7 +247,7 @@ def test_remove_reports_permission_denied(spool: tuple[Path, Spool]) -> None:
     f = sp.stat("a")
     d.chmod(0o555)
     try:
-        assert prune.remove(sp.fd, f) == Removal(Outcome.REFUSED, "Permission denied")
+        assert unlink.remove(sp.fd, f) == Removal(Outcome.REFUSED, "Permission denied")
     finally:
         d.chmod(0o755)
 
@@ -254,7 +258,7 @@ def test_remove_refuses_a_file_rewritten_in_place(spool: tuple[Path, Spool]) -> 
     f = sp.stat("a")
     with open(d / "a", "r+b") as out:  # same inode, new size and mtime
         out.write(b"second")
-    removal = prune.remove(sp.fd, f)
+    removal = unlink.remove(sp.fd, f)
     assert removal.outcome is Outcome.CHANGED and "rewritten in place" in removal.reason
     assert (d / "a").read_bytes() == b"second"
 
@@ -266,5 +270,5 @@ def test_remove_refuses_a_link_whose_target_changed(spool: tuple[Path, Spool], t
     os.symlink(target, d / "link")
     f = sp.stat("link")
     target.write_bytes(b"second")
-    assert prune.remove(sp.fd, f).outcome is Outcome.CHANGED
+    assert unlink.remove(sp.fd, f).outcome is Outcome.CHANGED
     assert os.path.islink(d / "link")

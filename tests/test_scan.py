@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waitd.config.table import matcher
-from waitd.spool.directory import FUTURE_S, Candidates, FileFact, Skip, Spool
+from waitd.decide.facts import FileFact
+from waitd.decide.readiness import FUTURE_S, Candidates
+from waitd.spool.directory import Skip, Spool
 
 S = 1_000_000_000
 NOW = 1_000_000 * S

@@ -39,12 +39,12 @@ from dataclasses import replace
 from typing import Any
 
 from waitd.daemon.records import Entry, Works
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Why
 from waitd.journal.history import Event, History, Status, escape
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs
 from waitd.spool import claims
-from waitd.spool.directory import FileFact
 from waitd.spool.view import View
 
 log = logging.getLogger("waitd")

@@ -50,6 +50,7 @@ from waitd.daemon.events import Events
 from waitd.daemon.records import Entry, Works
 from waitd.daemon.signals import Wakeups
 from waitd.decide import scheduler
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job, Why
 from waitd.formats import status as report
 from waitd.journal.history import History, escape, format_event
@@ -59,7 +60,7 @@ from waitd.run.executors.local import Executor, Local, seal_descriptors
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs, RunState
 from waitd.spool import claims, queue, sweep
-from waitd.spool.directory import FileFact, Listings
+from waitd.spool.directory import Listings
 from waitd.spool.watch import Watcher
 from waitd.worker import app as celery_app
 

@@ -10,28 +10,23 @@ start and on each valid HUP) and returns its `Entry`s, in table order: a
 record already known keeps its view and tally; a record out of the table
 keeps them aside, its view closed, and gets them back if it returns.
 
-Back-off: a record whose handler could not be executed, or whose last
-FAST_FAILS runs each failed within FAST_FAIL_S, starts nothing for
-BACKOFF_FIRST_S, doubling up to BACKOFF_MAX_S; a success or a reload ends
-it.  This module logs that; it starts and removes nothing.
+Back-off (the rule is `decide.backoff`'s): a record whose handler could
+not be executed, or whose runs keep failing fast, starts nothing a while;
+a success or a reload ends it.  This module logs that; it starts and
+removes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from waitd.config import table
+from waitd.decide.backoff import Backoff
 from waitd.spool.view import View, identity
 
 log = logging.getLogger("waitd")
-
-FAST_FAIL_S = 1.0
-FAST_FAILS = 5
-BACKOFF_FIRST_S = 10.0
-BACKOFF_MAX_S = 600.0
 
 
 @dataclass(slots=True)
@@ -49,22 +44,22 @@ class Tally:
     letter: str | None = None  # of its last log file
     counters: Counters = field(default_factory=Counters)
     last: tuple[str, str] | None = None  # file, how its run ended
-    fails: deque[bool] = field(default_factory=lambda: deque(maxlen=FAST_FAILS))
-    backoff_s: float = 0.0
-    backoff_until: float = 0.0  # monotonic
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def backoff_until(self) -> float:
+        return self.backoff.until
 
     def backing_off(self, now: float) -> bool:
-        return now < self.backoff_until
+        return self.backoff.holding(now)
 
     def back_off(self, number: int, now: float, why: str) -> None:
-        self.backoff_s = BACKOFF_FIRST_S if self.backoff_s == 0 else min(BACKOFF_MAX_S, 2 * self.backoff_s)
-        self.backoff_until = now + self.backoff_s
-        log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff_s)
+        """A handler could not be started: hold the record back."""
+        self.backoff = self.backoff.not_started(now)
+        log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff.delay_s)
 
     def reset_backoff(self) -> None:
-        self.backoff_s = 0.0
-        self.backoff_until = 0.0
-        self.fails.clear()
+        self.backoff = Backoff()
 
     def ended(
         self, number: int, path: str, outcome: str, ok: bool, took: float, now: float, retrying: bool = False
@@ -74,16 +69,13 @@ class Tally:
         self.last = (path, outcome)
         if ok:
             self.counters.ok += 1
-            self.reset_backoff()
-            return
-        if retrying:
+        elif retrying:
             self.counters.retrying += 1
         else:
             self.counters.failed += 1
-        self.fails.append(took < FAST_FAIL_S)
-        if len(self.fails) == FAST_FAILS and all(self.fails):
-            self.fails.clear()
-            self.back_off(number, now, f"the last {FAST_FAILS} runs each failed within {FAST_FAIL_S:g} s")
+        self.backoff, why = self.backoff.ended(ok, took, now)
+        if why is not None:
+            log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff.delay_s)
 
 
 @dataclass(slots=True)

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config.options import Options
+from waitd.decide.facts import FileFact
 from waitd.formats.history_line import Event, Status
-from waitd.spool.directory import FileFact
 
 EX_TEMPFAIL = 75
 

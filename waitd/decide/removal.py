@@ -1,35 +1,36 @@
 # SPDX-License-Identifier: MIT
-"""Decide which files to remove, and remove them safely.
+"""Which files to remove: expiry, keep-after, and a queue's retention.
 
-Two rules, per DESIGN.md: a matching file in the spool longer than
-hours-too-old (measured from max(mtime, ctime)) is expired, handled or not;
-and of the files whose run ended with exit 0, all but the newest keep-after
-are removed.  `expired` and `over_keep` are pure plans; `remove` carries one
-out through the directory's descriptor: `lstat` the name, check it is still
-the same entry (inode) and the same version (mtime, size; a symlink's
-target too) and a regular file or a symlink, then `unlink` it relative to
-the descriptor, which never follows a link and never leaves the directory.
+The rules of DESIGN.md and incoming(5):
 
-This module does not decide whether a file is being worked on or whether
-every record that matches it is done; the loop filters those first.
-Errors: `remove` returns a `Removal` instead of raising: removed, gone
-already (someone else removed it: not logged, not counted), changed (a new
-version under the name: the caller looks at it again) or refused with a
-reason, which the caller logs once per version.
+- expiry: a matching file in the spool at least hours-too-old (measured
+  from its arrival, max(mtime, ctime)) is removed, handled or not, unless
+  a run works on it (`expired`, `expiries`); hours-too-old 0 never expires;
+- keep-after: of the files handled with exit 0, all but the newest
+  keep-after are removed (-1 keeps them all); for a record that handles
+  groups, the files of all but the newest keep-after groups (a group is as
+  new as its newest member); a file is removed only once every record that
+  matches it is done with it (exit 0; inactive records count too), and no
+  run works on it (`over_keep`, `beyond_keep`);
+- a queue (claim=yes): hours-too-old is the retention of errors/ (the
+  record's own names only: `ours` says which) and of what producers left
+  in tmp/, there after TMP_KEPT_H hours at least (`stale`).
+
+This module is pure: it removes nothing (`spool.sweep` and
+`spool.claims` do, through `spool.unlink`, which removes only the version
+planned) and asks nothing: the caller gives the facts, and lookups into
+what it knows (the runs, the history).
 """
 
 from __future__ import annotations
 
-import enum
-import errno
-import os
-import stat
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 
-from waitd.spool.directory import FileFact
+from waitd.decide.facts import FileFact
 
 _HOUR_NS = 3600 * 1_000_000_000
+TMP_KEPT_H = 36.0  # a file left in a queue's tmp/ this long was dropped by its producer (maildir's rule)
 
 
 def expired(facts: Iterable[FileFact], now_ns: int, too_old_h: float) -> list[FileFact]:
@@ -40,6 +41,30 @@ def expired(facts: Iterable[FileFact], now_ns: int, too_old_h: float) -> list[Fi
     return [f for f in facts if f.spool_ns <= limit]
 
 
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """A file to remove for its age."""
+
+    fact: FileFact
+    hours: float  # how long it was in the spool
+    handled: bool  # False: it expired before it ever ran (the operator is warned)
+
+
+def expiries(
+    facts: Iterable[FileFact],
+    now_ns: int,
+    too_old_h: float,
+    busy: Callable[[str], bool],
+    handled: Callable[[FileFact], bool],
+) -> list[Expiry]:
+    """The files to expire now, but those a run works on."""
+    return [
+        Expiry(fact, (now_ns - fact.spool_ns) / 3.6e12, handled(fact))
+        for fact in expired(facts, now_ns, too_old_h)
+        if not busy(fact.name)
+    ]
+
+
 def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
     """Handled files beyond the newest `keep` (-1 keeps them all)."""
     if keep < 0:
@@ -48,69 +73,52 @@ def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
     return ordered[keep:]
 
 
-class Outcome(enum.Enum):
-    REMOVED = "removed"
-    GONE = "already gone"  # someone else removed it: nothing to log or count
-    CHANGED = "changed since it was seen"  # another version or file: look again
-    REFUSED = "refused"  # cannot or must not be removed: see the reason
+def _newest(facts: list[FileFact]) -> FileFact:
+    return max(facts, key=lambda f: (f.mtime_ns, f.name))
 
 
-class Removal(NamedTuple):
-    outcome: Outcome
-    reason: str = ""
+def beyond_keep(
+    done: Collection[tuple[FileFact, str | None]],
+    keep: int,
+    busy: Callable[[str], bool],
+    all_done: Callable[[FileFact], bool],
+    grouped: bool = False,
+) -> list[FileFact]:
+    """The handled files keep-after removes now: `done` holds each file
+    handled with exit 0 and its group (None: none); `grouped`, the record
+    handles groups and keep-after counts them; `all_done`, every record
+    matching the file is done with it."""
+    if keep < 0 or len(done) <= keep:
+        return []  # fewer files than keep-after: fewer groups too
+    if not grouped:
+        over = over_keep((fact for fact, _ in done), keep)
+    else:
+        by_group: dict[str, list[FileFact]] = {}
+        for fact, group in done:
+            by_group.setdefault(group or fact.name, []).append(fact)
+        old = {f.name for f in over_keep([_newest(facts) for facts in by_group.values()], keep)}
+        over = [f for facts in by_group.values() if _newest(facts).name in old for f in facts]
+    return [f for f in over if not busy(f.name) and all_done(f)]
 
 
-def remove(dir_fd: int, fact: FileFact) -> Removal:
-    """Remove one directory entry if it is still the version planned.
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A name in one of a queue's directories, as a listing saw it."""
 
-    The whole version is compared, not the inode alone: a file rewritten
-    in place (same inode, new size or mtime) is a new delivery, which the
-    plan made for the old one must not remove.
-    """
-    try:
-        st = os.stat(fact.name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return Removal(Outcome.GONE)
-    except OSError as exc:
-        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
-    if st.st_ino != fact.entry_ino:
-        return Removal(Outcome.CHANGED, "replaced by another file since it was seen")
-    if stat.S_ISLNK(st.st_mode):
-        try:
-            st = os.stat(fact.name, dir_fd=dir_fd)
-        except OSError:
-            pass  # dangling now: the link itself may go
-        else:
-            if (st.st_ino, st.st_mtime_ns, st.st_size) != (fact.ino, fact.mtime_ns, fact.size):
-                return Removal(Outcome.CHANGED, "its target changed since it was seen")
-    elif not stat.S_ISREG(st.st_mode):
-        return Removal(Outcome.REFUSED, "no longer a regular file")
-    elif (st.st_mtime_ns, st.st_size) != (fact.mtime_ns, fact.size):
-        return Removal(Outcome.CHANGED, "rewritten in place since it was seen (a new version)")
-    try:
-        os.unlink(fact.name, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return Removal(Outcome.GONE)
-        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
-    return Removal(Outcome.REMOVED)
+    name: str
+    spool_ns: int  # max(mtime, ctime)
+    regular: bool
 
 
-def remove_name(dir_fd: int, name: str) -> Removal:
-    """Remove a name that is a regular file or a symlink (a companion file,
-    which was never a candidate of its own: no version to compare)."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return Removal(Outcome.GONE)
-    except OSError as exc:
-        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-        return Removal(Outcome.REFUSED, "not a regular file")
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return Removal(Outcome.GONE)
-    except OSError as exc:
-        return Removal(Outcome.REFUSED, exc.strerror or str(exc))
-    return Removal(Outcome.REMOVED)
+def stale(entries: Iterable[Entry], now_ns: int, hours: float, ours: Callable[[str], bool]) -> list[Entry]:
+    """The regular files of one queue directory older than `hours` (0:
+    none) that are the record's (`ours`)."""
+    if hours <= 0:
+        return []
+    limit = now_ns - int(hours * _HOUR_NS)
+    return [e for e in entries if e.regular and e.spool_ns <= limit and ours(e.name)]
+
+
+def tmp_hours(hours: float) -> float:
+    """How long a file stays in a queue's tmp/: a producer may still write it."""
+    return max(hours, TMP_KEPT_H)

@@ -32,13 +32,13 @@ from dataclasses import replace
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.daemon.records import Entry, Works
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
 from waitd.journal.history import Event, History, Status, escape
 from waitd.run import runner
 from waitd.run.executors.local import Executor
 from waitd.run.runs import Run, Runs, RunState
 from waitd.spool import claims
-from waitd.spool.directory import FileFact
 from waitd.spool.view import identity
 
 log = logging.getLogger("waitd")

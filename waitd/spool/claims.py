@@ -54,10 +54,11 @@ from dataclasses import replace
 from waitd.config import table
 from waitd.daemon import pidfile
 from waitd.daemon.records import Entry
+from waitd.decide import removal
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job, Verdict
 from waitd.journal.history import Event, History, Status, escape
 from waitd.spool import queue as q
-from waitd.spool.directory import FileFact
 from waitd.spool.view import View
 
 log = logging.getLogger("waitd")
@@ -230,9 +231,6 @@ def preview(record: table.Record, passdir: str, path_env: str) -> str | None:
     return table.activate_handler(record, passdir, path_env).problem
 
 
-TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)
-
-
 def expire_queue(entry: Entry, now_ns: int) -> int:
     """hours-too-old as retention of errors/, and of what producers left in
     tmp/ (after 36 hours at least: a producer may still be writing); the
@@ -254,46 +252,53 @@ def expire_files(
     number: int, queue: q.Queue, hours: float, now_ns: int, match: Callable[[str], bool], removed: Removed | None = None
 ) -> int:
     """`expire_queue` for record `number`, whose template is `match`, and
-    `queue`, at `now_ns`."""
+    `queue`, at `now_ns` (the rule: `removal.stale`)."""
     if hours <= 0:
         return 0
 
     def ours(name: str) -> bool:
         return match(name) or any(match(other) for other in q.unnumbered(name))
 
-    tmp_hours = max(hours, TMP_KEPT_H)
     return _expire_in(number, queue.errors, hours, now_ns, removed, ours) + _expire_in(
-        number, queue.tmp, tmp_hours, now_ns, removed, lambda name: True
+        number, queue.tmp, removal.tmp_hours(hours), now_ns, removed, lambda name: True
     )
 
 
 def _expire_in(
     number: int, directory: str, hours: float, now_ns: int, removed: Removed | None, ours: Callable[[str], bool]
 ) -> int:
-    limit = now_ns - int(hours * 3600e9)
+    facts = _listed(directory)
     count = 0
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return 0
-    for item in entries:
-        if not ours(item.name):
-            continue
+    for entry in removal.stale(facts, now_ns, hours, ours):
+        fact = facts[entry]
         try:
-            st = item.stat(follow_symlinks=False)
-            if not item.is_file(follow_symlinks=False) or max(st.st_mtime_ns, st.st_ctime_ns) > limit:
-                continue
-            os.unlink(item.path)
+            os.unlink(os.path.join(directory, fact.name))
         except OSError:
             continue
         count += 1
         why = f"expired in {os.path.basename(directory)}/ after {hours:g} hours"
-        log.info("record %d: removed %s: %s", number, escape(item.path), why)
+        log.info("record %d: removed %s: %s", number, escape(os.path.join(directory, fact.name)), why)
         if removed is not None:
-            removed(
-                FileFact(item.name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino), why, directory
-            )
+            removed(fact, why, directory)
     return count
+
+
+def _listed(directory: str) -> dict[removal.Entry, FileFact]:
+    """The names of a queue directory, as the expiry sees them, with their facts."""
+    out: dict[removal.Entry, FileFact] = {}
+    try:
+        items = list(os.scandir(directory))
+    except OSError:
+        return out
+    for item in items:
+        try:
+            st = item.stat(follow_symlinks=False)
+            regular = item.is_file(follow_symlinks=False)
+        except OSError:
+            continue
+        fact = FileFact(item.name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
+        out[removal.Entry(item.name, fact.spool_ns, regular)] = fact
+    return out
 
 
 class Outflow:

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from waitd.decide import groups
+from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job, attempt_of
 from waitd.journal.history import Event, History
-from waitd.spool.directory import FileFact
 
 if TYPE_CHECKING:
     from waitd.spool.view import View

@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 
 from waitd.decide import removal as prune
-from waitd.decide.removal import Outcome
+from waitd.decide.facts import FileFact
 from waitd.journal.history import History, escape
-from waitd.spool.directory import FileFact
+from waitd.spool import unlink
+from waitd.spool.unlink import Outcome
 from waitd.spool.view import View
 
 log = logging.getLogger("waitd")
@@ -34,14 +35,23 @@ def expire(view: View, history: History, now_ns: int, busy: Callable[[str], bool
     if view.spool is None:
         return 0
     removed = 0
-    for fact in prune.expired(list(view.cands.facts.values()), now_ns, view.record.too_old_h):
-        if busy(view.path_of(fact.name)):
-            continue
+
+    def handled(fact: FileFact) -> bool:
         event = view.latest(history, fact)
-        handled = event is not None and event.consumed
-        hours = (now_ns - fact.spool_ns) / 3.6e12
-        why = f"expired: in the spool {hours:.3g} h, hours-too-old is {view.record.too_old_h:g}"
-        removed += _remove(view, history, fact, why if handled else f"{why}; it was never handled", now_ns)
+        return event is not None and event.consumed
+
+    too_old = prune.expiries(
+        list(view.cands.facts.values()),
+        now_ns,
+        view.record.too_old_h,
+        lambda name: busy(view.path_of(name)),
+        handled,
+    )
+    for expiry in too_old:
+        why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {view.record.too_old_h:g}"
+        removed += _remove(
+            view, history, expiry.fact, why if expiry.handled else f"{why}; it was never handled", now_ns
+        )
     return removed
 
 
@@ -51,34 +61,29 @@ def keep(view: View, history: History, busy: Callable[[str], bool], all_done: Ca
         return 0
     now_ns = time.time_ns()
     removed = 0
-    for fact in _beyond_keep(view, history):
-        path = view.path_of(fact.name)
-        if busy(path) or not all_done(path, fact):
-            continue
+    grouped = view.gatherer is not None
+    done = [(fact, _group_of(view, history, fact) if grouped else None) for fact in view.done.values()]
+    over = prune.beyond_keep(
+        done,
+        view.record.keep,
+        lambda name: busy(view.path_of(name)),
+        lambda fact: all_done(view.path_of(fact.name), fact),
+        grouped,
+    )
+    for fact in over:
         removed += _remove(view, history, fact, f"handled with exit 0; keep-after is {view.record.keep}", now_ns)
     return removed
 
 
-def _beyond_keep(view: View, history: History) -> list[FileFact]:
-    """The handled files beyond keep-after: files, or, for a grouping
-    record, the files of the groups beyond the newest keep-after."""
-    if view.gatherer is None:
-        return prune.over_keep(list(view.done.values()), view.record.keep)
-    by_group: dict[str, list[FileFact]] = {}
-    for fact in view.done.values():
-        event = view.latest(history, fact)
-        by_group.setdefault(event.group if event is not None and event.group else fact.name, []).append(fact)
-    newest = [max(facts, key=lambda f: (f.mtime_ns, f.name)) for facts in by_group.values()]
-    old = {f.name for f in prune.over_keep(newest, view.record.keep)}
-    return [
-        f for facts in by_group.values() if max(facts, key=lambda f: (f.mtime_ns, f.name)).name in old for f in facts
-    ]
+def _group_of(view: View, history: History, fact: FileFact) -> str | None:
+    event = view.latest(history, fact)
+    return event.group if event is not None else None
 
 
 def _remove(view: View, history: History, fact: FileFact, why: str, now_ns: int) -> int:
     assert view.spool is not None
     path = escape(view.path_of(fact.name))
-    removal = prune.remove(view.spool.fd, fact)
+    removal = unlink.remove(view.spool.fd, fact)
     if removal.outcome is Outcome.REMOVED:
         level = logging.WARNING if "never handled" in why else logging.INFO
         log.log(level, "record %d: removed %s: %s", view.number, path, why)
@@ -103,7 +108,7 @@ def _remove_companion(view: View, name: str) -> None:
     if companion is None or view.spool is None:
         return
     view._owner.pop(companion, None)
-    removal = prune.remove_name(view.spool.fd, companion)
+    removal = unlink.remove_name(view.spool.fd, companion)
     shown = escape(view.path_of(companion))
     if removal.outcome is Outcome.REMOVED:
         log.info("record %d: removed %s: the companion of %s", view.number, shown, escape(name))

@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config import table
+from waitd.decide.facts import FOREVER_NS, FileFact
 from waitd.decide.outcome import Job, attempt_of
+from waitd.decide.readiness import Candidates
 from waitd.journal.history import Event, History, Status, Version, escape
-from waitd.spool.directory import FOREVER_NS, Candidates, FileFact, Skip, Spool
+from waitd.spool.directory import Skip, Spool
 from waitd.spool.gather import Gatherer, Held, Open
 from waitd.spool.watch import CLOSED, OPENED
 

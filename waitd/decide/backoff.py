@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: MIT
+"""Back-off: when a record's handler keeps failing, it starts nothing a while.
+
+Postfix's "throttling command": a record whose handler could not be
+executed, or whose last FAST_FAILS runs each failed within FAST_FAIL_S,
+starts nothing for BACKOFF_FIRST_S, then twice as long at each new
+back-off, up to BACKOFF_MAX_S.  A success ends it and forgets the fast
+failures; so does a reload (`Backoff()` anew).
+
+`Backoff` is the rule's state, a value: `ended` and `not_started` return
+the next one, and why it holds the record back when it does (the caller
+logs that).  This module is pure: the clock is an argument (monotonic
+seconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+FAST_FAIL_S = 1.0
+FAST_FAILS = 5
+BACKOFF_FIRST_S = 10.0
+BACKOFF_MAX_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    delay_s: float = 0.0  # of the last back-off (0: none since the last success)
+    until: float = 0.0  # monotonic: no start before
+    fast: int = 0  # failures in a row, each within FAST_FAIL_S
+
+    def holding(self, now: float) -> bool:
+        return now < self.until
+
+    def ended(self, ok: bool, took: float, now: float) -> tuple[Backoff, str | None]:
+        """After a run's end (`ok`: exit 0); and why it backs off, if it does."""
+        if ok:
+            return Backoff(), None
+        fast = self.fast + 1 if took < FAST_FAIL_S else 0
+        if fast < FAST_FAILS:
+            return replace(self, fast=fast), None
+        return self._hold(now, 0), f"the last {FAST_FAILS} runs each failed within {FAST_FAIL_S:g} s"
+
+    def not_started(self, now: float) -> Backoff:
+        """After a handler that could not be started."""
+        return self._hold(now, self.fast)
+
+    def _hold(self, now: float, fast: int) -> Backoff:
+        delay = BACKOFF_FIRST_S if self.delay_s == 0 else min(BACKOFF_MAX_S, 2 * self.delay_s)
+        return Backoff(delay, now + delay, fast)
