@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from waitd.decide import groups
-from waitd.decide.groups import Group, Index, Spec, Verdict, members, verdict
+from waitd.decide.facts import FOREVER_NS
+from waitd.decide.groups import Group, Index, Look, Looked, Spec, Verdict, late, look, members, verdict
+from waitd.formats.history_line import Event, Status
 
 S = 1_000_000_000
 
@@ -96,3 +98,50 @@ def test_verdicts():
     assert verdict(spec(wanted=":1-2"), g, {one}, {one}, 10 * S) == (Verdict.READY, None)
     assert groups.member_of({"segment": 7}) == ("", "7")
     assert groups.expected_member(spec(wanted=":007"), ("", "7")) == ("", "007")
+
+
+# -- look: a group with its history ------------------------------------------------
+
+PRO, ONE, TWO = ("", "PRO"), ("", "1"), ("", "2")
+
+
+def ev(status: Status | None = None, **kw) -> Event:
+    return Event("/in/x", "h", 0, Status.KNOWN if status is None else status, **kw)
+
+
+def test_look_runs_a_ready_group_and_waits_for_a_young_member():
+    sp, g = spec(critical=":PRO", wanted=":1-2"), group(0)
+    present = {PRO, ONE, TWO}
+    none = dict.fromkeys(present)
+    assert look(sp, g, present, none, dict.fromkeys(present, 0), False, S) == Looked(Look.RUN, frozenset(present))
+    young = {PRO: 0, ONE: 0, TWO: 30 * S}
+    assert look(sp, g, present, none, young, False, S) == Looked(Look.WAIT, again_ns=10 * S)
+    assert look(sp, g, present, none, {**young, TWO: 3 * S}, False, S) == Looked(Look.WAIT, again_ns=3 * S)
+    # At its timeliness, what is ready runs when its critical members are.
+    assert look(sp, g, present, none, young, False, 10 * S) == Looked(Look.RUN, frozenset({PRO, ONE}))
+
+
+def test_look_leaves_a_running_group_and_never_waits_for_ever():
+    sp, g = spec(critical=":PRO", wanted=":1-2"), group(0)
+    assert look(sp, g, {PRO}, {PRO: None}, {PRO: 0}, True, S).look is Look.RUNNING
+    never = look(sp, g, {PRO, ONE}, {PRO: None, ONE: None}, {PRO: FOREVER_NS, ONE: 0}, False, S)
+    assert never == Looked(Look.WAIT, again_ns=10 * S), "a member held for ever is no deadline"
+
+
+def test_look_says_incomplete_with_the_missing_critical_members():
+    sp, g = spec(critical=":PRO", wanted=":1-2"), group(0)
+    looked = look(sp, g, {ONE, TWO}, {ONE: None, TWO: None}, {ONE: 0, TWO: 0}, False, 10 * S)
+    assert looked == Looked(Look.INCOMPLETE, frozenset({PRO}))
+
+
+def test_look_after_a_run_late_members_and_a_retry_of_all_that_ran():
+    sp, g = spec(critical=":PRO", wanted=":1-2"), group(0)
+    present = {PRO, ONE, TWO}
+    ran = {PRO: ev(), ONE: ev(), TWO: None}
+    assert look(sp, g, present, ran, dict.fromkeys(present, 0), False, S) == Looked(Look.LATE, frozenset({TWO}))
+    assert late(present, ran) == {TWO} and late(present, dict.fromkeys(present)) is None
+    retry = {PRO: ev(Status.UNKNOWN, retry_at=5.0), ONE: ev(), TWO: None}
+    assert look(sp, g, present, retry, dict.fromkeys(present, 0), False, S) == Looked(Look.WAIT, again_ns=5 * S)
+    assert look(sp, g, present, retry, dict.fromkeys(present, 0), False, 5 * S) == Looked(
+        Look.RUN, frozenset({PRO, ONE})
+    ), "the whole group that ran runs again, whichever member carries the retry"

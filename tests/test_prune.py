@@ -125,6 +125,40 @@ def test_over_keep_property(times: dict[str, int], keep: int) -> None:
             assert (k.mtime_ns, k.name) > (r.mtime_ns, r.name)
 
 
+def test_expiries_step_over_busy_files_and_say_whether_they_ran() -> None:
+    old, busy, young = fact("old", NOW - 3 * H), fact("busy", NOW - 3 * H), fact("young", NOW)
+    found = prune.expiries([old, busy, young], NOW, 2, lambda name: name == "busy", lambda f: False)
+    assert [(e.fact.name, round(e.hours, 3), e.handled) for e in found] == [("old", 3.0, False)]
+
+
+def test_beyond_keep_counts_groups_and_waits_for_runs_and_other_records() -> None:
+    files = [fact(f"{g}{i}", NOW + t) for g, t in (("a", 1), ("b", 2), ("c", 3)) for i in range(2)]
+
+    def group_of(f: FileFact) -> str | None:
+        return f.name[0]
+
+    assert prune.beyond_keep(files, 1, lambda n: False, lambda f: True, group_of) == files[:4]
+    assert prune.beyond_keep(files, 3, lambda n: False, lambda f: True, group_of) == []
+    assert [f.name for f in prune.beyond_keep(files, 4, lambda n: False, lambda f: True)] == ["a1", "a0"]
+    assert prune.beyond_keep(files, 6, lambda n: False, lambda f: True) == []
+    assert prune.beyond_keep(files, -1, lambda n: False, lambda f: True) == []
+    kept = prune.beyond_keep(files, 1, lambda n: n == "a0", lambda f: f.name != "b1", group_of)
+    assert [f.name for f in kept] == ["a1", "b0"], "a busy file, and one another record is not done with, wait"
+
+
+def test_a_queue_keeps_what_is_not_the_records_and_tmp_36_hours_at_least() -> None:
+    entries = [
+        prune.Entry(fact("x.dat", NOW - 3 * H), True),
+        prune.Entry(fact("README", NOW - 3 * H), True),
+        prune.Entry(fact("sub", NOW - 3 * H), False),
+        prune.Entry(fact("y.dat", NOW - H), True),
+    ]
+    found = prune.stale(entries, NOW, 2, lambda name: name.endswith(".dat"))
+    assert [e.fact.name for e in found] == ["x.dat"]
+    assert prune.stale(entries, NOW, 0, lambda name: True) == []
+    assert prune.tmp_hours(2) == prune.TMP_KEPT_H and prune.tmp_hours(48) == 48 and prune.tmp_hours(0) == 0
+
+
 # -- remove ---------------------------------------------------------------------------------------
 
 

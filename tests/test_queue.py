@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from waitd.config import table
-from waitd.spool import claims
+from waitd.decide import scheduler
+from waitd.spool import claims, sweep
 from waitd.spool import queue as q
 
 HOUR_NS = 3600 * 10**9
@@ -33,6 +34,15 @@ def queue_with(tmp_path: Path) -> q.Queue:
     return queue
 
 
+def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int, match) -> int:
+    """The retention of a queue's errors/ and tmp/ for a record: listed,
+    planned by the scheduler, carried out by the sweep; how many went."""
+    errors, tmp = claims.listing(queue)
+    facts = scheduler.Sweep(too_old_h=hours, errors=errors, tmp=tmp, ours=claims.ours(match))
+    plan = scheduler.plan(0.0, scheduler.Situation(now_ns=now_ns, seats=[scheduler.Seat(number, sweep=facts)]))
+    return sum(sweep.remove_queued(number, r.directory, r.fact, r.why) is not None for r in plan.remove if r.directory)
+
+
 def names(queue: q.Queue, sub: str) -> list[str]:
     return sorted(os.listdir(os.path.join(queue.root, sub)))
 
@@ -40,20 +50,20 @@ def names(queue: q.Queue, sub: str) -> list[str]:
 def test_errors_kept_for_hours_too_old_and_tmp_for_36_hours_at_least(tmp_path):
     queue = queue_with(tmp_path)
     now = time.time_ns()
-    assert claims.expire_files(1, queue, 2.0, now + HOUR_NS, ANY) == 0
-    assert claims.expire_files(1, queue, 2.0, now + 3 * HOUR_NS, ANY) == 1
+    assert expire_files(1, queue, 2.0, now + HOUR_NS, ANY) == 0
+    assert expire_files(1, queue, 2.0, now + 3 * HOUR_NS, ANY) == 1
     assert names(queue, "errors") == [] and names(queue, "tmp") == [".half.part"]
-    assert claims.expire_files(1, queue, 2.0, now + 35 * HOUR_NS, ANY) == 0
-    assert claims.expire_files(1, queue, 2.0, now + 37 * HOUR_NS, ANY) == 1
+    assert expire_files(1, queue, 2.0, now + 35 * HOUR_NS, ANY) == 0
+    assert expire_files(1, queue, 2.0, now + 37 * HOUR_NS, ANY) == 1
     assert names(queue, "tmp") == [] and names(queue, "incoming") == ["waiting"], "incoming is the view's to expire"
 
 
 def test_a_longer_hours_too_old_holds_tmp_too_and_zero_keeps_everything(tmp_path):
     queue = queue_with(tmp_path)
     now = time.time_ns()
-    assert claims.expire_files(1, queue, 0, now + 10**6 * HOUR_NS, ANY) == 0
-    assert claims.expire_files(1, queue, 48.0, now + 40 * HOUR_NS, ANY) == 0
-    assert claims.expire_files(1, queue, 48.0, now + 49 * HOUR_NS, ANY) == 2
+    assert expire_files(1, queue, 0, now + 10**6 * HOUR_NS, ANY) == 0
+    assert expire_files(1, queue, 48.0, now + 40 * HOUR_NS, ANY) == 0
+    assert expire_files(1, queue, 48.0, now + 49 * HOUR_NS, ANY) == 2
 
 
 def test_a_file_still_being_written_in_tmp_is_not_old(tmp_path):
@@ -61,7 +71,7 @@ def test_a_file_still_being_written_in_tmp_is_not_old(tmp_path):
     part = Path(queue.tmp, ".half.part")
     old = time.time() - 40 * 3600
     os.utime(part, (old, old))  # an archival mtime: its ctime is now, so it stays
-    assert claims.expire_files(1, queue, 1.0, time.time_ns(), ANY) == 0
+    assert expire_files(1, queue, 1.0, time.time_ns(), ANY) == 0
     assert part.exists()
 
 
@@ -70,10 +80,10 @@ def test_errors_expire_only_the_names_the_template_takes_numbered_or_not(tmp_pat
     for name in ("x.dat", "x.1.dat", "x.dat.3", "y.2.tar.gz", ".keep", ".x.dat", "README", "x.txt", "x.1.txt"):
         Path(queue.errors, name).write_bytes(b"x")
     dat = table.matcher("*.dat")
-    assert claims.expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, dat) == 3
+    assert expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, dat) == 3
     assert names(queue, "errors") == [".keep", ".x.dat", "README", "failed", "x.1.txt", "x.txt", "y.2.tar.gz"]
-    assert claims.expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, table.matcher("*.tar.gz")) == 1
-    assert claims.expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, ANY) == 4
+    assert expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, table.matcher("*.tar.gz")) == 1
+    assert expire_files(1, queue, 2.0, time.time_ns() + 3 * HOUR_NS, ANY) == 4
     assert names(queue, "errors") == [".keep", ".x.dat"], "a dot file is never the queue's"
 
 

@@ -32,7 +32,7 @@ from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageErr
 from waitd.daemon import pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.formats.history_line import escape
-from waitd.spool import claims, queue
+from waitd.spool import claims, locks, queue
 from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
@@ -361,7 +361,7 @@ def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: st
     for record in records:
         problem = _problem(record, passdir, path_env)
         if problem is None and record.options.claim:
-            holder = claims.instance_in_use(os.path.dirname(record.directory), instance)
+            holder = locks.instance_in_use(os.path.dirname(record.directory), instance)
             if holder is not None:
                 problem = f"instance {instance!r} is in use in its queue by another waitd ({holder})"
         if problem:

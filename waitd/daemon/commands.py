@@ -18,7 +18,8 @@
   it is not cancelled.
 
 A claim=yes record's file may be named by its pending path, or by the
-incoming path it came from while no file has that path (`View.known`).
+incoming path it came from while no file has that path
+(`FileState.known`); the records that take a path are `Works.owners`.
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it
@@ -45,7 +46,7 @@ from waitd.journal.history import Event, History, Status, escape
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs
 from waitd.spool import claims
-from waitd.spool.view import View
+from waitd.spool.state import FileState
 
 log = logging.getLogger("waitd")
 
@@ -76,12 +77,9 @@ class Commands:
             return {"ok": all(r["ok"] for r in results), "results": results}
         return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
 
-    def _entries(self, path: str) -> list[Entry]:
-        return [e for e in self.works if e.view.owns(path)]
-
     def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
         """`act` for each record that takes the file: ok if one did it."""
-        entries = self._entries(path)
+        entries = self.works.owners(path)
         if not entries:
             return False, none
         results = [(entry.number, *act(entry, path)) for entry in entries]
@@ -91,14 +89,14 @@ class Commands:
         return self._each_record(path, self._retry_one, "no record of the table takes this file")
 
     def _retry_one(self, entry: Entry, path: str) -> tuple[bool, str]:
-        view = entry.view
-        found = view.known(path)
+        files = entry.files
+        found = files.known(path)
         if found is None:
             return False, "not in the spool (or not looked at yet)"
         fact, where = found
         # A member of a group is retried with its group: every member that
         # ran with it (a late one never did), or the run would be partial.
-        gid, members = self._group(view, fact, where, lambda e: e is not None and e.consumed)
+        gid, members = self._group(files, fact, where, lambda e: e is not None and e.consumed)
         if any(p in r.job.paths and r.job.process == entry.record.process for r in self.runs for _, p in members):
             return False, "it runs now"
         event = self.history.latest(where, entry.record.process)
@@ -109,50 +107,50 @@ class Commands:
         if event.status is Status.STARTED:
             return False, "it runs now"
         now = time.time()
-        events = [self._latest(entry, f, p) for f, p in members]
+        events = [self._latest(entry.record.process, f, p) for f, p in members]
         again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
         if again:
             self.launcher.record_all(again)  # a group's in one append
         for f, p in members:
-            view.again(p, f, now)
+            files.again(p, f, now)
         what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
         log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
         return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
 
     def _group(
-        self, view: View, fact: FileFact, where: str, alike: Callable[[Event | None], bool]
+        self, files: FileState, fact: FileFact, where: str, alike: Callable[[Event | None], bool]
     ) -> tuple[str | None, list[tuple[FileFact, str]]]:
         """The file's group id and the members that go with it, with their
         paths (the file, and those whose latest event is `alike`); (None,
         [the file]) for a file of no group."""
-        found = view.gatherer.members_of(fact.name) if view.gatherer is not None else None
+        found = files.groups.members_of(fact.name, files.cands.facts) if files.groups is not None else None
         if found is None:
             return None, [(fact, where)]
         gid, members = found
-        return gid, [
-            (f, view.path_of(f.name)) for f in members if f.name == fact.name or alike(view.latest(self.history, f))
-        ]
+        process = files.record.process
+        paths = [(f, files.path_of(f.name)) for f in members]
+        return gid, [(f, p) for f, p in paths if f.name == fact.name or alike(self._latest(process, f, p))]
 
-    def _latest(self, entry: Entry, fact: FileFact, path: str) -> Event | None:
-        event = self.history.latest(path, entry.record.process)
+    def _latest(self, process: str, fact: FileFact, path: str) -> Event | None:
+        event = self.history.latest(path, process)
         return event if event is not None and event.same_version(fact) else None
 
     def _cancel(self, path: str) -> tuple[bool, str]:
-        named = {path} | {p for e in self.works if (p := claims.claimed_as(e.view, path)) is not None}
+        named = {path} | {p for e in self.works if (p := e.files.claimed_as(path)) is not None}
         running = [r for r in self.runs.live() if named & set(r.job.paths)]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
             log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
         if running:
-            sent = ", ".join(f"pid {r.pid}" if r.task is None else f"celery task {r.task}" for r in running)
+            sent = ", ".join(r.describe() for r in running)
             return True, f"cancelled: TERM sent to {sent}"
         return self._each_record(
             path, self._cancel_waiting, "no record of the table takes this file, and nothing runs on it"
         )
 
     def _cancel_waiting(self, entry: Entry, path: str) -> tuple[bool, str]:
-        view = entry.view
-        found = view.known(path)
+        files = entry.files
+        found = files.known(path)
         if found is None:
             return False, "not in the spool (or not looked at yet)"
         fact, where = found
@@ -163,11 +161,11 @@ class Commands:
             return False, "neither waiting nor running: nothing to cancel"
         # A member of a group is cancelled with its group: the others would
         # otherwise be taken for late members of a group that ran.
-        gid, members = self._group(view, fact, where, lambda e: e is None or not e.consumed or e.retry_at is not None)
+        gid, members = self._group(files, fact, where, lambda e: e is None or not e.consumed or e.retry_at is not None)
         now = time.time()
         cancels = []
         for f, p in members:
-            latest = self._latest(entry, f, p)
+            latest = self._latest(entry.record.process, f, p)
             cancels.append(
                 Event(
                     p,
@@ -184,9 +182,9 @@ class Commands:
         if entry.record.options.claim:
             # A final failure: into errors/ first, so that no instance claims it.
             try:
-                moved = claims.cancel(view, fact, where)
+                moved = claims.cancel(files, fact, where)
             except OSError as exc:
-                errors = claims.queue_of(view).errors
+                errors = claims.queue_of(files).errors
                 return False, f"cannot move it to {escape(errors)}: {exc.strerror or exc}; not cancelled"
             if moved is None:
                 return False, "another instance claimed it first; not cancelled"

@@ -4,14 +4,15 @@
 `begin` notes, for each record, the files (and their versions) ready at
 start: those are the drain; files that become ready later wait for the
 next one.  `over` says when it is done: every file of the drain started,
-changed, gone, or handled otherwise, or its record backing off (a handler
-that cannot start ends its record's part) or its Celery broker found
-unreachable (the files are left for the next drain); a file whose retry is due
-only later is left for a later drain.  The loop exits then, once the
-runs it started have ended.
+changed, gone, or handled otherwise (`readiness.in_drain`), or its record
+backing off (a handler that cannot start ends its record's part) or its
+executor found unable to start any (a Celery broker unreachable: the
+files are left for the next drain); a file whose retry is due only later
+is left for a later drain.  The loop exits then, once the runs it
+started have ended.
 
-This module starts nothing: the scheduler takes only the files of the
-drain (`View.drain`) while there is one.
+This module starts nothing: the readiness rules take only the files of
+the drain (`FileState.drain`) while there is one.
 """
 
 from __future__ import annotations
@@ -19,21 +20,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from waitd.daemon.records import Entry
+from waitd.decide.outcome import Job
+from waitd.decide.readiness import in_drain
 from waitd.journal.history import History
+from waitd.run.work import Entry
+from waitd.spool import observe, ready
 
 
 def begin(entries: list[Entry], history: History, busy: Callable[[str], bool]) -> None:
     """Note the files ready now as each record's drain."""
     now_ns = time.time_ns()
     for entry in entries:
-        view = entry.view
-        view.drain = None
-        ready = []
+        files = entry.files
+        files.drain = None
+        jobs: list[Job] = []
         if not entry.problem:
-            view.refresh(history, now_ns)
-            ready = view.take(len(view.cands), history, now_ns, busy)
-        view.drain = {fact.name: fact.version for job in ready for fact in job.facts}
+            observe.refresh(files, history, now_ns)
+            jobs, _, _ = ready.take(files, len(files.cands), history, now_ns, busy)
+        files.drain = {fact.name: fact.version for job in jobs for fact in job.facts}
 
 
 def over(entries: list[Entry], history: History, held: Callable[[Entry], bool] = lambda entry: False) -> bool:
@@ -41,22 +45,22 @@ def over(entries: list[Entry], history: History, held: Callable[[Entry], bool] =
     a record that cannot start any now, its broker unreachable, is done)."""
     now_ns = time.time_ns()
     for entry in entries:
-        view = entry.view
-        if view.drain is None:
+        files = entry.files
+        if files.drain is None:
             continue
-        for name, version in list(view.drain.items()):
-            fact = view.cands.facts.get(name)
-            if fact is None or fact.version != version or view.consumed(history, fact):
-                del view.drain[name]
-                continue
-            event = view.latest(history, fact)
-            if event is not None and event.retry_at is not None and event.retry_at * 1e9 > now_ns:
-                del view.drain[name]  # its retry is for a later drain
-        if view.drain and not entry.tally.backing_off(time.monotonic()) and not held(entry):
+        for name, version in list(files.drain.items()):
+            fact = files.cands.facts.get(name)
+            event = None
+            if fact is not None:
+                event = history.latest(files.path_of(name), files.record.process)
+                event = event if event is not None and event.same_version(fact) else None
+            if not in_drain(fact, version, event, now_ns):
+                del files.drain[name]
+        if files.drain and not entry.tally.backing_off(time.monotonic()) and not held(entry):
             return False
     return True
 
 
 def left(entries: list[Entry]) -> int:
     """How many files of the drain were not started (for the exit status)."""
-    return sum(len(entry.view.drain or {}) for entry in entries)
+    return sum(len(entry.files.drain or {}) for entry in entries)

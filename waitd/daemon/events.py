@@ -78,8 +78,6 @@ class Events:
         if self.outbox is None:
             self.outbox = Outbox(self.passdir, self.works)
             self.history.mirror = self.outbox
-            for entry in self.works.entries:
-                entry.view.outbox = self.outbox
         return self.outbox
 
     def _take(self, conf: conflib.Conf) -> None:
@@ -103,8 +101,7 @@ class Events:
     # -- the loop's hooks ---------------------------------------------------------
 
     def installed(self, entries: list[Entry]) -> None:
-        for entry in entries:
-            entry.view.outbox = self.outbox
+        pass  # the loop tells the outbox of removals and groups itself
 
     def start(self) -> None:
         self.sinks.start()

@@ -1,109 +1,46 @@
 # SPDX-License-Identifier: MIT
-"""Run-time state of the records, one owner for it, kept across HUP.
+"""The records at run time: one owner of their work, kept across HUP.
 
 `Works` is the one owner of what waitd knows of each record at run time,
 filed by the record's identity (incoming-dir, name-template,
 process-name), which a reload does not change whatever the record's
-number: a `View` of its files and a `Tally` of its runs (counters, the
-last run, the back-off, the log letter).  `install` takes a table (at
-start and on each valid HUP) and returns its `Entry`s, in table order: a
-record already known keeps its view and tally; a record out of the table
-keeps them aside, its view closed, and gets them back if it returns.
+number: its `Work` (the state of its files and the tally of its runs).
+`install` takes a table (at start and on each valid HUP) and returns its
+`Entry`s, in table order: a record already known keeps its work (its
+back-off ends: a reload ends it); a record out of the table keeps it
+aside, its directory closed, and gets it back if it returns.
 
-Back-off (the rule is `decide.backoff`'s): a record whose handler could
-not be executed, or whose runs keep failing fast, starts nothing a while;
-a success or a reload ends it.  This module logs that; it starts and
-removes nothing.
+Where only a path is known, `owners` says which records take it: the
+control socket's requests (an operator names a path), and the history's
+open runs at start.  Everything else carries its record from where it is
+known: a run its `Work`, a job its identity.  `sharing` gives the records
+of one directory, for keep-after (a file is removed once every record
+that matches it is done with it).
+
+This module starts and removes nothing.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 from waitd.config import table
-from waitd.decide.backoff import Backoff
-from waitd.spool.view import View, identity
+from waitd.decide.facts import Identity, identity
+from waitd.journal.history import History
+from waitd.run.work import Counters, Entry, Tally, Work
+from waitd.spool import observe
+from waitd.spool.state import FileState
 
-log = logging.getLogger("waitd")
-
-
-@dataclass(slots=True)
-class Counters:
-    ok: int = 0
-    failed: int = 0  # final failures, unknown outcomes
-    retrying: int = 0  # temporary failures with a retry to come: not failures yet
-    removed: int = 0
-
-
-@dataclass(slots=True)
-class Tally:
-    """What a record's runs left behind (mutable; owned by `Works`)."""
-
-    letter: str | None = None  # of its last log file
-    counters: Counters = field(default_factory=Counters)
-    last: tuple[str, str] | None = None  # file, how its run ended
-    backoff: Backoff = field(default_factory=Backoff)
-
-    @property
-    def backoff_until(self) -> float:
-        return self.backoff.until
-
-    def backing_off(self, now: float) -> bool:
-        return self.backoff.holding(now)
-
-    def back_off(self, number: int, now: float, why: str) -> None:
-        """A handler could not be started: hold the record back."""
-        self.backoff = self.backoff.not_started(now)
-        log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff.delay_s)
-
-    def reset_backoff(self) -> None:
-        self.backoff = Backoff()
-
-    def ended(
-        self, number: int, path: str, outcome: str, ok: bool, took: float, now: float, retrying: bool = False
-    ) -> None:
-        """Account for the end of one of the record's runs (`retrying`: a
-        temporary failure, to be tried again: counted apart)."""
-        self.last = (path, outcome)
-        if ok:
-            self.counters.ok += 1
-        elif retrying:
-            self.counters.retrying += 1
-        else:
-            self.counters.failed += 1
-        self.backoff, why = self.backoff.ended(ok, took, now)
-        if why is not None:
-            log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff.delay_s)
-
-
-@dataclass(slots=True)
-class Entry:
-    """One record of the table in force, with its program and its state."""
-
-    record: table.Record
-    program: str | None  # the executable found for its process
-    problem: str | None  # why it is inactive, or None
-    view: View
-    tally: Tally
-
-    @property
-    def number(self) -> int:
-        return self.record.number
-
-    @property
-    def identity(self) -> tuple[str, str, str]:
-        return identity(self.record)
+__all__ = ["Counters", "Entry", "Tally", "Work", "Works"]  # the run layer's types, kept here by identity
 
 
 class Works:
-    """The views and tallies of every record waitd has had, by identity."""
+    """The work of every record waitd has had, by identity."""
 
     def __init__(self) -> None:
-        self._views: dict[tuple[str, str, str], View] = {}
-        self._tallies: dict[tuple[str, str, str], Tally] = {}
+        self._works: dict[Identity, Work] = {}
         self.entries: list[Entry] = []
+        self._by_dir: dict[str, list[Entry]] = {}
 
     def install(
         self,
@@ -111,48 +48,63 @@ class Works:
         activate: Callable[[table.Record], table.Activation],
         matcher: Callable[[table.Record], Callable[[str], bool]],
         letter: Callable[[int], str | None],
+        history: History,
     ) -> list[Entry]:
-        """The entries of a new table; a known identity keeps its state."""
+        """The entries of a new table; a known identity keeps its work."""
         old_numbers = {e.identity: e.number for e in self.entries}
         entries = []
         for record in records:
             act = activate(record)
             key = identity(record)
-            view = self._views.get(key)
-            tally = self._tallies.get(key)
-            if view is None or tally is None:
-                view = View(record, matcher(record))
-                tally = Tally(letter=letter(record.number))
-                for other in self._views.values():
-                    if other.record.directory == record.directory:
-                        view.writing |= other.writing  # files still open for writing stay held
-                self._views[key], self._tallies[key] = view, tally
+            work = self._works.get(key)
+            if work is None:
+                files = FileState.of(record, matcher(record))
+                for other in self._works.values():
+                    if other.files.record.directory == record.directory:
+                        files.writing |= other.files.writing  # files still open for writing stay held
+                work = self._works[key] = Work(files, Tally(letter=letter(record.number)))
             else:
-                view.reconfigure(record)
-                tally.reset_backoff()  # a reload ends the back-off, as documented
+                observe.reconfigure(work.files, record, history)
+                work.tally.reset_backoff()  # a reload ends the back-off, as documented
                 if old_numbers.get(key) != record.number:
-                    tally.letter = letter(record.number)  # the logs are named by number
-            entries.append(Entry(record, act.program, act.problem, view, tally))
+                    work.tally.letter = letter(record.number)  # the logs are named by number
+            entries.append(Entry(record, act.program, act.problem, work))
         kept = {e.identity for e in entries}
-        for key, view in self._views.items():
+        for key, work in self._works.items():
             if key not in kept:
-                view.retire()  # out of the table: only its running handlers go on
+                observe.retire(work.files)  # out of the table: only its running handlers go on
         self.entries = entries
+        self._by_dir = {}
+        for entry in entries:
+            self._by_dir.setdefault(entry.record.directory, []).append(entry)
         return entries
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
 
-    def tally(self, key: tuple[str, str, str]) -> Tally | None:
-        """The tally of a record's work, in the table or not."""
-        return self._tallies.get(key)
+    def work(self, key: Identity) -> Work | None:
+        """The work of a record, in the table or not."""
+        return self._works.get(key)
 
-    def view(self, key: tuple[str, str, str]) -> View | None:
-        return self._views.get(key)
-
-    def number_of(self, key: tuple[str, str, str]) -> int | None:
+    def number_of(self, key: Identity) -> int | None:
         """The number of the record doing that work now, None if none does."""
         for entry in self.entries:
             if entry.identity == key:
                 return entry.number
         return None
+
+    def sharing(self, directory: str) -> list[Entry]:
+        """The records of the table whose incoming-dir it is."""
+        return self._by_dir.get(directory, [])
+
+    def owners(self, path: str, process: str | None = None) -> list[Entry]:
+        """The records that take a path (their incoming-dir, or under
+        claim=yes their pending directory; their template), of `process`
+        if given: for a path an operator names, or a history line."""
+        return [e for e in self.entries if (process is None or e.record.process == process) and e.files.owns(path)]
+
+    def owner_of(self, path: str, process: str) -> tuple[Work, int] | None:
+        """The work and number of the first record of `process` that takes
+        the path (a run in the history), None if none does."""
+        found = self.owners(path, process)
+        return (found[0].work, found[0].number) if found else None

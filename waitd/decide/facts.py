@@ -13,10 +13,12 @@ This module is data only: no I/O, no clock.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from waitd.config import table
 from waitd.formats.history_line import Version
+
+if TYPE_CHECKING:
+    from waitd.config import table
 
 FOREVER_NS = 1 << 62  # a hold with no end in sight: woken by the file's news, not a clock
 

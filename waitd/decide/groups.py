@@ -18,8 +18,11 @@ channels, `:` for the one file of a pattern with neither.
 own), and `verdict` says what a group is at a moment: ready (its critical
 and wanted members in and old enough, or its timeliness passed with its
 critical members in), waiting (until when), or incomplete (its timeliness
-passed with a critical member missing: it never runs).  The view applies
-that to the files and the history (`view.py`).
+passed with a critical member missing: it never runs).  `look` says it of
+a group with its history too: running; ran (a member with no start then
+came late), or due again for its retry (every member that ran, which of
+them carries the retry), or not yet; else as `verdict`.  The spool's
+gatherer applies that to the files and the history (`spool/gather.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from waitd.decide.facts import FOREVER_NS
+from waitd.formats.history_line import Event
 
 TIME_FIELD = "start_time"
 SEGMENT_FIELDS = ("channel_name", "segment")
@@ -134,6 +140,66 @@ def verdict(
     if present and spec.critical <= present:
         return Verdict.WAITING, None  # its critical members are in, not all old enough yet
     return Verdict.INCOMPLETE, None
+
+
+class Look(enum.Enum):
+    """What to do with a group now."""
+
+    RUN = "run"  # its members (those that ran, for a retry) run now
+    WAIT = "wait"  # until `again_ns` (None: until a member changes)
+    RUNNING = "running"  # a run works on a member: its end makes it looked at again
+    LATE = "late"  # it ran: `members` came after, and never run
+    INCOMPLETE = "incomplete"  # it never runs: `members` are its missing critical ones
+
+
+@dataclass(frozen=True, slots=True)
+class Looked:
+    look: Look
+    members: frozenset[Member] = frozenset()
+    again_ns: int | None = None
+
+
+def look(
+    spec: Spec,
+    group: Group,
+    present: Iterable[Member],
+    events: Mapping[Member, Event | None],
+    ready_ns: Mapping[Member, int],
+    running: bool,
+    now_ns: int,
+) -> Looked:
+    """What a group is now, from its members in the spool (`present`),
+    their latest events (of this version), when each is ready (its wait
+    age, its writer, the drain: FOREVER_NS for never by itself) and
+    whether a run works on one of them."""
+    if running:
+        return Looked(Look.RUNNING)
+    present = set(present)
+    handled = frozenset(m for m, e in events.items() if e is not None and e.consumed)
+    if handled:
+        retry = [e.retry_at for e in events.values() if e is not None and e.retry_at is not None]
+        if not retry:
+            return Looked(Look.LATE, frozenset(present - handled))
+        due = int(min(retry) * 1e9)
+        # The group runs again, all of it: every member that ran,
+        # whichever of them carries the retry.
+        return Looked(Look.WAIT, again_ns=due) if due > now_ns else Looked(Look.RUN, handled)
+    ready = frozenset(m for m in present if ready_ns[m] <= now_ns)
+    found, deadline = verdict(spec, group, present, ready, now_ns)
+    if found is Verdict.READY:
+        return Looked(Look.RUN, ready)
+    if found is Verdict.INCOMPLETE:
+        return Looked(Look.INCOMPLETE, frozenset(spec.critical - present))
+    later = [t for t in ready_ns.values() if now_ns < t < FOREVER_NS]
+    if deadline is not None:
+        later.append(deadline)
+    return Looked(Look.WAIT, again_ns=min(later) if later else None)
+
+
+def late(present: Iterable[Member], events: Mapping[Member, Event | None]) -> frozenset[Member] | None:
+    """The members that came after their group ran (None: it did not run)."""
+    handled = {m for m, e in events.items() if e is not None and e.consumed}
+    return frozenset(set(present) - handled) if handled else None
 
 
 class Index:

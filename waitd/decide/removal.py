@@ -78,24 +78,24 @@ def _newest(facts: list[FileFact]) -> FileFact:
 
 
 def beyond_keep(
-    done: Collection[tuple[FileFact, str | None]],
+    done: Collection[FileFact],
     keep: int,
     busy: Callable[[str], bool],
     all_done: Callable[[FileFact], bool],
-    grouped: bool = False,
+    group_of: Callable[[FileFact], str | None] | None = None,
 ) -> list[FileFact]:
-    """The handled files keep-after removes now: `done` holds each file
-    handled with exit 0 and its group (None: none); `grouped`, the record
-    handles groups and keep-after counts them; `all_done`, every record
-    matching the file is done with it."""
+    """The handled files (exit 0) keep-after removes now, but those a run
+    works on and those another record matching them is not done with
+    (`all_done`).  `group_of`: the record handles groups, and keep-after
+    counts them (a file of no group counts as one)."""
     if keep < 0 or len(done) <= keep:
         return []  # fewer files than keep-after: fewer groups too
-    if not grouped:
-        over = over_keep((fact for fact, _ in done), keep)
+    if group_of is None:
+        over = over_keep(done, keep)
     else:
         by_group: dict[str, list[FileFact]] = {}
-        for fact, group in done:
-            by_group.setdefault(group or fact.name, []).append(fact)
+        for fact in done:
+            by_group.setdefault(group_of(fact) or fact.name, []).append(fact)
         old = {f.name for f in over_keep([_newest(facts) for facts in by_group.values()], keep)}
         over = [f for facts in by_group.values() if _newest(facts).name in old for f in facts]
     return [f for f in over if not busy(f.name) and all_done(f)]
@@ -105,8 +105,7 @@ def beyond_keep(
 class Entry:
     """A name in one of a queue's directories, as a listing saw it."""
 
-    name: str
-    spool_ns: int  # max(mtime, ctime)
+    fact: FileFact
     regular: bool
 
 
@@ -116,9 +115,10 @@ def stale(entries: Iterable[Entry], now_ns: int, hours: float, ours: Callable[[s
     if hours <= 0:
         return []
     limit = now_ns - int(hours * _HOUR_NS)
-    return [e for e in entries if e.regular and e.spool_ns <= limit and ours(e.name)]
+    return [e for e in entries if e.regular and e.fact.spool_ns <= limit and ours(e.fact.name)]
 
 
 def tmp_hours(hours: float) -> float:
-    """How long a file stays in a queue's tmp/: a producer may still write it."""
-    return max(hours, TMP_KEPT_H)
+    """How long a file stays in a queue's tmp/: a producer may still write
+    it (0: hours-too-old 0 keeps it for ever)."""
+    return max(hours, TMP_KEPT_H) if hours > 0 else 0.0

@@ -1,42 +1,77 @@
 # SPDX-License-Identifier: MIT
-"""What may start now, what must be signalled, and when to look again.
+"""The scheduler: every action of a turn, and when to look again.
 
-`plan` is a pure function of the clock, the jobs ready to start (per
-record, oldest first), the runs under way and the limits: each record's
-`jobs=`, the daemon's `--jobs`, keys, the records that are held (backing
-off), and each run's timeout.  It returns a `Plan`: the jobs to start, in
-order; the signals to send (TERM to a run past its timeout, KILL to one
-that outlived the grace after its TERM, and again each second); and the
-next moment the plan changes by itself (a timeout, a grace, the end of a
-hold), never in the past.
+`plan` is a pure function of the clock and a `Situation`: the daemon's
+mode, its records (`Seat`: limits, back-off, executor, out-limit, and
+their ready jobs, asked for lazily), the runs under way or just ended
+(`Running`), `--jobs`, and the removal facts of each record (`Sweep`).
+It returns a `Plan`, which the loop carries out in its order:
 
-The rules, in the order they are applied:
+- signal: TERM to a run past its timeout, KILL to one that outlived the
+  grace after its TERM (and again each second), KILL to the process group
+  a signalled run left behind when it ended; while stopping, TERM to
+  waitd's own runs once the stop timeout is reached, then KILL the same
+  way (runs a stop leaves running, `Running.stays`, are not signalled);
+- move: where each ended run's queue file goes (`handoff.disposal`);
+- start: the jobs to start, in order; publish: those of publish-only
+  records (process `-`), up to PUBLISH_BATCH a record;
+- remove: the files expiry, keep-after and a queue's retention remove
+  (`removal`), only while active;
+- hold: the records that start nothing now although they could, and why
+  (a back-off, out-limit, their executor), with the out-limit looks to
+  remember (`looked`);
+- deadline: the next moment the plan changes by itself (a timeout, a
+  grace, the stop timeout, the end of a hold, a file reaching its wait
+  age or its retry time), never in the past.
 
-- A record that is held starts nothing; its jobs wait.
-- Records take turns (table order), one start a turn, while the record has
-  room (`jobs=` minus its runs) and the daemon too (`--jobs` minus every
-  run, those of records out of the table included).
-- Within a record, jobs start oldest first; a job whose key or claim (its
-  file and process: a key of the history) is taken by a run (or by a start
-  of this plan) is stepped over and waits, and the next one may start.
+The rules of the starts, in the order they are applied:
+
+- Nothing starts unless the daemon is active and the history takes
+  starts (`Situation.held_until`: it refused one, or an end waits to be
+  written).
+- A record that is backing off, whose executor takes no runs now, or
+  whose next queue is full (out-limit=) starts nothing; its jobs wait.
+- A record's room is its `jobs=` minus its runs, and no more than the
+  daemon's (`--jobs` minus every run, those of records out of the table
+  included) and its next queue's (out-limit= minus the files there and
+  its runs not handed on yet).
+- Records take turns (table order), one start a turn, while the record
+  and the daemon have room.  Within a record, jobs start oldest first; a
+  job whose key or claim (its file and process, or its group) is taken by
+  a run (or by a start of this plan), or one of whose files is removed by
+  this plan, is stepped over and waits, and the next one may start.
 
 This module knows no files, processes or history: the loop turns the spool
 and the run registry into its arguments and carries out its answer.
-Limits: the loop offers each record only as many jobs as it has room for
-plus a look-ahead (LOOKAHEAD); when that many oldest jobs all wait for
-keys, newer ones wait for the next plan.
+Limits: a record is asked for as many jobs as it has room for plus a
+look-ahead (LOOKAHEAD) when it has key=; when that many oldest jobs all
+wait for keys, newer ones wait for the next plan.
 """
 
 from __future__ import annotations
 
 import enum
 import signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from waitd.decide import handoff, removal
+from waitd.decide.facts import FileFact
+from waitd.decide.outcome import Verdict, Why
+
 LOOKAHEAD = 32
+PUBLISH_BATCH = 1000  # files published in one turn, at most, per record
 KILL_GRACE_S = 5.0  # between TERM and KILL
 KILL_AGAIN_S = 1.0  # KILL is repeated while the run lingers
+STOP_GRACE_MIN_S = 0.5  # the grace after the stop's TERM, at least (at most KILL_GRACE_S)
+
+
+class Mode(enum.Enum):
+    """The daemon's state: ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT); any -> STOPPING (TERM)."""
+
+    ACTIVE = "active"
+    HIBERNATING = "hibernating"
+    STOPPING = "stopping"
 
 
 class Phase(enum.Enum):
@@ -45,6 +80,7 @@ class Phase(enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"  # TERM sent to its process group
     KILLED = "killed"  # KILL sent
+    ENDED = "ended"  # its end is recorded; what it leaves to do is in `Running.end`
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +91,24 @@ class Candidate:
     claim: str  # what the run works on (its file and process): never two runs at once
     key: str | None = None  # key=: equal keys never have two runs at once
     ref: object = None
+    names: tuple[str, ...] = ()  # its files' names in the record's directory
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """What an ended run leaves to do."""
+
+    signalled: bool = False  # waitd signalled it: what it left behind gets KILL
+    verdict: Verdict = Verdict.SUCCESS
+    retry_at: float | None = None
+    attempt: int = 1
+    queue: bool = False  # its file is a queue's (claim=yes): it must leave pending
+    forward: bool = False  # its record has next=
 
 
 @dataclass(frozen=True, slots=True)
 class Running:
-    """A run under way."""
+    """A run under way, or ended this turn."""
 
     run_id: int
     record: int | None  # None: its record left the table
@@ -70,94 +119,326 @@ class Running:
     timeout_s: float | None = None
     signalled_at: float | None = None  # when its last TERM or KILL was sent
     grace_s: float | None = None  # between its TERM and KILL (None: KILL_GRACE_S)
+    stays: bool = False  # a stop of waitd leaves it running (adopted, or run elsewhere)
+    end: End | None = None  # ENDED: what is left to do
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    per_record: Mapping[int, int]  # jobs= of each record in the table
+class OutLimit:
+    """out-limit= of a record that claims (its next queue's room)."""
+
+    limit: int
+    wait_s: float
+    last: handoff.Outlook  # what the last look at the next queue said
+    count: Callable[[], int]  # the files in the next queue's incoming now (a listing)
+    queue: str = ""  # the next queue, as `Plan.looked` names it
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What the removal rules look at for one record, this turn."""
+
+    keep: int = -1
+    done: Collection[FileFact] = ()  # handled with exit 0
+    group_of: Callable[[FileFact], str | None] | None = None  # a grouping record: keep-after counts groups
+    all_done: Callable[[FileFact], bool] = lambda fact: True  # every record matching it is done with it
+    too_old_h: float = 0.0
+    expirable: Collection[FileFact] = ()  # its files, on a turn that listed them (else none)
+    handled: Callable[[FileFact], bool] = lambda fact: False  # it ran (or runs): an expiry is not a loss
+    errors: tuple[str, Collection[removal.Entry]] | None = None  # claim=yes, on a listing turn: errors/
+    tmp: tuple[str, Collection[removal.Entry]] | None = None  # and tmp/
+    ours: Callable[[str], bool] = lambda name: True  # a name in errors/ is the record's
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """A record of the table, as the scheduler sees it (active ones only)."""
+
+    number: int
+    jobs: int = 1  # jobs=
+    ready: Callable[[int], tuple[Sequence[Candidate], float | None]] = lambda n: ((), None)
+    # up to n jobs ready now, oldest first, and when (monotonic) the next one will be
+    keyed: bool = False  # key=: look ahead
+    publish_only: bool = False  # process `-`: its jobs are published
+    backoff_until: float = 0.0  # monotonic
+    executor_ready: bool = True  # its executor takes runs now (a broker reachable)
+    out: OutLimit | None = None
+    busy: Callable[[str], bool] = lambda name: False  # a run works on the name (removals wait)
+    sweep: Sweep | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    mode: Mode = Mode.ACTIVE
+    now_ns: int = 0  # time.time_ns(), with `now`: the files' clock
+    seats: Sequence[Seat] = ()
+    running: Sequence[Running] = ()
     total: int | None = None  # --jobs
-    held_until: Mapping[int, float] = field(default_factory=dict)  # monotonic
+    held_until: float = 0.0  # monotonic: no start or publication before (the history's trouble)
+    stop_at: float | None = None  # STOPPING: when the stop timeout is reached
+    stop_grace_s: float = KILL_GRACE_S  # the grace after the stop's TERM
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    run_id: int
+    signum: int
+    why: Why | None = None  # None: as before (a KILL after a TERM), or its timeout
+    grace_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    run_id: int
+    disposal: handoff.Disposal
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    record: int
+    fact: FileFact
+    why: str  # as the log and the event say it
+    directory: str | None = None  # a queue's directory (None: the record's own)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    record: int
+    why: str
+    until: float | None = None  # monotonic; None: until something changes
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     start: tuple[Candidate, ...] = ()
-    signal: tuple[tuple[int, int], ...] = ()  # (run id, signal number)
+    publish: tuple[Candidate, ...] = ()
+    signal: tuple[Signal, ...] = ()
+    move: tuple[Move, ...] = ()
+    remove: tuple[Remove, ...] = ()
+    hold: tuple[Hold, ...] = ()
+    looked: tuple[tuple[str, handoff.Outlook, int], ...] = ()  # next queue, its look, its files (-1: not counted)
     deadline: float | None = None  # monotonic
 
 
-def plan(now: float, candidates: Mapping[int, Sequence[Candidate]], running: Iterable[Running], limits: Limits) -> Plan:
-    """The starts, signals and next deadline for this moment."""
-    running = list(running)
-    signals, deadlines = _timeouts(now, running)
-    starts = _starts(now, candidates, running, limits)
-    for record, until in limits.held_until.items():
-        if until > now and candidates.get(record):
-            deadlines.append(until)
-    return Plan(tuple(starts), tuple(signals), min(deadlines) if deadlines else None)
+@dataclass(slots=True)
+class _Draft:
+    """A plan being made."""
+
+    deadlines: list[float] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    looked: list[tuple[str, handoff.Outlook, int]] = field(default_factory=list)
+
+    def later(self, now: float, when: float | None) -> None:
+        if when is not None and when > now:
+            self.deadlines.append(when)
 
 
-def _timeouts(now: float, running: list[Running]) -> tuple[list[tuple[int, int]], list[float]]:
-    signals = []
-    deadlines = []
-    for run in running:
-        if run.phase is Phase.RUNNING:
-            if run.timeout_s is None:
+def plan(now: float, situation: Situation) -> Plan:
+    """Every action of this moment, and the next deadline."""
+    draft = _Draft()
+    _signals(now, situation, draft)
+    moves = tuple(_moves(situation.running))
+    removals = _removals(situation) if situation.mode is Mode.ACTIVE else []
+    starts: list[Candidate] = []
+    publishes: list[Candidate] = []
+    if situation.mode is Mode.ACTIVE and now >= situation.held_until:
+        gone = {(r.record, r.fact.name) for r in removals if r.directory is None}
+        starts, publishes = _starts(now, situation, draft, gone)
+    else:
+        draft.later(now, situation.held_until)
+    return Plan(
+        tuple(starts),
+        tuple(publishes),
+        tuple(draft.signals),
+        moves,
+        tuple(removals),
+        tuple(draft.holds),
+        tuple(draft.looked),
+        min(draft.deadlines) if draft.deadlines else None,
+    )
+
+
+# -- signals ---------------------------------------------------------------------
+
+
+def _signals(now: float, situation: Situation, draft: _Draft) -> None:
+    stopping = situation.mode is Mode.STOPPING
+    for run in situation.running:
+        if run.phase is Phase.ENDED:
+            if run.end is not None and run.end.signalled:
+                # What it leaves behind (children that ignore TERM, holding
+                # its log open) goes with it.
+                draft.signals.append(Signal(run.run_id, int(signal.SIGKILL)))
+            continue
+        if stopping and run.stays:
+            continue  # a stop leaves it running: the next waitd adopts it
+        if stopping and situation.stop_at is not None and run.phase is Phase.RUNNING:
+            if now >= situation.stop_at:
+                grace = min(KILL_GRACE_S, max(situation.stop_grace_s, STOP_GRACE_MIN_S))
+                draft.signals.append(Signal(run.run_id, int(signal.SIGTERM), Why.STOP, grace))  # RUNNING -> STOPPING
+                draft.later(now, now + grace)
                 continue
-            due = run.started + run.timeout_s
-            if now >= due:
-                signals.append((run.run_id, int(signal.SIGTERM)))  # RUNNING -> STOPPING
-                deadlines.append(now + KILL_GRACE_S)
-            else:
-                deadlines.append(due)
+            draft.later(now, situation.stop_at)
+        _timeout(now, run, draft)
+
+
+def _timeout(now: float, run: Running, draft: _Draft) -> None:
+    """TERM at its timeout; KILL after the grace, and again each second."""
+    if run.phase is Phase.RUNNING:
+        if run.timeout_s is None:
+            return
+        due = run.started + run.timeout_s
+        if now >= due:
+            draft.signals.append(Signal(run.run_id, int(signal.SIGTERM), Why.TIMEOUT))  # RUNNING -> STOPPING
+            draft.later(now, now + KILL_GRACE_S)
         else:
-            sent = run.signalled_at if run.signalled_at is not None else now
-            grace = KILL_GRACE_S if run.grace_s is None else run.grace_s
-            wait = grace if run.phase is Phase.STOPPING else KILL_AGAIN_S
-            if now >= sent + wait:
-                signals.append((run.run_id, int(signal.SIGKILL)))  # STOPPING -> KILLED, or KILL again
-                deadlines.append(now + KILL_AGAIN_S)
-            else:
-                deadlines.append(sent + wait)
-    return signals, deadlines
+            draft.later(now, due)
+        return
+    sent = run.signalled_at if run.signalled_at is not None else now
+    grace = KILL_GRACE_S if run.grace_s is None else run.grace_s
+    wait = grace if run.phase is Phase.STOPPING else KILL_AGAIN_S
+    if now >= sent + wait:
+        draft.signals.append(Signal(run.run_id, int(signal.SIGKILL)))  # STOPPING -> KILLED, or KILL again
+        draft.later(now, now + KILL_AGAIN_S)
+    else:
+        draft.later(now, sent + wait)
+
+
+def _moves(running: Sequence[Running]) -> list[Move]:
+    return [
+        Move(run.run_id, handoff.disposal(run.end.verdict, run.end.retry_at, run.end.attempt, run.end.forward))
+        for run in running
+        if run.phase is Phase.ENDED and run.end is not None and run.end.queue
+    ]
+
+
+# -- removals --------------------------------------------------------------------
+
+
+def _removals(situation: Situation) -> list[Remove]:
+    out: list[Remove] = []
+    for seat in situation.seats:
+        if seat.sweep is not None:
+            out += _sweep(seat.number, seat.sweep, seat.busy, situation.now_ns)
+    return out
+
+
+def _sweep(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int) -> list[Remove]:
+    out = []
+    hours = sweep.too_old_h
+    for expiry in removal.expiries(sweep.expirable, now_ns, hours, busy, sweep.handled):
+        why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
+        out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
+    for fact in removal.beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
+        out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}"))
+    for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, removal.tmp_hours(hours), _any)):
+        if listed is not None:
+            directory, entries = listed
+            why = f"expired in {directory.rsplit('/', 1)[-1]}/ after {kept_h:g} hours"
+            out += [Remove(number, e.fact, why, directory) for e in removal.stale(entries, now_ns, kept_h, ours)]
+    return out
+
+
+def _any(name: str) -> bool:
+    return True
+
+
+# -- starts ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Queue:
+    """A record's jobs in this plan, and its room."""
+
+    seat: Seat
+    jobs: list[Candidate]
+    room: int
 
 
 def _starts(
-    now: float, candidates: Mapping[int, Sequence[Candidate]], running: list[Running], limits: Limits
-) -> list[Candidate]:
-    per_record: dict[int, int] = {}
-    for run in running:
-        if run.record is not None:
-            per_record[run.record] = per_record.get(run.record, 0) + 1
-    total_room = None if limits.total is None else limits.total - len(running)
-    keys = {run.key for run in running if run.key is not None}
-    claims = {run.claim for run in running}
-    queues = {
-        record: list(jobs)
-        for record, jobs in candidates.items()
-        if jobs and limits.held_until.get(record, 0.0) <= now and record in limits.per_record
-    }
+    now: float, situation: Situation, draft: _Draft, gone: set[tuple[int, str]]
+) -> tuple[list[Candidate], list[Candidate]]:
+    """The jobs to start (records in turns) and to publish."""
+    live = [r for r in situation.running if r.phase is not Phase.ENDED]
+    total_room = None if situation.total is None else situation.total - len(live)
+    queues: list[_Queue] = []
+    publishes: list[Candidate] = []
+    for seat in situation.seats:
+        if seat.publish_only:
+            jobs, due = seat.ready(PUBLISH_BATCH)
+            publishes += [c for c in jobs if not _removed(c, gone)]
+            draft.later(now, due)
+            continue
+        room = _room(now, seat, situation.running, live, total_room, draft)
+        if room > 0:
+            jobs, due = seat.ready(room + (LOOKAHEAD if seat.keyed else 0))
+            draft.later(now, due)
+            queues.append(_Queue(seat, [c for c in jobs if not _removed(c, gone)], room))
+    return _take_turns(queues, live, total_room), publishes
+
+
+def _removed(candidate: Candidate, gone: set[tuple[int, str]]) -> bool:
+    return bool(gone) and any((candidate.record, name) in gone for name in candidate.names)
+
+
+def _room(
+    now: float, seat: Seat, running: Sequence[Running], live: list[Running], total_room: int | None, draft: _Draft
+) -> int:
+    """How many runs the record may start now; its hold, if it is held."""
+    if seat.backoff_until > now:
+        draft.holds.append(Hold(seat.number, "backing off", seat.backoff_until))
+        draft.later(now, seat.backoff_until)
+        return 0
+    if not seat.executor_ready:
+        draft.holds.append(Hold(seat.number, "its executor takes no runs now"))
+        return 0  # the executor wakes the loop when it takes runs again
+    room = seat.jobs - sum(1 for r in live if r.record == seat.number)
+    if total_room is not None:
+        room = min(room, total_room)
+    if room <= 0 or seat.out is None:
+        return room
+    out = seat.out
+    in_flight = sum(1 for r in running if r.record == seat.number)  # ended ones too, until handed on
+    out_room, look, files = handoff.out_room(out.last, now, out.limit, out.wait_s, in_flight, out.count)
+    draft.looked.append((out.queue, look, files))
+    if out_room <= 0:
+        again = look.at + out.wait_s
+        draft.holds.append(Hold(seat.number, "out-limit", again))
+        draft.later(now, again)
+    return min(room, out_room)
+
+
+def _take_turns(queues: list[_Queue], live: list[Running], total_room: int | None) -> list[Candidate]:
+    """Records take turns, one start a turn, oldest first within each."""
+    keys = {run.key for run in live if run.key is not None}
+    claims = {run.claim for run in live}
     starts: list[Candidate] = []
     progress = True
     while progress and (total_room is None or total_room > 0):
         progress = False
-        for record in sorted(queues):
+        for queue in queues:
             if total_room is not None and total_room <= 0:
                 break
-            if per_record.get(record, 0) >= limits.per_record[record]:
+            job = _next(queue, keys, claims) if queue.room > 0 else None
+            if job is None:
                 continue
-            queue = queues[record]
-            for i, job in enumerate(queue):
-                if job.claim in claims or (job.key is not None and job.key in keys):
-                    continue  # waits for the run holding its key or its file
-                del queue[i]
-                starts.append(job)
-                claims.add(job.claim)
-                if job.key is not None:
-                    keys.add(job.key)
-                per_record[record] = per_record.get(record, 0) + 1
-                if total_room is not None:
-                    total_room -= 1
-                progress = True
-                break
+            starts.append(job)
+            claims.add(job.claim)
+            if job.key is not None:
+                keys.add(job.key)
+            queue.room -= 1
+            if total_room is not None:
+                total_room -= 1
+            progress = True
     return starts
+
+
+def _next(queue: _Queue, keys: set[str], claims: set[str]) -> Candidate | None:
+    """The record's oldest job whose key and claim are free, taken out."""
+    for i, job in enumerate(queue.jobs):
+        if job.claim in claims or (job.key is not None and job.key in keys):
+            continue  # waits for the run holding its key or its file
+        del queue.jobs[i]
+        return job
+    return None

@@ -24,6 +24,7 @@ from typing import Any
 from waitd.daemon.records import Entry, Works
 from waitd.journal.history import History, escape
 from waitd.run.runs import Run, Runs
+from waitd.spool import ready
 from waitd.spool.gather import Open
 from waitd.spool.queue import Queue
 
@@ -183,7 +184,7 @@ def record_report(
     entry: Entry, runs: list[Run], history: History, now_mono: float, now: float, held: bool = False
 ) -> RecordReport:
     r = entry.record
-    files = entry.view.files(history, int(now * 1e9))
+    files = ready.files(entry.files, history, int(now * 1e9))
     tally = entry.tally
     options = r.options.as_dict()
     options["topic"] = r.topic
@@ -194,7 +195,7 @@ def record_report(
         template=r.template,
         process=r.process,
         options=options,
-        problem=entry.problem or entry.view.dir_note,
+        problem=entry.problem or entry.files.dir_note,
         backoff_until=now + tally.backoff_until - now_mono if tally.backing_off(now_mono) else None,
         running=[run_report(run, now_mono) for run in runs],
         waiting=files.waiting,
@@ -209,7 +210,7 @@ def record_report(
         unremovable=files.unremovable,
         unremovable_count=files.unremovable_count,
         incomplete=[
-            Incomplete(gid, missing) for gid, missing in sorted((entry.view.incomplete_groups() or {}).items())
+            Incomplete(gid, missing) for gid, missing in sorted((ready.incomplete_groups(entry.files) or {}).items())
         ],
         queue=_queue(entry, held),
         last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,

@@ -61,9 +61,9 @@ from waitd.formats.history_line import Event, Status
 from waitd.journal.segments import Writer
 
 if TYPE_CHECKING:
+    from waitd.config.table import Record
     from waitd.daemon.records import Works
-    from waitd.spool.directory import FileFact
-    from waitd.spool.view import View
+    from waitd.decide.facts import FileFact
 
 log = logging.getLogger("waitd")
 
@@ -178,7 +178,7 @@ class Outbox:
     def _entry(self, directory: str, process: str, name: str) -> Any:
         for entry in self.works.entries:
             r = entry.record
-            if r.directory == directory and r.process == process and entry.view.match(name):
+            if r.directory == directory and r.process == process and entry.files.match(name):
                 return entry
         return None
 
@@ -192,29 +192,33 @@ class Outbox:
 
     # -- what mirrors no history line ----------------------------------------
 
-    def removed(self, view: View, fact: FileFact, why: str, directory: str | None = None) -> None:
+    def removed(self, record: Record, fact: FileFact, why: str, directory: str | None = None) -> None:
         """A file was removed (after the unlink): `expired` or `removed`;
         `directory` when it was not in the record's own (a queue's)."""
         kind = "expired" if why.startswith("expired") else "removed"
-        base = self._of_view(view, [fact.name], fact, directory=directory)
+        base = self._of_view(record, [fact.name], fact, directory=directory)
         self._emit_later([self._made(base, kind, (), reason=why)])
 
-    def group(self, view: View, gid: str, state: str, names: list[str], missing: list[str]) -> None:
+    def group(self, record: Record, gid: str, state: str, names: list[str], missing: list[str]) -> None:
         """A group will not run (`incomplete`), or a member came `late`."""
-        base = self._of_view(view, names, None, gid)
+        base = self._of_view(record, names, None, gid)
         self._emit_later([self._made(base, "group", (state, *names), state=state, missing=missing)])
 
     def _of_view(
-        self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None, directory: str | None = None
+        self,
+        record: Record,
+        names: list[str],
+        fact: FileFact | None,
+        gid: str | None = None,
+        directory: str | None = None,
     ) -> dict[str, Any]:
-        record = view.record
         about: dict[str, Any] = {
             "record": record.number,
             "telem": record.telem,
             "topic": record.topic,
             "process": record.process,
         }
-        paths = sorted(view.path_of(n) if directory is None else os.path.join(directory, n) for n in names)
+        paths = sorted(os.path.join(record.directory if directory is None else directory, n) for n in names)
         if gid is None and len(paths) == 1:
             about["path"] = paths[0]
         else:

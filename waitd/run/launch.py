@@ -1,22 +1,31 @@
 # SPDX-License-Identifier: MIT
-"""Carrying out the life of runs: start, signal, reap, record.
+"""Carrying out the life of runs: start, signal, reap, record, hand on.
 
-`Launcher` does what the scheduler decided, through an executor, and
-writes what happened: `start` opens the log files of a pass's starts,
-records their status 0 lines with one sync and executes their handlers;
-`signal` sends a plan's TERM or KILL; `reap` collects the runs that ended
-and logs each end at once (before what it leads to: a back-off, a
-removal); `finish` writes their footers and end events, after the pass has
-started the next handlers, so that it overlaps their runs; `adopt` takes
-over the handlers a dead waitd left running.  It owns no state of its
-own: runs are in `Runs`, what records know is in `Works`.
+`Launcher` does what the scheduler decided, through each run's executor,
+and writes what happened; it decides nothing itself (the outcomes are
+`decide.outcome`'s, the back-off `decide.backoff`'s, the moves
+`decide.handoff`'s):
+
+- `start` stats each job's file once more (`observe.verify`), claims it
+  (claim=yes), opens the log files, records the status 0 lines with one
+  sync and executes the handlers;
+- `signal` sends a plan's TERM or KILL, and says why;
+- `reap` collects the runs that ended and logs each end at once, with
+  its record's tally (before what it leads to: a back-off, a removal);
+  `finish` writes their footers and end events; `dispose` hands a queue's
+  file on as the plan says; `retire` lets go of the runs the plan has
+  seen ended;
+- `adopt` takes over the handlers a dead waitd left running.
+
+It owns no state of its own: runs are in `Runs`, each holding its
+record's `Work`.
 
 Failures: a log file that cannot be made, or a handler that cannot be
 executed, backs its record off (the second also records status 1 with
 `error=`: the file is not consumed).  A start whose status 0 cannot be
-written is not run, and no start is made until `hold_until` (the next
-poll): the disk, not the handler, is at fault.  An end that cannot be
-written is kept in `unwritten`; the loop writes it later.
+written is not run, and `start` returns False: the loop starts nothing
+until its next poll (the disk, not the handler, is at fault).  An end
+that cannot be written is kept in `unwritten`; the loop writes it later.
 """
 
 from __future__ import annotations
@@ -25,72 +34,83 @@ import logging
 import os
 import signal
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
 from waitd.config.errors import HistoryWriteError, WaitdError
-from waitd.daemon.records import Entry, Works
-from waitd.decide.facts import FileFact
+from waitd.decide.facts import FileFact, Identity
+from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
 from waitd.journal.history import Event, History, Status, escape
 from waitd.run import runner
-from waitd.run.executors.local import Executor
-from waitd.run.runs import Run, Runs, RunState
-from waitd.spool import claims
-from waitd.spool.view import identity
+from waitd.run.executors import Executor
+from waitd.run.runs import Ended, Run, Runs, RunState
+from waitd.run.work import Entry, Work
+from waitd.spool import claims, observe
 
 log = logging.getLogger("waitd")
 
-ADOPTED_TIMEOUT_S = 60.0  # an adopted Celery run of a record that has no timeout= now
+ADOPTED_TIMEOUT_S = 60.0  # an adopted remote run of a record that has no timeout= now
 
 
 class Launcher:
     def __init__(
-        self, passdir: str, history: History, runs: Runs, works: Works, executor: Executor, env: dict[str, str]
+        self,
+        passdir: str,
+        history: History,
+        runs: Runs,
+        executor_of: Callable[[str], Executor],
+        env: dict[str, str],
+        instance: str,
     ) -> None:
         self.passdir = passdir
         self.history = history
         self.runs = runs
-        self.works = works
-        self.executor = executor
+        self.executor_of = executor_of  # a record's executor, by its run=
         self.env = env
+        self.instance = instance  # claim=yes: this instance's name in the queues
         self.unwritten: deque[Event] = deque()
         self.failures = 0  # starts that failed, for --once's exit status
-        self.hold_until = 0.0  # monotonic: the history could not take a status 0
-        self.next_poll: Callable[[], float] = time.monotonic
-        self.instance = ""  # claim=yes: this instance's name in the queues
-        self._ended: deque[tuple[Run, Outcome, list[Event], Verdict]] = deque()
+        self._to_write: deque[Run] = deque()  # reaped, their ends not written yet
 
     # -- starting ---------------------------------------------------------------
 
-    def start(self, starts: list[tuple[Entry, Job]]) -> None:
-        """Open the log files, record the starts with one sync, execute."""
+    def start(self, starts: list[tuple[Entry, Job]], now_ns: int) -> bool:
+        """Verify, claim, open the log files, record the starts with one
+        sync, execute; False when the history refused the starts."""
         prepared: list[tuple[Entry, Run, list[Event]]] = []
         for entry, job in starts:
-            if entry.record.options.claim:
-                claimed = claims.take(entry.view, job, self.instance)
-                if claimed is None:
-                    continue  # another instance was first
-                job = claimed
-            run = self._prepare(entry, job)
+            claimed = self._claim(entry, job, now_ns)
+            if claimed is None:
+                continue
+            run = self._prepare(entry, claimed)
             if run is not None:
-                prepared.append((entry, run, runner.start_events(job, run.started_at, run.task)))
+                prepared.append((entry, run, runner.start_events(claimed, run.started_at, run.task)))
             elif entry.record.options.claim:
-                claims.unclaim(entry.view, job, self.instance)
+                claims.unclaim(entry.files, claimed, self.instance)
         if not prepared:
-            return
+            return True
         try:
             runner.commit([(run, started) for _, run, started in prepared], self.history)
         except runner.StartError as exc:
+            refused = False
             for entry, run, _ in prepared:
-                self._not_started(entry, run.job, run.letter, exc)
+                refused |= self._not_started(entry, run.job, run.letter, exc)
                 if entry.record.options.claim:
-                    claims.unclaim(entry.view, run.job, self.instance)
-            return
+                    claims.unclaim(entry.files, run.job, self.instance)
+            return not refused
         for entry, run, started in prepared:
             self._launch(entry, run, started)
+        return True
+
+    def _claim(self, entry: Entry, job: Job, now_ns: int) -> Job | None:
+        """The job as it starts: its file as it was seen, claimed if need be."""
+        if not observe.verify(entry.files, self.history, job, now_ns):
+            return None
+        if entry.record.options.claim:
+            return claims.take(entry.files, job, self.instance)  # None: another instance was first
+        return job
 
     def _prepare(self, entry: Entry, job: Job) -> Run | None:
         """The run of a job, its log file open (STARTING), or None."""
@@ -109,17 +129,20 @@ class Launcher:
                 return None
             break
         entry.tally.letter = letter
+        executor = self.executor_of(entry.record.options.run)
         return Run(
             self.runs.new_id(),
             job,
             entry.number,
             at,
             time.monotonic(),
+            executor,
+            entry.work,
             timeout_s=entry.record.options.timeout_s,
             log_name=log_name,
             log_fd=log_fd,
             letter=letter,
-            task=str(uuid.uuid4()) if entry.record.options.run == "celery" else None,
+            task=executor.ident(),
         )
 
     def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
@@ -128,30 +151,27 @@ class Launcher:
         env = runner.environment(self.env, entry.record, job, self.passdir, run.log_name)
         self.runs.add(run)
         try:
-            self.executor.start(run, entry.program, [job.process, *job.paths], env, os.path.dirname(job.path))
+            run.executor.start(run, entry.program, [job.process, *job.paths], env, os.path.dirname(job.path))
         except OSError as exc:
             # Could not be executed: recorded, not consumed, and the record backs off.
             error = exc.strerror or str(exc)
-            self._ended.append(self._end(run, Outcome(Status.UNKNOWN, error=error), 0.0))
+            self._end(run, Outcome(Status.UNKNOWN, error=error), 0.0)
             self.finish()
             self._not_started(
                 entry, job, run.letter, runner.StartError(f"cannot execute {entry.program}: {error}", True)
             )
             return
         run.transition(RunState.RUNNING)  # STARTING -> RUNNING
-        if run.task is None:  # a Celery run's status 0 has its task id already
-            assert run.pid is not None
+        if run.pid is not None:  # a remote run's status 0 has its task id already
             runner.started_pid(self.history, started, run.pid)
-        if entry.view.drain is not None:
-            for fact in job.facts:
-                entry.view.drain.pop(fact.name, None)
+        entry.files.started(job)
         attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
         log.info(
             "record %d: started %s on %s (%s, log %s%s)",
             entry.number,
             job.process,
-            _files(job),
-            f"pid {run.pid}" if run.task is None else f"celery task {run.task}",
+            files_of(job),
+            run.describe(),
             os.path.basename(run.log_name),
             attempt,
         )
@@ -167,27 +187,29 @@ class Launcher:
             log.warning("%s/logfiles: was gone; made it again", self.passdir)
         return made
 
-    def _not_started(self, entry: Entry, job: Job, letter: str | None, exc: runner.StartError) -> None:
+    def _not_started(self, entry: Entry, job: Job, letter: str | None, exc: runner.StartError) -> bool:
+        """A start that failed; True when the history is at fault (it refused
+        the start: no back-off, but no start until the next poll)."""
         self.failures += 1
-        if entry.view.drain is not None:
-            entry.view.drain.clear()  # --once: this record's part of the drain ends
+        if entry.files.drain is not None:
+            entry.files.drain.clear()  # --once: this record's part of the drain ends
         if isinstance(exc.__cause__, HistoryWriteError):
-            # A full disk is not the handler's fault: no back-off, but no
-            # start of any record until the next poll tries again.
             log.error("record %d: %s: %s; trying again at the next poll", entry.number, escape(job.path), exc)
-            self.hold_until = self.next_poll()
-            return
+            return True
         if exc.recorded:  # its log file was used
             entry.tally.letter = letter
             entry.tally.last = (job.path, f"could not start: {exc}")
         log.error("record %d: %s: %s", entry.number, escape(job.path), exc)
         entry.tally.back_off(entry.number, time.monotonic(), "could not start a handler")
+        return False
 
     # -- signals ----------------------------------------------------------------
 
     def signal(self, run: Run, signum: int, why: Why | None = None, grace_s: float | None = None) -> None:
         """Send TERM or KILL to a run's process group, and say why."""
-        now = time.monotonic()
+        if run.state is RunState.ENDED:
+            run.executor.signal(run, signum)  # what an ended run left behind
+            return
         if signum == signal.SIGTERM:
             if run.state is not RunState.RUNNING:
                 return
@@ -201,13 +223,13 @@ class Launcher:
                     run.job.process,
                     escape(run.path),
                     run.timeout_s or 0,
-                    "TERM to its process group" if run.task is None else "revoking its celery task (terminate)",
+                    run.executor.term,
                 )
         else:
             run.transition(RunState.KILLED)  # RUNNING/STOPPING/KILLED -> KILLED
             run.why = why or run.why or Why.TIMEOUT
-        run.signalled_at = now
-        self.executor.signal(run, signum)
+        run.signalled_at = time.monotonic()
+        run.executor.signal(run, signum)
 
     # -- ends -------------------------------------------------------------------
 
@@ -217,26 +239,23 @@ class Launcher:
         for run in self.runs.live():
             if run.state is RunState.STARTING:
                 continue
-            outcome = self.executor.poll(run)
+            outcome = run.executor.poll(run)
             if outcome is None:
                 continue
-            if run.why is not None and run.state in (RunState.STOPPING, RunState.KILLED):
-                # It was sent TERM: what it leaves behind (children that ignore
-                # TERM, holding its log open) goes with it.
-                self.executor.signal(run, signal.SIGKILL)
-            took = time.monotonic() - run.started_mono
-            self._ended.append(self._end(run, outcome, took))
+            self._end(run, outcome, time.monotonic() - run.started_mono)
             count += 1
         return count
 
-    def _end(self, run: Run, outcome: Outcome, took: float) -> tuple[Run, Outcome, list[Event], Verdict]:
+    def _end(self, run: Run, outcome: Outcome, took: float) -> None:
         """Account for a run's end: its state, its log line, its record's tally."""
         run.transition(RunState.ENDED)  # -> ENDED
-        entry_view = self.works.view(run.job.identity)
-        options = entry_view.record.options if entry_view is not None else None
+        work = run.work
+        options = work.files.record.options if work is not None else None
         ends, verdict = end_events(
             run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task
         )
+        run.ended = Ended(outcome, ends, verdict, took)
+        self._to_write.append(run)
         end = ends[0]
         ok = verdict is Verdict.SUCCESS
         described = outcome.describe() if not run.adopted else "ended after a restart of waitd: outcome unknown"
@@ -250,38 +269,43 @@ class Launcher:
                 "record %d: %s on %s: %s after %.3f s",
                 run.number,
                 run.job.process,
-                _files(run.job),
+                files_of(run.job),
                 described,
                 took,
             )
-            tally = self.works.tally(run.job.identity)
-            if tally is not None:
-                tally.ended(
-                    run.number, run.path, described, ok, took, time.monotonic(), retrying=end.retry_at is not None
-                )
-        if ok and entry_view is not None:
+            if work is not None:
+                retrying = end.retry_at is not None
+                work.tally.ended(run.number, run.path, described, ok, took, time.monotonic(), retrying)
+        if ok and work is not None:
             for fact in run.job.facts:
-                entry_view.ran(fact)
-        return run, outcome, ends, verdict
+                work.files.ran(fact)
 
     def finish(self) -> int:
         """Write the ends `reap` collected; return how many."""
-        count = len(self._ended)
-        while self._ended:
-            run, outcome, ends, verdict = self._ended.popleft()
-            runner.footer(run, outcome, ends[0])
+        count = len(self._to_write)
+        while self._to_write:
+            run = self._to_write.popleft()
+            assert run.ended is not None
+            ends = run.ended.events
+            runner.footer(run, run.ended.outcome, ends[0])
             self.record_all(ends)  # a group's ends in one append: one event
-            self.runs.remove(run)  # ENDED and written: its files are free
-            view = self.works.view(run.job.identity)
-            if view is not None and view.record.options.claim:
-                claims.dispose(view, run.job, ends[0], verdict)  # its file leaves pending
-            elif view is not None and (ends[0].retry_at is not None or not ends[0].consumed):
+            files = run.work.files if run.work is not None else None
+            if files is not None and not files.record.options.claim and (ends[0].retry_at or not ends[0].consumed):
                 for fact in run.job.facts:
-                    view.requeue(fact.name)
+                    files.requeue(fact.name)
         return count
 
-    def record(self, event: Event) -> None:
-        self.record_all([event])
+    def dispose(self, run: Run, disposal: Disposal) -> bool:
+        """Hand a queue's file on as the plan says; True when it was removed."""
+        assert run.ended is not None and run.work is not None
+        return claims.dispose(run.work.files, run.job, disposal, run.ended.events[0].retry_at)
+
+    def retire(self, run_ids: set[int]) -> None:
+        """Let go of ended runs whose end is written and acted on."""
+        for run_id in run_ids:
+            run = self.runs.get(run_id)
+            if run is not None and run.state is RunState.ENDED:
+                self.runs.remove(run)  # ENDED and written: its files are free
 
     def record_all(self, events: list[Event]) -> None:
         """Append the events of one job with one call (all or none)."""
@@ -304,87 +328,83 @@ class Launcher:
 
     # -- after a crash ------------------------------------------------------------
 
-    def adopt(self, open_runs: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
+    def adopt(
+        self,
+        open_runs: list[Event],
+        owner: Callable[[Event], tuple[Work, int] | None],
+        executor_of: Callable[[Event], Executor],
+    ) -> None:
         """Take over the handlers a dead waitd left running (they count as
-        their record's runs); record the others as status 1 at once.  The
-        members of a group run share a pid (or a Celery task): one run for them."""
-        by_pid: dict[int | str | None, list[Event]] = {}
-        for event in open_runs:
-            run_of = event.pid if event.pid is not None else event.task
-            if run_of is not None and event.group is not None:
-                by_pid.setdefault(run_of, []).append(event)
-            else:
-                by_pid.setdefault(None, []).append(event)
-        batches = [[e] for e in by_pid.pop(None, [])] + list(by_pid.values())
-        for events in batches:
+        their record's runs, `owner` says which: its work and number now);
+        record the others as status 1 at once.  The members of a group run
+        share a pid (or a task): one run for them."""
+        for events in _batches(open_runs):
             first = events[0]
-            if first.task is not None and self.executor.adopt(first):
-                self._adopt_task(events, number_of)
+            found = owner(first)
+            executor = executor_of(first)
+            if executor.adopt(first):
+                self._adopted(events, found, executor)
                 continue
-            if first.task is None and self.executor.adopt(first):
-                log.warning(
-                    "%s: handler pid %d of a previous waitd still runs; waiting for it", _files(events), first.pid
-                )
-                job = _job_of(events, self._identity_of(first))
-                view = self.works.view(job.identity)
-                started_at = first.at or time.time()
-                # Its timeout counts from its recorded start, not from now.
-                started_mono = time.monotonic() - max(0.0, time.time() - started_at)
-                timeout_s = view.record.options.timeout_s if view is not None else None
-                run = Run(
-                    self.runs.new_id(), job, number_of(job.identity) or 0, started_at, started_mono, timeout_s=timeout_s
-                )
-                run.pid, run.adopted = first.pid, True
-                run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
-                self.runs.add(run)
-                continue
+            work = found[0] if found is not None else None
             now = time.time()
-            retry_at = self._retry_after_crash(events, now)
+            retry_at = _retry_after_crash(events, work, now)
             retry = "" if retry_at is None else f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
             log.warning(
-                "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)%s", _files(events), retry
+                "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)%s", files_of(events), retry
             )
             self.record_all([replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events])
 
-    def _adopt_task(self, events: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
-        """Wait for the result of a Celery run a dead waitd started; its
-        timeout counts from its start in the history."""
+    def _adopted(self, events: list[Event], found: tuple[Work, int] | None, executor: Executor) -> None:
+        """A run of a previous waitd, still under way: its timeout counts
+        from its recorded start, not from now."""
         first = events[0]
-        assert first.task is not None
-        job = _job_of(events, self._identity_of(first))
-        number = number_of(job.identity) or 0
-        view = self.works.view(job.identity)
-        timeout_s = view.record.options.timeout_s if view is not None else None
+        work, number = found if found is not None else (None, 0)
+        job = _job_of(events, work.files.identity if work is not None else _orphan(first))
         at = first.at if first.at is not None else time.time()
         started_mono = time.monotonic() - max(0.0, time.time() - at)
-        run = Run(self.runs.new_id(), job, number, at, started_mono, timeout_s=timeout_s or ADOPTED_TIMEOUT_S)
-        run.task = first.task
-        run.log_name, run.log_fd = runner.task_log(self.passdir, number, first.task)
+        timeout_s = work.files.record.options.timeout_s if work is not None else None
+        run = Run(self.runs.new_id(), job, number, at, started_mono, executor, work, timeout_s=timeout_s)
+        run.adopted = True
+        if executor.remote:
+            assert first.task is not None
+            run.task = first.task
+            run.timeout_s = timeout_s or ADOPTED_TIMEOUT_S
+            run.log_name, run.log_fd = runner.task_log(self.passdir, number, first.task)
+            what = f"{run.describe()} of a previous waitd in flight; awaiting its result"
+        else:
+            run.pid = first.pid
+            what = f"handler {run.describe()} of a previous waitd still runs; waiting for it"
         run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
         self.runs.add(run)
-        log.warning("%s: celery task %s of a previous waitd in flight; awaiting its result", _files(events), run.task)
-
-    def _retry_after_crash(self, events: list[Event], now: float) -> float | None:
-        """When a run that ended with waitd is tried again: never, but for a
-        queue's file with retries left (`jobs.end_events`)."""
-        job = _job_of(events, self._identity_of(events[0]))
-        view = self.works.view(job.identity)
-        if view is None:
-            return None
-        ends, _ = end_events(job, Outcome(Status.UNKNOWN), None, view.record.options, None, 0.0, now, adopted=True)
-        return ends[0].retry_at
-
-    def _identity_of(self, event: Event) -> tuple[str, str, str]:
-        """The identity of the record whose run it was: its process, and its
-        file in the record's incoming-dir (or, claim=yes, in this
-        instance's pending directory) matching the template."""
-        for entry in self.works:
-            if entry.record.process == event.process and entry.view.owns(event.path):
-                return identity(entry.record)
-        return (os.path.dirname(event.path), "", event.process)
+        log.warning("%s: %s", files_of(events), what)
 
 
-def _job_of(events: list[Event], key: tuple[str, str, str]) -> Job:
+def _batches(open_runs: list[Event]) -> list[list[Event]]:
+    """The open runs, one list of events a run: a group's share its pid or task."""
+    by_run: dict[int | str | None, list[Event]] = {}
+    for event in open_runs:
+        run_of = event.pid if event.pid is not None else event.task
+        by_run.setdefault(run_of if event.group is not None else None, []).append(event)
+    return [[e] for e in by_run.pop(None, [])] + list(by_run.values())
+
+
+def _retry_after_crash(events: list[Event], work: Work | None, now: float) -> float | None:
+    """When a run that ended with waitd is tried again: never, but for a
+    queue's file with retries left (`outcome.end_events`)."""
+    if work is None:
+        return None
+    job = _job_of(events, work.files.identity)
+    options = work.files.record.options
+    ends, _ = end_events(job, Outcome(Status.UNKNOWN), None, options, None, 0.0, now, adopted=True)
+    return ends[0].retry_at
+
+
+def _orphan(event: Event) -> Identity:
+    """The identity of the work of a run whose record left the table."""
+    return (os.path.dirname(event.path), "", event.process)
+
+
+def _job_of(events: list[Event], key: Identity) -> Job:
     """The job of an open run, from its history lines (one a file)."""
     facts = []
     for event in events:
@@ -395,17 +415,10 @@ def _job_of(events: list[Event], key: tuple[str, str, str]) -> Job:
         else:
             facts.append(FileFact(name, event.mtime * 1_000_000_000, 0, 0, 0, 0))
     first = events[0]
-    return Job(
-        key,
-        first.process,
-        tuple(facts),
-        tuple(e.path for e in events),
-        attempt=first.runs,
-        group=first.group,
-    )
+    return Job(key, first.process, tuple(facts), tuple(e.path for e in events), attempt=first.runs, group=first.group)
 
 
-def _files(job: Job | list[Event]) -> str:
+def files_of(job: Job | list[Event]) -> str:
     """The file, or the group and its files, as a log line names them."""
     paths = list(job.paths) if isinstance(job, Job) else [e.path for e in job]
     group = job.group if isinstance(job, Job) else job[0].group

@@ -1,20 +1,22 @@
 # SPDX-License-Identifier: MIT
 """Publish-only records (process `-`): a ready file is published, not run.
 
-`ready` takes the files (or groups) of such a record that are ready now,
-as a record with a handler would start them, and records each as handled:
-one status 2 line a file with `published=1` (and `group=` for a group),
-all of a pass with one sync.  The history's mirror (the outbox) turns
-those lines into `ready` events for the sinks before they are written, so
-a file is published exactly when its line is written: once per version,
-across restarts (the history says it was), never twice but for a crash in
-the microseconds between the outbox's write and the history's, when the
-second event carries the id of the first.
+`publish` takes the jobs of such a record that the scheduler found ready
+(files, or groups; each file stat'ed once more, `observe.verify`, as for
+a start) and records each as handled: one status 2 line a file with
+`published=1` (and `group=` for a group), all of a turn with one sync.
+The history's mirror (the outbox) turns those lines into `ready` events
+for the sinks before they are written, so a file is published exactly
+when its line is written: once per version, across restarts (the history
+says it was), never twice but for a crash in the microseconds between the
+outbox's write and the history's, when the second event carries the id
+of the first.
 
 Nothing is executed and no log file is written: the record has no runs,
 and takes no room of `--jobs`.  keep-after counts published files as
 handled with exit 0.  A history that cannot be written holds every start
-and publication until the next poll, as it does for a start.
+and publication until the next poll, as it does for a start: `publish`
+returns False then.
 """
 
 from __future__ import annotations
@@ -23,24 +25,21 @@ import logging
 import time
 
 from waitd.config.errors import HistoryWriteError
-from waitd.daemon.records import Entry
-from waitd.journal.history import Event, Status, escape
-from waitd.run.launch import Launcher, _files
+from waitd.decide.outcome import Job
+from waitd.journal.history import Event, History, Status, escape
+from waitd.run.launch import files_of
+from waitd.run.work import Entry
+from waitd.spool import observe
 
 log = logging.getLogger("waitd")
 
-BATCH = 1000  # files published in one pass, at most, per record
 
-
-def ready(entry: Entry, launcher: Launcher, now_ns: int) -> int:
-    """Publish the record's files ready now; how many jobs were published."""
-    view = entry.view
-    if entry.problem or view.spool is None:
-        return 0
-    history = launcher.history
-    jobs = view.take(BATCH, history, now_ns, launcher.runs.busy_for(entry.record.process))
+def publish(entry: Entry, jobs: list[Job], history: History, now_ns: int) -> bool:
+    """Publish the record's jobs; False when the history refused them."""
+    files = entry.files
+    jobs = [job for job in jobs if observe.verify(files, history, job, now_ns)]
     if not jobs:
-        return 0
+        return True
     at = time.time()
     events = [
         Event(
@@ -60,15 +59,12 @@ def ready(entry: Entry, launcher: Launcher, now_ns: int) -> int:
         history.append_all(events, sync=True)
     except HistoryWriteError as exc:
         log.error("record %d: %s: %s; trying again at the next poll", entry.number, escape(jobs[0].path), exc)
-        launcher.hold_until = launcher.next_poll()
-        return 0
+        return False
     for job in jobs:
         for fact in job.facts:
-            view.ran(fact)
-        if view.drain is not None:
-            for fact in job.facts:
-                view.drain.pop(fact.name, None)
-        log.info("record %d: published %s", entry.number, _files(job))
+            files.ran(fact)
+        files.started(job)
+        log.info("record %d: published %s", entry.number, files_of(job))
     entry.tally.counters.ok += len(jobs)
     entry.tally.last = (jobs[-1].path, "published")
-    return len(jobs)
+    return True

@@ -15,13 +15,18 @@ the moment its end is in the history.  Its states and their edges:
     any but ENDED -> ENDED its process was reaped (or the adopted one is gone)
 
 `Run.transition` checks each edge; an edge not in the table is a bug and
-raises.  `Runs` is the only owner of runs: records, the scheduler and the
-status ask it (`of`, `busy`, `scheduled`), nothing else keeps a run.  A run
-stays in it, ENDED, until its end is written: its file stays busy, so no
-newer version of the file starts before the older one's end is recorded.
+raises.  A run holds what it needs from start to end: its job (with its
+record's identity), its record's work (`work.Work`: its files and tally,
+whatever became of the table meanwhile) and the executor that runs it;
+once reaped, its `Ended` (the outcome, its end events, their verdict).
+`Runs` is the only owner of runs: records, the scheduler and the status
+ask it (`of`, `busy`, `scheduled`), nothing else keeps a run.  A run stays
+in it, ENDED, until its end is written and its file handed on (a queue's):
+its file stays busy, so no newer version of the file starts before the
+older one's end is recorded.
 
 This module starts and signals nothing (the executor does) and writes
-nothing (the loop records the ends).
+nothing (the launcher records the ends).
 """
 
 from __future__ import annotations
@@ -29,9 +34,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from waitd.decide.outcome import Job, Why
-from waitd.decide.scheduler import Phase, Running
+from waitd.decide.facts import Identity
+from waitd.decide.outcome import Job, Outcome, Verdict, Why
+from waitd.decide.scheduler import End, Phase, Running
+from waitd.formats.history_line import Event
+
+if TYPE_CHECKING:
+    from waitd.run.executors import Executor
+    from waitd.run.work import Work
 
 
 class RunState(enum.Enum):
@@ -49,7 +61,22 @@ _EDGES = {
     RunState.KILLED: {RunState.KILLED, RunState.ENDED},
     RunState.ENDED: set(),
 }
-_PHASES = {RunState.RUNNING: Phase.RUNNING, RunState.STOPPING: Phase.STOPPING, RunState.KILLED: Phase.KILLED}
+_PHASES = {
+    RunState.RUNNING: Phase.RUNNING,
+    RunState.STOPPING: Phase.STOPPING,
+    RunState.KILLED: Phase.KILLED,
+    RunState.ENDED: Phase.ENDED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a run ended, as it is recorded."""
+
+    outcome: Outcome
+    events: list[Event]  # its end events, one a file of its job
+    verdict: Verdict
+    took: float
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +88,8 @@ class Run:
     number: int  # the record's number when it started: its log file's
     started_at: float  # time.time()
     started_mono: float
+    executor: Executor
+    work: Work | None = None  # its record's work (None: adopted, of no record of the table)
     timeout_s: float | None = None
     log_name: str = ""
     log_fd: int = -1
@@ -72,10 +101,19 @@ class Run:
     why: Why | None = None  # why waitd signalled it, if it did
     signalled_at: float | None = None
     grace_s: float | None = None  # between its TERM and KILL (None: the scheduler's)
+    ended: Ended | None = None  # ENDED: how
 
     @property
     def path(self) -> str:
         return self.job.path
+
+    @property
+    def stays(self) -> bool:
+        """A stop of waitd leaves it running (the next waitd adopts it)."""
+        return self.adopted or self.executor.remote
+
+    def describe(self) -> str:
+        return self.executor.describe(self)
 
     def transition(self, to: RunState) -> None:
         """Move along one edge of the table above; any other is a bug."""
@@ -111,22 +149,31 @@ class Runs:
         """The runs whose handler runs (or may still)."""
         return [r for r in self._runs.values() if r.state is not RunState.ENDED]
 
-    def of(self, identity: tuple[str, str, str]) -> list[Run]:
+    def of(self, identity: Identity) -> list[Run]:
         return [r for r in self.live() if r.job.identity == identity]
+
+    def ended(self) -> list[Run]:
+        """The runs reaped and not yet retired."""
+        return [r for r in self._runs.values() if r.state is RunState.ENDED]
 
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
         return any(path in r.job.paths for r in self._runs.values())
 
+    def working(self, path: str) -> bool:
+        """A live run works on the file (a removal waits for it)."""
+        return any(path in r.job.paths for r in self._runs.values() if r.state is not RunState.ENDED)
+
     def busy_for(self, process: str) -> Callable[[str], bool]:
         """`busy` for the runs of one process (a key of the history)."""
         return lambda path: any(path in r.job.paths and r.job.process == process for r in self._runs.values())
 
-    def scheduled(self, number_of: Callable[[tuple[str, str, str]], int | None]) -> list[Running]:
-        """The live runs as the scheduler sees them (`number_of` gives the
-        number of the record doing that work now, None if none does)."""
+    def scheduled(self, number_of: Callable[[Identity], int | None]) -> list[Running]:
+        """The runs as the scheduler sees them, those reaped this turn too
+        (`number_of` gives the number of the record doing that work now,
+        None if none does)."""
         out = []
-        for r in self.live():
+        for r in self._runs.values():
             if r.state is RunState.STARTING:
                 continue
             out.append(
@@ -140,6 +187,24 @@ class Runs:
                     r.timeout_s,
                     r.signalled_at,
                     r.grace_s,
+                    r.stays,
+                    _end(r),
                 )
             )
         return out
+
+
+def _end(run: Run) -> End | None:
+    """What an ended run leaves to do, for the scheduler."""
+    if run.ended is None:
+        return None
+    options = run.work.files.record.options if run.work is not None else None
+    first = run.ended.events[0]
+    return End(
+        signalled=run.signalled_at is not None,
+        verdict=run.ended.verdict,
+        retry_at=first.retry_at,
+        attempt=run.job.attempt,
+        queue=options is not None and options.claim,
+        forward=options is not None and options.next is not None,
+    )

@@ -1,116 +1,85 @@
 # SPDX-License-Identifier: MIT
-"""The two removal rules of a record's files: expiry and keep-after.
+"""Carrying out the removals the scheduler planned: expiry, keep-after, retention.
 
-`expire` removes the files in the spool longer than hours-too-old, handled
-or not; `keep` removes the files handled with exit 0 beyond the newest
-keep-after (for a record that handles groups, the files of the groups
-beyond the newest keep-after), once every record matching them is done.
-Both go through `prune.remove`, which removes only the version planned: a
-file rewritten in place is looked at again instead.  A file removed goes
-with its companion (`done=`); one that cannot be removed is logged once a
-version.  Each returns how many files it removed, for the record's tally.
+`remove` removes one file the plan named (`scheduler.Remove`): a file of
+the record's own directory through `unlink.remove`, which removes only the
+version planned (a file rewritten in place is looked at again instead,
+`observe.look_again`; one gone already is forgotten, quietly), with its
+companion (done=); a file of a queue's errors/ or tmp/ by its path.  It
+logs each removal (a warning for a file that expired before it ever ran)
+and returns it, for the record's tally and the events; a file that cannot
+be removed is logged once a version and listed by the status.
 
-The decisions are `prune.expired` and `prune.over_keep`; what a file is
-comes from the record's `View`.
+The decisions are `decide.removal`'s, taken by `decide.scheduler`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+import os
+from dataclasses import dataclass
 
-from waitd.decide import removal as prune
 from waitd.decide.facts import FileFact
+from waitd.decide.readiness import companion_name
 from waitd.journal.history import History, escape
-from waitd.spool import unlink
+from waitd.spool import observe, unlink
+from waitd.spool.state import FileState
 from waitd.spool.unlink import Outcome
-from waitd.spool.view import View
 
 log = logging.getLogger("waitd")
 
 
-def expire(view: View, history: History, now_ns: int, busy: Callable[[str], bool]) -> int:
-    """Remove files in the spool longer than hours-too-old; how many."""
-    if view.spool is None:
-        return 0
-    removed = 0
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A file removed: what the events tell of it."""
 
-    def handled(fact: FileFact) -> bool:
-        event = view.latest(history, fact)
-        return event is not None and event.consumed
-
-    too_old = prune.expiries(
-        list(view.cands.facts.values()),
-        now_ns,
-        view.record.too_old_h,
-        lambda name: busy(view.path_of(name)),
-        handled,
-    )
-    for expiry in too_old:
-        why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {view.record.too_old_h:g}"
-        removed += _remove(
-            view, history, expiry.fact, why if expiry.handled else f"{why}; it was never handled", now_ns
-        )
-    return removed
+    fact: FileFact
+    why: str
+    directory: str | None  # not the record's own: a queue's
 
 
-def keep(view: View, history: History, busy: Callable[[str], bool], all_done: Callable[[str, FileFact], bool]) -> int:
-    """Remove handled files (exit 0) beyond the newest keep-after; how many."""
-    if view.spool is None or view.record.keep < 0 or len(view.done) <= view.record.keep:
-        return 0
-    now_ns = time.time_ns()
-    removed = 0
-    grouped = view.gatherer is not None
-    done = [(fact, _group_of(view, history, fact) if grouped else None) for fact in view.done.values()]
-    over = prune.beyond_keep(
-        done,
-        view.record.keep,
-        lambda name: busy(view.path_of(name)),
-        lambda fact: all_done(view.path_of(fact.name), fact),
-        grouped,
-    )
-    for fact in over:
-        removed += _remove(view, history, fact, f"handled with exit 0; keep-after is {view.record.keep}", now_ns)
-    return removed
-
-
-def _group_of(view: View, history: History, fact: FileFact) -> str | None:
-    event = view.latest(history, fact)
-    return event.group if event is not None else None
-
-
-def _remove(view: View, history: History, fact: FileFact, why: str, now_ns: int) -> int:
-    assert view.spool is not None
-    path = escape(view.path_of(fact.name))
-    removal = unlink.remove(view.spool.fd, fact)
+def remove(st: FileState, history: History, fact: FileFact, why: str, now_ns: int) -> Removed | None:
+    """Remove a file of the record's directory, if it is still the version planned."""
+    if st.spool is None:
+        return None
+    path = escape(st.path_of(fact.name))
+    removal = unlink.remove(st.spool.fd, fact)
     if removal.outcome is Outcome.REMOVED:
         level = logging.WARNING if "never handled" in why else logging.INFO
-        log.log(level, "record %d: removed %s: %s", view.number, path, why)
-        if view.outbox is not None:
-            view.outbox.removed(view, fact, why)
-        _remove_companion(view, fact.name)
-        view.forget(fact.name)
-        return 1
+        log.log(level, "record %d: removed %s: %s", st.number, path, why)
+        _remove_companion(st, fact.name)
+        st.forget(fact.name)
+        return Removed(fact, why, None)
     if removal.outcome is Outcome.GONE:
-        view.forget(fact.name)  # another record sharing the directory removed it
+        st.forget(fact.name)  # another record sharing the directory removed it
     elif removal.outcome is Outcome.CHANGED:
-        view.look_again(history, fact.name, now_ns)  # a new delivery: a candidate again
-    elif view.unremovable.get(fact.name, (None,))[0] != fact.version:
+        observe.look_again(st, history, fact.name, now_ns)  # a new delivery: a candidate again
+    elif st.unremovable.get(fact.name, (None,))[0] != fact.version:
         # Once per version, not at every pass: the next poll tries again.
-        log.warning("record %d: cannot remove %s (%s): %s", view.number, path, why, removal.reason)
-        view.unremovable[fact.name] = (fact.version, removal.reason)
-    return 0
+        log.warning("record %d: cannot remove %s (%s): %s", st.number, path, why, removal.reason)
+        st.unremovable[fact.name] = (fact.version, removal.reason)
+    return None
 
 
-def _remove_companion(view: View, name: str) -> None:
-    companion = view.companion(name)
-    if companion is None or view.spool is None:
+def remove_queued(number: int, directory: str, fact: FileFact, why: str) -> Removed | None:
+    """Remove a file of a queue's errors/ or tmp/ (retention)."""
+    path = os.path.join(directory, fact.name)
+    try:
+        os.unlink(path)
+    except OSError:
+        return None  # gone, or not ours to remove: the next poll looks again
+    log.info("record %d: removed %s: %s", number, escape(path), why)
+    return Removed(fact, why, directory)
+
+
+def _remove_companion(st: FileState, name: str) -> None:
+    companion, _ = companion_name(st.record.options, name, st.fields(name))
+    if companion is None or st.spool is None:
         return
-    view._owner.pop(companion, None)
-    removal = unlink.remove_name(view.spool.fd, companion)
-    shown = escape(view.path_of(companion))
+    st.companions.pop(companion, None)
+    removal = unlink.remove_name(st.spool.fd, companion)
+    shown = escape(st.path_of(companion))
     if removal.outcome is Outcome.REMOVED:
-        log.info("record %d: removed %s: the companion of %s", view.number, shown, escape(name))
+        log.info("record %d: removed %s: the companion of %s", st.number, shown, escape(name))
     elif removal.outcome is Outcome.REFUSED:
-        log.warning("record %d: cannot remove %s: %s", view.number, shown, removal.reason)
+        log.warning("record %d: cannot remove %s: %s", st.number, shown, removal.reason)

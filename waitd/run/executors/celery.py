@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: MIT
 """The Celery executor: runs of `run=celery` records go to `waitd worker`s.
 
-`Dispatch` is the executor the loop uses: runs with a task id (`Run.task`,
-records with `run=celery`) go to `Remote`, the others to `executor.Local`.
+`Dispatch` gives each record its executor: `Remote` for a record with
+`run=celery`, `local.Local` for the others (and each run holds its own:
+`Run.executor`); at start, a status 0 with a task id is a Celery run's.
+It also holds what the loop waits on (`wakeup_fds`, `drain`, `release`)
+and what the status shows of the broker.
 `Remote` never makes the loop wait on the broker: `start` and `signal`
 only queue the message, and two threads of its own do the broker's I/O:
 
@@ -41,14 +44,17 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import CeleryConf
 from waitd.decide.outcome import Outcome
 from waitd.formats.history_line import Event, Status
-from waitd.run.executors.local import Executor, signal_name
+from waitd.run.executors import Executor
+from waitd.run.executors.local import Local, signal_name
 from waitd.run.runs import Run
 from waitd.worker import app as celery_app
 
@@ -72,20 +78,13 @@ class _Watch:
 
 
 class Dispatch:
-    """The loop's executor: Celery runs to `Remote`, the others to `Local`."""
+    """The executor of each record, and what the loop waits on."""
 
-    def __init__(self, local: Executor, celery: CeleryConf | None) -> None:
+    def __init__(self, local: Local, celery: CeleryConf | None) -> None:
         self.local = local
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.remote = Remote(celery, self._wake) if celery is not None else None
-
-    @property
-    def forget_fd(self) -> Any:
-        return self.local.forget_fd
-
-    @forget_fd.setter
-    def forget_fd(self, value: Any) -> None:
-        self.local.forget_fd = value
+        self._none = _Unconfigured()
 
     def configure(self, celery: CeleryConf | None) -> None:
         """waitd.conf reread: a first [celery] starts the executor; a change
@@ -94,6 +93,16 @@ class Dispatch:
             self.remote = Remote(celery, self._wake)
         elif self.remote is not None and celery != self.remote.conf:
             log.warning("waitd.conf: [celery] changed; the change takes effect when waitd starts again")
+
+    def of(self, run: str) -> Executor:
+        """The executor of a record's runs (its `run=`)."""
+        if run != "celery":
+            return self.local
+        return self.remote if self.remote is not None else self._none
+
+    def of_event(self, event: Event) -> Executor:
+        """The executor of an open run in the history (a task id: Celery's)."""
+        return self.local if event.task is None else self.of("celery")
 
     def report(self) -> dict[str, Any] | None:
         """The broker's state for the status document; None without one
@@ -106,38 +115,6 @@ class Dispatch:
         state = self.report() if run == "celery" else None
         return state is not None and state["down_since"] is not None
 
-    def ready(self, run: str) -> bool:
-        """True when a run of that kind (`run=`) may start now."""
-        if run != "celery":
-            return True
-        if self.remote is None:
-            return False
-        return self.remote.ready()
-
-    def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
-        if run.task is None:
-            self.local.start(run, program, argv, env, cwd)
-        elif self.remote is None:
-            raise OSError(0, "waitd.conf has no [celery] broker")
-        else:
-            self.remote.start(run, program, argv, env, cwd)
-
-    def poll(self, run: Run) -> Outcome | None:
-        if run.task is None:
-            return self.local.poll(run)
-        return self.remote.poll(run) if self.remote is not None else None
-
-    def signal(self, run: Run, signum: int) -> None:
-        if run.task is None:
-            self.local.signal(run, signum)
-        elif self.remote is not None:
-            self.remote.signal(run, signum)
-
-    def adopt(self, event: Event) -> bool:
-        if event.task is None:
-            return self.local.adopt(event)
-        return self.remote.adopt(event) if self.remote is not None else False
-
     def wakeup_fds(self) -> list[int]:
         return [*self.local.wakeup_fds(), self._read]
 
@@ -149,11 +126,44 @@ class Dispatch:
         except BlockingIOError:
             pass
 
+    def release(self, forget: Callable[[int], None]) -> None:
+        """Close the wake-up descriptors of runs that ended, once `forget`
+        (the loop's selector) has let go of each."""
+        self.local.release(forget)
+
     def _wake(self) -> None:
         try:
             os.write(self._write, b"x")
         except BlockingIOError:
             pass  # full: the loop wakes anyway
+
+
+class _Unconfigured:
+    """The executor of run=celery records while waitd.conf has no [celery]."""
+
+    remote = True
+    term = "revoking its celery task (terminate)"
+
+    def ident(self) -> str | None:
+        return str(uuid.uuid4())
+
+    def ready(self) -> bool:
+        return False
+
+    def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
+        raise OSError(0, "waitd.conf has no [celery] broker")
+
+    def poll(self, run: Run) -> Outcome | None:
+        return None
+
+    def signal(self, run: Run, signum: int) -> None:
+        pass
+
+    def adopt(self, event: Event) -> bool:
+        return False
+
+    def describe(self, run: Run) -> str:
+        return f"celery task {run.task}"
 
 
 class Remote:
@@ -175,6 +185,15 @@ class Remote:
         self._threads: list[threading.Thread] = []
 
     # -- the loop's side ---------------------------------------------------------
+
+    remote = True
+    term = "revoking its celery task (terminate)"
+
+    def ident(self) -> str | None:
+        return str(uuid.uuid4())
+
+    def describe(self, run: Run) -> str:
+        return f"celery task {run.task}"
 
     def ready(self) -> bool:
         self._begin()

@@ -1,11 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Executors: how a run's handler is executed, watched and signalled.
+"""The local executor: handlers run as child processes of waitd, on this host.
 
-`Executor` is the interface the loop uses, whatever executes the handler:
-`start` a run (its status 0 already on disk), `poll` it for an `Outcome`,
-`signal` its process group, `adopt` a handler a dead waitd left running,
-and `wakeup_fds`, descriptors that become readable when something ends.
-`Local` is the one on this host: the handler is executed with
+`Local` is the `Executor` of this host: the handler is executed with
 os.posix_spawn (vfork and exec in glibc) in its own session, stdin from
 /dev/null, stdout and stderr on the run's log file, the incoming directory
 as working directory, the signal dispositions and mask a fresh process
@@ -14,8 +10,9 @@ every other one close-on-exec).  argv is [process-name, path...], never
 through a shell.
 
 An adopted handler is not waitd's child: its end is seen through a pidfd
-(Linux 5.3) that joins the loop's selector, or at a poll where there is
-none, and its outcome is unknown (status 1).
+(Linux 5.3) that joins the loop's selector (`wakeup_fds`; once it ended,
+`release` lets the loop forget it before it is closed), or at a poll
+where there is none, and its outcome is unknown (status 1).
 
 Failures: `start` raises OSError when the handler cannot be executed;
 `signal` ignores a process group already gone; `poll` of a pid reaped
@@ -28,7 +25,6 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from typing import Protocol
 
 import psutil
 
@@ -42,23 +38,25 @@ _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 CREATE_SLACK_S = 2.0
 
 
-class Executor(Protocol):
-    def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None: ...
-    def poll(self, run: Run) -> Outcome | None: ...
-    def signal(self, run: Run, signum: int) -> None: ...
-    def adopt(self, event: Event) -> bool: ...
-    def wakeup_fds(self) -> list[int]: ...
-
-    forget_fd: Callable[[int], None]  # set by the loop: a wake-up descriptor is about to close
-
-
 class Local:
     """Handlers run as child processes of waitd, on this host."""
+
+    remote = False
+    term = "TERM to its process group"
 
     def __init__(self) -> None:
         self._home: int | None = None
         self._pidfds: dict[int, int] = {}  # pid of an adopted handler -> its pidfd
-        self.forget_fd: Callable[[int], None] = lambda fd: None  # the loop stops watching it
+        self._spent: list[int] = []  # pidfds of adopted handlers that ended: to forget, then close
+
+    def ident(self) -> str | None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    def describe(self, run: Run) -> str:
+        return f"pid {run.pid}"
 
     def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
         """Execute the handler in its own session; set `run.pid`."""
@@ -109,8 +107,7 @@ class Local:
         if fd is None and _alive(pid):
             return None
         if fd is not None:
-            self.forget_fd(fd)
-            os.close(self._pidfds.pop(pid))
+            self._spent.append(self._pidfds.pop(pid))
         return Outcome(Status.UNKNOWN)
 
     def signal(self, run: Run, signum: int) -> None:
@@ -136,6 +133,14 @@ class Local:
 
     def wakeup_fds(self) -> list[int]:
         return list(self._pidfds.values())
+
+    def release(self, forget: Callable[[int], None]) -> None:
+        """Close the pidfds of adopted handlers that ended, each once
+        `forget` (the loop's selector) has let go of it."""
+        while self._spent:
+            fd = self._spent.pop()
+            forget(fd)
+            os.close(fd)
 
 
 def _same_process(event: Event) -> bool:

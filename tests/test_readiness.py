@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: MIT
+"""Unit tests of decide.readiness: which files may run now (the heap is test_scan's)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from waitd.config import options
+from waitd.decide.facts import FOREVER_NS, FileFact
+from waitd.decide.readiness import WRITER_STALL_NS, Holds, companion_name, held_until, in_drain, member_held
+from waitd.formats.history_line import Event, Status
+
+S = 1_000_000_000
+
+
+def fact(name: str, mtime_s: float = 100.0, size: int = 1) -> FileFact:
+    return FileFact(name, int(mtime_s * S), int(mtime_s * S), size, 7, 7)
+
+
+def holds(**kw) -> Holds:
+    base = dict(companions=(), left_alone=(), writing=(), drain=None, busy=lambda name: False)
+    base.update(kw)
+    return Holds(**base)
+
+
+def event(f: FileFact, status: Status = Status.KNOWN, **kw) -> Event:
+    return Event(f"/in/{f.name}", "h", f.mtime_ns // S, status, version=f.version, **kw)
+
+
+def test_a_file_may_run_when_nothing_holds_it():
+    assert held_until(holds(), fact("a"), None) is None
+
+
+def test_never_by_itself_a_companion_a_name_left_alone_a_file_taken_or_busy():
+    a = fact("a")
+    assert held_until(holds(companions={"a"}), a, None) == FOREVER_NS
+    assert held_until(holds(left_alone={"a": "does not parse"}), a, None) == FOREVER_NS
+    assert held_until(holds(), a, None, taken={"a"}) == FOREVER_NS
+    assert held_until(holds(busy=lambda name: name == "a"), a, None) == FOREVER_NS
+
+
+def test_the_drain_takes_only_the_versions_ready_at_start():
+    a = fact("a")
+    assert held_until(holds(drain={"a": a.version}), a, None) is None
+    assert held_until(holds(drain={"a": fact("a", size=2).version}), a, None) == FOREVER_NS
+    assert held_until(holds(drain={}), a, None) == FOREVER_NS
+    assert member_held(holds(drain={}), a) == FOREVER_NS
+
+
+def test_a_writer_holds_a_file_until_it_closes_or_stalls():
+    a = fact("a")
+    assert held_until(holds(writing={"a"}), a, None) == a.mtime_ns + WRITER_STALL_NS
+    assert member_held(holds(writing={"a"}), a) == a.mtime_ns + WRITER_STALL_NS
+    assert member_held(holds(), a) is None
+
+
+def test_a_retry_waits_for_its_time_and_the_later_hold_wins():
+    a = fact("a")
+    retry = event(a, Status.UNKNOWN, retry_at=500.0)
+    assert held_until(holds(), a, retry) == 500 * S
+    assert held_until(holds(writing={"a"}), a, retry) == max(500 * S, a.mtime_ns + WRITER_STALL_NS)
+
+
+def test_done_waits_for_the_companion_and_its_wait_age():
+    a = fact("a")
+    there = fact("a.done", 300.0)
+    assert held_until(holds(companion=lambda name: None, wait_ns=10 * S), a, None) == FOREVER_NS
+    assert held_until(holds(companion=lambda name: there, wait_ns=10 * S), a, None) == 310 * S
+
+
+def test_the_companion_name_of_done():
+    opts, problems = options.parse(["done={name}.done"])
+    assert not problems
+    assert companion_name(opts, "a.dat", {"name": "a.dat"}) == ("a.dat.done", None)
+    assert companion_name(opts, "a.dat", None)[1] is not None
+    opts, _ = options.parse(["done={name}"])
+    assert companion_name(opts, "a", {"name": "a"}) == (None, "done={name} names 'a', not another file here")
+    opts, _ = options.parse(["done={nope}.ok"])
+    assert companion_name(opts, "a", {"name": "a"}) == (None, "done={nope}.ok does not fit its fields")
+    assert companion_name(options.parse([])[0], "a", {}) == (None, None)
+
+
+def test_a_file_of_the_drain_is_still_to_run_until_it_is_handled():
+    a = fact("a")
+    v = a.version
+    assert in_drain(a, v, None, 0)
+    assert not in_drain(None, v, None, 0), "gone"
+    assert not in_drain(fact("a", size=2), v, None, 0), "another version"
+    assert not in_drain(a, v, event(a), 0), "handled"
+    assert in_drain(a, v, event(a, Status.KNOWN, error="x", exit=None), 0) is False
+    assert in_drain(a, v, event(a, Status.UNKNOWN, retry_at=5.0), 5 * S), "its retry is due"
+    assert not in_drain(a, v, event(a, Status.UNKNOWN, retry_at=5.0), 4 * S), "its retry is for a later drain"
+
+
+@given(
+    st.booleans(),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_a_hold_never_ends_before_any_of_its_reasons(writing, drained, retry_s, companion_s):
+    a = fact("a")
+    h = holds(
+        writing={"a"} if writing else set(),
+        drain={} if drained else None,
+        companion=None if companion_s is None else (lambda name: fact("a.ok", companion_s)),
+        wait_ns=S,
+    )
+    e = event(a, Status.UNKNOWN, retry_at=float(retry_s)) if retry_s is not None else None
+    until = held_until(h, a, e)
+    if drained:
+        assert until == FOREVER_NS
+        return
+    if writing:
+        assert until is not None and until >= a.mtime_ns + WRITER_STALL_NS
+    if retry_s is not None:
+        assert until is not None and until >= retry_s * S
+    if companion_s is not None:
+        assert until is not None and until >= companion_s * S + S
+    if not writing and retry_s is None and companion_s is None:
+        assert until is None

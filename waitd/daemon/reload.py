@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: MIT
+"""Taking a table, at start and on HUP; and what HUP does besides.
+
+`install` takes a table's records: each record's work is kept by its
+identity (`Works.install`), a record that claims from a queue has the
+queue's subdirectories made (and its next queue's) and this instance's
+lock on the queue taken, an inactive record is logged with why, and the
+directories are watched.  `reload` is HUP: reopen incoming.log and
+logfiles/, reread the table (an invalid one is logged and the old one
+stays in force), reread waitd.conf (the same), reset every back-off;
+running handlers go on, tied to their record's work.  A reload that
+changes a record's process-name warns how many handled files the new one
+will handle again (the history is kept by process).  A table, or a
+waitd.conf, that anyone may write is warned about at start and at each
+HUP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from waitd.config import passdir as layout
+from waitd.config import table
+from waitd.decide.facts import FileFact
+from waitd.journal.history import escape
+from waitd.run import runner
+from waitd.spool import claims, observe, queue
+from waitd.spool.state import FileState
+from waitd.worker import app as celery_app
+
+if TYPE_CHECKING:
+    from waitd.daemon.loop import Daemon
+
+log = logging.getLogger("waitd")
+
+
+def install(d: Daemon, records: Iterable[table.Record]) -> None:
+    """Take a table (at start and on HUP); known work keeps its state."""
+    passdir = d.settings.passdir
+    path_env = d.env.get("PATH", os.defpath)
+    entries = d.works.install(
+        records,
+        lambda record: _activate(d, record, path_env),
+        lambda record: layout.matcher(record, passdir),
+        lambda number: runner.last_letter(passdir, number),
+        d.history,
+    )
+    d.events.installed(entries)
+    for entry in entries:
+        if entry.record.options.claim:
+            entry.files.pending = claims.queue_of(entry.files).pending(d.settings.instance)
+    d.instance_locks.keep_only(
+        {os.path.dirname(e.record.directory) for e in entries if e.record.options.claim and not e.problem}
+    )
+    for entry in entries:
+        if entry.problem:
+            log.error(
+                "record %d (%s:%d): inactive: %s",
+                entry.number,
+                d.settings.table_path,
+                entry.record.line,
+                entry.problem,
+            )
+    d.observer.force_list = True
+    d.watcher.unwatch_all_but({e.record.directory for e in entries if not e.problem})
+    for entry in entries:
+        if not entry.problem and observe.open_dir(entry.files):
+            d.observer.watch(entry)
+
+
+def _activate(d: Daemon, record: table.Record, path_env: str) -> table.Activation:
+    """`layout.activate`; a record that claims from a queue has the
+    queue's subdirectories made, those of its next queue too."""
+    if record.options.claim:
+        for root, instance in (
+            (os.path.dirname(record.directory), d.settings.instance),
+            (record.options.next, None),
+        ):
+            if root is None:
+                continue
+            try:
+                queue.Queue(root).make(instance)
+            except OSError as exc:
+                return table.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
+        problem = d.instance_locks.hold(os.path.dirname(record.directory))
+        if problem is not None:
+            return table.Activation(None, problem)
+    return layout.activate(record, d.settings.passdir, path_env)
+
+
+def reload(d: Daemon) -> None:
+    """HUP: reopen the log, reread the table, keep the old one if invalid."""
+    d.events.reloading()
+    d.reopen_log()
+    d.launcher.logfiles_again()
+    settings = d.settings
+    records, errors = table.read(settings.table_path, settings.passdir, d.env, celery_app.problem(settings.passdir))
+    warn_table_mode(settings)
+    d.reloads += 1
+    d.reload_errors = [str(e) for e in errors]
+    if errors:
+        for error in errors:
+            log.error("%s", error)
+        log.error(
+            "%s: table not reloaded (%s); the previous table stays in force",
+            settings.table_path,
+            table.summary(errors),
+        )
+    else:
+        _warn_process_changes(d, records)
+        install(d, records)
+        active = sum(1 for e in d.entries if not e.problem)
+        log.info("waitd: HUP: table reloaded: %d records, %d active", len(d.entries), active)
+    d.reload_errors += d.events.reloaded()  # waitd.conf
+    d.dispatch.configure(d.events.conf.celery)
+    if not settings.jobs_given:
+        d.settings = replace(settings, jobs=d.events.conf.daemon.jobs)
+    d.write_status(force=True)  # `waitd -s reload` waits for this
+    d.events.ready()  # systemd: the reload is over
+
+
+def _warn_process_changes(d: Daemon, records: Iterable[table.Record]) -> None:
+    """Warn when a record of the new table is one of the old but for its
+    process-name: the history is kept by process, so every file the old
+    one handled (and keep-after kept) is new to the new one."""
+    old = {(e.record.directory, e.record.template): e for e in d.entries}
+    for record in records:
+        entry = old.get((record.directory, record.template))
+        if entry is None or entry.record.process == record.process:
+            continue
+        again = sum(1 for fact in entry.files.cands.facts.values() if _again(d, entry.files, record, fact))
+        if again:
+            log.warning(
+                "record %d: process-name changed from %s to %s: %d file(s) handled by the old one "
+                "will be handled again by the new one (the history is kept by process)",
+                record.number,
+                escape(entry.record.process),
+                escape(record.process),
+                again,
+            )
+
+
+def _again(d: Daemon, files: FileState, record: table.Record, fact: FileFact) -> bool:
+    """The old process handled this version, the new one did not."""
+    path = files.path_of(fact.name)
+    mine = d.history.latest(path, files.record.process)
+    theirs = d.history.latest(path, record.process)
+    handled = mine is not None and mine.same_version(fact) and mine.consumed
+    return handled and (theirs is None or not theirs.same_version(fact))
+
+
+def warn_table_mode(settings: Any) -> None:
+    """Warn about a table, or a waitd.conf, that any user may change."""
+    for path, what in (
+        (settings.table_path, "what waitd runs"),
+        (os.path.join(settings.passdir, "waitd.conf"), "where waitd writes and sends its events"),
+    ):
+        unsafe = table.writable_by_others(path)
+        if unsafe is not None:
+            log.warning("%s: %s; anyone can change %s", path, unsafe, what)

@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: MIT
+"""The parts of a turn of the loop: observe, the scheduler's situation, apply.
+
+`Observer.observe` looks at the records' directories: what inotify named
+is stat'ed, and at a poll (or when asked: ALRM, an overflow, a directory
+gone) every directory is listed (a directory changed since its last
+listing; with no inotify watch, its known files are stat'ed too); the
+history's chores of a poll (the events a full disk held back, the
+compaction) are done first.
+
+`situation` turns the daemon's state into what `scheduler.plan` takes:
+each active record as a `Seat` (its limits, back-off, executor, out-limit,
+its ready jobs when asked, and its removal facts), the runs, `--jobs`, the
+holds.  A record's trouble while its jobs are looked at is logged once and
+skips that record.
+
+`apply` carries out a plan, in its order: signals (logging the stop's),
+the moves of ended runs' queue files, the retirement of the ended runs the
+plan saw, the out-limit looks, the starts, the publications, the removals;
+then it tells the events what was removed and what became of groups.
+
+Nothing here decides: the rules are `decide`'s, taken by the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from waitd.config import table
+from waitd.decide import scheduler
+from waitd.decide.facts import FileFact
+from waitd.decide.outcome import Job, Why
+from waitd.decide.scheduler import Candidate, Mode, Plan, Seat, Situation, Sweep
+from waitd.run import publish
+from waitd.run.work import Entry
+from waitd.spool import claims, observe, ready, sweep
+from waitd.spool.gather import Notice
+
+if TYPE_CHECKING:
+    from waitd.daemon.loop import Daemon
+
+log = logging.getLogger("waitd")
+
+
+# -- observe ---------------------------------------------------------------------
+
+
+class Observer:
+    """What the loop sees of the directories, each turn."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.force_list = True  # list every directory at the next turn
+
+    def observe(self, now: float, now_ns: int, poll: bool) -> bool:
+        """Take inotify's news, and list at a poll; True when it listed."""
+        d = self.d
+        self._changes(now_ns)
+        if poll:
+            d.next_poll = now + d.settings.interval_s
+            if not d.launcher.flush_unwritten() and not d.compact_at_start:
+                # The compaction at start waits for the end of the first pass.
+                if d.history.needs_compaction() and not d.runs.live():
+                    d.compact()
+        listing = poll or self.force_list
+        self.force_list = False
+        if listing:
+            for entry in d.entries:
+                if entry.problem:
+                    continue
+                try:
+                    self._list(entry, now_ns)
+                except Exception as exc:
+                    # One record's trouble must not stop the others.
+                    d.record_errors.note(exc, f"record {entry.number}: its pass")
+        return listing
+
+    def _list(self, entry: Entry, now_ns: int) -> None:
+        d = self.d
+        watched = d.watcher.watching(entry.record.directory)
+        observe.refresh(entry.files, d.history, now_ns, restat=not watched)
+        self.watch(entry)
+
+    def watch(self, entry: Entry) -> None:
+        spool = entry.files.spool
+        if spool is not None and entry.files.dir_note is None:
+            # Again when the directory was replaced: the old watch would go
+            # on reporting the old one.
+            self.d.watcher.watch(entry.record.directory, (spool.identity.dev, spool.identity.ino))
+
+    def _changes(self, now_ns: int) -> None:
+        """Apply what inotify reported: stat the names it named."""
+        d = self.d
+        changes = d.watcher.read()
+        if changes.overflow:
+            log.warning("waitd: inotify queue overflowed; listing every directory")
+            self.force_list = True
+        for entry in d.entries:
+            directory = entry.record.directory
+            if directory in changes.gone:
+                entry.files.listed_mtime_ns = None
+                self.force_list = True
+            names = changes.names.get(directory)
+            if names:
+                observe.touched(entry.files, d.history, names, now_ns)
+
+
+# -- the situation ---------------------------------------------------------------
+
+
+def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
+    """What the scheduler looks at now."""
+    held_until = d.hold_until
+    if d.launcher.unwritten:
+        held_until = max(held_until, d.next_poll)  # an end waits to be written: written at the poll
+    d.news = []
+    seats = [_seat(d, e, now, now_ns, listing) for e in d.entries if not e.problem and e.files.spool is not None]
+    return Situation(
+        d.mode,
+        now_ns,
+        seats,
+        d.runs.scheduled(d.works.number_of),
+        d.settings.jobs,
+        held_until,
+        d.stop_at if d.mode is Mode.STOPPING else None,
+        d.settings.stop_timeout_s,
+    )
+
+
+def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Seat:
+    record, files = entry.record, entry.files
+    options = record.options
+    busy = d.runs.busy_for(record.process)
+
+    def take(n: int) -> tuple[list[Candidate], float | None]:
+        try:
+            jobs, due_ns, notices = ready.take(files, n, d.history, now_ns, busy)
+        except Exception as exc:
+            d.record_errors.note(exc, f"record {entry.number}: choosing its next file")
+            return [], None
+        d.news += [(entry, n) for n in notices]
+        candidates = [Candidate(entry.number, job.claim, job.key, job, _names(entry, job)) for job in jobs]
+        return candidates, None if due_ns is None else now + (due_ns - now_ns) / 1e9
+
+    out = None
+    if options.claim and options.out_limit is not None and options.next is not None:
+        out = scheduler.OutLimit(
+            options.out_limit,
+            options.out_wait_s,
+            d.outflow.last(options.next),
+            claims.Outflow.count(options.next),
+            options.next,
+        )
+    return Seat(
+        entry.number,
+        options.jobs,
+        take,
+        options.key is not None,
+        record.publish_only,
+        entry.tally.backoff_until,
+        record.publish_only or d.dispatch.of(options.run).ready(),
+        out,
+        lambda name: d.runs.working(files.path_of(name)),
+        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE else None,
+    )
+
+
+def _names(entry: Entry, job: Job) -> tuple[str, ...]:
+    """The names of a job's files in the record's own directory."""
+    directory = entry.record.directory
+    return tuple(f.name for f, p in zip(job.facts, job.paths, strict=True) if os.path.dirname(p) == directory)
+
+
+def _sweep(d: Daemon, entry: Entry, listing: bool) -> Sweep:
+    """What the removal rules look at for a record this turn."""
+    record, files = entry.record, entry.files
+    history = d.history
+
+    def latest_group(fact: FileFact) -> str | None:
+        event = history.latest(files.path_of(fact.name), record.process)
+        return event.group if event is not None and event.same_version(fact) else None
+
+    def handled(fact: FileFact) -> bool:
+        event = history.latest(files.path_of(fact.name), record.process)
+        return event is not None and event.same_version(fact) and event.consumed
+
+    errors = tmp = None
+    if listing and record.options.claim:
+        errors, tmp = claims.listing(claims.queue_of(files))
+    return Sweep(
+        record.keep,
+        files.done.values(),
+        latest_group if files.groups is not None else None,
+        lambda fact: all_done(d, entry, fact),
+        record.too_old_h,
+        files.cands.facts.values() if listing else (),
+        handled,
+        errors,
+        tmp,
+        claims.ours(files.match),
+    )
+
+
+def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
+    """Every record of the directory that matches the file handled it with
+    exit 0 (inactive records count too: a file shared with a record whose
+    handler is missing now waits for it, or for its expiry)."""
+    path = entry.files.path_of(fact.name)
+    for other in d.works.sharing(entry.record.directory):
+        if not other.files.match(fact.name):
+            continue
+        event = d.history.latest(path, other.record.process)
+        if event is None or not event.same_version(fact) or not event.succeeded:
+            return False
+    return True
+
+
+# -- apply -----------------------------------------------------------------------
+
+
+def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
+    """Carry out a plan."""
+    _signal(d, plan)
+    seen = {r.run_id for r in d.runs.ended()}
+    for move in plan.move:
+        run = d.runs.get(move.run_id)
+        if run is not None and run.work is not None:
+            if d.launcher.dispose(run, move.disposal):
+                tell_removed(d, run.work.files.record, run.job.fact, "handled with exit 0", os.path.dirname(run.path))
+            d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
+    d.launcher.retire(seen)
+    by_number = {e.number: e for e in d.entries}
+    for queue, look, files in plan.looked:
+        first = next((e for e in d.entries if e.record.options.next == queue), None)
+        if first is not None and first.record.options.out_limit is not None:
+            d.outflow.looked(first.number, queue, look, files, first.record.options.out_limit)
+    starts = [(by_number[c.record], c.ref) for c in plan.start if isinstance(c.ref, Job)]
+    if starts and not d.launcher.start(starts, now_ns):
+        d.hold_until = d.next_poll  # the history refused: no start until the next poll
+    _publish(d, plan.publish, by_number, now_ns)
+    _remove(d, plan.remove, by_number, now_ns)
+    for entry, notice in d.news:
+        _tell_group(d, entry, notice)
+    d.news = []
+
+
+def _signal(d: Daemon, plan: Plan) -> None:
+    stop = sum(1 for s in plan.signal if s.why is Why.STOP)
+    if stop:
+        log.warning("waitd: stop timeout reached; sending TERM to %d handler(s)", stop)
+    ended = {r.run_id for r in d.runs.ended()}
+    kills = [s for s in plan.signal if s.signum == signal.SIGKILL and s.run_id not in ended]
+    if kills and d.mode is Mode.STOPPING:
+        log.warning("waitd: sending KILL to %d handler(s)", len(kills))
+    for sig in plan.signal:
+        run = d.runs.get(sig.run_id)
+        if run is not None:
+            d.launcher.signal(run, sig.signum, sig.why, sig.grace_s)
+
+
+def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], now_ns: int) -> None:
+    of_record: dict[int, list[Job]] = {}
+    for c in jobs:
+        if isinstance(c.ref, Job):
+            of_record.setdefault(c.record, []).append(c.ref)
+    for number, mine in of_record.items():
+        if not publish.publish(by_number[number], mine, d.history, now_ns):
+            d.hold_until = d.next_poll
+            return
+
+
+def _remove(d: Daemon, removals: Sequence[scheduler.Remove], by_number: dict[int, Entry], now_ns: int) -> None:
+    for r in removals:
+        entry = by_number[r.record]
+        if r.directory is None:
+            done = sweep.remove(entry.files, d.history, r.fact, r.why, now_ns)
+        else:
+            done = sweep.remove_queued(entry.number, r.directory, r.fact, r.why)
+        if done is not None:
+            entry.tally.counters.removed += 1
+            tell_removed(d, entry.record, done.fact, done.why, done.directory)
+
+
+def tell_removed(d: Daemon, record: table.Record, fact: FileFact, why: str, directory: str | None) -> None:
+    """A file was removed: an event (`directory`: not the record's own)."""
+    outbox = d.events.outbox
+    if outbox is not None:
+        outbox.removed(record, fact, why, directory)
+
+
+def _tell_group(d: Daemon, entry: Entry, notice: Notice) -> None:
+    outbox = d.events.outbox
+    if outbox is not None:
+        outbox.group(entry.record, notice.gid, notice.state, notice.names, notice.missing)

@@ -1,0 +1,257 @@
+# SPDX-License-Identifier: MIT
+"""Observing a record's directory: open, list, stat, and what each says.
+
+The I/O of a record's files, on its `FileState`: `open_dir` opens the
+directory (again, when it was replaced; logged once when it is gone);
+`refresh` lists it when it changed since the last listing (its mtime),
+or, with `restat`, stats the known files when it did not (a file
+rewritten in place changes no name); `touched` stats the names inotify
+reported; `verify` stats a job's files once more just before its start
+(a file that vanished is forgotten and logged, one that changed is aged
+again: the start is dropped); `companion` stats the companion of a file
+(done=).  Each new or changed file is taken in: whether its version was
+handled already (the history), whether the --once drain still holds it,
+its companion, its group (`gather`), and whether pattern= and key= can
+take it (if not, it is left alone, logged once); a file whose mtime lies
+in the future is noted.
+
+Not here: which files are ready (`ready`), the removals (`sweep`), the
+rules (`decide`).  Every problem is logged with the record number first
+and never raised: a strange file is skipped and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from waitd.config import table
+from waitd.decide.facts import FileFact
+from waitd.decide.outcome import Job
+from waitd.decide.readiness import companion_name
+from waitd.journal.history import History, escape
+from waitd.spool.directory import Skip, Spool
+from waitd.spool.gather import Gathering
+from waitd.spool.state import FileState
+from waitd.spool.watch import CLOSED, OPENED
+
+log = logging.getLogger("waitd")
+
+# A directory whose mtime is this close to the moment it was listed may have
+# changed again within the same timestamp tick: list it again next time.
+GRANULARITY_NS = 2_000_000_000
+FUTURE_NOTE_NS = 5_000_000_000
+
+
+def open_dir(st: FileState) -> bool:
+    """Open the directory if needed; False (logged once) if it is gone."""
+    if st.spool is not None:
+        replaced = st.spool.replaced()
+        if replaced is None:
+            _note_dir(st, "directory is gone; waiting for it to come back")
+            st.cands.replace_all([], time.time_ns())
+            st.done.clear()
+            return False
+        if not replaced:
+            return True
+        log.warning("record %d: %s was replaced by another directory; following it", st.number, st.record.directory)
+        st.spool.close()
+        st.spool = None
+    try:
+        st.spool = Spool(st.record.directory)
+    except OSError as exc:
+        _note_dir(st, f"cannot open directory: {exc.strerror}")
+        return False
+    if st.dir_note is not None:
+        log.info("record %d: %s is back", st.number, st.record.directory)
+    st.dir_note = None
+    st.listed_mtime_ns = None
+    return True
+
+
+def _note_dir(st: FileState, what: str) -> None:
+    if st.dir_note != what:
+        log.error("record %d: %s: %s", st.number, st.record.directory, what)
+        st.dir_note = what
+
+
+def retire(st: FileState) -> None:
+    """The record left the table: let go of its directory and files."""
+    if st.spool is not None:
+        st.spool.close()
+        st.spool = None
+    st.clear()
+
+
+def reconfigure(st: FileState, record: table.Record, history: History) -> None:
+    """Take the reloaded table's record of the same work: when it groups
+    differently, its files are filed into groups anew."""
+    grouping = record.options.group != st.record.options.group
+    st.record = record
+    if grouping:
+        spec = record.options.group
+        st.groups = Gathering.of(spec, record.telem) if spec is not None else None
+        st.left_alone.clear()
+        st.told.clear()
+        for fact in list(st.cands.facts.values()):
+            _file(st, fact)
+
+
+def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) -> bool:
+    """List the directory if it changed since the last listing; with
+    `restat`, stat the known files even when it did not (without inotify,
+    only a stat sees a file rewritten in place)."""
+    if not open_dir(st):
+        return False
+    assert st.spool is not None
+    try:
+        mtime = st.spool.mtime_ns()
+    except OSError as exc:
+        _note_dir(st, f"cannot stat directory: {exc.strerror}")
+        return False
+    if mtime == st.listed_mtime_ns and st.listed_at_ns - mtime > GRANULARITY_NS:
+        if restat:
+            _restat_known(st, history, now_ns)
+        return False
+    listed_at = time.time_ns()
+    try:
+        names = st.spool.names(st.match)
+    except OSError as exc:
+        _note_dir(st, f"cannot list directory: {exc.strerror}")
+        return False
+    facts, skipped = st.spool.stat_all(names)
+    for name, reason in skipped.items():
+        st.note(name, reason)
+    if st.noted:
+        for fact in facts:
+            st.noted.pop(fact.name, None)
+    changed, gone = st.cands.replace_all(facts, now_ns)
+    for name in gone:
+        st.forget(name)
+    for fact in changed:
+        _take_in(st, history, fact, now_ns)
+    st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
+    st.listed_mtime_ns = mtime
+    st.listed_at_ns = listed_at
+    return True
+
+
+def _restat_known(st: FileState, history: History, now_ns: int) -> None:
+    known = list(st.cands.facts)
+    facts, skipped = st.spool.stat_all(known) if st.spool is not None else ([], {})
+    for name, reason in skipped.items():
+        st.note(name, reason)
+    seen = {fact.name for fact in facts}
+    for name in known:
+        if name not in seen:
+            st.forget(name)
+    for fact in facts:
+        if st.cands.update(fact, now_ns):
+            _take_in(st, history, fact, now_ns)
+
+
+def touched(st: FileState, history: History, names: dict[str, str | None], now_ns: int) -> None:
+    """Stat the names inotify reported, instead of listing everything."""
+    if st.spool is None:
+        return
+    for name, state in names.items():
+        if not st.match(name):
+            continue
+        if state == OPENED:
+            st.writing.add(name)
+        elif state == CLOSED:
+            st.writing.discard(name)
+        look_again(st, history, name, now_ns)
+
+
+def look_again(st: FileState, history: History, name: str, now_ns: int) -> None:
+    """Stat one name and take what it says: a new version, or gone."""
+    fact = _stat(st, name)
+    if fact is None:
+        st.forget(name)
+    elif st.cands.update(fact, now_ns):
+        _take_in(st, history, fact, now_ns)
+
+
+def verify(st: FileState, history: History, job: Job, now_ns: int) -> bool:
+    """Stat a job's file once more before its start: True if it is as the
+    job saw it; else it vanished (forgotten, logged) or changed (aged
+    again), and the job does not start.  A group's members and a retry
+    waiting in pending were seen by their group and their claim."""
+    if job.group is not None or len(job.facts) != 1 or job.path != st.path_of(job.fact.name) or st.spool is None:
+        return True
+    fact = job.fact
+    fresh = _stat(st, fact.name)
+    if fresh is None:
+        log.info("record %d: %s vanished before its run", st.number, escape(job.path))
+        st.forget(fact.name)
+        return False
+    if fresh != fact:
+        # Still being written (or touched): order and age it again.
+        if st.cands.update(fresh, now_ns):
+            _take_in(st, history, fresh, now_ns)
+        return False
+    return True
+
+
+def companion(st: FileState, name: str) -> FileFact | None:
+    """The companion of a file (done=), if it is there (a stat); a file
+    whose companion cannot be named is left alone (logged once)."""
+    other, why = companion_name(st.record.options, name, st.fields(name))
+    if why is not None:
+        st.leave_alone(name, why)
+    if other is None or st.spool is None:
+        return None
+    try:
+        fact = st.spool.stat(other)
+    except (OSError, Skip):
+        return None
+    st.companions[other] = name
+    return fact
+
+
+def _stat(st: FileState, name: str) -> FileFact | None:
+    assert st.spool is not None
+    facts, skipped = st.spool.stat_all((name,))
+    for reason in skipped.values():
+        st.note(name, reason)
+    if not facts:
+        return None
+    st.noted.pop(name, None)
+    return facts[0]
+
+
+def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> None:
+    """A new or changed file: what its history, the drain, its companion,
+    its group and its name say of it."""
+    name = fact.name
+    st.left_alone.pop(name, None)  # its pattern or key is judged again
+    event = history.latest(st.path_of(name), st.record.process)
+    if event is not None and event.same_version(fact) and event.succeeded:
+        st.done[name] = fact
+    else:
+        st.done.pop(name, None)
+    if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
+        del st.drain[name]  # another version than the one ready at start
+    if fact.mtime_ns > now_ns + FUTURE_NOTE_NS:
+        st.note(name, "mtime is in the future; its age counts from when waitd first saw it")
+    options = st.record.options
+    if options.done is not None:
+        other, _ = companion_name(options, name, st.fields(name))
+        if other is not None:
+            st.companions[other] = name
+    if st.groups is not None:
+        _file(st, fact)
+    elif options.pattern is not None or options.key is not None:
+        st.judge(name)  # at once, so that the status says so while it ages
+
+
+def _file(st: FileState, fact: FileFact) -> None:
+    """File a file into its group (a grouping record)."""
+    assert st.groups is not None
+    values = st.fields(fact.name)
+    why = st.groups.filed(fact, values) if values is not None else st.no_parse()
+    if why is not None:
+        st.leave_alone(fact.name, why)
+    else:
+        st.told.pop(fact.name, None)
