@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from waitd.config import table
-from waitd.decide import scheduler
+from waitd.decide import removal, scheduler
 from waitd.spool import claims, sweep
 from waitd.spool import queue as q
 
@@ -38,7 +38,7 @@ def expire_files(number: int, queue: q.Queue, hours: float, now_ns: int, match) 
     """The retention of a queue's errors/ and tmp/ for a record: listed,
     planned by the scheduler, carried out by the sweep; how many went."""
     errors, tmp = claims.listing(queue)
-    facts = scheduler.Sweep(too_old_h=hours, errors=errors, tmp=tmp, ours=claims.ours(match))
+    facts = removal.Sweep(too_old_h=hours, errors=errors, tmp=tmp, ours=claims.ours(match))
     plan = scheduler.plan(0.0, scheduler.Situation(now_ns=now_ns, seats=[scheduler.Seat(number, sweep=facts)]))
     return sum(sweep.remove_queued(number, r.directory, r.fact, r.why) is not None for r in plan.remove if r.directory)
 

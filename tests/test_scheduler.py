@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waitd.decide.facts import FileFact
-from waitd.decide.handoff import Disposal, Outlook
+from waitd.decide.handoff import Disposal, OutLimit, Outlook
 from waitd.decide.outcome import Verdict, Why
-from waitd.decide.removal import Entry
+from waitd.decide.removal import Entry, Sweep
 from waitd.decide.scheduler import (
     KILL_AGAIN_S,
     KILL_GRACE_S,
@@ -23,13 +23,11 @@ from waitd.decide.scheduler import (
     Candidate,
     End,
     Mode,
-    OutLimit,
     Phase,
     Plan,
     Running,
     Seat,
     Situation,
-    Sweep,
     plan,
 )
 

@@ -8,19 +8,20 @@ writes a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
   timeout, a back-off's end, the stop timeout);
-- observe: take what inotify reported, reap ended runs and write their
-  ends, answer the control socket, act on the signals (each cleared
-  first, then acted on: ten ALRMs make one scan), list the directories
-  at a poll (`turn.Observer`);
+- observe: take what inotify reported, reap ended runs, answer the
+  control socket, act on the signals (each cleared
+  first, then acted on: ten ALRMs make one scan; `orders`), list the
+  directories at a poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
-- apply its answer: signals, moves, starts, publications, removals
-  (`turn.apply`).
+- apply its answer: signals, starts, publications, then the ends of the
+  runs reaped (written while the new handlers run), the moves of their
+  queue files, removals (`turn.apply`).
 
 States (`scheduler.Mode`): ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT);
 any -> STOPPING (TERM), which starts nothing, waits for running handlers
 up to the stop timeout, then sends TERM and later KILL to their process
 groups (the scheduler's), records every end and returns.  HUP rereads the
-table and waitd.conf (`reload`).
+table and waitd.conf (`orders.reload`).
 
 Failures: an exception in a turn is logged with its traceback and the loop
 goes on (the outermost guard), and one in a record's part of a turn skips
@@ -43,7 +44,7 @@ from typing import Any
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
-from waitd.daemon import control, drain, reload, sock, turn
+from waitd.daemon import control, drain, orders, sock, turn
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
 from waitd.daemon.records import Entry, Works
@@ -51,8 +52,9 @@ from waitd.daemon.signals import Wakeups
 from waitd.decide import scheduler
 from waitd.decide.scheduler import Mode
 from waitd.formats import status as report
-from waitd.journal.history import History, escape, format_event
-from waitd.run.executors.celery import Dispatch
+from waitd.journal.history import History
+from waitd.run.adopt import adopt
+from waitd.run.executors.dispatch import Dispatch
 from waitd.run.executors.local import Local, seal_descriptors
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs
@@ -112,11 +114,12 @@ class Daemon:
         self.launcher = Launcher(settings.passdir, history, self.runs, self.dispatch.of, self.env, settings.instance)
         self.outflow = claims.Outflow()
         self.instance_locks = InstanceLocks(settings.instance)
-        self._signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
+        self.signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self.next_poll = 0.0
         self.hold_until = 0.0  # monotonic: the history refused a start; none before
         self.plan_deadline: float | None = None
         self.again = False  # something changed that the next plan must see at once
+        self.closing = False  # --once: the drain is over; one last turn lists and removes
         self.news: list[tuple[Entry, Notice]] = []  # what the groups told in this turn's plan, for the events
         self.status_file = control.StatusFile(settings.passdir)
         self.compact_at_start = True
@@ -137,8 +140,8 @@ class Daemon:
             settings.passdir, self.works, history, self.env, conf or Conf(), settings.metrics, foreground
         )
         self.observer = turn.Observer(self)
-        reload.warn_table_mode(settings)
-        reload.install(self, records)
+        orders.warn_table_mode(settings)
+        orders.install(self, records)
 
     @property
     def entries(self) -> list[Entry]:
@@ -147,9 +150,7 @@ class Daemon:
     def recover(self) -> None:
         """Finish the runs a previous waitd left open (status 0, no end);
         a handler that still runs becomes its record's running handler."""
-        self.launcher.adopt(
-            self.history.open_runs(), lambda e: self.works.owner_of(e.path, e.process), self.dispatch.of_event
-        )
+        adopt(self.launcher, self.history.open_runs(), self.works.owner_of, self.dispatch.of_event)
         busy = {path for run in self.runs.live() for path in run.job.paths}
         for entry in self.entries:
             if entry.record.options.claim and not entry.problem:
@@ -164,7 +165,7 @@ class Daemon:
         self.control.open()
         inotify_fd, control_fd = self.watcher.fileno(), self.control.fileno()
         fds = [fd for fd in (inotify_fd, control_fd) if fd is not None] + self.dispatch.wakeup_fds()
-        with Wakeups(HANDLED_SIGNALS, self._signals.append, fds) as wakeups:
+        with Wakeups(HANDLED_SIGNALS, self.signals.append, fds) as wakeups:
             self.control.watch, self.control.unwatch = wakeups.watch, wakeups.discard
             log.info(
                 "waitd started: pid %d, %d records, %s, interval %g s",
@@ -188,7 +189,7 @@ class Daemon:
             finally:
                 self.watcher.close()
                 self.control.close()
-        return self._exit_status()
+        return orders.exit_status(self)
 
     def _loop(self, wakeups: Wakeups) -> None:
         calm = 0.0
@@ -213,88 +214,47 @@ class Daemon:
         self.events.tick(now, poll)
         self.dispatch.drain()
         self.launcher.reap()
-        self.launcher.finish()  # their ends, in the history before anything else
         self.dispatch.release(forget)
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
-        self._act()
+        orders.act(self)
         now, now_ns = time.monotonic(), time.time_ns()
         listing = self.observer.observe(now, now_ns, poll)
-        own = [r for r in self.runs.live() if not r.stays]  # a stop leaves the others running
-        final = (self.mode is Mode.STOPPING and not own) or (
-            self.settings.once
-            and self.mode is not Mode.STOPPING
-            and not own
-            and drain.over(self.entries, self.history, lambda e: self.dispatch.down(e.record.options.run))
-        )
-        plan = scheduler.plan(now, turn.situation(self, now, now_ns, listing or final))
+        plan = scheduler.plan(now, turn.situation(self, now, now_ns, listing or self.closing))
         self.plan_deadline = plan.deadline
         turn.apply(self, plan, now_ns)
-        if self.compact_at_start and (final or self.mode is not Mode.STOPPING):
+        done = self._done(plan)
+        if self.compact_at_start and (done or self.mode is not Mode.STOPPING):
             # After the first pass, so that a big history does not delay the
             # first handler; before any later one, so it still bounds the file.
             self.compact_at_start = False
-            self.compact()
+            self.observer.compact()
         self.write_status()
-        return final and not plan.start
+        return done
 
-    def _exit_status(self) -> int:
-        self.write_status(force=True)
-        lost = self.launcher.flush_unwritten()
-        self.events.close()
-        for event in self.launcher.unwritten:
-            # Not on disk: the next waitd records these runs as status 1.
-            log.critical(
-                "%s: exiting with an end event not written: %s %s",
-                self.history.path,
-                escape(event.path),
-                format_event(event).strip(),
-            )
-        left = drain.left(self.entries) if self.settings.once else 0
-        if left:
-            log.warning("waitd: --once: %d file(s) ready at start not started; left for the next run", left)
-        log.info("waitd stopped")
-        if lost:
-            return 1
-        inactive = any(e.problem for e in self.entries)
-        return 1 if self.settings.once and (self.launcher.failures or inactive or left) else 0
-
-    def note_signal(self, signum: int) -> None:
-        """Queue a signal for the next turn (all a handler does)."""
-        self._signals.append(signum)
-
-    def _act(self) -> None:
-        """Act on the signals caught since the last turn, each once."""
-        pending = set()
-        while self._signals:
-            pending.add(self._signals.popleft())
-        if signal.SIGTERM in pending and self.mode is not Mode.STOPPING:
-            log.info("waitd: TERM: stopping; %d handler(s) running", sum(1 for r in self.runs.live() if not r.stays))
-            self.mode = Mode.STOPPING  # any -> STOPPING
-            self.events.stopping()
-            self.stop_at = time.monotonic() + self.settings.stop_timeout_s
-            return
+    def _done(self, plan: scheduler.Plan) -> bool:
+        """Whether waitd exits now: stopping, and no run of its own left (a
+        stop leaves the others running); or --once's drain over, after a
+        closing turn that lists every directory for the last removals."""
+        if plan.start or any(not r.stays for r in self.runs.live()):
+            self.closing = False
+            return False
         if self.mode is Mode.STOPPING:
-            return
-        if signal.SIGHUP in pending:
-            reload.reload(self)
-        if signal.SIGINT in pending and self.mode is Mode.ACTIVE:
-            log.info(
-                "waitd: INT: hibernating; no handler starts and nothing is removed "
-                "(to resume: waitd -s resume or CONT; to stop: waitd -s stop or TERM)"
-            )
-            self.mode = Mode.HIBERNATING  # ACTIVE -> HIBERNATING
-        if signal.SIGCONT in pending and self.mode is Mode.HIBERNATING and signal.SIGINT not in pending:
-            log.info("waitd: CONT: leaving hibernation")
-            self.mode = Mode.ACTIVE  # HIBERNATING -> ACTIVE
-        if signal.SIGALRM in pending:
-            self.observer.force_list = True
-        if pending - {signal.SIGCHLD}:
-            self.status_file.due = 0.0  # an operator's signal shows in the status at once
+            return True
+        if not self.settings.once or not drain.over(self.entries, self.history, self._cannot_start):
+            return False
+        if self.closing:
+            return True
+        self.closing = self.again = True
+        return False
+
+    def _cannot_start(self, entry: Entry) -> bool:
+        """A record whose runs cannot start now: its broker is unreachable."""
+        return self.dispatch.down(entry.record.options.run)
 
     def _timeout(self, now: float) -> float:
         """How long to wait: until the earliest deadline of any part."""
-        if self._signals or self.again or self.runs.ended():
+        if self.signals or self.again or self.runs.any_ended():
             return 0.0
         deadlines = [self.next_poll]
         for due in (
@@ -306,22 +266,6 @@ class Daemon:
             if due is not None:
                 deadlines.append(due)
         return max(0.0, min(deadlines) - now)
-
-    def compact(self) -> None:
-        before = self.history.lines
-        try:
-            dropped = self.history.compact(Listings().exists)
-        except Exception as exc:
-            log.error("%s; compaction skipped", exc)
-            return
-        if before != self.history.lines:
-            log.info(
-                "%s: compacted from %d to %d lines (%d keys of files no longer there dropped)",
-                self.history.path,
-                before,
-                self.history.lines,
-                dropped,
-            )
 
     # -- status -----------------------------------------------------------------
 

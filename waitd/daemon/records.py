@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from waitd.config import table
 from waitd.decide.facts import Identity, identity
-from waitd.journal.history import History
+from waitd.journal.history import Event, History
 from waitd.run.work import Counters, Entry, Tally, Work
 from waitd.spool import observe
 from waitd.spool.state import FileState
@@ -40,6 +40,7 @@ class Works:
     def __init__(self) -> None:
         self._works: dict[Identity, Work] = {}
         self.entries: list[Entry] = []
+        self.by_number: dict[int, Entry] = {}
         self._by_dir: dict[str, list[Entry]] = {}
 
     def install(
@@ -74,6 +75,7 @@ class Works:
             if key not in kept:
                 observe.retire(work.files)  # out of the table: only its running handlers go on
         self.entries = entries
+        self.by_number = {e.number: e for e in entries}
         self._by_dir = {}
         for entry in entries:
             self._by_dir.setdefault(entry.record.directory, []).append(entry)
@@ -103,8 +105,8 @@ class Works:
         if given: for a path an operator names, or a history line."""
         return [e for e in self.entries if (process is None or e.record.process == process) and e.files.owns(path)]
 
-    def owner_of(self, path: str, process: str) -> tuple[Work, int] | None:
-        """The work and number of the first record of `process` that takes
-        the path (a run in the history), None if none does."""
-        found = self.owners(path, process)
+    def owner_of(self, event: Event) -> tuple[Work, int] | None:
+        """The work and number of the first record of its process that takes
+        a history line's path (an open run at start), None if none does."""
+        found = self.owners(event.path, event.process)
         return (found[0].work, found[0].number) if found else None

@@ -15,9 +15,12 @@ holds.  A record's trouble while its jobs are looked at is logged once and
 skips that record.
 
 `apply` carries out a plan, in its order: signals (logging the stop's),
-the moves of ended runs' queue files, the retirement of the ended runs the
-plan saw, the out-limit looks, the starts, the publications, the removals;
-then it tells the events what was removed and what became of groups.
+the out-limit looks, the starts, the publications; then the ends of the
+runs reaped (their writing overlaps the new runs; a success asks for
+another turn at once when keep-after may remove it), the moves of their
+queue files, the retirement of the ended runs the plan saw, the
+removals; then it tells the events what was removed and what became of
+groups.
 
 Nothing here decides: the rules are `decide`'s, taken by the scheduler.
 """
@@ -31,13 +34,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from waitd.config import table
-from waitd.decide import scheduler
+from waitd.decide import handoff
 from waitd.decide.facts import FileFact
-from waitd.decide.outcome import Job, Why
-from waitd.decide.scheduler import Candidate, Mode, Plan, Seat, Situation, Sweep
+from waitd.decide.outcome import Job, Verdict, Why
+from waitd.decide.removal import Remove, Sweep
+from waitd.decide.scheduler import Candidate, Mode, Plan, Seat, Situation
 from waitd.run import publish
 from waitd.run.work import Entry
 from waitd.spool import claims, observe, ready, sweep
+from waitd.spool.directory import Listings
 from waitd.spool.gather import Notice
 
 if TYPE_CHECKING:
@@ -65,7 +70,7 @@ class Observer:
             if not d.launcher.flush_unwritten() and not d.compact_at_start:
                 # The compaction at start waits for the end of the first pass.
                 if d.history.needs_compaction() and not d.runs.live():
-                    d.compact()
+                    self.compact()
         listing = poll or self.force_list
         self.force_list = False
         if listing:
@@ -78,6 +83,22 @@ class Observer:
                     # One record's trouble must not stop the others.
                     d.record_errors.note(exc, f"record {entry.number}: its pass")
         return listing
+
+    def compact(self) -> None:
+        before = self.d.history.lines
+        try:
+            dropped = self.d.history.compact(Listings().exists)
+        except Exception as exc:
+            log.error("%s; compaction skipped", exc)
+            return
+        if before != self.d.history.lines:
+            log.info(
+                "%s: compacted from %d to %d lines (%d keys of files no longer there dropped)",
+                self.d.history.path,
+                before,
+                self.d.history.lines,
+                dropped,
+            )
 
     def _list(self, entry: Entry, now_ns: int) -> None:
         d = self.d
@@ -148,7 +169,7 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
 
     out = None
     if options.claim and options.out_limit is not None and options.next is not None:
-        out = scheduler.OutLimit(
+        out = handoff.OutLimit(
             options.out_limit,
             options.out_wait_s,
             d.outflow.last(options.next),
@@ -165,12 +186,23 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
         record.publish_only or d.dispatch.of(options.run).ready(),
         out,
         lambda name: d.runs.working(files.path_of(name)),
-        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE else None,
+        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and _sweeping(entry, listing) else None,
     )
+
+
+def _sweeping(entry: Entry, listing: bool) -> bool:
+    """Whether a removal rule may remove any file of the record now: expiry
+    and retention at a listing, keep-after when more files are done than
+    it keeps (a cheap test a turn, before the facts are gathered)."""
+    keep = entry.record.keep
+    return listing or (0 <= keep < len(entry.files.done))
 
 
 def _names(entry: Entry, job: Job) -> tuple[str, ...]:
     """The names of a job's files in the record's own directory."""
+    facts = job.facts
+    if len(facts) == 1 and job.paths[0] == entry.files.path_of(facts[0].name):
+        return (facts[0].name,)  # the common case, quickly
     directory = entry.record.directory
     return tuple(f.name for f, p in zip(job.facts, job.paths, strict=True) if os.path.dirname(p) == directory)
 
@@ -225,15 +257,8 @@ def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
 def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     """Carry out a plan."""
     _signal(d, plan)
-    seen = {r.run_id for r in d.runs.ended()}
-    for move in plan.move:
-        run = d.runs.get(move.run_id)
-        if run is not None and run.work is not None:
-            if d.launcher.dispose(run, move.disposal):
-                tell_removed(d, run.work.files.record, run.job.fact, "handled with exit 0", os.path.dirname(run.path))
-            d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
-    d.launcher.retire(seen)
-    by_number = {e.number: e for e in d.entries}
+    seen = {r.run_id for r in d.runs.ended()} if d.runs.any_ended() else set()
+    by_number = d.works.by_number
     for queue, look, files in plan.looked:
         first = next((e for e in d.entries if e.record.options.next == queue), None)
         if first is not None and first.record.options.out_limit is not None:
@@ -242,6 +267,16 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     if starts and not d.launcher.start(starts, now_ns):
         d.hold_until = d.next_poll  # the history refused: no start until the next poll
     _publish(d, plan.publish, by_number, now_ns)
+    for written in d.launcher.finish():
+        if written.ended is not None and written.ended.verdict is Verdict.SUCCESS and written.work is not None:
+            d.again |= written.work.files.record.keep >= 0  # keep-after counts it once its end is written
+    for move in plan.move:
+        run = d.runs.get(move.run_id)
+        if run is not None and run.work is not None:
+            if d.launcher.dispose(run, move.disposal):
+                tell_removed(d, run.work.files.record, run.job.fact, "handled with exit 0", os.path.dirname(run.path))
+            d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
+    d.launcher.retire(seen)
     _remove(d, plan.remove, by_number, now_ns)
     for entry, notice in d.news:
         _tell_group(d, entry, notice)
@@ -263,6 +298,8 @@ def _signal(d: Daemon, plan: Plan) -> None:
 
 
 def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], now_ns: int) -> None:
+    if not jobs:
+        return
     of_record: dict[int, list[Job]] = {}
     for c in jobs:
         if isinstance(c.ref, Job):
@@ -273,7 +310,7 @@ def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], 
             return
 
 
-def _remove(d: Daemon, removals: Sequence[scheduler.Remove], by_number: dict[int, Entry], now_ns: int) -> None:
+def _remove(d: Daemon, removals: Sequence[Remove], by_number: dict[int, Entry], now_ns: int) -> None:
     for r in removals:
         entry = by_number[r.record]
         if r.directory is None:

@@ -18,7 +18,7 @@ history), so that no instance takes it back at once while the cause of
 its failure lasts.  `recorded` is the verdict of an end read back from
 the history (at start: what a previous life left in pending).
 
-`out_room` is out-limit=: no claim while the next queue's incoming holds
+`out_room` is out-limit= (`OutLimit`, a record's facts): no claim while the next queue's incoming holds
 `limit` files or more, looked at again every out-wait= seconds; while
 there is room it is counted afresh each time (`count`, the caller's
 listing), so that the next queue never holds more than the limit.
@@ -83,3 +83,14 @@ def out_room(
         return 0, last, -1
     files = count()
     return max(0, limit - files - in_flight), Outlook(now, files >= limit), files
+
+
+@dataclass(frozen=True, slots=True)
+class OutLimit:
+    """out-limit= of a record that claims (its next queue's room)."""
+
+    limit: int
+    wait_s: float
+    last: Outlook  # what the last look at the next queue said
+    count: Callable[[], int]  # the files in the next queue's incoming now (a listing)
+    queue: str = ""  # the next queue, as `Plan.looked` names it

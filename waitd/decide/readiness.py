@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from waitd.config.options import Options
 from waitd.decide.facts import FOREVER_NS, FileFact
@@ -53,8 +52,7 @@ WRITER_STALL_NS = 60 * 1_000_000_000
 _NS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Holds:
+class Holds(NamedTuple):  # a NamedTuple: one is made at each look (a turn)
     """What may hold a record's files back, as the caller knows it now."""
 
     companions: Collection[str]  # names that are another file's companion (done=)

@@ -16,6 +16,9 @@ The rules of DESIGN.md and incoming(5):
   record's own names only: `ours` says which) and of what producers left
   in tmp/, there after TMP_KEPT_H hours at least (`stale`).
 
+`removals` applies them to one record's facts of a turn (`Sweep`), for the
+scheduler: each file with its reason (`Remove`).
+
 This module is pure: it removes nothing (`spool.sweep` and
 `spool.claims` do, through `spool.unlink`, which removes only the version
 planned) and asks nothing: the caller gives the facts, and lookups into
@@ -122,3 +125,49 @@ def tmp_hours(hours: float) -> float:
     """How long a file stays in a queue's tmp/: a producer may still write
     it (0: hours-too-old 0 keeps it for ever)."""
     return max(hours, TMP_KEPT_H) if hours > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    record: int
+    fact: FileFact
+    why: str  # as the log and the event say it
+    directory: str | None = None  # a queue's directory (None: the record's own)
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What the removal rules look at for one record, this turn."""
+
+    keep: int = -1
+    done: Collection[FileFact] = ()  # handled with exit 0
+    group_of: Callable[[FileFact], str | None] | None = None  # a grouping record: keep-after counts groups
+    all_done: Callable[[FileFact], bool] = lambda fact: True  # every record matching it is done with it
+    too_old_h: float = 0.0
+    expirable: Collection[FileFact] = ()  # its files, on a turn that listed them (else none)
+    handled: Callable[[FileFact], bool] = lambda fact: False  # it ran (or runs): an expiry is not a loss
+    errors: tuple[str, Collection[Entry]] | None = None  # claim=yes, on a listing turn: errors/
+    tmp: tuple[str, Collection[Entry]] | None = None  # and tmp/
+    ours: Callable[[str], bool] = lambda name: True  # a name in errors/ is the record's
+
+
+def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int) -> list[Remove]:
+    """What the rules remove of record `number` now (`busy`: a run works
+    on the name), each with the reason the log and the event give."""
+    out = []
+    hours = sweep.too_old_h
+    for expiry in expiries(sweep.expirable, now_ns, hours, busy, sweep.handled):
+        why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
+        out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
+    for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
+        out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}"))
+    for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, tmp_hours(hours), _any)):
+        if listed is not None:
+            directory, entries = listed
+            why = f"expired in {directory.rsplit('/', 1)[-1]}/ after {kept_h:g} hours"
+            out += [Remove(number, e.fact, why, directory) for e in stale(entries, now_ns, kept_h, ours)]
+    return out
+
+
+def _any(name: str) -> bool:
+    return True

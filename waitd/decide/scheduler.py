@@ -43,21 +43,22 @@ The rules of the starts, in the order they are applied:
 
 This module knows no files, processes or history: the loop turns the spool
 and the run registry into its arguments and carries out its answer.
-Limits: a record is asked for as many jobs as it has room for plus a
-look-ahead (LOOKAHEAD) when it has key=; when that many oldest jobs all
-wait for keys, newer ones wait for the next plan.
+Limits: a record is asked for its room's worth of jobs, plus LOOKAHEAD
+with key=; when that many oldest jobs all wait for keys, newer ones wait
+for the next plan.
 """
 
 from __future__ import annotations
 
 import enum
 import signal
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from waitd.decide import handoff, removal
-from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Verdict, Why
+from waitd.decide.removal import Remove, Sweep
 
 LOOKAHEAD = 32
 PUBLISH_BATCH = 1000  # files published in one turn, at most, per record
@@ -83,8 +84,7 @@ class Phase(enum.Enum):
     ENDED = "ended"  # its end is recorded; what it leaves to do is in `Running.end`
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A job ready to start: `ref` is the caller's, handed back as is."""
 
     record: int  # the record's number: its turn, its limit, its hold
@@ -94,8 +94,7 @@ class Candidate:
     names: tuple[str, ...] = ()  # its files' names in the record's directory
 
 
-@dataclass(frozen=True, slots=True)
-class End:
+class End(NamedTuple):
     """What an ended run leaves to do."""
 
     signalled: bool = False  # waitd signalled it: what it left behind gets KILL
@@ -106,8 +105,7 @@ class End:
     forward: bool = False  # its record has next=
 
 
-@dataclass(frozen=True, slots=True)
-class Running:
+class Running(NamedTuple):
     """A run under way, or ended this turn."""
 
     run_id: int
@@ -123,35 +121,7 @@ class Running:
     end: End | None = None  # ENDED: what is left to do
 
 
-@dataclass(frozen=True, slots=True)
-class OutLimit:
-    """out-limit= of a record that claims (its next queue's room)."""
-
-    limit: int
-    wait_s: float
-    last: handoff.Outlook  # what the last look at the next queue said
-    count: Callable[[], int]  # the files in the next queue's incoming now (a listing)
-    queue: str = ""  # the next queue, as `Plan.looked` names it
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep:
-    """What the removal rules look at for one record, this turn."""
-
-    keep: int = -1
-    done: Collection[FileFact] = ()  # handled with exit 0
-    group_of: Callable[[FileFact], str | None] | None = None  # a grouping record: keep-after counts groups
-    all_done: Callable[[FileFact], bool] = lambda fact: True  # every record matching it is done with it
-    too_old_h: float = 0.0
-    expirable: Collection[FileFact] = ()  # its files, on a turn that listed them (else none)
-    handled: Callable[[FileFact], bool] = lambda fact: False  # it ran (or runs): an expiry is not a loss
-    errors: tuple[str, Collection[removal.Entry]] | None = None  # claim=yes, on a listing turn: errors/
-    tmp: tuple[str, Collection[removal.Entry]] | None = None  # and tmp/
-    ours: Callable[[str], bool] = lambda name: True  # a name in errors/ is the record's
-
-
-@dataclass(frozen=True, slots=True)
-class Seat:
+class Seat(NamedTuple):
     """A record of the table, as the scheduler sees it (active ones only)."""
 
     number: int
@@ -162,13 +132,12 @@ class Seat:
     publish_only: bool = False  # process `-`: its jobs are published
     backoff_until: float = 0.0  # monotonic
     executor_ready: bool = True  # its executor takes runs now (a broker reachable)
-    out: OutLimit | None = None
+    out: handoff.OutLimit | None = None
     busy: Callable[[str], bool] = lambda name: False  # a run works on the name (removals wait)
-    sweep: Sweep | None = None
+    sweep: Sweep | None = None  # the removal facts of this turn (None: nothing to remove)
 
 
-@dataclass(frozen=True, slots=True)
-class Situation:
+class Situation(NamedTuple):
     mode: Mode = Mode.ACTIVE
     now_ns: int = 0  # time.time_ns(), with `now`: the files' clock
     seats: Sequence[Seat] = ()
@@ -179,37 +148,25 @@ class Situation:
     stop_grace_s: float = KILL_GRACE_S  # the grace after the stop's TERM
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):
     run_id: int
     signum: int
     why: Why | None = None  # None: as before (a KILL after a TERM), or its timeout
     grace_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Move:
+class Move(NamedTuple):
     run_id: int
     disposal: handoff.Disposal
 
 
-@dataclass(frozen=True, slots=True)
-class Remove:
-    record: int
-    fact: FileFact
-    why: str  # as the log and the event say it
-    directory: str | None = None  # a queue's directory (None: the record's own)
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(NamedTuple):
     record: int
     why: str
     until: float | None = None  # monotonic; None: until something changes
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     start: tuple[Candidate, ...] = ()
     publish: tuple[Candidate, ...] = ()
     signal: tuple[Signal, ...] = ()
@@ -218,6 +175,11 @@ class Plan:
     hold: tuple[Hold, ...] = ()
     looked: tuple[tuple[str, handoff.Outlook, int], ...] = ()  # next queue, its look, its files (-1: not counted)
     deadline: float | None = None  # monotonic
+
+
+# The types of a plan's input and output are NamedTuples, not frozen
+# dataclasses: a turn makes a few of each, and a tuple is built four times
+# faster (the loop's own cost a file counts: issue 21).
 
 
 @dataclass(slots=True)
@@ -320,28 +282,8 @@ def _removals(situation: Situation) -> list[Remove]:
     out: list[Remove] = []
     for seat in situation.seats:
         if seat.sweep is not None:
-            out += _sweep(seat.number, seat.sweep, seat.busy, situation.now_ns)
+            out += removal.removals(seat.number, seat.sweep, seat.busy, situation.now_ns)
     return out
-
-
-def _sweep(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int) -> list[Remove]:
-    out = []
-    hours = sweep.too_old_h
-    for expiry in removal.expiries(sweep.expirable, now_ns, hours, busy, sweep.handled):
-        why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
-        out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
-    for fact in removal.beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
-        out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}"))
-    for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, removal.tmp_hours(hours), _any)):
-        if listed is not None:
-            directory, entries = listed
-            why = f"expired in {directory.rsplit('/', 1)[-1]}/ after {kept_h:g} hours"
-            out += [Remove(number, e.fact, why, directory) for e in removal.stale(entries, now_ns, kept_h, ours)]
-    return out
-
-
-def _any(name: str) -> bool:
-    return True
 
 
 # -- starts ----------------------------------------------------------------------

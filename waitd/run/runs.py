@@ -156,6 +156,9 @@ class Runs:
         """The runs reaped and not yet retired."""
         return [r for r in self._runs.values() if r.state is RunState.ENDED]
 
+    def any_ended(self) -> bool:
+        return any(r.state is RunState.ENDED for r in self._runs.values())
+
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
         return any(path in r.job.paths for r in self._runs.values())

@@ -95,19 +95,14 @@ class Entry:
     program: str | None  # the executable found for its process
     problem: str | None  # why it is inactive, or None
     work: Work
+    # Plain attributes rather than properties: the loop reads them each turn.
+    number: int = field(init=False)
+    identity: Identity = field(init=False)
+    files: FileState = field(init=False)
+    tally: Tally = field(init=False)
 
-    @property
-    def number(self) -> int:
-        return self.record.number
-
-    @property
-    def identity(self) -> Identity:
-        return identity(self.record)
-
-    @property
-    def files(self) -> FileState:
-        return self.work.files
-
-    @property
-    def tally(self) -> Tally:
-        return self.work.tally
+    def __post_init__(self) -> None:
+        self.number = self.record.number
+        self.identity = identity(self.record)
+        self.files = self.work.files
+        self.tally = self.work.tally

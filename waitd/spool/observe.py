@@ -178,12 +178,12 @@ def verify(st: FileState, history: History, job: Job, now_ns: int) -> bool:
     job saw it; else it vanished (forgotten, logged) or changed (aged
     again), and the job does not start.  A group's members and a retry
     waiting in pending were seen by their group and their claim."""
-    if job.group is not None or len(job.facts) != 1 or job.path != st.path_of(job.fact.name) or st.spool is None:
+    fact, path = job.facts[0], job.paths[0]
+    if job.group is not None or len(job.facts) != 1 or path != st.path_of(fact.name) or st.spool is None:
         return True
-    fact = job.fact
     fresh = _stat(st, fact.name)
     if fresh is None:
-        log.info("record %d: %s vanished before its run", st.number, escape(job.path))
+        log.info("record %d: %s vanished before its run", st.number, escape(path))
         st.forget(fact.name)
         return False
     if fresh != fact:

@@ -16,9 +16,9 @@ executes the handler; a run holds the executor that runs it
   leaves them running for the next waitd to adopt; `term`: what a TERM
   does, in the words of a log line.
 
-`executors.local.Local` executes handlers here; `executors.celery`
-(the only module that knows Celery exists) sends them to workers and
-chooses the executor of each record (`Dispatch`).
+`local.Local` executes handlers here; `celery.Remote` (the only module
+that knows Celery) sends them to workers; `dispatch.Dispatch` gives each
+record its executor, by its `run=`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""Taking a table, at start and on HUP; and what HUP does besides.
+"""What an operator's signal orders, and taking a table (at start and on HUP).
+
+`act` acts on the signals caught since the last turn, each once: TERM
+stops (any -> STOPPING: nothing starts, the stop timeout runs), INT
+hibernates (ACTIVE -> HIBERNATING: nothing starts, nothing is removed),
+CONT resumes (HIBERNATING -> ACTIVE), ALRM lists every directory, HUP
+reloads; an operator's signal shows in the status at once.  `exit_status`
+is what a stop (or the end of --once's drain) leaves to say, and the exit
+status: 1 when an end could not be written, or, with --once, when a start
+failed, a record is inactive, or files of the drain were left.
 
 `install` takes a table's records: each record's work is kept by its
 identity (`Works.install`), a record that claims from a queue has the
@@ -19,14 +28,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from waitd.config import passdir as layout
 from waitd.config import table
+from waitd.daemon import drain
 from waitd.decide.facts import FileFact
-from waitd.journal.history import escape
+from waitd.decide.scheduler import Mode
+from waitd.journal.history import escape, format_event
 from waitd.run import runner
 from waitd.spool import claims, observe, queue
 from waitd.spool.state import FileState
@@ -36,6 +49,59 @@ if TYPE_CHECKING:
     from waitd.daemon.loop import Daemon
 
 log = logging.getLogger("waitd")
+
+
+def act(d: Daemon) -> None:
+    """Act on the signals caught since the last turn, each once."""
+    pending = set()
+    while d.signals:
+        pending.add(d.signals.popleft())
+    if signal.SIGTERM in pending and d.mode is not Mode.STOPPING:
+        log.info("waitd: TERM: stopping; %d handler(s) running", sum(1 for r in d.runs.live() if not r.stays))
+        d.mode = Mode.STOPPING  # any -> STOPPING
+        d.events.stopping()
+        d.stop_at = time.monotonic() + d.settings.stop_timeout_s
+        return
+    if d.mode is Mode.STOPPING:
+        return
+    if signal.SIGHUP in pending:
+        reload(d)
+    if signal.SIGINT in pending and d.mode is Mode.ACTIVE:
+        log.info(
+            "waitd: INT: hibernating; no handler starts and nothing is removed "
+            "(to resume: waitd -s resume or CONT; to stop: waitd -s stop or TERM)"
+        )
+        d.mode = Mode.HIBERNATING  # ACTIVE -> HIBERNATING
+    if signal.SIGCONT in pending and d.mode is Mode.HIBERNATING and signal.SIGINT not in pending:
+        log.info("waitd: CONT: leaving hibernation")
+        d.mode = Mode.ACTIVE  # HIBERNATING -> ACTIVE
+    if signal.SIGALRM in pending:
+        d.observer.force_list = True
+    if pending - {signal.SIGCHLD}:
+        d.status_file.due = 0.0  # an operator's signal shows in the status at once
+
+
+def exit_status(d: Daemon) -> int:
+    """Say what is left undone at exit; the exit status."""
+    d.write_status(force=True)
+    lost = d.launcher.flush_unwritten()
+    d.events.close()
+    for event in d.launcher.unwritten:
+        # Not on disk: the next waitd records these runs as status 1.
+        log.critical(
+            "%s: exiting with an end event not written: %s %s",
+            d.history.path,
+            escape(event.path),
+            format_event(event).strip(),
+        )
+    left = drain.left(d.entries) if d.settings.once else 0
+    if left:
+        log.warning("waitd: --once: %d file(s) ready at start not started; left for the next run", left)
+    log.info("waitd stopped")
+    if lost:
+        return 1
+    inactive = any(e.problem for e in d.entries)
+    return 1 if d.settings.once and (d.launcher.failures or inactive or left) else 0
 
 
 def install(d: Daemon, records: Iterable[table.Record]) -> None:
