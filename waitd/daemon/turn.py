@@ -163,7 +163,8 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
         except Exception as exc:
             d.record_errors.note(exc, f"record {entry.number}: choosing its next file")
             return [], None
-        d.news += [(entry, n) for n in notices]
+        if notices:
+            d.news += [(entry, n) for n in notices]
         candidates = [Candidate(entry.number, job.claim, job.key, job, _names(entry, job)) for job in jobs]
         return candidates, None if due_ns is None else now + (due_ns - now_ns) / 1e9
 
@@ -257,7 +258,6 @@ def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
 def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     """Carry out a plan."""
     _signal(d, plan)
-    seen = {r.run_id for r in d.runs.ended()} if d.runs.any_ended() else set()
     by_number = d.works.by_number
     for queue, look, files in plan.looked:
         first = next((e for e in d.entries if e.record.options.next == queue), None)
@@ -276,7 +276,8 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
             if d.launcher.dispose(run, move.disposal):
                 tell_removed(d, run.work.files.record, run.job.fact, "handled with exit 0", os.path.dirname(run.path))
             d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
-    d.launcher.retire(seen)
+    if plan.ended:
+        d.launcher.retire()
     _remove(d, plan.remove, by_number, now_ns)
     for entry, notice in d.news:
         _tell_group(d, entry, notice)
@@ -284,6 +285,8 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
 
 
 def _signal(d: Daemon, plan: Plan) -> None:
+    if not plan.signal:
+        return
     stop = sum(1 for s in plan.signal if s.why is Why.STOP)
     if stop:
         log.warning("waitd: stop timeout reached; sending TERM to %d handler(s)", stop)

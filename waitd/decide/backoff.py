@@ -35,7 +35,7 @@ class Backoff:
     def ended(self, ok: bool, took: float, now: float) -> tuple[Backoff, str | None]:
         """After a run's end (`ok`: exit 0); and why it backs off, if it does."""
         if ok:
-            return Backoff(), None
+            return NONE, None
         fast = self.fast + 1 if took < FAST_FAIL_S else 0
         if fast < FAST_FAILS:
             return replace(self, fast=fast), None
@@ -48,3 +48,6 @@ class Backoff:
     def _hold(self, now: float, fast: int) -> Backoff:
         delay = BACKOFF_FIRST_S if self.delay_s == 0 else min(BACKOFF_MAX_S, 2 * self.delay_s)
         return Backoff(delay, now + delay, fast)
+
+
+NONE = Backoff()  # no back-off, no failure counted: what a success leaves (one value, not one a run)

@@ -175,6 +175,7 @@ class Plan(NamedTuple):
     hold: tuple[Hold, ...] = ()
     looked: tuple[tuple[str, handoff.Outlook, int], ...] = ()  # next queue, its look, its files (-1: not counted)
     deadline: float | None = None  # monotonic
+    ended: bool = False  # runs ended: their ends are seen to (retired once applied)
 
 
 # The types of a plan's input and output are NamedTuples, not frozen
@@ -218,6 +219,7 @@ def plan(now: float, situation: Situation) -> Plan:
         tuple(draft.holds),
         tuple(draft.looked),
         min(draft.deadlines) if draft.deadlines else None,
+        any(r.phase is Phase.ENDED for r in situation.running),
     )
 
 

@@ -297,11 +297,11 @@ class Launcher:
         assert run.ended is not None and run.work is not None
         return claims.dispose(run.work.files, run.job, disposal, run.ended.events[0].retry_at)
 
-    def retire(self, run_ids: set[int]) -> None:
-        """Let go of ended runs whose end is written and acted on."""
-        for run_id in run_ids:
-            run = self.runs.get(run_id)
-            if run is not None and run.state is RunState.ENDED:
+    def retire(self) -> None:
+        """Let go of the ended runs a plan has seen: their end is written
+        and acted on."""
+        for run in self.runs.ended():
+            if run.seen_ended:
                 self.runs.remove(run)  # ENDED and written: its files are free
 
     def record_all(self, events: list[Event]) -> None:

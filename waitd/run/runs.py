@@ -34,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from waitd.decide.facts import Identity
 from waitd.decide.outcome import Job, Outcome, Verdict, Why
@@ -69,9 +69,8 @@ _PHASES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """How a run ended, as it is recorded."""
+class Ended(NamedTuple):
+    """How a run ended, as it is recorded (a NamedTuple: one a run)."""
 
     outcome: Outcome
     events: list[Event]  # its end events, one a file of its job
@@ -102,6 +101,7 @@ class Run:
     signalled_at: float | None = None
     grace_s: float | None = None  # between its TERM and KILL (None: the scheduler's)
     ended: Ended | None = None  # ENDED: how
+    seen_ended: bool = False  # a plan has seen it ENDED (and decided what its end leaves to do)
 
     @property
     def path(self) -> str:
@@ -198,16 +198,19 @@ class Runs:
 
 
 def _end(run: Run) -> End | None:
-    """What an ended run leaves to do, for the scheduler."""
+    """What an ended run leaves to do, for the scheduler (None: nothing)."""
     if run.ended is None:
         return None
+    run.seen_ended = True  # the scheduler has seen it ended: retired after this turn
     options = run.work.files.record.options if run.work is not None else None
-    first = run.ended.events[0]
+    queue = options is not None and options.claim
+    if not queue and run.signalled_at is None:
+        return None
     return End(
         signalled=run.signalled_at is not None,
         verdict=run.ended.verdict,
-        retry_at=first.retry_at,
+        retry_at=run.ended.events[0].retry_at,
         attempt=run.job.attempt,
-        queue=options is not None and options.claim,
+        queue=queue,
         forward=options is not None and options.next is not None,
     )

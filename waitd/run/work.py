@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from waitd.config import table
+from waitd.decide import backoff
 from waitd.decide.backoff import Backoff
 from waitd.decide.facts import Identity, identity
 from waitd.spool.state import FileState
@@ -45,7 +46,7 @@ class Tally:
     letter: str | None = None  # of its last log file
     counters: Counters = field(default_factory=Counters)
     last: tuple[str, str] | None = None  # file, how its run ended
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = backoff.NONE
 
     @property
     def backoff_until(self) -> float:
@@ -60,7 +61,7 @@ class Tally:
         log.error("record %d: %s; no handler starts for %g s", number, why, self.backoff.delay_s)
 
     def reset_backoff(self) -> None:
-        self.backoff = Backoff()
+        self.backoff = backoff.NONE
 
     def ended(
         self, number: int, path: str, outcome: str, ok: bool, took: float, now: float, retrying: bool = False
