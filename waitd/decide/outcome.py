@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Jobs: the unit of work, its attempts, and how a run's outcome counts.
 
-A `Job` is what one handler run works on: today one file of one record (a
-group of files when groups come), with its key (`key=`), its attempt
-number (1, then one more for each retry) and the fields its pattern parsed
-from the name (they reach the handler as WAITD_F_<field>).  `attempt_of`
-reads the attempt from the file's latest history event.
+A `Job` is what one handler run works on: one file of one record, or a
+group's files, with its record's identity (so that its run needs no
+lookup from a path), its key (`key=`), its attempt number (1, then one
+more for each retry) and the fields its pattern parsed from the name (they
+reach the handler as WAITD_F_<field>).  `attempt_of` reads the attempt
+from the file's latest history event.
 
 `judge` says how an outcome counts, by the rules of incoming(5):
 
@@ -26,8 +27,11 @@ An UNKNOWN outcome of a queue's file (claim=yes) counts as TEMPORARY in
 as a retry its attempt count holds.
 
 `end_events` writes that down, a line for each file of the job: a
-temporary failure with retries left gets `retry_at=` (the retry delay doubles each attempt, up to an hour), so the
-schedule survives a restart; one with none left is final.
+temporary failure with retries left gets `retry_at=` (the retry delay
+doubles each attempt, up to an hour), so the schedule survives a
+restart; one with none left is final.  What a verdict leads to besides is
+decided elsewhere: the back-off (`backoff`), a queue's file
+(`handoff.disposal`).
 
 This module is pure: it runs nothing and writes nothing.
 """

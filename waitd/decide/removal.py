@@ -19,10 +19,10 @@ The rules of DESIGN.md and incoming(5):
 `removals` applies them to one record's facts of a turn (`Sweep`), for the
 scheduler: each file with its reason (`Remove`).
 
-This module is pure: it removes nothing (`spool.sweep` and
-`spool.claims` do, through `spool.unlink`, which removes only the version
-planned) and asks nothing: the caller gives the facts, and lookups into
-what it knows (the runs, the history).
+This module is pure: it removes nothing (`spool.sweep` does, a spool's
+file through `spool.unlink`, which removes only the version planned) and
+does no I/O: the caller gives the facts, and lookups into what it knows
+(the runs, the history).
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ NFS: a rename is atomic on the server, but a client that retransmits one
 whose reply was lost can be told ENOENT although it succeeded; `claim`
 then looks at the target before giving the file up.
 
-This module moves files and nothing else: which to claim, and when, is the
-view's and the scheduler's; what the history says, the launcher's.
+This module moves files and nothing else: which to claim, and when, is
+the readiness rules' and the scheduler's (`decide`), where a file goes
+after its run `handoff.disposal`'s; what the history says, the launcher's.
 Errors: OSError from the system calls, with the path named by the caller.
 """
 
