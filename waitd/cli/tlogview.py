@@ -14,8 +14,9 @@ into entries (a line that does not start with a time stamp and a level,
 such as a traceback line, belongs to the entry before it), `Filter` judges
 an entry, `parse_run` reads a handler log's first line and its tail, and
 `parse_since` reads a time or an age.  This module never writes to
-PASSDIR and imports nothing of the daemon but the history's escaping and
-runner's order of log letters.
+PASSDIR and imports nothing of the daemon but the handler log's format
+(`formats.handler_log`: its header, footer and order of letters), the
+history's escaping and runner's reading of a log's start time.
 
 Display choices: text that is not UTF-8 is shown with backslash escapes; on
 a terminal, control characters in log lines (a handler can print anything)
@@ -43,8 +44,10 @@ from datetime import datetime
 from typing import TextIO, TypeVar
 
 from waitd import __version__
-from waitd.journal.history import unescape
-from waitd.run.runner import header_time, newest_first
+from waitd.formats import handler_log
+from waitd.formats.handler_log import newest_first
+from waitd.formats.history_line import unescape
+from waitd.run.runner import header_time
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 T = TypeVar("T")
@@ -55,10 +58,6 @@ UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ([A-Z]+) ")
 _AGE = re.compile(r"(\d+(?:\.\d*)?)([smhd])")
-# The footer is searched anywhere in a line: output without a final
-# newline has it glued to its last line.
-_FOOTER = re.compile(r"waitd: end (record=\S*(?: \S+=\S*)*)[ \t\r]*$")
-_NOT_STARTED = "waitd: not started: "
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _LOG_NAME = re.compile(r"incoming\.(\d+)\.([A-Z])")
 _SGR = dict(DEBUG="2", WARNING="33", ERROR="31", CRITICAL="1;31", title="1", waitd="36", bad="31", open="33")
@@ -152,39 +151,32 @@ class RunLog:
     ok: bool
 
 
-def parse_fields(text: str) -> dict[str, str]:
-    """Split `key=value key=value` (values escaped, so without spaces)."""
-    fields = {}
-    for item in text.split():
-        key, eq, value = item.partition("=")
-        if eq:
-            fields[key] = value
-    return fields
-
-
 def parse_run(record: int, letter: str, head: str, tail: str) -> RunLog:
     """Read a run from its log's first line and the end of the log."""
-    start = parse_fields(head[len("waitd: start ") :]) if head.startswith("waitd: start ") else {}
-    end: dict[str, str] | None = None
+    start = handler_log.parse_header(head)
+    end: handler_log.Footer | None = None
     outcome = "running?"
     for line in tail.split("\n"):
-        m = _FOOTER.search(line)
-        if m:
-            end = parse_fields(m[1])
-        elif line.startswith(_NOT_STARTED):
-            outcome = "not started: " + line[len(_NOT_STARTED) :].strip()
+        found = handler_log.parse_footer(line)
+        reason = handler_log.not_started(line)
+        if found is not None:
+            end = found
+        elif reason is not None:
+            outcome = "not started: " + reason
     ok = False
     if end is not None:
-        if "exit" in end:
-            outcome, ok = f"exit {end['exit']}", end["exit"] == "0"
-        elif "signal" in end:
-            outcome = f"signal {show_name(end['signal'])}"
-        elif "error" in end:
-            outcome = f"error: {show_name(end['error'])}"
+        if end.exit is not None:
+            outcome, ok = f"exit {end.exit}", end.exit == "0"
+        elif end.signal is not None:
+            outcome = f"signal {show_name(end.signal)}"
+        elif end.error is not None:
+            outcome = f"error: {show_name(end.error)}"
         else:
             outcome = "ended?"
-    took = _float(end.get("took") if end else None)
-    return RunLog(record, letter, start.get("file"), _iso_time(start.get("at")), took, outcome, ok)
+    took = end.took if end is not None else None
+    if start is None:
+        return RunLog(record, letter, None, None, took, outcome, ok)
+    return RunLog(record, letter, start.files[-1] if start.files else None, start.at, took, outcome, ok)
 
 
 def show_name(escaped: str) -> str:
@@ -195,20 +187,6 @@ def show_name(escaped: str) -> str:
         return escaped
     # Bytes that are not UTF-8 come back as surrogates, which are not printable.
     return name if name.isprintable() else escaped
-
-
-def _iso_time(text: str | None) -> float | None:
-    try:
-        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except ValueError:
-        return None
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None
 
 
 def format_table(runs: Sequence[RunLog]) -> list[tuple[str, str]]:
@@ -378,9 +356,10 @@ def show_runs(out: Output, passdir: str, record: int, letter: str | None, keep: 
         lines = _lines(_read(path))
         if lines and lines[-1] == "":
             lines.pop()
-        head, body = (lines[:1], lines[1:]) if lines and lines[0].startswith("waitd: start ") else ([], lines)
+        header = handler_log.parse_header(lines[0]) if lines else None
+        head, body = (lines[:1], lines[1:]) if header is not None else ([], lines)
         if keep.since is not None:
-            at = _iso_time(parse_fields(head[0]).get("at")) if head else None
+            at = header.at if header is not None else None
             if at is None or at < keep.since:
                 continue
         if keep.grep is not None:
@@ -400,14 +379,14 @@ def show_runs(out: Output, passdir: str, record: int, letter: str | None, keep: 
 
 def _line_key(line: str) -> str:
     """Colour waitd's own lines in a handler log; a failed end in red."""
-    if line.startswith("waitd: start "):
+    if line.startswith(handler_log.HEADER_START):
         return "waitd"
-    if line.startswith(_NOT_STARTED):
+    if handler_log.not_started(line) is not None:
         return "bad"
-    m = _FOOTER.search(line)
-    if m is None:
+    end = handler_log.parse_footer(line)
+    if end is None:
         return ""
-    return "waitd" if parse_fields(m[1]).get("exit") == "0" else "bad"
+    return "waitd" if end.exit == "0" else "bad"
 
 
 def _last(items: list[T], n: int | None) -> list[T]:
