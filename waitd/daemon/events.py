@@ -27,8 +27,8 @@ from waitd.config import conf as conflib
 from waitd.config.errors import WaitdError
 from waitd.daemon.records import Entry, Works
 from waitd.journal.history import History
+from waitd.journal.outbox import Writer
 from waitd.journal.writer import Outbox
-from waitd.journal.segments import Writer
 from waitd.sinks.metrics import Metrics
 from waitd.sinks.notify import Notify
 from waitd.sinks.supervisor import Sinks

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats.history_line import Event, Status
-from waitd.journal.segments import Writer
+from waitd.journal.outbox import Writer
 
 if TYPE_CHECKING:
     from waitd.daemon.records import Works

@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from waitd.journal import segments
+from waitd.journal import outbox as segments
 from waitd.sinks import deliver
 
 log = logging.getLogger("waitd")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import Sink
-from waitd.journal import segments
+from waitd.journal import outbox as segments
 
 log = logging.getLogger("waitd")
 
