@@ -211,4 +211,3 @@ def _float_or_none(value: Any) -> float | None:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-

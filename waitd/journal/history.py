@@ -2,8 +2,8 @@
 """The history file, incoming.history: append, replay, compact.
 
 The file holds one event a line; the line format (escaping, the keys and
-their legal values) is in `waitd.event`, whose names this module offers
-too.  `History` holds the latest event of each (path, process) key in
+their legal values) is in `formats.history_line`, whose names this module
+offers too.  `History` holds the latest event of each (path, process) key in
 memory; the file is the truth and the dict a cache of it.  What a crash
 leaves:
 
@@ -30,8 +30,10 @@ of its range (`pid=-1`) is reported with its number and taken as an
 unknown outcome, status 1: its file is not run again.  A history that is a
 link or not a regular file stops the start with `WaitdError`.
 
-This module does not decide what to run (`scan` does) and does not know
-about processes (`runner` does).
+Only the journal (`writer.Journal`) appends, with the outbox's events
+and its failure policy; the rest of waitd asks this module what the
+history says (`latest`, `open_runs`).  This module does not decide what
+to run (`decide` does) and does not know about processes (`run` does).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.formats.history_line import (
@@ -155,14 +156,6 @@ def _status(item: Event | str) -> Status:
     return Status(int(item.split(" ", 4)[3]))
 
 
-class Mirror(Protocol):
-    """What sees each append before it is written (the outbox): `before`
-    raises HistoryWriteError when it cannot take the events."""
-
-    def before(self, events: list[Event], sync: bool) -> None: ...
-    def synced(self, seconds: float) -> None: ...
-
-
 class History:
     """The history file and the latest event of each key."""
 
@@ -174,7 +167,6 @@ class History:
         self._size = 0
         self._lines = 0  # lines in the file now, live or not
         self._dropped = 0  # keys drop_gone forgot since the last compaction
-        self.mirror: Mirror | None = None  # the outbox: sees each append first
 
     # -- loading ---------------------------------------------------------
 
@@ -275,17 +267,18 @@ class History:
 
     # -- writing ---------------------------------------------------------
 
-    def append(self, event: Event, sync: bool = False) -> None:
+    def append(self, event: Event, sync: bool = False) -> float | None:
         """Append one event with one write; on disk before return if `sync`."""
-        self.append_all([event], sync)
+        return self.append_all([event], sync)
 
-    def append_all(self, events: list[Event], sync: bool = False) -> None:
+    def append_all(self, events: list[Event], sync: bool = False) -> float | None:
         """Append each event with one write, all or none; with `sync`, one
-        fdatasync for all of them (a group commit)."""
+        fdatasync for all of them (a group commit), and how long it took
+        (seconds; None without `sync`).  HistoryWriteError if they cannot
+        be: what was written of them is cut off again."""
         datas = [format_event(event).encode("ascii") for event in events]
-        if self.mirror is not None:
-            self.mirror.before(events, sync)  # HistoryWriteError: nothing written here
         size = self._size
+        took = None
         try:
             for data in datas:
                 written = os.write(self._fd, data)
@@ -295,8 +288,7 @@ class History:
             if sync:
                 began = time.perf_counter()
                 os.fdatasync(self._fd)
-                if self.mirror is not None:
-                    self.mirror.synced(time.perf_counter() - began)
+                took = time.perf_counter() - began
         except OSError as exc:
             # Cut what was written off again: the events are not recorded,
             # and the next append must not glue itself to a partial line.
@@ -309,6 +301,7 @@ class History:
         self._lines += len(events)
         for event in events:
             self._latest[event.key] = event
+        return took
 
     def needs_compaction(self) -> bool:
         # A run writes three lines; compacting when the file is four times

@@ -1,284 +1,351 @@
 # SPDX-License-Identifier: MIT
-"""Events: what waitd did, as JSON objects, into the outbox and to observers.
+"""The journal: the one writer of what waitd does, to the history and the outbox.
 
-`Outbox` turns what waitd does into events, writes those the sinks want to
-the segment files (`segments.Writer`), and shows every one to its
-observers (the metrics).  It is fed in three places, and nowhere else:
+The callers tell `Journal` what happened, with what they know: the record
+whose work it is (None when no record of the table has it any more) and
+the history lines of one job (one file, or the files of a group; the
+lines of one job are one event).  The journal writes the lines to the
+history (`history.History`) and the events they stand for
+(`formats.events`) to the outbox (`outbox.Writer`, when there are sinks:
+those events the sinks want), and shows every event to its observers (the
+metrics):
 
-- the history (`History.mirror`): each append of events calls `before`
-  with them, before they are written; the events are appended to the
-  outbox first, and when the history's append is synced (a start, a
-  publication) the outbox is synced before it.  So a kill of waitd never
-  loses an event (it may leave one whose line was not written, which is
-  then written again with the same id), and an event whose synced line
-  is on disk is on disk too.  An append the history does not sync (an
-  end: the next sync covers it) is not synced here either, the cost of a
-  second fdatasync each run: the next sync of the outbox, before the
-  history's, covers it, and only a power failure in between can keep
-  the end's line and lose its event.  Status 0
-  lines are `started` (and, at a first attempt, `ready`; for a group,
-  `group` complete), the second status 0 line with the pid is nothing,
-  a line with `published=1` is `ready`, any other line is `ended`.  The
-  lines of one group in one append are one event with `paths`;
-- the removal rules (`sweep`), after each removal: `removed` or `expired`;
-- the groups (`gather`): `group` incomplete, `group` late.
+    started(jobs)              status 0 of each start of a pass, one sync;
+                               `ready` (a first attempt; a group: `group`
+                               complete too) and `started`
+    running(lines, pid)        the second status 0 lines, with the pid
+    ended(record, lines)       an end, a retry or a cancel asked with -s,
+                               an end recorded after a crash: `ended`
+    published(jobs)            publish-only (status 2 `published=1`), one
+                               sync: `ready` (a group: `group` complete)
+    removed(record, path, ...) `removed` or `expired`: no history line
+    grouped(record, gid, ...)  `group` incomplete or late: no history line
 
-The last two mirror no history line: they are written when they happen,
-without a sync (a power failure right after the removal may lose its
-event); when they cannot be (a full disk), they are held in memory and
-written before the next events, or at the next turn of the loop
-(`flush`), at most HELD_MOST of them (a kill of waitd meanwhile loses
-them).
+Order and durability (waitd(8), waitd.conf(5)): the events of a write go
+to the outbox before its lines go to the history, and a synced write (a
+start, a publication) syncs the outbox before the history, so that an
+event whose line is on disk is on disk too; a start's status 0 is on disk
+before `started` returns.  A write that is not synced (an end) is covered
+by the next sync.  An event's id is a digest of what it is about
+(PASSDIR, kind, process, file or group, version, attempt, retry time):
+made again after a crash, it has the id of the first.
 
-Every event has `id`, `type`, `time`, `record`, `telem`, `topic`,
-`process`, and `path` (or `paths` and `group`); then its own fields (the
-table in waitd.conf(5)).  The id is a digest of what the event is about
-(PASSDIR, type, process, file or group, version, attempt, retry time), so
-an event made again after a crash has the id of the first: a consumer
-that drops ids it has seen sees each once.
+One failure policy.  A write that fails (a full disk under the history or
+under events/) is cut back in the file it failed in, so that no partial
+line stays (`History.append_all`, `outbox.Writer.append`); then a start
+or a publication is refused (`HistoryWriteError`: nothing of it is
+recorded, and its caller must not run or publish it), and anything else
+is held, in order, in memory, and written before anything later.  Either
+way no start and no publication is made (`may_start` is False) until the
+next poll (`retry`) has written everything held.  The first failure is
+logged as an error, the recovery as info.  Of events that have no history
+line (removals, groups), at most HELD_MOST are held; more are dropped,
+logged.  What is still held at exit (`close`) is logged as critical and
+lost: the next waitd records those runs as status 1.
 
-Failures: an outbox that cannot be written (a full disk; what was written
-of the append is cut off again, see `segments`) raises `HistoryWriteError`
-from `before`, synced or not: the history line is not written either, and
-its caller keeps it to write later, as for a full history disk, so that a
-line in the history always has its event in the outbox.  The first
-failure is logged as an error, the recovery as info.
+This module decides nothing: what to start, end or remove is the caller's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from waitd.config.errors import HistoryWriteError
-from waitd.formats.history_line import Event, Status
+from waitd.formats import events as ev
+from waitd.formats.history_line import Event as Line
+from waitd.formats.history_line import Status, Versioned, escape, format_event
+from waitd.journal.history import History
 from waitd.journal.outbox import Writer
 
 if TYPE_CHECKING:
-    from waitd.daemon.records import Works
-    from waitd.spool.directory import FileFact
-    from waitd.spool.view import View
+    from waitd.config.table import Record
 
 log = logging.getLogger("waitd")
 
-HELD_MOST = 100_000  # events held back on a full disk; past that, new ones are dropped (logged)
-TYPES = ("ready", "started", "ended", "removed", "expired", "group")
-Observer = Callable[[dict[str, Any]], None]
+HELD_MOST = 100_000  # events of no history line held on a full disk; past that, new ones are dropped
+Job = tuple["Record | None", Sequence[Line]]  # whose work, and the lines of one job
+Observer = Callable[[ev.Event], None]
 
 
-def event_id(*parts: object) -> str:
-    """A 128-bit id, the same for the same parts."""
-    return hashlib.blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+class Journal:
+    """The history and the outbox, written together, with one failure policy."""
 
-
-def _plain(value: Any) -> Any:
-    """A pattern field as JSON holds it: a time in ISO 8601."""
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-class Outbox:
-    def __init__(self, passdir: str, works: Works) -> None:
+    def __init__(self, passdir: str, history: History) -> None:
         self.passdir = passdir
-        self.works = works
-        self.writer: Writer | None = None  # None: no sink, nothing written
+        self.history = history
+        self.outbox: Writer | None = None  # None: no sink, nothing written there
         self.wants: Callable[[str, int | None], bool] = lambda kind, record: False
         self.observers: list[Observer] = []
-        self.sync_observers: list[Callable[[float], None]] = []
-        self.held: list[dict[str, Any]] = []  # events of no history line that could not be written yet
-        self.failing: str | None = None  # why the last write failed; None once one works
+        self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
+        self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
+        self._failing: str | None = None  # why the last write failed; None once one works
+        self._stalled = False  # a write failed: nothing starts before the next poll's retry
 
-    # -- the history's mirror -------------------------------------------------
+    # -- what callers tell ------------------------------------------------------
 
-    def before(self, events: list[Event], sync: bool) -> None:
-        """The history is about to append `events`: write theirs first."""
-        out = self._of_history(events)
-        if out:
-            self._emit(out, durable=sync)
+    def started(self, jobs: Sequence[Job]) -> None:
+        """Record the starts of a pass with one sync (status 0 on disk when
+        this returns); HistoryWriteError: none of them is recorded."""
+        lines, made = self._of_jobs(jobs, self._starting)
+        self._record(lines, made, durable=True)
 
-    def synced(self, seconds: float) -> None:
-        for observe in self.sync_observers:
-            observe(seconds)
+    def running(self, lines: Sequence[Line], pid: int) -> None:
+        """The second status 0 lines of a start, with its handler's pid (not
+        synced: they matter only if waitd dies, and then the page cache has
+        them); held if they cannot be written."""
+        self._record([replace(line, pid=pid) for line in lines], [], durable=False)
 
-    def _of_history(self, events: list[Event]) -> list[dict[str, Any]]:
-        bundles: dict[tuple[str, str, str], list[Event]] = {}
-        for event in events:
-            if event.status is Status.STARTED and event.pid is not None:
-                continue  # the pid of a start already told
-            kind = "ready" if event.published else "started" if event.status is Status.STARTED else "ended"
-            key = (kind, event.process, event.group if event.group is not None else "\0" + event.path)
-            bundles.setdefault(key, []).append(event)
-        out = []
-        for (kind, _, _), members in bundles.items():
-            base = self._about(members)
-            first = members[0]
-            if kind == "ready" or (kind == "started" and first.runs == 1):
-                out.append(self._made(base, "ready", ()))  # handed on for the first time
-                if first.group is not None:
-                    out.append(self._made(base, "group", ("complete",), state="complete"))
-            if kind == "started":
-                out.append(self._made(base, "started", (first.runs,), attempt=first.runs))
-            elif kind == "ended":
-                out.append(self._ended(base, first))
-        return out
+    def ended(self, record: Record | None, lines: Sequence[Line]) -> None:
+        """Record an end (of a run, or asked with -s retry or cancel, or found
+        after a crash): one `ended` event a job (the lines of a group's
+        members, by their group=, are one); held if it cannot be written."""
+        made: list[ev.Event] = [self._ended(record, job) for job in _by_job(lines)] if self._telling else []
+        self._record(list(lines), made, durable=False)
 
-    def _ended(self, base: dict[str, Any], end: Event) -> dict[str, Any]:
+    def published(self, jobs: Sequence[Job]) -> None:
+        """Record the publications of a pass with one sync; HistoryWriteError:
+        none of them is recorded (nor published)."""
+        lines, made = self._of_jobs(jobs, self._publishing)
+        self._record(lines, made, durable=True)
+
+    def removed(self, record: Record, path: str, version: Versioned | None, why: str) -> None:
+        """A file was removed (after the unlink), for `why`: `expired` when
+        why starts with "expired", else `removed`; held if it cannot be written."""
+        if not self._telling:
+            return
+        kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
+        about = self._about_files(record, [path], None)
+        key = _version_key(version)
+        made = kind(ev.event_id(self.passdir, kind.type, record.process, path, key), time.time(), about, reason=why)
+        self._record([], [made], durable=False)
+
+    def grouped(self, record: Record, gid: str, state: str, paths: Sequence[str], missing: Sequence[str]) -> None:
+        """A group will not run (`incomplete`: without `missing`), or a member
+        came after it ran (`late`); held if it cannot be written."""
+        if not self._telling:
+            return
+        names = [os.path.basename(p) for p in paths]
+        about = self._about_files(record, paths, gid)
+        made = ev.Grouped(
+            ev.event_id(self.passdir, ev.Grouped.type, record.process, gid, None, state, *names),
+            time.time(),
+            about,
+            state=state,
+            missing=tuple(missing),
+        )
+        self._record([], [made], durable=False)
+
+    @property
+    def _telling(self) -> bool:
+        """Events are made only for someone: the sinks or the metrics."""
+        return self.outbox is not None or bool(self.observers)
+
+    # -- the failure policy -------------------------------------------------------
+
+    @property
+    def may_start(self) -> bool:
+        """False from a failed write until a poll's `retry` wrote all that is held."""
+        return not self._stalled and not self._held
+
+    @property
+    def unwritten(self) -> int:
+        """History lines held, not written yet."""
+        return sum(len(lines) for lines, _ in self._held)
+
+    def retry(self) -> int:
+        """Write what is held (at each poll); how many history lines still wait."""
+        try:
+            self._write_held()
+        except HistoryWriteError as exc:
+            self._failed(exc)
+            return self.unwritten
+        self._stalled = False
+        return 0
+
+    def close(self) -> int:
+        """A last try, then what is still held is lost: logged as critical;
+        how many history lines were lost."""
+        lost = self.retry()
+        for lines, _ in self._held:
+            for line in lines:
+                # Not on disk: the next waitd records these runs as status 1.
+                log.critical(
+                    "%s: exiting with an event not written: %s %s",
+                    self.history.path,
+                    escape(line.path),
+                    format_event(line).strip(),
+                )
+        if self.outbox is not None:
+            self.outbox.close()
+        return lost
+
+    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+        """Write after what is held; a durable write that fails raises,
+        anything else is held."""
+        try:
+            self._write_held()
+            self._write(lines, made, durable)
+        except HistoryWriteError as exc:
+            self._failed(exc)
+            if durable:
+                raise
+            self._hold(lines, made)
+
+    def _write_held(self) -> None:
+        count = len(self._held)
+        while self._held:
+            lines, made = self._held[0]
+            self._write(lines, made, durable=False)
+            self._held.popleft()
+        if count:
+            log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
+
+    def _write(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+        """The events the sinks want to the outbox, then the lines to the
+        history, then the events to the observers; HistoryWriteError."""
+        outbox = self.outbox
+        wanted = [e for e in made if self.wants(e.type, e.about.record)] if outbox is not None else []
+        if wanted:
+            assert outbox is not None
+            try:
+                outbox.append([ev.to_json(e) for e in wanted], sync=durable)
+            except OSError as exc:
+                raise HistoryWriteError(outbox.directory, exc) from exc
+        if lines:
+            seconds = self.history.append_all(lines, sync=durable)
+            if seconds is not None:
+                for observe in self.sync_observers:
+                    observe(seconds)
+        for event in made:
+            for see in self.observers:
+                see(event)
+        if self._failing is not None and (wanted or lines):
+            log.info("%s: writable again", self._failing.partition(": ")[0])
+            self._failing = None
+
+    def _failed(self, exc: HistoryWriteError) -> None:
+        self._stalled = True
+        if self._failing is None:
+            self._failing = str(exc)
+            if self.outbox is not None and exc.path == self.outbox.directory:
+                cause = exc.__cause__
+                why = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+                self._failing = f"{exc.path}: cannot write events: {why}"
+            log.error(
+                "%s; what waitd did is kept and written at a later poll, and no handler starts until then",
+                self._failing,
+            )
+
+    def _hold(self, lines: list[Line], made: list[ev.Event]) -> None:
+        if not lines and sum(1 for _, m in self._held if m) >= HELD_MOST:
+            log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
+            return
+        self._held.append((lines, made))
+
+    # -- the events of the history's lines -----------------------------------------
+
+    def _of_jobs(
+        self, jobs: Sequence[Job], make: Callable[[Record | None, Sequence[Line]], list[ev.Event]]
+    ) -> tuple[list[Line], list[ev.Event]]:
+        lines: list[Line] = []
+        made: list[ev.Event] = []
+        for record, job in jobs:
+            lines.extend(job)
+            if self._telling:
+                made.extend(make(record, job))
+        return lines, made
+
+    def _starting(self, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
+        about, key, at = self._about_lines(record, job)
+        first = job[0]
+        made: list[ev.Event] = []
+        if first.runs == 1:
+            made.extend(self._handed_on(about, key, at))  # handed on for the first time
+        made.append(ev.Started(ev.event_id(self.passdir, ev.Started.type, *key, first.runs), at, about, first.runs))
+        return made
+
+    def _publishing(self, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
+        about, key, at = self._about_lines(record, job)
+        return self._handed_on(about, key, at)
+
+    def _handed_on(self, about: ev.About, key: tuple[object, ...], at: float) -> list[ev.Event]:
+        made: list[ev.Event] = [ev.Ready(ev.event_id(self.passdir, ev.Ready.type, *key), at, about)]
+        if about.group is not None:
+            made.append(
+                ev.Grouped(ev.event_id(self.passdir, ev.Grouped.type, *key, "complete"), at, about, state="complete")
+            )
+        return made
+
+    def _ended(self, record: Record | None, job: Sequence[Line]) -> ev.Ended:
+        about, key, at = self._about_lines(record, job)
+        end = job[0]
         if end.retry_at is not None:
             outcome = "retrying"
         elif end.succeeded:
             outcome = "ok"
         else:
             outcome = "failed"
-        fields: dict[str, Any] = {"outcome": outcome, "attempt": end.runs}
-        for name in ("exit", "signal", "error", "took", "retry_at"):
-            value = getattr(end, name)
-            if value is not None:
-                fields[name] = value
-        if end.status is Status.UNKNOWN and end.error is None and end.signal is None:
-            fields["error"] = "unknown"  # waitd died while it ran, or it was stopped with waitd
-        return self._made(base, "ended", (end.runs, end.retry_at), **fields)
+        error = end.error
+        if end.status is Status.UNKNOWN and error is None and end.signal is None:
+            error = "unknown"  # waitd died while it ran, or it was stopped with waitd
+        return ev.Ended(
+            ev.event_id(self.passdir, ev.Ended.type, *key, end.runs, end.retry_at),
+            at,
+            about,
+            outcome=outcome,
+            attempt=end.runs,
+            exit=end.exit,
+            signal=end.signal,
+            error=error,
+            took=end.took,
+            retry_at=end.retry_at,
+        )
 
-    def _about(self, members: list[Event]) -> dict[str, Any]:
-        """What every event of these history lines says: the record, the file(s)."""
-        first = members[0]
-        directory, name = os.path.split(first.path)
-        entry = self._entry(directory, first.process, name)
-        about: dict[str, Any] = {
-            "record": entry.number if entry is not None else None,
-            "telem": entry.record.telem if entry is not None else None,
-            "topic": entry.record.topic if entry is not None else None,
-            "process": first.process,
-        }
-        if first.group is None:
-            about["path"] = first.path
-            if first.version is not None:
-                about["mtime"] = first.version.mtime_ns / 1e9
-                about["size"] = first.version.size
-        else:
-            about["paths"] = sorted(e.path for e in members)
-            about["group"] = first.group
-        if entry is not None and entry.record.options.pattern is not None:
-            fields = entry.record.options.fields(name, directory, entry.record.telem)
-            if fields is not None:
-                about["fields"] = {k: _plain(v) for k, v in fields.items() if k not in _BUILTIN}
-        versions = sorted((e.path, e.version) for e in members)
-        about["_key"] = (first.process, first.group or first.path, versions)
-        about["_time"] = first.at
-        return about
+    def _about_lines(self, record: Record | None, job: Sequence[Line]) -> tuple[ev.About, tuple[object, ...], float]:
+        """What the events of one job's lines are about (with the pattern's
+        fields, and the version of a single file), the parts of their ids,
+        and their time."""
+        first = job[0]
+        about = self._about_files(record, [line.path for line in job], first.group, first.process)
+        if first.group is None and first.version is not None:
+            about = replace(about, mtime=first.version.mtime_ns / 1e9, size=first.version.size)
+        if record is not None and record.options.pattern is not None:
+            directory, name = os.path.split(first.path)
+            found = record.options.fields(name, directory, record.telem)
+            if found is not None:
+                about = replace(about, fields=ev.pattern_fields(found))
+        versions = sorted((line.path, line.version) for line in job)
+        key = (first.process, first.group or first.path, versions)
+        return about, key, first.at or time.time()
 
-    def _entry(self, directory: str, process: str, name: str) -> Any:
-        for entry in self.works.entries:
-            r = entry.record
-            if r.directory == directory and r.process == process and entry.view.match(name):
-                return entry
-        return None
-
-    def _made(self, base: dict[str, Any], kind: str, key: tuple[object, ...], **fields: Any) -> dict[str, Any]:
-        about = {k: v for k, v in base.items() if k[0] != "_"}
-        at = base.get("_time")
-        event = {"id": event_id(self.passdir, kind, *base["_key"], *key), "type": kind, "time": at or time.time()}
-        event.update(about)
-        event.update(fields)
-        return event
-
-    # -- what mirrors no history line ----------------------------------------
-
-    def removed(self, view: View, fact: FileFact, why: str, directory: str | None = None) -> None:
-        """A file was removed (after the unlink): `expired` or `removed`;
-        `directory` when it was not in the record's own (a queue's)."""
-        kind = "expired" if why.startswith("expired") else "removed"
-        base = self._of_view(view, [fact.name], fact, directory=directory)
-        self._emit_later([self._made(base, kind, (), reason=why)])
-
-    def group(self, view: View, gid: str, state: str, names: list[str], missing: list[str]) -> None:
-        """A group will not run (`incomplete`), or a member came `late`."""
-        base = self._of_view(view, names, None, gid)
-        self._emit_later([self._made(base, "group", (state, *names), state=state, missing=missing)])
-
-    def _of_view(
-        self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None, directory: str | None = None
-    ) -> dict[str, Any]:
-        record = view.record
-        about: dict[str, Any] = {
-            "record": record.number,
-            "telem": record.telem,
-            "topic": record.topic,
-            "process": record.process,
-        }
-        paths = sorted(view.path_of(n) if directory is None else os.path.join(directory, n) for n in names)
-        if gid is None and len(paths) == 1:
-            about["path"] = paths[0]
-        else:
-            about["paths"] = paths
-            about["group"] = gid
-        version = (fact.mtime_ns, fact.size, fact.ino) if fact is not None else None
-        about["_key"] = (record.process, gid or paths[0], version)
-        return about
-
-    # -- out --------------------------------------------------------------------
-
-    def _emit(self, events: list[dict[str, Any]], durable: bool) -> None:
-        """Write the events the sinks want, after those held back, and show
-        them to the observers; HistoryWriteError if they cannot be written
-        (the held ones stay held; these are the caller's to make again, and
-        are observed then)."""
-        wanted = [e for e in events if self.wants(e["type"], e["record"])]
-        if wanted and self.writer is not None:
-            self._write([*self.held, *wanted], durable)
-        self._observe(events)
-
-    def _observe(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            for observe in self.observers:
-                observe(event)
-
-    def _emit_later(self, events: list[dict[str, Any]]) -> None:
-        """Events that mirror no history line: held when they cannot be
-        written now, and written before the next ones (or by `flush`)."""
-        try:
-            self._emit(events, durable=False)
-        except HistoryWriteError:
-            wanted = [e for e in events if self.wants(e["type"], e["record"])]
-            if len(self.held) + len(wanted) > HELD_MOST:
-                log.error("%s: more than %d events held back; %d dropped", self._where, HELD_MOST, len(wanted))
-            else:
-                self.held.extend(wanted)
-            self._observe(events)
-
-    def flush(self) -> None:
-        """Write the events held back, if there is room now (each turn of the loop)."""
-        if self.held and self.writer is not None:
-            with contextlib.suppress(HistoryWriteError):
-                self._write(list(self.held), durable=False)
-
-    def _write(self, events: list[dict[str, Any]], durable: bool) -> None:
-        assert self.writer is not None
-        try:
-            self.writer.append(events, sync=durable)
-        except OSError as exc:
-            if self.failing is None:
-                self.failing = exc.strerror or str(exc)
-                log.error(
-                    "%s: cannot write events: %s; what they tell waits until they can be", self._where, self.failing
-                )
-            raise HistoryWriteError(self.writer.directory, exc) from exc
-        if self.failing is not None:
-            log.info("%s: writable again (%d held event(s) written)", self._where, len(self.held))
-            self.failing = None
-        self.held = []
-
-    @property
-    def _where(self) -> str:
-        return self.writer.directory if self.writer is not None else self.passdir
+    def _about_files(
+        self, record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None
+    ) -> ev.About:
+        one = group is None and len(paths) == 1
+        return ev.About(
+            record=record.number if record is not None else None,
+            telem=record.telem if record is not None else None,
+            topic=record.topic if record is not None else None,
+            process=process if process is not None else record.process if record is not None else "",
+            path=paths[0] if one else None,
+            paths=None if one else tuple(sorted(paths)),
+            group=None if one else group,
+        )
 
 
-_BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))
+def _version_key(version: Versioned | None) -> tuple[int, int, int] | None:
+    return (version.mtime_ns, version.size, version.ino) if version is not None else None
+
+
+def _by_job(lines: Sequence[Line]) -> list[list[Line]]:
+    """The lines of each job: a group's members together, any other line alone."""
+    jobs: dict[str, list[Line]] = {}
+    for line in lines:
+        jobs.setdefault(line.group if line.group is not None else "\0" + line.path, []).append(line)
+    return list(jobs.values())

@@ -3,14 +3,13 @@
 
 A start has three steps.  `open_log` opens the record's next log file
 (`logfiles/incoming.N.L`, unlinked and made anew with O_EXCL, so never
-through a planted link) and writes waitd's header line.  `commit` appends
-the status 0 events of every start of a pass and syncs the history once (a
-group commit): each status 0 line is on disk before its handler runs, and
-a start that cannot be recorded never runs (its log file says so).  Then
-the executor runs the handler, and `started_pid` is the second status 0
-line, not synced, with the handler's pid, so that a later waitd can find a
-handler that outlived it.  `footer` closes the log with waitd's footer
-line: the outcome, the duration, and a retry time when one is set.
+through a planted link) and writes waitd's header line.  `commit` records
+the status 0 events of every start of a pass with the journal, with one
+sync (a group commit): each status 0 line is on disk before its handler
+runs, and a start that cannot be recorded never runs (its log file says
+so).  Then the executor runs the handler (and the launcher tells the
+journal its pid).  `footer` closes the log with waitd's footer line: the
+outcome, the duration, and a retry time when one is set.
 
 The lines waitd writes into a log, and their order of letters, are
 `formats.handler_log`'s.  `last_letter` finds, at start, the letter of a
@@ -29,14 +28,14 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
 from waitd.formats import handler_log
 from waitd.formats.handler_log import LETTERS, newest_first
-from waitd.journal.history import Event, History, Status
+from waitd.journal.history import Event, Status
+from waitd.journal.writer import Journal
 from waitd.run.runs import Run
 
 next_letter = handler_log.next_letter  # the launcher picks a run's letter here
@@ -194,27 +193,18 @@ def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
     return "", -1
 
 
-def commit(starts: list[tuple[Run, list[Event]]], history: History) -> None:
-    """Append the status 0 events of these starts with one sync (a group
-    commit); if that fails none is recorded, each log file says so and is
-    closed, and StartError is raised."""
+def commit(starts: list[tuple[Run, Record, list[Event]]], journal: Journal) -> None:
+    """Record the status 0 events of these starts (each with its record)
+    with one sync (a group commit); if that fails none is recorded, each
+    log file says so and is closed, and StartError is raised."""
     try:
-        history.append_all([event for _, events in starts for event in events], sync=True)
+        journal.started([(record, events) for _, record, events in starts])
     except HistoryWriteError as exc:
-        for run, _ in starts:
+        for run, _, _ in starts:
             _write(run.log_fd, handler_log.footer(run.number, error=f"not started: {exc}", took=0.0, at=time.time()))
             os.close(run.log_fd)
             run.log_fd = -1
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
-
-
-def started_pid(history: History, started: list[Event], pid: int) -> None:
-    """The second status 0 lines, with the pid.  Not synced: they only
-    matter if waitd dies, and then the page cache has them."""
-    try:
-        history.append_all([replace(event, pid=pid) for event in started])
-    except HistoryWriteError:
-        pass
 
 
 def footer(run: Run, outcome: Outcome, end: Event) -> None:

@@ -231,7 +231,7 @@ class Gatherer:
                     group.gid,
                 )
                 if self.view.outbox is not None:
-                    self.view.outbox.group(self.view, group.gid, "late", [fact.name], [])
+                    self.view.outbox.grouped(self.view.record, group.gid, "late", [self.view.path_of(fact.name)], [])
 
     def _incomplete(self, group: groups.Group, present: dict[groups.Member, FileFact]) -> None:
         missing = sorted(f"{c}:{s}" for c, s in self.spec.critical - set(present))
@@ -247,8 +247,8 @@ class Gatherer:
                 len(present),
             )
             if self.view.outbox is not None:
-                names = sorted(f.name for f in present.values())
-                self.view.outbox.group(self.view, group.gid, "incomplete", names, missing)
+                paths = [self.view.path_of(name) for name in sorted(f.name for f in present.values())]
+                self.view.outbox.grouped(self.view.record, group.gid, "incomplete", paths, missing)
 
 
 def _handled(event: Event | None) -> bool:
