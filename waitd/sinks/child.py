@@ -60,7 +60,7 @@ from collections.abc import Callable
 from typing import Any
 
 from waitd.journal import outbox as segments
-from waitd.sinks import deliver
+from waitd.sinks import kinds as deliver
 
 log = logging.getLogger("waitd")
 
