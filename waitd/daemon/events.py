@@ -28,18 +28,17 @@ from waitd.config.errors import WaitdError
 from waitd.daemon.records import Entry
 from waitd.journal.outbox import Writer
 from waitd.journal.writer import Journal
+from waitd.sinks import kinds
 from waitd.sinks.metrics import Metrics
 from waitd.sinks.notify import Notify
 from waitd.sinks.supervisor import Sinks
 
 log = logging.getLogger("waitd")
 
-# What each kind of sink takes from the outbox: the others are not written.
-_TYPES = {"jsonl": None, "posttroll": {"ready"}, "stomp": {"started", "ended"}}
-
 
 def _wants(sinks: Iterable[conflib.Sink]) -> Any:
-    rules = [(_TYPES[s.type], s.records) for s in sinks]
+    """Which events some sink will deliver: the others are not written."""
+    rules = [(kinds.TAKES[s.type], s.records) for s in sinks]
 
     def wants(kind: str, record: int | None) -> bool:
         return any((t is None or kind in t) and (r is None or record in r) for t, r in rules)

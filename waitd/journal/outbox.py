@@ -25,8 +25,9 @@ is: the next start writes a new segment, and a reader skips a line that
 does not parse, with a warning.  A place that names a segment no longer
 there (deleted by hand) moves to the next segment.
 
-This module knows nothing of what the events mean (`outbox` does) nor of
-the sinks' brokers (`deliver` does).
+This module knows nothing of what the events mean (`formats.events`
+does, and the journal, `writer.Journal`, makes them) nor of the sinks'
+brokers (`sinks.kinds` does).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import Sink
-from waitd.journal import outbox as segments
+from waitd.journal import outbox
 
 log = logging.getLogger("waitd")
 
@@ -58,7 +58,7 @@ class Child:
 class Sinks:
     def __init__(self, passdir: str, foreground: bool) -> None:
         self.passdir = passdir
-        self.directory = os.path.join(passdir, segments.DIRECTORY)
+        self.directory = os.path.join(passdir, outbox.DIRECTORY)
         self.foreground = foreground
         self.children: dict[str, Child] = {}
         self.env = {k: v for k, v in os.environ.items() if k not in _HIDDEN}
@@ -77,7 +77,7 @@ class Sinks:
             if name not in wanted:
                 self._end(child)
                 del self.children[name]
-                segments.forget_place(self.directory, name)
+                outbox.forget_place(self.directory, name)
                 log.info("sink %s: no longer in waitd.conf; stopped, its backlog dropped", name)
             elif wanted[name].as_dict() != child.sink.as_dict():
                 self._end(child)
@@ -187,7 +187,7 @@ class Sinks:
         """Each sink as `-s status` shows it."""
         out = []
         for name, child in self.children.items():
-            place, state = segments.read_place(self.directory, name)
+            place, state = outbox.read_place(self.directory, name)
             alive = child.proc is not None and child.proc.poll() is None
             out.append(
                 {
