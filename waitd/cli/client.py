@@ -105,10 +105,10 @@ def _reload(passdir: str, wait: bool) -> int:
     if taken is None:
         print(f"waitd: pid {pid} has not confirmed the reload within {control.RELOAD_WAIT_S:g} s", file=sys.stderr)
         return EXIT_FAILURE
-    if taken.get("errors"):
-        for error in taken["errors"]:
-            print(error, file=sys.stderr)
+    if taken.errors:
+        for reason in taken.errors:
+            print(reason, file=sys.stderr)
         print(f"waitd: {table_path}: not reloaded: the daemon keeps the table it has", file=sys.stderr)
         return EXIT_USAGE
-    print(f"waitd: pid {pid} took {table_path}: {taken.get('records')} record(s), {taken.get('active')} active")
+    print(f"waitd: pid {pid} took {table_path}: {taken.records} record(s), {taken.active} active")
     return 0

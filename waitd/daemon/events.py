@@ -26,6 +26,7 @@ from typing import Any
 from waitd.config import conf as conflib
 from waitd.config.errors import WaitdError
 from waitd.daemon.records import Entry
+from waitd.formats.status import SinkReport, Status
 from waitd.journal.outbox import Writer
 from waitd.journal.writer import Journal
 from waitd.sinks import kinds
@@ -137,12 +138,12 @@ class Events:
     def stopping(self) -> None:
         self.notify.stopping()
 
-    def report(self) -> list[dict[str, Any]]:
+    def report(self) -> list[SinkReport]:
         """The sinks, for the status document."""
         writer = self.journal.outbox
         return self.sinks.report(writer.seq if writer is not None else 0)
 
-    def status(self, doc: dict[str, Any]) -> None:
+    def status(self, doc: Status) -> None:
         """A status document was built: the metrics' gauges, systemd's STATUS=."""
         if self.metrics is not None:
             self.metrics.status(doc)
@@ -155,17 +156,17 @@ class Events:
         self.notify.close()
 
 
-def summary(doc: dict[str, Any]) -> str:
+def summary(doc: Status) -> str:
     """The status document in one line (systemd's STATUS=)."""
-    records = doc.get("records", [])
-    active = sum(1 for r in records if not r.get("problem"))
-    running = sum(len(r.get("running") or []) for r in records)
-    waiting = sum(r.get("waiting", 0) for r in records)
-    failed = sum(r.get("failed_count", 0) for r in records)
-    text = f"{doc.get('mode', '?')}: {active}/{len(records)} records active, {running} running, {waiting} waiting"
+    records = doc.records
+    active = sum(1 for r in records if not r.problem)
+    running = sum(len(r.running) for r in records)
+    waiting = sum(r.waiting for r in records)
+    failed = sum(r.failed_count for r in records)
+    text = f"{doc.mode}: {active}/{len(records)} records active, {running} running, {waiting} waiting"
     if failed:
         text += f", {failed} failed"
-    behind = [s for s in doc.get("sinks", []) if s.get("down_since") is not None]
+    behind = [s for s in doc.sinks if s.down_since is not None]
     if behind:
-        text += f"; sink {', '.join(s['name'] for s in behind)} down"
+        text += f"; sink {', '.join(s.name for s in behind)} down"
     return text

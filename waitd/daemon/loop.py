@@ -45,13 +45,14 @@ from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
 from waitd.daemon import control, drain, sock
+from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
 from waitd.daemon.records import Entry, Works
 from waitd.daemon.signals import Wakeups
 from waitd.decide import scheduler
 from waitd.decide.outcome import Job, Why
-from waitd.formats import status as report
+from waitd.formats.status import to_json
 from waitd.journal.history import History, escape
 from waitd.journal.writer import Journal
 from waitd.run import publish, runner
@@ -651,23 +652,21 @@ class Daemon:
             self._status_failed = True
 
     def status(self) -> dict[str, Any]:
-        """The status document (report.Status) as JSON; times are epoch seconds."""
-        doc = report.as_json(
-            report.build(
-                self.works,
-                self.runs,
-                self.history,
-                mode=self.mode.value,
-                settings=self.settings,
-                started=self._started,
-                unwritten=self.journal.unwritten,
-                reloads=self._reloads,
-                reload_errors=self._reload_errors,
-                kill_grace_s=KILL_GRACE_S,
-                sinks=self.events.report(),
-                held=self.outflow.is_held,
-                celery=self.dispatch.report(),
-            )
+        """The status document (formats.status.Status) as JSON; times are epoch seconds."""
+        doc = report.build(
+            self.works,
+            self.runs,
+            self.history,
+            mode=self.mode.value,
+            settings=self.settings,
+            started=self._started,
+            unwritten=self.journal.unwritten,
+            reloads=self._reloads,
+            reload_errors=self._reload_errors,
+            kill_grace_s=KILL_GRACE_S,
+            sinks=self.events.report(),
+            held=self.outflow.is_held,
+            celery=self.dispatch.report(),
         )
         self.events.status(doc)
-        return doc
+        return to_json(doc)

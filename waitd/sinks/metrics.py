@@ -31,6 +31,7 @@ from typing import Any
 
 from waitd.config.errors import WaitdError
 from waitd.formats import events
+from waitd.formats.status import Status
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600)
 FSYNC_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1)
@@ -92,23 +93,22 @@ class Metrics:
     def synced(self, seconds: float) -> None:
         self.fsyncs.observe(seconds)
 
-    def status(self, doc: dict[str, Any]) -> None:
+    def status(self, doc: Status) -> None:
         """Take the gauges from a status document (replaced whole: the
         server's thread reads it)."""
-        records = []
-        for rec in doc.get("records", []):
-            records.append(
-                (
-                    str(rec["number"]),
-                    str(rec["telem"]),
-                    rec.get("waiting", 0),
-                    rec.get("held_count", 0),
-                    len(rec.get("retrying") or []),
-                    rec.get("oldest_mtime"),
-                    len(rec.get("running") or []),
-                )
+        records = [
+            (
+                str(rec.number),
+                rec.telem,
+                rec.waiting,
+                rec.held_count,
+                len(rec.retrying),
+                rec.oldest_mtime,
+                len(rec.running),
             )
-        sinks = [(s["name"], s.get("backlog", 0), s.get("down_since") is None) for s in doc.get("sinks", [])]
+            for rec in doc.records
+        ]
+        sinks = [(s.name, s.backlog, s.down_since is None) for s in doc.sinks]
         self._snapshot = {"records": records, "sinks": sinks}
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import Sink
+from waitd.formats.status import SinkReport
 from waitd.journal import outbox
 
 log = logging.getLogger("waitd")
@@ -183,22 +184,23 @@ class Sinks:
         for child in self.children.values():
             child.proc = None
 
-    def report(self, last_seq: int) -> list[dict[str, Any]]:
+    def report(self, last_seq: int) -> list[SinkReport]:
         """Each sink as `-s status` shows it."""
         out = []
         for name, child in self.children.items():
             place, state = outbox.read_place(self.directory, name)
             alive = child.proc is not None and child.proc.poll() is None
+            down = state.get("down_since")
             out.append(
-                {
-                    "name": name,
-                    "type": child.sink.type,
-                    "pid": child.proc.pid if alive and child.proc is not None else None,
-                    "backlog": max(0, last_seq - place.seq) if place is not None else 0,
-                    "down_since": state.get("down_since"),
-                    "error": state.get("error"),
-                    "restarts": child.restarts,
-                }
+                SinkReport(
+                    name=name,
+                    type=child.sink.type,
+                    pid=child.proc.pid if alive and child.proc is not None else None,
+                    backlog=max(0, last_seq - place.seq) if place is not None else 0,
+                    down_since=float(down) if isinstance(down, int | float) else None,
+                    error=str(state["error"]) if state.get("error") is not None else None,
+                    restarts=child.restarts,
+                )
             )
         return out
 
