@@ -19,10 +19,11 @@ from conftest import fill, small_tmpfs
 
 from waitd.config import table
 from waitd.config.errors import HistoryWriteError
+from waitd.config.passdir import EVENTS as DIRECTORY
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event, Status, Version
 from waitd.journal.history import History
-from waitd.journal.outbox import DIRECTORY, Place, Reader, Writer
+from waitd.journal.outbox import Place, Reader, Writer
 from waitd.journal.writer import Journal
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 
 from waitd.config.errors import WaitdError
+from waitd.config.passdir import TMP, status_path
 from waitd.daemon.pidfile import holder, pidfile_path
 from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, Status, TableReport, from_json
 
@@ -47,10 +48,6 @@ SIGNALS = {
 RELOAD_WAIT_S = 10.0
 STOP_MARGIN_S = 10.0  # beyond the daemon's own stop timeout and kill grace
 POLL_S = 0.05
-
-
-def status_path(passdir: str) -> str:
-    return os.path.join(passdir, "waitd.status")
 
 
 def running_pid(passdir: str) -> int | None:
@@ -188,7 +185,7 @@ def _steady(value: Any) -> Any:
 def write_status(passdir: str, state: dict[str, Any]) -> None:
     """Replace the status file atomically (no fsync: it is a cache)."""
     path = status_path(passdir)
-    tmp = f"{path}.tmp"
+    tmp = path + TMP
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())

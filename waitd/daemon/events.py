@@ -19,12 +19,12 @@ at start: waitd does not start; on HUP: the sinks stay as they were).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from waitd.config import conf as conflib
 from waitd.config.errors import WaitdError
+from waitd.config.passdir import conf_path
 from waitd.daemon.records import Entry
 from waitd.formats.status import SinkReport, Status
 from waitd.journal.outbox import Writer
@@ -118,7 +118,7 @@ class Events:
 
     def reloaded(self) -> list[str]:
         """Reread waitd.conf (HUP); its errors, if it is kept as it was."""
-        path = os.path.join(self.passdir, "waitd.conf")
+        path = conf_path(self.passdir)
         conf, errors = conflib.read(path)
         if errors:
             for error in errors:

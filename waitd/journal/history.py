@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 
 from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.config.passdir import TMP
 from waitd.formats.history_line import (
     PLAIN_LINE,
     BadValue,
@@ -316,7 +317,7 @@ class History:
         open.  Returns how many keys were dropped.
         """
         self.drop_gone(exists)
-        tmp = f"{self.path}.tmp"
+        tmp = self.path + TMP
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:

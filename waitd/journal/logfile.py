@@ -20,6 +20,7 @@ import os
 import sys
 
 from waitd.config.errors import WaitdError
+from waitd.config.passdir import log_path
 
 log = logging.getLogger("waitd")
 
@@ -64,7 +65,7 @@ def setup_logging(passdir: str, foreground: bool) -> LogFile:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
-    path = os.path.join(passdir, "incoming.log")
+    path = log_path(passdir)
     try:
         logfile = LogFile(path)
     except OSError as exc:

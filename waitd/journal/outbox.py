@@ -15,7 +15,8 @@ append to be glued to.
 
 Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
 last seq delivered, and its state for `-s status`), replaced atomically
-(temporary file, rename) by the sink's process after each delivery.  The
+(temporary file, rename) by the sink's process after each delivery, and
+its process holds `NAME.lock` while it runs.  The
 place of a new sink is the end of the outbox (`Writer.place_new`): it gets
 the events from the moment it is configured.  `Reader` is a sink's view:
 the whole lines after its place, segment after segment.
@@ -42,9 +43,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from waitd.config.passdir import TMP, events_path
+
 log = logging.getLogger("waitd")
 
-DIRECTORY = "events"
 SEGMENT_BYTES = 8 << 20
 _SEGMENT = re.compile(r"([0-9]{16})\.jsonl")
 _OFFSET_SUFFIX = ".offset"
@@ -77,6 +79,11 @@ def offset_path(directory: str, sink: str) -> str:
     return os.path.join(directory, sink + _OFFSET_SUFFIX)
 
 
+def lock_path(directory: str, sink: str) -> str:
+    """What a sink's process holds while it runs (flock): one process a sink."""
+    return os.path.join(directory, sink + ".lock")
+
+
 def read_place(directory: str, sink: str) -> tuple[Place | None, dict[str, Any]]:
     """A sink's place and the state it saved with it; (None, {}) if none."""
     try:
@@ -96,7 +103,7 @@ def write_place(directory: str, sink: str, place: Place, state: dict[str, Any] |
     power failure only makes the sink deliver some events again).  OSError
     if it cannot be written (a full disk): the old one stays, whole."""
     path = offset_path(directory, sink)
-    tmp = path + ".tmp"
+    tmp = path + TMP
     fields = {"segment": place.segment, "offset": place.offset, "seq": place.seq, **(state or {})}
     data = json.dumps(fields, sort_keys=True) + "\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -115,7 +122,7 @@ def write_place(directory: str, sink: str, place: Place, state: dict[str, Any] |
 
 def forget_place(directory: str, sink: str) -> None:
     """A sink out of waitd.conf: its place no longer holds segments."""
-    for path in (offset_path(directory, sink), offset_path(directory, sink) + ".tmp"):
+    for path in (offset_path(directory, sink), offset_path(directory, sink) + TMP):
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -159,7 +166,7 @@ class Writer:
     """waitd's end of the outbox: appends, rotates, prunes."""
 
     def __init__(self, passdir: str) -> None:
-        self.directory = os.path.join(passdir, DIRECTORY)
+        self.directory = events_path(passdir)
         self._fd = -1
         self.segment = 0  # first seq of the segment written to
         self.seq = 0  # of the last event written

@@ -209,14 +209,7 @@ class Journal:
     def _write(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
         """The events the sinks want to the outbox, then the lines to the
         history, then the events to the observers; HistoryWriteError."""
-        outbox = self.outbox
-        wanted = [e for e in made if self.wants(e.type, e.about.record)] if outbox is not None else []
-        if wanted:
-            assert outbox is not None
-            try:
-                outbox.append([ev.to_json(e) for e in wanted], sync=durable)
-            except OSError as exc:
-                raise HistoryWriteError(outbox.directory, exc) from exc
+        wrote = self._to_outbox(made, durable)
         if lines:
             seconds = self.history.append_all(lines, sync=durable)
             if seconds is not None:
@@ -225,9 +218,23 @@ class Journal:
         for event in made:
             for see in self.observers:
                 see(event)
-        if self._failing is not None and (wanted or lines):
+        if self._failing is not None and (wrote or lines):
             log.info("%s: writable again", self._failing.partition(": ")[0])
             self._failing = None
+
+    def _to_outbox(self, made: list[ev.Event], durable: bool) -> bool:
+        """Append the events some sink wants; False if there were none."""
+        outbox = self.outbox
+        if outbox is None:
+            return False
+        wanted = [ev.to_json(e) for e in made if self.wants(e.type, e.about.record)]
+        if not wanted:
+            return False
+        try:
+            outbox.append(wanted, sync=durable)
+        except OSError as exc:
+            raise HistoryWriteError(outbox.directory, exc) from exc
+        return True
 
     def _failed(self, exc: HistoryWriteError) -> None:
         self._stalled = True

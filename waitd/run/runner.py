@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 
 from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.config.passdir import handler_log_path, logfiles_path
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
 from waitd.formats import handler_log
@@ -56,7 +57,7 @@ def make_logfiles(passdir: str) -> bool:
     Raise WaitdError for one that is a symbolic link or not a directory
     (never followed, never replaced), or that cannot be made.
     """
-    path = os.path.join(passdir, "logfiles")
+    path = logfiles_path(passdir)
     made = True
     try:
         os.mkdir(path, 0o755)
@@ -72,10 +73,6 @@ def make_logfiles(passdir: str) -> bool:
     return made
 
 
-def log_path(passdir: str, record: int, letter: str) -> str:
-    return os.path.join(passdir, "logfiles", f"incoming.{record}.{letter}")
-
-
 def last_letter(passdir: str, record: int) -> str | None:
     """The letter of the record's most recent run's log file, if any.
 
@@ -86,7 +83,7 @@ def last_letter(passdir: str, record: int) -> str | None:
     """
     started = {}
     for letter in LETTERS:
-        at = header_time(log_path(passdir, record, letter))
+        at = header_time(handler_log_path(passdir, record, letter))
         if at is not None:
             started[letter] = at
     order = newest_first(started)
@@ -112,7 +109,7 @@ def header_time(path: str) -> int | None:
 
 def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
     """Make the run's log file and write its header; (its path, its descriptor)."""
-    log_name = log_path(passdir, record.number, letter)
+    log_name = handler_log_path(passdir, record.number, letter)
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
         # the old blocks), and O_EXCL never follows a planted symlink.
@@ -178,7 +175,7 @@ def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
     line names the task), open to append; ("", -1) if there is none."""
     mark = handler_log.task_mark(task)
     for letter in LETTERS:
-        path = log_path(passdir, record, letter)
+        path = handler_log_path(passdir, record, letter)
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:

@@ -61,6 +61,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from waitd.config.passdir import events_path
 from waitd.formats import events as ev
 from waitd.journal import outbox
 from waitd.journal.logfile import setup_logging
@@ -86,7 +87,7 @@ class SinkProcess:
         self.records = set(config["records"]) if config.get("records") is not None else None
         self.retry_s = float(config.get("retry_s", 1.0))
         self.retry_max_s = float(config.get("retry_max_s", 60.0))
-        self.directory = os.path.join(passdir, outbox.DIRECTORY)
+        self.directory = events_path(passdir)
         self.sink = kinds.make(config["type"], config.get("settings", {}), passdir)
         self.stop = False
         self.reopen = False
@@ -109,47 +110,10 @@ class SinkProcess:
         lock = self._lock()
         try:
             self._watch()
-            place, state = outbox.read_place(self.directory, self.name)
-            # Down in the process before this one: down still, until it works.
-            down = state.get("down_since")
-            if isinstance(down, int | float):
-                self.down_since, self.error = float(down), str(state.get("error") or "")
-            reader = outbox.Reader(self.directory, place or outbox.Place(0, 0, 0))
-            self.saved = reader.place
-            log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
+            reader = self._reader()
             backoff = self.retry_s
             while not self.stop:
-                if self.reopen:
-                    self.reopen = False
-                    self._reopen()
-                if self.unsaved_since is not None and not self._save(reader.place):
-                    self._sleep(backoff)  # a full disk: nothing more is delivered until the place is saved
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                # Opened (bound, connected) before the first event comes, so
-                # that subscribers can find it and -s status tells the truth.
-                if not self.opened and not self._attempt(self.sink.open, reader.place):
-                    self._sleep(backoff)
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                events, place = reader.batch(BATCH)
-                chosen = [e for e in map(self._typed, events) if e is not None and self.wanted(e)]
-                if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
-                    self._sleep(backoff)
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                backoff = self.retry_s
-                if place != reader.place:
-                    reader.place = place
-                    if time.monotonic() >= self.save_due:
-                        self._save(place)
-                elif not events:
-                    if reader.place == self.saved:
-                        self._idle()
-                    elif time.monotonic() >= self.save_due:
-                        self._save(reader.place)
-                    else:  # until the place may be saved, or more comes
-                        self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
+                backoff = self._turn(reader, backoff)
             if reader.place != self.saved:
                 self._save(reader.place)
             reader.close()
@@ -157,6 +121,57 @@ class SinkProcess:
             self.sink.close()
             os.close(lock)
         return 0
+
+    def _reader(self) -> outbox.Reader:
+        """The outbox from the sink's saved place, and the state saved with it."""
+        place, state = outbox.read_place(self.directory, self.name)
+        # Down in the process before this one: down still, until it works.
+        down = state.get("down_since")
+        if isinstance(down, int | float):
+            self.down_since, self.error = float(down), str(state.get("error") or "")
+        reader = outbox.Reader(self.directory, place or outbox.Place(0, 0, 0))
+        self.saved = reader.place
+        log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
+        return reader
+
+    def _turn(self, reader: outbox.Reader, backoff: float) -> float:
+        """Deliver the next batch, or wait; the back-off of the next failure."""
+        if self.reopen:
+            self.reopen = False
+            self._reopen()
+        if not self._ready(reader.place):
+            self._sleep(backoff)
+            return min(self.retry_max_s, backoff * 2)
+        events, place = reader.batch(BATCH)
+        chosen = [e for e in map(self._typed, events) if e is not None and self.wanted(e)]
+        if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
+            self._sleep(backoff)
+            return min(self.retry_max_s, backoff * 2)
+        if place != reader.place:
+            reader.place = place
+            if time.monotonic() >= self.save_due:
+                self._save(place)
+        elif not events:
+            self._rest(reader.place)
+        return self.retry_s
+
+    def _ready(self, place: outbox.Place) -> bool:
+        """Ready to deliver: the place saved (after a full disk) and the sink
+        open (bound, connected: before the first event comes, so that
+        subscribers can find it and -s status tells the truth)."""
+        if self.unsaved_since is not None and not self._save(place):
+            return False  # a full disk: nothing more is delivered until the place is saved
+        return self.opened or self._attempt(self.sink.open, place)
+
+    def _rest(self, place: outbox.Place) -> None:
+        """Nothing to deliver: save the place when it may be, or sleep until
+        more comes."""
+        if place == self.saved:
+            self._idle()
+        elif time.monotonic() >= self.save_due:
+            self._save(place)
+        else:  # until the place may be saved, or more comes
+            self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
 
     def _typed(self, obj: dict[str, Any]) -> ev.Event | None:
         """An event of the outbox, typed; None (logged) if it is not one."""
@@ -269,7 +284,7 @@ class SinkProcess:
                     return
 
     def _lock(self) -> int:
-        fd = os.open(os.path.join(self.directory, self.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(outbox.lock_path(self.directory, self.name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         said = False
         while True:
             try:

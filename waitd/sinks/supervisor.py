@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import Sink
+from waitd.config.passdir import events_path
 from waitd.formats.status import SinkReport
 from waitd.journal import outbox
 
@@ -59,7 +60,7 @@ class Child:
 class Sinks:
     def __init__(self, passdir: str, foreground: bool) -> None:
         self.passdir = passdir
-        self.directory = os.path.join(passdir, outbox.DIRECTORY)
+        self.directory = events_path(passdir)
         self.foreground = foreground
         self.children: dict[str, Child] = {}
         self.env = {k: v for k, v in os.environ.items() if k not in _HIDDEN}
