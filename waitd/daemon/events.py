@@ -89,7 +89,7 @@ class Events:
 
     def installed(self, entries: list[Entry]) -> None:
         for entry in entries:
-            entry.view.outbox = self.journal  # removals and groups are told there
+            entry.view.journal = self.journal  # removals and groups are told there
 
     def start(self) -> None:
         self.sinks.start()
