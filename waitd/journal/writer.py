@@ -84,6 +84,7 @@ class Journal:
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
         self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
+        self._held_bare = 0  # of them, writes with no history line (removals, groups)
         self._failing: str | None = None  # why the last write failed; None once one works
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
 
@@ -203,6 +204,7 @@ class Journal:
             lines, made = self._held[0]
             self._write(lines, made, durable=False)
             self._held.popleft()
+            self._held_bare -= not lines
         if count:
             log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
 
@@ -250,9 +252,11 @@ class Journal:
             )
 
     def _hold(self, lines: list[Line], made: list[ev.Event]) -> None:
-        if not lines and sum(1 for _, m in self._held if m) >= HELD_MOST:
-            log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
-            return
+        if not lines:
+            if self._held_bare >= HELD_MOST:
+                log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
+                return
+            self._held_bare += 1
         self._held.append((lines, made))
 
     # -- the events of the history's lines -----------------------------------------
