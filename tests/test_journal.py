@@ -140,6 +140,10 @@ def test_the_json_of_each_event_reads_back_the_same(tmp_path: Path) -> None:
         assert ev.to_json(ev.from_json(obj)) == obj
     with pytest.raises(ValueError):
         ev.from_json({"type": "nonsense", "id": "x"})
+    with pytest.raises(ValueError, match="outcome is one of ok, failed, retrying"):
+        ev.from_json({**raw[-1], "outcome": "fine"})
+    with pytest.raises(ValueError, match="not an event"):
+        ev.from_json({k: v for k, v in raw[-1].items() if k != "process"})
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 OUTCOMES = ("ok", "failed", "retrying")
@@ -139,13 +139,8 @@ class Grouped:
 
 Event = Ready | Started | Ended | Removed | Expired | Grouped
 KINDS: dict[str, type[Event]] = {k.type: k for k in (Ready, Started, Ended, Removed, Expired, Grouped)}
-TYPES = tuple(KINDS)
 _HEAD = ("id", "type", "time", "about", "seq")
 _ABOUT = tuple(f.name for f in fields(About))
-
-
-def with_seq(event: Event, seq: int) -> Event:
-    return replace(event, seq=seq)
 
 
 def to_json(event: Event) -> dict[str, Any]:
@@ -196,9 +191,14 @@ def from_json(obj: Any) -> Event:
                 value = obj[f.name]
                 own[f.name] = tuple(value) if isinstance(value, list) else value
         seq = _int_or_none(obj.get("seq"))
-        return kind(id=str(obj["id"]), time=float(obj["time"]), about=about, seq=seq, **own)
+        event = kind(id=str(obj["id"]), time=float(obj["time"]), about=about, seq=seq, **own)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an event of waitd's: {exc}") from None
+    if isinstance(event, Ended) and event.outcome not in OUTCOMES:
+        raise ValueError(f"an ended event's outcome is one of {', '.join(OUTCOMES)}, not {event.outcome!r}")
+    if isinstance(event, Grouped) and event.state not in GROUP_STATES:
+        raise ValueError(f"a group event's state is one of {', '.join(GROUP_STATES)}, not {event.state!r}")
+    return event
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -10,14 +10,18 @@ waitd's footer line:
     ...the handler's output...
     waitd: end record=N [exit=E] [signal=S] [error=E] [attempt=A] [retry_at=STAMP] took=S at=STAMP
 
-Values are escaped as in the history (`history_line.escape`: no spaces,
+A Celery run's log also holds, after the output, lines of the worker and
+of the executor that start with `waitd: ` (`waitd: ran on HOST ...`,
+`waitd: lost: ...`): notes for the reader, not parsed.  Values are
+escaped as in the history (`history_line.escape`: no spaces,
 no bytes that are not printable ASCII), so a line splits on spaces.
 STAMP is local time to the millisecond with the UTC offset
 (2026-11-23T09:04:43.100+0100).  A footer always says how the run ended:
 its exit, its signal or an error (`error=unknown` when none is known).
 The footer is found anywhere in a line: output without a final newline
-has it glued to its last line.  A line `waitd: not started: REASON` was
-written by waitd before 2026-12 where a footer is now.
+has it glued to its last line.  A line `waitd: not started: REASON` is
+what the first waitd wrote where a footer with `error=not started: ...`
+is now; it is still read.
 
 The letters L cycle A..Z: `next_letter` gives the next one, and
 `newest_first` orders a record's logs by the start times in their headers
