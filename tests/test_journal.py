@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,16 @@ from waitd.formats.history_line import Event, Status, Version
 from waitd.journal.history import History
 from waitd.journal.outbox import Place, Reader, Writer
 from waitd.journal.writer import Journal
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """What the journal needs of a file fact: its name and version."""
+
+    name: str
+    mtime_ns: int
+    size: int
+    ino: int
 
 
 def _record(passdir: Path, options: str = "") -> table.Record:
@@ -112,14 +122,16 @@ def test_publications_and_removals_and_groups(tmp_path: Path) -> None:
     journal = _journal(tmp_path)
     members = [_line(f"/in/{n}.g8", Status.KNOWN, published=1, group="g2") for n in ("a", "b")]
     journal.published([(record, members)])
-    journal.removed(record, "/in/x.g8", Version(1, 2, 3), "expired: in the spool 2 h")
-    journal.removed(record, "/in/y.g8", None, "handled with exit 0; keep-after is 0")
-    journal.grouped(record, "g3", "incomplete", ["/in/c.g8"], ["1:2"])
+    journal.removed(record, FileFact("x.g8", 1, 2, 3), "expired: in the spool 2 h")
+    journal.removed(record, FileFact("y.g8", 1, 2, 4), "handled with exit 0; keep-after is 0", "/q/pending")
+    journal.group(record, "g3", "incomplete", ["c.g8"], ["1:2"])
     made = _outbox(tmp_path)
     assert [e.type for e in made] == ["ready", "group", "expired", "removed", "group"]
     assert isinstance(made[1], ev.Grouped) and made[1].state == "complete" and made[1].missing is None
     assert isinstance(made[4], ev.Grouped) and (made[4].state, made[4].missing) == ("incomplete", ("1:2",))
-    assert made[2].about.path == "/in/x.g8" and made[2].about.mtime is None
+    assert made[2].about.path == f"{tmp_path}/in/x.g8" and made[2].about.mtime is None
+    assert made[3].about.path == "/q/pending/y.g8"
+    assert made[4].about.paths == (f"{tmp_path}/in/c.g8",) and made[4].about.group == "g3"
     assert len(_history(tmp_path)) == 2  # removals and groups have no line
 
 
@@ -178,7 +190,7 @@ def test_a_full_disk_holds_what_is_not_a_start_in_order_until_it_is_written(
     long = "x" * 5000  # longer than the free tail of the files' last pages
     for n in range(3):
         journal.ended(record, [_line(f"/in/{n:03d}.g8", Status.UNKNOWN, error=long)])
-    journal.removed(record, "/in/gone.g8", None, "expired: " + long)
+    journal.removed(record, FileFact("gone.g8", 1, 2, 3), "expired: " + long)
     assert journal.unwritten == 3 and not journal.may_start
     assert caplog.text.count("cannot") == 1, "the failure is logged once"
     assert journal.retry() == 3, "still full"

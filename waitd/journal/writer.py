@@ -18,8 +18,8 @@ metrics):
                                an end recorded after a crash: `ended`
     published(jobs)            publish-only (status 2 `published=1`), one
                                sync: `ready` (a group: `group` complete)
-    removed(record, path, ...) `removed` or `expired`: no history line
-    grouped(record, gid, ...)  `group` incomplete or late: no history line
+    removed(record, fact, ...) `removed` or `expired`: no history line
+    group(record, gid, ...)    `group` incomplete or late: no history line
 
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
 to the outbox before its lines go to the history, and a synced write (a
@@ -54,7 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
@@ -70,6 +70,15 @@ log = logging.getLogger("waitd")
 
 HELD_MOST = 100_000  # events of no history line held on a full disk; past that, new ones are dropped
 Job = tuple["Record | None", Sequence[Line]]  # whose work, and the lines of one job
+
+
+class Named(Versioned, Protocol):
+    """A file's name and version (a file fact)."""
+
+    @property
+    def name(self) -> str: ...
+
+
 Observer = Callable[[ev.Event], None]
 
 
@@ -115,23 +124,27 @@ class Journal:
         lines, made = self._of_jobs(jobs, self._publishing)
         self._record(lines, made, durable=True)
 
-    def removed(self, record: Record, path: str, version: Versioned | None, why: str) -> None:
-        """A file was removed (after the unlink), for `why`: `expired` when
-        why starts with "expired", else `removed`; held if it cannot be written."""
+    def removed(self, record: Record, fact: Named, why: str, directory: str | None = None) -> None:
+        """A file of the record was removed (after the unlink), for `why`:
+        `expired` when why starts with "expired", else `removed`; `directory`
+        when it was not in the record's own (a queue's errors/, pending/...).
+        Held if it cannot be written."""
         if not self._telling:
             return
         kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
+        path = os.path.join(record.directory if directory is None else directory, fact.name)
         about = self._about_files(record, [path], None)
-        key = _version_key(version)
+        key = (fact.mtime_ns, fact.size, fact.ino)
         made = kind(ev.event_id(self.passdir, kind.type, record.process, path, key), time.time(), about, reason=why)
         self._record([], [made], durable=False)
 
-    def grouped(self, record: Record, gid: str, state: str, paths: Sequence[str], missing: Sequence[str]) -> None:
-        """A group will not run (`incomplete`: without `missing`), or a member
-        came after it ran (`late`); held if it cannot be written."""
+    def group(self, record: Record, gid: str, state: str, names: Sequence[str], missing: Sequence[str]) -> None:
+        """A group of the record's files (`names`, in its directory) will
+        not run (`incomplete`: without `missing`), or a member came after it
+        ran (`late`); held if it cannot be written."""
         if not self._telling:
             return
-        names = [os.path.basename(p) for p in paths]
+        paths = [os.path.join(record.directory, name) for name in names]
         about = self._about_files(record, paths, gid)
         made = ev.Grouped(
             ev.event_id(self.passdir, ev.Grouped.type, record.process, gid, None, state, *names),
@@ -348,10 +361,6 @@ class Journal:
             paths=None if one else tuple(sorted(paths)),
             group=None if one else group,
         )
-
-
-def _version_key(version: Versioned | None) -> tuple[int, int, int] | None:
-    return (version.mtime_ns, version.size, version.ino) if version is not None else None
 
 
 def _by_job(lines: Sequence[Line]) -> list[list[Line]]:

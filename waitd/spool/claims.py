@@ -126,7 +126,7 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
                 os.unlink(path)
                 log.info("record %d: removed %s: handled with exit 0", view.number, escape(path))
                 if view.journal is not None:
-                    view.journal.removed(view.record, path, job.fact, "handled with exit 0")
+                    view.journal.removed(view.record, job.fact, "handled with exit 0", os.path.dirname(path))
         else:
             where = q.to_errors(path, queue, view.match)
             log.warning("record %d: %s: moved to %s", view.number, escape(path), escape(where))
@@ -242,7 +242,7 @@ def expire_queue(entry: Entry, now_ns: int) -> int:
 
     def removed(fact: FileFact, why: str, directory: str) -> None:
         if journal is not None:
-            journal.removed(view.record, os.path.join(directory, fact.name), fact, why)
+            journal.removed(view.record, fact, why, directory)
 
     return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, view.match, removed)
 

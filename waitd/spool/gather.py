@@ -231,7 +231,7 @@ class Gatherer:
                     group.gid,
                 )
                 if self.view.journal is not None:
-                    self.view.journal.grouped(self.view.record, group.gid, "late", [self.view.path_of(fact.name)], [])
+                    self.view.journal.group(self.view.record, group.gid, "late", [fact.name], [])
 
     def _incomplete(self, group: groups.Group, present: dict[groups.Member, FileFact]) -> None:
         missing = sorted(f"{c}:{s}" for c, s in self.spec.critical - set(present))
@@ -247,8 +247,8 @@ class Gatherer:
                 len(present),
             )
             if self.view.journal is not None:
-                paths = [self.view.path_of(name) for name in sorted(f.name for f in present.values())]
-                self.view.journal.grouped(self.view.record, group.gid, "incomplete", paths, missing)
+                names = sorted(f.name for f in present.values())
+                self.view.journal.group(self.view.record, group.gid, "incomplete", names, missing)
 
 
 def _handled(event: Event | None) -> bool:

@@ -83,7 +83,7 @@ def _remove(view: View, history: History, fact: FileFact, why: str, now_ns: int)
         level = logging.WARNING if "never handled" in why else logging.INFO
         log.log(level, "record %d: removed %s: %s", view.number, path, why)
         if view.journal is not None:
-            view.journal.removed(view.record, view.path_of(fact.name), fact, why)
+            view.journal.removed(view.record, fact, why)
         _remove_companion(view, fact.name)
         view.forget(fact.name)
         return 1
