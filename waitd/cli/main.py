@@ -27,12 +27,11 @@ from decimal import Decimal
 from waitd import __version__
 from waitd.cli import client
 from waitd.config import conf, options, table
-from waitd.config import passdir as layout
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.daemon import pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.formats.history_line import escape
-from waitd.spool import claims, queue
+from waitd.spool import activation, claims, queue
 from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
@@ -329,19 +328,13 @@ def _preflight(passdir: str) -> None:
 
 
 def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> None:
-    """Tell `--check` what waitd does with a record on its own directories."""
-    own = layout.own_directory(record.directory, passdir)
-    if own == "passdir":
+    """Tell `--check` what waitd does with a record on PASSDIR itself (one
+    on its logfiles/ is inactive: `activation.activate` says so)."""
+    if activation.own_directory(record.directory, passdir) == "passdir":
         print(
             f"{table_path}:{record.line}: note: record {record.number}'s incoming-dir is PASSDIR; "
-            "waitd's own files (incoming, incoming.log*, incoming.history, waitd.*, logfiles) "
+            "waitd's own files (incoming, incoming.log*, incoming.history, waitd.*, logfiles, events) "
             "are never handled or removed",
-            file=sys.stderr,
-        )
-    elif own == "logfiles":
-        print(
-            f"{table_path}:{record.line}: warning: record {record.number} would be inactive: "
-            "its incoming-dir is waitd's own logfiles directory",
             file=sys.stderr,
         )
 
@@ -351,7 +344,7 @@ def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
     that the daemon makes are no reason)."""
     if record.options.claim:
         return claims.preview(record, passdir, path_env)
-    return table.activate(record, passdir, path_env).problem
+    return activation.activate(record, passdir, path_env).problem
 
 
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:
