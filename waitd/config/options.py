@@ -17,6 +17,8 @@ the fields `pattern=` parsed from the name (trollsift, the pytroll
 convention).  `Options.fields` builds it; a name the pattern does not
 parse gives None (the caller logs it once and leaves the file alone), and
 `Options.format` renders a FORMAT, or None when the values do not fit it.
+`Options.group` is the record's `groupspec.Spec` (the member lists read
+in `groupspec`'s notation).
 
 This module runs nothing and looks at no file.
 """
@@ -34,7 +36,7 @@ from typing import Any
 
 import trollsift
 
-from waitd.decide import groups
+from waitd.config import groupspec
 
 MAX_JOBS = 1000
 MAX_RETRIES = 1000
@@ -74,14 +76,14 @@ class Options:
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
 
     @cached_property
-    def group(self) -> groups.Spec | None:
+    def group(self) -> groupspec.Spec | None:
         """How the record groups its files, if it does (critical= or wanted=)."""
         if self.critical is None and self.wanted is None:
             return None
-        critical = groups.members(self.critical) if self.critical else frozenset()
-        wanted = groups.members(self.wanted) if self.wanted else frozenset()
-        extra = groups.members(self.all) if self.all else frozenset()
-        return groups.Spec(
+        critical = groupspec.members(self.critical) if self.critical else frozenset()
+        wanted = groupspec.members(self.wanted) if self.wanted else frozenset()
+        extra = groupspec.members(self.all) if self.all else frozenset()
+        return groupspec.Spec(
             critical=critical,
             wanted=wanted,
             accepted=critical | wanted | extra,
@@ -238,8 +240,8 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     for name in spec.vary:
         if name not in fields:
             problems.append(f"option vary= names {name}, which pattern= does not have")
-    if options.slot_min is not None and groups.TIME_FIELD not in fields:
-        problems.append(f"option slot= needs a {{{groups.TIME_FIELD}}} field in pattern=")
+    if options.slot_min is not None and groupspec.TIME_FIELD not in fields:
+        problems.append(f"option slot= needs a {{{groupspec.TIME_FIELD}}} field in pattern=")
     return problems
 
 
@@ -353,7 +355,7 @@ def _format(text: str) -> str:
 
 
 def _members(text: str) -> str:
-    groups.members(text)
+    groupspec.members(text)
     return text
 
 
