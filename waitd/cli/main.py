@@ -28,11 +28,13 @@ from waitd import __version__
 from waitd.cli import client
 from waitd.config import conf, options, table
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
+from waitd.config.passdir import conf_path, pid_path
+from waitd.config.passdir import table_path as table_path_of
 from waitd.daemon import pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.formats.history_line import escape
+from waitd.run.executors import celery_app
 from waitd.spool import activation, claims, queue
-from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
 
@@ -208,9 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
         if args.paths:
             raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
-        table_path = os.path.join(passdir, "incoming")
+        table_path = table_path_of(passdir)
         records, errors = table.read(table_path, passdir, os.environ, celery_app.problem(passdir))
-        settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
+        settings_conf, conf_errors = conf.read(conf_path(passdir))
         if args.check:
             code = _check(table_path, passdir, records, errors, args.verbose)
             return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
@@ -321,7 +323,7 @@ def _preflight(passdir: str) -> None:
         raise WaitdError(f"{passdir}: PASSDIR is not writable")
     held = pidfile.holder(passdir)
     if held is not None:
-        raise AlreadyRunning(pidfile.pidfile_path(passdir), held.pid)
+        raise AlreadyRunning(pid_path(passdir), held.pid)
     stale = pidfile.stale_pid(passdir)
     if stale is not None:
         print(f"waitd: warning: {pidfile.stale_message(passdir, stale)}", file=sys.stderr)

@@ -84,7 +84,7 @@ def parse(
     text: str, path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
 ) -> tuple[tuple[Record, ...], list[TableError]]:
     """Parse the table text; return the good records and every error found.
-    `celery` is what a `run=celery` record lacks here (`celery_app.problem`),
+    `celery` is what a `run=celery` record lacks here (`run.executors.celery_app.problem`),
     an error of each such line, with its others."""
     records: list[Record] = []
     errors: list[TableError] = []

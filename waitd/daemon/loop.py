@@ -53,6 +53,7 @@ from waitd.decide.outcome import Job, Why
 from waitd.formats import status as report
 from waitd.journal.history import History, escape, format_event
 from waitd.run import publish, runner
+from waitd.run.executors import celery_app
 from waitd.run.executors.celery import Dispatch
 from waitd.run.executors.local import Executor, Local, seal_descriptors
 from waitd.run.launch import Launcher
@@ -60,7 +61,6 @@ from waitd.run.runs import Runs, RunState
 from waitd.spool import activation, claims, queue, sweep
 from waitd.spool.directory import FileFact, Listings
 from waitd.spool.watch import Watcher
-from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
 

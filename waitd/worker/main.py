@@ -22,7 +22,9 @@ from collections.abc import Sequence
 
 from waitd.config import conf, table
 from waitd.config.errors import EXIT_USAGE
-from waitd.worker import app as celery_app
+from waitd.config.passdir import conf_path
+from waitd.run.executors.celery_app import install_hint
+from waitd.worker import app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +59,7 @@ def settings(args: argparse.Namespace) -> tuple[str, str]:
     celery = None
     passdir = args.passdir or os.environ.get("PASSDIR")
     if passdir:
-        path = os.path.join(os.path.abspath(passdir), "waitd.conf")
+        path = conf_path(os.path.abspath(passdir))
         parsed, errors = conf.read(path)
         if errors:
             for error in errors:
@@ -82,8 +84,8 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     broker, queue = settings(args)
     if importlib.util.find_spec("celery") is None:
-        _usage(f"Celery is not installed; {celery_app.install_hint()}")
-    app = celery_app.make(broker, queue)
+        _usage(f"Celery is not installed; {install_hint()}")
+    celery = app.make(broker, queue)
     worker_argv = [
         "worker",
         "--queues",
@@ -101,7 +103,7 @@ def main(argv: Sequence[str]) -> int:
     if args.concurrency is not None:
         worker_argv += ["--concurrency", str(args.concurrency)]
     try:
-        app.worker_main(worker_argv)
+        celery.worker_main(worker_argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
     return 0

@@ -35,7 +35,7 @@ handler because its worker died.  A handler that cannot be executed ends
 with exit 127 and says why in its output, as a shell would.
 
 This module does not import Celery: the task is registered by
-`celery_app`, and the tests call `run` directly.
+`worker.app`, and the tests call `run` directly.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ import socket
 import tempfile
 import time
 from typing import Any
+
+from waitd.run.executors.local import signal_name
 
 OUTPUT_CAP = 1 << 20  # bytes of output a result carries
 PR_SET_PDEATHSIG = 1
@@ -107,7 +109,7 @@ def run(
     elif "code" in fields:
         code = int(fields["code"])
         if code < 0:
-            result["signal"] = _signal_name(-code)
+            result["signal"] = signal_name(-code)
         else:
             result["exit"] = code
         if "deadline" in fields:
@@ -249,10 +251,3 @@ def _output(out: Any, cap: int) -> tuple[bytes, int]:
     """The first `cap` bytes of the output file, and its size."""
     size = os.fstat(out.fileno()).st_size
     return os.pread(out.fileno(), min(size, cap), 0), size
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
