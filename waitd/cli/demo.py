@@ -35,7 +35,7 @@ from typing import NoReturn
 
 from waitd.config import table
 from waitd.config.errors import WaitdError
-from waitd.daemon import control, start
+from waitd.daemon import control, pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.journal.history import parse_line
 
@@ -223,7 +223,7 @@ def _slow(incoming: str, name: str, when: _Schedule, until: Callable[[float], bo
 
 
 def _show_status(passdir: str) -> None:
-    text = control.format_status(control.read_status(passdir), control.running_pid(passdir))
+    text = control.format_status(control.read_status(passdir), pidfile.running_pid(passdir))
     _say("this is what `waitd -s status` shows now:\n" + "".join(f"    {line}\n" for line in text.splitlines()))
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config.errors import Unexpected, WaitdError
+from waitd.config.passdir import socket_path
 
 log = logging.getLogger("waitd")
 
@@ -67,10 +68,6 @@ class _Conn:
     deadline: float  # monotonic: given up then
     data: bytes = b""
     reply: memoryview | None = field(default=None)
-
-
-def socket_path(passdir: str) -> str:
-    return os.path.join(passdir, "waitd.sock")
 
 
 class Server:

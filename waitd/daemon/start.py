@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import WaitdError
+from waitd.config.passdir import history_path, log_path
 from waitd.daemon import pidfile
 from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
@@ -73,7 +74,7 @@ def setup_logging(passdir: str, foreground: bool) -> LogFile:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
-    path = os.path.join(passdir, "incoming.log")
+    path = log_path(passdir)
     try:
         logfile = LogFile(path)
     except OSError as exc:
@@ -118,7 +119,7 @@ def serve(
         signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
     with pidfile.PidFile(passdir):
         runner.make_logfiles(passdir)
-        history = History(os.path.join(passdir, "incoming.history"))
+        history = History(history_path(passdir))
         history.load()
         daemon = Daemon(
             settings, records, history, reopen_log=logfile.reopen, signals=signals, conf=conf, foreground=foreground
