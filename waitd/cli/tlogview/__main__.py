@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""`python -m waitd.cli.tlogview`: the tlogview command."""
+"""`python -m waitd.cli.tlogview`: the tlogview command (the tests run it so)."""
 
 import sys
 
