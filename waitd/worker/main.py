@@ -5,10 +5,11 @@ The broker and queue come from the command line, or from the `[celery]`
 section of the waitd.conf of `--passdir` (or $PASSDIR).  The worker is
 Celery's own (`celery worker`, prefork pool), started without mingle and
 gossip (it starts in under a second and needs nothing from its peers) and
-with the settings of `celery_app` (early acknowledgement, prefetch 1).
+with the app of `worker.app`: waitd's settings (early acknowledgement,
+prefetch 1) and the task `worker.task.run`.
 
-Exit status: 2 for bad usage (no broker anywhere, an invalid waitd.conf),
-else what Celery's worker returns.
+Exit status: 2 for bad usage (no broker anywhere, an invalid waitd.conf,
+Celery not installed), else what Celery's worker returns.
 """
 
 from __future__ import annotations
