@@ -28,6 +28,7 @@ from decimal import Decimal
 from waitd import __version__
 from waitd.cli import client
 from waitd.config import conf, options, table
+from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.config.passdir import conf_path, pid_path, table_path
 from waitd.daemon import pidfile, start
@@ -173,7 +174,7 @@ def _jobs(text: str) -> int:
 
 def _metrics(text: str) -> tuple[str, int]:
     try:
-        return conf.host_port(text, "127.0.0.1")
+        return host_port(text, "127.0.0.1")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from waitd.config import conf, table
+from waitd.config.confkeys import url
 from waitd.config.errors import EXIT_USAGE
 from waitd.config.passdir import conf_path
 from waitd.run.executors.celery_app import install_hint
@@ -50,7 +51,7 @@ def _positive(text: str) -> int:
 
 def _broker(text: str) -> str:
     try:
-        return conf.url(text)
+        return url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
