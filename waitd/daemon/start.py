@@ -2,11 +2,14 @@
 """Starting the daemon: its log, the pid file, the history, the loop.
 
 `serve` runs waitd in this process (`waitd -f`, `--once`, `--demo`):
-incoming.log opened (never through a planted link, reopened on HUP), the
-signals caught, the pid file claimed, the history loaded, the runs of a
-previous life recovered, the loop run.  `detach` forks a daemon
-(python-daemon) that runs `serve` and tells the waiting `waitd -g`
-through a pipe whether it came up, and if not, why.
+incoming.log opened (`setup_logging`: never through a planted link,
+reopened on HUP, also on stderr in the foreground), the signals caught
+(queued until the loop installs its own handlers), the pid file claimed,
+logfiles/ made if missing, the history loaded, the runs of a previous
+life recovered, the loop run.  `detach` forks a daemon (python-daemon,
+with waitd's own empty signal map) that runs `serve` and tells the
+waiting `waitd -g` through a pipe whether it came up, and if not, why.
+A sink's process sets up its log with `setup_logging` too.
 
 Failures: a file of PASSDIR that cannot be opened is a WaitdError naming
 it; one before the daemon is up reaches the operator's terminal.
