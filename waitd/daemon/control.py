@@ -1,22 +1,19 @@
 # SPDX-License-Identifier: MIT
-"""`waitd -s`, and the status file.
+"""The status file, $PASSDIR/waitd.status.
 
-`send` maps `-s reload|stop|idle|resume|wake` to HUP, TERM, INT, CONT and
-ALRM for the daemon holding the pid file (`pidfile.holder`).  `stopped`
-and `reloaded` wait for what the daemon did with the signal: `-s stop`
-returns once the daemon is gone, `-s reload` once the status file says the
-table was taken (or why not).  `write_status` and `read_status` keep
-$PASSDIR/waitd.status, the status document (`formats.status`, read back
-into its types) that the loop rewrites (temporary file, rename) when its
-state changes, so `-s status` needs no signal; `format_status` turns it
-into the text an operator reads.
+`write_status` and `read_status` keep $PASSDIR/waitd.status, the status
+document (`formats.status`, read back into its types) that the loop
+rewrites (temporary file, rename) when its state changes, so `-s status`
+needs no signal; `StatusFile` decides when it is rewritten;
+`format_status` turns the document into the text an operator reads.
 
-This module does not detach (`cli` does, with python-daemon), does not
-claim the pid file (`pidfile` does) and does not decide what the status
-holds (`daemon.status.build` does).
+This module does not signal the daemon (`waitd -s`'s signalling and its
+waiting for a stop or a reload are `cli.client`'s), does not claim the pid
+file (`pidfile` does) and does not decide what the status holds
+(`daemon.status.build` does).
 
-Diagnostics: `WaitdError` (exit 1) when no waitd runs on the PASSDIR or it
-cannot be signalled.
+Diagnostics: a status file that cannot be written is logged once (warning)
+until it can be again; one that cannot be read is None to its reader.
 """
 
 from __future__ import annotations
@@ -24,106 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
-from waitd.config.errors import WaitdError
 from waitd.config.passdir import TMP, status_path
-from waitd.daemon.pidfile import holder, pidfile_path
-from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, Status, TableReport, from_json
+from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, Status, from_json
 
 log = logging.getLogger(__name__)
-
-SIGNALS = {
-    "reload": signal.SIGHUP,
-    "stop": signal.SIGTERM,
-    "idle": signal.SIGINT,
-    "resume": signal.SIGCONT,
-    "wake": signal.SIGALRM,
-}
-RELOAD_WAIT_S = 10.0
-STOP_MARGIN_S = 10.0  # beyond the daemon's own stop timeout and kill grace
-POLL_S = 0.05
-
-
-def running_pid(passdir: str) -> int | None:
-    """The pid of the live waitd of this PASSDIR, or None (also while its
-    pid is not written yet)."""
-    held = holder(passdir)
-    return held.pid if held is not None else None
-
-
-def send(passdir: str, command: str) -> int:
-    """Signal the daemon of this PASSDIR; return its pid."""
-    held = holder(passdir)
-    if held is None:
-        raise WaitdError(f"no waitd is running on {passdir} (no daemon holds {pidfile_path(passdir)})")
-    if held.pid is None:
-        raise WaitdError(f"the waitd of {passdir} is starting and has not written its pid yet; try again")
-    try:
-        os.kill(held.pid, SIGNALS[command])
-    except ProcessLookupError:
-        raise WaitdError(f"no waitd is running on {passdir} (pid {held.pid} ended just now)") from None
-    except PermissionError as exc:
-        raise WaitdError(f"cannot signal waitd pid {held.pid}: {exc.strerror}") from exc
-    return held.pid
-
-
-def stopped(passdir: str, pid: int, limit_s: float | None = None) -> bool:
-    """Wait until the daemon `pid` no longer holds the PASSDIR; False if it
-    still does after `limit_s` (default: its stop timeout, its kill grace
-    and a margin, from the status file)."""
-    if limit_s is None:
-        state = read_status(passdir)
-        stop_s, grace_s = (state.stop_timeout_s, state.kill_grace_s) if state is not None else (30.0, 5.0)
-        limit_s = stop_s + grace_s + STOP_MARGIN_S
-    return _until(lambda: running_pid(passdir) != pid and _gone(pid), limit_s)
-
-
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting for its parent counts)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def reloads(passdir: str, pid: int) -> int:
-    """How many HUPs the daemon `pid` has acted on so far (-1: unknown)."""
-    state = read_status(passdir)
-    if state is None or state.pid != pid:
-        return -1
-    return state.table.reloads
-
-
-def reloaded(passdir: str, pid: int, before: int) -> TableReport | None:
-    """Wait until the daemon has acted on a HUP sent after it had acted on
-    `before`; return the table part of its status, or None at the limit."""
-    found: list[TableReport] = []
-
-    def done() -> bool:
-        state = read_status(passdir)
-        if state is not None and state.pid == pid and state.table.reloads > before:
-            found.append(state.table)
-            return True
-        return running_pid(passdir) != pid
-
-    _until(done, RELOAD_WAIT_S)
-    return found[0] if found else None
-
-
-def _until(condition: Callable[[], bool], limit_s: float) -> bool:
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_S)
-    return True
-
 
 STATUS_EVERY_S = 1.0
 STATUS_COST_SHARE = 50

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from waitd.config import passdir as layout
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
@@ -56,14 +55,14 @@ from waitd.formats.status import to_json
 from waitd.journal.history import History, escape
 from waitd.journal.writer import Journal
 from waitd.run import publish, runner
+from waitd.run.executors import celery_app
 from waitd.run.executors.celery import Dispatch
 from waitd.run.executors.local import Executor, Local, seal_descriptors
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs, RunState
-from waitd.spool import claims, queue, sweep
+from waitd.spool import activation, claims, queue, sweep
 from waitd.spool.directory import FileFact, Listings
 from waitd.spool.watch import Watcher
-from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
 
@@ -162,7 +161,7 @@ class Daemon:
         entries = self.works.install(
             records,
             lambda record: self._activate(record, path_env),
-            lambda record: layout.matcher(record, passdir),
+            lambda record: activation.matcher(record, passdir),
             lambda number: runner.last_letter(passdir, number),
         )
         self.events.installed(entries)
@@ -187,8 +186,8 @@ class Daemon:
             if not entry.problem and entry.view.open():
                 self._watch(entry)
 
-    def _activate(self, record: table.Record, path_env: str) -> table.Activation:
-        """`layout.activate`; a record that claims from a queue has the
+    def _activate(self, record: table.Record, path_env: str) -> activation.Activation:
+        """`activation.activate`; a record that claims from a queue has the
         queue's subdirectories made, those of its next queue too."""
         if record.options.claim:
             for root, instance in (
@@ -200,11 +199,11 @@ class Daemon:
                 try:
                     queue.Queue(root).make(instance)
                 except OSError as exc:
-                    return table.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
+                    return activation.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
             problem = self.instance_locks.hold(os.path.dirname(record.directory))
             if problem is not None:
-                return table.Activation(None, problem)
-        return layout.activate(record, self.settings.passdir, path_env)
+                return activation.Activation(None, problem)
+        return activation.activate(record, self.settings.passdir, path_env)
 
     def _watch(self, entry: Entry) -> None:
         spool = entry.view.spool
@@ -421,7 +420,7 @@ class Daemon:
             (self.settings.table_path, "what waitd runs"),
             (os.path.join(self.settings.passdir, "waitd.conf"), "where waitd writes and sends its events"),
         ):
-            unsafe = table.writable_by_others(path)
+            unsafe = activation.writable_by_others(path)
             if unsafe is not None:
                 log.warning("%s: %s; anyone can change %s", path, unsafe, what)
 

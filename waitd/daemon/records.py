@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from waitd.config import table
+from waitd.spool import activation
 from waitd.spool.view import View, identity
 
 log = logging.getLogger("waitd")
@@ -116,7 +117,7 @@ class Works:
     def install(
         self,
         records: Iterable[table.Record],
-        activate: Callable[[table.Record], table.Activation],
+        activate: Callable[[table.Record], activation.Activation],
         matcher: Callable[[table.Record], Callable[[str], bool]],
         letter: Callable[[int], str | None],
     ) -> list[Entry]:

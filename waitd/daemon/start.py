@@ -2,11 +2,15 @@
 """Starting the daemon: its log, the pid file, the history, the loop.
 
 `serve` runs waitd in this process (`waitd -f`, `--once`, `--demo`):
-incoming.log opened (never through a planted link, reopened on HUP), the
-signals caught, the pid file claimed, the history loaded, the runs of a
-previous life recovered, the loop run.  `detach` forks a daemon
-(python-daemon) that runs `serve` and tells the waiting `waitd -g`
-through a pipe whether it came up, and if not, why.
+incoming.log opened (`journal.logfile.setup_logging`: never through a
+planted link, reopened on HUP, also on stderr in the foreground), the
+signals caught
+(queued until the loop installs its own handlers), the pid file claimed,
+logfiles/ made if missing, the history loaded, the runs of a previous
+life recovered, the loop run.  `detach` forks a daemon (python-daemon,
+with waitd's own empty signal map) that runs `serve` and tells the
+waiting `waitd -g` through a pipe whether it came up, and if not, why.
+A sink's process sets up its log the same way.
 
 Failures: a file of PASSDIR that cannot be opened is a WaitdError naming
 it; one before the daemon is up reaches the operator's terminal.
@@ -24,6 +28,7 @@ from collections.abc import Callable, Sequence
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import WaitdError
+from waitd.config.passdir import history_path
 from waitd.daemon import pidfile
 from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
@@ -56,7 +61,7 @@ def serve(
         signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
     with pidfile.PidFile(passdir):
         runner.make_logfiles(passdir)
-        history = History(os.path.join(passdir, "incoming.history"))
+        history = History(history_path(passdir))
         history.load()
         daemon = Daemon(
             settings, records, history, reopen_log=logfile.reopen, signals=signals, conf=conf, foreground=foreground

@@ -56,6 +56,7 @@ from waitd.daemon import pidfile
 from waitd.daemon.records import Entry
 from waitd.decide.outcome import Job, Verdict
 from waitd.journal.history import Event, History, Status, escape
+from waitd.spool import activation
 from waitd.spool import queue as q
 from waitd.spool.directory import FileFact
 from waitd.spool.view import View
@@ -226,8 +227,8 @@ def preview(record: table.Record, passdir: str, path_env: str) -> str | None:
         if reason is not None:
             return unmade(root or "", reason)
     if os.path.isdir(record.directory):
-        return table.activate(record, passdir, path_env).problem
-    return table.activate_handler(record, passdir, path_env).problem
+        return activation.activate(record, passdir, path_env).problem
+    return activation.activate_handler(record, passdir, path_env).problem
 
 
 TMP_KEPT_H = 36.0  # a file left in tmp/ this long was dropped by its producer (maildir's rule)

@@ -49,9 +49,9 @@ from waitd.config.conf import CeleryConf
 from waitd.decide.outcome import Outcome
 from waitd.formats import handler_log
 from waitd.formats.history_line import Event, Status
+from waitd.run.executors import celery_app
 from waitd.run.executors.local import Executor, signal_name
 from waitd.run.runs import Run
-from waitd.worker import app as celery_app
 
 log = logging.getLogger("waitd")
 
