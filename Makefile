@@ -50,14 +50,38 @@ demo: $(STAMP)
 	$(BIN)/waitd --demo
 
 # Four test processes on two cores: most tests wait on a daemon (about a
-# third of the wall time is CPU), so two would leave the cores idle.
-test: $(STAMP) deps
+# third of the wall time is CPU), so two would leave the cores idle.  lint
+# first: it takes a few seconds and fails fast.
+test: $(STAMP) deps lint
 	$(BIN)/python -m pytest -q -n 4 tests
+
+# make lint: style and types; the layers of DESIGN.md "Architecture" (imports
+# go down only: .importlinter); no function above radon C (xenon); no dead
+# code (vulture, configured in pyproject.toml, with vulture_whitelist.py for
+# what it cannot see used); no module over MAX_LINES lines.  The exceptions
+# are those of the other branches of issue 20, each removed as its branch
+# lands: .importlinter's ignore_imports, the files of XENON_EXCLUDE (each holds
+# one function at radon D) and LONG_OK (an exception that no longer applies
+# is an error, so that it is removed).
+MAX_LINES := 400
+XENON_EXCLUDE :=
+LONG_OK :=
 
 lint: $(STAMP)
 	$(BIN)/ruff check waitd tests bench
 	$(BIN)/ruff format --check waitd tests bench
 	$(BIN)/mypy waitd
+	$(BIN)/lint-imports
+	$(BIN)/xenon --max-absolute C $(if $(XENON_EXCLUDE),--exclude '$(XENON_EXCLUDE)') waitd
+	$(BIN)/vulture
+	@find waitd -name '*.py' | sort | xargs wc -l | awk -v most=$(MAX_LINES) -v ok='$(LONG_OK)' ' \
+	  BEGIN { n = split(ok, list, " "); for (i = 1; i <= n; i++) allowed[list[i]] = 1 } \
+	  $$2 == "total" { next } \
+	  { lines[$$2] = $$1 } \
+	  $$1 > most && !($$2 in allowed) { print "make: " $$2 ": " $$1 " lines, more than " most; bad = 1 } \
+	  END { for (f in allowed) if (!(f in lines) || lines[f] <= most) { \
+	          print "make: " f ": not over " most " lines (any more): take it out of LONG_OK"; bad = 1 } \
+	        exit bad }'
 
 man:
 	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/waitd.conf.5 man/tlogview.1

@@ -105,7 +105,7 @@ def _overhead(report: Report, root: Path, broker: str, m: int) -> None:
 
 def _bare_loop(broker: str, queue: str, m: int, cwd: str) -> float:
     """Seconds for m send_task()/get() of waitd's task, one after the other."""
-    from waitd.worker import app as celery_app
+    from waitd.run.executors import celery_app
 
     app = celery_app.make(broker, queue)
     kwargs = {"program": "/bin/true", "argv": ["true", "x"], "env": {"PATH": "/usr/bin:/bin"}, "cwd": cwd}

@@ -16,8 +16,8 @@ from conftest import ROOT
 from waitd.config import options
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events, judge
 from waitd.formats.history_line import Event, Status, format_event, parse_line
+from waitd.run.executors.celery_app import result_of, shown_url
 from waitd.spool.directory import FileFact
-from waitd.worker.app import result_of, shown_url
 
 
 def success(**fields) -> dict:

@@ -21,7 +21,7 @@ import psutil
 import pytest
 from conftest import ROOT, wait_for, waitd_cmd, waitds_on
 
-from waitd.daemon import control
+from waitd.daemon import pidfile
 
 GOLDEN = ROOT / "tests" / "golden"
 
@@ -44,7 +44,7 @@ class Detached:
         return pid
 
     def pid(self) -> int | None:
-        return control.running_pid(str(self.station.passdir))
+        return pidfile.running_pid(str(self.station.passdir))
 
     def status(self) -> str:
         return self.station.run("-s", "status").stdout

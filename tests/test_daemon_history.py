@@ -14,7 +14,7 @@ import psutil
 import pytest
 from conftest import Station, wait_for, waitd_cmd
 
-from waitd.daemon import control
+from waitd.daemon import pidfile
 
 KINDS = {
     "directory": ("a directory", lambda path: os.mkdir(path)),
@@ -58,7 +58,7 @@ def _mode_of(kind: str) -> int:
 
 def _stop_any_daemon(passdir: Path) -> None:
     """Kill a daemon a failing test left behind (a detached one is not our child)."""
-    pid = control.running_pid(str(passdir))
+    pid = pidfile.running_pid(str(passdir))
     if pid is None:
         return
     os.kill(pid, signal.SIGKILL)

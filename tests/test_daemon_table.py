@@ -197,6 +197,21 @@ def test_check_warns_about_records_that_would_be_inactive(station):
     assert f"{station.passdir}/incoming:1: warning: record 1 would be inactive: incoming-dir" in r.stderr
 
 
+def test_a_record_on_waitds_logfiles_is_inactive_for_check_and_start_alike(station):
+    (station.passdir / "logfiles").mkdir()
+    station.table("x logfiles * /bin/true 0 -1 0")
+    why = f"record 1 would be inactive: incoming-dir {station.passdir}/logfiles is waitd's own logfiles directory"
+    r = station.run("--check")
+    assert r.returncode == 0 and r.stderr.count("would be inactive") == 1 and why in r.stderr, r.stderr
+    r = station.run("-g", "--interval", "0.2")  # says it on the terminal before detaching
+    try:
+        assert r.returncode == 0 and why.replace("would be", "is") in r.stderr, r.stderr
+        wait_for(lambda: "waitd's own logfiles directory" in station.log(), 10, "the daemon's line")
+    finally:
+        stopped = station.run("-s", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "value", "why"),
     [

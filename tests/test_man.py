@@ -163,12 +163,13 @@ def test_examples_show_the_conf_files_as_shipped(conf):
 
 @needs_mandoc
 def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
-    from waitd.config import conf
+    from waitd.config import conf, confkeys
 
     text = render("waitd.conf.5")
     for section in ("   [daemon]", "   [sink NAME]", "   [celery]", "EVENTS", "THE OUTBOX"):
         assert f"\n{section}\n" in text, f"waitd.conf(5): no {section.strip()} section"
-    keys = {*conf._DAEMON, *conf._CELERY, *conf._COMMON, *(k for kind in conf._BY_TYPE.values() for k in kind)}
+    by_type = (k for kind in confkeys.BY_TYPE.values() for k in kind)
+    keys = {*confkeys.DAEMON, *confkeys.CELERY, *confkeys.COMMON, *by_type}
     for key in keys:
         assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): key {key} not described"
     blocks = [b for b in example_blocks("waitd.conf.5") if b.startswith("[")]
@@ -177,7 +178,7 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
         parsed, errors = conf.parse(block, "example")
         assert errors == [], block
         types.update(sink.type for sink in parsed.sinks)
-    assert types == set(conf.SINK_TYPES), "an example for each type of sink"
+    assert types == set(confkeys.SINK_TYPES), "an example for each type of sink"
 
 
 # -- the examples: every table and waitd.conf shown is one waitd takes -------------

@@ -7,7 +7,6 @@ import ctypes
 import locale
 import os
 import re
-import stat
 from decimal import Decimal
 from pathlib import Path
 
@@ -365,91 +364,6 @@ def test_parse_never_raises(lines: list[str]) -> None:
         assert 0 <= r.wait_s <= table.MAX_WAIT_S and 0 <= r.too_old_h <= table.MAX_TOO_OLD_H
         assert -1 <= r.keep <= table.MAX_KEEP
         table.matcher(r.template)  # every template the table accepts compiles
-
-
-# -- activate -----------------------------------------------------------------------------
-
-
-def _exe(path: Path, mode: int = 0o755) -> Path:
-    path.write_text("#!/bin/sh\nexit 0\n")
-    path.chmod(mode)
-    return path
-
-
-def _record(directory: str, process: str) -> table.Record:
-    return table.Record(1, 1, "t", directory, "*", process, 0.0, 0, 0.0)
-
-
-def test_activate_ok_with_bare_name_on_path(tmp_path: Path) -> None:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    _exe(bindir / "ingest")
-    act = table.activate(_record(str(tmp_path), "ingest"), str(tmp_path), f"/nonexistent:{bindir}")
-    assert act == table.Activation(str(bindir / "ingest"), None)
-
-
-def test_activate_missing_directory(tmp_path: Path) -> None:
-    _exe(tmp_path / "h")
-    act = table.activate(_record(str(tmp_path / "gone"), str(tmp_path / "h")), str(tmp_path), "")
-    assert act.program is None
-    assert act.problem == f"incoming-dir {tmp_path / 'gone'}: No such file or directory"
-
-
-def test_activate_directory_is_a_file(tmp_path: Path) -> None:
-    h = _exe(tmp_path / "h")
-    act = table.activate(_record(str(h), str(h)), str(tmp_path), "")
-    assert act.problem == f"incoming-dir {h}: not a directory"
-
-
-def test_activate_handler_not_on_path(tmp_path: Path) -> None:
-    act = table.activate(_record(str(tmp_path), "no-such-handler-waitd"), str(tmp_path), str(tmp_path))
-    assert act.program is None
-    assert act.problem == "process-name no-such-handler-waitd: not found in $PATH or not executable"
-
-
-def test_activate_handler_on_path_but_not_executable(tmp_path: Path) -> None:
-    _exe(tmp_path / "h", 0o644)
-    act = table.activate(_record(str(tmp_path), "h"), str(tmp_path), str(tmp_path))
-    assert act.problem == "process-name h: not found in $PATH or not executable"
-
-
-def test_activate_handler_path_not_executable(tmp_path: Path) -> None:
-    h = _exe(tmp_path / "h", 0o644)
-    act = table.activate(_record(str(tmp_path), str(h)), str(tmp_path), "")
-    assert act.program is None
-    assert act.problem == f"process-name {h}: not found or not executable"
-
-
-def test_activate_handler_path_is_a_directory(tmp_path: Path) -> None:
-    act = table.activate(_record(str(tmp_path), str(tmp_path)), str(tmp_path), "")
-    assert act.problem == f"process-name {tmp_path}: not found or not executable"
-
-
-def test_activate_relative_handler_path_is_against_passdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "bin").mkdir()
-    h = _exe(tmp_path / "bin" / "h")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    act = table.activate(_record(str(tmp_path), "bin/h"), str(tmp_path), "")
-    assert act == table.Activation(str(h), None)
-    act = table.activate(_record(str(tmp_path), "./bin/h"), str(tmp_path), "")
-    assert act == table.Activation(str(h), None)
-
-
-def test_activate_bare_name_ignores_passdir(tmp_path: Path) -> None:
-    # A bare name is looked up in $PATH only, never in PASSDIR or the cwd.
-    _exe(tmp_path / "h")
-    act = table.activate(_record(str(tmp_path), "h"), str(tmp_path), "/nonexistent")
-    assert act.program is None
-
-
-def test_find_program_returns_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "bin").mkdir()
-    h = _exe(tmp_path / "bin" / "h")
-    monkeypatch.chdir(tmp_path)
-    assert table.find_program("h", str(tmp_path), "bin") == str(h)
-    assert stat.S_ISREG(os.stat(h).st_mode)
 
 
 # -- matcher ---------------------------------------------------------------------------------

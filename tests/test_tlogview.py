@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from waitd.cli import tlogview
-from waitd.cli.tlogview import Entry, Filter, group, parse_run, parse_since, show_name
+from waitd.cli.tlogview.read import Entry, Filter, group, parse_run, parse_since, show_name
+from waitd.cli.tlogview.show import format_table
 
 HEADER = "waitd: start record=1 telem=gvar program=/x/h file=/in/f\\0401.g8 at=2026-11-23T09:04:43.100+0000"
 
@@ -113,7 +113,7 @@ def test_format_table_aligns_columns_and_colours_outcomes():
         parse_run(12, "B", HEADER, "waitd: end record=12 signal=SIGKILL took=31.000 at=x"),
         parse_run(3, "C", "", ""),
     ]
-    table = tlogview.format_table(runs)
+    table = format_table(runs)
     assert [key for _, key in table] == ["title", "", "bad", "open"]
     lines = [text for text, _ in table]
     assert lines[0].split() == ["REC", "L", "START", "TOOK", "OUTCOME", "FILE"]

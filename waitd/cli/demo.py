@@ -35,7 +35,8 @@ from typing import NoReturn
 
 from waitd.config import table
 from waitd.config.errors import WaitdError
-from waitd.daemon import control, start
+from waitd.config.passdir import history_path, table_path
+from waitd.daemon import control, pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.journal.history import parse_line
 
@@ -93,7 +94,7 @@ def run(interval: float) -> int:
     when = _Schedule(scale)
     passdir = tempfile.mkdtemp(prefix="waitd-demo-")
     _make_passdir(passdir, when)
-    records, errors = table.read(os.path.join(passdir, "incoming"), passdir, os.environ)
+    records, errors = table.read(table_path(passdir), passdir, os.environ)
     if errors:  # a bug in this module, not the user's doing
         raise WaitdError("demo: the example table is invalid: " + "; ".join(map(str, errors)))
     _say(f"PASSDIR is {passdir}; waitd's log follows (Ctrl-C ends the demo)")
@@ -124,7 +125,7 @@ def _make_passdir(passdir: str, when: _Schedule) -> None:
         with open(path, "w") as f:
             f.write(text)
         os.chmod(path, 0o755)
-    with open(os.path.join(passdir, "incoming"), "w") as f:
+    with open(table_path(passdir), "w") as f:
         f.write(
             TABLE.format(
                 passdir=passdir,
@@ -175,7 +176,7 @@ def _direct(passdir: str, daemon_pid: int, when: _Schedule) -> int:
             if os.getppid() != daemon_pid:
                 raise _DaemonGone
             state = control.read_status(passdir)
-            if state and state.get("mode") == "hibernating":
+            if state is not None and state.mode == "hibernating":
                 _say("waitd hibernates (it got INT); the demo stops it with TERM")
                 return False
             time.sleep(min(0.1, when.at(0.2)))
@@ -223,14 +224,14 @@ def _slow(incoming: str, name: str, when: _Schedule, until: Callable[[float], bo
 
 
 def _show_status(passdir: str) -> None:
-    text = control.format_status(control.read_status(passdir), control.running_pid(passdir))
+    text = control.format_status(control.read_status(passdir), pidfile.running_pid(passdir))
     _say("this is what `waitd -s status` shows now:\n" + "".join(f"    {line}\n" for line in text.splitlines()))
 
 
 def _all_done(passdir: str, incoming: str, paths: list[str]) -> bool:
     """Each demo file ran once, keep-after and expiry removed all but c.g8."""
     try:
-        with open(os.path.join(passdir, "incoming.history"), encoding="ascii") as f:
+        with open(history_path(passdir), encoding="ascii") as f:
             lines = f.read().splitlines()
         left = sorted(os.listdir(incoming))
     except OSError:

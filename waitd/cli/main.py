@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""The `waitd` command: arguments, `--check`, `-s`, `--enqueue`.
+"""The `waitd` command: its arguments, `--check`, `--enqueue`, and the daemon's start.
 
-`main` reads the arguments, finds PASSDIR, reads the table and either
-prints (`--check`, `-s status`), signals (`-s reload` ...), or runs the
-daemon (`start`): in the foreground (`-f`, `--once`) or detached.
-Everything that can fail at start (no PASSDIR, a bad table, another waitd
+`main` reads the arguments and does one thing: `waitd worker` (the Celery
+worker, `worker.main`), `--demo` (`demo`), `--enqueue` (files into a
+queue, each by its tmp/), `-s VERB` (`client`), `--check` (the table and
+waitd.conf, every error printed, and a warning for each record that would
+be inactive), or the daemon (`daemon.start`): in the foreground (`-f`,
+`--once`) or detached.  Everything that can fail at start (no PASSDIR, a bad table, another waitd
 running, an unwritable PASSDIR) is checked before detaching, and the
 command the operator typed waits until the detached daemon has its pid
 file and history open: it exits 0 only then, else it prints the daemon's
@@ -18,7 +20,6 @@ another waitd already runs on this PASSDIR.  Usage errors print
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -27,15 +28,14 @@ from decimal import Decimal
 from waitd import __version__
 from waitd.cli import client
 from waitd.config import conf, options, table
-from waitd.config import passdir as layout
+from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
+from waitd.config.passdir import conf_path, pid_path, table_path
 from waitd.daemon import pidfile, start
 from waitd.daemon.loop import Settings
 from waitd.formats.history_line import escape
-from waitd.spool import claims, locks, queue
-from waitd.worker import app as celery_app
-
-log = logging.getLogger("waitd")
+from waitd.run.executors import celery_app
+from waitd.spool import activation, claims, locks, queue
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -174,7 +174,7 @@ def _jobs(text: str) -> int:
 
 def _metrics(text: str) -> tuple[str, int]:
     try:
-        return conf.host_port(text, "127.0.0.1")
+        return host_port(text, "127.0.0.1")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
@@ -198,52 +198,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         return worker.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        if args.demo:
-            from waitd.cli import demo
-
-            return demo.run(1.0 if args.interval is None else args.interval)
-        if args.enqueue is not None:
-            return _enqueue(args.enqueue, args.paths)
-        passdir = _passdir(args.passdir)
-        if args.command:
-            return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
-        if args.paths:
-            raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
-        table_path = os.path.join(passdir, "incoming")
-        records, errors = table.read(table_path, passdir, os.environ, celery_app.problem(passdir))
-        settings_conf, conf_errors = conf.read(os.path.join(passdir, "waitd.conf"))
-        if args.check:
-            code = _check(table_path, passdir, records, errors, args.verbose)
-            return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
-        if errors:
-            for error in errors:
-                print(error, file=sys.stderr)
-            raise UsageError(f"{table_path}: {table.summary(errors)}; not starting")
-        if conf_errors:
-            for error in conf_errors:
-                print(error, file=sys.stderr)
-            raise UsageError(f"{settings_conf.path}: {table.summary(conf_errors)}; not starting")
-        jobs = args.jobs if args.jobs is not None else settings_conf.daemon.jobs
-        settings = Settings(
-            passdir,
-            DEFAULT_INTERVAL_S if args.interval is None else args.interval,
-            args.stop_timeout,
-            hibernate=args.i,
-            once=args.once,
-            poll_only=args.poll,
-            jobs=jobs,
-            jobs_given=args.jobs is not None,
-            metrics=args.metrics or settings_conf.daemon.metrics,
-            instance=args.instance or queue.default_instance(passdir),
-        )
-        _preflight(passdir)
-        if args.foreground or args.once:
-            return start.serve(settings, records, foreground=True, conf=settings_conf)
-        _warn_inactive(table_path, records, passdir, settings.instance)
-        return start.detach(settings, records, settings_conf)
+        return _act(args)
     except WaitdError as exc:
         print(f"waitd: {exc}" if not str(exc).startswith("waitd") else str(exc), file=sys.stderr)
         return exc.exit_code
+
+
+def _act(args: argparse.Namespace) -> int:
+    """What the arguments ask for: the demo, --enqueue, -s, or the daemon."""
+    if args.demo:
+        from waitd.cli import demo
+
+        return demo.run(1.0 if args.interval is None else args.interval)
+    if args.enqueue is not None:
+        return _enqueue(args.enqueue, args.paths)
+    passdir = _passdir(args.passdir)
+    if args.command:
+        return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
+    if args.paths:
+        raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
+    return _daemon(args, passdir)
+
+
+def _daemon(args: argparse.Namespace, passdir: str) -> int:
+    """--check, or the daemon: in the foreground (-f, --once) or detached."""
+    path = table_path(passdir)
+    records, errors = table.read(path, passdir, os.environ, celery_app.problem(passdir))
+    settings_conf, conf_errors = conf.read(conf_path(passdir))
+    if args.check:
+        code = _check(path, passdir, records, errors, args.verbose)
+        return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
+    _refuse(path, errors)
+    _refuse(settings_conf.path, conf_errors)
+    settings = _settings(args, passdir, settings_conf)
+    _preflight(passdir)
+    if args.foreground or args.once:
+        return start.serve(settings, records, foreground=True, conf=settings_conf)
+    _warn_inactive(path, records, passdir, settings.instance)
+    return start.detach(settings, records, settings_conf)
+
+
+def _refuse(path: str, errors: list[TableError]) -> None:
+    """Not starting with an invalid table or waitd.conf: each error, then UsageError."""
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        raise UsageError(f"{path}: {table.summary(errors)}; not starting")
+
+
+def _settings(args: argparse.Namespace, passdir: str, settings_conf: conf.Conf) -> Settings:
+    """The daemon's settings: the command line's, else waitd.conf's [daemon], else the defaults."""
+    return Settings(
+        passdir,
+        DEFAULT_INTERVAL_S if args.interval is None else args.interval,
+        args.stop_timeout,
+        hibernate=args.i,
+        once=args.once,
+        poll_only=args.poll,
+        jobs=args.jobs if args.jobs is not None else settings_conf.daemon.jobs,
+        jobs_given=args.jobs is not None,
+        metrics=args.metrics or settings_conf.daemon.metrics,
+        instance=args.instance or queue.default_instance(passdir),
+    )
 
 
 def _check(
@@ -322,26 +338,20 @@ def _preflight(passdir: str) -> None:
         raise WaitdError(f"{passdir}: PASSDIR is not writable")
     held = pidfile.holder(passdir)
     if held is not None:
-        raise AlreadyRunning(pidfile.pidfile_path(passdir), held.pid)
+        raise AlreadyRunning(pid_path(passdir), held.pid)
     stale = pidfile.stale_pid(passdir)
     if stale is not None:
         print(f"waitd: warning: {pidfile.stale_message(passdir, stale)}", file=sys.stderr)
 
 
 def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> None:
-    """Tell `--check` what waitd does with a record on its own directories."""
-    own = layout.own_directory(record.directory, passdir)
-    if own == "passdir":
+    """Tell `--check` what waitd does with a record on PASSDIR itself (one
+    on its logfiles/ is inactive: `activation.activate` says so)."""
+    if activation.own_directory(record.directory, passdir) == "passdir":
         print(
             f"{table_path}:{record.line}: note: record {record.number}'s incoming-dir is PASSDIR; "
-            "waitd's own files (incoming, incoming.log*, incoming.history, waitd.*, logfiles) "
+            "waitd's own files (incoming, incoming.log*, incoming.history, waitd.*, logfiles, events) "
             "are never handled or removed",
-            file=sys.stderr,
-        )
-    elif own == "logfiles":
-        print(
-            f"{table_path}:{record.line}: warning: record {record.number} would be inactive: "
-            "its incoming-dir is waitd's own logfiles directory",
             file=sys.stderr,
         )
 
@@ -351,7 +361,7 @@ def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
     that the daemon makes are no reason)."""
     if record.options.claim:
         return claims.preview(record, passdir, path_env)
-    return table.activate(record, passdir, path_env).problem
+    return activation.activate(record, passdir, path_env).problem
 
 
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:

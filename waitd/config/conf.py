@@ -17,9 +17,11 @@ one `[sink NAME]` per sink; `key = value` lines; a line whose first
 non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
-What a sink's keys mean is for the sink (`deliver`); this module checks
-each value and hands the sink a plain dict (`Sink.settings`), which is
-also what the sink's child process is given.  The `[celery]` values are
+Each section's keys and what each value may be are `confkeys`'s.  What a
+sink's keys mean is for the sink (`sinks.kinds`); this module checks each
+value (with `confkeys`) and the keys taken together, and hands the sink a
+plain dict (`Sink.settings`), which is also what the sink's child process
+is given.  The `[celery]` values are
 parsed and checked here for the Celery executor, which reads them from
 `Conf.celery`.
 """
@@ -30,19 +32,11 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
+from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
 from waitd.config.errors import TableError
-from waitd.config.options import MAX_JOBS
 
-SINK_TYPES = ("jsonl", "posttroll", "stomp")
-MAX_BACKOFF_S = 3600
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
-_DESTINATION = re.compile(r"/\S+")
 _COMMENT = re.compile(r"\s[#;].*$")
 
 
@@ -131,9 +125,9 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sinks = []
     for section in sections:
         if section.kind == "daemon":
-            daemon = _build(section, path, errors, _DAEMON, DaemonConf)
+            daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
-            celery = _build(section, path, errors, _CELERY, CeleryConf)
+            celery = _build(section, path, errors, CELERY, CeleryConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -184,7 +178,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
     kind = words[0] if words else ""
     if kind in ("daemon", "celery") and len(words) == 1:
         section = _Section(kind, "", lineno)
-    elif kind == "sink" and len(words) == 2 and _NAME.fullmatch(words[1]):
+    elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
     elif kind == "sink":
         errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
@@ -204,145 +198,7 @@ def _where(section: _Section) -> str:
     return f"[sink {section.name}]" if section.kind == "sink" else f"[{section.kind}]"
 
 
-# -- values ---------------------------------------------------------------------
-
-
-def _whole(least: int, most: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        if not text.isascii() or not text.isdigit() or not least <= Decimal(text) <= most:
-            raise ValueError(f"expected a whole number from {least} to {most}")
-        return int(text)
-
-    return convert
-
-
-def _seconds(text: str) -> float:
-    if not _DECIMAL.fullmatch(text) or not Decimal("0.01") <= Decimal(text) <= MAX_BACKOFF_S:
-        raise ValueError(f"expected a plain decimal number of seconds from 0.01 to {MAX_BACKOFF_S}")
-    return float(text)
-
-
-def _name(text: str) -> str:
-    if not _NAME.fullmatch(text):
-        raise ValueError("expected a name of letters, digits, _ . - (at most 64)")
-    return text
-
-
-def host_port(text: str, default_host: str | None = None, least_port: int = 1) -> tuple[str, int]:
-    """`HOST:PORT` (or `PORT` alone with a default host); ValueError if bad.
-    An IPv6 address is written in brackets: `[::1]:9100`."""
-    host, colon, port = text.rpartition(":")
-    if not colon:
-        if default_host is None:
-            raise ValueError("expected HOST:PORT")
-        host = default_host
-    if not _HOST.fullmatch(host) or (":" in host and not host.startswith("[")):
-        raise ValueError(f"bad host {host!r} (an IPv6 address goes in brackets: [::1]:PORT)")
-    return host.strip("[]"), _whole(least_port, 65535)(port)
-
-
-def _metrics(text: str) -> tuple[str, int]:
-    return host_port(text, "127.0.0.1")
-
-
-def url(text: str) -> str:
-    if not _URL.fullmatch(text):
-        raise ValueError("expected a URL such as redis://127.0.0.1:6379/0")
-    return text
-
-
-def _records(text: str) -> frozenset[int]:
-    numbers = text.replace(",", " ").split()
-    if not numbers or not all(n.isascii() and n.isdigit() and 1 <= int(n) <= 1_000_000 for n in numbers):
-        raise ValueError("expected record numbers, such as 1 3")
-    return frozenset(int(n) for n in numbers)
-
-
-def _text(text: str) -> str:
-    if not text:
-        raise ValueError("empty")
-    return text
-
-
-def _path(text: str) -> str:
-    if not text or "\0" in text:
-        raise ValueError("expected a file name (relative to PASSDIR, or absolute)")
-    return text
-
-
-def _destination(text: str) -> str:
-    if not _DESTINATION.fullmatch(text):
-        raise ValueError("expected a destination such as /queue/ReductionComplete")
-    return text
-
-
-def _address(text: str) -> str:
-    scheme, sep, rest = text.partition("://")
-    if scheme != "tcp" or not sep:
-        raise ValueError("expected tcp://HOST:PORT, such as tcp://127.0.0.1:40000")
-    if rest.startswith("*"):
-        raise ValueError("give the address to bind, not *: waitd binds one interface")
-    host_port(rest, least_port=0)
-    return text
-
-
-def _nameservers(text: str) -> list[str] | bool:
-    if text.lower() in ("false", "no", "none"):
-        return False
-    names = text.replace(",", " ").split()
-    if not names or not all(_HOST.fullmatch(n) for n in names):
-        raise ValueError("expected false, or host names of posttroll nameservers")
-    return names
-
-
-def _sensors(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",")]
-    if not all(names):
-        raise ValueError("expected instrument names joined by commas, such as seviri or avhrr-3,hirs-4")
-    return names
-
-
-# Each section's keys: key -> (attribute or setting name, converter, required).
-_Keys = Mapping[str, tuple[str, Callable[[str], Any], bool]]
-_DAEMON: _Keys = {
-    "jobs": ("jobs", _whole(1, MAX_JOBS), False),
-    "instance": ("instance", _name, False),
-    "metrics": ("metrics", _metrics, False),
-}
-_CELERY: _Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
-_COMMON: _Keys = {
-    "type": ("type", str, True),
-    "records": ("records", _records, False),
-    "retry": ("retry_s", _seconds, False),
-    "retry-max": ("retry_max_s", _seconds, False),
-}
-_BY_TYPE: Mapping[str, _Keys] = {
-    "jsonl": {"path": ("path", _path, True)},
-    "posttroll": {
-        "address": ("address", _address, True),
-        "nameservers": ("nameservers", _nameservers, False),
-        "name": ("name", _name, False),
-        "sensor": ("sensor", _sensors, False),
-    },
-    "stomp": {
-        "host": ("host", _text, False),
-        "port": ("port", _whole(1, 65535), False),
-        "user": ("user", _text, False),
-        "password": ("password", _text, False),
-        "started": ("started", _destination, False),
-        "complete": ("complete", _destination, False),
-        "error": ("error", _destination, False),
-    },
-}
-_KEY_OF = {attr: key for keys in (_COMMON, *_BY_TYPE.values()) for key, (attr, _, _) in keys.items()}
-_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "jsonl": {},
-    "posttroll": {"nameservers": False, "name": "waitd"},
-    "stomp": {"host": "127.0.0.1", "port": 61613},
-}
-
-
-def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys) -> tuple[dict[str, Any], bool]:
+def _convert(section: _Section, path: str, errors: list[TableError], keys: Keys) -> tuple[dict[str, Any], bool]:
     """The section's values read well, by attribute; and whether all were."""
     out: dict[str, Any] = {}
     ok = True
@@ -366,7 +222,7 @@ def _convert(section: _Section, path: str, errors: list[TableError], keys: _Keys
     return out, ok
 
 
-def _build(section: _Section, path: str, errors: list[TableError], keys: _Keys, kind: Any) -> Any:
+def _build(section: _Section, path: str, errors: list[TableError], keys: Keys, kind: Any) -> Any:
     values, ok = _convert(section, path, errors, keys)
     return kind(**values) if ok else None
 
@@ -378,14 +234,14 @@ def _sink(section: _Section, path: str, errors: list[TableError], isdir: Callabl
         what = f"type = {kind}: unknown" if kind else "no type = (it is required)"
         errors.append(TableError(path, lineno, f"{_where(section)}: {what} (known: {', '.join(SINK_TYPES)})"))
         return None
-    values, ok = _convert(section, path, errors, {**_COMMON, **_BY_TYPE[kind]})
+    values, ok = _convert(section, path, errors, {**COMMON, **BY_TYPE[kind]})
     common: dict[str, Any] = {k: values.pop(k) for k in ("records", "retry_s", "retry_max_s") if k in values}
     values.pop("type", None)
-    settings = {**_DEFAULTS[kind], **values}
+    settings = {**DEFAULTS[kind], **values}
     # Checked together too when a value is bad, each check with the keys it
     # is about: as given when it asks whether they are, as read otherwise.
     given = set(section.values)
-    bad = given - {"type"} - {_KEY_OF[attr] for attr in (*values, *common)}
+    bad = given - {"type"} - {KEY_OF[attr] for attr in (*values, *common)}
     problems = _check_sink(kind, settings, common, given, bad)
     errors.extend(TableError(path, section.line, f"{_where(section)}: {p}") for p in problems)
     if kind == "jsonl" and "path" in settings:

@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""The exceptions waitd raises, and the exit codes they map to.
+"""The exceptions waitd raises, the exit codes they map to, and the guard for the others.
 
 Every error waitd reports to an operator is one of these, so the command
 line can turn it into a message and an exit status in one place.  The
 message always names its subject first (a file and line, a path, a pid).
+
+`Unexpected` is the last guard of the loop and of the control socket: an
+error nobody expected (a bug) is logged with its traceback the first
+time, then only counted, and the guard says how long to stay calm.  It
+logs; it does no other I/O.
 """
 
 from __future__ import annotations

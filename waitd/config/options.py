@@ -8,41 +8,36 @@ options that do not go together), every problem of the line, as `table`
 wants them: the options are also checked together when one has a bad
 value (each check with the options it is about read well), and with
 problems the `Options` hold the values that were read well, for the
-checks the table makes with the world (run=celery's broker).  It is pure.  A value
-holds no whitespace: a space is written `\\040`, as in the history.
+checks the table makes with the world (run=celery's broker).  It is
+pure.  A value holds no whitespace: a space is written `\\040`, as in
+the history.
 
-`Fields` is what a FORMAT (`key=`, `done=`) and the handler's environment
-see of one file: its name, stem, suffix, directory, the record's telem and
-the fields `pattern=` parsed from the name (trollsift, the pytroll
-convention).  `Options.fields` builds it; a name the pattern does not
-parse gives None (the caller logs it once and leaves the file alone), and
-`Options.format` renders a FORMAT, or None when the values do not fit it.
+`Options.fields` is what a FORMAT (`key=`, `done=`) and the handler's
+environment see of one file, and `Options.format` renders a FORMAT: both
+as `namefields` says (the pattern's fields and the built-in ones; None
+when the pattern does not parse a name or the values do not fit a
+FORMAT).  `Options.group` is the record's `groupspec.Spec` (the member
+lists read in `groupspec`'s notation).
 
 This module runs nothing and looks at no file.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-import trollsift
-
-from waitd.decide import groups
+from waitd.config import groupspec, namefields
 
 MAX_JOBS = 1000
 MAX_RETRIES = 1000
 MAX_TIMEOUT_S = 31_536_000  # 365 days
 MAX_RETRY_S = 3600  # the delay doubles up to this
 RUN_KINDS = ("local", "celery")
-BUILTIN_FIELDS = ("name", "stem", "suffix", "dir", "telem")
-MAX_WIDTH = 255  # of a field in a FORMAT or pattern: NAME_MAX, the longest file name
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
@@ -74,14 +69,14 @@ class Options:
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
 
     @cached_property
-    def group(self) -> groups.Spec | None:
+    def group(self) -> groupspec.Spec | None:
         """How the record groups its files, if it does (critical= or wanted=)."""
         if self.critical is None and self.wanted is None:
             return None
-        critical = groups.members(self.critical) if self.critical else frozenset()
-        wanted = groups.members(self.wanted) if self.wanted else frozenset()
-        extra = groups.members(self.all) if self.all else frozenset()
-        return groups.Spec(
+        critical = groupspec.members(self.critical) if self.critical else frozenset()
+        wanted = groupspec.members(self.wanted) if self.wanted else frozenset()
+        extra = groupspec.members(self.all) if self.all else frozenset()
+        return groupspec.Spec(
             critical=critical,
             wanted=wanted,
             accepted=critical | wanted | extra,
@@ -118,33 +113,18 @@ class Options:
         return min(float(MAX_RETRY_S), self.retry_s * 2 ** min(attempt - 1, 32))
 
     @cached_property
-    def _parser(self) -> trollsift.Parser | None:
-        return trollsift.Parser(self.pattern) if self.pattern is not None else None
+    def _parser(self) -> namefields.Parser | None:
+        return namefields.parser(self.pattern) if self.pattern is not None else None
 
     def fields(self, name: str, directory: str, telem: str) -> dict[str, Any] | None:
         """What a FORMAT sees of the file `name`; None when the pattern does
-        not parse it."""
-        stem, suffix = os.path.splitext(name)
-        values: dict[str, Any] = {"name": name, "stem": stem, "suffix": suffix, "dir": directory, "telem": telem}
-        parser = self._parser
-        if parser is not None:
-            try:
-                parsed = parser.parse(name)
-            except Exception:
-                # Not only ValueError: trollsift raises what its own code
-                # meets (KeyError, OverflowError); a name is input, and input
-                # that does not parse is left alone, never a traceback.
-                return None
-            values = {**parsed, **values}
-        return values
+        not parse it (`namefields.of`)."""
+        return namefields.of(self._parser, name, directory, telem)
 
     @staticmethod
     def format(fmt: str, values: Mapping[str, Any]) -> str | None:
         """A FORMAT rendered with the file's fields, or None if they do not fit it."""
-        try:
-            return fmt.format_map(values)
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError, OverflowError):
-            return None
+        return namefields.render(fmt, values)
 
 
 def parse(
@@ -186,7 +166,7 @@ def _check_together(options: Options, failed: set[str]) -> list[str]:
     problems: list[str] = []
     fields_of_pattern: set[str] = set()
     if options.pattern is not None and "pattern" not in failed:
-        fields_of_pattern = set(trollsift.Parser(options.pattern).keys())
+        fields_of_pattern = set(namefields.parser(options.pattern).keys())
     if "pattern" not in failed and not failed & {"critical", "wanted", "all"}:
         problems += _check_group(options, fields_of_pattern)
     if "claim" not in failed:
@@ -200,17 +180,17 @@ def _check_together(options: Options, failed: set[str]) -> list[str]:
 
 def _check_fields(options: Options, fields_of_pattern: set[str]) -> list[str]:
     """A FORMAT may name the built-in fields and the pattern's."""
-    known = set(BUILTIN_FIELDS) | fields_of_pattern
+    known = set(namefields.BUILTIN) | fields_of_pattern
     problems = []
     for option in ("key", "done"):
         fmt = getattr(options, option)
         if fmt is None:
             continue
-        for field in _format_fields(fmt):
+        for field in namefields.named(fmt):
             if field not in known:
                 where = "the pattern's fields or " if options.pattern else "(no pattern=) "
                 problems.append(
-                    f"option {option}={_escape(fmt)}: no field {{{field}}} in {where}{', '.join(BUILTIN_FIELDS)}"
+                    f"option {option}={_escape(fmt)}: no field {{{field}}} in {where}{', '.join(namefields.BUILTIN)}"
                 )
     return problems
 
@@ -238,8 +218,8 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     for name in spec.vary:
         if name not in fields:
             problems.append(f"option vary= names {name}, which pattern= does not have")
-    if options.slot_min is not None and groups.TIME_FIELD not in fields:
-        problems.append(f"option slot= needs a {{{groups.TIME_FIELD}}} field in pattern=")
+    if options.slot_min is not None and groupspec.TIME_FIELD not in fields:
+        problems.append(f"option slot= needs a {{{groupspec.TIME_FIELD}}} field in pattern=")
     return problems
 
 
@@ -271,59 +251,6 @@ def _given(options: Options, name: str) -> bool:
     return getattr(options, attr) != getattr(Options(), attr)
 
 
-def _pattern(text: str) -> str:
-    """A trollsift pattern it can use; ValueError for a width no file name
-    has, or a field trollsift cannot parse.  The parser is tried on a name
-    here, so that it never raises on the files."""
-    if not text:
-        raise ValueError("empty")
-    try:
-        for _, field, spec, _ in string.Formatter().parse(text):
-            if field is not None:
-                _check_spec(field, spec or "")
-        parser = trollsift.Parser(text)
-        parser.keys()
-    except (TypeError, KeyError) as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        parser.parse("")
-    except (ValueError, TypeError):
-        pass  # no match: the pattern works
-    except Exception as exc:
-        raise ValueError(f"trollsift cannot use it: {type(exc).__name__}: {exc}") from None
-    return text
-
-
-def _format_fields(fmt: str) -> list[str]:
-    """The base names of the fields a format string uses; ValueError if
-    malformed or if a field's width could not be a file name's."""
-    names = []
-    for _, field, spec, _ in string.Formatter().parse(fmt):
-        if field is None:
-            continue
-        base = re.split(r"[.\[]", field, maxsplit=1)[0]
-        if not base or base.isdigit():
-            raise ValueError(f"{{{field}}}: fields are named, such as {{name}}")
-        _check_spec(field, spec or "")
-        names.append(base)
-    return names
-
-
-def _check_spec(field: str, spec: str) -> None:
-    """ValueError when a field's format specification asks for more than
-    a file name can hold (`{x:999999999999d}` would take all memory or
-    overflow, file after file), or holds another field (whose value could)."""
-    if "{" in spec:
-        raise ValueError(f"{{{field}}}: a format specification may not hold another field ({spec})")
-    # Digits are widths and precisions; in a time's strftime format, only
-    # those of a directive (%10Y) are: the others are text.
-    strftime = re.search(r"%[-_0^#]*[0-9]*[A-Za-z]", spec) is not None
-    numbers = re.findall(r"%[-_0^#]*([0-9]+)", spec) if strftime else re.findall(r"[0-9]+", spec)
-    for number in numbers:
-        if len(number.lstrip("0")) > 4 or int(number) > MAX_WIDTH:
-            raise ValueError(f"{{{field}}}: width {number} is more than {MAX_WIDTH} (the most a file name holds)")
-
-
 def _whole(least: int, most: int) -> Callable[[str], int]:
     def convert(text: str) -> int:
         if not _WHOLE.fullmatch(text) or not least <= Decimal(text) <= most:
@@ -345,15 +272,8 @@ def _seconds(least_exclusive: bool, most: int) -> Callable[[str], float]:
     return convert
 
 
-def _format(text: str) -> str:
-    _format_fields(text)
-    if not text:
-        raise ValueError("empty")
-    return text
-
-
 def _members(text: str) -> str:
-    groups.members(text)
+    groupspec.members(text)
     return text
 
 
@@ -399,9 +319,9 @@ _SPECS = {
     "timeout": _Spec("timeout_s", _seconds(True, MAX_TIMEOUT_S)),
     "retries": _Spec("retries", _whole(0, MAX_RETRIES)),
     "retry": _Spec("retry_s", _seconds(True, MAX_RETRY_S)),
-    "key": _Spec("key", _format),
-    "pattern": _Spec("pattern", _pattern),
-    "done": _Spec("done", _format),
+    "key": _Spec("key", namefields.check_format),
+    "pattern": _Spec("pattern", namefields.check_pattern),
+    "done": _Spec("done", namefields.check_format),
     "topic": _Spec("topic", _text),
     "critical": _Spec("critical", _members),
     "wanted": _Spec("wanted", _members),

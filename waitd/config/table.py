@@ -4,19 +4,19 @@
 `parse` turns the text of $PASSDIR/incoming into a tuple of `Record`s and a
 list of `TableError`s, every problem of every bad line in line and field
 order, each naming the file and line; `summary` counts them.  This list is
-what `--check` prints, what a start refuses with and what a HUP logs.  It
-is pure: it reads no file and looks at no directory, so it is what `--check`
-and the tests drive.  `activate` then does the checks that need the system
-(does the directory exist, can the handler be found and executed, is it
-safe from other users: a world-writable handler is refused) and says
-why a record is inactive; the loop logs that once.  `matcher` compiles a
-record's name template as fnmatch(3) reads it (module `wildcard`); a
-template it refuses is an error of its line.
+what `--check` prints, what a start refuses with and what a HUP logs.
+`read` reads the file and parses it.  `parse` reads no file and runs
+nothing, so it is what `--check` and the tests drive; it looks at the
+system only where a field asks for it (`~user` in the password database,
+and whether `next=` names the record's own queue: by inode when both
+exist).  `matcher` compiles a record's name template as fnmatch(3) reads
+it (module `wildcard`); a template it refuses is an error of its line.
 
-This module does not watch directories or run anything; `scan` and `runner`
-do.  Fields past the seventh are `key=value` options, parsed and checked by
-`options` into the record's `Options`; their problems are errors of the
-line like any other.
+This module does not check the record against the system (does its
+directory exist, can its handler be executed: `spool.activation` does),
+watch directories or run anything.  Fields past the seventh are
+`key=value` options, parsed and checked by `options` into the record's
+`Options`; their problems are errors of the line like any other.
 
 Numbers are plain decimals (`decimal`, also used for the command line's
 seconds): ASCII digits, and for wait-until-age and hours-too-old a point
@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -82,19 +80,11 @@ class Record:
         return self.process == PUBLISH
 
 
-@dataclass(frozen=True, slots=True)
-class Activation:
-    """The result of checking a record against the system."""
-
-    program: str | None  # absolute path of the handler, when found
-    problem: str | None  # why the record is inactive, or None
-
-
 def parse(
     text: str, path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
 ) -> tuple[tuple[Record, ...], list[TableError]]:
     """Parse the table text; return the good records and every error found.
-    `celery` is what a `run=celery` record lacks here (`celery_app.problem`),
+    `celery` is what a `run=celery` record lacks here (`run.executors.celery_app.problem`),
     an error of each such line, with its others."""
     records: list[Record] = []
     errors: list[TableError] = []
@@ -247,59 +237,6 @@ def _keep(text: str) -> int:
     if Decimal(text) > MAX_KEEP:  # not int(): it refuses more than 4300 digits
         raise ValueError(f"keep-after {text!r} is out of range: -1, or 0 to {MAX_KEEP}")
     return int(text)
-
-
-def activate(record: Record, passdir: str, path_env: str) -> Activation:
-    """Check the record's directory and handler; say why it cannot run, if so."""
-    try:
-        st = os.stat(record.directory)
-    except OSError as exc:
-        return Activation(None, f"incoming-dir {record.directory}: {exc.strerror}")
-    if not stat.S_ISDIR(st.st_mode):
-        return Activation(None, f"incoming-dir {record.directory}: not a directory")
-    return activate_handler(record, passdir, path_env)
-
-
-def activate_handler(record: Record, passdir: str, path_env: str) -> Activation:
-    """`activate` but for the directory: the handler found, or why not."""
-    if record.publish_only:
-        return Activation(None, None)  # nothing to run: its files are published
-    program = find_program(record.process, passdir, path_env)
-    if program is None:
-        where = " in $PATH" if "/" not in record.process else ""
-        return Activation(None, f"process-name {record.process}: not found{where} or not executable")
-    unsafe = writable_by_others(program)
-    if unsafe is not None:
-        name = record.process if program == record.process else f"{record.process} ({program})"
-        return Activation(None, f"process-name {name}: {unsafe}; refusing to run it")
-    return Activation(program, None)
-
-
-def writable_by_others(path: str) -> str | None:
-    """Say so when any user may change the file at `path`, else None.
-
-    A table or handler that anyone can write lets anyone run commands as
-    waitd's user: the loop warns about such a table, `activate` refuses
-    such a handler.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if mode & stat.S_IWOTH:
-        return f"writable by others (mode {stat.S_IMODE(mode):04o})"
-    return None
-
-
-def find_program(process: str, passdir: str, path_env: str) -> str | None:
-    """Return the absolute path of an executable regular file, or None."""
-    if "/" not in process:
-        found = shutil.which(process, path=path_env)
-        return os.path.abspath(found) if found else None
-    candidate = os.path.normpath(os.path.join(passdir, os.path.expanduser(process)))
-    if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-        return candidate
-    return None
 
 
 def _same_dir(a: str, b: str) -> bool:

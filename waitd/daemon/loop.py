@@ -45,14 +45,16 @@ from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
 from waitd.daemon import control, drain, orders, sock, turn
+from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
 from waitd.daemon.records import Entry, Works
 from waitd.daemon.signals import Wakeups
 from waitd.decide import scheduler
 from waitd.decide.scheduler import Mode
-from waitd.formats import status as report
+from waitd.formats.status import to_json
 from waitd.journal.history import History
+from waitd.journal.writer import Journal
 from waitd.run.adopt import adopt
 from waitd.run.executors.dispatch import Dispatch
 from waitd.run.executors.local import Local, seal_descriptors
@@ -111,12 +113,14 @@ class Daemon:
         self.works = Works()
         # Runs of run=celery records go to Celery workers, the others are local.
         self.dispatch = Dispatch(Local(), conf.celery if conf is not None else None)
-        self.launcher = Launcher(settings.passdir, history, self.runs, self.dispatch.of, self.env, settings.instance)
+        self.journal = Journal(settings.passdir, history)  # the one writer of the history and the outbox
+        self.launcher = Launcher(
+            settings.passdir, self.journal, self.runs, self.dispatch.of, self.env, settings.instance
+        )
         self.outflow = claims.Outflow()
         self.instance_locks = InstanceLocks(settings.instance)
         self.signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
         self.next_poll = 0.0
-        self.hold_until = 0.0  # monotonic: the history refused a start; none before
         self.plan_deadline: float | None = None
         self.again = False  # something changed that the next plan must see at once
         self.closing = False  # --once: the drain is over; one last turn lists and removes
@@ -136,9 +140,7 @@ class Daemon:
         self.control = sock.Server(settings.passdir)
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         # waitd.conf's sinks, the metrics, systemd's notifications: events.py
-        self.events = Events(
-            settings.passdir, self.works, history, self.env, conf or Conf(), settings.metrics, foreground
-        )
+        self.events = Events(settings.passdir, self.journal, self.env, conf or Conf(), settings.metrics, foreground)
         self.observer = turn.Observer(self)
         orders.warn_table_mode(settings)
         orders.install(self, records)
@@ -280,23 +282,21 @@ class Daemon:
             self._status_failed = True
 
     def status(self) -> dict[str, Any]:
-        """The status document (report.Status) as JSON; times are epoch seconds."""
-        doc = report.as_json(
-            report.build(
-                self.works,
-                self.runs,
-                self.history,
-                mode=self.mode.value,
-                settings=self.settings,
-                started=self._started,
-                unwritten=len(self.launcher.unwritten),
-                reloads=self.reloads,
-                reload_errors=self.reload_errors,
-                kill_grace_s=KILL_GRACE_S,
-                sinks=self.events.report(),
-                held=lambda entry: self.outflow.is_held(entry.record),
-                celery=self.dispatch.report(),
-            )
+        """The status document (formats.status.Status) as JSON; times are epoch seconds."""
+        doc = report.build(
+            self.works,
+            self.runs,
+            self.history,
+            mode=self.mode.value,
+            settings=self.settings,
+            started=self._started,
+            unwritten=self.journal.unwritten,
+            reloads=self.reloads,
+            reload_errors=self.reload_errors,
+            kill_grace_s=KILL_GRACE_S,
+            sinks=self.events.report(),
+            held=lambda entry: self.outflow.is_held(entry.record),
+            celery=self.dispatch.report(),
         )
         self.events.status(doc)
-        return doc
+        return to_json(doc)

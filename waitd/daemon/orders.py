@@ -34,16 +34,16 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from waitd.config import passdir as layout
 from waitd.config import table
+from waitd.config.passdir import conf_path
 from waitd.daemon import drain
 from waitd.decide.facts import FileFact
 from waitd.decide.scheduler import Mode
-from waitd.journal.history import escape, format_event
+from waitd.journal.history import escape
 from waitd.run import runner
-from waitd.spool import claims, observe, queue
+from waitd.run.executors import celery_app
+from waitd.spool import activation, claims, observe, queue
 from waitd.spool.state import FileState
-from waitd.worker import app as celery_app
 
 if TYPE_CHECKING:
     from waitd.daemon.loop import Daemon
@@ -84,16 +84,8 @@ def act(d: Daemon) -> None:
 def exit_status(d: Daemon) -> int:
     """Say what is left undone at exit; the exit status."""
     d.write_status(force=True)
-    lost = d.launcher.flush_unwritten()
+    lost = d.journal.close()  # what it could not write is logged, and lost
     d.events.close()
-    for event in d.launcher.unwritten:
-        # Not on disk: the next waitd records these runs as status 1.
-        log.critical(
-            "%s: exiting with an end event not written: %s %s",
-            d.history.path,
-            escape(event.path),
-            format_event(event).strip(),
-        )
     left = drain.left(d.entries) if d.settings.once else 0
     if left:
         log.warning("waitd: --once: %d file(s) ready at start not started; left for the next run", left)
@@ -111,11 +103,10 @@ def install(d: Daemon, records: Iterable[table.Record]) -> None:
     entries = d.works.install(
         records,
         lambda record: _activate(d, record, path_env),
-        lambda record: layout.matcher(record, passdir),
+        lambda record: activation.matcher(record, passdir),
         lambda number: runner.last_letter(passdir, number),
         d.history,
     )
-    d.events.installed(entries)
     for entry in entries:
         if entry.record.options.claim:
             entry.files.pending = claims.queue_of(entry.files).pending(d.settings.instance)
@@ -138,8 +129,8 @@ def install(d: Daemon, records: Iterable[table.Record]) -> None:
             d.observer.watch(entry)
 
 
-def _activate(d: Daemon, record: table.Record, path_env: str) -> table.Activation:
-    """`layout.activate`; a record that claims from a queue has the
+def _activate(d: Daemon, record: table.Record, path_env: str) -> activation.Activation:
+    """`activation.activate`; a record that claims from a queue has the
     queue's subdirectories made, those of its next queue too."""
     if record.options.claim:
         for root, instance in (
@@ -151,11 +142,11 @@ def _activate(d: Daemon, record: table.Record, path_env: str) -> table.Activatio
             try:
                 queue.Queue(root).make(instance)
             except OSError as exc:
-                return table.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
+                return activation.Activation(None, claims.unmade(root, exc.strerror or str(exc)))
         problem = d.instance_locks.hold(os.path.dirname(record.directory))
         if problem is not None:
-            return table.Activation(None, problem)
-    return layout.activate(record, d.settings.passdir, path_env)
+            return activation.Activation(None, problem)
+    return activation.activate(record, d.settings.passdir, path_env)
 
 
 def reload(d: Daemon) -> None:
@@ -223,8 +214,8 @@ def warn_table_mode(settings: Any) -> None:
     """Warn about a table, or a waitd.conf, that any user may change."""
     for path, what in (
         (settings.table_path, "what waitd runs"),
-        (os.path.join(settings.passdir, "waitd.conf"), "where waitd writes and sends its events"),
+        (conf_path(settings.passdir), "where waitd writes and sends its events"),
     ):
-        unsafe = table.writable_by_others(path)
+        unsafe = activation.writable_by_others(path)
         if unsafe is not None:
             log.warning("%s: %s; anyone can change %s", path, unsafe, what)

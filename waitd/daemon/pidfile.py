@@ -9,7 +9,8 @@ a held one is live even while it is still empty (the moment between its
 creation and the write of the pid), so of two daemons started at the same
 moment exactly one gets the PASSDIR and the other raises `AlreadyRunning`.
 `holder` answers "who holds it?" for `waitd -s` without taking the lock
-(F_GETLK), so a status query never gets in the way of a starting daemon.
+(F_GETLK), so a status query never gets in the way of a starting daemon;
+`running_pid` is its pid.
 
 What a crash leaves: a pid file with no lock on it, which the next daemon
 takes over with a warning.  On a clean stop the file is removed while the
@@ -35,15 +36,12 @@ import struct
 from dataclasses import dataclass
 
 from waitd.config.errors import AlreadyRunning, WaitdError
+from waitd.config.passdir import pid_path
 
 log = logging.getLogger("waitd")
 
 _FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid (x86_64, aarch64)
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def pidfile_path(passdir: str) -> str:
-    return os.path.join(passdir, "waitd.pid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +54,7 @@ class Holder:
 
 def holder(passdir: str) -> Holder | None:
     """The live daemon of this PASSDIR, or None when no one holds its pid file."""
-    path = pidfile_path(passdir)
+    path = pid_path(passdir)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -81,10 +79,17 @@ def lock_probe(fd: int) -> tuple[bool, int]:
     return l_type != fcntl.F_UNLCK, l_pid
 
 
+def running_pid(passdir: str) -> int | None:
+    """The pid of the live waitd of this PASSDIR, or None (also while its
+    pid is not written yet)."""
+    held = holder(passdir)
+    return held.pid if held is not None else None
+
+
 def stale_pid(passdir: str) -> int | None:
     """The pid named by a pid file no daemon holds (a crash left it), or None."""
     try:
-        fd = os.open(pidfile_path(passdir), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(pid_path(passdir), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -94,14 +99,14 @@ def stale_pid(passdir: str) -> int | None:
 
 
 def stale_message(passdir: str, pid: int) -> str:
-    return f"{pidfile_path(passdir)}: stale pid file (pid {pid} holds no lock on it: it is gone); replacing it"
+    return f"{pid_path(passdir)}: stale pid file (pid {pid} holds no lock on it: it is gone); replacing it"
 
 
 class PidFile:
     """The claim on a PASSDIR: the pid file, locked for the daemon's life."""
 
     def __init__(self, passdir: str) -> None:
-        self.path = pidfile_path(passdir)
+        self.path = pid_path(passdir)
         self._fd = -1
 
     def acquire(self) -> None:

@@ -28,7 +28,7 @@ from waitd.config import table
 from waitd.decide.facts import Identity, identity
 from waitd.journal.history import Event, History
 from waitd.run.work import Counters, Entry, Tally, Work
-from waitd.spool import observe
+from waitd.spool import activation, observe
 from waitd.spool.state import FileState
 
 __all__ = ["Counters", "Entry", "Tally", "Work", "Works"]  # the run layer's types, kept here by identity
@@ -46,7 +46,7 @@ class Works:
     def install(
         self,
         records: Iterable[table.Record],
-        activate: Callable[[table.Record], table.Activation],
+        activate: Callable[[table.Record], activation.Activation],
         matcher: Callable[[table.Record], Callable[[str], bool]],
         letter: Callable[[int], str | None],
         history: History,

@@ -1,10 +1,21 @@
 # SPDX-License-Identifier: MIT
-"""What the loop sleeps on: signals and inotify, in one selector.
+"""What the loop sleeps on: signals and every descriptor it waits for, in one selector.
 
-Signal handlers only note the signal; `signal.set_wakeup_fd` writes a byte
-to a pipe for each, so a signal that arrives just before the loop goes to
-sleep still wakes it.  Other descriptors (inotify's) join the same
-selector.  On close every handled signal goes back to its default.
+`Wakeups` catches the handled signals with handlers that only pass the
+signal number on (the loop's `note_signal` queues it);
+`signal.set_wakeup_fd` writes a byte to a pipe for each, so a signal that
+arrives just before the loop goes to sleep still wakes it.  The
+descriptors the loop waits for join the same selector: those given at the
+start (inotify's, the control socket's, the executors' wake-up
+descriptors) and those `watch` adds or changes and `discard` takes out (a
+connection of the control socket, readable or writable; a pidfd that is
+about to close).
+`wait` sleeps until one is ready or the timeout, drains the pipe, and
+returns the ready descriptors.  On close every handled signal goes back
+to its default and the old wake-up descriptor is restored.
+
+This module does no I/O of its own but the pipe's, and never logs: a
+signal handler must not.
 """
 
 from __future__ import annotations
@@ -26,9 +37,6 @@ class Wakeups:
         self._selector.register(self._read, selectors.EVENT_READ)
         for fd in fds:
             self._selector.register(fd, selectors.EVENT_READ)
-
-    def add(self, fd: int) -> None:
-        self._selector.register(fd, selectors.EVENT_READ)
 
     def watch(self, fd: int, for_writing: bool = False) -> None:
         """Wake when fd is readable, or writable with for_writing."""

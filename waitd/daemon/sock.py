@@ -10,12 +10,12 @@ is closed.  Nothing blocks: the loop watches the listening socket and each
 connection under way, and calls `serve` with the ready ones; a request is
 read and its reply sent as the peer allows, and a connection not done
 within CONN_TIMEOUT_S is given up, so a peer that stalls or reads slowly
-holds neither the loop nor another peer.  `ask` is the client: `waitd -s status --json`, `-s retry`,
-`-s cancel`.
+holds neither the loop nor another peer.  `ask` is the client: `waitd -s
+status --json`, `-s retry`, `-s cancel`.
 
 Requests are objects with a "cmd" (status, retry, cancel) and, for retry
 and cancel, "paths"; replies have "ok" and either what was asked or
-"error".  The daemon decides what each command does (`loop`).
+"error".  The daemon decides what each command does (`commands`).
 
 A request is at most MAX_REQUEST bytes and nested at most MAX_DEPTH
 deep (a real one is an object holding a list): anything else, a line that
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config.errors import Unexpected, WaitdError
+from waitd.config.passdir import socket_path
 
 log = logging.getLogger("waitd")
 
@@ -67,10 +68,6 @@ class _Conn:
     deadline: float  # monotonic: given up then
     data: bytes = b""
     reply: memoryview | None = field(default=None)
-
-
-def socket_path(passdir: str) -> str:
-    return os.path.join(passdir, "waitd.sock")
 
 
 class Server:

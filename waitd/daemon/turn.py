@@ -67,7 +67,7 @@ class Observer:
         self._changes(now_ns)
         if poll:
             d.next_poll = now + d.settings.interval_s
-            if not d.launcher.flush_unwritten() and not d.compact_at_start:
+            if not d.journal.retry() and not d.compact_at_start:
                 # The compaction at start waits for the end of the first pass.
                 if d.history.needs_compaction() and not d.runs.live():
                     self.compact()
@@ -135,9 +135,9 @@ class Observer:
 
 def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
     """What the scheduler looks at now."""
-    held_until = d.hold_until
-    if d.launcher.unwritten:
-        held_until = max(held_until, d.next_poll)  # an end waits to be written: written at the poll
+    # The journal refused a write, or holds one: nothing starts before the
+    # next poll writes what it holds.
+    held_until = 0.0 if d.journal.may_start else d.next_poll
     d.news = []
     seats = [_seat(d, e, now, now_ns, listing) for e in d.entries if not e.problem and e.files.spool is not None]
     return Situation(
@@ -264,8 +264,8 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
         if first is not None and first.record.options.out_limit is not None:
             d.outflow.looked(first.number, queue, look, files, first.record.options.out_limit)
     starts = [(by_number[c.record], c.ref) for c in plan.start if isinstance(c.ref, Job)]
-    if starts and not d.launcher.start(starts, now_ns):
-        d.hold_until = d.next_poll  # the history refused: no start until the next poll
+    if starts:
+        d.launcher.start(starts, now_ns)
     _publish(d, plan.publish, by_number, now_ns)
     for written in d.launcher.finish():
         if written.ended is not None and written.ended.verdict is Verdict.SUCCESS and written.work is not None:
@@ -308,9 +308,8 @@ def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], 
         if isinstance(c.ref, Job):
             of_record.setdefault(c.record, []).append(c.ref)
     for number, mine in of_record.items():
-        if not publish.publish(by_number[number], mine, d.history, now_ns):
-            d.hold_until = d.next_poll
-            return
+        if not publish.publish(by_number[number], mine, d.journal, now_ns):
+            return  # the journal refused them: it holds every start and publication until the next poll
 
 
 def _remove(d: Daemon, removals: Sequence[Remove], by_number: dict[int, Entry], now_ns: int) -> None:
@@ -327,12 +326,8 @@ def _remove(d: Daemon, removals: Sequence[Remove], by_number: dict[int, Entry], 
 
 def tell_removed(d: Daemon, record: table.Record, fact: FileFact, why: str, directory: str | None) -> None:
     """A file was removed: an event (`directory`: not the record's own)."""
-    outbox = d.events.outbox
-    if outbox is not None:
-        outbox.removed(record, fact, why, directory)
+    d.journal.removed(record, fact, why, directory)
 
 
 def _tell_group(d: Daemon, entry: Entry, notice: Notice) -> None:
-    outbox = d.events.outbox
-    if outbox is not None:
-        outbox.group(entry.record, notice.gid, notice.state, notice.names, notice.missing)
+    d.journal.group(entry.record, notice.gid, notice.state, notice.names, notice.missing)

@@ -9,10 +9,8 @@ named by `vary=`) says which group: members of one group agree on all of
 them, except `start_time`, which matches within `tolerance=` seconds of
 the group's first member (or is floored to `slot=` minutes).
 
-`members` reads segment_gatherer's own notation of expected members:
-items joined by `,`, each `CHANNEL:SEGMENT` or `CHANNEL:FIRST-LAST` (a
-range, zero-padded as FIRST is), `:SEGMENT` for a pattern without
-channels, `:` for the one file of a pattern with neither.
+The notation of the member lists (`members`) and a record's `Spec` are
+config's (`config.groupspec`): the record's options are parsed there.
 
 `Index` files each name into its group (pure: no I/O, no clock of its
 own), and `verdict` says what a group is at a moment: ready (its critical
@@ -33,50 +31,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitd.config.groupspec import SEGMENT_FIELDS, TIME_FIELD, Member, Spec
+from waitd.config.groupspec import members as members  # the notation, named here too (tests/test_groups.py)
 from waitd.decide.facts import FOREVER_NS
 from waitd.formats.history_line import Event
-
-TIME_FIELD = "start_time"
-SEGMENT_FIELDS = ("channel_name", "segment")
-Member = tuple[str, str]  # (channel, segment); "" where the pattern has none
-
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """How a record groups its files."""
-
-    critical: frozenset[Member]
-    wanted: frozenset[Member]
-    accepted: frozenset[Member]  # every member a group takes: critical, wanted and all=
-    timeliness_s: float
-    tolerance_s: float
-    slot_min: float | None
-    vary: tuple[str, ...]
-
-    @property
-    def expected(self) -> frozenset[Member]:
-        return self.critical | self.wanted
-
-
-def members(text: str) -> frozenset[Member]:
-    """Parse `CHANNEL:SEG,CHANNEL:FIRST-LAST,:SEG`; ValueError saying what is wrong."""
-    out: set[Member] = set()
-    for item in text.split(","):
-        channel, colon, segments = item.partition(":")
-        if not colon:
-            raise ValueError(f"{item!r} is not CHANNEL:SEGMENT (write :{item} for no channel)")
-        first, dash, last = segments.partition("-")
-        if dash and first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
-            lo, hi = int(first), int(last)
-            if lo > hi or hi - lo > 100_000:
-                raise ValueError(f"range {segments!r} runs backwards or is too long")
-            width = len(first) if len(first) > 1 and first[0] == "0" else 0
-            out.update((channel, f"{i:0{width}d}" if width else str(i)) for i in range(lo, hi + 1))
-        elif dash:
-            raise ValueError(f"range {segments!r} is not FIRST-LAST in digits")
-        else:
-            out.add((channel, segments))
-    return frozenset(out)
 
 
 def member_of(fields: Mapping[str, Any]) -> Member:
@@ -117,7 +75,6 @@ class Group:
     time: datetime.datetime | None
     first_arrival_ns: int
     files: dict[Member, str] = field(default_factory=dict)  # member (as listed) -> file name
-    noted_incomplete: bool = False
 
     def deadline_ns(self, spec: Spec) -> int:
         return self.first_arrival_ns + int(spec.timeliness_s * 1e9)

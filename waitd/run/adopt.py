@@ -60,7 +60,8 @@ def adopt(
         log.warning(
             "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)%s", files_of(events), retry
         )
-        launcher.record_all([replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events])
+        ended = [replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events]
+        launcher.journal.ended(work.files.record if work is not None else None, ended)
 
 
 def _adopted(launcher: Launcher, events: list[Event], found: tuple[Work, int] | None, executor: Executor) -> None:

@@ -20,12 +20,16 @@ and writes what happened; it decides nothing itself (the outcomes are
 It owns no state of its own: runs are in `Runs`, each holding its
 record's `Work`.
 
+Everything is written through the journal (`journal.writer.Journal`):
+the starts of a turn with one sync, the pids, the ends, each with its
+record.
+
 Failures: a log file that cannot be made, or a handler that cannot be
 executed, backs its record off (the second also records status 1 with
 `error=`: the file is not consumed).  A start whose status 0 cannot be
-written is not run, and `start` returns False: the loop starts nothing
-until its next poll (the disk, not the handler, is at fault).  An end
-that cannot be written is kept in `unwritten`; the loop writes it later.
+written is not run: the disk, not the handler, is at fault, and the
+journal holds every start until the next poll (its failure policy, as for
+an end that cannot be written).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from collections.abc import Callable
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
-from waitd.journal.history import Event, History, Status, escape
+from waitd.journal.history import Event, Status, escape
+from waitd.journal.writer import Journal
 from waitd.run import runner
 from waitd.run.executors import Executor
 from waitd.run.runs import Ended, Run, Runs, RunState
@@ -54,27 +59,27 @@ class Launcher:
     def __init__(
         self,
         passdir: str,
-        history: History,
+        journal: Journal,
         runs: Runs,
         executor_of: Callable[[str], Executor],
         env: dict[str, str],
         instance: str,
     ) -> None:
         self.passdir = passdir
-        self.history = history
+        self.journal = journal
+        self.history = journal.history
         self.runs = runs
         self.executor_of = executor_of  # a record's executor, by its run=
         self.env = env
         self.instance = instance  # claim=yes: this instance's name in the queues
-        self.unwritten: deque[Event] = deque()
         self.failures = 0  # starts that failed, for --once's exit status
         self._to_write: deque[Run] = deque()  # reaped, their ends not written yet
 
     # -- starting ---------------------------------------------------------------
 
-    def start(self, starts: list[tuple[Entry, Job]], now_ns: int) -> bool:
+    def start(self, starts: list[tuple[Entry, Job]], now_ns: int) -> None:
         """Verify, claim, open the log files, record the starts with one
-        sync, execute; False when the history refused the starts."""
+        sync, execute."""
         prepared: list[tuple[Entry, Run, list[Event]]] = []
         for entry, job in starts:
             claimed = self._claim(entry, job, now_ns)
@@ -86,19 +91,17 @@ class Launcher:
             elif entry.record.options.claim:
                 claims.unclaim(entry.files, claimed, self.instance)
         if not prepared:
-            return True
+            return
         try:
-            runner.commit([(run, started) for _, run, started in prepared], self.history)
+            runner.commit([(run, entry.record, started) for entry, run, started in prepared], self.journal)
         except runner.StartError as exc:
-            refused = False
             for entry, run, _ in prepared:
-                refused |= self._not_started(entry, run.job, run.letter, exc)
+                self._not_started(entry, run.job, run.letter, exc)
                 if entry.record.options.claim:
                     claims.unclaim(entry.files, run.job, self.instance)
-            return not refused
+            return
         for entry, run, started in prepared:
             self._launch(entry, run, started)
-        return True
 
     def _claim(self, entry: Entry, job: Job, now_ns: int) -> Job | None:
         """The job as it starts: its file as it was seen, claimed if need be."""
@@ -159,7 +162,7 @@ class Launcher:
             return
         run.transition(RunState.RUNNING)  # STARTING -> RUNNING
         if run.pid is not None:  # a remote run's status 0 has its task id already
-            runner.started_pid(self.history, started, run.pid)
+            self.journal.running(started, run.pid)
         entry.files.started(job)
         attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
         log.info(
@@ -183,21 +186,20 @@ class Launcher:
             log.warning("%s/logfiles: was gone; made it again", self.passdir)
         return made
 
-    def _not_started(self, entry: Entry, job: Job, letter: str | None, exc: runner.StartError) -> bool:
-        """A start that failed; True when the history is at fault (it refused
-        the start: no back-off, but no start until the next poll)."""
+    def _not_started(self, entry: Entry, job: Job, letter: str | None, exc: runner.StartError) -> None:
         self.failures += 1
         if entry.files.drain is not None:
             entry.files.drain.clear()  # --once: this record's part of the drain ends
         if isinstance(exc.__cause__, HistoryWriteError):
+            # A full disk is not the handler's fault: no back-off (and the
+            # journal starts nothing until the next poll tries again).
             log.error("record %d: %s: %s; trying again at the next poll", entry.number, escape(job.path), exc)
-            return True
+            return
         if exc.recorded:  # its log file was used
             entry.tally.letter = letter
             entry.tally.last = (job.path, f"could not start: {exc}")
         log.error("record %d: %s: %s", entry.number, escape(job.path), exc)
         entry.tally.back_off(entry.number, time.monotonic(), "could not start a handler")
-        return False
 
     # -- signals ----------------------------------------------------------------
 
@@ -285,8 +287,8 @@ class Launcher:
             assert run.ended is not None
             ends = run.ended.events
             runner.footer(run, run.ended.outcome, ends[0])
-            self.record_all(ends)  # a group's ends in one append: one event
             files = run.work.files if run.work is not None else None
+            self.journal.ended(files.record if files is not None else None, ends)  # a group's: one event
             if files is not None and not files.record.options.claim and (ends[0].retry_at or not ends[0].consumed):
                 for fact in run.job.facts:
                     files.requeue(fact.name)
@@ -303,25 +305,6 @@ class Launcher:
         for run in self.runs.ended():
             if run.seen_ended:
                 self.runs.remove(run)  # ENDED and written: its files are free
-
-    def record_all(self, events: list[Event]) -> None:
-        """Append the events of one job with one call (all or none)."""
-        try:
-            self.history.append_all(events)
-        except HistoryWriteError as exc:  # the history's disk full, or the outbox's (events/)
-            log.error("%s; keeping the event to write later and starting no handler until then", exc)
-            self.unwritten.extend(events)
-
-    def flush_unwritten(self) -> int:
-        """Write the events a full disk held back; return how many still wait."""
-        if self.unwritten:
-            try:
-                self.history.append_all(list(self.unwritten))
-            except HistoryWriteError:
-                return len(self.unwritten)
-            log.info("%s: history writable again; wrote %d delayed event(s)", self.history.path, len(self.unwritten))
-            self.unwritten.clear()
-        return 0
 
 
 def files_of(job: Job | list[Event]) -> str:

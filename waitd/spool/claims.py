@@ -47,6 +47,7 @@ from waitd.decide.facts import FileFact
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job
 from waitd.journal.history import History, escape
+from waitd.spool import activation
 from waitd.spool import queue as q
 from waitd.spool.state import FileState
 
@@ -232,8 +233,8 @@ def preview(record: table.Record, passdir: str, path_env: str) -> str | None:
         if reason is not None:
             return unmade(root or "", reason)
     if os.path.isdir(record.directory):
-        return table.activate(record, passdir, path_env).problem
-    return table.activate_handler(record, passdir, path_env).problem
+        return activation.activate(record, passdir, path_env).problem
+    return activation.activate_handler(record, passdir, path_env).problem
 
 
 class Outflow:

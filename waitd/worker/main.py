@@ -5,10 +5,11 @@ The broker and queue come from the command line, or from the `[celery]`
 section of the waitd.conf of `--passdir` (or $PASSDIR).  The worker is
 Celery's own (`celery worker`, prefork pool), started without mingle and
 gossip (it starts in under a second and needs nothing from its peers) and
-with the settings of `celery_app` (early acknowledgement, prefetch 1).
+with the app of `worker.app`: waitd's settings (early acknowledgement,
+prefetch 1) and the task `worker.task.run`.
 
-Exit status: 2 for bad usage (no broker anywhere, an invalid waitd.conf),
-else what Celery's worker returns.
+Exit status: 2 for bad usage (no broker anywhere, an invalid waitd.conf,
+Celery not installed), else what Celery's worker returns.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import sys
 from collections.abc import Sequence
 
 from waitd.config import conf, table
+from waitd.config.confkeys import url
 from waitd.config.errors import EXIT_USAGE
-from waitd.worker import app as celery_app
+from waitd.config.passdir import conf_path
+from waitd.run.executors.celery_app import install_hint
+from waitd.worker import app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +51,7 @@ def _positive(text: str) -> int:
 
 def _broker(text: str) -> str:
     try:
-        return conf.url(text)
+        return url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
@@ -57,7 +61,7 @@ def settings(args: argparse.Namespace) -> tuple[str, str]:
     celery = None
     passdir = args.passdir or os.environ.get("PASSDIR")
     if passdir:
-        path = os.path.join(os.path.abspath(passdir), "waitd.conf")
+        path = conf_path(os.path.abspath(passdir))
         parsed, errors = conf.read(path)
         if errors:
             for error in errors:
@@ -82,8 +86,8 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     broker, queue = settings(args)
     if importlib.util.find_spec("celery") is None:
-        _usage(f"Celery is not installed; {celery_app.install_hint()}")
-    app = celery_app.make(broker, queue)
+        _usage(f"Celery is not installed; {install_hint()}")
+    celery = app.make(broker, queue)
     worker_argv = [
         "worker",
         "--queues",
@@ -101,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     if args.concurrency is not None:
         worker_argv += ["--concurrency", str(args.concurrency)]
     try:
-        app.worker_main(worker_argv)
+        celery.worker_main(worker_argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
     return 0

@@ -2,10 +2,10 @@
 """A handler run on a Celery worker (`waitd worker`), as the local executor runs it.
 
 `run` is the body of waitd's Celery task.  It executes the handler as
-`executor.Local` does: argv as given (never a shell), the environment
-given, the incoming directory as working directory, its own session
-(process group), stdin from /dev/null, stdout and stderr on one file,
-every signal at its default.  It does so through a small supervisor, a
+the local executor (`run.executors.local.Local`) does: argv as given
+(never a shell), the environment given, the incoming directory as working
+directory, its own session (process group), stdin from /dev/null, stdout
+and stderr on one file, every signal at its default.  It does so through a small supervisor, a
 forked child of the pool process, so that the handler's process group
 never outlives the worker that started it, whatever kills the worker:
 
@@ -35,7 +35,7 @@ handler because its worker died.  A handler that cannot be executed ends
 with exit 127 and says why in its output, as a shell would.
 
 This module does not import Celery: the task is registered by
-`celery_app`, and the tests call `run` directly.
+`worker.app`, and the tests call `run` directly.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ import socket
 import tempfile
 import time
 from typing import Any
+
+from waitd.run.executors.local import signal_name
 
 OUTPUT_CAP = 1 << 20  # bytes of output a result carries
 PR_SET_PDEATHSIG = 1
@@ -107,7 +109,7 @@ def run(
     elif "code" in fields:
         code = int(fields["code"])
         if code < 0:
-            result["signal"] = _signal_name(-code)
+            result["signal"] = signal_name(-code)
         else:
             result["exit"] = code
         if "deadline" in fields:
@@ -157,30 +159,45 @@ def _supervise(
         os.write(report_fd, f"error={(exc.strerror or str(exc)).encode().hex()}\n".encode())
         return 0
     os.write(report_fd, f"pid={handler}\n".encode())
+    os.write(report_fd, _watch(handler, parent, master_fd, deadline))
+    return 0
+
+
+def _watch(handler: int, parent: int, master_fd: int | None, deadline: float | None) -> bytes:  # pragma: no cover
+    """Wait for the first of: the handler's end, the death of its worker
+    (its main process, `master_fd`, or the pool process, `parent`), the
+    deadline; kill the handler's group but at its end.  The report's line."""
     handler_fd = _pidfd(handler)
     while True:
-        wait_s = None if deadline is None else max(0.0, deadline - time.time())
-        fds = [fd for fd in (handler_fd, master_fd) if fd is not None]
-        ready = select.select(fds, [], [], 1.0 if wait_s is None else min(wait_s, 1.0))[0] if fds else []
-        if handler_fd in ready or handler_fd is None:
+        ready = _wait([fd for fd in (handler_fd, master_fd) if fd is not None], deadline)
+        if handler_fd is None or handler_fd in ready:
             pid, status = os.waitpid(handler, 0 if handler_fd is not None else os.WNOHANG)
             if pid:
-                os.write(report_fd, f"code={os.waitstatus_to_exitcode(status)}\n".encode())
-                return 0
+                return f"code={os.waitstatus_to_exitcode(status)}\n".encode()
         if master_fd in ready or (master_fd is None and os.getppid() != parent):
-            os.killpg(handler, signal.SIGKILL)
-            os.waitpid(handler, 0)
-            os.write(report_fd, b"lost=its-worker-died\n")
-            return 0
+            _kill_group(handler)
+            return b"lost=its-worker-died\n"
         if deadline is not None and time.time() >= deadline:
-            os.killpg(handler, signal.SIGKILL)
-            _, status = os.waitpid(handler, 0)
-            os.write(report_fd, f"code={os.waitstatus_to_exitcode(status)} deadline=1\n".encode())
-            return 0
+            status = _kill_group(handler)
+            return f"code={os.waitstatus_to_exitcode(status)} deadline=1\n".encode()
+
+
+def _wait(fds: list[int], deadline: float | None) -> list[int]:  # pragma: no cover - supervisor
+    """The descriptors ready within a second, or by the deadline if sooner."""
+    if not fds:
+        return []
+    timeout_s = 1.0 if deadline is None else min(max(0.0, deadline - time.time()), 1.0)
+    return select.select(fds, [], [], timeout_s)[0]
+
+
+def _kill_group(handler: int) -> int:  # pragma: no cover - supervisor
+    """SIGKILL the handler's process group; its wait status once reaped."""
+    os.killpg(handler, signal.SIGKILL)
+    return os.waitpid(handler, 0)[1]
 
 
 def _spawn(program: str, argv: list[str], env: dict[str, str], out_fd: int) -> int:  # pragma: no cover - supervisor
-    """Fork and execute the handler, as executor.Local does (its own session,
+    """Fork and execute the handler, as the local executor does (its own session,
     stdin from /dev/null, stdout and stderr on `out_fd`, every signal at
     its default and none blocked), and with SIGKILL when this supervisor
     dies (PR_SET_PDEATHSIG), however it dies.  Its pid; OSError if it
@@ -249,10 +266,3 @@ def _output(out: Any, cap: int) -> tuple[bytes, int]:
     """The first `cap` bytes of the output file, and its size."""
     size = os.fstat(out.fileno()).st_size
     return os.pread(out.fileno(), min(size, cap), 0), size
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"

@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: MIT
+"""What vulture cannot see used (make lint runs it on waitd/ and this file).
+
+Each name is here for a reason vulture cannot know: read by JSON, called by
+a library, read by the tests only, or there for another branch of issue 20
+to use.  A name that becomes used in waitd/ is taken out; one that becomes
+dead is removed from the code and from here.
+"""
+
+from waitd.decide import facts
+from waitd.formats import status
+from waitd.sinks import metrics, stomp
+from waitd.spool import directory
+
+# The status document: dataclass fields turned into JSON (dataclasses.asdict),
+# read by waitd -s status --json's readers, not by waitd's code.
+status.RunReport.age_s
+status.Status.schema
+status.Status.written_at
+status.Status.other_runs
+
+# Called by libraries: stomp.py's listener callbacks, prometheus_client's
+# collector protocol.
+stomp._Listener.on_receipt
+stomp._Listener.on_error
+stomp._Listener.on_disconnected
+metrics._Gauges.collect
+
+# Read by the tests only (test_scan.py, test_prune.py).
+facts.FileFact.is_link
+directory.Identity.shared
