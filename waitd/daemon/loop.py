@@ -55,7 +55,6 @@ from waitd.decide.scheduler import Mode
 from waitd.formats.status import to_json
 from waitd.journal.history import History
 from waitd.journal.writer import Journal
-from waitd.run.adopt import adopt
 from waitd.run.executors.dispatch import Dispatch
 from waitd.run.executors.local import Local, seal_descriptors
 from waitd.run.launch import Launcher
@@ -114,9 +113,7 @@ class Daemon:
         # Runs of run=celery records go to Celery workers, the others are local.
         self.dispatch = Dispatch(Local(), conf.celery if conf is not None else None)
         self.journal = Journal(settings.passdir, history)  # the one writer of the history and the outbox
-        self.launcher = Launcher(
-            settings.passdir, self.journal, self.runs, self.dispatch.of, self.env, settings.instance
-        )
+        self.launcher = Launcher(self.journal, self.runs, self.dispatch.of, self.env, settings.instance)
         self.outflow = claims.Outflow()
         self.instance_locks = InstanceLocks(settings.instance)
         self.signals: deque[int] = deque() if signals is None else signals  # caught, not yet acted on
@@ -150,14 +147,8 @@ class Daemon:
         return self.works.entries
 
     def recover(self) -> None:
-        """Finish the runs a previous waitd left open (status 0, no end);
-        a handler that still runs becomes its record's running handler."""
-        adopt(self.launcher, self.history.open_runs(), self.works.owner_of, self.dispatch.of_event)
-        busy = {path for run in self.runs.live() for path in run.job.paths}
-        for entry in self.entries:
-            if entry.record.options.claim and not entry.problem:
-                for fact, directory in claims.recover(entry.files, self.history, self.settings.instance, busy):
-                    turn.tell_removed(self, entry.record, fact, "handled with exit 0", directory)
+        """What a previous waitd left: `orders.recover`."""
+        orders.recover(self)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -243,16 +234,15 @@ class Daemon:
             return False
         if self.mode is Mode.STOPPING:
             return True
-        if not self.settings.once or not drain.over(self.entries, self.history, self._cannot_start):
+        if not self.settings.once:
+            return False
+        # A record whose runs cannot start now (its broker is unreachable) is done.
+        if not drain.over(self.entries, self.history, lambda e: self.dispatch.down(e.record.options.run)):
             return False
         if self.closing:
             return True
         self.closing = self.again = True
         return False
-
-    def _cannot_start(self, entry: Entry) -> bool:
-        """A record whose runs cannot start now: its broker is unreachable."""
-        return self.dispatch.down(entry.record.options.run)
 
     def _timeout(self, now: float) -> float:
         """How long to wait: until the earliest deadline of any part."""

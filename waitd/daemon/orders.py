@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""What an operator's signal orders, and taking a table (at start and on HUP).
+"""The daemon's life around its turns: signals, the table, the start and the exit.
 
 `act` acts on the signals caught since the last turn, each once: TERM
 stops (any -> STOPPING: nothing starts, the stop timeout runs), INT
@@ -8,7 +8,9 @@ CONT resumes (HIBERNATING -> ACTIVE), ALRM lists every directory, HUP
 reloads; an operator's signal shows in the status at once.  `exit_status`
 is what a stop (or the end of --once's drain) leaves to say, and the exit
 status: 1 when an end could not be written, or, with --once, when a start
-failed, a record is inactive, or files of the drain were left.
+failed, a record is inactive, or files of the drain were left.  `recover`
+is what a start finds of a previous life: its open runs (`run.adopt`) and
+its queue files in pending (`claims.recover`).
 
 `install` takes a table's records: each record's work is kept by its
 identity (`Works.install`), a record that claims from a queue has the
@@ -41,6 +43,7 @@ from waitd.decide.facts import FileFact
 from waitd.decide.scheduler import Mode
 from waitd.journal.history import escape
 from waitd.run import runner
+from waitd.run.adopt import adopt
 from waitd.run.executors import celery_app
 from waitd.spool import activation, claims, observe, queue
 from waitd.spool.state import FileState
@@ -94,6 +97,18 @@ def exit_status(d: Daemon) -> int:
         return 1
     inactive = any(e.problem for e in d.entries)
     return 1 if d.settings.once and (d.launcher.failures or inactive or left) else 0
+
+
+def recover(d: Daemon) -> None:
+    """At start: finish the runs a previous waitd left open (status 0, no
+    end; a handler that still runs becomes its record's running handler),
+    then sort out a queue's pending files."""
+    adopt(d.launcher, d.history.open_runs(), d.works.owner_of, d.dispatch.of_event)
+    busy = {path for run in d.runs.live() for path in run.job.paths}
+    for entry in d.entries:
+        if entry.record.options.claim and not entry.problem:
+            for fact, directory in claims.recover(entry.files, d.history, d.settings.instance, busy):
+                d.journal.removed(entry.record, fact, "handled with exit 0", directory)
 
 
 def install(d: Daemon, records: Iterable[table.Record]) -> None:

@@ -58,14 +58,13 @@ log = logging.getLogger("waitd")
 class Launcher:
     def __init__(
         self,
-        passdir: str,
         journal: Journal,
         runs: Runs,
         executor_of: Callable[[str], Executor],
         env: dict[str, str],
         instance: str,
     ) -> None:
-        self.passdir = passdir
+        self.passdir = journal.passdir
         self.journal = journal
         self.history = journal.history
         self.runs = runs
