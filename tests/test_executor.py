@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""The local executor's adoption of handlers a dead waitd left running."""
+"""The local executor's adoption of handlers a dead waitd left running, and the release of their pidfds."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Groups, purely: the member notation, filing names into groups, verdicts."""
+"""Groups, purely: the member notation, filing names into groups, verdicts, a group with its history (look)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from waitd.decide import removal as prune
 from waitd.decide.facts import FileFact
+from waitd.formats.history_line import Event, Status
 from waitd.spool import unlink
 from waitd.spool.directory import Spool
 from waitd.spool.unlink import Outcome, Removal
@@ -306,3 +307,16 @@ def test_remove_refuses_a_link_whose_target_changed(spool: tuple[Path, Spool], t
     target.write_bytes(b"second")
     assert unlink.remove(sp.fd, f).outcome is Outcome.CHANGED
     assert os.path.islink(d / "link")
+
+
+def test_a_file_is_done_when_every_record_matching_it_handled_this_version_with_exit_0() -> None:
+    f = fact("a", NOW)
+
+    def end(exit: int, version_of: FileFact = f) -> Event:
+        return Event("/in/a", "h", version_of.mtime_ns // S, Status.KNOWN, exit=exit, version=version_of.version)
+
+    assert prune.done_by_all(f, [end(0), end(0)])
+    assert prune.done_by_all(f, []), "no record matches it any more"
+    assert not prune.done_by_all(f, [end(0), None]), "a record that never ran it (an inactive one too)"
+    assert not prune.done_by_all(f, [end(0), end(3)])
+    assert not prune.done_by_all(f, [end(0, fact("a", NOW - S))]), "another version"

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The retention of a queue's errors/ and tmp/ (claims.expire_files), on
-real files, at a clock moved forward; the names a taken name gets
+"""The retention of a queue's errors/ and tmp/ (listed by claims, planned by
+the scheduler, removed by the sweep), on real files, at a clock moved forward; the names a taken name gets
 (queue.numbered) and their inverse (queue.unnumbered)."""
 
 from __future__ import annotations

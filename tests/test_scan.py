@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Unit tests of waitd.scan: the candidate heap and the spool directory."""
+"""Unit tests of the candidate heap (decide.readiness.Candidates) and the spool directory (spool.directory)."""
 
 from __future__ import annotations
 

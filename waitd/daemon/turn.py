@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from waitd.config import table
-from waitd.decide import handoff
+from waitd.decide import handoff, removal
 from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job, Verdict, Why
 from waitd.decide.removal import Remove, Sweep
@@ -239,17 +239,17 @@ def _sweep(d: Daemon, entry: Entry, listing: bool) -> Sweep:
 
 
 def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
-    """Every record of the directory that matches the file handled it with
-    exit 0 (inactive records count too: a file shared with a record whose
-    handler is missing now waits for it, or for its expiry)."""
+    """`removal.done_by_all` of a file, from the latest event of each record
+    of its directory that matches it (inactive records too)."""
     path = entry.files.path_of(fact.name)
-    for other in d.works.sharing(entry.record.directory):
-        if not other.files.match(fact.name):
-            continue
-        event = d.history.latest(path, other.record.process)
-        if event is None or not event.same_version(fact) or not event.succeeded:
-            return False
-    return True
+    return removal.done_by_all(
+        fact,
+        (
+            d.history.latest(path, other.record.process)
+            for other in d.works.sharing(entry.record.directory)
+            if other.files.match(fact.name)
+        ),
+    )
 
 
 # -- apply -----------------------------------------------------------------------

@@ -10,8 +10,8 @@ The rules of DESIGN.md and incoming(5):
   keep-after are removed (-1 keeps them all); for a record that handles
   groups, the files of all but the newest keep-after groups (a group is as
   new as its newest member); a file is removed only once every record that
-  matches it is done with it (exit 0; inactive records count too), and no
-  run works on it (`over_keep`, `beyond_keep`);
+  matches it is done with it (exit 0; inactive records count too:
+  `done_by_all`), and no run works on it (`over_keep`, `beyond_keep`);
 - a queue (claim=yes): hours-too-old is the retention of errors/ (the
   record's own names only: `ours` says which) and of what producers left
   in tmp/, there after TMP_KEPT_H hours at least (`stale`).
@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from waitd.decide.facts import FileFact
+from waitd.formats.history_line import Event
 
 _HOUR_NS = 3600 * 1_000_000_000
 TMP_KEPT_H = 36.0  # a file left in a queue's tmp/ this long was dropped by its producer (maildir's rule)
@@ -74,6 +75,14 @@ def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
         return []
     ordered = sorted(done, key=lambda f: (f.mtime_ns, f.name), reverse=True)
     return ordered[keep:]
+
+
+def done_by_all(fact: FileFact, latest: Iterable[Event | None]) -> bool:
+    """Whether every record matching a file is done with it: `latest` is
+    each one's latest event of the file (inactive records count too: a file
+    shared with a record whose handler is missing waits for it, or for its
+    expiry); done is handled with exit 0, this version."""
+    return all(e is not None and e.same_version(fact) and e.succeeded for e in latest)
 
 
 def _newest(facts: list[FileFact]) -> FileFact:
