@@ -192,3 +192,16 @@ def test_log_lines_come_in_the_order_things_happened(station):
     fails = [i for i in range(len(log)) if log.startswith("exit status 3", i)]
     assert len(fails) >= 5 and fails[4] < log.index("no handler starts for")
     assert station.stop() == 0
+
+
+def test_keep_after_removes_a_file_once_its_run_ended_not_at_the_next_poll(station):
+    # A long interval: keep-after must not wait for the next poll, but act
+    # in the turn that writes the run's end.
+    station.table(f"x in *.g8 {station.passdir}/rec 0 0 0")
+    station.recorder()
+    station.start(interval=60)
+    station.drop("a.g8", age_s=100)
+    wait_for(lambda: station.ends(), 10, "a.g8 handled")
+    wait_for(lambda: not (station.incoming / "a.g8").exists(), 5, "a.g8 removed by keep-after 0, at once")
+    assert "keep-after is 0" in station.log()
+    station.stop()

@@ -84,10 +84,6 @@ class Works:
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
 
-    def work(self, key: Identity) -> Work | None:
-        """The work of a record, in the table or not."""
-        return self._works.get(key)
-
     def number_of(self, key: Identity) -> int | None:
         """The number of the record doing that work now, None if none does."""
         for entry in self.entries:

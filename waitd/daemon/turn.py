@@ -16,8 +16,8 @@ skips that record.
 
 `apply` carries out a plan, in its order: signals (logging the stop's),
 the out-limit looks, the starts, the publications; then the ends of the
-runs reaped (their writing overlaps the new runs; a success asks for
-another turn at once when keep-after may remove it), the moves of their
+runs reaped (their writing overlaps the new runs; keep-after counts them
+as written already, and removes them in the same turn), the moves of their
 queue files, the retirement of the ended runs the plan saw, the
 removals; then it tells the events what was removed and what became of
 groups.
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from waitd.config import table
 from waitd.decide import handoff, removal
 from waitd.decide.facts import FileFact
-from waitd.decide.outcome import Job, Verdict, Why
+from waitd.decide.outcome import Job, Why
 from waitd.decide.removal import Remove, Sweep
 from waitd.decide.scheduler import Candidate, Mode, Plan, Seat, Situation
 from waitd.run import publish
@@ -240,16 +240,15 @@ def _sweep(d: Daemon, entry: Entry, listing: bool) -> Sweep:
 
 def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
     """`removal.done_by_all` of a file, from the latest event of each record
-    of its directory that matches it (inactive records too)."""
+    of its directory that matches it (inactive records too): an end reaped
+    this turn counts, as `apply` writes it before the removals."""
     path = entry.files.path_of(fact.name)
-    return removal.done_by_all(
-        fact,
-        (
-            d.history.latest(path, other.record.process)
-            for other in d.works.sharing(entry.record.directory)
-            if other.files.match(fact.name)
-        ),
-    )
+    latest = [
+        d.launcher.pending_end(path, other.record.process) or d.history.latest(path, other.record.process)
+        for other in d.works.sharing(entry.record.directory)
+        if other.files.match(fact.name)
+    ]
+    return removal.done_by_all(fact, latest)
 
 
 # -- apply -----------------------------------------------------------------------
@@ -267,9 +266,7 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     if starts:
         d.launcher.start(starts, now_ns)
     _publish(d, plan.publish, by_number, now_ns)
-    for written in d.launcher.finish():
-        if written.ended is not None and written.ended.verdict is Verdict.SUCCESS and written.work is not None:
-            d.again |= written.work.files.record.keep >= 0  # keep-after counts it once its end is written
+    d.launcher.finish()
     for move in plan.move:
         run = d.runs.get(move.run_id)
         if run is not None and run.work is not None:
@@ -314,6 +311,8 @@ def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], 
 
 def _remove(d: Daemon, removals: Sequence[Remove], by_number: dict[int, Entry], now_ns: int) -> None:
     for r in removals:
+        if r.kept and not d.journal.may_start:
+            continue  # its end (this turn's) may be held, not on disk: it waits for the next plan
         entry = by_number[r.record]
         if r.directory is None:
             done = sweep.remove(entry.files, d.history, r.fact, r.why, now_ns)

@@ -142,6 +142,7 @@ class Remove:
     fact: FileFact
     why: str  # as the log and the event say it
     directory: str | None = None  # a queue's directory (None: the record's own)
+    kept: bool = False  # keep-after's: the file was handled (its end may be written in this turn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int
         why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
         out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
     for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
-        out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}"))
+        out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}", kept=True))
     for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, tmp_hours(hours), _any)):
         if listed is not None:
             directory, entries = listed

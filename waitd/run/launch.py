@@ -293,6 +293,16 @@ class Launcher:
                     files.requeue(fact.name)
         return written
 
+    def pending_end(self, path: str, process: str) -> Event | None:
+        """The end of a run reaped this turn and not written yet, of a file
+        and process (`finish` writes it before anything it leads to)."""
+        for run in self._to_write:
+            if run.job.process == process and run.ended is not None:
+                for end in run.ended.events:
+                    if end.path == path:
+                        return end
+        return None
+
     def dispose(self, run: Run, disposal: Disposal) -> bool:
         """Hand a queue's file on as the plan says; True when it was removed."""
         assert run.ended is not None and run.work is not None

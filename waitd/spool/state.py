@@ -55,7 +55,6 @@ class FileState:
     unremovable: dict[str, tuple[Version, str]] = field(default_factory=dict)  # name -> version, why
     listed_mtime_ns: int | None = None  # the directory's mtime at its last listing
     listed_at_ns: int = 0
-    due_ns: int | None = None  # when the next file not ready yet will be
     dir_note: str | None = None  # the last directory problem logged
     drain: dict[str, Version] | None = None  # --once: the files ready at start
     groups: Gathering | None = None  # a record that handles groups
@@ -212,4 +211,3 @@ class FileState:
         self.left_alone.clear()
         self.told.clear()
         self.listed_mtime_ns = None
-        self.due_ns = None
