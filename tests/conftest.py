@@ -25,6 +25,23 @@ from waitd.journal.history import Event, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Bytecode: the suite starts some thousand Pythons on this tree (daemons,
+# `waitd -s`, workers), and a Python that finds no bytecode compiles every
+# module it imports, a third of its start's CPU.  Where PYTHONDONTWRITEBYTECODE
+# is set (as in some containers) nothing would ever write it: the tree is
+# compiled once at the start of the session (`pytest_configure`), and the
+# test processes write the bytecode of the test modules they rewrite.  Both
+# go into the tree's __pycache__ directories, which git ignores.
+sys.dont_write_bytecode = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, before its workers start
+        import compileall
+
+        compileall.compile_dir(ROOT / "waitd", quiet=1)
+
+
 # The longest tests (10-25 s each, mostly waiting) go first, so that the
 # test processes do not end the run waiting for one of them started last.
 SLOW_FIRST = (
