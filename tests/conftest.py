@@ -10,6 +10,7 @@ fails a test that leaves a child process behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -102,6 +103,42 @@ def quiet_for(seconds: float, check) -> None:
 
 def waitd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "waitd", *args]
+
+
+DAEMON_MODES = frozenset({"-f", "-g", "-i", "--once", "--demo", "worker"})
+
+
+def in_process(args: tuple[str, ...] | list[str]) -> bool:
+    """Whether `waitd_here` may run these arguments: --check or -s, no daemon."""
+    return ("--check" in args or "-s" in args) and not DAEMON_MODES.intersection(args)
+
+
+def waitd_here(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`waitd ARGV` run in this process: `cli.main` with `env` as the
+    environment and its output captured; what `subprocess.run` would give.
+
+    A Python started for each `waitd -s status` costs a third of a second
+    of CPU, and tests poll the status: where the test is about what the
+    command says or does, not about its process, this is the same code.
+    """
+    from waitd.cli import main as cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse, as the command would exit
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["waitd", *argv], code, out.getvalue(), err.getvalue())
 
 
 class Station:
@@ -224,15 +261,18 @@ class Station:
         except FileNotFoundError:
             return ""
 
-    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run a waitd command to its end (--check, --once, -s ...)."""
-        return subprocess.run(
-            waitd_cmd("--passdir", str(self.passdir), *args),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def run(self, *args: str, timeout: float = 30, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a waitd command to its end (--check, --once, -s ...).
+
+        `--check` and `-s VERB` run in this process (`waitd_here`: the
+        code the command runs, with no Python started for it), unless
+        `process`; the daemon's modes (-f, -g, -i, --once) always run in
+        a process of their own.
+        """
+        argv = ["--passdir", str(self.passdir), *args]
+        if not process and in_process(args):
+            return waitd_here(argv, self.env)
+        return subprocess.run(waitd_cmd(*argv), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None

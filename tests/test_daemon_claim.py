@@ -32,7 +32,7 @@ def test_an_empty_pid_file_of_a_live_claim_is_not_stale(station):
         # (Not pidfile.read_bytes(): closing any descriptor of the file
         # would drop this process's POSIX lock.)
         assert os.pread(fd, 64, 0) == b""
-        r = station.run("-s", "status")
+        r = station.run("-s", "status", process=True)  # another process: this one holds the lock
         assert r.returncode == 0, r.stdout + r.stderr
         assert "starting" in r.stdout
     finally:
