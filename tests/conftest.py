@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -52,7 +54,7 @@ SLOW_FIRST = (
     "test_daemon_queues.py::test_three_instances",
     "test_daemon_celery.py::test_killed_worker",
     "test_daemon_queues.py::test_sigkill",
-    "test_install.py::",
+    "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
     "test_daemon_celery.py::test_an_adopted_run",
     "test_daemon_celery.py::test_many_files",
 )
@@ -343,6 +345,30 @@ def _alive(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def shared_dir() -> Path:
+    """A directory of this run's own, shared by its test processes and open to
+    other users: /tmp/waitd-tests-PID-START, named by the process that started
+    the run (xdist's controller, whose children the workers are); removed at
+    the end of the run (`pytest_sessionfinish`)."""
+    path = _shared_path(os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid())
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+        path.chmod(0o755)
+    st = path.lstat()
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid(), f"{path}: not a directory of this user's"
+    return path
+
+
+def _shared_path(pid: int) -> Path:
+    started = int(psutil.Process(pid).create_time() * 100)  # a pid used again is another run
+    return Path(f"/tmp/waitd-tests-{pid}-{started}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the run's end: its workers are done
+        shutil.rmtree(_shared_path(os.getpid()), ignore_errors=True)
 
 
 @contextlib.contextmanager
