@@ -64,9 +64,8 @@ test: $(STAMP) deps lint
 # one function at radon D) and LONG_OK (an exception that no longer applies
 # is an error, so that it is removed).
 MAX_LINES := 400
-XENON_EXCLUDE := waitd/daemon/control.py,waitd/decide/scheduler.py,waitd/spool/gather.py
-LONG_OK := waitd/daemon/loop.py waitd/spool/view.py waitd/run/executors/celery.py waitd/journal/history.py \
-  waitd/run/launch.py waitd/spool/claims.py
+XENON_EXCLUDE := waitd/decide/scheduler.py,waitd/spool/gather.py
+LONG_OK := waitd/daemon/loop.py waitd/spool/view.py waitd/run/executors/celery.py waitd/spool/claims.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check waitd tests bench

@@ -7,42 +7,29 @@ to use.  A name that becomes used in waitd/ is taken out; one that becomes
 dead is removed from the code and from here.
 """
 
-from waitd.config import passdir
 from waitd.decide import groups
 from waitd.formats import status
-from waitd.journal import outbox
-from waitd.sinks import deliver, metrics
+from waitd.sinks import metrics, stomp
 from waitd.spool import directory
 
 # The status document: dataclass fields turned into JSON (dataclasses.asdict),
 # read by waitd -s status --json's readers, not by waitd's code.
 status.RunReport.age_s
-status.OpenGroup.member_count
-status.OpenGroup.missing_count
-status.RecordReport.open_groups
-status.RecordReport.open_groups_count
 status.Status.schema
 status.Status.written_at
-status.Status.unwritten_events
 status.Status.other_runs
 
 # Called by libraries: stomp.py's listener callbacks, prometheus_client's
 # collector protocol.
-deliver._Listener.on_receipt
-deliver._Listener.on_error
-deliver._Listener.on_disconnected
+stomp._Listener.on_receipt
+stomp._Listener.on_error
+stomp._Listener.on_disconnected
 metrics._Gauges.collect
 
 # Read by the tests only (test_scan.py, test_prune.py).
 directory.FileFact.is_link
 directory.Identity.shared
 
-# For the other branches of issue 20: the outbox's directory, by its name
-# (journal/segments.py and sinks/ spell "events" until the journal branch lands).
-passdir.events_path
-
 # Dead, for their owners to remove: set nowhere, read nowhere (core's
-# decide/groups.py; journal's event types, which the typed event JSON of
-# formats/ replaces).
+# decide/groups.py).
 groups.Group.noted_incomplete
-outbox.TYPES

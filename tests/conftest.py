@@ -210,7 +210,9 @@ class Station:
             text = (self.passdir / "incoming.history").read_text("ascii")
         except FileNotFoundError:
             return []
-        return [parse_line(line) for line in text.splitlines() if line]
+        # Whole lines only: one read while waitd appends may end in the
+        # middle of a line (a write that crosses a page shows its first page).
+        return [parse_line(line) for line in text.split("\n")[:-1] if line]
 
     def started(self) -> list[Event]:
         """Status 0 events that carry the handler's pid (one per run)."""

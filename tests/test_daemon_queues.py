@@ -404,6 +404,8 @@ def test_a_queue_records_removals_are_events_too(tmp_path):
 
     wait_for(lambda: len(removals()) == 2, 10, "both removal events")
     assert removals() == {"removed": f"{root}/pending/me/good00000", "expired": f"{root}/errors/bad00000"}
+    runs = [e for e in read_jsonl(s.passdir / "events.jsonl") if e["type"] in ("ready", "started", "ended")]
+    assert len(runs) == 6 and all((e["record"], e["telem"]) == (1, "q") for e in runs), "a claimed file's record"
     scrape = Scrape(port)
     for reason in ("handled", "expired"):
         assert scrape.get("waitd_removals_total", record="1", telem="q", reason=reason) == 1, reason

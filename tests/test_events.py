@@ -159,5 +159,5 @@ def test_segments_passed_by_every_sink_are_deleted(station):
     station.start()
     segments = lambda: sorted(n for n in os.listdir(station.passdir / "events") if n.endswith(".jsonl"))  # noqa: E731
     wait_for(lambda: len(segments()) == 1, 10, "the old segments to go")
-    wait_for(lambda: control.read_status(str(station.passdir))["sinks"][0]["backlog"] == 0, 10, "no backlog")
+    wait_for(lambda: (s := control.read_status(str(station.passdir))) and s.sinks[0].backlog == 0, 10, "no backlog")
     assert station.stop() == 0

@@ -340,7 +340,7 @@ def test_torn_last_line_ignored_and_cut(hpath: Path, caplog: pytest.LogCaptureFi
     b_start = _ev("/in/b", Status.STARTED)
     whole = format_event(_ev("/in/b", exit=0))
     hpath.write_text(format_event(a) + format_event(b_start) + whole[:17], "ascii")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     assert _latest(h) == {a.key: a, b_start.key: b_start}
     assert any(":3: torn last line ignored" in r.getMessage() for r in caplog.records)
@@ -356,7 +356,7 @@ def test_torn_last_line_ignored_and_cut(hpath: Path, caplog: pytest.LogCaptureFi
 
 def test_torn_only_line(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:
     hpath.write_bytes(b"/in/a h 5")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     assert h.events() == []
     assert any(":1: torn last line ignored" in r.getMessage() for r in caplog.records)
@@ -370,7 +370,7 @@ def test_corrupt_middle_line_reported_rest_loads(hpath: Path, caplog: pytest.Log
     hpath.write_text(text, "ascii")
     with open(hpath, "ab") as f:
         f.write(b"/in/\xff h 5 2\n")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     assert _latest(h) == {a.key: a, b.key: b, c.key: c}
     messages = [r.getMessage() for r in caplog.records]
@@ -431,7 +431,7 @@ def test_malformed_value_is_an_unknown_outcome(
     good = parse_line(_GOOD)
     line = " ".join(f"{key}={value}" if item.startswith(f"{key}=") else item for item in _GOOD.split(" "))
     hpath.write_text(format_event(_ev("/in/b")) + line + "\n", "ascii")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     event = h.latest("/in/a", "h")
     # Status 1 with no error=: consumed, never run again; the bad field dropped.
@@ -458,7 +458,7 @@ def test_malformed_values_of_an_open_run_close_it(hpath: Path, caplog: pytest.Lo
     # values on one line make one warning; error= goes too (consumed).
     line = "/in/a h 5 0 pid=-1 error=exec\\040failed at=1e999 mtime_ns=5000000000 size=1 ino=2 host=gs1"
     hpath.write_text(format_event(_ev("/in/a", Status.STARTED, pid=9)) + line + "\n", "ascii")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     assert h.open_runs() == []
     assert h.latest("/in/a", "h") == Event(
@@ -474,7 +474,7 @@ def test_malformed_values_of_an_open_run_close_it(hpath: Path, caplog: pytest.Lo
 
 def test_malformed_value_before_a_corrupt_latest_line_stands(hpath: Path, caplog: pytest.LogCaptureFixture) -> None:
     hpath.write_text("/in/a h 5 0 pid=-1\n/in/a h 5 4\n", "ascii")
-    with caplog.at_level(logging.WARNING, logger="waitd.history"):
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
         h = _load(hpath)
     assert h.latest("/in/a", "h") == Event("/in/a", "h", 5, Status.UNKNOWN)
     messages = [r.getMessage() for r in caplog.records]
@@ -676,7 +676,7 @@ def test_load_survives_damage(
 def test_lazily_kept_lines_parse_to_the_same_event(event: Event) -> None:
     # load keeps a line matching the fast pattern as text and parses it only
     # when asked: that text must parse, and to the same event.
-    from waitd.journal.history import _checked
+    from waitd.journal.replay import _checked
 
     item = _checked(format_event(event).encode("ascii"))
     if isinstance(item, str):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 
+from waitd.formats.handler_log import newest_first, next_letter
 from waitd.journal.history import Status
 from waitd.run import runner
 from waitd.run.executors.local import outcome_of
-from waitd.run.runner import newest_first, next_letter
 
 
 def test_newest_first_by_time():

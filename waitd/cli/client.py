@@ -30,7 +30,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import psutil
 
@@ -39,6 +38,7 @@ from waitd.config.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.config.passdir import pid_path, table_path
 from waitd.daemon import control, pidfile, sock
 from waitd.formats.history_line import escape
+from waitd.formats.status import TableReport
 from waitd.run.executors import celery_app
 
 SIGNALS = {
@@ -128,12 +128,12 @@ def _reload(passdir: str, wait: bool) -> int:
     if taken is None:
         print(f"waitd: pid {pid} has not confirmed the reload within {RELOAD_WAIT_S:g} s", file=sys.stderr)
         return EXIT_FAILURE
-    if taken.get("errors"):
-        for error in taken["errors"]:
-            print(error, file=sys.stderr)
+    if taken.errors:
+        for reason in taken.errors:
+            print(reason, file=sys.stderr)
         print(f"waitd: {path}: not reloaded: the daemon keeps the table it has", file=sys.stderr)
         return EXIT_USAGE
-    print(f"waitd: pid {pid} took {path}: {taken.get('records')} record(s), {taken.get('active')} active")
+    print(f"waitd: pid {pid} took {path}: {taken.records} record(s), {taken.active} active")
     return 0
 
 
@@ -160,8 +160,9 @@ def _stopped(passdir: str, pid: int) -> bool:
     """Wait until the daemon `pid` no longer holds the PASSDIR; False if it
     still does after its stop timeout, its kill grace and a margin (from
     the status file)."""
-    state = control.read_status(passdir) or {}
-    limit_s = float(state.get("stop_timeout_s", 30.0)) + float(state.get("kill_grace_s", 5.0)) + STOP_MARGIN_S
+    state = control.read_status(passdir)
+    stop_s, grace_s = (state.stop_timeout_s, state.kill_grace_s) if state is not None else (30.0, 5.0)
+    limit_s = stop_s + grace_s + STOP_MARGIN_S
     return _until(lambda: pidfile.running_pid(passdir) != pid and _gone(pid), limit_s)
 
 
@@ -176,25 +177,25 @@ def _gone(pid: int) -> bool:
 def _reloads(passdir: str, pid: int) -> int:
     """How many HUPs the daemon `pid` has acted on so far (-1: unknown)."""
     state = control.read_status(passdir)
-    if not state or state.get("pid") != pid:
+    if state is None or state.pid != pid:
         return -1
-    return int(state.get("table", {}).get("reloads", 0))
+    return state.table.reloads
 
 
-def _reloaded(passdir: str, pid: int, before: int) -> dict[str, Any] | None:
+def _reloaded(passdir: str, pid: int, before: int) -> TableReport | None:
     """Wait until the daemon has acted on a HUP sent after it had acted on
     `before`; return the table part of its status, or None at the limit."""
-    found: dict[str, Any] = {}
+    found: list[TableReport] = []
 
     def done() -> bool:
         state = control.read_status(passdir)
-        if state and state.get("pid") == pid and state.get("table", {}).get("reloads", 0) > before:
-            found.update(state["table"])
+        if state is not None and state.pid == pid and state.table.reloads > before:
+            found.append(state.table)
             return True
         return pidfile.running_pid(passdir) != pid
 
     _until(done, RELOAD_WAIT_S)
-    return found or None
+    return found[0] if found else None
 
 
 def _until(condition: Callable[[], bool], limit_s: float) -> bool:

@@ -176,7 +176,7 @@ def _direct(passdir: str, daemon_pid: int, when: _Schedule) -> int:
             if os.getppid() != daemon_pid:
                 raise _DaemonGone
             state = control.read_status(passdir)
-            if state and state.get("mode") == "hibernating":
+            if state is not None and state.mode == "hibernating":
                 _say("waitd hibernates (it got INT); the demo stops it with TERM")
                 return False
             time.sleep(min(0.1, when.at(0.2)))

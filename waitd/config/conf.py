@@ -18,7 +18,7 @@ non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
-sink's keys mean is for the sink (`deliver`); this module checks each
+sink's keys mean is for the sink (`sinks.kinds`); this module checks each
 value (with `confkeys`) and the keys taken together, and hands the sink a
 plain dict (`Sink.settings`), which is also what the sink's child process
 is given.  The `[celery]` values are

@@ -112,7 +112,7 @@ class Commands:
         events = [self._latest(entry, f, p) for f, p in members]
         again = [replace(e, at=now, retry_at=now) for e in events if e is not None and not _due(e, now)]
         if again:
-            self.launcher.record_all(again)  # a group's in one append
+            self.launcher.journal.ended(entry.record, again)  # a group's in one append
         for f, p in members:
             view.again(p, f, now)
         what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
@@ -191,7 +191,7 @@ class Commands:
             if moved is None:
                 return False, "another instance claimed it first; not cancelled"
             done = f"moved to {escape(moved)}"
-        self.launcher.record_all(cancels)
+        self.launcher.journal.ended(entry.record, cancels)
         log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
         return True, f"cancelled: {done}"
 

@@ -1,15 +1,16 @@
 # SPDX-License-Identifier: MIT
 """The status file, $PASSDIR/waitd.status.
 
-`write_status` and `read_status` keep $PASSDIR/waitd.status, a small JSON
-document the loop rewrites (temporary file, rename) when its state
-changes, so `-s status` needs no signal; `StatusFile` decides when it is
-rewritten; `format_status` turns it into the text an operator reads.
+`write_status` and `read_status` keep $PASSDIR/waitd.status, the status
+document (`formats.status`, read back into its types) that the loop
+rewrites (temporary file, rename) when its state changes, so `-s status`
+needs no signal; `StatusFile` decides when it is rewritten;
+`format_status` turns the document into the text an operator reads.
 
 This module does not signal the daemon (`waitd -s`'s signalling and its
 waiting for a stop or a reload are `cli.client`'s), does not claim the pid
 file (`pidfile` does) and does not decide what the status holds
-(`loop.Daemon.status` does).
+(`daemon.status.build` does).
 
 Diagnostics: a status file that cannot be written is logged once (warning)
 until it can be again; one that cannot be read is None to its reader.
@@ -24,7 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from waitd.config.passdir import status_path
+from waitd.config.passdir import TMP, status_path
+from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, Status, from_json
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def _steady(value: Any) -> Any:
 def write_status(passdir: str, state: dict[str, Any]) -> None:
     """Replace the status file atomically (no fsync: it is a cache)."""
     path = status_path(passdir)
-    tmp = f"{path}.tmp"
+    tmp = path + TMP
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
@@ -97,16 +99,17 @@ def write_status(passdir: str, state: dict[str, Any]) -> None:
     os.rename(tmp, path)
 
 
-def read_status(passdir: str) -> dict[str, Any] | None:
+def read_status(passdir: str) -> Status | None:
+    """The status document of the status file; None if there is none, or
+    it cannot be read (one being replaced is read whole: it is renamed)."""
     try:
         with open(status_path(passdir), encoding="utf-8") as f:
-            data = json.load(f)
+            return from_json(json.load(f))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
 
 
-def format_status(state: dict[str, Any] | None, pid: int | None, now: float | None = None) -> str:
+def format_status(state: Status | None, pid: int | None, now: float | None = None) -> str:
     """The text `waitd -s status` prints.
 
     `state` is only believed when it was written by `pid`: a status file
@@ -115,132 +118,129 @@ def format_status(state: dict[str, Any] | None, pid: int | None, now: float | No
     now = time.time() if now is None else now
     if pid is None:
         return "waitd: not running\n"
-    if not state or state.get("pid") != pid:
+    if state is None or state.pid != pid:
         return f"waitd: running, pid {pid}, starting (no status written yet)\n"
-    mode = state.get("mode", "?")
     lines = [
-        f"waitd: running, pid {pid}, {mode}, up {_span(now - state.get('started_at', now))}",
-        f"passdir: {state.get('passdir')}",
+        f"waitd: running, pid {pid}, {state.mode}, up {_span(now - state.started_at)}",
+        f"passdir: {state.passdir}",
     ]
-    if state.get("unwritten_events"):
-        lines.append(f"history: {state['unwritten_events']} event(s) not yet written; no handler starts")
-    for rec in state.get("records", []):
-        lines.append(
-            f"record {rec['number']} ({rec['telem']}): {rec['directory']}/{rec['template']} -> {rec['process']}"
-        )
-        lines.extend("  " + line for line in _record_lines(rec, mode, now))
-    lines.extend(_sink_line(sink, now) for sink in state.get("sinks") or [])
-    if state.get("celery"):
-        lines.append(_celery_line(state["celery"], now))
+    if state.unwritten_events:
+        lines.append(f"history: {state.unwritten_events} event(s) not yet written; no handler starts")
+    for rec in state.records:
+        lines.append(f"record {rec.number} ({rec.telem}): {rec.directory}/{rec.template} -> {rec.process}")
+        lines.extend("  " + line for line in _record_lines(rec, state.mode, now))
+    lines.extend(_sink_line(sink, now) for sink in state.sinks)
+    if state.celery is not None:
+        lines.append(_celery_line(state.celery, now))
     return "\n".join(lines) + "\n"
 
 
-def _celery_line(broker: dict[str, Any], now: float) -> str:
+def _celery_line(broker: CeleryReport, now: float) -> str:
     """The broker of run=celery: reachable or not, and the runs out there."""
-    name = f"celery broker {broker['broker']} (queue {broker['queue']})"
-    if broker.get("reachable"):
+    name = f"celery broker {broker.broker} (queue {broker.queue})"
+    if broker.reachable:
         state = "reachable"
-    elif broker.get("down_since") is not None:
-        state = f"unreachable since {_span(now - broker['down_since'])} ago: {broker.get('error') or 'unknown error'}"
+    elif broker.down_since is not None:
+        state = f"unreachable since {_span(now - broker.down_since)} ago: {broker.error or 'unknown error'}"
     else:
         state = "connecting"
-    return f"{name}: {state}; {broker.get('in_flight', 0)} run(s) in flight"
+    return f"{name}: {state}; {broker.in_flight} run(s) in flight"
 
 
-def _sink_line(sink: dict[str, Any], now: float) -> str:
+def _sink_line(sink: SinkReport, now: float) -> str:
     """A sink of waitd.conf: delivering or down, and how far behind."""
-    name = f"sink {sink['name']} ({sink['type']})"
-    if sink.get("down_since") is not None:
-        state = f"down since {_span(now - sink['down_since'])} ago: {sink.get('error') or 'unknown error'}"
-    elif sink.get("pid") is None:
+    name = f"sink {sink.name} ({sink.type})"
+    if sink.down_since is not None:
+        state = f"down since {_span(now - sink.down_since)} ago: {sink.error or 'unknown error'}"
+    elif sink.pid is None:
         state = "not running (waitd starts it again)"
     else:
-        state = f"delivering (pid {sink['pid']})"
-    return f"{name}: {state}; {sink.get('backlog', 0)} events behind"
+        state = f"delivering (pid {sink.pid})"
+    return f"{name}: {state}; {sink.backlog} events behind"
 
 
-def _record_lines(rec: dict[str, Any], mode: str, now: float) -> list[str]:
-    if rec.get("problem"):
-        return [f"inactive: {rec['problem']}"]
-    state = {
-        "active": "active",
-        "hibernating": "active, hibernating (no handler starts, nothing is removed)",
-        "stopping": "active, stopping (no handler starts)",
-    }.get(mode, mode)
-    if rec.get("backoff_until"):
-        state += f", backing off for {_span(rec['backoff_until'] - now)}"
+_MODES = {
+    "active": "active",
+    "hibernating": "active, hibernating (no handler starts, nothing is removed)",
+    "stopping": "active, stopping (no handler starts)",
+}
+
+
+def _record_lines(rec: RecordReport, mode: str, now: float) -> list[str]:
+    if rec.problem:
+        return [f"inactive: {rec.problem}"]
+    state = _MODES.get(mode, mode)
+    if rec.backoff_until:
+        state += f", backing off for {_span(rec.backoff_until - now)}"
     lines = [state]
-    for run in rec.get("running") or []:
-        extra = ""
-        if run.get("attempt", 1) > 1:
-            extra += f", attempt {run['attempt']}"
-        if run.get("why"):
-            extra += f", {run['state']} ({run['why']})"
-        if run.get("adopted"):
-            extra += ", started by a previous waitd"
-        where = f"pid {run['pid']}" if run.get("task") is None else f"celery task {run['task']}"
-        lines.append(f"running: {run['file']} ({where}, for {_span(now - (run['since'] or now))}{extra})")
-    if not rec.get("running"):
+    lines.extend(_run_line(run, now) for run in rec.running)
+    if not rec.running:
         lines.append("running: nothing")
-    waiting = rec.get("waiting", 0)
-    oldest = rec.get("oldest_mtime")
-    if waiting and oldest is not None:
-        lines.append(f"waiting: {waiting} file(s), the oldest modified {_span(now - oldest)} ago")
+    if rec.waiting and rec.oldest_mtime is not None:
+        lines.append(f"waiting: {rec.waiting} file(s), the oldest modified {_span(now - rec.oldest_mtime)} ago")
     else:
-        lines.append(f"waiting: {waiting} file(s)")
+        lines.append(f"waiting: {rec.waiting} file(s)")
     lines.extend(_group_lines(rec, now))
-    retrying = rec.get("retrying") or []
-    if retrying:
-        shown = [f"{item['file']} (in {_span(item['at'] - now)})" for item in retrying[:10]]
-        lines.append(_listed("retrying", shown, len(retrying)))
-    failed = rec.get("failed") or []
-    if failed:
-        lines.append(_listed("kept after a failed run", failed, rec.get("failed_count", len(failed))))
-    queue = rec.get("queue")
-    if queue:
-        pending = ", ".join(f"{n} by {i}" for i, n in sorted(queue["pending"].items()) if n) or "none"
-        held = ", claiming nothing: the next queue is full (out-limit)" if queue["held"] else ""
-        lines.append(
-            f"queue {queue['root']}: incoming: {queue['incoming']}, pending: {pending}, errors: {queue['errors']}{held}"
-        )
-    stuck = rec.get("unremovable") or []
-    if stuck:
-        lines.append(_listed("cannot remove", stuck, rec.get("unremovable_count", len(stuck))))
-    last = rec.get("last")
-    lines.append(f"last run: {last['file']}: {last['outcome']}" if last else "last run: none since start")
-    c = rec.get("counters", {})
-    lines.append(
-        f"since start: {c.get('ok', 0)} ok, {c.get('failed', 0)} failed, {c.get('retrying', 0)} retrying, "
-        f"{c.get('removed', 0)} removed"
-    )
+    lines.extend(_kept_lines(rec, now))
+    last = rec.last
+    lines.append(f"last run: {last.file}: {last.outcome}" if last else "last run: none since start")
+    c = rec.counters
+    lines.append(f"since start: {c.ok} ok, {c.failed} failed, {c.retrying} retrying, {c.removed} removed")
     return lines
 
 
-def _group_lines(rec: dict[str, Any], now: float) -> list[str]:
+def _run_line(run: RunReport, now: float) -> str:
+    extra = ""
+    if run.attempt > 1:
+        extra += f", attempt {run.attempt}"
+    if run.why:
+        extra += f", {run.state} ({run.why})"
+    if run.adopted:
+        extra += ", started by a previous waitd"
+    where = f"pid {run.pid}" if run.task is None else f"celery task {run.task}"
+    return f"running: {run.file} ({where}, for {_span(now - (run.since or now))}{extra})"
+
+
+def _kept_lines(rec: RecordReport, now: float) -> list[str]:
+    """The files retrying, failed for good, in a queue, that cannot be removed."""
+    lines = []
+    if rec.retrying:
+        shown = [f"{item.file} (in {_span(item.at - now)})" for item in rec.retrying[:10]]
+        lines.append(_listed("retrying", shown, len(rec.retrying)))
+    if rec.failed:
+        lines.append(_listed("kept after a failed run", rec.failed, rec.failed_count))
+    queue = rec.queue
+    if queue is not None:
+        pending = ", ".join(f"{n} by {i}" for i, n in sorted(queue.pending.items()) if n) or "none"
+        held = ", claiming nothing: the next queue is full (out-limit)" if queue.held else ""
+        lines.append(
+            f"queue {queue.root}: incoming: {queue.incoming}, pending: {pending}, errors: {queue.errors}{held}"
+        )
+    if rec.unremovable:
+        lines.append(_listed("cannot remove", rec.unremovable, rec.unremovable_count))
+    return lines
+
+
+def _group_lines(rec: RecordReport, now: float) -> list[str]:
     """The files held and why, the groups gathering, the incomplete ones."""
     lines = []
-    held = rec.get("held") or []
-    if held:
-        shown = [
-            f"{h['file']} ({h['why']}" + (f", for {_span(h['until'] - now)} more)" if h.get("until") else ")")
-            for h in held
-        ]
-        lines.append(_listed(f"held: {rec.get('held_count', len(held))} file(s)", shown, rec.get("held_count", 0)))
-    for group in rec.get("open_groups") or []:
-        has = _listed("members", group["members"], group["member_count"])
-        without = _listed("missing", group["missing"], group["missing_count"]) if group["missing"] else ""
+    if rec.held:
+        shown = [f"{h.file} ({h.why}" + (f", for {_span(h.until - now)} more)" if h.until else ")") for h in rec.held]
+        lines.append(_listed(f"held: {rec.held_count} file(s)", shown, rec.held_count))
+    for group in rec.open_groups:
+        has = _listed("members", group.members, group.member_count)
+        without = _listed("missing", group.missing, group.missing_count) if group.missing else ""
         lines.append(
-            f"open group {group['group']}: {has}"
+            f"open group {group.group}: {has}"
             + (f"; {without}" if without else "")
-            + f"; deadline in {_span(group['deadline'] - now)}"
+            + f"; deadline in {_span(group.deadline - now)}"
         )
-    more = rec.get("open_groups_count", 0) - len(rec.get("open_groups") or [])
+    more = rec.open_groups_count - len(rec.open_groups)
     if more > 0:
         lines.append(f"open groups: {more} more")
-    incomplete = rec.get("incomplete") or []
-    if incomplete:
-        shown = [f"{g['group']} (without {', '.join(g['missing'])})" for g in incomplete[:10]]
-        lines.append(_listed("incomplete groups", shown, len(incomplete), "; "))
+    if rec.incomplete:
+        shown = [f"{g.group} (without {', '.join(g.missing)})" for g in rec.incomplete[:10]]
+        lines.append(_listed("incomplete groups", shown, len(rec.incomplete), "; "))
     return lines
 
 

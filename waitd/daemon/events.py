@@ -2,15 +2,15 @@
 """Everything waitd tells the world besides its files: one object for the loop.
 
 `Events` holds what waitd.conf and `--metrics` ask for, and what systemd
-asks for: the outbox (`outbox.Outbox`, the history's mirror, with its
-segment `segments.Writer` when there are sinks), the sinks' processes
-(`sinks.Sinks`), the Prometheus metrics (`metrics.Metrics`) and the
-notifications (`notify.Notify`).  The loop calls it at a few points
-only: `installed` (a table taken), `start` (the loop runs), `tick` (each
-turn), `deadline` (when it wants a turn), `reloading`, `reloaded` and
-`ready` (HUP), `stopping` (TERM), `report` and `status` (the status document),
-`close` (exit).  Without sinks and metrics there is no outbox: the
-history has no mirror and nothing is built.
+asks for: the journal's outbox (`outbox.Writer`, opened when there are
+sinks, with the rule of which events they want), the sinks' processes
+(`sinks.supervisor.Sinks`), the Prometheus metrics (`metrics.Metrics`,
+an observer of the journal's events and syncs) and the notifications
+(`notify.Notify`).  The loop calls it at a few points only: `installed`
+(a table taken), `start` (the loop runs), `tick` (each turn), `deadline`
+(when it wants a turn), `reloading`, `reloaded` and `ready` (HUP),
+`stopping` (TERM), `report` and `status` (the status document), `close`
+(exit).  Without sinks and metrics the journal makes no events at all.
 
 Failures: the outbox directory cannot be made or opened (`WaitdError`,
 at start: waitd does not start; on HUP: the sinks stay as they were).
@@ -19,28 +19,27 @@ at start: waitd does not start; on HUP: the sinks stay as they were).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from waitd.config import conf as conflib
 from waitd.config.errors import WaitdError
-from waitd.daemon.records import Entry, Works
-from waitd.journal.history import History
-from waitd.journal.outbox import Outbox
-from waitd.journal.segments import Writer
+from waitd.config.passdir import conf_path
+from waitd.daemon.records import Entry
+from waitd.formats.status import SinkReport, Status
+from waitd.journal.outbox import Writer
+from waitd.journal.writer import Journal
+from waitd.sinks import kinds
 from waitd.sinks.metrics import Metrics
 from waitd.sinks.notify import Notify
 from waitd.sinks.supervisor import Sinks
 
 log = logging.getLogger("waitd")
 
-# What each kind of sink takes from the outbox: the others are not written.
-_TYPES = {"jsonl": None, "posttroll": {"ready"}, "stomp": {"started", "ended"}}
-
 
 def _wants(sinks: Iterable[conflib.Sink]) -> Any:
-    rules = [(_TYPES[s.type], s.records) for s in sinks]
+    """Which events some sink will deliver: the others are not written."""
+    rules = [(kinds.TAKES[s.type], s.records) for s in sinks]
 
     def wants(kind: str, record: int | None) -> bool:
         return any((t is None or kind in t) and (r is None or record in r) for t, r in rules)
@@ -52,51 +51,37 @@ class Events:
     def __init__(
         self,
         passdir: str,
-        works: Works,
-        history: History,
+        journal: Journal,
         env: MutableMapping[str, str],
         conf: conflib.Conf,
         metrics: tuple[str, int] | None = None,
         foreground: bool = False,
     ) -> None:
         self.passdir = passdir
-        self.works = works
-        self.history = history
+        self.journal = journal
         self.conf = conf
         self.notify = Notify(env)
         self.sinks = Sinks(passdir, foreground)
-        self.outbox: Outbox | None = None
         self.metrics: Metrics | None = None
         self.metrics_at = metrics or conf.daemon.metrics
         if self.metrics_at is not None:
             self.metrics = Metrics(*self.metrics_at)
-            self._outbox().observers.append(self.metrics.observe)
-            self._outbox().sync_observers.append(self.metrics.synced)
+            journal.observers.append(self.metrics.observe)
+            journal.sync_observers.append(self.metrics.synced)
         self._take(conf)
-
-    def _outbox(self) -> Outbox:
-        if self.outbox is None:
-            self.outbox = Outbox(self.passdir, self.works)
-            self.history.mirror = self.outbox
-            for entry in self.works.entries:
-                entry.view.outbox = self.outbox
-        return self.outbox
 
     def _take(self, conf: conflib.Conf) -> None:
         """Take the sinks of a waitd.conf."""
-        if conf.sinks:
-            outbox = self._outbox()
-            if outbox.writer is None:
-                opened = Writer(self.passdir)
-                try:
-                    opened.open()
-                except OSError as exc:
-                    raise WaitdError(f"{opened.directory}: cannot open the outbox: {exc.strerror or exc}") from exc
-                outbox.writer = opened
-            outbox.wants = _wants(conf.sinks)
-        elif self.outbox is not None:
-            self.outbox.wants = _wants(())
-        writer = self.outbox.writer if self.outbox is not None else None
+        journal = self.journal
+        if conf.sinks and journal.outbox is None:
+            opened = Writer(self.passdir)
+            try:
+                opened.open()
+            except OSError as exc:
+                raise WaitdError(f"{opened.directory}: cannot open the outbox: {exc.strerror or exc}") from exc
+            journal.outbox = opened
+        journal.wants = _wants(conf.sinks)
+        writer = journal.outbox
         self.sinks.apply(conf.sinks, writer.place_new if writer is not None else lambda name: None)
         self.conf = conf
 
@@ -104,7 +89,7 @@ class Events:
 
     def installed(self, entries: list[Entry]) -> None:
         for entry in entries:
-            entry.view.outbox = self.outbox
+            entry.view.journal = self.journal  # removals and groups are told there
 
     def start(self) -> None:
         self.sinks.start()
@@ -117,9 +102,7 @@ class Events:
     def tick(self, now: float, poll: bool) -> None:
         self.sinks.check(now)
         self.notify.watchdog(now)
-        if self.outbox is not None:
-            self.outbox.flush()  # events a full disk held back, if there is room now
-        writer = self.outbox.writer if self.outbox is not None else None
+        writer = self.journal.outbox
         if poll and writer is not None:
             try:
                 writer.prune(self.sinks.names)
@@ -135,7 +118,7 @@ class Events:
 
     def reloaded(self) -> list[str]:
         """Reread waitd.conf (HUP); its errors, if it is kept as it was."""
-        path = os.path.join(self.passdir, "waitd.conf")
+        path = conf_path(self.passdir)
         conf, errors = conflib.read(path)
         if errors:
             for error in errors:
@@ -155,38 +138,35 @@ class Events:
     def stopping(self) -> None:
         self.notify.stopping()
 
-    def report(self) -> list[dict[str, Any]]:
+    def report(self) -> list[SinkReport]:
         """The sinks, for the status document."""
-        writer = self.outbox.writer if self.outbox is not None else None
+        writer = self.journal.outbox
         return self.sinks.report(writer.seq if writer is not None else 0)
 
-    def status(self, doc: dict[str, Any]) -> None:
+    def status(self, doc: Status) -> None:
         """A status document was built: the metrics' gauges, systemd's STATUS=."""
         if self.metrics is not None:
             self.metrics.status(doc)
         self.notify.status(summary(doc))
 
     def close(self) -> None:
-        self.sinks.stop()
-        if self.outbox is not None and self.outbox.writer is not None:
-            self.outbox.flush()  # a last try for what a full disk held back
-            self.outbox.writer.close()
+        self.sinks.stop()  # the journal closes the outbox itself
         if self.metrics is not None:
             self.metrics.close()
         self.notify.close()
 
 
-def summary(doc: dict[str, Any]) -> str:
+def summary(doc: Status) -> str:
     """The status document in one line (systemd's STATUS=)."""
-    records = doc.get("records", [])
-    active = sum(1 for r in records if not r.get("problem"))
-    running = sum(len(r.get("running") or []) for r in records)
-    waiting = sum(r.get("waiting", 0) for r in records)
-    failed = sum(r.get("failed_count", 0) for r in records)
-    text = f"{doc.get('mode', '?')}: {active}/{len(records)} records active, {running} running, {waiting} waiting"
+    records = doc.records
+    active = sum(1 for r in records if not r.problem)
+    running = sum(len(r.running) for r in records)
+    waiting = sum(r.waiting for r in records)
+    failed = sum(r.failed_count for r in records)
+    text = f"{doc.mode}: {active}/{len(records)} records active, {running} running, {waiting} waiting"
     if failed:
         text += f", {failed} failed"
-    behind = [s for s in doc.get("sinks", []) if s.get("down_since") is not None]
+    behind = [s for s in doc.sinks if s.down_since is not None]
     if behind:
-        text += f"; sink {', '.join(s['name'] for s in behind)} down"
+        text += f"; sink {', '.join(s.name for s in behind)} down"
     return text

@@ -44,14 +44,16 @@ from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
 from waitd.daemon import control, drain, sock
+from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
 from waitd.daemon.records import Entry, Works
 from waitd.daemon.signals import Wakeups
 from waitd.decide import scheduler
 from waitd.decide.outcome import Job, Why
-from waitd.formats import status as report
-from waitd.journal.history import History, escape, format_event
+from waitd.formats.status import to_json
+from waitd.journal.history import History, escape
+from waitd.journal.writer import Journal
 from waitd.run import publish, runner
 from waitd.run.executors import celery_app
 from waitd.run.executors.celery import Dispatch
@@ -116,8 +118,8 @@ class Daemon:
         self.works = Works()
         # Runs of run=celery records go to Celery workers, the others are local.
         self.dispatch = Dispatch(executor or Local(), conf.celery if conf is not None else None)
-        self.launcher = Launcher(settings.passdir, history, self.runs, self.works, self.dispatch, self._env)
-        self.launcher.next_poll = lambda: self._next_poll
+        self.journal = Journal(settings.passdir, history)
+        self.launcher = Launcher(settings.passdir, self.journal, self.runs, self.works, self.dispatch, self._env)
         self.launcher.instance = settings.instance
         self.outflow = claims.Outflow()
         self.instance_locks = claims.InstanceLocks(settings.instance)
@@ -142,9 +144,7 @@ class Daemon:
         self._asked: set[int] = set()  # descriptors of the control socket that are ready
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         # waitd.conf's sinks, the metrics, systemd's notifications: events.py
-        self.events = Events(
-            settings.passdir, self.works, history, self._env, conf or Conf(), settings.metrics, foreground
-        )
+        self.events = Events(settings.passdir, self.journal, self._env, conf or Conf(), settings.metrics, foreground)
         self._warn_table_mode()
         self._install(records)
 
@@ -272,16 +272,8 @@ class Daemon:
 
     def _exit_status(self) -> int:
         self._write_status(force=True)
-        lost = self.launcher.flush_unwritten()
+        lost = self.journal.close()  # what it could not write is logged, and lost
         self.events.close()
-        for event in self.launcher.unwritten:
-            # Not on disk: the next waitd records these runs as status 1.
-            log.critical(
-                "%s: exiting with an end event not written: %s %s",
-                self.history.path,
-                escape(event.path),
-                format_event(event).strip(),
-            )
         left = drain.left(self.entries) if self.settings.once else 0
         if left:
             log.warning("waitd: --once: %d file(s) ready at start not started; left for the next run", left)
@@ -499,7 +491,7 @@ class Daemon:
         """Ask the scheduler what to start and signal now; do it."""
         candidates: dict[int, list[scheduler.Candidate]] = {}
         by_number: dict[int, Entry] = {}
-        if self.mode is Mode.ACTIVE and not self.launcher.unwritten and now >= self.launcher.hold_until:
+        if self.mode is Mode.ACTIVE and self.journal.may_start:
             for entry in self.entries:
                 if entry.record.publish_only:
                     publish.ready(entry, self.launcher, now_ns)  # runs nothing
@@ -558,7 +550,7 @@ class Daemon:
             return []
 
     def _poll_chores(self) -> None:
-        if self.launcher.flush_unwritten():
+        if self.journal.retry():
             return
         # The compaction at start waits for the end of the first pass.
         if self.history.needs_compaction() and not self.runs.live() and not self._compact_at_start:
@@ -659,23 +651,21 @@ class Daemon:
             self._status_failed = True
 
     def status(self) -> dict[str, Any]:
-        """The status document (report.Status) as JSON; times are epoch seconds."""
-        doc = report.as_json(
-            report.build(
-                self.works,
-                self.runs,
-                self.history,
-                mode=self.mode.value,
-                settings=self.settings,
-                started=self._started,
-                unwritten=len(self.launcher.unwritten),
-                reloads=self._reloads,
-                reload_errors=self._reload_errors,
-                kill_grace_s=KILL_GRACE_S,
-                sinks=self.events.report(),
-                held=self.outflow.is_held,
-                celery=self.dispatch.report(),
-            )
+        """The status document (formats.status.Status) as JSON; times are epoch seconds."""
+        doc = report.build(
+            self.works,
+            self.runs,
+            self.history,
+            mode=self.mode.value,
+            settings=self.settings,
+            started=self._started,
+            unwritten=self.journal.unwritten,
+            reloads=self._reloads,
+            reload_errors=self._reload_errors,
+            kill_grace_s=KILL_GRACE_S,
+            sinks=self.events.report(),
+            held=self.outflow.is_held,
+            celery=self.dispatch.report(),
         )
         self.events.status(doc)
-        return doc
+        return to_json(doc)

@@ -2,14 +2,15 @@
 """Starting the daemon: its log, the pid file, the history, the loop.
 
 `serve` runs waitd in this process (`waitd -f`, `--once`, `--demo`):
-incoming.log opened (`setup_logging`: never through a planted link,
-reopened on HUP, also on stderr in the foreground), the signals caught
+incoming.log opened (`journal.logfile.setup_logging`: never through a
+planted link, reopened on HUP, also on stderr in the foreground), the
+signals caught
 (queued until the loop installs its own handlers), the pid file claimed,
 logfiles/ made if missing, the history loaded, the runs of a previous
 life recovered, the loop run.  `detach` forks a daemon (python-daemon,
 with waitd's own empty signal map) that runs `serve` and tells the
 waiting `waitd -g` through a pipe whether it came up, and if not, why.
-A sink's process sets up its log with `setup_logging` too.
+A sink's process sets up its log the same way.
 
 Failures: a file of PASSDIR that cannot be opened is a WaitdError naming
 it; one before the daemon is up reaches the operator's terminal.
@@ -17,7 +18,6 @@ it; one before the daemon is up reaches the operator's terminal.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
@@ -28,75 +28,14 @@ from collections.abc import Callable, Sequence
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import WaitdError
-from waitd.config.passdir import history_path, log_path
+from waitd.config.passdir import history_path
 from waitd.daemon import pidfile
 from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
+from waitd.journal.logfile import setup_logging
 from waitd.run import runner
 
 log = logging.getLogger("waitd")
-
-LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
-LOG_DATE = "%Y-%m-%d %H:%M:%S"
-
-
-class LogFile(logging.StreamHandler):  # type: ignore[type-arg]
-    """incoming.log, opened without following a planted symlink, reopenable."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        super().__init__(self._open())
-
-    def _open(self):  # type: ignore[no-untyped-def]
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace", buffering=1)
-
-    def reopen(self) -> None:
-        self.acquire()
-        try:
-            old = self.stream
-            try:
-                self.stream = self._open()
-            except OSError as exc:
-                problem: OSError | None = exc  # keep writing to the old one
-            else:
-                problem = None
-                old.close()
-        finally:
-            self.release()
-        if problem is not None:
-            log.error("%s; still writing to the file opened before", _refusal(self.path, problem))
-
-    def fileno(self) -> int:
-        return int(self.stream.fileno())
-
-
-def setup_logging(passdir: str, foreground: bool) -> LogFile:
-    logger = logging.getLogger("waitd")
-    logger.setLevel(logging.INFO)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE)
-    path = log_path(passdir)
-    try:
-        logfile = LogFile(path)
-    except OSError as exc:
-        raise _refusal(path, exc) from exc
-    logfile.setFormatter(formatter)
-    logger.addHandler(logfile)
-    if foreground:
-        err = logging.StreamHandler(sys.stderr)
-        err.setFormatter(formatter)
-        logger.addHandler(err)
-    logger.propagate = False
-    return logfile
-
-
-def _refusal(path: str, exc: OSError) -> WaitdError:
-    """The error for a file of waitd's own in PASSDIR that it cannot open."""
-    if exc.errno == errno.ELOOP:
-        return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
-    return WaitdError(f"{path}: cannot open: {exc.strerror or exc}")
 
 
 def serve(

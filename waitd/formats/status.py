@@ -3,32 +3,29 @@
 
 `Status` and its parts are the document that waitd.status holds, that
 `waitd -s status --json` prints and that the control socket answers, in
-the shape doc/status.schema.json gives and waitd(8) describes.  `build`
-makes it from the records (`state.Works`), the runs (`runs.Runs`) and the
-history; `as_json` turns it into the JSON object, in this one place.
-Times are seconds since the epoch.
+the shape doc/status.schema.json gives and waitd(8) describes.  Times are
+seconds since the epoch; file names are escaped as in the history.
+`to_json` turns it into the JSON object, and `from_json` reads such an
+object back into the same types, in this one place: the text status
+(`daemon.control.format_status`), the metrics, systemd's STATUS=, the
+client and the demo read it so, never key by key.  A member it does not
+know is ignored, one missing takes its default (`other_runs`, `sinks`,
+`celery`: an older waitd left them out), and one missing without a
+default, or of the wrong type, is a `ValueError` that names it.
 
-This module changes nothing; `control.format_status` turns the JSON into
-the text `waitd -s status` prints.
+This module encodes and decodes; `daemon.status.build` makes the document
+from the daemon's state.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
-from collections.abc import Callable
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.daemon.records import Entry, Works
-from waitd.journal.history import History, escape
-from waitd.run.runs import Run, Runs
-from waitd.spool.gather import Open
-from waitd.spool.queue import Queue
-
 SCHEMA_VERSION = 1
-SHOWN = 10  # open groups, and the members of each, listed; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +136,31 @@ class TableReport:
 
 
 @dataclass(frozen=True, slots=True)
+class SinkReport:
+    """A sink of waitd.conf: its process, its backlog, down or not."""
+
+    name: str
+    type: str
+    pid: int | None  # None: not running (waitd starts it again)
+    backlog: int  # events written to the outbox and not yet passed by it
+    down_since: float | None
+    error: str | None  # why it is down
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CeleryReport:
+    """The broker of run=celery records."""
+
+    broker: str  # its URL, without a password
+    queue: str
+    reachable: bool
+    down_since: float | None
+    error: str | None
+    in_flight: int  # runs sent and not yet ended
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     schema: int
     pid: int
@@ -153,129 +175,67 @@ class Status:
     table: TableReport
     records: list[RecordReport]
     other_runs: list[RunReport] = field(default_factory=list)  # of records out of the table
-    sinks: list[dict[str, Any]] = field(default_factory=list)  # waitd.conf's sinks (sinks.Sinks.report)
-    celery: dict[str, Any] | None = None  # the broker of run=celery (celery_exec.Dispatch.report)
+    sinks: list[SinkReport] = field(default_factory=list)  # waitd.conf's sinks
+    celery: CeleryReport | None = None  # the broker of run=celery, once one is in use
 
 
-def run_report(run: Run, now_mono: float) -> RunReport:
-    return RunReport(
-        file=escape(run.path),
-        pid=run.pid,
-        attempt=run.job.attempt,
-        since=run.started_at,
-        age_s=round(now_mono - run.started_mono, 3),
-        state=run.state.value,
-        adopted=run.adopted,
-        log=run.log_name or None,
-        why=run.why.value if run.why is not None else None,
-        task=run.task,
-    )
-
-
-def _queue(entry: Entry, held: bool) -> QueueReport | None:
-    if not entry.record.options.claim:
-        return None
-    q = Queue.of_incoming(entry.record.directory)
-    return QueueReport(q.root, q.count("incoming"), q.pending_counts(), q.count("errors"), held)
-
-
-def record_report(
-    entry: Entry, runs: list[Run], history: History, now_mono: float, now: float, held: bool = False
-) -> RecordReport:
-    r = entry.record
-    files = entry.view.files(history, int(now * 1e9))
-    tally = entry.tally
-    options = r.options.as_dict()
-    options["topic"] = r.topic
-    return RecordReport(
-        number=r.number,
-        telem=r.telem,
-        directory=r.directory,
-        template=r.template,
-        process=r.process,
-        options=options,
-        problem=entry.problem or entry.view.dir_note,
-        backoff_until=now + tally.backoff_until - now_mono if tally.backing_off(now_mono) else None,
-        running=[run_report(run, now_mono) for run in runs],
-        waiting=files.waiting,
-        oldest_mtime=files.oldest_mtime,
-        held=[Held(escape(name), why, until) for name, why, until in files.held],
-        held_count=files.held_count,
-        open_groups=[_open_group(g) for g in files.gathering[:SHOWN]],
-        open_groups_count=len(files.gathering),
-        retrying=[Retrying(escape(name), at) for name, at in files.retrying],
-        failed=[escape(name) for name in files.failed],
-        failed_count=files.failed_count,
-        unremovable=files.unremovable,
-        unremovable_count=files.unremovable_count,
-        incomplete=[
-            Incomplete(gid, missing) for gid, missing in sorted((entry.view.incomplete_groups() or {}).items())
-        ],
-        queue=_queue(entry, held),
-        last=Last(escape(tally.last[0]), tally.last[1]) if tally.last else None,
-        counters=Counts(tally.counters.ok, tally.counters.failed, tally.counters.retrying, tally.counters.removed),
-    )
-
-
-def _open_group(group: Open) -> OpenGroup:
-    present = sorted(group.present.items())
-    return OpenGroup(
-        group=group.gid,
-        deadline=group.deadline_ns / 1e9,
-        members=[f"{c}:{s}" for (c, s), _ in present[:SHOWN]],
-        files=[escape(fact.name) for _, fact in present[:SHOWN]],
-        member_count=len(present),
-        missing=[f"{c}:{s}" for c, s in group.missing[:SHOWN]],
-        missing_count=len(group.missing),
-    )
-
-
-def as_json(status: Status) -> dict[str, Any]:
+def to_json(status: Status) -> dict[str, Any]:
     """The JSON object of the status document."""
     return dataclasses.asdict(status)
 
 
-def now_pair() -> tuple[float, float]:
-    """(monotonic, epoch) seconds, taken together."""
-    return time.monotonic(), time.time()
+def from_json(obj: Any) -> Status:
+    """The status document of a JSON object; ValueError if it is not one."""
+    return typing.cast(Status, _decode(Status, obj, "status"))
 
 
-def build(
-    works: Works,
-    runs: Runs,
-    history: History,
-    *,
-    mode: str,
-    settings: Any,
-    started: float,
-    unwritten: int,
-    reloads: int,
-    reload_errors: list[str],
-    kill_grace_s: float,
-    sinks: list[dict[str, Any]] | None = None,
-    held: Callable[[Entry], bool] = lambda entry: False,
-    celery: dict[str, Any] | None = None,
-) -> Status:
-    """The status document of a daemon's state."""
-    now_mono, now = now_pair()
-    entries = works.entries
-    records = [record_report(e, runs.of(e.identity), history, now_mono, now, held(e)) for e in entries]
-    listed = {e.identity for e in entries}
-    others = [run_report(r, now_mono) for r in runs.live() if r.job.identity not in listed]
-    return Status(
-        schema=SCHEMA_VERSION,
-        pid=os.getpid(),
-        mode=mode,
-        passdir=settings.passdir,
-        started_at=started,
-        written_at=now,
-        jobs=settings.jobs,
-        stop_timeout_s=settings.stop_timeout_s,
-        kill_grace_s=kill_grace_s,
-        unwritten_events=unwritten,
-        table=TableReport(reloads, reload_errors, len(entries), sum(1 for e in entries if not e.problem)),
-        records=records,
-        other_runs=others,
-        sinks=sinks or [],
-        celery=celery,
-    )
+def _decode(kind: Any, value: Any, where: str) -> Any:
+    """`value` as the type `kind` (a dataclass, a list, a dict, a union, a
+    plain type); ValueError naming `where` if it is not one."""
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        return _decode_object(kind, value, where)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        others = [k for k in typing.get_args(kind) if k is not type(None)]
+        return _decode(others[0], value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: not a list")
+        (item,) = typing.get_args(kind)
+        return [_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: not an object")
+        _, item = typing.get_args(kind)
+        return {str(k): _decode(item, v, f"{where}.{k}") for k, v in value.items()}
+    return _plain(kind, value, where)
+
+
+def _plain(kind: Any, value: Any, where: str) -> Any:
+    if kind is Any:
+        return value
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (str, bool) and isinstance(value, kind):
+        return value
+    raise ValueError(f"{where}: not a {kind.__name__}: {value!r}")
+
+
+def _decode_object(kind: Any, value: Any, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: not an object")
+    hints = _HINTS.get(kind) or _HINTS.setdefault(kind, typing.get_type_hints(kind))
+    given: dict[str, Any] = {}
+    for f in dataclasses.fields(kind):
+        if f.name in value:
+            given[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"{where}: no {f.name}")
+    return kind(**given)
+
+
+_HINTS: dict[Any, dict[str, Any]] = {}

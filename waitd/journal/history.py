@@ -2,8 +2,8 @@
 """The history file, incoming.history: append, replay, compact.
 
 The file holds one event a line; the line format (escaping, the keys and
-their legal values) is in `waitd.event`, whose names this module offers
-too.  `History` holds the latest event of each (path, process) key in
+their legal values) is in `formats.history_line`, whose names this module
+offers too.  `History` holds the latest event of each (path, process) key in
 memory; the file is the truth and the dict a cache of it.  What a crash
 leaves:
 
@@ -23,30 +23,30 @@ leaves:
 
 Appends are one write(2) each; a short write (a full disk) is cut off again
 with ftruncate(2) so that no partial line stays in the middle of the file,
-and `HistoryWriteError` is raised.  At load a torn last line is dropped with
-a warning and a corrupt line elsewhere is reported with its number and
-skipped (the key's line before it stands).  A sound line with a value out
-of its range (`pid=-1`) is reported with its number and taken as an
-unknown outcome, status 1: its file is not run again.  A history that is a
-link or not a regular file stops the start with `WaitdError`.
+and `HistoryWriteError` is raised.  At load (`replay.read`) a torn last
+line is dropped with a warning and a corrupt line elsewhere is reported
+with its number and skipped (the key's line before it stands).  A sound
+line with a value out of its range (`pid=-1`) is reported with its number
+and taken as an unknown outcome, status 1: its file is not run again.  A
+history that is a link or not a regular file stops the start with
+`WaitdError`.
 
-This module does not decide what to run (`scan` does) and does not know
-about processes (`runner` does).
+Only the journal (`writer.Journal`) appends, with the outbox's events
+and its failure policy; the rest of waitd asks this module what the
+history says (`latest`, `open_runs`).  This module does not decide what
+to run (`decide` does) and does not know about processes (`run` does).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.config.errors import HistoryWriteError
+from waitd.config.passdir import TMP
 from waitd.formats.history_line import (
-    PLAIN_LINE,
     BadValue,
     Event,
     Status,
@@ -57,6 +57,7 @@ from waitd.formats.history_line import (
     parse_plain,
     unescape,
 )
+from waitd.journal import replay
 
 __all__ = [
     "BadValue",
@@ -75,92 +76,10 @@ log = logging.getLogger(__name__)
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, bytes]]:
-    """The last line of each raw key before the line number given that is
-    not corrupt (one with a malformed value counts: it is an event)."""
-    best: dict[bytes, tuple[int, bytes]] = {}
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                continue
-            key = _raw_key(raw)
-            if number >= before.get(key, 0):
-                continue
-            try:
-                _checked(raw)
-            except BadValue:
-                pass
-            except ValueError:
-                continue
-            best[key] = (number, raw)
-    return list(best.values())
-
-
-def _stream(fd: int) -> tuple[dict[bytes, tuple[int, bytes]], int, int, tuple[int, bytes] | None]:
-    """Read the history open on `fd` to its end, and close it.
-
-    Return the latest line of each raw key with its number, how many lines
-    the file holds (blank and torn ones not counted), how many bytes its
-    whole lines take, and the torn last line with its number, if any.
-    """
-    latest: dict[bytes, tuple[int, bytes]] = {}
-    with open(fd, "rb", buffering=1 << 20) as f:
-        number, raw, blank = 0, b"\n", 0
-        # The hot loop of a start with a long history: one slice and one
-        # dict store a line.  Filed by its raw "PATH PROCESS"; a corrupt
-        # line that a later line of the same key replaces has no effect, and
-        # one that stands is reported when parsed.
-        for number, raw in enumerate(f, start=1):
-            if raw == b"\n":
-                blank += 1
-                continue
-            latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)  # _raw_key, inlined
-        end = f.tell()
-    count = number - blank
-    if raw[-1:] == b"\n":
-        return latest, count, end, None
-    # Only the last line can lack its newline.
-    return latest, count - 1, end - len(raw), (number, raw)
-
-
-def _raw_key(raw: bytes) -> bytes:
-    """A raw line's "PATH PROCESS", still escaped."""
-    return raw[: raw.find(b" ", raw.find(b" ") + 1)]
-
-
-def _checked(raw: bytes) -> Event | str:
-    """A raw line as the text to parse later, or as an Event.
-
-    Raise ValueError if it is corrupt, BadValue if it holds a malformed value.
-    """
-    if PLAIN_LINE.fullmatch(raw):
-        return raw[:-1].decode("ascii")
-    try:
-        line = raw[:-1].decode("ascii")
-    except UnicodeDecodeError:
-        raise ValueError("not ASCII") from None
-    return parse_line(line)
-
-
-def _key(item: Event | str) -> tuple[str, str]:
-    if isinstance(item, Event):
-        return item.key
-    path, process, _ = item.split(" ", 2)
-    return (unescape(path), unescape(process))
-
-
 def _status(item: Event | str) -> Status:
     if isinstance(item, Event):
         return item.status
     return Status(int(item.split(" ", 4)[3]))
-
-
-class Mirror(Protocol):
-    """What sees each append before it is written (the outbox): `before`
-    raises HistoryWriteError when it cannot take the events."""
-
-    def before(self, events: list[Event], sync: bool) -> None: ...
-    def synced(self, seconds: float) -> None: ...
 
 
 class History:
@@ -174,66 +93,23 @@ class History:
         self._size = 0
         self._lines = 0  # lines in the file now, live or not
         self._dropped = 0  # keys drop_gone forgot since the last compaction
-        self.mirror: Mirror | None = None  # the outbox: sees each append first
 
     # -- loading ---------------------------------------------------------
 
     def load(self) -> None:
-        """Read the file (if any) into memory; drop a torn last line.
+        """Read the file (if any) into memory (`replay.read`), and open it
+        to append after its last whole line (a torn last line is cut off).
 
-        The file is streamed: only the latest raw line of each key is kept
-        while reading, and only those are parsed, so a history of a million
-        lines about a hundred thousand files costs the memory of the
-        hundred thousand.  A history that is a link or not a regular file
-        (a directory, a FIFO, a device) is refused with WaitdError.
+        A history that is a link or not a regular file (a directory, a
+        FIFO, a device) is refused with WaitdError.
         """
-        fd = _open_to_read(self.path)
-        latest, count, end, torn = _stream(fd) if fd >= 0 else ({}, 0, 0, None)
-        retry: dict[bytes, int] = {}
-        if torn is not None:
-            log.warning(
-                "%s:%d: torn last line ignored (waitd stopped while writing it): %r",
-                self.path,
-                torn[0],
-                torn[1][:80],
-            )
-            # It replaced the key's last whole line, if any: find it again.
-            key = _raw_key(torn[1])
-            del latest[key]
-            retry[key] = torn[0]
-        found: list[tuple[int, Event | str]] = []
-        lines = sorted(latest.values())
-        latest.clear()
-        for number, raw in lines:
-            try:
-                found.append((number, self._read(number, raw)))
-            except ValueError as exc:
-                log.warning("%s:%d: corrupt line skipped: %s", self.path, number, exc)
-                retry[_raw_key(raw)] = number
-        del lines
-        if retry:
-            # A key's latest line was corrupt: skipping it means the good
-            # line before it stands (an open run stays open, say).
-            found.extend((number, self._read(number, raw)) for number, raw in _earlier(self.path, retry))
-            found.sort(key=lambda item: item[0])
-        self._latest = {_key(item): item for _, item in found}
-        self._lines = count
+        found = replay.read(self.path)
+        self._latest = found.latest
+        self._lines = found.lines
         self._open()
-        if torn is not None:
-            os.ftruncate(self._fd, end)
-        self._size = end
-
-    def _read(self, number: int, raw: bytes) -> Event | str:
-        """A line that stands, as `_checked` gives it; ValueError if corrupt.
-
-        A malformed value is reported here, with its line number: a line
-        kept as text is parsed later, where the number is not known.
-        """
-        try:
-            return _checked(raw)
-        except BadValue as exc:
-            log.warning("%s:%d: %s; taken as status 1 (unknown outcome)", self.path, number, exc)
-            return exc.event
+        if found.torn:
+            os.ftruncate(self._fd, found.end)
+        self._size = found.end
 
     def _open(self) -> None:
         if self._fd >= 0:
@@ -275,17 +151,18 @@ class History:
 
     # -- writing ---------------------------------------------------------
 
-    def append(self, event: Event, sync: bool = False) -> None:
+    def append(self, event: Event, sync: bool = False) -> float | None:
         """Append one event with one write; on disk before return if `sync`."""
-        self.append_all([event], sync)
+        return self.append_all([event], sync)
 
-    def append_all(self, events: list[Event], sync: bool = False) -> None:
+    def append_all(self, events: list[Event], sync: bool = False) -> float | None:
         """Append each event with one write, all or none; with `sync`, one
-        fdatasync for all of them (a group commit)."""
+        fdatasync for all of them (a group commit), and how long it took
+        (seconds; None without `sync`).  HistoryWriteError if they cannot
+        be: what was written of them is cut off again."""
         datas = [format_event(event).encode("ascii") for event in events]
-        if self.mirror is not None:
-            self.mirror.before(events, sync)  # HistoryWriteError: nothing written here
         size = self._size
+        took = None
         try:
             for data in datas:
                 written = os.write(self._fd, data)
@@ -295,8 +172,7 @@ class History:
             if sync:
                 began = time.perf_counter()
                 os.fdatasync(self._fd)
-                if self.mirror is not None:
-                    self.mirror.synced(time.perf_counter() - began)
+                took = time.perf_counter() - began
         except OSError as exc:
             # Cut what was written off again: the events are not recorded,
             # and the next append must not glue itself to a partial line.
@@ -309,6 +185,7 @@ class History:
         self._lines += len(events)
         for event in events:
             self._latest[event.key] = event
+        return took
 
     def needs_compaction(self) -> bool:
         # A run writes three lines; compacting when the file is four times
@@ -323,7 +200,7 @@ class History:
         open.  Returns how many keys were dropped.
         """
         self.drop_gone(exists)
-        tmp = f"{self.path}.tmp"
+        tmp = self.path + TMP
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
@@ -356,55 +233,6 @@ class History:
     def forget(self, path: str, process: str) -> None:
         """Drop a key from memory (its file is gone); the file keeps it."""
         self._latest.pop((path, process), None)
-
-
-def _open_to_read(path: str) -> int:
-    """The history opened for reading, or -1 if there is none yet.
-
-    Raise WaitdError for a link, for anything not a regular file, and for a
-    file that cannot be opened.
-    """
-    try:
-        # Never through a link planted in PASSDIR: its target's lines would
-        # be logged as corrupt ones, and then appended to.  O_NONBLOCK: a
-        # FIFO must not block the start (a regular file ignores the flag).
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return -1
-    except OSError as exc:
-        raise _refusal(path, exc) from exc
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise _not_regular(path, mode)
-    return fd
-
-
-def _refusal(path: str, exc: OSError) -> WaitdError:
-    """The error for a history file waitd cannot open."""
-    if exc.errno == errno.ELOOP:
-        return WaitdError(f"{path}: is a symbolic link; waitd does not follow links in PASSDIR")
-    try:
-        mode = os.lstat(path).st_mode  # a socket cannot be opened at all (ENXIO)
-    except OSError:
-        mode = stat.S_IFREG
-    if not stat.S_ISREG(mode):
-        return _not_regular(path, mode)
-    return WaitdError(f"{path}: cannot open the history: {exc.strerror or exc}")
-
-
-_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
-def _not_regular(path: str, mode: int) -> WaitdError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
-    return WaitdError(f"{path}: is not a regular file ({kind}); the history must be a regular file")
 
 
 def _fsync_dir(path: str) -> None:

@@ -1,284 +1,343 @@
 # SPDX-License-Identifier: MIT
-"""Events: what waitd did, as JSON objects, into the outbox and to observers.
+"""The outbox on disk: segment files of events, and each sink's place in them.
 
-`Outbox` turns what waitd does into events, writes those the sinks want to
-the segment files (`segments.Writer`), and shows every one to its
-observers (the metrics).  It is fed in three places, and nowhere else:
+$PASSDIR/events/ holds the segments, `S.jsonl` where S is the sequence
+number of its first event (16 digits), one JSON object a line, each with
+its `seq`, one more than the line before it, across segments.  Only waitd
+writes them (`Writer`): it appends to the newest segment, starts a new one
+at each start of waitd and when the newest passes SEGMENT_BYTES, and
+deletes a segment once every sink has passed it (`Writer.prune`), never
+the newest.  A line is appended with one write(2), and with `sync` made
+durable with fdatasync(2) before `append` returns.  An append that fails
+(a full disk cuts it short) is cut off again with ftruncate(2), as the
+history does, and raises OSError: no partial line stays for the next
+append to be glued to.
 
-- the history (`History.mirror`): each append of events calls `before`
-  with them, before they are written; the events are appended to the
-  outbox first, and when the history's append is synced (a start, a
-  publication) the outbox is synced before it.  So a kill of waitd never
-  loses an event (it may leave one whose line was not written, which is
-  then written again with the same id), and an event whose synced line
-  is on disk is on disk too.  An append the history does not sync (an
-  end: the next sync covers it) is not synced here either, the cost of a
-  second fdatasync each run: the next sync of the outbox, before the
-  history's, covers it, and only a power failure in between can keep
-  the end's line and lose its event.  Status 0
-  lines are `started` (and, at a first attempt, `ready`; for a group,
-  `group` complete), the second status 0 line with the pid is nothing,
-  a line with `published=1` is `ready`, any other line is `ended`.  The
-  lines of one group in one append are one event with `paths`;
-- the removal rules (`sweep`), after each removal: `removed` or `expired`;
-- the groups (`gather`): `group` incomplete, `group` late.
+Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
+last seq delivered, and its state for `-s status`), replaced atomically
+(temporary file, rename) by the sink's process after each delivery, and
+its process holds `NAME.lock` while it runs.  The
+place of a new sink is the end of the outbox (`Writer.place_new`): it gets
+the events from the moment it is configured.  `Reader` is a sink's view:
+the whole lines after its place, segment after segment.
 
-The last two mirror no history line: they are written when they happen,
-without a sync (a power failure right after the removal may lose its
-event); when they cannot be (a full disk), they are held in memory and
-written before the next events, or at the next turn of the loop
-(`flush`), at most HELD_MOST of them (a kill of waitd meanwhile loses
-them).
+A torn last line (waitd killed in the middle of a write) stays where it
+is: the next start writes a new segment, and a reader skips a line that
+does not parse, with a warning.  A place that names a segment no longer
+there (deleted by hand) moves to the next segment.
 
-Every event has `id`, `type`, `time`, `record`, `telem`, `topic`,
-`process`, and `path` (or `paths` and `group`); then its own fields (the
-table in waitd.conf(5)).  The id is a digest of what the event is about
-(PASSDIR, type, process, file or group, version, attempt, retry time), so
-an event made again after a crash has the id of the first: a consumer
-that drops ids it has seen sees each once.
-
-Failures: an outbox that cannot be written (a full disk; what was written
-of the append is cut off again, see `segments`) raises `HistoryWriteError`
-from `before`, synced or not: the history line is not written either, and
-its caller keeps it to write later, as for a full history disk, so that a
-line in the history always has its event in the outbox.  The first
-failure is logged as an error, the recovery as info.
+This module knows nothing of what the events mean (`formats.events`
+does, and the journal, `writer.Journal`, makes them) nor of the sinks'
+brokers (`sinks.kinds` does).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
+import errno
+import json
 import logging
 import os
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from waitd.config.errors import HistoryWriteError
-from waitd.formats.history_line import Event, Status
-from waitd.journal.segments import Writer
-
-if TYPE_CHECKING:
-    from waitd.daemon.records import Works
-    from waitd.spool.directory import FileFact
-    from waitd.spool.view import View
+from waitd.config.passdir import TMP, events_path
 
 log = logging.getLogger("waitd")
 
-HELD_MOST = 100_000  # events held back on a full disk; past that, new ones are dropped (logged)
-TYPES = ("ready", "started", "ended", "removed", "expired", "group")
-Observer = Callable[[dict[str, Any]], None]
+SEGMENT_BYTES = 8 << 20
+_SEGMENT = re.compile(r"([0-9]{16})\.jsonl")
+_OFFSET_SUFFIX = ".offset"
 
 
-def event_id(*parts: object) -> str:
-    """A 128-bit id, the same for the same parts."""
-    return hashlib.blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:016d}.jsonl"
 
 
-def _plain(value: Any) -> Any:
-    """A pattern field as JSON holds it: a time in ISO 8601."""
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
+def segments(directory: str) -> list[int]:
+    """The first seq of each segment there, in order."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(int(m[1]) for m in map(_SEGMENT.fullmatch, names) if m)
 
 
-class Outbox:
-    def __init__(self, passdir: str, works: Works) -> None:
-        self.passdir = passdir
-        self.works = works
-        self.writer: Writer | None = None  # None: no sink, nothing written
-        self.wants: Callable[[str, int | None], bool] = lambda kind, record: False
-        self.observers: list[Observer] = []
-        self.sync_observers: list[Callable[[float], None]] = []
-        self.held: list[dict[str, Any]] = []  # events of no history line that could not be written yet
-        self.failing: str | None = None  # why the last write failed; None once one works
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a sink is: the segment it reads, the byte offset after its last
+    delivered line, and that line's seq (0: none yet)."""
 
-    # -- the history's mirror -------------------------------------------------
+    segment: int
+    offset: int
+    seq: int
 
-    def before(self, events: list[Event], sync: bool) -> None:
-        """The history is about to append `events`: write theirs first."""
-        out = self._of_history(events)
-        if out:
-            self._emit(out, durable=sync)
 
-    def synced(self, seconds: float) -> None:
-        for observe in self.sync_observers:
-            observe(seconds)
+def offset_path(directory: str, sink: str) -> str:
+    return os.path.join(directory, sink + _OFFSET_SUFFIX)
 
-    def _of_history(self, events: list[Event]) -> list[dict[str, Any]]:
-        bundles: dict[tuple[str, str, str], list[Event]] = {}
-        for event in events:
-            if event.status is Status.STARTED and event.pid is not None:
-                continue  # the pid of a start already told
-            kind = "ready" if event.published else "started" if event.status is Status.STARTED else "ended"
-            key = (kind, event.process, event.group if event.group is not None else "\0" + event.path)
-            bundles.setdefault(key, []).append(event)
-        out = []
-        for (kind, _, _), members in bundles.items():
-            base = self._about(members)
-            first = members[0]
-            if kind == "ready" or (kind == "started" and first.runs == 1):
-                out.append(self._made(base, "ready", ()))  # handed on for the first time
-                if first.group is not None:
-                    out.append(self._made(base, "group", ("complete",), state="complete"))
-            if kind == "started":
-                out.append(self._made(base, "started", (first.runs,), attempt=first.runs))
-            elif kind == "ended":
-                out.append(self._ended(base, first))
-        return out
 
-    def _ended(self, base: dict[str, Any], end: Event) -> dict[str, Any]:
-        if end.retry_at is not None:
-            outcome = "retrying"
-        elif end.succeeded:
-            outcome = "ok"
-        else:
-            outcome = "failed"
-        fields: dict[str, Any] = {"outcome": outcome, "attempt": end.runs}
-        for name in ("exit", "signal", "error", "took", "retry_at"):
-            value = getattr(end, name)
-            if value is not None:
-                fields[name] = value
-        if end.status is Status.UNKNOWN and end.error is None and end.signal is None:
-            fields["error"] = "unknown"  # waitd died while it ran, or it was stopped with waitd
-        return self._made(base, "ended", (end.runs, end.retry_at), **fields)
+def lock_path(directory: str, sink: str) -> str:
+    """What a sink's process holds while it runs (flock): one process a sink."""
+    return os.path.join(directory, sink + ".lock")
 
-    def _about(self, members: list[Event]) -> dict[str, Any]:
-        """What every event of these history lines says: the record, the file(s)."""
-        first = members[0]
-        directory, name = os.path.split(first.path)
-        entry = self._entry(directory, first.process, name)
-        about: dict[str, Any] = {
-            "record": entry.number if entry is not None else None,
-            "telem": entry.record.telem if entry is not None else None,
-            "topic": entry.record.topic if entry is not None else None,
-            "process": first.process,
-        }
-        if first.group is None:
-            about["path"] = first.path
-            if first.version is not None:
-                about["mtime"] = first.version.mtime_ns / 1e9
-                about["size"] = first.version.size
-        else:
-            about["paths"] = sorted(e.path for e in members)
-            about["group"] = first.group
-        if entry is not None and entry.record.options.pattern is not None:
-            fields = entry.record.options.fields(name, directory, entry.record.telem)
-            if fields is not None:
-                about["fields"] = {k: _plain(v) for k, v in fields.items() if k not in _BUILTIN}
-        versions = sorted((e.path, e.version) for e in members)
-        about["_key"] = (first.process, first.group or first.path, versions)
-        about["_time"] = first.at
-        return about
 
-    def _entry(self, directory: str, process: str, name: str) -> Any:
-        for entry in self.works.entries:
-            r = entry.record
-            if r.directory == directory and r.process == process and entry.view.match(name):
-                return entry
-        return None
+def read_place(directory: str, sink: str) -> tuple[Place | None, dict[str, Any]]:
+    """A sink's place and the state it saved with it; (None, {}) if none."""
+    try:
+        with open(offset_path(directory, sink), encoding="utf-8") as f:
+            data = json.load(f)
+        place = Place(int(data["segment"]), int(data["offset"]), int(data["seq"]))
+    except FileNotFoundError:
+        return None, {}
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("%s: unreadable; the sink starts again from the oldest segment", offset_path(directory, sink))
+        return Place(0, 0, 0), {}
+    return place, data
 
-    def _made(self, base: dict[str, Any], kind: str, key: tuple[object, ...], **fields: Any) -> dict[str, Any]:
-        about = {k: v for k, v in base.items() if k[0] != "_"}
-        at = base.get("_time")
-        event = {"id": event_id(self.passdir, kind, *base["_key"], *key), "type": kind, "time": at or time.time()}
-        event.update(about)
-        event.update(fields)
-        return event
 
-    # -- what mirrors no history line ----------------------------------------
-
-    def removed(self, view: View, fact: FileFact, why: str, directory: str | None = None) -> None:
-        """A file was removed (after the unlink): `expired` or `removed`;
-        `directory` when it was not in the record's own (a queue's)."""
-        kind = "expired" if why.startswith("expired") else "removed"
-        base = self._of_view(view, [fact.name], fact, directory=directory)
-        self._emit_later([self._made(base, kind, (), reason=why)])
-
-    def group(self, view: View, gid: str, state: str, names: list[str], missing: list[str]) -> None:
-        """A group will not run (`incomplete`), or a member came `late`."""
-        base = self._of_view(view, names, None, gid)
-        self._emit_later([self._made(base, "group", (state, *names), state=state, missing=missing)])
-
-    def _of_view(
-        self, view: View, names: list[str], fact: FileFact | None, gid: str | None = None, directory: str | None = None
-    ) -> dict[str, Any]:
-        record = view.record
-        about: dict[str, Any] = {
-            "record": record.number,
-            "telem": record.telem,
-            "topic": record.topic,
-            "process": record.process,
-        }
-        paths = sorted(view.path_of(n) if directory is None else os.path.join(directory, n) for n in names)
-        if gid is None and len(paths) == 1:
-            about["path"] = paths[0]
-        else:
-            about["paths"] = paths
-            about["group"] = gid
-        version = (fact.mtime_ns, fact.size, fact.ino) if fact is not None else None
-        about["_key"] = (record.process, gid or paths[0], version)
-        return about
-
-    # -- out --------------------------------------------------------------------
-
-    def _emit(self, events: list[dict[str, Any]], durable: bool) -> None:
-        """Write the events the sinks want, after those held back, and show
-        them to the observers; HistoryWriteError if they cannot be written
-        (the held ones stay held; these are the caller's to make again, and
-        are observed then)."""
-        wanted = [e for e in events if self.wants(e["type"], e["record"])]
-        if wanted and self.writer is not None:
-            self._write([*self.held, *wanted], durable)
-        self._observe(events)
-
-    def _observe(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            for observe in self.observers:
-                observe(event)
-
-    def _emit_later(self, events: list[dict[str, Any]]) -> None:
-        """Events that mirror no history line: held when they cannot be
-        written now, and written before the next ones (or by `flush`)."""
+def write_place(directory: str, sink: str, place: Place, state: dict[str, Any] | None = None) -> None:
+    """Replace a sink's offset file atomically (no fsync: a place lost in a
+    power failure only makes the sink deliver some events again).  OSError
+    if it cannot be written (a full disk): the old one stays, whole."""
+    path = offset_path(directory, sink)
+    tmp = path + TMP
+    fields = {"segment": place.segment, "offset": place.offset, "seq": place.seq, **(state or {})}
+    data = json.dumps(fields, sort_keys=True) + "\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
         try:
-            self._emit(events, durable=False)
-        except HistoryWriteError:
-            wanted = [e for e in events if self.wants(e["type"], e["record"])]
-            if len(self.held) + len(wanted) > HELD_MOST:
-                log.error("%s: more than %d events held back; %d dropped", self._where, HELD_MOST, len(wanted))
-            else:
-                self.held.extend(wanted)
-            self._observe(events)
+            if os.write(fd, data.encode()) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # cut short: never renamed over the place
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
-    def flush(self) -> None:
-        """Write the events held back, if there is room now (each turn of the loop)."""
-        if self.held and self.writer is not None:
-            with contextlib.suppress(HistoryWriteError):
-                self._write(list(self.held), durable=False)
 
-    def _write(self, events: list[dict[str, Any]], durable: bool) -> None:
-        assert self.writer is not None
+def forget_place(directory: str, sink: str) -> None:
+    """A sink out of waitd.conf: its place no longer holds segments."""
+    for path in (offset_path(directory, sink), offset_path(directory, sink) + TMP):
         try:
-            self.writer.append(events, sync=durable)
-        except OSError as exc:
-            if self.failing is None:
-                self.failing = exc.strerror or str(exc)
-                log.error(
-                    "%s: cannot write events: %s; what they tell waits until they can be", self._where, self.failing
-                )
-            raise HistoryWriteError(self.writer.directory, exc) from exc
-        if self.failing is not None:
-            log.info("%s: writable again (%d held event(s) written)", self._where, len(self.held))
-            self.failing = None
-        self.held = []
-
-    @property
-    def _where(self) -> str:
-        return self.writer.directory if self.writer is not None else self.passdir
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
-_BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))
+def sinks_with_places(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(n[: -len(_OFFSET_SUFFIX)] for n in names if n.endswith(_OFFSET_SUFFIX))
+
+
+def last_seq(path: str) -> int:
+    """The seq of the last whole line of a segment that parses (0: none)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            chunk = 1 << 16
+            while True:
+                start = max(0, size - chunk)
+                f.seek(start)
+                data = f.read(size - start)
+                lines = data.split(b"\n")[:-1]  # what follows the last newline is torn
+                if start > 0:
+                    lines = lines[1:]  # may be cut
+                for line in reversed(lines):
+                    try:
+                        return int(json.loads(line)["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+                if start == 0:
+                    return 0
+                chunk *= 4
+    except FileNotFoundError:
+        return 0
+
+
+class Writer:
+    """waitd's end of the outbox: appends, rotates, prunes."""
+
+    def __init__(self, passdir: str) -> None:
+        self.directory = events_path(passdir)
+        self._fd = -1
+        self.segment = 0  # first seq of the segment written to
+        self.seq = 0  # of the last event written
+        self._size = 0
+
+    def open(self) -> None:
+        """Make events/ if needed and start a new segment after the last event
+        of the newest one (and of any sink's place: seqs never go back)."""
+        try:
+            os.mkdir(self.directory, 0o755)
+        except FileExistsError:
+            if os.path.islink(self.directory) or not os.path.isdir(self.directory):
+                raise OSError(f"{self.directory}: not a directory (waitd does not follow links in PASSDIR)") from None
+        firsts = segments(self.directory)
+        seq = last_seq(os.path.join(self.directory, segment_name(firsts[-1]))) if firsts else 0
+        if firsts:
+            seq = max(seq, firsts[-1] - 1)
+        for sink in sinks_with_places(self.directory):
+            place, _ = read_place(self.directory, sink)
+            if place is not None:
+                seq = max(seq, place.seq)
+        self.seq = seq
+        self._start_segment()
+
+    def _start_segment(self) -> None:
+        """Go on in a new segment; OSError leaves the old one in use."""
+        path = os.path.join(self.directory, segment_name(self.seq + 1))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        if self._fd >= 0:
+            try:
+                os.fdatasync(self._fd)  # what was appended without a sync: the next sync is elsewhere
+            except OSError:
+                os.close(fd)
+                raise
+            os.close(self._fd)
+        self._fd, self.segment, self._size = fd, self.seq + 1, os.fstat(fd).st_size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def append(self, events: Iterable[dict[str, Any]], sync: bool) -> int:
+        """Give each event its seq and append them with one write; with
+        `sync`, on disk before return.  OSError if they could not be: what
+        was written of them is cut off again (ftruncate), and their seqs
+        are given again to the next events (the caller retries them, with
+        their ids)."""
+        if self._fd < 0:
+            raise OSError(f"{self.directory}: the outbox is not open")
+        if self._size >= SEGMENT_BYTES:
+            self._start_segment()
+        lines = []
+        seq = self.seq
+        for event in events:
+            seq += 1
+            event["seq"] = seq
+            lines.append(json.dumps(event, separators=(",", ":"), default=str))
+        if not lines:
+            return 0
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            if os.write(self._fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk is full
+            if sync:
+                os.fdatasync(self._fd)
+        except OSError:
+            # Cut the part that was written off again: the caller writes
+            # these events again, and they must not follow a partial line
+            # (glued to it, the first of them would be skipped as corrupt).
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+        self.seq = seq
+        return len(lines)
+
+    def place_new(self, sink: str) -> None:
+        """A sink new to the outbox starts at its end."""
+        if read_place(self.directory, sink)[0] is None:
+            write_place(self.directory, sink, Place(self.segment, self._size, self.seq))
+
+    def prune(self, sinks: Iterable[str]) -> int:
+        """Delete the segments every sink has passed (never the newest); how many."""
+        lowest = self.seq
+        for sink in sinks:
+            place, _ = read_place(self.directory, sink)
+            lowest = min(lowest, place.seq if place is not None else 0)
+        firsts = segments(self.directory)
+        removed = 0
+        for first, following in zip(firsts, firsts[1:], strict=False):
+            if following - 1 > lowest or first == self.segment:
+                break
+            try:
+                os.unlink(os.path.join(self.directory, segment_name(first)))
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+class Reader:
+    """A sink's end: the whole lines after its place, in order."""
+
+    def __init__(self, directory: str, place: Place) -> None:
+        self.directory = directory
+        self.place = place
+        self._file: Any = None
+        self._file_segment = -1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open(self) -> bool:
+        """Open the place's segment (or the next one there is); False if none."""
+        if self._file is not None and self._file_segment == self.place.segment:
+            return True
+        self.close()
+        firsts = segments(self.directory)
+        if self.place.segment not in firsts:
+            later = [f for f in firsts if f > self.place.segment]
+            if not later:
+                return False
+            self.place = Place(later[0], 0, self.place.seq)
+        self._file = open(os.path.join(self.directory, segment_name(self.place.segment)), "rb")  # noqa: SIM115
+        self._file_segment = self.place.segment
+        return True
+
+    def batch(self, most: int) -> tuple[list[dict[str, Any]], Place]:
+        """Up to `most` events after the place (those with a seq not above
+        the place's are stepped over), and the place after them.  At the
+        end of a segment that is no longer the newest, the place moves on."""
+        if not self._open():
+            return [], self.place
+        f = self._file
+        f.seek(self.place.offset)
+        events: list[dict[str, Any]] = []
+        offset, seq = self.place.offset, self.place.seq
+        for raw in _lines(f, most):
+            offset += len(raw)
+            try:
+                event = json.loads(raw)
+                number = int(event["seq"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: a line at byte %d does not parse; skipped", segment_name(self.place.segment), offset)
+                continue
+            if number > seq:
+                events.append(event)
+                seq = number
+        place = Place(self.place.segment, offset, seq)
+        if not events and offset == self.place.offset:
+            later = [s for s in segments(self.directory) if s > self.place.segment]
+            if later and not _more(f, offset):
+                place = Place(later[0], 0, seq)  # this one is finished: waitd writes only the newest
+        return events, place
+
+
+def _lines(f: Any, most: int) -> Iterator[bytes]:
+    """Whole lines from the file's position, at most `most`."""
+    count = 0
+    while count < most:
+        raw = f.readline()
+        if not raw.endswith(b"\n"):
+            return  # the end, or a line still being written
+        yield raw
+        count += 1
+
+
+def _more(f: Any, offset: int) -> bool:
+    """True when the file holds a whole line after `offset`."""
+    f.seek(offset)
+    return bool(f.readline().endswith(b"\n"))

@@ -14,9 +14,9 @@ own: runs are in `Runs`, what records know is in `Works`.
 Failures: a log file that cannot be made, or a handler that cannot be
 executed, backs its record off (the second also records status 1 with
 `error=`: the file is not consumed).  A start whose status 0 cannot be
-written is not run, and no start is made until `hold_until` (the next
-poll): the disk, not the handler, is at fault.  An end that cannot be
-written is kept in `unwritten`; the loop writes it later.
+written is not run: the disk, not the handler, is at fault, and the
+journal holds every start until the next poll (its failure policy, as
+for an end that cannot be written).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from dataclasses import replace
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.daemon.records import Entry, Works
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
-from waitd.journal.history import Event, History, Status, escape
+from waitd.journal.history import Event, Status, escape
+from waitd.journal.writer import Journal
 from waitd.run import runner
 from waitd.run.executors.local import Executor
 from waitd.run.runs import Run, Runs, RunState
@@ -48,18 +49,16 @@ ADOPTED_TIMEOUT_S = 60.0  # an adopted Celery run of a record that has no timeou
 
 class Launcher:
     def __init__(
-        self, passdir: str, history: History, runs: Runs, works: Works, executor: Executor, env: dict[str, str]
+        self, passdir: str, journal: Journal, runs: Runs, works: Works, executor: Executor, env: dict[str, str]
     ) -> None:
         self.passdir = passdir
-        self.history = history
+        self.journal = journal
+        self.history = journal.history
         self.runs = runs
         self.works = works
         self.executor = executor
         self.env = env
-        self.unwritten: deque[Event] = deque()
         self.failures = 0  # starts that failed, for --once's exit status
-        self.hold_until = 0.0  # monotonic: the history could not take a status 0
-        self.next_poll: Callable[[], float] = time.monotonic
         self.instance = ""  # claim=yes: this instance's name in the queues
         self._ended: deque[tuple[Run, Outcome, list[Event], Verdict]] = deque()
 
@@ -82,7 +81,7 @@ class Launcher:
         if not prepared:
             return
         try:
-            runner.commit([(run, started) for _, run, started in prepared], self.history)
+            runner.commit([(run, entry.record, started) for entry, run, started in prepared], self.journal)
         except runner.StartError as exc:
             for entry, run, _ in prepared:
                 self._not_started(entry, run.job, run.letter, exc)
@@ -141,7 +140,7 @@ class Launcher:
         run.transition(RunState.RUNNING)  # STARTING -> RUNNING
         if run.task is None:  # a Celery run's status 0 has its task id already
             assert run.pid is not None
-            runner.started_pid(self.history, started, run.pid)
+            self.journal.running(started, run.pid)
         if entry.view.drain is not None:
             for fact in job.facts:
                 entry.view.drain.pop(fact.name, None)
@@ -172,10 +171,9 @@ class Launcher:
         if entry.view.drain is not None:
             entry.view.drain.clear()  # --once: this record's part of the drain ends
         if isinstance(exc.__cause__, HistoryWriteError):
-            # A full disk is not the handler's fault: no back-off, but no
-            # start of any record until the next poll tries again.
+            # A full disk is not the handler's fault: no back-off (and the
+            # journal starts nothing until the next poll tries again).
             log.error("record %d: %s: %s; trying again at the next poll", entry.number, escape(job.path), exc)
-            self.hold_until = self.next_poll()
             return
         if exc.recorded:  # its log file was used
             entry.tally.letter = letter
@@ -270,37 +268,15 @@ class Launcher:
         while self._ended:
             run, outcome, ends, verdict = self._ended.popleft()
             runner.footer(run, outcome, ends[0])
-            self.record_all(ends)  # a group's ends in one append: one event
-            self.runs.remove(run)  # ENDED and written: its files are free
             view = self.works.view(run.job.identity)
+            self.journal.ended(view.record if view is not None else None, ends)  # a group's: one event
+            self.runs.remove(run)  # ENDED and written (or held): its files are free
             if view is not None and view.record.options.claim:
                 claims.dispose(view, run.job, ends[0], verdict)  # its file leaves pending
             elif view is not None and (ends[0].retry_at is not None or not ends[0].consumed):
                 for fact in run.job.facts:
                     view.requeue(fact.name)
         return count
-
-    def record(self, event: Event) -> None:
-        self.record_all([event])
-
-    def record_all(self, events: list[Event]) -> None:
-        """Append the events of one job with one call (all or none)."""
-        try:
-            self.history.append_all(events)
-        except HistoryWriteError as exc:  # the history's disk full, or the outbox's (events/)
-            log.error("%s; keeping the event to write later and starting no handler until then", exc)
-            self.unwritten.extend(events)
-
-    def flush_unwritten(self) -> int:
-        """Write the events a full disk held back; return how many still wait."""
-        if self.unwritten:
-            try:
-                self.history.append_all(list(self.unwritten))
-            except HistoryWriteError:
-                return len(self.unwritten)
-            log.info("%s: history writable again; wrote %d delayed event(s)", self.history.path, len(self.unwritten))
-            self.unwritten.clear()
-        return 0
 
     # -- after a crash ------------------------------------------------------------
 
@@ -344,7 +320,9 @@ class Launcher:
             log.warning(
                 "%s: waitd stopped while its handler ran; recorded as status 1 (unknown)%s", _files(events), retry
             )
-            self.record_all([replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events])
+            ended = [replace(event, status=Status.UNKNOWN, at=now, retry_at=retry_at) for event in events]
+            view = self.works.view(self._identity_of(first))
+            self.journal.ended(view.record if view is not None else None, ended)
 
     def _adopt_task(self, events: list[Event], number_of: Callable[[tuple[str, str, str]], int | None]) -> None:
         """Wait for the result of a Celery run a dead waitd started; its

@@ -4,12 +4,12 @@
 `ready` takes the files (or groups) of such a record that are ready now,
 as a record with a handler would start them, and records each as handled:
 one status 2 line a file with `published=1` (and `group=` for a group),
-all of a pass with one sync.  The history's mirror (the outbox) turns
-those lines into `ready` events for the sinks before they are written, so
-a file is published exactly when its line is written: once per version,
-across restarts (the history says it was), never twice but for a crash in
-the microseconds between the outbox's write and the history's, when the
-second event carries the id of the first.
+all of a pass with one sync.  The journal writes their `ready` events to
+the outbox before the lines to the history, so a file is published
+exactly when its line is written: once per version, across restarts (the
+history says it was), never twice but for a crash in the microseconds
+between the outbox's write and the history's, when the second event
+carries the id of the first.
 
 Nothing is executed and no log file is written: the record has no runs,
 and takes no room of `--jobs`.  keep-after counts published files as
@@ -42,25 +42,27 @@ def ready(entry: Entry, launcher: Launcher, now_ns: int) -> int:
     if not jobs:
         return 0
     at = time.time()
-    events = [
-        Event(
-            path,
-            job.process,
-            fact.mtime_ns // 1_000_000_000,
-            Status.KNOWN,
-            at=at,
-            group=job.group,
-            published=1,
-            version=fact.version,
-        )
+    lines = [
+        [
+            Event(
+                path,
+                job.process,
+                fact.mtime_ns // 1_000_000_000,
+                Status.KNOWN,
+                at=at,
+                group=job.group,
+                published=1,
+                version=fact.version,
+            )
+            for fact, path in zip(job.facts, job.paths, strict=True)
+        ]
         for job in jobs
-        for fact, path in zip(job.facts, job.paths, strict=True)
     ]
     try:
-        history.append_all(events, sync=True)
+        launcher.journal.published([(entry.record, job_lines) for job_lines in lines])
     except HistoryWriteError as exc:
+        # The journal starts and publishes nothing until the next poll.
         log.error("record %d: %s: %s; trying again at the next poll", entry.number, escape(jobs[0].path), exc)
-        launcher.hold_until = launcher.next_poll()
         return 0
     for job in jobs:
         for fact in job.facts:

@@ -3,18 +3,18 @@
 
 A start has three steps.  `open_log` opens the record's next log file
 (`logfiles/incoming.N.L`, unlinked and made anew with O_EXCL, so never
-through a planted link) and writes waitd's header line.  `commit` appends
-the status 0 events of every start of a pass and syncs the history once (a
-group commit): each status 0 line is on disk before its handler runs, and
-a start that cannot be recorded never runs (its log file says so).  Then
-the executor runs the handler, and `started_pid` is the second status 0
-line, not synced, with the handler's pid, so that a later waitd can find a
-handler that outlived it.  `footer` closes the log with waitd's footer
-line: the outcome, the duration, and a retry time when one is set.
+through a planted link) and writes waitd's header line.  `commit` records
+the status 0 events of every start of a pass with the journal, with one
+sync (a group commit): each status 0 line is on disk before its handler
+runs, and a start that cannot be recorded never runs (its log file says
+so).  Then the executor runs the handler (and the launcher tells the
+journal its pid).  `footer` closes the log with waitd's footer line: the
+outcome, the duration, and a retry time when one is set.
 
-The log letter: `last_letter` finds, at start, the letter of a record's
-most recent run from the start times in the header lines (not from the
-mtimes, which a handler's background child can change), and
+The lines waitd writes into a log, and their order of letters, are
+`formats.handler_log`'s.  `last_letter` finds, at start, the letter of a
+record's most recent run from the start times in the header lines (not
+from the mtimes, which a handler's background child can change), and
 `next_letter` cycles A..Z.
 
 Failures raise `StartError`: the log file cannot be opened, or the starts
@@ -28,15 +28,18 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 
 from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.config.passdir import handler_log_path, logfiles_path
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
-from waitd.journal.history import Event, History, Status, escape
+from waitd.formats import handler_log
+from waitd.formats.handler_log import LETTERS, newest_first
+from waitd.journal.history import Event, Status
+from waitd.journal.writer import Journal
 from waitd.run.runs import Run
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+next_letter = handler_log.next_letter  # the launcher picks a run's letter here
 _LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -54,7 +57,7 @@ def make_logfiles(passdir: str) -> bool:
     Raise WaitdError for one that is a symbolic link or not a directory
     (never followed, never replaced), or that cannot be made.
     """
-    path = os.path.join(passdir, "logfiles")
+    path = logfiles_path(passdir)
     made = True
     try:
         os.mkdir(path, 0o755)
@@ -70,10 +73,6 @@ def make_logfiles(passdir: str) -> bool:
     return made
 
 
-def log_path(passdir: str, record: int, letter: str) -> str:
-    return os.path.join(passdir, "logfiles", f"incoming.{record}.{letter}")
-
-
 def last_letter(passdir: str, record: int) -> str | None:
     """The letter of the record's most recent run's log file, if any.
 
@@ -84,7 +83,7 @@ def last_letter(passdir: str, record: int) -> str | None:
     """
     started = {}
     for letter in LETTERS:
-        at = header_time(log_path(passdir, record, letter))
+        at = header_time(handler_log_path(passdir, record, letter))
         if at is not None:
             started[letter] = at
     order = newest_first(started)
@@ -104,41 +103,13 @@ def header_time(path: str) -> int | None:
     finally:
         os.close(fd)
     line, newline, _ = head.partition(b"\n")
-    if not newline or not line.startswith(b"waitd: start record="):
-        return None
-    stamp = line.rpartition(b" at=")[2].decode("ascii", "replace")
-    try:
-        return int(datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() * 1000)
-    except ValueError:
-        return None
-
-
-def newest_first(times: dict[str, int]) -> list[str]:
-    """Log letters ordered newest first by their start times.
-
-    Runs started within one millisecond share a time.  Letters are used in
-    a cycle, so those of one tick form a run A, B, C (or Y, Z, A) whose
-    last letter is the newest: ties are ordered by the position in that run.
-    """
-
-    def rank(letter: str) -> tuple[int, int]:
-        tied = {other for other, m in times.items() if m == times[letter]}
-        i = LETTERS.index(letter)
-        steps = 0  # how far the run of tied letters goes back from this one
-        while steps < len(LETTERS) - 1 and LETTERS[(i - steps - 1) % len(LETTERS)] in tied:
-            steps += 1
-        return (times[letter], steps)
-
-    return sorted(times, key=rank, reverse=True)
-
-
-def next_letter(letter: str | None) -> str:
-    return "A" if letter is None else LETTERS[(LETTERS.index(letter) + 1) % len(LETTERS)]
+    found = handler_log.parse_header(line.decode("ascii", "replace")) if newline else None
+    return found.at_ms if found is not None else None
 
 
 def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
     """Make the run's log file and write its header; (its path, its descriptor)."""
-    log_name = log_path(passdir, record.number, letter)
+    log_name = handler_log_path(passdir, record.number, letter)
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
         # the old blocks), and O_EXCL never follows a planted symlink.
@@ -149,12 +120,7 @@ def open_log(passdir: str, record: Record, program: str, paths: list[str], lette
         log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
     except OSError as exc:
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    files = " ".join(f"file={escape(path)}" for path in paths)
-    _write(
-        log_fd,
-        f"waitd: start record={record.number} telem={escape(record.telem)} "
-        f"program={escape(program)} {files} at={_stamp(at)}\n",
-    )
+    _write(log_fd, handler_log.header(record.number, record.telem, program, paths, at))
     return log_name, log_fd
 
 
@@ -207,9 +173,9 @@ def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:
 def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
     """The log file of a Celery run a previous waitd started (its second
     line names the task), open to append; ("", -1) if there is none."""
-    mark = f"waitd: task={task} ".encode()
+    mark = handler_log.task_mark(task)
     for letter in LETTERS:
-        path = log_path(passdir, record, letter)
+        path = handler_log_path(passdir, record, letter)
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
@@ -224,61 +190,39 @@ def task_log(passdir: str, record: int, task: str) -> tuple[str, int]:
     return "", -1
 
 
-def commit(starts: list[tuple[Run, list[Event]]], history: History) -> None:
-    """Append the status 0 events of these starts with one sync (a group
-    commit); if that fails none is recorded, each log file says so and is
-    closed, and StartError is raised."""
+def commit(starts: list[tuple[Run, Record, list[Event]]], journal: Journal) -> None:
+    """Record the status 0 events of these starts (each with its record)
+    with one sync (a group commit); if that fails none is recorded, each
+    log file says so and is closed, and StartError is raised."""
     try:
-        history.append_all([event for _, events in starts for event in events], sync=True)
+        journal.started([(record, events) for _, record, events in starts])
     except HistoryWriteError as exc:
-        for run, _ in starts:
-            line = f"waitd: end record={run.number} error={escape('not started: ' + str(exc))} took=0.000"
-            _write(run.log_fd, f"{line} at={_stamp(time.time())}\n")
+        for run, _, _ in starts:
+            _write(run.log_fd, handler_log.footer(run.number, error=f"not started: {exc}", took=0.0, at=time.time()))
             os.close(run.log_fd)
             run.log_fd = -1
         raise StartError(f"cannot record the start, not running it: {exc}", recorded=False) from exc
-
-
-def started_pid(history: History, started: list[Event], pid: int) -> None:
-    """The second status 0 lines, with the pid.  Not synced: they only
-    matter if waitd dies, and then the page cache has them."""
-    try:
-        history.append_all([replace(event, pid=pid) for event in started])
-    except HistoryWriteError:
-        pass
 
 
 def footer(run: Run, outcome: Outcome, end: Event) -> None:
     """Write waitd's footer line to the run's log file and close it."""
     if run.log_fd < 0:
         return
-    fields = [f"record={run.number}"]
-    if outcome.exit is not None:
-        fields.append(f"exit={outcome.exit}")
-    if outcome.signal is not None:
-        fields.append(f"signal={outcome.signal}")
-    if end.error is not None:
-        fields.append(f"error={escape(end.error)}")
-    if outcome.exit is None and outcome.signal is None and end.error is None:
-        fields.append("error=unknown")
-    if end.attempt is not None:
-        fields.append(f"attempt={end.attempt}")
-    if end.retry_at is not None:
-        fields.append(f"retry_at={_stamp(end.retry_at)}")
-    line = f"waitd: end {' '.join(fields)} took={end.took or 0.0:.3f} at={_stamp(time.time())}\n"
+    line = handler_log.footer(
+        run.number,
+        exit=outcome.exit,
+        signal=outcome.signal,
+        error=end.error,
+        attempt=end.attempt,
+        retry_at=end.retry_at,
+        took=end.took or 0.0,
+        at=time.time(),
+    )
     if not _ends_line(run.log_fd):
         line = "\n" + line  # the footer gets a line of its own
     _write(run.log_fd, line)
     os.close(run.log_fd)
     run.log_fd = -1
-
-
-def _stamp(at: float) -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
-        + f".{int(at % 1 * 1000):03d}"
-        + time.strftime("%z", time.localtime(at))
-    )
 
 
 def _ends_line(fd: int) -> bool:

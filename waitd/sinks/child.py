@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A sink's own process: read the outbox from its place, deliver, move on.
 
-waitd starts one for each `[sink NAME]` of waitd.conf (`sinks.Sinks`) as
+waitd starts one for each `[sink NAME]` of waitd.conf (`supervisor.Sinks`) as
 `python -m waitd.sinks.child PASSDIR PARENT-PID FOREGROUND`, the sink's
 settings as JSON on its standard input.  It lowers its own priority (nice
 NICE): when the CPU is short, the handlers' starts come first and the
@@ -16,9 +16,11 @@ can find it and `-s status` shows it down when it cannot be; an open that
 fails is a failure like a delivery's (below).
 
 The loop: take the next batch of whole lines after the sink's place
-(`segments.Reader`), keep the events this sink wants (its kind's and its
-`records =`), deliver them (`deliver`), then save the new place
-(`segments.write_place`, atomically): at most every SAVE_EVERY_S while
+(`journal.outbox.Reader`), read each as its typed event
+(`formats.events.from_json`; one that is not is skipped with a warning),
+keep the events this sink wants (its kind's and its `records =`),
+deliver them (the sink of its kind: `kinds.make`), then save the new place
+(`journal.outbox.write_place`, atomically): at most every SAVE_EVERY_S while
 events keep coming, so that a stream of small batches does not cost a
 rename each, and at once when the outbox has nothing more, or at TERM.
 An event is delivered before its place is saved, so a crash of this
@@ -59,8 +61,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from waitd.journal import segments
-from waitd.sinks import deliver
+from waitd.config.passdir import events_path
+from waitd.formats import events as ev
+from waitd.journal import outbox
+from waitd.journal.logfile import setup_logging
+from waitd.sinks import kinds
 
 log = logging.getLogger("waitd")
 
@@ -82,12 +87,12 @@ class SinkProcess:
         self.records = set(config["records"]) if config.get("records") is not None else None
         self.retry_s = float(config.get("retry_s", 1.0))
         self.retry_max_s = float(config.get("retry_max_s", 60.0))
-        self.directory = os.path.join(passdir, segments.DIRECTORY)
-        self.sink = deliver.make(config["type"], config.get("settings", {}), passdir)
+        self.directory = events_path(passdir)
+        self.sink = kinds.make(config["type"], config.get("settings", {}), passdir)
         self.stop = False
         self.reopen = False
         self.down_since: float | None = None
-        self.saved = segments.Place(0, 0, 0)  # the place last written to NAME.offset
+        self.saved = outbox.Place(0, 0, 0)  # the place last written to NAME.offset
         self.save_due = 0.0  # monotonic: the next place may be written then
         self.error: str | None = None
         self.unsaved_since: float | None = None  # the place could not be saved since then (a full disk)
@@ -95,8 +100,8 @@ class SinkProcess:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: Any = None
 
-    def wanted(self, event: dict[str, Any]) -> bool:
-        if self.records is not None and event.get("record") not in self.records:
+    def wanted(self, event: ev.Event) -> bool:
+        if self.records is not None and event.about.record not in self.records:
             return False
         return self.sink.wants(event)
 
@@ -105,47 +110,10 @@ class SinkProcess:
         lock = self._lock()
         try:
             self._watch()
-            place, state = segments.read_place(self.directory, self.name)
-            # Down in the process before this one: down still, until it works.
-            down = state.get("down_since")
-            if isinstance(down, int | float):
-                self.down_since, self.error = float(down), str(state.get("error") or "")
-            reader = segments.Reader(self.directory, place or segments.Place(0, 0, 0))
-            self.saved = reader.place
-            log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
+            reader = self._reader()
             backoff = self.retry_s
             while not self.stop:
-                if self.reopen:
-                    self.reopen = False
-                    self._reopen()
-                if self.unsaved_since is not None and not self._save(reader.place):
-                    self._sleep(backoff)  # a full disk: nothing more is delivered until the place is saved
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                # Opened (bound, connected) before the first event comes, so
-                # that subscribers can find it and -s status tells the truth.
-                if not self.opened and not self._attempt(self.sink.open, reader.place):
-                    self._sleep(backoff)
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                events, place = reader.batch(BATCH)
-                chosen = [e for e in events if self.wanted(e)]
-                if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
-                    self._sleep(backoff)
-                    backoff = min(self.retry_max_s, backoff * 2)
-                    continue
-                backoff = self.retry_s
-                if place != reader.place:
-                    reader.place = place
-                    if time.monotonic() >= self.save_due:
-                        self._save(place)
-                elif not events:
-                    if reader.place == self.saved:
-                        self._idle()
-                    elif time.monotonic() >= self.save_due:
-                        self._save(reader.place)
-                    else:  # until the place may be saved, or more comes
-                        self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
+                backoff = self._turn(reader, backoff)
             if reader.place != self.saved:
                 self._save(reader.place)
             reader.close()
@@ -154,7 +122,66 @@ class SinkProcess:
             os.close(lock)
         return 0
 
-    def _attempt(self, action: Callable[[], None], place: segments.Place) -> bool:
+    def _reader(self) -> outbox.Reader:
+        """The outbox from the sink's saved place, and the state saved with it."""
+        place, state = outbox.read_place(self.directory, self.name)
+        # Down in the process before this one: down still, until it works.
+        down = state.get("down_since")
+        if isinstance(down, int | float):
+            self.down_since, self.error = float(down), str(state.get("error") or "")
+        reader = outbox.Reader(self.directory, place or outbox.Place(0, 0, 0))
+        self.saved = reader.place
+        log.info("sink %s: delivering from event %d", self.name, reader.place.seq + 1)
+        return reader
+
+    def _turn(self, reader: outbox.Reader, backoff: float) -> float:
+        """Deliver the next batch, or wait; the back-off of the next failure."""
+        if self.reopen:
+            self.reopen = False
+            self._reopen()
+        if not self._ready(reader.place):
+            self._sleep(backoff)
+            return min(self.retry_max_s, backoff * 2)
+        events, place = reader.batch(BATCH)
+        chosen = [e for e in map(self._typed, events) if e is not None and self.wanted(e)]
+        if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
+            self._sleep(backoff)
+            return min(self.retry_max_s, backoff * 2)
+        if place != reader.place:
+            reader.place = place
+            if time.monotonic() >= self.save_due:
+                self._save(place)
+        elif not events:
+            self._rest(reader.place)
+        return self.retry_s
+
+    def _ready(self, place: outbox.Place) -> bool:
+        """Ready to deliver: the place saved (after a full disk) and the sink
+        open (bound, connected: before the first event comes, so that
+        subscribers can find it and -s status tells the truth)."""
+        if self.unsaved_since is not None and not self._save(place):
+            return False  # a full disk: nothing more is delivered until the place is saved
+        return self.opened or self._attempt(self.sink.open, place)
+
+    def _rest(self, place: outbox.Place) -> None:
+        """Nothing to deliver: save the place when it may be, or sleep until
+        more comes."""
+        if place == self.saved:
+            self._idle()
+        elif time.monotonic() >= self.save_due:
+            self._save(place)
+        else:  # until the place may be saved, or more comes
+            self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
+
+    def _typed(self, obj: dict[str, Any]) -> ev.Event | None:
+        """An event of the outbox, typed; None (logged) if it is not one."""
+        try:
+            return ev.from_json(obj)
+        except ValueError as exc:
+            log.warning("sink %s: event %s skipped: %s", self.name, obj.get("seq", "?"), exc)
+            return None
+
+    def _attempt(self, action: Callable[[], None], place: outbox.Place) -> bool:
         """Open the sink, or deliver a batch; False if it failed (the sink is
         then down: logged once, its state saved with `place`)."""
         try:
@@ -183,11 +210,11 @@ class SinkProcess:
             self._save(place)  # -s status: up again, even with nothing to deliver
         return True
 
-    def _save(self, place: segments.Place) -> bool:
+    def _save(self, place: outbox.Place) -> bool:
         """Save the place; False if it cannot be (a full disk), logged once."""
         state = {"down_since": self.down_since, "error": self.error, "pid": os.getpid()}
         try:
-            segments.write_place(self.directory, self.name, place, state)
+            outbox.write_place(self.directory, self.name, place, state)
         except OSError as exc:
             if self.unsaved_since is None:
                 self.unsaved_since = time.time()
@@ -257,7 +284,7 @@ class SinkProcess:
                     return
 
     def _lock(self) -> int:
-        fd = os.open(os.path.join(self.directory, self.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(outbox.lock_path(self.directory, self.name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         said = False
         while True:
             try:
@@ -300,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    from waitd.daemon.start import setup_logging
-
     setup_logging(passdir, foreground)
     try:
         config = json.loads(sys.stdin.read())

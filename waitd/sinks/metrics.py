@@ -14,7 +14,7 @@
     waitd_sink_up{sink}                         0 while the sink cannot deliver
     waitd_history_fsync_seconds                 histogram of the history's fdatasync
 
-The counters and histograms are fed by the outbox's events (`observe`)
+The counters and histograms are fed by the journal's events (`observe`)
 and the history's syncs (`synced`); the gauges by the status document,
 each time waitd builds it (`status`), taken by a collector at scrape time
 (the oldest waiting age is counted to the moment of the scrape).  The
@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from waitd.config.errors import WaitdError
+from waitd.formats import events
+from waitd.formats.status import Status
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600)
 FSYNC_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1)
@@ -76,39 +78,37 @@ class Metrics:
         except OSError as exc:
             raise WaitdError(f"--metrics {host}:{port}: cannot listen: {exc.strerror or exc}") from exc
 
-    def observe(self, event: dict[str, Any]) -> None:
-        """Count an event of the outbox."""
-        kind = event.get("type")
-        labels = (str(event.get("record")), str(event.get("telem")))
-        if kind == "ended":
-            self.runs.labels(*labels, event.get("outcome", "failed")).inc()
-            if event.get("took") is not None:
-                self.durations.labels(*labels).observe(event["took"])
-        elif kind == "ready" and event.get("process") == "-":
+    def observe(self, event: events.Event) -> None:
+        """Count an event of the journal."""
+        labels = (str(event.about.record), str(event.about.telem))
+        if isinstance(event, events.Ended):
+            self.runs.labels(*labels, event.outcome).inc()
+            if event.took is not None:
+                self.durations.labels(*labels).observe(event.took)
+        elif isinstance(event, events.Ready) and event.about.process == "-":
             self.published.labels(*labels).inc()
-        elif kind in ("removed", "expired"):
-            self.removals.labels(*labels, _reason(kind, str(event.get("reason", "")))).inc()
+        elif isinstance(event, events.Removed | events.Expired):
+            self.removals.labels(*labels, _reason(event.type, event.reason)).inc()
 
     def synced(self, seconds: float) -> None:
         self.fsyncs.observe(seconds)
 
-    def status(self, doc: dict[str, Any]) -> None:
+    def status(self, doc: Status) -> None:
         """Take the gauges from a status document (replaced whole: the
         server's thread reads it)."""
-        records = []
-        for rec in doc.get("records", []):
-            records.append(
-                (
-                    str(rec["number"]),
-                    str(rec["telem"]),
-                    rec.get("waiting", 0),
-                    rec.get("held_count", 0),
-                    len(rec.get("retrying") or []),
-                    rec.get("oldest_mtime"),
-                    len(rec.get("running") or []),
-                )
+        records = [
+            (
+                str(rec.number),
+                rec.telem,
+                rec.waiting,
+                rec.held_count,
+                len(rec.retrying),
+                rec.oldest_mtime,
+                len(rec.running),
             )
-        sinks = [(s["name"], s.get("backlog", 0), s.get("down_since") is None) for s in doc.get("sinks", [])]
+            for rec in doc.records
+        ]
+        sinks = [(s.name, s.backlog, s.down_since is None) for s in doc.sinks]
         self._snapshot = {"records": records, "sinks": sinks}
 
     def close(self) -> None:
@@ -146,8 +146,8 @@ class _Gauges:
             "waitd_outbox_backlog_events", "Events the sink has not passed yet", labels=["sink"]
         )
         up = GaugeMetricFamily("waitd_sink_up", "1 while the sink delivers, 0 while it cannot", labels=["sink"])
-        for name, events, is_up in snap.get("sinks", []):
-            backlog.add_metric([name], events)
+        for name, behind, is_up in snap.get("sinks", []):
+            backlog.add_metric([name], behind)
             up.add_metric([name], 1 if is_up else 0)
         yield from (waiting, held, retrying, oldest, running, backlog, up)
 

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from waitd.config.conf import Sink
-from waitd.journal import segments
+from waitd.config.passdir import events_path
+from waitd.formats.status import SinkReport
+from waitd.journal import outbox
 
 log = logging.getLogger("waitd")
 
@@ -58,7 +60,7 @@ class Child:
 class Sinks:
     def __init__(self, passdir: str, foreground: bool) -> None:
         self.passdir = passdir
-        self.directory = os.path.join(passdir, segments.DIRECTORY)
+        self.directory = events_path(passdir)
         self.foreground = foreground
         self.children: dict[str, Child] = {}
         self.env = {k: v for k, v in os.environ.items() if k not in _HIDDEN}
@@ -77,7 +79,7 @@ class Sinks:
             if name not in wanted:
                 self._end(child)
                 del self.children[name]
-                segments.forget_place(self.directory, name)
+                outbox.forget_place(self.directory, name)
                 log.info("sink %s: no longer in waitd.conf; stopped, its backlog dropped", name)
             elif wanted[name].as_dict() != child.sink.as_dict():
                 self._end(child)
@@ -183,22 +185,23 @@ class Sinks:
         for child in self.children.values():
             child.proc = None
 
-    def report(self, last_seq: int) -> list[dict[str, Any]]:
+    def report(self, last_seq: int) -> list[SinkReport]:
         """Each sink as `-s status` shows it."""
         out = []
         for name, child in self.children.items():
-            place, state = segments.read_place(self.directory, name)
+            place, state = outbox.read_place(self.directory, name)
             alive = child.proc is not None and child.proc.poll() is None
+            down = state.get("down_since")
             out.append(
-                {
-                    "name": name,
-                    "type": child.sink.type,
-                    "pid": child.proc.pid if alive and child.proc is not None else None,
-                    "backlog": max(0, last_seq - place.seq) if place is not None else 0,
-                    "down_since": state.get("down_since"),
-                    "error": state.get("error"),
-                    "restarts": child.restarts,
-                }
+                SinkReport(
+                    name=name,
+                    type=child.sink.type,
+                    pid=child.proc.pid if alive and child.proc is not None else None,
+                    backlog=max(0, last_seq - place.seq) if place is not None else 0,
+                    down_since=float(down) if isinstance(down, int | float) else None,
+                    error=str(state["error"]) if state.get("error") is not None else None,
+                    restarts=child.restarts,
+                )
             )
         return out
 

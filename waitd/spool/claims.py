@@ -126,8 +126,8 @@ def dispose(view: View, job: Job, end: Event, verdict: Verdict) -> None:
             else:
                 os.unlink(path)
                 log.info("record %d: removed %s: handled with exit 0", view.number, escape(path))
-                if view.outbox is not None:
-                    view.outbox.removed(view, job.fact, "handled with exit 0", os.path.dirname(path))
+                if view.journal is not None:
+                    view.journal.removed(view.record, job.fact, "handled with exit 0", os.path.dirname(path))
         else:
             where = q.to_errors(path, queue, view.match)
             log.warning("record %d: %s: moved to %s", view.number, escape(path), escape(where))
@@ -239,11 +239,11 @@ def expire_queue(entry: Entry, now_ns: int) -> int:
     tmp/ (after 36 hours at least: a producer may still be writing); the
     number of files removed.  hours-too-old 0 keeps both."""
     view = entry.view
-    outbox = view.outbox
+    journal = view.journal
 
     def removed(fact: FileFact, why: str, directory: str) -> None:
-        if outbox is not None:
-            outbox.removed(view, fact, why, directory)
+        if journal is not None:
+            journal.removed(view.record, fact, why, directory)
 
     return expire_files(entry.number, queue_of(view), entry.record.too_old_h, now_ns, view.match, removed)
 

@@ -230,8 +230,8 @@ class Gatherer:
                     self.view.path_of(fact.name),
                     group.gid,
                 )
-                if self.view.outbox is not None:
-                    self.view.outbox.group(self.view, group.gid, "late", [fact.name], [])
+                if self.view.journal is not None:
+                    self.view.journal.group(self.view.record, group.gid, "late", [fact.name], [])
 
     def _incomplete(self, group: groups.Group, present: dict[groups.Member, FileFact]) -> None:
         missing = sorted(f"{c}:{s}" for c, s in self.spec.critical - set(present))
@@ -246,9 +246,9 @@ class Gatherer:
                 ", ".join(missing),
                 len(present),
             )
-            if self.view.outbox is not None:
+            if self.view.journal is not None:
                 names = sorted(f.name for f in present.values())
-                self.view.outbox.group(self.view, group.gid, "incomplete", names, missing)
+                self.view.journal.group(self.view.record, group.gid, "incomplete", names, missing)
 
 
 def _handled(event: Event | None) -> bool:

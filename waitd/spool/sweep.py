@@ -82,8 +82,8 @@ def _remove(view: View, history: History, fact: FileFact, why: str, now_ns: int)
     if removal.outcome is Outcome.REMOVED:
         level = logging.WARNING if "never handled" in why else logging.INFO
         log.log(level, "record %d: removed %s: %s", view.number, path, why)
-        if view.outbox is not None:
-            view.outbox.removed(view, fact, why)
+        if view.journal is not None:
+            view.journal.removed(view.record, fact, why)
         _remove_companion(view, fact.name)
         view.forget(fact.name)
         return 1

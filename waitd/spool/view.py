@@ -98,7 +98,7 @@ class View:
         self._owner: dict[str, str] = {}  # done=: companion name -> its file's name
         self._left_alone: dict[str, str] = {}  # name -> why pattern=, key=, done= or groups cannot take it
         self._told: dict[str, str] = {}  # name -> why it was left alone, as logged (once)
-        self.outbox: Any = None  # outbox.Outbox when events are wanted: removals and groups go there
+        self.journal: Any = None  # writer.Journal: removals and groups are told there
         spec = record.options.group
         self.gatherer = Gatherer(self, spec) if spec is not None else None
         self.pending: str | None = None  # claim=yes: this instance's pending/ of the queue

@@ -6,7 +6,8 @@ entries (a line that does not start with a time stamp and a level, such
 as a traceback line, belongs to the entry before it), `Filter` judges an
 entry (`--since`, `--level`, `-g`), `parse_run` reads a handler log's
 first line (waitd's header) and its tail (waitd's footer, or why the run
-did not start) into a `RunLog`, `show_name` gives a header's escaped file
+did not start) into a `RunLog`, through the format's own reader
+(`formats.handler_log`), `show_name` gives a header's escaped file
 name for display, and `parse_since` reads a time or an age.  `read_file`
 and `lines` are the two ways tlogview reads a file: whole, and split on
 newlines only, text that is not UTF-8 shown with backslash escapes.
@@ -23,18 +24,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from waitd.journal.history import unescape
+from waitd.formats import handler_log
+from waitd.formats.history_line import unescape
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-HEADER = "waitd: start "
-NOT_STARTED = "waitd: not started: "
 
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) ([A-Z]+) ")
 _AGE = re.compile(r"(\d+(?:\.\d*)?)([smhd])")
-# The footer is searched anywhere in a line: output without a final
-# newline has it glued to its last line.
-_FOOTER = re.compile(r"waitd: end (record=\S*(?: \S+=\S*)*)[ \t\r]*$")
 
 
 class Fail(Exception):
@@ -139,53 +136,38 @@ class RunLog:
     ok: bool
 
 
-def parse_fields(text: str) -> dict[str, str]:
-    """Split `key=value key=value` (values escaped, so without spaces)."""
-    fields = {}
-    for item in text.split():
-        key, eq, value = item.partition("=")
-        if eq:
-            fields[key] = value
-    return fields
-
-
 def parse_run(record: int, letter: str, head: str, tail: str) -> RunLog:
     """Read a run from its log's first line and the end of the log."""
-    start = parse_fields(head[len(HEADER) :]) if head.startswith(HEADER) else {}
-    end: dict[str, str] | None = None
+    start = handler_log.parse_header(head)
+    end: handler_log.Footer | None = None
     outcome = "running?"
     for line in tail.split("\n"):
-        m = _FOOTER.search(line)
-        if m:
-            end = parse_fields(m[1])
-        elif line.startswith(NOT_STARTED):
-            outcome = "not started: " + line[len(NOT_STARTED) :].strip()
+        found = handler_log.parse_footer(line)
+        reason = handler_log.not_started(line)
+        if found is not None:
+            end = found
+        elif reason is not None:
+            outcome = "not started: " + reason
     ok = False
     if end is not None:
-        if "exit" in end:
-            outcome, ok = f"exit {end['exit']}", end["exit"] == "0"
-        elif "signal" in end:
-            outcome = f"signal {show_name(end['signal'])}"
-        elif "error" in end:
-            outcome = f"error: {show_name(end['error'])}"
+        if end.exit is not None:
+            outcome, ok = f"exit {end.exit}", end.exit == "0"
+        elif end.signal is not None:
+            outcome = f"signal {show_name(end.signal)}"
+        elif end.error is not None:
+            outcome = f"error: {show_name(end.error)}"
         else:
             outcome = "ended?"
-    took = _float(end.get("took") if end else None)
-    return RunLog(record, letter, start.get("file"), header_start(start), took, outcome, ok)
-
-
-def header_start(fields: dict[str, str]) -> float | None:
-    """The start time (seconds since the epoch) of a header's fields, if any."""
-    try:
-        return datetime.strptime(fields.get("at") or "", "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except ValueError:
-        return None
+    took = end.took if end is not None else None
+    if start is None:
+        return RunLog(record, letter, None, None, took, outcome, ok)
+    return RunLog(record, letter, start.files[-1] if start.files else None, start.at, took, outcome, ok)
 
 
 def footer_ok(line: str) -> bool | None:
     """Whether a line holding waitd's footer says exit 0; None: no footer."""
-    m = _FOOTER.search(line)
-    return None if m is None else parse_fields(m[1]).get("exit") == "0"
+    end = handler_log.parse_footer(line)
+    return None if end is None else end.exit == "0"
 
 
 def show_name(escaped: str) -> str:
@@ -196,10 +178,3 @@ def show_name(escaped: str) -> str:
         return escaped
     # Bytes that are not UTF-8 come back as surrogates, which are not printable.
     return name if name.isprintable() else escaped
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None

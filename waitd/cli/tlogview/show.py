@@ -28,21 +28,19 @@ from collections.abc import Sequence
 from typing import TextIO, TypeVar
 
 from waitd.cli.tlogview.read import (
-    HEADER,
-    NOT_STARTED,
     Fail,
     Filter,
     RunLog,
     footer_ok,
-    header_start,
     lines,
-    parse_fields,
     parse_run,
     read_file,
     show_name,
 )
 from waitd.config.passdir import handler_log_path, logfiles_path, parse_handler_log_name
-from waitd.run.runner import header_time, newest_first
+from waitd.formats import handler_log
+from waitd.formats.handler_log import newest_first
+from waitd.run.runner import header_time
 
 T = TypeVar("T")
 TAIL_BYTES = 65536  # how much of a handler log's end is searched for the footer
@@ -169,9 +167,10 @@ def _chosen_lines(path: str, keep: Filter, n: int | None) -> list[str] | None:
     text = lines(read_file(path))
     if text and text[-1] == "":
         text.pop()
-    head, body = (text[:1], text[1:]) if text and text[0].startswith(HEADER) else ([], text)
+    header = handler_log.parse_header(text[0]) if text else None
+    head, body = (text[:1], text[1:]) if header is not None else ([], text)
     if keep.since is not None:
-        at = header_start(parse_fields(head[0])) if head else None
+        at = header.at if header is not None else None
         if at is None or at < keep.since:
             return None
     if keep.grep is not None:
@@ -183,9 +182,9 @@ def _chosen_lines(path: str, keep: Filter, n: int | None) -> list[str] | None:
 
 def _line_key(line: str) -> str:
     """Colour waitd's own lines in a handler log; a failed end in red."""
-    if line.startswith(HEADER):
+    if line.startswith(handler_log.HEADER_START):
         return "waitd"
-    if line.startswith(NOT_STARTED):
+    if handler_log.not_started(line) is not None:
         return "bad"
     ok = footer_ok(line)
     return "" if ok is None else "waitd" if ok else "bad"

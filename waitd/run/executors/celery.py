@@ -47,6 +47,7 @@ from typing import Any
 
 from waitd.config.conf import CeleryConf
 from waitd.decide.outcome import Outcome
+from waitd.formats import handler_log
 from waitd.formats.history_line import Event, Status
 from waitd.run.executors import celery_app
 from waitd.run.executors.local import Executor, signal_name
@@ -213,7 +214,7 @@ class Remote:
             self._watch[run.task] = _Watch(set(), expires + DEADLINE_SLACK_S)
             self._outbox.append(("send", run.task, (kwargs, expires)))
             self._more.notify()
-        _write(run.log_fd, f"waitd: task={run.task} queue={self.conf.queue}\n")
+        _write(run.log_fd, handler_log.task_line(run.task, self.conf.queue))
 
     def poll(self, run: Run) -> Outcome | None:
         """The run's outcome if its result came (its output written to its log)."""

@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: MIT
+"""The journal: one writer of the history and the outbox, one failure policy.
+
+Real files: the history and the outbox in a temporary PASSDIR, and a full
+disk made for real (a small tmpfs filled to its last byte) where the
+failure policy is the subject.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from conftest import fill, small_tmpfs
+
+from waitd.config import table
+from waitd.config.errors import HistoryWriteError
+from waitd.config.passdir import EVENTS as DIRECTORY
+from waitd.formats import events as ev
+from waitd.formats.history_line import Event, Status, Version
+from waitd.journal.history import History
+from waitd.journal.outbox import Place, Reader, Writer
+from waitd.journal.writer import Journal
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """What the journal needs of a file fact: its name and version."""
+
+    name: str
+    mtime_ns: int
+    size: int
+    ino: int
+
+
+def _record(passdir: Path, options: str = "") -> table.Record:
+    text = f"gvar {passdir}/in *.g8 /bin/true 0 -1 0 {options}\n"
+    records, errors = table.parse(text, str(passdir / "incoming"), str(passdir), {})
+    assert not errors and len(records) == 1
+    return records[0]
+
+
+def _journal(passdir: Path, outbox: bool = True) -> Journal:
+    history = History(str(passdir / "incoming.history"))
+    history.load()
+    journal = Journal(str(passdir), history)
+    if outbox:
+        journal.outbox = Writer(str(passdir))
+        journal.outbox.open()
+        journal.wants = lambda kind, record: True
+    return journal
+
+
+def _line(path: str, status: Status = Status.STARTED, **fields: object) -> Event:
+    return Event(path, "/bin/true", 1_700_000_000, status, at=1_700_000_100.5, version=Version(17e17, 5, 9), **fields)  # type: ignore[arg-type]
+
+
+def _outbox(passdir: Path) -> list[ev.Event]:
+    got, _ = Reader(str(passdir / DIRECTORY), Place(0, 0, 0)).batch(1000)
+    return [ev.from_json(obj) for obj in got]
+
+
+def _history(passdir: Path) -> list[str]:
+    return (passdir / "incoming.history").read_text().splitlines()
+
+
+def test_a_start_tells_ready_and_started_and_its_pid_tells_nothing(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    seen: list[ev.Event] = []
+    journal.observers.append(seen.append)
+    start = [_line(f"{tmp_path}/in/a.g8")]
+    journal.started([(record, start)])
+    journal.running(start, 4242)
+    made = _outbox(tmp_path)
+    assert [type(e) for e in made] == [ev.Ready, ev.Started]
+    assert seen == [replace(e, seq=None) for e in made]
+    ready, started = made
+    assert ready.about == ev.About(1, "gvar", "gvar", "/bin/true", path=f"{tmp_path}/in/a.g8", mtime=1.7e9, size=5)
+    assert started.attempt == 1 and started.time == 1_700_000_100.5
+    assert [line.split()[3] for line in _history(tmp_path)] == ["0", "0"]
+    assert " pid=4242 " in _history(tmp_path)[1]
+
+
+def test_the_ids_are_the_same_when_an_event_is_made_again(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    ids = []
+    for life in ("one", "two"):  # one PASSDIR's events, made again after a crash
+        (tmp_path / life).mkdir()
+        journal = _journal(tmp_path / life)
+        journal.passdir = str(tmp_path)
+        journal.started([(record, [_line("/in/a.g8")])])
+        journal.ended(record, [_line("/in/a.g8", Status.KNOWN, exit=0, took=0.5)])
+        ids.append([e.id for e in _outbox(tmp_path / life)])
+    assert ids[0] == ids[1] and len(set(ids[0])) == 3
+
+
+def test_an_end_tells_its_outcome_and_a_group_is_one_event(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    journal.ended(record, [_line("/in/ok.g8", Status.KNOWN, exit=0, took=0.25)])
+    journal.ended(record, [_line("/in/t.g8", Status.KNOWN, exit=75, retry_at=1_700_000_200.0)])
+    journal.ended(None, [_line("/in/lost.g8", Status.UNKNOWN)])
+    members = [_line(f"/in/{n}.g8", Status.KNOWN, exit=3, group="g1") for n in ("b", "a")]
+    journal.ended(record, members)
+    ok, retrying, unknown, group = _outbox(tmp_path)
+    assert isinstance(ok, ev.Ended) and (ok.outcome, ok.exit, ok.took) == ("ok", 0, 0.25)
+    assert isinstance(retrying, ev.Ended) and (retrying.outcome, retrying.retry_at) == ("retrying", 1_700_000_200.0)
+    assert isinstance(unknown, ev.Ended) and (unknown.outcome, unknown.error) == ("failed", "unknown")
+    assert unknown.about.record is None and unknown.about.telem is None
+    assert isinstance(group, ev.Ended) and group.about.paths == ("/in/a.g8", "/in/b.g8")
+    assert group.about.group == "g1" and group.about.path is None
+    assert len(_history(tmp_path)) == 5
+
+
+def test_publications_and_removals_and_groups(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    members = [_line(f"/in/{n}.g8", Status.KNOWN, published=1, group="g2") for n in ("a", "b")]
+    journal.published([(record, members)])
+    journal.removed(record, FileFact("x.g8", 1, 2, 3), "expired: in the spool 2 h")
+    journal.removed(record, FileFact("y.g8", 1, 2, 4), "handled with exit 0; keep-after is 0", "/q/pending")
+    journal.group(record, "g3", "incomplete", ["c.g8"], ["1:2"])
+    made = _outbox(tmp_path)
+    assert [e.type for e in made] == ["ready", "group", "expired", "removed", "group"]
+    assert isinstance(made[1], ev.Grouped) and made[1].state == "complete" and made[1].missing is None
+    assert isinstance(made[4], ev.Grouped) and (made[4].state, made[4].missing) == ("incomplete", ("1:2",))
+    assert made[2].about.path == f"{tmp_path}/in/x.g8" and made[2].about.mtime is None
+    assert made[3].about.path == "/q/pending/y.g8"
+    assert made[4].about.paths == (f"{tmp_path}/in/c.g8",) and made[4].about.group == "g3"
+    assert len(_history(tmp_path)) == 2  # removals and groups have no line
+
+
+def test_without_sinks_or_observers_no_event_is_made(tmp_path: Path) -> None:
+    journal = _journal(tmp_path, outbox=False)
+    journal.started([(_record(tmp_path), [_line("/in/a.g8")])])
+    assert not (tmp_path / DIRECTORY).exists() and len(_history(tmp_path)) == 1
+
+
+def test_the_json_of_each_event_reads_back_the_same(tmp_path: Path) -> None:
+    record = _record(tmp_path, "pattern={stem}_{n:d}.g8")
+    journal = _journal(tmp_path)
+    journal.started([(record, [_line(f"{tmp_path}/in/x_5.g8")])])
+    journal.ended(record, [_line(f"{tmp_path}/in/x_5.g8", Status.UNKNOWN, signal="SIGKILL", took=1.0)])
+    raw = [json.loads(line) for p in sorted((tmp_path / DIRECTORY).glob("*.jsonl")) for line in p.open()]
+    assert raw[0]["fields"] == {"n": 5}
+    for obj in raw:
+        assert ev.to_json(ev.from_json(obj)) == obj
+    with pytest.raises(ValueError):
+        ev.from_json({"type": "nonsense", "id": "x"})
+    with pytest.raises(ValueError, match="outcome is one of ok, failed, retrying"):
+        ev.from_json({**raw[-1], "outcome": "fine"})
+    with pytest.raises(ValueError, match="not an event"):
+        ev.from_json({k: v for k, v in raw[-1].items() if k != "process"})
+
+
+@pytest.fixture
+def full(tmp_path: Path):
+    """A PASSDIR on a small tmpfs (`fill` fills it)."""
+    with small_tmpfs(tmp_path / "small", "512k") as mnt:
+        yield mnt
+
+
+def test_a_full_disk_refuses_a_start_and_holds_every_start_until_a_poll(full: Path) -> None:
+    record = _record(full)
+    journal = _journal(full)
+    filler = fill(full)
+    with pytest.raises(HistoryWriteError):
+        journal.started([(record, [_line(f"/in/{n:03d}.g8") for n in range(200)])])
+    assert not journal.may_start and journal.unwritten == 0
+    assert not _history(full)  # all or nothing, cut back
+    filler.unlink()
+    assert journal.retry() == 0 and journal.may_start
+    journal.started([(record, [_line("/in/a.g8")])])
+    assert len(_history(full)) == 1
+
+
+def test_a_full_disk_holds_what_is_not_a_start_in_order_until_it_is_written(
+    full: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="waitd")
+    record = _record(full)
+    journal = _journal(full)
+    journal.started([(record, [_line(f"/in/{n:03d}.g8") for n in range(3)])])
+    filler = fill(full)
+    long = "x" * 5000  # longer than the free tail of the files' last pages
+    for n in range(3):
+        journal.ended(record, [_line(f"/in/{n:03d}.g8", Status.UNKNOWN, error=long)])
+    journal.removed(record, FileFact("gone.g8", 1, 2, 3), "expired: " + long)
+    assert journal.unwritten == 3 and not journal.may_start
+    assert caplog.text.count("cannot") == 1, "the failure is logged once"
+    assert journal.retry() == 3, "still full"
+    filler.unlink()
+    assert journal.retry() == 0 and journal.may_start
+    assert [line.split()[0] for line in _history(full)[3:]] == ["/in/000.g8", "/in/001.g8", "/in/002.g8"]
+    kinds = [e.type for e in _outbox(full)]
+    assert kinds[-4:] == ["ended", "ended", "ended", "expired"]
+    assert "writable again" in caplog.text
+    assert journal.close() == 0
+
+
+def test_what_is_held_at_exit_is_logged_and_counted(full: Path, caplog: pytest.LogCaptureFixture) -> None:
+    record = _record(full)
+    journal = _journal(full, outbox=False)
+    fill(full)
+    journal.ended(record, [_line("/in/a.g8", Status.UNKNOWN, error="y" * 5000)])
+    assert journal.close() == 1
+    assert "exiting with an event not written: /in/a.g8" in caplog.text
+    assert os.path.getsize(full / "incoming.history") == 0
