@@ -361,7 +361,7 @@ def test_a_second_daemon_with_the_same_instance_name_claims_nothing(tmp_path):
         make_queue(root, 1, prefix="g")
         assert b.run("-s", "reload").returncode == 0  # the name is free now: b claims
         wait_for(lambda: ran(log) == Counter({"f00000": 1, "g00000": 1}), 10, "b's run after a stopped")
-        assert left(root) == {"incoming": [], "errors": [], "pending": []}
+        wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 10, "b's run to end")
     finally:
         (tmp_path / "gate").touch()
         assert b.run("-s", "stop").returncode == 0
