@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import shutil
 import signal
@@ -45,26 +46,51 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(ROOT / "waitd", quiet=1)
 
 
-# The longest tests (10-25 s each, mostly waiting) go first, so that the
-# test processes do not end the run waiting for one of them started last.
+# The longest tests (7-20 s each, mostly waiting), longest first: each test
+# process starts with its share of them, so that none ends the run with a
+# queue of them.  xdist's default scheduler ("load") hands each process a
+# first batch of consecutive tests (a quarter of its share of the
+# collection), then more batches as they run out: the slow tests are dealt
+# round-robin to the heads of those first batches.  (Sorted to the front,
+# they all went to the first process, one after another.)
 SLOW_FIRST = (
-    "test_events_stomp.py::test_broker_down",
-    "test_daemon_crash.py::",
-    "test_daemon_celery.py::test_redis_down",
-    "test_daemon_queues.py::test_three_instances",
-    "test_daemon_celery.py::test_killed_worker",
-    "test_daemon_queues.py::test_sigkill",
     "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
-    "test_daemon_celery.py::test_an_adopted_run",
+    "test_events_stomp.py::test_broker_down",
+    "test_daemon_celery.py::test_redis_down",
+    "test_daemon_crash.py::",
+    "test_daemon_celery.py::test_killed_worker",
     "test_daemon_celery.py::test_many_files",
+    "test_daemon_celery.py::test_an_adopted_run",
+    "test_daemon_queues.py::test_sigkill",
+    "test_daemon_options.py::test_timeout_kills",
+    "test_events_crash.py::test_kills",
+    "test_daemon_queues.py::test_a_queue_records_removals",
+    "test_daemon_celery.py::test_timeout_and_cancel",
+    "test_daemon_groups.py::test_a_restart_keeps",
+    "test_daemon_celery.py::test_a_hung_broker",
+    "test_daemon_queues.py::test_a_failure_waits_in_errors",
+    "test_events_posttroll.py::test_one_file_message",
+    "test_daemon_queues.py::test_three_instances",
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, slow in enumerate(SLOW_FIRST) if slow in item.nodeid), len(SLOW_FIRST))
 
-    items.sort(key=rank)  # stable: the rest keep their order
+    slow = sorted((item for item in items if rank(item) < len(SLOW_FIRST)), key=rank)
+    rest = [item for item in items if rank(item) == len(SLOW_FIRST)]
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    batch = max(2, len(items) // workers // 4)  # the first batch xdist's "load" gives each process
+    if workers == 1 or batch * workers > len(items):
+        items[:] = slow + rest
+        return
+    ordered: list[pytest.Item] = []
+    others = iter(rest)
+    for w in range(workers):
+        mine = slow[w::workers]
+        ordered += mine + list(itertools.islice(others, max(0, batch - len(mine))))
+    items[:] = ordered + list(others)
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
