@@ -77,18 +77,6 @@ def test_bad_table_refuses_to_start(station):
     ]
 
 
-def test_no_passdir_exits_2_with_hint(station):
-    env = dict(station.env)
-    del env["PASSDIR"]
-    import subprocess
-
-    from conftest import waitd_cmd
-
-    r = subprocess.run(waitd_cmd("-f"), env=env, capture_output=True, text=True, timeout=20)
-    assert r.returncode == 2
-    assert "--passdir" in r.stderr and "PASSDIR" in r.stderr and "--demo" in r.stderr
-
-
 def test_inactive_records_are_logged_once_and_others_work(station):
     station.recorder()
     station.table(
@@ -178,16 +166,6 @@ def test_log_letters_cycle_and_continue_after_restart(station):
     wait_for(lambda: len(station.ends()) == 4)
     station.stop()
     assert "3.g8" in (station.passdir / "logfiles" / "incoming.1.D").read_text()
-
-
-def test_second_waitd_exits_3_naming_the_first(station):
-    station.recorder()
-    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
-    station.start()
-    r = station.run("-f")
-    assert r.returncode == 3
-    assert f"pid {station.proc.pid}" in r.stderr
-    station.stop()
 
 
 def test_check_warns_about_records_that_would_be_inactive(station):
