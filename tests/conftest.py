@@ -51,8 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # queue of them.  xdist's default scheduler ("load") hands each process a
 # first batch of consecutive tests (a quarter of its share of the
 # collection), then more batches as they run out: the slow tests are dealt
-# round-robin to the heads of those first batches.  (Sorted to the front,
-# they all went to the first process, one after another.)
+# round-robin to the heads of those first batches, and the others follow
+# one file at a time.  (Sorted to the front, the slow tests all went to the
+# first process, one after another.)
 SLOW_FIRST = (
     "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
     "test_events_stomp.py::test_broker_down",
@@ -79,7 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return next((i for i, slow in enumerate(SLOW_FIRST) if slow in item.nodeid), len(SLOW_FIRST))
 
     slow = sorted((item for item in items if rank(item) < len(SLOW_FIRST)), key=rank)
-    rest = [item for item in items if rank(item) == len(SLOW_FIRST)]
+    # The others one file at a time, round-robin (each file's in its order):
+    # any batch then mixes files, and a file of tests that mostly wait (the
+    # segment_gatherer peer's timeliness) is not all in one batch.
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if rank(item) == len(SLOW_FIRST):
+            by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    rest = [item for row in itertools.zip_longest(*by_file.values()) for item in row if item is not None]
     workers = getattr(config, "workerinput", {}).get("workercount", 1)
     batch = max(2, len(items) // workers // 4)  # the first batch xdist's "load" gives each process
     if workers == 1 or batch * workers > len(items):
