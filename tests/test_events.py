@@ -133,7 +133,13 @@ def test_conf_errors_refuse_the_start_and_a_bad_reload_keeps_the_sinks(station):
     station.start()
     conf.write_text(CONF + "bogus = 1\n")
     reload = station.run("-s", "reload")
-    assert "unknown key 'bogus'" in station.log() and "the previous settings stay in force" in station.log()
+    # (Waited for: -s reload does not wait when the daemon has not written
+    # its first status yet, a moment after its "waitd started".)
+    wait_for(
+        lambda: "unknown key 'bogus'" in station.log() and "the previous settings stay in force" in station.log(),
+        10,
+        "the daemon to refuse the bad waitd.conf",
+    )
     assert reload.returncode != 0 or "bogus" in reload.stdout + reload.stderr
     deliver(station, "a.d")
     wait_for(lambda: len(events_of(station, "ended")) == 1, 10, "the old sink still at work")
