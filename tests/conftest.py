@@ -271,13 +271,17 @@ class Station:
         pass_fds: tuple[int, ...] = (),
         prefix: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start `waitd -f` and wait for this start's own "waitd started".
+        """Start `waitd -f` and wait until it is ready: this start's own
+        "waitd started", then its first status file, written a moment after
+        it (READY=1 goes with it; `waitd -s reload` waits for the daemon to
+        act on the HUP only once the status names it).
 
         Its output goes to a file (`stderr()` reads it): a pipe nobody reads
         would stop a daemon that logs a lot.
         """
         assert self.proc is None or self.proc.poll() is not None
         starts = self.log().count("waitd started")
+        launched = time.time()
         with open(self.root / "stderr", "ab") as err:
             self.proc = subprocess.Popen(
                 [*prefix, *waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args)],
@@ -291,7 +295,24 @@ class Station:
         wait_for(
             lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"
         )
+        wait_for(
+            lambda: (
+                self._status_since(launched)
+                or "cannot write the status file" in self.log()
+                or self.proc.poll() is not None
+            ),
+            10,
+            "waitd's first status file",
+        )
         return self.proc
+
+    def _status_since(self, t: float) -> bool:
+        """Whether waitd.status was written at `t` or later (the file
+        system's clock is coarse: a few milliseconds behind time.time())."""
+        try:
+            return (self.passdir / "waitd.status").stat().st_mtime >= t - 0.02
+        except FileNotFoundError:
+            return False
 
     def stderr(self) -> str:
         try:
