@@ -159,6 +159,15 @@ def waitd_here(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     """
     from waitd.cli import main as cli
 
+    return run_here(cli.main, "waitd", argv, env)
+
+
+def run_here(
+    main: Callable[[list[str]], int], name: str, argv: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`main(argv)` in this process, with `env` as its environment (for its
+    time only) and its output captured: the CompletedProcess of the command
+    `name`, as `subprocess.run(..., capture_output=True, text=True)` gives."""
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)
     os.environ.clear()
@@ -166,7 +175,7 @@ def waitd_here(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = cli.main(argv)
+                code = main(argv)
             except SystemExit as exc:  # argparse, as the command would exit
                 if isinstance(exc.code, str):
                     print(exc.code, file=sys.stderr)
@@ -174,7 +183,7 @@ def waitd_here(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return subprocess.CompletedProcess(["waitd", *argv], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess([name, *argv], code, out.getvalue(), err.getvalue())
 
 
 class Station:
