@@ -10,8 +10,12 @@ fails a test that leaves a child process behind.
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -25,26 +29,76 @@ from waitd.journal.history import Event, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The longest tests (10-25 s each, mostly waiting) go first, so that the
-# test processes do not end the run waiting for one of them started last.
+# Bytecode: the suite starts some thousand Pythons on this tree (daemons,
+# `waitd -s`, workers), and a Python that finds no bytecode compiles every
+# module it imports, a third of its start's CPU.  Where PYTHONDONTWRITEBYTECODE
+# is set (as in some containers) nothing would ever write it: the tree is
+# compiled once at the start of the session (`pytest_configure`), and the
+# test processes write the bytecode of the test modules they rewrite.  Both
+# go into the tree's __pycache__ directories, which git ignores.
+sys.dont_write_bytecode = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller, before its workers start
+        import compileall
+
+        compileall.compile_dir(ROOT / "waitd", quiet=1)
+
+
+# The longest tests (7-20 s each, mostly waiting), longest first: each test
+# process starts with its share of them, so that none ends the run with a
+# queue of them.  xdist's default scheduler ("load") hands each process a
+# first batch of consecutive tests (a quarter of its share of the
+# collection), then more batches as they run out: the slow tests are dealt
+# round-robin to the heads of those first batches, and the others follow
+# one file at a time.  (Sorted to the front, the slow tests all went to the
+# first process, one after another.)
 SLOW_FIRST = (
+    "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
     "test_events_stomp.py::test_broker_down",
-    "test_daemon_crash.py::",
     "test_daemon_celery.py::test_redis_down",
-    "test_daemon_queues.py::test_three_instances",
+    "test_daemon_crash.py::",
     "test_daemon_celery.py::test_killed_worker",
-    "test_daemon_queues.py::test_sigkill",
-    "test_install.py::",
-    "test_daemon_celery.py::test_an_adopted_run",
     "test_daemon_celery.py::test_many_files",
+    "test_daemon_celery.py::test_an_adopted_run",
+    "test_daemon_queues.py::test_sigkill",
+    "test_daemon_options.py::test_timeout_kills",
+    "test_events_crash.py::test_kills",
+    "test_daemon_queues.py::test_a_queue_records_removals",
+    "test_daemon_celery.py::test_timeout_and_cancel",
+    "test_daemon_groups.py::test_a_restart_keeps",
+    "test_daemon_celery.py::test_a_hung_broker",
+    "test_daemon_queues.py::test_a_failure_waits_in_errors",
+    "test_events_posttroll.py::test_one_file_message",
+    "test_daemon_queues.py::test_three_instances",
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, slow in enumerate(SLOW_FIRST) if slow in item.nodeid), len(SLOW_FIRST))
 
-    items.sort(key=rank)  # stable: the rest keep their order
+    slow = sorted((item for item in items if rank(item) < len(SLOW_FIRST)), key=rank)
+    # The others one file at a time, round-robin (each file's in its order):
+    # any batch then mixes files, and a file of tests that mostly wait (the
+    # segment_gatherer peer's timeliness) is not all in one batch.
+    by_file: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        if rank(item) == len(SLOW_FIRST):
+            by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    rest = [item for row in itertools.zip_longest(*by_file.values()) for item in row if item is not None]
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    batch = max(2, len(items) // workers // 4)  # the first batch xdist's "load" gives each process
+    if workers == 1 or batch * workers > len(items):
+        items[:] = slow + rest
+        return
+    ordered: list[pytest.Item] = []
+    others = iter(rest)
+    for w in range(workers):
+        mine = slow[w::workers]
+        ordered += mine + list(itertools.islice(others, max(0, batch - len(mine))))
+    items[:] = ordered + list(others)
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
@@ -85,6 +139,51 @@ def quiet_for(seconds: float, check) -> None:
 
 def waitd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "waitd", *args]
+
+
+DAEMON_MODES = frozenset({"-f", "-g", "-i", "--once", "--demo", "worker"})
+
+
+def in_process(args: tuple[str, ...] | list[str]) -> bool:
+    """Whether `waitd_here` may run these arguments: --check or -s, no daemon."""
+    return ("--check" in args or "-s" in args) and not DAEMON_MODES.intersection(args)
+
+
+def waitd_here(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`waitd ARGV` run in this process: `cli.main` with `env` as the
+    environment and its output captured; what `subprocess.run` would give.
+
+    A Python started for each `waitd -s status` costs a third of a second
+    of CPU, and tests poll the status: where the test is about what the
+    command says or does, not about its process, this is the same code.
+    """
+    from waitd.cli import main as cli
+
+    return run_here(cli.main, "waitd", argv, env)
+
+
+def run_here(
+    main: Callable[[list[str]], int], name: str, argv: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`main(argv)` in this process, with `env` as its environment (for its
+    time only) and its output captured: the CompletedProcess of the command
+    `name`, as `subprocess.run(..., capture_output=True, text=True)` gives."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse, as the command would exit
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess([name, *argv], code, out.getvalue(), err.getvalue())
 
 
 class Station:
@@ -181,13 +280,17 @@ class Station:
         pass_fds: tuple[int, ...] = (),
         prefix: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start `waitd -f` and wait for this start's own "waitd started".
+        """Start `waitd -f` and wait until it is ready: this start's own
+        "waitd started", then its first status file, written a moment after
+        it (READY=1 goes with it; `waitd -s reload` waits for the daemon to
+        act on the HUP only once the status names it).
 
         Its output goes to a file (`stderr()` reads it): a pipe nobody reads
         would stop a daemon that logs a lot.
         """
         assert self.proc is None or self.proc.poll() is not None
         starts = self.log().count("waitd started")
+        launched = time.time()
         with open(self.root / "stderr", "ab") as err:
             self.proc = subprocess.Popen(
                 [*prefix, *waitd_cmd("-f", "--passdir", str(self.passdir), "--interval", str(interval), *args)],
@@ -201,7 +304,24 @@ class Station:
         wait_for(
             lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"
         )
+        wait_for(
+            lambda: (
+                self._status_since(launched)
+                or "cannot write the status file" in self.log()
+                or self.proc.poll() is not None
+            ),
+            10,
+            "waitd's first status file",
+        )
         return self.proc
+
+    def _status_since(self, t: float) -> bool:
+        """Whether waitd.status was written at `t` or later (the file
+        system's clock is coarse: a few milliseconds behind time.time())."""
+        try:
+            return (self.passdir / "waitd.status").stat().st_mtime >= t - 0.02
+        except FileNotFoundError:
+            return False
 
     def stderr(self) -> str:
         try:
@@ -209,15 +329,18 @@ class Station:
         except FileNotFoundError:
             return ""
 
-    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run a waitd command to its end (--check, --once, -s ...)."""
-        return subprocess.run(
-            waitd_cmd("--passdir", str(self.passdir), *args),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    def run(self, *args: str, timeout: float = 30, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a waitd command to its end (--check, --once, -s ...).
+
+        `--check` and `-s VERB` run in this process (`waitd_here`: the
+        code the command runs, with no Python started for it), unless
+        `process`; the daemon's modes (-f, -g, -i, --once) always run in
+        a process of their own.
+        """
+        argv = ["--passdir", str(self.passdir), *args]
+        if not process and in_process(args):
+            return waitd_here(argv, self.env)
+        return subprocess.run(waitd_cmd(*argv), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
@@ -288,6 +411,30 @@ def _alive(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def shared_dir() -> Path:
+    """A directory of this run's own, shared by its test processes and open to
+    other users: /tmp/waitd-tests-PID-START, named by the process that started
+    the run (xdist's controller, whose children the workers are); removed at
+    the end of the run (`pytest_sessionfinish`)."""
+    path = _shared_path(os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid())
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+        path.chmod(0o755)
+    st = path.lstat()
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid(), f"{path}: not a directory of this user's"
+    return path
+
+
+def _shared_path(pid: int) -> Path:
+    started = int(psutil.Process(pid).create_time() * 100)  # a pid used again is another run
+    return Path(f"/tmp/waitd-tests-{pid}-{started}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the run's end: its workers are done
+        shutil.rmtree(_shared_path(os.getpid()), ignore_errors=True)
 
 
 @contextlib.contextmanager

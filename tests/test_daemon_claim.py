@@ -32,7 +32,7 @@ def test_an_empty_pid_file_of_a_live_claim_is_not_stale(station):
         # (Not pidfile.read_bytes(): closing any descriptor of the file
         # would drop this process's POSIX lock.)
         assert os.pread(fd, 64, 0) == b""
-        r = station.run("-s", "status")
+        r = station.run("-s", "status", process=True)  # another process: this one holds the lock
         assert r.returncode == 0, r.stdout + r.stderr
         assert "starting" in r.stdout
     finally:
@@ -74,9 +74,10 @@ def test_hup_as_soon_as_the_pid_file_appears_is_acted_on(station):
     station.recorder()
     station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
     # A long history makes the start slow, so the pid file stands for a
-    # while before the loop runs.
+    # while before the loop runs (100,000 lines: 0.7 s of CPU here, over
+    # ten times the longest poll of wait_for below).
     with open(station.passdir / "incoming.history", "w") as f:
-        f.writelines(f"/gone/f{i} /bin/true 1000 2 exit=0\n" for i in range(300_000))
+        f.writelines(f"/gone/f{i} /bin/true 1000 2 exit=0\n" for i in range(100_000))
     pidfile = station.passdir / "waitd.pid"
     with open(station.root / "stderr", "ab") as err:
         station.proc = subprocess.Popen(

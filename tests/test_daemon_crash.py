@@ -26,9 +26,12 @@ from conftest import wait_for, waitd_cmd
 from waitd.journal.history import Event, Status, parse_line
 
 SOAK = os.environ.get("WAITD_SOAK") == "1"
-FILES = 2000 if SOAK else 400
+# The CI size: about a dozen kills spread over the whole drain (a kill every
+# 0.3-0.6 s, each life handling some ten or twenty files), at each step of a
+# start and of a run; the soak kills for minutes.
+FILES = 2000 if SOAK else 200
 MAX_KILLS = 300 if SOAK else 30
-KILL_PHASE_S = 240 if SOAK else 12
+KILL_PHASE_S = 240 if SOAK else 6
 MIN_KILLS = 3  # killed at least this often, even if the files were done sooner
 
 

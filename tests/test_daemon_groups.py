@@ -316,8 +316,14 @@ def test_waiting_counts_only_files_that_will_run_the_others_are_held_with_why(st
     assert z["held"][0]["until"] == gathering["deadline"]
     y = status()["records"][1]
     assert y["waiting"] == 1 and held(y) == {"b_x.d": "does not parse with pattern={platform}_{n:d}.d"}
-    text = station.run("-s", "status").stdout
-    assert "  held: 3 file(s): junk.l1b (does not parse with pattern=" in text
+    text = wait_for(
+        lambda: (
+            "  held: 3 file(s): junk.l1b (does not parse with pattern=" in (t := station.run("-s", "status").stdout)
+            and t
+        ),
+        5,
+        "the text status (its file is rewritten at most once a second)",
+    )
     assert f"  open group {n20}: members: :1; missing: :2, :3; deadline in " in text
     # The metrics: the one file that will run is waiting; the others held.
     m = wait_for(lambda: (s := Scrape(port)).get("waitd_files_held", record="1", telem="x") == 3 and s, 10, "gauges")

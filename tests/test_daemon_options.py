@@ -247,5 +247,9 @@ def test_since_start_counts_retrying_attempts_apart_from_final_failures(station)
     wait_for(lambda: sum(1 for e in station.ends() if e.retry_at is None) == 1, 10, "the final attempt")
     counters = json.loads(station.run("-s", "status", "--json").stdout)["records"][0]["counters"]
     assert counters == {"ok": 0, "failed": 1, "retrying": 2, "removed": 0}
-    assert "since start: 0 ok, 1 failed, 2 retrying, 0 removed" in station.run("-s", "status").stdout
+    wait_for(
+        lambda: "since start: 0 ok, 1 failed, 2 retrying, 0 removed" in station.run("-s", "status").stdout,
+        5,
+        "the text status (its file is rewritten at most once a second)",
+    )
     assert station.stop() == 0

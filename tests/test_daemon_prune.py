@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 from conftest import deliver, quiet_for, wait_for
@@ -49,19 +48,6 @@ def test_expired_files_removed_handled_or_not(station):
     wait_for(lambda: " WARNING record 1: removed" in station.log(), 8, "the removal's log line (after the unlink)")
     assert "it was never handled" in station.log()
     assert not station.history()
-    station.stop()
-
-
-def test_archival_mtime_is_not_expired_on_arrival(station):
-    station.recorder()
-    station.table(f"x in *.g8 {station.passdir}/rec 0 -1 4")
-    station.drop("old.g8")
-    t = time.mktime((2001, 12, 14, 18, 42, 16, 0, 0, -1))
-    os.utime(station.incoming / "old.g8", (t, t))  # as rsync -t or cp -p leave it
-    station.start()
-    wait_for(lambda: station.ends(), 5)
-    assert (station.incoming / "old.g8").exists()
-    assert station.ends()[0].mtime == int(t)
     station.stop()
 
 

@@ -133,11 +133,26 @@ def test_conf_errors_refuse_the_start_and_a_bad_reload_keeps_the_sinks(station):
     station.start()
     conf.write_text(CONF + "bogus = 1\n")
     reload = station.run("-s", "reload")
-    assert "unknown key 'bogus'" in station.log() and "the previous settings stay in force" in station.log()
+    # (Waited for: -s reload does not wait when the daemon has not written
+    # its first status yet, a moment after its "waitd started".)
+    wait_for(
+        lambda: "unknown key 'bogus'" in station.log() and "the previous settings stay in force" in station.log(),
+        10,
+        "the daemon to refuse the bad waitd.conf",
+    )
     assert reload.returncode != 0 or "bogus" in reload.stdout + reload.stderr
     deliver(station, "a.d")
     wait_for(lambda: len(events_of(station, "ended")) == 1, 10, "the old sink still at work")
     # A new sink starts at the end of the outbox; a removed one's place goes.
+    # (The sink removed once it has saved its place: one removed within
+    # 0.05 s of a delivery saves it again on its way out, after waitd forgot
+    # it, as the supervisor does not wait for the process it TERMs; a waitd
+    # race of its own, which a subprocess's start used to hide here.)
+    wait_for(
+        lambda: json.loads(station.run("-s", "status", "--json").stdout)["sinks"][0]["backlog"] == 0,
+        10,
+        "the old sink's place saved",
+    )
     conf.write_text(CONF.replace("[sink log]", "[sink other]").replace("events.jsonl", "other.jsonl"))
     station.run("-s", "reload")
     wait_for(lambda: not (station.passdir / "events" / "log.offset").exists(), 10, "the old sink's place to go")

@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: MIT
 """make install and make uninstall, for real, into temporary prefixes.
 
-The installed programs run from outside the tree, with a clean environment
-and as an unprivileged user; `man` finds the installed pages; the systemd
-unit of conf/ verifies clean against what was installed; the logrotate
-example of conf/ rotates incoming.log under a running installed waitd.
-A prefix lies in a directory of its own under /tmp, open to other users
-(pytest's tmp_path is not), so that `nobody` can run what is in it.
+One install serves the whole run (`installed`): made with DESTDIR as
+packagers do, then moved to its PREFIX; make uninstall runs on a copy of
+it.  The installed programs run from outside the tree, with a clean
+environment and as an unprivileged user; `man` finds the installed pages;
+the systemd unit of conf/ verifies clean against what was installed; the
+logrotate example of conf/ rotates incoming.log under a running installed
+waitd.  A prefix lies in a directory open to other users (pytest's
+tmp_path is not), so that `nobody` can run what is in it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import grp
+import json
 import os
 import pwd
 import re
@@ -19,11 +23,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import shared_dir, wait_for
 
 from waitd import __version__
 
@@ -71,14 +76,68 @@ def files_under(top: Path) -> list[Path]:
     ]
 
 
-@pytest.fixture(scope="module")
-def prefix() -> Iterator[Path]:
-    base = open_tmpdir()
-    try:
-        make("install", f"PREFIX={base}/usr")
-        yield base / "usr"
-    finally:
-        shutil.rmtree(base)
+@dataclass(frozen=True)
+class Installed:
+    """The run's one install, and what its DESTDIR staging held before the move."""
+
+    prefix: Path
+    bin_files: list[str]
+    pages_differing: list[str]  # man pages not the same as man/'s
+    naming_stage: list[str]  # files that name the staging directory
+    final_existed: bool  # PREFIX existed before the move
+    stage_left: list[str]  # files left in the staging directory after the move
+
+
+def install(base: Path) -> dict[str, Any]:
+    """`make install` with DESTDIR, moved to its PREFIX; what `Installed` says."""
+    stage, final = base / "stage", base / "usr"
+    make("install", f"DESTDIR={stage}", f"PREFIX={final}")
+    staged = Path(f"{stage}{final}")
+    seen = {
+        "prefix": str(final),
+        "bin_files": sorted(p.relative_to(staged).as_posix() for p in files_under(staged / "bin")),
+        "pages_differing": [
+            page
+            for page in PAGES.values()
+            if (staged / "share/man" / page).read_bytes() != (ROOT / "man" / Path(page).name).read_bytes()
+        ],
+        "naming_stage": [
+            str(p) for p in files_under(staged) if not p.is_symlink() and str(stage).encode() in p.read_bytes()
+        ],
+        "final_existed": final.exists(),
+    }
+    staged.rename(final)
+    return dict(seen, stage_left=[str(p) for p in files_under(stage)])
+
+
+@pytest.fixture(scope="session")
+def installed() -> Installed:
+    """One install for the whole run (a virtual environment that pip fills:
+    the longest set-up of the suite), made as packagers do (DESTDIR, then
+    moved to its PREFIX) and shared by every test process of the run: the
+    first to need it makes it, under a lock, in `conftest.shared_dir()`
+    (open to other users; removed at the end of the run), and the others
+    use it.  A failed install is recorded too, and fails each test that
+    needs it, without a new try."""
+    shared = shared_dir()
+    with open(shared / "install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = shared / "install.json"
+        if not record.exists():
+            try:
+                made: dict[str, Any] = install(shared / "install")
+            except AssertionError as exc:
+                made = {"error": str(exc)}
+            record.write_text(json.dumps(made))
+        done = json.loads(record.read_text())
+    if "error" in done:
+        pytest.fail(done["error"])
+    return Installed(**dict(done, prefix=Path(done["prefix"])))
+
+
+@pytest.fixture
+def prefix(installed: Installed) -> Path:
+    return installed.prefix
 
 
 def passdir_for_nobody(base: Path, table: str) -> Path:
@@ -255,26 +314,31 @@ def test_logrotate_example_rotates_under_a_running_waitd(prefix):
         shutil.rmtree(base)
 
 
-def test_destdir_install_works_once_moved_and_uninstall_leaves_empty_directories():
+def test_destdir_install_works_once_moved(installed):
+    assert not installed.final_existed
+    assert installed.bin_files == ["bin/tlogview", "bin/waitd"]
+    assert installed.pages_differing == []
+    assert installed.naming_stage == [], "files that name the staging directory"
+    assert installed.stage_left == []
+    version = subprocess.run(
+        [installed.prefix / "bin/waitd", "--version"],
+        cwd=installed.prefix.parent,
+        env=CLEAN_ENV,
+        capture_output=True,
+        timeout=60,
+    )
+    assert version.returncode == 0, version.stderr
+
+
+def test_uninstall_leaves_empty_directories(prefix):
+    """On a copy of the run's install (hard links), which other tests go on using."""
     base = open_tmpdir()
     try:
-        stage, final = base / "stage", base / "final"
-        make("install", f"DESTDIR={stage}", f"PREFIX={final}")
-        assert not final.exists()
-        staged = Path(f"{stage}{final}")
-        assert {p.relative_to(staged).as_posix() for p in files_under(staged / "bin")} == {"bin/waitd", "bin/tlogview"}
-        for page in PAGES.values():
-            assert (staged / "share/man" / page).read_bytes() == (ROOT / "man" / Path(page).name).read_bytes()
-        inside = [p for p in files_under(staged) if not p.is_symlink() and str(stage).encode() in p.read_bytes()]
-        assert inside == [], "files that name the staging directory"
-        staged.rename(final)
-        version = subprocess.run(
-            [final / "bin/waitd", "--version"], cwd=base, env=CLEAN_ENV, capture_output=True, timeout=60
-        )
-        assert version.returncode == 0, version.stderr
-        make("uninstall", f"PREFIX={final}")
-        assert files_under(final) == [] and files_under(stage) == []
-        assert sorted(p.relative_to(final).as_posix() for p in final.rglob("*")) == [
+        copy = base / "usr"
+        shutil.copytree(prefix, copy, symlinks=True, copy_function=os.link)
+        make("uninstall", f"PREFIX={copy}")
+        assert files_under(copy) == []
+        assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*")) == [
             "bin",
             "lib",
             "share",

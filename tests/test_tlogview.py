@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import run_here, wait_for
 
+from waitd.cli import tlogview
 from waitd.cli.tlogview.read import Entry, Filter, group, parse_run, parse_since, show_name
 from waitd.cli.tlogview.show import format_table
 
@@ -27,7 +28,10 @@ def tlogview_cmd(*args: str) -> list[str]:
 
 
 def run_tlogview(station, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(tlogview_cmd(*args), env=env or station.env, capture_output=True, text=True, timeout=20)
+    """tlogview ARGS, in this process (`conftest.run_here`: what the command
+    prints and exits with, no Python started for it; its output a pipe, not
+    a terminal).  The terminal and --follow tests start the real command."""
+    return run_here(tlogview.main, "tlogview", list(args), env or station.env)
 
 
 # -- parsing ----------------------------------------------------------------
