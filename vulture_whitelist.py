@@ -10,6 +10,7 @@ dead is removed from the code and from here.
 from waitd.decide import facts
 from waitd.formats import status
 from waitd.sinks import metrics, stomp
+from waitd.sources import stomp as stomp_source
 from waitd.spool import directory
 
 # The status document: dataclass fields turned into JSON (dataclasses.asdict),
@@ -25,6 +26,7 @@ stomp._Listener.on_receipt
 stomp._Listener.on_error
 stomp._Listener.on_disconnected
 metrics._Gauges.collect
+stomp_source._Listener.on_message
 
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link

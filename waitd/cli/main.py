@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from waitd import __version__
-from waitd.cli import client
+from waitd.cli import checksources, client
 from waitd.config import conf, options, table
 from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
@@ -227,7 +227,11 @@ def _daemon(args: argparse.Namespace, passdir: str) -> int:
     settings_conf, conf_errors = conf.read(conf_path(passdir))
     if args.check:
         code = _check(path, passdir, records, errors, args.verbose)
-        return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
+        code = max(code, _check_conf(settings_conf, conf_errors, args.verbose))
+        lines, bad = checksources.check(settings_conf, records)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return max(code, EXIT_USAGE if bad else 0)
     _refuse(path, errors)
     _refuse(settings_conf.path, conf_errors)
     settings = _settings(args, passdir, settings_conf)
@@ -316,7 +320,10 @@ def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) ->
         if settings.celery is not None:
             broker = celery_app.shown_url(settings.celery.broker)  # never its password
             print(f"[celery] broker={broker} queue={settings.celery.queue}")
-    print(f"{settings.path}: {len(settings.sinks)} sink(s), valid")
+        for line in checksources.described(settings):
+            print(line)
+    sources = f", {len(settings.sources)} source(s)" if settings.sources else ""
+    print(f"{settings.path}: {len(settings.sinks)} sink(s){sources}, valid")
     return 0
 
 

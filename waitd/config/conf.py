@@ -12,8 +12,9 @@ sinks, nothing set).  It is pure otherwise: it opens no socket and starts
 nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
-The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]` and
-one `[sink NAME]` per sink; `key = value` lines; a line whose first
+The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
+one `[sink NAME]` per sink and one `[source NAME]` per source (its keys
+and checks are `sourceconf`'s); `key = value` lines; a line whose first
 non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
@@ -36,6 +37,8 @@ from typing import Any
 
 from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
 from waitd.config.errors import TableError
+from waitd.config.sourceconf import Source
+from waitd.config.sourceconf import build as build_source
 
 _COMMENT = re.compile(r"\s[#;].*$")
 
@@ -87,6 +90,7 @@ class Conf:
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    sources: tuple[Source, ...] = ()  # [source NAME]: work from messages (`sourceconf`)
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -108,8 +112,8 @@ def read(path: str) -> tuple[Conf, list[TableError]]:
 
 @dataclass(slots=True)
 class _Section:
-    kind: str  # daemon, celery, sink
-    name: str  # the sink's name
+    kind: str  # daemon, celery, sink, source
+    name: str  # the sink's or source's name
     line: int
     values: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (line, raw value)
 
@@ -123,11 +127,16 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     daemon = DaemonConf()
     celery = None
     sinks = []
+    sources = []
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "source":
+            source = build_source(section.name, section.line, section.values, path, errors)
+            if source is not None:
+                sources.append(source)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -135,7 +144,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, tuple(sources)), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -178,13 +187,15 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
     kind = words[0] if words else ""
     if kind in ("daemon", "celery") and len(words) == 1:
         section = _Section(kind, "", lineno)
-    elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
+    elif kind in ("sink", "source") and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
-    elif kind == "sink":
-        errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
+    elif kind in ("sink", "source"):
+        errors.append(TableError(path, lineno, f"{line}: a {kind} is [{kind} NAME], NAME letters, digits, _ . -"))
         return None
     else:
-        errors.append(TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery])"))
+        errors.append(
+            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery])")
+        )
         return None
     title = " ".join(words)
     if title in seen:
@@ -195,7 +206,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
 
 
 def _where(section: _Section) -> str:
-    return f"[sink {section.name}]" if section.kind == "sink" else f"[{section.kind}]"
+    return f"[{section.kind} {section.name}]" if section.name else f"[{section.kind}]"
 
 
 def _convert(section: _Section, path: str, errors: list[TableError], keys: Keys) -> tuple[dict[str, Any], bool]:

@@ -17,7 +17,10 @@ environment see of one file, and `Options.format` renders a FORMAT: both
 as `namefields` says (the pattern's fields and the built-in ones; None
 when the pattern does not parse a name or the values do not fit a
 FORMAT).  `Options.group` is the record's `groupspec.Spec` (the member
-lists read in `groupspec`'s notation).
+lists read in `groupspec`'s notation).  With `fields=json` a FORMAT may
+also name the top-level fields of the file's JSON body (a message a
+source put in a queue): those are read by the spool (`spool.state`), and
+a FORMAT's fields are then checked against each file, not here.
 
 This module runs nothing and looks at no file.
 """
@@ -67,6 +70,7 @@ class Options:
     out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
     out_wait_s: float = 10.0  # how often the out-limit is looked at again
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
+    fields_from: str = "name"  # name: the name's fields (pattern=); json: also a JSON file's top-level ones
 
     @cached_property
     def group(self) -> groupspec.Spec | None:
@@ -173,7 +177,7 @@ def _check_together(options: Options, failed: set[str]) -> list[str]:
         problems += _check_queue(options, failed)
     if not failed & {"run", "timeout"}:
         problems += _check_run(options)
-    if "pattern" not in failed:
+    if "pattern" not in failed and options.fields_from != "json":  # json: a body's fields, known only then
         problems += _check_fields(options, fields_of_pattern)
     return problems
 
@@ -308,6 +312,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _fields_from(text: str) -> str:
+    if text not in ("name", "json"):
+        raise ValueError("expected name (the fields of pattern=) or json (a JSON file's too)")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class _Spec:
     attr: str
@@ -335,6 +345,7 @@ _SPECS = {
     "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
     "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
     "run": _Spec("run", _where),
+    "fields": _Spec("fields_from", _fields_from),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

@@ -287,6 +287,7 @@ class Daemon:
             sinks=self.events.report(),
             held=lambda entry: self.outflow.is_held(entry.record),
             celery=self.dispatch.report(),
+            sources=self.events.sources.report(),
         )
         self.events.status(doc)
         return to_json(doc)

@@ -130,7 +130,9 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
             continue
         event = history.latest(path, st.record.process)
         attempt = attempt_of(event if event is not None and event.same_version(fact) else None)
-        jobs.append(Job(st.identity, st.record.process, (fact,), (path,), attempt=attempt))
+        judged = st.judge(name)  # its key and fields hold for its retry too (key={rb_number})
+        fields, key = judged if judged is not None else ({}, None)
+        jobs.append(Job(st.identity, st.record.process, (fact,), (path,), key, attempt, fields))
     return jobs
 
 

@@ -30,6 +30,7 @@ from waitd.decide.facts import FileFact, Identity, identity
 from waitd.decide.outcome import Job
 from waitd.decide.readiness import Candidates
 from waitd.formats.history_line import Version, escape
+from waitd.spool import jsonfields
 from waitd.spool.directory import Spool
 from waitd.spool.gather import Gathering
 
@@ -60,6 +61,7 @@ class FileState:
     groups: Gathering | None = None  # a record that handles groups
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # fields=json: each file's body's fields
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
@@ -80,10 +82,23 @@ class FileState:
 
     def fields(self, name: str) -> dict[str, Any] | None:
         """The fields a FORMAT sees of a file; None when the record's pattern
-        does not parse its name."""
-        return self.record.options.fields(name, self.record.directory, self.record.telem)
+        does not parse its name (or, with fields=json, the file is no JSON
+        object: its body's fields are read once, `jsonfields`)."""
+        found = self.record.options.fields(name, self.record.directory, self.record.telem)
+        if found is None or self.record.options.fields_from != "json":
+            return found
+        body = self.bodies.get(name)
+        if body is None:
+            paths = (self.path_of(name),) + ((f"{self.pending}/{name}",) if self.pending is not None else ())
+            body = jsonfields.read(paths)
+            if body is None:
+                return None
+            self.bodies[name] = body
+        return {**body, **found}
 
     def no_parse(self) -> str:
+        if self.record.options.fields_from == "json":
+            return "is not a JSON object (fields=json), or does not parse with pattern="
         return f"does not parse with pattern={self.record.options.pattern}"
 
     def judge(self, name: str) -> tuple[dict[str, Any], str | None] | None:
@@ -91,7 +106,7 @@ class FileState:
         it: then it is left alone (logged once)."""
         options = self.record.options
         fields: dict[str, Any] = {}
-        if options.pattern is not None or options.key is not None:
+        if options.pattern is not None or options.key is not None or options.fields_from == "json":
             found = self.fields(name)
             if found is None:
                 self.leave_alone(name, self.no_parse())
@@ -144,6 +159,7 @@ class FileState:
     def forget(self, name: str) -> None:
         """The file is gone: drop what is known of it."""
         self.cands.remove(name)
+        self.bodies.pop(name, None)
         self.done.pop(name, None)
         self.writing.discard(name)
         self.unremovable.pop(name, None)
