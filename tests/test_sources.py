@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from pathlib import Path
 
 import psutil
 from conftest import wait_for
+from peers.activemq import ActiveMQ, require
 
 NAME = "{instrument}{run_number:05d}_v{run_version}.json"
 
@@ -100,17 +103,6 @@ def assert_no_rb_overlap(rows: list[list[str]]) -> None:
             running.pop(rb, None)
 
 
-def source_pids(passdir: Path) -> list[int]:
-    state = passdir / "sources" / "isis.state"
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if "waitd.sources.child" in cmd and str(passdir) in cmd:
-            out.append(p.pid)
-    assert state or True
-    return out
-
-
 def test_each_message_runs_once_serialised_by_rb_and_bad_ones_go_to_errors(station, activemq, tmp_path):
     dest = f"/queue/ReductionPending.{os.getpid()}.a"
     q = tmp_path / "q"
@@ -161,3 +153,126 @@ def test_each_message_runs_once_serialised_by_rb_and_bad_ones_go_to_errors(stati
         assert station.stop() == 0
     finally:
         producer.close()
+
+
+def test_cancel_a_waiting_a_running_and_a_not_yet_arrived_file(station, activemq, tmp_path):
+    dest = f"/queue/ReductionPending.{os.getpid()}.c"
+    cancel = f"/queue/ReductionCancel.{os.getpid()}.c"
+    q = tmp_path / "q"
+    q.mkdir()
+    (station.passdir / "waitd.conf").write_text(source_conf(activemq.port, q, dest, cancel))
+    station.gated()
+    station.table(
+        f"isis {q}/incoming *.json {station.passdir}/gated 0 -1 0 claim=yes fields=json key={{rb_number}} jobs=4"
+    )
+    producer = Producer(activemq.port)
+    try:
+        station.start()
+        running, waiting, later = (isis_message(n, rb=5) for n in (1, 2, 3))
+        producer.send(cancel, later)  # before it comes: remembered
+        producer.send(dest, running)
+        wait_for(lambda: len(station.ran()) == 1, 10, "the first run")
+        producer.send(dest, waiting)  # waits: its RB runs
+        wait_for(lambda: (q / "incoming" / "WISH00002_v0.json").exists(), 10, "the second file")
+        producer.send(cancel, waiting)
+        wait_for(lambda: (q / "errors" / "WISH00002_v0.json").exists(), 10, "the waiting file cancelled")
+        producer.send(cancel, running)
+        wait_for(
+            lambda: any(e.error == "cancelled" and e.path.endswith("WISH00001_v0.json") for e in station.ends()), 10
+        )
+        producer.send(dest, later)
+        wait_for(lambda: (q / "errors" / "WISH00003_v0.json").exists(), 10, "the file cancelled before it came")
+        assert [os.path.basename(p) for p in station.ran()] == [b"WISH00001_v0.json"]
+        cancelled = {os.path.basename(e.path) for e in station.ends() if e.error == "cancelled"}
+        assert cancelled == {"WISH00001_v0.json", "WISH00002_v0.json"}  # killed; cancelled waiting
+        text = station.log()
+        assert "source isis: WISH00003_v0.json: cancelled, as a message asked" in text
+        assert "cancelled before it came" in text
+        assert station.stop() == 0
+    finally:
+        producer.close()
+
+
+def source_process(station) -> psutil.Process | None:
+    """The source's process, a child of the waitd running on the station."""
+    try:
+        children = psutil.Process(station.proc.pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    return next((c for c in children if "waitd.sources.child" in c.cmdline()), None)
+
+
+KILLED = 300  # messages: the kills meet each step of taking one many times
+
+
+def test_every_message_runs_at_most_once_across_kills_and_a_broker_restart_and_none_is_lost(station, tmp_path):
+    """The broker is down when waitd starts (local work runs meanwhile);
+    then KILLED messages of six RBs, while the source's process and waitd
+    are killed with SIGKILL at random moments and the broker restarts.
+    Every message is run at most once (never two runs of one RB at once),
+    and none is lost: each ran, or is in Q/errors (a run whose waitd was
+    killed under it: its outcome is unknown)."""
+    require()
+    rng = random.Random(os.environ.get("WAITD_SEED") or time.time_ns())
+    broker = ActiveMQ(tmp_path / "broker", persistent=True)  # a restart keeps what it took
+    dest = "/queue/ReductionPending"
+    q = tmp_path / "q"
+    q.mkdir()
+    log = tmp_path / "runs"
+    (station.passdir / "waitd.conf").write_text(source_conf(broker.port, q, dest))
+    recording_handler(station, log, "sleep 0.01")
+    station.recorder()
+    station.table(
+        f"isis {q}/incoming *.json {station.passdir}/reduce 0 -1 0 claim=yes fields=json key={{rb_number}} jobs=6",
+        f"local {station.incoming} *.dat {station.passdir}/rec 0 -1 0",
+    )
+    producer = None
+    kills = 0
+    try:
+        station.start()
+        station.drop("a.dat")
+        wait_for(lambda: len(station.ran()) == 1, 10, "local work while the broker is down")
+        wait_for(lambda: "not connected since" in station.run("-s", "status").stdout, 10, "the source down")
+        broker.start()
+        producer = Producer(broker.port)
+        sent = 0
+        for phase in range(3):
+            for _ in range(KILLED // 3):
+                producer.send(dest, isis_message(sent, rb=2000 + sent % 6))
+                sent += 1
+            for _ in range(3):
+                time.sleep(rng.uniform(0.05, 0.3))
+                if rng.random() < 0.5 and (child := source_process(station)) is not None:
+                    child.kill()
+                else:
+                    station.proc.kill()
+                    station.proc.wait()
+                    station.start()
+                kills += 1
+            if phase == 1:
+                producer.close()
+                broker.restart()
+                producer = Producer(broker.port)
+        station.drop("b.dat")
+        wait_for(lambda: len(station.ran()) == 2, 10, "local work after it all")
+        names = {f"WISH{n:05d}_v0.json" for n in range(KILLED)}
+
+        def accounted() -> set[str]:
+            started = {name for mark, _, name in lines(log) if mark == "S"}
+            return names - started - set(os.listdir(q / "errors"))
+
+        wait_for(lambda: not accounted() and not os.listdir(q / "incoming"), 60, "every message run or in errors")
+        pending = [d for d in (q / "pending").iterdir() if d.is_dir()]
+        wait_for(lambda: not any(os.listdir(d) for d in pending), 30, "an empty pending")
+        assert station.stop() == 0
+    finally:
+        if producer is not None:
+            producer.close()
+        broker.stop()
+    rows = lines(log)
+    starts = [name for mark, _, name in rows if mark == "S"]
+    assert len(starts) == len(set(starts)), "a message ran twice"
+    assert_no_rb_overlap(rows)
+    assert not set(os.listdir(q / "errors")) - names
+    errors = len(os.listdir(q / "errors"))
+    print(f"\nsource crash test: {KILLED} messages, {kills} kills, ran {len(starts)}, in errors {errors}")
