@@ -14,6 +14,7 @@ the start) is one test, with a broker of its own that is persistent.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import psutil
 from conftest import wait_for
-from peers.activemq import ActiveMQ, require
+from peers.activemq import ActiveMQ, free_port, require
 
 NAME = "{instrument}{run_number:05d}_v{run_version}.json"
 
@@ -276,3 +277,55 @@ def test_every_message_runs_at_most_once_across_kills_and_a_broker_restart_and_n
     assert not set(os.listdir(q / "errors")) - names
     errors = len(os.listdir(q / "errors"))
     print(f"\nsource crash test: {KILLED} messages, {kills} kills, ran {len(starts)}, in errors {errors}")
+
+
+def test_posttroll_file_and_dataset_messages_run_once_each(station, tmp_path):
+    """A real posttroll publisher: a `file` message is one file, a `dataset`
+    one per member; a uid seen again is not run again (posttroll has no
+    acknowledgement: the ledger is what knows it).  ZeroMQ loses what is
+    published before the subscriber is connected: probes go first."""
+    from posttroll.message import Message
+    from posttroll.publisher import Publisher
+
+    port = free_port()
+    q = tmp_path / "q"
+    q.mkdir()
+    (station.passdir / "waitd.conf").write_text(
+        f"[source pt]\ntype = posttroll\ntopics = /segment/SEVIRI\naddresses = tcp://127.0.0.1:{port}\n"
+        f"queue = {q}\nretry = 0.1\n"
+    )
+    env_log = tmp_path / "env"
+    station.recorder(
+        "rec", f'echo "$(basename "$1") $WAITD_F_platform_name $WAITD_F_uri $WAITD_F_start_time" >> "{env_log}"'
+    )
+    station.table(f"pt {q}/incoming * {station.passdir}/rec 0 -1 0 claim=yes fields=json")
+    publisher = Publisher(f"tcp://127.0.0.1:{port}", name="stalker").start()
+
+    def publish(kind: str, data: dict) -> None:
+        publisher.send(str(Message("/segment/SEVIRI", kind, data)))
+
+    try:
+        station.start()
+        for n in range(300):
+            publish("file", {"uid": f"probe-{n}", "uri": f"/in/probe-{n}", "platform_name": "probe"})
+            if station.ran():
+                break
+            time.sleep(0.05)
+        base = {"platform_name": "Meteosat-11", "start_time": dt.datetime(2026, 12, 6, 12, 0), "sensor": ["seviri"]}
+        publish("file", {**base, "uid": "a.dat", "uri": "/in/a.dat"})
+        members = [{"uid": f"{m}.dat", "uri": f"/in/{m}.dat"} for m in ("b", "c")]
+        publish("dataset", {**base, "dataset": members})
+        publish("file", {**base, "uid": "a.dat", "uri": "/in/a.dat"})  # again: not run again
+        publish("file", {**base, "uid": "d.dat", "uri": "/in/d.dat"})
+
+        def ours() -> list[bytes]:
+            return [os.path.basename(p) for p in station.ran() if not os.path.basename(p).startswith(b"probe-")]
+
+        wait_for(lambda: len(ours()) >= 4, 10, "four runs")
+        assert sorted(ours()) == [b"a.dat", b"b.dat", b"c.dat", b"d.dat"]
+        rows = dict(line.split(" ", 1) for line in env_log.read_text().splitlines())
+        assert rows["a.dat"] == "Meteosat-11 /in/a.dat 2026-12-06T12:00:00"
+        assert rows["c.dat"] == "Meteosat-11 /in/c.dat 2026-12-06T12:00:00"  # a member: the dataset's fields too
+        assert station.stop() == 0
+    finally:
+        publisher.stop()
