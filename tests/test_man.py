@@ -181,10 +181,26 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
     assert types == set(confkeys.SINK_TYPES), "an example for each type of sink"
 
 
+@needs_mandoc
+def test_waitd_conf_page_documents_every_key_of_a_source_and_an_example_of_each_type():
+    from waitd.config import conf, sourceconf
+
+    text = render("waitd.conf.5")
+    assert "\n   [source NAME]\n" in text
+    for key in {*sourceconf.COMMON, *(k for kind in sourceconf.BY_TYPE.values() for k in kind)}:
+        assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): source key {key} not described"
+    types = set()
+    for block in (b for b in example_blocks("waitd.conf.5") if b.startswith("[source")):
+        parsed, errors = conf.parse(block, "example")
+        assert errors == [], block
+        types.update(source.type for source in parsed.sources)
+    assert types == set(sourceconf.SOURCE_TYPES), "an example for each type of source"
+
+
 # -- the examples: every table and waitd.conf shown is one waitd takes -------------
 
 MARK = re.compile(r'^\.\\" example: (table|names|waitd\.conf)$')
-CONF_SECTION = re.compile(r"^\[(daemon|celery|sink \S+)\]$")
+CONF_SECTION = re.compile(r"^\[(daemon|celery|sink \S+|source \S+)\]$")
 EXAMPLE_PAGES = ["incoming.5", "waitd.8", "waitd.conf.5"]
 
 

@@ -213,3 +213,16 @@ def test_fields_json_reads_a_body_and_lets_key_name_its_fields(tmp_path):
     assert options.parse(["fields=yaml"])[1] == [
         "option fields=yaml: expected name (the fields of pattern=) or json (a JSON file's too)"
     ]
+
+
+def test_the_ledger_keeps_its_last_names(tmp_path, monkeypatch):
+    from waitd.sources import spooler as module
+
+    monkeypatch.setattr(module, "KEEP", 5)
+    s = spooler(tmp_path, None)
+    s.put([Message(f"m{i}", b"{}") for i in range(11)])  # 11 > 2 * 5: the last 5 kept
+    assert (tmp_path / "isis.names").read_text().split("\n")[:-1] == [f"+ m{i}" for i in range(6, 11)]
+    assert s.put([Message("m10", b"{}")])[0].where == "duplicate"
+    s.put([Message("m11", b"{}")])
+    s.close()
+    assert spooler(tmp_path, None).taken == {f"m{i}" for i in range(6, 12)}

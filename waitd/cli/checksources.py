@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: MIT
 """`waitd --check` of waitd.conf's sources: what the file alone cannot say.
 
-`check` looks at each `[source NAME]` with the table: its queue must be
-one waitd can make (Q/incoming, tmp, errors, pending: an error otherwise,
-as a start would fail), and some record with claim=yes should take from
-its Q/incoming (a warning otherwise: the messages would wait there).  It
-returns the lines to print on standard error and whether one is an error;
-`described` gives each source as it will be used (`--check -v`).
+`check` looks at each `[source NAME]` with the table: its queue should be
+one waitd can make (Q/incoming, tmp, errors, pending; the source's
+process logs it and tries again otherwise: a mount may come later), and
+some record with claim=yes should take from its Q/incoming (the messages
+would wait there otherwise).  It returns the warnings to print on
+standard error; `described` gives each source as it will be used
+(`--check -v`).
 """
 
 from __future__ import annotations
@@ -18,20 +19,18 @@ from waitd.config import conf, table
 from waitd.spool import queue
 
 
-def check(settings: conf.Conf, records: Sequence[table.Record]) -> tuple[list[str], bool]:
+def check(settings: conf.Conf, records: Sequence[table.Record]) -> list[str]:
     lines: list[str] = []
-    bad = False
     claimed = {os.path.normpath(r.directory) for r in records if r.options.claim}
     for source in settings.sources:
         where = f"{settings.path}:{source.line}: [source {source.name}]"
         q = queue.Queue(source.queue)
         why = q.cannot_make()
         if why is not None:
-            lines.append(f"{where}: queue = {source.queue}: {why}")
-            bad = True
+            lines.append(f"{where}: warning: queue = {source.queue}: {why}; the source tries again until it can")
         elif os.path.normpath(q.incoming) not in claimed:
             lines.append(f"{where}: warning: no record with claim=yes takes from {q.incoming}; its messages would wait")
-    return lines, bad
+    return lines
 
 
 def described(settings: conf.Conf) -> list[str]:

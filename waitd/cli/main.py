@@ -227,11 +227,9 @@ def _daemon(args: argparse.Namespace, passdir: str) -> int:
     settings_conf, conf_errors = conf.read(conf_path(passdir))
     if args.check:
         code = _check(path, passdir, records, errors, args.verbose)
-        code = max(code, _check_conf(settings_conf, conf_errors, args.verbose))
-        lines, bad = checksources.check(settings_conf, records)
-        for line in lines:
+        for line in checksources.check(settings_conf, records):
             print(line, file=sys.stderr)
-        return max(code, EXIT_USAGE if bad else 0)
+        return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
     _refuse(path, errors)
     _refuse(settings_conf.path, conf_errors)
     settings = _settings(args, passdir, settings_conf)

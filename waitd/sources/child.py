@@ -96,7 +96,11 @@ class SourceProcess:
         self._signals()
         lock = self._lock()
         try:
-            self.spooler.open()
+            try:
+                self.spooler.open()
+            except OSError as exc:
+                log.error("source %s: cannot use the queue %s: %s", self.name, self.spooler.queue.root, exc)
+                return 1
             log.info("source %s: taking messages into %s", self.name, self.spooler.queue.incoming)
             backoff = self.retry_s
             while not self.stop:

@@ -28,7 +28,8 @@ again); a line and a file in Q/tmp (the next start renames it into
 incoming: `recover`; the message that comes again finds its NAME taken);
 a line and the file in incoming (it comes again and is acknowledged
 only).  The ledger keeps the last KEEP names; it is rewritten (tmp,
-fsync, rename) at start when it holds twice as many.
+fsync, rename) when it holds twice as many: a message given again is one
+not acknowledged yet, never one that old.
 
 posttroll has no acknowledgement: what was sent while the source was
 down is not seen, and a `uid` seen again is a NAME in the ledger: it is
@@ -111,6 +112,12 @@ class Spooler:
             self._compact(lines[-KEEP:])
         self._ledger = open(self.ledger_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
         self.recover()
+
+    def _trim(self) -> None:
+        """The ledger holds twice KEEP names: rewritten with the last KEEP."""
+        self.close()
+        self._compact(_read_lines(self.ledger_path)[-KEEP:])
+        self._ledger = open(self.ledger_path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
 
     def _compact(self, lines: list[str]) -> None:
         tmp = self.ledger_path + ".tmp"
@@ -240,6 +247,8 @@ class Spooler:
         os.fsync(self._ledger.fileno())
         (self.taken if mark == "+" else self.cancelled).update(names)
         self.count += len(names)
+        if self.count > 2 * KEEP:
+            self._trim()
 
     def _bad(self, msg: Message, name: str, why: str, body: bytes | None = None) -> Placed:
         """Into Q/errors, saying why; logged (once: its NAME is then taken)."""
