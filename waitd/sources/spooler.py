@@ -13,11 +13,15 @@ source acknowledge them.  For each message:
   (made a file name: `safe`);
 - a NAME in the ledger (below) is a redelivery: nothing is written;
 - a NAME cancelled before it came (`cancelled`) goes to Q/errors at once;
-- otherwise the body is written into Q/tmp, fsync'd, the NAME appended to
-  the ledger (fsync'd), and the file renamed into Q/incoming without
-  replacing anything (RENAME_NOREPLACE: a NAME waiting there, or claimed
-  in Q/pending/*, is a message taken already); then Q/incoming is
-  fsync'd.  A batch costs one fsync a file and two more in all.
+- otherwise the body is written into Q/tmp, the NAME appended to the
+  ledger, both made durable, and the file renamed into Q/incoming
+  without replacing anything (RENAME_NOREPLACE: a NAME waiting there, or
+  claimed in Q/pending/*, is a message taken already); then Q/incoming is
+  fsync'd.  Durable: each file and the ledger fsync'd, or, for a batch of
+  SYNCFS_AT files or more, one syncfs(2) of the queue's filesystem and an
+  fsync of the ledger (whose filesystem may be another): a burst costs a
+  few syncs a batch, not one a message (a fsync of a new file costs a
+  journal commit, some milliseconds).
 
 The ledger, $PASSDIR/sources/SOURCE.names, is what makes a redelivered
 message run at most once: one line a NAME (`+ NAME` taken, `x NAME`
@@ -38,6 +42,7 @@ not run again.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -53,6 +58,7 @@ from waitd.spool import queue as q
 log = logging.getLogger("waitd")
 
 KEEP = 100_000  # names the ledger remembers
+SYNCFS_AT = 4  # files in a batch from which one syncfs(2) makes them durable
 MAX_NAME = 200  # bytes of a NAME (its tmp name is longer, and NAME_MAX is 255)
 SHOWN_BODY = 4096  # bytes of a bad body kept in its errors/ file
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,:=+@-]")
@@ -179,8 +185,9 @@ class Spooler:
                 names.add(name)
                 item = Placed(name, "incoming")
                 placed.append(item)
-                new.append((item, self._write_tmp(name, body)))
+                new.append((item, self._write_tmp(name, body, synced=False)))
         if new:
+            self._sync([tmp for _, tmp in new])
             self._note("+", [item.name for item, _ in new])
             for item, tmp in new:
                 target = os.path.join(self.queue.incoming, item.name)
@@ -229,15 +236,29 @@ class Spooler:
     def _tmp_prefix(self, bad: bool = False) -> str:
         return f"source{'-error' if bad else ''}.{self.source}."
 
-    def _write_tmp(self, name: str, data: bytes, bad: bool = False) -> str:
+    def _write_tmp(self, name: str, data: bytes, bad: bool = False, synced: bool = True) -> str:
         path = os.path.join(self.queue.tmp, self._tmp_prefix(bad) + name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if synced:
+                os.fsync(fd)
         finally:
             os.close(fd)
         return path
+
+    def _sync(self, paths: list[str]) -> None:
+        """Make the files written durable: each fsync'd, or a batch at once."""
+        if len(paths) >= SYNCFS_AT and _syncfs(self.queue.tmp):
+            return
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _note(self, mark: str, names: list[str]) -> None:
         """Append to the ledger, fsync'd."""
@@ -276,6 +297,25 @@ class Spooler:
 
     def remember_cancel(self, name: str) -> None:
         self._note("x", [name])
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(directory: str) -> bool:
+    """syncfs(2) of the filesystem of `directory`; False where there is none
+    (then each file is fsync'd).  OSError if it fails."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), directory)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _read_lines(path: str) -> list[str]:
