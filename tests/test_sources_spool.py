@@ -136,12 +136,12 @@ def test_each_point_a_kill_can_leave(tmp_path, left):
 CHILD = """
 import json, sys
 from waitd.sources.spooler import Message, Spooler
-queue, ledger, acks, start, n = sys.argv[1:]
+queue, ledger, acks, start, n, size = sys.argv[1:]
 s = Spooler("isis", ledger, queue, None, 1 << 20)
 s.open()
 with open(acks, "a") as out:
-    for i in range(int(start), int(n), 3):
-        batch = [Message(f"m{j:04d}", json.dumps({"i": j}).encode()) for j in range(i, min(i + 3, int(n)))]
+    for i in range(int(start), int(n), int(size)):
+        batch = [Message(f"m{j:04d}", json.dumps({"i": j}).encode()) for j in range(i, min(i + int(size), int(n)))]
         s.put(batch)
         out.write(f"{batch[-1].id}\\n")
         out.flush()
@@ -149,14 +149,14 @@ with open(acks, "a") as out:
 
 
 def test_real_kills_at_random_moments_leave_each_message_once(tmp_path):
-    """A process putting messages in batches of three is killed with SIGKILL
+    """A process putting messages in batches (of 1, 3 or 6) is killed with SIGKILL
     at random moments; each next one starts from the first batch not
     acknowledged (as a broker gives again what was not acknowledged).  At
     the end every message is in incoming exactly once, whole."""
     rng = random.Random(os.environ.get("WAITD_SEED") or time.time_ns())
     q = tmp_path / "q"
     q.mkdir()
-    acks, n, kills = tmp_path / "acks", 300, 0
+    acks, n, kills = tmp_path / "acks", 200, 0
     env = dict(os.environ, PYTHONPATH=str(ROOT))
 
     def acked() -> list[str]:
@@ -165,7 +165,8 @@ def test_real_kills_at_random_moments_leave_each_message_once(tmp_path):
     while True:
         done = acked()
         start = int(done[-1][1:]) + 1 if done else 0
-        args = [str(q), str(tmp_path / "isis.names"), str(acks), str(start), str(n)]
+        size = rng.choice((1, 3, 6)) if kills < 8 else 6  # fsync'd one by one, or with one syncfs (SYNCFS_AT)
+        args = [str(q), str(tmp_path / "isis.names"), str(acks), str(start), str(n), str(size)]
         proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env)
         if kills < 8:
             # Once it puts messages (an ack more), a moment later: within a put.
