@@ -189,6 +189,7 @@ def test_cancel_a_waiting_a_running_and_a_not_yet_arrived_file(station, activemq
         text = station.log()
         assert "source isis: WISH00003_v0.json: cancelled, as a message asked" in text
         assert "cancelled before it came" in text
+        assert "WISH00002_v0.json: cancelled, as asked (source isis: a cancel message): moved to" in text
         assert station.stop() == 0
     finally:
         producer.close()

@@ -23,7 +23,9 @@ incoming path it came from while no file has that path
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it
-holds across a restart) and logged, as the operator's doing.
+holds across a restart) and logged, as the operator's doing (or, when
+the request says `by`, as that one's: a source's cancel message, `source
+NAME`).
 
 This module decides nothing else: the scheduler starts the retried file,
 the launcher signals and records.
@@ -60,6 +62,7 @@ class Commands:
         self.history = history
         self.launcher = launcher
         self.status = status
+        self.asker = "waitd -s cancel"  # who asks, for the log: `by` of the request
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
@@ -70,6 +73,9 @@ class Commands:
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 return {"ok": False, "error": f"{cmd}: give one or more paths"}
             act = self._retry if cmd == "retry" else self._cancel
+            by = request.get("by")
+            by = "".join(c for c in by if c.isprintable())[:100] if isinstance(by, str) else ""
+            self.asker = by or f"waitd -s {cmd}"
             results = []
             for path in paths:
                 ok, message = act(os.path.normpath(path))
@@ -114,7 +120,7 @@ class Commands:
         for f, p in members:
             files.again(p, f, now)
         what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
-        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
+        log.info("record %d: %s: to be run again, as asked (%s)", entry.number, what, self.asker)
         return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
 
     def _group(
@@ -140,7 +146,7 @@ class Commands:
         running = [r for r in self.runs.live() if named & set(r.job.paths)]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
-            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
+            log.info("record %d: %s: cancelled, as asked (%s): TERM sent", run.number, escape(run.path), self.asker)
         if running:
             sent = ", ".join(r.describe() for r in running)
             return True, f"cancelled: TERM sent to {sent}"
@@ -190,7 +196,7 @@ class Commands:
                 return False, "another instance claimed it first; not cancelled"
             done = f"moved to {escape(moved)}"
         self.launcher.journal.ended(entry.record, cancels)
-        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
+        log.info("record %d: %s: cancelled, as asked (%s): %s", entry.number, escape(where), self.asker, done)
         return True, f"cancelled: {done}"
 
 

@@ -60,6 +60,7 @@ class Canceller:
     def __init__(self, passdir: str, spooler: Spooler) -> None:
         self.passdir = passdir
         self.spooler = spooler
+        self.by = f"source {spooler.source}: a cancel message"
 
     def cancel(self, name: str) -> str:
         """Cancel the file NAME; what became of it."""
@@ -86,7 +87,7 @@ class Canceller:
 
     def _ask(self, path: str) -> tuple[bool, str] | None:
         try:
-            reply = ask(self.passdir, {"cmd": "cancel", "paths": [path]})
+            reply = ask(self.passdir, {"cmd": "cancel", "paths": [path], "by": self.by})
         except (OSError, ValueError):
             return None
         results = reply.get("results") or [{}]
