@@ -18,6 +18,9 @@ import datetime as dt
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -330,3 +333,60 @@ def test_posttroll_file_and_dataset_messages_run_once_each(station, tmp_path):
         assert station.stop() == 0
     finally:
         publisher.stop()
+
+
+def test_posttroll_publishers_found_through_a_nameserver(station, tmp_path):
+    """`nameservers =` and `services =`: the source asks a real nameserver
+    where the publishers of the service are."""
+    import posttroll
+    from posttroll.message import Message
+    from posttroll.ns import get_pub_address
+    from posttroll.publisher import create_publisher_from_dict_config
+
+    ports = {"nameserver_port": free_port(), "broadcast_port": free_port(), "address_publish_port": free_port()}
+    env = {f"POSTTROLL_{key.upper()}": str(value) for key, value in ports.items()}
+    ns = subprocess.Popen(
+        [sys.executable, "-c", "from posttroll.ns import main; main()", "--no-multicast", "-L"],
+        env=dict(os.environ, **env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    q = tmp_path / "q"
+    q.mkdir()
+    station.env.update(env)
+    (station.passdir / "waitd.conf").write_text(
+        f"[source pt]\ntype = posttroll\ntopics = /segment/SEVIRI\nnameservers = localhost\nservices = stalker\n"
+        f"queue = {q}\nretry = 0.1\n"
+    )
+    station.recorder()
+    station.table(f"pt {q}/incoming * {station.passdir}/rec 0 -1 0 claim=yes")
+    publisher = None
+    try:
+        with posttroll.config.set(**ports):
+            wait_for(lambda: _accepts(ports["nameserver_port"]), 10, "the nameserver")
+            settings = {"name": "stalker", "port": free_port(), "nameservers": ["localhost"]}
+            publisher = create_publisher_from_dict_config(settings)
+            publisher.start()
+            wait_for(lambda: get_pub_address("stalker", timeout=0.5, nameserver="localhost"), 10, "the announce")
+            station.start()
+            for n in range(300):
+                publisher.send(str(Message("/segment/SEVIRI", "file", {"uid": f"p{n}.dat", "uri": f"/in/p{n}.dat"})))
+                if station.ran():
+                    break
+                time.sleep(0.05)
+        assert station.ran(), "no message came through the nameserver's address"
+        assert station.stop() == 0
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        ns.kill()
+        ns.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
