@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, queues, scale, sources
+from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, outage, queues, scale, sources
 
 SCENARIOS = {
     "backlog": backlog,
@@ -21,6 +21,7 @@ SCENARIOS = {
     "scale": scale,
     "celery": celery,
     "sources": sources,
+    "outage": outage,
 }
 
 METHOD = """\
