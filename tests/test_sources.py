@@ -330,6 +330,13 @@ def test_posttroll_file_and_dataset_messages_run_once_each(station, tmp_path):
         rows = dict(line.split(" ", 1) for line in env_log.read_text().splitlines())
         assert rows["a.dat"] == "Meteosat-11 /in/a.dat 2026-12-06T12:00:00"
         assert rows["c.dat"] == "Meteosat-11 /in/c.dat 2026-12-06T12:00:00"  # a member: the dataset's fields too
+        # A reload without the source stops its process.
+        child = source_process(station)
+        assert child is not None
+        (station.passdir / "waitd.conf").write_text("")
+        assert station.run("-s", "reload").returncode == 0
+        wait_for(lambda: "source pt: no longer in waitd.conf; stopped" in station.log(), 10, "the source stopped")
+        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10, "its process gone")
         assert station.stop() == 0
     finally:
         publisher.stop()

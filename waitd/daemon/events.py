@@ -172,4 +172,7 @@ def summary(doc: Status) -> str:
     behind = [s for s in doc.sinks if s.down_since is not None]
     if behind:
         text += f"; sink {', '.join(s.name for s in behind)} down"
+    away = [s for s in doc.sources if s.down_since is not None]
+    if away:
+        text += f"; source {', '.join(s.name for s in away)} not connected"
     return text
