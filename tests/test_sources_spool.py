@@ -102,7 +102,9 @@ def test_a_cancel_before_the_message_sends_it_to_errors(tmp_path):
     assert spooler(tmp_path).put([msg(3)])[0].where == "duplicate"
 
 
-@pytest.mark.parametrize("left", ["tmp only", "tmp and ledger", "ledger and incoming", "claimed elsewhere"])
+@pytest.mark.parametrize(
+    "left", ["tmp only", "tmp and ledger", "ledger and incoming", "claimed elsewhere", "failed before the ledger"]
+)
 def test_each_point_a_kill_can_leave(tmp_path, left):
     """What a process killed at each step leaves, and what the next one does
     with it when the broker gives the message again."""
@@ -122,13 +124,15 @@ def test_each_point_a_kill_can_leave(tmp_path, left):
     if left == "claimed elsewhere":
         (q / "pending" / "other").mkdir(parents=True)
         (q / "pending" / "other" / name).write_text("{}")
+    if left == "failed before the ledger":  # in errors, its name older than the ledger's memory
+        (q / "errors" / name).write_text("{}")
     s = spooler(tmp_path)  # the next process
     assert os.listdir(q / "tmp") == []
     (placed,) = s.put([msg(1)])
     expected = {"tmp only": "incoming"}.get(left, "duplicate")
     assert placed.where == expected
     incoming = os.listdir(q / "incoming")
-    assert incoming == ([] if left == "claimed elsewhere" else [name])
+    assert incoming == ([] if left in ("claimed elsewhere", "failed before the ledger") else [name])
     if left == "tmp and ledger":
         assert json.loads((q / "incoming" / name).read_text()) == {"run_number": 1}
 
@@ -227,3 +231,25 @@ def test_the_ledger_keeps_its_last_names(tmp_path, monkeypatch):
     s.put([Message("m11", b"{}")])
     s.close()
     assert spooler(tmp_path, None).taken == {f"m{i}" for i in range(6, 12)}
+
+
+def test_check_warns_of_a_queue_no_record_takes_from_and_one_that_cannot_be_made(tmp_path, capsys):
+    from waitd.cli import main as cli
+
+    passdir = tmp_path / "pass"
+    passdir.mkdir()
+    (tmp_path / "q").mkdir()
+    (passdir / "incoming").write_text(f"x {tmp_path}/q/incoming * /bin/true 0 -1 0 claim=yes\n")
+    (passdir / "waitd.conf").write_text(
+        f"[source a]\ntype = stomp\ndestinations = /queue/a\nqueue = {tmp_path}/q\n"
+        f"[source b]\ntype = stomp\ndestinations = /queue/b\nqueue = {tmp_path}/none\n"
+        f"[source c]\ntype = posttroll\ntopics = /t\naddresses = tcp://h:1\nqueue = {tmp_path}\n"
+    )
+    assert cli.main(["--passdir", str(passdir), "--check", "-v"]) == 0
+    out, err = capsys.readouterr()
+    conf = passdir / "waitd.conf"
+    assert f"{conf}:5: [source b]: warning: queue = {tmp_path}/none: No such file or directory" in err
+    assert f"{conf}:9: [source c]: warning: no record takes files from {tmp_path}/incoming" in err
+    assert "[source a]" not in err
+    assert f"[source c] ({conf}:9): type=posttroll queue={tmp_path} name=(the message id)" in out
+    assert "0 sink(s), 3 source(s), valid" in out

@@ -21,15 +21,15 @@ from waitd.spool import queue
 
 def check(settings: conf.Conf, records: Sequence[table.Record]) -> list[str]:
     lines: list[str] = []
-    claimed = {os.path.normpath(r.directory) for r in records if r.options.claim}
+    taken = {os.path.normpath(r.directory) for r in records}
     for source in settings.sources:
         where = f"{settings.path}:{source.line}: [source {source.name}]"
         q = queue.Queue(source.queue)
         why = q.cannot_make()
         if why is not None:
             lines.append(f"{where}: warning: queue = {source.queue}: {why}; the source tries again until it can")
-        elif os.path.normpath(q.incoming) not in claimed:
-            lines.append(f"{where}: warning: no record with claim=yes takes from {q.incoming}; its messages would wait")
+        elif os.path.normpath(q.incoming) not in taken:
+            lines.append(f"{where}: warning: no record takes files from {q.incoming}; its messages would wait")
     return lines
 
 

@@ -15,8 +15,8 @@ source acknowledge them.  For each message:
 - a NAME cancelled before it came (`cancelled`) goes to Q/errors at once;
 - otherwise the body is written into Q/tmp, the NAME appended to the
   ledger, both made durable, and the file renamed into Q/incoming
-  without replacing anything (RENAME_NOREPLACE: a NAME waiting there, or
-  claimed in Q/pending/*, is a message taken already); then Q/incoming is
+  without replacing anything (RENAME_NOREPLACE: a NAME waiting there,
+  claimed in Q/pending/*, or in Q/errors, is a message taken already); then Q/incoming is
   fsync'd.  Durable: each file and the ledger fsync'd, or, for a batch of
   SYNCFS_AT files or more, one syncfs(2) of the queue's filesystem and an
   fsync of the ledger (whose filesystem may be another): a burst costs a
@@ -226,7 +226,10 @@ class Spooler:
         return data, name, None
 
     def _elsewhere(self, name: str) -> bool:
-        """The NAME is claimed in Q/pending/* already."""
+        """The NAME is claimed in Q/pending/* already, or failed for good in
+        Q/errors (a message taken before the ledger's memory)."""
+        if os.path.lexists(os.path.join(self.queue.errors, name)):
+            return True
         try:
             with os.scandir(os.path.join(self.queue.root, "pending")) as it:
                 return any(os.path.lexists(os.path.join(e.path, name)) for e in it)
