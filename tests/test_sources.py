@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import wait_for
+from conftest import quiet_for, wait_for
 from peers.activemq import ActiveMQ, free_port, require
 
 NAME = "{instrument}{run_number:05d}_v{run_version}.json"
@@ -91,7 +91,7 @@ def recording_handler(station, log: Path, extra: str = "") -> Path:
 
 def lines(log: Path) -> list[list[str]]:
     try:
-        return [line.split() for line in log.read_text().splitlines() if line.endswith(".json")]
+        return [line.split(" ", 2) for line in log.read_text().splitlines() if line.endswith(".json")]
     except FileNotFoundError:
         return []
 
@@ -397,3 +397,38 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_queue_files_retry_keeps_its_key(station, tmp_path):
+    """A claimed file waiting in pending for its retry is still of its RB:
+    its retry does not start while another run of that RB runs (it used
+    to lose its key, and its fields, once claimed)."""
+    q = tmp_path / "q"
+    for d in ("incoming", "tmp", "errors"):
+        (q / d).mkdir(parents=True)
+    log = tmp_path / "runs"
+    recording_handler(
+        station,
+        log,
+        f'code=0\ncase "$(basename "$1")" in\n'
+        f'  a.json) [ -e "{tmp_path}/again" ] || {{ touch "{tmp_path}/again"; code=75; }};;\n'
+        f'  b.json) while [ ! -e "{tmp_path}/gate" ]; do sleep 0.01; done;;\nesac',
+    )
+    reduce = station.passdir / "reduce"
+    reduce.write_text(reduce.read_text() + "exit $code\n")
+    station.table(
+        f"isis {q}/incoming *.json {station.passdir}/reduce 0 -1 0 claim=yes fields=json key={{rb_number}} "
+        "retries=1 retry=0.5 jobs=2"
+    )
+    station.start()
+    station.drop("a.json", b'{"rb_number": 9}', directory=q / "incoming")
+    wait_for(lambda: (tmp_path / "again").exists(), 10, "a's first run")
+    station.drop("b.json", b'{"rb_number": 9}', directory=q / "incoming")
+    wait_for(lambda: ["S", "9", "b.json"] in lines(log), 10, "b's run")
+    quiet_for(1.5, lambda: [r for r in lines(log) if r[2] == "a.json" and r[0] == "S"] == [["S", "9", "a.json"]])
+    (tmp_path / "gate").touch()
+    wait_for(lambda: len([r for r in lines(log) if r[2] == "a.json" and r[0] == "E"]) == 2, 10, "a's retry")
+    rows = lines(log)
+    assert_no_rb_overlap(rows)
+    assert [r[2] for r in rows if r[0] == "S"] == ["a.json", "b.json", "a.json"]
+    assert station.stop() == 0
