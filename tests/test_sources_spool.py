@@ -253,3 +253,13 @@ def test_check_warns_of_a_queue_no_record_takes_from_and_one_that_cannot_be_made
     assert "[source a]" not in err
     assert f"[source c] ({conf}:9): type=posttroll queue={tmp_path} name=(the message id)" in out
     assert "0 sink(s), 3 source(s), valid" in out
+
+
+def test_a_name_that_is_no_file_name_goes_to_errors(tmp_path):
+    s = spooler(tmp_path, "{instrument}.json")
+    bodies = [b'{"instrument": "a/b"}', b'{"instrument": "x\\ny"}', b'{"instrument": "\\ud800"}', b'{"instrument": ""}']
+    placed = s.put([Message(f"ID:{i}", body) for i, body in enumerate(bodies)])
+    assert [p.where for p in placed] == ["errors"] * 4
+    assert all("which is no file name" in (p.why or "") for p in placed[:2])
+    assert os.listdir(tmp_path / "q" / "incoming") == []
+    assert (tmp_path / "isis.names").read_text().splitlines() == [f"+ ID:{i}" for i in range(4)]

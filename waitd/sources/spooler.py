@@ -174,7 +174,10 @@ class Spooler:
         new: list[tuple[Placed, str]] = []  # and its tmp path
         names: set[str] = set()
         for msg in messages:
-            body, name, why = self.read(msg)
+            try:
+                body, name, why = self.read(msg)
+            except Exception as exc:  # input: never a crash, nor one again at each redelivery
+                body, name, why = b"", safe(msg.id), f"cannot be read: {type(exc).__name__}: {exc}"
             if why is not None:
                 placed.append(self._bad(msg, name, why))
             elif name in self.taken or name in names:
@@ -221,7 +224,14 @@ class Spooler:
         if name is None:
             fields = ", ".join(namefields.named(self.name_format))
             return data, fallback, f"lacks a field name = {self.name_format} needs ({fields}), or it does not fit"
-        if not name or "/" in name or name in (".", "..") or name[0] == "." or len(name.encode()) > MAX_NAME:
+        if (
+            not name
+            or not name.isprintable()
+            or "/" in name
+            or name in (".", "..")
+            or name.startswith(".")
+            or len(name.encode()) > MAX_NAME
+        ):
             return data, fallback, f"name = {self.name_format} gives {name!r}, which is no file name"
         return data, name, None
 
