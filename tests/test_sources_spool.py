@@ -263,3 +263,22 @@ def test_a_name_that_is_no_file_name_goes_to_errors(tmp_path):
     assert all("which is no file name" in (p.why or "") for p in placed[:2])
     assert os.listdir(tmp_path / "q" / "incoming") == []
     assert (tmp_path / "isis.names").read_text().splitlines() == [f"+ ID:{i}" for i in range(4)]
+
+
+def test_a_stomp_login_from_a_passcode_file_only_its_owner_reads(tmp_path):
+    from waitd.sources import stomp
+
+    base = "[source a]\ntype = stomp\ndestinations = /queue/a\nqueue = /q\n"
+    secret = tmp_path / "secret"
+    parsed, errors = conf.parse(base + f"user = waitd\npasscode-file = {secret}\n", "w.conf")
+    assert errors == []
+    _, errors = conf.parse(base + f"user = u\npassword = p\npasscode-file = {secret}\n", "w.conf")
+    assert [str(e) for e in errors] == ["w.conf:1: [source a]: give password = or passcode-file =, not both"]
+    _, errors = conf.parse(base + "password = p\n", "w.conf")
+    assert [str(e) for e in errors] == ["w.conf:1: [source a]: give user = with password = or passcode-file ="]
+    secret.write_text("s3cret\nignored\n")
+    secret.chmod(0o600)
+    assert stomp.passcode(dict(parsed.sources[0].settings)) == "s3cret"
+    secret.chmod(0o640)
+    with pytest.raises(PermissionError, match="readable by others than its owner"):
+        stomp.passcode(dict(parsed.sources[0].settings))

@@ -16,7 +16,9 @@ and the line.  The keys of every source (`COMMON`) and of each type
                   bigger one goes to Q/errors
     retry, retry-max   the back-off while the broker is down (1, 60)
 
-    stomp:     host, port, user, password, destinations (required: one or
+    stomp:     host, port, user, password or passcode-file (a file of mode
+               0600, read by the source's process: the secret stays out of
+               waitd.conf), destinations (required: one or
                more, space or comma separated), cancel (a destination),
                heartbeat (seconds, 0: none; default 10), prefetch (default 100)
     posttroll: topics (required), addresses or nameservers (one of them),
@@ -46,6 +48,12 @@ def _queue(text: str) -> str:
     if not text.startswith("/") or "\0" in text:
         raise ValueError("expected the absolute path of a waitd queue directory")
     return os.path.normpath(text)
+
+
+def _queue_file(text: str) -> str:
+    if not text.startswith("/") or "\0" in text:
+        raise ValueError("expected the absolute path of a file")
+    return text
 
 
 def _format(text: str) -> str:
@@ -105,6 +113,7 @@ BY_TYPE: Mapping[str, Keys] = {
         "port": ("port", _whole(1, 65535), False),
         "user": ("user", _text, False),
         "password": ("password", _text, False),
+        "passcode-file": ("passcode_file", _queue_file, False),
         "destinations": ("destinations", _list("destinations such as /queue/ReductionPending", _destination), True),
         "cancel": ("cancel", _destination, False),
         "heartbeat": ("heartbeat_s", _whole(0, 3600), False),
@@ -207,8 +216,11 @@ def _check(kind: str, values: Mapping[str, Any], given: set[str]) -> list[str]:
     problems = []
     if values.get("retry_max_s", 60.0) < values.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and ("user" in given) != ("password" in given):
-        problems.append("give user = and password = together")
+    secrets = given & {"password", "passcode-file"}
+    if kind == "stomp" and len(secrets) > 1:
+        problems.append("give password = or passcode-file =, not both")
+    elif kind == "stomp" and ("user" in given) != bool(secrets):
+        problems.append("give user = with password = or passcode-file =")
     if kind == "stomp" and values.get("cancel") in values.get("destinations", ()):
         problems.append("cancel = is one of destinations =: cancels and work need destinations of their own")
     if kind == "posttroll" and ("addresses" in given) == ("nameservers" in given):

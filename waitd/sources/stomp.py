@@ -20,6 +20,7 @@ without such a source does not need it.
 
 from __future__ import annotations
 
+import os
 import queue
 from typing import Any
 
@@ -55,7 +56,7 @@ class StompSource:
         conn.set_listener("waitd", _Listener(self._frames))
         kwargs = {}
         if self.settings.get("user") is not None:
-            kwargs = {"username": self.settings["user"], "passcode": self.settings["password"]}
+            kwargs = {"username": self.settings["user"], "passcode": passcode(self.settings)}
         conn.connect(wait=True, **kwargs)
         headers = {"activemq.prefetchSize": str(self.settings.get("prefetch", 100))}
         for i, where in enumerate(self.settings["destinations"]):
@@ -93,6 +94,18 @@ class StompSource:
                 conn.disconnect()
             except Exception:  # it is gone already
                 pass
+
+
+def passcode(settings: dict[str, Any]) -> str:
+    """`password =`, or the first line of `passcode-file =`, which only its
+    owner may read (PermissionError otherwise: the source is down, saying why)."""
+    path = settings.get("passcode_file")
+    if path is None:
+        return str(settings["password"])
+    with open(path, encoding="utf-8") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:
+            raise PermissionError(f"{path}: passcode-file is readable by others than its owner (chmod 600)")
+        return f.readline().rstrip("\n")
 
 
 def _message(frame: Any) -> Message:
