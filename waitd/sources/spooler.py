@@ -59,7 +59,7 @@ log = logging.getLogger("waitd")
 
 KEEP = 100_000  # names the ledger remembers
 SYNCFS_AT = 4  # files in a batch from which one syncfs(2) makes them durable
-MAX_NAME = 200  # bytes of a NAME (its tmp name is longer, and NAME_MAX is 255)
+MAX_NAME = 170  # bytes of a NAME: its tmp name (source-error.SOURCE.NAME, SOURCE up to 64) fits NAME_MAX, 255
 SHOWN_BODY = 4096  # bytes of a bad body kept in its errors/ file
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,:=+@-]")
 
