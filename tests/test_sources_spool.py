@@ -160,7 +160,7 @@ def test_real_kills_at_random_moments_leave_each_message_once(tmp_path):
     rng = random.Random(os.environ.get("WAITD_SEED") or time.time_ns())
     q = tmp_path / "q"
     q.mkdir()
-    acks, n, kills = tmp_path / "acks", 200, 0
+    acks, n, kills = tmp_path / "acks", 300, 0
     env = dict(os.environ, PYTHONPATH=str(ROOT))
 
     def acked() -> list[str]:
@@ -175,7 +175,7 @@ def test_real_kills_at_random_moments_leave_each_message_once(tmp_path):
         if kills < 8:
             # Once it puts messages (an ack more), a moment later: within a put.
             wait_for(lambda: len(acked()) > len(done) or proc.poll() is not None, 30, "a put")  # noqa: B023
-            time.sleep(rng.uniform(0, 0.02))
+            time.sleep(rng.uniform(0, 0.005))
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
