@@ -29,3 +29,4 @@ metrics._Gauges.collect
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
 directory.Identity.shared
+_.admin_log  # formats.events.Ended: filled from keywords, read by the isis format

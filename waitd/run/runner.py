@@ -11,6 +11,13 @@ so).  Then the executor runs the handler (and the launcher tells the
 journal its pid).  `footer` closes the log with waitd's footer line: the
 outcome, the duration, and a retry time when one is set.
 
+Each run may leave a response (formats.response) in the file
+`response_name` names, beside its log (`incoming.N.L.response`, recycled
+with the letter: `open_log` removes the old one); WAITD_RESPONSE names it.
+`read_response` reads it back (at most MOST + 1 bytes, never through a
+link), `keep_response` writes one that came from a Celery worker there,
+and `log_tail` reads the end of a run's log for its `ended` event.
+
 The lines waitd writes into a log, and their order of letters, are
 `formats.handler_log`'s.  `last_letter` finds, at start, the letter of a
 record's most recent run from the start times in the header lines (not
@@ -33,7 +40,7 @@ from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.config.passdir import handler_log_path, logfiles_path
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
-from waitd.formats import handler_log
+from waitd.formats import handler_log, response
 from waitd.formats.handler_log import LETTERS, newest_first
 from waitd.journal.history import Event, Status
 from waitd.journal.writer import Journal
@@ -113,10 +120,11 @@ def open_log(passdir: str, record: Record, program: str, paths: list[str], lette
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
         # the old blocks), and O_EXCL never follows a planted symlink.
-        try:
-            os.unlink(log_name)
-        except FileNotFoundError:
-            pass
+        for old in (log_name, response_name(log_name)):
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass
         log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
     except OSError as exc:
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
@@ -134,6 +142,7 @@ def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str,
         WAITD_FILE=job.path,
         WAITD_PASSDIR=passdir,
         WAITD_LOG=log_name,
+        WAITD_RESPONSE=response_name(log_name),
         WAITD_ATTEMPT=str(job.attempt),
     )
     if job.group is not None:
@@ -223,6 +232,69 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
     _write(run.log_fd, line)
     os.close(run.log_fd)
     run.log_fd = -1
+
+
+def response_name(log_name: str) -> str:
+    """Where a run's response is kept: beside its log."""
+    return log_name + ".response"
+
+
+def read_response(log_name: str) -> bytes | None:
+    """The bytes of a run's response file (at most response.MOST + 1: more
+    is too big anyway); None if it has none."""
+    try:
+        fd = os.open(response_name(log_name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        left = response.MOST + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def keep_response(log_name: str, data: bytes) -> None:
+    """Keep the response a Celery worker sent back beside the run's log."""
+    name = response_name(log_name)
+    try:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # the log says what happened; the event carries the response
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def log_tail(run: Run) -> str | None:
+    """The end of a run's log (what its handler wrote, waitd's header left
+    out when it is in reach), before the footer; None without one."""
+    if run.log_fd < 0:
+        return None
+    try:
+        size = os.fstat(run.log_fd).st_size
+        start = max(0, size - response.TAIL)
+        data = os.pread(run.log_fd, size - start, start)
+    except OSError:
+        return None
+    if start == 0:
+        data = data.partition(b"\n")[2]  # the header line
+    return response.tail(data)
 
 
 def _ends_line(fd: int) -> bool:
