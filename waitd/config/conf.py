@@ -262,8 +262,8 @@ def _check_sink(
     problems = []
     if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and not given & {"started", "complete", "error"}:
-        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and settings.get("format") != "isis" and not given & {"started", "complete", "error", "skipped"}:
+        problems.append("give at least one of started =, complete =, error =, skipped = (the destinations)")
     if kind == "stomp" and ("user" in given) != ("password" in given):
         problems.append("give user = and password = together")
     if (

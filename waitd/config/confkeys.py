@@ -24,6 +24,7 @@ from typing import Any
 from waitd.config.options import MAX_JOBS
 
 SINK_TYPES = ("jsonl", "posttroll", "stomp")
+STOMP_FORMATS = ("waitd", "isis")  # a stomp sink's bodies: waitd's event JSON, or ISIS's replies
 MAX_BACKOFF_S = 3600
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
@@ -127,6 +128,12 @@ def _sensors(text: str) -> list[str]:
     return names
 
 
+def _stomp_format(text: str) -> str:
+    if text not in STOMP_FORMATS:
+        raise ValueError(f"expected one of {', '.join(STOMP_FORMATS)}")
+    return text
+
+
 # Each section's keys: key -> (attribute or setting name, converter, required).
 Keys = Mapping[str, tuple[str, Callable[[str], Any], bool]]
 DAEMON: Keys = {
@@ -157,11 +164,13 @@ BY_TYPE: Mapping[str, Keys] = {
         "started": ("started", _destination, False),
         "complete": ("complete", _destination, False),
         "error": ("error", _destination, False),
+        "skipped": ("skipped", _destination, False),
+        "format": ("format", _stomp_format, False),
     },
 }
 KEY_OF = {attr: key for keys in (COMMON, *BY_TYPE.values()) for key, (attr, _, _) in keys.items()}
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "jsonl": {},
     "posttroll": {"nameservers": False, "name": "waitd"},
-    "stomp": {"host": "127.0.0.1", "port": 61613},
+    "stomp": {"host": "127.0.0.1", "port": 61613, "format": "waitd"},
 }

@@ -4,7 +4,8 @@
 Six kinds, one class each: `Ready` (a file or a group handed on for the
 first time: run or published), `Started`, `Ended` (outcome ok, failed,
 retrying or skipped; with the run's response, the tail of its log and
-waitd's log lines about it), `Removed`, `Expired`, and `Grouped` (a group complete,
+waitd's log lines about it; `Started` and `Ended` with the JSON object of
+the run's file, `body`, when a `format = isis` sink takes them), `Removed`, `Expired`, and `Grouped` (a group complete,
 incomplete or late).  Each says what it is `About`: the record (number,
 telem, topic; None when no record of the table has it), its process, and
 the file (`path`, with its version's `mtime` and `size` for a run or a
@@ -88,6 +89,7 @@ class Started:
     time: float
     about: About
     attempt: int = 1
+    body: Mapping[str, Any] | None = None  # the JSON object of the run's file (a source message)
     seq: int | None = None
 
 
@@ -104,6 +106,7 @@ class Ended:
     error: str | None = None
     took: float | None = None
     retry_at: float | None = None
+    body: Mapping[str, Any] | None = None  # the JSON object of the run's file (a source message)
     response: Mapping[str, Any] | None = None  # the JSON object the run left at WAITD_RESPONSE
     log: str | None = None  # the tail of the run's log
     admin_log: str | None = None  # waitd's log lines about the run

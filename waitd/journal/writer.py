@@ -91,6 +91,9 @@ class Journal:
         self.history = history
         self.outbox: Writer | None = None  # None: no sink, nothing written there
         self.wants: Callable[[str, int | None], bool] = lambda kind, record: False
+        # Records whose run events carry their file's JSON object (`body`:
+        # a `format = isis` sink replies with the source message).
+        self.carries: Callable[[int | None], bool] = lambda record: False
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
         self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
@@ -100,10 +103,17 @@ class Journal:
 
     # -- what callers tell ------------------------------------------------------
 
-    def started(self, jobs: Sequence[Job]) -> None:
+    def started(self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None] = ()) -> None:
         """Record the starts of a pass with one sync (status 0 on disk when
-        this returns); HistoryWriteError: none of them is recorded."""
+        this returns); HistoryWriteError: none of them is recorded.
+        `bodies`: each job's file's JSON object, for the records `carries`
+        names (their `started` events carry it)."""
         lines, made = self._of_jobs(jobs, self._starting)
+        if any(b is not None for b in bodies):
+            at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
+            for (i, started), body in zip(at, bodies, strict=False):
+                if body is not None:
+                    made[i] = replace(started, body=body)
         self._record(lines, made, durable=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
@@ -340,6 +350,7 @@ class Journal:
             error=error,
             took=end.took,
             retry_at=end.retry_at,
+            body=told.get("body"),
             response=told.get("response"),
             log=told.get("log"),
             admin_log=told.get("admin_log"),

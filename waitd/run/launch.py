@@ -92,6 +92,8 @@ class Launcher:
             if claimed is None:
                 continue
             run = self._prepare(entry, claimed)
+            if run is not None and self.journal.carries(entry.number):
+                run.body = runner.read_body(claimed.path)  # its events carry the message
             if run is not None:
                 prepared.append((entry, run, runner.start_events(claimed, run.started_at, run.task)))
             elif entry.record.options.claim:
@@ -339,7 +341,7 @@ class Launcher:
         """What a run's `ended` event carries besides its history line: its
         response, the tail of its log, waitd's log lines about it."""
         assert run.ended is not None
-        told: dict[str, Any] = {"admin_log": "\n".join(run.notes[-20:])}
+        told: dict[str, Any] = {"admin_log": "\n".join(run.notes[-20:]), "body": run.body}
         if run.ended.response is not None:
             told["response"] = dict(run.ended.response.document)
         tail = runner.log_tail(run)

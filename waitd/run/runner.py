@@ -16,7 +16,8 @@ Each run may leave a response (formats.response) in the file
 with the letter: `open_log` removes the old one); WAITD_RESPONSE names it.
 `read_response` reads it back (at most MOST + 1 bytes, never through a
 link), `keep_response` writes one that came from a Celery worker there,
-and `log_tail` reads the end of a run's log for its `ended` event.
+`log_tail` reads the end of a run's log for its `ended` event, and
+`read_body` the run's file as a message (for a `format = isis` sink).
 
 The lines waitd writes into a log, and their order of letters, are
 `formats.handler_log`'s.  `last_letter` finds, at start, the letter of a
@@ -35,12 +36,13 @@ import os
 import stat
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.config.passdir import handler_log_path, logfiles_path
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
-from waitd.formats import handler_log, response
+from waitd.formats import handler_log, isis, response
 from waitd.formats.handler_log import LETTERS, newest_first
 from waitd.journal.history import Event, Status
 from waitd.journal.writer import Journal
@@ -204,7 +206,7 @@ def commit(starts: list[tuple[Run, Record, list[Event]]], journal: Journal) -> N
     with one sync (a group commit); if that fails none is recorded, each
     log file says so and is closed, and StartError is raised."""
     try:
-        journal.started([(record, events) for _, record, events in starts])
+        journal.started([(record, events) for _, record, events in starts], [run.body for run, _, _ in starts])
     except HistoryWriteError as exc:
         for run, _, _ in starts:
             _write(run.log_fd, handler_log.footer(run.number, error=f"not started: {exc}", took=0.0, at=time.time()))
@@ -279,6 +281,15 @@ def keep_response(log_name: str, data: bytes) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_body(path: str) -> dict[str, Any] | None:
+    """The JSON object of a run's file (a source message), or None."""
+    try:
+        with open(path, "rb") as f:
+            return isis.body_of(f.read(isis.BODY_MOST + 1))
+    except OSError:
+        return None
 
 
 def log_tail(run: Run) -> str | None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from waitd.decide.facts import Identity
 from waitd.decide.outcome import Job, Outcome, Verdict, Why
@@ -105,6 +105,7 @@ class Run:
     grace_s: float | None = None  # between its TERM and KILL (None: the scheduler's)
     ended: Ended | None = None  # ENDED: how
     seen_ended: bool = False  # a plan has seen it ENDED (and decided what its end leaves to do)
+    body: dict[str, Any] | None = None  # its file's JSON object, when its events carry it
     notes: list[str] = field(default_factory=list)  # waitd's log lines about it (an ISIS reply's admin_log)
 
     @property
