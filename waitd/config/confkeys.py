@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """waitd.conf's keys: for each section, the keys it takes and what each value may be.
 
-`DAEMON`, `CELERY`, and `COMMON` with `BY_TYPE` (a sink's keys: those of
+`DAEMON`, `CELERY`, `REDUCE` (`waitd reduce`'s), and `COMMON` with `BY_TYPE` (a sink's keys: those of
 every sink and those of its type, `SINK_TYPES`) map each key to the
 attribute or setting it fills, its converter and whether it is required;
 `DEFAULTS` are a sink type's settings when not given, and `KEY_OF` names
@@ -96,6 +96,12 @@ def _path(text: str) -> str:
     return text
 
 
+def _absolute(text: str) -> str:
+    if not text.startswith("/") or "\0" in text:
+        raise ValueError("expected an absolute directory name")
+    return text
+
+
 def _destination(text: str) -> str:
     if not _DESTINATION.fullmatch(text):
         raise ValueError("expected a destination such as /queue/ReductionComplete")
@@ -142,6 +148,7 @@ DAEMON: Keys = {
     "metrics": ("metrics", _metrics, False),
 }
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
+REDUCE: Keys = {"archive": ("archive", _absolute, False)}
 COMMON: Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),
