@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: MIT
 """`waitd reduce MESSAGE-FILE`: a handler that does what ISIS's PostProcessAdmin does.
 
+Also installed as the command `waitd-reduce MESSAGE-FILE`, so that a
+record's process-name can name it (a handler gets one argument: the file).
+
 It reads the message (a JSON object, `formats.reduction`), loads the
 reduction script as a module with importlib (from its path, or from the
 message's text written to a file in a private temporary directory: never
@@ -68,11 +71,16 @@ class _Tee(io.TextIOBase):
         self.through.flush()
 
 
-def main(argv: Sequence[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="waitd reduce", description="Run an ISIS reduction script for one message.")
     p.add_argument("message", metavar="MESSAGE-FILE", help="the message: a JSON object (a queue file)")
     p.add_argument("--archive", metavar="DIR", help="copy the output here too (default: [reduce] archive =)")
-    args = p.parse_args(list(argv))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`waitd reduce ARGS`, or the `waitd-reduce` command (argv None: its own)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     answer = _Answer(os.environ.get("WAITD_RESPONSE"))
     try:
         with open(args.message, "rb") as f:
