@@ -32,7 +32,7 @@ case "$(basename "$1")" in
   ok*) echo "reducing $1"; printf '{"output_dirs": ["/ceph/out"]}' > "$WAITD_RESPONSE";;
   skip*) printf '{"skip": "not in event mode"}' > "$WAITD_RESPONSE";;
   again*) if [ "$WAITD_ATTEMPT" = 1 ]; then printf '{"retry_in": 0.2}' > "$WAITD_RESPONSE"; exit 75; fi;;
-  bad*) echo "Traceback: boom" >&2; exit 1;;
+  bad*) echo "Traceback: boom" >&2; echo '{"half": ' > "$WAITD_RESPONSE"; exit 1;;
 esac
 """
 
@@ -130,6 +130,7 @@ def test_isis_replies_with_the_original_message_and_after_a_kill_9_from_the_outb
         assert (
             bad["message"] == "exit status 1" and "Traceback: boom" in bad["reduction_log"] and bad["retry_in"] is None
         )
+        assert "response " in bad["admin_log"] and ": not JSON: Expecting value" in bad["admin_log"]
         ids = [h["waitd-event-id"] for h in consumer.headers]
         assert len(set(ids)) == len(ids) == 10
         assert station.stop() == 0

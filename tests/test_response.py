@@ -121,8 +121,7 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
     by = wait_for(lambda: sum(map(len, ended().values())) == 6 and ended(), 20, "six ends (again.d twice)")
     ok = by["ok.d"][0]
     assert ok["outcome"] == "ok" and ok["response"] == {"output": ["/out/ok.d"]}
-    assert "reduced " in ok["log"] and "info: record 1: started " in ok["admin_log"]
-    assert "exit status 0" in ok["admin_log"]
+    assert "log" not in ok and "admin_log" not in ok and "body" not in ok  # for a format = isis sink only
     skip = by["skip.d"][0]
     assert skip["outcome"] == "skipped" and skip["exit"] == 0 and skip["response"]["skip"] == "no data worth it"
     first, second = by["again.d"]
@@ -134,7 +133,6 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
     log = station.log()
     assert ".response: more than 65536 bytes; ignored (the outcome is its exit's)" in log
     assert ".response: not JSON: Expecting value at line 1 column 1; ignored" in log
-    assert "not JSON" in by["junk.d"][0]["admin_log"]
     lines = {e.path.rsplit("/", 1)[1]: e for e in station.ends()}
     assert lines["skip.d"].outcome == "skipped" and lines["skip.d"].status == Status.KNOWN
     assert "skipped: no data worth it" in log

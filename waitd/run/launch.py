@@ -16,7 +16,8 @@ and writes what happened; it decides nothing itself (the outcomes are
   `skip` count in its outcome; one waitd cannot take is logged and
   ignored);
   `finish` writes their footers and end events (the `ended` event with
-  the response, the log's tail and waitd's lines about the run), after
+  the response; and, for a record a `format = isis` sink takes, the
+  run's message, its log's tail and waitd's lines about it), after
   the turn's starts, so that it overlaps their runs; `dispose` hands a queue's file on as
   the plan says, once its end is written; `retire` lets go of the runs
   the plan has seen ended;
@@ -93,7 +94,9 @@ class Launcher:
                 continue
             run = self._prepare(entry, claimed)
             if run is not None and self.journal.carries(entry.number):
-                run.body = runner.read_body(claimed.path)  # its events carry the message
+                # Its events carry the message, its log's tail and waitd's lines about it.
+                run.body = runner.read_body(claimed.path)
+                run.notes = []
             if run is not None:
                 prepared.append((entry, run, runner.start_events(claimed, run.started_at, run.task)))
             elif entry.record.options.claim:
@@ -339,14 +342,14 @@ class Launcher:
     @staticmethod
     def _told(run: Run) -> dict[str, Any]:
         """What a run's `ended` event carries besides its history line: its
-        response, the tail of its log, waitd's log lines about it."""
+        response; and for a `format = isis` sink its file's JSON object,
+        the tail of its log, waitd's lines about it."""
         assert run.ended is not None
-        told: dict[str, Any] = {"admin_log": "\n".join(run.notes[-20:]), "body": run.body}
+        told: dict[str, Any] = {}
         if run.ended.response is not None:
             told["response"] = dict(run.ended.response.document)
-        tail = runner.log_tail(run)
-        if tail is not None:
-            told["log"] = tail
+        if run.notes is not None:  # for a format = isis sink
+            told.update(body=run.body, admin_log="\n".join(run.notes), log=runner.log_tail(run))
         return told
 
     def pending_end(self, path: str, process: str) -> Event | None:
@@ -375,7 +378,7 @@ class Launcher:
 def _say(run: Run, level: int, fmt: str, *args: object) -> None:
     """Log a line about a run, and keep it with the run (its admin log)."""
     log.log(level, fmt, *args)
-    if len(run.notes) < 50:
+    if run.notes is not None and len(run.notes) < 50:
         run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {fmt % args}")
 
 

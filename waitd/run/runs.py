@@ -19,7 +19,8 @@ raises.  A run holds what it needs from start to end: its job (with its
 record's identity), its record's work (`work.Work`: its files and tally,
 whatever became of the table meanwhile) and the executor that runs it;
 once reaped, its `Ended` (the outcome, its end events, their verdict, its
-response); and `notes`, waitd's log lines about it.
+response); and `notes`, waitd's log lines about it (kept for a record
+whose events carry them).
 `Runs` is the only owner of runs: records, the scheduler and the status
 ask it (`of`, `busy`, `scheduled`), nothing else keeps a run.  A run stays
 in it, ENDED, until its end is written and its file handed on (a queue's):
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from waitd.decide.facts import Identity
@@ -106,7 +107,7 @@ class Run:
     ended: Ended | None = None  # ENDED: how
     seen_ended: bool = False  # a plan has seen it ENDED (and decided what its end leaves to do)
     body: dict[str, Any] | None = None  # its file's JSON object, when its events carry it
-    notes: list[str] = field(default_factory=list)  # waitd's log lines about it (an ISIS reply's admin_log)
+    notes: list[str] | None = None  # waitd's log lines about it, when kept (an ISIS reply's admin_log)
 
     @property
     def path(self) -> str:
