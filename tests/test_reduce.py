@@ -155,6 +155,8 @@ def test_a_message_without_script_is_skipped_and_one_without_data_fails(isis):
     assert code == 0 and "no reduction_script" in answer["skip"]
     code, answer, said = run(isis, {**message(isis, "fast"), "data": str(isis / "missing.nxs")})
     assert code == 1 and answer["message"] == f"{isis}/missing.nxs: no such data file"
+    code, answer, said = run(isis, message(isis, "fast", script=str(isis / "nowhere.py")))
+    assert code == 1 and answer["message"] == f"{isis}/nowhere.py: no such reduction script"
     code, answer, said = run(isis, {"reduction_script": "x"})
     assert code == 1 and "no data (or file_path)" in answer["message"] and "waitd reduce: " in said
 

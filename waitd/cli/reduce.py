@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return answer.skipped(f"{args.message}: no reduction_script: nothing to run")
     if not os.path.exists(job.data):
         return answer.failed(f"{job.data}: no such data file")
+    if not job.script_is_text and not os.path.isfile(job.script):
+        return answer.failed(f"{job.script}: no such reduction script")
     with tempfile.TemporaryDirectory(prefix="waitd-reduce-") as tmp:
         out = os.path.join(tmp, "output")
         os.mkdir(out)
