@@ -10,9 +10,11 @@ each kind of response, good and bad.
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from conftest import deliver, read_jsonl, wait_for
+from peers.activemq import free_port
 
 from waitd.config.options import MAX_RETRY_S, Options
 from waitd.decide.facts import FileFact
@@ -106,7 +108,8 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
     (station.passdir / "waitd.conf").write_text("[sink log]\ntype = jsonl\npath = events.jsonl\nretry = 0.05\n")
     station.handler("h", HANDLER)
     station.table(f"x {station.incoming} *.d {station.passdir}/h 0 -1 0 retries=1 retry=3000")
-    station.start()
+    port = free_port()
+    station.start("--metrics", f"127.0.0.1:{port}")
     names = ("ok.d", "skip.d", "again.d", "big.d", "junk.d")
     for name in names:
         deliver(station, name)
@@ -136,6 +139,9 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
     lines = {e.path.rsplit("/", 1)[1]: e for e in station.ends()}
     assert lines["skip.d"].outcome == "skipped" and lines["skip.d"].status == Status.KNOWN
     assert "skipped: no data worth it" in log
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        metrics = reply.read().decode()
+    assert 'waitd_runs_total{outcome="skipped",record="1",telem="x"} 1.0' in metrics
     kept = sorted(p.name for p in (station.passdir / "logfiles").glob("*.response"))
     assert len(kept) == 5  # one a run that left one: the second run of again.d left none
     documents = [json.loads(p.read_bytes()) for p in (station.passdir / "logfiles").glob("*.response")
