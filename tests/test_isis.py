@@ -22,7 +22,9 @@ from pathlib import Path
 from conftest import Station, wait_for
 from peers.activemq import free_port
 
+from waitd.formats import events as ev
 from waitd.formats import isis
+from waitd.sinks import stomp
 from waitd.spool import queue as q
 
 KINDS = ("started", "complete", "error", "skipped")
@@ -72,6 +74,20 @@ def test_the_reply_of_each_outcome_carries_the_message():
     assert kind == "complete" and body["message"] is None
     assert isis.reply({"type": "ready"}, 0.0) is None
     assert isis.body_of(b"[1]") is None and isis.body_of(b"{") is None and isis.body_of(b'{"a": 1}') == {"a": 1}
+
+
+def test_a_skipped_run_goes_to_skipped_or_else_complete_and_isis_defaults_to_its_queues():
+    about = ev.About(1, "x", None, "h", path="/in/a.json")
+    skipped = ev.Ended("e1", 0.0, about, outcome="skipped", exit=0, response={"skip": "why"})
+    assert stomp.message(skipped, {"skipped": "/queue/S", "complete": "/queue/C"}, 0.0)[0] == "/queue/S"  # type: ignore[index]
+    assert stomp.message(skipped, {"complete": "/queue/C"}, 0.0)[0] == "/queue/C"  # type: ignore[index]
+    where, body = stomp.message(skipped, {"format": "isis"}, 0.0)  # type: ignore[misc]
+    assert where == "/queue/ReductionSkipped" and body["message"] == "why"
+    started = ev.Started("e2", 0.0, about, body={"run_number": 7})
+    assert stomp.message(started, {"format": "isis", "started": "/queue/Mine"}, 0.0) == (
+        "/queue/Mine",
+        {"run_number": 7},
+    )
 
 
 def conf(port: int, queues: dict[str, str]) -> str:
