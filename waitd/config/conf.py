@@ -146,7 +146,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
