@@ -50,8 +50,7 @@ from typing import Any
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
-from waitd.formats import response
-from waitd.formats.response import Response
+from waitd.formats.response import BadResponse, Response
 from waitd.journal.history import Event, Status, escape
 from waitd.journal.writer import Journal
 from waitd.run import runner
@@ -296,30 +295,12 @@ class Launcher:
                 work.files.ran(fact)
 
     def _response(self, run: Run, outcome: Outcome) -> Response | None:
-        """The response the run left (a Celery run's came with its outcome:
-        kept beside its log); one waitd cannot take is logged and ignored."""
-        if not run.log_name or run.adopted:
-            return None
-        data = outcome.response
-        if data is not None:
-            runner.keep_response(run.log_name, data)
-        else:
-            data = runner.read_response(run.log_name)
-        if data is None:
-            return None
+        """The response the run left; one waitd cannot take is logged and ignored."""
         try:
-            return response.parse(data)
-        except response.BadResponse as exc:
-            _say(
-                run,
-                logging.ERROR,
-                "record %d: %s on %s: response %s: %s; ignored (the outcome is its exit's)",
-                run.number,
-                run.job.process,
-                files_of(run.job),
-                runner.response_name(run.log_name),
-                exc,
-            )
+            return runner.response_of(run, outcome.response)
+        except BadResponse as exc:
+            what = f"{run.job.process} on {files_of(run.job)}: response {runner.response_name(run.log_name)}"
+            _say(run, logging.ERROR, "record %d: %s: %s; ignored (the outcome is its exit's)", run.number, what, exc)
             return None
 
     def finish(self) -> list[Run]:

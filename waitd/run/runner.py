@@ -14,8 +14,9 @@ outcome, the duration, and a retry time when one is set.
 Each run may leave a response (formats.response) in the file
 `response_name` names, beside its log (`incoming.N.L.response`, recycled
 with the letter: `open_log` removes the old one); WAITD_RESPONSE names it.
-`read_response` reads it back (at most MOST + 1 bytes, never through a
-link), `keep_response` writes one that came from a Celery worker there,
+`response_of` reads it back (at most MOST + 1 bytes, never through a
+link) and parses it (BadResponse), keeping one that came from a Celery
+worker there;
 `log_tail` reads the end of a run's log for its `ended` event, and
 `read_body` the run's file as a message (for a `format = isis` sink).
 
@@ -239,6 +240,18 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
 def response_name(log_name: str) -> str:
     """Where a run's response is kept: beside its log."""
     return log_name + ".response"
+
+
+def response_of(run: Run, sent: bytes | None) -> response.Response | None:
+    """The response a run left beside its log, or the one its Celery worker
+    `sent` back (kept there); None if none; BadResponse if waitd cannot
+    take it."""
+    if not run.log_name or run.adopted:
+        return None
+    if sent is not None:
+        keep_response(run.log_name, sent)
+    data = sent if sent is not None else read_response(run.log_name)
+    return response.parse(data) if data is not None else None
 
 
 def read_response(log_name: str) -> bytes | None:
