@@ -52,6 +52,7 @@ def test_the_message_values_go_over_the_defaults_and_main_returns_directories():
             "/b",
         ]
     )
+    assert reduction.outputs([Path("/p")]) == ["/p"] and reduction.outputs(Path("/q")) == ["/q"]
     with pytest.raises(reduction.BadMessage, match="not a directory or a list"):
         reduction.outputs(3)
 
@@ -70,6 +71,10 @@ def main(input_file, output_dir):
     if mode == "later":
         error = RuntimeError("the archive is busy")
         error.retry_in = 30
+        raise error
+    if mode == "huge":
+        error = RuntimeError("x" * 70000)
+        error.retry_in = 5
         raise error
     if mode == "skip":
         error = RuntimeError("not in event mode")
@@ -141,13 +146,17 @@ def test_reduce_runs_the_script_text_of_a_message_with_its_defaults(isis):
         ("fail", 1, "message", "ValueError: no such mode"),
         ("later", 75, "retry_in", 30.0),
         ("skip", 0, "skip", "not in event mode"),
+        ("huge", 75, "retry_in", 5.0),  # a response cut to what waitd takes: what it acts on stays
     ],
 )
 def test_a_script_that_fails_asks_for_a_retry_or_skips(isis, mode, code, key, value):
     got, answer, said = run(isis, message(isis, mode))
     assert got == code and answer[key] == value
-    assert "Traceback" in said and "Traceback" in answer["log"] and "in mode " + mode in answer["log"]
-    assert not (isis / "out").exists()
+    assert "Traceback" in said and not (isis / "out").exists()
+    if mode == "huge":
+        assert answer["message"].endswith("xxx (the response was cut: over 65536 bytes)") and "log" not in answer
+    else:
+        assert "Traceback" in answer["log"] and "in mode " + mode in answer["log"]
 
 
 def test_a_message_without_script_is_skipped_and_one_without_data_fails(isis):

@@ -124,9 +124,10 @@ class _Answer:
         if not self.path:
             return
         data = json.dumps(doc, default=str).encode()
-        if len(data) > MOST:  # keep it within what waitd takes: the log's tail goes first
-            doc["log"] = ""
-            data = json.dumps(doc, default=str).encode()[:MOST]
+        if len(data) > MOST:  # keep it within what waitd takes: what it acts on stays
+            kept: dict[str, Any] = {k: doc[k] for k in ("skip", "retry_in") if k in doc}
+            kept["message"] = f"{str(doc.get('message') or '')[:4096]} (the response was cut: over {MOST} bytes)"
+            data = json.dumps(kept, default=str).encode()
         with open(self.path, "wb") as f:
             f.write(data)
 

@@ -23,6 +23,7 @@ This module is pure: it reads no file and runs nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,10 +80,10 @@ def outputs(returned: Any) -> list[str]:
     """The directories a script's main() returned: None, one, or several."""
     if returned is None:
         return []
-    if isinstance(returned, str):
-        return [returned]
-    if isinstance(returned, Iterable) and all(isinstance(d, str) for d in returned):
-        return list(returned)
+    if isinstance(returned, str | os.PathLike):
+        return [os.fspath(returned)]
+    if isinstance(returned, Iterable) and all(isinstance(d, str | os.PathLike) for d in returned):
+        return [os.fspath(d) for d in returned]
     raise BadMessage(f"main() returned {returned!r}, not a directory or a list of them")
 
 
