@@ -13,8 +13,8 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[reduce]` (`waitd reduce`'s) and one `[sink NAME]` per sink; `key = value` lines; a line whose first
-non-blank character is `#` or `;` is a comment, and so is the rest of a
+`[reduce]` (`waitd reduce`'s) and one `[sink NAME]` per sink;
+`key = value` lines; a line whose first non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a

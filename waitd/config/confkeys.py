@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """waitd.conf's keys: for each section, the keys it takes and what each value may be.
 
-`DAEMON`, `CELERY`, `REDUCE` (`waitd reduce`'s), and `COMMON` with `BY_TYPE` (a sink's keys: those of
+`DAEMON`, `CELERY`, `REDUCE` (`waitd reduce`'s), and `COMMON` with
+`BY_TYPE` (a sink's keys: those of
 every sink and those of its type, `SINK_TYPES`) map each key to the
 attribute or setting it fills, its converter and whether it is required;
 `DEFAULTS` are a sink type's settings when not given, and `KEY_OF` names

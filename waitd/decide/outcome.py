@@ -225,7 +225,8 @@ def retry_delay(options: Options, attempt: int, outcome: Outcome, response: Resp
 
 
 def skipped(verdict: Verdict, outcome: Outcome, response: Response | None) -> str | None:
-    """ "skipped" for a run that exited 0 with `skip` in its response."""
+    """The history's outcome= of a run that exited 0 with `skip` in its
+    response ("skipped"); None for any other."""
     if verdict is Verdict.SUCCESS and outcome.exit == 0 and response is not None and response.skip is not None:
         return "skipped"
     return None

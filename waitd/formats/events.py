@@ -3,9 +3,10 @@
 
 Six kinds, one class each: `Ready` (a file or a group handed on for the
 first time: run or published), `Started`, `Ended` (outcome ok, failed,
-retrying or skipped; with the run's response, the tail of its log and
-waitd's log lines about it; `Started` and `Ended` with the JSON object of
-the run's file, `body`, when a `format = isis` sink takes them), `Removed`, `Expired`, and `Grouped` (a group complete,
+retrying or skipped, with the run's response; for a record a `format =
+isis` sink takes, also the tail of its log and waitd's log lines about
+it, and, in `Started` too, the JSON object of the run's file, `body`),
+`Removed`, `Expired`, and `Grouped` (a group complete,
 incomplete or late).  Each says what it is `About`: the record (number,
 telem, topic; None when no record of the table has it), its process, and
 the file (`path`, with its version's `mtime` and `size` for a run or a

@@ -16,10 +16,10 @@ with the run's outcome in ISIS's own fields:
     admin_log      waitd's log lines about the run
 
 and the response's other fields (the output directories `waitd reduce`
-reports, say).  The message is the event's `fields`: with `fields=json`
-(incoming(5)) the queue file's top-level fields.  The whole message,
-nested values as they were, is the event's `body`: waitd reads the run's
-file into it when a `format = isis` sink takes the record's events.
+reports, say).  The message is the event's `body`: the JSON object in the
+run's file, nested values as they were, which waitd reads when a run of
+a record such a sink takes starts; for a file that is no JSON object,
+the event's `fields`.
 
 `body_of` reads a run's file (a source message) as the JSON object the
 events carry as `body`, or None when it is no JSON object (or bigger
