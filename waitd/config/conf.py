@@ -12,9 +12,9 @@ sinks, nothing set).  It is pure otherwise: it opens no socket and starts
 nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
-The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]` and
-one `[sink NAME]` per sink; `key = value` lines; a line whose first
-non-blank character is `#` or `;` is a comment, and so is the rest of a
+The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
+`[reduce]` (`waitd reduce`'s) and one `[sink NAME]` per sink;
+`key = value` lines; a line whose first non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
+from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, REDUCE, SINK_TYPES, Keys
 from waitd.config.errors import TableError
 
 _COMMENT = re.compile(r"\s[#;].*$")
@@ -82,11 +82,19 @@ class Sink:
 
 
 @dataclass(frozen=True, slots=True)
+class ReduceConf:
+    """`[reduce]`: what `waitd reduce` reads."""
+
+    archive: str | None = None  # where each reduction's output is copied too
+
+
+@dataclass(frozen=True, slots=True)
 class Conf:
     path: str = ""
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    reduce: ReduceConf | None = None
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -122,12 +130,15 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    reduce = None
     sinks = []
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "reduce":
+            reduce = _build(section, path, errors, REDUCE, ReduceConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -135,7 +146,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -176,7 +187,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery") and len(words) == 1:
+    if kind in ("daemon", "celery", "reduce") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -184,7 +195,9 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
         return None
     else:
-        errors.append(TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery])"))
+        errors.append(
+            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [reduce])")
+        )
         return None
     title = " ".join(words)
     if title in seen:
@@ -262,8 +275,8 @@ def _check_sink(
     problems = []
     if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and not given & {"started", "complete", "error"}:
-        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and settings.get("format") != "isis" and not given & {"started", "complete", "error", "skipped"}:
+        problems.append("give at least one of started =, complete =, error =, skipped = (the destinations)")
     if kind == "stomp" and ("user" in given) != ("password" in given):
         problems.append("give user = and password = together")
     if (
