@@ -8,7 +8,7 @@ dead is removed from the code and from here.
 """
 
 from waitd.decide import facts
-from waitd.formats import status
+from waitd.formats import events, status
 from waitd.sinks import metrics, stomp
 from waitd.sources import stomp as stomp_source
 from waitd.spool import directory
@@ -31,3 +31,6 @@ stomp_source._Listener.on_message
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
 directory.Identity.shared
+
+# The ended event's field: filled by keyword, read from its JSON by the isis format.
+events.Ended.admin_log

@@ -5,14 +5,15 @@
 one waitd can make (Q/incoming, tmp, errors, pending; the source's
 process logs it and tries again otherwise: a mount may come later), and
 some record with claim=yes should take from its Q/incoming (the messages
-would wait there otherwise).  It returns the warnings to print on
-standard error; `described` gives each source as it will be used
-(`--check -v`).
+would wait there otherwise): `warn` prints them on standard error.
+`summary` ends the check of a valid waitd.conf: each source as it will
+be used (`--check -v`), and how many sinks and sources it has.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 from waitd.config import conf, table
@@ -33,5 +34,15 @@ def check(settings: conf.Conf, records: Sequence[table.Record]) -> list[str]:
     return lines
 
 
-def described(settings: conf.Conf) -> list[str]:
-    return [f"[source {s.name}] ({settings.path}:{s.line}): {s.described()}" for s in settings.sources]
+def warn(settings: conf.Conf, records: Sequence[table.Record]) -> None:
+    for line in check(settings, records):
+        print(line, file=sys.stderr)
+
+
+def summary(settings: conf.Conf, verbose: bool) -> None:
+    """The end of a valid waitd.conf's check: with -v each source as it
+    will be used, then how many sinks and sources it has."""
+    for s in settings.sources if verbose else ():
+        print(f"[source {s.name}] ({settings.path}:{s.line}): {s.described()}")
+    sources = f", {len(settings.sources)} source(s)" if settings.sources else ""
+    print(f"{settings.path}: {len(settings.sinks)} sink(s){sources}, valid")

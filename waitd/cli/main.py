@@ -2,7 +2,7 @@
 """The `waitd` command: its arguments, `--check`, `--enqueue`, and the daemon's start.
 
 `main` reads the arguments and does one thing: `waitd worker` (the Celery
-worker, `worker.main`), `--demo` (`demo`), `--enqueue` (files into a
+worker, `worker.main`), `waitd reduce` (a handler: `reduce`), `--demo` (`demo`), `--enqueue` (files into a
 queue, each by its tmp/), `-s VERB` (`client`), `--check` (the table and
 waitd.conf, every error printed, and a warning for each record that would
 be inactive), or the daemon (`daemon.start`): in the foreground (`-f`,
@@ -49,6 +49,9 @@ NO_PASSDIR = (
 _EPILOG = """\
 With neither -g nor -i nor -f, waitd detaches as with -g.
 
+  waitd reduce [--archive DIR] MESSAGE-FILE
+                        a handler: run the ISIS reduction an ISIS message
+                        asks for (waitd reduce --help)
   waitd worker [--broker URL] [--queue Q] [--concurrency N] [--passdir DIR]
                [--loglevel LEVEL]
                         run the handlers of run=celery records on this host:
@@ -192,6 +195,10 @@ def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reduce"]:  # waitd reduce: a handler, ISIS's PostProcessAdmin
+        from waitd.cli import reduce
+
+        return reduce.main(argv[1:])
     if argv[:1] == ["worker"]:  # waitd worker: a Celery worker for run=celery
         from waitd.worker import main as worker
 
@@ -227,8 +234,7 @@ def _daemon(args: argparse.Namespace, passdir: str) -> int:
     settings_conf, conf_errors = conf.read(conf_path(passdir))
     if args.check:
         code = _check(path, passdir, records, errors, args.verbose)
-        for line in checksources.check(settings_conf, records):
-            print(line, file=sys.stderr)
+        checksources.warn(settings_conf, records)
         return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
     _refuse(path, errors)
     _refuse(settings_conf.path, conf_errors)
@@ -318,10 +324,7 @@ def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) ->
         if settings.celery is not None:
             broker = celery_app.shown_url(settings.celery.broker)  # never its password
             print(f"[celery] broker={broker} queue={settings.celery.queue}")
-        for line in checksources.described(settings):
-            print(line)
-    sources = f", {len(settings.sources)} source(s)" if settings.sources else ""
-    print(f"{settings.path}: {len(settings.sinks)} sink(s){sources}, valid")
+    checksources.summary(settings, verbose)
     return 0
 
 

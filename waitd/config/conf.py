@@ -13,10 +13,11 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-one `[sink NAME]` per sink and one `[source NAME]` per source (its keys
-and checks are `sourceconf`'s); `key = value` lines; a line whose first
-non-blank character is `#` or `;` is a comment, and so is the rest of a
-line from a `#` or `;` that follows a blank.  Values hold no newline.
+`[reduce]` (`waitd reduce`'s), one `[sink NAME]` per sink and one
+`[source NAME]` per source (its keys and checks are `sourceconf`'s);
+`key = value` lines; a line whose first non-blank character is `#` or
+`;` is a comment, and so is the rest of a line from a `#` or `;` that
+follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
 sink's keys mean is for the sink (`sinks.kinds`); this module checks each
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
+from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, REDUCE, SINK_TYPES, Keys
 from waitd.config.errors import TableError
 from waitd.config.sourceconf import Source
 from waitd.config.sourceconf import build as build_source
@@ -85,11 +86,19 @@ class Sink:
 
 
 @dataclass(frozen=True, slots=True)
+class ReduceConf:
+    """`[reduce]`: what `waitd reduce` reads."""
+
+    archive: str | None = None  # where each reduction's output is copied too
+
+
+@dataclass(frozen=True, slots=True)
 class Conf:
     path: str = ""
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    reduce: ReduceConf | None = None
     sources: tuple[Source, ...] = ()  # [source NAME]: work from messages (`sourceconf`)
 
 
@@ -126,6 +135,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    reduce = None
     sinks = []
     sources = []
     for section in sections:
@@ -133,6 +143,8 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "reduce":
+            reduce = _build(section, path, errors, REDUCE, ReduceConf)
         elif section.kind == "source":
             source = build_source(section.name, section.line, section.values, path, errors)
             if source is not None:
@@ -144,7 +156,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, tuple(sources)), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, sources=tuple(sources)), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -185,7 +197,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery") and len(words) == 1:
+    if kind in ("daemon", "celery", "reduce") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind in ("sink", "source") and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -194,7 +206,11 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     else:
         errors.append(
-            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery])")
+            TableError(
+                path,
+                lineno,
+                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [reduce])",
+            )
         )
         return None
     title = " ".join(words)
@@ -273,8 +289,8 @@ def _check_sink(
     problems = []
     if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and not given & {"started", "complete", "error"}:
-        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and settings.get("format") != "isis" and not given & {"started", "complete", "error", "skipped"}:
+        problems.append("give at least one of started =, complete =, error =, skipped = (the destinations)")
     if kind == "stomp" and ("user" in given) != ("password" in given):
         problems.append("give user = and password = together")
     if (

@@ -24,6 +24,7 @@ import socket
 from typing import Any
 
 from waitd.config.passdir import socket_path
+from waitd.journal.disk import fsync_dir
 from waitd.sources.spooler import Spooler
 from waitd.spool import queue as q
 
@@ -76,7 +77,7 @@ class Canceller:
             except FileNotFoundError:
                 pass  # claimed meanwhile: waitd knows it now
             else:
-                q.fsync_dir(queue.errors)
+                fsync_dir(queue.errors)
                 return f"moved to {moved}"
             said = self._ask(path)
             if said is not None and said[0]:

@@ -53,6 +53,7 @@ from typing import Any
 
 from waitd.config import namefields
 from waitd.formats.history_line import escape
+from waitd.journal.disk import fsync_dir
 from waitd.spool import queue as q
 
 log = logging.getLogger("waitd")
@@ -158,7 +159,7 @@ class Spooler:
                 else:
                     log.info("source %s: %s: put into %s (taken before a crash)", self.source, escape(name), directory)
             if mine:
-                q.fsync_dir(directory)
+                fsync_dir(directory)
 
     def close(self) -> None:
         if self._ledger is not None:
@@ -199,7 +200,7 @@ class Spooler:
                     item.where = "duplicate"
                 else:
                     item.path = target
-            q.fsync_dir(self.queue.incoming)
+            fsync_dir(self.queue.incoming)
         return placed
 
     def read(self, msg: Message) -> tuple[bytes, str, str | None]:
@@ -304,7 +305,7 @@ class Spooler:
         tmp = self._write_tmp(name, data, bad=True)
         self._note("+", [name])
         target = q.move_unique(tmp, self.queue.errors, name)
-        q.fsync_dir(self.queue.errors)
+        fsync_dir(self.queue.errors)
         log.warning("source %s: message %s: %s; put into %s", self.source, escape(msg.id), why, escape(target))
         return Placed(name, "errors" if not why.startswith("cancelled") else "cancelled", target, why)
 
