@@ -432,3 +432,40 @@ def test_a_queue_files_retry_keeps_its_key(station, tmp_path):
     assert_no_rb_overlap(rows)
     assert [r[2] for r in rows if r[0] == "S"] == ["a.json", "b.json", "a.json"]
     assert station.stop() == 0
+
+
+def test_isis_end_to_end_a_dataready_message_in_the_replies_out(station, activemq, tmp_path):
+    """The two halves of issue 22 together: a DataReady message taken by
+    the source, run one RB at a time, and ISIS's replies (a `format = isis`
+    sink) carrying the original message's fields."""
+    tag = f"{os.getpid()}e"
+    q = tmp_path / "q"
+    q.mkdir()
+    replies = {kind: f"/queue/Reduction{kind}{tag}" for kind in ("Started", "Complete")}
+    (station.passdir / "waitd.conf").write_text(
+        source_conf(activemq.port, q, f"/queue/ReductionPending{tag}")
+        + f"[sink replies]\ntype = stomp\nformat = isis\nport = {activemq.port}\n"
+        f"started = {replies['Started']}\ncomplete = {replies['Complete']}\nretry = 0.1\n"
+    )
+    station.handler("reduce", 'printf \'{"output_dirs": ["/out"]}\' > "$WAITD_RESPONSE"\n')
+    station.table(
+        f"isis {q}/incoming *.json {station.passdir}/reduce 0 -1 0 claim=yes fields=json key={{rb_number}} jobs=2"
+    )
+    consumer = activemq.consumer(*replies.values())
+    producer = Producer(activemq.port)
+    try:
+        station.start()
+        sent = [isis_message(n, rb=77) for n in (11, 12)]
+        for body in sent:
+            producer.send(f"/queue/ReductionPending{tag}", body)
+        got = consumer.wait(4, 20)
+        for _, body in got:
+            original = next(m for m in sent if m["run_number"] == body["run_number"])
+            assert {k: body[k] for k in original} == original  # nested reduction_arguments too
+        complete = [body for destination, body in got if destination == replies["Complete"]]
+        assert sorted(b["run_number"] for b in complete) == [11, 12]
+        assert all(b["output_dirs"] == ["/out"] for b in complete)
+        assert station.stop() == 0
+    finally:
+        producer.close()
+        consumer.close()
