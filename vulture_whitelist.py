@@ -7,7 +7,7 @@ to use.  A name that becomes used in waitd/ is taken out; one that becomes
 dead is removed from the code and from here.
 """
 
-from waitd.decide import facts
+from waitd.decide import facts, regions
 from waitd.formats import status
 from waitd.sinks import metrics, stomp
 from waitd.spool import directory
@@ -29,3 +29,6 @@ metrics._Gauges.collect
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
 directory.Identity.shared
+
+# Read by the tests and the bench (test_regions.py, bench/regions.py): the swaths drawn.
+regions.Geometry.computed

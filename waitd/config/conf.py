@@ -12,8 +12,8 @@ sinks, nothing set).  It is pure otherwise: it opens no socket and starts
 nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
-The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]` and
-one `[sink NAME]` per sink; `key = value` lines; a line whose first
+The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
+`[regions]` and one `[sink NAME]` per sink; `key = value` lines; a line whose first
 non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
+from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, REGIONS, SINK_TYPES, Keys
 from waitd.config.errors import TableError
 
 _COMMENT = re.compile(r"\s[#;].*$")
@@ -55,6 +55,16 @@ class CeleryConf:
 
     broker: str
     queue: str = "waitd"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionsConf:
+    """`[regions]`: the area definitions (pyresample YAML) and the directory
+    of orbital elements (TLE files) of the records with area=; paths
+    relative to PASSDIR, or absolute."""
+
+    areas: str
+    tle: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,7 @@ class Conf:
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    regions: RegionsConf | None = None
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -122,12 +133,15 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    regions = None
     sinks = []
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "regions":
+            regions = _build(section, path, errors, REGIONS, RegionsConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -135,7 +149,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, regions), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -176,7 +190,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery") and len(words) == 1:
+    if kind in ("daemon", "celery", "regions") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -184,7 +198,9 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
         return None
     else:
-        errors.append(TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery])"))
+        errors.append(
+            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [regions])")
+        )
         return None
     title = " ".join(words)
     if title in seen:

@@ -135,6 +135,7 @@ DAEMON: Keys = {
     "metrics": ("metrics", _metrics, False),
 }
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
+REGIONS: Keys = {"areas": ("areas", _path, True), "tle": ("tle", _path, True)}
 COMMON: Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),

@@ -67,10 +67,25 @@ class Options:
     out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
     out_wait_s: float = 10.0  # how often the out-limit is looked at again
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
+    area: str | None = None  # regions: the area whose granules of a pass make a group
+    duration_s: float | None = None  # regions: a granule's length when the name gives no end_time
+    sensor: str | None = None  # regions: the instrument when the name gives none
 
     @cached_property
     def group(self) -> groupspec.Spec | None:
-        """How the record groups its files, if it does (critical= or wanted=)."""
+        """How the record groups its files, if it does (critical= or wanted=,
+        or area=)."""
+        if self.area is not None:
+            return groupspec.Spec(
+                critical=frozenset(),
+                wanted=frozenset(),
+                accepted=frozenset(),
+                timeliness_s=self.timeliness_s,
+                tolerance_s=self.tolerance_s,
+                slot_min=None,
+                vary=(),
+                region=groupspec.Region(tuple(self.area.split(",")), self.duration_s, self.sensor),
+            )
         if self.critical is None and self.wanted is None:
             return None
         critical = groupspec.members(self.critical) if self.critical else frozenset()
@@ -167,8 +182,10 @@ def _check_together(options: Options, failed: set[str]) -> list[str]:
     fields_of_pattern: set[str] = set()
     if options.pattern is not None and "pattern" not in failed:
         fields_of_pattern = set(namefields.parser(options.pattern).keys())
-    if "pattern" not in failed and not failed & {"critical", "wanted", "all"}:
+    if "pattern" not in failed and not failed & {"critical", "wanted", "all", "area"}:
         problems += _check_group(options, fields_of_pattern)
+    if "pattern" not in failed:
+        problems += _check_region(options, fields_of_pattern, failed)
     if "claim" not in failed:
         problems += _check_queue(options, failed)
     if not failed & {"run", "timeout"}:
@@ -204,6 +221,8 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     problems = []
     if options.done is not None:
         problems.append("done= and groups do not go together (a group's member is complete by its wait age)")
+    if spec.region is not None:
+        return problems  # its own checks: _check_region
     if options.pattern is None:
         problems.append("critical= and wanted= need pattern=: the fields of a name say its group and member")
         return problems  # no fields to check the lists against
@@ -221,6 +240,35 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     if options.slot_min is not None and groupspec.TIME_FIELD not in fields:
         problems.append(f"option slot= needs a {{{groupspec.TIME_FIELD}}} field in pattern=")
     return problems
+
+
+def _check_region(options: Options, fields: set[str], failed: set[str]) -> list[str]:
+    """area= needs a pattern naming the platform and times; it lists no members."""
+    if options.area is None:
+        regional = [] if "area" in failed else [n for n in ("duration", "sensor") if _given(options, n)]
+        return [f"option {n}= is for regions: give area= too" for n in regional]
+    problems = [
+        f"option {n}= and area= do not go together (a region's members are predicted)"
+        for n in ("critical", "wanted", "all", "slot", "vary")
+        if _given(options, n) or n in failed
+    ]
+    if options.pattern is None:
+        return [*problems, "area= needs pattern=: a name's fields give the granule's platform and times"]
+    problems += [f"area= needs a {{{n}}} field in pattern=" for n in ("platform_name", "start_time") if n not in fields]
+    if "end_time" not in fields and options.duration_s is None and "duration" not in failed:
+        problems.append("area= needs an {end_time} field in pattern= or duration=S (a granule's length)")
+    if "sensor" not in fields and options.sensor is None and "sensor" not in failed:
+        problems.append("area= needs a {sensor} field in pattern= or sensor=NAME (the instrument, e.g. avhrr)")
+    return problems
+
+
+def _areas(text: str) -> str:
+    names = text.split(",")
+    if not all(n and n.isprintable() for n in names):
+        raise ValueError("expected area names joined by commas, such as euron1")
+    if len(names) > 1:
+        raise ValueError("one area a record (a file runs once a record): write a record per area")
+    return text
 
 
 def _check_queue(options: Options, failed: set[str]) -> list[str]:
@@ -335,6 +383,9 @@ _SPECS = {
     "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
     "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
     "run": _Spec("run", _where),
+    "area": _Spec("area", _areas),
+    "duration": _Spec("duration_s", _seconds(True, 86400)),
+    "sensor": _Spec("sensor", _text),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

@@ -21,6 +21,8 @@ a group with its history too: running; ran (a member with no start then
 came late), or due again for its retry (every member that ran, which of
 them carries the retry), or not yet; else as `verdict`.  The spool's
 gatherer applies that to the files and the history (`spool/gather.py`).
+A region's group (`decide.regions`) is a `Group` whose `expected`
+members were predicted, with no critical ones: the same verdicts hold.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class Group:
     time: datetime.datetime | None
     first_arrival_ns: int
     files: dict[Member, str] = field(default_factory=dict)  # member (as listed) -> file name
+    expected: frozenset[Member] | None = None  # predicted members (regions); None: the spec's lists
+
+    def members_expected(self, spec: Spec) -> frozenset[Member]:
+        """The members it waits for: its own when predicted, else the lists'."""
+        return self.expected if self.expected is not None else spec.expected
 
     def deadline_ns(self, spec: Spec) -> int:
         return self.first_arrival_ns + int(spec.timeliness_s * 1e9)
@@ -87,7 +94,7 @@ def verdict(
     and which of those are old enough (`ready`); and, when waiting for its
     timeliness, until when (None: until a member is old enough)."""
     present, ready = set(present), set(ready)
-    if spec.expected <= ready:
+    if group.members_expected(spec) <= ready:
         return Verdict.READY, None
     deadline = group.deadline_ns(spec)
     if now_ns < deadline:

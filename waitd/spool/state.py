@@ -64,7 +64,7 @@ class FileState:
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
         spec = record.options.group
-        return cls(record, match, groups=Gathering.of(spec, record.telem) if spec is not None else None)
+        return cls(record, match, groups=Gathering.of(spec, record.telem, record.geo) if spec is not None else None)
 
     @property
     def identity(self) -> Identity:

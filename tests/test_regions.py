@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: MIT
+"""Regions (decide/regions.py, config/geodata.py) side by side with the
+real region collector of pytroll-collectors.
+
+The same granules, in the same order, go to waitd's `RegionIndex` and to
+pytroll_collectors.region_collector.RegionCollector, in this process; both
+must collect the same members for each area and pass.  The collector
+counts its timeliness from the first granule's arrival
+(`timeliness_from_arrival`), as waitd does; at its timeout the test does
+what its trigger does (`finish`).  The orbital elements are real (Metop-B,
+Metop-C and NOAA-20 of 2024-06-17, tests/data/regions/weather.tle); the
+granules are three-minute AVHRR granules of Metop-C that evening.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trollsched")
+pytest.importorskip("pytroll_collectors.region_collector")
+
+from pyresample import parse_area_file  # noqa: E402
+from pytroll_collectors.region_collector import RegionCollector  # noqa: E402
+
+from waitd.config import geodata, options, table  # noqa: E402
+from waitd.decide import groups  # noqa: E402
+from waitd.decide.regions import RegionIndex, nearest  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "regions"
+AREAS = str(DATA / "areas.yaml")
+PATTERN = "{platform_name}_{sensor}_{start_time:%Y%m%d%H%M%S}_{end_time:%Y%m%d%H%M%S}.l1b"
+STEP = datetime.timedelta(minutes=3)
+EVENING = datetime.datetime(2024, 6, 17, 20, 24)  # a Metop-C pass over Scandinavia: 20:30, 20:33, 20:36
+
+
+def granules(first: datetime.datetime, n: int, platform: str = "Metop-C") -> list[str]:
+    return [
+        f"{platform}_avhrr_{first + k * STEP:%Y%m%d%H%M%S}_{first + (k + 1) * STEP:%Y%m%d%H%M%S}.l1b" for k in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def geo() -> geodata.Geodata:
+    found, problem = geodata._read(AREAS, str(DATA))
+    assert found is not None, problem
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _tles(monkeypatch):
+    # The collector reads its elements through pyorbital's TLES: never the network.
+    monkeypatch.setenv("TLES", str(DATA / "weather.tle"))
+
+
+def collector_sets(area: str, names: list[str]) -> list[list[str]]:
+    """What the real collector publishes for the names, in order, then at its timeout."""
+    collector = RegionCollector(
+        parse_area_file(AREAS, area)[0], timeliness=datetime.timedelta(seconds=60), timeliness_from_arrival=True
+    )
+    out = []
+    for name in names:
+        parsed = options.Options(pattern=PATTERN).fields(name, "/in", "t")
+        assert parsed is not None
+        meta = {k: parsed[k] for k in ("platform_name", "sensor", "start_time", "end_time")}
+        found = collector({**meta, "uri": name, "uid": name})
+        if found:
+            out.append(sorted(m["uid"] for m in found))
+    if collector.granules:  # its timeout: what its trigger publishes then
+        out.append(sorted(m["uid"] for m in collector.finish()))
+    return out
+
+
+def waitd_sets(geo: geodata.Geodata, area: str, names: list[str]) -> list[list[str]]:
+    """What waitd runs for the names: each group once all its predicted
+    granules are in, or past its timeliness with those that are."""
+    opts, problems = options.parse([f"area={area}", f"pattern={PATTERN}", "timeliness=60"])
+    assert not problems
+    assert opts.group is not None
+    index = RegionIndex(opts.group, "t", geo)
+    ran: dict[str, list[str]] = {}
+    for now, name in enumerate(names):
+        index.add(name, opts.fields(name, "/in", "t") or {}, now)
+        for group in index.groups.values():
+            found, _ = groups.verdict(opts.group, group, group.files, group.files, now)
+            if found is groups.Verdict.READY and group.gid not in ran:
+                ran[group.gid] = sorted(group.files.values())
+    late = 10**12  # past every timeliness
+    for group in index.groups.values():
+        found, _ = groups.verdict(opts.group, group, group.files, group.files, late)
+        if found is groups.Verdict.READY and group.gid not in ran:
+            ran[group.gid] = sorted(group.files.values())
+    return list(ran.values())
+
+
+def test_a_pass_over_the_area_and_an_area_it_misses(geo):
+    names = granules(EVENING, 6)
+    mine = waitd_sets(geo, "scandinavia", names)
+    assert mine == collector_sets("scandinavia", names)
+    assert mine == [granules(EVENING + 2 * STEP, 3)]
+    assert waitd_sets(geo, "tasmania", names) == collector_sets("tasmania", names) == []
+
+
+def test_granules_out_of_order_and_a_missing_one_with_timeliness(geo):
+    names = granules(EVENING, 6)
+    shuffled = [names[i] for i in (3, 5, 0, 4, 2, 1)]  # the pass's middle one first
+    mine = waitd_sets(geo, "scandinavia", shuffled)
+    assert mine == collector_sets("scandinavia", shuffled) == [granules(EVENING + 2 * STEP, 3)]
+    without = [n for n in names if n != names[3]]  # the pass's 20:33 never comes
+    mine = waitd_sets(geo, "scandinavia", without)
+    assert mine == collector_sets("scandinavia", without) == [[names[2], names[4]]]
+
+
+def test_a_known_pass_places_a_granule_without_geometry(geo):
+    opts, _ = options.parse([f"pattern={PATTERN}", "area=scandinavia"])
+    assert opts.group is not None
+    index = RegionIndex(opts.group, "t", geo)
+    names = granules(EVENING + 2 * STEP, 3)
+    index.add(names[1], opts.fields(names[1], "/in", "t") or {}, 0)
+    computed = index.geometry.computed
+    for name in (names[0], names[2]):
+        found = index.add(name, opts.fields(name, "/in", "t") or {}, 1)
+        assert not isinstance(found, str)
+    assert index.geometry.computed == computed  # predicted: no swath drawn again
+    (group,) = index.groups.values()
+    assert group.gid == "t,area=scandinavia,platform_name=Metop-C,pass=20240617T203000"
+
+
+def test_orbital_elements_nearest_in_time_or_none(geo):
+    evening = datetime.datetime(2024, 6, 17, 20)
+    found = nearest(geo.elements, "Metop-C", evening)
+    assert not isinstance(found, str) and found.number == "43689"
+    assert "within 14 days" in str(nearest(geo.elements, "Metop-C", evening + datetime.timedelta(days=30)))
+    assert "no orbital elements for Metop-A" in str(nearest(geo.elements, "Metop-A", evening))
+    assert "knows no satellite number" in str(nearest(geo.elements, "Nowhere-1", evening))
+
+
+def test_check_names_the_line_of_each_problem(tmp_path):
+    passdir = tmp_path
+    (passdir / "waitd.conf").write_text(f"[regions]\nareas = areas.yaml\ntle = {DATA}\n")
+    (passdir / "areas.yaml").write_text((DATA / "areas.yaml").read_text())
+    line = f"t {tmp_path} * - 0 -1 0 pattern={PATTERN} area="
+    (passdir / "incoming").write_text(f"# regions\n{line}scandinavia\n{line}atlantis\n")
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert [r.line for r in records] == [2] and records[0].geo is not None
+    assert [(e.line, "defines no area atlantis" in e.what) for e in errors] == [(3, True)]
+    (passdir / "areas.yaml").write_text("scandinavia:\n  projection: [stere\n")
+    _, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert {e.line for e in errors} == {2, 3}
+    assert f"{passdir}/areas.yaml:3: the area definitions do not parse" in errors[0].what
+    (passdir / "waitd.conf").write_text("[daemon]\n")
+    _, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert "has no [regions] section" in errors[0].what
+
+
+def test_options_of_regions_are_checked():
+    def problems(*items: str) -> list[str]:
+        return options.parse(list(items))[1]
+
+    assert problems(f"pattern={PATTERN}", "area=scandinavia", "timeliness=60") == []
+    assert "write a record per area" in problems(f"pattern={PATTERN}", "area=a,b")[0]
+    assert problems("duration=180") == ["option duration= is for regions: give area= too"]
+    no_end = "pattern={platform_name}_{start_time:%Y%m%d%H%M%S}.l1b"
+    assert problems(no_end, "area=a", "duration=180", "sensor=avhrr") == []
+    assert [p.split(" ")[0:3] for p in problems(no_end, "area=a")] == [
+        ["area=", "needs", "an"],
+        ["area=", "needs", "a"],
+    ]
+    assert "critical= and area= do not go together" in problems(f"pattern={PATTERN}", "area=a", "critical=:1")[0]

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: MIT
+"""The geometry of regions as data: the areas and the orbital elements.
+
+A record with `area=` (incoming(5)) needs waitd.conf's `[regions]`: the
+area definitions (`areas = FILE`, pyresample's YAML) and the orbital
+elements (`tle = DIR`, files of two-line element sets, as pyorbital reads
+them).  `load` reads both for a PASSDIR and hands them over as one
+`Geodata`: the areas as pyresample's area definitions, by name, and every
+element set found, with its satellite number and epoch.  `decide.regions`
+computes with them and reads no file.
+
+What cannot be used is said, each problem naming the file (and the line
+where the YAML parser knows it): no `[regions]` section, an areas file
+that cannot be read or does not parse, a TLE directory that cannot be
+listed or holds no element set.  `Geodata.problem(names)` says which of
+a record's area names the file does not define.  The table makes each an
+error of the record's line (`table.parse`'s `regions`), so `--check`
+tells them and a start or a HUP refuses them.
+
+pyresample and pyorbital are imported here only when a record has
+`area=` (`waitd[regions]`): a daemon without regions never loads them.
+The result is kept while the files keep their size and mtime, so a HUP
+rereads only what changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from waitd.config import conf
+from waitd.config.passdir import conf_path
+
+INSTALL_HINT = "install pyresample, pyorbital and pytroll-schedule (pip install 'waitd[regions]')"
+
+
+@dataclass(frozen=True, slots=True)
+class Elements:
+    """One two-line element set."""
+
+    number: str  # the satellite's catalogue number, as in the lines
+    epoch: datetime.datetime  # naive, UTC
+    line1: str
+    line2: str
+
+
+@dataclass(frozen=True, eq=False)
+class Geodata:
+    """The areas and orbital elements of a PASSDIR's records with area=."""
+
+    areas_path: str
+    areas: Mapping[str, Any]  # name -> pyresample AreaDefinition
+    elements: tuple[Elements, ...]  # every set found, by epoch
+
+    def problem(self, names: str) -> str | None:
+        """What is wrong with a record's `area=NAME[,NAME...]`, if anything."""
+        unknown = [n for n in names.split(",") if n not in self.areas]
+        if not unknown:
+            return None
+        known = ", ".join(sorted(self.areas)) or "none"
+        return f"area={names}: {self.areas_path} defines no area {', '.join(unknown)} (it defines: {known})"
+
+
+_cache: dict[tuple[Any, ...], tuple[Geodata | None, str | None]] = {}
+
+
+def load(passdir: str) -> tuple[Geodata | None, str | None]:
+    """The geodata of a PASSDIR's waitd.conf `[regions]`, or what is wrong."""
+    path = conf_path(passdir)
+    settings, errors = conf.read(path)
+    if errors:
+        return None, f"area= needs {path}'s [regions], and {path} has errors (see them)"
+    if settings.regions is None:
+        return None, f"area= needs the area definitions and orbital elements: {path} has no [regions] section"
+    areas = os.path.join(passdir, settings.regions.areas)
+    tle = os.path.join(passdir, settings.regions.tle)
+    key = (areas, _stamp(areas), tle, _stamp(tle), *(_stamp(f) for f in _files(tle)))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = _read(areas, tle)
+    return _cache[key]
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _files(directory: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names if not n.startswith(".")]
+
+
+def _read(areas_path: str, tle_dir: str) -> tuple[Geodata | None, str | None]:
+    import yaml
+
+    try:
+        import pyorbital.tlefile  # noqa: F401 (checked here: decide.regions needs it)
+        import pyresample
+        import trollsched.satpass  # noqa: F401
+    except ImportError as exc:
+        return None, f"area= needs {exc.name}, which is not installed: {INSTALL_HINT}"
+    try:
+        with open(areas_path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{areas_path}: cannot read the area definitions: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        document = yaml.safe_load(text)
+        if not isinstance(document, dict) or not document:
+            return None, f"{areas_path}: the area definitions do not parse: expected a mapping of area names"
+        parsed = pyresample.area_config.load_area_from_string(text, *document)
+        complete = (a for a in (parsed if isinstance(parsed, list) else [parsed]) if _complete(a))
+        areas = {a.area_id: a for a in complete}
+    except Exception as exc:  # noqa: BLE001 (pyresample raises what its parsers raise)
+        return None, f"{_where(areas_path, exc)}: the area definitions do not parse: {_first_line(exc)}"
+    elements, problem = _elements(tle_dir)
+    if problem is not None:
+        return None, problem
+    return Geodata(areas_path, areas, elements), None
+
+
+def _complete(area: Any) -> bool:
+    """An area with its extent and shape (a dynamic area has neither)."""
+    return getattr(area, "area_extent", None) is not None and getattr(area, "shape", None) is not None
+
+
+def _where(path: str, exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"{path}:{mark.line + 1}" if mark is not None else path
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().split("\n")
+    return text[0] if text and text[0] else type(exc).__name__
+
+
+def _elements(directory: str) -> tuple[tuple[Elements, ...], str | None]:
+    """Every element set in the directory's files, by epoch."""
+    from pyorbital.tlefile import ChecksumError, Tle
+
+    try:
+        os.listdir(directory)
+    except OSError as exc:
+        return (), f"{directory}: cannot list the orbital elements: {exc.strerror}"
+    found: list[Elements] = []
+    for path in _files(directory):
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                lines = [line.strip() for line in f]
+        except OSError:
+            continue
+        for first, second in zip(lines, lines[1:], strict=False):
+            if not (first.startswith("1 ") and second.startswith("2 ") and first[2:7] == second[2:7]):
+                continue
+            try:
+                tle = Tle("waitd", line1=first, line2=second)
+            except (ChecksumError, ValueError, IndexError):
+                continue
+            epoch = tle.epoch.astype("datetime64[us]").item()
+            found.append(Elements(first[2:7].strip(), epoch, first, second))
+    if not found:
+        return (), f"{directory}: no orbital elements (two-line element sets) in its files"
+    return tuple(sorted(found, key=lambda e: e.epoch)), None
