@@ -15,10 +15,12 @@ granules are three-minute AVHRR granules of Metop-C that evening.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from pathlib import Path
 
 import pytest
+from conftest import deliver, wait_for
 
 pytest.importorskip("trollsched")
 pytest.importorskip("pytroll_collectors.region_collector")
@@ -170,3 +172,38 @@ def test_options_of_regions_are_checked():
         ["area=", "needs", "a"],
     ]
     assert "critical= and area= do not go together" in problems(f"pattern={PATTERN}", "area=a", "critical=:1")[0]
+
+
+def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
+    """The real daemon: a granule off the area is left alone, the pass's
+    group is open in `-s status` with its missing granule, survives a
+    kill -9, and runs once, with the members the collector collects."""
+    (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    runs = station.passdir / "runs"
+    station.handler("g", f'echo "$WAITD_GROUP|$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n')
+    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=600")
+    station.start()
+    off, *pass_ = granules(EVENING + STEP, 4)  # 20:27 (off the area), then the pass: 20:30, 20:33, 20:36
+    for name in (off, *pass_[:2]):
+        deliver(station, name, age_s=0)
+    gid = "x,area=scandinavia,platform_name=Metop-C,pass=20240617T203000"
+
+    def open_groups() -> list[dict]:
+        done = station.run("-s", "status", "--json")
+        return json.loads(done.stdout)["records"][0]["open_groups"] if done.returncode == 0 else []
+
+    wait_for(lambda: [g["group"] for g in open_groups()] == [gid], 20, "the pass's group open in the status")
+    (shown,) = open_groups()
+    assert shown["missing"] == [":20240617T203600"], shown
+    wait_for(lambda: "does not overlap area scandinavia" in station.log(), 10, "the granule off the area told")
+    assert station.proc is not None
+    station.proc.kill()
+    station.proc.wait()
+    station.start()
+    deliver(station, pass_[2], age_s=0)
+    wait_for(lambda: runs.exists() and runs.read_text().count("\n") == 1, 20, "the pass's one run")
+    group, members = runs.read_text().strip().split("|")
+    assert group == gid
+    assert [sorted(members.split())] == collector_sets("scandinavia", [off, *pass_]) == [pass_]
+    assert station.log().count("does not overlap area scandinavia") == 2  # once before the kill, once after
+    assert station.stop() == 0
