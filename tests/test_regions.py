@@ -207,3 +207,16 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     assert [sorted(members.split())] == collector_sets("scandinavia", [off, *pass_]) == [pass_]
     assert station.log().count("does not overlap area scandinavia") == 2  # once before the kill, once after
     assert station.stop() == 0
+
+
+def test_a_regions_group_is_published_as_a_collection():
+    from waitd.formats import events as ev
+    from waitd.sinks.posttroll import message
+
+    paths = tuple(f"/in/{n}" for n in granules(EVENING + 2 * STEP, 2))
+    fields = {"platform_name": "Metop-C", "start_time": "2024-06-17T20:30:00", "collection_area_id": "scandinavia"}
+    about = ev.About(1, "x", None, "-", paths=paths, group="g", fields=fields)
+    subject, kind, data = message(ev.Ready("id", 0.0, about), None)
+    assert (subject, kind, data["collection_area_id"]) == ("/x", "collection", "scandinavia")
+    assert data["collection"] == [{"uri": p, "uid": os.path.basename(p)} for p in paths]
+    assert data["start_time"] == datetime.datetime(2024, 6, 17, 20, 30)
