@@ -8,13 +8,14 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, queues, scale
+from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, queues, regions, scale
 
 SCENARIOS = {
     "backlog": backlog,
     "jobs": jobs,
     "arrivals": arrivals,
     "groups": groups,
+    "regions": regions,
     "queues": queues,
     "events": events,
     "idle": idle,
