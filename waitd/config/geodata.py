@@ -34,7 +34,9 @@ from typing import Any
 from waitd.config import conf
 from waitd.config.passdir import conf_path
 
-INSTALL_HINT = "install pyresample, pyorbital and pytroll-schedule (pip install 'waitd[regions]')"
+INSTALL_HINT = (
+    "install pyresample, pyorbital and pytroll-schedule (pip install 'waitd[regions]', or make install EXTRAS=regions)"
+)
 
 
 @dataclass(frozen=True, slots=True)
