@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import deliver, wait_for
+from conftest import deliver, quiet_for, wait_for
 
 pytest.importorskip("trollsched")
 pytest.importorskip("pytroll_collectors.region_collector")
@@ -220,3 +220,21 @@ def test_a_regions_group_is_published_as_a_collection():
     assert (subject, kind, data["collection_area_id"]) == ("/x", "collection", "scandinavia")
     assert data["collection"] == [{"uri": p, "uid": os.path.basename(p)} for p in paths]
     assert data["start_time"] == datetime.datetime(2024, 6, 17, 20, 30)
+
+
+def test_the_daemon_runs_a_pass_at_timeliness_and_never_again_for_a_late_granule(station):
+    (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    runs = station.passdir / "runs"
+    station.handler("g", f'echo "$WAITD_GROUP|$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n')
+    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=1")
+    station.start()
+    pass_ = granules(EVENING + 2 * STEP, 3)  # 20:30, 20:33, 20:36
+    for name in (pass_[0], pass_[2]):
+        deliver(station, name, age_s=0)
+    wait_for(lambda: runs.exists(), 20, "the pass's run at its timeliness")
+    arrived = [pass_[0], pass_[2]]
+    assert [sorted(runs.read_text().split("|")[1].split())] == collector_sets("scandinavia", arrived) == [arrived]
+    deliver(station, pass_[1], age_s=0)
+    wait_for(lambda: "arrived after its group" in station.log(), 20, "the late granule told")
+    quiet_for(1.5, lambda: runs.read_text().count("\n") == 1)
+    assert station.stop() == 0

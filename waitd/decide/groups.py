@@ -62,6 +62,11 @@ def expected_member(spec: Spec, member: Member) -> Member | None:
     return None
 
 
+class Quiet(str):
+    """Why a file is no member, when that is the normal case (a granule off
+    a region's area): told at info level, not as a warning."""
+
+
 class Verdict(enum.Enum):
     READY = "ready"
     WAITING = "waiting"

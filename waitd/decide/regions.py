@@ -42,7 +42,7 @@ from trollsched.satpass import Pass
 
 from waitd.config.geodata import Elements, Geodata
 from waitd.config.groupspec import Member, Spec
-from waitd.decide.groups import Group
+from waitd.decide.groups import Group, Quiet
 
 TOLERANCE = datetime.timedelta(seconds=3)  # a granule is a predicted one this close, as the collector has it
 MAX_ELEMENTS_AGE = datetime.timedelta(days=14)  # orbital elements further from a granule are none
@@ -222,7 +222,9 @@ class RegionIndex:
         return pass_, ("", g.start.strftime(_STAMP))
 
     def _off_area(self, g: Granule) -> str:
-        return f"its granule ({g.platform} {g.sensor} {g.start:%Y-%m-%dT%H:%M:%S}) does not overlap area {self.area}"
+        return Quiet(
+            f"its granule ({g.platform} {g.sensor} {g.start:%Y-%m-%dT%H:%M:%S}) does not overlap area {self.area}"
+        )
 
     def remove(self, name: str) -> None:
         found = self._of.pop(name, None)
