@@ -131,6 +131,21 @@ def test_a_known_pass_places_a_granule_without_geometry(geo):
     assert group.gid == "t,area=scandinavia,platform_name=Metop-C,pass=20240617T203000"
 
 
+def test_a_granule_that_cannot_be_placed_is_told_why(geo):
+    opts, _ = options.parse([f"pattern={PATTERN}", "area=scandinavia"])
+    assert opts.group is not None
+    index = RegionIndex(opts.group, "t", geo)
+    for name, why in (
+        ("Metop-C_nosuch_20240617203000_20240617203300.l1b", "cannot draw the swath of nosuch on Metop-C"),
+        ("Metop-C_avhrr_20240617203000_20240617203000.l1b", "is not after its start_time"),
+        ("Metop-C_avhrr_20240617203000_20240618203000.l1b", "or over 2:00:00 after it"),
+        ("Metop-A_avhrr_20240617203000_20240617203300.l1b", "no orbital elements for Metop-A"),
+    ):
+        found = index.add(name, opts.fields(name, "/in", "t") or {}, 0)
+        assert isinstance(found, str) and why in found, found
+    assert index.groups == {}
+
+
 def test_orbital_elements_nearest_in_time_or_none(geo):
     evening = datetime.datetime(2024, 6, 17, 20)
     found = nearest(geo.elements, "Metop-C", evening)
@@ -229,9 +244,10 @@ def test_the_daemon_runs_a_pass_at_timeliness_and_never_again_for_a_late_granule
     station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=1")
     station.start()
     pass_ = granules(EVENING + 2 * STEP, 3)  # 20:30, 20:33, 20:36
-    for name in (pass_[0], pass_[2]):
+    for name in (pass_[0], pass_[2], *granules(EVENING, 1, platform="NOAA-21")):
         deliver(station, name, age_s=0)
     wait_for(lambda: runs.exists(), 20, "the pass's run at its timeliness")
+    assert station.log().count("no orbital elements for NOAA-21") == 1
     arrived = [pass_[0], pass_[2]]
     assert [sorted(runs.read_text().split("|")[1].split())] == collector_sets("scandinavia", arrived) == [arrived]
     deliver(station, pass_[1], age_s=0)

@@ -47,6 +47,7 @@ from waitd.decide.groups import Group, Quiet
 TOLERANCE = datetime.timedelta(seconds=3)  # a granule is a predicted one this close, as the collector has it
 MAX_ELEMENTS_AGE = datetime.timedelta(days=14)  # orbital elements further from a granule are none
 MAX_PASS_GRANULES = 200  # a prediction stops here whatever the swath does
+MAX_GRANULE = datetime.timedelta(hours=2)  # a granule longer than this is no granule of a pass
 KEPT_PASSES = 256  # passes remembered per (platform, instrument)
 _STAMP = "%Y%m%dT%H%M%S"
 
@@ -71,12 +72,14 @@ def granule(values: Mapping[str, Any], spec: Spec) -> Granule | str:
         end = _naive(end)
         if end.year == 1900:  # a time of day only: the start's day, or the next
             end = datetime.datetime.combine(start.date(), end.time())
-        if end < start:
-            end += datetime.timedelta(days=1)
+            if end < start:
+                end += datetime.timedelta(days=1)
     elif spec.region.duration_s is not None:
         end = start + datetime.timedelta(seconds=spec.region.duration_s)
     else:
         return "its name gives no end_time, and the record has no duration="
+    if not start < end <= start + MAX_GRANULE:
+        return f"its end_time {end:%Y-%m-%dT%H:%M:%S} is not after its start_time, or over {MAX_GRANULE} after it"
     sensor = values.get("sensor") or spec.region.sensor
     if isinstance(sensor, list | tuple):
         sensor = sensor[0] if sensor else None
@@ -204,13 +207,16 @@ class RegionIndex:
                     return pass_, ("", t.strftime(_STAMP))
         if any(abs(t - g.start) < TOLERANCE for t in off):
             return self._off_area(g)
-        orbital = self.geometry.orbital(g)
-        if isinstance(orbital, str):
-            return orbital
-        if not self.geometry.covers(orbital, g, g.start):
-            off.add(g.start)
-            return self._off_area(g)
-        starts = self.geometry.predict(orbital, g)
+        try:
+            orbital = self.geometry.orbital(g)
+            if isinstance(orbital, str):
+                return orbital
+            if not self.geometry.covers(orbital, g, g.start):
+                off.add(g.start)
+                return self._off_area(g)
+            starts = self.geometry.predict(orbital, g)
+        except Exception as exc:  # noqa: BLE001 (the libraries' own: an instrument pyorbital does not know, say)
+            return f"cannot draw the swath of {g.sensor} on {g.platform}: {type(exc).__name__}: {exc}"
         step = g.end - g.start
         off.update((starts[0] - step, starts[-1] + step))
         pass_ = _Pass(starts, f"{self.telem},area={self.area},platform_name={g.platform},pass={starts[0]:{_STAMP}}")
