@@ -36,8 +36,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pyorbital.orbital import Orbital
 from pyorbital.tlefile import SATELLITES
+from pyresample.boundary import AreaDefBoundary
 from trollsched.satpass import Pass
 
 from waitd.config.geodata import Elements, Geodata
@@ -116,11 +118,53 @@ class _Pass:
     gid: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Outline:
+    """An area as trollsched's `area_coverage` takes it ready made (its
+    `poly`), and the smallest circle of the sphere known to hold it."""
+
+    poly: Any  # pyresample SphPolygon
+    cap: tuple[Any, float] | None
+
+
+def _cap(poly: Any) -> tuple[Any, float] | None:
+    """A circle on the unit sphere (centre, angular radius) holding the
+    polygon: its vertices' mean direction and the farthest vertex from it.
+    Under a hemisphere the circle is convex, so the polygon's edges (arcs
+    of great circles) stay in it with their ends; the polygon's inside is
+    the small side when its area is no more than the circle's.  None when
+    that cannot be said."""
+    points = np.asarray(poly.cvertices, dtype=np.float64)
+    centre = points.mean(axis=0)
+    norm = float(np.linalg.norm(centre))
+    if norm < 1e-9:
+        return None
+    centre /= norm
+    radius = float(np.arccos(np.clip(points @ centre, -1.0, 1.0)).max())
+    if radius >= np.pi / 2 - 1e-6 or poly.area() > 2 * np.pi * (1 - np.cos(radius)) + 1e-9:
+        return None
+    return centre, radius
+
+
+def _apart(a: tuple[Any, float] | None, b: tuple[Any, float] | None) -> bool:
+    """Two circles that do not meet: what is in one misses what is in the other."""
+    if a is None or b is None:
+        return False
+    angle = float(np.arccos(np.clip(a[0] @ b[0], -1.0, 1.0)))
+    return angle > a[1] + b[1] + 1e-6
+
+
 class Geometry:
-    """The swaths of one area, computed once each (caches per platform)."""
+    """The swaths of one area, computed once each (caches per platform).
+
+    Whether a swath overlaps the area is trollsched's `area_coverage`, with
+    the area's outline computed once; a swath whose circle (`_cap`) is
+    apart from the area's cannot overlap it, and skips the polygons'
+    intersection, the costly part."""
 
     def __init__(self, area: Any, elements: tuple[Elements, ...]) -> None:
-        self.area = area
+        poly = AreaDefBoundary(area, frequency=100).contour_poly  # as area_coverage draws an area
+        self.area = _Outline(poly, _cap(poly))
         self.elements = elements
         self._orbitals: dict[tuple[str, str], Orbital] = {}
         self.computed = 0  # swath overlaps computed (the bench counts them)
@@ -138,6 +182,8 @@ class Geometry:
         """Does the instrument's swath over [start, start + length) overlap the area?"""
         self.computed += 1
         swath = Pass(g.platform, start, start + (g.end - g.start), orb=orbital, instrument=g.sensor)
+        if _apart(_cap(swath.boundary.contour_poly), self.area.cap):
+            return False
         return bool(swath.area_coverage(self.area) > 0)
 
     def predict(self, orbital: Orbital, g: Granule) -> tuple[datetime.datetime, ...]:
