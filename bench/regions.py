@@ -15,9 +15,12 @@ status 0 lines), p50 and max over the passes.
 CPU: in this process, the same granules, in the same order, placed by
 waitd's `RegionIndex` and by pytroll-collectors' RegionCollector (the
 peer), each timed with the process's CPU clock: the first granule of a
-pass (which predicts the pass), the others of the pass, and the granules
-off the area; the collector draws a swath for each of its granules it
-has not predicted, waitd for each it has not seen the like of.
+pass (which predicts the pass), the others of the pass, the granule just
+before the pass (off the area, but near it) and one half an orbit later
+(far from it); the collector draws a swath for each of its granules it
+has not predicted, waitd for each it has not seen the like of, and skips
+the polygons' intersection for a swath whose bounding circle misses the
+area's.
 """
 
 from __future__ import annotations
@@ -134,21 +137,27 @@ def _cpu(opts: Options, report: Report) -> None:
         timeliness=datetime.timedelta(days=1),
         timeliness_from_arrival=True,
     )
-    mine: dict[str, list[float]] = {"first": [], "member": [], "off": []}
-    peer: dict[str, list[float]] = {"first": [], "member": [], "off": []}
+    mine: dict[str, list[float]] = {"first": [], "member": [], "off": [], "far": []}
+    peer: dict[str, list[float]] = {"first": [], "member": [], "off": [], "far": []}
     for names in _passes(opts):
-        for k, name in enumerate(names):
-            kind = "off" if k == 0 else "first" if k == 1 else "member"
+        far = _name(datetime.datetime.strptime(names[0].split("_")[2], "%Y%m%d%H%M%S") + 17 * STEP)
+        for k, name in enumerate([*names, far]):
+            kind = "off" if k == 0 else "first" if k == 1 else "far" if name == far else "member"
             fields = opts_.fields(name, "/in", "x") or {}
             t = time.process_time()
             index.add(name, fields, 0)
             mine[kind].append(time.process_time() - t)
             meta = {k: fields[k] for k in ("platform_name", "sensor", "start_time", "end_time")}
             t = time.process_time()
-            if collector({**meta, "uri": name, "uid": name}) is None and k == len(names) - 1:
+            if collector({**meta, "uri": name, "uid": name}) is None and k == len(names) - 1 and collector.granules:
                 collector.finish()  # a pass of one granule: its timeout
             peer[kind].append(time.process_time() - t)
-    for kind, what in (("first", "a pass's first granule"), ("member", "a predicted granule"), ("off", "off the area")):
+    for kind, what in (
+        ("first", "a pass's first granule"),
+        ("member", "a predicted granule"),
+        ("off", "just off the area"),
+        ("far", "half an orbit away"),
+    ):
         if not mine[kind]:
             continue
         ms, theirs = statistics.mean(mine[kind]) * 1000, statistics.mean(peer[kind]) * 1000
