@@ -222,6 +222,7 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     assert [sorted(members.split())] == collector_sets("scandinavia", [off, *pass_]) == [pass_]
     assert station.log().count("does not overlap area scandinavia") == 2  # once before the kill, once after
     assert station.stop() == 0
+    assert "Warning" not in station.stderr() and "Numba" not in station.stderr()  # the libraries kept quiet
 
 
 def test_a_regions_group_is_published_as_a_collection():
@@ -254,3 +255,12 @@ def test_the_daemon_runs_a_pass_at_timeliness_and_never_again_for_a_late_granule
     wait_for(lambda: "arrived after its group" in station.log(), 20, "the late granule told")
     quiet_for(1.5, lambda: runs.read_text().count("\n") == 1)
     assert station.stop() == 0
+
+
+def test_without_the_libraries_area_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyresample", None)  # as if not installed
+    found, problem = geodata._read(AREAS, str(DATA))
+    assert found is None and problem is not None
+    assert "area= needs pyresample, which is not installed" in problem and "waitd[regions]" in problem

@@ -26,6 +26,7 @@ rereads only what changed.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ def _files(directory: str) -> list[str]:
 def _read(areas_path: str, tle_dir: str) -> tuple[Geodata | None, str | None]:
     import yaml
 
+    # pyorbital says at import that an optional accelerator is missing: not
+    # the user's concern, and no line for waitd's stderr.
+    logging.getLogger("pyorbital.geoloc").setLevel(logging.ERROR)
     try:
         import pyorbital.tlefile  # noqa: F401 (checked here: decide.regions needs it)
         import pyresample

@@ -31,6 +31,7 @@ free computation; the areas and the elements come as data
 from __future__ import annotations
 
 import datetime
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -181,10 +182,14 @@ class Geometry:
     def covers(self, orbital: Orbital, g: Granule, start: datetime.datetime) -> bool:
         """Does the instrument's swath over [start, start + length) overlap the area?"""
         self.computed += 1
-        swath = Pass(g.platform, start, start + (g.end - g.start), orb=orbital, instrument=g.sensor)
-        if _apart(_cap(swath.boundary.contour_poly), self.area.cap):
-            return False
-        return bool(swath.area_coverage(self.area) > 0)
+        with warnings.catch_warnings():
+            # The libraries' notes on their own deprecations, once a swath:
+            # nothing the user of waitd can act on.
+            warnings.simplefilter("ignore")
+            swath = Pass(g.platform, start, start + (g.end - g.start), orb=orbital, instrument=g.sensor)
+            if _apart(_cap(swath.boundary.contour_poly), self.area.cap):
+                return False
+            return bool(swath.area_coverage(self.area) > 0)
 
     def predict(self, orbital: Orbital, g: Granule) -> tuple[datetime.datetime, ...]:
         """The starts of the pass's granules that overlap the area, from one
