@@ -187,6 +187,7 @@ def test_options_of_regions_are_checked():
         ["area=", "needs", "a"],
     ]
     assert "critical= and area= do not go together" in problems(f"pattern={PATTERN}", "area=a", "critical=:1")[0]
+    assert "tolerance= and area= do not go together" in problems(f"pattern={PATTERN}", "area=a", "tolerance=5")[0]
 
 
 def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):

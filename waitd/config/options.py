@@ -249,7 +249,7 @@ def _check_region(options: Options, fields: set[str], failed: set[str]) -> list[
         return [f"option {n}= is for regions: give area= too" for n in regional]
     problems = [
         f"option {n}= and area= do not go together (a region's members are predicted)"
-        for n in ("critical", "wanted", "all", "slot", "vary")
+        for n in ("critical", "wanted", "all", "tolerance", "slot", "vary")
         if _given(options, n) or n in failed
     ]
     if options.pattern is None:
