@@ -265,3 +265,30 @@ def test_without_the_libraries_area_says_what_to_install(monkeypatch):
     found, problem = geodata._read(AREAS, str(DATA))
     assert found is None and problem is not None
     assert "area= needs pyresample, which is not installed" in problem and "waitd[regions]" in problem
+
+
+def test_circles_that_hold_polygons_apart_or_not():
+    import numpy as np
+    from pyresample.spherical import SphPolygon
+
+    from waitd.decide.regions import _apart, _cap
+
+    def square(lon: float, lat: float, half: float = 2.0) -> SphPolygon:
+        corners = [
+            (lon - half, lat + half),
+            (lon + half, lat + half),
+            (lon + half, lat - half),
+            (lon - half, lat - half),
+        ]
+        return SphPolygon(np.radians(np.array(corners)))
+
+    here, near, far = square(10, 60), square(13, 61), square(-170, -40)
+    cap = _cap(here)
+    assert cap is not None
+    assert all(np.arccos(np.clip(v @ cap[0], -1, 1)) <= cap[1] + 1e-12 for v in here.cvertices)
+    assert _apart(cap, _cap(far)) and _apart(_cap(far), cap)
+    assert not _apart(cap, _cap(near))  # they overlap: the intersection decides
+    # The same corners the other way round: the polygon is the rest of the
+    # sphere, which no circle under a hemisphere holds.
+    inside_out = SphPolygon(np.radians(np.array([(8.0, 62.0), (8.0, 58.0), (12.0, 58.0), (12.0, 62.0)])))
+    assert _cap(inside_out) is None and not _apart(None, _cap(far))

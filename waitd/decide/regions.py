@@ -10,6 +10,9 @@ to the granule (within MAX_ELEMENTS_AGE), trollsched draws the
 instrument's swath over the granule's time (`Pass.area_coverage`):
 
 - a granule that does not overlap the area is no member (said once);
+  a swath that a circle of the sphere holds apart from one holding the
+  area cannot overlap it, and is known off the area without the
+  polygons' intersection (the costly part: `_cap`, `_apart`);
 - the first granule of a pass that does overlap it predicts the pass:
   granule after granule forward and backward, each one `duration` on,
   while the swath still overlaps the area; those start times are the
@@ -122,7 +125,7 @@ class _Pass:
 @dataclass(frozen=True, slots=True)
 class _Outline:
     """An area as trollsched's `area_coverage` takes it ready made (its
-    `poly`), and the smallest circle of the sphere known to hold it."""
+    `poly`), and a circle of the sphere that holds it (`_cap`)."""
 
     poly: Any  # pyresample SphPolygon
     cap: tuple[Any, float] | None
