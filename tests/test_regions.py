@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import deliver, quiet_for, wait_for
+from conftest import deliver, quiet_for, read_jsonl, wait_for
 
 pytest.importorskip("trollsched")
 pytest.importorskip("pytroll_collectors.region_collector")
@@ -196,7 +196,11 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     kill -9, and runs once, with the members the collector collects."""
     (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
     runs = station.passdir / "runs"
-    station.handler("g", f'echo "$WAITD_GROUP|$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n')
+    station.handler(
+        "g",
+        f'echo "$WAITD_GROUP|$WAITD_F_collection_area_id|$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")"'
+        f' >> "{runs}"\n',
+    )
     station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=600")
     station.start()
     off, *pass_ = granules(EVENING + STEP, 4)  # 20:27 (off the area), then the pass: 20:30, 20:33, 20:36
@@ -218,8 +222,8 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     station.start()
     deliver(station, pass_[2], age_s=0)
     wait_for(lambda: runs.exists() and runs.read_text().count("\n") == 1, 20, "the pass's one run")
-    group, members = runs.read_text().strip().split("|")
-    assert group == gid
+    group, area, members = runs.read_text().strip().split("|")
+    assert (group, area) == (gid, "scandinavia")
     assert [sorted(members.split())] == collector_sets("scandinavia", [off, *pass_]) == [pass_]
     assert station.log().count("does not overlap area scandinavia") == 2  # once before the kill, once after
     assert station.stop() == 0
@@ -239,22 +243,38 @@ def test_a_regions_group_is_published_as_a_collection():
     assert data["start_time"] == datetime.datetime(2024, 6, 17, 20, 30)
 
 
-def test_the_daemon_runs_a_pass_at_timeliness_and_never_again_for_a_late_granule(station):
-    (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
-    runs = station.passdir / "runs"
-    station.handler("g", f'echo "$WAITD_GROUP|$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n')
-    station.table(f"x in *.l1b {station.passdir}/g 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=1")
+def test_a_publish_only_record_publishes_a_pass_at_timeliness_once_as_a_collection(station):
+    """Publish-only: the pass, one granule missing, is published at its
+    timeliness, with the granules the collector publishes, as the
+    collection message the gatherer sends; its late granule is never
+    published; a platform without elements is told once."""
+    from waitd.formats import events as ev
+    from waitd.sinks.posttroll import message
+
+    events = station.passdir / "events.jsonl"
+    (station.passdir / "waitd.conf").write_text(
+        f"[regions]\nareas = {AREAS}\ntle = {DATA}\n\n[sink log]\ntype = jsonl\npath = {events}\n"
+    )
+    station.table(f"x in *.l1b - 0 -1 0 pattern={PATTERN} area=scandinavia timeliness=1")
     station.start()
     pass_ = granules(EVENING + 2 * STEP, 3)  # 20:30, 20:33, 20:36
     for name in (pass_[0], pass_[2], *granules(EVENING, 1, platform="NOAA-21")):
         deliver(station, name, age_s=0)
-    wait_for(lambda: runs.exists(), 20, "the pass's run at its timeliness")
+
+    def ready() -> list[dict]:
+        return [e for e in read_jsonl(events) if e["type"] == "ready"]
+
+    wait_for(ready, 20, "the pass published at its timeliness")
     assert station.log().count("no orbital elements for NOAA-21") == 1
     arrived = [pass_[0], pass_[2]]
-    assert [sorted(runs.read_text().split("|")[1].split())] == collector_sets("scandinavia", arrived) == [arrived]
+    (published,) = ready()
+    assert [sorted(os.path.basename(p) for p in published["paths"])] == collector_sets("scandinavia", arrived)
+    _, kind, data = message(ev.from_json(published), None)
+    assert (kind, data["collection_area_id"], data["platform_name"]) == ("collection", "scandinavia", "Metop-C")
+    assert (data["start_time"], data["end_time"]) == (EVENING + 2 * STEP, EVENING + 5 * STEP)
     deliver(station, pass_[1], age_s=0)
     wait_for(lambda: "arrived after its group" in station.log(), 20, "the late granule told")
-    quiet_for(1.5, lambda: runs.read_text().count("\n") == 1)
+    quiet_for(1.0, lambda: len(ready()) == 1)
     assert station.stop() == 0
 
 

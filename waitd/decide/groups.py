@@ -62,6 +62,19 @@ def expected_member(spec: Spec, member: Member) -> Member | None:
     return None
 
 
+def collection(first: Mapping[str, Any], area: str, members: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A region's group's fields, as the region collector gives a
+    collection's: its first member's, its area (`collection_area_id`), the
+    earliest start and the latest end of its granules."""
+    out = {**first, "collection_area_id": area}
+    members = list(members)
+    for name, pick in (("start_time", min), ("end_time", max)):
+        times = [m[name] for m in members if m.get(name) is not None]
+        if times:
+            out[name] = pick(times)
+    return out
+
+
 class Quiet(str):
     """Why a file is no member, when that is the normal case (a granule off
     a region's area): told at info level, not as a warning."""

@@ -54,9 +54,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from waitd.config.errors import HistoryWriteError
+from waitd.decide import groups
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
 from waitd.formats.history_line import Status, Versioned, escape, format_event
@@ -342,6 +343,8 @@ class Journal:
         if record is not None and record.options.pattern is not None:
             directory, name = os.path.split(first.path)
             found = record.options.fields(name, directory, record.telem)
+            if found is not None and record.options.area is not None and first.group is not None:
+                found = groups.collection(found, record.options.area, _fields_of(record, job))
             if found is not None:
                 about = replace(about, fields=ev.pattern_fields(found))
         versions = sorted((line.path, line.version) for line in job)
@@ -369,3 +372,14 @@ def _by_job(lines: Sequence[Line]) -> list[list[Line]]:
     for line in lines:
         jobs.setdefault(line.group if line.group is not None else "\0" + line.path, []).append(line)
     return list(jobs.values())
+
+
+def _fields_of(record: Record, job: Sequence[Line]) -> list[dict[str, Any]]:
+    """The pattern's fields of each file of a job (those it parses)."""
+    out = []
+    for line in job:
+        directory, name = os.path.split(line.path)
+        found = record.options.fields(name, directory, record.telem)
+        if found is not None:
+            out.append(found)
+    return out

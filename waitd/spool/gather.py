@@ -191,7 +191,7 @@ class Gathering:
         facts = sorted(members.values(), key=lambda f: f.name)
         fields = look.fields(facts[0].name) or {}
         if self.spec.region is not None:
-            fields = _collection(fields, self.spec.region.areas[0], [look.fields(f.name) or {} for f in facts])
+            fields = groups.collection(fields, self.spec.region.areas[0], [look.fields(f.name) or {} for f in facts])
         options = record.options
         key = options.format(options.key, fields) if options.key is not None else None
         attempt = max(attempt_of(events.get(m)) for m in members)
@@ -268,14 +268,3 @@ class Gathering:
                 lacking = sorted(group.members_expected(self.spec) - set(present))
                 gathering.append(Open(group.gid, deadline, present, lacking))
         return held, sorted(gathering, key=lambda g: (g.deadline_ns, g.gid))
-
-
-def _collection(first: dict[str, Any], area: str, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """A region group's fields, as the region collector gives a collection's:
-    its area, the earliest start and the latest end of its granules."""
-    out = {**first, "collection_area_id": area}
-    for name, pick in (("start_time", min), ("end_time", max)):
-        times = [m[name] for m in members if m.get(name) is not None]
-        if times:
-            out[name] = pick(times)
-    return out
