@@ -164,9 +164,17 @@ def test_check_names_the_line_of_each_problem(tmp_path):
     records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
     assert [r.line for r in records] == [2] and records[0].geo is not None
     assert [(e.line, "defines no area atlantis" in e.what) for e in errors] == [(3, True)]
+    broken = "broken:\n  projection: {proj: nosuch}\n  shape: {height: 1, width: 1}\n  area_extent: [0, 0, 1, 1]\n"
+    dynamic = "dynamic:\n  projection: {proj: stere, lat_0: 90}\n"
+    (passdir / "areas.yaml").write_text((DATA / "areas.yaml").read_text() + broken + dynamic)
+    (passdir / "incoming").write_text(f"{line}scandinavia\n{line}broken\n{line}dynamic\n")
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert [r.line for r in records] == [1]  # an area that cannot be built costs its records only
+    assert [e.line for e in errors] == [2, 3]
+    assert "area broken does not parse" in errors[0].what and "a dynamic area" in errors[1].what
     (passdir / "areas.yaml").write_text("scandinavia:\n  projection: [stere\n")
     _, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
-    assert {e.line for e in errors} == {2, 3}
+    assert {e.line for e in errors} == {1, 2, 3}  # every area= record
     assert f"{passdir}/areas.yaml:3: the area definitions do not parse" in errors[0].what
     (passdir / "waitd.conf").write_text("[daemon]\n")
     _, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)

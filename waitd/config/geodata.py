@@ -5,15 +5,16 @@ A record with `area=` (incoming(5)) needs waitd.conf's `[regions]`: the
 area definitions (`areas = FILE`, pyresample's YAML) and the orbital
 elements (`tle = DIR`, files of two-line element sets, as pyorbital reads
 them).  `load` reads both for a PASSDIR and hands them over as one
-`Geodata`: the areas as pyresample's area definitions, by name, and every
-element set found, with its satellite number and epoch.  `decide.regions`
-computes with them and reads no file.
+`Geodata`: the areas file, each area built (pyresample's area definition)
+when first asked for, and every element set found, with its satellite
+number and epoch.  `decide.regions` computes with them and reads no file.
 
 What cannot be used is said, each problem naming the file (and the line
 where the YAML parser knows it): no `[regions]` section, an areas file
 that cannot be read or does not parse, a TLE directory that cannot be
-listed or holds no element set.  `Geodata.problem(names)` says which of
-a record's area names the file does not define.  The table makes each an
+listed or holds no element set.  `Geodata.problem(names)` says what is
+wrong with a record's area names: one the file does not define, one
+pyresample cannot build, a dynamic area (no extent).  The table makes each an
 error of the record's line (`table.parse`'s `regions`), so `--check`
 tells them and a start or a HUP refuses them.
 
@@ -28,8 +29,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config import conf
@@ -52,19 +52,40 @@ class Elements:
 
 @dataclass(frozen=True, eq=False)
 class Geodata:
-    """The areas and orbital elements of a PASSDIR's records with area=."""
+    """The areas and orbital elements of a PASSDIR's records with area=.
+    An area is built from the file's text when first asked for (`area`),
+    so a file of hundreds of areas costs only those the table names."""
 
     areas_path: str
-    areas: Mapping[str, Any]  # name -> pyresample AreaDefinition
+    text: str  # the areas file
+    names: frozenset[str]  # the areas it defines
     elements: tuple[Elements, ...]  # every set found, by epoch
+    _built: dict[str, Any] = field(default_factory=dict)  # name -> AreaDefinition, or why not (str)
+
+    def area(self, name: str) -> Any:
+        """The area definition of a name, or why there is none (a str)."""
+        if name not in self._built:
+            self._built[name] = self._build(name)
+        return self._built[name]
+
+    def _build(self, name: str) -> Any:
+        if name not in self.names:
+            known = ", ".join(sorted(self.names)) or "none"
+            return f"{self.areas_path} defines no area {name} (it defines: {known})"
+        import pyresample
+
+        try:
+            area = pyresample.area_config.load_area_from_string(self.text, name)
+        except Exception as exc:  # noqa: BLE001 (pyresample raises what its parsers raise)
+            return f"{self.areas_path}: area {name} does not parse: {_first_line(exc)}"
+        if getattr(area, "area_extent", None) is None or getattr(area, "shape", None) is None:
+            return f"{self.areas_path}: area {name} has no extent and shape (a dynamic area): it covers nothing yet"
+        return area
 
     def problem(self, names: str) -> str | None:
         """What is wrong with a record's `area=NAME[,NAME...]`, if anything."""
-        unknown = [n for n in names.split(",") if n not in self.areas]
-        if not unknown:
-            return None
-        known = ", ".join(sorted(self.areas)) or "none"
-        return f"area={names}: {self.areas_path} defines no area {', '.join(unknown)} (it defines: {known})"
+        wrong = [found for n in names.split(",") if isinstance(found := self.area(n), str)]
+        return f"area={names}: {'; '.join(wrong)}" if wrong else None
 
 
 _cache: dict[tuple[Any, ...], tuple[Geodata | None, str | None]] = {}
@@ -110,8 +131,8 @@ def _read(areas_path: str, tle_dir: str) -> tuple[Geodata | None, str | None]:
     # the user's concern, and no line for waitd's stderr.
     logging.getLogger("pyorbital.geoloc").setLevel(logging.ERROR)
     try:
-        import pyorbital.tlefile  # noqa: F401 (checked here: decide.regions needs it)
-        import pyresample
+        import pyorbital.tlefile  # noqa: F401 (checked here: decide.regions needs them)
+        import pyresample  # noqa: F401
         import trollsched.satpass  # noqa: F401
     except ImportError as exc:
         return None, f"area= needs {exc.name}, which is not installed: {INSTALL_HINT}"
@@ -122,22 +143,14 @@ def _read(areas_path: str, tle_dir: str) -> tuple[Geodata | None, str | None]:
         return None, f"{areas_path}: cannot read the area definitions: {getattr(exc, 'strerror', None) or exc}"
     try:
         document = yaml.safe_load(text)
-        if not isinstance(document, dict) or not document:
-            return None, f"{areas_path}: the area definitions do not parse: expected a mapping of area names"
-        parsed = pyresample.area_config.load_area_from_string(text, *document)
-        complete = (a for a in (parsed if isinstance(parsed, list) else [parsed]) if _complete(a))
-        areas = {a.area_id: a for a in complete}
-    except Exception as exc:  # noqa: BLE001 (pyresample raises what its parsers raise)
+    except yaml.YAMLError as exc:
         return None, f"{_where(areas_path, exc)}: the area definitions do not parse: {_first_line(exc)}"
+    if not isinstance(document, dict) or not document:
+        return None, f"{areas_path}: the area definitions do not parse: expected a mapping of area names"
     elements, problem = _elements(tle_dir)
     if problem is not None:
         return None, problem
-    return Geodata(areas_path, areas, elements), None
-
-
-def _complete(area: Any) -> bool:
-    """An area with its extent and shape (a dynamic area has neither)."""
-    return getattr(area, "area_extent", None) is not None and getattr(area, "shape", None) is not None
+    return Geodata(areas_path, text, frozenset(str(n) for n in document), elements), None
 
 
 def _where(path: str, exc: Exception) -> str:

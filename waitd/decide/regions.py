@@ -218,7 +218,9 @@ class RegionIndex:
         self.spec = spec
         self.telem = telem
         self.area = spec.region.areas[0]
-        self.geometry = Geometry(geo.areas[self.area], geo.elements)
+        area = geo.area(self.area)
+        assert not isinstance(area, str), area  # the table refuses the record otherwise
+        self.geometry = Geometry(area, geo.elements)
         self.groups: dict[str, Group] = {}
         self._of: dict[str, tuple[Group, Member]] = {}
         self._passes: dict[tuple[str, str], OrderedDict[datetime.datetime, _Pass]] = {}
