@@ -8,7 +8,7 @@ dead is removed from the code and from here.
 """
 
 from waitd.decide import facts, regions
-from waitd.formats import status
+from waitd.formats import events, status
 from waitd.sinks import metrics, stomp
 from waitd.spool import directory
 
@@ -29,6 +29,9 @@ metrics._Gauges.collect
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
 directory.Identity.shared
+
+# The ended event's field: filled by keyword, read from its JSON by the isis format.
+events.Ended.admin_log
 
 # Read by the tests and the bench (test_regions.py, bench/regions.py): the swaths drawn.
 regions.Geometry.computed

@@ -13,9 +13,10 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[regions]` and one `[sink NAME]` per sink; `key = value` lines; a line whose first
-non-blank character is `#` or `;` is a comment, and so is the rest of a
-line from a `#` or `;` that follows a blank.  Values hold no newline.
+`[reduce]` (`waitd reduce`'s), `[regions]` and one `[sink NAME]` per
+sink; `key = value` lines; a line whose first non-blank character is `#`
+or `;` is a comment, and so is the rest of a line from a `#` or `;` that
+follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
 sink's keys mean is for the sink (`sinks.kinds`); this module checks each
@@ -34,7 +35,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, REGIONS, SINK_TYPES, Keys
+from waitd.config.confkeys import (
+    BY_TYPE,
+    CELERY,
+    COMMON,
+    DAEMON,
+    DEFAULTS,
+    KEY_OF,
+    NAME,
+    REDUCE,
+    REGIONS,
+    SINK_TYPES,
+    Keys,
+)
 from waitd.config.errors import TableError
 
 _COMMENT = re.compile(r"\s[#;].*$")
@@ -92,11 +105,19 @@ class Sink:
 
 
 @dataclass(frozen=True, slots=True)
+class ReduceConf:
+    """`[reduce]`: what `waitd reduce` reads."""
+
+    archive: str | None = None  # where each reduction's output is copied too
+
+
+@dataclass(frozen=True, slots=True)
 class Conf:
     path: str = ""
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    reduce: ReduceConf | None = None
     regions: RegionsConf | None = None
 
 
@@ -133,6 +154,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    reduce = None
     regions = None
     sinks = []
     for section in sections:
@@ -140,6 +162,8 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "reduce":
+            reduce = _build(section, path, errors, REDUCE, ReduceConf)
         elif section.kind == "regions":
             regions = _build(section, path, errors, REGIONS, RegionsConf)
         else:
@@ -149,7 +173,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, regions), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, regions=regions), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -190,7 +214,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery", "regions") and len(words) == 1:
+    if kind in ("daemon", "celery", "reduce", "regions") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -199,7 +223,9 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     else:
         errors.append(
-            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [regions])")
+            TableError(
+                path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [reduce], [regions])"
+            )
         )
         return None
     title = " ".join(words)
@@ -278,8 +304,8 @@ def _check_sink(
     problems = []
     if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and not given & {"started", "complete", "error"}:
-        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and settings.get("format") != "isis" and not given & {"started", "complete", "error", "skipped"}:
+        problems.append("give at least one of started =, complete =, error =, skipped = (the destinations)")
     if kind == "stomp" and ("user" in given) != ("password" in given):
         problems.append("give user = and password = together")
     if (

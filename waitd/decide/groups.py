@@ -29,14 +29,18 @@ from __future__ import annotations
 
 import datetime
 import enum
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitd.config.groupspec import SEGMENT_FIELDS, TIME_FIELD, Member, Spec
 from waitd.config.groupspec import members as members  # the notation, named here too (tests/test_groups.py)
 from waitd.decide.facts import FOREVER_NS
 from waitd.formats.history_line import Event
+
+if TYPE_CHECKING:
+    from waitd.config.table import Record
 
 
 def member_of(fields: Mapping[str, Any]) -> Member:
@@ -73,6 +77,14 @@ def collection(first: Mapping[str, Any], area: str, members: Iterable[Mapping[st
         if times:
             out[name] = pick(times)
     return out
+
+
+def collection_of(record: Record, first: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`collection` of a region record's group, from its files' paths."""
+    assert record.options.area is not None
+    directory_name = (os.path.split(p) for p in paths)
+    found = (record.options.fields(name, directory, record.telem) for directory, name in directory_name)
+    return collection(first, record.options.area, (f for f in found if f is not None))
 
 
 class Quiet(str):
