@@ -320,3 +320,16 @@ def test_circles_that_hold_polygons_apart_or_not():
     # sphere, which no circle under a hemisphere holds.
     inside_out = SphPolygon(np.radians(np.array([(8.0, 62.0), (8.0, 58.0), (12.0, 58.0), (12.0, 62.0)])))
     assert _cap(inside_out) is None and not _apart(None, _cap(far))
+
+
+def test_a_table_read_without_its_geodata_takes_no_granule():
+    from waitd.decide.facts import FileFact
+    from waitd.spool.gather import Gathering
+
+    opts, _ = options.parse([f"pattern={PATTERN}", "area=scandinavia"])
+    assert opts.group is not None
+    gathering = Gathering.of(opts.group, "t", None)
+    name = granules(EVENING, 1)[0]
+    why = gathering.filed(FileFact(name, 1, 1, 1, 1, 1), opts.fields(name, "/in", "t") or {})
+    assert why is not None and "without the areas and orbital elements" in why
+    assert gathering.index.groups == {}

@@ -96,7 +96,7 @@ class Gathering:
     """A record's groups (mutable: files come and go)."""
 
     spec: groups.Spec
-    index: groups.Index | RegionIndex
+    index: groups.Index | RegionIndex | _NoGeodata
     dirty: set[str] = field(default_factory=set)  # groups to look at in the next take
     due: list[tuple[int, str]] = field(default_factory=list)  # (when, group id): look again then
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # group id -> its missing critical members
@@ -110,6 +110,8 @@ class Gathering:
             from waitd.decide.regions import RegionIndex  # pyresample and its kin: only for area=
 
             return cls(spec, RegionIndex(spec, telem, geo))
+        if spec.region is not None:
+            return cls(spec, _NoGeodata())
         return cls(spec, groups.Index(spec, telem))
 
     def filed(self, fact: FileFact, values: dict[str, Any]) -> str | None:
@@ -268,3 +270,19 @@ class Gathering:
                 lacking = sorted(group.members_expected(self.spec) - set(present))
                 gathering.append(Open(group.gid, deadline, present, lacking))
         return held, sorted(gathering, key=lambda g: (g.deadline_ns, g.gid))
+
+
+class _NoGeodata:
+    """The index of an area= record whose table was read without its
+    geodata (`table.parse` without `regions`): no file is a member."""
+
+    groups: dict[str, groups.Group] = {}
+
+    def add(self, name: str, values: Mapping[str, Any], arrival_ns: int) -> str:
+        return "area= without the areas and orbital elements of waitd.conf's [regions]"
+
+    def remove(self, name: str) -> None:
+        return None
+
+    def group_of(self, name: str) -> None:
+        return None
