@@ -7,7 +7,7 @@ to use.  A name that becomes used in waitd/ is taken out; one that becomes
 dead is removed from the code and from here.
 """
 
-from waitd.decide import facts
+from waitd.decide import facts, regions
 from waitd.formats import events, status
 from waitd.sinks import metrics, stomp
 from waitd.sources import stomp as stomp_source
@@ -34,3 +34,6 @@ directory.Identity.shared
 
 # The ended event's field: filled by keyword, read from its JSON by the isis format.
 events.Ended.admin_log
+
+# Read by the tests and the bench (test_regions.py, bench/regions.py): the swaths drawn.
+regions.Geometry.computed

@@ -8,13 +8,14 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, outage, queues, scale, sources
+from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, outage, queues, regions, scale, sources
 
 SCENARIOS = {
     "backlog": backlog,
     "jobs": jobs,
     "arrivals": arrivals,
     "groups": groups,
+    "regions": regions,
     "queues": queues,
     "events": events,
     "idle": idle,

@@ -13,11 +13,11 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[reduce]` (`waitd reduce`'s), one `[sink NAME]` per sink and one
-`[source NAME]` per source (its keys and checks are `sourceconf`'s);
-`key = value` lines; a line whose first non-blank character is `#` or
-`;` is a comment, and so is the rest of a line from a `#` or `;` that
-follows a blank.  Values hold no newline.
+`[reduce]` (`waitd reduce`'s), `[regions]`, one `[sink NAME]` per sink
+and one `[source NAME]` per source (its keys and checks are
+`sourceconf`'s); `key = value` lines; a line whose first non-blank
+character is `#` or `;` is a comment, and so is the rest of a line from
+a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
 sink's keys mean is for the sink (`sinks.kinds`); this module checks each
@@ -36,7 +36,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, REDUCE, SINK_TYPES, Keys
+from waitd.config.confkeys import (
+    BY_TYPE,
+    CELERY,
+    COMMON,
+    DAEMON,
+    DEFAULTS,
+    KEY_OF,
+    NAME,
+    REDUCE,
+    REGIONS,
+    SINK_TYPES,
+    Keys,
+)
 from waitd.config.errors import TableError
 from waitd.config.sourceconf import Source
 from waitd.config.sourceconf import build as build_source
@@ -59,6 +71,16 @@ class CeleryConf:
 
     broker: str
     queue: str = "waitd"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionsConf:
+    """`[regions]`: the area definitions (pyresample YAML) and the directory
+    of orbital elements (TLE files) of the records with area=; paths
+    relative to PASSDIR, or absolute."""
+
+    areas: str
+    tle: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,7 @@ class Conf:
     celery: CeleryConf | None = None
     reduce: ReduceConf | None = None
     sources: tuple[Source, ...] = ()  # [source NAME]: work from messages (`sourceconf`)
+    regions: RegionsConf | None = None
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -136,6 +159,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     daemon = DaemonConf()
     celery = None
     reduce = None
+    regions = None
     sinks = []
     sources = []
     for section in sections:
@@ -149,6 +173,8 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
             source = build_source(section.name, section.line, section.values, path, errors)
             if source is not None:
                 sources.append(source)
+        elif section.kind == "regions":
+            regions = _build(section, path, errors, REGIONS, RegionsConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -156,7 +182,10 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, sources=tuple(sources)), []
+    conf = Conf(
+        path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, sources=tuple(sources), regions=regions
+    )
+    return conf, []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -197,7 +226,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery", "reduce") and len(words) == 1:
+    if kind in ("daemon", "celery", "reduce", "regions") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind in ("sink", "source") and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -209,7 +238,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
             TableError(
                 path,
                 lineno,
-                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [reduce])",
+                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [reduce], [regions])",
             )
         )
         return None

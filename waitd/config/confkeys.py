@@ -150,6 +150,7 @@ DAEMON: Keys = {
 }
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
 REDUCE: Keys = {"archive": ("archive", _absolute, False)}
+REGIONS: Keys = {"areas": ("areas", _path, True), "tle": ("tle", _path, True)}
 COMMON: Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),

@@ -58,6 +58,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from waitd.config.errors import HistoryWriteError
+from waitd.decide import groups
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
 from waitd.formats.history_line import Status, Versioned, escape, format_event
@@ -367,6 +368,8 @@ class Journal:
         if record is not None and record.options.pattern is not None:
             directory, name = os.path.split(first.path)
             found = record.options.fields(name, directory, record.telem)
+            if found is not None and record.options.area is not None and first.group is not None:
+                found = groups.collection_of(record, found, [line.path for line in job])
             if found is not None:
                 about = replace(about, fields=ev.pattern_fields(found))
         versions = sorted((line.path, line.version) for line in job)

@@ -86,11 +86,11 @@ def retire(st: FileState) -> None:
 def reconfigure(st: FileState, record: table.Record, history: History) -> None:
     """Take the reloaded table's record of the same work: when it groups
     differently, its files are filed into groups anew."""
-    grouping = record.options.group != st.record.options.group
+    grouping = record.options.group != st.record.options.group or record.geo is not st.record.geo
     st.record = record
     if grouping:
         spec = record.options.group
-        st.groups = Gathering.of(spec, record.telem) if spec is not None else None
+        st.groups = Gathering.of(spec, record.telem, record.geo) if spec is not None else None
         st.left_alone.clear()
         st.told.clear()
         for fact in list(st.cands.facts.values()):

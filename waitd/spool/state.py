@@ -14,7 +14,8 @@ Its methods are bookkeeping only: what a run's end, a retry or a gone
 file changes, and where a path leads (`owns`, `known`).  The I/O (open,
 list, stat) is `observe`'s, the jobs ready are `ready`'s, the rules
 `decide`'s.  Logs: a strange name and a file left alone, once each for
-the file and the reason.
+the file and the reason (at info level for a `groups.Quiet` reason: a
+granule off its area is the normal case).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from waitd.config import table
 from waitd.decide.facts import FileFact, Identity, identity
+from waitd.decide.groups import Quiet
 from waitd.decide.outcome import Job
 from waitd.decide.readiness import Candidates
 from waitd.formats.history_line import Version, escape
@@ -66,7 +68,7 @@ class FileState:
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
         spec = record.options.group
-        return cls(record, match, groups=Gathering.of(spec, record.telem) if spec is not None else None)
+        return cls(record, match, groups=Gathering.of(spec, record.telem, record.geo) if spec is not None else None)
 
     @property
     def identity(self) -> Identity:
@@ -214,7 +216,8 @@ class FileState:
         self.left_alone[name] = why
         if self.told.get(name) != why:
             self.told[name] = why
-            log.warning("record %d: %s: %s; left alone", self.number, escape(self.path_of(name)), why)
+            level = logging.INFO if isinstance(why, Quiet) else logging.WARNING
+            log.log(level, "record %d: %s: %s; left alone", self.number, escape(self.path_of(name)), why)
 
     def clear(self) -> None:
         """The record left the table: let go of its files (its directory is
