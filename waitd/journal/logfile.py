@@ -47,7 +47,7 @@ class _Formatter(logging.Formatter):
         self._second = -1
         self._stamp = ""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's
+    def formatTime(self, record: logging.LogRecord, _datefmt: str | None = None) -> str:  # noqa: N802 - logging's
         second = int(record.created)
         if second != self._second:
             self._stamp = time.strftime(LOG_DATE, time.localtime(second))
