@@ -60,6 +60,7 @@ class FileState:
     groups: Gathering | None = None  # a record that handles groups
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
+    restat: list[str] = field(default_factory=list)  # known names a listing left to stat, a slice a turn
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
@@ -210,4 +211,5 @@ class FileState:
         self.companions.clear()
         self.left_alone.clear()
         self.told.clear()
+        self.restat.clear()
         self.listed_mtime_ns = None
