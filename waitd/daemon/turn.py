@@ -272,6 +272,7 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
         d.launcher.start(starts, now_ns)
     _publish(d, plan.publish, by_number, now_ns)
     d.launcher.finish()
+    d.journal.flush()  # the pids of this turn's starts, if no end took them along
     for move in plan.move:
         run = d.runs.get(move.run_id)
         if run is not None and run.work is not None:

@@ -13,7 +13,9 @@ metrics):
     started(jobs)              status 0 of each start of a pass, one sync;
                                `ready` (a first attempt; a group: `group`
                                complete too) and `started`
-    running(lines, pid)        the second status 0 lines, with the pid
+    running(lines, pid)        the second status 0 lines, with the pid: kept
+                               until the next write or `flush` (the end of
+                               the loop's turn), and written with it
     ended(record, lines)       an end, a retry or a cancel asked with -s,
                                an end recorded after a crash: `ended`
     published(jobs)            publish-only (status 2 `published=1`), one
@@ -96,6 +98,7 @@ class Journal:
         self._held_bare = 0  # of them, writes with no history line (removals, groups)
         self._failing: str | None = None  # why the last write failed; None once one works
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
+        self._pids: list[Line] = []  # `running`'s lines, for the turn's next write
 
     # -- what callers tell ------------------------------------------------------
 
@@ -108,8 +111,16 @@ class Journal:
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
         synced: they matter only if waitd dies, and then the page cache has
-        them); held if they cannot be written."""
-        self._record([replace(line, pid=pid) for line in lines], [], durable=False)
+        them).  Kept until the next write of the journal or `flush`, which
+        the loop calls at the end of each turn, and written with it: one
+        write(2) for the pids and the ends of a turn.  Held if they cannot
+        be written."""
+        self._pids.extend(replace(line, pid=pid) for line in lines)
+
+    def flush(self) -> None:
+        """Write what `running` keeps (held if it cannot be written)."""
+        if self._pids:
+            self._record([], [], durable=False)
 
     def ended(self, record: Record | None, lines: Sequence[Line]) -> None:
         """Record an end (of a run, or asked with -s retry or cancel, or found
@@ -185,6 +196,7 @@ class Journal:
     def close(self) -> int:
         """A last try, then what is still held is lost: logged as critical;
         how many history lines were lost."""
+        self.flush()
         lost = self.retry()
         for lines, _ in self._held:
             for line in lines:
@@ -200,8 +212,14 @@ class Journal:
         return lost
 
     def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
-        """Write after what is held; a durable write that fails raises,
-        anything else is held."""
+        """Write after what is held and what `running` keeps; a durable
+        write that fails raises, anything else is held."""
+        if self._pids:
+            pids, self._pids = self._pids, []
+            if durable:
+                self._record(pids, [], durable=False)  # on their own: a refused start must not take them along
+            else:
+                lines = pids + lines
         try:
             self._write_held()
             self._write(lines, made, durable)
