@@ -9,6 +9,7 @@ dead is removed from the code and from here.
 
 from waitd.decide import facts, regions
 from waitd.formats import events, status
+from waitd.journal import logfile
 from waitd.sinks import metrics, stomp
 from waitd.sources import stomp as stomp_source
 from waitd.spool import directory
@@ -27,6 +28,14 @@ stomp._Listener.on_error
 stomp._Listener.on_disconnected
 metrics._Gauges.collect
 stomp_source._Listener.on_message
+
+# logging's: a Formatter method it calls, and the module switches it reads
+# (the logging HOWTO's "Optimization").
+logfile._Formatter.formatTime
+logfile.logging._srcfile
+logfile.logging.logThreads
+logfile.logging.logProcesses
+logfile.logging.logMultiprocessing
 
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link

@@ -54,6 +54,7 @@ from waitd.decide import scheduler
 from waitd.decide.scheduler import Mode
 from waitd.formats.status import to_json
 from waitd.journal.history import History
+from waitd.journal.logfile import held
 from waitd.journal.writer import Journal
 from waitd.run.executors.dispatch import Dispatch
 from waitd.run.executors.local import Local, seal_descriptors
@@ -189,7 +190,9 @@ class Daemon:
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
             try:
-                if self._turn(ready & self.control.descriptors(), wakeups.discard):
+                with held():  # the turn's log lines, written when it is over
+                    done = self._turn(ready & self.control.descriptors(), wakeups.discard)
+                if done:
                     return
                 self._errors.clear()
                 calm = 0.0

@@ -177,8 +177,11 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     gathering: list[Open] = []
     if st.groups is not None:
         of_groups, gathering = st.groups.held(Look(st.record, st.cands.facts, st.path_of, latest), now_ns)
+    done = st.done
     for fact in st.cands.facts.values():
-        if fact.name in st.companions:
+        if done.get(fact.name) is fact or fact.name in st.companions:
+            # Handled with exit 0, this very version (most of a big spool
+            # that keeps its files): no look at its history.
             continue
         event = latest(fact)
         if event is None or not event.consumed:

@@ -64,6 +64,7 @@ class FileState:
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # fields=json: each file's body's fields
+    restat: list[str] = field(default_factory=list)  # known names a listing left to stat, a slice a turn
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
@@ -229,4 +230,5 @@ class FileState:
         self.companions.clear()
         self.left_alone.clear()
         self.told.clear()
+        self.restat.clear()
         self.listed_mtime_ns = None
