@@ -102,6 +102,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = ordered + list(others)
 
 
+# Property tests: `examples(n)` is how many examples a costly one draws.  A
+# thorough run (WAITD_SOAK=1, as for the crash tests' soak) draws the `n`
+# its test names; `make test` a third of it, at least 50: each run draws new
+# examples (no database on a fresh clone), so over the runs of CI the
+# search goes as far, and a run costs a third of the CPU.
+SOAK = os.environ.get("WAITD_SOAK") == "1"
+
+
+def examples(n: int) -> int:
+    return n if SOAK else max(50, n // 3)
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
     """Poll `condition` until it returns a true value; fail after `timeout`."""
     deadline = time.monotonic() + timeout

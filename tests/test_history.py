@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -109,7 +110,7 @@ _EVENTS = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(_EVENTS)
 def test_format_and_parse_round_trip(event: Event) -> None:
     line = format_event(event)
@@ -636,7 +637,7 @@ def _model(data: bytes) -> dict[tuple[str, str], Event]:
     return latest
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     events=st.lists(_SIMPLE_EVENTS, max_size=12),
     garbage=st.lists(st.tuples(st.integers(0, 12), _GARBAGE), max_size=3),
@@ -672,7 +673,7 @@ def test_load_survives_damage(
 
 
 @given(_EVENTS)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_lazily_kept_lines_parse_to_the_same_event(event: Event) -> None:
     # load keeps a line matching the fast pattern as text and parses it only
     # when asked: that text must parse, and to the same event.
@@ -728,7 +729,7 @@ _ITEMS = st.tuples(
 ).map("=".join)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     mtime=st.sampled_from(["5", "-5", "0", "9" * 25, "9" * 5000, "x"]),
     status=st.sampled_from(["0", "1", "2"]),

@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -292,7 +293,7 @@ def situations(draw):
     return per_record, total, jobs, running
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(situations())
 def test_limits_keys_and_paths_are_never_exceeded(situation):
     per_record, total, jobs, running = situation
@@ -314,7 +315,7 @@ def test_limits_keys_and_paths_are_never_exceeded(situation):
         assert mine == sorted(mine)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(situations(), st.randoms(use_true_random=False))
 def test_every_ready_job_eventually_starts_while_runs_end(situation, rnd):
     per_record, total, jobs, running = situation
@@ -337,7 +338,7 @@ def test_every_ready_job_eventually_starts_while_runs_end(situation, rnd):
     assert not any(waiting.values()), f"never started: {waiting}"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.floats(0, 1000),
     st.lists(

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -345,7 +346,7 @@ _LINE = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(_LINE, max_size=8))
 @example(["~\x00x /a * h 0 0 0"])
 @example(["t ~\udcff * h 0 0 0"])
@@ -535,7 +536,7 @@ def glibc_fnmatch(template: str, name: str) -> bool:
 
 
 @pytest.mark.skipif("POSIXLY_CORRECT" in os.environ, reason="glibc then reads [^...] as a set with ^ in it")
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(
     template=st.lists(st.sampled_from(_TOKENS), max_size=8).map("".join),
     names=st.lists(st.text(_NAMES, max_size=6), min_size=1, max_size=6),
