@@ -393,23 +393,67 @@ def station(tmp_path: Path):
 
 
 def waitds_on(passdir: Path) -> list[psutil.Process]:
-    """Live processes started with this PASSDIR on their command line."""
+    """Live processes started with this PASSDIR on their command line.
+
+    Read from /proc/PID/cmdline: psutil's process_iter makes an object of
+    each process of the machine, a few milliseconds a test more."""
+    want = {os.fsencode(str(passdir)), os.fsencode(f"--passdir={passdir}")}
     found = []
-    for p in psutil.process_iter(["cmdline"]):
-        argv = p.info["cmdline"] or []
-        if any(a in (str(passdir), f"--passdir={passdir}") for a in argv) and _alive(p):
-            found.append(p)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:  # gone since the listing, or not ours to read
+            continue
+        if want.intersection(argv):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p = psutil.Process(int(name))
+                if _alive(p):
+                    found.append(p)
     return found
+
+
+def descendants() -> list[psutil.Process]:
+    """This process's children, theirs, and so on (zombies included), from
+    /proc/PID/task/TID/children: a few small files, where psutil's
+    `children(recursive=True)` reads every process's stat (some
+    milliseconds, twice a test); psutil's where the kernel has no such files."""
+    if not _PROC_CHILDREN:
+        return psutil.Process().children(recursive=True)
+    found: list[psutil.Process] = []
+    todo = [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # gone
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    found.append(psutil.Process(kid))
+                    todo.append(kid)
+    return found
+
+
+_PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_children():
     """Fail a test that leaves a child process (a daemon, a handler) behind."""
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = {p.pid for p in descendants()}
     yield
     deadline = time.monotonic() + 5
     while True:
-        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        left = [p for p in descendants() if p.pid not in before]
         left = [p for p in left if _alive(p)]
         if not left or time.monotonic() > deadline:
             break

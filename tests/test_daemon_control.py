@@ -240,7 +240,7 @@ def test_s_commands_signal_the_daemon(station, detached):
 
     assert station.run("-s", "idle").stdout == f"waitd: sent SIGINT to pid {pid}\n"
     wait_for(lambda: "hibernating" in detached.status(), 10, "-s status to show hibernation")
-    assert "INT: hibernating" in station.log()
+    wait_for(lambda: "INT: hibernating" in station.log(), 5, "the INT in the log")
 
     station.drop("a.g8")
     assert station.run("-s", "wake").returncode == 0
@@ -249,7 +249,8 @@ def test_s_commands_signal_the_daemon(station, detached):
 
     assert station.run("-s", "resume").returncode == 0
     wait_for(station.ran, 5, "a.g8 to be handled after -s resume")
-    assert "CONT: leaving hibernation" in station.log()
+    # The turn's log lines are written at its end, after its starts (logfile.py: held).
+    wait_for(lambda: "CONT: leaving hibernation" in station.log(), 5, "the CONT in the log")
     wait_for(lambda: "since start: 1 ok, 0 failed" in detached.status(), 10, "the run counted in the status")
 
     station.drop("b.g8")
@@ -261,7 +262,7 @@ def test_s_commands_signal_the_daemon(station, detached):
     station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0", f"y other *.dat {station.passdir}/rec 0 -1 0")
     assert station.run("-s", "reload").returncode == 0
     wait_for(lambda: "record 2 (y)" in detached.status(), 5, "the reloaded table in the status")
-    assert "HUP: table reloaded: 2 records, 2 active" in station.log()
+    wait_for(lambda: "HUP: table reloaded: 2 records, 2 active" in station.log(), 5, "the HUP in the log")
 
     detached.stop(pid)
     assert "TERM: stopping" in station.log()
