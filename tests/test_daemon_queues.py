@@ -85,7 +85,7 @@ def stop_all(stations: list[Station]) -> None:
             s.proc.communicate()
 
 
-QUEUED = 600  # each instance lists and claims from the same names hundreds of times
+QUEUED = 300  # each instance lists and claims from the same names a hundred times and more
 
 
 def test_three_instances_drain_one_queue_each_file_once(tmp_path):

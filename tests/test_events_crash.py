@@ -38,7 +38,7 @@ from conftest import deliver, read_jsonl, wait_for
 
 from waitd.journal.history import Status
 
-FILES = 120
+FILES = 80
 ROUNDS = 6
 SEED = int(os.environ.get("WAITD_SEED") or time.time_ns() % 1_000_000)
 CONF = "[sink log]\ntype = jsonl\npath = events.jsonl\nretry = 0.05\nretry-max = 0.2\n"
