@@ -73,6 +73,8 @@ SLOW_FIRST = (
     "test_daemon_queues.py::test_a_failure_waits_in_errors",
     "test_events_posttroll.py::test_one_file_message",
     "test_daemon_queues.py::test_three_instances",
+    "test_regions.py::test_the_daemon_gathers_a_pass_across_kill_9",  # mostly waiting: 20-30 s under load
+    "test_regions.py::test_granules_out_of_order",
 )
 
 

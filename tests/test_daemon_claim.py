@@ -42,7 +42,7 @@ def test_an_empty_pid_file_of_a_live_claim_is_not_stale(station):
 def test_simultaneous_starts_leave_exactly_one_daemon(station):
     station.recorder()
     station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
-    for _ in range(5):
+    for _ in range(3):  # three races, each a fresh pair
         procs = [
             subprocess.Popen(
                 waitd_cmd("-f", "--passdir", str(station.passdir), "--interval", "0.2"),
