@@ -30,6 +30,7 @@ from pytroll_collectors.region_collector import RegionCollector  # noqa: E402
 
 from waitd.config import geodata, options, table  # noqa: E402
 from waitd.decide import groups  # noqa: E402
+from waitd.decide.facts import identity  # noqa: E402
 from waitd.decide.regions import RegionIndex, nearest  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "regions"
@@ -181,12 +182,51 @@ def test_check_names_the_line_of_each_problem(tmp_path):
     assert "has no [regions] section" in errors[0].what
 
 
+def test_a_record_of_two_areas_is_a_record_per_area(tmp_path):
+    """area=A,B: a record per area, numbered on from the line's (the
+    records after it too, bad line or good), each its own identity, the
+    process-name run as written; area=A alone as it always was."""
+    passdir = tmp_path
+    (passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    line = f"t {tmp_path} *.l1b g 0 -1 0 pattern={PATTERN} area="
+    text = f"{line}scandinavia\n{line}baltic,scandinavia\nu {tmp_path} *.x h 0 -1 0\n"
+    (passdir / "incoming").write_text(text)
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert errors == []
+    assert [(r.number, r.line, r.process, r.command, r.options.area) for r in records] == [
+        (1, 1, "g", "g", "scandinavia"),
+        (2, 2, "g area=baltic", "g", "baltic"),
+        (3, 2, "g area=scandinavia", "g", "scandinavia"),
+        (4, 3, "h", "h", None),
+    ]
+    assert len({identity(r) for r in records}) == 4
+    assert [r.options.group.region.areas for r in records[:3] if r.options.group and r.options.group.region] == [
+        ("scandinavia",),
+        ("baltic",),
+        ("scandinavia",),
+    ]
+    assert all(r.geo is not None for r in records[:3])
+    (only,) = table.per_area(records[0])
+    assert only is records[0]  # one area: byte for byte the record it was
+    assert "area=baltic" in "\n".join(records[1].options.described())
+    # A bad line of two areas still takes two numbers; an unknown area is its line's error, once.
+    bad = f"{line}baltic,atlantis\n{line}scandinavia,baltic jobs=0\nu {tmp_path} *.x h 0 -1 0\n"
+    (passdir / "incoming").write_text(bad)
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert [(r.number, r.line) for r in records] == [(5, 3)]
+    assert [e.line for e in errors] == [1, 2] and "defines no area atlantis" in errors[0].what
+    pub, _ = table.parse(f"t {tmp_path} *.l1b - 0 -1 0 pattern={PATTERN} area=a,b", "i", str(passdir), {})
+    assert [(r.process, r.publish_only) for r in pub] == [("- area=a", True), ("- area=b", True)]
+
+
 def test_options_of_regions_are_checked():
     def problems(*items: str) -> list[str]:
         return options.parse(list(items))[1]
 
     assert problems(f"pattern={PATTERN}", "area=scandinavia", "timeliness=60") == []
-    assert "write a record per area" in problems(f"pattern={PATTERN}", "area=a,b")[0]
+    assert problems(f"pattern={PATTERN}", "area=a,b") == []
+    assert problems(f"pattern={PATTERN}", "area=a,b,a") == ["option area=a,b,a: area a named twice"]
+    assert "expected area names joined by commas" in problems(f"pattern={PATTERN}", "area=a,,b")[0]
     assert problems("duration=180") == ["option duration= is for regions: give area= too"]
     no_end = "pattern={platform_name}_{start_time:%Y%m%d%H%M%S}.l1b"
     assert problems(no_end, "area=a", "duration=180", "sensor=avhrr") == []
