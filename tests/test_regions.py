@@ -278,6 +278,69 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     assert "Warning" not in station.stderr() and "Numba" not in station.stderr()  # the libraries kept quiet
 
 
+def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station):
+    """The real daemon, area=baltic,scandinavia: a pass over both areas is
+    two groups, the granules over both members of each, each group run
+    once with the members the collector (one a area, as the gatherer has
+    them) collects for its area; a kill -9 while one group has run and
+    the other gathers neither repeats nor loses either."""
+    (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    runs = station.passdir / "runs"
+    station.handler(
+        "g",
+        f'echo "$WAITD_RECORD|$WAITD_GROUP|$WAITD_F_collection_area_id|'
+        f'$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n',
+    )
+    handler = f"{station.passdir}/g"
+    station.table(f"x in *.l1b {handler} 0 -1 0 pattern={PATTERN} area=baltic,scandinavia timeliness=600")
+    station.start()
+    names = granules(EVENING, 5)  # 20:24 (off both), 20:27 (baltic), 20:30, 20:33 (both), 20:36 (scandinavia)
+    for name in names[:4]:
+        deliver(station, name, age_s=0)
+    gid = "x,area={},platform_name=Metop-C,pass={}"
+    baltic, scandinavia = gid.format("baltic", "20240617T202700"), gid.format("scandinavia", "20240617T203000")
+
+    def lines() -> list[list[str]]:
+        return [line.split("|") for line in runs.read_text().splitlines()] if runs.exists() else []
+
+    def status() -> list[dict]:
+        done = station.run("-s", "status", "--json")
+        return json.loads(done.stdout)["records"] if done.returncode == 0 else []
+
+    def ended(process: str) -> bool:
+        history = (station.passdir / "incoming.history").read_text().splitlines()
+        return any(
+            line.split(" ")[1] == process.replace(" ", "\\040") and line.split(" ")[3] == "2" for line in history
+        )
+
+    wait_for(lambda: ended(f"{handler} area=baltic"), 20, "the baltic group run and its end in the history")
+    shown = status()
+    assert [(r["number"], r["process"]) for r in shown] == [
+        (1, f"{handler} area=baltic"),
+        (2, f"{handler} area=scandinavia"),
+    ]
+    assert [(g["group"], g["missing"]) for g in shown[1]["open_groups"]] == [(scandinavia, [":20240617T203600"])]
+    assert shown[0]["open_groups"] == []
+    assert station.proc is not None
+    station.proc.kill()
+    station.proc.wait()
+    station.start()
+    deliver(station, names[4], age_s=0)
+    wait_for(lambda: len(lines()) == 2, 20, "the scandinavia group's run")
+    quiet_for(1.0, lambda: len(lines()) == 2)
+    ran = {area: (record, group, sorted(members.split())) for record, group, area, members in lines()}
+    assert ran == {
+        "baltic": ("1", baltic, names[1:4]),
+        "scandinavia": ("2", scandinavia, names[2:5]),
+    }
+    for area in ("baltic", "scandinavia"):
+        assert [ran[area][2]] == collector_sets(area, names)
+    # Told once a granule a life of the daemon: 20:24 twice and 20:36 for
+    # baltic, 20:24 and 20:27 twice for scandinavia.
+    assert [station.log().count(f"does not overlap area {a}") for a in ("baltic", "scandinavia")] == [3, 4]
+    assert station.stop() == 0
+
+
 def test_a_regions_group_is_published_as_a_collection():
     from waitd.formats import events as ev
     from waitd.sinks.posttroll import message
