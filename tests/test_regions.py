@@ -281,13 +281,16 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
 def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station):
     """The real daemon, area=baltic,scandinavia: a pass over both areas is
     two groups, the granules over both members of each, each group run
-    once with the members the collector (one a area, as the gatherer has
-    them) collects for its area; a kill -9 while one group has run and
-    the other gathers neither repeats nor loses either."""
+    once with the members the collector (one per area, as the gatherer
+    has them) collects for its area; a kill -9 while one group's handler
+    runs and the other group gathers neither repeats nor loses either
+    (the run is adopted by its area's record)."""
     (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
-    runs = station.passdir / "runs"
+    runs, starts, go = (station.passdir / n for n in ("runs", "starts", "go"))
     station.handler(
         "g",
+        f'echo "$WAITD_RECORD" >> "{starts}"\n'
+        f'while [ ! -e "{go}" ]; do sleep 0.05; done\n'
         f'echo "$WAITD_RECORD|$WAITD_GROUP|$WAITD_F_collection_area_id|'
         f'$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n',
     )
@@ -307,13 +310,8 @@ def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station)
         done = station.run("-s", "status", "--json")
         return json.loads(done.stdout)["records"] if done.returncode == 0 else []
 
-    def ended(process: str) -> bool:
-        history = (station.passdir / "incoming.history").read_text().splitlines()
-        return any(
-            line.split(" ")[1] == process.replace(" ", "\\040") and line.split(" ")[3] == "2" for line in history
-        )
-
-    wait_for(lambda: ended(f"{handler} area=baltic"), 20, "the baltic group run and its end in the history")
+    wait_for(lambda: starts.exists() and starts.read_text() == "1\n", 20, "the baltic group's handler started")
+    wait_for(lambda: len(status()) == 2 and status()[1]["open_groups"], 20, "the scandinavia group open")
     shown = status()
     assert [(r["number"], r["process"]) for r in shown] == [
         (1, f"{handler} area=baltic"),
@@ -325,9 +323,12 @@ def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station)
     station.proc.kill()
     station.proc.wait()
     station.start()
+    go.touch()
     deliver(station, names[4], age_s=0)
-    wait_for(lambda: len(lines()) == 2, 20, "the scandinavia group's run")
+    wait_for(lambda: len(lines()) == 2, 20, "the baltic run's end and the scandinavia group's run")
+    wait_for(lambda: len(station.ends()) == 6, 20, "both runs' ends in the history")
     quiet_for(1.0, lambda: len(lines()) == 2)
+    assert starts.read_text() == "1\n2\n"  # the baltic run adopted, not started again
     ran = {area: (record, group, sorted(members.split())) for record, group, area, members in lines()}
     assert ran == {
         "baltic": ("1", baltic, names[1:4]),
@@ -335,6 +336,14 @@ def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station)
     }
     for area in ("baltic", "scandinavia"):
         assert [ran[area][2]] == collector_sets(area, names)
+    # One end a member a group, under its area's process-name: the adopted
+    # baltic run's status 1 (waitd, restarted, is not its parent), the
+    # scandinavia run's 2.
+    ends = sorted((e.process, e.status, os.path.basename(e.path)) for e in station.ends())
+    assert ends == sorted(
+        [(f"{handler} area=baltic", 1, n) for n in names[1:4]]
+        + [(f"{handler} area=scandinavia", 2, n) for n in names[2:5]]
+    )
     # Told once a granule a life of the daemon: 20:24 twice and 20:36 for
     # baltic, 20:24 and 20:27 twice for scandinavia.
     assert [station.log().count(f"does not overlap area {a}") for a in ("baltic", "scandinavia")] == [3, 4]
