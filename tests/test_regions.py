@@ -448,3 +448,18 @@ def test_a_table_read_without_its_geodata_takes_no_granule():
     why = gathering.filed(FileFact(name, 1, 1, 1, 1, 1), opts.fields(name, "/in", "t") or {})
     assert why is not None and "without the areas and orbital elements" in why
     assert gathering.index.groups == {}
+
+
+def test_a_publish_only_record_of_several_areas_counts_its_publications():
+    """--metrics: a record `- area=A` of a line `- ... area=A,B` publishes."""
+    pytest.importorskip("prometheus_client")
+    from waitd.formats import events as ev
+    from waitd.sinks.metrics import Metrics
+
+    metrics = Metrics("127.0.0.1", 0)
+    try:
+        for process in ("-", "- area=baltic", "/bin/g area=baltic"):
+            metrics.observe(ev.Ready("id", 0.0, ev.About(1, "x", None, process)))
+        assert metrics.registry.get_sample_value("waitd_published_total", {"record": "1", "telem": "x"}) == 2
+    finally:
+        metrics.server.shutdown()
