@@ -8,7 +8,8 @@ what `--check` prints, what a start refuses with and what a HUP logs.
 `read` reads the file and parses it.  A line with `area=A,B` is a
 record per area (`per_area`), numbered on from the line's number, each
 with its own identity: its process-name in the history is `PROCESS
-area=A` (`Record.command` is the process-name as written, what runs).  `parse` reads no file and runs
+area=A` (`Record.command` is the process-name as written, what runs).
+`parse` reads no file and runs
 nothing, so it is what `--check` and the tests drive; it looks at the
 system only where a field asks for it (`~user` in the password database,
 and whether `next=` names the record's own queue: by inode when both
