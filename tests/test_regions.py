@@ -30,6 +30,7 @@ from pytroll_collectors.region_collector import RegionCollector  # noqa: E402
 
 from waitd.config import geodata, options, table  # noqa: E402
 from waitd.decide import groups  # noqa: E402
+from waitd.decide.facts import identity  # noqa: E402
 from waitd.decide.regions import RegionIndex, nearest  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "regions"
@@ -181,12 +182,51 @@ def test_check_names_the_line_of_each_problem(tmp_path):
     assert "has no [regions] section" in errors[0].what
 
 
+def test_a_record_of_two_areas_is_a_record_per_area(tmp_path):
+    """area=A,B: a record per area, numbered on from the line's (the
+    records after it too, bad line or good), each its own identity, the
+    process-name run as written; area=A alone as it always was."""
+    passdir = tmp_path
+    (passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    line = f"t {tmp_path} *.l1b g 0 -1 0 pattern={PATTERN} area="
+    text = f"{line}scandinavia\n{line}baltic,scandinavia\nu {tmp_path} *.x h 0 -1 0\n"
+    (passdir / "incoming").write_text(text)
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert errors == []
+    assert [(r.number, r.line, r.process, r.command, r.options.area) for r in records] == [
+        (1, 1, "g", "g", "scandinavia"),
+        (2, 2, "g area=baltic", "g", "baltic"),
+        (3, 2, "g area=scandinavia", "g", "scandinavia"),
+        (4, 3, "h", "h", None),
+    ]
+    assert len({identity(r) for r in records}) == 4
+    assert [r.options.group.region.areas for r in records[:3] if r.options.group and r.options.group.region] == [
+        ("scandinavia",),
+        ("baltic",),
+        ("scandinavia",),
+    ]
+    assert all(r.geo is not None for r in records[:3])
+    (only,) = table.per_area(records[0])
+    assert only is records[0]  # one area: byte for byte the record it was
+    assert "area=baltic" in "\n".join(records[1].options.described())
+    # A bad line of two areas still takes two numbers; an unknown area is its line's error, once.
+    bad = f"{line}baltic,atlantis\n{line}scandinavia,baltic jobs=0\nu {tmp_path} *.x h 0 -1 0\n"
+    (passdir / "incoming").write_text(bad)
+    records, errors = table.read(str(passdir / "incoming"), str(passdir), os.environ)
+    assert [(r.number, r.line) for r in records] == [(5, 3)]
+    assert [e.line for e in errors] == [1, 2] and "defines no area atlantis" in errors[0].what
+    pub, _ = table.parse(f"t {tmp_path} *.l1b - 0 -1 0 pattern={PATTERN} area=a,b", "i", str(passdir), {})
+    assert [(r.process, r.publish_only) for r in pub] == [("- area=a", True), ("- area=b", True)]
+
+
 def test_options_of_regions_are_checked():
     def problems(*items: str) -> list[str]:
         return options.parse(list(items))[1]
 
     assert problems(f"pattern={PATTERN}", "area=scandinavia", "timeliness=60") == []
-    assert "write a record per area" in problems(f"pattern={PATTERN}", "area=a,b")[0]
+    assert problems(f"pattern={PATTERN}", "area=a,b") == []
+    assert problems(f"pattern={PATTERN}", "area=a,b,a") == ["option area=a,b,a: area a named twice"]
+    assert "expected area names joined by commas" in problems(f"pattern={PATTERN}", "area=a,,b")[0]
     assert problems("duration=180") == ["option duration= is for regions: give area= too"]
     no_end = "pattern={platform_name}_{start_time:%Y%m%d%H%M%S}.l1b"
     assert problems(no_end, "area=a", "duration=180", "sensor=avhrr") == []
@@ -236,6 +276,81 @@ def test_the_daemon_gathers_a_pass_across_kill_9_and_runs_it_once(station):
     assert station.log().count("does not overlap area scandinavia") == 2  # once before the kill, once after
     assert station.stop() == 0
     assert "Warning" not in station.stderr() and "Numba" not in station.stderr()  # the libraries kept quiet
+
+
+def test_a_record_of_two_areas_runs_each_areas_group_once_across_kill_9(station):
+    """The real daemon, area=baltic,scandinavia: a pass over both areas is
+    two groups, the granules over both members of each, each group run
+    once with the members the collector (one per area, as the gatherer
+    has them) collects for its area; a kill -9 while one group's handler
+    runs and the other group gathers neither repeats nor loses either
+    (the run is adopted by its area's record)."""
+    (station.passdir / "waitd.conf").write_text(f"[regions]\nareas = {AREAS}\ntle = {DATA}\n")
+    runs, starts, go = (station.passdir / n for n in ("runs", "starts", "go"))
+    station.handler(
+        "g",
+        f'echo "$WAITD_RECORD" >> "{starts}"\n'
+        f'while [ ! -e "{go}" ]; do sleep 0.05; done\n'
+        f'echo "$WAITD_RECORD|$WAITD_GROUP|$WAITD_F_collection_area_id|'
+        f'$(for f in "$@"; do basename "$f"; done | tr "\\n" " ")" >> "{runs}"\n',
+    )
+    handler = f"{station.passdir}/g"
+    station.table(f"x in *.l1b {handler} 0 -1 0 pattern={PATTERN} area=baltic,scandinavia timeliness=600")
+    station.start()
+    names = granules(EVENING, 5)  # 20:24 (off both), 20:27 (baltic), 20:30, 20:33 (both), 20:36 (scandinavia)
+    for name in names[:4]:
+        deliver(station, name, age_s=0)
+    gid = "x,area={},platform_name=Metop-C,pass={}"
+    baltic, scandinavia = gid.format("baltic", "20240617T202700"), gid.format("scandinavia", "20240617T203000")
+
+    def lines() -> list[list[str]]:
+        return [line.split("|") for line in runs.read_text().splitlines()] if runs.exists() else []
+
+    def status() -> list[dict]:
+        done = station.run("-s", "status", "--json")
+        return json.loads(done.stdout)["records"] if done.returncode == 0 else []
+
+    wait_for(lambda: starts.exists() and starts.read_text() == "1\n", 20, "the baltic group's handler started")
+    wait_for(lambda: len(status()) == 2 and status()[1]["open_groups"], 20, "the scandinavia group open")
+    shown = status()
+    assert [(r["number"], r["process"]) for r in shown] == [
+        (1, f"{handler} area=baltic"),
+        (2, f"{handler} area=scandinavia"),
+    ]
+    assert [(g["group"], g["missing"]) for g in shown[1]["open_groups"]] == [(scandinavia, [":20240617T203600"])]
+    assert shown[0]["open_groups"] == []
+    assert station.proc is not None
+    station.proc.kill()
+    station.proc.wait()
+    station.start()
+    go.touch()
+    deliver(station, names[4], age_s=0)
+    wait_for(lambda: len(lines()) == 2, 20, "the baltic run's end and the scandinavia group's run")
+    wait_for(lambda: len(station.ends()) == 6, 20, "both runs' ends in the history")
+    quiet_for(1.0, lambda: len(lines()) == 2)
+    assert starts.read_text() == "1\n2\n"  # the baltic run adopted, not started again
+    ran = {area: (record, group, sorted(members.split())) for record, group, area, members in lines()}
+    assert ran == {
+        "baltic": ("1", baltic, names[1:4]),
+        "scandinavia": ("2", scandinavia, names[2:5]),
+    }
+    for area in ("baltic", "scandinavia"):
+        assert [ran[area][2]] == collector_sets(area, names)
+    # One end a member a group, under its area's process-name: the adopted
+    # baltic run's status 1 (waitd, restarted, is not its parent), the
+    # scandinavia run's 2.
+    ends = sorted((e.process, e.status, os.path.basename(e.path)) for e in station.ends())
+    assert ends == sorted(
+        [(f"{handler} area=baltic", 1, n) for n in names[1:4]]
+        + [(f"{handler} area=scandinavia", 2, n) for n in names[2:5]]
+    )
+    # A reload of the same table keeps both records: nothing to warn of.
+    assert station.run("-s", "reload").returncode == 0
+    assert "process-name changed" not in station.log()
+    # Told once a granule a life of the daemon: 20:24 twice and 20:36 for
+    # baltic, 20:24 and 20:27 twice for scandinavia.
+    assert [station.log().count(f"does not overlap area {a}") for a in ("baltic", "scandinavia")] == [3, 4]
+    assert station.stop() == 0
 
 
 def test_a_regions_group_is_published_as_a_collection():
@@ -333,3 +448,18 @@ def test_a_table_read_without_its_geodata_takes_no_granule():
     why = gathering.filed(FileFact(name, 1, 1, 1, 1, 1), opts.fields(name, "/in", "t") or {})
     assert why is not None and "without the areas and orbital elements" in why
     assert gathering.index.groups == {}
+
+
+def test_a_publish_only_record_of_several_areas_counts_its_publications():
+    """--metrics: a record `- area=A` of a line `- ... area=A,B` publishes."""
+    pytest.importorskip("prometheus_client")
+    from waitd.formats import events as ev
+    from waitd.sinks.metrics import Metrics
+
+    metrics = Metrics("127.0.0.1", 0)
+    try:
+        for process in ("-", "- area=baltic", "/bin/g area=baltic"):
+            metrics.observe(ev.Ready("id", 0.0, ev.About(1, "x", None, process)))
+        assert metrics.registry.get_sample_value("waitd_published_total", {"record": "1", "telem": "x"}) == 2
+    finally:
+        metrics.server.shutdown()

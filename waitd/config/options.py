@@ -67,7 +67,7 @@ class Options:
     out_wait_s: float = 10.0  # how often the out-limit is looked at again
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
     fields_from: str = "name"  # name: the name's fields (pattern=); json: also a JSON file's top-level ones
-    area: str | None = None  # regions: the area whose granules of a pass make a group
+    area: str | None = None  # regions: the area(s) whose granules of a pass make a group (`table.per_area`)
     duration_s: float | None = None  # regions: a granule's length when the name gives no end_time
     sensor: str | None = None  # regions: the instrument when the name gives none
 

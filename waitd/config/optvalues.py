@@ -23,8 +23,9 @@ def areas(text: str) -> str:
     names = text.split(",")
     if not all(n and n.isprintable() for n in names):
         raise ValueError("expected area names joined by commas, such as euron1")
-    if len(names) > 1:
-        raise ValueError("one area a record (a file runs once a record): write a record per area")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"area {twice[0]} named twice")
     return text
 
 

@@ -5,7 +5,11 @@
 list of `TableError`s, every problem of every bad line in line and field
 order, each naming the file and line; `summary` counts them.  This list is
 what `--check` prints, what a start refuses with and what a HUP logs.
-`read` reads the file and parses it.  `parse` reads no file and runs
+`read` reads the file and parses it.  A line with `area=A,B` is a
+record per area (`per_area`), numbered on from the line's number, each
+with its own identity: its process-name in the history is `PROCESS
+area=A` (`Record.command` is the process-name as written, what runs).
+`parse` reads no file and runs
 nothing, so it is what `--check` and the tests drive; it looks at the
 system only where a field asks for it (`~user` in the password database,
 and whether `next=` names the record's own queue: by inode when both
@@ -76,9 +80,21 @@ class Record:
         return self.options.topic if self.options.topic is not None else self.telem
 
     @property
+    def command(self) -> str:
+        """The process-name as written in the table: what runs."""
+        return command_of(self.process)
+
+    @property
     def publish_only(self) -> bool:
         """Process `-`: a ready file (or group) is published, nothing runs."""
-        return self.process == PUBLISH
+        return self.command == PUBLISH
+
+
+def command_of(process: str) -> str:
+    """The process-name as written, of a history's process-name: a record
+    of one area of several (`area=A,B`) is kept as `PROCESS area=A`, and a
+    process-name of the table never holds a space."""
+    return process.split(" ", 1)[0]
 
 
 Regions = Callable[[], tuple[geodata.Geodata | None, str | None]]
@@ -115,15 +131,45 @@ def parse(
         # the records after it (and their log files) do not shift when it is
         # fixed.
         number += 1
+        span = _areas_written(stripped.split())  # a record of n areas takes n numbers, bad or good
         if undecodable:
+            number += span - 1
             continue
         record, problems = _record(stripped.split(), number, lineno, passdir, env, celery)
         if record is not None and record.options.area is not None and regions is not None:
             record, problems = _regional(record, regions)
         if record is not None:
-            records.append(record)
+            records.extend(per_area(record))
         errors.extend(TableError(path, lineno, problem) for problem in problems)
+        number += span - 1
     return tuple(records), errors
+
+
+def per_area(record: Record) -> list[Record]:
+    """The records of a line: with `area=A,B,...` one per area, numbered on
+    from the line's own, each with its area alone and its own identity
+    (process-name `PROCESS area=A`: its history, its work); a record of
+    one area, or of none, as it is."""
+    names = record.options.area.split(",") if record.options.area is not None else []
+    if len(names) < 2:
+        return [record]
+    return [
+        replace(
+            record,
+            number=record.number + k,
+            process=f"{record.process} area={name}",
+            options=replace(record.options, area=name),
+        )
+        for k, name in enumerate(names)
+    ]
+
+
+def _areas_written(fields: list[str]) -> int:
+    """How many areas a line's `area=` names (1 without one), as written."""
+    for f in fields[FIELDS:]:
+        if f.startswith("area="):
+            return max(1, len(f.split(",")))
+    return 1
 
 
 def summary(errors: Sequence[TableError]) -> str:

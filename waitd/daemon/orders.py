@@ -50,6 +50,7 @@ from waitd.spool.state import FileState
 
 if TYPE_CHECKING:
     from waitd.daemon.loop import Daemon
+    from waitd.run.work import Entry
 
 log = logging.getLogger("waitd")
 
@@ -199,11 +200,14 @@ def _warn_process_changes(d: Daemon, records: Iterable[table.Record]) -> None:
     """Warn when a record of the new table is one of the old but for its
     process-name: the history is kept by process, so every file the old
     one handled (and keep-after kept) is new to the new one."""
-    old = {(e.record.directory, e.record.template): e for e in d.entries}
+    old: dict[tuple[str, str], list[Entry]] = {}
+    for e in d.entries:
+        old.setdefault((e.record.directory, e.record.template), []).append(e)
     for record in records:
-        entry = old.get((record.directory, record.template))
-        if entry is None or entry.record.process == record.process:
-            continue
+        same = old.get((record.directory, record.template), [])
+        if not same or any(e.record.process == record.process for e in same):
+            continue  # new, or kept (one of several records of those files: area=A,B)
+        entry = same[0]
         again = sum(1 for fact in entry.files.cands.facts.values() if _again(d, entry.files, record, fact))
         if again:
             log.warning(

@@ -217,7 +217,7 @@ class RegionIndex:
         assert spec.region is not None
         self.spec = spec
         self.telem = telem
-        self.area = spec.region.areas[0]
+        self.area = spec.region.areas[0]  # one: the table makes a record per area (`table.per_area`)
         area = geo.area(self.area)
         assert not isinstance(area, str), area  # the table refuses the record otherwise
         self.geometry = Geometry(area, geo.elements)

@@ -160,7 +160,7 @@ class Launcher:
         env = runner.environment(self.env, entry.record, job, self.passdir, run.log_name)
         self.runs.add(run)
         try:
-            run.executor.start(run, entry.program, [job.process, *job.paths], env, os.path.dirname(job.path))
+            run.executor.start(run, entry.program, [entry.record.command, *job.paths], env, os.path.dirname(job.path))
         except OSError as exc:
             # Could not be executed: recorded, not consumed, and the record backs off.
             error = exc.strerror or str(exc)

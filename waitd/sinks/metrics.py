@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from waitd.config import table
 from waitd.config.errors import WaitdError
 from waitd.formats import events
 from waitd.formats.status import Status
@@ -85,7 +86,7 @@ class Metrics:
             self.runs.labels(*labels, event.outcome).inc()
             if event.took is not None:
                 self.durations.labels(*labels).observe(event.took)
-        elif isinstance(event, events.Ready) and event.about.process == "-":
+        elif isinstance(event, events.Ready) and table.command_of(event.about.process) == table.PUBLISH:
             self.published.labels(*labels).inc()
         elif isinstance(event, events.Removed | events.Expired):
             self.removals.labels(*labels, _reason(event.type, event.reason)).inc()

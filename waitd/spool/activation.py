@@ -59,13 +59,14 @@ def activate_handler(record: Record, passdir: str, path_env: str) -> Activation:
     """`activate` but for the directory: the handler found, or why not."""
     if record.publish_only:
         return Activation(None, None)  # nothing to run: its files are published
-    program = find_program(record.process, passdir, path_env)
+    command = record.command
+    program = find_program(command, passdir, path_env)
     if program is None:
-        where = " in $PATH" if "/" not in record.process else ""
-        return Activation(None, f"process-name {record.process}: not found{where} or not executable")
+        where = " in $PATH" if "/" not in command else ""
+        return Activation(None, f"process-name {command}: not found{where} or not executable")
     unsafe = writable_by_others(program)
     if unsafe is not None:
-        name = record.process if program == record.process else f"{record.process} ({program})"
+        name = command if program == command else f"{command} ({program})"
         return Activation(None, f"process-name {name}: {unsafe}; refusing to run it")
     return Activation(program, None)
 
