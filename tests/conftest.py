@@ -75,6 +75,7 @@ SLOW_FIRST = (
     "test_daemon_queues.py::test_three_instances",
     "test_regions.py::test_the_daemon_gathers_a_pass_across_kill_9",  # mostly waiting: 20-30 s under load
     "test_regions.py::test_granules_out_of_order",
+    "test_regions.py::test_a_record_of_two_areas",
 )
 
 
