@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # go into the tree's __pycache__ directories, which git ignores.
 sys.dont_write_bytecode = False
 
+START_S = 30.0  # how long a daemon may take to be ready before a test fails
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller, before its workers start
@@ -317,8 +319,13 @@ class Station:
                 preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
                 pass_fds=pass_fds,
             )
+        # A deadline for a failure only: a start imports waitd (and, for
+        # area= records, the geometry libraries: seconds of CPU) on a machine
+        # that runs four test processes on two cores.
         wait_for(
-            lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None, 10, "waitd to start"
+            lambda: self.log().count("waitd started") > starts or self.proc.poll() is not None,
+            START_S,
+            "waitd to start",
         )
         wait_for(
             lambda: (
@@ -326,7 +333,7 @@ class Station:
                 or "cannot write the status file" in self.log()
                 or self.proc.poll() is not None
             ),
-            10,
+            START_S,
             "waitd's first status file",
         )
         return self.proc
