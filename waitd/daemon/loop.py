@@ -179,16 +179,19 @@ class Daemon:
                 drain.begin(self.entries, self.history, self.runs.busy)
                 self.observer.force_list = False
             try:
-                self._loop(wakeups)
+                self._loop(wakeups, inotify_fd)
             finally:
                 self.watcher.close()
                 self.control.close()
         return orders.exit_status(self)
 
-    def _loop(self, wakeups: Wakeups) -> None:
+    def _loop(self, wakeups: Wakeups, inotify_fd: int | None) -> None:
         calm = 0.0
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
+            # inotify is read when it has news (level-triggered: news not
+            # read yet are reported again by the next wait).
+            self.observer.notified = inotify_fd is not None and inotify_fd in ready
             try:
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready & self.control.descriptors(), wakeups.discard)

@@ -117,8 +117,11 @@ def header_time(path: str) -> int | None:
     return found.at_ms if found is not None else None
 
 
-def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
-    """Make the run's log file and write its header; (its path, its descriptor)."""
+def open_log(
+    passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float
+) -> tuple[str, int, int]:
+    """Make the run's log file and write its header; (its path, its
+    descriptor, its size then: the header's bytes, -1 if not written)."""
     log_name = handler_log_path(passdir, record.number, letter)
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
@@ -131,8 +134,12 @@ def open_log(passdir: str, record: Record, program: str, paths: list[str], lette
         log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
     except OSError as exc:
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    _write(log_fd, handler_log.header(record.number, record.telem, program, paths, at))
-    return log_name, log_fd
+    head = handler_log.header(record.number, record.telem, program, paths, at).encode("utf-8", "surrogateescape")
+    try:
+        written = os.write(log_fd, head) if head.endswith(b"\n") else -1
+    except OSError:
+        written = -1  # a full disk must not stop the run; the history still says it
+    return log_name, log_fd, written if written == len(head) else -1
 
 
 def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
@@ -230,7 +237,7 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
         took=end.took or 0.0,
         at=time.time(),
     )
-    if not _ends_line(run.log_fd):
+    if not _ends_line(run.log_fd, run.log_head):
         line = "\n" + line  # the footer gets a line of its own
     _write(run.log_fd, line)
     os.close(run.log_fd)
@@ -321,10 +328,12 @@ def log_tail(run: Run) -> str | None:
     return response.tail(data)
 
 
-def _ends_line(fd: int) -> bool:
+def _ends_line(fd: int, head: int = -1) -> bool:
+    """Whether the log ends a line (or is empty); `head`: the size of the
+    header waitd wrote, a whole line (no read when the handler wrote nothing)."""
     try:
         size = os.fstat(fd).st_size
-        return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+        return size == 0 or size == head or os.pread(fd, 1, size - 1) == b"\n"
     except OSError:
         return True
 
