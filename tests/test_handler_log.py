@@ -31,6 +31,16 @@ def test_a_stamp_reads_back_to_the_millisecond(at: float) -> None:
     assert back is not None and 0 <= at - back < 0.001 + 1e-6  # cut to the millisecond
 
 
+@given(st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False), min_size=1, max_size=5))
+def test_a_stamp_is_the_local_time_of_its_second_however_many_share_it(moments: list[float]) -> None:
+    """The local time of a whole second is made once and kept: a stamp is
+    still its own moment's, after the stamps of the same or other seconds."""
+    for at in [*moments, moments[0] + 0.5, moments[0] + 1.0]:
+        local = time.localtime(at)
+        own = time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{int(at % 1 * 1000):03d}" + time.strftime("%z", local)
+        assert handler_log.stamp(at) == own
+
+
 def test_footer_says_how_the_run_ended() -> None:
     ok = handler_log.footer(1, exit=0, took=0.2041, at=AT)
     assert ok.startswith("waitd: end record=1 exit=0 took=0.204 at=") and ok.endswith("\n")

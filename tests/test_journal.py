@@ -231,3 +231,28 @@ def test_what_is_held_at_exit_is_logged_and_counted(full: Path, caplog: pytest.L
     assert journal.close() == 1
     assert "exiting with an event not written: /in/a.g8" in caplog.text
     assert os.path.getsize(full / "incoming.history") == 0
+
+
+def test_a_pid_line_is_its_start_line_with_the_pid() -> None:
+    """`with_pid` (the cheap copy each start's pid line is made with) is
+    `dataclasses.replace`, every field kept: a field added to Event later
+    is carried too."""
+    from dataclasses import fields
+
+    from waitd.journal.writer import with_pid
+
+    values = {
+        "path": "/in/a b",
+        "process": "proc",
+        "mtime": 7,
+        "status": Status.STARTED,
+        "pid": None,
+        "version": Version(7_000_000_001, 3, 9),
+        "extra": ("k=v",),
+    }
+    line = Event(
+        **values,  # type: ignore[arg-type]
+        **{f.name: f"x{i}" for i, f in enumerate(fields(Event)) if f.name not in values},
+    )
+    assert with_pid(line, 4321) == replace(line, pid=4321)
+    assert with_pid(line, 4321).pid == 4321 and line.pid is None

@@ -179,19 +179,22 @@ class Daemon:
                 drain.begin(self.entries, self.history, self.runs.busy)
                 self.observer.force_list = False
             try:
-                self._loop(wakeups)
+                self._loop(wakeups, inotify_fd)
             finally:
                 self.watcher.close()
                 self.control.close()
         return orders.exit_status(self)
 
-    def _loop(self, wakeups: Wakeups) -> None:
+    def _loop(self, wakeups: Wakeups, inotify_fd: int | None) -> None:
         calm = 0.0
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
+            # inotify is read when it has news (level-triggered: news not
+            # read yet are reported again by the next wait).
+            self.observer.notified = inotify_fd is not None and inotify_fd in ready
             try:
                 with held():  # the turn's log lines, written when it is over
-                    done = self._turn(ready & self.control.descriptors(), wakeups.discard)
+                    done = self._turn(ready, wakeups.discard)
                 if done:
                     return
                 self._errors.clear()
@@ -202,15 +205,17 @@ class Daemon:
                     log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
                     return
 
-    def _turn(self, asked: set[int], forget: Callable[[int], None]) -> bool:
-        """One turn: observe, plan, apply; True when waitd should exit."""
+    def _turn(self, ready: set[int], forget: Callable[[int], None]) -> bool:
+        """One turn: observe, plan, apply; True when waitd should exit
+        (`ready`: the descriptors the wait saw ready)."""
         now = time.monotonic()
         poll = now >= self.next_poll
         self.again = False
         self.events.tick(now, poll)
-        self.dispatch.drain()
+        self.dispatch.drain(ready)
         self.launcher.reap()
         self.dispatch.release(forget)
+        asked = ready & self.control.descriptors()
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
         orders.act(self)

@@ -56,11 +56,15 @@ class Wakeups:
         """Sleep until a signal, a ready descriptor or the timeout; the
         descriptors that are ready (a timeout of 0 looks without sleeping)."""
         ready = {key.fd for key, _ in self._selector.select(max(0.0, timeout))}
-        try:
-            while os.read(self._read, 4096):
+        if self._read in ready:
+            # Drained when a read comes back short (a byte written since is
+            # seen by the next select): no read that fails with EAGAIN, and
+            # none at all when no signal came (a turn's system calls count).
+            try:
+                while len(os.read(self._read, 4096)) == 4096:
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
         return ready
 
     def close(self) -> None:

@@ -2,8 +2,9 @@
 """The parts of a turn of the loop: observe, the scheduler's situation, apply.
 
 `Observer.observe` looks at the records' directories: what inotify named
-is stat'ed, and at a poll (or when asked: ALRM, an overflow, a directory
-gone) every directory is listed (a directory changed since its last
+(read when the loop's wait saw its descriptor ready) is stat'ed, and at a
+poll (or when asked: ALRM, an overflow, a directory gone) every directory
+is listed (a directory changed since its last
 listing; with no inotify watch, its known files are stat'ed too; with
 one, they are stat'ed again a slice a turn, the loop turning again at
 once until it is done: `observe.restat_some`); the history's chores of a
@@ -61,6 +62,7 @@ class Observer:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
         self.force_list = True  # list every directory at the next turn
+        self.notified = True  # inotify has news to read (the loop's wait saw its descriptor ready)
 
     def observe(self, now: float, now_ns: int, poll: bool) -> bool:
         """Take inotify's news, and list at a poll; True when it listed."""
@@ -121,6 +123,8 @@ class Observer:
     def _changes(self, now_ns: int) -> None:
         """Apply what inotify reported: stat the names it named."""
         d = self.d
+        if not self.notified:
+            return
         changes = d.watcher.read()
         if changes.overflow:
             log.warning("waitd: inotify queue overflowed; listing every directory")

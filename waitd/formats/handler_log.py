@@ -78,10 +78,19 @@ class Footer:
 # -- writing ----------------------------------------------------------------
 
 
+_SECOND: list[tuple[int, str, str]] = [(-1, "", "")]  # the last whole second stamped: its local time, its offset
+
+
 def stamp(at: float) -> str:
-    """A moment as the header and footer write it: local time, ms, offset."""
-    local = time.localtime(at)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{int(at % 1 * 1000):03d}" + time.strftime("%z", local)
+    """A moment as the header and footer write it: local time, ms, offset
+    (the local time of a whole second made once: each run has two stamps)."""
+    second = int(at // 1)
+    known, local, offset = _SECOND[0]
+    if second != known:
+        parts = time.localtime(second)
+        local, offset = time.strftime("%Y-%m-%dT%H:%M:%S", parts), time.strftime("%z", parts)
+        _SECOND[0] = (second, local, offset)
+    return f"{local}.{int(at % 1 * 1000):03d}{offset}"
 
 
 def header(record: int, telem: str, program: str, paths: Sequence[str], at: float) -> str:

@@ -128,7 +128,7 @@ class Launcher:
         assert entry.program is not None
         for attempt in (1, 2):
             try:
-                log_name, log_fd = runner.open_log(
+                log_name, log_fd, log_head = runner.open_log(
                     self.passdir, entry.record, entry.program, list(job.paths), letter, at
                 )
             except runner.StartError as exc:
@@ -150,6 +150,7 @@ class Launcher:
             timeout_s=entry.record.options.timeout_s,
             log_name=log_name,
             log_fd=log_fd,
+            log_head=log_head,
             letter=letter,
             task=executor.ident(),
         )

@@ -2,8 +2,10 @@
 """A run's log file, its environment and its start in the history.
 
 A start has three steps.  `open_log` opens the record's next log file
-(`logfiles/incoming.N.L`, unlinked and made anew with O_EXCL, so never
-through a planted link) and writes waitd's header line.  `commit` records
+(`logfiles/incoming.N.L`: the letter's old one written over when it is a
+plain file of waitd's that nothing else has open, else unlinked and made
+anew with O_EXCL; never through a planted link) and writes waitd's header
+line.  `commit` records
 the status 0 events of every start of a pass with the journal, with one
 sync (a group commit): each status 0 line is on disk before its handler
 runs, and a start that cannot be recorded never runs (its log file says
@@ -33,7 +35,9 @@ cannot be recorded (`HistoryWriteError` as cause; none of the group is).
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
+import signal
 import stat
 import time
 from collections.abc import Mapping
@@ -51,6 +55,7 @@ from waitd.run.runs import Run
 
 next_letter = handler_log.next_letter  # the launcher picks a run's letter here
 _LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+_RECYCLE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class StartError(WaitdError):
@@ -117,22 +122,70 @@ def header_time(path: str) -> int | None:
     return found.at_ms if found is not None else None
 
 
-def open_log(passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float) -> tuple[str, int]:
-    """Make the run's log file and write its header; (its path, its descriptor)."""
+def open_log(
+    passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float
+) -> tuple[str, int, int]:
+    """Make the run's log file and write its header; (its path, its
+    descriptor, its size then: the header's bytes, -1 if not written)."""
     log_name = handler_log_path(passdir, record.number, letter)
+    log_fd = _recycle(log_name)
     try:
-        # Unlink and create rather than truncate: cheaper on ext4 (no flush of
-        # the old blocks), and O_EXCL never follows a planted symlink.
-        for old in (log_name, response_name(log_name)):
+        # The letter's old log is written over when nothing else has it
+        # open (`_recycle`); else unlinked and made anew: O_EXCL never
+        # follows a planted link.  Never truncated to nothing, which costs
+        # ext4 a flush of the old blocks at its close.
+        for old in (response_name(log_name),) if log_fd >= 0 else (log_name, response_name(log_name)):
             try:
                 os.unlink(old)
             except FileNotFoundError:
                 pass
-        log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
+        if log_fd < 0:
+            log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
+            recycled = False
+        else:
+            recycled = True
     except OSError as exc:
+        if log_fd >= 0:
+            os.close(log_fd)
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    _write(log_fd, handler_log.header(record.number, record.telem, program, paths, at))
-    return log_name, log_fd
+    head = handler_log.header(record.number, record.telem, program, paths, at).encode("utf-8", "surrogateescape")
+    try:
+        written = os.write(log_fd, head)
+    except OSError:
+        written = -1  # a full disk must not stop the run; the history still says it
+    if recycled:
+        try:
+            os.ftruncate(log_fd, max(written, 0))  # what the old run left goes
+            fcntl.fcntl(log_fd, fcntl.F_SETFL, os.O_APPEND)  # as made anew: the handler appends
+        except OSError as exc:
+            os.close(log_fd)
+            raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
+    return log_name, log_fd, written if written == len(head) else -1
+
+
+def _recycle(path: str) -> int:
+    """The letter's old log file, open to be written over from its start,
+    or -1 (then it is made anew): only a plain file of waitd's with one
+    link, that no other descriptor has open (a write lease is refused
+    then: a lingering child of its old run still writing to it keeps it,
+    its output never lands in a new run's log).  The lease is let go at
+    once; its break, should a process open the file meanwhile, is told
+    with SIGCHLD (handled), not SIGIO (which would end waitd)."""
+    try:
+        fd = os.open(path, _RECYCLE_FLAGS)
+    except OSError:
+        return -1  # not there (the first runs), or a planted symlink
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            raise OSError("not a log file of waitd's own")
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGCHLD)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)  # refused while any other descriptor has it open
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
 
 
 def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
@@ -230,7 +283,7 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
         took=end.took or 0.0,
         at=time.time(),
     )
-    if not _ends_line(run.log_fd):
+    if not _ends_line(run.log_fd, run.log_head):
         line = "\n" + line  # the footer gets a line of its own
     _write(run.log_fd, line)
     os.close(run.log_fd)
@@ -321,10 +374,12 @@ def log_tail(run: Run) -> str | None:
     return response.tail(data)
 
 
-def _ends_line(fd: int) -> bool:
+def _ends_line(fd: int, head: int = -1) -> bool:
+    """Whether the log ends a line (or is empty); `head`: the size of the
+    header waitd wrote, a whole line (no read when the handler wrote nothing)."""
     try:
         size = os.fstat(fd).st_size
-        return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+        return size == 0 or size == head or os.pread(fd, 1, size - 1) == b"\n"
     except OSError:
         return True
 

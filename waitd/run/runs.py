@@ -96,6 +96,7 @@ class Run:
     timeout_s: float | None = None
     log_name: str = ""
     log_fd: int = -1
+    log_head: int = -1  # the size of the header line waitd wrote to its log (-1: unknown)
     letter: str | None = None
     pid: int | None = None
     task: str | None = None  # run=celery: its Celery task id (no pid here)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from waitd.config.conf import CeleryConf
@@ -79,10 +79,14 @@ class Dispatch:
     def wakeup_fds(self) -> list[int]:
         return [*self.local.wakeup_fds(), self._read]
 
-    def drain(self) -> None:
-        """Empty the wake-up pipe (each turn of the loop)."""
+    def drain(self, ready: Collection[int]) -> None:
+        """Empty the wake-up pipe when the loop's wait saw it ready (`ready`:
+        the descriptors it saw), until a short read: a byte written since
+        wakes the next wait."""
+        if self._read not in ready:
+            return
         try:
-            while os.read(self._read, 4096):
+            while len(os.read(self._read, 4096)) == 4096:
                 pass
         except BlockingIOError:
             pass
