@@ -26,14 +26,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from waitd import __version__
-from waitd.cli import client
+from waitd.cli import client, taskapi
 from waitd.config import conf, options, table
 from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.config.passdir import conf_path, pid_path, table_path
 from waitd.daemon import pidfile, start
 from waitd.daemon.loop import Settings
-from waitd.formats.history_line import escape
 from waitd.run.executors import celery_app
 from waitd.spool import activation, claims, locks, queue
 
@@ -95,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         metavar="CMD",
         dest="command",
-        choices=["reload", "stop", "idle", "resume", "wake", "status", "retry", "cancel"],
+        choices=["reload", "stop", "idle", "resume", "wake", "status", "retry", "cancel", "show", "list", "pause"],
         help="signal the running daemon (reload, stop, idle, resume, wake), print its status, "
-        "or retry or cancel the files named (PATH...)",
+        "retry, cancel, pause or resume the files named (PATH...), show one file's story, list the files",
     )
     action.add_argument(
         "--demo", action="store_true", help="run on a throw-away PASSDIR with an example table, handler and files"
@@ -134,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="QUEUE",
         help="put the files named (PATH...) into the queue directory QUEUE, never seen half-written, and exit",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry, -s cancel or --enqueue: the files")
+    taskapi.add_arguments(p)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry, cancel, pause, resume, show or --enqueue")
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
 
@@ -143,27 +143,6 @@ def _instance(text: str) -> str:
     if not queue.valid_instance(text):
         raise argparse.ArgumentTypeError(f"{text!r}: an instance name is letters, digits, '.', '_' and '-'")
     return text
-
-
-def _enqueue(root: str, paths: Sequence[str]) -> int:
-    """`--enqueue Q FILE...`: each file into Q, by its tmp/, fsync'd."""
-    if not paths:
-        raise UsageError("--enqueue QUEUE needs one or more files")
-    target = queue.Queue(os.path.abspath(root))
-    try:
-        target.make()
-    except OSError as exc:
-        raise WaitdError(f"{root}: not a queue directory: {exc.strerror or exc}") from exc
-    failed = 0
-    for path in paths:
-        try:
-            where = queue.enqueue(path, target)
-        except OSError as exc:
-            print(f"waitd: {escape(path)}: not enqueued: {exc.strerror or exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"waitd: {escape(path)}: enqueued as {escape(where)}")
-    return 1 if failed else 0
 
 
 def _jobs(text: str) -> int:
@@ -211,8 +190,10 @@ def _act(args: argparse.Namespace) -> int:
 
         return demo.run(1.0 if args.interval is None else args.interval)
     if args.enqueue is not None:
-        return _enqueue(args.enqueue, args.paths)
+        return taskapi.enqueue(args.enqueue, args.paths, args.max)
     passdir = _passdir(args.passdir)
+    if args.command in taskapi.VERBS and (args.command != "resume" or args.paths):
+        return taskapi.command(passdir, args.command, args.paths, args)
     if args.command:
         return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
     if args.paths:
@@ -258,6 +239,7 @@ def _settings(args: argparse.Namespace, passdir: str, settings_conf: conf.Conf) 
         jobs=args.jobs if args.jobs is not None else settings_conf.daemon.jobs,
         jobs_given=args.jobs is not None,
         metrics=args.metrics or settings_conf.daemon.metrics,
+        http=args.http or settings_conf.daemon.http,
         instance=args.instance or queue.default_instance(passdir),
     )
 

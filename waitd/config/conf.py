@@ -12,8 +12,8 @@ sinks, nothing set).  It is pure otherwise: it opens no socket and starts
 nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
-The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]` and
-one `[sink NAME]` per sink; `key = value` lines; a line whose first
+The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
+`[http]` and one `[sink NAME]` per sink; `key = value` lines; a line whose first
 non-blank character is `#` or `;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, KEY_OF, NAME, SINK_TYPES, Keys
+from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, HTTP, KEY_OF, NAME, SINK_TYPES, Keys
 from waitd.config.errors import TableError
 
 _COMMENT = re.compile(r"\s[#;].*$")
@@ -47,6 +47,16 @@ class DaemonConf:
     jobs: int | None = None  # --jobs
     instance: str | None = None  # --instance (queues)
     metrics: tuple[str, int] | None = None  # --metrics: host, port
+    http: tuple[str, int] | None = None  # --http: host, port
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConf:
+    """`[http]`: whether the HTTP server takes POSTs (retry, cancel, pause,
+    resume), and the file holding the token they must carry."""
+
+    control: bool = False
+    token: str | None = None  # relative to PASSDIR; mode 0600 (checked when waitd reads it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,7 @@ class Conf:
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    http: HttpConf = HttpConf()
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -122,10 +133,15 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    http = HttpConf()
     sinks = []
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
+        elif section.kind == "http":
+            http = _build(section, path, errors, HTTP, HttpConf) or http
+            if http.control and http.token is None:
+                errors.append(TableError(path, section.line, "[http]: control = yes needs token = FILE"))
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
         else:
@@ -135,7 +151,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, http), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -176,7 +192,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery") and len(words) == 1:
+    if kind in ("daemon", "celery", "http") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -184,7 +200,9 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
         return None
     else:
-        errors.append(TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery])"))
+        errors.append(
+            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [http])")
+        )
         return None
     title = " ".join(words)
     if title in seen:

@@ -83,6 +83,7 @@ class Settings:
     jobs: int | None = None  # --jobs: handlers of all records together
     jobs_given: bool = False  # --jobs was on the command line: waitd.conf's jobs does not count
     metrics: tuple[str, int] | None = None  # --metrics HOST PORT
+    http: tuple[str, int] | None = None  # --http HOST PORT: the status page and the task API
     instance: str = "waitd"  # --instance: this daemon's name in the queues it claims from
 
     @property

@@ -60,6 +60,7 @@ class FileState:
     groups: Gathering | None = None  # a record that handles groups
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
+    paused: set[str] = field(default_factory=set)  # names held by `waitd -s pause` until resumed
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
@@ -149,6 +150,7 @@ class FileState:
         self.unremovable.pop(name, None)
         self.left_alone.pop(name, None)
         self.told.pop(name, None)
+        self.paused.discard(name)
         if self.groups is not None:
             self.groups.forget(name)
         if self.drain is not None:
