@@ -55,6 +55,7 @@ class Events:
         conf: conflib.Conf,
         metrics: tuple[str, int] | None = None,
         foreground: bool = False,
+        http: tuple[str, int] | None = None,
     ) -> None:
         self.passdir = passdir
         self.journal = journal
@@ -63,8 +64,9 @@ class Events:
         self.sinks = Sinks(passdir, foreground)
         self.metrics: Metrics | None = None
         self.metrics_at = metrics or conf.daemon.metrics
-        if self.metrics_at is not None:
-            self.metrics = Metrics(*self.metrics_at)
+        if self.metrics_at is not None or http is not None:
+            # --http serves /metrics from the same registry (its own server only with --metrics)
+            self.metrics = Metrics(*(self.metrics_at or ("", None)))
             journal.observers.append(self.metrics.observe)
             journal.sync_observers.append(self.metrics.synced)
         self._take(conf)

@@ -44,7 +44,7 @@ from typing import Any
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
-from waitd.daemon import control, drain, orders, sock, turn
+from waitd.daemon import control, drain, orders, sock, turn, web
 from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
@@ -137,8 +137,12 @@ class Daemon:
         self.watcher = Watcher(enabled=not settings.poll_only)
         self.control = sock.Server(settings.passdir)
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
-        # waitd.conf's sinks, the metrics, systemd's notifications: events.py
-        self.events = Events(settings.passdir, self.journal, self.env, conf or Conf(), settings.metrics, foreground)
+        # waitd.conf's sinks, the metrics, systemd's notifications: events.py; --http: web.py
+        conf = conf or Conf()
+        self.events = Events(
+            settings.passdir, self.journal, self.env, conf, settings.metrics, foreground, settings.http
+        )
+        self.http = web.start(settings, conf, self.events, self.journal)
         self.observer = turn.Observer(self)
         orders.warn_table_mode(settings)
         orders.install(self, records)
@@ -157,8 +161,8 @@ class Daemon:
         """Run until TERM (or, with --once, until the drain is done)."""
         seal_descriptors()
         self.control.open()
-        inotify_fd, control_fd = self.watcher.fileno(), self.control.fileno()
-        fds = [fd for fd in (inotify_fd, control_fd) if fd is not None] + self.dispatch.wakeup_fds()
+        own = (self.watcher.fileno(), self.control.fileno(), web.fileno(self.http))
+        fds = [fd for fd in own if fd is not None] + self.dispatch.wakeup_fds()
         with Wakeups(HANDLED_SIGNALS, self.signals.append, fds) as wakeups:
             self.control.watch, self.control.unwatch = wakeups.watch, wakeups.discard
             log.info(
@@ -183,6 +187,7 @@ class Daemon:
             finally:
                 self.watcher.close()
                 self.control.close()
+                web.close(self.http)
         return orders.exit_status(self)
 
     def _loop(self, wakeups: Wakeups) -> None:
@@ -211,6 +216,7 @@ class Daemon:
         self.dispatch.release(forget)
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
+        web.serve(self.http, self.commands.answer)  # the same verbs, asked over HTTP
         orders.act(self)
         now, now_ns = time.monotonic(), time.time_ns()
         listing = self.observer.observe(now, now_ns, poll)
@@ -290,4 +296,4 @@ class Daemon:
             celery=self.dispatch.report(),
         )
         self.events.status(doc)
-        return to_json(doc)
+        return web.snapshot(self.http, to_json(doc))
