@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The task API against the real daemon: -s show, -s list, -s pause and
--s resume, the waiting files of -s status --json, --enqueue --max."""
+-s resume, the waiting files of -s status --json, --enqueue --max; files
+in groups, in a queue of two instances, adopted runs after kill -9, Celery
+runs."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import json
 import os
 
 import psutil
-from conftest import quiet_for, wait_for
+from conftest import Station, quiet_for, wait_for
+from test_daemon_celery import cluster, redis  # noqa: F401 (fixtures: a real Redis, real workers)
+from test_daemon_groups import HRIT, hrit
 
 
 def _json(station, *args: str):
@@ -103,3 +107,94 @@ def test_enqueue_refuses_a_full_queue_with_75(tmp_path):
     assert sorted(os.listdir(q / "incoming")) == ["f0", "f1"]
     r = waitd_here(["--enqueue", str(q), "--max", "5", files[2]], env)
     assert r.returncode == 0 and sorted(os.listdir(q / "incoming")) == ["f0", "f1", "f2"]
+
+
+def test_show_and_pause_a_group_member_and_an_adopted_run_after_kill_9(station):
+    station.gated()
+    station.handler("g", "exit 0\n")
+    station.table(
+        f"g in H-* {station.passdir}/g 0 -1 0 pattern={HRIT} critical=:PRO,:EPI timeliness=600",
+        f"x in *.d {station.passdir}/gated 0 -1 0",
+    )
+    pro = str(station.incoming / hrit("MSG4", "", "PRO"))
+    station.drop(os.path.basename(pro), age_s=5)
+    station.drop("a.d", age_s=5)
+    station.start()
+    wait_for(lambda: station.ran(), 10, "a.d's run")
+    # A member of a group gathering: held, and why.
+    wait_for(lambda: _json(station, "-s", "list", "--state", "held"), 10, "the member held")
+    (member,) = _json(station, "-s", "list", "--state", "held")
+    assert member["file"] == pro and "group" in member["why"] and member["until"] > 0
+    assert _json(station, "-s", "show", pro)["records"][0]["state"] == "held"
+    # kill -9: the next waitd adopts the run, and pauses its process group like its own.
+    station.proc.kill()
+    station.proc.communicate()
+    station.start()
+    a = str(station.incoming / "a.d")
+    (x,) = _json(station, "-s", "show", a)["records"]
+    assert x["state"] == "running" and x["run"]["adopted"] is True
+    assert [at["end"] for at in x["attempts"]] == [None] and x["attempts"][0]["log"].endswith("incoming.2.A")
+    assert station.run("-s", "pause", a).returncode == 0
+    wait_for(lambda: _stopped(x["run"]["pid"]), 5, "the adopted handler stopped")
+    assert station.run("-s", "resume", a).returncode == 0
+    wait_for(lambda: not _stopped(x["run"]["pid"]), 5, "the adopted handler continued")
+    station.open_gate("a.d")
+    # Not our child: its end is known by its pid gone, its exit not (status 1).
+    wait_for(lambda: _json(station, "-s", "show", a)["records"][0]["state"] == "failed", 10, "a.d's end")
+    (x,) = _json(station, "-s", "show", a)["records"]
+    assert x["attempts"][0]["end"] is not None and "run" not in x
+    assert station.stop() == 0
+
+
+def test_show_and_pause_a_queue_file_claimed_by_one_of_two_instances(tmp_path):
+    root = tmp_path / "Q"
+    for sub in ("incoming", "pending", "tmp", "errors"):
+        (root / sub).mkdir(parents=True)
+    stations = []
+    try:
+        for i in range(2):
+            s = Station(tmp_path / f"i{i}")
+            s.gated()
+            s.table(f"q {root}/incoming * {s.passdir}/gated 0 -1 0 claim=yes")
+            s.start("--instance", f"i{i}")
+            stations.append(s)
+        (root / "tmp" / "f1").write_text("x")
+        os.rename(root / "tmp" / "f1", root / "incoming" / "f1")
+        wait_for(lambda: any(s.ran() for s in stations), 10, "a claim and its run")
+        (mine,) = [s for s in stations if s.ran()]
+        (other,) = [s for s in stations if s is not mine]
+        named = str(root / "incoming" / "f1")  # as the producer knows it
+        (q,) = _json(mine, "-s", "show", named)["records"]
+        assert q["state"] == "running" and q["file"].startswith(str(root / "pending" / "i"))
+        assert _json(mine, "-s", "list") == [{"record": 1, "file": q["file"], "state": "running"}]
+        r = other.run("-s", "show", named)
+        assert r.returncode == 1 and "waitd knows nothing of this file" in r.stderr
+        r = mine.run("-s", "pause", named)
+        assert r.returncode == 0 and "paused: STOP sent" in r.stdout, r.stdout + r.stderr
+        assert _json(mine, "-s", "show", named)["records"][0]["state"] == "paused"
+        mine.open_gate("f1")
+        assert mine.run("-s", "resume", named).returncode == 0
+        wait_for(lambda: _json(mine, "-s", "show", q["file"])["records"][0]["state"] == "handled", 10, "f1 handled")
+    finally:
+        for s in stations:
+            if s.proc is not None and s.proc.poll() is None:
+                s.stop()
+
+
+def test_a_celery_run_is_shown_with_its_task_and_cannot_be_paused(station, cluster):  # noqa: F811
+    cluster.workers(1, passdir=str(station.passdir))
+    station.gated()
+    station.table(f"x {station.incoming} *.g8 {station.passdir}/gated 0 -1 0 run=celery timeout=30")
+    station.start()
+    station.drop("a.g8", age_s=5)
+    wait_for(lambda: station.ran(), 15, "the run on the worker")
+    a = str(station.incoming / "a.g8")
+    (x,) = _json(station, "-s", "show", a)["records"]
+    assert x["state"] == "running" and x["run"]["task"] and x["run"]["pid"] is None
+    r = station.run("-s", "pause", a)
+    assert r.returncode == 1 and "runs on a Celery worker: waitd cannot stop it" in r.stderr, r.stdout + r.stderr
+    station.open_gate("a.g8")
+    wait_for(lambda: station.ends(), 15, "the end of the run")
+    (attempt,) = _json(station, "-s", "show", a)["records"][0]["attempts"]
+    assert attempt["task"] == x["run"]["task"] and attempt["exit"] == 0 and attempt["log"].endswith("incoming.1.A")
+    assert station.stop() == 0
