@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, queues, scale
+from bench import arrivals, backlog, celery, common, events, groups, http, idle, jobs, queues, scale
 
 SCENARIOS = {
     "backlog": backlog,
@@ -20,6 +20,7 @@ SCENARIOS = {
     "idle": idle,
     "scale": scale,
     "celery": celery,
+    "http": http,
 }
 
 METHOD = """\

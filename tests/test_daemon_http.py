@@ -144,7 +144,13 @@ def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
 def test_the_page_in_a_real_browser_shows_records_runs_failures_and_the_timeline(station, tmp_path):
     port = _station_with_runs(station)
     url = f"http://127.0.0.1:{port}/"
-    wait_for(lambda: get(port, "/status.json")[0] == 200, 5, "a status document")
+
+    def shown() -> bool:  # what the page will show is in the document handed over (at most a second late)
+        code, body = get(port, "/status.json")
+        x, y = json.loads(body)["records"] if code == 200 else ({}, {})
+        return bool(x.get("running")) and y.get("failed") == ["c.f"] and y["counters"]["ok"] == 1
+
+    wait_for(shown, 5, "a status document with the runs")
     r = chromium("--virtual-time-budget=3000", "--dump-dom", url, tmp=tmp_path)
     dom = r.stdout
     assert "record 1 (x)" in dom and "record 2 (y)" in dom, dom[:2000]

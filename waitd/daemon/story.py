@@ -170,12 +170,19 @@ class Story:
         reasons = _Reasons(files, self.history)
         running = {p: r for r in self.runs.live() if r.job.process == process for p in r.job.paths}
         out = []
+        number, latest, companions = entry.number, self.history.latest, files.companions
+        fresh = _Fresh(entry, reasons)
         for name, fact in files.cands.facts.items():
-            if name not in files.companions:
-                path = files.path_of(name)
-                run = running.pop(path, None)
-                item = _stands(files, path, fact, self._latest(path, process, fact), run, reasons)
-                out.append({"record": entry.number, **item})
+            if name in companions:
+                continue
+            path = files.path_of(name)
+            run = running.pop(path, None) if running else None
+            event = latest(path, process)
+            if run is None and event is None:
+                out.append(fresh(name, path, fact))  # never run: the common case, quickly
+            else:
+                event = event if event is None or event.same_version(fact) else None
+                out.append({"record": number, **_stands(files, path, fact, event, run, reasons)})
         for name, (_, at) in files.retries.items():  # claim=yes: in pending, for their retry
             pending = escape(f"{files.pending}/{name}")
             out.append({"record": entry.number, "file": pending, "state": "retrying", "retry_at": at})
@@ -183,6 +190,22 @@ class Story:
             if files.owns(path):
                 out.append({"record": entry.number, **_stands(files, path, None, None, run, reasons)})
         return out
+
+
+class _Fresh:
+    """Where a file that never ran stands: waiting, or held and why."""
+
+    def __init__(self, entry: Entry, reasons: _Reasons) -> None:
+        self.number, self.reasons = entry.number, reasons
+        self.order_ns = entry.files.cands.order_ns
+        self.wait_ns = int(entry.record.wait_s * 1e9)
+
+    def __call__(self, name: str, path: str, fact: FileFact) -> dict[str, Any]:
+        why, until = self.reasons(name)
+        if why is None:
+            ready_at = round((self.order_ns(fact) + self.wait_ns) / 1e9, 3)
+            return {"record": self.number, "file": escape(path), "state": "waiting", "ready_at": ready_at}
+        return {"record": self.number, "file": escape(path), "state": "held", "why": why, "until": until}
 
 
 class _Reasons:
