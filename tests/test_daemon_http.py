@@ -169,3 +169,15 @@ def test_the_page_in_a_real_browser_shows_records_runs_failures_and_the_timeline
         assert os.path.exists(shot), r.stderr
     station.open_gate("a.d")
     assert station.stop() == 0
+
+
+def test_the_http_settings_of_waitd_conf():
+    from waitd.config import conf
+
+    parsed, errors = conf.parse("[daemon]\nhttp = 8023\n[http]\ncontrol = yes\ntoken = t\n", "c")
+    assert errors == [] and parsed.daemon.http == ("127.0.0.1", 8023)
+    assert (parsed.http.control, parsed.http.token) == (True, "t")
+    _, errors = conf.parse("[http]\ncontrol = yes\n", "c")
+    assert [str(e) for e in errors] == ["c:1: [http]: control = yes needs token = FILE"]
+    _, errors = conf.parse("[http]\ncontrol = maybe\ntoken = t\n", "c")
+    assert [str(e) for e in errors] == ["c:2: [http]: control = maybe: expected yes or no"]

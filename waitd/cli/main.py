@@ -197,7 +197,7 @@ def _act(args: argparse.Namespace) -> int:
     if args.command:
         return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
     if args.paths:
-        raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
+        raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s VERB and --enqueue take paths")
     return _daemon(args, passdir)
 
 
@@ -287,7 +287,10 @@ def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) ->
     if verbose:
         d = settings.daemon
         metrics = f"{d.metrics[0]}:{d.metrics[1]}" if d.metrics else "(none)"
-        print(f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics}")
+        http = f"{d.http[0]}:{d.http[1]}" if d.http else "(none)"
+        print(
+            f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics} http={http}"
+        )
         for sink in settings.sinks:
             records = " ".join(map(str, sorted(sink.records))) if sink.records is not None else "(all)"
             keys = " ".join(f"{k}={v}" for k, v in sink.settings.items() if k != "password")
