@@ -181,3 +181,28 @@ def test_the_http_settings_of_waitd_conf():
     assert [str(e) for e in errors] == ["c:1: [http]: control = yes needs token = FILE"]
     _, errors = conf.parse("[http]\ncontrol = maybe\ntoken = t\n", "c")
     assert [str(e) for e in errors] == ["c:2: [http]: control = maybe: expected yes or no"]
+
+
+def test_the_timeline_of_the_hour_before_a_start_comes_from_the_history(tmp_path):
+    from waitd.daemon.http import timeline_of
+    from waitd.formats.history_line import Event, Status, format_event
+
+    now = 10_000.0
+    lines = [
+        Event("/in/a.d", "h", 1, Status.STARTED, pid=5, at=now - 100),
+        Event("/in/a.d", "h", 1, Status.KNOWN, pid=5, exit=0, at=now - 90, took=10.0),
+        Event("/in/b.d", "h", 1, Status.KNOWN, pid=6, exit=3, at=now - 80, took=1.0),
+        Event("/in/c.d", "h", 1, Status.KNOWN, pid=7, exit=75, at=now - 70, took=1.0, retry_at=now),
+        Event("/in/old.d", "h", 1, Status.KNOWN, pid=8, exit=0, at=now - 7200, took=1.0),  # over an hour ago
+        Event("/in/d.x", "h", 1, Status.KNOWN, pid=9, exit=0, at=now - 60, took=1.0),  # no record's template
+        Event("/in/e.d", "h", 1, Status.KNOWN, pid=9, exit=0, at=now + 5, took=1.0),  # after this start: the journal's
+    ]
+    history = tmp_path / "incoming.history"
+    history.write_text("".join(format_event(e) for e in lines))
+    doc = {"started_at": now, "records": [{"number": 4, "directory": "/in", "template": "*.d", "process": "h"}]}
+    runs = timeline_of(str(history), doc, now - 3600)
+    assert [(r["record"], r["file"], r["start"], r["outcome"]) for r in runs] == [
+        (4, "/in/a.d", now - 100, "ok"),
+        (4, "/in/b.d", now - 81, "failed"),
+        (4, "/in/c.d", now - 71, "retrying"),
+    ]

@@ -15,13 +15,17 @@
                           `[http] control = yes`, and the token of its
                           token file (mode 0600) as `Authorization: Bearer`
 
-The server is the standard library's ThreadingHTTPServer (as
-prometheus-client's is), in a thread of its own, each connection in a
-thread of its own with a socket timeout: a slow client holds only its own
-thread.  It never touches the daemon's state: it serves the last status
+The server is the standard library's ThreadingHTTPServer, in a thread of
+its own, each connection in a thread of its own with a socket timeout: a
+slow client holds only its own thread.  It is the one prometheus-client's
+server is built on (so --metrics already runs it), kept with Python
+itself, and it needs no event loop in a daemon that has its own select
+loop: a framework (aiohttp, a WSGI server) would add a dependency and an
+event loop or worker model for five paths and a few requests a second.  It never touches the daemon's state: it serves the last status
 document the loop handed over whole (`snapshot`, each time the loop builds
 one) and the runs that ended (`ended`, an observer of the journal, kept an
-hour), and it sends /files and the POSTs to the loop as control-socket
+hour; those of the hour before its start are read from the history's
+last HISTORY_TAIL bytes, once, by the first /page.json), and it sends /files and the POSTs to the loop as control-socket
 requests (`Requests`): the loop answers them in its turn (`serve`, with
 `Commands.answer`, the one implementation of each verb) and the thread
 waits for the reply at most REPLY_WAIT_S.
@@ -49,8 +53,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
+from waitd.config import wildcard
 from waitd.config.errors import WaitdError
 from waitd.formats import events
+from waitd.formats.history_line import Status, parse_line
 
 log = logging.getLogger("waitd")
 
@@ -60,6 +66,7 @@ CLIENT_TIMEOUT_S = 10.0
 TIMELINE_S = 3600.0
 TIMELINE_MAX = 20000  # runs kept for the timeline, whatever the hour holds
 TAIL_BYTES = 2048
+HISTORY_TAIL = 4 << 20  # of the history read for the timeline of the hour before a start
 VERBS = ("retry", "cancel", "pause", "resume")
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -76,14 +83,18 @@ class _Request:
 class Http:
     """The HTTP server and what it shares with the loop."""
 
-    def __init__(self, host: str, port: int, token: str | None, metrics: Callable[[], bytes] | None) -> None:
+    def __init__(
+        self, host: str, port: int, token: str | None, metrics: Callable[[], bytes] | None, history: str | None = None
+    ) -> None:
         self.token = token
+        self.history = history  # the history file: the timeline's runs before this start, read once
         self.metrics = metrics
         self._doc: dict[str, Any] | None = None
         self._encoded: tuple[int, bytes] | None = None  # (id of the document, its JSON)
         self._lock = threading.Lock()
         self._ended: deque[dict[str, Any]] = deque(maxlen=TIMELINE_MAX)
         self._timeline: list[dict[str, Any]] = []
+        self._earlier: list[dict[str, Any]] = []  # the runs of the hour before this start (the history's)
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.page = resources.files("waitd.daemon").joinpath("page.html").read_bytes()
@@ -168,6 +179,11 @@ class Http:
     def page_json(self) -> bytes:
         with self._lock:
             doc, timeline = self._doc, self._timeline
+        if self.history is not None and doc is not None:
+            self._earlier = timeline_of(self.history, doc, time.time() - TIMELINE_S)
+            self.history = None
+        cutoff = time.time() - TIMELINE_S
+        timeline = [r for r in self._earlier if r["end"] >= cutoff] + timeline
         tails = {}
         for rec in (doc or {}).get("records", []):
             for run in rec.get("running", []):
@@ -184,6 +200,34 @@ class Http:
         except BlockingIOError:
             pass  # the pipe is full: the loop is woken already
         return request.reply if request.done.wait(REPLY_WAIT_S) else None
+
+
+def timeline_of(history: str, doc: dict[str, Any], since: float) -> list[dict[str, Any]]:
+    """The runs of the history's last HISTORY_TAIL bytes that ended after
+    `since` and before this waitd started (the journal tells those after),
+    each of the record of the status document whose directory,
+    template and process take it (the first one)."""
+    records = [(r["directory"], wildcard.matcher(r["template"]), r["process"], r["number"]) for r in doc["records"]]
+    try:
+        with open(history, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - HISTORY_TAIL))
+            lines = f.read().split(b"\n")[1:-1]
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            e = parse_line(line.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if e.status is Status.STARTED or e.at is None or e.took is None or not since <= e.at < doc["started_at"]:
+            continue
+        directory, name = os.path.split(e.path)
+        number = next((n for d, match, p, n in records if d == directory and p == e.process and match(name)), None)
+        if number is not None:
+            outcome = "retrying" if e.retry_at is not None else "ok" if e.succeeded else "failed"
+            out.append({"record": number, "file": e.path, "start": e.at - e.took, "end": e.at, "outcome": outcome})
+    return out
 
 
 def _tail(path: str) -> str:

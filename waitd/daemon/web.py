@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from waitd.config.conf import Conf
+from waitd.config.passdir import history_path
 from waitd.daemon.events import Events
 from waitd.daemon.http import Answer, Http, read_token
 from waitd.journal.writer import Journal
@@ -31,7 +32,8 @@ def start(settings: Settings, conf: Conf, events: Events, journal: Journal) -> H
     if conf.http.control and conf.http.token is not None:
         token = read_token(os.path.join(settings.passdir, conf.http.token))
     metrics = events.metrics
-    server = Http(*settings.http, token, metrics.exposition if metrics is not None else None)
+    exposition = metrics.exposition if metrics is not None else None
+    server = Http(*settings.http, token, exposition, history_path(settings.passdir))
     journal.observers.append(server.ended)
     host, port = server.address[:2]
     log.info("waitd: status page on http://%s:%d/ (%s)", host, port, "control by token" if token else "read-only")
