@@ -21,14 +21,17 @@ slow client holds only its own thread.  It is the one prometheus-client's
 server is built on (so --metrics already runs it), kept with Python
 itself, and it needs no event loop in a daemon that has its own select
 loop: a framework (aiohttp, a WSGI server) would add a dependency and an
-event loop or worker model for five paths and a few requests a second.  It never touches the daemon's state: it serves the last status
-document the loop handed over whole (`snapshot`, each time the loop builds
-one) and the runs that ended (`ended`, an observer of the journal, kept an
-hour; those of the hour before its start are read from the history's
-last HISTORY_TAIL bytes, once, by the first /page.json), and it sends /files and the POSTs to the loop as control-socket
-requests (`Requests`): the loop answers them in its turn (`serve`, with
-`Commands.answer`, the one implementation of each verb) and the thread
-waits for the reply at most REPLY_WAIT_S.
+event loop or worker model for five paths and a few requests a second.
+
+It never touches the daemon's state: it serves the last status document
+the loop handed over whole (`snapshot`, each time the loop builds one)
+and the runs that ended (`ended`, an observer of the journal, kept an
+hour; those of the hour before its start are read from the history's last
+HISTORY_TAIL bytes, once, by the first /page.json), and it sends /files
+and the POSTs to the loop as control-socket requests (`ask`: a queue and
+a wake-up pipe the loop watches): the loop answers them in its turn
+(`serve`, with `Commands.answer`, the one implementation of each verb)
+and the thread waits for the reply at most REPLY_WAIT_S.
 
 Errors: a path of no record is the story's own error (404); a bad
 request 400; a body over MAX_BODY 413; a POST without control 403, with a
