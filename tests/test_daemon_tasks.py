@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import psutil
 from conftest import Station, quiet_for, wait_for
@@ -28,16 +29,22 @@ def _stopped(pid: int) -> bool:
 def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(station):
     station.gated(extra="sleep 0\n")
     station.handler("bad", 'echo "bad output"\nexit 3\n')
+    station.handler("later", "exit 75\n")
     station.table(
         f"x in *.d {station.passdir}/gated 0 -1 0 timeout=1",
         f"y in *.f {station.passdir}/bad 0 -1 0",
+        f"z in *.r {station.passdir}/later 0 -1 0 retries=1 retry=3600",
     )
     station.drop("a.d", age_s=5)
     station.drop("c.f", age_s=5)
+    station.drop("r.r", age_s=5)
     station.start()
-    a, b, c = (str(station.incoming / n) for n in ("a.d", "b.d", "c.f"))
+    a, b, c, e, rr = (str(station.incoming / n) for n in ("a.d", "b.d", "c.f", "e.d", "r.r"))
     wait_for(lambda: station.ran(), 10, "a.d's run")
     wait_for(lambda: any(e.exit == 3 for e in station.ends()), 10, "c.f's run")
+    wait_for(lambda: any(e.exit == 75 for e in station.ends()), 10, "r.r's first attempt")
+    (z,) = _json(station, "-s", "show", rr)["records"]
+    assert z["state"] == "retrying" and z["retry_at"] > time.time() + 3000
     # a.d runs: pausing it stops its process group, and its timeout of 1 s with it.
     story = _json(station, "-s", "show", a)
     (x,) = story["records"]
@@ -53,12 +60,19 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     # b.d waits (jobs=1): in the status document's waiting files, then paused: held.
     station.drop("b.d", age_s=5)
     wait_for(lambda: [w["file"] for w in _json(station, "-s", "status")["records"][0]["waiting_files"]] == ["b.d"])
+    (w,) = _json(station, "-s", "show", b)["records"]
+    assert w["state"] == "waiting" and w["ready_at"] < time.time() and w["attempts"] == []
+    # e.d waits too, and is cancelled: it will not run.
+    station.drop("e.d", age_s=5)
+    wait_for(lambda: _json(station, "-s", "show", e)["records"][0]["state"] == "waiting", 10, "e.d waiting")
+    assert station.run("-s", "cancel", e).returncode == 0
+    assert _json(station, "-s", "show", e)["records"][0]["state"] == "cancelled"
     r = station.run("-s", "pause", b)
     assert r.returncode == 0 and "held until resumed" in r.stdout, r.stdout + r.stderr
     held = _json(station, "-s", "list", "--state", "held")
     assert [(f["file"], f["why"]) for f in held] == [(b, "paused (waitd -s pause)")]
     everything = {f["file"]: f["state"] for f in _json(station, "-s", "list")}
-    assert everything == {a: "paused", b: "held", c: "failed"}
+    assert everything == {a: "paused", b: "held", c: "failed", e: "cancelled", rr: "retrying"}
     assert _json(station, "-s", "list", "--record", "2") == [{"record": 2, "file": c, "state": "failed"}]
     # a.d resumed: its clock goes on from where it stopped; b.d then runs once resumed.
     r = station.run("-s", "resume", a)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -136,6 +137,12 @@ def test_the_text_status_reads_the_typed_document() -> None:
     assert "  inactive: incoming-dir /x does not exist\n" in text
     assert "sink log (jsonl): down since 10 s ago: OSError: full; 7 events behind\n" in text
     assert text.endswith("celery broker redis://h:6379/0 (queue waitd): reachable; 3 run(s) in flight\n")
+    paused = replace(_status().records[0].running[0], state="paused")
+    doc = _status()
+    doc = replace(doc, records=[replace(doc.records[0], running=[paused]), *doc.records[1:]])
+    assert "  running: /in/a.g8 (pid 12, for 5 s, attempt 2, paused (waitd -s resume))\n" in control.format_status(
+        doc, 4242, NOW
+    )
     assert control.format_status(_status(), 1, NOW) == "waitd: running, pid 1, starting (no status written yet)\n"
     assert control.format_status(None, None, NOW) == "waitd: not running\n"
 

@@ -195,6 +195,8 @@ def _run_line(run: RunReport, now: float) -> str:
         extra += f", attempt {run.attempt}"
     if run.why:
         extra += f", {run.state} ({run.why})"
+    elif run.state == "paused":
+        extra += ", paused (waitd -s resume)"
     if run.adopted:
         extra += ", started by a previous waitd"
     where = f"pid {run.pid}" if run.task is None else f"celery task {run.task}"
