@@ -99,6 +99,8 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     assert r.returncode == 1 and "waitd knows nothing of this file" in r.stderr
     r = station.run("-s", "resume", c)
     assert r.returncode == 1 and "not paused" in r.stderr
+    r = station.run("-s", "pause", c)
+    assert r.returncode == 1 and "neither waiting nor running: nothing to pause" in r.stderr
     r = station.run("-s", "list", "--record", "9")
     assert r.returncode == 1 and "no record 9" in r.stderr
     assert station.stop() == 0

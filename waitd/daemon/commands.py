@@ -98,14 +98,14 @@ class Commands:
         return {"ok": False, "error": f"unknown command {cmd!r} (known: {', '.join(VERBS)})"}
 
     def _each_path(
-        self, cmd: str, request: dict[str, Any], act: Callable[[Works, Runs, str], tuple[bool, str]]
+        self, cmd: str, request: dict[str, Any], act: Callable[[Works, Runs, History, str], tuple[bool, str]]
     ) -> dict[str, Any]:
         paths = request.get("paths")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             return {"ok": False, "error": f"{cmd}: give one or more paths"}
         results = []
         for path in paths:
-            ok, message = act(self.works, self.runs, os.path.normpath(path))
+            ok, message = act(self.works, self.runs, self.history, os.path.normpath(path))
             results.append({"path": path, "ok": ok, "message": message})
         return {"ok": all(r["ok"] for r in results), "results": results}
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """`waitd -s pause PATH` and `-s resume PATH`: hold a file, stop a run.
 
-`pause` of a file that waits to run holds it (`FileState.paused`: the
+`pause` of a file that waits to run (or for its retry) holds it (`FileState.paused`: the
 readiness rules hold it for ever, the status names it held, "paused")
 until `resume`; a member of a group holds its group.  `pause` of a file a
 run works on stops the run's process group (SIGSTOP) and its `timeout=`
@@ -25,20 +25,24 @@ import os
 import signal
 import time
 
-from waitd.daemon.records import Works
+from waitd.daemon.records import Entry, Works
 from waitd.formats.history_line import escape
+from waitd.journal.history import History
 from waitd.run.runs import Run, Runs, RunState
 
 log = logging.getLogger("waitd")
 
 
-def pause(works: Works, runs: Runs, path: str) -> tuple[bool, str]:
+def pause(works: Works, runs: Runs, history: History, path: str) -> tuple[bool, str]:
     running = _running(works, runs, path)
     if running:
         return _each_run(running, stop=True)
     entries = [e for e in works.owners(path) if e.files.known(path) is not None]
     if not entries:
         return False, _nothing(works, path)
+    entries = [e for e in entries if _to_run(e, history, path)]
+    if not entries:
+        return False, "neither waiting nor running: nothing to pause"
     for entry in entries:
         name = os.path.basename(path)
         if name in entry.files.paused:
@@ -48,7 +52,7 @@ def pause(works: Works, runs: Runs, path: str) -> tuple[bool, str]:
     return True, "paused: held until resumed (waitd -s resume)"
 
 
-def resume(works: Works, runs: Runs, path: str) -> tuple[bool, str]:
+def resume(works: Works, runs: Runs, history: History, path: str) -> tuple[bool, str]:
     running = [r for r in _running(works, runs, path) if r.paused_at is not None]
     if running:
         return _each_run(running, stop=False)
@@ -61,6 +65,16 @@ def resume(works: Works, runs: Runs, path: str) -> tuple[bool, str]:
         entry.files.requeue(name)  # back in line: it left the heap as held
         log.info("record %d: %s: resumed, as asked (waitd -s resume)", entry.number, escape(path))
     return True, "resumed: it runs when ready"
+
+
+def _to_run(entry: Entry, history: History, path: str) -> bool:
+    """The file of the spool will run: not handled yet, or to be retried."""
+    found = entry.files.known(path)
+    if found is None:
+        return False
+    fact, where = found
+    event = history.latest(where, entry.record.process)
+    return event is None or not event.same_version(fact) or not event.consumed or event.retry_at is not None
 
 
 def _running(works: Works, runs: Runs, path: str) -> list[Run]:
