@@ -142,18 +142,20 @@ def test_show_and_pause_a_group_member_and_an_adopted_run_after_kill_9(station):
     (member,) = _json(station, "-s", "list", "--state", "held")
     assert member["file"] == pro and "group" in member["why"] and member["until"] > 0
     assert _json(station, "-s", "show", pro)["records"][0]["state"] == "held"
-    # kill -9: the next waitd adopts the run, and pauses its process group like its own.
+    # Paused, then kill -9: the next waitd adopts the run, paused, and resumes it like its own.
+    a = str(station.incoming / "a.d")
+    pid = _json(station, "-s", "show", a)["records"][0]["run"]["pid"]
+    assert station.run("-s", "pause", a).returncode == 0
+    wait_for(lambda: _stopped(pid), 5, "the handler stopped")
     station.proc.kill()
     station.proc.communicate()
     station.start()
-    a = str(station.incoming / "a.d")
     (x,) = _json(station, "-s", "show", a)["records"]
-    assert x["state"] == "running" and x["run"]["adopted"] is True
+    assert x["state"] == "paused" and x["run"]["adopted"] is True and x["run"]["pid"] == pid
     assert [at["end"] for at in x["attempts"]] == [None] and x["attempts"][0]["log"].endswith("incoming.2.A")
-    assert station.run("-s", "pause", a).returncode == 0
-    wait_for(lambda: _stopped(x["run"]["pid"]), 5, "the adopted handler stopped")
     assert station.run("-s", "resume", a).returncode == 0
-    wait_for(lambda: not _stopped(x["run"]["pid"]), 5, "the adopted handler continued")
+    wait_for(lambda: not _stopped(pid), 5, "the adopted handler continued")
+    assert _json(station, "-s", "show", a)["records"][0]["state"] == "running"
     station.open_gate("a.d")
     # Not our child: its end is known by its pid gone, its exit not (status 1).
     wait_for(lambda: _json(station, "-s", "show", a)["records"][0]["state"] == "failed", 10, "a.d's end")

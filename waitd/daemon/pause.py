@@ -11,9 +11,9 @@ and counts its time from its start less its pauses); `resume` continues it
 reach its process (refused, saying so).  A cancel or waitd's stop sends
 TERM and then CONT to a paused run, so that it ends.
 
-What is paused is kept in memory: a HUP keeps it (records keep their
-file state), a new waitd does not (a file is waiting again; an adopted
-run that was stopped stays stopped until `-s resume` or a cancel).
+A paused file is kept in memory: a HUP keeps it (records keep their
+file state), a new waitd does not (the file is waiting again).  A paused
+run stays stopped: a new waitd adopts it paused (`run.adopt`).
 
 Each is logged as the operator's doing.
 """
