@@ -9,7 +9,7 @@ dead is removed from the code and from here.
 
 from waitd.daemon import http
 from waitd.decide import facts
-from waitd.formats import status
+from waitd.formats import events, status
 from waitd.sinks import metrics, stomp
 from waitd.spool import directory
 
@@ -40,3 +40,6 @@ http._Handler.do_POST
 http._Handler.close_connection
 http.Http.server.daemon_threads
 status.Waiting.ready_at
+
+# The ended event's field: filled by keyword, read from its JSON by the isis format.
+events.Ended.admin_log

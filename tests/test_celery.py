@@ -37,6 +37,8 @@ def test_a_result_becomes_an_outcome_with_its_output_and_where_it_ran():
     assert result_of(success(signal="SIGSEGV"), set()).outcome == Outcome(Status.UNKNOWN, signal="SIGSEGV")
     assert result_of(success(lost="its-worker-died"), set()).outcome.lost
     assert result_of(success(), set()).outcome.lost  # no exit status at all
+    said = base64.b64encode(b'{"skip": "why"}').decode()
+    assert result_of(success(exit=0, response=said), set()).outcome.response == b'{"skip": "why"}'
 
 
 def test_revoked_is_a_kill_only_when_waitd_terminated_it():

@@ -79,7 +79,9 @@ def ends_by_path(station: Station) -> dict[str, list]:
 
 def test_files_run_on_workers_once_with_their_logs(station, cluster):
     cluster.workers(1, passdir=str(station.passdir))  # its broker and queue from waitd.conf
-    station.handler("h", 'echo "out $1"; echo "err $WAITD_ATTEMPT" >&2; pwd; exit 3\n')
+    station.handler(
+        "h", 'echo "out $1"; echo "err $WAITD_ATTEMPT" >&2; pwd; echo \'{"seen": 1}\' > "$WAITD_RESPONSE"; exit 3\n'
+    )
     station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery timeout=30")
     station.start()
     station.drop("a.g8")
@@ -95,6 +97,9 @@ def test_files_run_on_workers_once_with_their_logs(station, cluster):
     assert f"out {station.incoming}/a.g8" in lines and "err 1" in lines and str(station.incoming) in lines
     assert lines[-1].startswith("waitd: end record=1 exit=3")
     assert "celery task" in station.log()
+    # Its response came back with its output, kept beside its log.
+    assert (station.passdir / "logfiles" / "incoming.1.A.response").read_text() == '{"seen": 1}\n'
+
     assert station.stop() == 0
 
 
@@ -435,7 +440,15 @@ def test_run_celery_is_checked(station, cluster):
 def test_remote_run_output_is_capped_and_says_so(tmp_path: Path):
     result = remote.run("/bin/sh", ["sh", "-c", "head -c 5000 /dev/zero; exit 4"], {}, str(tmp_path), cap=100)
     assert (result["exit"], result["size"], len(base64.b64decode(result["output"]))) == (4, 5000, 100)
+    result = remote.run(
+        "/bin/sh",
+        ["sh", "-c", 'printf "{}" > "$WAITD_RESPONSE"; head -c 70000 /dev/zero >> "$WAITD_RESPONSE"'],
+        {},
+        str(tmp_path),
+    )
+    assert len(base64.b64decode(result["response"])) == 65537  # one more than waitd takes: it says too big
     result = remote.run("/nonexistent", ["x"], {}, str(tmp_path))
+    assert "response" not in result
     assert result["exit"] == 127 and b"cannot execute /nonexistent" in base64.b64decode(result["output"])
     result = remote.run("/bin/sh", ["sh", "-c", "kill -USR1 $$"], {}, str(tmp_path))
     assert result["signal"] == "SIGUSR1"

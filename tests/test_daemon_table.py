@@ -313,7 +313,7 @@ def test_check_lists_every_error_of_a_record_and_of_a_sink(station):
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
         f"{c}:1: [sink mq]: retry-max is less than retry",
-        f"{c}:1: [sink mq]: give at least one of started =, complete =, error = (the destinations)",
+        f"{c}:1: [sink mq]: give at least one of started =, complete =, error =, skipped = (the destinations)",
         f"{c}:1: [sink mq]: give user = and password = together",
         f"{c}:3: [sink mq]: port = 99999: expected a whole number from 1 to 65535",
         f"{c}:9: [sink ev]: path = nowhere/events.jsonl: no such directory {station.passdir}/nowhere",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from waitd.cli import main as cli
-from waitd.cli import tlogview
+from waitd.cli import reduce, tlogview
 from waitd.worker import main as worker
 
 MAN = Path(__file__).resolve().parent.parent / "man"
@@ -88,6 +88,7 @@ def test_options_match_the_parser(page, parser):
     synopsis = set(OPTION.findall("\n".join(sections(page)["SYNOPSIS"]).replace("\\-", "-")))
     if page == "waitd.8":
         options |= parser_options(worker.build_parser())  # waitd worker: CLUSTER describes them
+        options |= parser_options(reduce.build_parser())  # waitd reduce: REDUCTION describes them
     assert synopsis - options == set(), f"{page}: SYNOPSIS names unknown options"
     text = render(page)
     for option in options:
@@ -184,7 +185,7 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
 # -- the examples: every table and waitd.conf shown is one waitd takes -------------
 
 MARK = re.compile(r'^\.\\" example: (table|names|waitd\.conf)$')
-CONF_SECTION = re.compile(r"^\[(daemon|celery|sink \S+)\]$")
+CONF_SECTION = re.compile(r"^\[(daemon|celery|reduce|sink \S+)\]$")
 EXAMPLE_PAGES = ["incoming.5", "waitd.8", "waitd.conf.5"]
 
 

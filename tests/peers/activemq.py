@@ -145,6 +145,7 @@ class Consumer:
         self.port = port
         self.queues = queues
         self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []  # of each message, in the same order
         self._lock = threading.Condition()
         self.conn: Any = None
         self.connect()
@@ -162,6 +163,7 @@ class Consumer:
     def on_message(self, frame: Any) -> None:
         with self._lock:
             self.messages.append((frame.headers["destination"], json.loads(frame.body)))
+            self.headers.append(dict(frame.headers))
             self._lock.notify_all()
             conn = self.conn
         conn.ack(frame.headers["message-id"], frame.headers["subscription"])

@@ -2,7 +2,7 @@
 """The `waitd` command: its arguments, `--check`, `--enqueue`, and the daemon's start.
 
 `main` reads the arguments and does one thing: `waitd worker` (the Celery
-worker, `worker.main`), `--demo` (`demo`), `--enqueue` (files into a
+worker, `worker.main`), `waitd reduce` (a handler: `reduce`), `--demo` (`demo`), `--enqueue` (files into a
 queue, each by its tmp/), `-s VERB` (`client`), `--check` (the table and
 waitd.conf, every error printed, and a warning for each record that would
 be inactive), or the daemon (`daemon.start`): in the foreground (`-f`,
@@ -48,6 +48,9 @@ NO_PASSDIR = (
 _EPILOG = """\
 With neither -g nor -i nor -f, waitd detaches as with -g.
 
+  waitd reduce [--archive DIR] MESSAGE-FILE
+                        a handler: run the ISIS reduction an ISIS message
+                        asks for (waitd reduce --help)
   waitd worker [--broker URL] [--queue Q] [--concurrency N] [--passdir DIR]
                [--loglevel LEVEL]
                         run the handlers of run=celery records on this host:
@@ -171,6 +174,10 @@ def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reduce"]:  # waitd reduce: a handler, ISIS's PostProcessAdmin
+        from waitd.cli import reduce
+
+        return reduce.main(argv[1:])
     if argv[:1] == ["worker"]:  # waitd worker: a Celery worker for run=celery
         from waitd.worker import main as worker
 

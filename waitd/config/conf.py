@@ -13,8 +13,9 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[http]` and one `[sink NAME]` per sink; `key = value` lines; a line whose first
-non-blank character is `#` or `;` is a comment, and so is the rest of a
+`[http]`, `[reduce]` (`waitd reduce`'s) and one `[sink NAME]` per sink;
+`key = value` lines; a line whose first non-blank character is `#` or
+`;` is a comment, and so is the rest of a
 line from a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
@@ -34,7 +35,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.confkeys import BY_TYPE, CELERY, COMMON, DAEMON, DEFAULTS, HTTP, KEY_OF, NAME, SINK_TYPES, Keys
+from waitd.config.confkeys import (
+    BY_TYPE,
+    CELERY,
+    COMMON,
+    DAEMON,
+    DEFAULTS,
+    HTTP,
+    KEY_OF,
+    NAME,
+    REDUCE,
+    SINK_TYPES,
+    Keys,
+)
 from waitd.config.errors import TableError
 
 _COMMENT = re.compile(r"\s[#;].*$")
@@ -92,12 +105,20 @@ class Sink:
 
 
 @dataclass(frozen=True, slots=True)
+class ReduceConf:
+    """`[reduce]`: what `waitd reduce` reads."""
+
+    archive: str | None = None  # where each reduction's output is copied too
+
+
+@dataclass(frozen=True, slots=True)
 class Conf:
     path: str = ""
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
     http: HttpConf = HttpConf()
+    reduce: ReduceConf | None = None
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -134,6 +155,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     daemon = DaemonConf()
     celery = None
     http = HttpConf()
+    reduce = None
     sinks = []
     for section in sections:
         if section.kind == "daemon":
@@ -144,6 +166,8 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
                 errors.append(TableError(path, section.line, "[http]: control = yes needs token = FILE"))
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
+        elif section.kind == "reduce":
+            reduce = _build(section, path, errors, REDUCE, ReduceConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -151,7 +175,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, http), []
+    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, http=http), []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -192,7 +216,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery", "http") and len(words) == 1:
+    if kind in ("daemon", "celery", "http", "reduce") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -201,7 +225,9 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     else:
         errors.append(
-            TableError(path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [http])")
+            TableError(
+                path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [http], [reduce])"
+            )
         )
         return None
     title = " ".join(words)
@@ -280,8 +306,8 @@ def _check_sink(
     problems = []
     if not bad & {"retry", "retry-max"} and common.get("retry_max_s", 60.0) < common.get("retry_s", 1.0):
         problems.append("retry-max is less than retry")
-    if kind == "stomp" and not given & {"started", "complete", "error"}:
-        problems.append("give at least one of started =, complete =, error = (the destinations)")
+    if kind == "stomp" and settings.get("format") != "isis" and not given & {"started", "complete", "error", "skipped"}:
+        problems.append("give at least one of started =, complete =, error =, skipped = (the destinations)")
     if kind == "stomp" and ("user" in given) != ("password" in given):
         problems.append("give user = and password = together")
     if (

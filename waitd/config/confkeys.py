@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """waitd.conf's keys: for each section, the keys it takes and what each value may be.
 
-`DAEMON`, `CELERY`, and `COMMON` with `BY_TYPE` (a sink's keys: those of
+`DAEMON`, `CELERY`, `REDUCE` (`waitd reduce`'s), and `COMMON` with
+`BY_TYPE` (a sink's keys: those of
 every sink and those of its type, `SINK_TYPES`) map each key to the
 attribute or setting it fills, its converter and whether it is required;
 `DEFAULTS` are a sink type's settings when not given, and `KEY_OF` names
@@ -24,6 +25,7 @@ from typing import Any
 from waitd.config.options import MAX_JOBS
 
 SINK_TYPES = ("jsonl", "posttroll", "stomp")
+STOMP_FORMATS = ("waitd", "isis")  # a stomp sink's bodies: waitd's event JSON, or ISIS's replies
 MAX_BACKOFF_S = 3600
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")
@@ -95,6 +97,12 @@ def _path(text: str) -> str:
     return text
 
 
+def _absolute(text: str) -> str:
+    if not text.startswith("/") or "\0" in text:
+        raise ValueError("expected an absolute directory name")
+    return text
+
+
 def _destination(text: str) -> str:
     if not _DESTINATION.fullmatch(text):
         raise ValueError("expected a destination such as /queue/ReductionComplete")
@@ -127,6 +135,12 @@ def _sensors(text: str) -> list[str]:
     return names
 
 
+def _stomp_format(text: str) -> str:
+    if text not in STOMP_FORMATS:
+        raise ValueError(f"expected one of {', '.join(STOMP_FORMATS)}")
+    return text
+
+
 # Each section's keys: key -> (attribute or setting name, converter, required).
 Keys = Mapping[str, tuple[str, Callable[[str], Any], bool]]
 DAEMON: Keys = {
@@ -145,6 +159,7 @@ def _yes_no(text: str) -> bool:
 
 HTTP: Keys = {"control": ("control", _yes_no, False), "token": ("token", _path, False)}
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
+REDUCE: Keys = {"archive": ("archive", _absolute, False)}
 COMMON: Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),
@@ -167,11 +182,13 @@ BY_TYPE: Mapping[str, Keys] = {
         "started": ("started", _destination, False),
         "complete": ("complete", _destination, False),
         "error": ("error", _destination, False),
+        "skipped": ("skipped", _destination, False),
+        "format": ("format", _stomp_format, False),
     },
 }
 KEY_OF = {attr: key for keys in (COMMON, *BY_TYPE.values()) for key, (attr, _, _) in keys.items()}
 DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "jsonl": {},
     "posttroll": {"nameservers": False, "name": "waitd"},
-    "stomp": {"host": "127.0.0.1", "port": 61613},
+    "stomp": {"host": "127.0.0.1", "port": 61613, "format": "waitd"},
 }

@@ -46,6 +46,13 @@ def _wants(sinks: Iterable[conflib.Sink]) -> Any:
     return wants
 
 
+def _carries(sinks: Iterable[conflib.Sink]) -> Any:
+    """Whose run events carry their file's JSON object: the records a
+    `format = isis` sink takes (it replies with the source message)."""
+    rules = [s.records for s in sinks if s.type == "stomp" and s.settings.get("format") == "isis"]
+    return lambda record: any(r is None or record in r for r in rules)
+
+
 class Events:
     def __init__(
         self,
@@ -82,6 +89,7 @@ class Events:
                 raise WaitdError(f"{opened.directory}: cannot open the outbox: {exc.strerror or exc}") from exc
             journal.outbox = opened
         journal.wants = _wants(conf.sinks)
+        journal.carries = _carries(conf.sinks)
         writer = journal.outbox
         self.sinks.apply(conf.sinks, writer.place_new if writer is not None else lambda name: None)
         self.conf = conf

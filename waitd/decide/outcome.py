@@ -29,7 +29,11 @@ as a retry its attempt count holds.
 `end_events` writes that down, a line for each file of the job: a
 temporary failure with retries left gets `retry_at=` (the retry delay
 doubles each attempt, up to an hour), so the schedule survives a
-restart; one with none left is final.  What a verdict leads to besides is
+restart; one with none left is final.  The run's response
+(`formats.response`, WAITD_RESPONSE) counts too: on exit 75 its
+`retry_in` is that retry's delay (from 0 to the hour of the cap), and on
+exit 0 its `skip` makes the run skipped (`outcome=skipped`: a success,
+handled, that did nothing).  What a verdict leads to besides is
 decided elsewhere: the back-off (`backoff`), a queue's file
 (`handoff.disposal`).
 
@@ -43,9 +47,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from waitd.config.options import Options
+from waitd.config.options import MAX_RETRY_S, Options
 from waitd.decide.facts import FileFact
 from waitd.formats.history_line import Event, Status
+from waitd.formats.response import Response
 
 EX_TEMPFAIL = 75
 
@@ -75,6 +80,7 @@ class Outcome:
     signal: str | None = None
     error: str | None = None  # it could not be executed: why
     lost: bool = False  # run=celery: its worker died, or no result came in time
+    response: bytes | None = None  # run=celery: the response its worker sent back
 
     def describe(self) -> str:
         if self.lost:
@@ -165,17 +171,19 @@ def end_events(
     now: float,
     adopted: bool = False,
     task: str | None = None,
+    response: Response | None = None,
 ) -> tuple[list[Event], Verdict]:
     """The history events of a run's end (one a file of its job), and its
     verdict (FINAL when a temporary failure has no retry left; `options`
-    None: its record left the table, and no retry is made)."""
+    None: its record left the table, and no retry is made); `response`:
+    what the handler left at WAITD_RESPONSE."""
     verdict = judge(outcome, why, adopted)
     if verdict is Verdict.UNKNOWN and options is not None and options.claim:
         verdict = Verdict.TEMPORARY  # a queue's file: tried again while retries are left
     retry_at = None
     if verdict is Verdict.TEMPORARY:
         if options is not None and job.attempt <= options.retries:
-            retry_at = now + options.retry_delay_s(job.attempt)
+            retry_at = now + retry_delay(options, job.attempt, outcome, response)
         else:
             verdict = Verdict.FINAL
     error = outcome.error
@@ -199,8 +207,26 @@ def end_events(
             retry_at=retry_at,
             group=job.group,
             task=task,
+            outcome=skipped(verdict, outcome, response),
             version=fact.version,
         )
         for fact, path in zip(job.facts, job.paths, strict=True)
     ]
     return events, verdict
+
+
+def retry_delay(options: Options, attempt: int, outcome: Outcome, response: Response | None) -> float:
+    """The delay before the retry of a temporary failure: the response's
+    `retry_in` on exit 75 (bounded to 0..MAX_RETRY_S), else the back-off."""
+    retry_in = response.retry_in if response is not None and outcome.exit == EX_TEMPFAIL else None
+    if retry_in is None:
+        return options.retry_delay_s(attempt)
+    return min(float(MAX_RETRY_S), max(0.0, retry_in))
+
+
+def skipped(verdict: Verdict, outcome: Outcome, response: Response | None) -> str | None:
+    """The history's outcome= of a run that exited 0 with `skip` in its
+    response ("skipped"); None for any other."""
+    if verdict is Verdict.SUCCESS and outcome.exit == 0 and response is not None and response.skip is not None:
+        return "skipped"
+    return None

@@ -2,8 +2,11 @@
 """The event JSON: what waitd tells its sinks, one typed value an event.
 
 Six kinds, one class each: `Ready` (a file or a group handed on for the
-first time: run or published), `Started`, `Ended` (outcome ok, failed or
-retrying), `Removed`, `Expired`, and `Grouped` (a group complete,
+first time: run or published), `Started`, `Ended` (outcome ok, failed,
+retrying or skipped, with the run's response; for a record a `format =
+isis` sink takes, also the tail of its log and waitd's log lines about
+it, and, in `Started` too, the JSON object of the run's file, `body`),
+`Removed`, `Expired`, and `Grouped` (a group complete,
 incomplete or late).  Each says what it is `About`: the record (number,
 telem, topic; None when no record of the table has it), its process, and
 the file (`path`, with its version's `mtime` and `size` for a run or a
@@ -31,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-OUTCOMES = ("ok", "failed", "retrying")
+OUTCOMES = ("ok", "failed", "retrying", "skipped")
 GROUP_STATES = ("complete", "incomplete", "late")
 _BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))  # a FORMAT's own names: not the pattern's
 
@@ -87,6 +90,7 @@ class Started:
     time: float
     about: About
     attempt: int = 1
+    body: Mapping[str, Any] | None = None  # the JSON object of the run's file (a source message)
     seq: int | None = None
 
 
@@ -103,6 +107,10 @@ class Ended:
     error: str | None = None
     took: float | None = None
     retry_at: float | None = None
+    body: Mapping[str, Any] | None = None  # the JSON object of the run's file (a source message)
+    response: Mapping[str, Any] | None = None  # the JSON object the run left at WAITD_RESPONSE
+    log: str | None = None  # the tail of the run's log
+    admin_log: str | None = None  # waitd's log lines about the run
     seq: int | None = None
 
 

@@ -82,6 +82,7 @@ class Event:
     group: str | None = None  # the group the file was handled with
     published: int | None = None  # 1: a publish-only record published it (process -)
     task: str | None = None  # run=celery: the Celery task id of the run
+    outcome: str | None = None  # skipped: exit 0, and its response said skip
     version: Version | None = None
     extra: tuple[str, ...] = field(default=())  # unknown key=value, kept as read
 
@@ -258,6 +259,7 @@ _FIELDS = (
     _Field("group", "group", _TEXT),
     _Field("published", "published", _FLAG),
     _Field("task", "task", _TEXT),
+    _Field("outcome", "outcome", _TEXT),
     _Field("mtime_ns", "mtime_ns", _ANY_INT, in_version=True),
     _Field("size", "size", _integer(0, None), in_version=True),
     _Field("ino", "ino", _integer(0, None), in_version=True),

@@ -58,6 +58,7 @@ from waitd.formats.history_line import (
     unescape,
 )
 from waitd.journal import replay
+from waitd.journal.disk import fsync_dir
 
 __all__ = [
     "BadValue",
@@ -211,7 +212,7 @@ class History:
             finally:
                 os.close(fd)
             os.rename(tmp, self.path)
-            _fsync_dir(os.path.dirname(self.path) or ".")
+            fsync_dir(os.path.dirname(self.path) or ".")
         except OSError as exc:
             try:
                 os.unlink(tmp)
@@ -233,11 +234,3 @@ class History:
     def forget(self, path: str, process: str) -> None:
         """Drop a key from memory (its file is gone); the file keeps it."""
         self._latest.pop((path, process), None)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

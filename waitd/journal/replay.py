@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from waitd.config.errors import WaitdError
 from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, parse_line, unescape
+from waitd.journal.disk import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +201,6 @@ def _refusal(path: str, exc: OSError) -> WaitdError:
     return WaitdError(f"{path}: cannot open the history: {exc.strerror or exc}")
 
 
-_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def _not_regular(path: str, mode: int) -> WaitdError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+    kind = kind_of(mode)
     return WaitdError(f"{path}: is not a regular file ({kind}); the history must be a regular file")

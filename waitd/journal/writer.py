@@ -14,8 +14,9 @@ metrics):
                                `ready` (a first attempt; a group: `group`
                                complete too) and `started`
     running(lines, pid)        the second status 0 lines, with the pid
-    ended(record, lines)       an end, a retry or a cancel asked with -s,
+    ended(record, lines, told) an end, a retry or a cancel asked with -s,
                                an end recorded after a crash: `ended`
+                               (with a run's response and logs' tails)
     published(jobs)            publish-only (status 2 `published=1`), one
                                sync: `ready` (a group: `group` complete)
     removed(record, fact, ...) `removed` or `expired`: no history line
@@ -52,9 +53,9 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
@@ -90,6 +91,9 @@ class Journal:
         self.history = history
         self.outbox: Writer | None = None  # None: no sink, nothing written there
         self.wants: Callable[[str, int | None], bool] = lambda kind, record: False
+        # Records whose run events carry their file's JSON object (`body`:
+        # a `format = isis` sink replies with the source message).
+        self.carries: Callable[[int | None], bool] = lambda record: False
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
         self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
@@ -99,10 +103,17 @@ class Journal:
 
     # -- what callers tell ------------------------------------------------------
 
-    def started(self, jobs: Sequence[Job]) -> None:
+    def started(self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None] = ()) -> None:
         """Record the starts of a pass with one sync (status 0 on disk when
-        this returns); HistoryWriteError: none of them is recorded."""
+        this returns); HistoryWriteError: none of them is recorded.
+        `bodies`: each job's file's JSON object, for the records `carries`
+        names (their `started` events carry it)."""
         lines, made = self._of_jobs(jobs, self._starting)
+        if any(b is not None for b in bodies):
+            at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
+            for (i, started), body in zip(at, bodies, strict=False):
+                if body is not None:
+                    made[i] = replace(started, body=body)
         self._record(lines, made, durable=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
@@ -111,11 +122,13 @@ class Journal:
         them); held if they cannot be written."""
         self._record([replace(line, pid=pid) for line in lines], [], durable=False)
 
-    def ended(self, record: Record | None, lines: Sequence[Line]) -> None:
+    def ended(self, record: Record | None, lines: Sequence[Line], told: Mapping[str, Any] | None = None) -> None:
         """Record an end (of a run, or asked with -s retry or cancel, or found
         after a crash): one `ended` event a job (the lines of a group's
-        members, by their group=, are one); held if it cannot be written."""
-        made: list[ev.Event] = [self._ended(record, job) for job in _by_job(lines)] if self._telling else []
+        members, by their group=, are one), with what `told` adds (a run's
+        response, its log's tail, waitd's lines about it); held if it
+        cannot be written."""
+        made: list[ev.Event] = [self._ended(record, job, told) for job in _by_job(lines)] if self._telling else []
         self._record(list(lines), made, durable=False)
 
     def published(self, jobs: Sequence[Job]) -> None:
@@ -154,6 +167,11 @@ class Journal:
             missing=tuple(missing),
         )
         self._record([], [made], durable=False)
+
+    @property
+    def telling(self) -> bool:
+        """Events are made (what a caller adds to them is worth finding)."""
+        return self._telling
 
     @property
     def _telling(self) -> bool:
@@ -306,11 +324,14 @@ class Journal:
             )
         return made
 
-    def _ended(self, record: Record | None, job: Sequence[Line]) -> ev.Ended:
+    def _ended(self, record: Record | None, job: Sequence[Line], told: Mapping[str, Any] | None) -> ev.Ended:
         about, key, at = self._about_lines(record, job)
         end = job[0]
+        told = told or {}
         if end.retry_at is not None:
             outcome = "retrying"
+        elif end.outcome == "skipped" and end.succeeded:
+            outcome = "skipped"
         elif end.succeeded:
             outcome = "ok"
         else:
@@ -329,6 +350,10 @@ class Journal:
             error=error,
             took=end.took,
             retry_at=end.retry_at,
+            body=told.get("body"),
+            response=told.get("response"),
+            log=told.get("log"),
+            admin_log=told.get("admin_log"),
         )
 
     def _about_lines(self, record: Record | None, job: Sequence[Line]) -> tuple[ev.About, tuple[object, ...], float]:

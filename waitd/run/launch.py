@@ -11,9 +11,14 @@ and writes what happened; it decides nothing itself (the outcomes are
   sync and executes the handlers;
 - `signal` sends a plan's TERM or KILL, and says why;
 - `reap` collects the runs that ended and logs each end at once, with
-  its record's tally (before what it leads to: a back-off, a removal);
-  `finish` writes their footers and end events, after the turn's starts,
-  so that it overlaps their runs; `dispose` hands a queue's file on as
+  its record's tally (before what it leads to: a back-off, a removal),
+  with the response the handler left (WAITD_RESPONSE: `retry_in` and
+  `skip` count in its outcome; one waitd cannot take is logged and
+  ignored);
+  `finish` writes their footers and end events (the `ended` event with
+  the response; and, for a record a `format = isis` sink takes, the
+  run's message, its log's tail and waitd's lines about it), after
+  the turn's starts, so that it overlaps their runs; `dispose` hands a queue's file on as
   the plan says, once its end is written; `retire` lets go of the runs
   the plan has seen ended;
 
@@ -40,10 +45,12 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
+from waitd.formats.response import BadResponse, Response
 from waitd.journal.history import Event, Status, escape
 from waitd.journal.writer import Journal
 from waitd.run import runner
@@ -85,6 +92,10 @@ class Launcher:
             if claimed is None:
                 continue
             run = self._prepare(entry, claimed)
+            if run is not None and self.journal.carries(entry.number):
+                # Its events carry the message, its log's tail and waitd's lines about it.
+                run.body = runner.read_body(claimed.path)
+                run.notes = []
             if run is not None:
                 prepared.append((entry, run, runner.start_events(claimed, run.started_at, run.task)))
             elif entry.record.options.claim:
@@ -164,7 +175,9 @@ class Launcher:
             self.journal.running(started, run.pid)
         entry.files.started(job)
         attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
-        log.info(
+        _say(
+            run,
+            logging.INFO,
             "record %d: started %s on %s (%s, log %s%s)",
             entry.number,
             job.process,
@@ -252,10 +265,11 @@ class Launcher:
         run.transition(RunState.ENDED)  # -> ENDED
         work = run.work
         options = work.files.record.options if work is not None else None
+        response = self._response(run, outcome)
         ends, verdict = end_events(
-            run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task
+            run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task, response
         )
-        run.ended = Ended(outcome, ends, verdict, took)
+        run.ended = Ended(outcome, ends, verdict, took, response)
         self._to_write.append(run)
         end = ends[0]
         ok = verdict is Verdict.SUCCESS
@@ -264,8 +278,11 @@ class Launcher:
             described += f" ({end.error})"
         if end.retry_at is not None:
             described += f"; retry {end.runs + 1} at {time.strftime('%H:%M:%S', time.localtime(end.retry_at))}"
+        if end.outcome == "skipped" and response is not None:
+            described += f"; skipped: {response.skip}"
         if verdict is not Verdict.NOT_STARTED:
-            log.log(
+            _say(
+                run,
                 logging.INFO if ok else logging.WARNING,
                 "record %d: %s on %s: %s after %.3f s",
                 run.number,
@@ -281,6 +298,15 @@ class Launcher:
             for fact in run.job.facts:
                 work.files.ran(fact)
 
+    def _response(self, run: Run, outcome: Outcome) -> Response | None:
+        """The response the run left; one waitd cannot take is logged and ignored."""
+        try:
+            return runner.response_of(run, outcome.response)
+        except BadResponse as exc:
+            what = f"{run.job.process} on {files_of(run.job)}: response {runner.response_name(run.log_name)}"
+            _say(run, logging.ERROR, "record %d: %s: %s; ignored (the outcome is its exit's)", run.number, what, exc)
+            return None
+
     def finish(self) -> list[Run]:
         """Write the ends `reap` collected (after the turn's starts: the
         writing overlaps their runs); return their runs."""
@@ -289,13 +315,27 @@ class Launcher:
             run = self._to_write.popleft()
             assert run.ended is not None
             ends = run.ended.events
+            told = self._told(run) if self.journal.telling else None
             runner.footer(run, run.ended.outcome, ends[0])
             files = run.work.files if run.work is not None else None
-            self.journal.ended(files.record if files is not None else None, ends)  # a group's: one event
+            self.journal.ended(files.record if files is not None else None, ends, told)  # a group's: one event
             if files is not None and not files.record.options.claim and (ends[0].retry_at or not ends[0].consumed):
                 for fact in run.job.facts:
                     files.requeue(fact.name)
         return written
+
+    @staticmethod
+    def _told(run: Run) -> dict[str, Any]:
+        """What a run's `ended` event carries besides its history line: its
+        response; and for a `format = isis` sink its file's JSON object,
+        the tail of its log, waitd's lines about it."""
+        assert run.ended is not None
+        told: dict[str, Any] = {}
+        if run.ended.response is not None:
+            told["response"] = dict(run.ended.response.document)
+        if run.notes is not None:  # for a format = isis sink
+            told.update(body=run.body, admin_log="\n".join(run.notes), log=runner.log_tail(run))
+        return told
 
     def pending_end(self, path: str, process: str) -> Event | None:
         """The end of a run reaped this turn and not written yet, of a file
@@ -318,6 +358,13 @@ class Launcher:
         for run in self.runs.ended():
             if run.seen_ended:
                 self.runs.remove(run)  # ENDED and written: its files are free
+
+
+def _say(run: Run, level: int, fmt: str, *args: object) -> None:
+    """Log a line about a run, and keep it with the run (its admin log)."""
+    log.log(level, fmt, *args)
+    if run.notes is not None and len(run.notes) < 50:
+        run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {fmt % args}")
 
 
 def files_of(job: Job | list[Event]) -> str:

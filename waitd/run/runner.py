@@ -11,6 +11,15 @@ so).  Then the executor runs the handler (and the launcher tells the
 journal its pid).  `footer` closes the log with waitd's footer line: the
 outcome, the duration, and a retry time when one is set.
 
+Each run may leave a response (formats.response) in the file
+`response_name` names, beside its log (`incoming.N.L.response`, recycled
+with the letter: `open_log` removes the old one); WAITD_RESPONSE names it.
+`response_of` reads it back (at most MOST + 1 bytes, never through a
+link) and parses it (BadResponse), keeping one that came from a Celery
+worker there;
+`log_tail` reads the end of a run's log for its `ended` event, and
+`read_body` the run's file as a message (for a `format = isis` sink).
+
 The lines waitd writes into a log, and their order of letters, are
 `formats.handler_log`'s.  `last_letter` finds, at start, the letter of a
 record's most recent run from the start times in the header lines (not
@@ -28,12 +37,13 @@ import os
 import stat
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.config.passdir import handler_log_path, logfiles_path
 from waitd.config.table import Record
 from waitd.decide.outcome import Job, Outcome
-from waitd.formats import handler_log
+from waitd.formats import handler_log, isis, response
 from waitd.formats.handler_log import LETTERS, newest_first
 from waitd.journal.history import Event, Status
 from waitd.journal.writer import Journal
@@ -113,10 +123,11 @@ def open_log(passdir: str, record: Record, program: str, paths: list[str], lette
     try:
         # Unlink and create rather than truncate: cheaper on ext4 (no flush of
         # the old blocks), and O_EXCL never follows a planted symlink.
-        try:
-            os.unlink(log_name)
-        except FileNotFoundError:
-            pass
+        for old in (log_name, response_name(log_name)):
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass
         log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
     except OSError as exc:
         raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
@@ -134,6 +145,7 @@ def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str,
         WAITD_FILE=job.path,
         WAITD_PASSDIR=passdir,
         WAITD_LOG=log_name,
+        WAITD_RESPONSE=response_name(log_name),
         WAITD_ATTEMPT=str(job.attempt),
     )
     if job.group is not None:
@@ -195,7 +207,7 @@ def commit(starts: list[tuple[Run, Record, list[Event]]], journal: Journal) -> N
     with one sync (a group commit); if that fails none is recorded, each
     log file says so and is closed, and StartError is raised."""
     try:
-        journal.started([(record, events) for _, record, events in starts])
+        journal.started([(record, events) for _, record, events in starts], [run.body for run, _, _ in starts])
     except HistoryWriteError as exc:
         for run, _, _ in starts:
             _write(run.log_fd, handler_log.footer(run.number, error=f"not started: {exc}", took=0.0, at=time.time()))
@@ -223,6 +235,90 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
     _write(run.log_fd, line)
     os.close(run.log_fd)
     run.log_fd = -1
+
+
+def response_name(log_name: str) -> str:
+    """Where a run's response is kept: beside its log."""
+    return log_name + ".response"
+
+
+def response_of(run: Run, sent: bytes | None) -> response.Response | None:
+    """The response a run left beside its log, or the one its Celery worker
+    `sent` back (kept there); None if none; BadResponse if waitd cannot
+    take it."""
+    if not run.log_name or run.adopted:
+        return None
+    if sent is not None:
+        keep_response(run.log_name, sent)
+    data = sent if sent is not None else read_response(run.log_name)
+    return response.parse(data) if data is not None else None
+
+
+def read_response(log_name: str) -> bytes | None:
+    """The bytes of a run's response file (at most response.MOST + 1: more
+    is too big anyway); None if it has none."""
+    try:
+        fd = os.open(response_name(log_name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        left = response.MOST + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def keep_response(log_name: str, data: bytes) -> None:
+    """Keep the response a Celery worker sent back beside the run's log."""
+    name = response_name(log_name)
+    try:
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # the log says what happened; the event carries the response
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_body(path: str) -> dict[str, Any] | None:
+    """The JSON object of a run's file (a source message), or None."""
+    try:
+        with open(path, "rb") as f:
+            return isis.body_of(f.read(isis.BODY_MOST + 1))
+    except OSError:
+        return None
+
+
+def log_tail(run: Run) -> str | None:
+    """The end of a run's log (what its handler wrote, waitd's header left
+    out when it is in reach), before the footer; None without one."""
+    if run.log_fd < 0:
+        return None
+    try:
+        size = os.fstat(run.log_fd).st_size
+        start = max(0, size - response.TAIL)
+        data = os.pread(run.log_fd, size - start, start)
+    except OSError:
+        return None
+    if start == 0:
+        data = data.partition(b"\n")[2]  # the header line
+    return response.tail(data)
 
 
 def _ends_line(fd: int) -> bool:

@@ -18,7 +18,9 @@ the moment its end is in the history.  Its states and their edges:
 raises.  A run holds what it needs from start to end: its job (with its
 record's identity), its record's work (`work.Work`: its files and tally,
 whatever became of the table meanwhile) and the executor that runs it;
-once reaped, its `Ended` (the outcome, its end events, their verdict).
+once reaped, its `Ended` (the outcome, its end events, their verdict, its
+response); and `notes`, waitd's log lines about it (kept for a record
+whose events carry them).
 `Runs` is the only owner of runs: records, the scheduler and the status
 ask it (`of`, `busy`, `scheduled`), nothing else keeps a run.  A run stays
 in it, ENDED, until its end is written and its file handed on (a queue's):
@@ -34,12 +36,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from waitd.decide.facts import Identity
 from waitd.decide.outcome import Job, Outcome, Verdict, Why
 from waitd.decide.scheduler import End, Phase, Running
 from waitd.formats.history_line import Event
+from waitd.formats.response import Response
 
 if TYPE_CHECKING:
     from waitd.run.executors import Executor
@@ -76,6 +79,7 @@ class Ended(NamedTuple):
     events: list[Event]  # its end events, one a file of its job
     verdict: Verdict
     took: float
+    response: Response | None = None  # what it left at WAITD_RESPONSE
 
 
 @dataclass(slots=True, eq=False)
@@ -104,6 +108,8 @@ class Run:
     seen_ended: bool = False  # a plan has seen it ENDED (and decided what its end leaves to do)
     paused_at: float | None = None  # monotonic: stopped (SIGSTOP) by `waitd -s pause` then
     paused_s: float = 0.0  # how long its earlier pauses lasted: its timeout clock stood still
+    body: dict[str, Any] | None = None  # its file's JSON object, when its events carry it
+    notes: list[str] | None = None  # waitd's log lines about it, when kept (an ISIS reply's admin_log)
 
     @property
     def path(self) -> str:

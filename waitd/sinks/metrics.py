@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Prometheus metrics over HTTP (`--metrics [HOST:]PORT`, prometheus-client).
 
-    waitd_runs_total{record,telem,outcome}      runs ended: ok, failed, retrying
+    waitd_runs_total{record,telem,outcome}      runs ended: ok, failed, retrying, skipped
     waitd_run_duration_seconds{record,telem}    histogram of their durations
     waitd_published_total{record,telem}         files and groups published (process -)
     waitd_removals_total{record,telem,reason}   files removed: expired, keep-after, handled

@@ -3,8 +3,14 @@
 
 `started` events go to the destination `started =`, `ended` ones with
 outcome ok to `complete =`, failed or retrying ones to `error =` (with
-`retry_in`, seconds, when a retry is set); the body is the event's JSON
-with `file` (its path, or a group's paths).  Messages are persistent, and
+`retry_in`, seconds, when a retry is set), skipped ones to `skipped =`
+(or `complete =` when it is not set); the body is the event's JSON with
+`file` (its path, or a group's paths).  With `format = isis` the
+messages are ISIS's autoreduction replies (`formats.isis`: the source
+message with the outcome in ISIS's fields), each kind to its destination
+or ISIS's default queue.  Each message has the event's id in its header
+`waitd-event-id`: delivery is at least once, and a consumer can drop a
+repeat.  Messages are persistent, and
 `send` returns only once the broker acknowledged the last of a batch with
 a receipt (RECEIPT_TIMEOUT_S at most).
 
@@ -23,16 +29,22 @@ import time
 from typing import Any
 
 from waitd.formats import events as ev
+from waitd.formats import isis
 
 RECEIPT_TIMEOUT_S = 10.0
 
 
 def message(event: ev.Event, settings: dict[str, Any], now: float) -> tuple[str, dict[str, Any]] | None:
     """(destination, body) of the STOMP message of an event; None if it has none."""
+    if settings.get("format") == "isis":
+        return _isis(event, settings, now)
     if isinstance(event, ev.Started):
         where = settings.get("started")
     elif isinstance(event, ev.Ended):
-        where = settings.get("complete") if event.outcome == "ok" else settings.get("error")
+        if event.outcome == "skipped":
+            where = settings.get("skipped") or settings.get("complete")
+        else:
+            where = settings.get("complete") if event.outcome == "ok" else settings.get("error")
     else:
         return None
     if not where:
@@ -43,6 +55,17 @@ def message(event: ev.Event, settings: dict[str, Any], now: float) -> tuple[str,
     if isinstance(event, ev.Ended) and event.retry_at is not None:
         body["retry_in"] = round(max(0.0, event.retry_at - now), 3)
     return where, body
+
+
+def _isis(event: ev.Event, settings: dict[str, Any], now: float) -> tuple[str, dict[str, Any]] | None:
+    """An ISIS reply (`formats.isis`), to its destination or ISIS's default."""
+    if not isinstance(event, ev.Started | ev.Ended):
+        return None
+    made = isis.reply(ev.to_json(event), now)
+    if made is None:
+        return None
+    kind, body = made
+    return settings.get(kind) or isis.DEFAULTS[kind], body
 
 
 class Stomp:
@@ -79,13 +102,13 @@ class Stomp:
     def send(self, events: list[ev.Event]) -> None:
         self.open()
         now = time.time()
-        messages = [m for m in (message(e, self.settings, now) for e in events) if m is not None]
+        messages = [(e, *m) for e, m in ((e, message(e, self.settings, now)) for e in events) if m is not None]
         if not messages:
             return
         self._count += 1
         receipt = f"waitd-{os.getpid()}-{self._count}"
-        for i, (where, body) in enumerate(messages):
-            headers = {"persistent": "true"}
+        for i, (event, where, body) in enumerate(messages):
+            headers = {"persistent": "true", "waitd-event-id": event.id}
             if i == len(messages) - 1:
                 headers["receipt"] = receipt
             self._conn.send(where, json.dumps(body, sort_keys=True), content_type="application/json", headers=headers)

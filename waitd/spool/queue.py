@@ -48,6 +48,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from waitd.journal.disk import fsync_dir, kind_of
+
 SUBDIRS = ("incoming", "pending", "tmp", "errors")
 _CHUNK = 1 << 20
 
@@ -202,17 +204,8 @@ def _via_tmp(source: str, queue: Queue, name: str) -> str:
         raise
 
 
-_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
-
-
 def _not_regular(mode: int) -> OSError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+    kind = kind_of(mode)
     return OSError(errno.EINVAL, f"not a regular file ({kind})")
 
 
@@ -239,7 +232,7 @@ def _copy_synced(source: str, target: str) -> None:
         os.close(fd)
         st = os.fstat(src_fd)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    _fsync_dir(os.path.dirname(target))
+    fsync_dir(os.path.dirname(target))
 
 
 def numbered(name: str, n: int) -> list[str]:
@@ -301,11 +294,3 @@ def _rename_noreplace(path: str, target: str) -> bool:
         return False
     os.rename(path, target)
     return True
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -30,7 +30,9 @@ dies with them (the kernel's death signal), not what it started.
 
 The result is a dict (JSON): `exit` or `signal`, `took` (seconds on the
 worker), `host`, `pid` (the handler's), the output (base64, the first
-`cap` bytes) and its full size, and `lost` when the supervisor killed the
+`cap` bytes) and its full size, the response the handler left at
+WAITD_RESPONSE (a file of the worker's own, base64, at most RESPONSE_CAP
+bytes), and `lost` when the supervisor killed the
 handler because its worker died.  A handler that cannot be executed ends
 with exit 127 and says why in its output, as a shell would.
 
@@ -54,6 +56,7 @@ from typing import Any
 from waitd.run.executors.local import signal_name
 
 OUTPUT_CAP = 1 << 20  # bytes of output a result carries
+RESPONSE_CAP = 65536 + 1  # bytes of a response a result carries: one more than waitd takes
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
 # Every signal a handler starts with at its default (the pool ignores some).
@@ -70,7 +73,8 @@ def run(
 ) -> dict[str, Any]:
     """Run the handler under a supervisor; its result (see the module)."""
     began = time.monotonic()
-    with tempfile.TemporaryFile(prefix="waitd-") as out:
+    with tempfile.TemporaryFile(prefix="waitd-") as out, tempfile.TemporaryDirectory(prefix="waitd-") as private:
+        env = {**env, "WAITD_RESPONSE": os.path.join(private, "response")}  # on this host; sent back
         report_r, report_w = os.pipe()
         master = os.getppid()  # the worker's main process, for a pool process
         parent = os.getpid()
@@ -96,8 +100,11 @@ def run(
         _orphans(report)
         took = time.monotonic() - began
         output, size = _output(out, cap)
+        response = _response(env["WAITD_RESPONSE"])
     result: dict[str, Any] = {"took": round(took, 3), "host": socket.gethostname(), "size": size}
     result["output"] = base64.b64encode(output).decode("ascii")
+    if response is not None:
+        result["response"] = base64.b64encode(response).decode("ascii")
     fields = dict(item.partition("=")[::2] for item in report)
     if "pid" in fields:
         result["pid"] = int(fields["pid"])
@@ -260,6 +267,16 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def _response(path: str) -> bytes | None:
+    """What the handler left at WAITD_RESPONSE (at most RESPONSE_CAP bytes:
+    more is too big for waitd anyway, and it says so)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(RESPONSE_CAP)
+    except OSError:
+        return None
 
 
 def _output(out: Any, cap: int) -> tuple[bytes, int]:

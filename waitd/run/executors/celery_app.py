@@ -124,6 +124,16 @@ class Result:
     note: str  # waitd's line about it in the log (where it ran, what was lost)
 
 
+def _response(text: Any) -> bytes | None:
+    """The response a worker sent back (base64), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text)
+    except ValueError:
+        return None
+
+
 def result_of(meta: dict[str, Any], revoked: set[int]) -> Result:
     """The outcome of a task's stored state (SUCCESS, FAILURE, REVOKED)."""
     status, value = meta.get("status"), meta.get("result")
@@ -149,11 +159,12 @@ def result_of(meta: dict[str, Any], revoked: set[int]) -> Result:
         note = f"waitd: output cut to its first {len(output)} bytes of {size}\n{note}"
     if value.get("lost"):
         return Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: {value['lost']}")
+    response = _response(value.get("response"))
     if value.get("signal"):
-        return Result(Outcome(Status.UNKNOWN, signal=str(value["signal"])), output, note)
+        return Result(Outcome(Status.UNKNOWN, signal=str(value["signal"]), response=response), output, note)
     code = value.get("exit")
     if isinstance(code, int) and 0 <= code <= 255:
-        return Result(Outcome(Status.KNOWN, exit=code), output, note)
+        return Result(Outcome(Status.KNOWN, exit=code, response=response), output, note)
     return Result(Outcome(Status.UNKNOWN, lost=True), output, f"{note}\nwaitd: lost: no exit status")
 
 
