@@ -30,21 +30,29 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     station.gated(extra="sleep 0\n")
     station.handler("bad", 'echo "bad output"\nexit 3\n')
     station.handler("later", "exit 75\n")
+    station.handler("skip", 'echo \'{"skip": "no data"}\' > "$WAITD_RESPONSE"\n')
     station.table(
         f"x in *.d {station.passdir}/gated 0 -1 0 timeout=1",
         f"y in *.f {station.passdir}/bad 0 -1 0",
         f"z in *.r {station.passdir}/later 0 -1 0 retries=1 retry=3600",
+        f"s in *.s {station.passdir}/skip 0 -1 0",
     )
     station.drop("a.d", age_s=5)
     station.drop("c.f", age_s=5)
     station.drop("r.r", age_s=5)
+    station.drop("k.s", age_s=5)
     station.start()
-    a, b, c, e, rr = (str(station.incoming / n) for n in ("a.d", "b.d", "c.f", "e.d", "r.r"))
+    a, b, c, e, rr, k = (str(station.incoming / n) for n in ("a.d", "b.d", "c.f", "e.d", "r.r", "k.s"))
     wait_for(lambda: station.ran(), 10, "a.d's run")
     wait_for(lambda: any(e.exit == 3 for e in station.ends()), 10, "c.f's run")
     wait_for(lambda: any(e.exit == 75 for e in station.ends()), 10, "r.r's first attempt")
     (z,) = _json(station, "-s", "show", rr)["records"]
     assert z["state"] == "retrying" and z["retry_at"] > time.time() + 3000
+    # k.s's response said skip: skipped, with its response.
+    wait_for(lambda: any(e.outcome == "skipped" for e in station.ends()), 10, "k.s skipped")
+    (s,) = _json(station, "-s", "show", k)["records"]
+    assert s["state"] == "skipped" and s["attempts"][0]["outcome"] == "skipped"
+    assert s["attempts"][0]["response"] == {"skip": "no data"}
     # a.d runs: pausing it stops its process group, and its timeout of 1 s with it.
     story = _json(station, "-s", "show", a)
     (x,) = story["records"]
@@ -72,7 +80,7 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     held = _json(station, "-s", "list", "--state", "held")
     assert [(f["file"], f["why"]) for f in held] == [(b, "paused (waitd -s pause)")]
     everything = {f["file"]: f["state"] for f in _json(station, "-s", "list")}
-    assert everything == {a: "paused", b: "held", c: "failed", e: "cancelled", rr: "retrying"}
+    assert everything == {a: "paused", b: "held", c: "failed", e: "cancelled", rr: "retrying", k: "skipped"}
     assert _json(station, "-s", "list", "--record", "2") == [{"record": 2, "file": c, "state": "failed"}]
     # a.d resumed: its clock goes on from where it stopped; b.d then runs once resumed.
     r = station.run("-s", "resume", a)

@@ -22,6 +22,7 @@ def test_each_state_from_its_facts():
     assert state_of(True, ev(Status.STARTED, pid=5), False, False, None) == "running"
     assert state_of(True, ev(Status.KNOWN, pid=5, exit=75, retry_at=200.0), False, False, None) == "retrying"
     assert state_of(True, ok, False, False, None) == "handled"
+    assert state_of(True, ev(Status.KNOWN, pid=5, exit=0, outcome="skipped"), False, False, None) == "skipped"
     assert state_of(False, ok, False, False, None) == "handled"
     assert state_of(True, ev(Status.KNOWN, published=1), False, False, None) == "handled"
     assert state_of(True, ev(Status.KNOWN, error="cancelled"), False, False, None) == "cancelled"

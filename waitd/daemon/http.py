@@ -228,7 +228,7 @@ def timeline_of(history: str, doc: dict[str, Any], since: float) -> list[dict[st
         directory, name = os.path.split(e.path)
         number = next((n for d, match, p, n in records if d == directory and p == e.process and match(name)), None)
         if number is not None:
-            outcome = "retrying" if e.retry_at is not None else "ok" if e.succeeded else "failed"
+            outcome = "retrying" if e.retry_at is not None else "failed" if not e.succeeded else e.outcome or "ok"
             out.append({"record": number, "file": e.path, "start": e.at - e.took, "end": e.at, "outcome": outcome})
     return out
 

@@ -35,15 +35,15 @@ from waitd.config.passdir import handler_log_path
 from waitd.daemon.records import Entry, Works
 from waitd.decide.facts import FileFact
 from waitd.decide.taskstate import STATES, attempts, state_of
-from waitd.formats import handler_log
+from waitd.formats import handler_log, response
 from waitd.formats.history_line import Event, escape, parse_line
 from waitd.journal.history import History
+from waitd.run import runner
 from waitd.run.runs import Run, Runs
 from waitd.spool import ready
 from waitd.spool.state import FileState
 
-RESPONSE_SUFFIX = ".response"  # a run's response, beside its log (issue 22)
-MAX_RESPONSE = 64 * 1024
+MAX_RESPONSE = response.MOST
 LOG_SLACK_S = 2.0  # a log's header stamp and its start line's at= differ by less
 
 
@@ -130,6 +130,7 @@ class Story:
             "took": end.took if end is not None else None,
             "retry_at": end.retry_at if end is not None else None,
             "group": last.group,
+            "outcome": end.outcome if end is not None else None,  # skipped, or None
         }
         log_name = self._log_of(number, path, start.at) if start is not None and start.at is not None else None
         out["log"] = log_name
@@ -257,7 +258,21 @@ def _run_now(run: Run) -> dict[str, Any]:
 def _event(e: Event) -> dict[str, Any]:
     """A history line as JSON: its fields that are set."""
     out: dict[str, Any] = {"status": int(e.status)}
-    for key in ("pid", "exit", "signal", "error", "at", "took", "attempt", "retry_at", "group", "published", "task"):
+    keys = (
+        "pid",
+        "exit",
+        "signal",
+        "error",
+        "at",
+        "took",
+        "attempt",
+        "retry_at",
+        "group",
+        "published",
+        "task",
+        "outcome",
+    )
+    for key in keys:
         value = getattr(e, key)
         if value is not None:
             out[key] = value
@@ -265,10 +280,11 @@ def _event(e: Event) -> dict[str, Any]:
 
 
 def _response(log_name: str) -> Any:
-    """The run's response (issue 22's WAITD_RESPONSE), kept beside its log:
-    its JSON, its text if it is not JSON, None if there is none."""
+    """The run's response (WAITD_RESPONSE), kept beside its log
+    (`runner.response_name`): its JSON, its text if it is not JSON, None
+    if there is none."""
     try:
-        with open(log_name + RESPONSE_SUFFIX, "rb") as f:
+        with open(runner.response_name(log_name), "rb") as f:
             data = f.read(MAX_RESPONSE + 1)
     except OSError:
         return None

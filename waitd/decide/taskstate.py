@@ -13,6 +13,7 @@ paused, and why it is held if it is.  The states:
     paused     a run works on it and is stopped (`waitd -s pause`)
     retrying   its latest run failed for now; it runs again at retry_at
     handled    its latest run ended with exit 0 (or it was published)
+    skipped    its latest run ended with exit 0 and its response said skip
     cancelled  an operator cancelled it (`waitd -s cancel`)
     failed     its latest run failed for good (or ended in an unknown state)
     unknown    neither in the spool nor in the history
@@ -32,7 +33,7 @@ from typing import NamedTuple
 
 from waitd.formats.history_line import Event, Status
 
-STATES = ("waiting", "held", "running", "paused", "retrying", "handled", "cancelled", "failed", "unknown")
+STATES = ("waiting", "held", "running", "paused", "retrying", "handled", "skipped", "cancelled", "failed", "unknown")
 
 
 def state_of(present: bool, event: Event | None, running: bool, paused: bool, held_why: str | None) -> str:
@@ -48,7 +49,7 @@ def state_of(present: bool, event: Event | None, running: bool, paused: bool, he
     if event.status is Status.STARTED:
         return "running"  # its start is the latest line: a run not (or no longer) ours
     if event.succeeded:
-        return "handled"
+        return "skipped" if event.outcome == "skipped" else "handled"
     if event.error == "cancelled":
         return "cancelled"
     return "failed"
