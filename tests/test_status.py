@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from waitd.formats.status import (
     SinkReport,
     Status,
     TableReport,
+    Waiting,
     from_json,
     to_json,
 )
@@ -68,6 +70,7 @@ def _record(**changes: object) -> RecordReport:
         queue=QueueReport("/q", 1, {"here": 2}, 0, False),
         last=Last("/in/z.g8", "exit status 0"),
         counters=Counts(5, 1, 1, 2),
+        waiting_files=[Waiting("b.g8", NOW + 5)],
     )
     fields.update(changes)
     return RecordReport(**fields)  # type: ignore[arg-type]
@@ -99,6 +102,7 @@ def test_the_json_reads_back_to_the_same_document_and_fits_the_schema() -> None:
     obj = to_json(doc)
     jsonschema.validate(obj, SCHEMA)
     assert from_json(json.loads(json.dumps(obj))) == doc
+    assert obj == dataclasses.asdict(doc)  # what to_json makes, without asdict's deep copies
 
 
 def test_members_an_older_waitd_left_out_take_their_defaults_and_unknown_ones_are_ignored() -> None:

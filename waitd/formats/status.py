@@ -195,18 +195,22 @@ def to_json(status: Status) -> dict[str, Any]:
 
 
 def _as_json(value: Any) -> Any:
-    names = _NAMES.get(type(value))
-    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
-    if names is not None:
-        return {name: _as_json(getattr(value, name)) for name in names}
-    if isinstance(value, list | tuple):
-        return [_as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
-    return value
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    names = _NAMES.get(kind)
+    if names is None:
+        if kind is list or kind is tuple:
+            return [_as_json(v) for v in value]
+        if kind is dict:
+            return {k: _as_json(v) for k, v in value.items()}
+        if not dataclasses.is_dataclass(value):
+            return value
+        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    return {name: _as_json(getattr(value, name)) for name in names}
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
 _NAMES: dict[type, tuple[str, ...]] = {}
 
 
