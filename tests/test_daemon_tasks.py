@@ -224,3 +224,25 @@ def test_a_celery_run_is_shown_with_its_task_and_cannot_be_paused(station, clust
     (attempt,) = _json(station, "-s", "show", a)["records"][0]["attempts"]
     assert attempt["task"] == x["run"]["task"] and attempt["exit"] == 0 and attempt["log"].endswith("incoming.1.A")
     assert station.stop() == 0
+
+
+def test_a_queue_file_waiting_in_pending_for_its_retry_is_paused_and_resumed(tmp_path):
+    root = tmp_path / "Q"
+    for sub in ("incoming", "pending", "tmp", "errors"):
+        (root / sub).mkdir(parents=True)
+    s = Station(tmp_path / "s")
+    s.handler("h", f'echo "$WAITD_ATTEMPT" >> "{tmp_path}/tries"\n[ "$WAITD_ATTEMPT" = 1 ] && exit 75\nexit 0\n')
+    s.table(f"q {root}/incoming * {s.passdir}/h 0 -1 0 claim=yes retries=1 retry=2")
+    s.start("--instance", "me")
+    try:
+        (root / "tmp" / "f1").write_text("x")
+        os.rename(root / "tmp" / "f1", root / "incoming" / "f1")
+        pending = str(root / "pending" / "me" / "f1")
+        wait_for(lambda: any(e.exit == 75 for e in s.ends()), 10, "the first attempt")
+        r = s.run("-s", "pause", pending)
+        assert r.returncode == 0 and "held until resumed" in r.stdout, r.stdout + r.stderr
+        quiet_for(2.5, lambda: (tmp_path / "tries").read_text().split() == ["1"])  # its retry was due after 2 s
+        assert s.run("-s", "resume", pending).returncode == 0
+        wait_for(lambda: (tmp_path / "tries").read_text().split() == ["1", "2"], 10, "the retry, once resumed")
+    finally:
+        s.stop()

@@ -62,7 +62,7 @@ def resume(works: Works, runs: Runs, history: History, path: str) -> tuple[bool,
         return False, "not paused: nothing to resume"
     for entry in entries:
         entry.files.paused.discard(name)
-        entry.files.requeue(name)  # back in line: it left the heap as held
+        entry.files.requeue(name)  # back in line: it left the heap as held (a retry in pending: due again)
         log.info("record %d: %s: resumed, as asked (waitd -s resume)", entry.number, escape(path))
     return True, "resumed: it runs when ready"
 

@@ -118,8 +118,9 @@ def take(
         n - len(due), now_ns, holds.wait_ns, consumed, lambda f: readiness.held_until(holds, f, event_of(f))
     )
     jobs = [job for fact in facts if (job := _job(st, fact, event_of(fact))) is not None]
-    if st.retries:
-        later = int(min(at for _, at in st.retries.values()) * 1e9)
+    waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
+    if waits:
+        later = int(min(waits) * 1e9)
         due_ns = later if due_ns is None else min(due_ns, later)
     return due + jobs, due_ns, []
 
@@ -130,7 +131,7 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
     jobs = []
     for name, (fact, at) in sorted(st.retries.items(), key=lambda item: item[1][1]):
         path = f"{st.pending}/{name}"
-        if at * 1e9 > now_ns or busy(path):
+        if at * 1e9 > now_ns or busy(path) or name in st.paused:
             continue
         event = history.latest(path, st.record.process)
         attempt = attempt_of(event if event is not None and event.same_version(fact) else None)
