@@ -22,8 +22,26 @@ def _json(station, *args: str):
     return json.loads(r.stdout)
 
 
+def _state(station, path: str) -> str | None:
+    """The file's state in its first record, None while waitd knows nothing of it."""
+    r = station.run("-s", "show", path, "--json")
+    return json.loads(r.stdout)["records"][0]["state"] if r.returncode == 0 else None
+
+
 def _stopped(pid: int) -> bool:
     return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+
+
+def _group(pid: int) -> str:
+    """The processes of a handler's group and their states (for a failure's message)."""
+    states = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if os.getpgid(p.pid) == pid:
+                states.append(f"{p.pid} {p.info['status']} {' '.join(p.info['cmdline'] or [])}")
+        except (ProcessLookupError, PermissionError):
+            pass
+    return "; ".join(states)
 
 
 def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(station):
@@ -32,7 +50,7 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     station.handler("later", "exit 75\n")
     station.handler("skip", 'echo \'{"skip": "no data"}\' > "$WAITD_RESPONSE"\n')
     station.table(
-        f"x in *.d {station.passdir}/gated 0 -1 0 timeout=1",
+        f"x in *.d {station.passdir}/gated 0 -1 0 timeout=2",
         f"y in *.f {station.passdir}/bad 0 -1 0",
         f"z in *.r {station.passdir}/later 0 -1 0 retries=1 retry=3600",
         f"s in *.s {station.passdir}/skip 0 -1 0",
@@ -44,6 +62,16 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     station.start()
     a, b, c, e, rr, k = (str(station.incoming / n) for n in ("a.d", "b.d", "c.f", "e.d", "r.r", "k.s"))
     wait_for(lambda: station.ran(), 10, "a.d's run")
+    # a.d runs: pausing it stops its process group, and its timeout of 2 s with it.
+    (x,) = _json(station, "-s", "show", a)["records"]
+    assert x["state"] == "running" and x["run"]["pid"] > 1 and x["run"]["log"].endswith("/incoming.1.A")
+    pid, since = x["run"]["pid"], x["run"]["since"]
+    r = station.run("-s", "pause", a)
+    assert r.returncode == 0 and "paused: STOP sent" in r.stdout, r.stdout + r.stderr
+    try:
+        wait_for(lambda: _stopped(pid), 5, "the handler stopped")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: its group: {_group(pid)}; waitd says {station.log()[-600:]}") from None
     wait_for(lambda: any(e.exit == 3 for e in station.ends()), 10, "c.f's run")
     wait_for(lambda: any(e.exit == 75 for e in station.ends()), 10, "r.r's first attempt")
     (z,) = _json(station, "-s", "show", rr)["records"]
@@ -53,15 +81,8 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     (s,) = _json(station, "-s", "show", k)["records"]
     assert s["state"] == "skipped" and s["attempts"][0]["outcome"] == "skipped"
     assert s["attempts"][0]["response"] == {"skip": "no data"}
-    # a.d runs: pausing it stops its process group, and its timeout of 1 s with it.
-    story = _json(station, "-s", "show", a)
-    (x,) = story["records"]
-    assert x["state"] == "running" and x["run"]["pid"] > 1 and x["run"]["log"].endswith("/incoming.1.A")
-    pid = x["run"]["pid"]
-    r = station.run("-s", "pause", a)
-    assert r.returncode == 0 and "paused: STOP sent" in r.stdout, r.stdout + r.stderr
-    wait_for(lambda: _stopped(pid), 5, "the handler stopped")
-    quiet_for(1.5, lambda: not any(e.error == "timeout" for e in station.ends()))
+    # Past its timeout, paused: not timed out.
+    quiet_for(max(0.0, since + 2.5 - time.time()), lambda: not any(e.error == "timeout" for e in station.ends()))
     assert _json(station, "-s", "show", a)["records"][0]["state"] == "paused"
     st = _json(station, "-s", "status")
     assert st["records"][0]["running"][0]["state"] == "paused"
@@ -72,7 +93,7 @@ def test_show_list_pause_and_resume_a_waiting_a_running_and_a_failed_file(statio
     assert w["state"] == "waiting" and w["ready_at"] < time.time() and w["attempts"] == []
     # e.d waits too, and is cancelled: it will not run.
     station.drop("e.d", age_s=5)
-    wait_for(lambda: _json(station, "-s", "show", e)["records"][0]["state"] == "waiting", 10, "e.d waiting")
+    wait_for(lambda: _state(station, e) == "waiting", 10, "e.d waiting")
     assert station.run("-s", "cancel", e).returncode == 0
     assert _json(station, "-s", "show", e)["records"][0]["state"] == "cancelled"
     r = station.run("-s", "pause", b)
@@ -166,7 +187,7 @@ def test_show_and_pause_a_group_member_and_an_adopted_run_after_kill_9(station):
     assert _json(station, "-s", "show", a)["records"][0]["state"] == "running"
     station.open_gate("a.d")
     # Not our child: its end is known by its pid gone, its exit not (status 1).
-    wait_for(lambda: _json(station, "-s", "show", a)["records"][0]["state"] == "failed", 10, "a.d's end")
+    wait_for(lambda: _state(station, a) == "failed", 10, "a.d's end")
     (x,) = _json(station, "-s", "show", a)["records"]
     assert x["attempts"][0]["end"] is not None and "run" not in x
     assert station.stop() == 0
@@ -200,7 +221,7 @@ def test_show_and_pause_a_queue_file_claimed_by_one_of_two_instances(tmp_path):
         assert _json(mine, "-s", "show", named)["records"][0]["state"] == "paused"
         mine.open_gate("f1")
         assert mine.run("-s", "resume", named).returncode == 0
-        wait_for(lambda: _json(mine, "-s", "show", q["file"])["records"][0]["state"] == "handled", 10, "f1 handled")
+        wait_for(lambda: _state(mine, q["file"]) == "handled", 10, "f1 handled")
     finally:
         for s in stations:
             if s.proc is not None and s.proc.poll() is None:
