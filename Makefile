@@ -87,8 +87,9 @@ man:
 	mandoc -Tlint -Wwarning man/waitd.8 man/incoming.5 man/waitd.conf.5 man/tlogview.1
 
 # make install: a fresh virtual environment each time (venv --clear), never
-# over a directory that is not one.  With DESTDIR it is made under DESTDIR,
-# then the staging path is taken out of its scripts and pyvenv.cfg, and all
+# over a directory that is not one; EXTRAS=regions (or celery, or both:
+# EXTRAS=regions,celery) installs setup.cfg's extras with waitd.  With
+# DESTDIR it is made under DESTDIR, then the staging path is taken out of its scripts and pyvenv.cfg, and all
 # of it is compiled again (-f) naming $(LIBDIR), so that the tree works once
 # moved to $(PREFIX).  $(BINDIR)/waitd and tlogview are small scripts run
 # by the environment's python -I (isolated: no PYTHONPATH, no user site).
@@ -102,7 +103,7 @@ install:
 	@$(check_venv)
 	$(INSTALL_PY) -m venv --clear '$(STAGE)$(LIBDIR)'
 	src=$$(mktemp -d) && cp -R $(SOURCES) "$$src" && \
-	  '$(STAGE)$(LIBDIR)/bin/pip' install -q --no-compile "$$src"; status=$$?; rm -rf "$$src"; exit $$status
+	  '$(STAGE)$(LIBDIR)/bin/pip' install -q --no-compile "$$src$(if $(EXTRAS),[$(EXTRAS)])"; status=$$?; rm -rf "$$src"; exit $$status
 	$(if $(STAGE),grep -rlIF '$(STAGE)' '$(STAGE)$(LIBDIR)' | xargs -r sed -i 's|$(STAGE)||g')
 	'$(STAGE)$(LIBDIR)/bin/python' -m compileall -q $(if $(STAGE),-f) -d '$(LIBDIR)' '$(STAGE)$(LIBDIR)' >/dev/null
 	install -d '$(STAGE)$(BINDIR)' '$(STAGE)$(MANDIR)/man1' '$(STAGE)$(MANDIR)/man5' '$(STAGE)$(MANDIR)/man8'

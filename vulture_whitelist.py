@@ -8,9 +8,11 @@ dead is removed from the code and from here.
 """
 
 from waitd.daemon import http
-from waitd.decide import facts
+from waitd.decide import facts, regions
 from waitd.formats import events, status
+from waitd.journal import logfile
 from waitd.sinks import metrics, stomp
+from waitd.sources import stomp as stomp_source
 from waitd.spool import directory
 
 # The status document: dataclass fields turned into JSON (dataclasses.asdict),
@@ -26,6 +28,15 @@ stomp._Listener.on_receipt
 stomp._Listener.on_error
 stomp._Listener.on_disconnected
 metrics._Gauges.collect
+stomp_source._Listener.on_message
+
+# logging's: a Formatter method it calls, and the module switches it reads
+# (the logging HOWTO's "Optimization").
+logfile._Formatter.formatTime
+logfile.logging._srcfile
+logfile.logging.logThreads
+logfile.logging.logProcesses
+logfile.logging.logMultiprocessing
 
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
@@ -43,3 +54,6 @@ status.Waiting.ready_at
 
 # The ended event's field: filled by keyword, read from its JSON by the isis format.
 events.Ended.admin_log
+
+# Read by the tests and the bench (test_regions.py, bench/regions.py): the swaths drawn.
+regions.Geometry.computed

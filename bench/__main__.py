@@ -8,19 +8,37 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, http, idle, jobs, queues, scale
+from bench import (
+    arrivals,
+    backlog,
+    celery,
+    common,
+    events,
+    groups,
+    http,
+    idle,
+    jobs,
+    outage,
+    queues,
+    regions,
+    scale,
+    sources,
+)
 
 SCENARIOS = {
     "backlog": backlog,
     "jobs": jobs,
     "arrivals": arrivals,
     "groups": groups,
+    "regions": regions,
     "queues": queues,
     "events": events,
     "idle": idle,
     "scale": scale,
     "celery": celery,
     "http": http,
+    "sources": sources,
+    "outage": outage,
 }
 
 METHOD = """\

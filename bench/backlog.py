@@ -13,6 +13,11 @@ from there to the exit of `waitd --once` (so it includes the last reap and
 the final prune).  Start times survive a compaction of the history in the
 middle of the drain (see `common.start_times`).  The ratio is baseline
 time / drain time: 1.0 means waitd starts handlers as fast as a bare loop.
+
+Issue 21 adds, in the same run: the durable floor (`common.durable_floor`:
+per file an append, an fdatasync, a posix_spawn and a wait, nothing else)
+and the drain as a share of it; and waitd's own CPU per file (its process
+alone, read while it runs, less the CPU of a `--once` on an empty spool).
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from bench.common import (
     Options,
     Proc,
     Report,
+    durable_floor,
     history_events,
     make_files,
     spawn_loop_posix,
     spawn_loop_subprocess,
     start_times,
+    startup_cpu,
+    wait_counting_cpu,
     waitd_argv,
     workdir,
     write_table,
@@ -74,11 +82,13 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
 
         base_sub = spawn_loop_subprocess(total)
         base_posix = spawn_loop_posix(total)
+        floor = durable_floor(total, root)
+        start_cpu = startup_cpu(root)
 
         t0 = time.time()
         proc = Proc(waitd_argv("--once", "--passdir", str(passdir)), root, "waitd")
         try:
-            code = proc.wait(timeout=max(120.0, 0.05 * total))
+            code, cpu = wait_counting_cpu(proc, timeout=max(120.0, 0.05 * total))
             t_exit = time.time()
         finally:
             proc.stop(group=False)
@@ -97,7 +107,8 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
         f"backlog {label}: waitd start-up {startup:.2f} s, drain {drain:.2f} s ({total / drain:.0f}/s), "
         f"start to last end {last_end - t0:.2f} s | bare subprocess.run {base_sub:.2f} s ({total / base_sub:.0f}/s), "
         f"posix_spawn {base_posix:.2f} s ({total / base_posix:.0f}/s) | ratio {ratio:.2f}x "
-        f"(vs posix_spawn {base_posix / drain:.2f}x)"
+        f"(vs posix_spawn {base_posix / drain:.2f}x) | durable floor {floor:.2f} s: waitd at {floor / drain:.2f} of it "
+        f"| waitd's own CPU {(cpu - start_cpu) / total * 1000:.2f} ms a file (start-up {start_cpu:.2f} s)"
     )
     return ratio, drain, last_end - t0, base_sub
 

@@ -378,3 +378,52 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def durable_floor(n: int, directory: Path) -> float:
+    """Seconds for n rounds of what a start must do at least, in plain
+    Python: append a history-sized line, fdatasync it, posix_spawn
+    /bin/true and wait for it (issue 21's "durable floor")."""
+    environ = dict(os.environ)
+    line = b"/tmp/waitd-bench/in/r0000000.dat /bin/true 1796544886 0 at=1796548488.950 " + b"x" * 60 + b"\n"
+    fd = os.open(directory / "floor.history", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, line)
+            os.fdatasync(fd)
+            os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], environ), 0)
+        return time.perf_counter() - t0
+    finally:
+        os.close(fd)
+
+
+def wait_counting_cpu(proc: Proc, timeout: float) -> tuple[int | None, float]:
+    """Wait for the process to exit, reading its own CPU time (user +
+    system, not its children's) every 20 ms: (exit status or None, CPU s
+    as last read, within 20 ms of its end)."""
+    cpu = 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        p = psutil.Process(proc.pid)
+        while proc.alive() and time.monotonic() < deadline:
+            t = p.cpu_times()
+            cpu = t.user + t.system
+            time.sleep(0.02)
+    except psutil.NoSuchProcess:
+        pass
+    return proc.wait(max(0.0, deadline - time.monotonic())), cpu
+
+
+def startup_cpu(root: Path) -> float:
+    """waitd's own CPU for `--once` on an empty spool (no handler runs, so
+    the child's rusage is its own): what a drain's CPU is less."""
+    passdir = root / "startup-pass"
+    (passdir / "in").mkdir(parents=True)
+    (passdir / "incoming").write_text("bench in *.dat /bin/true 60 -1 0\n")
+    proc = subprocess.Popen(
+        waitd_argv("--once", "--passdir", str(passdir)), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return usage.ru_utime + usage.ru_stime

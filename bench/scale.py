@@ -17,12 +17,20 @@ set-up (the history restored and everything synced before each); the split at wa
 line (before it: Python, history load, recovery, compaction; after it:
 listing and stat of the spool); and the daemon's peak RSS (VmHWM from
 /proc, read while it runs, one second after the first start).
+
+The floor (issue 21), measured on the same set-up in the same run: a plain
+Python script (`FLOOR`) that reads the history into a dict (path -> its
+last line), lists and lstat's the spool with os.scandir, and spawns
+/bin/true on the oldest file the dict does not know; its time from the
+start of its process to the spawn, and its peak RSS, median of three.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +57,27 @@ EXISTING_SHARE = 0.1
 WAIT_S = 60
 ATTEMPTS = 3  # starts on the same set-up; the median is the figure (this VM's timing varies)
 
+# The plain-Python floor: argv[1] the history, argv[2] the spool; prints the
+# epoch second of its spawn and its peak RSS in kB.
+FLOOR = """\
+import os, resource, sys, time
+known = {}
+with open(sys.argv[1], encoding="ascii") as f:
+    for line in f:
+        path, _, rest = line.partition(" ")
+        known[path] = rest
+oldest = None
+with os.scandir(sys.argv[2]) as it:
+    for e in it:
+        if e.name.endswith(".dat") and e.path not in known:
+            st = e.stat(follow_symlinks=False)
+            if oldest is None or (st.st_mtime_ns, e.name) < oldest[:2]:
+                oldest = (st.st_mtime_ns, e.name, e.path)
+at = time.time()
+os.waitpid(os.posix_spawn("/bin/true", ["/bin/true", oldest[2]], {}), 0)
+print(at, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
 
 def run(opts: Options, report: Report) -> None:
     ready = opts.n(READY)
@@ -72,6 +101,7 @@ def run(opts: Options, report: Report) -> None:
 
         pristine = root / "history.pristine"
         shutil.copyfile(passdir / "incoming.history", pristine)
+        floors = sorted(_floor(pristine, spool) for _ in range(ATTEMPTS))
         attempts = [_attempt(passdir, root, pristine) for _ in range(ATTEMPTS)]
     done = sorted(a for a in attempts if a is not None)
     if len(done) < ATTEMPTS:
@@ -84,12 +114,32 @@ def run(opts: Options, report: Report) -> None:
         f"scale: first handler {startup:.2f} s after start{split} (median of {ATTEMPTS} starts; "
         f"all: {', '.join(f'{a[0]:.2f}' for a in done)} s); peak RSS {rss_mb:.0f} MB (the highest)"
     )
+    floor_s, floor_mb = floors[len(floors) // 2][0], max(f[1] for f in floors)
+    report.say(
+        f"scale: the plain-Python floor: its spawn {floor_s:.2f} s after its start (all: "
+        f"{', '.join(f'{f[0]:.2f}' for f in floors)} s), peak RSS {floor_mb:.0f} MB; "
+        f"waitd / floor: {startup / floor_s:.2f}x, RSS {rss_mb / floor_mb:.2f}x"
+    )
     report.check(
         f"scale {ready // 1000}k files + {written // 1000}k lines: start", f"{startup:.2f} s", "<= 3 s", startup <= 3
     )
     report.check(
         f"scale {ready // 1000}k files + {written // 1000}k lines: RSS", f"{rss_mb:.0f} MB", "<= 100 MB", rss_mb <= 100
     )
+    ratio = startup / floor_s
+    report.check("scale: first handler, waitd / plain-Python floor", f"{ratio:.2f}x", "<= 1.2x", ratio <= 1.2)
+    ratio = rss_mb / floor_mb
+    report.check("scale: peak RSS, waitd / plain-Python floor", f"{ratio:.2f}x", "<= 1.2x", ratio <= 1.2)
+
+
+def _floor(history: Path, spool: Path) -> tuple[float, float]:
+    """The plain-Python floor once: (start to spawn s, peak RSS MB)."""
+    os.sync()
+    t0 = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR, str(history), str(spool)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[0]) - t0, int(out[1]) / 1024
 
 
 def _attempt(passdir: Path, root: Path, pristine: Path) -> tuple[float, str, float] | None:

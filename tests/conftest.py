@@ -57,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SLOW_FIRST = (
     "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
     "test_events_stomp.py::test_broker_down",
+    "test_sources.py::test_every_message_runs_at_most_once",
     "test_daemon_celery.py::test_redis_down",
     "test_daemon_crash.py::",
     "test_daemon_celery.py::test_killed_worker",

@@ -18,7 +18,7 @@ MANUAL_RECORD = "gvar /home/xtuser/incoming *.g8 gvar_incproc 60 1 4"
 
 KNOWN = (
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
-    "tolerance, slot, vary, claim, next, out-limit, out-wait, run"
+    "tolerance, slot, vary, claim, next, out-limit, out-wait, run, fields, area, duration, sensor"
 )
 
 

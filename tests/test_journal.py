@@ -76,6 +76,8 @@ def test_a_start_tells_ready_and_started_and_its_pid_tells_nothing(tmp_path: Pat
     start = [_line(f"{tmp_path}/in/a.g8")]
     journal.started([(record, start)])
     journal.running(start, 4242)
+    assert len(_history(tmp_path)) == 1  # kept for the turn's next write, or its flush
+    journal.flush()
     made = _outbox(tmp_path)
     assert [type(e) for e in made] == [ev.Ready, ev.Started]
     assert seen == [replace(e, seq=None) for e in made]
@@ -84,6 +86,24 @@ def test_a_start_tells_ready_and_started_and_its_pid_tells_nothing(tmp_path: Pat
     assert started.attempt == 1 and started.time == 1_700_000_100.5
     assert [line.split()[3] for line in _history(tmp_path)] == ["0", "0"]
     assert " pid=4242 " in _history(tmp_path)[1]
+
+
+def test_the_pids_of_a_turn_go_out_with_its_next_write_and_before_a_start(tmp_path: Path) -> None:
+    """One write(2) for a turn's pids and ends (issue 21); a start's sync
+    writes them first, on their own, so that a start refused on a full
+    disk does not take them along."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    a, b = [_line(f"{tmp_path}/in/a.g8")], [_line(f"{tmp_path}/in/b.g8")]
+    journal.started([(record, a)])
+    journal.running(a, 4242)
+    journal.ended(record, [_line(f"{tmp_path}/in/c.g8", Status.KNOWN, exit=0, took=0.5)])
+    assert [line.split()[0].rsplit("/", 1)[1] for line in _history(tmp_path)] == ["a.g8", "a.g8", "c.g8"]
+    assert " pid=4242 " in _history(tmp_path)[1]
+    journal.running(a, 4343)
+    journal.started([(record, b)])
+    assert " pid=4343 " in _history(tmp_path)[3] and _history(tmp_path)[4].startswith(f"{tmp_path}/in/b.g8 ")
+    assert journal.history.latest(f"{tmp_path}/in/a.g8", "/bin/true").pid == 4343
 
 
 def test_the_ids_are_the_same_when_an_event_is_made_again(tmp_path: Path) -> None:

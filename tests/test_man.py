@@ -167,10 +167,18 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
     from waitd.config import conf, confkeys
 
     text = render("waitd.conf.5")
-    for section in ("   [daemon]", "   [sink NAME]", "   [celery]", "   [http]", "EVENTS", "THE OUTBOX"):
+    for section in (
+        "   [daemon]",
+        "   [sink NAME]",
+        "   [celery]",
+        "   [http]",
+        "   [regions]",
+        "EVENTS",
+        "THE OUTBOX",
+    ):
         assert f"\n{section}\n" in text, f"waitd.conf(5): no {section.strip()} section"
     by_type = (k for kind in confkeys.BY_TYPE.values() for k in kind)
-    keys = {*confkeys.DAEMON, *confkeys.CELERY, *confkeys.HTTP, *confkeys.COMMON, *by_type}
+    keys = {*confkeys.DAEMON, *confkeys.CELERY, *confkeys.HTTP, *confkeys.REGIONS, *confkeys.COMMON, *by_type}
     for key in keys:
         assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): key {key} not described"
     blocks = [b for b in example_blocks("waitd.conf.5") if b.startswith("[")]
@@ -182,10 +190,26 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
     assert types == set(confkeys.SINK_TYPES), "an example for each type of sink"
 
 
+@needs_mandoc
+def test_waitd_conf_page_documents_every_key_of_a_source_and_an_example_of_each_type():
+    from waitd.config import conf, sourceconf
+
+    text = render("waitd.conf.5")
+    assert "\n   [source NAME]\n" in text
+    for key in {*sourceconf.COMMON, *(k for kind in sourceconf.BY_TYPE.values() for k in kind)}:
+        assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): source key {key} not described"
+    types = set()
+    for block in (b for b in example_blocks("waitd.conf.5") if b.startswith("[source")):
+        parsed, errors = conf.parse(block, "example")
+        assert errors == [], block
+        types.update(source.type for source in parsed.sources)
+    assert types == set(sourceconf.SOURCE_TYPES), "an example for each type of source"
+
+
 # -- the examples: every table and waitd.conf shown is one waitd takes -------------
 
 MARK = re.compile(r'^\.\\" example: (table|names|waitd\.conf)$')
-CONF_SECTION = re.compile(r"^\[(daemon|celery|reduce|sink \S+)\]$")
+CONF_SECTION = re.compile(r"^\[(daemon|celery|reduce|sink \S+|source \S+)\]$")
 EXAMPLE_PAGES = ["incoming.5", "waitd.8", "waitd.conf.5"]
 
 
@@ -269,6 +293,9 @@ def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(
     passdir = tmp_path / "pass"
     passdir.mkdir()
     (passdir / "incoming").write_text(text + "\n")
+    if " area=" in text:  # the tests' areas and orbital elements
+        regions = Path(__file__).parent / "data" / "regions"
+        (passdir / "waitd.conf").write_text(f"[regions]\nareas = {regions}/areas.yaml\ntle = {regions}\n")
     monkeypatch.setenv("HOME", str(tmp_path))
     code = cli.main(["--passdir", str(passdir), "--check"])
     assert code == 0, f"{page}, example {n}:\n{text}\n{capsys.readouterr().err}"
@@ -283,11 +310,20 @@ def test_each_table_example_passes_check_and_parses_the_names_shown_with_it(
             assert fields is not None, f"{page}, example {n}: {name} does not parse with {record.options.pattern}"
         spec = record.options.group
         if spec is not None:
-            index = groups.Index(spec, record.telem)
+            index = groups.Index(spec, record.telem) if spec.region is None else _regions(spec, record, passdir)
             for i, name in enumerate(shown):
                 filed = index.add(name, record.options.fields(name, record.directory, record.telem) or {}, i)
                 assert not isinstance(filed, str), f"{page}, example {n}: {name}: {filed}"
             assert len(index.groups) == 1, f"{page}, example {n}: the names shown make more than one group"
+
+
+def _regions(spec, record, passdir):
+    from waitd.config import geodata
+    from waitd.decide.regions import RegionIndex
+
+    geo, problem = geodata.load(str(passdir))
+    assert geo is not None, problem
+    return RegionIndex(spec, record.telem, geo)
 
 
 @pytest.mark.parametrize(

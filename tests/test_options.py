@@ -12,7 +12,7 @@ from waitd.config.options import Options
 
 KNOWN = (
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
-    "tolerance, slot, vary, claim, next, out-limit, out-wait, run"
+    "tolerance, slot, vary, claim, next, out-limit, out-wait, run, fields, area, duration, sensor"
 )
 
 
@@ -152,6 +152,10 @@ def test_described_as_they_will_be_used():
         "out-limit=(none)",
         "out-wait=10",
         "run=local",
+        "fields=name",
+        "area=(none)",
+        "duration=(none)",
+        "sensor=(none)",
     ]
 
 

@@ -26,6 +26,7 @@ from waitd.formats.status import (
     Retrying,
     RunReport,
     SinkReport,
+    SourceReport,
     Status,
     TableReport,
     Waiting,
@@ -160,3 +161,18 @@ def test_the_status_file_is_read_back_typed_and_a_bad_one_is_none(tmp_path: Path
 
 def test_the_one_line_summary_for_systemd() -> None:
     assert summary(_status()) == "active: 1/2 records active, 2 running, 6 waiting, 2 failed; sink log down"
+
+
+def test_sources_in_the_document_the_text_and_the_summary() -> None:
+    sources = [
+        SourceReport("isis", "stomp", "/q", 77, True, None, None, 812, 3, 1, 2, 0),
+        SourceReport("hrit", "posttroll", "/h", 78, False, NOW - 90, "ConnectionError: refused", 0, 0, 0, 0, 2),
+    ]
+    doc = _status(sources=sources)
+    obj = to_json(doc)
+    jsonschema.validate(obj, SCHEMA)
+    assert from_json(json.loads(json.dumps(obj))) == doc
+    text = control.format_status(doc, 4242, NOW)
+    assert "source isis (stomp) -> /q: connected (pid 77); 812 taken, 3 repeated, 1 to errors, 2 cancels\n" in text
+    assert "source hrit (posttroll) -> /h: not connected since 1 min 30 s ago: ConnectionError: refused;" in text
+    assert summary(doc).endswith("; sink log down; source hrit not connected")

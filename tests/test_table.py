@@ -24,7 +24,7 @@ GOOD = "telem in * handler 30 5 24"
 
 KNOWN = (
     "jobs, timeout, retries, retry, key, pattern, done, topic, critical, wanted, all, timeliness, "
-    "tolerance, slot, vary, claim, next, out-limit, out-wait, run"
+    "tolerance, slot, vary, claim, next, out-limit, out-wait, run, fields, area, duration, sensor"
 )
 
 

@@ -31,8 +31,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-import psutil
-
 from waitd.config import table
 from waitd.config.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.config.passdir import pid_path, table_path
@@ -168,6 +166,8 @@ def _stopped(passdir: str, pid: int) -> bool:
 
 def _gone(pid: int) -> bool:
     """The process has exited (a zombie waiting for its parent counts)."""
+    import psutil  # only when waiting for a stop: not on every -s
+
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -24,17 +24,21 @@ import os
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from waitd import __version__
-from waitd.cli import client, taskapi
+from waitd.cli import taskapi
 from waitd.config import conf, options, table
 from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.config.passdir import conf_path, pid_path, table_path
-from waitd.daemon import pidfile, start
-from waitd.daemon.loop import Settings
-from waitd.run.executors import celery_app
-from waitd.spool import activation, claims, locks, queue
+from waitd.spool import activation, locks
+
+if TYPE_CHECKING:
+    from waitd.daemon.loop import Settings
+
+# Each path imports what it uses where it uses it: -s and --check never load
+# the daemon's loop, executors or sinks.
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -143,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _instance(text: str) -> str:
+    from waitd.spool import queue
+
     if not queue.valid_instance(text):
         raise argparse.ArgumentTypeError(f"{text!r}: an instance name is letters, digits, '.', '_' and '-'")
     return text
@@ -197,11 +203,15 @@ def _act(args: argparse.Namespace) -> int:
 
         return demo.run(1.0 if args.interval is None else args.interval)
     if args.enqueue is not None:
-        return taskapi.enqueue(args.enqueue, args.paths, args.max)
+        from waitd.cli.enqueue import enqueue
+
+        return enqueue(args.enqueue, args.paths, args.max)
     passdir = _passdir(args.passdir)
     if args.command in taskapi.VERBS and (args.command != "resume" or args.paths):
         return taskapi.command(passdir, args.command, args.paths, args)
     if args.command:
+        from waitd.cli import client
+
         return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
     if args.paths:
         raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s VERB and --enqueue take paths")
@@ -210,16 +220,23 @@ def _act(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace, passdir: str) -> int:
     """--check, or the daemon: in the foreground (-f, --once) or detached."""
+    from waitd.run.executors import celery_app
+
     path = table_path(passdir)
     records, errors = table.read(path, passdir, os.environ, celery_app.problem(passdir))
     settings_conf, conf_errors = conf.read(conf_path(passdir))
     if args.check:
+        from waitd.cli import checkconf
+
         code = _check(path, passdir, records, errors, args.verbose)
-        return max(code, _check_conf(settings_conf, conf_errors, args.verbose))
+        checkconf.warn(settings_conf, records)
+        return max(code, checkconf.check_conf(settings_conf, conf_errors, args.verbose))
     _refuse(path, errors)
     _refuse(settings_conf.path, conf_errors)
     settings = _settings(args, passdir, settings_conf)
     _preflight(passdir)
+    from waitd.daemon import start
+
     if args.foreground or args.once:
         return start.serve(settings, records, foreground=True, conf=settings_conf)
     _warn_inactive(path, records, passdir, settings.instance)
@@ -236,6 +253,9 @@ def _refuse(path: str, errors: list[TableError]) -> None:
 
 def _settings(args: argparse.Namespace, passdir: str, settings_conf: conf.Conf) -> Settings:
     """The daemon's settings: the command line's, else waitd.conf's [daemon], else the defaults."""
+    from waitd.daemon.loop import Settings
+    from waitd.spool import queue
+
     return Settings(
         passdir,
         DEFAULT_INTERVAL_S if args.interval is None else args.interval,
@@ -281,37 +301,6 @@ def _check(
     return 0
 
 
-def _check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) -> int:
-    """--check of waitd.conf: its errors (exit 2), or one line; with -v, each
-    sink as it will be used.  No waitd.conf is fine: it is optional."""
-    if errors:
-        for error in errors:
-            print(error, file=sys.stderr)
-        print(f"{settings.path}: {table.summary(errors)}; waitd.conf is invalid", file=sys.stderr)
-        return EXIT_USAGE
-    if not os.path.exists(settings.path):
-        return 0
-    if verbose:
-        d = settings.daemon
-        metrics = f"{d.metrics[0]}:{d.metrics[1]}" if d.metrics else "(none)"
-        http = f"{d.http[0]}:{d.http[1]}" if d.http else "(none)"
-        print(
-            f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics} http={http}"
-        )
-        for sink in settings.sinks:
-            records = " ".join(map(str, sorted(sink.records))) if sink.records is not None else "(all)"
-            keys = " ".join(f"{k}={v}" for k, v in sink.settings.items() if k != "password")
-            print(
-                f"[sink {sink.name}] ({settings.path}:{sink.line}): type={sink.type} records={records} "
-                f"retry={sink.retry_s:g} retry-max={sink.retry_max_s:g} {keys}"
-            )
-        if settings.celery is not None:
-            broker = celery_app.shown_url(settings.celery.broker)  # never its password
-            print(f"[celery] broker={broker} queue={settings.celery.queue}")
-    print(f"{settings.path}: {len(settings.sinks)} sink(s), valid")
-    return 0
-
-
 def _passdir(given: str | None) -> str:
     passdir = given or os.environ.get("PASSDIR")
     if not passdir:
@@ -326,6 +315,8 @@ def _passdir(given: str | None) -> str:
 
 def _preflight(passdir: str) -> None:
     """What can be said before detaching: the claim itself is made by serve."""
+    from waitd.daemon import pidfile
+
     if not os.access(passdir, os.W_OK | os.X_OK):
         raise WaitdError(f"{passdir}: PASSDIR is not writable")
     held = pidfile.holder(passdir)
@@ -351,6 +342,8 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
 def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
     """Why the record would be inactive at start (a queue's directories
     that the daemon makes are no reason)."""
+    from waitd.spool import claims
+
     if record.options.claim:
         return claims.preview(record, passdir, path_env)
     return activation.activate(record, passdir, path_env).problem

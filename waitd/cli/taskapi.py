@@ -1,17 +1,15 @@
 # SPDX-License-Identifier: MIT
 """The task API's command lines: `-s show`, `-s list`, `-s pause`,
-`-s resume PATH`, and `--enqueue Q --max N`.
+`-s resume PATH` (`--enqueue Q --max N` is `cli.enqueue`'s).
 
 `add_arguments` adds their options to waitd's parser (`--state`,
 `--record`, `--max`, `--http`).  `command` asks the daemon through the
 control socket (`daemon.sock.ask`; the daemon answers, `daemon.story`
 and `daemon.pause`) and prints its answer: with `--json` the reply's
-JSON as it came, else lines for a person.  `enqueue` puts files into a
-queue, refusing with EX_TEMPFAIL (75) "queue full" while its incoming/
-holds `--max` files or more.
+JSON as it came, else lines for a person.
 
 Exit status: 0 done; 1 the daemon is not there or refused (a path it does
-not know, a run it cannot pause); 75 queue full.
+not know, a run it cannot pause).
 """
 
 from __future__ import annotations
@@ -29,9 +27,7 @@ from waitd.config.errors import EXIT_FAILURE, UsageError, WaitdError
 from waitd.daemon import pidfile, sock
 from waitd.decide.taskstate import STATES
 from waitd.formats.history_line import escape
-from waitd.spool import queue
 
-EXIT_QUEUE_FULL = 75  # EX_TEMPFAIL: try again later
 VERBS = ("show", "list", "pause", "resume")
 
 
@@ -159,32 +155,3 @@ def _how(a: dict[str, Any]) -> str:
     if a.get("retry_at") is not None:
         parts.append(f"retry at {_when(a['retry_at'])}")
     return ", ".join(parts) or "ended"
-
-
-def enqueue(root: str, paths: Sequence[str], most: int | None) -> int:
-    """`--enqueue Q [--max N] FILE...`: each file into Q, by its tmp/,
-    fsync'd; with --max, none once Q/incoming holds N files (exit 75)."""
-    if not paths:
-        raise UsageError("--enqueue QUEUE needs one or more files")
-    target = queue.Queue(os.path.abspath(root))
-    try:
-        target.make()
-    except OSError as exc:
-        raise WaitdError(f"{root}: not a queue directory: {exc.strerror or exc}") from exc
-    failed = 0
-    for n, path in enumerate(paths):
-        if most is not None and (held := target.count("incoming")) >= most:
-            left = " ".join(escape(p) for p in paths[n:])
-            print(
-                f"waitd: {escape(target.incoming)}: queue full ({held} files, --max {most}); not enqueued: {left}",
-                file=sys.stderr,
-            )
-            return EXIT_QUEUE_FULL
-        try:
-            where = queue.enqueue(path, target)
-        except OSError as exc:
-            print(f"waitd: {escape(path)}: not enqueued: {exc.strerror or exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"waitd: {escape(path)}: enqueued as {escape(where)}")
-    return EXIT_FAILURE if failed else 0

@@ -13,10 +13,11 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[http]`, `[reduce]` (`waitd reduce`'s) and one `[sink NAME]` per sink;
-`key = value` lines; a line whose first non-blank character is `#` or
-`;` is a comment, and so is the rest of a
-line from a `#` or `;` that follows a blank.  Values hold no newline.
+`[http]`, `[reduce]` (`waitd reduce`'s), `[regions]`, one `[sink NAME]` per sink
+and one `[source NAME]` per source (its keys and checks are
+`sourceconf`'s); `key = value` lines; a line whose first non-blank
+character is `#` or `;` is a comment, and so is the rest of a line from
+a `#` or `;` that follows a blank.  Values hold no newline.
 
 Each section's keys and what each value may be are `confkeys`'s.  What a
 sink's keys mean is for the sink (`sinks.kinds`); this module checks each
@@ -45,10 +46,13 @@ from waitd.config.confkeys import (
     KEY_OF,
     NAME,
     REDUCE,
+    REGIONS,
     SINK_TYPES,
     Keys,
 )
 from waitd.config.errors import TableError
+from waitd.config.sourceconf import Source
+from waitd.config.sourceconf import build as build_source
 
 _COMMENT = re.compile(r"\s[#;].*$")
 
@@ -78,6 +82,16 @@ class CeleryConf:
 
     broker: str
     queue: str = "waitd"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionsConf:
+    """`[regions]`: the area definitions (pyresample YAML) and the directory
+    of orbital elements (TLE files) of the records with area=; paths
+    relative to PASSDIR, or absolute."""
+
+    areas: str
+    tle: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,8 @@ class Conf:
     celery: CeleryConf | None = None
     http: HttpConf = HttpConf()
     reduce: ReduceConf | None = None
+    sources: tuple[Source, ...] = ()  # [source NAME]: work from messages (`sourceconf`)
+    regions: RegionsConf | None = None
 
 
 def read(path: str) -> tuple[Conf, list[TableError]]:
@@ -140,8 +156,8 @@ def read(path: str) -> tuple[Conf, list[TableError]]:
 
 @dataclass(slots=True)
 class _Section:
-    kind: str  # daemon, celery, sink
-    name: str  # the sink's name
+    kind: str  # daemon, celery, sink, source
+    name: str  # the sink's or source's name
     line: int
     values: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> (line, raw value)
 
@@ -156,7 +172,9 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     celery = None
     http = HttpConf()
     reduce = None
+    regions = None
     sinks = []
+    sources = []
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
@@ -168,6 +186,12 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
             celery = _build(section, path, errors, CELERY, CeleryConf)
         elif section.kind == "reduce":
             reduce = _build(section, path, errors, REDUCE, ReduceConf)
+        elif section.kind == "source":
+            source = build_source(section.name, section.line, section.values, path, errors)
+            if source is not None:
+                sources.append(source)
+        elif section.kind == "regions":
+            regions = _build(section, path, errors, REGIONS, RegionsConf)
         else:
             sink = _sink(section, path, errors, isdir)
             if sink is not None:
@@ -175,7 +199,17 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     errors.sort(key=lambda e: e.line)
     if errors:
         return Conf(path), errors
-    return Conf(path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, http=http), []
+    conf = Conf(
+        path,
+        daemon or DaemonConf(),
+        tuple(sinks),
+        celery,
+        reduce=reduce,
+        sources=tuple(sources),
+        regions=regions,
+        http=http,
+    )
+    return conf, []
 
 
 def _sections(text: str, path: str, errors: list[TableError]) -> list[_Section]:
@@ -216,17 +250,20 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery", "http", "reduce") and len(words) == 1:
+    if kind in ("daemon", "celery", "http", "reduce", "regions") and len(words) == 1:
         section = _Section(kind, "", lineno)
-    elif kind == "sink" and len(words) == 2 and NAME.fullmatch(words[1]):
+    elif kind in ("sink", "source") and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
-    elif kind == "sink":
-        errors.append(TableError(path, lineno, f"{line}: a sink is [sink NAME], NAME letters, digits, _ . -"))
+    elif kind in ("sink", "source"):
+        errors.append(TableError(path, lineno, f"{line}: a {kind} is [{kind} NAME], NAME letters, digits, _ . -"))
         return None
     else:
         errors.append(
             TableError(
-                path, lineno, f"unknown section {line} (known: [daemon], [sink NAME], [celery], [http], [reduce])"
+                path,
+                lineno,
+                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [http], "
+                "[reduce], [regions])",
             )
         )
         return None
@@ -239,7 +276,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
 
 
 def _where(section: _Section) -> str:
-    return f"[sink {section.name}]" if section.kind == "sink" else f"[{section.kind}]"
+    return f"[{section.kind} {section.name}]" if section.name else f"[{section.kind}]"
 
 
 def _convert(section: _Section, path: str, errors: list[TableError], keys: Keys) -> tuple[dict[str, Any], bool]:

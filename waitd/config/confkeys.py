@@ -160,6 +160,7 @@ def _yes_no(text: str) -> bool:
 HTTP: Keys = {"control": ("control", _yes_no, False), "token": ("token", _path, False)}
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
 REDUCE: Keys = {"archive": ("archive", _absolute, False)}
+REGIONS: Keys = {"areas": ("areas", _path, True), "tle": ("tle", _path, True)}
 COMMON: Keys = {
     "type": ("type", str, True),
     "records": ("records", _records, False),

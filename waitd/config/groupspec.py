@@ -10,7 +10,8 @@ pattern with neither; a list it cannot read is a ValueError saying what
 is wrong, which `options` makes an error of the table's line.  `Spec` is
 what a record's options say of its groups (`Options.group`): the members
 expected and accepted, the timeliness, the tolerance of start times, the
-slot, the fields that may vary.
+slot, the fields that may vary; with `area=`, the `Region` whose
+granules make a group (their members predicted, not listed).
 
 This module is pure, as `options` is: it reads text.  What a group is at a
 moment (ready, waiting, incomplete) is decided in `decide.groups`.
@@ -26,6 +27,17 @@ Member = tuple[str, str]  # (channel, segment); "" where the pattern has none
 
 
 @dataclass(frozen=True, slots=True)
+class Region:
+    """What a record with area= says of its groups: the areas, a granule's
+    length when the name gives no end time, the instrument when the name
+    gives none."""
+
+    areas: tuple[str, ...]
+    duration_s: float | None
+    sensor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """How a record groups its files."""
 
@@ -36,6 +48,7 @@ class Spec:
     tolerance_s: float
     slot_min: float | None
     vary: tuple[str, ...]
+    region: Region | None = None  # area=: the members are predicted per pass (`decide.regions`)
 
     @property
     def expected(self) -> frozenset[Member]:

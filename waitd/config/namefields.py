@@ -25,17 +25,22 @@ import os
 import re
 import string
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trollsift
+if TYPE_CHECKING:
+    import trollsift
+
+    Parser = trollsift.Parser
 
 BUILTIN = ("name", "stem", "suffix", "dir", "telem")
 MAX_WIDTH = 255  # of a field in a FORMAT or pattern: NAME_MAX, the longest file name
-Parser = trollsift.Parser
 
 
 def parser(pattern: str) -> Parser:
-    """trollsift's parser of a pattern `check_pattern` accepted."""
+    """trollsift's parser of a pattern `check_pattern` accepted (trollsift
+    is imported by the first `pattern=`: a table without one never loads it)."""
+    import trollsift
+
     return trollsift.Parser(pattern)
 
 
@@ -74,12 +79,12 @@ def check_pattern(text: str) -> str:
         for _, field, spec, _ in string.Formatter().parse(text):
             if field is not None:
                 _check_spec(field, spec or "")
-        parser = trollsift.Parser(text)
-        parser.keys()
+        tried = parser(text)
+        tried.keys()
     except (TypeError, KeyError) as exc:
         raise ValueError(str(exc)) from None
     try:
-        parser.parse("")
+        tried.parse("")
     except (ValueError, TypeError):
         pass  # no match: the pattern works
     except Exception as exc:

@@ -17,7 +17,10 @@ environment see of one file, and `Options.format` renders a FORMAT: both
 as `namefields` says (the pattern's fields and the built-in ones; None
 when the pattern does not parse a name or the values do not fit a
 FORMAT).  `Options.group` is the record's `groupspec.Spec` (the member
-lists read in `groupspec`'s notation).
+lists read in `groupspec`'s notation).  With `fields=json` a FORMAT may
+also name the top-level fields of the file's JSON body (a message a
+source put in a queue): those are read by the spool (`spool.state`), and
+a FORMAT's fields are then checked against each file, not here.
 
 This module runs nothing and looks at no file.
 """
@@ -27,19 +30,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from waitd.config import groupspec, namefields
+from waitd.config import groupspec, namefields, optvalues
 
 MAX_JOBS = 1000
 MAX_RETRIES = 1000
 MAX_TIMEOUT_S = 31_536_000  # 365 days
 MAX_RETRY_S = 3600  # the delay doubles up to this
-RUN_KINDS = ("local", "celery")
-_WHOLE = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _OCTAL = re.compile(r"\\([0-3][0-7][0-7])")
 
 
@@ -67,10 +66,26 @@ class Options:
     out_limit: int | None = None  # claim nothing while the next queue's incoming holds this many
     out_wait_s: float = 10.0  # how often the out-limit is looked at again
     run: str = "local"  # where handlers run: local (spawned here) or celery (on workers)
+    fields_from: str = "name"  # name: the name's fields (pattern=); json: also a JSON file's top-level ones
+    area: str | None = None  # regions: the area whose granules of a pass make a group
+    duration_s: float | None = None  # regions: a granule's length when the name gives no end_time
+    sensor: str | None = None  # regions: the instrument when the name gives none
 
     @cached_property
     def group(self) -> groupspec.Spec | None:
-        """How the record groups its files, if it does (critical= or wanted=)."""
+        """How the record groups its files, if it does (critical= or wanted=,
+        or area=)."""
+        if self.area is not None:
+            return groupspec.Spec(
+                critical=frozenset(),
+                wanted=frozenset(),
+                accepted=frozenset(),
+                timeliness_s=self.timeliness_s,
+                tolerance_s=self.tolerance_s,
+                slot_min=None,
+                vary=(),
+                region=groupspec.Region(tuple(self.area.split(",")), self.duration_s, self.sensor),
+            )
         if self.critical is None and self.wanted is None:
             return None
         critical = groupspec.members(self.critical) if self.critical else frozenset()
@@ -167,13 +182,15 @@ def _check_together(options: Options, failed: set[str]) -> list[str]:
     fields_of_pattern: set[str] = set()
     if options.pattern is not None and "pattern" not in failed:
         fields_of_pattern = set(namefields.parser(options.pattern).keys())
-    if "pattern" not in failed and not failed & {"critical", "wanted", "all"}:
+    if "pattern" not in failed and not failed & {"critical", "wanted", "all", "area"}:
         problems += _check_group(options, fields_of_pattern)
+    if "pattern" not in failed:
+        problems += _check_region(options, fields_of_pattern, failed)
     if "claim" not in failed:
         problems += _check_queue(options, failed)
     if not failed & {"run", "timeout"}:
         problems += _check_run(options)
-    if "pattern" not in failed:
+    if "pattern" not in failed and options.fields_from != "json":  # json: a body's fields, known only then
         problems += _check_fields(options, fields_of_pattern)
     return problems
 
@@ -204,6 +221,8 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
     problems = []
     if options.done is not None:
         problems.append("done= and groups do not go together (a group's member is complete by its wait age)")
+    if spec.region is not None:
+        return problems  # its own checks: _check_region
     if options.pattern is None:
         problems.append("critical= and wanted= need pattern=: the fields of a name say its group and member")
         return problems  # no fields to check the lists against
@@ -220,6 +239,26 @@ def _check_group(options: Options, fields: set[str]) -> list[str]:
             problems.append(f"option vary= names {name}, which pattern= does not have")
     if options.slot_min is not None and groupspec.TIME_FIELD not in fields:
         problems.append(f"option slot= needs a {{{groupspec.TIME_FIELD}}} field in pattern=")
+    return problems
+
+
+def _check_region(options: Options, fields: set[str], failed: set[str]) -> list[str]:
+    """area= needs a pattern naming the platform and times; it lists no members."""
+    if options.area is None:
+        regional = [] if "area" in failed else [n for n in ("duration", "sensor") if _given(options, n)]
+        return [f"option {n}= is for regions: give area= too" for n in regional]
+    problems = [
+        f"option {n}= and area= do not go together (a region's members are predicted)"
+        for n in ("critical", "wanted", "all", "tolerance", "slot", "vary")
+        if _given(options, n) or n in failed
+    ]
+    if options.pattern is None:
+        return [*problems, "area= needs pattern=: a name's fields give the granule's platform and times"]
+    problems += [f"area= needs a {{{n}}} field in pattern=" for n in ("platform_name", "start_time") if n not in fields]
+    if "end_time" not in fields and options.duration_s is None and "duration" not in failed:
+        problems.append("area= needs an {end_time} field in pattern= or duration=S (a granule's length)")
+    if "sensor" not in fields and options.sensor is None and "sensor" not in failed:
+        problems.append("area= needs a {sensor} field in pattern= or sensor=NAME (the instrument, e.g. avhrr)")
     return problems
 
 
@@ -251,63 +290,6 @@ def _given(options: Options, name: str) -> bool:
     return getattr(options, attr) != getattr(Options(), attr)
 
 
-def _whole(least: int, most: int) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        if not _WHOLE.fullmatch(text) or not least <= Decimal(text) <= most:
-            raise ValueError(f"expected a whole number from {least} to {most}")
-        return int(text)
-
-    return convert
-
-
-def _seconds(least_exclusive: bool, most: int) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        if not _DECIMAL.fullmatch(text):
-            raise ValueError("expected a plain decimal number of seconds such as 30 or 0.5")
-        value = Decimal(text)
-        if value > most or (least_exclusive and value == 0):
-            raise ValueError(f"expected more than 0 and at most {most} seconds")
-        return float(text)
-
-    return convert
-
-
-def _members(text: str) -> str:
-    groupspec.members(text)
-    return text
-
-
-def _minutes(text: str) -> float:
-    if not _DECIMAL.fullmatch(text) or not 0 < Decimal(text) <= 1440:
-        raise ValueError("expected a plain decimal number of minutes, more than 0 and at most 1440")
-    return float(text)
-
-
-def _names(text: str) -> str:
-    names = text.split(",")
-    if not all(n.isidentifier() for n in names):
-        raise ValueError("expected field names joined by commas, such as proc_time,orbit")
-    return text
-
-
-def _yes_no(text: str) -> bool:
-    if text not in ("yes", "no"):
-        raise ValueError("expected yes or no")
-    return text == "yes"
-
-
-def _where(text: str) -> str:
-    if text not in RUN_KINDS:
-        raise ValueError(f"expected {' or '.join(RUN_KINDS)}")
-    return text
-
-
-def _text(text: str) -> str:
-    if not text:
-        raise ValueError("empty")
-    return text
-
-
 @dataclass(frozen=True, slots=True)
 class _Spec:
     attr: str
@@ -315,26 +297,30 @@ class _Spec:
 
 
 _SPECS = {
-    "jobs": _Spec("jobs", _whole(1, MAX_JOBS)),
-    "timeout": _Spec("timeout_s", _seconds(True, MAX_TIMEOUT_S)),
-    "retries": _Spec("retries", _whole(0, MAX_RETRIES)),
-    "retry": _Spec("retry_s", _seconds(True, MAX_RETRY_S)),
+    "jobs": _Spec("jobs", optvalues.whole(1, MAX_JOBS)),
+    "timeout": _Spec("timeout_s", optvalues.seconds(True, MAX_TIMEOUT_S)),
+    "retries": _Spec("retries", optvalues.whole(0, MAX_RETRIES)),
+    "retry": _Spec("retry_s", optvalues.seconds(True, MAX_RETRY_S)),
     "key": _Spec("key", namefields.check_format),
     "pattern": _Spec("pattern", namefields.check_pattern),
     "done": _Spec("done", namefields.check_format),
-    "topic": _Spec("topic", _text),
-    "critical": _Spec("critical", _members),
-    "wanted": _Spec("wanted", _members),
-    "all": _Spec("all", _members),
-    "timeliness": _Spec("timeliness_s", _seconds(True, MAX_TIMEOUT_S)),
-    "tolerance": _Spec("tolerance_s", _seconds(False, MAX_TIMEOUT_S)),
-    "slot": _Spec("slot_min", _minutes),
-    "vary": _Spec("vary", _names),
-    "claim": _Spec("claim", _yes_no),
-    "next": _Spec("next", _text),
-    "out-limit": _Spec("out_limit", _whole(1, 1_000_000_000)),
-    "out-wait": _Spec("out_wait_s", _seconds(True, MAX_TIMEOUT_S)),
-    "run": _Spec("run", _where),
+    "topic": _Spec("topic", optvalues.text),
+    "critical": _Spec("critical", optvalues.members),
+    "wanted": _Spec("wanted", optvalues.members),
+    "all": _Spec("all", optvalues.members),
+    "timeliness": _Spec("timeliness_s", optvalues.seconds(True, MAX_TIMEOUT_S)),
+    "tolerance": _Spec("tolerance_s", optvalues.seconds(False, MAX_TIMEOUT_S)),
+    "slot": _Spec("slot_min", optvalues.minutes),
+    "vary": _Spec("vary", optvalues.names),
+    "claim": _Spec("claim", optvalues.yes_no),
+    "next": _Spec("next", optvalues.text),
+    "out-limit": _Spec("out_limit", optvalues.whole(1, 1_000_000_000)),
+    "out-wait": _Spec("out_wait_s", optvalues.seconds(True, MAX_TIMEOUT_S)),
+    "run": _Spec("run", optvalues.where),
+    "fields": _Spec("fields_from", optvalues.fields_from),
+    "area": _Spec("area", optvalues.areas),
+    "duration": _Spec("duration_s", optvalues.seconds(True, 86400)),
+    "sensor": _Spec("sensor", optvalues.text),
 }
 _NAMES_BY_ATTR = {spec.attr: name for name, spec in _SPECS.items()}
 

@@ -6,7 +6,8 @@ nowhere else: the table (incoming), waitd's log (incoming.log, and the
 incoming.log.N that log rotation leaves), the history (incoming.history,
 and the temporary file of a compaction), the pid file, the status file
 (and its temporary file), the control socket, waitd.conf, the handler
-logs (logfiles/incoming.N.L) and the outbox (events/).  Each `*_path`
+logs (logfiles/incoming.N.L), the outbox (events/) and the sources'
+ledgers and states (sources/).  Each `*_path`
 function gives one of them for a PASSDIR; `handler_log_name` and
 `parse_handler_log_name` write and read the name of a handler log.
 `is_own` says whether a name in PASSDIR is one of them, so that a record
@@ -32,8 +33,11 @@ SOCKET = "waitd.sock"
 CONF = "waitd.conf"
 LOGFILES = "logfiles"  # the handler logs: incoming.N.L
 EVENTS = "events"  # the outbox's segments
+SOURCES = "sources"  # each source's ledger, lock and state
 TMP = ".tmp"  # suffix of a file being rewritten (history, status)
-_OWN = frozenset({TABLE, LOG, HISTORY, HISTORY + TMP, PID, STATUS, STATUS + TMP, SOCKET, CONF, LOGFILES, EVENTS})
+_OWN = frozenset(
+    {TABLE, LOG, HISTORY, HISTORY + TMP, PID, STATUS, STATUS + TMP, SOCKET, CONF, LOGFILES, EVENTS, SOURCES}
+)
 _HANDLER_LOG = re.compile(r"incoming\.(\d+)\.([A-Z])")
 
 
@@ -71,6 +75,10 @@ def logfiles_path(passdir: str) -> str:
 
 def events_path(passdir: str) -> str:
     return os.path.join(passdir, EVENTS)
+
+
+def sources_path(passdir: str) -> str:
+    return os.path.join(passdir, SOURCES)
 
 
 def handler_log_name(record: int, letter: str) -> str:

@@ -34,11 +34,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from waitd.config import options, wildcard
+from waitd.config import geodata, options, wildcard
 from waitd.config.errors import TableError
 from waitd.config.options import Options
 from waitd.config.wildcard import matcher as matcher  # the loop compiles templates through the table
@@ -69,6 +69,7 @@ class Record:
     keep: int  # -1 keeps every processed file
     too_old_h: float  # 0 never removes
     options: Options = Options()  # fields 8 and on
+    geo: geodata.Geodata | None = field(default=None, compare=False)  # area=: its areas and orbital elements
 
     @property
     def topic(self) -> str:
@@ -80,12 +81,23 @@ class Record:
         return self.process == PUBLISH
 
 
+Regions = Callable[[], tuple[geodata.Geodata | None, str | None]]
+
+
 def parse(
-    text: str, path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
+    text: str,
+    path: str,
+    passdir: str,
+    env: Mapping[str, str],
+    celery: str | None = None,
+    regions: Regions | None = None,
 ) -> tuple[tuple[Record, ...], list[TableError]]:
     """Parse the table text; return the good records and every error found.
     `celery` is what a `run=celery` record lacks here (`run.executors.celery_app.problem`),
-    an error of each such line, with its others."""
+    an error of each such line, with its others.  `regions` gives the
+    geodata of area= records, or what is wrong with it (`geodata.load`):
+    asked once, at the first such record, and an error of each such line;
+    without it, area= records are not checked against the areas."""
     records: list[Record] = []
     errors: list[TableError] = []
     number = 0
@@ -106,6 +118,8 @@ def parse(
         if undecodable:
             continue
         record, problems = _record(stripped.split(), number, lineno, passdir, env, celery)
+        if record is not None and record.options.area is not None and regions is not None:
+            record, problems = _regional(record, regions)
         if record is not None:
             records.append(record)
         errors.extend(TableError(path, lineno, problem) for problem in problems)
@@ -121,13 +135,33 @@ def summary(errors: Sequence[TableError]) -> str:
 def read(
     path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
 ) -> tuple[tuple[Record, ...], list[TableError]]:
-    """Read and parse the table file at `path`."""
+    """Read and parse the table file at `path`; area= records get their
+    geodata from PASSDIR's waitd.conf (`geodata.load`)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
-    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env, celery)
+    loaded: list[tuple[geodata.Geodata | None, str | None]] = []
+
+    def regions() -> tuple[geodata.Geodata | None, str | None]:
+        if not loaded:
+            loaded.append(geodata.load(passdir))
+        return loaded[0]
+
+    return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env, celery, regions)
+
+
+def _regional(record: Record, regions: Regions) -> tuple[Record | None, list[str]]:
+    """An area= record with its geodata, or what is wrong."""
+    geo, problem = regions()
+    if geo is None:
+        return None, [problem or "area= has no geodata"]
+    assert record.options.area is not None
+    problem = geo.problem(record.options.area)
+    if problem is not None:
+        return None, [problem]
+    return replace(record, geo=geo), []
 
 
 def _record(

@@ -26,7 +26,9 @@ incoming path it came from while no file has that path
 
 Each path gets its own result, ok or not, with a message; the reply is ok
 only if every path's is.  What is done is written to the history (so it
-holds across a restart) and logged, as the operator's doing.
+holds across a restart) and logged, as the operator's doing (or, when
+the request says `by`, as that one's: a source's cancel message, `source
+NAME`).
 
 This module decides nothing else: the scheduler starts the retried file,
 the launcher signals and records.
@@ -68,34 +70,45 @@ class Commands:
         self.launcher = launcher
         self.status = status
         self.story = Story(launcher.passdir, works, runs, history)
+        self.asker = "waitd -s cancel"  # who asks, for the log: `by` of the request
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd in ("retry", "cancel"):
-            paths = request.get("paths")
-            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-                return {"ok": False, "error": f"{cmd}: give one or more paths"}
-            act = self._retry if cmd == "retry" else self._cancel
-            results = []
-            for path in paths:
-                ok, message = act(os.path.normpath(path))
-                results.append({"path": path, "ok": ok, "message": message})
-            return {"ok": all(r["ok"] for r in results), "results": results}
+            return self._retry_or_cancel(cmd, request)
         if cmd in ("pause", "resume"):
             return self._each_path(cmd, request, pause.pause if cmd == "pause" else pause.resume)
+        if cmd in ("show", "list"):
+            return self._ask(cmd, request)
+        return {"ok": False, "error": f"unknown command {cmd!r} (known: {', '.join(VERBS)})"}
+
+    def _retry_or_cancel(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        paths = request.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            return {"ok": False, "error": f"{cmd}: give one or more paths"}
+        act = self._retry if cmd == "retry" else self._cancel
+        by = request.get("by")
+        by = "".join(c for c in by if c.isprintable())[:100] if isinstance(by, str) else ""
+        self.asker = by or f"waitd -s {cmd}"
+        results = []
+        for path in paths:
+            ok, message = act(os.path.normpath(path))
+            results.append({"path": path, "ok": ok, "message": message})
+        return {"ok": all(r["ok"] for r in results), "results": results}
+
+    def _ask(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The task API's questions: `daemon.story`."""
         if cmd == "show":
             path = request.get("path")
             if not isinstance(path, str) or not path:
                 return {"ok": False, "error": "show: give one path"}
             return self.story.show(path)
-        if cmd == "list":
-            state, number = request.get("state"), request.get("record")
-            if not isinstance(state, str | None) or not (number is None or type(number) is int):
-                return {"ok": False, "error": "list: state is a name, record a number"}
-            return self.story.listing(state, number)
-        return {"ok": False, "error": f"unknown command {cmd!r} (known: {', '.join(VERBS)})"}
+        state, number = request.get("state"), request.get("record")
+        if not isinstance(state, str | None) or not (number is None or type(number) is int):
+            return {"ok": False, "error": "list: state is a name, record a number"}
+        return self.story.listing(state, number)
 
     def _each_path(
         self, cmd: str, request: dict[str, Any], act: Callable[[Works, Runs, History, str], tuple[bool, str]]
@@ -146,7 +159,7 @@ class Commands:
         for f, p in members:
             files.again(p, f, now)
         what = escape(where) if gid is None else f"{escape(where)}: group {gid} ({len(members)} files)"
-        log.info("record %d: %s: to be run again, as asked (waitd -s retry)", entry.number, what)
+        log.info("record %d: %s: to be run again, as asked (%s)", entry.number, what, self.asker)
         return True, "to run again now" if gid is None else f"group {gid} ({len(members)} files): to run again now"
 
     def _group(
@@ -172,7 +185,7 @@ class Commands:
         running = [r for r in self.runs.live() if named & set(r.job.paths)]
         for run in running:
             self.launcher.signal(run, signal.SIGTERM, Why.CANCEL)
-            log.info("record %d: %s: cancelled, as asked (waitd -s cancel): TERM sent", run.number, escape(run.path))
+            log.info("record %d: %s: cancelled, as asked (%s): TERM sent", run.number, escape(run.path), self.asker)
         if running:
             sent = ", ".join(r.describe() for r in running)
             return True, f"cancelled: TERM sent to {sent}"
@@ -222,7 +235,7 @@ class Commands:
                 return False, "another instance claimed it first; not cancelled"
             done = f"moved to {escape(moved)}"
         self.launcher.journal.ended(entry.record, cancels)
-        log.info("record %d: %s: cancelled, as asked (waitd -s cancel): %s", entry.number, escape(where), done)
+        log.info("record %d: %s: cancelled, as asked (%s): %s", entry.number, escape(where), self.asker, done)
         return True, f"cancelled: {done}"
 
 

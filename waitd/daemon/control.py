@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from waitd.config.passdir import TMP, status_path
-from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, Status, from_json
+from waitd.formats.status import CeleryReport, RecordReport, RunReport, SinkReport, SourceReport, Status, from_json
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def format_status(state: Status | None, pid: int | None, now: float | None = Non
         lines.append(f"record {rec.number} ({rec.telem}): {rec.directory}/{rec.template} -> {rec.process}")
         lines.extend("  " + line for line in _record_lines(rec, state.mode, now))
     lines.extend(_sink_line(sink, now) for sink in state.sinks)
+    lines.extend(_source_line(source, now) for source in state.sources)
     if state.celery is not None:
         lines.append(_celery_line(state.celery, now))
     return "\n".join(lines) + "\n"
@@ -157,6 +158,21 @@ def _sink_line(sink: SinkReport, now: float) -> str:
     else:
         state = f"delivering (pid {sink.pid})"
     return f"{name}: {state}; {sink.backlog} events behind"
+
+
+def _source_line(source: SourceReport, now: float) -> str:
+    """A source of waitd.conf: connected or not, and its messages."""
+    name = f"source {source.name} ({source.type}) -> {source.queue}"
+    if source.down_since is not None:
+        state = f"not connected since {_span(now - source.down_since)} ago: {source.error or 'unknown error'}"
+    elif source.pid is None:
+        state = "not running (waitd starts it again)"
+    elif not source.connected:
+        state = f"connecting (pid {source.pid})"
+    else:
+        state = f"connected (pid {source.pid})"
+    counts = f"{source.taken} taken, {source.repeated} repeated, {source.refused} to errors, {source.cancels} cancels"
+    return f"{name}: {state}; {counts}"
 
 
 _MODES = {

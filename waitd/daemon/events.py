@@ -4,7 +4,8 @@
 `Events` holds what waitd.conf and `--metrics` ask for, and what systemd
 asks for: the journal's outbox (`outbox.Writer`, opened when there are
 sinks, with the rule of which events they want), the sinks' processes
-(`sinks.supervisor.Sinks`), the Prometheus metrics (`metrics.Metrics`,
+(`sinks.supervisor.Sinks`), the sources' processes
+(`sources.supervisor.Sources`: work that arrives as messages), the Prometheus metrics (`metrics.Metrics`,
 an observer of the journal's events and syncs) and the notifications
 (`notify.Notify`).  The loop calls it at a few points only: `start`
 (the loop runs), `tick` (each turn), `deadline`
@@ -32,6 +33,7 @@ from waitd.sinks import kinds
 from waitd.sinks.metrics import Metrics
 from waitd.sinks.notify import Notify
 from waitd.sinks.supervisor import Sinks
+from waitd.sources.supervisor import Sources
 
 log = logging.getLogger("waitd")
 
@@ -62,18 +64,17 @@ class Events:
         conf: conflib.Conf,
         metrics: tuple[str, int] | None = None,
         foreground: bool = False,
-        http: tuple[str, int] | None = None,
     ) -> None:
         self.passdir = passdir
         self.journal = journal
         self.conf = conf
         self.notify = Notify(env)
         self.sinks = Sinks(passdir, foreground)
+        self.sources = Sources(passdir, foreground)
         self.metrics: Metrics | None = None
         self.metrics_at = metrics or conf.daemon.metrics
-        if self.metrics_at is not None or http is not None:
-            # --http serves /metrics from the same registry (its own server only with --metrics)
-            self.metrics = Metrics(*(self.metrics_at or ("", None)))
+        if self.metrics_at is not None:
+            self.metrics = Metrics(*self.metrics_at)
             journal.observers.append(self.metrics.observe)
             journal.sync_observers.append(self.metrics.synced)
         self._take(conf)
@@ -92,12 +93,14 @@ class Events:
         journal.carries = _carries(conf.sinks)
         writer = journal.outbox
         self.sinks.apply(conf.sinks, writer.place_new if writer is not None else lambda name: None)
+        self.sources.apply(conf.sources)
         self.conf = conf
 
     # -- the loop's hooks ---------------------------------------------------------
 
     def start(self) -> None:
         self.sinks.start()
+        self.sources.start()
         self.notify.ready()
 
     def ready(self) -> None:
@@ -106,6 +109,7 @@ class Events:
 
     def tick(self, now: float, poll: bool) -> None:
         self.sinks.check(now)
+        self.sources.check(now)
         self.notify.watchdog(now)
         writer = self.journal.outbox
         if poll and writer is not None:
@@ -115,7 +119,7 @@ class Events:
                 log.warning("%s: cannot remove old segments: %s", writer.directory, exc.strerror or exc)
 
     def deadline(self) -> float | None:
-        times = [t for t in (self.sinks.deadline(), self.notify.due()) if t is not None]
+        times = [t for t in (self.sinks.deadline(), self.sources.deadline(), self.notify.due()) if t is not None]
         return min(times) if times else None
 
     def reloading(self) -> None:
@@ -140,6 +144,7 @@ class Events:
                 log.error("%s", exc)
                 errors = [exc]  # type: ignore[list-item]
         self.sinks.hup()
+        self.sources.hup()
         return [str(e) for e in errors]
 
     def stopping(self) -> None:
@@ -158,6 +163,7 @@ class Events:
 
     def close(self) -> None:
         self.sinks.stop()  # the journal closes the outbox itself
+        self.sources.stop()
         if self.metrics is not None:
             self.metrics.close()
         self.notify.close()
@@ -176,4 +182,7 @@ def summary(doc: Status) -> str:
     behind = [s for s in doc.sinks if s.down_since is not None]
     if behind:
         text += f"; sink {', '.join(s.name for s in behind)} down"
+    away = [s for s in doc.sources if s.down_since is not None]
+    if away:
+        text += f"; source {', '.join(s.name for s in away)} not connected"
     return text

@@ -1,17 +1,17 @@
 # SPDX-License-Identifier: MIT
 """The main loop: it waits, observes, asks the scheduler, and applies.
 
-One thread.  Signal handlers only queue the signal number; the C level
-writes a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's
-`select` returns at once.  Each turn, in a fixed order:
+One thread.  Signal handlers only queue the signal number; the C level writes
+a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's `select`
+returns at once.  Each turn, in a fixed order:
 
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
   timeout, a back-off's end, the stop timeout);
 - observe: take what inotify reported, reap ended runs, answer the
-  control socket, act on the signals (each cleared
-  first, then acted on: ten ALRMs make one scan; `orders`), list the
-  directories at a poll (`turn.Observer`);
+  control socket and the HTTP server's requests (`web`), act on the
+  signals (each cleared first, then acted on: ten ALRMs make one scan;
+  `orders`), list the directories at a poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
 - apply its answer: signals, starts, publications, then the ends of the
   runs reaped (written while the new handlers run), the moves of their
@@ -23,11 +23,10 @@ up to the stop timeout, then sends TERM and later KILL to their process
 groups (the scheduler's), records every end and returns.  HUP rereads the
 table and waitd.conf (`orders.reload`).
 
-Failures: an exception in a turn is logged with its traceback and the loop
-goes on (the outermost guard), and one in a record's part of a turn skips
-that record only.  An event that cannot be written to the history (a full
-disk) is kept in memory and retried at each poll; until it is written no
-handler starts.
+Failures: an exception in a turn is logged with its traceback and the loop goes
+on (the outermost guard), and one in a record's part of a turn skips that
+record only.  An event that cannot be written to the history (a full disk) is
+kept in memory and retried at each poll; until it is written no handler starts.
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ from waitd.decide import scheduler
 from waitd.decide.scheduler import Mode
 from waitd.formats.status import to_json
 from waitd.journal.history import History
+from waitd.journal.logfile import held
 from waitd.journal.writer import Journal
 from waitd.run.executors.dispatch import Dispatch
 from waitd.run.executors.local import Local, seal_descriptors
@@ -101,7 +101,7 @@ class Daemon:
         history: History,
         reopen_log: Callable[[], None] = lambda: None,
         signals: deque[int] | None = None,
-        conf: Conf | None = None,
+        conf: Conf = Conf(),  # noqa: B008 (frozen: one shared empty Conf is no hazard)
         foreground: bool = False,
     ) -> None:
         self.settings = settings
@@ -112,7 +112,7 @@ class Daemon:
         self.runs = Runs()
         self.works = Works()
         # Runs of run=celery records go to Celery workers, the others are local.
-        self.dispatch = Dispatch(Local(), conf.celery if conf is not None else None)
+        self.dispatch = Dispatch(Local(), conf.celery)
         self.journal = Journal(settings.passdir, history)  # the one writer of the history and the outbox
         self.launcher = Launcher(self.journal, self.runs, self.dispatch.of, self.env, settings.instance)
         self.outflow = claims.Outflow()
@@ -138,10 +138,7 @@ class Daemon:
         self.control = sock.Server(settings.passdir)
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
         # waitd.conf's sinks, the metrics, systemd's notifications: events.py; --http: web.py
-        conf = conf or Conf()
-        self.events = Events(
-            settings.passdir, self.journal, self.env, conf, settings.metrics, foreground, settings.http
-        )
+        self.events = Events(settings.passdir, self.journal, self.env, conf, settings.metrics, foreground)
         self.http = web.start(settings, conf, self.events, self.journal)
         self.observer = turn.Observer(self)
         orders.warn_table_mode(settings)
@@ -195,7 +192,9 @@ class Daemon:
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
             try:
-                if self._turn(ready & self.control.descriptors(), wakeups.discard):
+                with held():  # the turn's log lines, written when it is over
+                    done = self._turn(ready & self.control.descriptors(), wakeups.discard)
+                if done:
                     return
                 self._errors.clear()
                 calm = 0.0
@@ -294,6 +293,7 @@ class Daemon:
             sinks=self.events.report(),
             held=lambda entry: self.outflow.is_held(entry.record),
             celery=self.dispatch.report(),
+            sources=self.events.sources.report(),
         )
         self.events.status(doc)
         return web.snapshot(self.http, to_json(doc))

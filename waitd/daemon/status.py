@@ -34,6 +34,7 @@ from waitd.formats.status import (
     Retrying,
     RunReport,
     SinkReport,
+    SourceReport,
     Status,
     TableReport,
     Waiting,
@@ -141,6 +142,7 @@ def build(
     sinks: list[SinkReport] | None = None,
     held: Callable[[Entry], bool] = lambda entry: False,
     celery: dict[str, Any] | None = None,
+    sources: list[SourceReport] | None = None,
 ) -> Status:
     """The status document of a daemon's state."""
     now_mono, now = now_pair()
@@ -164,4 +166,5 @@ def build(
         other_runs=others,
         sinks=sinks or [],
         celery=CeleryReport(**celery) if celery is not None else None,
+        sources=sources or [],
     )

@@ -4,9 +4,10 @@
 `Observer.observe` looks at the records' directories: what inotify named
 is stat'ed, and at a poll (or when asked: ALRM, an overflow, a directory
 gone) every directory is listed (a directory changed since its last
-listing; with no inotify watch, its known files are stat'ed too); the
-history's chores of a poll (the events a full disk held back, the
-compaction) are done first.
+listing; with no inotify watch, its known files are stat'ed too; with
+one, they are stat'ed again a slice a turn, the loop turning again at
+once until it is done: `observe.restat_some`); the history's chores of a
+poll (the events a full disk held back, the compaction) are done first.
 
 `situation` turns the daemon's state into what `scheduler.plan` takes:
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
@@ -73,15 +74,19 @@ class Observer:
                     self.compact()
         listing = poll or self.force_list
         self.force_list = False
-        if listing:
-            for entry in d.entries:
-                if entry.problem:
-                    continue
-                try:
+        for entry in d.entries:
+            if entry.problem:
+                continue
+            try:
+                if entry.files.restat:
+                    observe.restat_some(entry.files, d.history, now_ns)
+                if listing:
                     self._list(entry, now_ns)
-                except Exception as exc:
-                    # One record's trouble must not stop the others.
-                    d.record_errors.note(exc, f"record {entry.number}: its pass")
+            except Exception as exc:
+                # One record's trouble must not stop the others.
+                d.record_errors.note(exc, f"record {entry.number}: its pass")
+            if entry.files.restat:
+                d.again = True  # what a listing left to stat: a slice at the next turn, at once
         return listing
 
     def compact(self) -> None:
@@ -267,6 +272,7 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
         d.launcher.start(starts, now_ns)
     _publish(d, plan.publish, by_number, now_ns)
     d.launcher.finish()
+    d.journal.flush()  # the pids of this turn's starts, if no end took them along
     for move in plan.move:
         run = d.runs.get(move.run_id)
         if run is not None and run.work is not None:

@@ -18,6 +18,7 @@ from waitd.config.passdir import history_path
 from waitd.daemon.events import Events
 from waitd.daemon.http import Answer, Http, read_token
 from waitd.journal.writer import Journal
+from waitd.sinks.metrics import Metrics
 
 if TYPE_CHECKING:
     from waitd.daemon.loop import Settings
@@ -32,6 +33,11 @@ def start(settings: Settings, conf: Conf, events: Events, journal: Journal) -> H
     if conf.http.control and conf.http.token is not None:
         token = read_token(os.path.join(settings.passdir, conf.http.token))
     metrics = events.metrics
+    if metrics is None:
+        # /metrics: the registry --metrics would serve, without its own server
+        metrics = events.metrics = Metrics("", None)
+        journal.observers.append(metrics.observe)
+        journal.sync_observers.append(metrics.synced)
     exposition = metrics.exposition if metrics is not None else None
     server = Http(*settings.http, token, exposition, history_path(settings.passdir))
     journal.observers.append(server.ended)

@@ -21,20 +21,26 @@ a group with its history too: running; ran (a member with no start then
 came late), or due again for its retry (every member that ran, which of
 them carries the retry), or not yet; else as `verdict`.  The spool's
 gatherer applies that to the files and the history (`spool/gather.py`).
+A region's group (`decide.regions`) is a `Group` whose `expected`
+members were predicted, with no critical ones: the same verdicts hold.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitd.config.groupspec import SEGMENT_FIELDS, TIME_FIELD, Member, Spec
 from waitd.config.groupspec import members as members  # the notation, named here too (tests/test_groups.py)
 from waitd.decide.facts import FOREVER_NS
 from waitd.formats.history_line import Event
+
+if TYPE_CHECKING:
+    from waitd.config.table import Record
 
 
 def member_of(fields: Mapping[str, Any]) -> Member:
@@ -60,6 +66,32 @@ def expected_member(spec: Spec, member: Member) -> Member | None:
     return None
 
 
+def collection(first: Mapping[str, Any], area: str, members: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A region's group's fields, as the region collector gives a
+    collection's: its first member's, its area (`collection_area_id`), the
+    earliest start and the latest end of its granules."""
+    out = {**first, "collection_area_id": area}
+    members = list(members)
+    for name, pick in (("start_time", min), ("end_time", max)):
+        times = [m[name] for m in members if m.get(name) is not None]
+        if times:
+            out[name] = pick(times)
+    return out
+
+
+def collection_of(record: Record, first: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`collection` of a region record's group, from its files' paths."""
+    assert record.options.area is not None
+    directory_name = (os.path.split(p) for p in paths)
+    found = (record.options.fields(name, directory, record.telem) for directory, name in directory_name)
+    return collection(first, record.options.area, (f for f in found if f is not None))
+
+
+class Quiet(str):
+    """Why a file is no member, when that is the normal case (a granule off
+    a region's area): told at info level, not as a warning."""
+
+
 class Verdict(enum.Enum):
     READY = "ready"
     WAITING = "waiting"
@@ -75,6 +107,11 @@ class Group:
     time: datetime.datetime | None
     first_arrival_ns: int
     files: dict[Member, str] = field(default_factory=dict)  # member (as listed) -> file name
+    expected: frozenset[Member] | None = None  # predicted members (regions); None: the spec's lists
+
+    def members_expected(self, spec: Spec) -> frozenset[Member]:
+        """The members it waits for: its own when predicted, else the lists'."""
+        return self.expected if self.expected is not None else spec.expected
 
     def deadline_ns(self, spec: Spec) -> int:
         return self.first_arrival_ns + int(spec.timeliness_s * 1e9)
@@ -87,7 +124,7 @@ def verdict(
     and which of those are old enough (`ready`); and, when waiting for its
     timeliness, until when (None: until a member is old enough)."""
     present, ready = set(present), set(ready)
-    if spec.expected <= ready:
+    if group.members_expected(spec) <= ready:
         return Verdict.READY, None
     deadline = group.deadline_ns(spec)
     if now_ns < deadline:

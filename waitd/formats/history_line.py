@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import os
 import re
 from collections.abc import Callable
@@ -269,16 +270,29 @@ _READERS = {f.key: (f.kind.read, f.attr, f.in_version) for f in _FIELDS}
 _CONVERTERS = {f.key: (f.kind.convert, f.attr, f.in_version) for f in _FIELDS}
 _VERSION_FIELDS = sum(f.in_version for f in _FIELDS)
 _STATUSES = {str(int(s)): s for s in Status}
+# What format_event needs of the table: the attributes read at once (one
+# attrgetter of an event's, one of its version's), and each key's "key=" and
+# writer in the same order.
+_EVENT_VALUES = operator.attrgetter(*(f.attr for f in _FIELDS if not f.in_version))
+_EVENT_WRITERS = tuple((f.key + "=", f.kind.write) for f in _FIELDS if not f.in_version)
+_VERSION_VALUES = operator.attrgetter(*(f.attr for f in _FIELDS if f.in_version))
+_VERSION_WRITERS = tuple((f.key + "=", f.kind.write) for f in _FIELDS if f.in_version)
+_STATUS_TEXT = {s: str(int(s)) for s in Status}
+# The keys of an event's own are written before the version's.
+assert [f.in_version for f in _FIELDS] == sorted(f.in_version for f in _FIELDS)
 
 
 def format_event(event: Event) -> str:
     """Return the history line of an event, newline included."""
-    parts = [escape(event.path), escape(event.process), str(event.mtime), str(int(event.status))]
-    for f in _FIELDS:
-        holder = event.version if f.in_version else event
-        value = None if holder is None else getattr(holder, f.attr)
+    parts = [escape(event.path), escape(event.process), str(event.mtime), _STATUS_TEXT[event.status]]
+    for (key, write), value in zip(_EVENT_WRITERS, _EVENT_VALUES(event), strict=True):
         if value is not None:
-            parts.append(f"{f.key}={f.kind.write(value)}")
+            parts.append(key + write(value))
+    version = event.version
+    if version is not None:
+        for (key, write), value in zip(_VERSION_WRITERS, _VERSION_VALUES(version), strict=True):
+            if value is not None:
+                parts.append(key + write(value))
     parts.extend(event.extra)
     return " ".join(parts) + "\n"
 

@@ -158,6 +158,24 @@ class SinkReport:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceReport:
+    """A source of waitd.conf: its process, connected or not, its messages."""
+
+    name: str
+    type: str
+    queue: str
+    pid: int | None  # None: not running (waitd starts it again)
+    connected: bool
+    down_since: float | None
+    error: str | None  # why it is not connected
+    taken: int  # messages put into the queue, by its process now running
+    repeated: int  # messages given again and known already
+    refused: int  # messages put into Q/errors (not JSON, too big, no NAME, cancelled)
+    cancels: int
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
 class CeleryReport:
     """The broker of run=celery records."""
 
@@ -186,6 +204,7 @@ class Status:
     other_runs: list[RunReport] = field(default_factory=list)  # of records out of the table
     sinks: list[SinkReport] = field(default_factory=list)  # waitd.conf's sinks
     celery: CeleryReport | None = None  # the broker of run=celery, once one is in use
+    sources: list[SourceReport] = field(default_factory=list)  # waitd.conf's sources
 
 
 def to_json(status: Status) -> dict[str, Any]:

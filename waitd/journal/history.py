@@ -157,15 +157,15 @@ class History:
         return self.append_all([event], sync)
 
     def append_all(self, events: list[Event], sync: bool = False) -> float | None:
-        """Append each event with one write, all or none; with `sync`, one
+        """Append the events with one write, all or none; with `sync`, one
         fdatasync for all of them (a group commit), and how long it took
         (seconds; None without `sync`).  HistoryWriteError if they cannot
         be: what was written of them is cut off again."""
-        datas = [format_event(event).encode("ascii") for event in events]
+        data = "".join([format_event(event) for event in events]).encode("ascii")
         size = self._size
         took = None
         try:
-            for data in datas:
+            if data:
                 written = os.write(self._fd, data)
                 size += written
                 if written != len(data):

@@ -13,7 +13,9 @@ metrics):
     started(jobs)              status 0 of each start of a pass, one sync;
                                `ready` (a first attempt; a group: `group`
                                complete too) and `started`
-    running(lines, pid)        the second status 0 lines, with the pid
+    running(lines, pid)        the second status 0 lines, with the pid: kept
+                               until the next write or `flush` (the end of
+                               the loop's turn), and written with it
     ended(record, lines, told) an end, a retry or a cancel asked with -s,
                                an end recorded after a crash: `ended`
                                (with a run's response and logs' tails)
@@ -27,9 +29,7 @@ to the outbox before its lines go to the history, and a synced write (a
 start, a publication) syncs the outbox before the history, so that an
 event whose line is on disk is on disk too; a start's status 0 is on disk
 before `started` returns.  A write that is not synced (an end) is covered
-by the next sync.  An event's id is a digest of what it is about
-(PASSDIR, kind, process, file or group, version, attempt, retry time):
-made again after a crash, it has the id of the first.
+by the next sync.  The events are made from the lines by `made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
@@ -55,12 +55,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
-from waitd.formats.history_line import Status, Versioned, escape, format_event
+from waitd.formats.history_line import Versioned, escape, format_event
+from waitd.journal import made as mk
 from waitd.journal.history import History
 from waitd.journal.outbox import Writer
 
@@ -100,6 +102,7 @@ class Journal:
         self._held_bare = 0  # of them, writes with no history line (removals, groups)
         self._failing: str | None = None  # why the last write failed; None once one works
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
+        self._pids: list[Line] = []  # `running`'s lines, for the turn's next write
 
     # -- what callers tell ------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Journal:
         this returns); HistoryWriteError: none of them is recorded.
         `bodies`: each job's file's JSON object, for the records `carries`
         names (their `started` events carry it)."""
-        lines, made = self._of_jobs(jobs, self._starting)
+        lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
         if any(b is not None for b in bodies):
             at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
             for (i, started), body in zip(at, bodies, strict=False):
@@ -119,8 +122,16 @@ class Journal:
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
         synced: they matter only if waitd dies, and then the page cache has
-        them); held if they cannot be written."""
-        self._record([replace(line, pid=pid) for line in lines], [], durable=False)
+        them).  Kept until the next write of the journal or `flush`, which
+        the loop calls at the end of each turn, and written with it: one
+        write(2) for the pids and the ends of a turn.  Held if they cannot
+        be written."""
+        self._pids.extend(replace(line, pid=pid) for line in lines)
+
+    def flush(self) -> None:
+        """Write what `running` keeps (held if it cannot be written)."""
+        if self._pids:
+            self._record([], [], durable=False)
 
     def ended(self, record: Record | None, lines: Sequence[Line], told: Mapping[str, Any] | None = None) -> None:
         """Record an end (of a run, or asked with -s retry or cancel, or found
@@ -128,13 +139,15 @@ class Journal:
         members, by their group=, are one), with what `told` adds (a run's
         response, its log's tail, waitd's lines about it); held if it
         cannot be written."""
-        made: list[ev.Event] = [self._ended(record, job, told) for job in _by_job(lines)] if self._telling else []
+        made: list[ev.Event] = (
+            [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
+        )
         self._record(list(lines), made, durable=False)
 
     def published(self, jobs: Sequence[Job]) -> None:
         """Record the publications of a pass with one sync; HistoryWriteError:
         none of them is recorded (nor published)."""
-        lines, made = self._of_jobs(jobs, self._publishing)
+        lines, made = self._of_jobs(jobs, partial(mk.publishing, self.passdir))
         self._record(lines, made, durable=True)
 
     def removed(self, record: Record, fact: Named, why: str, directory: str | None = None) -> None:
@@ -146,7 +159,7 @@ class Journal:
             return
         kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
         path = os.path.join(record.directory if directory is None else directory, fact.name)
-        about = self._about_files(record, [path], None)
+        about = mk.about_files(record, [path], None)
         key = (fact.mtime_ns, fact.size, fact.ino)
         made = kind(ev.event_id(self.passdir, kind.type, record.process, path, key), time.time(), about, reason=why)
         self._record([], [made], durable=False)
@@ -158,7 +171,7 @@ class Journal:
         if not self._telling:
             return
         paths = [os.path.join(record.directory, name) for name in names]
-        about = self._about_files(record, paths, gid)
+        about = mk.about_files(record, paths, gid)
         made = ev.Grouped(
             ev.event_id(self.passdir, ev.Grouped.type, record.process, gid, None, state, *names),
             time.time(),
@@ -203,6 +216,7 @@ class Journal:
     def close(self) -> int:
         """A last try, then what is still held is lost: logged as critical;
         how many history lines were lost."""
+        self.flush()
         lost = self.retry()
         for lines, _ in self._held:
             for line in lines:
@@ -218,8 +232,14 @@ class Journal:
         return lost
 
     def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
-        """Write after what is held; a durable write that fails raises,
-        anything else is held."""
+        """Write after what is held and what `running` keeps; a durable
+        write that fails raises, anything else is held."""
+        if self._pids:
+            pids, self._pids = self._pids, []
+            if durable:
+                self._record(pids, [], durable=False)  # on their own: a refused start must not take them along
+            else:
+                lines = pids + lines
         try:
             self._write_held()
             self._write(lines, made, durable)
@@ -302,95 +322,3 @@ class Journal:
             if self._telling:
                 made.extend(make(record, job))
         return lines, made
-
-    def _starting(self, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
-        about, key, at = self._about_lines(record, job)
-        first = job[0]
-        made: list[ev.Event] = []
-        if first.runs == 1:
-            made.extend(self._handed_on(about, key, at))  # handed on for the first time
-        made.append(ev.Started(ev.event_id(self.passdir, ev.Started.type, *key, first.runs), at, about, first.runs))
-        return made
-
-    def _publishing(self, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
-        about, key, at = self._about_lines(record, job)
-        return self._handed_on(about, key, at)
-
-    def _handed_on(self, about: ev.About, key: tuple[object, ...], at: float) -> list[ev.Event]:
-        made: list[ev.Event] = [ev.Ready(ev.event_id(self.passdir, ev.Ready.type, *key), at, about)]
-        if about.group is not None:
-            made.append(
-                ev.Grouped(ev.event_id(self.passdir, ev.Grouped.type, *key, "complete"), at, about, state="complete")
-            )
-        return made
-
-    def _ended(self, record: Record | None, job: Sequence[Line], told: Mapping[str, Any] | None) -> ev.Ended:
-        about, key, at = self._about_lines(record, job)
-        end = job[0]
-        told = told or {}
-        if end.retry_at is not None:
-            outcome = "retrying"
-        elif end.outcome == "skipped" and end.succeeded:
-            outcome = "skipped"
-        elif end.succeeded:
-            outcome = "ok"
-        else:
-            outcome = "failed"
-        error = end.error
-        if end.status is Status.UNKNOWN and error is None and end.signal is None:
-            error = "unknown"  # waitd died while it ran, or it was stopped with waitd
-        return ev.Ended(
-            ev.event_id(self.passdir, ev.Ended.type, *key, end.runs, end.retry_at),
-            at,
-            about,
-            outcome=outcome,
-            attempt=end.runs,
-            exit=end.exit,
-            signal=end.signal,
-            error=error,
-            took=end.took,
-            retry_at=end.retry_at,
-            body=told.get("body"),
-            response=told.get("response"),
-            log=told.get("log"),
-            admin_log=told.get("admin_log"),
-        )
-
-    def _about_lines(self, record: Record | None, job: Sequence[Line]) -> tuple[ev.About, tuple[object, ...], float]:
-        """What the events of one job's lines are about (with the pattern's
-        fields, and the version of a single file), the parts of their ids,
-        and their time."""
-        first = job[0]
-        about = self._about_files(record, [line.path for line in job], first.group, first.process)
-        if first.group is None and first.version is not None:
-            about = replace(about, mtime=first.version.mtime_ns / 1e9, size=first.version.size)
-        if record is not None and record.options.pattern is not None:
-            directory, name = os.path.split(first.path)
-            found = record.options.fields(name, directory, record.telem)
-            if found is not None:
-                about = replace(about, fields=ev.pattern_fields(found))
-        versions = sorted((line.path, line.version) for line in job)
-        key = (first.process, first.group or first.path, versions)
-        return about, key, first.at or time.time()
-
-    def _about_files(
-        self, record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None
-    ) -> ev.About:
-        one = group is None and len(paths) == 1
-        return ev.About(
-            record=record.number if record is not None else None,
-            telem=record.telem if record is not None else None,
-            topic=record.topic if record is not None else None,
-            process=process if process is not None else record.process if record is not None else "",
-            path=paths[0] if one else None,
-            paths=None if one else tuple(sorted(paths)),
-            group=None if one else group,
-        )
-
-
-def _by_job(lines: Sequence[Line]) -> list[list[Line]]:
-    """The lines of each job: a group's members together, any other line alone."""
-    jobs: dict[str, list[Line]] = {}
-    for line in lines:
-        jobs.setdefault(line.group if line.group is not None else "\0" + line.path, []).append(line)
-    return list(jobs.values())

@@ -150,7 +150,7 @@ def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str,
     )
     if job.group is not None:
         env["WAITD_GROUP"] = job.group
-    if record.options.pattern is not None:
+    if record.options.pattern is not None or record.options.fields_from == "json":
         for name, value in job.fields.items():
             if name not in ("name", "stem", "suffix", "dir", "telem"):
                 env[f"WAITD_F_{name}"] = _env_value(value)

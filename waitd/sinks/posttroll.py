@@ -3,8 +3,10 @@
 
 Each `ready` event becomes a pytroll `file` message (a `dataset` message
 for a group, the group's own fields `channel_name` and `segment` left
-out), subject the record's `topic=` (a leading / added), data: the
-pattern's fields (times as datetimes again), `uri` and `uid` (the file
+out; a `collection` message for a region's group, with its
+`collection_area_id`, as pytroll's geographic gatherer sends it),
+subject the record's `topic=` (a leading / added), data: the pattern's
+fields (times as datetimes again), `uri` and `uid` (the file
 name), `sensor` when configured.  The address is bound and announced to
 the nameservers at open (`nameservers =`), and no message goes out within
 POSTTROLL_SETTLE_S of a bind, so that subscribers connect first.  `send`
@@ -47,7 +49,11 @@ def message(event: ev.Event, sensor: list[str] | None) -> tuple[str, str, dict[s
     """(subject, type, data) of the pytroll message of a `ready` event."""
     about = event.about
     fields = _datetimes(dict(about.fields or {}))
-    if about.paths is not None:
+    if about.paths is not None and "collection_area_id" in fields:
+        data = dict(fields)
+        data["collection"] = [{"uri": p, "uid": os.path.basename(p)} for p in about.paths]
+        kind = "collection"
+    elif about.paths is not None:
         data = {k: v for k, v in fields.items() if k not in _GROUP_FIELDS}
         data["dataset"] = [{"uri": p, "uid": os.path.basename(p)} for p in about.paths]
         kind = "dataset"

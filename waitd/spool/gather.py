@@ -22,6 +22,9 @@ status, which members will not run by themselves and why (their group
 gathers until its deadline, is incomplete, or ran before they came), and
 which groups are gathering: by the same verdicts.
 
+A record with area= files its names with `regions.RegionIndex` instead
+(its groups' members predicted per pass): the rest is the same.
+
 This module starts, removes and writes nothing, and knows no directory:
 the caller gives the facts (`Look`), the spool's `ready` takes the jobs.
 """
@@ -32,13 +35,17 @@ import heapq
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitd.config import table
+from waitd.config.geodata import Geodata
 from waitd.decide import groups
 from waitd.decide.facts import FileFact, identity
 from waitd.decide.outcome import Job, attempt_of
 from waitd.formats.history_line import Event, escape
+
+if TYPE_CHECKING:
+    from waitd.decide.regions import RegionIndex
 
 log = logging.getLogger("waitd")
 
@@ -89,14 +96,22 @@ class Gathering:
     """A record's groups (mutable: files come and go)."""
 
     spec: groups.Spec
-    index: groups.Index
+    index: groups.Index | RegionIndex | _NoGeodata
     dirty: set[str] = field(default_factory=set)  # groups to look at in the next take
     due: list[tuple[int, str]] = field(default_factory=list)  # (when, group id): look again then
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # group id -> its missing critical members
     late_noted: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, spec: groups.Spec, telem: str) -> Gathering:
+    def of(cls, spec: groups.Spec, telem: str, geo: Geodata | None = None) -> Gathering:
+        """A record's gathering: its groups listed, or (area=, with its
+        geodata) its regions' groups predicted."""
+        if spec.region is not None and geo is not None:
+            from waitd.decide.regions import RegionIndex  # pyresample and its kin: only for area=
+
+            return cls(spec, RegionIndex(spec, telem, geo))
+        if spec.region is not None:
+            return cls(spec, _NoGeodata())
         return cls(spec, groups.Index(spec, telem))
 
     def filed(self, fact: FileFact, values: dict[str, Any]) -> str | None:
@@ -177,6 +192,8 @@ class Gathering:
         record = look.record
         facts = sorted(members.values(), key=lambda f: f.name)
         fields = look.fields(facts[0].name) or {}
+        if self.spec.region is not None:
+            fields = groups.collection(fields, self.spec.region.areas[0], [look.fields(f.name) or {} for f in facts])
         options = record.options
         key = options.format(options.key, fields) if options.key is not None else None
         attempt = max(attempt_of(events.get(m)) for m in members)
@@ -250,5 +267,22 @@ class Gathering:
             elif verdict is groups.Verdict.WAITING and deadline is not None:
                 for fact in present.values():
                     held[fact.name] = Held("its group gathers its members", deadline)
-                gathering.append(Open(group.gid, deadline, present, sorted(self.spec.expected - set(present))))
+                lacking = sorted(group.members_expected(self.spec) - set(present))
+                gathering.append(Open(group.gid, deadline, present, lacking))
         return held, sorted(gathering, key=lambda g: (g.deadline_ns, g.gid))
+
+
+class _NoGeodata:
+    """The index of an area= record whose table was read without its
+    geodata (`table.parse` without `regions`): no file is a member."""
+
+    groups: dict[str, groups.Group] = {}
+
+    def add(self, name: str, values: Mapping[str, Any], arrival_ns: int) -> str:
+        return "area= without the areas and orbital elements of waitd.conf's [regions]"
+
+    def remove(self, name: str) -> None:
+        return None
+
+    def group_of(self, name: str) -> None:
+        return None

@@ -5,7 +5,12 @@ The I/O of a record's files, on its `FileState`: `open_dir` opens the
 directory (again, when it was replaced; logged once when it is gone);
 `refresh` lists it when it changed since the last listing (its mtime),
 or, with `restat`, stats the known files when it did not (a file
-rewritten in place changes no name); `touched` stats the names inotify
+rewritten in place changes no name); under an inotify watch a listing
+stats at once only the names it did not know and forgets those gone, and
+leaves the known ones to `restat_some`, a slice a turn (RESTAT_SLICE), so
+that a poll of a big spool never holds up the files arriving meanwhile
+(inotify tells of their changes; the slices are the ground truth that
+NFS needs, done within a few turns); `touched` stats the names inotify
 reported; `verify` stats a job's files once more just before its start
 (a file that vanished is forgotten and logged, one that changed is aged
 again: the start is dropped); `companion` stats the companion of a file
@@ -41,6 +46,7 @@ log = logging.getLogger("waitd")
 # changed again within the same timestamp tick: list it again next time.
 GRANULARITY_NS = 2_000_000_000
 FUTURE_NOTE_NS = 5_000_000_000
+RESTAT_SLICE = 256  # known files stat'ed again in a turn, after a listing under a watch (about 0.5 ms)
 
 
 def open_dir(st: FileState) -> bool:
@@ -86,11 +92,11 @@ def retire(st: FileState) -> None:
 def reconfigure(st: FileState, record: table.Record, history: History) -> None:
     """Take the reloaded table's record of the same work: when it groups
     differently, its files are filed into groups anew."""
-    grouping = record.options.group != st.record.options.group
+    grouping = record.options.group != st.record.options.group or record.geo is not st.record.geo
     st.record = record
     if grouping:
         spec = record.options.group
-        st.groups = Gathering.of(spec, record.telem) if spec is not None else None
+        st.groups = Gathering.of(spec, record.telem, record.geo) if spec is not None else None
         st.left_alone.clear()
         st.told.clear()
         for fact in list(st.cands.facts.values()):
@@ -100,7 +106,9 @@ def reconfigure(st: FileState, record: table.Record, history: History) -> None:
 def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) -> bool:
     """List the directory if it changed since the last listing; with
     `restat`, stat the known files even when it did not (without inotify,
-    only a stat sees a file rewritten in place)."""
+    only a stat sees a file rewritten in place).  Without `restat` (a
+    watch), a listing after the first leaves the known files to
+    `restat_some`."""
     if not open_dir(st):
         return False
     assert st.spool is not None
@@ -119,6 +127,19 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
     except OSError as exc:
         _note_dir(st, f"cannot list directory: {exc.strerror}")
         return False
+    if not restat and st.listed_mtime_ns is not None and st.cands.facts:
+        _relist(st, history, names, now_ns)
+    else:
+        _take_listing(st, history, names, now_ns)
+    st.listed_mtime_ns = mtime
+    st.listed_at_ns = listed_at
+    return True
+
+
+def _take_listing(st: FileState, history: History, names: list[str], now_ns: int) -> None:
+    """A listing with a stat of every name."""
+    assert st.spool is not None
+    st.restat.clear()
     facts, skipped = st.spool.stat_all(names)
     for name, reason in skipped.items():
         st.note(name, reason)
@@ -131,9 +152,46 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
     for fact in changed:
         _take_in(st, history, fact, now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
-    st.listed_mtime_ns = mtime
-    st.listed_at_ns = listed_at
-    return True
+
+
+def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> None:
+    """A listing under a watch: the new names stat'ed, the gone ones
+    forgotten, the known ones left to `restat_some`."""
+    assert st.spool is not None
+    known = st.cands.facts
+    listed = set(names)
+    for name in [n for n in known if n not in listed]:
+        st.forget(name)
+    st.restat = [n for n in names if n in known]
+    _stat_in(st, history, [n for n in names if n not in known], now_ns)
+    st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in listed}
+
+
+def restat_some(st: FileState, history: History, now_ns: int) -> bool:
+    """Stat the next RESTAT_SLICE known names a listing left; True while
+    some are left."""
+    batch = st.restat[-RESTAT_SLICE:]
+    del st.restat[-RESTAT_SLICE:]
+    if st.spool is not None:
+        _stat_in(st, history, batch, now_ns)
+    return bool(st.restat)
+
+
+def _stat_in(st: FileState, history: History, names: list[str], now_ns: int) -> None:
+    """Stat names and take what each says: a new version, unusable
+    (noted, and forgotten), or gone (forgotten)."""
+    assert st.spool is not None
+    facts, skipped = st.spool.stat_all(names)
+    for name, reason in skipped.items():
+        st.note(name, reason)
+    seen = {fact.name for fact in facts}
+    for name in names:
+        if name not in seen and name in st.cands.facts:
+            st.forget(name)
+    for fact in facts:
+        st.noted.pop(fact.name, None)
+        if st.cands.update(fact, now_ns):
+            _take_in(st, history, fact, now_ns)
 
 
 def _restat_known(st: FileState, history: History, now_ns: int) -> None:

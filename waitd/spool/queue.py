@@ -294,3 +294,14 @@ def _rename_noreplace(path: str, target: str) -> bool:
         return False
     os.rename(path, target)
     return True
+
+
+def rename_noreplace(path: str, target: str) -> bool:
+    """Rename `path` to `target` unless it exists; False if it does (a
+    source puts a message's file into incoming so: `sources.spooler`)."""
+    return _rename_noreplace(path, target)
+
+
+def move_unique(path: str, directory: str, name: str) -> str:
+    """Rename `path` into `directory` as NAME, or a `numbered` NAME."""
+    return _move_unique(path, directory, name)

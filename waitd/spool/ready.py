@@ -135,7 +135,9 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
             continue
         event = history.latest(path, st.record.process)
         attempt = attempt_of(event if event is not None and event.same_version(fact) else None)
-        jobs.append(Job(st.identity, st.record.process, (fact,), (path,), attempt=attempt))
+        judged = st.judge(name)  # its key and fields hold for its retry too (key={rb_number})
+        fields, key = judged if judged is not None else ({}, None)
+        jobs.append(Job(st.identity, st.record.process, (fact,), (path,), key, attempt, fields))
     return jobs
 
 
@@ -181,8 +183,11 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     gathering: list[Open] = []
     if st.groups is not None:
         of_groups, gathering = st.groups.held(Look(st.record, st.cands.facts, st.path_of, latest), now_ns)
+    done = st.done
     for fact in st.cands.facts.values():
-        if fact.name in st.companions:
+        if done.get(fact.name) is fact or fact.name in st.companions:
+            # Handled with exit 0, this very version (most of a big spool
+            # that keeps its files): no look at its history.
             continue
         event = latest(fact)
         if event is None or not event.consumed:

@@ -14,7 +14,8 @@ Its methods are bookkeeping only: what a run's end, a retry or a gone
 file changes, and where a path leads (`owns`, `known`).  The I/O (open,
 list, stat) is `observe`'s, the jobs ready are `ready`'s, the rules
 `decide`'s.  Logs: a strange name and a file left alone, once each for
-the file and the reason.
+the file and the reason (at info level for a `groups.Quiet` reason: a
+granule off its area is the normal case).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any
 
 from waitd.config import table
 from waitd.decide.facts import FileFact, Identity, identity
+from waitd.decide.groups import Quiet
 from waitd.decide.outcome import Job
 from waitd.decide.readiness import Candidates
 from waitd.formats.history_line import Version, escape
+from waitd.spool import jsonfields
 from waitd.spool.directory import Spool
 from waitd.spool.gather import Gathering
 
@@ -61,11 +64,13 @@ class FileState:
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
     paused: set[str] = field(default_factory=set)  # names held by `waitd -s pause` until resumed
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # fields=json: each file's body's fields
+    restat: list[str] = field(default_factory=list)  # known names a listing left to stat, a slice a turn
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
         spec = record.options.group
-        return cls(record, match, groups=Gathering.of(spec, record.telem) if spec is not None else None)
+        return cls(record, match, groups=Gathering.of(spec, record.telem, record.geo) if spec is not None else None)
 
     @property
     def identity(self) -> Identity:
@@ -81,10 +86,23 @@ class FileState:
 
     def fields(self, name: str) -> dict[str, Any] | None:
         """The fields a FORMAT sees of a file; None when the record's pattern
-        does not parse its name."""
-        return self.record.options.fields(name, self.record.directory, self.record.telem)
+        does not parse its name (or, with fields=json, the file is no JSON
+        object: its body's fields are read once, `jsonfields`)."""
+        found = self.record.options.fields(name, self.record.directory, self.record.telem)
+        if found is None or self.record.options.fields_from != "json":
+            return found
+        body = self.bodies.get(name)
+        if body is None:
+            paths = (self.path_of(name),) + ((f"{self.pending}/{name}",) if self.pending is not None else ())
+            body = jsonfields.read(paths)
+            if body is None:
+                return None
+            self.bodies[name] = body
+        return {**body, **found}
 
     def no_parse(self) -> str:
+        if self.record.options.fields_from == "json":
+            return "is not a JSON object (fields=json), or does not parse with pattern="
         return f"does not parse with pattern={self.record.options.pattern}"
 
     def judge(self, name: str) -> tuple[dict[str, Any], str | None] | None:
@@ -92,7 +110,7 @@ class FileState:
         it: then it is left alone (logged once)."""
         options = self.record.options
         fields: dict[str, Any] = {}
-        if options.pattern is not None or options.key is not None:
+        if options.pattern is not None or options.key is not None or options.fields_from == "json":
             found = self.fields(name)
             if found is None:
                 self.leave_alone(name, self.no_parse())
@@ -145,6 +163,7 @@ class FileState:
     def forget(self, name: str) -> None:
         """The file is gone: drop what is known of it."""
         self.cands.remove(name)
+        self.bodies.pop(name, None)
         self.done.pop(name, None)
         self.writing.discard(name)
         self.unremovable.pop(name, None)
@@ -200,7 +219,8 @@ class FileState:
         self.left_alone[name] = why
         if self.told.get(name) != why:
             self.told[name] = why
-            log.warning("record %d: %s: %s; left alone", self.number, escape(self.path_of(name)), why)
+            level = logging.INFO if isinstance(why, Quiet) else logging.WARNING
+            log.log(level, "record %d: %s: %s; left alone", self.number, escape(self.path_of(name)), why)
 
     def clear(self) -> None:
         """The record left the table: let go of its files (its directory is
@@ -212,4 +232,5 @@ class FileState:
         self.companions.clear()
         self.left_alone.clear()
         self.told.clear()
+        self.restat.clear()
         self.listed_mtime_ns = None

@@ -49,7 +49,6 @@ from waitd.config import conf
 from waitd.config.passdir import conf_path
 from waitd.decide.outcome import Outcome
 from waitd.formats.history_line import Status
-from waitd.run.executors.local import signal_name
 
 TASK = "waitd.run"
 SOCKET_TIMEOUT_S = 2.0
@@ -140,6 +139,8 @@ def result_of(meta: dict[str, Any], revoked: set[int]) -> Result:
     if status == "REVOKED":
         reason = _flat(value.get("exc_message") if isinstance(value, dict) else value)
         if revoked and reason == "terminated":  # waitd's revoke: its pool process and handler's group killed
+            from waitd.run.executors.local import signal_name  # not at import: `--check` needs no psutil
+
             sent = signal.SIGTERM if signal.SIGTERM in revoked else min(revoked)
             return Result(Outcome(Status.UNKNOWN, signal=signal_name(sent)), b"", "waitd: revoked (terminated)")
         note = f"waitd: lost: revoked ({reason}) before a worker ran it"

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitd.config.conf import CeleryConf
 from waitd.decide.outcome import Outcome
 from waitd.formats.history_line import Event
 from waitd.run.executors import Executor
-from waitd.run.executors.celery import Remote
 from waitd.run.executors.local import Local
 from waitd.run.runs import Run
+
+if TYPE_CHECKING:
+    from waitd.run.executors.celery import Remote
 
 log = logging.getLogger("waitd")
 
@@ -39,13 +40,17 @@ class Dispatch:
     def __init__(self, local: Local, celery: CeleryConf | None) -> None:
         self.local = local
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.remote = Remote(celery, self._wake) if celery is not None else None
+        self.remote: Remote | None = None
+        self.configure(celery)
         self._none = _Unconfigured()
 
     def configure(self, celery: CeleryConf | None) -> None:
         """waitd.conf reread: a first [celery] starts the executor; a change
         of broker or queue takes effect at the next start."""
         if self.remote is None and celery is not None:
+            # Imported here: a waitd without [celery] never loads it.
+            from waitd.run.executors.celery import Remote
+
             self.remote = Remote(celery, self._wake)
         elif self.remote is not None and celery != self.remote.conf:
             log.warning("waitd.conf: [celery] changed; the change takes effect when waitd starts again")
@@ -101,6 +106,8 @@ class _Unconfigured:
     term = "revoking its celery task (terminate)"
 
     def ident(self) -> str | None:
+        import uuid
+
         return str(uuid.uuid4())
 
     def ready(self) -> bool:

@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: MIT
+"""A listing under an inotify watch (issue 21): the new names are stat'ed
+at once, the gone ones forgotten, and the known ones stat'ed again a slice
+a turn (`observe.restat_some`), so that a poll of a big spool does not hold
+up the files that arrive meanwhile; a listing without a watch stats all."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from waitd.config import table
+from waitd.journal.history import History
+from waitd.spool import observe
+from waitd.spool.directory import Spool
+from waitd.spool.state import FileState
+
+KNOWN = 600
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch):
+    """A record's FileState on a directory of KNOWN files, listed once,
+    and the names each stat_all is asked for from then on."""
+    directory = tmp_path / "in"
+    directory.mkdir()
+    for i in range(KNOWN):
+        (directory / f"f{i:04d}.dat").write_bytes(b"x")
+    records, errors = table.parse(f"t {directory} *.dat /bin/true 1 -1 0\n", "incoming", str(tmp_path), os.environ)
+    assert not errors
+    st = FileState.of(records[0], table.matcher(records[0].template))
+    history = History(str(tmp_path / "incoming.history"))
+    history.load()
+    assert observe.refresh(st, history, time.time_ns())
+    assert len(st.cands.facts) == KNOWN and not st.restat
+    asked: list[list[str]] = []
+    real = Spool.stat_all
+
+    def counting(self: Spool, names):
+        names = list(names)
+        asked.append(names)
+        return real(self, names)
+
+    monkeypatch.setattr(Spool, "stat_all", counting)
+    return directory, st, history, asked
+
+
+def _changes(directory: Path) -> None:
+    """A new file, one gone, one rewritten in place (bigger), and a
+    directory mtime old enough that the next listing is a real one."""
+    (directory / "new.dat").write_bytes(b"x")
+    (directory / "f0001.dat").unlink()
+    (directory / "f0002.dat").write_bytes(b"longer")
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+
+
+def test_a_watched_listing_stats_the_known_files_a_slice_a_turn(spool) -> None:
+    directory, st, history, asked = spool
+    _changes(directory)
+    assert observe.refresh(st, history, time.time_ns(), restat=False)
+    assert asked == [["new.dat"]]  # the listing itself stats only what it did not know
+    assert "new.dat" in st.cands.facts and "f0001.dat" not in st.cands.facts
+    assert st.cands.facts["f0002.dat"].size == 1  # not seen yet
+    assert len(st.restat) == KNOWN - 1
+    turns = 0
+    while st.restat:
+        observe.restat_some(st, history, time.time_ns())
+        turns += 1
+    assert turns == -(-(KNOWN - 1) // observe.RESTAT_SLICE)
+    assert all(len(names) <= observe.RESTAT_SLICE for names in asked[1:])
+    assert sorted(n for names in asked[1:] for n in names) == sorted(n for n in st.cands.facts if n != "new.dat")
+    assert st.cands.facts["f0002.dat"].size == 6  # the ground truth, within a few turns
+
+
+def test_a_file_gone_before_its_slice_is_forgotten(spool) -> None:
+    directory, st, history, asked = spool
+    _changes(directory)
+    observe.refresh(st, history, time.time_ns(), restat=False)
+    (directory / "f0003.dat").unlink()
+    while st.restat:
+        observe.restat_some(st, history, time.time_ns())
+    assert "f0003.dat" not in st.cands.facts and len(st.cands.facts) == KNOWN - 1
+
+
+def test_without_a_watch_a_listing_stats_every_file(spool) -> None:
+    directory, st, history, asked = spool
+    _changes(directory)
+    observe.refresh(st, history, time.time_ns(), restat=True)
+    assert len(asked) == 1 and len(asked[0]) == KNOWN  # 599 known and the new one
+    assert not st.restat and st.cands.facts["f0002.dat"].size == 6

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: MIT
+"""A waitd command imports what its path uses (issue 21).
+
+The suite and operators start `waitd -s status` and `waitd --check` many
+times; each used to load the whole daemon (the loop, the executors, the
+sinks), about a third of a second of CPU.  Each case runs the real
+command in a fresh Python and looks at what it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+# What no command but the daemon's own run needs.
+DAEMON_ONLY = ("waitd.daemon.loop", "waitd.run.launch", "waitd.sinks.supervisor", "waitd.spool.watch")
+# Third-party packages that only a configuration that uses them may load.
+OPTIONAL = ("celery", "kombu", "prometheus_client", "posttroll", "zmq", "stomp", "trollsift", "psutil")
+
+PROBE = """\
+import json, sys
+from waitd.cli import main
+try:
+    code = main.main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {'waitd', *OPTIONAL})), file=sys.__stderr__)
+""".replace("OPTIONAL", repr(OPTIONAL))
+
+
+def _imported(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_status_and_check_load_no_daemon(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0\n")
+    for args in (("--check",), ("-s", "status"), ("--help",)):
+        modules = _imported(*args, "--passdir", str(tmp_path))
+        assert "waitd.cli.main" in modules, args
+        assert _loaded(modules, DAEMON_ONLY + OPTIONAL) == [], args
+
+
+def test_pattern_loads_trollsift_only_when_used(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0 pattern={{name}}.dat\n")
+    assert "trollsift" in _imported("--check", "--passdir", str(tmp_path))

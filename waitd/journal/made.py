@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: MIT
+"""The events a journal's writes stand for, made from their history lines.
+
+`starting`, `publishing` and `ended` make the typed events
+(`formats.events`) of one job's lines (a file, or a group's members,
+`by_job`) for the record whose work it is (None when no record has it
+any more); `about_files` says what an event is about.  An event's id is
+a digest of what it is about (PASSDIR, kind, process, file or group,
+version, attempt, retry time), so that one made again after a crash has
+the id of the first.  Pure: it writes nothing (`writer` does).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from waitd.decide import groups
+from waitd.formats import events as ev
+from waitd.formats.history_line import Event as Line
+from waitd.formats.history_line import Status
+
+if TYPE_CHECKING:
+    from waitd.config.table import Record
+
+
+def starting(passdir: str, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
+    about, key, at = _about_lines(record, job)
+    first = job[0]
+    made: list[ev.Event] = []
+    if first.runs == 1:
+        made.extend(_handed_on(passdir, about, key, at))  # handed on for the first time
+    made.append(ev.Started(ev.event_id(passdir, ev.Started.type, *key, first.runs), at, about, first.runs))
+    return made
+
+
+def publishing(passdir: str, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
+    about, key, at = _about_lines(record, job)
+    return _handed_on(passdir, about, key, at)
+
+
+def _handed_on(passdir: str, about: ev.About, key: tuple[object, ...], at: float) -> list[ev.Event]:
+    made: list[ev.Event] = [ev.Ready(ev.event_id(passdir, ev.Ready.type, *key), at, about)]
+    if about.group is not None:
+        made.append(ev.Grouped(ev.event_id(passdir, ev.Grouped.type, *key, "complete"), at, about, state="complete"))
+    return made
+
+
+def ended(passdir: str, record: Record | None, job: Sequence[Line], told: Mapping[str, Any] | None) -> ev.Ended:
+    about, key, at = _about_lines(record, job)
+    end = job[0]
+    told = told or {}
+    if end.retry_at is not None:
+        outcome = "retrying"
+    elif end.outcome == "skipped" and end.succeeded:
+        outcome = "skipped"
+    elif end.succeeded:
+        outcome = "ok"
+    else:
+        outcome = "failed"
+    error = end.error
+    if end.status is Status.UNKNOWN and error is None and end.signal is None:
+        error = "unknown"  # waitd died while it ran, or it was stopped with waitd
+    return ev.Ended(
+        ev.event_id(passdir, ev.Ended.type, *key, end.runs, end.retry_at),
+        at,
+        about,
+        outcome=outcome,
+        attempt=end.runs,
+        exit=end.exit,
+        signal=end.signal,
+        error=error,
+        took=end.took,
+        retry_at=end.retry_at,
+        body=told.get("body"),
+        response=told.get("response"),
+        log=told.get("log"),
+        admin_log=told.get("admin_log"),
+    )
+
+
+def _about_lines(record: Record | None, job: Sequence[Line]) -> tuple[ev.About, tuple[object, ...], float]:
+    """What the events of one job's lines are about (with the pattern's
+    fields, and the version of a single file), the parts of their ids,
+    and their time."""
+    first = job[0]
+    about = about_files(record, [line.path for line in job], first.group, first.process)
+    if first.group is None and first.version is not None:
+        about = replace(about, mtime=first.version.mtime_ns / 1e9, size=first.version.size)
+    if record is not None and record.options.pattern is not None:
+        directory, name = os.path.split(first.path)
+        found = record.options.fields(name, directory, record.telem)
+        if found is not None and record.options.area is not None and first.group is not None:
+            found = groups.collection_of(record, found, [line.path for line in job])
+        if found is not None:
+            about = replace(about, fields=ev.pattern_fields(found))
+    versions = sorted((line.path, line.version) for line in job)
+    key = (first.process, first.group or first.path, versions)
+    return about, key, first.at or time.time()
+
+
+def about_files(record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None) -> ev.About:
+    one = group is None and len(paths) == 1
+    return ev.About(
+        record=record.number if record is not None else None,
+        telem=record.telem if record is not None else None,
+        topic=record.topic if record is not None else None,
+        process=process if process is not None else record.process if record is not None else "",
+        path=paths[0] if one else None,
+        paths=None if one else tuple(sorted(paths)),
+        group=None if one else group,
+    )
+
+
+def by_job(lines: Sequence[Line]) -> list[list[Line]]:
+    """The lines of each job: a group's members together, any other line alone."""
+    jobs: dict[str, list[Line]] = {}
+    for line in lines:
+        jobs.setdefault(line.group if line.group is not None else "\0" + line.path, []).append(line)
+    return list(jobs.values())
