@@ -29,7 +29,13 @@ def _state(station, path: str) -> str | None:
 
 
 def _stopped(pid: int) -> bool:
-    return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    """The handler's group is paused: its leader stopped, or blocked
+    (disk-sleep) on a child it vforked that the STOP caught before its exec."""
+    leader = psutil.Process(pid)
+    status = leader.status()
+    if status == psutil.STATUS_STOPPED:
+        return True
+    return status == psutil.STATUS_DISK_SLEEP and any(c.status() == psutil.STATUS_STOPPED for c in leader.children())
 
 
 def _group(pid: int) -> str:

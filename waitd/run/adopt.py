@@ -117,9 +117,17 @@ def _adopted(launcher: Launcher, events: list[Event], found: tuple[Work, int] | 
 
 
 def _stopped(pid: int) -> bool:
-    """The process is stopped (SIGSTOP: a run paused by `waitd -s pause`)."""
+    """The process is stopped (SIGSTOP: a run paused by `waitd -s pause`),
+    or waits (uninterruptibly) for a child it vforked that was stopped
+    before its exec: the STOP is pending for it, its group is paused."""
     try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+        leader = psutil.Process(pid)
+        status = leader.status()
+        if status == psutil.STATUS_STOPPED:
+            return True
+        return status == psutil.STATUS_DISK_SLEEP and any(
+            c.status() == psutil.STATUS_STOPPED for c in leader.children()
+        )
     except psutil.Error:
         return False
 
