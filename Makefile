@@ -33,7 +33,7 @@ $(STAMP): setup.cfg setup.py
 # ActiveMQ broker the stomp sink's tests start (tests/peers/activemq.py
 # runs its jar with java: both are checked); redis-server for run=celery's.
 DEBS := mandoc:mandoc inotifywait:inotify-tools man:man-db systemd-analyze:systemd logrotate:logrotate \
-  java:default-jre-headless redis-server:redis-server
+  java:default-jre-headless redis-server:redis-server chromium:chromium
 ACTIVEMQ_JAR := /usr/share/activemq/bin/activemq.jar
 
 deps:

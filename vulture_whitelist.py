@@ -7,6 +7,7 @@ to use.  A name that becomes used in waitd/ is taken out; one that becomes
 dead is removed from the code and from here.
 """
 
+from waitd.daemon import http
 from waitd.decide import facts, regions
 from waitd.formats import events, status
 from waitd.journal import logfile
@@ -40,6 +41,16 @@ logfile.logging.logMultiprocessing
 # Read by the tests only (test_scan.py, test_prune.py).
 facts.FileFact.is_link
 directory.Identity.shared
+
+# Read by http.server's BaseHTTPRequestHandler (its protocol).
+http._Handler.server_version
+http._Handler.protocol_version
+http._Handler.log_message
+http._Handler.do_GET
+http._Handler.do_POST
+http._Handler.close_connection
+http.Http.server.daemon_threads
+status.Waiting.ready_at
 
 # The ended event's field: filled by keyword, read from its JSON by the isis format.
 events.Ended.admin_log

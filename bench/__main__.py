@@ -8,7 +8,22 @@ import os
 import sys
 import time
 
-from bench import arrivals, backlog, celery, common, events, groups, idle, jobs, outage, queues, regions, scale, sources
+from bench import (
+    arrivals,
+    backlog,
+    celery,
+    common,
+    events,
+    groups,
+    http,
+    idle,
+    jobs,
+    outage,
+    queues,
+    regions,
+    scale,
+    sources,
+)
 
 SCENARIOS = {
     "backlog": backlog,
@@ -21,6 +36,7 @@ SCENARIOS = {
     "idle": idle,
     "scale": scale,
     "celery": celery,
+    "http": http,
     "sources": sources,
     "outage": outage,
 }

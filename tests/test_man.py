@@ -167,10 +167,18 @@ def test_waitd_conf_page_documents_every_key_and_its_examples_parse():
     from waitd.config import conf, confkeys
 
     text = render("waitd.conf.5")
-    for section in ("   [daemon]", "   [sink NAME]", "   [celery]", "   [regions]", "EVENTS", "THE OUTBOX"):
+    for section in (
+        "   [daemon]",
+        "   [sink NAME]",
+        "   [celery]",
+        "   [http]",
+        "   [regions]",
+        "EVENTS",
+        "THE OUTBOX",
+    ):
         assert f"\n{section}\n" in text, f"waitd.conf(5): no {section.strip()} section"
     by_type = (k for kind in confkeys.BY_TYPE.values() for k in kind)
-    keys = {*confkeys.DAEMON, *confkeys.CELERY, *confkeys.REGIONS, *confkeys.COMMON, *by_type}
+    keys = {*confkeys.DAEMON, *confkeys.CELERY, *confkeys.HTTP, *confkeys.REGIONS, *confkeys.COMMON, *by_type}
     for key in keys:
         assert re.search(rf"(?<![\w-]){re.escape(key)} = ", text), f"waitd.conf(5): key {key} not described"
     blocks = [b for b in example_blocks("waitd.conf.5") if b.startswith("[")]

@@ -195,6 +195,15 @@ def test_timeout_term_then_kill_then_kill_again():
     assert [s.signum for s in plan_of(111.0, {}, [killed], {1: 1}).signal] == [signal.SIGKILL]
 
 
+def test_a_paused_run_has_no_timeout_and_its_clock_starts_later_by_its_pauses():
+    paused = run(7, 1, "/a", started=100.0, timeout_s=2.0, paused=True)
+    p = plan_of(500.0, {}, [paused], {1: 1})
+    assert p.signal == () and p.deadline is None
+    # Resumed after a pause of 10 s: `started` is moved on by it (Runs.scheduled).
+    resumed = run(7, 1, "/a", started=110.0, timeout_s=2.0)
+    assert plan_of(111.0, {}, [resumed], {1: 1}).deadline == 112.0
+
+
 def test_the_stop_terms_own_runs_at_the_stop_timeout_and_kills_after_the_grace():
     runs = [run(1, 1, "/a"), run(2, 1, "/b", stays=True, timeout_s=1.0), run(3, None, "/c", timeout_s=45.0)]
     stopping = Situation(Mode.STOPPING, 0, running=runs, stop_at=50.0, stop_grace_s=2.0)

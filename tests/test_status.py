@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -27,6 +29,7 @@ from waitd.formats.status import (
     SourceReport,
     Status,
     TableReport,
+    Waiting,
     from_json,
     to_json,
 )
@@ -68,6 +71,7 @@ def _record(**changes: object) -> RecordReport:
         queue=QueueReport("/q", 1, {"here": 2}, 0, False),
         last=Last("/in/z.g8", "exit status 0"),
         counters=Counts(5, 1, 1, 2),
+        waiting_files=[Waiting("b.g8", NOW + 5)],
     )
     fields.update(changes)
     return RecordReport(**fields)  # type: ignore[arg-type]
@@ -99,6 +103,7 @@ def test_the_json_reads_back_to_the_same_document_and_fits_the_schema() -> None:
     obj = to_json(doc)
     jsonschema.validate(obj, SCHEMA)
     assert from_json(json.loads(json.dumps(obj))) == doc
+    assert obj == dataclasses.asdict(doc)  # what to_json makes, without asdict's deep copies
 
 
 def test_members_an_older_waitd_left_out_take_their_defaults_and_unknown_ones_are_ignored() -> None:
@@ -137,6 +142,12 @@ def test_the_text_status_reads_the_typed_document() -> None:
     assert "  inactive: incoming-dir /x does not exist\n" in text
     assert "sink log (jsonl): down since 10 s ago: OSError: full; 7 events behind\n" in text
     assert text.endswith("celery broker redis://h:6379/0 (queue waitd): reachable; 3 run(s) in flight\n")
+    paused = replace(_status().records[0].running[0], state="paused")
+    doc = _status()
+    doc = replace(doc, records=[replace(doc.records[0], running=[paused]), *doc.records[1:]])
+    assert "  running: /in/a.g8 (pid 12, for 5 s, attempt 2, paused (waitd -s resume))\n" in control.format_status(
+        doc, 4242, NOW
+    )
     assert control.format_status(_status(), 1, NOW) == "waitd: running, pid 1, starting (no status written yet)\n"
     assert control.format_status(None, None, NOW) == "waitd: not running\n"
 

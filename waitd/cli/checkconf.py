@@ -63,7 +63,10 @@ def check_conf(settings: conf.Conf, errors: list[TableError], verbose: bool) -> 
     if verbose:
         d = settings.daemon
         metrics = f"{d.metrics[0]}:{d.metrics[1]}" if d.metrics else "(none)"
-        print(f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics}")
+        http = f"{d.http[0]}:{d.http[1]}" if d.http else "(none)"
+        print(
+            f"[daemon] jobs={d.jobs or '(no cap)'} instance={d.instance or '(default)'} metrics={metrics} http={http}"
+        )
         for sink in settings.sinks:
             records = " ".join(map(str, sorted(sink.records))) if sink.records is not None else "(all)"
             keys = " ".join(f"{k}={v}" for k, v in sink.settings.items() if k != "password")

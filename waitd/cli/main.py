@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from waitd import __version__
+from waitd.cli import taskapi
 from waitd.config import conf, options, table
 from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
@@ -100,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         metavar="CMD",
         dest="command",
-        choices=["reload", "stop", "idle", "resume", "wake", "status", "retry", "cancel"],
+        choices=["reload", "stop", "idle", "resume", "wake", "status", "retry", "cancel", "show", "list", "pause"],
         help="signal the running daemon (reload, stop, idle, resume, wake), print its status, "
-        "or retry or cancel the files named (PATH...)",
+        "retry, cancel, pause or resume the files named (PATH...), show one file's story, list the files",
     )
     action.add_argument(
         "--demo", action="store_true", help="run on a throw-away PASSDIR with an example table, handler and files"
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="QUEUE",
         help="put the files named (PATH...) into the queue directory QUEUE, never seen half-written, and exit",
     )
-    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry, -s cancel or --enqueue: the files")
+    taskapi.add_arguments(p)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="with -s retry, cancel, pause, resume, show or --enqueue")
     p.add_argument("--version", action="version", version=f"waitd {__version__}")
     return p
 
@@ -203,14 +205,16 @@ def _act(args: argparse.Namespace) -> int:
     if args.enqueue is not None:
         from waitd.cli.enqueue import enqueue
 
-        return enqueue(args.enqueue, args.paths)
+        return enqueue(args.enqueue, args.paths, args.max)
     passdir = _passdir(args.passdir)
+    if args.command in taskapi.VERBS and (args.command != "resume" or args.paths):
+        return taskapi.command(passdir, args.command, args.paths, args)
     if args.command:
         from waitd.cli import client
 
         return client.command(passdir, args.command, args.paths, wait=not args.no_wait, json_out=args.json)
     if args.paths:
-        raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s retry and -s cancel take paths")
+        raise UsageError(f"unexpected argument {args.paths[0]!r}; only -s VERB and --enqueue take paths")
     return _daemon(args, passdir)
 
 
@@ -262,6 +266,7 @@ def _settings(args: argparse.Namespace, passdir: str, settings_conf: conf.Conf) 
         jobs=args.jobs if args.jobs is not None else settings_conf.daemon.jobs,
         jobs_given=args.jobs is not None,
         metrics=args.metrics or settings_conf.daemon.metrics,
+        http=args.http or settings_conf.daemon.http,
         instance=args.instance or queue.default_instance(passdir),
     )
 

@@ -13,7 +13,7 @@ nothing; `--check` prints its errors, a start refuses them (exit 2) and a
 HUP keeps the previous settings when there are any.
 
 The format is INI as waitd.conf(5) gives it: `[daemon]`, `[celery]`,
-`[reduce]` (`waitd reduce`'s), `[regions]`, one `[sink NAME]` per sink
+`[http]`, `[reduce]` (`waitd reduce`'s), `[regions]`, one `[sink NAME]` per sink
 and one `[source NAME]` per source (its keys and checks are
 `sourceconf`'s); `key = value` lines; a line whose first non-blank
 character is `#` or `;` is a comment, and so is the rest of a line from
@@ -42,6 +42,7 @@ from waitd.config.confkeys import (
     COMMON,
     DAEMON,
     DEFAULTS,
+    HTTP,
     KEY_OF,
     NAME,
     REDUCE,
@@ -63,6 +64,16 @@ class DaemonConf:
     jobs: int | None = None  # --jobs
     instance: str | None = None  # --instance (queues)
     metrics: tuple[str, int] | None = None  # --metrics: host, port
+    http: tuple[str, int] | None = None  # --http: host, port
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConf:
+    """`[http]`: whether the HTTP server takes POSTs (retry, cancel, pause,
+    resume), and the file holding the token they must carry."""
+
+    control: bool = False
+    token: str | None = None  # relative to PASSDIR; mode 0600 (checked when waitd reads it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +131,7 @@ class Conf:
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
     celery: CeleryConf | None = None
+    http: HttpConf = HttpConf()
     reduce: ReduceConf | None = None
     sources: tuple[Source, ...] = ()  # [source NAME]: work from messages (`sourceconf`)
     regions: RegionsConf | None = None
@@ -158,6 +170,7 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     sections = _sections(text, path, errors)
     daemon = DaemonConf()
     celery = None
+    http = HttpConf()
     reduce = None
     regions = None
     sinks = []
@@ -165,6 +178,10 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     for section in sections:
         if section.kind == "daemon":
             daemon = _build(section, path, errors, DAEMON, DaemonConf)
+        elif section.kind == "http":
+            http = _build(section, path, errors, HTTP, HttpConf) or http
+            if http.control and http.token is None:
+                errors.append(TableError(path, section.line, "[http]: control = yes needs token = FILE"))
         elif section.kind == "celery":
             celery = _build(section, path, errors, CELERY, CeleryConf)
         elif section.kind == "reduce":
@@ -183,7 +200,14 @@ def parse(text: str, path: str, isdir: Callable[[str], bool] = lambda directory:
     if errors:
         return Conf(path), errors
     conf = Conf(
-        path, daemon or DaemonConf(), tuple(sinks), celery, reduce=reduce, sources=tuple(sources), regions=regions
+        path,
+        daemon or DaemonConf(),
+        tuple(sinks),
+        celery,
+        reduce=reduce,
+        sources=tuple(sources),
+        regions=regions,
+        http=http,
     )
     return conf, []
 
@@ -226,7 +250,7 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
         return None
     words = line[1:-1].split()
     kind = words[0] if words else ""
-    if kind in ("daemon", "celery", "reduce", "regions") and len(words) == 1:
+    if kind in ("daemon", "celery", "http", "reduce", "regions") and len(words) == 1:
         section = _Section(kind, "", lineno)
     elif kind in ("sink", "source") and len(words) == 2 and NAME.fullmatch(words[1]):
         section = _Section(kind, words[1], lineno)
@@ -238,7 +262,8 @@ def _header(line: str, lineno: int, path: str, seen: dict[str, int], errors: lis
             TableError(
                 path,
                 lineno,
-                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [reduce], [regions])",
+                f"unknown section {line} (known: [daemon], [sink NAME], [source NAME], [celery], [http], "
+                "[reduce], [regions])",
             )
         )
         return None

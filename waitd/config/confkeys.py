@@ -147,7 +147,17 @@ DAEMON: Keys = {
     "jobs": ("jobs", _whole(1, MAX_JOBS), False),
     "instance": ("instance", _name, False),
     "metrics": ("metrics", _metrics, False),
+    "http": ("http", _metrics, False),
 }
+
+
+def _yes_no(text: str) -> bool:
+    if text not in ("yes", "no"):
+        raise ValueError("expected yes or no")
+    return text == "yes"
+
+
+HTTP: Keys = {"control": ("control", _yes_no, False), "token": ("token", _path, False)}
 CELERY: Keys = {"broker": ("broker", url, True), "queue": ("queue", _name, False)}
 REDUCE: Keys = {"archive": ("archive", _absolute, False)}
 REGIONS: Keys = {"areas": ("areas", _path, True), "tle": ("tle", _path, True)}

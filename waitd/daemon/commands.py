@@ -17,6 +17,9 @@
   into the queue's errors/ first (`claims.cancel`), and if it cannot be,
   it is not cancelled.
 
+- `pause`, `resume` of paths: `daemon.pause`;
+- `show` of a path, `list` (by state, by record): `daemon.story`.
+
 A claim=yes record's file may be named by its pending path, or by the
 incoming path it came from while no file has that path
 (`FileState.known`); the records that take a path are `Works.owners`.
@@ -41,7 +44,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from waitd.daemon import pause
 from waitd.daemon.records import Entry, Works
+from waitd.daemon.story import Story
 from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Why
 from waitd.journal.history import Event, History, Status, escape
@@ -51,6 +56,8 @@ from waitd.spool import claims
 from waitd.spool.state import FileState
 
 log = logging.getLogger("waitd")
+
+VERBS = ("status", "retry", "cancel", "pause", "resume", "show", "list")
 
 
 class Commands:
@@ -62,6 +69,7 @@ class Commands:
         self.history = history
         self.launcher = launcher
         self.status = status
+        self.story = Story(launcher.passdir, works, runs, history)
         self.asker = "waitd -s cancel"  # who asks, for the log: `by` of the request
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -69,19 +77,50 @@ class Commands:
         if cmd == "status":
             return {"ok": True, "status": self.status()}
         if cmd in ("retry", "cancel"):
-            paths = request.get("paths")
-            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-                return {"ok": False, "error": f"{cmd}: give one or more paths"}
-            act = self._retry if cmd == "retry" else self._cancel
-            by = request.get("by")
-            by = "".join(c for c in by if c.isprintable())[:100] if isinstance(by, str) else ""
-            self.asker = by or f"waitd -s {cmd}"
-            results = []
-            for path in paths:
-                ok, message = act(os.path.normpath(path))
-                results.append({"path": path, "ok": ok, "message": message})
-            return {"ok": all(r["ok"] for r in results), "results": results}
-        return {"ok": False, "error": f"unknown command {cmd!r} (known: status, retry, cancel)"}
+            return self._retry_or_cancel(cmd, request)
+        if cmd in ("pause", "resume"):
+            return self._each_path(cmd, request, pause.pause if cmd == "pause" else pause.resume)
+        if cmd in ("show", "list"):
+            return self._ask(cmd, request)
+        return {"ok": False, "error": f"unknown command {cmd!r} (known: {', '.join(VERBS)})"}
+
+    def _retry_or_cancel(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        paths = request.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            return {"ok": False, "error": f"{cmd}: give one or more paths"}
+        act = self._retry if cmd == "retry" else self._cancel
+        by = request.get("by")
+        by = "".join(c for c in by if c.isprintable())[:100] if isinstance(by, str) else ""
+        self.asker = by or f"waitd -s {cmd}"
+        results = []
+        for path in paths:
+            ok, message = act(os.path.normpath(path))
+            results.append({"path": path, "ok": ok, "message": message})
+        return {"ok": all(r["ok"] for r in results), "results": results}
+
+    def _ask(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The task API's questions: `daemon.story`."""
+        if cmd == "show":
+            path = request.get("path")
+            if not isinstance(path, str) or not path:
+                return {"ok": False, "error": "show: give one path"}
+            return self.story.show(path)
+        state, number = request.get("state"), request.get("record")
+        if not isinstance(state, str | None) or not (number is None or type(number) is int):
+            return {"ok": False, "error": "list: state is a name, record a number"}
+        return self.story.listing(state, number)
+
+    def _each_path(
+        self, cmd: str, request: dict[str, Any], act: Callable[[Works, Runs, History, str], tuple[bool, str]]
+    ) -> dict[str, Any]:
+        paths = request.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            return {"ok": False, "error": f"{cmd}: give one or more paths"}
+        results = []
+        for path in paths:
+            ok, message = act(self.works, self.runs, self.history, os.path.normpath(path))
+            results.append({"path": path, "ok": ok, "message": message})
+        return {"ok": all(r["ok"] for r in results), "results": results}
 
     def _each_record(self, path: str, act: Callable[[Entry, str], tuple[bool, str]], none: str) -> tuple[bool, str]:
         """`act` for each record that takes the file: ok if one did it."""

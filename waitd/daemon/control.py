@@ -211,6 +211,8 @@ def _run_line(run: RunReport, now: float) -> str:
         extra += f", attempt {run.attempt}"
     if run.why:
         extra += f", {run.state} ({run.why})"
+    elif run.state == "paused":
+        extra += ", paused (waitd -s resume)"
     if run.adopted:
         extra += ", started by a previous waitd"
     where = f"pid {run.pid}" if run.task is None else f"celery task {run.task}"
@@ -241,7 +243,9 @@ def _group_lines(rec: RecordReport, now: float) -> list[str]:
     """The files held and why, the groups gathering, the incomplete ones."""
     lines = []
     if rec.held:
-        shown = [f"{h.file} ({h.why}" + (f", for {_span(h.until - now)} more)" if h.until else ")") for h in rec.held]
+        shown = [
+            f"{h.file} ({h.why}" + (f", for {_span(h.until - now)} more)" if h.until else ")") for h in rec.held[:10]
+        ]
         lines.append(_listed(f"held: {rec.held_count} file(s)", shown, rec.held_count))
     for group in rec.open_groups:
         has = _listed("members", group.members, group.member_count)

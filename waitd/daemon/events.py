@@ -136,6 +136,8 @@ class Events:
         else:
             if conf.daemon.metrics != self.conf.daemon.metrics:
                 log.warning("%s: metrics = changed; it takes effect when waitd starts again", path)
+            if conf.daemon.http != self.conf.daemon.http or conf.http != self.conf.http:
+                log.warning("%s: http = or [http] changed; it takes effect when waitd starts again", path)
             try:
                 self._take(conf)
             except WaitdError as exc:

@@ -1,17 +1,17 @@
 # SPDX-License-Identifier: MIT
 """The main loop: it waits, observes, asks the scheduler, and applies.
 
-One thread.  Signal handlers only queue the signal number; the C level
-writes a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's
-`select` returns at once.  Each turn, in a fixed order:
+One thread.  Signal handlers only queue the signal number; the C level writes
+a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's `select`
+returns at once.  Each turn, in a fixed order:
 
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
   timeout, a back-off's end, the stop timeout);
 - observe: take what inotify reported, reap ended runs, answer the
-  control socket, act on the signals (each cleared
-  first, then acted on: ten ALRMs make one scan; `orders`), list the
-  directories at a poll (`turn.Observer`);
+  control socket and the HTTP server's requests (`web`), act on the
+  signals (each cleared first, then acted on: ten ALRMs make one scan;
+  `orders`), list the directories at a poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
 - apply its answer: signals, starts, publications, then the ends of the
   runs reaped (written while the new handlers run), the moves of their
@@ -23,11 +23,10 @@ up to the stop timeout, then sends TERM and later KILL to their process
 groups (the scheduler's), records every end and returns.  HUP rereads the
 table and waitd.conf (`orders.reload`).
 
-Failures: an exception in a turn is logged with its traceback and the loop
-goes on (the outermost guard), and one in a record's part of a turn skips
-that record only.  An event that cannot be written to the history (a full
-disk) is kept in memory and retried at each poll; until it is written no
-handler starts.
+Failures: an exception in a turn is logged with its traceback and the loop goes
+on (the outermost guard), and one in a record's part of a turn skips that
+record only.  An event that cannot be written to the history (a full disk) is
+kept in memory and retried at each poll; until it is written no handler starts.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from typing import Any
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
-from waitd.daemon import control, drain, orders, sock, turn
+from waitd.daemon import control, drain, orders, sock, turn, web
 from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
@@ -84,6 +83,7 @@ class Settings:
     jobs: int | None = None  # --jobs: handlers of all records together
     jobs_given: bool = False  # --jobs was on the command line: waitd.conf's jobs does not count
     metrics: tuple[str, int] | None = None  # --metrics HOST PORT
+    http: tuple[str, int] | None = None  # --http HOST PORT: the status page and the task API
     instance: str = "waitd"  # --instance: this daemon's name in the queues it claims from
 
     @property
@@ -101,7 +101,7 @@ class Daemon:
         history: History,
         reopen_log: Callable[[], None] = lambda: None,
         signals: deque[int] | None = None,
-        conf: Conf | None = None,
+        conf: Conf = Conf(),  # noqa: B008 (frozen: one shared empty Conf is no hazard)
         foreground: bool = False,
     ) -> None:
         self.settings = settings
@@ -112,7 +112,7 @@ class Daemon:
         self.runs = Runs()
         self.works = Works()
         # Runs of run=celery records go to Celery workers, the others are local.
-        self.dispatch = Dispatch(Local(), conf.celery if conf is not None else None)
+        self.dispatch = Dispatch(Local(), conf.celery)
         self.journal = Journal(settings.passdir, history)  # the one writer of the history and the outbox
         self.launcher = Launcher(self.journal, self.runs, self.dispatch.of, self.env, settings.instance)
         self.outflow = claims.Outflow()
@@ -137,8 +137,9 @@ class Daemon:
         self.watcher = Watcher(enabled=not settings.poll_only)
         self.control = sock.Server(settings.passdir)
         self.commands = Commands(self.works, self.runs, history, self.launcher, self.status)
-        # waitd.conf's sinks, the metrics, systemd's notifications: events.py
-        self.events = Events(settings.passdir, self.journal, self.env, conf or Conf(), settings.metrics, foreground)
+        # waitd.conf's sinks, the metrics, systemd's notifications: events.py; --http: web.py
+        self.events = Events(settings.passdir, self.journal, self.env, conf, settings.metrics, foreground)
+        self.http = web.start(settings, conf, self.events, self.journal)
         self.observer = turn.Observer(self)
         orders.warn_table_mode(settings)
         orders.install(self, records)
@@ -157,8 +158,8 @@ class Daemon:
         """Run until TERM (or, with --once, until the drain is done)."""
         seal_descriptors()
         self.control.open()
-        inotify_fd, control_fd = self.watcher.fileno(), self.control.fileno()
-        fds = [fd for fd in (inotify_fd, control_fd) if fd is not None] + self.dispatch.wakeup_fds()
+        own = (self.watcher.fileno(), self.control.fileno(), web.fileno(self.http))
+        fds = [fd for fd in own if fd is not None] + self.dispatch.wakeup_fds()
         with Wakeups(HANDLED_SIGNALS, self.signals.append, fds) as wakeups:
             self.control.watch, self.control.unwatch = wakeups.watch, wakeups.discard
             log.info(
@@ -183,6 +184,7 @@ class Daemon:
             finally:
                 self.watcher.close()
                 self.control.close()
+                web.close(self.http)
         return orders.exit_status(self)
 
     def _loop(self, wakeups: Wakeups, inotify_fd: int | None) -> None:
@@ -218,6 +220,7 @@ class Daemon:
         asked = ready & self.control.descriptors()
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
+        web.serve(self.http, self.commands.answer)  # the same verbs, asked over HTTP
         orders.act(self)
         now, now_ns = time.monotonic(), time.time_ns()
         listing = self.observer.observe(now, now_ns, poll)
@@ -298,4 +301,4 @@ class Daemon:
             sources=self.events.sources.report(),
         )
         self.events.status(doc)
-        return to_json(doc)
+        return web.snapshot(self.http, to_json(doc))

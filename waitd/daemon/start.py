@@ -64,7 +64,13 @@ def serve(
         history = History(history_path(passdir))
         history.load()
         daemon = Daemon(
-            settings, records, history, reopen_log=logfile.reopen, signals=signals, conf=conf, foreground=foreground
+            settings,
+            records,
+            history,
+            reopen_log=logfile.reopen,
+            signals=signals,
+            conf=conf or Conf(),
+            foreground=foreground,
         )
         daemon.recover()
         if ready is not None:

@@ -37,6 +37,7 @@ from waitd.formats.status import (
     SourceReport,
     Status,
     TableReport,
+    Waiting,
 )
 from waitd.journal.history import History, escape
 from waitd.run.runs import Run, Runs
@@ -54,7 +55,7 @@ def run_report(run: Run, now_mono: float) -> RunReport:
         attempt=run.job.attempt,
         since=run.started_at,
         age_s=round(now_mono - run.started_mono, 3),
-        state=run.state.value,
+        state="paused" if run.paused_at is not None else run.state.value,
         adopted=run.adopted,
         log=run.log_name or None,
         why=run.why.value if run.why is not None else None,
@@ -91,6 +92,7 @@ def record_report(
         oldest_mtime=files.oldest_mtime,
         held=[Held(escape(name), why, until) for name, why, until in files.held],
         held_count=files.held_count,
+        waiting_files=[Waiting(escape(name), at) for name, at in files.waiting_files],
         open_groups=[_open_group(g) for g in files.gathering[:SHOWN]],
         open_groups_count=len(files.gathering),
         retrying=[Retrying(escape(name), at) for name, at in files.retrying],

@@ -12,7 +12,8 @@ rules, in order:
 
 - never by itself (FOREVER_NS: until something about it changes): a
   companion of another file (`done=`); a name that pattern=, key=, done=
-  or its group cannot take (left alone); a file taken already in this
+  or its group cannot take (left alone); a file paused by the operator
+  (until resumed); a file taken already in this
   look; a file a run works on (or whose end is not recorded yet); under
   claim=yes, a name under way in this instance's pending (running, or
   waiting there for its retry: a claim never replaces a file); under
@@ -62,6 +63,7 @@ class Holds(NamedTuple):  # a NamedTuple: one is made at each look (a turn)
     busy: Callable[[str], bool]  # a run works on the name (or, claim=yes, on it in pending)
     companion: Callable[[str], FileFact | None] | None = None  # done=: the file's companion, if there
     wait_ns: int = 0  # the record's wait age
+    paused: Collection[str] = ()  # names an operator paused (`waitd -s pause`)
 
 
 def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collection[str] = ()) -> int | None:
@@ -70,6 +72,8 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
     name = fact.name
     if name in holds.companions or name in holds.left_alone or name in taken or holds.busy(name):
         return FOREVER_NS
+    if name in holds.paused:
+        return FOREVER_NS  # until resumed
     if holds.drain is not None and holds.drain.get(name) != fact.version:
         return FOREVER_NS  # --once: not among the files ready at start
     until = fact.mtime_ns + WRITER_STALL_NS if name in holds.writing else None
@@ -87,6 +91,8 @@ def member_held(holds: Holds, fact: FileFact) -> int | None:
     """Until when a member of a group is not ready although old enough."""
     if holds.drain is not None and holds.drain.get(fact.name) != fact.version:
         return FOREVER_NS
+    if fact.name in holds.paused:
+        return FOREVER_NS  # until resumed
     return fact.mtime_ns + WRITER_STALL_NS if fact.name in holds.writing else None
 
 

@@ -119,6 +119,7 @@ class Running(NamedTuple):
     grace_s: float | None = None  # between its TERM and KILL (None: KILL_GRACE_S)
     stays: bool = False  # a stop of waitd leaves it running (adopted, or run elsewhere)
     end: End | None = None  # ENDED: what is left to do
+    paused: bool = False  # stopped by `waitd -s pause`: its timeout clock stands still
 
 
 class Seat(NamedTuple):
@@ -250,8 +251,8 @@ def _signals(now: float, situation: Situation, draft: _Draft) -> None:
 def _timeout(now: float, run: Running, draft: _Draft) -> None:
     """TERM at its timeout; KILL after the grace, and again each second."""
     if run.phase is Phase.RUNNING:
-        if run.timeout_s is None:
-            return
+        if run.timeout_s is None or run.paused:
+            return  # a paused run's clock stands still: `started` is moved on by its pauses
         due = run.started + run.timeout_s
         if now >= due:
             draft.signals.append(Signal(run.run_id, int(signal.SIGTERM), Why.TIMEOUT))  # RUNNING -> STOPPING

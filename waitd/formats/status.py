@@ -35,7 +35,7 @@ class RunReport:
     attempt: int
     since: float
     age_s: float
-    state: str  # running, stopping, killed
+    state: str  # running, paused, stopping, killed
     adopted: bool  # started by a previous waitd
     log: str | None  # its log file
     why: str | None  # why waitd signalled it: timeout, cancelled, stop
@@ -55,6 +55,14 @@ class Held:
     file: str
     why: str  # its name does not parse, its group gathers or is incomplete, it came late, ...
     until: float | None  # when that may change by itself (a group's deadline); None: not by itself
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A file waiting to run (it will)."""
+
+    file: str
+    ready_at: float  # when it reaches its wait age (a group's member: its group decides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +120,7 @@ class RecordReport:
     running: list[RunReport]
     waiting: int  # not handled yet, and will run
     oldest_mtime: float | None  # of those waiting
-    held: list[Held]  # not handled yet, and will not run by themselves (up to 10)
+    held: list[Held]  # not handled yet, and will not run by themselves (up to 100)
     held_count: int
     open_groups: list[OpenGroup]  # groups gathering, soonest deadline first (up to 10)
     open_groups_count: int
@@ -125,6 +133,7 @@ class RecordReport:
     queue: QueueReport | None  # claim=yes: its queue
     last: Last | None
     counters: Counts
+    waiting_files: list[Waiting] = field(default_factory=list)  # the first 100 waiting, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +208,29 @@ class Status:
 
 
 def to_json(status: Status) -> dict[str, Any]:
-    """The JSON object of the status document."""
-    return dataclasses.asdict(status)
+    """The JSON object of the status document (as `dataclasses.asdict`
+    makes it, without its deep copies: a document may name 10,000 files)."""
+    return typing.cast(dict[str, Any], _as_json(status))
+
+
+def _as_json(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    names = _NAMES.get(kind)
+    if names is None:
+        if kind is list or kind is tuple:
+            return [_as_json(v) for v in value]
+        if kind is dict:
+            return {k: _as_json(v) for k, v in value.items()}
+        if not dataclasses.is_dataclass(value):
+            return value
+        names = _NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    return {name: _as_json(getattr(value, name)) for name in names}
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def from_json(obj: Any) -> Status:

@@ -5,7 +5,8 @@
 a group run share a pid or a task id: one run for them).  A handler that
 still runs (the same pid, created when the run started; or a remote task
 its executor still waits for) becomes a run of its record's work again,
-its timeout counted from its recorded start; its end is then recorded as
+its timeout counted from its recorded start (a stopped one, paused by the
+previous waitd, stays paused); its end is then recorded as
 any other's (an adopted handler's exit status is not known: status 1).
 The others are recorded as status 1 at once: their outcome is unknown,
 and they are never run again, but for a queue's file with retries left
@@ -22,6 +23,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+
+import psutil
 
 from waitd.decide.facts import FileFact, Identity
 from waitd.decide.outcome import Job, Outcome, end_events
@@ -105,9 +108,28 @@ def _adopted(launcher: Launcher, events: list[Event], found: tuple[Work, int] | 
             adopted=True,
         )
         what = f"handler {run.describe()} of a previous waitd still runs; waiting for it"
+        if first.pid is not None and _stopped(first.pid):
+            run.pause(time.monotonic())  # paused (waitd -s pause) by the previous waitd: it stays so
+            what += "; it is paused (waitd -s resume continues it)"
     run.transition(RunState.RUNNING)  # adopted: STARTING -> RUNNING
     launcher.runs.add(run)
     log.warning("%s: %s", files_of(events), what)
+
+
+def _stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP: a run paused by `waitd -s pause`),
+    or waits (uninterruptibly) for a child it vforked that was stopped
+    before its exec: the STOP is pending for it, its group is paused."""
+    try:
+        leader = psutil.Process(pid)
+        status = leader.status()
+        if status == psutil.STATUS_STOPPED:
+            return True
+        return status == psutil.STATUS_DISK_SLEEP and any(
+            c.status() == psutil.STATUS_STOPPED for c in leader.children()
+        )
+    except psutil.Error:
+        return False
 
 
 def _batches(open_runs: list[Event]) -> list[list[Event]]:

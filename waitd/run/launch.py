@@ -241,6 +241,10 @@ class Launcher:
             run.why = why or run.why or Why.TIMEOUT
         run.signalled_at = time.monotonic()
         run.executor.signal(run, signum)
+        if run.paused_at is not None:
+            # Paused (SIGSTOP): continued, so that it sees the TERM and can end.
+            run.executor.signal(run, signal.SIGCONT)
+            run.resume(run.signalled_at)
 
     # -- ends -------------------------------------------------------------------
 

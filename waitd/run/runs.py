@@ -107,6 +107,8 @@ class Run:
     grace_s: float | None = None  # between its TERM and KILL (None: the scheduler's)
     ended: Ended | None = None  # ENDED: how
     seen_ended: bool = False  # a plan has seen it ENDED (and decided what its end leaves to do)
+    paused_at: float | None = None  # monotonic: stopped (SIGSTOP) by `waitd -s pause` then
+    paused_s: float = 0.0  # how long its earlier pauses lasted: its timeout clock stood still
     body: dict[str, Any] | None = None  # its file's JSON object, when its events carry it
     notes: list[str] | None = None  # waitd's log lines about it, when kept (an ISIS reply's admin_log)
 
@@ -121,6 +123,17 @@ class Run:
 
     def describe(self) -> str:
         return self.executor.describe(self)
+
+    def pause(self, now: float) -> None:
+        """Its process group was stopped: its timeout clock stops."""
+        if self.paused_at is None:
+            self.paused_at = now
+
+    def resume(self, now: float) -> None:
+        """Its process group was continued: its timeout clock goes on."""
+        if self.paused_at is not None:
+            self.paused_s += max(0.0, now - self.paused_at)
+            self.paused_at = None
 
     def transition(self, to: RunState) -> None:
         """Move along one edge of the table above; any other is a bug."""
@@ -193,12 +206,13 @@ class Runs:
                     r.job.claim,
                     r.job.key,
                     _PHASES[r.state],
-                    r.started_mono,
+                    r.started_mono + r.paused_s,
                     r.timeout_s,
                     r.signalled_at,
                     r.grace_s,
                     r.stays,
                     _end(r),
+                    r.paused_at is not None,
                 )
             )
         return out

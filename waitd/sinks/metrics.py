@@ -19,7 +19,9 @@ and the history's syncs (`synced`); the gauges by the status document,
 each time waitd builds it (`status`), taken by a collector at scrape time
 (the oldest waiting age is counted to the moment of the scrape).  The
 HTTP server is prometheus-client's, in a thread of its own that only
-reads what the loop hands over whole.  prometheus-client is imported only
+reads what the loop hands over whole; with `--http` and no `--metrics`
+there is no such server, and --http's /metrics serves the same registry
+(`exposition`).  prometheus-client is imported only
 when metrics are asked for: `MetricsUnavailable` says it is missing.
 """
 
@@ -43,7 +45,7 @@ class MetricsUnavailable(WaitdError):
 
 
 class Metrics:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int | None) -> None:
         try:
             import prometheus_client as prom
         except ImportError as exc:
@@ -74,10 +76,19 @@ class Metrics:
         )
         self._snapshot: dict[str, Any] = {}
         self.registry.register(_Gauges(self))
+        self.server: Any = None
+        if port is None:
+            return  # its registry only: --http serves it
         try:
             self.server, self.thread = prom.start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             raise WaitdError(f"--metrics {host}:{port}: cannot listen: {exc.strerror or exc}") from exc
+
+    def exposition(self) -> bytes:
+        """The metrics as Prometheus's text format (for --http's /metrics)."""
+        import prometheus_client as prom
+
+        return bytes(prom.generate_latest(self.registry))
 
     def observe(self, event: events.Event) -> None:
         """Count an event of the journal."""
@@ -113,8 +124,9 @@ class Metrics:
         self._snapshot = {"records": records, "sinks": sinks}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
 
 
 class _Gauges:

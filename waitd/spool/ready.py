@@ -14,7 +14,8 @@ of its groups (`gather`), and what it tells of the groups that will not
 run.  The one stat a file gets before its start is `observe.verify`'s.
 
 `files` tells the status which files wait (they will run) and which are
-held (they will not by themselves), and why, by the same rules.
+held (they will not by themselves), and why, by the same rules;
+`held_reasons` and `ready_at` tell the task API the same of one file.
 
 This module starts nothing and writes nothing; the history is read
 through its index (`History.latest`), the runs through `busy`.
@@ -22,6 +23,7 @@ through its index (`History.latest`), the runs through `busy`.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +38,7 @@ from waitd.spool.gather import Held, Look, Notice, Open
 from waitd.spool.state import FileState
 
 SHOWN = 10  # file names listed in the status; the rest are counted
+LISTED = 100  # waiting and held files named in the status document
 
 
 def _latest(st: FileState, history: History) -> Callable[[FileFact], Event | None]:
@@ -70,6 +73,7 @@ def _holds(st: FileState, busy: Callable[[str], bool]) -> readiness.Holds:
         busy_name,
         (lambda name: observe.companion(st, name)) if st.record.options.done is not None else None,
         int(st.record.wait_s * 1e9),
+        st.paused,
     )
 
 
@@ -114,8 +118,9 @@ def take(
         n - len(due), now_ns, holds.wait_ns, consumed, lambda f: readiness.held_until(holds, f, event_of(f))
     )
     jobs = [job for fact in facts if (job := _job(st, fact, event_of(fact))) is not None]
-    if st.retries:
-        later = int(min(at for _, at in st.retries.values()) * 1e9)
+    waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
+    if waits:
+        later = int(min(waits) * 1e9)
         due_ns = later if due_ns is None else min(due_ns, later)
     return due + jobs, due_ns, []
 
@@ -126,7 +131,7 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
     jobs = []
     for name, (fact, at) in sorted(st.retries.items(), key=lambda item: item[1][1]):
         path = f"{st.pending}/{name}"
-        if at * 1e9 > now_ns or busy(path):
+        if at * 1e9 > now_ns or busy(path) or name in st.paused:
             continue
         event = history.latest(path, st.record.process)
         attempt = attempt_of(event if event is not None and event.same_version(fact) else None)
@@ -156,6 +161,7 @@ class Files:
     oldest_mtime: float | None  # of those waiting
     held: list[tuple[str, str, float | None]]  # name, why it will not run by itself, until when
     held_count: int
+    waiting_files: list[tuple[str, float]]  # the first LISTED waiting: name, when old enough
     gathering: list[Open]  # groups still gathering, by deadline
     retrying: list[tuple[str, float]]  # name, when
     failed: list[str]  # final failures, kept: keep-after never removes them
@@ -200,8 +206,9 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     return Files(
         waiting=len(waiting),
         oldest_mtime=None if oldest is None else oldest / 1e9,
-        held=sorted(held)[:SHOWN],
+        held=sorted(held)[:LISTED],
         held_count=len(held),
+        waiting_files=[(f.name, ready_at(st, f)) for f in heapq.nsmallest(LISTED, waiting, key=st.cands.order_ns)],
         gathering=gathering,
         retrying=sorted(retrying, key=lambda item: item[1]),
         failed=sorted(failed)[:SHOWN],
@@ -211,9 +218,31 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     )
 
 
+def held_reasons(st: FileState, history: History, now_ns: int) -> Callable[[str], tuple[str | None, float | None]]:
+    """Why each file not handled yet will not run by itself, and until
+    when (epoch seconds); (None, None) for one that will (the same rules
+    as `files`, for the task API)."""
+    of_groups: dict[str, Held] = {}
+    if st.groups is not None:
+        of_groups, _ = st.groups.held(Look(st.record, st.cands.facts, st.path_of, _latest(st, history)), now_ns)
+
+    def why(name: str) -> tuple[str | None, float | None]:
+        reason, until_ns = _held_why(st, name, of_groups)
+        return reason, None if until_ns is None else until_ns / 1e9
+
+    return why
+
+
+def ready_at(st: FileState, fact: FileFact) -> float:
+    """When a waiting file reaches its wait age (epoch seconds)."""
+    return (st.cands.order_ns(fact) + int(st.record.wait_s * 1e9)) / 1e9
+
+
 def _held_why(st: FileState, name: str, of_groups: dict[str, Held]) -> tuple[str | None, int | None]:
     """Why a file not handled yet will not run by itself, and until when;
     (None, None) when it will run."""
+    if name in st.paused:
+        return "paused (waitd -s pause)", None
     if name in st.left_alone:
         return st.left_alone[name], None
     if name in of_groups:

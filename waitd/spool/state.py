@@ -63,6 +63,7 @@ class FileState:
     groups: Gathering | None = None  # a record that handles groups
     pending: str | None = None  # claim=yes: this instance's pending/ of the queue
     retries: dict[str, tuple[FileFact, float]] = field(default_factory=dict)  # claim=yes: in pending, to run then
+    paused: set[str] = field(default_factory=set)  # names held by `waitd -s pause` until resumed
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # fields=json: each file's body's fields
     restat: list[str] = field(default_factory=list)  # known names a listing left to stat, a slice a turn
 
@@ -168,6 +169,7 @@ class FileState:
         self.unremovable.pop(name, None)
         self.left_alone.pop(name, None)
         self.told.pop(name, None)
+        self.paused.discard(name)
         if self.groups is not None:
             self.groups.forget(name)
         if self.drain is not None:
