@@ -158,7 +158,8 @@ class Daemon:
         """Run until TERM (or, with --once, until the drain is done)."""
         seal_descriptors()
         self.control.open()
-        own = (self.watcher.fileno(), self.control.fileno(), web.fileno(self.http))
+        inotify_fd = self.watcher.fileno()
+        own = (inotify_fd, self.control.fileno(), web.fileno(self.http))
         fds = [fd for fd in own if fd is not None] + self.dispatch.wakeup_fds()
         with Wakeups(HANDLED_SIGNALS, self.signals.append, fds) as wakeups:
             self.control.watch, self.control.unwatch = wakeups.watch, wakeups.discard
@@ -259,16 +260,9 @@ class Daemon:
         """How long to wait: until the earliest deadline of any part."""
         if self.signals or self.again or self.runs.any_ended():
             return 0.0
-        deadlines = [self.next_poll]
-        for due in (
-            self.plan_deadline,
-            self.status_file.due if self.status_file.due > now else None,
-            self.control.next_deadline(),
-            self.events.deadline(),
-        ):
-            if due is not None:
-                deadlines.append(due)
-        return max(0.0, min(deadlines) - now)
+        status_due = self.status_file.due if self.status_file.due > now else None
+        dues = (self.plan_deadline, status_due, self.control.next_deadline(), self.events.deadline())
+        return max(0.0, min([self.next_poll, *(due for due in dues if due is not None)]) - now)
 
     # -- status -----------------------------------------------------------------
 
