@@ -89,12 +89,15 @@ QUEUED = 300  # each instance lists and claims from the same names a hundred tim
 
 
 def test_three_instances_drain_one_queue_each_file_once(tmp_path):
-    root = make_queue(tmp_path / "Q", QUEUED)
+    root = make_queue(tmp_path / "Q", 0)
     log = tmp_path / "ran"
     stations = instances(tmp_path, 3, f"q {root}/incoming * {{passdir}}/rec 0 -1 0 claim=yes jobs=2", log)
     try:
         for i, s in enumerate(stations):
             s.start("--instance", f"i{i}")
+        # The work comes once all three run: on a busy machine the first one
+        # up could drain a queue filled before the others are ready.
+        make_queue(root, QUEUED)
         wait_for(lambda: sum(ran(log).values()) >= QUEUED, 60, "every file handled")
         wait_for(lambda: left(root) == {"incoming": [], "errors": [], "pending": []}, 20, "an empty queue")
         for s in stations:
