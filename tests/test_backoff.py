@@ -6,7 +6,17 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waitd.decide.backoff import BACKOFF_FIRST_S, BACKOFF_MAX_S, FAST_FAIL_S, FAST_FAILS, Backoff
+from waitd.decide.backoff import (
+    BACKOFF_FIRST_S,
+    BACKOFF_MAX_S,
+    FAST_FAIL_S,
+    FAST_FAILS,
+    RESTART_FIRST_S,
+    RESTART_MAX_S,
+    Backoff,
+    restart_delay,
+    spawn_delay,
+)
 
 
 def test_fast_failures_in_a_row_back_off_and_a_slow_one_starts_the_count_again() -> None:
@@ -58,3 +68,15 @@ def test_it_holds_only_after_fast_failures(ends: list[tuple[bool, float]]) -> No
             fast = 0
         if ok:
             assert not b.holding(0.0)
+
+
+def test_a_helper_process_that_keeps_dying_fast_waits_longer_each_time_up_to_the_most():
+    delays = []
+    delay = 0.0
+    for restarts in range(10):
+        delay = restart_delay(delay, lived_s=0.5, restarts=restarts)
+        delays.append(delay)
+    assert delays[:4] == [0.0, RESTART_FIRST_S, 2 * RESTART_FIRST_S, 4 * RESTART_FIRST_S]
+    assert delays[-1] == RESTART_MAX_S
+    assert restart_delay(RESTART_MAX_S, lived_s=60.0, restarts=9) == 0.0  # it lived: at once again
+    assert spawn_delay(0.0) == RESTART_FIRST_S and spawn_delay(RESTART_MAX_S) == RESTART_MAX_S

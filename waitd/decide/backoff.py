@@ -7,6 +7,12 @@ starts nothing for BACKOFF_FIRST_S, then twice as long at each new
 back-off, up to BACKOFF_MAX_S.  A success ends it and forgets the fast
 failures; so does a reload (`Backoff()` anew).
 
+`restart_delay` and `spawn_delay` are the rule for waitd's own helper
+processes (a sink's, a source's): one that dies within RESTART_FAST_S of
+its start, after a first restart, or that cannot be started, is started
+again after RESTART_FIRST_S, then twice as long each time, up to
+RESTART_MAX_S; one that lived longer is started again at once.
+
 `Backoff` is the rule's state, a value: `ended` and `not_started` return
 the next one, and why it holds the record back when it does (the caller
 logs that).  This module is pure: the clock is an argument (monotonic
@@ -21,6 +27,23 @@ FAST_FAIL_S = 1.0
 FAST_FAILS = 5
 BACKOFF_FIRST_S = 10.0
 BACKOFF_MAX_S = 600.0
+RESTART_FAST_S = 10.0
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+
+
+def restart_delay(delay_s: float, lived_s: float, restarts: int) -> float:
+    """The wait before a helper process that died is started again
+    (`delay_s`: the last such wait; `restarts`: how many it had)."""
+    if lived_s < RESTART_FAST_S and restarts > 0:
+        return RESTART_FIRST_S if delay_s == 0 else min(RESTART_MAX_S, delay_s * 2)
+    return 0.0
+
+
+def spawn_delay(delay_s: float) -> float:
+    """The wait before trying again to start a helper process that could
+    not be started."""
+    return min(RESTART_MAX_S, max(RESTART_FIRST_S, delay_s * 2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ settings changed is restarted with them; one no longer there is stopped
 and its place forgotten (its backlog is dropped, and its segments may go).
 `check`, at each turn of the loop, reaps a process that died and starts it
 again: at once the first time, then, while it keeps dying within
-FAST_DEATH_S of its start, after a back-off of 1 s doubling up to 60 s
-(logged each time).  `hup` passes a HUP on (reopen the log and the
-`jsonl` file; a process is started with HUP blocked until its handler is
-set, so that a HUP right after its start, as on a reload that changed
-it, does not kill it), `stop` ends them all (TERM, KILL after
+10 s of its start, after a back-off of 1 s doubling up to 60 s
+(`decide.backoff.restart_delay`; logged each time).  `hup` passes a HUP
+on (reopen the log and the `jsonl` file; a process is started with HUP
+blocked until its handler is set, so that a HUP right after its start,
+as on a reload that changed it, does not kill it), `stop` ends them all (TERM, KILL after
 STOP_GRACE_S).
 
 Nothing here waits on a sink: a process is spawned, signalled and polled
@@ -35,14 +35,12 @@ from typing import Any
 
 from waitd.config.conf import Sink
 from waitd.config.passdir import events_path
+from waitd.decide import backoff
 from waitd.formats.status import SinkReport
 from waitd.journal import outbox
 
 log = logging.getLogger("waitd")
 
-FAST_DEATH_S = 10.0
-RESTART_FIRST_S = 1.0
-RESTART_MAX_S = 60.0
 STOP_GRACE_S = 3.0
 _HIDDEN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -116,10 +114,7 @@ class Sinks:
         code = child.proc.returncode
         how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         child.proc = None
-        if now - child.started < FAST_DEATH_S and child.restarts > 0:
-            child.delay_s = RESTART_FIRST_S if child.delay_s == 0 else min(RESTART_MAX_S, child.delay_s * 2)
-        else:
-            child.delay_s = 0.0
+        child.delay_s = backoff.restart_delay(child.delay_s, now - child.started, child.restarts)
         child.due = now + child.delay_s
         when = f"in {child.delay_s:g} s" if child.delay_s else "now"
         log.warning("sink %s: its process %s; starting it again %s", child.sink.name, how, when)
@@ -138,7 +133,7 @@ class Sinks:
             )
         except OSError as exc:
             log.error("sink %s: cannot start its process: %s", child.sink.name, exc.strerror or exc)
-            child.delay_s = min(RESTART_MAX_S, max(RESTART_FIRST_S, child.delay_s * 2))
+            child.delay_s = backoff.spawn_delay(child.delay_s)
             child.due = now + child.delay_s
             return
         finally:

@@ -6,9 +6,9 @@ NAME]` of waitd.conf.  `apply` takes the sources of a (re)read waitd.conf:
 a new one gets its process; one whose settings changed is restarted with
 them; one no longer there is stopped.  `check`, at each turn of the loop,
 reaps a process that died and starts it again: at once the first time,
-then, while it keeps dying within FAST_DEATH_S of its start, after a
-back-off of 1 s doubling up to 60 s (logged each time).  `hup` passes a
-HUP on (reopen the log; a process starts with HUP blocked until its
+then, while it keeps dying within 10 s of its start, after a
+back-off of 1 s doubling up to 60 s (`decide.backoff.restart_delay`;
+logged each time).  `hup` passes a HUP on (reopen the log; a process starts with HUP blocked until its
 handler is set), `stop` ends them all (TERM, KILL after STOP_GRACE_S).
 
 Nothing here waits on a source: a process is spawned, signalled and
@@ -32,13 +32,11 @@ from typing import Any
 
 from waitd.config.passdir import sources_path
 from waitd.config.sourceconf import Source
+from waitd.decide import backoff
 from waitd.formats.status import SourceReport
 
 log = logging.getLogger("waitd")
 
-FAST_DEATH_S = 10.0
-RESTART_FIRST_S = 1.0
-RESTART_MAX_S = 60.0
 STOP_GRACE_S = 3.0
 _HIDDEN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -105,10 +103,7 @@ class Sources:
         code = child.proc.returncode
         how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         child.proc = None
-        if now - child.started < FAST_DEATH_S and child.restarts > 0:
-            child.delay_s = RESTART_FIRST_S if child.delay_s == 0 else min(RESTART_MAX_S, child.delay_s * 2)
-        else:
-            child.delay_s = 0.0
+        child.delay_s = backoff.restart_delay(child.delay_s, now - child.started, child.restarts)
         child.due = now + child.delay_s
         when = f"in {child.delay_s:g} s" if child.delay_s else "now"
         log.warning("source %s: its process %s; starting it again %s", child.source.name, how, when)
@@ -123,7 +118,7 @@ class Sources:
             )
         except OSError as exc:
             log.error("source %s: cannot start its process: %s", child.source.name, exc.strerror or exc)
-            child.delay_s = min(RESTART_MAX_S, max(RESTART_FIRST_S, child.delay_s * 2))
+            child.delay_s = backoff.spawn_delay(child.delay_s)
             child.due = now + child.delay_s
             return
         finally:
