@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitd.config import confkeys
 from waitd.config.confkeys import (
     BY_TYPE,
     CELERY,
@@ -281,26 +282,7 @@ def _where(section: _Section) -> str:
 
 def _convert(section: _Section, path: str, errors: list[TableError], keys: Keys) -> tuple[dict[str, Any], bool]:
     """The section's values read well, by attribute; and whether all were."""
-    out: dict[str, Any] = {}
-    ok = True
-    for key, (lineno, raw) in section.values.items():
-        if key not in keys:
-            errors.append(
-                TableError(path, lineno, f"{_where(section)}: unknown key {key!r} (known: {', '.join(keys)})")
-            )
-            ok = False
-            continue
-        attr, convert, _ = keys[key]
-        try:
-            out[attr] = convert(raw)
-        except ValueError as exc:
-            errors.append(TableError(path, lineno, f"{_where(section)}: {key} = {raw}: {exc}"))
-            ok = False
-    for key, (_, _, required) in keys.items():
-        if required and key not in section.values:
-            errors.append(TableError(path, section.line, f"{_where(section)}: no {key} = (it is required)"))
-            ok = False
-    return out, ok
+    return confkeys.convert(section.values, keys, _where(section), path, section.line, errors)
 
 
 def _build(section: _Section, path: str, errors: list[TableError], keys: Keys, kind: Any) -> Any:

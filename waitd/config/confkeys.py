@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from waitd.config.errors import TableError
 from waitd.config.options import MAX_JOBS
 
 SINK_TYPES = ("jsonl", "posttroll", "stomp")
@@ -193,3 +194,30 @@ DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "posttroll": {"nameservers": False, "name": "waitd"},
     "stomp": {"host": "127.0.0.1", "port": 61613, "format": "waitd"},
 }
+
+
+def convert(
+    values: Mapping[str, tuple[int, str]], keys: Keys, where: str, path: str, line: int, errors: list[TableError]
+) -> tuple[dict[str, Any], bool]:
+    """A section's raw values (line, text by key) read by `keys`: the values
+    read well, by attribute, and whether all were; each problem (an unknown
+    key, a bad value, a required key missing) added to `errors` with its
+    line, the section named by `where` (its header is on `line`)."""
+    out: dict[str, Any] = {}
+    ok = True
+    for key, (at, raw) in values.items():
+        if key not in keys:
+            errors.append(TableError(path, at, f"{where}: unknown key {key!r} (known: {', '.join(keys)})"))
+            ok = False
+            continue
+        attr, read, _ = keys[key]
+        try:
+            out[attr] = read(raw)
+        except ValueError as exc:
+            errors.append(TableError(path, at, f"{where}: {key} = {raw}: {exc}"))
+            ok = False
+    for key, (_, _, required) in keys.items():
+        if required and key not in values:
+            errors.append(TableError(path, line, f"{where}: no {key} = (it is required)"))
+            ok = False
+    return out, ok

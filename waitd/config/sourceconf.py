@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config import namefields
-from waitd.config.confkeys import _HOST, KEY_OF, Keys, _destination, _seconds, _text, _whole
+from waitd.config.confkeys import _HOST, KEY_OF, Keys, _destination, _seconds, _text, _whole, convert
 from waitd.config.errors import TableError
 
 SOURCE_TYPES = ("stomp", "posttroll")
@@ -185,23 +185,7 @@ def build(
         errors.append(TableError(path, lineno, f"{where}: {what} (known: {', '.join(SOURCE_TYPES)})"))
         return None
     keys = {**COMMON, **BY_TYPE[kind]}
-    out: dict[str, Any] = {}
-    ok = True
-    for key, (at, raw) in values.items():
-        if key not in keys:
-            errors.append(TableError(path, at, f"{where}: unknown key {key!r} (known: {', '.join(keys)})"))
-            ok = False
-            continue
-        attr, convert, _ = keys[key]
-        try:
-            out[attr] = convert(raw)
-        except ValueError as exc:
-            errors.append(TableError(path, at, f"{where}: {key} = {raw}: {exc}"))
-            ok = False
-    for key, (_, _, required) in keys.items():
-        if required and key not in values:
-            errors.append(TableError(path, line, f"{where}: no {key} = (it is required)"))
-            ok = False
+    out, ok = convert(values, keys, where, path, line, errors)
     problems = _check(kind, out, set(values))
     errors.extend(TableError(path, line, f"{where}: {p}") for p in problems)
     if not ok or problems:
