@@ -31,11 +31,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from waitd.cli import taskapi
 from waitd.config import table
 from waitd.config.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.config.passdir import pid_path, table_path
 from waitd.daemon import control, pidfile, sock
-from waitd.formats.history_line import escape
 from waitd.formats.status import TableReport
 from waitd.run.executors import celery_app
 
@@ -97,13 +97,7 @@ def _files(passdir: str, verb: str, paths: Sequence[str]) -> int:
     """Ask the daemon to retry or cancel files; a line for each."""
     if pidfile.holder(passdir) is None:
         raise WaitdError(f"no waitd is running on {passdir}")
-    reply = sock.ask(passdir, {"cmd": verb, "paths": [os.path.abspath(p) for p in paths]})
-    if "results" not in reply:
-        raise WaitdError(str(reply.get("error", "the daemon refused the request")))
-    for result in reply["results"]:
-        stream = sys.stdout if result.get("ok") else sys.stderr
-        print(f"waitd: {escape(str(result.get('path')))}: {result.get('message')}", file=stream)
-    return 0 if reply.get("ok") else EXIT_FAILURE
+    return taskapi.ask_files(passdir, verb, paths)
 
 
 def _reload(passdir: str, wait: bool) -> int:

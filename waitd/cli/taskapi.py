@@ -74,6 +74,12 @@ def command(passdir: str, verb: str, paths: Sequence[str], args: argparse.Namesp
         return _print_show(reply, args.json)
     if not paths:
         raise UsageError(f"-s {verb} needs one or more PATHs")
+    return ask_files(passdir, verb, paths)
+
+
+def ask_files(passdir: str, verb: str, paths: Sequence[str]) -> int:
+    """Ask the daemon to act on files (retry, cancel, pause, resume); a
+    line for each, on standard output when done, else on standard error."""
     reply = sock.ask(passdir, {"cmd": verb, "paths": [os.path.abspath(p) for p in paths]})
     if "results" not in reply:
         raise WaitdError(str(reply.get("error", "the daemon refused the request")))
