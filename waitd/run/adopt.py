@@ -76,37 +76,15 @@ def _adopted(launcher: Launcher, events: list[Event], found: tuple[Work, int] | 
     at = first.at if first.at is not None else time.time()
     started_mono = time.monotonic() - max(0.0, time.time() - at)
     timeout_s = work.files.record.options.timeout_s if work is not None else None
+    run = Run(launcher.runs.new_id(), job, number, at, started_mono, executor, work, timeout_s, adopted=True)
     if executor.remote:
         assert first.task is not None
-        log_name, log_fd = runner.task_log(launcher.passdir, number, first.task)
-        run = Run(
-            launcher.runs.new_id(),
-            job,
-            number,
-            at,
-            started_mono,
-            executor,
-            work,
-            timeout_s=timeout_s or ADOPTED_TIMEOUT_S,  # the result is waited for that long at least
-            log_name=log_name,
-            log_fd=log_fd,
-            task=first.task,
-            adopted=True,
-        )
+        run.log_name, run.log_fd = runner.task_log(launcher.passdir, number, first.task)
+        run.task = first.task
+        run.timeout_s = timeout_s or ADOPTED_TIMEOUT_S  # the result is waited for that long at least
         what = f"{run.describe()} of a previous waitd in flight; awaiting its result"
     else:
-        run = Run(
-            launcher.runs.new_id(),
-            job,
-            number,
-            at,
-            started_mono,
-            executor,
-            work,
-            timeout_s,
-            pid=first.pid,
-            adopted=True,
-        )
+        run.pid = first.pid
         what = f"handler {run.describe()} of a previous waitd still runs; waiting for it"
         if first.pid is not None and _stopped(first.pid):
             run.pause(time.monotonic())  # paused (waitd -s pause) by the previous waitd: it stays so
