@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import functools
 import json
 import logging
@@ -66,6 +65,7 @@ from waitd.formats import events as ev
 from waitd.journal import outbox
 from waitd.journal.logfile import setup_logging
 from waitd.sinks import kinds
+from waitd.spool.locks import wait_flock
 
 log = logging.getLogger("waitd")
 
@@ -284,20 +284,12 @@ class SinkProcess:
                     return
 
     def _lock(self) -> int:
-        fd = os.open(outbox.lock_path(self.directory, self.name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        said = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if not said:
-                    log.warning("sink %s: another process of this sink still runs; waiting for it to end", self.name)
-                    said = True
-            if self.stop:
-                os.close(fd)
-                raise Stop
-            time.sleep(0.1)
+        path = outbox.lock_path(self.directory, self.name)
+        said = f"sink {self.name}: another process of this sink still runs; waiting for it to end"
+        fd = wait_flock(path, lambda: self.stop, lambda: log.warning("%s", said))
+        if fd is None:
+            raise Stop
+        return fd
 
     def _reopen(self) -> None:
         for handler in log.handlers:

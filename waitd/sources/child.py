@@ -28,7 +28,6 @@ does, each line starting with `source NAME:`.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ from waitd.sources.cancel import Canceller
 from waitd.sources.posttroll import PosttrollSource
 from waitd.sources.spooler import Message, Spooler
 from waitd.sources.stomp import StompSource
+from waitd.spool.locks import wait_flock
 
 log = logging.getLogger("waitd")
 
@@ -229,20 +229,11 @@ class SourceProcess:
 
     def _lock(self) -> int:
         path = os.path.join(self.directory, f"{self.name}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        said = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if not said:
-                    log.warning("source %s: another process of this source still runs; waiting for it", self.name)
-                    said = True
-            if self.stop:
-                os.close(fd)
-                raise Stop
-            time.sleep(0.1)
+        said = f"source {self.name}: another process of this source still runs; waiting for it"
+        fd = wait_flock(path, lambda: self.stop, lambda: log.warning("%s", said))
+        if fd is None:
+            raise Stop
+        return fd
 
     def _reopen(self) -> None:
         self.reopen = False

@@ -10,6 +10,10 @@ so it goes with its holder's death.  One descriptor per queue: closing any
 descriptor of a file drops a process's POSIX locks on it.
 `instance_in_use` looks before detaching, for the terminal.
 
+`wait_flock` is the lock of a helper process of waitd's (a sink's, a
+source's: one process each): it waits, telling once, while another
+process of the same name holds it, and gives up when asked to stop.
+
 Errors: `hold` returns the problem as a sentence (the record is then
 inactive); nothing here raises.
 """
@@ -20,6 +24,8 @@ import errno
 import fcntl
 import os
 import socket
+import time
+from collections.abc import Callable
 
 
 def _lock_path(root: str, instance: str) -> str:
@@ -89,3 +95,24 @@ def _read_holder(fd: int) -> str:
     except OSError:
         text = ""
     return text or "who, unknown"
+
+
+def wait_flock(path: str, stopping: Callable[[], bool], waiting: Callable[[], None]) -> int | None:
+    """The descriptor of `path` (made if need be) once this process holds
+    its flock; `waiting` is called once if another holds it first; None
+    (the descriptor closed) when `stopping` says so before then.  Raises
+    OSError if the file cannot be opened."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    said = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if not said:
+                waiting()
+                said = True
+        if stopping():
+            os.close(fd)
+            return None
+        time.sleep(0.1)
