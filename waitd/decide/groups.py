@@ -229,14 +229,8 @@ class Index:
         return group, member
 
     def remove(self, name: str) -> None:
-        found = self._of.pop(name, None)
-        if found is None:
-            return
-        group, member = found
-        if group.files.get(member) == name:
-            del group.files[member]
-        if not group.files:
-            del self.groups[group.gid]
+        group = forget(self.groups, self._of, name)
+        if group is not None:
             self._by_fields[group.fields].remove(group)
             if not self._by_fields[group.fields]:
                 del self._by_fields[group.fields]
@@ -271,3 +265,19 @@ class Index:
         if time is not None:
             parts.append(f"{TIME_FIELD}={time:%Y%m%dT%H%M%S}")
         return ",".join([self.telem, *parts])
+
+
+def forget(groups: dict[str, Group], of: dict[str, tuple[Group, Member]], name: str) -> Group | None:
+    """Take a file out of its group (an index's `groups` by id and `of`, each
+    file's group and member); the group, when that left it empty and it
+    went from `groups`."""
+    found = of.pop(name, None)
+    if found is None:
+        return None
+    group, member = found
+    if group.files.get(member) == name:
+        del group.files[member]
+    if group.files:
+        return None
+    del groups[group.gid]
+    return group

@@ -48,7 +48,7 @@ from trollsched.satpass import Pass
 
 from waitd.config.geodata import Elements, Geodata
 from waitd.config.groupspec import Member, Spec
-from waitd.decide.groups import Group, Quiet
+from waitd.decide.groups import Group, Quiet, forget
 
 TOLERANCE = datetime.timedelta(seconds=3)  # a granule is a predicted one this close, as the collector has it
 MAX_ELEMENTS_AGE = datetime.timedelta(days=14)  # orbital elements further from a granule are none
@@ -289,11 +289,4 @@ class RegionIndex:
         )
 
     def remove(self, name: str) -> None:
-        found = self._of.pop(name, None)
-        if found is None:
-            return
-        group, member = found
-        if group.files.get(member) == name:
-            del group.files[member]
-        if not group.files:
-            del self.groups[group.gid]
+        forget(self.groups, self._of, name)
