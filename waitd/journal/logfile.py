@@ -14,7 +14,9 @@ caller's frame, thread or process looked up for a record (LOG_FORMAT uses
 none), the time stamp made once a second, and a record's line formatted
 once for both handlers (`_Formatter`); and the loop holds the lines of a
 turn (`held`) and writes them with one write(2) a file when the turn is
-over, not one each while it starts handlers.
+over, not one each while it starts handlers.  A run's two lines go
+straight into the held lines (`say`: no LogRecord, some seventy Python
+calls a file fewer) when every handler is one of waitd's own.
 
 Failures: `WaitdError` naming the file when it cannot be opened at all.
 """
@@ -48,7 +50,9 @@ class _Formatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, _datefmt: str | None = None) -> str:  # noqa: N802 - logging's
-        second = int(record.created)
+        return self._seconds(int(record.created))
+
+    def _seconds(self, second: int) -> str:
         if second != self._second:
             self._stamp = time.strftime(LOG_DATE, time.localtime(second))
             self._second = second
@@ -60,17 +64,28 @@ class _Formatter(logging.Formatter):
             made = record.__dict__["_waitd_line"] = super().format(record)
         return str(made)
 
+    def stamp(self, created: float) -> str:
+        """LOG_FORMAT's time stamp of a moment: to the second, then `.mmm`."""
+        second = int(created)
+        return f"{self._seconds(second)}.{int((created - second) * 1000):03d}"
+
+
+_FORMATTER = _Formatter()  # the one of waitd's handlers (`setup_logging`)
+
 
 class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that can hold its lines and write them at once."""
 
-    _held: list[logging.LogRecord] | None = None
+    _held: list[str] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._held is None:
             super().emit(record)
         else:
-            self._held.append(record)  # under the handler's lock (Handler.handle)
+            try:
+                self._held.append(self.format(record) + self.terminator)  # under the handler's lock
+            except Exception:
+                self.handleError(record)
 
     def hold(self) -> None:
         self.acquire()
@@ -87,26 +102,53 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
             held, self._held = self._held, None
             if held:
                 try:
-                    self.stream.write("".join(self.format(r) + self.terminator for r in held))
+                    self.stream.write("".join(held))
                     self.flush()
                 except Exception:
-                    self.handleError(held[-1])
+                    self.handleError(logging.makeLogRecord({"msg": held[-1]}))
         finally:
             self.release()
+
+
+# While a turn holds the lines and every handler of the logger is waitd's
+# own with its formatter, `say` appends a line to them without a LogRecord.
+_straight: list[_Holding] | None = None
 
 
 @contextlib.contextmanager
 def held() -> Iterator[None]:
     """Hold the lines of the "waitd" logger's handlers until the end of the
     block (a turn of the loop), then write each handler's with one write."""
-    handlers = [h for h in logging.getLogger("waitd").handlers if isinstance(h, _Holding)]
+    global _straight
+    every = log.handlers
+    handlers = [h for h in every if isinstance(h, _Holding)]
     for handler in handlers:
         handler.hold()
+    own = len(handlers) == len(every) and all(h.formatter is _FORMATTER and h.level == logging.NOTSET for h in handlers)
+    _straight = handlers if own and handlers and not log.filters else None
     try:
         yield
     finally:
+        _straight = None
         for handler in handlers:
             handler.write_held()
+
+
+def say(level: int, text: str) -> None:
+    """Log `text` (made already) at `level` on the "waitd" logger: in a
+    turn that holds the lines, straight into the handlers' held lines, as
+    LOG_FORMAT would make it (a handler run's two lines: issue 21's cost);
+    else through logging."""
+    handlers = _straight
+    if handlers is None:
+        log.log(level, "%s", text)
+        return
+    if not log.isEnabledFor(level):
+        return
+    line = f"{_FORMATTER.stamp(time.time())} {logging.getLevelName(level)} {text}\n"
+    for handler in handlers:
+        if handler._held is not None:  # held() set them holding
+            handler._held.append(line)
 
 
 class LogFile(_Holding):
@@ -151,7 +193,7 @@ def setup_logging(passdir: str, foreground: bool) -> LogFile:
     logging.logMultiprocessing = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    formatter = _Formatter()
+    formatter = _FORMATTER
     path = log_path(passdir)
     try:
         logfile = LogFile(path)

@@ -52,6 +52,7 @@ from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
 from waitd.formats.response import BadResponse, Response
 from waitd.journal.history import Event, Status, escape
+from waitd.journal.logfile import say
 from waitd.journal.writer import Journal
 from waitd.run import runner
 from waitd.run.executors import Executor
@@ -363,9 +364,10 @@ class Launcher:
 
 def _say(run: Run, level: int, fmt: str, *args: object) -> None:
     """Log a line about a run, and keep it with the run (its admin log)."""
-    log.log(level, fmt, *args)
+    text = fmt % args
+    say(level, text)
     if run.notes is not None and len(run.notes) < 50:
-        run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {fmt % args}")
+        run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {text}")
 
 
 def files_of(job: Job | list[Event]) -> str:
