@@ -16,7 +16,7 @@ import pytest
 
 from waitd.config import table
 from waitd.journal.history import History
-from waitd.spool import observe
+from waitd.spool import observe, ready
 from waitd.spool.directory import Spool
 from waitd.spool.state import FileState
 
@@ -124,3 +124,14 @@ def test_without_a_watch_a_listing_stats_every_file(spool) -> None:
     observe.refresh(st, history, time.time_ns(), restat=True)
     assert len(asked) == 1 and len(asked[0]) == KNOWN  # 599 known and the new one
     assert not st.restat and st.cands.facts["f0002.dat"].size == 6
+
+
+def test_the_status_looks_only_at_the_files_not_done(spool) -> None:
+    """`ready.files` (the status) skips the files handled with exit 0,
+    this version, without a look at each (`ready.not_done`)."""
+    directory, st, history, asked = spool
+    for fact in list(st.cands.facts.values())[1:]:
+        st.done[fact.name] = fact
+    st.done["gone.dat"] = st.cands.facts["f0001.dat"]._replace(name="gone.dat")  # handled, since removed
+    assert [f.name for f in ready.not_done(st)] == ["f0000.dat"]
+    assert ready.files(st, history, time.time_ns()).waiting == 1
