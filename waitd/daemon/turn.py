@@ -139,7 +139,8 @@ class Observer:
             self.force_list = True
         for entry in d.entries:
             directory = entry.record.directory
-            if directory in changes.gone:
+            if changes.overflow or directory in changes.gone:
+                # Events were lost: the listing stats every file again.
                 entry.files.listed_mtime_ns = None
                 self.force_list = True
             names = changes.names.get(directory)
