@@ -253,6 +253,7 @@ def _sweep(d: Daemon, entry: Entry, listing: bool) -> Sweep:
         errors,
         tmp,
         claims.ours(files.match),
+        lambda k: files.done_order.oldest(k, files.done),
     )
 
 

@@ -28,7 +28,7 @@ does no I/O: the caller gives the facts, and lookups into what it knows
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -85,6 +85,37 @@ def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
     return heapq.nsmallest(over, done, key=_AGE)[::-1]
 
 
+class DoneOrder:
+    """A record's handled files (exit 0) oldest first, for keep-after: a
+    heap of (mtime, name, fact), each pushed when it is done, so that the
+    oldest few of thousands kept are found without a look at them all.
+    An entry whose file is no longer done, or done in another version, is
+    dropped when it reaches the top (`oldest` asks `done`, the truth)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str, FileFact]] = []
+
+    def push(self, fact: FileFact) -> None:
+        heapq.heappush(self._heap, (fact.mtime_ns, fact.name, fact))
+
+    def oldest(self, k: int, done: Mapping[str, FileFact]) -> list[FileFact]:
+        """The `k` oldest of `done` (name -> its fact), oldest first."""
+        heap = self._heap
+        if len(heap) > 2 * len(done) + 64:
+            heap[:] = [(f.mtime_ns, f.name, f) for f in done.values()]
+            heapq.heapify(heap)
+        found: list[tuple[int, str, FileFact]] = []
+        names: set[str] = set()
+        while heap and len(found) < k:
+            entry = heapq.heappop(heap)
+            if done.get(entry[1]) is entry[2] and entry[1] not in names:
+                found.append(entry)
+                names.add(entry[1])
+        for entry in found:
+            heapq.heappush(heap, entry)
+        return [entry[2] for entry in found]
+
+
 def done_by_all(fact: FileFact, latest: Iterable[Event | None]) -> bool:
     """Whether every record matching a file is done with it: `latest` is
     each one's latest event of the file (inactive records count too: a file
@@ -103,14 +134,19 @@ def beyond_keep(
     busy: Callable[[str], bool],
     all_done: Callable[[FileFact], bool],
     group_of: Callable[[FileFact], str | None] | None = None,
+    oldest: Callable[[int], list[FileFact]] | None = None,
 ) -> list[FileFact]:
     """The handled files (exit 0) keep-after removes now, but those a run
     works on and those another record matching them is not done with
     (`all_done`).  `group_of`: the record handles groups, and keep-after
-    counts them (a file of no group counts as one)."""
+    counts them (a file of no group counts as one).  `oldest`: the k
+    oldest of `done`, oldest first, as the caller keeps them in order
+    (`DoneOrder`), rather than found among them all."""
     if keep < 0 or len(done) <= keep:
         return []  # fewer files than keep-after: fewer groups too
-    if group_of is None:
+    if group_of is None and oldest is not None:
+        over = oldest(len(done) - keep)[::-1]
+    elif group_of is None:
         over = over_keep(done, keep)
     else:
         by_group: dict[str, list[FileFact]] = {}
@@ -167,6 +203,7 @@ class Sweep:
     errors: tuple[str, Collection[Entry]] | None = None  # claim=yes, on a listing turn: errors/
     tmp: tuple[str, Collection[Entry]] | None = None  # and tmp/
     ours: Callable[[str], bool] = lambda name: True  # a name in errors/ is the record's
+    oldest: Callable[[int], list[FileFact]] | None = None  # the k oldest of done, oldest first (`DoneOrder`)
 
 
 def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int) -> list[Remove]:
@@ -177,7 +214,7 @@ def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int
     for expiry in expiries(sweep.expirable, now_ns, hours, busy, sweep.handled):
         why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
         out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
-    for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
+    for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of, sweep.oldest):
         out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}", kept=True))
     for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, tmp_hours(hours), _any)):
         if listed is not None:

@@ -288,7 +288,7 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     st.left_alone.pop(name, None)  # its pattern or key is judged again
     event = history.latest(st.path_of(name), st.record.process)
     if event is not None and event.same_version(fact) and event.succeeded:
-        st.done[name] = fact
+        st.set_done(fact)
     else:
         st.done.pop(name, None)
     if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
