@@ -45,7 +45,8 @@ def expired(facts: Iterable[FileFact], now_ns: int, too_old_h: float) -> list[Fi
     if too_old_h <= 0:
         return []
     limit = now_ns - int(too_old_h * _HOUR_NS)
-    return [f for f in facts if f.spool_ns <= limit]
+    # spool_ns <= limit, without a call a file (at each poll, of every file kept)
+    return [f for f in facts if f.mtime_ns <= limit and f.ctime_ns <= limit]
 
 
 @dataclass(frozen=True, slots=True)
