@@ -87,3 +87,23 @@ def test_a_rewrite_after_the_run_is_not_removed_as_handled(station):
     wait_for(lambda: not path.exists(), 10, "the new version removed after its own run")
     assert [e.version.size for e in station.ends()] == [3, 4]
     assert station.stop() == 0
+
+
+def test_under_a_watch_an_in_place_redelivery_is_seen_by_inotify(station):
+    """A poll under an inotify watch no longer stats the files it knows
+    (issue 21): the kernel's report of the writer's close finds the new
+    version of a handled file, among files that stay handled."""
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    for i in range(50):
+        station.drop(f"k{i:02d}.d", b"kept")
+    path = station.incoming / "a.d"
+    station.drop("a.d", b"one")
+    station.start(interval=0.2)
+    wait_for(lambda: len(station.ends()) == 51, 10, "the first runs")
+    station.drop("b.d", b"new")  # the directory changes: polls list it again
+    wait_for(lambda: len(station.ends()) == 52, 10, "the new file's run")
+    rewrite_in_place(path, b"two!")
+    wait_for(lambda: len(station.ends()) == 53, 10, "the in-place redelivery to run")
+    assert [e.version.size for e in station.ends() if e.path.endswith("/a.d")] == [3, 4]
+    assert station.stop() == 0

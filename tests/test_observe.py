@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """A listing under an inotify watch (issue 21): the new names are stat'ed
-at once, the gone ones forgotten, and the known ones stat'ed again a slice
-a turn (`observe.restat_some`), so that a poll of a big spool does not hold
-up the files that arrive meanwhile; a listing without a watch stats all."""
+at once, the gone ones forgotten; the known ones are left to the watch's
+reports, except where it may not see every change (a network filesystem,
+a symlink): those are stat'ed again a slice a turn (`observe.restat_some`),
+so that a poll of a big spool does not hold up the files that arrive
+meanwhile; a listing without a watch stats all."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 from waitd.config import table
 from waitd.journal.history import History
-from waitd.spool import observe
+from waitd.spool import observe, ready
 from waitd.spool.directory import Spool
 from waitd.spool.state import FileState
 
@@ -58,12 +60,41 @@ def _changes(directory: Path) -> None:
     os.utime(directory, (old, old))
 
 
-def test_a_watched_listing_stats_the_known_files_a_slice_a_turn(spool) -> None:
+def test_a_watched_listing_stats_only_the_new_names(spool) -> None:
     directory, st, history, asked = spool
+    assert st.spool.sees_all  # a local filesystem: the watch reports every change
+    _changes(directory)
+    assert observe.refresh(st, history, time.time_ns(), restat=False)
+    assert asked == [["new.dat"]]
+    assert "new.dat" in st.cands.facts and "f0001.dat" not in st.cands.facts
+    assert not st.restat  # f0002.dat's rewrite is the watch's to report (`touched`)
+
+
+def test_a_watched_listing_stats_a_known_symlink_again(spool, tmp_path: Path) -> None:
+    """A symlink's target changes where no watch of the spool sees it."""
+    directory, st, history, asked = spool
+    target = tmp_path / "target"
+    target.write_bytes(b"x")
+    (directory / "link.dat").symlink_to(target)
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+    observe.refresh(st, history, time.time_ns(), restat=False)
+    assert st.cands.facts["link.dat"].size == 1
+    target.write_bytes(b"longer")
+    (directory / "new.dat").write_bytes(b"x")
+    os.utime(directory, (old + 1, old + 1))
+    observe.refresh(st, history, time.time_ns(), restat=False)
+    assert st.restat == ["link.dat"]
+    observe.restat_some(st, history, time.time_ns())
+    assert st.cands.facts["link.dat"].size == 6
+
+
+def test_on_a_network_filesystem_the_known_files_are_stat_ed_a_slice_a_turn(spool) -> None:
+    directory, st, history, asked = spool
+    st.spool.sees_all = False  # as on NFS: another host's rewrite reaches no watch
     _changes(directory)
     assert observe.refresh(st, history, time.time_ns(), restat=False)
     assert asked == [["new.dat"]]  # the listing itself stats only what it did not know
-    assert "new.dat" in st.cands.facts and "f0001.dat" not in st.cands.facts
     assert st.cands.facts["f0002.dat"].size == 1  # not seen yet
     assert len(st.restat) == KNOWN - 1
     turns = 0
@@ -78,6 +109,7 @@ def test_a_watched_listing_stats_the_known_files_a_slice_a_turn(spool) -> None:
 
 def test_a_file_gone_before_its_slice_is_forgotten(spool) -> None:
     directory, st, history, asked = spool
+    st.spool.sees_all = False
     _changes(directory)
     observe.refresh(st, history, time.time_ns(), restat=False)
     (directory / "f0003.dat").unlink()
@@ -92,3 +124,15 @@ def test_without_a_watch_a_listing_stats_every_file(spool) -> None:
     observe.refresh(st, history, time.time_ns(), restat=True)
     assert len(asked) == 1 and len(asked[0]) == KNOWN  # 599 known and the new one
     assert not st.restat and st.cands.facts["f0002.dat"].size == 6
+
+
+def test_the_status_looks_only_at_the_files_not_done(spool) -> None:
+    """`ready.files` (the status) skips the files handled with exit 0,
+    this version, without a look at each (`ready.not_done`)."""
+    directory, st, history, asked = spool
+    first, *others = st.cands.facts.values()
+    for fact in others:
+        st.done[fact.name] = fact
+    st.done["gone.dat"] = first._replace(name="gone.dat")  # handled, since removed
+    assert ready.not_done(st) == [first]
+    assert ready.files(st, history, time.time_ns()).waiting == 1

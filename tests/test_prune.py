@@ -126,6 +126,42 @@ def test_over_keep_property(times: dict[str, int], keep: int) -> None:
             assert (k.mtime_ns, k.name) > (r.mtime_ns, r.name)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.text("abcd", min_size=1, max_size=2), st.integers(0, 5), st.booleans()), max_size=30),
+    st.integers(0, 12),
+)
+def test_done_order_gives_what_over_keep_does(steps: list[tuple[str, int, bool]], keep: int) -> None:
+    """DoneOrder (keep-after without a sort of every kept file), after any
+    run of files done (again, in another version) and forgotten, names the
+    same files in the same order as over_keep."""
+    order = prune.DoneOrder()
+    done: dict[str, FileFact] = {}
+    for name, t, forget in steps:
+        if forget:
+            done.pop(name, None)
+            continue
+        done[name] = fact(name, t * S)
+        order.push(done[name])
+    over = max(0, len(done) - keep)
+    assert order.oldest(over, done)[::-1] == prune.over_keep(done.values(), keep)
+    assert prune.beyond_keep(
+        done.values(), keep, lambda n: False, lambda f: True, oldest=lambda k: order.oldest(k, done)
+    ) == (prune.over_keep(done.values(), keep))
+
+
+def test_done_order_drops_what_is_no_longer_done() -> None:
+    order = prune.DoneOrder()
+    done = {f.name: f for f in _done(("a", 1), ("b", 2), ("c", 3))}
+    for f in done.values():
+        order.push(f)
+    del done["a"]
+    done["b"] = fact("b", 9 * S)  # done again, another version
+    order.push(done["b"])
+    assert [f.name for f in order.oldest(2, done)] == ["c", "b"]
+    assert len(order._heap) == 2  # "a" and the old "b" are gone from it
+
+
 def test_expiries_step_over_busy_files_and_say_whether_they_ran() -> None:
     old, busy, young = fact("old", NOW - 3 * H), fact("busy", NOW - 3 * H), fact("young", NOW)
     found = prune.expiries([old, busy, young], NOW, 2, lambda name: name == "busy", lambda f: False)

@@ -168,6 +168,19 @@ def test_replace_all_reports_changed_and_gone() -> None:
     assert next_(c, NOW, 0, never) == (None, None)
 
 
+def test_links_names_the_symlinks_known() -> None:
+    """What a listing under a watch stats again (`decide.watching`)."""
+    c = Candidates()
+    link = FileFact("l", 100 * S, 100 * S, 1, 7, 8, True)
+    c.replace_all([fact("a", 100), link], NOW)
+    assert c.links == {"l"}
+    c.update(fact("l", 200), NOW)  # replaced by a plain file
+    c.update(link._replace(name="m"), NOW)
+    assert c.links == {"m"}
+    c.remove("m")
+    assert not c.links
+
+
 def test_replace_all_rebuilds_a_heap_full_of_stale_entries() -> None:
     c = Candidates()
     for i in range(200):

@@ -5,10 +5,12 @@
 (read when the loop's wait saw its descriptor ready) is stat'ed, and at a
 poll (or when asked: ALRM, an overflow, a directory gone) every directory
 is listed (a directory changed since its last
-listing; with no inotify watch, its known files are stat'ed too; with
-one, they are stat'ed again a slice a turn, the loop turning again at
-once until it is done: `observe.restat_some`); the history's chores of a
-poll (the events a full disk held back, the compaction) are done first.
+listing; with no inotify watch, or a new one, its known files are stat'ed
+too; under a watch only the names it did not know, and, a slice a turn,
+the loop turning again at once until it is done, the known files whose
+changes the watch may not see: `observe.restat_some`); the history's
+chores of a poll (the events a full disk held back, the compaction) are
+done first.
 
 `situation` turns the daemon's state into what `scheduler.plan` takes:
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
@@ -108,9 +110,15 @@ class Observer:
             )
 
     def _list(self, entry: Entry, now_ns: int) -> None:
+        """List a directory (`observe.refresh`): its watch is added first,
+        so that a change after the listing is reported, and a listing
+        stats the files it knew only where no watch was there before it."""
         d = self.d
-        watched = d.watcher.watching(entry.record.directory)
-        observe.refresh(entry.files, d.history, now_ns, restat=not watched)
+        directory = entry.record.directory
+        watched = d.watcher.watching(directory)
+        if observe.open_dir(entry.files):
+            self.watch(entry)
+        observe.refresh(entry.files, d.history, now_ns, restat=not (watched and d.watcher.watching(directory)))
         self.watch(entry)
 
     def watch(self, entry: Entry) -> None:
@@ -131,7 +139,8 @@ class Observer:
             self.force_list = True
         for entry in d.entries:
             directory = entry.record.directory
-            if directory in changes.gone:
+            if changes.overflow or directory in changes.gone:
+                # Events were lost: the listing stats every file again.
                 entry.files.listed_mtime_ns = None
                 self.force_list = True
             names = changes.names.get(directory)
@@ -244,6 +253,7 @@ def _sweep(d: Daemon, entry: Entry, listing: bool) -> Sweep:
         errors,
         tmp,
         claims.ours(files.match),
+        lambda k: files.done_order.oldest(k, files.done),
     )
 
 

@@ -127,13 +127,15 @@ def in_drain(fact: FileFact | None, version: Version, event: Event | None, now_n
 class Candidates:
     """The matching files of one record, oldest first.
 
-    `facts` maps every matching name to its latest stat.  The heap holds
-    (order time, name, fact); entries whose fact was replaced or removed
-    are dropped lazily when they reach the top.
+    `facts` maps every matching name to its latest stat; `links` names
+    those that are symbolic links.  The heap holds (order time, name,
+    fact); entries whose fact was replaced or removed are dropped lazily
+    when they reach the top.
     """
 
     def __init__(self) -> None:
         self.facts: dict[str, FileFact] = {}
+        self.links: set[str] = set()
         self._heap: list[tuple[int, str, FileFact]] = []
         self._first_seen: dict[str, int] = {}
 
@@ -154,6 +156,10 @@ class Candidates:
         if old is None or old.version != fact.version:
             self._first_seen[fact.name] = now_ns
         self.facts[fact.name] = fact
+        if fact.is_link:
+            self.links.add(fact.name)
+        elif self.links:
+            self.links.discard(fact.name)
         heapq.heappush(self._heap, (self.order_ns(fact), fact.name, fact))
         return True
 
@@ -166,6 +172,7 @@ class Candidates:
 
     def remove(self, name: str) -> FileFact | None:
         self._first_seen.pop(name, None)
+        self.links.discard(name)
         return self.facts.pop(name, None)
 
     def replace_all(self, facts: Iterable[FileFact], now_ns: int) -> tuple[list[FileFact], list[str]]:
@@ -175,6 +182,7 @@ class Candidates:
             # The first listing: take everything at once and heapify, rather
             # than push each file (100,000 files at start).
             self.facts = fresh
+            self.links = {f.name for f in fresh.values() if f.is_link}
             self._first_seen = dict.fromkeys(fresh, now_ns)
             self._heap = [(self.order_ns(f), f.name, f) for f in fresh.values()]
             heapq.heapify(self._heap)

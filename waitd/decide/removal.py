@@ -27,13 +27,16 @@ does no I/O: the caller gives the facts, and lookups into what it knows
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import heapq
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 
 from waitd.decide.facts import FileFact
 from waitd.formats.history_line import Event
 
 _HOUR_NS = 3600 * 1_000_000_000
+_AGE = itemgetter(1, 0)  # a FileFact's (mtime_ns, name): the newest is the greatest
 TMP_KEPT_H = 36.0  # a file left in a queue's tmp/ this long was dropped by its producer (maildir's rule)
 
 
@@ -42,7 +45,8 @@ def expired(facts: Iterable[FileFact], now_ns: int, too_old_h: float) -> list[Fi
     if too_old_h <= 0:
         return []
     limit = now_ns - int(too_old_h * _HOUR_NS)
-    return [f for f in facts if f.spool_ns <= limit]
+    # spool_ns <= limit, without a call a file (at each poll, of every file kept)
+    return [f for f in facts if f.mtime_ns <= limit and f.ctime_ns <= limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +77,44 @@ def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
     """Handled files beyond the newest `keep` (-1 keeps them all)."""
     if keep < 0:
         return []
-    ordered = sorted(done, key=lambda f: (f.mtime_ns, f.name), reverse=True)
-    return ordered[keep:]
+    done = done if isinstance(done, Collection) else list(done)
+    over = len(done) - keep
+    if over <= 0:
+        return []
+    # The oldest `over`, newest first: a partial sort (keep-after 2,000 and
+    # a file handled: one out of 2,001, not a sort of them all).
+    return heapq.nsmallest(over, done, key=_AGE)[::-1]
+
+
+class DoneOrder:
+    """A record's handled files (exit 0) oldest first, for keep-after: a
+    heap of (mtime, name, fact), each pushed when it is done, so that the
+    oldest few of thousands kept are found without a look at them all.
+    An entry whose file is no longer done, or done in another version, is
+    dropped when it reaches the top (`oldest` asks `done`, the truth)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str, FileFact]] = []
+
+    def push(self, fact: FileFact) -> None:
+        heapq.heappush(self._heap, (fact.mtime_ns, fact.name, fact))
+
+    def oldest(self, k: int, done: Mapping[str, FileFact]) -> list[FileFact]:
+        """The `k` oldest of `done` (name -> its fact), oldest first."""
+        heap = self._heap
+        if len(heap) > 2 * len(done) + 64:
+            heap[:] = [(f.mtime_ns, f.name, f) for f in done.values()]
+            heapq.heapify(heap)
+        found: list[tuple[int, str, FileFact]] = []
+        names: set[str] = set()
+        while heap and len(found) < k:
+            entry = heapq.heappop(heap)
+            if done.get(entry[1]) is entry[2] and entry[1] not in names:
+                found.append(entry)
+                names.add(entry[1])
+        for entry in found:
+            heapq.heappush(heap, entry)
+        return [entry[2] for entry in found]
 
 
 def done_by_all(fact: FileFact, latest: Iterable[Event | None]) -> bool:
@@ -86,7 +126,7 @@ def done_by_all(fact: FileFact, latest: Iterable[Event | None]) -> bool:
 
 
 def _newest(facts: list[FileFact]) -> FileFact:
-    return max(facts, key=lambda f: (f.mtime_ns, f.name))
+    return max(facts, key=_AGE)
 
 
 def beyond_keep(
@@ -95,14 +135,19 @@ def beyond_keep(
     busy: Callable[[str], bool],
     all_done: Callable[[FileFact], bool],
     group_of: Callable[[FileFact], str | None] | None = None,
+    oldest: Callable[[int], list[FileFact]] | None = None,
 ) -> list[FileFact]:
     """The handled files (exit 0) keep-after removes now, but those a run
     works on and those another record matching them is not done with
     (`all_done`).  `group_of`: the record handles groups, and keep-after
-    counts them (a file of no group counts as one)."""
+    counts them (a file of no group counts as one).  `oldest`: the k
+    oldest of `done`, oldest first, as the caller keeps them in order
+    (`DoneOrder`), rather than found among them all."""
     if keep < 0 or len(done) <= keep:
         return []  # fewer files than keep-after: fewer groups too
-    if group_of is None:
+    if group_of is None and oldest is not None:
+        over = oldest(len(done) - keep)[::-1]
+    elif group_of is None:
         over = over_keep(done, keep)
     else:
         by_group: dict[str, list[FileFact]] = {}
@@ -159,6 +204,7 @@ class Sweep:
     errors: tuple[str, Collection[Entry]] | None = None  # claim=yes, on a listing turn: errors/
     tmp: tuple[str, Collection[Entry]] | None = None  # and tmp/
     ours: Callable[[str], bool] = lambda name: True  # a name in errors/ is the record's
+    oldest: Callable[[int], list[FileFact]] | None = None  # the k oldest of done, oldest first (`DoneOrder`)
 
 
 def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int) -> list[Remove]:
@@ -169,7 +215,7 @@ def removals(number: int, sweep: Sweep, busy: Callable[[str], bool], now_ns: int
     for expiry in expiries(sweep.expirable, now_ns, hours, busy, sweep.handled):
         why = f"expired: in the spool {expiry.hours:.3g} h, hours-too-old is {hours:g}"
         out.append(Remove(number, expiry.fact, why if expiry.handled else f"{why}; it was never handled"))
-    for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of):
+    for fact in beyond_keep(sweep.done, sweep.keep, busy, sweep.all_done, sweep.group_of, sweep.oldest):
         out.append(Remove(number, fact, f"handled with exit 0; keep-after is {sweep.keep}", kept=True))
     for listed, kept_h, ours in ((sweep.errors, hours, sweep.ours), (sweep.tmp, tmp_hours(hours), _any)):
         if listed is not None:

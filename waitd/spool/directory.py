@@ -5,8 +5,11 @@
 stats names through it (`lstat` first; a symlink counts only when it points
 to a regular file and the directory is not writable by group or others),
 giving a `FileFact` for each usable name and a reason (`Skip`) for each
-other.  `Listings` answers whether a path may still exist from one listing
-of its directory, for the history's compaction.
+other; at its opening it asks /proc/self/mountinfo of which filesystem
+type the directory is (`filesystem`), for `decide.watching` to say
+whether inotify sees every change there (`Spool.sees_all`).  `Listings`
+answers whether a path may still exist from one listing of its
+directory, for the history's compaction.
 
 This module removes nothing (`sweep` does), decides nothing (the order
 and readiness of the files are `decide.readiness`'s) and does not know
@@ -17,11 +20,13 @@ that vanished is left out of a listing's facts.
 from __future__ import annotations
 
 import os
+import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from waitd.decide.facts import FileFact
+from waitd.decide.watching import sees_every_change
 
 __all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool"]  # FileFact: decide's, used here
 
@@ -45,6 +50,7 @@ class Spool:
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         st = os.fstat(self.fd)
         self.identity = Identity(st.st_dev, st.st_ino, bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)))
+        self.sees_all = sees_every_change(filesystem(path, st.st_dev))  # inotify sees every change here
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -71,10 +77,10 @@ class Spool:
     def mtime_ns(self) -> int:
         return os.fstat(self.fd).st_mtime_ns
 
-    def names(self, match: Callable[[str], bool]) -> list[str]:
-        """The names in the directory that match, unsorted."""
-        with os.scandir(self.fd) as it:
-            return [e.name for e in it if match(e.name)]
+    def names(self, match: Callable[[str], bool], known: Container[str] = ()) -> list[str]:
+        """The names in the directory that match, unsorted (`known`: names
+        that matched already, not asked again)."""
+        return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
     def stat_all(self, names: Iterable[str]) -> tuple[list[FileFact], dict[str, str]]:
         """Stat many names: their facts, and why each unusable one was
@@ -127,6 +133,39 @@ class Spool:
             st.st_ino,
             True,
         )
+
+
+def filesystem(path: str, dev: int, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The filesystem type of a directory (its device `dev`), from the
+    mount table: the last mount of that device, else the mount point
+    that is the longest prefix of its real path; None when unknown."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    device = f"{os.major(dev)}:{os.minor(dev)}"
+    real = os.path.realpath(path)
+    by_dev = by_prefix = None
+    longest = -1
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        fields = head.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        fstype = tail.split()[0]
+        if fields[2] == device:
+            by_dev = fstype
+        point = _unescape(fields[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > longest:
+            by_prefix, longest = fstype, len(point)
+    return by_dev or by_prefix
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo field with its octal escapes (a space is backslash 040) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field) if "\\" in field else field
 
 
 class Listings:

@@ -3,14 +3,14 @@
 
 The I/O of a record's files, on its `FileState`: `open_dir` opens the
 directory (again, when it was replaced; logged once when it is gone);
-`refresh` lists it when it changed since the last listing (its mtime),
-or, with `restat`, stats the known files when it did not (a file
-rewritten in place changes no name); under an inotify watch a listing
-stats at once only the names it did not know and forgets those gone, and
-leaves the known ones to `restat_some`, a slice a turn (RESTAT_SLICE), so
-that a poll of a big spool never holds up the files arriving meanwhile
-(inotify tells of their changes; the slices are the ground truth that
-NFS needs, done within a few turns); `touched` stats the names inotify
+`refresh` lists it when it changed since the last listing (its mtime:
+an unchanged directory costs a stat), or, with `restat` (no watch), stats
+the known files when it did not (a file rewritten in place changes no
+name); under an inotify watch a listing stats only the names it did not
+know and forgets those gone (the kernel reports the changes of the
+others), and leaves to `restat_some`, a slice a turn (RESTAT_SLICE), only
+the known files whose changes a watch may not see (`decide.watching`: a
+network filesystem, a symlink); `touched` stats the names inotify
 reported; `verify` stats a job's files once more just before its start
 (a file that vanished is forgotten and logged, one that changed is aged
 again: the start is dropped); `companion` stats the companion of a file
@@ -34,6 +34,7 @@ from waitd.config import table
 from waitd.decide.facts import FileFact
 from waitd.decide.outcome import Job
 from waitd.decide.readiness import companion_name
+from waitd.decide.watching import restat_after_listing
 from waitd.journal.history import History, escape
 from waitd.spool.directory import Skip, Spool
 from waitd.spool.gather import Gathering
@@ -107,8 +108,8 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
     """List the directory if it changed since the last listing; with
     `restat`, stat the known files even when it did not (without inotify,
     only a stat sees a file rewritten in place).  Without `restat` (a
-    watch), a listing after the first leaves the known files to
-    `restat_some`."""
+    watch, there before the last listing), a listing after the first
+    stats only the names it did not know (`_relist`)."""
     if not open_dir(st):
         return False
     assert st.spool is not None
@@ -123,7 +124,7 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
         return False
     listed_at = time.time_ns()
     try:
-        names = st.spool.names(st.match)
+        names = st.spool.names(st.match, st.cands.facts)
     except OSError as exc:
         _note_dir(st, f"cannot list directory: {exc.strerror}")
         return False
@@ -156,13 +157,14 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
 
 def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> None:
     """A listing under a watch: the new names stat'ed, the gone ones
-    forgotten, the known ones left to `restat_some`."""
+    forgotten, and left to `restat_some` only the known ones whose changes
+    the watch may not report (`watching.restat_after_listing`)."""
     assert st.spool is not None
     known = st.cands.facts
     listed = set(names)
     for name in [n for n in known if n not in listed]:
         st.forget(name)
-    st.restat = [n for n in names if n in known]
+    st.restat = restat_after_listing(listed, known, st.cands.links, st.spool.sees_all)
     _stat_in(st, history, [n for n in names if n not in known], now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in listed}
 
@@ -286,7 +288,7 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     st.left_alone.pop(name, None)  # its pattern or key is judged again
     event = history.latest(st.path_of(name), st.record.process)
     if event is not None and event.same_version(fact) and event.succeeded:
-        st.done[name] = fact
+        st.set_done(fact)
     else:
         st.done.pop(name, None)
     if st.drain is not None and st.drain.get(name, fact.version) != fact.version:

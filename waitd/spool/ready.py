@@ -183,11 +183,8 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     gathering: list[Open] = []
     if st.groups is not None:
         of_groups, gathering = st.groups.held(Look(st.record, st.cands.facts, st.path_of, latest), now_ns)
-    done = st.done
-    for fact in st.cands.facts.values():
-        if done.get(fact.name) is fact or fact.name in st.companions:
-            # Handled with exit 0, this very version (most of a big spool
-            # that keeps its files): no look at its history.
+    for fact in not_done(st):
+        if fact.name in st.companions:
             continue
         event = latest(fact)
         if event is None or not event.consumed:
@@ -216,6 +213,18 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
         unremovable=[f"{escape(name)} ({why})" for name, (_, why) in stuck[:SHOWN]],
         unremovable_count=len(stuck),
     )
+
+
+def not_done(st: FileState) -> list[FileFact]:
+    """The record's files but those handled with exit 0, this very version
+    (most of a big spool that keeps its files): no look at their history.
+    A set difference of the names (the work of C, not of a loop here);
+    `done` holds a name's current fact, the very one (`observe._take_in`,
+    `FileState.ran`), or none."""
+    facts, done = st.cands.facts, st.done
+    if not done:
+        return list(facts.values())
+    return [facts[name] for name in facts.keys() - done.keys()]
 
 
 def held_reasons(st: FileState, history: History, now_ns: int) -> Callable[[str], tuple[str | None, float | None]]:

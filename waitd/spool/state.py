@@ -31,6 +31,7 @@ from waitd.decide.facts import FileFact, Identity, identity
 from waitd.decide.groups import Quiet
 from waitd.decide.outcome import Job
 from waitd.decide.readiness import Candidates
+from waitd.decide.removal import DoneOrder
 from waitd.formats.history_line import Version, escape
 from waitd.spool import jsonfields
 from waitd.spool.directory import Spool
@@ -66,6 +67,7 @@ class FileState:
     paused: set[str] = field(default_factory=set)  # names held by `waitd -s pause` until resumed
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # fields=json: each file's body's fields
     restat: list[str] = field(default_factory=list)  # known names a listing left to stat, a slice a turn
+    done_order: DoneOrder = field(default_factory=DoneOrder)  # `done`, oldest first, for keep-after
 
     @classmethod
     def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
@@ -188,7 +190,12 @@ class FileState:
         done; one rewritten in place meanwhile is a new delivery."""
         current = self.cands.facts.get(fact.name)
         if current is None or current.version == fact.version:
-            self.done[fact.name] = current or fact
+            self.set_done(current or fact)
+
+    def set_done(self, fact: FileFact) -> None:
+        """The file was handled with exit 0, this version (keep-after counts it)."""
+        self.done[fact.name] = fact
+        self.done_order.push(fact)
 
     def requeue(self, name: str) -> None:
         """The file may run again (a retry is set, a start failed), or its
@@ -227,6 +234,7 @@ class FileState:
         closed by `observe.retire`)."""
         self.cands = Candidates()
         self.done.clear()
+        self.done_order = DoneOrder()
         self.unremovable.clear()
         self.noted.clear()
         self.companions.clear()
