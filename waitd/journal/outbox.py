@@ -50,6 +50,9 @@ log = logging.getLogger("waitd")
 SEGMENT_BYTES = 8 << 20
 _SEGMENT = re.compile(r"([0-9]{16})\.jsonl")
 _OFFSET_SUFFIX = ".offset"
+# An event's id and time, as `Writer.append` writes them (`to_json`'s order).
+_ID = re.compile(rb'^\{"id":"([0-9a-f]{32})"', re.MULTILINE)
+_ID_TIME = re.compile(rb'^\{"id":"([0-9a-f]{32})","type":"[a-z]+","time":([0-9.e+-]+)', re.MULTILINE)
 
 
 def segment_name(first_seq: int) -> str:
@@ -171,6 +174,7 @@ class Writer:
         self.segment = 0  # first seq of the segment written to
         self.seq = 0  # of the last event written
         self._size = 0
+        self._before = (0, 0)  # the size and seq before the last append (`cut`)
 
     def open(self) -> None:
         """Make events/ if needed and start a new segment after the last event
@@ -219,6 +223,7 @@ class Writer:
             raise OSError(f"{self.directory}: the outbox is not open")
         if self._size >= SEGMENT_BYTES:
             self._start_segment()
+        self._before = (self._size, self.seq)
         lines = []
         seq = self.seq
         for event in events:
@@ -243,6 +248,43 @@ class Writer:
         self._size += len(data)
         self.seq = seq
         return len(lines)
+
+    @property
+    def fd(self) -> int:
+        """The newest segment's descriptor (for a sync beside the history's)."""
+        return self._fd
+
+    def cut(self) -> None:
+        """Take the last append back (its sync failed): cut it off the
+        segment (ftruncate) and give its seqs again."""
+        size, seq = self._before
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, size)
+        self._size, self.seq = size, seq
+
+    def lacks(self, ids: Iterable[str], since: float) -> list[str]:
+        """Of these event ids, those no segment holds, when events made at
+        `since` would still be there: not older than the first event of the
+        oldest segment that has one (what is older may have been delivered
+        and pruned).  [] when none can be told missing."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        found: set[str] = set()
+        oldest: float | None = None
+        for first in segments(self.directory):
+            try:
+                with open(os.path.join(self.directory, segment_name(first)), "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if oldest is None:
+                head = _ID_TIME.search(data)
+                oldest = float(head[2]) if head is not None else None
+            found.update(m.decode() for m in _ID.findall(data))
+        if oldest is not None and since < oldest:
+            return []
+        return [i for i in wanted if i not in found]
 
     def place_new(self, sink: str) -> None:
         """A sink new to the outbox starts at its end."""
