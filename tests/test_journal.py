@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -130,13 +131,25 @@ def _segment_sizes(passdir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted((passdir / DIRECTORY).glob("*.jsonl"))}
 
 
-def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_fails(tmp_path: Path) -> None:
+def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One flush of the disk for both (issue 21): the outbox's fdatasync
-    runs beside the history's; when it fails, neither keeps the start."""
+    runs beside the history's, in a helper thread, once the segment holds
+    an event on disk (the first start of a segment syncs in turn, so that
+    a lost start's events are found missing after it); when it fails,
+    neither file keeps the start."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
+    synced: list[tuple[int, str]] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append((fd, threading.current_thread().name)), real(fd))[1])
     journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])
+    outbox, history = journal.outbox.fd, journal.history._fd
+    assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
+    journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
+    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync_0"), (history, "MainThread")])
     sizes = _segment_sizes(tmp_path)
     history = (tmp_path / "incoming.history").stat().st_size
     os.close(journal.outbox.fd)  # its sync beside the history's fails (EBADF)
@@ -147,7 +160,7 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_f
     assert failed.value.path == journal.outbox.directory
     assert (tmp_path / "incoming.history").stat().st_size == history
     assert _segment_sizes(tmp_path) == sizes
-    assert journal.outbox.seq == 2 and not journal.may_start
+    assert journal.outbox.seq == 4 and not journal.may_start
 
 
 def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_path: Path) -> None:

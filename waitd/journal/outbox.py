@@ -175,6 +175,10 @@ class Writer:
         self.seq = 0  # of the last event written
         self._size = 0
         self._before = (0, 0)  # the size and seq before the last append (`cut`)
+        # The newest segment holds an event on disk (synced): what follows it
+        # may be synced beside the history (`Journal`), since an event then
+        # lost is found missing after it (`lacks`).
+        self.anchored = False
 
     def open(self) -> None:
         """Make events/ if needed and start a new segment after the last event
@@ -207,6 +211,7 @@ class Writer:
                 raise
             os.close(self._fd)
         self._fd, self.segment, self._size = fd, self.seq + 1, os.fstat(fd).st_size
+        self.anchored = False
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -247,6 +252,7 @@ class Writer:
             raise
         self._size += len(data)
         self.seq = seq
+        self.anchored = self.anchored or sync
         return len(lines)
 
     @property

@@ -33,7 +33,10 @@ the outbox before the history, so that an event whose line is on disk is
 on disk too.  A start syncs both at the same time (one journal commit of
 the file system, not two in turn: issue 21), so that a power failure
 then may keep its lines and lose its events; the next waitd finds the run
-open and makes them again (`reopened`, same ids).  A start's status 0 is
+open and makes them again (`reopened`, same ids), as the outbox lacks
+them after an event it holds: so a start syncs side by side only once
+the newest segment holds an event on disk (`outbox.Writer.anchored`),
+and in turn before that (the first start of a segment).  A start's status 0 is
 on disk before `started` returns.  A write that is not synced (an end)
 is covered by the next sync.  The events are made from the lines by
 `made`.
@@ -288,7 +291,8 @@ class Journal:
         history, then the events to the observers; HistoryWriteError.
         `together` (a start's): the outbox's events are synced at the same
         time as the history's lines, not before them."""
-        together = together and durable and bool(lines)
+        outbox = self.outbox
+        together = together and durable and bool(lines) and outbox is not None and outbox.anchored
         wrote = self._to_outbox(made, durable and not together)
         if lines:
             seconds = self._to_history(lines, durable, wrote and together)
@@ -309,12 +313,14 @@ class Journal:
         if not beside or outbox is None:
             return self.history.append_all(lines, sync=durable)
         try:
-            return self.history.append_all(lines, sync=durable, beside=outbox.fd)
+            seconds = self.history.append_all(lines, sync=durable, beside=outbox.fd)
         except HistoryWriteError:
             raise
         except OSError as exc:
             outbox.cut()
             raise HistoryWriteError(outbox.directory, exc) from exc
+        outbox.anchored = True
+        return seconds
 
     def _to_outbox(self, made: list[ev.Event], durable: bool) -> bool:
         """Append the events some sink wants; False if there were none."""
