@@ -179,6 +179,7 @@ class Writer:
         # may be synced beside the history (`Journal`), since an event then
         # lost is found missing after it (`lacks`).
         self.anchored = False
+        self._held_ids: tuple[set[str], float | None] | None = None  # `lacks`'s scan, kept up to date
 
     def open(self) -> None:
         """Make events/ if needed and start a new segment after the last event
@@ -230,11 +231,13 @@ class Writer:
             self._start_segment()
         self._before = (self._size, self.seq)
         lines = []
+        ids = []
         seq = self.seq
         for event in events:
             seq += 1
             event["seq"] = seq
             lines.append(json.dumps(event, separators=(",", ":"), default=str))
+            ids.append(str(event.get("id")))
         if not lines:
             return 0
         data = ("\n".join(lines) + "\n").encode()
@@ -253,6 +256,8 @@ class Writer:
         self._size += len(data)
         self.seq = seq
         self.anchored = self.anchored or sync
+        if self._held_ids is not None:
+            self._held_ids[0].update(ids)
         return len(lines)
 
     @property
@@ -272,25 +277,20 @@ class Writer:
         """Of these event ids, those no segment holds, when events made at
         `since` would still be there: not older than the first event of the
         oldest segment that has one (what is older may have been delivered
-        and pruned).  [] when none can be told missing."""
-        wanted = list(ids)
-        if not wanted:
-            return []
-        found: set[str] = set()
-        oldest: float | None = None
-        for first in segments(self.directory):
-            try:
-                with open(os.path.join(self.directory, segment_name(first)), "rb") as f:
+        and pruned).  The segments are read once (a start may find many
+        runs open), the ids appended since added."""
+        if self._held_ids is None:
+            found: set[str] = set()
+            oldest: float | None = None
+            for first in segments(self.directory):
+                with contextlib.suppress(OSError), open(os.path.join(self.directory, segment_name(first)), "rb") as f:
                     data = f.read()
-            except OSError:
-                continue
-            if oldest is None:
-                head = _ID_TIME.search(data)
-                oldest = float(head[2]) if head is not None else None
-            found.update(m.decode() for m in _ID.findall(data))
-        if oldest is not None and since < oldest:
-            return []
-        return [i for i in wanted if i not in found]
+                    head = _ID_TIME.search(data) if oldest is None else None
+                    oldest = float(head[2]) if head is not None else oldest
+                    found.update(m.decode() for m in _ID.findall(data))
+            self._held_ids = (found, oldest)
+        found, oldest = self._held_ids
+        return [] if oldest is not None and since < oldest else [i for i in ids if i not in found]
 
     def place_new(self, sink: str) -> None:
         """A sink new to the outbox starts at its end."""
