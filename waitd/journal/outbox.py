@@ -8,10 +8,13 @@ writes them (`Writer`): it appends to the newest segment, starts a new one
 at each start of waitd and when the newest passes SEGMENT_BYTES, and
 deletes a segment once every sink has passed it (`Writer.prune`), never
 the newest.  A line is appended with one write(2), and with `sync` made
-durable with fdatasync(2) before `append` returns.  An append that fails
-(a full disk cuts it short) is cut off again with ftruncate(2), as the
-history does, and raises OSError: no partial line stays for the next
-append to be glued to.
+durable with fdatasync(2) before `append` returns; a start's are synced
+by the journal beside the history's (`fd`, `cut` when that fails, once
+the segment holds a synced event: `anchored`), and the next waitd asks
+`lacks` which events of a run it finds open a power failure lost.  An
+append that fails (a full disk cuts it short) is cut off again with
+ftruncate(2), as the history does, and raises OSError: no partial line
+stays for the next append to be glued to.
 
 Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
 last seq delivered, and its state for `-s status`), replaced atomically
