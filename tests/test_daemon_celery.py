@@ -408,6 +408,31 @@ def cluster_queue(station: Station) -> str:
     return text.split("queue = ")[1].split()[0]
 
 
+def test_a_task_message_shows_no_environment_and_no_result_channel_is_subscribed(station, cluster, redis):
+    """What the sender publishes (issue 21): Celery shows the task's
+    arguments without the handler's environment (which may hold secrets,
+    and whose `saferepr` cost more than the rest of the send), and no
+    subscription to the task's result channel is made (waitd's receiver
+    reads the results; Celery's own consumer would subscribe for nothing).
+    No worker: the message waits in the queue, read there."""
+    station.table(f"x {station.incoming} *.g8 /bin/true 0 -1 0 run=celery timeout=30")
+    assert redis.command("CONFIG", "RESETSTAT").startswith(b"+OK")  # this server is this test's alone now
+    station.start()
+    station.drop("a.g8")
+    queue = cluster_queue(station)
+    wait_for(lambda: b"waitd.run" in redis.command("LRANGE", queue, "0", "-1"), 15, "the task's message")
+    (start,) = [e for e in station.history() if e.status == 0]
+    raw = redis.command("LRANGE", queue, "0", "-1")
+    message = json.loads(raw[raw.index(b"{") : raw.rindex(b"}") + 1])
+    headers = message["headers"]
+    assert headers["id"] == start.task and "'env'" not in headers["kwargsrepr"]
+    assert "'program': '/bin/true'" in headers["kwargsrepr"] and "a.g8" in headers["kwargsrepr"]
+    assert b"PATH" in base64.b64decode(message["body"])  # the handler still gets its environment
+    stats = redis.command("INFO", "commandstats")
+    assert b"cmdstat_lpush:" in stats and b"cmdstat_subscribe:" not in stats, stats
+    assert station.stop() == 0
+
+
 def test_run_celery_is_checked(station, cluster):
     station.handler("h", "exit 0\n")
     station.table(f"x {station.incoming} *.g8 {station.passdir}/h 0 -1 0 run=celery")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,8 +61,15 @@ def _line(path: str, status: Status = Status.STARTED, **fields: object) -> Event
 
 
 def _outbox(passdir: Path) -> list[ev.Event]:
-    got, _ = Reader(str(passdir / DIRECTORY), Place(0, 0, 0)).batch(1000)
-    return [ev.from_json(obj) for obj in got]
+    """Every event of the outbox, segment after segment."""
+    reader = Reader(str(passdir / DIRECTORY), Place(0, 0, 0))
+    got: list[dict[str, object]] = []
+    while True:
+        more, place = reader.batch(1000)
+        if not more and place == reader.place:
+            return [ev.from_json(obj) for obj in got]
+        got.extend(more)
+        reader.place = place
 
 
 def _history(passdir: Path) -> list[str]:
@@ -117,6 +125,67 @@ def test_the_ids_are_the_same_when_an_event_is_made_again(tmp_path: Path) -> Non
         journal.ended(record, [_line("/in/a.g8", Status.KNOWN, exit=0, took=0.5)])
         ids.append([e.id for e in _outbox(tmp_path / life)])
     assert ids[0] == ids[1] and len(set(ids[0])) == 3
+
+
+def _segment_sizes(passdir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted((passdir / DIRECTORY).glob("*.jsonl"))}
+
+
+def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flush of the disk for both (issue 21): the outbox's fdatasync
+    runs beside the history's, in a helper thread, once the segment holds
+    an event on disk (the first start of a segment syncs in turn, so that
+    a lost start's events are found missing after it); when it fails,
+    neither file keeps the start."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    synced: list[tuple[int, str]] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append((fd, threading.current_thread().name)), real(fd))[1])
+    journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])
+    outbox, history = journal.outbox.fd, journal.history._fd
+    assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
+    journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
+    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync_0"), (history, "MainThread")])
+    sizes = _segment_sizes(tmp_path)
+    history = (tmp_path / "incoming.history").stat().st_size
+    os.close(journal.outbox.fd)  # its sync beside the history's fails (EBADF)
+    moved = os.open(os.devnull, os.O_WRONLY)  # the descriptor is not reused by anything that syncs
+    with pytest.raises(HistoryWriteError) as failed:
+        journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
+    os.close(moved)
+    assert failed.value.path == journal.outbox.directory
+    assert (tmp_path / "incoming.history").stat().st_size == history
+    assert _segment_sizes(tmp_path) == sizes
+    assert journal.outbox.seq == 4 and not journal.may_start
+
+
+def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_path: Path) -> None:
+    """A power failure while a start's outbox and history are synced may
+    keep its lines and lose its events: the next waitd makes them again
+    (same ids) for the runs it finds open, and only those the outbox lacks."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    b = [_line(f"{tmp_path}/in/b.g8")]
+    a = [replace(_line(f"{tmp_path}/in/a.g8"), at=1_700_000_200.0)]
+    journal.started([(record, b)])
+    kept = _segment_sizes(tmp_path)
+    journal.started([(record, a)])
+    first = [e.id for e in _outbox(tmp_path)]
+    journal.close()
+    (name,) = kept
+    os.truncate(tmp_path / DIRECTORY / name, kept[name])  # a.d's lines kept, its events lost
+    again = _journal(tmp_path)
+    again.reopened(record, a)
+    again.reopened(record, b)  # in the outbox: not made again
+    older = [replace(_line(f"{tmp_path}/in/c.g8"), at=1_600_000_000.0)]
+    again.reopened(record, older)  # older than any event there: may have been delivered and pruned
+    assert [e.id for e in _outbox(tmp_path)] == first
+    assert [type(e) for e in _outbox(tmp_path)] == [ev.Ready, ev.Started, ev.Ready, ev.Started]
 
 
 def test_an_end_tells_its_outcome_and_a_group_is_one_event(tmp_path: Path) -> None:

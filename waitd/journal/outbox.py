@@ -8,10 +8,13 @@ writes them (`Writer`): it appends to the newest segment, starts a new one
 at each start of waitd and when the newest passes SEGMENT_BYTES, and
 deletes a segment once every sink has passed it (`Writer.prune`), never
 the newest.  A line is appended with one write(2), and with `sync` made
-durable with fdatasync(2) before `append` returns.  An append that fails
-(a full disk cuts it short) is cut off again with ftruncate(2), as the
-history does, and raises OSError: no partial line stays for the next
-append to be glued to.
+durable with fdatasync(2) before `append` returns; a start's are synced
+by the journal beside the history's (`fd`, `cut` when that fails, once
+the segment holds a synced event: `anchored`), and the next waitd asks
+`lacks` which events of a run it finds open a power failure lost.  An
+append that fails (a full disk cuts it short) is cut off again with
+ftruncate(2), as the history does, and raises OSError: no partial line
+stays for the next append to be glued to.
 
 Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
 last seq delivered, and its state for `-s status`), replaced atomically
@@ -50,6 +53,9 @@ log = logging.getLogger("waitd")
 SEGMENT_BYTES = 8 << 20
 _SEGMENT = re.compile(r"([0-9]{16})\.jsonl")
 _OFFSET_SUFFIX = ".offset"
+# An event's id and time, as `Writer.append` writes them (`to_json`'s order).
+_ID = re.compile(rb'^\{"id":"([0-9a-f]{32})"', re.MULTILINE)
+_ID_TIME = re.compile(rb'^\{"id":"([0-9a-f]{32})","type":"[a-z]+","time":([0-9.e+-]+)', re.MULTILINE)
 
 
 def segment_name(first_seq: int) -> str:
@@ -171,6 +177,12 @@ class Writer:
         self.segment = 0  # first seq of the segment written to
         self.seq = 0  # of the last event written
         self._size = 0
+        self._before = (0, 0)  # the size and seq before the last append (`cut`)
+        # The newest segment holds an event on disk (synced): what follows it
+        # may be synced beside the history (`Journal`), since an event then
+        # lost is found missing after it (`lacks`).
+        self.anchored = False
+        self._held_ids: tuple[set[str], float | None] | None = None  # `lacks`'s scan, kept up to date
 
     def open(self) -> None:
         """Make events/ if needed and start a new segment after the last event
@@ -203,6 +215,7 @@ class Writer:
                 raise
             os.close(self._fd)
         self._fd, self.segment, self._size = fd, self.seq + 1, os.fstat(fd).st_size
+        self.anchored = False
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -219,12 +232,15 @@ class Writer:
             raise OSError(f"{self.directory}: the outbox is not open")
         if self._size >= SEGMENT_BYTES:
             self._start_segment()
+        self._before = (self._size, self.seq)
         lines = []
+        ids = []
         seq = self.seq
         for event in events:
             seq += 1
             event["seq"] = seq
             lines.append(json.dumps(event, separators=(",", ":"), default=str))
+            ids.append(str(event.get("id")))
         if not lines:
             return 0
         data = ("\n".join(lines) + "\n").encode()
@@ -242,7 +258,42 @@ class Writer:
             raise
         self._size += len(data)
         self.seq = seq
+        self.anchored = self.anchored or sync
+        if self._held_ids is not None:
+            self._held_ids[0].update(ids)
         return len(lines)
+
+    @property
+    def fd(self) -> int:
+        """The newest segment's descriptor (for a sync beside the history's)."""
+        return self._fd
+
+    def cut(self) -> None:
+        """Take the last append back (its sync failed): cut it off the
+        segment (ftruncate) and give its seqs again."""
+        size, seq = self._before
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, size)
+        self._size, self.seq = size, seq
+
+    def lacks(self, ids: Iterable[str], since: float) -> list[str]:
+        """Of these event ids, those no segment holds, when events made at
+        `since` would still be there: not older than the first event of the
+        oldest segment that has one (what is older may have been delivered
+        and pruned).  The segments are read once (a start may find many
+        runs open), the ids appended since added."""
+        if self._held_ids is None:
+            found: set[str] = set()
+            oldest: float | None = None
+            for first in segments(self.directory):
+                with contextlib.suppress(OSError), open(os.path.join(self.directory, segment_name(first)), "rb") as f:
+                    data = f.read()
+                    head = _ID_TIME.search(data) if oldest is None else None
+                    oldest = float(head[2]) if head is not None else oldest
+                    found.update(m.decode() for m in _ID.findall(data))
+            self._held_ids = (found, oldest)
+        found, oldest = self._held_ids
+        return [] if oldest is not None and since < oldest else [i for i in ids if i not in found]
 
     def place_new(self, sink: str) -> None:
         """A sink new to the outbox starts at its end."""

@@ -19,17 +19,27 @@ metrics):
     ended(record, lines, told) an end, a retry or a cancel asked with -s,
                                an end recorded after a crash: `ended`
                                (with a run's response and logs' tails)
+    reopened(record, lines)    a run a previous waitd left open: its start's
+                               `ready` and `started` again, if the outbox
+                               lacks them
     published(jobs)            publish-only (status 2 `published=1`), one
                                sync: `ready` (a group: `group` complete)
     removed(record, fact, ...) `removed` or `expired`: no history line
     group(record, gid, ...)    `group` incomplete or late: no history line
 
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
-to the outbox before its lines go to the history, and a synced write (a
-start, a publication) syncs the outbox before the history, so that an
-event whose line is on disk is on disk too; a start's status 0 is on disk
-before `started` returns.  A write that is not synced (an end) is covered
-by the next sync.  The events are made from the lines by `made`.
+to the outbox before its lines go to the history.  A publication syncs
+the outbox before the history, so that an event whose line is on disk is
+on disk too.  A start syncs both at the same time (one journal commit of
+the file system, not two in turn: issue 21), so that a power failure
+then may keep its lines and lose its events; the next waitd finds the run
+open and makes them again (`reopened`, same ids), as the outbox lacks
+them after an event it holds: so a start syncs side by side only once
+the newest segment holds an event on disk (`outbox.Writer.anchored`),
+and in turn before that (the first start of a segment).  A start's status 0 is
+on disk before `started` returns.  A write that is not synced (an end)
+is covered by the next sync.  The events are made from the lines by
+`made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
@@ -118,7 +128,7 @@ class Journal:
             for (i, started), body in zip(at, bodies, strict=False):
                 if body is not None:
                     made[i] = replace(started, body=body)
-        self._record(lines, made, durable=True)
+        self._record(lines, made, durable=True, together=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
@@ -144,6 +154,21 @@ class Journal:
             [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
         )
         self._record(list(lines), made, durable=False)
+
+    def reopened(self, record: Record | None, lines: Sequence[Line]) -> None:
+        """A run a previous waitd left open (its start's lines): its start's
+        events (`ready`, `started`) made again, with their ids, those the
+        outbox lacks (`outbox.Writer.lacks`): a start's events are synced
+        at the same time as its lines, and a power failure then may keep
+        the lines and lose the events.  Held if they cannot be written."""
+        outbox = self.outbox
+        if outbox is None or not lines:
+            return
+        made = [e for e in mk.starting(self.passdir, record, lines) if self.wants(e.type, e.about.record)]
+        missing = set(outbox.lacks([e.id for e in made], made[0].time if made else 0.0))
+        if missing:
+            log.info("%s: the events of its start made again (not in the outbox)", escape(lines[0].path))
+            self._record([], [e for e in made if e.id in missing], durable=False)
 
     def published(self, jobs: Sequence[Job]) -> None:
         """Record the publications of a pass with one sync; HistoryWriteError:
@@ -232,9 +257,10 @@ class Journal:
             self.outbox.close()
         return lost
 
-    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
         """Write after what is held and what `running` keeps; a durable
-        write that fails raises, anything else is held."""
+        write that fails raises, anything else is held.  `together`: the
+        outbox synced at the same time as the history (a start's)."""
         if self._pids:
             pids, self._pids = self._pids, []
             if durable:
@@ -243,7 +269,7 @@ class Journal:
                 lines = pids + lines
         try:
             self._write_held()
-            self._write(lines, made, durable)
+            self._write(lines, made, durable, together)
         except HistoryWriteError as exc:
             self._failed(exc)
             if durable:
@@ -260,12 +286,16 @@ class Journal:
         if count:
             log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
 
-    def _write(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+    def _write(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
         """The events the sinks want to the outbox, then the lines to the
-        history, then the events to the observers; HistoryWriteError."""
-        wrote = self._to_outbox(made, durable)
+        history, then the events to the observers; HistoryWriteError.
+        `together` (a start's): the outbox's events are synced at the same
+        time as the history's lines, not before them."""
+        outbox = self.outbox
+        together = together and durable and bool(lines) and outbox is not None and outbox.anchored
+        wrote = self._to_outbox(made, durable and not together)
         if lines:
-            seconds = self.history.append_all(lines, sync=durable)
+            seconds = self._to_history(lines, durable, wrote and together)
             if seconds is not None:
                 for observe in self.sync_observers:
                     observe(seconds)
@@ -275,6 +305,22 @@ class Journal:
         if self._failing is not None and (wrote or lines):
             log.info("%s: writable again", self._failing.partition(": ")[0])
             self._failing = None
+
+    def _to_history(self, lines: list[Line], durable: bool, beside: bool) -> float | None:
+        """Append the lines; with `beside`, the outbox synced with them (its
+        append taken back if its sync fails)."""
+        outbox = self.outbox
+        if not beside or outbox is None:
+            return self.history.append_all(lines, sync=durable)
+        try:
+            seconds = self.history.append_all(lines, sync=durable, beside=outbox.fd)
+        except HistoryWriteError:
+            raise
+        except OSError as exc:
+            outbox.cut()
+            raise HistoryWriteError(outbox.directory, exc) from exc
+        outbox.anchored = True
+        return seconds
 
     def _to_outbox(self, made: list[ev.Event], durable: bool) -> bool:
         """Append the events some sink wants; False if there were none."""

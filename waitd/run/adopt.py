@@ -11,7 +11,9 @@ any other's (an adopted handler's exit status is not known: status 1).
 The others are recorded as status 1 at once: their outcome is unknown,
 and they are never run again, but for a queue's file with retries left
 (`outcome.end_events`).  Which record a run was is asked of `owner`: the
-history's line names a path and a process only.
+history's line names a path and a process only.  Each open run's start
+events are made again first where the outbox lacks them
+(`Journal.reopened`: a power failure may have lost them).
 
 Logs: each adoption, and each run recorded as status 1, with its files.
 """
@@ -52,6 +54,7 @@ def adopt(
     for events in _batches(open_runs):
         first = events[0]
         found = owner(first)
+        launcher.journal.reopened(found[0].files.record if found is not None else None, events)
         executor = executor_of(first)
         if executor.adopt(first):
             _adopted(launcher, events, found, executor)

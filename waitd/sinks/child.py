@@ -20,9 +20,10 @@ The loop: take the next batch of whole lines after the sink's place
 (`formats.events.from_json`; one that is not is skipped with a warning),
 keep the events this sink wants (its kind's and its `records =`),
 deliver them (the sink of its kind: `kinds.make`), then save the new place
-(`journal.outbox.write_place`, atomically): at most every SAVE_EVERY_S while
+(`journal.outbox.write_place`, atomically) after the sink's `flush` (the
+jsonl file's fdatasync): at most every SAVE_EVERY_S while
 events keep coming, so that a stream of small batches does not cost a
-rename each, and at once when the outbox has nothing more, or at TERM.
+rename and a sync each, and at once when the outbox has nothing more, or at TERM.
 An event is delivered before its place is saved, so a crash of this
 process, of waitd or of the broker makes events be delivered again (at
 most SAVE_EVERY_S of them, or a batch), never lost: at least once, and
@@ -115,7 +116,7 @@ class SinkProcess:
             while not self.stop:
                 backoff = self._turn(reader, backoff)
             if reader.place != self.saved:
-                self._save(reader.place)
+                self._commit(reader)
             reader.close()
         finally:
             self.sink.close()
@@ -139,39 +140,49 @@ class SinkProcess:
         if self.reopen:
             self.reopen = False
             self._reopen()
-        if not self._ready(reader.place):
+        if not self._ready(reader):
             self._sleep(backoff)
             return min(self.retry_max_s, backoff * 2)
         events, place = reader.batch(BATCH)
         chosen = [e for e in map(self._typed, events) if e is not None and self.wanted(e)]
-        if chosen and not self._attempt(functools.partial(self.sink.send, chosen), reader.place):
+        if chosen and not self._attempt(functools.partial(self.sink.send, chosen)):
             self._sleep(backoff)
             return min(self.retry_max_s, backoff * 2)
         if place != reader.place:
             reader.place = place
-            if time.monotonic() >= self.save_due:
-                self._save(place)
+            if time.monotonic() >= self.save_due and not self._commit(reader):
+                self._sleep(backoff)
+                return min(self.retry_max_s, backoff * 2)
         elif not events:
-            self._rest(reader.place)
+            self._rest(reader)
         return self.retry_s
 
-    def _ready(self, place: outbox.Place) -> bool:
+    def _ready(self, reader: outbox.Reader) -> bool:
         """Ready to deliver: the place saved (after a full disk) and the sink
         open (bound, connected: before the first event comes, so that
         subscribers can find it and -s status tells the truth)."""
-        if self.unsaved_since is not None and not self._save(place):
+        if self.unsaved_since is not None and not self._commit(reader):
             return False  # a full disk: nothing more is delivered until the place is saved
-        return self.opened or self._attempt(self.sink.open, place)
+        return self.opened or self._attempt(self.sink.open)
 
-    def _rest(self, place: outbox.Place) -> None:
+    def _rest(self, reader: outbox.Reader) -> None:
         """Nothing to deliver: save the place when it may be, or sleep until
         more comes."""
-        if place == self.saved:
+        if reader.place == self.saved:
             self._idle()
         elif time.monotonic() >= self.save_due:
-            self._save(place)
+            self._commit(reader)
         else:  # until the place may be saved, or more comes
             self._sleep(self.save_due - time.monotonic(), wake_on_write=True)
+
+    def _commit(self, reader: outbox.Reader) -> bool:
+        """Make what was delivered durable (the sink's `flush`), then save the
+        place after it; False if either failed.  A flush that fails sends
+        the reader back to the saved place: those events are delivered again."""
+        if not self._attempt(self.sink.flush):
+            reader.place = self.saved
+            return False
+        return self._save(reader.place)
 
     def _typed(self, obj: dict[str, Any]) -> ev.Event | None:
         """An event of the outbox, typed; None (logged) if it is not one."""
@@ -181,9 +192,10 @@ class SinkProcess:
             log.warning("sink %s: event %s skipped: %s", self.name, obj.get("seq", "?"), exc)
             return None
 
-    def _attempt(self, action: Callable[[], None], place: outbox.Place) -> bool:
-        """Open the sink, or deliver a batch; False if it failed (the sink is
-        then down: logged once, its state saved with `place`)."""
+    def _attempt(self, action: Callable[[], None]) -> bool:
+        """Open the sink, deliver a batch, or flush; False if it failed (the
+        sink is then down: logged once, its state saved with the place
+        last saved, the one after what is durable)."""
         try:
             action()
         except Exception as exc:  # whatever the library raises: not delivered
@@ -200,14 +212,14 @@ class SinkProcess:
                     self.retry_s,
                     self.retry_max_s,
                 )
-                self._save(place)
+                self._save(self.saved)
             return False
         self.opened = True
         if self.down_since is not None:
             log.info("sink %s: delivering again after %.1f s", self.name, time.time() - self.down_since)
             self.down_since = None
             self.error = None
-            self._save(place)  # -s status: up again, even with nothing to deliver
+            self._save(self.saved)  # -s status: up again, even with nothing to deliver
         return True
 
     def _save(self, place: outbox.Place) -> bool:

@@ -4,11 +4,14 @@
 Each kind of sink is a class with `open` (connect, bind and announce,
 open the file: the sink's process calls it when it starts, before any
 event), `send` (deliver a batch of events, all of them, or raise; it
-opens again what a failure closed), `reopen` (HUP) and `close`; `wants`
-says which events it delivers at all (the others are passed over).
-`send` returns only once the batch is delivered as far as the kind can
-tell.  Any exception means "not delivered": the sink's process backs off
-and sends the batch again.
+opens again what a failure closed), `flush` (what `send` delivered, made
+durable: called before the place after it is saved), `reopen` (HUP) and
+`close`; `wants` says which events it delivers at all (the others are
+passed over).  `send`, then `flush`, return only once the batches are
+delivered as far as the kind can tell (a broker's kinds deliver at
+`send`; `jsonl` syncs its file at `flush`, one fdatasync for many
+batches).  Any exception means "not delivered": the sink's process backs
+off and sends again what it had not passed.
 
     jsonl      every event, appended to `path` (`sinks.jsonl`)
     posttroll  `ready` events as pytroll messages (`sinks.posttroll`)
@@ -43,6 +46,7 @@ class Sink(Protocol):
     def wants(self, event: ev.Event) -> bool: ...
     def open(self) -> None: ...
     def send(self, events: list[ev.Event]) -> None: ...
+    def flush(self) -> None: ...
     def reopen(self) -> None: ...
     def close(self) -> None: ...
 

@@ -107,6 +107,9 @@ class Posttroll:
             topic, kind, data = message(event, self.settings.get("sensor"))
             self._publisher.send(Message(topic, kind, data).encode())
 
+    def flush(self) -> None:
+        pass  # delivered by `send`
+
     def reopen(self) -> None:
         pass
 

@@ -119,6 +119,9 @@ class Stomp:
                 raise ConnectionError("the broker closed the connection")
             self._receipts.discard(receipt)
 
+    def flush(self) -> None:
+        pass  # delivered by `send`
+
     def reopen(self) -> None:
         pass
 

@@ -8,8 +8,11 @@ only queue the message, and two threads of its own do the broker's I/O:
 
 - the sender publishes the tasks (`expires=` the run's start plus its
   timeout: a message that waited longer is discarded by the worker, never
-  run late) and the revokes (terminate: the pool process and the handler's
-  process group are killed), in order, retrying while the broker is down;
+  run late; shown in Celery's logs without the handler's environment) and
+  the revokes (terminate: the pool process and the handler's process group
+  are killed), in order, retrying while the broker is down; its Celery app
+  has no result backend (`celery_app.make(results=False)`): the receiver
+  reads the results;
 - the receiver reads the results (Redis keys `celery-task-meta-ID`, told
   by the backend's publish on each one, and fetched again every second and
   after each reconnection, so that none is missed) and wakes the loop
@@ -222,7 +225,7 @@ class Remote:
         while True:
             try:
                 if app is None:
-                    app, fresh = celery_app.make(self.conf.broker, self.conf.queue), True
+                    app, fresh = celery_app.make(self.conf.broker, self.conf.queue, results=False), True
                     with app.connection_for_write() as connection:
                         connection.default_channel.client.ping()
                     self._state("sender", True)
@@ -256,6 +259,8 @@ class Remote:
                 task_id=task,
                 queue=self.conf.queue,
                 expires=datetime.datetime.fromtimestamp(expires, datetime.UTC),
+                argsrepr="()",
+                kwargsrepr=_shown(kwargs),
             )
         else:
             app.control.revoke(task, terminate=True, signal=what)
@@ -336,6 +341,14 @@ class Remote:
                 return
             self._results[task] = celery_app.result_of(meta, watch.revoked)
         self._wake()
+
+
+def _shown(kwargs: dict[str, Any]) -> str:
+    """The task's arguments as Celery shows them (its message's
+    `kwargsrepr`, for its logs and monitors): the handler and its files,
+    not its environment, which may hold secrets, and which Celery's own
+    `saferepr` of it costs more than the rest of the send (issue 21)."""
+    return repr({k: kwargs[k] for k in ("program", "argv", "cwd") if k in kwargs})
 
 
 def _text(value: Any) -> str:

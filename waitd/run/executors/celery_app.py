@@ -55,12 +55,17 @@ SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 1.0
 
 
-def make(broker: str, queue: str) -> Any:
+def make(broker: str, queue: str, results: bool = True) -> Any:
     """The Celery app for this broker and queue: what sends waitd's task
-    (`TASK`, by name) and reads its results; `worker.app` adds its body."""
+    (`TASK`, by name) and reads its results; `worker.app` adds its body.
+    `results=False`: an app that only sends (waitd's sender thread: its
+    receiver reads the results from Redis itself), without Celery's result
+    consumer, which would subscribe to each task's result channel at its
+    `send_task` for nothing (the worker stores the results all the same:
+    its own app has the backend)."""
     from celery import Celery
 
-    app = Celery("waitd", broker=broker, backend=broker, set_as_current=False)
+    app = Celery("waitd", broker=broker, backend=broker if results else "disabled", set_as_current=False)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
