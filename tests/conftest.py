@@ -114,7 +114,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the run's one install (test_install.py) in the background as
     soon as a test that needs it is to run."""
-    if any("installed" in item.fixturenames for item in session.items):
+    if not session.config.option.collectonly and any("installed" in item.fixturenames for item in session.items):
         from test_install import begin
 
         begin(shared_dir())
