@@ -57,7 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # one file at a time.  (Sorted to the front, the slow tests all went to the
 # first process, one after another.)
 SLOW_FIRST = (
-    "test_install.py::test_programs_run_from_anywhere",  # makes the run's one install (the others wait for it)
     "test_events_stomp.py::test_broker_down",
     "test_sources.py::test_every_message_runs_at_most_once",
     "test_daemon_celery.py::test_redis_down",
@@ -86,14 +85,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return next((i for i, slow in enumerate(SLOW_FIRST) if slow in item.nodeid), len(SLOW_FIRST))
 
     slow = sorted((item for item in items if rank(item) < len(SLOW_FIRST)), key=rank)
+    # The tests of the run's one install last: it is made in the background
+    # from the end of the collection (`pytest_collection_finish`), a minute
+    # mostly of pip waiting on PyPI, and a test process that took one of them
+    # earlier would wait for it, idle.
+    last = [item for item in items if rank(item) == len(SLOW_FIRST) and "installed" in item.fixturenames]
     # The others one file at a time, round-robin (each file's in its order):
     # any batch then mixes files, and a file of tests that mostly wait (the
     # segment_gatherer peer's timeliness) is not all in one batch.
     by_file: dict[str, list[pytest.Item]] = {}
     for item in items:
-        if rank(item) == len(SLOW_FIRST):
+        if rank(item) == len(SLOW_FIRST) and item not in last:
             by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
-    rest = [item for row in itertools.zip_longest(*by_file.values()) for item in row if item is not None]
+    rest = [item for row in itertools.zip_longest(*by_file.values()) for item in row if item is not None] + last
     workers = getattr(config, "workerinput", {}).get("workercount", 1)
     batch = max(2, len(items) // workers // 4)  # the first batch xdist's "load" gives each process
     if workers == 1 or batch * workers > len(items):
@@ -105,6 +109,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mine = slow[w::workers]
         ordered += mine + list(itertools.islice(others, max(0, batch - len(mine))))
     items[:] = ordered + list(others)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the run's one install (test_install.py) in the background as
+    soon as a test that needs it is to run."""
+    if not session.config.option.collectonly and any("installed" in item.fixturenames for item in session.items):
+        from test_install import begin
+
+        begin(shared_dir())
 
 
 # Property tests: `examples(n)` is how many examples a costly one draws.  A
@@ -501,7 +514,12 @@ def _shared_path(pid: int) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # the run's end: its workers are done
-        shutil.rmtree(_shared_path(os.getpid()), ignore_errors=True)
+        shared = _shared_path(os.getpid())
+        # The background install (test_install.begin), if the run ends first.
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            if not (shared / "install.json").exists():
+                os.killpg(int((shared / "install.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 @contextlib.contextmanager

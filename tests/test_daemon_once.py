@@ -8,9 +8,11 @@ import os
 
 def test_once_handles_ready_files_and_exits(station):
     station.recorder()
-    station.table(f"x in *.g8 {station.passdir}/rec 5 1 0")
+    # A wait age of a minute: young.g8 stays young through both passes,
+    # however long a loaded machine takes to start them.
+    station.table(f"x in *.g8 {station.passdir}/rec 60 1 0")
     for i in range(3):
-        station.drop(f"{i}.g8", age_s=60 - i)
+        station.drop(f"{i}.g8", age_s=120 - i)
     station.drop("young.g8")  # not ready: younger than the wait age
     r = station.run("--once")
     assert r.returncode == 0, r.stderr

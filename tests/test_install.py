@@ -3,7 +3,9 @@
 
 One install serves the whole run (`installed`): made with DESTDIR as
 packagers do, then moved to its PREFIX; make uninstall runs on a copy of
-it.  The installed programs run from outside the tree, with a clean
+it.  It is made in the background from the start of the run (`begin`,
+called by conftest once the tests are collected), while the other tests
+run: most of its minute is pip waiting on PyPI.  The installed programs run from outside the tree, with a clean
 environment and as an unprivileged user; `man` finds the installed pages;
 the systemd unit of conf/ verifies clean against what was installed; the
 logrotate example of conf/ rotates incoming.log under a running installed
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,26 +113,82 @@ def install(base: Path) -> dict[str, Any]:
     return dict(seen, stage_left=[str(p) for p in files_under(stage)])
 
 
-@pytest.fixture(scope="session")
-def installed() -> Installed:
-    """One install for the whole run (a virtual environment that pip fills:
-    the longest set-up of the suite), made as packagers do (DESTDIR, then
-    moved to its PREFIX) and shared by every test process of the run: the
-    first to need it makes it, under a lock, in `conftest.shared_dir()`
-    (open to other users; removed at the end of the run), and the others
-    use it.  A failed install is recorded too, and fails each test that
-    needs it, without a new try."""
-    shared = shared_dir()
+INSTALL_S = 600.0  # how long the install may take before its tests fail (make's own timeout)
+# The launcher forks the install into a session of its own and exits: the
+# install is then no child of the test process (the tests look for those).
+LAUNCH = """import os, sys
+if os.fork() == 0:
+    os.setsid()
+    with open(os.path.join(sys.argv[3], "install.pid"), "w") as pid:
+        pid.write(str(os.getpid()))
+    sys.path[:0] = sys.argv[1:3]
+    import test_install
+    test_install.main(test_install.Path(sys.argv[3]))
+"""
+
+
+def begin(shared: Path) -> None:
+    """Start the run's one install in the background (`main`), once for
+    the run: the first test process to call this starts it, under a lock;
+    the others find it started.  `pytest_sessionfinish` ends it if the
+    run ends first."""
     with open(shared / "install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        record = shared / "install.json"
-        if not record.exists():
-            try:
-                made: dict[str, Any] = install(shared / "install")
-            except AssertionError as exc:
-                made = {"error": str(exc)}
-            record.write_text(json.dumps(made))
-        done = json.loads(record.read_text())
+        started = shared / "install.started"
+        if started.exists():
+            return
+        started.touch()
+        with open(shared / "install.out", "wb") as out:
+            subprocess.run(
+                [sys.executable, "-c", LAUNCH, str(ROOT), str(ROOT / "tests"), str(shared)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                check=True,
+            )
+
+
+def main(shared: Path) -> None:
+    """The background install (`LAUNCH` runs it): `install.json` is what
+    `Installed` says, or the error; `install.pid` names its process group."""
+    try:
+        made: dict[str, Any] = install(shared / "install")
+    except BaseException as exc:  # a failed make, a timeout, a bug here: each test that needs it says so
+        made = {"error": f"make install: {exc!r}" if not isinstance(exc, AssertionError) else str(exc)}
+    tmp = shared / "install.json.tmp"
+    tmp.write_text(json.dumps(made))
+    tmp.rename(shared / "install.json")
+
+
+@pytest.fixture(scope="session")
+def installed() -> Installed:
+    """The run's one install (a virtual environment that pip fills: the
+    longest set-up of the suite), made as packagers do (DESTDIR, then moved
+    to its PREFIX) and shared by every test process of the run, in
+    `conftest.shared_dir()` (open to other users; removed at the end of
+    the run).  Started by `begin` when the run's tests were collected (and
+    here, if not); its tests run last (conftest), so that they seldom wait
+    for it.  A failed install is recorded too, and fails each test that
+    needs it, without a new try."""
+    shared = shared_dir()
+    begin(shared)
+    record, pid = shared / "install.json", shared / "install.pid"
+
+    def over() -> bool:
+        if record.exists():
+            return True
+        try:
+            os.kill(int(pid.read_text()), 0)
+        except (FileNotFoundError, ValueError):  # not yet started
+            return False
+        except ProcessLookupError:  # gone: with its record, or without
+            if not record.exists():
+                pytest.fail(f"make install ended with no record: {(shared / 'install.out').read_text()}")
+            return True
+        return False
+
+    wait_for(over, INSTALL_S, "make install")
+    done = json.loads(record.read_text())
     if "error" in done:
         pytest.fail(done["error"])
     return Installed(**dict(done, prefix=Path(done["prefix"])))
