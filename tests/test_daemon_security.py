@@ -14,6 +14,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,11 @@ from waitd.journal.history import Status
 TOO_OLD_H = "0.0005"  # about 2 s: a file dropped once waitd runs is handled well before
 
 
-def start(station: Station, *args: str, interval: float = 0.1, umask: int | None = None) -> subprocess.Popen[bytes]:
+def start(
+    station: Station, *args: str, interval: float = 0.1, umask: int | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """Start waitd (see Station.start) and check that it is up."""
-    proc = station.start(*args, interval=interval, umask=umask)
+    proc = station.start(*args, interval=interval, umask=umask, prefix=prefix)
     assert proc.poll() is None, station.stderr()
     return proc
 
@@ -175,13 +178,25 @@ def test_handler_inherits_no_descriptor_waitd_was_given(station, tmp_path):
     assert str(leaked) not in listing
 
 
+# waitd started with SIGQUIT and SIGTSTP ignored (as nohup or python-daemon's
+# signal map leave some), then exec'd.
+IGNORING = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys\n"
+    "for s in (signal.SIGQUIT, signal.SIGTSTP): signal.signal(s, signal.SIG_IGN)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])",
+)
+
+
 def test_handler_starts_with_default_signals_and_an_empty_mask(station):
     # Python ignores SIGPIPE and SIGXFSZ; a handler must not inherit that
-    # (a `producer | head` in it would otherwise see EPIPE errors).
+    # (a `producer | head` in it would otherwise see EPIPE errors); nor the
+    # signals waitd itself was started with ignored.
     h = station.handler("h", "grep -E '^Sig(Ign|Blk):' /proc/self/status\n")
     station.table(f"x in *.g8 {h} 0 -1 0")
     station.drop("a.g8", age_s=5)
-    start(station)
+    start(station, prefix=IGNORING)
     wait_for(lambda: station.ends(), 10, "the handler's run")
     assert station.stop() == 0
     out = (station.passdir / "logfiles" / "incoming.1.A").read_text()

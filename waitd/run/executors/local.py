@@ -5,8 +5,9 @@
 os.posix_spawn (vfork and exec in glibc) in its own session, stdin from
 /dev/null, stdout and stderr on the run's log file, the incoming directory
 as working directory, the signal dispositions and mask a fresh process
-has, and no descriptor of waitd's beyond 0-2 (`seal_descriptors` made
-every other one close-on-exec).  argv is [process-name, path...], never
+has (also for a signal waitd was started with ignored: `ignored_signals`),
+and no descriptor of waitd's beyond 0-2 (`seal_descriptors` made every
+other one close-on-exec).  argv is [process-name, path...], never
 through a shell.
 
 An adopted handler is not waitd's child: its end is seen through a pidfd
@@ -34,6 +35,18 @@ from waitd.run.runs import Run
 
 # Python ignores these; a handler starts with them at their defaults.
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+_FIXED = (signal.SIGKILL, signal.SIGSTOP)
+
+
+def ignored_signals() -> tuple[int, ...]:
+    """The signals ignored in waitd now (Python's own, and those it was
+    started with ignored, as nohup or a daemon's signal map leave them):
+    a handler starts with them at their defaults.  exec(2) resets the
+    caught ones by itself."""
+    ignored = {s for s in signal.valid_signals() if s not in _FIXED and signal.getsignal(s) == signal.SIG_IGN}
+    return tuple(sorted(ignored.union(_RESET_SIGNALS)))
+
+
 # A recorded start and the process's own start time may differ this much.
 CREATE_SLACK_S = 2.0
 
@@ -46,6 +59,7 @@ class Local:
 
     def __init__(self) -> None:
         self._home: int | None = None
+        self._defaults: tuple[int, ...] | None = None  # `ignored_signals` at the first start
         self._pidfds: dict[int, int] = {}  # pid of an adopted handler -> its pidfd
         self._spent: list[int] = []  # pidfds of adopted handlers that ended: to forget, then close
 
@@ -69,10 +83,12 @@ class Local:
         # addchdir_np, which Python 3.11 does not offer), so waitd steps into
         # the directory for the spawn and back out; it is single-threaded.
         home = self._home_fd()
+        if self._defaults is None:
+            self._defaults = ignored_signals()  # waitd's dispositions are set by then, and stay
         os.chdir(cwd)
         try:
             run.pid = os.posix_spawn(
-                program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=_RESET_SIGNALS
+                program, argv, env, file_actions=actions, setsid=True, setsigmask=(), setsigdef=self._defaults
             )
         finally:
             try:
