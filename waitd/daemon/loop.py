@@ -61,7 +61,6 @@ from waitd.run.executors.local import Local, seal_descriptors
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs
 from waitd.spool import claims
-from waitd.spool.directory import Listings
 from waitd.spool.gather import Notice
 from waitd.spool.locks import InstanceLocks
 from waitd.spool.watch import Watcher
@@ -169,11 +168,6 @@ class Daemon:
             log.info("waitd started: pid %d, %d records, %s, interval %g s", *started)
             self.write_status(force=True)  # its summary goes to systemd with READY=1
             self.events.start()
-            if self.compact_at_start:
-                # Forget the files long gone before the first listing, so that
-                # both are never in memory at once (100,000 keys and as many
-                # files); the file itself is rewritten after the first pass.
-                self.history.drop_gone(Listings().exists)
             if self.settings.once:
                 drain.begin(self.entries, self.history, self.runs.busy)
                 self.observer.force_list = False

@@ -34,6 +34,7 @@ from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
 from waitd.journal.logfile import setup_logging
 from waitd.run import runner
+from waitd.spool.directory import Listings
 
 log = logging.getLogger("waitd")
 
@@ -62,7 +63,10 @@ def serve(
     with pidfile.PidFile(passdir):
         runner.make_logfiles(passdir)
         history = History(history_path(passdir))
-        history.load()
+        # The files long gone are forgotten as the history is read, so that
+        # their lines and the first listing are never in memory at once;
+        # the file itself is rewritten after the first pass.
+        history.load(Listings().exists)
         daemon = Daemon(
             settings,
             records,
