@@ -224,7 +224,7 @@ class Daemon:
             # After the first pass, so that a big history does not delay the
             # first handler; before any later one, so it still bounds the file.
             self.compact_at_start = False
-            self.observer.compact()
+            self.observer.compact(listed=True)  # start.serve's load dropped the files gone
         self.write_status()
         return done
 

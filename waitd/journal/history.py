@@ -198,13 +198,15 @@ class History:
         # few hundred runs.
         return self._lines > 4 * len(self._latest) + 10_000
 
-    def compact(self, exists: Callable[[str], bool]) -> int:
+    def compact(self, exists: Callable[[str], bool] | None) -> int:
         """Rewrite the file with the latest event of each live key.
 
         Keys whose file no longer exists are dropped, except runs still
-        open.  Returns how many keys were dropped.
+        open (None: only those `load` or `drop_gone` dropped already).
+        Returns how many keys were dropped since the last compaction.
         """
-        self.drop_gone(exists)
+        if exists is not None:
+            self.drop_gone(exists)
         tmp = self.path + TMP
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
