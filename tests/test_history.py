@@ -583,6 +583,18 @@ def test_load_with_exists_forgets_gone_files_as_it_reads_but_open_runs(hpath: Pa
     h.close()
 
 
+def test_load_keeps_the_files_in_the_order_of_their_latest_events(hpath: Path) -> None:
+    # A compaction writes them in that order, and the status page reads the
+    # runs of the hour before a start from the file's end.
+    a1, b2, a3 = _ev("/in/a", Status.STARTED, at=1.0), _ev("/in/b", at=2.0), _ev("/in/a", at=3.0)
+    _write(hpath, a1, b2, a3)
+    h = _load(hpath)
+    assert [e.path for e in h.events()] == ["/in/b", "/in/a"]
+    h.compact(None)
+    assert hpath.read_text("ascii") == format_event(b2) + format_event(a3)
+    h.close()
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 7, 64, 1 << 20])
 def test_load_reads_the_same_whatever_the_chunk(
     hpath: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int

@@ -82,7 +82,10 @@ def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
     latest: dict[tuple[str, str], Event | str] = {}
     odd: set[bytes] = set()  # raw keys whose lines have something to say, or that share their key
     spelled: dict[tuple[str, str], bytes] = {}  # the raw key of a key spelled with escapes
-    for key, rest in raw.items():
+    # In the order of their time, as the file has them (the stream keeps a
+    # key where it first appeared): a compaction writes them so, and the
+    # status page reads the latest runs from the file's end.
+    for key, rest in sorted(raw.items(), key=_at):
         try:
             item = _checked(key + b" " + rest + b"\n")
         except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
@@ -98,6 +101,19 @@ def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
     if odd:
         _settle(path, latest, odd)
     return Replayed(latest, count, end, torn is not None, dropped)
+
+
+def _at(item: tuple[bytes, bytes]) -> float:
+    """The time (at=) of a raw line's event; 0 for none."""
+    rest = item[1]
+    start = rest.find(b" at=") + 4
+    if start < 4:
+        return 0.0
+    end = rest.find(b" ", start)
+    try:
+        return float(rest[start:end] if end >= 0 else rest[start:])
+    except ValueError:
+        return 0.0
 
 
 def _settle(path: str, latest: dict[tuple[str, str], Event | str], odd: set[bytes]) -> None:
