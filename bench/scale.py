@@ -19,10 +19,14 @@ listing and stat of the spool); and the daemon's peak RSS (VmHWM from
 /proc, read while it runs, one second after the first start).
 
 The floor (issue 21), measured on the same set-up in the same run: a plain
-Python script (`FLOOR`) that reads the history into a dict (path -> its
-last line), lists and lstat's the spool with os.scandir, and spawns
-/bin/true on the oldest file the dict does not know; its time from the
-start of its process to the spawn, and its peak RSS, median of three.
+Python script (`FLOOR`) that does the least waitd must do: it reads the
+history into a dict ((path, process) -> its last line), lists and lstat's
+every matching file of the spool with os.scandir, skips a file whose
+version its line has, appends a start line to the history and fdatasync's
+it, and spawns /bin/true on the oldest file left; its time from the start
+of its process to the spawn, and its peak RSS, median of three.  (Until
+2026-12-06 it keyed by path alone, lstat'ed only the files it did not
+know and wrote no start line: less than waitd must do.)
 """
 
 from __future__ import annotations
