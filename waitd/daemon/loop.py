@@ -198,8 +198,9 @@ class Daemon:
                 if self.mode is Mode.STOPPING and self._errors.repeats >= STOP_ERRORS:
                     log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
                     return
-            if not gc.isenabled():
-                gc.enable()  # the start (`start.serve`) is over: its first turn done
+            if not gc.isenabled():  # the start (`start.serve`) is over, its first turn done:
+                gc.freeze()  # what its listing made is not traversed either, as in run
+                gc.enable()
 
     def _turn(self, ready: set[int], forget: Callable[[int], None]) -> bool:
         """One turn: observe, plan, apply; True when waitd should exit
