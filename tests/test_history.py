@@ -560,6 +560,65 @@ def test_drop_gone_forgets_in_memory_and_the_next_compaction_writes_and_counts(h
     h.close()
 
 
+def test_load_with_exists_forgets_gone_files_as_it_reads_but_open_runs(hpath: Path) -> None:
+    # Issue 21: a start forgets the files long gone while it reads, before
+    # it parses; a gone file's open run stays (recovery reports it), and
+    # the next compaction writes the file and counts the keys dropped.
+    here, gone = _ev("/in/here"), _ev("/in/gone")
+    gone_open = _ev("/in/gone-open", Status.STARTED, pid=4)
+    gone_failed = _ev("/in/gone-failed", Status.UNKNOWN, error="exec: no such file")
+    hand = "/in/gone-by\\040hand h 5 2\n"  # no version, an escaped name
+    _write(hpath, _ev("/in/gone", Status.STARTED), here, gone, gone_open, gone_failed)
+    with open(hpath, "a", encoding="ascii") as f:
+        f.write(hand)
+    h = History(str(hpath))
+    h.load(lambda p: p == "/in/here")
+    assert _latest(h) == {here.key: here, gone_open.key: gone_open}
+    assert h.open_runs() == [gone_open]
+    assert (h.live, h.lines) == (2, 6)
+    assert h.compact(None) == 3  # None: what the load dropped, the directories not listed again
+    assert sorted(hpath.read_text("ascii").splitlines(keepends=True)) == sorted(
+        format_event(e) for e in (here, gone_open)
+    )
+    h.close()
+
+
+def test_load_keeps_the_files_in_the_order_of_their_latest_events(hpath: Path) -> None:
+    # A compaction writes them in that order, and the status page reads the
+    # runs of the hour before a start from the file's end.
+    a1, b2, a3 = _ev("/in/a", Status.STARTED, at=1.0), _ev("/in/b", at=2.0), _ev("/in/a", at=3.0)
+    _write(hpath, a1, b2, a3)
+    h = _load(hpath)
+    assert [e.path for e in h.events()] == ["/in/b", "/in/a"]
+    h.compact(None)
+    assert hpath.read_text("ascii") == format_event(b2) + format_event(a3)
+    h.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64, 1 << 20])
+def test_load_reads_the_same_whatever_the_chunk(
+    hpath: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int
+) -> None:
+    # Lines cut between two reads, blank lines, lines of fewer than three
+    # fields (the careful path), a torn last line: read a chunk at a time
+    # as at once, with the same warnings.
+    from waitd.journal import replay
+
+    a0, a2, b2 = _ev("/in/a", Status.STARTED, pid=3), _ev("/in/a"), _ev("/in/b")
+    text = format_event(a0) + "\n" + "x\n" + format_event(b2) + "/in/a h\n" + "\n\n" + format_event(a2)
+    hpath.write_text(text + "/in/c h 5", "ascii")
+    monkeypatch.setattr(replay, "CHUNK", chunk)
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
+        h = _load(hpath)
+    assert _latest(h) == {a2.key: a2, b2.key: b2}
+    assert h.lines == 5
+    messages = sorted(r.getMessage() for r in caplog.records)
+    assert [m.split(": ")[0] for m in messages] == [f"{hpath}:3", f"{hpath}:9"], messages
+    assert "torn" in messages[1] and "corrupt" in messages[0]
+    h.close()
+    assert hpath.read_text("ascii") == text
+
+
 def test_listings_exists(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     exists = Listings().exists

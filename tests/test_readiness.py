@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from waitd.config import options
 from waitd.decide.facts import FOREVER_NS, FileFact
-from waitd.decide.readiness import WRITER_STALL_NS, Holds, companion_name, held_until, in_drain, member_held
+from waitd.decide.readiness import (
+    WRITER_STALL_NS,
+    Candidates,
+    Holds,
+    companion_name,
+    held_until,
+    in_drain,
+    member_held,
+)
 from waitd.formats.history_line import Event, Status
 
 S = 1_000_000_000
@@ -120,3 +128,27 @@ def test_a_hold_never_ends_before_any_of_its_reasons(writing, drained, retry_s, 
         assert until is not None and until >= companion_s * S + S
     if not writing and retry_s is None and companion_s is None:
         assert until is None
+
+
+def test_the_first_listing_orders_as_file_by_file_does():
+    # Candidates.replace_all takes a first listing at once (issue 21: it
+    # keeps the first sighting only of a file with its mtime in the future);
+    # the order and the ages are those of the same files taken one by one.
+    now = 1_000 * 10**9
+    facts = [
+        FileFact("old", now - 50 * 10**9, now - 50 * 10**9, 1, 1, 1),
+        FileFact("soon", now + 3 * 10**9, now, 1, 2, 2),  # within FUTURE_S: its mtime counts
+        FileFact("later", now + 60 * 10**9, now, 1, 3, 3),  # beyond: counts from now
+        FileFact("new", now - 1, now - 1, 1, 4, 4),
+    ]
+    at_once, one_by_one = Candidates(), Candidates()
+    at_once.replace_all(facts, now)
+    for fact in facts:
+        one_by_one.update(fact, now)
+    for cands in (at_once, one_by_one):
+        assert [cands.order_ns(f) for f in facts] == [now - 50 * 10**9, now + 3 * 10**9, now, now - 1]
+    # Seen again later, same versions: nothing changes, the order stands.
+    for cands in (at_once, one_by_one):
+        assert cands.replace_all(facts, now + 30 * 10**9) == ([], [])
+        taken, _ = cands.take(4, now + 30 * 10**9, 0, lambda f: False)
+        assert [f.name for f in taken] == ["old", "new", "later", "soon"]

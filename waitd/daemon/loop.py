@@ -63,7 +63,6 @@ from waitd.run.executors.local import Local, seal_descriptors
 from waitd.run.launch import Launcher
 from waitd.run.runs import Runs
 from waitd.spool import claims
-from waitd.spool.directory import Listings
 from waitd.spool.gather import Notice
 from waitd.spool.locks import InstanceLocks
 from waitd.spool.watch import Watcher
@@ -171,11 +170,6 @@ class Daemon:
             log.info("waitd started: pid %d, %d records, %s, interval %g s", *started)
             self.write_status(force=True)  # its summary goes to systemd with READY=1
             self.events.start()
-            if self.compact_at_start:
-                # Forget the files long gone before the first listing, so that
-                # both are never in memory at once (100,000 keys and as many
-                # files); the file itself is rewritten after the first pass.
-                self.history.drop_gone(Listings().exists)
             if self.settings.once:
                 drain.begin(self.entries, self.history, self.runs.busy)
                 self.observer.force_list = False
@@ -206,6 +200,9 @@ class Daemon:
                 if self.mode is Mode.STOPPING and self._errors.repeats >= STOP_ERRORS:
                     log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
                     return
+            if not gc.isenabled():  # the start (`start.serve`) is over, its first turn done:
+                gc.freeze()  # what its listing made is not traversed either, as in run
+                gc.enable()
 
     def _turn(self, ready: set[int], forget: Callable[[int], None]) -> bool:
         """One turn: observe, plan, apply; True when waitd should exit
@@ -232,7 +229,7 @@ class Daemon:
             # After the first pass, so that a big history does not delay the
             # first handler; before any later one, so it still bounds the file.
             self.compact_at_start = False
-            self.observer.compact()
+            self.observer.compact(listed=True)  # start.serve's load dropped the files gone
         self.write_status()
         return done
 

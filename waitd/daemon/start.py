@@ -18,6 +18,7 @@ it; one before the daemon is up reaches the operator's terminal.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
 from waitd.journal.logfile import setup_logging
 from waitd.run import runner
+from waitd.spool.directory import Listings
 
 log = logging.getLogger("waitd")
 
@@ -61,21 +63,32 @@ def serve(
         signal.signal(signum, lambda signum, frame: signals.append(signum))  # queued until the loop runs
     with pidfile.PidFile(passdir):
         runner.make_logfiles(passdir)
-        history = History(history_path(passdir))
-        history.load()
-        daemon = Daemon(
-            settings,
-            records,
-            history,
-            reopen_log=logfile.reopen,
-            signals=signals,
-            conf=conf or Conf(),
-            foreground=foreground,
-        )
-        daemon.recover()
-        if ready is not None:
-            ready()
-        return daemon.run()
+        # The start allocates some hundred thousand objects that all live on
+        # (a file's fact, its place in line): the cyclic collector would only
+        # walk them again and again.  The loop turns it on after its first
+        # turn (`Daemon._loop`).
+        gc.disable()
+        try:
+            history = History(history_path(passdir))
+            # The files long gone are forgotten as the history is read, so that
+            # their lines and the first listing are never in memory at once;
+            # the file itself is rewritten after the first pass.
+            history.load(Listings().exists)
+            daemon = Daemon(
+                settings,
+                records,
+                history,
+                reopen_log=logfile.reopen,
+                signals=signals,
+                conf=conf or Conf(),
+                foreground=foreground,
+            )
+            daemon.recover()
+            if ready is not None:
+                ready()
+            return daemon.run()
+        finally:
+            gc.enable()  # the loop did, unless the start failed
 
 
 def detach(settings: Settings, records: Sequence[table.Record], settings_conf: Conf) -> int:

@@ -93,10 +93,13 @@ class Observer:
                 d.again = True  # what a listing left to stat: a slice at the next turn, at once
         return listing
 
-    def compact(self) -> None:
+    def compact(self, listed: bool = False) -> None:
+        """Compact the history; `listed`: the files gone were dropped
+        already (at start: as the history was read), so the directories
+        are not listed again for it."""
         before = self.d.history.lines
         try:
-            dropped = self.d.history.compact(Listings().exists)
+            dropped = self.d.history.compact(None if listed else Listings().exists)
         except Exception as exc:
             log.error("%s; compaction skipped", exc)
             return

@@ -2,7 +2,7 @@
 """The HTTP server's start: `--http` (or `[daemon] http =`) with its
 `[http]` control and token, from the daemon's settings (`http.Http`).
 
-`start` returns None without --http; it raises WaitdError when the
+`start` returns None without --http (and imports no HTTP code then); it raises WaitdError when the
 address cannot be listened on or the token file cannot be used (waitd
 does not start: a page that a user asked for is not silently missing).
 """
@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from waitd.config.conf import Conf
 from waitd.config.passdir import history_path
 from waitd.daemon.events import Events
-from waitd.daemon.http import Answer, Http, read_token
 from waitd.journal.writer import Journal
 from waitd.sinks.metrics import Metrics
 
 if TYPE_CHECKING:
+    from waitd.daemon.http import Answer, Http
     from waitd.daemon.loop import Settings
 
 log = logging.getLogger("waitd")
@@ -29,6 +29,10 @@ log = logging.getLogger("waitd")
 def start(settings: Settings, conf: Conf, events: Events, journal: Journal) -> Http | None:
     if settings.http is None:
         return None
+    # Imported here: http.server and what it brings (email, socketserver)
+    # are not worth the start-up time and memory of a daemon without --http.
+    from waitd.daemon.http import Http, read_token
+
     token = None
     if conf.http.control and conf.http.token is not None:
         token = read_token(os.path.join(settings.passdir, conf.http.token))

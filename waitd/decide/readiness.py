@@ -180,11 +180,14 @@ class Candidates:
         fresh = {f.name: f for f in facts}
         if not self.facts:
             # The first listing: take everything at once and heapify, rather
-            # than push each file (100,000 files at start).
+            # than push each file (100,000 files at start).  Only a file
+            # with its mtime in the future needs its first sighting kept:
+            # any other's age counts from its mtime (`order_ns`).
             self.facts = fresh
             self.links = {f.name for f in fresh.values() if f.is_link}
-            self._first_seen = dict.fromkeys(fresh, now_ns)
-            self._heap = [(self.order_ns(f), f.name, f) for f in fresh.values()]
+            future = now_ns + FUTURE_S * _NS
+            self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
+            self._heap = [(f.mtime_ns if f.mtime_ns <= future else now_ns, f.name, f) for f in fresh.values()]
             heapq.heapify(self._heap)
             return list(fresh.values()), []
         gone = [n for n in self.facts if n not in fresh]

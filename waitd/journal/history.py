@@ -99,16 +99,20 @@ class History:
 
     # -- loading ---------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, exists: Callable[[str], bool] | None = None) -> None:
         """Read the file (if any) into memory (`replay.read`), and open it
         to append after its last whole line (a torn last line is cut off).
+        With `exists`, the keys whose file no longer exists are forgotten
+        as they are read, except runs still open (as `drop_gone`; the
+        next `compact` counts and writes it).
 
         A history that is a link or not a regular file (a directory, a
         FIFO, a device) is refused with WaitdError.
         """
-        found = replay.read(self.path)
+        found = replay.read(self.path, exists)
         self._latest = found.latest
         self._lines = found.lines
+        self._dropped = found.dropped
         self._open()
         if found.torn:
             os.ftruncate(self._fd, found.end)
@@ -205,13 +209,15 @@ class History:
         # few hundred runs.
         return self._lines > 4 * len(self._latest) + 10_000
 
-    def compact(self, exists: Callable[[str], bool]) -> int:
+    def compact(self, exists: Callable[[str], bool] | None) -> int:
         """Rewrite the file with the latest event of each live key.
 
         Keys whose file no longer exists are dropped, except runs still
-        open.  Returns how many keys were dropped.
+        open (None: only those `load` or `drop_gone` dropped already).
+        Returns how many keys were dropped since the last compaction.
         """
-        self.drop_gone(exists)
+        if exists is not None:
+            self.drop_gone(exists)
         tmp = self.path + TMP
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)

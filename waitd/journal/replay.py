@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: MIT
 """Reading the history back at start: the latest line of each file.
 
-`read` streams incoming.history once and keeps only the latest raw line of
-each (path, process) key, so that a history of a million lines about a
-hundred thousand files costs the memory of the hundred thousand; of those
-it parses only the lines that are not plain (`history_line.PLAIN_LINE`):
-a plain line is kept as text and parsed when asked (`History.latest`).
-What it finds, and says:
+`read` streams incoming.history once, a megabyte at a time, and keeps only
+the latest raw line of each (path, process) key, so that a history of a
+million lines about a hundred thousand files costs the memory of the
+hundred thousand and one slice and one dict store a line.  Given
+`exists`, it then forgets the keys whose file no longer exists, unless
+their latest line is a run still open (status 0), before anything is
+parsed: a long-lived spool's history is mostly about files long gone.
+Of the keys that stay it checks every line and parses only the lines
+that are not plain (`history_line.PLAIN_LINE`): a plain line is kept as
+text and parsed when asked (`History.latest`).  What it finds, and says:
 
     a torn last line (waitd stopped     ignored with a warning; the key's
     while writing it)                   whole line before it stands, and
@@ -16,6 +20,12 @@ What it finds, and says:
                                         it stands (an open run stays open)
     a sound line with a value out of    taken as status 1, an unknown
     its range (pid=-1)                  outcome, with a warning
+
+The line numbers of the warnings (and the line before a corrupt one) cost
+a second pass over the file, made only when there is something to say.
+The latest line of a file that is gone is not checked: unless it says
+status 0, it is forgotten unread, whatever it holds (the file cannot be
+run again, and its lines go at the next compaction).
 
 A history that is a link or not a regular file is refused (`WaitdError`),
 and one that cannot be opened too; none at all is an empty history.
@@ -29,54 +39,107 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from waitd.config.errors import WaitdError
-from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, parse_line, unescape
+from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, escape, parse_line, unescape
 from waitd.journal.disk import kind_of
 
 log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # bytes read at a time
+_ENDED = (b"1", b"2", b"1 ", b"2 ")  # a line's STATUS of a run that ended, with what follows it
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
     """What a history holds: the latest event of each key (or its plain
-    line, not parsed yet), how many lines (live or not), and how many bytes
-    its whole lines take."""
+    line, not parsed yet), how many lines (live or not), how many bytes
+    its whole lines take, and how many keys of gone files were dropped."""
 
     latest: dict[tuple[str, str], Event | str]
     lines: int
     end: int
     torn: bool  # a torn last line follows `end`
+    dropped: int = 0
 
 
-def read(path: str) -> Replayed:
-    """Read the history at `path` (see the module's contract)."""
+def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
+    """Read the history at `path` (see the module's contract); with
+    `exists`, the keys of files gone are dropped."""
     fd = _open_to_read(path)
-    latest, count, end, torn = _stream(fd) if fd >= 0 else ({}, 0, 0, None)
-    retry: dict[bytes, int] = {}
-    if torn is not None:
+    if fd < 0:
+        return Replayed({}, 0, 0, False)
+    raw, count, end, torn = _stream(fd)
+    if torn:
         log.warning("%s:%d: torn last line ignored (waitd stopped while writing it): %r", path, torn[0], torn[1][:80])
-        # It replaced the key's last whole line, if any: find it again.
-        key = _raw_key(torn[1])
-        del latest[key]
-        retry[key] = torn[0]
-    found: list[tuple[int, Event | str]] = []
-    lines = sorted(latest.values())
-    latest.clear()
-    for number, raw in lines:
+    dropped = 0
+    if exists is not None:
+        before = len(raw)
+        raw = {key: rest for key, rest in raw.items() if not _gone(key, rest, exists)}
+        dropped = before - len(raw)
+    latest: dict[tuple[str, str], Event | str] = {}
+    odd: set[bytes] = set()  # raw keys whose lines have something to say, or that share their key
+    spelled: dict[tuple[str, str], bytes] = {}  # the raw key of a key spelled with escapes
+    # In the order of their time, as the file has them (the stream keeps a
+    # key where it first appeared): a compaction writes them so, and the
+    # status page reads the latest runs from the file's end.
+    for key, rest in sorted(raw.items(), key=_at):
         try:
-            found.append((number, _read(path, number, raw)))
-        except ValueError as exc:
-            log.warning("%s:%d: corrupt line skipped: %s", path, number, exc)
-            retry[_raw_key(raw)] = number
-    del lines
-    if retry:
-        # A key's latest line was corrupt: skipping it means the good
-        # line before it stands (an open run stays open, say).
-        found.extend((number, _read(path, number, raw)) for number, raw in _earlier(path, retry))
-        found.sort(key=lambda item: item[0])
-    return Replayed({_key(item): item for _, item in found}, count, end, torn is not None)
+            item = _checked(key + b" " + rest + b"\n")
+        except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
+            odd.add(key)
+            continue
+        name = _key(item)
+        if name in latest:
+            # "\101" is "A": two spellings of one key; the later line wins.
+            odd.update((key, spelled.get(name, f"{escape(name[0])} {escape(name[1])}".encode("ascii"))))
+        if b"\\" in key:
+            spelled[name] = key
+        latest[name] = item
+    if odd:
+        _settle(path, latest, odd)
+    return Replayed(latest, count, end, torn is not None, dropped)
+
+
+def _at(item: tuple[bytes, bytes]) -> float:
+    """The time (at=) of a raw line's event; 0 for none."""
+    rest = item[1]
+    start = rest.find(b" at=") + 4
+    if start < 4:
+        return 0.0
+    end = rest.find(b" ", start)
+    try:
+        return float(rest[start:end] if end >= 0 else rest[start:])
+    except ValueError:
+        return 0.0
+
+
+def _settle(path: str, latest: dict[tuple[str, str], Event | str], odd: set[bytes]) -> None:
+    """The keys of `odd` once more, line by line with their numbers: the
+    warnings, and the line that stands for each (the latest that is not
+    corrupt, a line with a malformed value counting as an event)."""
+    lines: dict[bytes, list[tuple[int, bytes]]] = {key: [] for key in odd}
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.endswith(b"\n") and raw != b"\n":
+                found = lines.get(_raw_key(raw[:-1]))
+                if found is not None:
+                    found.append((number, raw))
+    stands: list[tuple[int, Event | str]] = []
+    for found in lines.values():
+        for number, raw in reversed(found):
+            try:
+                stands.append((number, _read(path, number, raw)))
+                break
+            except ValueError as exc:
+                log.warning("%s:%d: corrupt line skipped: %s", path, number, exc)
+    names = {_key(item) for _, item in stands}
+    for name in names:
+        latest.pop(name, None)
+    for _, item in sorted(stands, key=lambda s: s[0]):
+        latest[_key(item)] = item
 
 
 def _read(path: str, number: int, raw: bytes) -> Event | str:
@@ -92,61 +155,73 @@ def _read(path: str, number: int, raw: bytes) -> Event | str:
         return exc.event
 
 
-def _earlier(path: str, before: dict[bytes, int]) -> list[tuple[int, bytes]]:
-    """The last line of each raw key before the line number given that is
-    not corrupt (one with a malformed value counts: it is an event)."""
-    best: dict[bytes, tuple[int, bytes]] = {}
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                continue
-            key = _raw_key(raw)
-            if number >= before.get(key, 0):
-                continue
-            try:
-                _checked(raw)
-            except BadValue:
-                pass
-            except ValueError:
-                continue
-            best[key] = (number, raw)
-    return list(best.values())
-
-
-def _stream(fd: int) -> tuple[dict[bytes, tuple[int, bytes]], int, int, tuple[int, bytes] | None]:
+def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | None]:
     """Read the history open on `fd` to its end, and close it.
 
-    Return the latest line of each raw key with its number, how many lines
-    the file holds (blank and torn ones not counted), how many bytes its
-    whole lines take, and the torn last line with its number, if any.
+    Return the latest line of each raw key (`_raw_key`: "PATH PROCESS",
+    still escaped) as the rest of the line after it, without its newline;
+    how many lines the file holds (blank and torn ones not counted), how
+    many bytes its whole lines take, and the torn last line with its
+    number, if any.
     """
-    latest: dict[bytes, tuple[int, bytes]] = {}
-    with open(fd, "rb", buffering=1 << 20) as f:
-        number, raw, blank = 0, b"\n", 0
-        # The hot loop of a start with a long history: one slice and one
-        # dict store a line.  Filed by its raw "PATH PROCESS"; a corrupt
-        # line that a later line of the same key replaces has no effect, and
-        # one that stands is reported when parsed.
-        for number, raw in enumerate(f, start=1):
-            if raw == b"\n":
-                blank += 1
-                continue
-            latest[raw[: raw.find(b" ", raw.find(b" ") + 1)]] = (number, raw)  # _raw_key, inlined
-        end = f.tell()
-    count = number - blank
-    if raw[-1:] == b"\n":
-        return latest, count, end, None
+    latest: dict[bytes, bytes] = {}
+    count = blank = end = 0
+    tail = b""
+    with open(fd, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+            tail = lines.pop()
+            count += len(lines)
+            end += len(chunk)
+            if b"" in lines:
+                blank += lines.count(b"")
+                lines = [raw for raw in lines if raw]
+            # The hot loop of a start with a long history: one split and
+            # one dict store a line.  A corrupt line that a later line of
+            # the same key replaces has no effect, and one that stands is
+            # reported when checked.
+            try:
+                for raw in lines:
+                    path, process, rest = raw.split(b" ", 2)
+                    latest[path + b" " + process] = rest
+            except ValueError:  # a line of fewer than three fields: the chunk again, with care
+                for raw in lines:
+                    latest[_raw_key(raw)] = _rest(raw)
+    if not tail:
+        return latest, count - blank, end, None
     # Only the last line can lack its newline.
-    return latest, count - 1, end - len(raw), (number, raw)
+    return latest, count - blank, end - len(tail), (count + 1, tail)
 
 
 def _raw_key(raw: bytes) -> bytes:
-    """A raw line's "PATH PROCESS", still escaped."""
-    return raw[: raw.find(b" ", raw.find(b" ") + 1)]
+    """A raw line's "PATH PROCESS", still escaped (a line of fewer than
+    three fields is its own key); `raw` without its newline."""
+    fields = raw.split(b" ", 2)
+    return raw if len(fields) < 3 else fields[0] + b" " + fields[1]
+
+
+def _rest(raw: bytes) -> bytes:
+    """What follows a raw line's key (nothing for a line of fewer than three fields)."""
+    fields = raw.split(b" ", 2)
+    return fields[2] if len(fields) == 3 else b""
+
+
+def _gone(key: bytes, rest: bytes, exists: Callable[[str], bool]) -> bool:
+    """Whether a raw key's file is gone and its latest line no open run."""
+    space = rest.find(b" ")
+    if space < 0 or rest[space + 1 : space + 3] not in _ENDED:
+        return False  # status 0 or a corrupt line: checked and reported
+    path = key[: key.find(b" ")]
+    try:
+        text = path.decode("ascii")
+        return not exists(unescape(text) if "\\" in text else text)
+    except ValueError:
+        return False  # a corrupt line: checked and reported
 
 
 def _checked(raw: bytes) -> Event | str:
-    """A raw line as the text to parse later, or as an Event.
+    """A raw line (with its newline) as the text to parse later, or as an
+    Event.
 
     Raise ValueError if it is corrupt, BadValue if it holds a malformed value.
     """

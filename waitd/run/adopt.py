@@ -26,8 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import psutil
-
 from waitd.decide.facts import FileFact, Identity
 from waitd.decide.outcome import Job, Outcome, end_events
 from waitd.journal.history import Event, Status
@@ -101,6 +99,8 @@ def _stopped(pid: int) -> bool:
     """The process is stopped (SIGSTOP: a run paused by `waitd -s pause`),
     or waits (uninterruptibly) for a child it vforked that was stopped
     before its exec: the STOP is pending for it, its group is paused."""
+    import psutil  # only for the runs a previous waitd left: not worth every start's 3 MB
+
     try:
         leader = psutil.Process(pid)
         status = leader.status()

@@ -30,6 +30,8 @@ from waitd.decide.watching import sees_every_change
 
 __all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool"]  # FileFact: decide's, used here
 
+_new_tuple = tuple.__new__
+
 
 class Skip(Exception):
     """A matching name that is not a file waitd may handle; says why."""
@@ -93,7 +95,9 @@ class Spool:
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode):
-                    facts.append(FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino))
+                    # tuple.__new__: the NamedTuple's own __new__ is a Python call.
+                    fact = (name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino, False)
+                    facts.append(_new_tuple(FileFact, fact))
                 else:
                     facts.append(self._fact(name, st))
             except FileNotFoundError:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 from waitd.config import table
 from waitd.decide.facts import FileFact
@@ -150,8 +151,7 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
     changed, gone = st.cands.replace_all(facts, now_ns)
     for name in gone:
         st.forget(name)
-    for fact in changed:
-        _take_in(st, history, fact, now_ns)
+    _take_all(st, history, changed, now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
 
 
@@ -282,28 +282,40 @@ def _stat(st: FileState, name: str) -> FileFact | None:
 
 
 def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> None:
-    """A new or changed file: what its history, the drain, its companion,
-    its group and its name say of it."""
-    name = fact.name
-    st.left_alone.pop(name, None)  # its pattern or key is judged again
-    event = history.latest(st.path_of(name), st.record.process)
-    if event is not None and event.same_version(fact) and event.succeeded:
-        st.set_done(fact)
-    else:
-        st.done.pop(name, None)
-    if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
-        del st.drain[name]  # another version than the one ready at start
-    if fact.mtime_ns > now_ns + FUTURE_NOTE_NS:
-        st.note(name, "mtime is in the future; its age counts from when waitd first saw it")
+    """A new or changed file: `_take_all` of one."""
+    _take_all(st, history, (fact,), now_ns)
+
+
+def _take_all(st: FileState, history: History, facts: Iterable[FileFact], now_ns: int) -> None:
+    """New or changed files: what its history, the drain, its companion,
+    its group and its name say of each (a listing at start takes 100,000:
+    what is the same for all of them is looked up once)."""
     options = st.record.options
-    if options.done is not None:
-        other, _ = companion_name(options, name, st.fields(name))
-        if other is not None:
-            st.companions[other] = name
-    if st.groups is not None:
-        _file(st, fact)
-    elif options.pattern is not None or options.key is not None:
-        st.judge(name)  # at once, so that the status says so while it ages
+    latest, process, directory = history.latest, st.record.process, st.path_of("")
+    left_alone, done = st.left_alone, st.done
+    future_ns = now_ns + FUTURE_NOTE_NS
+    judge = options.pattern is not None or options.key is not None
+    for fact in facts:
+        name = fact.name
+        if left_alone:
+            left_alone.pop(name, None)  # its pattern or key is judged again
+        event = latest(directory + name, process)
+        if event is not None and event.same_version(fact) and event.succeeded:
+            st.set_done(fact)
+        elif done:
+            done.pop(name, None)
+        if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
+            del st.drain[name]  # another version than the one ready at start
+        if fact.mtime_ns > future_ns:
+            st.note(name, "mtime is in the future; its age counts from when waitd first saw it")
+        if options.done is not None:
+            other, _ = companion_name(options, name, st.fields(name))
+            if other is not None:
+                st.companions[other] = name
+        if st.groups is not None:
+            _file(st, fact)
+        elif judge:
+            st.judge(name)  # at once, so that the status says so while it ages
 
 
 def _file(st: FileState, fact: FileFact) -> None:

@@ -27,8 +27,6 @@ import select
 import signal
 from collections.abc import Callable
 
-import psutil
-
 from waitd.decide.outcome import Outcome
 from waitd.formats.history_line import Event, Status
 from waitd.run.runs import Run
@@ -163,6 +161,8 @@ def _same_process(event: Event) -> bool:
     """True if the run's pid runs and was created when the run started."""
     if event.pid is None or event.at is None:
         return False
+    import psutil  # only for the runs a previous waitd left: not worth every start's 3 MB
+
     try:
         proc = psutil.Process(event.pid)
         return abs(proc.create_time() - event.at) < CREATE_SLACK_S and proc.status() != psutil.STATUS_ZOMBIE
@@ -171,6 +171,8 @@ def _same_process(event: Event) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
