@@ -10,9 +10,11 @@ stale one; signals are caught before the pid file names the daemon; and
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
+import time
 
 from conftest import quiet_for, wait_for, waitd_cmd
 
@@ -194,4 +196,28 @@ def test_ctrl_c_in_the_foreground_hibernates_and_says_how_to_stop(station):
     station.signal(signal.SIGINT)
     wait_for(lambda: "hibernating" in station.log(), 10, "hibernation")
     assert "waitd -s stop" in station.log()
+    assert station.stop() == 0
+
+
+def test_what_the_status_file_tells_is_in_the_log_already(station):
+    """The status file is written after the turn's log lines: a reader who
+    sees a reload in it finds the reload's line in incoming.log (`waitd -s
+    reload` reads the log so; it once read it a moment too early)."""
+    station.recorder()
+    station.table(f"x in *.d {station.passdir}/rec 0 -1 0")
+    proc = station.start()
+    status = station.passdir / "waitd.status"
+
+    def reloads() -> int:
+        try:
+            return int(json.loads(status.read_text())["table"]["reloads"])
+        except (OSError, ValueError, KeyError):
+            return -1
+
+    for n in range(1, 26):
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while reloads() < n:  # read as soon as it changes: no sleep between looks
+            assert time.monotonic() < deadline, f"reload {n} not in the status"
+        assert station.log().count("table reloaded") >= n, n
     assert station.stop() == 0

@@ -126,6 +126,7 @@ class Daemon:
         self.closing = False  # --once: the drain is over; one last turn lists and removes
         self.news: list[tuple[Entry, Notice]] = []  # what the groups told in this turn's plan, for the events
         self.status_file = control.StatusFile(settings.passdir)
+        self.status_now = False  # written at the end of this turn, changed or not (a reload's)
         self.compact_at_start = True
         self._status_failed = False
         self._errors = Unexpected(log)
@@ -191,6 +192,9 @@ class Daemon:
             try:
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready, wakeups.discard)
+                # After the turn's log lines: what the status tells is in the log by then.
+                self.write_status(force=self.status_now)
+                self.status_now = False
                 if done:
                     return
                 self._errors.clear()
@@ -230,7 +234,6 @@ class Daemon:
             # first handler; before any later one, so it still bounds the file.
             self.compact_at_start = False
             self.observer.compact(listed=True)  # start.serve's load dropped the files gone
-        self.write_status()
         return done
 
     def _done(self, plan: scheduler.Plan) -> bool:

@@ -192,7 +192,7 @@ def reload(d: Daemon) -> None:
     d.dispatch.configure(d.events.conf.celery)
     if not settings.jobs_given:
         d.settings = replace(settings, jobs=d.events.conf.daemon.jobs)
-    d.write_status(force=True)  # `waitd -s reload` waits for this
+    d.status_now = True  # `waitd -s reload` waits for it, written once the turn's lines are
     d.events.ready()  # systemd: the reload is over
 
 
