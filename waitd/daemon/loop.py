@@ -5,7 +5,8 @@ One thread decides and acts (a start's outbox is synced in a helper
 thread beside the history, `journal.disk`; Celery's sender and receiver
 are threads of its executor).  Signal handlers only queue the signal
 number; the C level writes a byte to the wake-up pipe
-(`signal.set_wakeup_fd`), so the loop's `select` returns at once.  Each turn, in a fixed order:
+(`signal.set_wakeup_fd`), so the loop's `select` returns at once.  Each
+turn, in a fixed order:
 
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
@@ -160,7 +161,6 @@ class Daemon:
     def run(self) -> int:
         """Run until TERM (or, with --once, until the drain is done)."""
         seal_descriptors()
-        gc.freeze()  # what start-up made (the table, the history's index) is not traversed by each collection
         self.control.open()
         inotify_fd = self.watcher.fileno()
         own = (inotify_fd, self.control.fileno(), web.fileno(self.http))
@@ -205,7 +205,7 @@ class Daemon:
                     log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
                     return
             if not gc.isenabled():  # the start (`start.serve`) is over, its first turn done:
-                gc.freeze()  # what its listing made is not traversed either, as in run
+                gc.freeze()  # what start-up and the first listing made is never traversed again
                 gc.enable()
 
     def _turn(self, ready: set[int], forget: Callable[[int], None]) -> bool:

@@ -172,7 +172,7 @@ class History:
         cut off again as well, and its OSError is raised as it is."""
         data = "".join([format_event(event) for event in events]).encode("ascii")
         size = self._size
-        began = time.perf_counter()
+        began = 0.0
         other: Future[None] | None = None
         try:
             if data:
