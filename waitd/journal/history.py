@@ -44,7 +44,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 
 from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import TMP
@@ -173,7 +172,7 @@ class History:
         data = "".join([format_event(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
-        other: Future[None] | None = None
+        other: disk.Syncing | None = None
         try:
             if data:
                 written = os.write(self._fd, data)
@@ -253,7 +252,7 @@ class History:
         self._latest.pop((path, process), None)
 
 
-def _wait(other: Future[None] | None) -> OSError | None:
+def _wait(other: disk.Syncing | None) -> OSError | None:
     """The end of the other file's sync: its OSError, or None."""
     if other is None:
         return None
