@@ -155,16 +155,22 @@ class Journal:
         )
         self._record(list(lines), made, durable=False)
 
-    def reopened(self, record: Record | None, lines: Sequence[Line]) -> None:
+    def reopened(
+        self, record: Record | None, lines: Sequence[Line], body: Mapping[str, Any] | None = None
+    ) -> None:
         """A run a previous waitd left open (its start's lines): its start's
         events (`ready`, `started`) made again, with their ids, those the
         outbox lacks (`outbox.Writer.lacks`): a start's events are synced
         at the same time as its lines, and a power failure then may keep
-        the lines and lose the events.  Held if they cannot be written."""
+        the lines and lose the events.  `body`: its file's JSON object, for
+        a record `carries` names (its `started` carries it, as `started`'s
+        did).  Held if they cannot be written."""
         outbox = self.outbox
         if outbox is None or not lines:
             return
         made = [e for e in mk.starting(self.passdir, record, lines) if self.wants(e.type, e.about.record)]
+        if body is not None:
+            made = [replace(e, body=body) if isinstance(e, ev.Started) else e for e in made]
         missing = set(outbox.lacks([e.id for e in made], made[0].time if made else 0.0))
         if missing:
             log.info("%s: the events of its start made again (not in the outbox)", escape(lines[0].path))
