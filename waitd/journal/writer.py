@@ -155,9 +155,7 @@ class Journal:
         )
         self._record(list(lines), made, durable=False)
 
-    def reopened(
-        self, record: Record | None, lines: Sequence[Line], body: Mapping[str, Any] | None = None
-    ) -> None:
+    def reopened(self, record: Record | None, lines: Sequence[Line], body: Mapping[str, Any] | None = None) -> None:
         """A run a previous waitd left open (its start's lines): its start's
         events (`ready`, `started`) made again, with their ids, those the
         outbox lacks (`outbox.Writer.lacks`): a start's events are synced
