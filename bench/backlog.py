@@ -119,6 +119,7 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
         f"| waitd's own CPU {(cpu - start_cpu) / total * 1000:.2f} ms a file (start-up {start_cpu:.2f} s) "
         f"| the durable floor's own CPU {floor_cpu / total * 1000:.2f} ms a file; the promise floor (waitd's system "
         f"calls for a file in a straight line, {len(first_dir)} files): {promise:.2f} s, "
+        f"waitd at {promise / len(first_dir) / (drain / total):.2f} of it, "
         f"its own CPU {promise_cpu / len(first_dir) * 1000:.2f} ms a file"
     )
     return ratio, drain, last_end - t0, base_sub
