@@ -48,6 +48,7 @@ from concurrent.futures import Future
 
 from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import TMP
+from waitd.formats.history_fast import format_line
 from waitd.formats.history_line import (
     BadValue,
     Event,
@@ -170,7 +171,7 @@ class History:
         file (the outbox) synced at the same time as this one, in a helper
         thread (`disk.fdatasync_beside`); if its sync fails, the events are
         cut off again as well, and its OSError is raised as it is."""
-        data = "".join([format_event(event) for event in events]).encode("ascii")
+        data = "".join([format_line(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
         other: Future[None] | None = None

@@ -81,6 +81,7 @@ class Launcher:
         self.instance = instance  # claim=yes: this instance's name in the queues
         self.failures = 0  # starts that failed, for --once's exit status
         self._to_write: deque[Run] = deque()  # reaped, their ends not written yet
+        self._templates: dict[int, runner.Template] = {}  # by record number: `_template`
 
     # -- starting ---------------------------------------------------------------
 
@@ -129,9 +130,7 @@ class Launcher:
         assert entry.program is not None
         for attempt in (1, 2):
             try:
-                log_name, log_fd, log_head = runner.open_log(
-                    self.passdir, entry.record, entry.program, list(job.paths), letter, at
-                )
+                log_name, log_fd, log_head = self._template(entry).open_log(job.paths, letter, at)
             except runner.StartError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, FileNotFoundError) and self.logfiles_again():
                     continue
@@ -159,7 +158,7 @@ class Launcher:
     def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
         job = run.job
         assert entry.program is not None
-        env = runner.environment(self.env, entry.record, job, self.passdir, run.log_name)
+        env = self._template(entry).environment(job, run.log_name)
         self.runs.add(run)
         try:
             run.executor.start(run, entry.program, [entry.record.command, *job.paths], env, os.path.dirname(job.path))
@@ -188,6 +187,16 @@ class Launcher:
             os.path.basename(run.log_name),
             attempt,
         )
+
+    def _template(self, entry: Entry) -> runner.Template:
+        """What the starts of the entry's record share (made once, and again
+        when the record or its program changed)."""
+        record, program = entry.record, entry.program
+        assert program is not None
+        made = self._templates.get(record.number)
+        if made is None or not made.fits(record, program, self.env):
+            made = self._templates[record.number] = runner.Template(self.passdir, record, program, self.env)
+        return made
 
     def logfiles_again(self) -> bool:
         """Make logfiles/ again if it was removed; True if it was."""
