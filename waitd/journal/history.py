@@ -200,8 +200,9 @@ class History:
         took = time.perf_counter() - began if sync else None
         self._size = size
         self._lines += len(events)
+        latest = self._latest
         for event in events:
-            self._latest[event.key] = event
+            latest[event.path, event.process] = event  # its key
         return took
 
     def needs_compaction(self) -> bool:

@@ -113,7 +113,7 @@ class Launcher:
                     claims.unclaim(entry.files, run.job, self.instance)
             return
         for entry, run, started in prepared:
-            self._launch(entry, run, started)
+            self._launch(entry, run, started)  # its template: made by `_prepare`
 
     def _claim(self, entry: Entry, job: Job, now_ns: int) -> Job | None:
         """The job as it starts: its file as it was seen, claimed if need be."""
@@ -158,10 +158,11 @@ class Launcher:
     def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
         job = run.job
         assert entry.program is not None
-        env = self._template(entry).environment(job, run.log_name)
+        template = self._template(entry)
+        env = template.environment(job, run.log_name)
         self.runs.add(run)
         try:
-            run.executor.start(run, entry.program, [entry.record.command, *job.paths], env, os.path.dirname(job.path))
+            run.executor.start(run, entry.program, [template.command, *job.paths], env, _directory(job.path))
         except OSError as exc:
             # Could not be executed: recorded, not consumed, and the record backs off.
             error = exc.strerror or str(exc)
@@ -184,7 +185,7 @@ class Launcher:
             job.process,
             files_of(job),
             run.describe(),
-            os.path.basename(run.log_name),
+            run.log_name.rpartition("/")[2],
             attempt,
         )
 
@@ -379,10 +380,20 @@ def _say(run: Run, level: int, fmt: str, *args: object) -> None:
         run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {text}")
 
 
+def _directory(path: str) -> str:
+    """The directory of a file's absolute path (`os.path.dirname`, cheaper)."""
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else os.path.dirname(path)
+
+
 def files_of(job: Job | list[Event]) -> str:
     """The file, or the group and its files, as a log line names them."""
-    paths = list(job.paths) if isinstance(job, Job) else [e.path for e in job]
-    group = job.group if isinstance(job, Job) else job[0].group
+    if isinstance(job, Job):
+        if job.group is None and len(job.paths) == 1:
+            return escape(job.paths[0])
+        paths, group = list(job.paths), job.group
+    else:
+        paths, group = [e.path for e in job], job[0].group
     if group is None and len(paths) == 1:
         return escape(paths[0])
     names = " ".join(escape(os.path.basename(p)) for p in paths)

@@ -54,12 +54,13 @@ class Template:
     environment but the run's own WAITD_* variables.  Made anew when the
     record or its program changes (`fits`)."""
 
-    __slots__ = ("record", "program", "base", "_log_prefix", "_head", "_env", "_fields")
+    __slots__ = ("record", "program", "base", "command", "_log_prefix", "_head", "_env", "_fields")
 
     def __init__(self, passdir: str, record: Record, program: str, base: Mapping[str, str]) -> None:
         self.record = record
         self.program = program
         self.base = base
+        self.command = record.command  # argv[0]
         self._log_prefix = handler_log_path(passdir, record.number, "")  # ...incoming.N.: the letter goes on
         self._head = handler_log.header_prefix(record.number, record.telem, program)
         env = dict(base)
