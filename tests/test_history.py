@@ -856,3 +856,25 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     line = " ".join(["/in/a", "h", mtime, status, *items])
     if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
         assert parse_plain(line) == parse_line(line)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(_EVENTS)
+def test_quick_init_makes_the_dataclass_event(event: Event) -> None:
+    """Event's quicker __init__ (issue 21) makes what the dataclass's made,
+    and the event stays frozen."""
+    import dataclasses
+    import inspect
+
+    made = Event.__init__
+    original = vars(made)["dataclass_init"]
+    assert inspect.signature(made) == inspect.signature(original)
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+    other = object.__new__(Event)
+    original(other, **values)
+    assert other == event and hash(other) == hash(event)
+    some = {k: v for k, v in values.items() if v is not None and v != ()}  # the rest by their defaults
+    assert Event(**some) == event == Event(*values.values())
+    assert Version(*dataclasses.astuple(Version(1, 2, 3))) == Version(1, 2, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.pid = 1  # type: ignore[misc]
