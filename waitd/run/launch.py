@@ -172,7 +172,8 @@ class Launcher:
                 entry, job, run.letter, runner.StartError(f"cannot execute {entry.program}: {error}", True)
             )
             return
-        run.transition(RunState.RUNNING)  # STARTING -> RUNNING
+        assert run.state is RunState.STARTING  # its one edge here, STARTING -> RUNNING, set straight
+        run.state = RunState.RUNNING
         if run.pid is not None:  # a remote run's status 0 has its task id already
             self.journal.running(started, run.pid)
         entry.files.started(job)
