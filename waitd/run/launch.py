@@ -191,8 +191,7 @@ class Launcher:
         )
 
     def _template(self, entry: Entry) -> runner.Template:
-        """What the starts of the entry's record share (made once, and again
-        when the record or its program changed)."""
+        """What the starts of the entry's record share (made again when it changed)."""
         record, program = entry.record, entry.program
         assert program is not None
         made = self._templates.get(record.number)
