@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.formats.history_fast import format_line
 from waitd.journal.history import (
     BadValue,
     Event,
@@ -118,6 +119,53 @@ def test_format_and_parse_round_trip(event: Event) -> None:
     assert line.isascii()
     assert "  " not in line and "\t" not in line
     assert parse_line(line[:-1]) == event
+
+
+_VERSIONS = st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64))
+_STARTS = st.builds(
+    Event,
+    path=_NAME,
+    process=_NAME,
+    mtime=_INT,
+    status=st.just(Status.STARTED),
+    pid=st.none() | st.integers(1, 2**31 - 1),
+    at=st.none() | _TIME | st.floats(0, 1e10, allow_nan=False),
+    attempt=st.none() | st.integers(1, 2**31 - 1),
+    group=st.none() | _NAME,
+    task=st.none() | _NAME,
+    version=_VERSIONS,
+)
+
+
+def _table_line(event: Event) -> str:
+    """The line as the table of keys describes it, walked one key at a time."""
+    from waitd.formats import history_line
+
+    parts = [escape(event.path), escape(event.process), str(event.mtime), str(int(event.status))]
+    for f in history_line._FIELDS:
+        of = event.version if f.in_version else event
+        value = None if of is None else getattr(of, f.attr)
+        if value is not None:
+            parts.append(f"{f.key}={f.kind.write(value)}")
+    return " ".join([*parts, *event.extra]) + "\n"
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_STARTS)
+@example(
+    Event("/in/a b\n\udcff", "/bin/h x", -1, Status.STARTED, pid=7, at=5.0, group="g 1", version=Version(-1, 0, 1))
+)
+def test_start_line_is_the_tables_line(event: Event) -> None:
+    # A start's lines are written straight (issue 21): the same text.
+    assert format_line(event) == format_event(event) == _table_line(event)
+    at = None if event.at is None else float(f"{event.at:.3f}")
+    assert parse_line(format_line(event)[:-1]) == replace(event, at=at)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(_EVENTS)
+def test_format_is_the_tables_line(event: Event) -> None:
+    assert format_line(event) == format_event(event) == _table_line(event)
 
 
 def test_format_example() -> None:
@@ -808,3 +856,25 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     line = " ".join(["/in/a", "h", mtime, status, *items])
     if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
         assert parse_plain(line) == parse_line(line)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(_EVENTS)
+def test_quick_init_makes_the_dataclass_event(event: Event) -> None:
+    """Event's quicker __init__ (issue 21) makes what the dataclass's made,
+    and the event stays frozen."""
+    import dataclasses
+    import inspect
+
+    made = Event.__init__
+    original = vars(made)["dataclass_init"]
+    assert inspect.signature(made) == inspect.signature(original)
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+    other = object.__new__(Event)
+    original(other, **values)
+    assert other == event and hash(other) == hash(event)
+    some = {k: v for k, v in values.items() if v is not None and v != ()}  # the rest by their defaults
+    assert Event(**some) == event == Event(*values.values())
+    assert Version(*dataclasses.astuple(Version(1, 2, 3))) == Version(1, 2, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.pid = 1  # type: ignore[misc]

@@ -47,6 +47,7 @@ from collections.abc import Callable
 
 from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import TMP
+from waitd.formats.history_fast import format_line
 from waitd.formats.history_line import (
     BadValue,
     Event,
@@ -169,7 +170,7 @@ class History:
         file (the outbox) synced at the same time as this one, in a helper
         thread (`disk.fdatasync_beside`); if its sync fails, the events are
         cut off again as well, and its OSError is raised as it is."""
-        data = "".join([format_event(event) for event in events]).encode("ascii")
+        data = "".join([format_line(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
         other: disk.Syncing | None = None
@@ -198,8 +199,9 @@ class History:
         took = time.perf_counter() - began if sync else None
         self._size = size
         self._lines += len(events)
+        latest = self._latest
         for event in events:
-            self._latest[event.key] = event
+            latest[event.path, event.process] = event  # its key
         return took
 
     def needs_compaction(self) -> bool:

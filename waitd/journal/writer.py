@@ -122,8 +122,11 @@ class Journal:
         this returns); HistoryWriteError: none of them is recorded.
         `bodies`: each job's file's JSON object, for the records `carries`
         names (their `started` events carry it)."""
+        if not self._telling:  # no event to make: the lines alone
+            self._record([line for _, job in jobs for line in job], [], durable=True, together=True)
+            return
         lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
-        if any(b is not None for b in bodies):
+        if bodies.count(None) != len(bodies):
             at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
             for (i, started), body in zip(at, bodies, strict=False):
                 if body is not None:
@@ -137,7 +140,7 @@ class Journal:
         the loop calls at the end of each turn, and written with it: one
         write(2) for the pids and the ends of a turn.  Held if they cannot
         be written."""
-        self._pids.extend(with_pid(line, pid) for line in lines)
+        self._pids.extend([with_pid(line, pid) for line in lines])
 
     def flush(self) -> None:
         """Write what `running` keeps (held if it cannot be written)."""
@@ -272,7 +275,8 @@ class Journal:
             else:
                 lines = pids + lines
         try:
-            self._write_held()
+            if self._held:
+                self._write_held()
             self._write(lines, made, durable, together)
         except HistoryWriteError as exc:
             self._failed(exc)
