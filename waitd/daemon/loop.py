@@ -218,7 +218,7 @@ class Daemon:
         self.dispatch.drain(ready)
         self.launcher.reap()
         self.dispatch.release(forget)
-        asked = ready & self.control.descriptors()
+        asked = self.control.asked(ready)
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
         web.serve(self.http, self.commands.answer)  # the same verbs, asked over HTTP
@@ -259,9 +259,11 @@ class Daemon:
         """How long to wait: until the earliest deadline of any part."""
         if self.signals or self.again or self.runs.any_ended():
             return 0.0
-        status_due = self.status_file.due if self.status_file.due > now else None
-        dues = (self.plan_deadline, status_due, self.control.next_deadline(), self.events.deadline())
-        return max(0.0, min([self.next_poll, *(due for due in dues if due is not None)]) - now)
+        due, status_due = self.next_poll, self.status_file.due if self.status_file.due > now else None
+        for at in (self.plan_deadline, status_due, self.control.next_deadline(), self.events.deadline()):
+            if at is not None and at < due:
+                due = at
+        return max(0.0, due - now)
 
     # -- status -----------------------------------------------------------------
 
