@@ -198,14 +198,15 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
             claims.Outflow.count(options.next),
             options.next,
         )
+    publish_only = record.publish_only
     return Seat(
         entry.number,
         options.jobs,
         take,
         options.key is not None,
-        record.publish_only,
+        publish_only,
         entry.tally.backoff_until,
-        record.publish_only or d.dispatch.of(options.run).ready(),
+        publish_only or d.dispatch.of(options.run).ready(),
         out,
         lambda name: d.runs.working(files.path_of(name)),
         _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and _sweeping(entry, listing) else None,
