@@ -186,10 +186,11 @@ class Daemon:
         calm = 0.0
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
-            # inotify is read when it has news (level-triggered: news not
-            # read yet are reported again by the next wait).
+            # inotify is read when it has news (level-triggered: what is not read is reported again).
             self.observer.notified = inotify_fd is not None and inotify_fd in ready
             try:
+                if ready == {inotify_fd} and self.observer.quiet(self._timeout(time.monotonic())):
+                    continue  # inotify named no file of a record's, and nothing else is due: no turn
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready, wakeups.discard)
                 # After the turn's log lines: what the status tells is in the log by then.
@@ -271,8 +272,7 @@ class Daemon:
         try:
             self.status_file.update(self.status, force)
         except Exception:
-            # The report is a view of the state, never a reason to stop
-            # handling files, or stopping.
+            # A view of the state, never a reason to stop handling files, or stopping.
             if not self._status_failed:
                 log.exception("waitd: cannot build the status report; carrying on without it")
             self._status_failed = True

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -131,12 +132,27 @@ class Observer:
             # on reporting the old one.
             self.d.watcher.watch(entry.record.directory, (spool.identity.dev, spool.identity.ino))
 
+    def quiet(self, due_in: float) -> bool:
+        """The loop woke for inotify alone (`due_in`: its wait from now; 0:
+        something else is due): its news are taken at once; True when they
+        touch no file of a record (a temporary name being written, a name
+        no template matches), so that the loop need not turn for them."""
+        if due_in <= 0.0:
+            return False
+        self.notified = False
+        return not self._take_news(time.time_ns())
+
     def _changes(self, now_ns: int) -> None:
         """Apply what inotify reported: stat the names it named."""
+        if self.notified:
+            self._take_news(now_ns)
+
+    def _take_news(self, now_ns: int) -> bool:
+        """Read inotify and stat the names it named; True when its news
+        touch a record (a name of its files, a directory gone, an overflow)."""
         d = self.d
-        if not self.notified:
-            return
         changes = d.watcher.read()
+        touched = changes.overflow or bool(changes.gone)
         if changes.overflow:
             log.warning("waitd: inotify queue overflowed; listing every directory")
             self.force_list = True
@@ -147,8 +163,9 @@ class Observer:
                 entry.files.listed_mtime_ns = None
                 self.force_list = True
             names = changes.names.get(directory)
-            if names:
-                observe.touched(entry.files, d.history, names, now_ns)
+            if names and observe.touched(entry.files, d.history, names, now_ns):
+                touched = True
+        return touched
 
 
 # -- the situation ---------------------------------------------------------------
