@@ -75,7 +75,7 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
         return FOREVER_NS
     if name in holds.paused:
         return FOREVER_NS  # until resumed
-    if holds.drain is not None and holds.drain.get(name) != fact.version:
+    if holds.drain is not None and not _is(holds.drain.get(name), fact):
         return FOREVER_NS  # --once: not among the files ready at start
     until = fact.mtime_ns + WRITER_STALL_NS if name in holds.writing else None
     if event is not None and event.retry_at is not None:
@@ -90,11 +90,22 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
 
 def member_held(holds: Holds, fact: FileFact) -> int | None:
     """Until when a member of a group is not ready although old enough."""
-    if holds.drain is not None and holds.drain.get(fact.name) != fact.version:
+    if holds.drain is not None and not _is(holds.drain.get(fact.name), fact):
         return FOREVER_NS
     if fact.name in holds.paused:
         return FOREVER_NS  # until resumed
     return fact.mtime_ns + WRITER_STALL_NS if fact.name in holds.writing else None
+
+
+def _is(version: Version | None, fact: FileFact) -> bool:
+    """Whether a file is of that version (`fact.version == version`, without
+    making a Version: a turn of a --once drain asks it of each file it looks at)."""
+    return (
+        version is not None
+        and version.mtime_ns == fact.mtime_ns
+        and version.size == fact.size
+        and version.ino == fact.ino
+    )
 
 
 def companion_name(options: Options, name: str, fields: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
