@@ -11,14 +11,14 @@ turn, in a fixed order:
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
   timeout, a back-off's end, the stop timeout);
-- observe: take what inotify reported, reap ended runs, answer the
-  control socket and the HTTP server's requests (`web`), act on the
-  signals (each cleared first, then acted on: ten ALRMs make one scan;
-  `orders`), list the directories at a poll (`turn.Observer`);
+- observe: take what inotify reported (news of no record's file, with
+  nothing else due, make no turn), reap ended runs, answer the control
+  socket and HTTP (`web`), act on the signals (each cleared first, then
+  acted on: ten ALRMs make one scan; `orders`), list the directories at a
+  poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
-- apply its answer: signals, starts, publications, then the ends of the
-  runs reaped (written while the new handlers run), the moves of their
-  queue files, removals (`turn.apply`).
+- apply its answer: signals, starts, publications, then the ends of the runs
+  reaped (written while the new handlers run), queue moves, removals (`turn.apply`).
 
 States (`scheduler.Mode`): ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT);
 any -> STOPPING (TERM), which starts nothing, waits for running handlers

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""What the loop sleeps on: signals and every descriptor it waits for, in one selector.
+"""What the loop sleeps on: signals and every descriptor it waits for, in one epoll set.
 
 `Wakeups` catches the handled signals with handlers that only pass the
 signal number on (the loop's `note_signal` queues it);
 `signal.set_wakeup_fd` writes a byte to a pipe for each, so a signal that
 arrives just before the loop goes to sleep still wakes it.  The
-descriptors the loop waits for join the same selector: those given at the
+descriptors the loop waits for join the same epoll set: those given at the
 start (inotify's, the control socket's, the executors' wake-up
 descriptors) and those `watch` adds or changes and `discard` takes out (a
 connection of the control socket, readable or writable; a pidfd that is

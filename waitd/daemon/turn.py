@@ -10,7 +10,10 @@ too; under a watch only the names it did not know, and, a slice a turn,
 the loop turning again at once until it is done, the known files whose
 changes the watch may not see: `observe.restat_some`); the history's
 chores of a poll (the events a full disk held back, the compaction) are
-done first.
+done first.  When the loop woke for inotify alone and nothing else is
+due, `Observer.quiet` takes its news before the turn: news that touch no
+file of a record (a name being written before its rename into a
+template's, another template's) cost no turn.
 
 `situation` turns the daemon's state into what `scheduler.plan` takes:
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
