@@ -45,9 +45,14 @@ class Wakeups:
     def watch(self, fd: int, for_writing: bool = False) -> None:
         """Wake when fd is readable, or writable with for_writing."""
         mask = select.EPOLLOUT if for_writing else select.EPOLLIN
-        if fd in self._masks:
-            self._epoll.modify(fd, mask)
-        else:
+        if self._masks.get(fd) == mask:
+            return
+        try:
+            if fd in self._masks:
+                self._epoll.modify(fd, mask)
+            else:
+                self._epoll.register(fd, mask)
+        except FileNotFoundError:  # closed and its number taken again: the kernel dropped the old one
             self._epoll.register(fd, mask)
         self._masks[fd] = mask
 
