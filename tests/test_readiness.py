@@ -207,8 +207,10 @@ def test_take_and_oldest_agree_with_a_plain_sort(ops, wait_s, held_names, foreve
     for op, i, value in ops:
         name = f"f{i}"
         if op == "update":
-            consumed.discard(name)
-            cands.update(FileFact(name, now + value * S, now, 1 + i, 10 + i, 10 + i), now + (value % 3) * S)
+            # A new or changed fact is a new version, not consumed; the same
+            # one again changes nothing (a consumed file stays out of line).
+            if cands.update(FileFact(name, now + value * S, now, 1 + i, 10 + i, 10 + i), now + (value % 3) * S):
+                consumed.discard(name)
         elif op == "remove":
             cands.remove(name)
         elif op == "requeue":
