@@ -136,3 +136,31 @@ def test_the_status_looks_only_at_the_files_not_done(spool) -> None:
     st.done["gone.dat"] = first._replace(name="gone.dat")  # handled, since removed
     assert ready.not_done(st) == [first]
     assert ready.files(st, history, time.time_ns()).waiting == 1
+
+
+def test_inotify_news_of_no_record_file_need_no_turn(spool) -> None:
+    # Issue 21: a file arriving by rename is written first under a name no
+    # template matches (.f.tmp); inotify wakes the loop for it.  Its news
+    # are taken at once and, touching no file of a record, cost no turn
+    # (`Observer.quiet`); the rename's do, and the file is known by then.
+    from types import SimpleNamespace
+
+    from waitd.daemon.turn import Observer
+    from waitd.spool.watch import Watcher
+
+    directory, st, history, _ = spool
+    watcher = Watcher()
+    assert watcher.watch(str(directory), (st.spool.identity.dev, st.spool.identity.ino))
+    entry = SimpleNamespace(record=st.record, files=st)
+    observer = Observer(SimpleNamespace(watcher=watcher, entries=[entry], history=history))
+    try:
+        (directory / ".new.tmp").write_bytes(b"x")
+        assert observer.quiet(1.0)  # read, and nothing for a record
+        assert not observer.notified and "new.dat" not in st.cands.facts
+        (directory / ".new.tmp").rename(directory / "new.dat")
+        assert not observer.quiet(0.0)  # something else is due: the turn reads it
+        assert "new.dat" not in st.cands.facts
+        assert not observer.quiet(1.0)  # a file of the record: a turn
+        assert "new.dat" in st.cands.facts
+    finally:
+        watcher.close()

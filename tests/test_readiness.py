@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -152,3 +154,75 @@ def test_the_first_listing_orders_as_file_by_file_does():
         assert cands.replace_all(facts, now + 30 * 10**9) == ([], [])
         taken, _ = cands.take(4, now + 30 * 10**9, 0, lambda f: False)
         assert [f.name for f in taken] == ["old", "new", "later", "soon"]
+
+
+def _reference_take(cands, n, now_ns, wait_ns, consumed, held):
+    """What Candidates.take gives, by a plain sort of the current facts
+    (the heap and its fast paths must agree with it)."""
+    taken, due = [], None
+    for f in sorted(cands.facts.values(), key=lambda f: (cands.order_ns(f), f.name)):
+        if len(taken) >= n:
+            break
+        if consumed(f):
+            continue
+        ready = cands.order_ns(f) + wait_ns
+        if ready > now_ns:
+            due = ready if due is None else min(due, ready)
+            break
+        until = held(f)
+        if until is None or until <= now_ns:
+            taken.append(f)
+        elif until < FOREVER_NS:
+            due = until if due is None else min(due, until)
+    return taken, due
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["update", "remove", "requeue", "take", "consume"]),
+        st.integers(0, 7),  # the file
+        st.integers(-20, 80),  # its mtime (s), or how many to take
+    ),
+    max_size=40,
+)
+
+
+@given(_OPS, st.integers(0, 3), st.sets(st.integers(0, 7)), st.sets(st.integers(0, 7)))
+def test_take_and_oldest_agree_with_a_plain_sort(ops, wait_s, held_names, forever_names):
+    # Issue 21: take leaves the last file it gives in the heap (no pop and
+    # push back), and `oldest` orders by mtime while no file is ahead of
+    # its first sighting; both must give what a fresh sort gives, whatever
+    # came before (updates, removals, requeues, files consumed).
+    now = 100 * S
+    cands, consumed = Candidates(), set()
+
+    def is_consumed(f):
+        return f.name in consumed
+
+    def held(f):
+        if f.name in forever_names:
+            return FOREVER_NS
+        return now + 5 * S if f.name in held_names else None
+
+    for op, i, value in ops:
+        name = f"f{i}"
+        if op == "update":
+            # A new or changed fact is a new version, not consumed; the same
+            # one again changes nothing (a consumed file stays out of line).
+            if cands.update(FileFact(name, now + value * S, now, 1 + i, 10 + i, 10 + i), now + (value % 3) * S):
+                consumed.discard(name)
+        elif op == "remove":
+            cands.remove(name)
+        elif op == "requeue":
+            consumed.discard(name)
+            cands.requeue(name)
+        elif op == "consume":
+            consumed.add(name)
+        else:
+            n = 1 + value % 4
+            expected = _reference_take(cands, n, now, wait_s * S, is_consumed, held)
+            assert cands.take(n, now, wait_s * S, is_consumed, held) == expected
+        facts = list(cands.facts.values())
+        assert cands.oldest(3, facts) == heapq.nsmallest(3, facts, key=cands.order_ns)
+    expected = _reference_take(cands, 8, now, wait_s * S, is_consumed, held)
+    assert cands.take(8, now, wait_s * S, is_consumed, held) == expected

@@ -11,14 +11,14 @@ turn, in a fixed order:
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a
   timeout, a back-off's end, the stop timeout);
-- observe: take what inotify reported, reap ended runs, answer the
-  control socket and the HTTP server's requests (`web`), act on the
-  signals (each cleared first, then acted on: ten ALRMs make one scan;
-  `orders`), list the directories at a poll (`turn.Observer`);
+- observe: take what inotify reported (news of no record's file, with
+  nothing else due, make no turn), reap ended runs, answer the control
+  socket and HTTP (`web`), act on the signals (each cleared first, then
+  acted on: ten ALRMs make one scan; `orders`), list the directories at a
+  poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
-- apply its answer: signals, starts, publications, then the ends of the
-  runs reaped (written while the new handlers run), the moves of their
-  queue files, removals (`turn.apply`).
+- apply its answer: signals, starts, publications, then the ends of the runs
+  reaped (written while the new handlers run), queue moves, removals (`turn.apply`).
 
 States (`scheduler.Mode`): ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT);
 any -> STOPPING (TERM), which starts nothing, waits for running handlers
@@ -186,10 +186,11 @@ class Daemon:
         calm = 0.0
         while True:
             ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
-            # inotify is read when it has news (level-triggered: news not
-            # read yet are reported again by the next wait).
+            # inotify is read when it has news (level-triggered: what is not read is reported again).
             self.observer.notified = inotify_fd is not None and inotify_fd in ready
             try:
+                if ready == {inotify_fd} and self.observer.quiet(self._timeout(time.monotonic())):
+                    continue  # inotify named no file of a record's, and nothing else is due: no turn
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready, wakeups.discard)
                 # After the turn's log lines: what the status tells is in the log by then.
@@ -218,7 +219,7 @@ class Daemon:
         self.dispatch.drain(ready)
         self.launcher.reap()
         self.dispatch.release(forget)
-        asked = ready & self.control.descriptors()
+        asked = self.control.asked(ready)
         if asked or self.control.next_deadline() is not None:
             self.control.serve(asked, self.commands.answer)
         web.serve(self.http, self.commands.answer)  # the same verbs, asked over HTTP
@@ -259,9 +260,11 @@ class Daemon:
         """How long to wait: until the earliest deadline of any part."""
         if self.signals or self.again or self.runs.any_ended():
             return 0.0
-        status_due = self.status_file.due if self.status_file.due > now else None
-        dues = (self.plan_deadline, status_due, self.control.next_deadline(), self.events.deadline())
-        return max(0.0, min([self.next_poll, *(due for due in dues if due is not None)]) - now)
+        due, status_due = self.next_poll, self.status_file.due if self.status_file.due > now else None
+        for at in (self.plan_deadline, status_due, self.control.next_deadline(), self.events.deadline()):
+            if at is not None and at < due:
+                due = at
+        return max(0.0, due - now)
 
     # -- status -----------------------------------------------------------------
 
@@ -269,8 +272,7 @@ class Daemon:
         try:
             self.status_file.update(self.status, force)
         except Exception:
-            # The report is a view of the state, never a reason to stop
-            # handling files, or stopping.
+            # A view of the state, never a reason to stop handling files, or stopping.
             if not self._status_failed:
                 log.exception("waitd: cannot build the status report; carrying on without it")
             self._status_failed = True

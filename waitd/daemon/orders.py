@@ -55,11 +55,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("waitd")
 
 
+_ONLY_CHLD = frozenset({signal.SIGCHLD})
+
+
 def act(d: Daemon) -> None:
     """Act on the signals caught since the last turn, each once."""
     pending = set()
     while d.signals:
         pending.add(d.signals.popleft())
+    if pending <= _ONLY_CHLD:
+        return  # nothing to act on (a handler's end wakes the loop; the reaping is the launcher's)
     if signal.SIGTERM in pending and d.mode is not Mode.STOPPING:
         log.info("waitd: TERM: stopping; %d handler(s) running", sum(1 for r in d.runs.live() if not r.stays))
         d.mode = Mode.STOPPING  # any -> STOPPING

@@ -125,7 +125,19 @@ class Server:
 
     def next_deadline(self) -> float | None:
         """When the oldest connection is to be given up (monotonic)."""
-        return min((c.deadline for c in self._conns.values()), default=None)
+        if not self._conns:
+            return None
+        return min(c.deadline for c in self._conns.values())
+
+    def asked(self, ready: set[int]) -> set[int]:
+        """Which of the descriptors the wait saw ready are this server's
+        (`descriptors`, without building them: a turn with no connection
+        open looks at the listening socket alone)."""
+        if self._conns:
+            return ready & self.descriptors()
+        if self.sock is not None and self.sock.fileno() in ready:
+            return {self.sock.fileno()}
+        return set()
 
     def serve(self, ready: set[int], answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         """Accept what waits, move each ready connection on (read its

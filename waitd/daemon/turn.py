@@ -10,7 +10,10 @@ too; under a watch only the names it did not know, and, a slice a turn,
 the loop turning again at once until it is done, the known files whose
 changes the watch may not see: `observe.restat_some`); the history's
 chores of a poll (the events a full disk held back, the compaction) are
-done first.
+done first.  When the loop woke for inotify alone and nothing else is
+due, `Observer.quiet` takes its news before the turn: news that touch no
+file of a record (a name being written before its rename into a
+template's, another template's) cost no turn.
 
 `situation` turns the daemon's state into what `scheduler.plan` takes:
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
@@ -34,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -131,12 +135,27 @@ class Observer:
             # on reporting the old one.
             self.d.watcher.watch(entry.record.directory, (spool.identity.dev, spool.identity.ino))
 
+    def quiet(self, due_in: float) -> bool:
+        """The loop woke for inotify alone (`due_in`: its wait from now; 0:
+        something else is due): its news are taken at once; True when they
+        touch no file of a record (a temporary name being written, a name
+        no template matches), so that the loop need not turn for them."""
+        if due_in <= 0.0:
+            return False
+        self.notified = False
+        return not self._take_news(time.time_ns())
+
     def _changes(self, now_ns: int) -> None:
         """Apply what inotify reported: stat the names it named."""
+        if self.notified:
+            self._take_news(now_ns)
+
+    def _take_news(self, now_ns: int) -> bool:
+        """Read inotify and stat the names it named; True when its news
+        touch a record (a name of its files, a directory gone, an overflow)."""
         d = self.d
-        if not self.notified:
-            return
         changes = d.watcher.read()
+        touched = changes.overflow or bool(changes.gone)
         if changes.overflow:
             log.warning("waitd: inotify queue overflowed; listing every directory")
             self.force_list = True
@@ -147,8 +166,9 @@ class Observer:
                 entry.files.listed_mtime_ns = None
                 self.force_list = True
             names = changes.names.get(directory)
-            if names:
-                observe.touched(entry.files, d.history, names, now_ns)
+            if names and observe.touched(entry.files, d.history, names, now_ns):
+                touched = True
+        return touched
 
 
 # -- the situation ---------------------------------------------------------------
@@ -198,14 +218,15 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
             claims.Outflow.count(options.next),
             options.next,
         )
+    publish_only = record.publish_only
     return Seat(
         entry.number,
         options.jobs,
         take,
         options.key is not None,
-        record.publish_only,
+        publish_only,
         entry.tally.backoff_until,
-        record.publish_only or d.dispatch.of(options.run).ready(),
+        publish_only or d.dispatch.of(options.run).ready(),
         out,
         lambda name: d.runs.working(files.path_of(name)),
         _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and _sweeping(entry, listing) else None,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from waitd.config.options import Options
@@ -74,7 +75,7 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
         return FOREVER_NS
     if name in holds.paused:
         return FOREVER_NS  # until resumed
-    if holds.drain is not None and holds.drain.get(name) != fact.version:
+    if holds.drain is not None and not _is(holds.drain.get(name), fact):
         return FOREVER_NS  # --once: not among the files ready at start
     until = fact.mtime_ns + WRITER_STALL_NS if name in holds.writing else None
     if event is not None and event.retry_at is not None:
@@ -89,11 +90,22 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
 
 def member_held(holds: Holds, fact: FileFact) -> int | None:
     """Until when a member of a group is not ready although old enough."""
-    if holds.drain is not None and holds.drain.get(fact.name) != fact.version:
+    if holds.drain is not None and not _is(holds.drain.get(fact.name), fact):
         return FOREVER_NS
     if fact.name in holds.paused:
         return FOREVER_NS  # until resumed
     return fact.mtime_ns + WRITER_STALL_NS if fact.name in holds.writing else None
+
+
+def _is(version: Version | None, fact: FileFact) -> bool:
+    """Whether a file is of that version (`fact.version == version`, without
+    making a Version: a turn of a --once drain asks it of each file it looks at)."""
+    return (
+        version is not None
+        and version.mtime_ns == fact.mtime_ns
+        and version.size == fact.size
+        and version.ino == fact.ino
+    )
 
 
 def companion_name(options: Options, name: str, fields: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -130,7 +142,9 @@ class Candidates:
     `facts` maps every matching name to its latest stat; `links` names
     those that are symbolic links.  The heap holds (order time, name,
     fact); entries whose fact was replaced or removed are dropped lazily
-    when they reach the top.
+    when they reach the top.  `_ahead` names the files whose order time
+    is not their mtime (more than FUTURE_S in the future when first
+    seen): without any, the order is the mtime's.
     """
 
     def __init__(self) -> None:
@@ -138,6 +152,7 @@ class Candidates:
         self.links: set[str] = set()
         self._heap: list[tuple[int, str, FileFact]] = []
         self._first_seen: dict[str, int] = {}
+        self._ahead: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.facts)
@@ -148,6 +163,11 @@ class Candidates:
         seen = self._first_seen.get(fact.name, fact.mtime_ns)
         return seen if fact.mtime_ns > seen + FUTURE_S * _NS else fact.mtime_ns
 
+    def oldest(self, n: int, facts: Iterable[FileFact]) -> list[FileFact]:
+        """The `n` first of some of the record's current facts in their
+        order (`order_ns`; equal times in the order given)."""
+        return heapq.nsmallest(n, facts, key=self.order_ns if self._ahead else _MTIME)
+
     def update(self, fact: FileFact, now_ns: int) -> bool:
         """Add or refresh one file; return True if it is new or changed."""
         old = self.facts.get(fact.name)
@@ -156,6 +176,10 @@ class Candidates:
         if old is None or old.version != fact.version:
             self._first_seen[fact.name] = now_ns
         self.facts[fact.name] = fact
+        if fact.mtime_ns > self._first_seen.get(fact.name, fact.mtime_ns) + FUTURE_S * _NS:
+            self._ahead.add(fact.name)
+        elif self._ahead:
+            self._ahead.discard(fact.name)
         if fact.is_link:
             self.links.add(fact.name)
         elif self.links:
@@ -172,6 +196,7 @@ class Candidates:
 
     def remove(self, name: str) -> FileFact | None:
         self._first_seen.pop(name, None)
+        self._ahead.discard(name)
         self.links.discard(name)
         return self.facts.pop(name, None)
 
@@ -187,6 +212,7 @@ class Candidates:
             self.links = {f.name for f in fresh.values() if f.is_link}
             future = now_ns + FUTURE_S * _NS
             self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
+            self._ahead = set(self._first_seen)
             self._heap = [(f.mtime_ns if f.mtime_ns <= future else now_ns, f.name, f) for f in fresh.values()]
             heapq.heapify(self._heap)
             return list(fresh.values()), []
@@ -215,29 +241,36 @@ class Candidates:
         files leave the heap for good.
         """
         heap = self._heap
+        facts = self.facts
         taken: list[FileFact] = []
         popped: list[tuple[int, str, FileFact]] = []
         due: int | None = None
         while heap and len(taken) < n:
             order, name, fact = heap[0]
-            if self.facts.get(name) is not fact or consumed(fact):
+            if facts.get(name) is not fact or consumed(fact):
                 heapq.heappop(heap)
                 continue
             ready_ns = order + wait_ns
             if ready_ns > now_ns:
                 due = _earliest(ready_ns, due)
                 break
-            popped.append(heapq.heappop(heap))
-            if taken and any(f is fact for f in taken[-1:]):
+            if taken and taken[-1] is fact:
+                popped.append(heapq.heappop(heap))
                 continue  # queued twice (requeue): once is enough
             until = held(fact)
             if until is None or until <= now_ns:
                 taken.append(fact)
+                if len(taken) == n:
+                    break  # the last one wanted stays in the heap: not popped and pushed back
             elif until < FOREVER_NS:
                 due = _earliest(until, due)
+            popped.append(heapq.heappop(heap))
         for entry in popped:
             heapq.heappush(heap, entry)
         return taken, due
+
+
+_MTIME = attrgetter("mtime_ns")
 
 
 def _earliest(a: int, b: int | None) -> int:

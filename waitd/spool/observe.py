@@ -210,18 +210,22 @@ def _restat_known(st: FileState, history: History, now_ns: int) -> None:
             _take_in(st, history, fact, now_ns)
 
 
-def touched(st: FileState, history: History, names: dict[str, str | None], now_ns: int) -> None:
-    """Stat the names inotify reported, instead of listing everything."""
+def touched(st: FileState, history: History, names: dict[str, str | None], now_ns: int) -> bool:
+    """Stat the names inotify reported, instead of listing everything;
+    True when one of them is a name of the record's files."""
     if st.spool is None:
-        return
+        return False
+    mine = False
     for name, state in names.items():
         if not st.match(name):
             continue
+        mine = True
         if state == OPENED:
             st.writing.add(name)
         elif state == CLOSED:
             st.writing.discard(name)
         look_again(st, history, name, now_ns)
+    return mine
 
 
 def look_again(st: FileState, history: History, name: str, now_ns: int) -> None:

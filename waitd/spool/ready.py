@@ -23,7 +23,6 @@ through its index (`History.latest`), the runs through `busy`.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,8 +84,8 @@ def take(
     if st.spool is None or n <= 0:
         return [], None, []
     holds = _holds(st, busy)
-    latest = _latest(st, history)
     if st.groups is not None:
+        latest = _latest(st, history)
         order_ns, wait_ns = st.cands.order_ns, holds.wait_ns
         look = Look(
             st.record,
@@ -101,27 +100,36 @@ def take(
     due = _due_retries(st, history, now_ns, busy) if st.retries else []
     if len(due) >= n:
         return due[:n], None, []
-    # Each file's latest event, looked up once for the three questions
-    # asked of it (consumed? held? which attempt?): this is a hot path.
+    # Each file's latest event about its version, looked up once for the
+    # three questions asked of it (consumed? held? which attempt?): this
+    # is a hot path (a turn of a drain asks them of two files).
     events: dict[str, Event | None] = {}
+    of_path, process, path_of = history.latest, st.record.process, st.path_of
 
     def event_of(fact: FileFact) -> Event | None:
-        if fact.name not in events:
-            events[fact.name] = latest(fact)
-        return events[fact.name]
+        name = fact.name
+        if name in events:
+            return events[name]
+        event = of_path(path_of(name), process)
+        if event is not None and not event.same_version(fact):
+            event = None
+        events[name] = event
+        return event
 
     def consumed(fact: FileFact) -> bool:
         event = event_of(fact)
         return event is not None and event.consumed and event.retry_at is None
 
-    facts, due_ns = st.cands.take(
-        n - len(due), now_ns, holds.wait_ns, consumed, lambda f: readiness.held_until(holds, f, event_of(f))
-    )
-    jobs = [job for fact in facts if (job := _job(st, fact, event_of(fact))) is not None]
-    waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
-    if waits:
-        later = int(min(waits) * 1e9)
-        due_ns = later if due_ns is None else min(due_ns, later)
+    def held(fact: FileFact) -> int | None:
+        return readiness.held_until(holds, fact, event_of(fact))
+
+    facts, due_ns = st.cands.take(n - len(due), now_ns, holds.wait_ns, consumed, held)
+    jobs = [job for fact in facts if (job := _job(st, fact, events.get(fact.name))) is not None]
+    if st.retries:
+        waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
+        if waits:
+            later = int(min(waits) * 1e9)
+            due_ns = later if due_ns is None else min(due_ns, later)
     return due + jobs, due_ns, []
 
 
@@ -174,29 +182,12 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
     """What the status says of the files: waiting (they will run), held
     (they will not by themselves: why, and until when), the groups
     gathering, retrying, failed."""
-    waiting: list[FileFact] = []
-    held: list[tuple[str, str, float | None]] = []
-    retrying: list[tuple[str, float]] = []
-    failed: list[str] = []
-    latest = _latest(st, history)
     of_groups: dict[str, Held] = {}
     gathering: list[Open] = []
     if st.groups is not None:
-        of_groups, gathering = st.groups.held(Look(st.record, st.cands.facts, st.path_of, latest), now_ns)
-    for fact in not_done(st):
-        if fact.name in st.companions:
-            continue
-        event = latest(fact)
-        if event is None or not event.consumed:
-            why, until_ns = _held_why(st, fact.name, of_groups)
-            if why is None:
-                waiting.append(fact)
-            else:
-                held.append((fact.name, why, None if until_ns is None else until_ns / 1e9))
-        elif event.retry_at is not None:
-            retrying.append((fact.name, event.retry_at))
-        elif event.status is not Status.STARTED and not event.succeeded:
-            failed.append(fact.name)
+        look = Look(st.record, st.cands.facts, st.path_of, _latest(st, history))
+        of_groups, gathering = st.groups.held(look, now_ns)
+    waiting, held, retrying, failed = _sort_out(st, history, of_groups)
     retrying += [(name, at) for name, (_, at) in st.retries.items()]  # claim=yes: waiting in pending
     stuck = sorted(st.unremovable.items())
     oldest = min((f.mtime_ns for f in waiting), default=None)
@@ -205,7 +196,7 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
         oldest_mtime=None if oldest is None else oldest / 1e9,
         held=sorted(held)[:LISTED],
         held_count=len(held),
-        waiting_files=[(f.name, ready_at(st, f)) for f in heapq.nsmallest(LISTED, waiting, key=st.cands.order_ns)],
+        waiting_files=[(f.name, ready_at(st, f)) for f in st.cands.oldest(LISTED, waiting)],
         gathering=gathering,
         retrying=sorted(retrying, key=lambda item: item[1]),
         failed=sorted(failed)[:SHOWN],
@@ -213,6 +204,38 @@ def files(st: FileState, history: History, now_ns: int) -> Files:
         unremovable=[f"{escape(name)} ({why})" for name, (_, why) in stuck[:SHOWN]],
         unremovable_count=len(stuck),
     )
+
+
+def _sort_out(
+    st: FileState, history: History, of_groups: dict[str, Held]
+) -> tuple[list[FileFact], list[tuple[str, str, float | None]], list[tuple[str, float]], list[str]]:
+    """The files not done: waiting, held (name, why, until), retrying
+    (name, when), failed.  Every one is looked at (a big backlog:
+    thousands, at each status): the history's index is read inline, and
+    the reasons a file is held are asked only when one of them may apply."""
+    waiting: list[FileFact] = []
+    held: list[tuple[str, str, float | None]] = []
+    retrying: list[tuple[str, float]] = []
+    failed: list[str] = []
+    of_path, process, directory = history.latest, st.record.process, st.path_of("")
+    companions = st.companions
+    holding = bool(st.paused or st.left_alone or of_groups or st.record.options.done is not None)
+    for fact in not_done(st):
+        name = fact.name
+        if name in companions:
+            continue
+        event = of_path(directory + name, process)
+        if event is None or not event.same_version(fact) or not event.consumed:
+            why, until_ns = _held_why(st, name, of_groups) if holding else (None, None)
+            if why is None:
+                waiting.append(fact)
+            else:
+                held.append((name, why, None if until_ns is None else until_ns / 1e9))
+        elif event.retry_at is not None:
+            retrying.append((name, event.retry_at))
+        elif event.status is not Status.STARTED and not event.succeeded:
+            failed.append(name)
+    return waiting, held, retrying, failed
 
 
 def not_done(st: FileState) -> list[FileFact]:
