@@ -37,6 +37,20 @@ def test_the_footer_has_a_line_of_its_own(tmp_path: Path) -> None:
         assert lines[0].startswith(b"waitd: start") and lines[-2].startswith(b"waitd: end"), lines
 
 
+def test_the_footer_sees_what_a_handler_wrote_to_the_log_by_its_name(tmp_path: Path) -> None:
+    """A handler that opens WAITD_LOG itself writes through a descriptor of
+    its own: the size the footer looks at is the file's, not waitd's offset."""
+    (tmp_path / "logfiles").mkdir()
+    name, fd, head = runner.open_log(str(tmp_path), _record(tmp_path), "/bin/true", ["/x/f.dat"], "A", 1.0)
+    with open(name, "ab") as own:
+        own.write(b"no newline")
+    assert runner._ends_line(fd, head) is False
+    with open(name, "ab") as own:
+        own.write(b"\n")
+    assert runner._ends_line(fd, head) is True
+    os.close(fd)
+
+
 def _open(tmp_path: Path, record: table.Record, letter: str = "A") -> tuple[str, int]:
     name, fd, head = runner.open_log(str(tmp_path), record, "/bin/true", ["/x/f.dat"], letter, 1.0)
     assert head == os.fstat(fd).st_size

@@ -376,9 +376,11 @@ def log_tail(run: Run) -> str | None:
 
 def _ends_line(fd: int, head: int = -1) -> bool:
     """Whether the log ends a line (or is empty); `head`: the size of the
-    header waitd wrote, a whole line (no read when the handler wrote nothing)."""
+    header waitd wrote, a whole line (no read when the handler wrote nothing).
+    The size is lseek's to the end, not fstat's (no stat result made): the
+    descriptor appends, so where its offset stands does not matter."""
     try:
-        size = os.fstat(fd).st_size
+        size = os.lseek(fd, 0, os.SEEK_END)
         return size == 0 or size == head or os.pread(fd, 1, size - 1) == b"\n"
     except OSError:
         return True
