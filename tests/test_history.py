@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from waitd.config.errors import HistoryWriteError, WaitdError
+from waitd.formats.history_fast import format_line
 from waitd.journal.history import (
     BadValue,
     Event,
@@ -118,6 +119,36 @@ def test_format_and_parse_round_trip(event: Event) -> None:
     assert line.isascii()
     assert "  " not in line and "\t" not in line
     assert parse_line(line[:-1]) == event
+
+
+_ALL_KEYS = st.builds(
+    Event,
+    path=_NAME,
+    process=_NAME,
+    mtime=_INT,
+    status=st.sampled_from(Status),
+    pid=st.none() | st.integers(1, 2**31 - 1),
+    exit=st.none() | st.integers(0, 255),
+    signal=st.none() | st.sampled_from(["SIGTERM", "SIG 9"]),
+    error=st.none() | st.text(max_size=30).filter(_encodable),
+    at=st.none() | _TIME,
+    took=st.none() | st.floats(0, 1e6, allow_nan=False),
+    attempt=st.none() | st.integers(1, 2**31 - 1),
+    retry_at=st.none() | _TIME,
+    group=st.none() | _NAME,
+    published=st.none() | st.just(1),
+    task=st.none() | _NAME,
+    outcome=st.none() | st.sampled_from(["skipped", "odd one"]),
+    version=st.none() | st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64)),
+    extra=st.lists(_EXTRA, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_ALL_KEYS)
+def test_format_line_is_format_event(event: Event) -> None:
+    """The key-by-key formatter of the ends and pids writes the table's line."""
+    assert format_line(event) == format_event(event)
 
 
 def test_format_example() -> None:
@@ -333,6 +364,26 @@ def test_group_append_is_all_or_none(hpath: Path) -> None:
     h.append_all([a, b], sync=True)
     assert hpath.read_text("ascii") == format_event(first) + format_event(a) + format_event(b)
     assert h.open_runs() == [a, b] and h.lines == 3
+    h.close()
+
+
+def test_append_lines_is_all_or_none(hpath: Path) -> None:
+    """The ends' and pids' append (not synced): the table's lines, in
+    memory once written; cut off again, and not in memory, when one fails."""
+    h = _load(hpath)
+    a, b = _ev("/in/a", Status.STARTED, pid=4), _ev("/in/b c", Status.KNOWN, exit=0, at=2.0, took=0.5)
+    limit = hpath.stat().st_size + len(format_event(a)) + 5
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+    try:
+        with pytest.raises(HistoryWriteError):
+            h.append_lines([a, b])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+    assert hpath.read_text("ascii") == "" and h.latest("/in/a", "h") is None and h.lines == 0
+    h.append_lines([a, b])
+    assert hpath.read_text("ascii") == format_event(a) + format_event(b)
+    assert h.latest("/in/a", "h") == a and h.latest("/in/b c", "h") == b and h.lines == 2
     h.close()
 
 

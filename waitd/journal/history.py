@@ -48,6 +48,7 @@ from concurrent.futures import Future
 
 from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import TMP
+from waitd.formats.history_fast import format_line
 from waitd.formats.history_line import (
     BadValue,
     Event,
@@ -202,6 +203,25 @@ class History:
         for event in events:
             self._latest[event.key] = event
         return took
+
+    def append_lines(self, events: list[Event]) -> None:
+        """`append_all(events)`, not synced, their lines made by
+        `format_line` (an end's, the pids': issue 21); HistoryWriteError
+        as there, what was written of them cut off again."""
+        data = "".join([format_line(event) for event in events]).encode("ascii")
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):
+                raise OSError(28, os.strerror(28))  # ENOSPC: a short write
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise HistoryWriteError(self.path, exc) from exc
+        self._size += written
+        self._lines += len(events)
+        latest = self._latest
+        for event in events:
+            latest[event.path, event.process] = event
 
     def needs_compaction(self) -> bool:
         # A run writes three lines; compacting when the file is four times
