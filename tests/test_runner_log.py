@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from waitd.config import table
-from waitd.formats import handler_log
+from waitd.formats import handler_log, response
 from waitd.run import runner
 
 
@@ -112,3 +112,17 @@ def test_a_planted_link_is_not_written_through(tmp_path: Path) -> None:
         assert target.read_text() == "keep me\n"
         assert not os.path.islink(name) and os.stat(name).st_nlink == 1
         assert Path(name).read_bytes().startswith(b"waitd: start")
+
+
+def test_a_response_is_read_only_when_there_is_one_and_never_through_a_link(tmp_path: Path) -> None:
+    log_name = str(tmp_path / "incoming.1.A")
+    assert runner.read_response(log_name) is None
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b'{"skip": "x"}')
+    os.symlink(target, runner.response_name(log_name))
+    assert runner.read_response(log_name) is None  # a planted link is not followed
+    os.unlink(runner.response_name(log_name))
+    Path(runner.response_name(log_name)).write_bytes(b"y" * (response.MOST + 5))
+    assert runner.read_response(log_name) == b"y" * (response.MOST + 1)
+    Path(runner.response_name(log_name)).write_bytes(b'{"skip": "x"}')
+    assert runner.read_response(log_name) == b'{"skip": "x"}'

@@ -192,7 +192,11 @@ def say(level: int, text: str) -> None:
         return
     if not log.isEnabledFor(level):
         return
-    line = f"{_FORMATTER.stamp(time.time())} {logging.getLevelName(level)} {text}\n"
+    now = time.time()
+    second = int(now)
+    f = _FORMATTER  # its `stamp`, inline: two calls fewer a line
+    local = f._stamp if second == f._second else f._seconds(second)
+    line = f"{local}.{int((now - second) * 1000):03d} {logging.getLevelName(level)} {text}\n"
     for handler in handlers:
         if handler._held is not None:  # held() set them holding
             handler._held.append(line)
