@@ -31,12 +31,17 @@ A second case (issue 21) keeps KEPT files in the spool, handled already
 runs waitd with --interval 1, so that polls of a big directory fall among
 the arrivals, at KEPT_RATE a second: waitd and the inotifywait loop, with
 the CPU time their own processes spent (waitd's process; the loop's shell,
-its reading subshell and inotifywait, not the handlers) per 1,000 files.
+its reading subshell and inotifywait, not the handlers) per 1,000 files;
+and beside them the durable floor (`bench.floorwatch`: plain Python,
+inotify, a line appended and fdatasync'd before each handler's
+posix_spawn, one at a time), which shows what a durable start costs
+whoever makes it, and what waitd spends beyond it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 import time
 from dataclasses import dataclass, replace
@@ -114,9 +119,16 @@ def _kept(opts: Options, report: Report) -> None:
     )
     mine = _one(report, "waitd --interval 1", count, KEPT_RATE, KEPT)
     shell = _one(report, "inotifywait loop", count, KEPT_RATE, KEPT)
+    floor = _one(report, "durable floor", count, KEPT_RATE, KEPT)
     if mine is None or mine.own is None or shell is None:
         report.check("arrivals kept", "failed", "p99 < 2 ms", None)
         return
+    if floor is not None and floor.cpu_s:
+        report.say(
+            f"  the durable start's price (floor less inotifywait loop): p50 {floor.p50_ms - shell.p50_ms:+.1f} ms, "
+            f"CPU {floor.cpu_s - (shell.cpu_s or 0):+.2f} s per 1,000; waitd over the floor: "
+            f"p50 {mine.p50_ms - floor.p50_ms:+.1f} ms, CPU {(mine.cpu_s or 0) / floor.cpu_s:.1f}x"
+        )
     report.check("arrivals kept: waitd p99 rename -> start", f"{mine.own.p99_ms:.1f} ms", "< 2 ms", mine.own.p99_ms < 2)
     report.check(
         "arrivals kept: p50 rename -> handler, waitd / inotifywait loop",
@@ -223,6 +235,9 @@ def _start(name: str, root: Path, spool: Path, handler: Path) -> Proc:
         if name == "waitd --interval 1":
             args = ["--interval", "1"]
         return Proc(waitd_argv("-f", "--passdir", str(passdir), *args), root, "waitd")
+    if name == "durable floor":
+        argv = [sys.executable, "-m", "bench.floorwatch", str(spool), str(handler), str(root / "floor.history")]
+        return Proc(argv, root, "floor")
     if name == "inotifywait loop":
         loop = (
             f"inotifywait -m -q -e close_write,moved_to --format '%w%f' '{spool}/' | "

@@ -17,11 +17,16 @@ time / drain time: 1.0 means waitd starts handlers as fast as a bare loop.
 Issue 21 adds, in the same run: the durable floor (`common.durable_floor`:
 per file an append, an fdatasync, a posix_spawn and a wait, nothing else)
 and the drain as a share of it; and waitd's own CPU per file (its process
-alone, read while it runs, less the CPU of a `--once` on an empty spool).
+alone, read while it runs, less the CPU of a `--once` on an empty spool),
+beside the durable floor's and the promise floor's (`common.promise_floor`:
+every system call waitd makes for a file, in a straight line of plain
+Python, on the first record's files): what waitd spends beyond the promise
+floor is the cost of deciding, not of doing.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from bench.common import (
     durable_floor,
     history_events,
     make_files,
+    promise_floor,
     spawn_loop_posix,
     spawn_loop_subprocess,
     start_times,
@@ -82,7 +88,9 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
 
         base_sub = spawn_loop_subprocess(total)
         base_posix = spawn_loop_posix(total)
-        floor = durable_floor(total, root)
+        floor, floor_cpu = durable_floor(total, root)
+        first_dir = sorted(os.listdir(passdir / "in1"))
+        promise, promise_cpu = promise_floor(root, passdir / "in1", first_dir)
         start_cpu = startup_cpu(root)
 
         t0 = time.time()
@@ -108,7 +116,11 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
         f"start to last end {last_end - t0:.2f} s | bare subprocess.run {base_sub:.2f} s ({total / base_sub:.0f}/s), "
         f"posix_spawn {base_posix:.2f} s ({total / base_posix:.0f}/s) | ratio {ratio:.2f}x "
         f"(vs posix_spawn {base_posix / drain:.2f}x) | durable floor {floor:.2f} s: waitd at {floor / drain:.2f} of it "
-        f"| waitd's own CPU {(cpu - start_cpu) / total * 1000:.2f} ms a file (start-up {start_cpu:.2f} s)"
+        f"| waitd's own CPU {(cpu - start_cpu) / total * 1000:.2f} ms a file (start-up {start_cpu:.2f} s) "
+        f"| the durable floor's own CPU {floor_cpu / total * 1000:.2f} ms a file; the promise floor (waitd's system "
+        f"calls for a file in a straight line, {len(first_dir)} files): {promise:.2f} s, "
+        f"waitd at {promise / len(first_dir) / (drain / total):.2f} of it, "
+        f"its own CPU {promise_cpu / len(first_dir) * 1000:.2f} ms a file"
     )
     return ratio, drain, last_end - t0, base_sub
 

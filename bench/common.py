@@ -11,9 +11,11 @@ alive.  Temporary directories come from `workdir` and are removed on exit.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -380,22 +382,108 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def durable_floor(n: int, directory: Path) -> float:
-    """Seconds for n rounds of what a start must do at least, in plain
-    Python: append a history-sized line, fdatasync it, posix_spawn
-    /bin/true and wait for it (issue 21's "durable floor")."""
+def durable_floor(n: int, directory: Path) -> tuple[float, float]:
+    """(seconds, own CPU seconds) for n rounds of what a start must do at
+    least, in plain Python: append a history-sized line, fdatasync it,
+    posix_spawn /bin/true and wait for it (issue 21's "durable floor")."""
     environ = dict(os.environ)
     line = b"/tmp/waitd-bench/in/r0000000.dat /bin/true 1796544886 0 at=1796548488.950 " + b"x" * 60 + b"\n"
     fd = os.open(directory / "floor.history", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), own_cpu()
         for _ in range(n):
             os.write(fd, line)
             os.fdatasync(fd)
             os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], environ), 0)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, own_cpu() - c0
     finally:
         os.close(fd)
+
+
+def own_cpu() -> float:
+    """This process's own CPU seconds (user + system, not its children's)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def promise_floor(directory: Path, spool: Path, names: list[str]) -> tuple[float, float]:
+    """(seconds, own CPU seconds) for a run of each file of `spool` in
+    plain Python doing, in a straight line, every system call waitd's
+    promises make it do for a file (issue 21's "promise floor"; see
+    waitd(8) for the promises): the file's lstat; its log file recycled
+    as waitd does (open without following links, fstat, a write lease
+    taken and let go, the old response unlinked, the header written,
+    the rest cut off, O_APPEND); the start line appended and
+    fdatasync'd; /bin/true spawned in its own session with stdin from
+    /dev/null and its output to the log; the start line of incoming.log;
+    the wait; the response looked for; the footer (fstat, write, close);
+    the pid and end lines appended; the end line of incoming.log.  Its
+    strings are f-strings of the same length as waitd's; what it does
+    not do is decide anything: no table, no readiness, no scheduler, no
+    escaping, no status."""
+    environ = dict(os.environ)
+    history = os.open(directory / "promise.history", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    journal = os.open(directory / "promise.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    logs = directory / "promise-logs"
+    logs.mkdir(exist_ok=True)
+    devnull = ("/dev/null", os.O_RDONLY)
+    recycle = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    make = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        t0, c0 = time.perf_counter(), own_cpu()
+        for i, name in enumerate(names):
+            path = f"{spool}/{name}"
+            st = os.lstat(path)
+            log_name = f"{logs}/incoming.1.{chr(65 + i % 26)}"
+            try:
+                fd = os.open(log_name, recycle)
+                os.fstat(fd)
+                fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGCHLD)
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(log_name + ".response")
+            except FileNotFoundError:
+                fd = os.open(log_name, make, 0o644)
+            now = time.time()
+            head = f"waitd: start record=1 telem=bench at={now:.3f} program=/bin/true files={path}\n".encode()
+            os.write(fd, head)
+            os.ftruncate(fd, len(head))
+            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_APPEND)
+            version = f"mtime_ns={st.st_mtime_ns} size={st.st_size} ino={st.st_ino}\n"
+            start = f"{path} /bin/true {int(st.st_mtime)} 0 at={now:.3f} {version}"
+            os.write(history, start.encode())
+            os.fdatasync(history)
+            pid = os.posix_spawn(
+                "/bin/true",
+                ["/bin/true", path],
+                environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, *devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, fd, 1),
+                    (os.POSIX_SPAWN_DUP2, fd, 2),
+                ],
+                setsid=True,
+            )
+            said = f"{stamp}.000 INFO record 1: started /bin/true on {path} (pid {pid}, log incoming.1.A)\n"
+            os.write(journal, said.encode())
+            _, status = os.waitpid(pid, 0)
+            took = time.time() - now
+            with contextlib.suppress(FileNotFoundError):
+                os.close(os.open(log_name + ".response", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
+            os.fstat(fd)
+            footer = f"waitd: end record=1 exit={os.waitstatus_to_exitcode(status)} took={took:.3f} at={now:.3f}\n"
+            os.write(fd, footer.encode())
+            os.close(fd)
+            pid_line = start.replace(" at=", f" pid={pid} at=", 1)
+            end = f"{path} /bin/true {int(st.st_mtime)} 2 pid={pid} exit=0 at={now:.3f} took={took:.3f} {version}"
+            os.write(history, (pid_line + end).encode())
+            os.write(journal, f"{stamp}.000 INFO record 1: /bin/true on {path}: exit 0 after {took:.3f} s\n".encode())
+        return time.perf_counter() - t0, own_cpu() - c0
+    finally:
+        os.close(history)
+        os.close(journal)
 
 
 def wait_counting_cpu(proc: Proc, timeout: float) -> tuple[int | None, float]:

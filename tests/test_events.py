@@ -109,6 +109,9 @@ def test_a_killed_sink_process_is_started_again_and_loses_nothing(station):
     deliver(station, "a.d")
     wait_for(lambda: len(events_of(station, "ended")) == 1, 10, "the first run's events")
     pid = json.loads(station.run("-s", "status", "--json").stdout)["sinks"][0]["pid"]
+    # Below waitd and its handlers: nice 10, and never preempting them when woken.
+    assert os.sched_getscheduler(pid) == os.SCHED_BATCH
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 10
     os.kill(pid, signal.SIGKILL)
     deliver(station, "b.d")
     wait_for(lambda: len(events_of(station, "ended")) == 2, 10, "the second run's events")

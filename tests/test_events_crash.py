@@ -31,6 +31,7 @@ import json
 import os
 import random
 import signal
+import socket
 import time
 
 import psutil
@@ -187,14 +188,21 @@ def test_a_start_whose_events_a_power_failure_lost_has_them_made_again(station):
     # before a.d's events (what the page cache had and the disk did not).
     # The next waitd finds a.d's run open: its ready and started are made
     # again, with their ids, before its end; b.d's, in the outbox, are not.
-    (station.passdir / "waitd.conf").write_text(CONF)
+    # A `format = isis` sink (its broker down: what is checked is the
+    # outbox, through the jsonl sink) takes the record, so each `started`
+    # carries its file's JSON object: the one made again as well.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    isis = f"[sink isis]\ntype = stomp\nformat = isis\nport = {dead}\nretry = 5\n"
+    (station.passdir / "waitd.conf").write_text(CONF + isis)
     station.gated()
     station.table(f"x {station.incoming} *.d {station.passdir}/gated 0 -1 0")
     station.start()
     station.open_gate("b.d")
     b = os.fsdecode(deliver(station, "b.d"))
     wait_for(lambda: len(station.ends()) == 1, 10, "b.d's end")
-    a = os.fsdecode(deliver(station, "a.d"))
+    a = os.fsdecode(station.drop("a.d", b'{"run_number": 7}', age_s=5))
     jsonl = station.passdir / "events.jsonl"
     wait_for(lambda: any(e["path"] == a for e in read_jsonl(jsonl)), 10, "a.d's events delivered")
     wait_for(lambda: any(e.path == a for e in station.started()), 10, "a.d's handler's pid")
@@ -219,3 +227,5 @@ def test_a_start_whose_events_a_power_failure_lost_has_them_made_again(station):
         assert len(ids[(kind, b)]) == 1
     assert len(ids[("ended", a)]) == 1 and len(ids[("ended", b)]) == 1
     assert "the events of its start made again" in station.log()
+    bodies = [e.get("body") for e in read_jsonl(jsonl) if e["type"] == "started" and e["path"] == a]
+    assert bodies == [{"run_number": 7}] * 2

@@ -121,6 +121,53 @@ def test_format_and_parse_round_trip(event: Event) -> None:
     assert parse_line(line[:-1]) == event
 
 
+_VERSIONS = st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64))
+_STARTS = st.builds(
+    Event,
+    path=_NAME,
+    process=_NAME,
+    mtime=_INT,
+    status=st.just(Status.STARTED),
+    pid=st.none() | st.integers(1, 2**31 - 1),
+    at=st.none() | _TIME | st.floats(0, 1e10, allow_nan=False),
+    attempt=st.none() | st.integers(1, 2**31 - 1),
+    group=st.none() | _NAME,
+    task=st.none() | _NAME,
+    version=_VERSIONS,
+)
+
+
+def _table_line(event: Event) -> str:
+    """The line as the table of keys describes it, walked one key at a time."""
+    from waitd.formats import history_line
+
+    parts = [escape(event.path), escape(event.process), str(event.mtime), str(int(event.status))]
+    for f in history_line._FIELDS:
+        of = event.version if f.in_version else event
+        value = None if of is None else getattr(of, f.attr)
+        if value is not None:
+            parts.append(f"{f.key}={f.kind.write(value)}")
+    return " ".join([*parts, *event.extra]) + "\n"
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_STARTS)
+@example(
+    Event("/in/a b\n\udcff", "/bin/h x", -1, Status.STARTED, pid=7, at=5.0, group="g 1", version=Version(-1, 0, 1))
+)
+def test_start_line_is_the_tables_line(event: Event) -> None:
+    # A start's lines are written straight (issue 21): the same text.
+    assert format_line(event) == format_event(event) == _table_line(event)
+    at = None if event.at is None else float(f"{event.at:.3f}")
+    assert parse_line(format_line(event)[:-1]) == replace(event, at=at)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(_EVENTS)
+def test_format_is_the_tables_line(event: Event) -> None:
+    assert format_line(event) == format_event(event) == _table_line(event)
+
+
 _ALL_KEYS = st.builds(
     Event,
     path=_NAME,
@@ -139,16 +186,17 @@ _ALL_KEYS = st.builds(
     published=st.none() | st.just(1),
     task=st.none() | _NAME,
     outcome=st.none() | st.sampled_from(["skipped", "odd one"]),
-    version=st.none() | st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64)),
+    version=st.none() | _VERSIONS,
     extra=st.lists(_EXTRA, max_size=3).map(tuple),
 )
 
 
 @settings(max_examples=examples(300), deadline=None)
 @given(_ALL_KEYS)
-def test_format_line_is_format_event(event: Event) -> None:
-    """The key-by-key formatter of the ends and pids writes the table's line."""
-    assert format_line(event) == format_event(event)
+def test_any_line_is_the_tables_line(event: Event) -> None:
+    """Every key (an end's, a retry's, a publication's, unknown ones): the
+    key-by-key line is the table's."""
+    assert format_line(event) == format_event(event) == _table_line(event)
 
 
 def test_format_example() -> None:
@@ -364,26 +412,6 @@ def test_group_append_is_all_or_none(hpath: Path) -> None:
     h.append_all([a, b], sync=True)
     assert hpath.read_text("ascii") == format_event(first) + format_event(a) + format_event(b)
     assert h.open_runs() == [a, b] and h.lines == 3
-    h.close()
-
-
-def test_append_lines_is_all_or_none(hpath: Path) -> None:
-    """The ends' and pids' append (not synced): the table's lines, in
-    memory once written; cut off again, and not in memory, when one fails."""
-    h = _load(hpath)
-    a, b = _ev("/in/a", Status.STARTED, pid=4), _ev("/in/b c", Status.KNOWN, exit=0, at=2.0, took=0.5)
-    limit = hpath.stat().st_size + len(format_event(a)) + 5
-    old = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
-    try:
-        with pytest.raises(HistoryWriteError):
-            h.append_lines([a, b])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old)
-    assert hpath.read_text("ascii") == "" and h.latest("/in/a", "h") is None and h.lines == 0
-    h.append_lines([a, b])
-    assert hpath.read_text("ascii") == format_event(a) + format_event(b)
-    assert h.latest("/in/a", "h") == a and h.latest("/in/b c", "h") == b and h.lines == 2
     h.close()
 
 
@@ -859,3 +887,25 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     line = " ".join(["/in/a", "h", mtime, status, *items])
     if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
         assert parse_plain(line) == parse_line(line)
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(_EVENTS)
+def test_quick_init_makes_the_dataclass_event(event: Event) -> None:
+    """Event's quicker __init__ (issue 21) makes what the dataclass's made,
+    and the event stays frozen."""
+    import dataclasses
+    import inspect
+
+    made = Event.__init__
+    original = vars(made)["dataclass_init"]
+    assert inspect.signature(made) == inspect.signature(original)
+    values = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+    other = object.__new__(Event)
+    original(other, **values)
+    assert other == event and hash(other) == hash(event)
+    some = {k: v for k, v in values.items() if v is not None and v != ()}  # the rest by their defaults
+    assert Event(**some) == event == Event(*values.values())
+    assert Version(*dataclasses.astuple(Version(1, 2, 3))) == Version(1, 2, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.pid = 1  # type: ignore[misc]

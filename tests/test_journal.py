@@ -8,6 +8,7 @@ failure policy is the subject.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -149,7 +150,7 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_f
     outbox, history = journal.outbox.fd, journal.history._fd
     assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
     journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
-    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync_0"), (history, "MainThread")])
+    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync"), (history, "MainThread")])
     sizes = _segment_sizes(tmp_path)
     history = (tmp_path / "incoming.history").stat().st_size
     os.close(journal.outbox.fd)  # its sync beside the history's fails (EBADF)
@@ -362,3 +363,24 @@ def test_an_end_without_events_writes_and_holds_as_the_general_way_does(full: Pa
     assert [e.type for e in seen].count("ended") == 4
     key = ("/in/3.g8", "/bin/true")
     assert journals[0].history.latest(*key) == journals[1].history.latest(*key)
+
+
+def test_a_sync_beside_tells_its_error_and_goes_one_at_a_time(tmp_path):
+    """`disk.fdatasync_beside`: the helper thread's sync, its OSError raised
+    by `result()`; a second started before the first's result was asked
+    waits for the first (one at a time), and the helper goes on after an
+    error."""
+    from waitd.journal import disk
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        disk.fdatasync_beside(fd).result()
+        bad = os.dup(fd)
+        os.close(bad)
+        with pytest.raises(OSError) as raised:
+            disk.fdatasync_beside(bad).result()
+        assert raised.value.errno == errno.EBADF
+        disk.fdatasync_beside(bad)  # its error never asked for: dropped by the next start
+        disk.fdatasync_beside(fd).result()
+    finally:
+        os.close(fd)

@@ -126,3 +126,46 @@ def test_a_response_is_read_only_when_there_is_one_and_never_through_a_link(tmp_
     assert runner.read_response(log_name) == b"y" * (response.MOST + 1)
     Path(runner.response_name(log_name)).write_bytes(b'{"skip": "x"}')
     assert runner.read_response(log_name) == b'{"skip": "x"}'
+
+
+def test_a_runs_environment_is_its_records_with_its_own_values(tmp_path: Path) -> None:
+    """A record's template makes each run's environment: waitd's, the
+    record's WAITD_* and the run's own (issue 21: made once a record), in
+    the documented order, a run never seeing an earlier run's values."""
+    from waitd.decide.facts import FileFact
+    from waitd.decide.outcome import Job
+    from waitd.run.template import Template
+
+    record = _record(tmp_path)
+    base = {"PATH": "/bin", "HOME": "/root"}
+    template = Template(str(tmp_path), record, "/bin/true", base)
+    fact = FileFact("a b.dat", 0, 0, 0, 0, 0)
+    first = Job(("d", "t", "p"), "/bin/true", (fact,), (f"{tmp_path}/in/a b.dat",), group="g 1", attempt=3)
+    env = template.environment(first, "/p/logfiles/incoming.1.A")
+    assert list(env.items()) == [
+        ("PATH", "/bin"),
+        ("HOME", "/root"),
+        ("WAITD_RECORD", "1"),
+        ("WAITD_TELEM", "t"),
+        ("WAITD_FILE", f"{tmp_path}/in/a b.dat"),
+        ("WAITD_PASSDIR", str(tmp_path)),
+        ("WAITD_LOG", "/p/logfiles/incoming.1.A"),
+        ("WAITD_RESPONSE", "/p/logfiles/incoming.1.A.response"),
+        ("WAITD_ATTEMPT", "3"),
+        ("WAITD_GROUP", "g 1"),
+    ]
+    second = Job(("d", "t", "p"), "/bin/true", (fact,), ("/x/b.dat",))
+    env = template.environment(second, "/p/logfiles/incoming.1.B")
+    assert env["WAITD_ATTEMPT"] == "1" and "WAITD_GROUP" not in env and env["WAITD_FILE"] == "/x/b.dat"
+    assert base == {"PATH": "/bin", "HOME": "/root"}  # waitd's own is left alone
+    assert runner.environment(base, record, second, str(tmp_path), "/p/logfiles/incoming.1.B") == env
+    assert template.fits(record, "/bin/true", base) and not template.fits(record, "/bin/false", base)
+
+
+def test_a_header_made_from_its_records_prefix_is_the_header(tmp_path: Path) -> None:
+    prefix = handler_log.header_prefix(3, "gvar x", "/bin/h")
+    for paths in (["/in/a b"], ["/in/a b", "/in/\udcff"]):
+        assert handler_log.header_of(prefix, paths, 5.25) == handler_log.header(3, "gvar x", "/bin/h", paths, 5.25)
+    line = handler_log.header_of(prefix, ["/in/a b"], 5.25)
+    found = handler_log.parse_header(line.rstrip("\n"))
+    assert found is not None and found.files == ("/in/a\\040b",) and found.record == "3"

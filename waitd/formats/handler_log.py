@@ -95,8 +95,21 @@ def stamp(at: float) -> str:
 
 def header(record: int, telem: str, program: str, paths: Sequence[str], at: float) -> str:
     """The header line, newline included."""
+    return header_of(header_prefix(record, telem, program), paths, at)
+
+
+def header_prefix(record: int, telem: str, program: str) -> str:
+    """What the header lines of a record's runs start with (made once a
+    record: `header_of` adds a run's files and time)."""
+    return f"{HEADER_START}record={record} telem={escape(telem)} program={escape(program)} "
+
+
+def header_of(prefix: str, paths: Sequence[str], at: float) -> str:
+    """The header line of a run, `prefix` its record's `header_prefix`."""
+    if len(paths) == 1:
+        return f"{prefix}file={escape(paths[0])} at={stamp(at)}\n"
     files = " ".join(f"file={escape(path)}" for path in paths)
-    return f"{HEADER_START}record={record} telem={escape(telem)} program={escape(program)} {files} at={stamp(at)}\n"
+    return f"{prefix}{files} at={stamp(at)}\n"
 
 
 def task_line(task: str, queue: str) -> str:

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from waitd.formats.quick_init import quick_init
+
 # Bytes written as themselves: printable ASCII except space and backslash.
 _PLAIN = frozenset(range(0x21, 0x7F)) - {0x5C}
 _ESCAPE = [chr(b) if b in _PLAIN else f"\\{b:03o}" for b in range(256)]
@@ -394,3 +396,4 @@ def _fast_line() -> re.Pattern[bytes]:
 
 
 PLAIN_LINE = _fast_line()
+Event.__init__, Version.__init__ = quick_init(Event), quick_init(Version)  # type: ignore[method-assign]  # issue 21

@@ -44,7 +44,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 
 from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import TMP
@@ -171,10 +170,10 @@ class History:
         file (the outbox) synced at the same time as this one, in a helper
         thread (`disk.fdatasync_beside`); if its sync fails, the events are
         cut off again as well, and its OSError is raised as it is."""
-        data = "".join([format_event(event) for event in events]).encode("ascii")
+        data = "".join([format_line(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
-        other: Future[None] | None = None
+        other: disk.Syncing | None = None
         try:
             if data:
                 written = os.write(self._fd, data)
@@ -200,28 +199,10 @@ class History:
         took = time.perf_counter() - began if sync else None
         self._size = size
         self._lines += len(events)
-        for event in events:
-            self._latest[event.key] = event
-        return took
-
-    def append_lines(self, events: list[Event]) -> None:
-        """`append_all(events)`, not synced, their lines made by
-        `format_line` (an end's, the pids': issue 21); HistoryWriteError
-        as there, what was written of them cut off again."""
-        data = "".join([format_line(event) for event in events]).encode("ascii")
-        try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(28, os.strerror(28))  # ENOSPC: a short write
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-            raise HistoryWriteError(self.path, exc) from exc
-        self._size += written
-        self._lines += len(events)
         latest = self._latest
         for event in events:
-            latest[event.path, event.process] = event
+            latest[event.path, event.process] = event  # its key
+        return took
 
     def needs_compaction(self) -> bool:
         # A run writes three lines; compacting when the file is four times
@@ -273,7 +254,7 @@ class History:
         self._latest.pop((path, process), None)
 
 
-def _wait(other: Future[None] | None) -> OSError | None:
+def _wait(other: disk.Syncing | None) -> OSError | None:
     """The end of the other file's sync: its OSError, or None."""
     if other is None:
         return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from waitd.decide import groups
@@ -84,20 +83,35 @@ def ended(passdir: str, record: Record | None, job: Sequence[Line], told: Mappin
 
 def _about_lines(record: Record | None, job: Sequence[Line]) -> tuple[ev.About, tuple[object, ...], float]:
     """What the events of one job's lines are about (with the pattern's
-    fields, and the version of a single file), the parts of their ids,
-    and their time."""
+    fields, and the version of a single file), the parts of their ids
+    (the versions' text made once for all the ids of a job: `event_id`
+    would make it again for each), and their time."""
     first = job[0]
-    about = about_files(record, [line.path for line in job], first.group, first.process)
-    if first.group is None and first.version is not None:
-        about = replace(about, mtime=first.version.mtime_ns / 1e9, size=first.version.size)
+    paths = [line.path for line in job]
+    one = first.group is None and len(paths) == 1
+    mtime = size = found_fields = None
+    if one and first.version is not None:
+        mtime, size = first.version.mtime_ns / 1e9, first.version.size
     if record is not None and record.options.pattern is not None:
         directory, name = os.path.split(first.path)
         found = record.options.fields(name, directory, record.telem)
         if found is not None and record.options.area is not None and first.group is not None:
-            found = groups.collection_of(record, found, [line.path for line in job])
+            found = groups.collection_of(record, found, paths)
         if found is not None:
-            about = replace(about, fields=ev.pattern_fields(found))
-    versions = sorted((line.path, line.version) for line in job)
+            found_fields = ev.pattern_fields(found)
+    about = ev.About(
+        record=record.number if record is not None else None,
+        telem=record.telem if record is not None else None,
+        topic=record.topic if record is not None else None,
+        process=first.process,
+        path=paths[0] if one else None,
+        paths=None if one else tuple(sorted(paths)),
+        group=None if one else first.group,
+        mtime=mtime,
+        size=size,
+        fields=found_fields,
+    )
+    versions = str(sorted((line.path, line.version) for line in job))
     key = (first.process, first.group or first.path, versions)
     return about, key, first.at or time.time()
 

@@ -122,8 +122,11 @@ class Journal:
         this returns); HistoryWriteError: none of them is recorded.
         `bodies`: each job's file's JSON object, for the records `carries`
         names (their `started` events carry it)."""
+        if not self._telling:  # no event to make: the lines alone
+            self._record([line for _, job in jobs for line in job], [], durable=True, together=True)
+            return
         lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
-        if any(b is not None for b in bodies):
+        if bodies.count(None) != len(bodies):
             at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
             for (i, started), body in zip(at, bodies, strict=False):
                 if body is not None:
@@ -137,7 +140,7 @@ class Journal:
         the loop calls at the end of each turn, and written with it: one
         write(2) for the pids and the ends of a turn.  Held if they cannot
         be written."""
-        self._pids.extend(with_pid(line, pid) for line in lines)
+        self._pids.extend([with_pid(line, pid) for line in lines])
 
     def flush(self) -> None:
         """Write what `running` keeps (held if it cannot be written)."""
@@ -151,34 +154,33 @@ class Journal:
         response, its log's tail, waitd's lines about it); held if it
         cannot be written."""
         if lines and not self._telling and not self._held and self._failing is None:
-            self._end_lines(list(lines))
-            return
-        made: list[ev.Event] = (
-            [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
-        )
-        self._record(list(lines), made, durable=False)
+            return self._end_lines(list(lines))
+        made = [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
+        self._record(list(lines), list[ev.Event](made), durable=False)
 
     def _end_lines(self, lines: list[Line]) -> None:
-        """`_record(lines, [], durable=False)` less its steps that do
-        nothing when no event is made and nothing is held (issue 21)."""
-        if self._pids:
-            lines, self._pids = self._pids + lines, []
+        """`_record(lines, [], durable=False)` less what does nothing then (issue 21)."""
+        lines, self._pids = self._pids + lines, []
         try:
-            self.history.append_lines(lines)
+            self.history.append_all(lines)
         except HistoryWriteError as exc:
             self._failed(exc)
             self._hold(lines, [])
 
-    def reopened(self, record: Record | None, lines: Sequence[Line]) -> None:
+    def reopened(self, record: Record | None, lines: Sequence[Line], body: Mapping[str, Any] | None = None) -> None:
         """A run a previous waitd left open (its start's lines): its start's
         events (`ready`, `started`) made again, with their ids, those the
         outbox lacks (`outbox.Writer.lacks`): a start's events are synced
         at the same time as its lines, and a power failure then may keep
-        the lines and lose the events.  Held if they cannot be written."""
+        the lines and lose the events.  `body`: its file's JSON object, for
+        a record `carries` names (its `started` carries it, as `started`'s
+        did).  Held if they cannot be written."""
         outbox = self.outbox
         if outbox is None or not lines:
             return
         made = [e for e in mk.starting(self.passdir, record, lines) if self.wants(e.type, e.about.record)]
+        if body is not None:
+            made = [replace(e, body=body) if isinstance(e, ev.Started) else e for e in made]
         missing = set(outbox.lacks([e.id for e in made], made[0].time if made else 0.0))
         if missing:
             log.info("%s: the events of its start made again (not in the outbox)", escape(lines[0].path))
@@ -282,7 +284,8 @@ class Journal:
             else:
                 lines = pids + lines
         try:
-            self._write_held()
+            if self._held:
+                self._write_held()
             self._write(lines, made, durable, together)
         except HistoryWriteError as exc:
             self._failed(exc)
@@ -324,9 +327,6 @@ class Journal:
         """Append the lines; with `beside`, the outbox synced with them (its
         append taken back if its sync fails)."""
         outbox = self.outbox
-        if not durable:  # the ends, the pids: no sync, their lines made the fast way
-            self.history.append_lines(lines)
-            return None
         if not beside or outbox is None:
             return self.history.append_all(lines, sync=durable)
         try:

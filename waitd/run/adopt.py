@@ -13,7 +13,8 @@ and they are never run again, but for a queue's file with retries left
 (`outcome.end_events`).  Which record a run was is asked of `owner`: the
 history's line names a path and a process only.  Each open run's start
 events are made again first where the outbox lacks them
-(`Journal.reopened`: a power failure may have lost them).
+(`Journal.reopened`: a power failure may have lost them), its `started`
+with its file's JSON object for a record a `format = isis` sink takes.
 
 Logs: each adoption, and each run recorded as status 1, with its files.
 """
@@ -52,7 +53,9 @@ def adopt(
     for events in _batches(open_runs):
         first = events[0]
         found = owner(first)
-        launcher.journal.reopened(found[0].files.record if found is not None else None, events)
+        record = found[0].files.record if found is not None else None
+        carried = record is not None and launcher.journal.carries(record.number)
+        launcher.journal.reopened(record, events, runner.read_body(first.path) if carried else None)
         executor = executor_of(first)
         if executor.adopt(first):
             _adopted(launcher, events, found, executor)

@@ -81,6 +81,7 @@ class Launcher:
         self.instance = instance  # claim=yes: this instance's name in the queues
         self.failures = 0  # starts that failed, for --once's exit status
         self._to_write: deque[Run] = deque()  # reaped, their ends not written yet
+        self._templates: dict[int, runner.Template] = {}  # by record number: `_template`
 
     # -- starting ---------------------------------------------------------------
 
@@ -112,7 +113,7 @@ class Launcher:
                     claims.unclaim(entry.files, run.job, self.instance)
             return
         for entry, run, started in prepared:
-            self._launch(entry, run, started)
+            self._launch(entry, run, started)  # its template: made by `_prepare`
 
     def _claim(self, entry: Entry, job: Job, now_ns: int) -> Job | None:
         """The job as it starts: its file as it was seen, claimed if need be."""
@@ -129,9 +130,7 @@ class Launcher:
         assert entry.program is not None
         for attempt in (1, 2):
             try:
-                log_name, log_fd, log_head = runner.open_log(
-                    self.passdir, entry.record, entry.program, list(job.paths), letter, at
-                )
+                log_name, log_fd, log_head = self._template(entry).open_log(job.paths, letter, at)
             except runner.StartError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, FileNotFoundError) and self.logfiles_again():
                     continue
@@ -159,10 +158,11 @@ class Launcher:
     def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
         job = run.job
         assert entry.program is not None
-        env = runner.environment(self.env, entry.record, job, self.passdir, run.log_name)
+        template = self._template(entry)
+        env = template.environment(job, run.log_name)
         self.runs.add(run)
         try:
-            run.executor.start(run, entry.program, [entry.record.command, *job.paths], env, os.path.dirname(job.path))
+            run.executor.start(run, entry.program, [template.command, *job.paths], env, _directory(job.path))
         except OSError as exc:
             # Could not be executed: recorded, not consumed, and the record backs off.
             error = exc.strerror or str(exc)
@@ -172,7 +172,8 @@ class Launcher:
                 entry, job, run.letter, runner.StartError(f"cannot execute {entry.program}: {error}", True)
             )
             return
-        run.transition(RunState.RUNNING)  # STARTING -> RUNNING
+        assert run.state is RunState.STARTING  # its one edge here, STARTING -> RUNNING, set straight
+        run.state = RunState.RUNNING
         if run.pid is not None:  # a remote run's status 0 has its task id already
             self.journal.running(started, run.pid)
         entry.files.started(job)
@@ -185,9 +186,18 @@ class Launcher:
             job.process,
             files_of(job),
             run.describe(),
-            os.path.basename(run.log_name),
+            run.log_name.rpartition("/")[2],
             attempt,
         )
+
+    def _template(self, entry: Entry) -> runner.Template:
+        """What the starts of the entry's record share (made again when it changed)."""
+        record, program = entry.record, entry.program
+        assert program is not None
+        made = self._templates.get(record.number)
+        if made is None or not made.fits(record, program, self.env):
+            made = self._templates[record.number] = runner.Template(self.passdir, record, program, self.env)
+        return made
 
     def logfiles_again(self) -> bool:
         """Make logfiles/ again if it was removed; True if it was."""
@@ -309,27 +319,17 @@ class Launcher:
     def finish(self) -> list[Run]:
         """Write the ends `reap` collected (after the turn's starts: the
         writing overlaps their runs); return their runs."""
-        to_write = self._to_write
-        if not to_write:
-            return []
-        written = list(to_write)
-        telling = self.journal.telling
-        while to_write:
-            run = to_write.popleft()
+        written, telling = list(self._to_write), self.journal.telling
+        while self._to_write:
+            run = self._to_write.popleft()
             ended = run.ended
             assert ended is not None
-            ends = ended.events
-            end = ends[0]
+            end = ended.events[0]
             told = self._told(run) if telling else None
             runner.footer(run, ended.outcome, end)
-            work = run.work
-            if work is None:
-                self.journal.ended(None, ends, told)
-                continue
-            files = work.files
-            record = files.record
-            self.journal.ended(record, ends, told)  # a group's: one event
-            if (end.retry_at is not None or not end.consumed) and not record.options.claim:
+            files = run.work.files if run.work is not None else None
+            self.journal.ended(files.record if files is not None else None, ended.events, told)  # a group's: one event
+            if files is not None and (end.retry_at is not None or not end.consumed) and not files.record.options.claim:
                 for fact in run.job.facts:
                     files.requeue(fact.name)
         return written
@@ -378,12 +378,20 @@ def _say(run: Run, level: int, fmt: str, *args: object) -> None:
         run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {text}")
 
 
+def _directory(path: str) -> str:
+    """The directory of a file's absolute path (`os.path.dirname`, cheaper)."""
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else os.path.dirname(path)
+
+
 def files_of(job: Job | list[Event]) -> str:
     """The file, or the group and its files, as a log line names them."""
-    if isinstance(job, Job) and job.group is None and len(job.paths) == 1:
-        return escape(job.paths[0])
-    paths = list(job.paths) if isinstance(job, Job) else [e.path for e in job]
-    group = job.group if isinstance(job, Job) else job[0].group
+    if isinstance(job, Job):
+        if job.group is None and len(job.paths) == 1:
+            return escape(job.paths[0])
+        paths, group = list(job.paths), job.group
+    else:
+        paths, group = [e.path for e in job], job[0].group
     if group is None and len(paths) == 1:
         return escape(paths[0])
     names = " ".join(escape(os.path.basename(p)) for p in paths)

@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 """A run's log file, its environment and its start in the history.
 
-A start has three steps.  `open_log` opens the record's next log file
-(`logfiles/incoming.N.L`: the letter's old one written over when it is a
-plain file of waitd's that nothing else has open, else unlinked and made
-anew with O_EXCL; never through a planted link) and writes waitd's header
-line.  `commit` records
+A start has three steps.  Its record's `template.Template` opens the
+record's next log file (`logfiles/incoming.N.L`: the letter's old one
+written over when it is a plain file of waitd's that nothing else has
+open, else unlinked and made anew with O_EXCL; never through a planted
+link) and writes waitd's header line (`open_log` does it for one start,
+`environment` gives the run's environment alike).  `commit` records
 the status 0 events of every start of a pass with the journal, with one
 sync (a group commit): each status 0 line is on disk before its handler
 runs, and a start that cannot be recorded never runs (its log file says
@@ -15,7 +16,7 @@ outcome, the duration, and a retry time when one is set.
 
 Each run may leave a response (formats.response) in the file
 `response_name` names, beside its log (`incoming.N.L.response`, recycled
-with the letter: `open_log` removes the old one); WAITD_RESPONSE names it.
+with the letter: opening the log removes the old one); WAITD_RESPONSE names it.
 `response_of` reads it back (at most MOST + 1 bytes, never through a
 link) and parses it (BadResponse), keeping one that came from a Celery
 worker there;
@@ -34,10 +35,7 @@ cannot be recorded (`HistoryWriteError` as cause; none of the group is).
 
 from __future__ import annotations
 
-import datetime
-import fcntl
 import os
-import signal
 import stat
 import time
 from collections.abc import Mapping
@@ -52,18 +50,11 @@ from waitd.formats.handler_log import LETTERS, newest_first
 from waitd.journal.history import Event, Status
 from waitd.journal.writer import Journal
 from waitd.run.runs import Run
+from waitd.run.template import RESPONSE, StartError, Template
+
+__all__ = ["StartError", "Template"]  # the launcher's, from here
 
 next_letter = handler_log.next_letter  # the launcher picks a run's letter here
-_LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-_RECYCLE_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-class StartError(WaitdError):
-    """A run could not start; `recorded` says if a status 1 event was written."""
-
-    def __init__(self, message: str, recorded: bool) -> None:
-        super().__init__(message)
-        self.recorded = recorded
 
 
 def make_logfiles(passdir: str) -> bool:
@@ -125,95 +116,15 @@ def header_time(path: str) -> int | None:
 def open_log(
     passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float
 ) -> tuple[str, int, int]:
-    """Make the run's log file and write its header; (its path, its
-    descriptor, its size then: the header's bytes, -1 if not written)."""
-    log_name = handler_log_path(passdir, record.number, letter)
-    log_fd = _recycle(log_name)
-    try:
-        # The letter's old log is written over when nothing else has it
-        # open (`_recycle`); else unlinked and made anew: O_EXCL never
-        # follows a planted link.  Never truncated to nothing, which costs
-        # ext4 a flush of the old blocks at its close.
-        for old in (response_name(log_name),) if log_fd >= 0 else (log_name, response_name(log_name)):
-            try:
-                os.unlink(old)
-            except FileNotFoundError:
-                pass
-        if log_fd < 0:
-            log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
-            recycled = False
-        else:
-            recycled = True
-    except OSError as exc:
-        if log_fd >= 0:
-            os.close(log_fd)
-        raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    head = handler_log.header(record.number, record.telem, program, paths, at).encode("utf-8", "surrogateescape")
-    try:
-        written = os.write(log_fd, head)
-    except OSError:
-        written = -1  # a full disk must not stop the run; the history still says it
-    if recycled:
-        try:
-            os.ftruncate(log_fd, max(written, 0))  # what the old run left goes
-            fcntl.fcntl(log_fd, fcntl.F_SETFL, os.O_APPEND)  # as made anew: the handler appends
-        except OSError as exc:
-            os.close(log_fd)
-            raise StartError(f"cannot open log file {log_name}: {exc.strerror}", recorded=False) from exc
-    return log_name, log_fd, written if written == len(head) else -1
-
-
-def _recycle(path: str) -> int:
-    """The letter's old log file, open to be written over from its start,
-    or -1 (then it is made anew): only a plain file of waitd's with one
-    link, that no other descriptor has open (a write lease is refused
-    then: a lingering child of its old run still writing to it keeps it,
-    its output never lands in a new run's log).  The lease is let go at
-    once; its break, should a process open the file meanwhile, is told
-    with SIGCHLD (handled), not SIGIO (which would end waitd)."""
-    try:
-        fd = os.open(path, _RECYCLE_FLAGS)
-    except OSError:
-        return -1  # not there (the first runs), or a planted symlink
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
-            raise OSError("not a log file of waitd's own")
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGCHLD)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)  # refused while any other descriptor has it open
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except OSError:
-        os.close(fd)
-        return -1
-    return fd
+    """`Template.open_log` of a record (a start uses its record's, made once)."""
+    return Template(passdir, record, program, {}).open_log(paths, letter, at)
 
 
 def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
     """waitd's environment and the run's WAITD_* variables (WAITD_F_<field>
-    for each field the record's pattern parsed from the name)."""
-    env = dict(base)
-    env.update(
-        WAITD_RECORD=str(record.number),
-        WAITD_TELEM=record.telem,
-        WAITD_FILE=job.path,
-        WAITD_PASSDIR=passdir,
-        WAITD_LOG=log_name,
-        WAITD_RESPONSE=response_name(log_name),
-        WAITD_ATTEMPT=str(job.attempt),
-    )
-    if job.group is not None:
-        env["WAITD_GROUP"] = job.group
-    if record.options.pattern is not None or record.options.fields_from == "json":
-        for name, value in job.fields.items():
-            if name not in ("name", "stem", "suffix", "dir", "telem"):
-                env[f"WAITD_F_{name}"] = _env_value(value)
-    return env
-
-
-def _env_value(value: object) -> str:
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return str(value)
+    for each field the record's pattern parsed from the name): what
+    `Template.environment` gives (a start uses its record's, made once)."""
+    return Template(passdir, record, "", base).environment(job, log_name)
 
 
 def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:
@@ -292,7 +203,7 @@ def footer(run: Run, outcome: Outcome, end: Event) -> None:
 
 def response_name(log_name: str) -> str:
     """Where a run's response is kept: beside its log."""
-    return log_name + ".response"
+    return log_name + RESPONSE
 
 
 def response_of(run: Run, sent: bytes | None) -> response.Response | None:

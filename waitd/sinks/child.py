@@ -4,8 +4,9 @@
 waitd starts one for each `[sink NAME]` of waitd.conf (`supervisor.Sinks`) as
 `python -m waitd.sinks.child PASSDIR PARENT-PID FOREGROUND`, the sink's
 settings as JSON on its standard input.  It lowers its own priority (nice
-NICE): when the CPU is short, the handlers' starts come first and the
-events wait in the outbox.  It dies with waitd (the kernel
+NICE, and SCHED_BATCH: its wake-up at each event never preempts waitd or
+a handler): when the CPU is short, the handlers' starts come first and
+the events wait in the outbox.  It dies with waitd (the kernel
 sends it TERM when its parent exits: PR_SET_PDEATHSIG), and holds
 `events/NAME.lock` while it runs, so that two never deliver for one sink.
 
@@ -331,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with contextlib.suppress(OSError):
         os.nice(NICE)
+    with contextlib.suppress(OSError):
+        # SCHED_BATCH: a sink woken by waitd's write to the outbox does not
+        # preempt waitd or a handler (issue 21: its wake-ups cost the
+        # start that wrote the event); with nice NICE, it runs when they wait.
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     setup_logging(passdir, foreground)
     try:
         config = json.loads(sys.stdin.read())

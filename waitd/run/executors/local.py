@@ -45,6 +45,9 @@ def ignored_signals() -> tuple[int, ...]:
     return tuple(sorted(ignored.union(_RESET_SIGNALS)))
 
 
+_STDIN = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)  # a handler's file actions
+_DUP2 = os.POSIX_SPAWN_DUP2
+
 # A recorded start and the process's own start time may differ this much.
 CREATE_SLACK_S = 2.0
 
@@ -72,11 +75,7 @@ class Local:
 
     def start(self, run: Run, program: str, argv: list[str], env: dict[str, str], cwd: str) -> None:
         """Execute the handler in its own session; set `run.pid`."""
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, run.log_fd, 1),
-            (os.POSIX_SPAWN_DUP2, run.log_fd, 2),
-        ]
+        actions = [_STDIN, (_DUP2, run.log_fd, 1), (_DUP2, run.log_fd, 2)]
         # posix_spawn has no working directory of its own (before glibc's
         # addchdir_np, which Python 3.11 does not offer), so waitd steps into
         # the directory for the spawn and back out; it is single-threaded.
