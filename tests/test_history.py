@@ -168,6 +168,37 @@ def test_format_is_the_tables_line(event: Event) -> None:
     assert format_line(event) == format_event(event) == _table_line(event)
 
 
+_ALL_KEYS = st.builds(
+    Event,
+    path=_NAME,
+    process=_NAME,
+    mtime=_INT,
+    status=st.sampled_from(Status),
+    pid=st.none() | st.integers(1, 2**31 - 1),
+    exit=st.none() | st.integers(0, 255),
+    signal=st.none() | st.sampled_from(["SIGTERM", "SIG 9"]),
+    error=st.none() | st.text(max_size=30).filter(_encodable),
+    at=st.none() | _TIME,
+    took=st.none() | st.floats(0, 1e6, allow_nan=False),
+    attempt=st.none() | st.integers(1, 2**31 - 1),
+    retry_at=st.none() | _TIME,
+    group=st.none() | _NAME,
+    published=st.none() | st.just(1),
+    task=st.none() | _NAME,
+    outcome=st.none() | st.sampled_from(["skipped", "odd one"]),
+    version=st.none() | _VERSIONS,
+    extra=st.lists(_EXTRA, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(_ALL_KEYS)
+def test_any_line_is_the_tables_line(event: Event) -> None:
+    """Every key (an end's, a retry's, a publication's, unknown ones): the
+    key-by-key line is the table's."""
+    assert format_line(event) == format_event(event) == _table_line(event)
+
+
 def test_format_example() -> None:
     event = Event(
         "/in/a b",

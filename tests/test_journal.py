@@ -328,6 +328,43 @@ def test_a_pid_line_is_its_start_line_with_the_pid() -> None:
     assert with_pid(line, 4321).pid == 4321 and line.pid is None
 
 
+def test_an_end_without_events_writes_and_holds_as_the_general_way_does(full: Path) -> None:
+    """`ended` with no event to make and nothing held takes a short way
+    (`_end_lines`, each run's end, issue 21): the same history, the same
+    lines held on a full disk and written by the poll's retry, as a
+    journal that makes events (for an observer) and so goes the general way."""
+    seen: list[ev.Event] = []
+    journals = []
+    for name in ("short", "general"):
+        (full / name).mkdir()
+        journal = _journal(full / name, outbox=False)
+        if name == "general":
+            journal.observers.append(seen.append)
+        journals.append(journal)
+    record = _record(full / "short")
+    long = "x" * 5000  # longer than the free tail of the files' last pages
+    filler = None
+    for step in range(4):
+        if step == 2:
+            filler = fill(full)
+        a = [_line(f"/in/{step}.g8")]
+        for journal in journals:
+            if step < 2:
+                journal.started([(record, a)])
+            journal.running(a, 100 + step)
+            journal.ended(record, [_line(f"/in/{step}.g8", Status.KNOWN, exit=0, took=0.5, error=long)])
+        assert [j.unwritten for j in journals] == ([0, 0] if step < 2 else [2 * (step - 1)] * 2)
+        assert [j.may_start for j in journals] == [step < 2] * 2
+    assert filler is not None
+    filler.unlink()
+    assert [j.retry() for j in journals] == [0, 0]
+    short, general = ((full / name / "incoming.history").read_text() for name in ("short", "general"))
+    assert short == general and len(short.splitlines()) == 2 + 2 * 4
+    assert [e.type for e in seen].count("ended") == 4
+    key = ("/in/3.g8", "/bin/true")
+    assert journals[0].history.latest(*key) == journals[1].history.latest(*key)
+
+
 def test_a_sync_beside_tells_its_error_and_goes_one_at_a_time(tmp_path):
     """`disk.fdatasync_beside`: the helper thread's sync, its OSError raised
     by `result()`; a second started before the first's result was asked

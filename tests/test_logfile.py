@@ -74,3 +74,37 @@ def test_say_goes_through_logging_when_another_handler_listens(waitd_log) -> Non
         log.removeHandler(other)
     assert [r.getMessage() for r in seen] == ["seen by both"]
     assert path.read_text().endswith("INFO seen by both\n")
+
+
+def test_a_turn_goes_to_each_stream_as_its_own_writes_would(tmp_path: Path) -> None:
+    """The held lines go straight to each handler's descriptor, encoded as
+    its stream encodes (made once when two streams encode alike), after
+    what the stream still buffered; a stream with no descriptor (a test's
+    capture) gets them through its own write."""
+    import io
+
+    log = logging.getLogger("waitd")
+    main = logfile.setup_logging(str(tmp_path), foreground=False)
+    alike = open(tmp_path / "alike", "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    ascii_ = open(tmp_path / "ascii", "w", encoding="ascii", errors="backslashreplace")  # noqa: SIM115
+    captured = io.StringIO()
+    others = [logfile._Holding(s) for s in (alike, ascii_, captured)]
+    for other in others:
+        other.setFormatter(logfile._FORMATTER)
+        log.addHandler(other)
+    try:
+        alike.write("before, buffered\n")
+        with logfile.held():
+            logfile.say(logging.INFO, "caf\u00e9 \udcff")
+            log.warning("second")
+    finally:
+        for handler in (main, *others):
+            log.removeHandler(handler)
+            handler.close()
+    texts = {
+        name: (tmp_path / name).read_bytes().decode("utf-8", "surrogateescape") for name in ("incoming.log", "alike")
+    }
+    assert texts["alike"].startswith("before, buffered\n") and texts["alike"].endswith(texts["incoming.log"])
+    assert "INFO caf\u00e9 \\udcff\n" in texts["incoming.log"] and texts["incoming.log"].endswith("WARNING second\n")
+    assert "INFO caf\\xe9 \\udcff\n" in (tmp_path / "ascii").read_text("ascii")
+    assert captured.getvalue().endswith("WARNING second\n") and "caf\u00e9" in captured.getvalue()

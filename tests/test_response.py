@@ -18,9 +18,9 @@ from peers.activemq import free_port
 
 from waitd.config.options import MAX_RETRY_S, Options
 from waitd.decide.facts import FileFact
-from waitd.decide.outcome import Job, Outcome, Verdict, end_events
+from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
 from waitd.formats import response
-from waitd.formats.history_line import Status, format_event, parse_line
+from waitd.formats.history_line import Event, Status, format_event, parse_line
 
 # -- the document -----------------------------------------------------------------
 
@@ -148,3 +148,20 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
                  if p.stat().st_size < 1000 and p.read_bytes().startswith(b"{")]  # fmt: skip
     assert {"output": ["/out/ok.d"]} in documents
     assert station.stop() == 0
+
+
+def test_end_events_fill_each_field_of_each_file_of_a_job():
+    """Made positionally: each value lands in its own field (a keyword-made
+    Event compares equal), a group's files each with their path and version."""
+    facts = (FileFact("a", 5_000_000_000, 0, 1, 2, 2), FileFact("b", 7_000_000_000, 0, 3, 4, 4))
+    job = Job(("/d", "*", "h"), "h", facts, ("/d/a", "/d/b"), attempt=2, group="g")
+    opts = Options(retries=3)
+    ends, verdict = end_events(job, Outcome(Status.UNKNOWN, signal="SIGKILL"), Why.TIMEOUT, opts, 9, 1.5, 100.0)
+    assert verdict is Verdict.TEMPORARY
+    for end, fact, path in zip(ends, facts, job.paths, strict=True):
+        assert end == Event(
+            path, "h", fact.mtime_ns // 10**9, Status.UNKNOWN, pid=9, signal="SIGKILL", error="timeout", at=100.0,
+            took=1.5, attempt=2, retry_at=100.0 + opts.retry_delay_s(2), group="g", version=fact.version,
+        )  # fmt: skip
+    (one,), _ = end_events(_job(), Outcome(Status.KNOWN, exit=0), None, opts, None, 0.5, 9.0, task="t")
+    assert one == Event("/d/f", "h", 5, Status.KNOWN, exit=0, at=9.0, took=0.5, task="t", version=_job().fact.version)

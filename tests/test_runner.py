@@ -56,3 +56,8 @@ def test_last_letter_from_the_headers_not_the_mtimes(tmp_path) -> None:
     assert runner.last_letter(str(tmp_path), 2) is None
     write("B", "2026-11-29T10:00:00.000+0000")  # the same millisecond as A: B follows A in the cycle
     assert runner.last_letter(str(tmp_path), 1) == "B"
+
+
+def test_one_outcome_an_exit_code_made_once():
+    assert outcome_of(0) is outcome_of(0) and outcome_of(-15) is outcome_of(-15)
+    assert outcome_of(75).exit == 75 and outcome_of(-15).signal == "SIGTERM"

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from waitd.config import table
-from waitd.formats import handler_log
+from waitd.formats import handler_log, response
 from waitd.run import runner
 
 
@@ -35,6 +35,20 @@ def test_the_footer_has_a_line_of_its_own(tmp_path: Path) -> None:
         os.close(fd)
         lines = Path(name).read_bytes().split(b"\n")
         assert lines[0].startswith(b"waitd: start") and lines[-2].startswith(b"waitd: end"), lines
+
+
+def test_the_footer_sees_what_a_handler_wrote_to_the_log_by_its_name(tmp_path: Path) -> None:
+    """A handler that opens WAITD_LOG itself writes through a descriptor of
+    its own: the size the footer looks at is the file's, not waitd's offset."""
+    (tmp_path / "logfiles").mkdir()
+    name, fd, head = runner.open_log(str(tmp_path), _record(tmp_path), "/bin/true", ["/x/f.dat"], "A", 1.0)
+    with open(name, "ab") as own:
+        own.write(b"no newline")
+    assert runner._ends_line(fd, head) is False
+    with open(name, "ab") as own:
+        own.write(b"\n")
+    assert runner._ends_line(fd, head) is True
+    os.close(fd)
 
 
 def _open(tmp_path: Path, record: table.Record, letter: str = "A") -> tuple[str, int]:
@@ -98,6 +112,20 @@ def test_a_planted_link_is_not_written_through(tmp_path: Path) -> None:
         assert target.read_text() == "keep me\n"
         assert not os.path.islink(name) and os.stat(name).st_nlink == 1
         assert Path(name).read_bytes().startswith(b"waitd: start")
+
+
+def test_a_response_is_read_only_when_there_is_one_and_never_through_a_link(tmp_path: Path) -> None:
+    log_name = str(tmp_path / "incoming.1.A")
+    assert runner.read_response(log_name) is None
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b'{"skip": "x"}')
+    os.symlink(target, runner.response_name(log_name))
+    assert runner.read_response(log_name) is None  # a planted link is not followed
+    os.unlink(runner.response_name(log_name))
+    Path(runner.response_name(log_name)).write_bytes(b"y" * (response.MOST + 5))
+    assert runner.read_response(log_name) == b"y" * (response.MOST + 1)
+    Path(runner.response_name(log_name)).write_bytes(b'{"skip": "x"}')
+    assert runner.read_response(log_name) == b'{"skip": "x"}'
 
 
 def test_a_runs_environment_is_its_records_with_its_own_values(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from waitd.config.options import MAX_RETRY_S, Options
@@ -53,6 +53,9 @@ from waitd.formats.history_line import Event, Status
 from waitd.formats.response import Response
 
 EX_TEMPFAIL = 75
+# `end_events` makes its events positionally, in this order of Event's fields.
+_END_FIELDS = "path process mtime status pid exit signal error at took attempt retry_at group published task outcome"
+assert [f.name for f in fields(Event)][:17] == [*_END_FIELDS.split(), "version"]
 
 
 class Why(enum.Enum):
@@ -191,24 +194,33 @@ def end_events(
         error = why.value
     if outcome.lost:
         error = Why.CANCEL.value if why is Why.CANCEL else "lost"
+    # Positional, in Event's order (pid, exit, signal, error, at, took,
+    # attempt, retry_at, group, published, task, outcome, version): the same
+    # for each file but its path and version.
+    status, exit, sig = outcome.status, outcome.exit, outcome.signal
+    pid = pid or None
+    attempt = job.attempt if job.attempt > 1 else None  # a classic line has none
+    said = skipped(verdict, outcome, response)
+    process, group = job.process, job.group
     events = [
         Event(
             path,
-            job.process,
+            process,
             fact.mtime_ns // 1_000_000_000,
-            outcome.status,
-            pid=pid or None,
-            exit=outcome.exit,
-            signal=outcome.signal,
-            error=error,
-            at=now,
-            took=took,
-            attempt=job.attempt if job.attempt > 1 else None,  # a classic line has none
-            retry_at=retry_at,
-            group=job.group,
-            task=task,
-            outcome=skipped(verdict, outcome, response),
-            version=fact.version,
+            status,
+            pid,
+            exit,
+            sig,
+            error,
+            now,
+            took,
+            attempt,
+            retry_at,
+            group,
+            None,
+            task,
+            said,
+            fact.version,
         )
         for fact, path in zip(job.facts, job.paths, strict=True)
     ]

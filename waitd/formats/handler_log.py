@@ -134,6 +134,8 @@ def footer(
     retry_at: float | None = None,
 ) -> str:
     """The footer line, newline included."""
+    if signal is None and error is None and attempt is None and retry_at is None and exit is not None:
+        return f"waitd: end record={record} exit={exit} took={took:.3f} at={stamp(at)}\n"  # most runs'
     fields = [f"record={record}"]
     if exit is not None:
         fields.append(f"exit={exit}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import sys
@@ -102,13 +103,57 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
             held, self._held = self._held, None
             if held:
                 try:
-                    self.stream.write("".join(held))
-                    self.flush()
+                    self._put(held, _made)
                 except Exception:
                     self.handleError(logging.makeLogRecord({"msg": held[-1]}))
         finally:
             self.release()
 
+    def _put(self, held: list[str], made: _Made | None) -> None:
+        """The held lines with one write(2) straight to the stream's
+        descriptor (its buffer flushed first), encoded as the stream does,
+        once for the handlers that hold the same lines; else through the
+        stream (one with no descriptor: a test's capture)."""
+        stream = self.stream
+        fd = _descriptor(stream)
+        if fd < 0:
+            stream.write("".join(held))
+            self.flush()
+            return
+        how = (stream.encoding, stream.errors)
+        if made is not None and made.how == how and made.held == held:
+            data = made.data  # the other handler's bytes: the same lines, encoded the same way
+        else:
+            data = "".join(held).encode(*how)
+        stream.flush()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if made is not None:
+            made.how, made.held, made.data = how, held, data
+
+
+class _Made:
+    """What a handler wrote last of the held lines (for the next handler
+    of the turn: `held` makes one a turn)."""
+
+    how: tuple[str, str | None] = ("", None)
+    held: list[str] | None = None
+    data: bytes = b""
+
+
+def _descriptor(stream: object) -> int:
+    """The descriptor under a text stream that encodes and writes nothing
+    else of its own (no newline translation on Linux), or -1."""
+    if type(stream) is not io.TextIOWrapper:
+        return -1
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):
+        return -1
+
+
+_made: _Made | None = None  # while `held` writes a turn's lines: what the last handler wrote
 
 # While a turn holds the lines and every handler of the logger is waitd's
 # own with its formatter, `say` appends a line to them without a LogRecord.
@@ -119,7 +164,7 @@ _straight: list[_Holding] | None = None
 def held() -> Iterator[None]:
     """Hold the lines of the "waitd" logger's handlers until the end of the
     block (a turn of the loop), then write each handler's with one write."""
-    global _straight
+    global _straight, _made
     every = log.handlers
     handlers = [h for h in every if isinstance(h, _Holding)]
     for handler in handlers:
@@ -130,8 +175,10 @@ def held() -> Iterator[None]:
         yield
     finally:
         _straight = None
+        _made = _Made()
         for handler in handlers:
             handler.write_held()
+        _made = None
 
 
 def say(level: int, text: str) -> None:
@@ -145,7 +192,11 @@ def say(level: int, text: str) -> None:
         return
     if not log.isEnabledFor(level):
         return
-    line = f"{_FORMATTER.stamp(time.time())} {logging.getLevelName(level)} {text}\n"
+    now = time.time()
+    second = int(now)
+    f = _FORMATTER  # its `stamp`, inline: two calls fewer a line
+    local = f._stamp if second == f._second else f._seconds(second)
+    line = f"{local}.{int((now - second) * 1000):03d} {logging.getLevelName(level)} {text}\n"
     for handler in handlers:
         if handler._held is not None:  # held() set them holding
             handler._held.append(line)

@@ -274,41 +274,38 @@ class Launcher:
 
     def _end(self, run: Run, outcome: Outcome, took: float) -> None:
         """Account for a run's end: its state, its log line, its record's tally."""
-        run.transition(RunState.ENDED)  # -> ENDED
+        run.end()  # -> ENDED
         work = run.work
         options = work.files.record.options if work is not None else None
         response = self._response(run, outcome)
+        job = run.job
         ends, verdict = end_events(
-            run.job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task, response
+            job, outcome, run.why, options, run.pid, took, time.time(), run.adopted, run.task, response
         )
         run.ended = Ended(outcome, ends, verdict, took, response)
         self._to_write.append(run)
+        if verdict is Verdict.NOT_STARTED:
+            return
         end = ends[0]
         ok = verdict is Verdict.SUCCESS
         described = outcome.describe() if not run.adopted else "ended after a restart of waitd: outcome unknown"
-        if end.error in ("timeout", "cancelled"):
-            described += f" ({end.error})"
-        if end.retry_at is not None:
-            described += f"; retry {end.runs + 1} at {time.strftime('%H:%M:%S', time.localtime(end.retry_at))}"
-        if end.outcome == "skipped" and response is not None:
+        if not ok:
+            if end.error in ("timeout", "cancelled"):
+                described += f" ({end.error})"
+            if end.retry_at is not None:
+                described += f"; retry {end.runs + 1} at {time.strftime('%H:%M:%S', time.localtime(end.retry_at))}"
+        elif end.outcome == "skipped" and response is not None:
             described += f"; skipped: {response.skip}"
-        if verdict is not Verdict.NOT_STARTED:
-            _say(
-                run,
-                logging.INFO if ok else logging.WARNING,
-                "record %d: %s on %s: %s after %.3f s",
-                run.number,
-                run.job.process,
-                files_of(run.job),
-                described,
-                took,
-            )
-            if work is not None:
-                retrying = end.retry_at is not None
-                work.tally.ended(run.number, run.path, described, ok, took, time.monotonic(), retrying)
-        if ok and work is not None:
-            for fact in run.job.facts:
-                work.files.ran(fact)
+        _say(
+            run,
+            logging.INFO if ok else logging.WARNING,
+            f"record {run.number}: {job.process} on {files_of(job)}: {described} after {took:.3f} s",
+        )
+        if work is not None:
+            work.tally.ended(run.number, job.path, described, ok, took, time.monotonic(), end.retry_at is not None)
+            if ok:
+                for fact in job.facts:
+                    work.files.ran(fact)
 
     def _response(self, run: Run, outcome: Outcome) -> Response | None:
         """The response the run left; one waitd cannot take is logged and ignored."""
@@ -322,16 +319,17 @@ class Launcher:
     def finish(self) -> list[Run]:
         """Write the ends `reap` collected (after the turn's starts: the
         writing overlaps their runs); return their runs."""
-        written = list(self._to_write)
+        written, telling = list(self._to_write), self.journal.telling
         while self._to_write:
             run = self._to_write.popleft()
-            assert run.ended is not None
-            ends = run.ended.events
-            told = self._told(run) if self.journal.telling else None
-            runner.footer(run, run.ended.outcome, ends[0])
+            ended = run.ended
+            assert ended is not None
+            end = ended.events[0]
+            told = self._told(run) if telling else None
+            runner.footer(run, ended.outcome, end)
             files = run.work.files if run.work is not None else None
-            self.journal.ended(files.record if files is not None else None, ends, told)  # a group's: one event
-            if files is not None and not files.record.options.claim and (ends[0].retry_at or not ends[0].consumed):
+            self.journal.ended(files.record if files is not None else None, ended.events, told)  # a group's: one event
+            if files is not None and (end.retry_at is not None or not end.consumed) and not files.record.options.claim:
                 for fact in run.job.facts:
                     files.requeue(fact.name)
         return written
@@ -374,7 +372,7 @@ class Launcher:
 
 def _say(run: Run, level: int, fmt: str, *args: object) -> None:
     """Log a line about a run, and keep it with the run (its admin log)."""
-    text = fmt % args
+    text = fmt % args if args else fmt
     say(level, text)
     if run.notes is not None and len(run.notes) < 50:
         run.notes.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {logging.getLevelName(level).lower()}: {text}")

@@ -56,6 +56,10 @@ class RunState(enum.Enum):
     KILLED = "killed"
     ENDED = "ended"
 
+    # Members are singletons: hashed by identity, not by Enum's own Python
+    # __hash__ of the name (each transition looks two up).
+    __hash__ = object.__hash__
+
 
 _EDGES = {
     RunState.STARTING: {RunState.RUNNING, RunState.ENDED},
@@ -140,6 +144,13 @@ class Run:
         if to not in _EDGES[self.state]:
             raise AssertionError(f"run {self.run_id}: no edge {self.state.value} -> {to.value}")
         self.state = to
+
+    def end(self) -> None:
+        """`transition(RunState.ENDED)`, the edge of every run (any state
+        but ENDED -> ENDED), checked by identity: no table looked up."""
+        if self.state is RunState.ENDED:
+            raise AssertionError(f"run {self.run_id}: no edge ended -> ended")
+        self.state = RunState.ENDED
 
 
 class Runs:

@@ -189,7 +189,7 @@ class FileState:
         """A run of the file ended with exit 0: only the version that ran is
         done; one rewritten in place meanwhile is a new delivery."""
         current = self.cands.facts.get(fact.name)
-        if current is None or current.version == fact.version:
+        if current is None or current is fact or current.version == fact.version:
             self.set_done(current or fact)
 
     def set_done(self, fact: FileFact) -> None:

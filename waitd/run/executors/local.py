@@ -102,11 +102,12 @@ class Local:
 
     def poll(self, run: Run) -> Outcome | None:
         """The run's outcome if it ended (reaping it), else None."""
-        assert run.pid is not None
+        pid = run.pid
+        assert pid is not None
         if run.adopted:
-            return self._poll_adopted(run.pid)
+            return self._poll_adopted(pid)
         try:
-            pid, status = os.waitpid(run.pid, os.WNOHANG)
+            pid, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             return Outcome(Status.UNKNOWN)  # reaped elsewhere: its end is unknown
         if pid == 0:
@@ -198,7 +199,18 @@ def seal_descriptors() -> None:
 
 
 def outcome_of(code: int) -> Outcome:
-    """The outcome of an exit code as waitstatus_to_exitcode gives it (-N: signal N)."""
+    """The outcome of an exit code as waitstatus_to_exitcode gives it (-N:
+    signal N); one Outcome a code (it is frozen), made once."""
+    found = _OUTCOMES.get(code)
+    if found is None:
+        found = _OUTCOMES[code] = _outcome(code)
+    return found
+
+
+_OUTCOMES: dict[int, Outcome] = {}  # at most 256 exits and 64 signals
+
+
+def _outcome(code: int) -> Outcome:
     if code < 0:
         return Outcome(Status.UNKNOWN, signal=signal_name(-code))
     return Outcome(Status.KNOWN, exit=code)
