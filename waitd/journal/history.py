@@ -53,10 +53,12 @@ from waitd.formats.history_line import (
     Event,
     Status,
     Version,
+    Versioned,
     escape,
     format_event,
     parse_line,
     parse_plain,
+    plain_handled,
     unescape,
 )
 from waitd.journal import disk, replay
@@ -139,6 +141,18 @@ class History:
         if isinstance(item, str):
             item = self._latest[(path, process)] = parse_plain(item)
         return item
+
+    def handled(self, path: str, process: str, version: Version | Versioned) -> bool:
+        """Whether the key's latest event is about that version of its file
+        and says it was handled with exit 0 (`Event.same_version` and
+        `Event.succeeded`); a line still kept as text is not parsed for it
+        (`plain_handled`: a start asks it of every file listed)."""
+        item = self._latest.get((path, process))
+        if item is None:
+            return False
+        if isinstance(item, str):
+            return plain_handled(item, version)
+        return item.same_version(version) and item.succeeded
 
     def events(self) -> list[Event]:
         return [e for e in (self.latest(*key) for key in list(self._latest)) if e is not None]

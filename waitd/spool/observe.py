@@ -148,10 +148,18 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
     if st.noted:
         for fact in facts:
             st.noted.pop(fact.name, None)
-    changed, gone = st.cands.replace_all(facts, now_ns)
-    for name in gone:
-        st.forget(name)
-    _take_all(st, history, changed, now_ns)
+    if not st.cands.facts:
+        # The first listing (100,000 files at start): the files taken in
+        # first, so that those handled already, this very version, never
+        # enter the line (`Candidates.replace_all`'s `done`): its first
+        # plan does not step over them one by one.
+        _take_all(st, history, facts, now_ns)
+        st.cands.replace_all(facts, now_ns, st.done)
+    else:
+        changed, gone = st.cands.replace_all(facts, now_ns)
+        for name in gone:
+            st.forget(name)
+        _take_all(st, history, changed, now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
 
 
@@ -295,21 +303,20 @@ def _take_all(st: FileState, history: History, facts: Iterable[FileFact], now_ns
     its group and its name say of each (a listing at start takes 100,000:
     what is the same for all of them is looked up once)."""
     options = st.record.options
-    latest, process, directory = history.latest, st.record.process, st.path_of("")
-    left_alone, done = st.left_alone, st.done
+    handled, process, directory = history.handled, st.record.process, st.path_of("")
+    left_alone, done, drain = st.left_alone, st.done, st.drain
     future_ns = now_ns + FUTURE_NOTE_NS
     judge = options.pattern is not None or options.key is not None
     for fact in facts:
         name = fact.name
         if left_alone:
             left_alone.pop(name, None)  # its pattern or key is judged again
-        event = latest(directory + name, process)
-        if event is not None and event.same_version(fact) and event.succeeded:
+        if handled(directory + name, process, fact):  # this version, exit 0: the line is not parsed
             st.set_done(fact)
         elif done:
             done.pop(name, None)
-        if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
-            del st.drain[name]  # another version than the one ready at start
+        if drain is not None and drain.get(name, fact.version) != fact.version:
+            del drain[name]  # another version than the one ready at start
         if fact.mtime_ns > future_ns:
             st.note(name, "mtime is in the future; its age counts from when waitd first saw it")
         if options.done is not None:
