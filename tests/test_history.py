@@ -915,3 +915,15 @@ def test_history_tells_handled_of_a_line_kept_as_text_as_of_its_event(event: Eve
         expected = event.same_version(version) and event.succeeded
         if isinstance(item, str):
             assert plain_handled(item, version) == expected
+
+
+def test_names_in_tells_the_names_a_directory_has_in_the_history(hpath: Path) -> None:
+    # Issue 21: a first listing asks once which of its names the history
+    # knows, not a lookup a file.
+    _write(hpath, _ev("/in/a"), _ev("/in/b", Status.STARTED), _ev("/in/sub/c"), _ev("/inx/d"), _ev("/", process="g"))
+    h = _load(hpath)
+    h.append(replace(_ev("/in/e"), process="other"))
+    assert h.names_in("/in/", "h") == {"a", "b", "sub/c"}  # a name never holds a slash: sub/c is no file's
+    assert h.names_in("/in/", "other") == {"e"}
+    assert h.names_in("/", "g") == {""} and h.names_in("/nowhere/", "h") == set()
+    h.close()

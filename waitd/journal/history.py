@@ -154,6 +154,13 @@ class History:
             return plain_handled(item, version)
         return item.same_version(version) and item.succeeded
 
+    def names_in(self, directory: str, process: str) -> set[str]:
+        """The names `n` of the keys (`directory` + n, `process`): what the
+        history knows of a directory (`directory` ends in a slash), in one
+        pass over its keys rather than a lookup a file."""
+        cut = len(directory)
+        return {path[cut:] for path, of in self._latest if of == process and path.startswith(directory)}
+
     def events(self) -> list[Event]:
         return [e for e in (self.latest(*key) for key in list(self._latest)) if e is not None]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from waitd.config import table
 from waitd.decide.facts import FileFact
@@ -153,7 +153,7 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
         # first, so that those handled already, this very version, never
         # enter the line (`Candidates.replace_all`'s `done`): its first
         # plan does not step over them one by one.
-        _take_all(st, history, facts, now_ns)
+        _take_all(st, history, facts, now_ns, history.names_in(st.path_of(""), st.record.process))
         st.cands.replace_all(facts, now_ns, st.done)
     else:
         changed, gone = st.cands.replace_all(facts, now_ns)
@@ -298,10 +298,14 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     _take_all(st, history, (fact,), now_ns)
 
 
-def _take_all(st: FileState, history: History, facts: Iterable[FileFact], now_ns: int) -> None:
+def _take_all(
+    st: FileState, history: History, facts: Iterable[FileFact], now_ns: int, known: Container[str] | None = None
+) -> None:
     """New or changed files: what its history, the drain, its companion,
     its group and its name say of each (a listing at start takes 100,000:
-    what is the same for all of them is looked up once)."""
+    what is the same for all of them is looked up once; `known`, the
+    names the history knows in the directory, if at hand: the others
+    are not looked up one by one)."""
     options = st.record.options
     handled, process, directory = history.handled, st.record.process, st.path_of("")
     left_alone, done, drain = st.left_alone, st.done, st.drain
@@ -311,7 +315,7 @@ def _take_all(st: FileState, history: History, facts: Iterable[FileFact], now_ns
         name = fact.name
         if left_alone:
             left_alone.pop(name, None)  # its pattern or key is judged again
-        if handled(directory + name, process, fact):  # this version, exit 0: the line is not parsed
+        if (known is None or name in known) and handled(directory + name, process, fact):  # the line is not parsed
             st.set_done(fact)
         elif done:
             done.pop(name, None)
