@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.formats.history_fast import format_line
-from waitd.formats.history_line import plain_handled
 from waitd.journal.history import (
     BadValue,
     Event,
     History,
     Status,
     Version,
+    _plain_handled,
     escape,
     format_event,
     parse_line,
@@ -864,7 +864,7 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
         # ... and what a start asks of it without parsing it, it answers as the event does.
         event = parse_plain(line)
         for version in _versions_near(event):
-            assert plain_handled(line, version) == (event.same_version(version) and event.succeeded)
+            assert _plain_handled(line, version) == (event.same_version(version) and event.succeeded)
 
 
 @settings(max_examples=examples(150), deadline=None)
@@ -914,7 +914,7 @@ def test_history_tells_handled_of_a_line_kept_as_text_as_of_its_event(event: Eve
     for version in _versions_near(event):
         expected = event.same_version(version) and event.succeeded
         if isinstance(item, str):
-            assert plain_handled(item, version) == expected
+            assert _plain_handled(item, version) == expected
 
 
 def test_names_in_tells_the_names_a_directory_has_in_the_history(hpath: Path) -> None:

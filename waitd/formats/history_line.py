@@ -15,8 +15,7 @@ and kind of value) for writing, for parsing and for the load's fast path
 ValueError that carries the event the line stands for (an unknown
 outcome), for a sound line with a value out of its range (`pid=-1`).
 `parse_plain` parses a line that `PLAIN_LINE` matched, without checking
-its values again; `plain_handled` tells of such a line whether it says
-a version of its file was handled with exit 0, without parsing it.
+its values again.
 
 This module reads and writes no file (`history` does) and logs nothing.
 """
@@ -317,26 +316,6 @@ def parse_plain(line: str) -> Event:
     faster than parse_line does, to the same event.
     """
     return _parse(line, _CONVERTERS)
-
-
-def plain_handled(line: str, version: Versioned) -> bool:
-    """Whether a line that PLAIN_LINE matched (without its newline) tells
-    that version of its file handled with exit 0 (or published): what
-    `Event.same_version` and `Event.succeeded` say of `parse_plain`'s
-    event, without building it (a start asks it of every file its
-    history knows)."""
-    fields = line.split(" ")
-    if fields[3] != "2":
-        return False
-    values = dict(item.partition("=")[::2] for item in fields[4:])  # the last of a key written twice wins
-    if "retry_at" in values or not (
-        values.get("published") == "1" or values.get("exit", "x").isdigit() and int(values["exit"]) == 0
-    ):
-        return False
-    mtime_ns, size, ino = values.get("mtime_ns"), values.get("size"), values.get("ino")
-    if mtime_ns is None or size is None or ino is None:
-        return int(fields[2]) == version.mtime_ns // 1_000_000_000
-    return int(mtime_ns) == version.mtime_ns and int(size) == version.size and int(ino) == version.ino
 
 
 _Readers = dict[str, tuple[Callable[[str], Any], str, bool]]
