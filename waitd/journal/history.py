@@ -282,18 +282,33 @@ def _plain_handled(line: str, version: Versioned) -> bool:
     `Event.same_version` and `Event.succeeded` say of `parse_plain`'s
     event, without building it (a start asks it of every file its
     history knows)."""
-    fields = line.split(" ")
+    fields = line.split(" ", 4)
     if fields[3] != "2":
         return False
-    values = dict(item.partition("=")[::2] for item in fields[4:])  # the last of a key written twice wins
-    if "retry_at" in values or not (
-        values.get("published") == "1" or values.get("exit", "x").isdigit() and int(values["exit"]) == 0
-    ):
+    if _value(line, " retry_at=") is not None:
         return False
-    mtime_ns, size, ino = values.get("mtime_ns"), values.get("size"), values.get("ino")
+    exit = _value(line, " exit=")
+    if _value(line, " published=") != "1" and (exit is None or int(exit) != 0):
+        return False
+    mtime_ns, size, ino = _value(line, " mtime_ns="), _value(line, " size="), _value(line, " ino=")
     if mtime_ns is None or size is None or ino is None:
         return int(fields[2]) == version.mtime_ns // 1_000_000_000
     return int(mtime_ns) == version.mtime_ns and int(size) == version.size and int(ino) == version.ino
+
+
+def _value(line: str, key: str) -> str | None:
+    """The value of the last field `key` (" name=") of a plain line, or None.
+
+    Exact without a split: in a plain line every field after STATUS is
+    key=value and no field holds a space, so " name=" begins a field
+    of that very key (as parse_plain, the last of a key written twice wins).
+    """
+    start = line.rfind(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = line.find(" ", start)
+    return line[start:] if end < 0 else line[start:end]
 
 
 def _wait(other: disk.Syncing | None) -> OSError | None:
