@@ -24,6 +24,7 @@ from waitd.journal.history import (
     History,
     Status,
     Version,
+    _plain_handled,
     escape,
     format_event,
     parse_line,
@@ -878,6 +879,10 @@ _ITEMS = st.tuples(
 @example(mtime="5", status="2", items=["mtime_ns=" + "9" * 5000])
 @example(mtime="9" * 5000, status="2", items=[])
 @example(mtime="5", status="0", items=["pid=-1", "exit=256", "size=-5"])
+@example(mtime="5", status="2", items=["exit=00", "mtime_ns=5000000000", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=0", "exit=1"])
+@example(mtime="5", status="2", items=["exit=1", "published=1", "size=0"])
+@example(mtime="5", status="2", items=["exit=0", "retry_at=5"])
 def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, items: list[str]) -> None:
     # The fast pattern may be stricter than parse_line, never looser: a line
     # it keeps as text is parsed only later (History.latest), where nothing
@@ -887,6 +892,10 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
     line = " ".join(["/in/a", "h", mtime, status, *items])
     if PLAIN_LINE.fullmatch(line.encode("ascii") + b"\n"):
         assert parse_plain(line) == parse_line(line)
+        # ... and what a start asks of it without parsing it, it answers as the event does.
+        event = parse_plain(line)
+        for version in _versions_near(event):
+            assert _plain_handled(line, version) == (event.same_version(version) and event.succeeded)
 
 
 @settings(max_examples=examples(150), deadline=None)
@@ -909,3 +918,43 @@ def test_quick_init_makes_the_dataclass_event(event: Event) -> None:
     assert Version(*dataclasses.astuple(Version(1, 2, 3))) == Version(1, 2, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.pid = 1  # type: ignore[misc]
+
+
+def _versions_near(event: Event) -> list[Version]:
+    """Versions like and unlike the event's: its own, each field off by one,
+    and one of its MTIME only."""
+    mine = event.version or Version(event.mtime * 10**9 + 7, 0, 0)
+    return [
+        mine,
+        Version(mine.mtime_ns + 1, mine.size, mine.ino),
+        Version(mine.mtime_ns, mine.size + 1, mine.ino),
+        Version(mine.mtime_ns, mine.size, mine.ino + 1),
+        Version(event.mtime * 10**9, 0, 0),
+    ]
+
+
+@given(_EVENTS)
+@settings(max_examples=examples(200), deadline=None)
+def test_history_tells_handled_of_a_line_kept_as_text_as_of_its_event(event: Event) -> None:
+    # Issue 21: a start asks of every file whether its history says this
+    # version was handled with exit 0; a line kept as text answers without
+    # being parsed, as its event does.
+    from waitd.journal.replay import _checked
+
+    item = _checked(format_event(event).encode("ascii"))
+    for version in _versions_near(event):
+        expected = event.same_version(version) and event.succeeded
+        if isinstance(item, str):
+            assert _plain_handled(item, version) == expected
+
+
+def test_names_in_tells_the_names_a_directory_has_in_the_history(hpath: Path) -> None:
+    # Issue 21: a first listing asks once which of its names the history
+    # knows, not a lookup a file.
+    _write(hpath, _ev("/in/a"), _ev("/in/b", Status.STARTED), _ev("/in/sub/c"), _ev("/inx/d"), _ev("/", process="g"))
+    h = _load(hpath)
+    h.append(replace(_ev("/in/e"), process="other"))
+    assert h.names_in("/in/", "h") == {"a", "b", "sub/c"}  # a name never holds a slash: sub/c is no file's
+    assert h.names_in("/in/", "other") == {"e"}
+    assert h.names_in("/", "g") == {""} and h.names_in("/nowhere/", "h") == set()
+    h.close()

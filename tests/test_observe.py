@@ -164,3 +164,49 @@ def test_inotify_news_of_no_record_file_need_no_turn(spool) -> None:
         assert "new.dat" in st.cands.facts
     finally:
         watcher.close()
+
+
+def test_a_first_listing_of_a_plain_record_takes_its_files_as_one_by_one(tmp_path: Path) -> None:
+    # Issue 21: a first listing (100,000 files at start) asks the history
+    # only of the files it knows and picks the mtimes in the future in one
+    # pass; what it finds is what `_take_all` finds file by file.
+    from waitd.journal.history import Event, Status, Version
+
+    directory = tmp_path / "in"
+    directory.mkdir()
+    now = time.time()
+    for name in ("done.dat", "rewritten.dat", "failed.dat", "new.dat", "future.dat", "done-future.dat"):
+        (directory / name).write_bytes(b"x")
+    for name in ("future.dat", "done-future.dat"):
+        os.utime(directory / name, (now + 3600, now + 3600))
+    history = History(str(tmp_path / "incoming.history"))
+    history.load()
+
+    def ran(name: str, exit: int, version: Version | None = None) -> None:
+        st = os.stat(directory / name)
+        version = version or Version(st.st_mtime_ns, st.st_size, st.st_ino)
+        history.append(
+            Event(f"{directory}/{name}", "/bin/true", int(st.st_mtime), Status.KNOWN, exit=exit, version=version)
+        )
+
+    ran("done.dat", 0)
+    ran("done-future.dat", 0)
+    ran("failed.dat", 1)
+    ran("rewritten.dat", 0, Version(1, 1, 1))
+    text = f"t {directory} *.dat /bin/true 1 -1 0\nu {directory} *.dat /bin/true 1 -1 0 pattern={{x}}.dat\n"
+    records, errors = table.parse(text, "incoming", str(tmp_path), os.environ)
+    assert not errors
+    states = [FileState.of(records[0], table.matcher(records[0].template)) for _ in range(2)]
+    for st in states:
+        assert observe.open_dir(st) and st.spool is not None
+    assert states[0].spool is not None
+    facts, _ = states[0].spool.stat_all(sorted(os.listdir(directory)))
+    now_ns = time.time_ns()
+    assert observe._take_first(states[0], history, facts, now_ns)
+    observe._take_all(states[1], history, facts, now_ns)
+    assert sorted(states[0].done) == sorted(states[1].done) == ["done-future.dat", "done.dat"]
+    assert states[0].noted == states[1].noted and sorted(states[0].noted) == ["done-future.dat", "future.dat"]
+    # A record whose files ask more (pattern=): `_take_all` takes them.
+    other = FileState.of(records[1], table.matcher(records[1].template))
+    assert not observe._take_first(other, history, facts, now_ns) and not other.done
+    history.close()

@@ -226,3 +226,22 @@ def test_take_and_oldest_agree_with_a_plain_sort(ops, wait_s, held_names, foreve
         assert cands.oldest(3, facts) == heapq.nsmallest(3, facts, key=cands.order_ns)
     expected = _reference_take(cands, 8, now, wait_s * S, is_consumed, held)
     assert cands.take(8, now, wait_s * S, is_consumed, held) == expected
+
+
+def test_the_first_listing_leaves_the_files_done_out_of_line_as_take_drops_them():
+    # Issue 21: the files a first listing finds handled already (exit 0,
+    # this version) are known but never put in line: the first plan does
+    # not step over them; `take` gives what it gives when it drops them.
+    now = 1_000 * 10**9
+    facts = [FileFact(name, now - i * 10**9, now - i * 10**9, 1, i, i) for i, name in enumerate("abcdef", 1)]
+    done = {"c", "e", "f"}
+    left_out, dropped = Candidates(), Candidates()
+    assert left_out.replace_all(facts, now, done) == (facts, [])
+    dropped.replace_all(facts, now)
+    assert left_out.facts == dropped.facts
+    for wait_s in (0, 3):
+        taken = [cands.take(6, now, wait_s * 10**9, lambda f: f.name in done) for cands in (left_out, dropped)]
+        assert taken[0] == taken[1]
+    assert [f.name for f in left_out.take(6, now, 0, lambda f: False)[0]] == ["d", "b", "a"]
+    left_out.requeue("f")  # a retry of a file done: back in line
+    assert [f.name for f in left_out.take(6, now, 0, lambda f: False)[0]] == ["f", "d", "b", "a"]

@@ -41,7 +41,7 @@ ordered and aged from when it was first seen; the caller logs it once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -200,8 +200,15 @@ class Candidates:
         self.links.discard(name)
         return self.facts.pop(name, None)
 
-    def replace_all(self, facts: Iterable[FileFact], now_ns: int) -> tuple[list[FileFact], list[str]]:
-        """Take a full listing; return the new or changed facts and the names gone."""
+    def replace_all(
+        self, facts: Iterable[FileFact], now_ns: int, done: Container[str] = ()
+    ) -> tuple[list[FileFact], list[str]]:
+        """Take a full listing; return the new or changed facts and the names gone.
+
+        `done`: names of the first listing consumed for good (handled
+        with exit 0, that very version): known, but not put in line, as
+        if `take` had dropped them already.
+        """
         fresh = {f.name: f for f in facts}
         if not self.facts:
             # The first listing: take everything at once and heapify, rather
@@ -213,7 +220,8 @@ class Candidates:
             future = now_ns + FUTURE_S * _NS
             self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
             self._ahead = set(self._first_seen)
-            self._heap = [(f.mtime_ns if f.mtime_ns <= future else now_ns, f.name, f) for f in fresh.values()]
+            line = [f for f in fresh.values() if f.name not in done] if done else fresh.values()
+            self._heap = [(f.mtime_ns if f.mtime_ns <= future else now_ns, f.name, f) for f in line]
             heapq.heapify(self._heap)
             return list(fresh.values()), []
         gone = [n for n in self.facts if n not in fresh]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from waitd.config import table
 from waitd.decide.facts import FileFact
@@ -148,10 +148,19 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
     if st.noted:
         for fact in facts:
             st.noted.pop(fact.name, None)
-    changed, gone = st.cands.replace_all(facts, now_ns)
-    for name in gone:
-        st.forget(name)
-    _take_all(st, history, changed, now_ns)
+    if not st.cands.facts:
+        # The first listing (100,000 files at start): the files taken in
+        # first, so that those handled already, this very version, never
+        # enter the line (`Candidates.replace_all`'s `done`): its first
+        # plan does not step over them one by one.
+        if not _take_first(st, history, facts, now_ns):
+            _take_all(st, history, facts, now_ns, history.names_in(st.path_of(""), st.record.process))
+        st.cands.replace_all(facts, now_ns, st.done)
+    else:
+        changed, gone = st.cands.replace_all(facts, now_ns)
+        for name in gone:
+            st.forget(name)
+        _take_all(st, history, changed, now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
 
 
@@ -290,26 +299,52 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     _take_all(st, history, (fact,), now_ns)
 
 
-def _take_all(st: FileState, history: History, facts: Iterable[FileFact], now_ns: int) -> None:
+def _take_first(st: FileState, history: History, facts: list[FileFact], now_ns: int) -> bool:
+    """`_take_all` of a first listing, for a record whose files ask only
+    their history and their mtime (no pattern=, key=, done=, groups, no
+    --once drain, nothing left alone or done yet): the history is asked
+    of the files it knows only, the mtimes in the future are picked in
+    one pass (100,000 files at start: no loop of Python a file).  False,
+    and nothing done, for any other record: `_take_all` takes it."""
+    options = st.record.options
+    if st.left_alone or st.done or st.drain is not None or st.groups is not None:
+        return False
+    if options.done is not None or options.pattern is not None or options.key is not None:
+        return False
+    directory, process = st.path_of(""), st.record.process
+    known = history.names_in(directory, process)
+    for fact in [f for f in facts if f.name in known] if known else ():
+        if history.handled(directory + fact.name, process, fact):
+            st.set_done(fact)
+    future_ns = now_ns + FUTURE_NOTE_NS
+    for fact in [f for f in facts if f.mtime_ns > future_ns]:
+        st.note(fact.name, "mtime is in the future; its age counts from when waitd first saw it")
+    return True
+
+
+def _take_all(
+    st: FileState, history: History, facts: Iterable[FileFact], now_ns: int, known: Container[str] | None = None
+) -> None:
     """New or changed files: what its history, the drain, its companion,
     its group and its name say of each (a listing at start takes 100,000:
-    what is the same for all of them is looked up once)."""
+    what is the same for all of them is looked up once; `known`, the
+    names the history knows in the directory, if at hand: the others
+    are not looked up one by one)."""
     options = st.record.options
-    latest, process, directory = history.latest, st.record.process, st.path_of("")
-    left_alone, done = st.left_alone, st.done
+    handled, process, directory = history.handled, st.record.process, st.path_of("")
+    left_alone, done, drain = st.left_alone, st.done, st.drain
     future_ns = now_ns + FUTURE_NOTE_NS
     judge = options.pattern is not None or options.key is not None
     for fact in facts:
         name = fact.name
         if left_alone:
             left_alone.pop(name, None)  # its pattern or key is judged again
-        event = latest(directory + name, process)
-        if event is not None and event.same_version(fact) and event.succeeded:
+        if (known is None or name in known) and handled(directory + name, process, fact):  # the line is not parsed
             st.set_done(fact)
         elif done:
             done.pop(name, None)
-        if st.drain is not None and st.drain.get(name, fact.version) != fact.version:
-            del st.drain[name]  # another version than the one ready at start
+        if drain is not None and drain.get(name, fact.version) != fact.version:
+            del drain[name]  # another version than the one ready at start
         if fact.mtime_ns > future_ns:
             st.note(name, "mtime is in the future; its age counts from when waitd first saw it")
         if options.done is not None:
