@@ -163,12 +163,6 @@ def test_start_line_is_the_tables_line(event: Event) -> None:
     assert parse_line(format_line(event)[:-1]) == replace(event, at=at)
 
 
-@settings(max_examples=examples(150), deadline=None)
-@given(_EVENTS)
-def test_format_is_the_tables_line(event: Event) -> None:
-    assert format_line(event) == format_event(event) == _table_line(event)
-
-
 _ALL_KEYS = st.builds(
     Event,
     path=_NAME,
