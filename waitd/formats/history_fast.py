@@ -5,47 +5,23 @@ faster for the lines every run writes.
 `format_event` walks the table of keys (`history_line._FIELDS`) for every
 line; a run writes three lines (status 0, then with its pid, then its
 end), so they are written here without the walk (issue 21: a run's own
-cost): a start's line, which holds few keys, with one f-string; any other
-line key by key, each spelled out in the table's order with its writer
-(an assertion at import holds `_any_line` to the table: its keys, their
-order, their writers).  Tests hold each straight line to the table's
-line, byte for byte.
+cost): key by key, each spelled out in the table's order with its writer
+(an assertion at import holds `format_line` to the table: its keys, their
+order, their writers).  Tests hold each line to the table's line, byte
+for byte.
 
 This module reads and writes no file.
 """
 
 from __future__ import annotations
 
-import operator
-
-from waitd.formats.history_line import _FIELDS, _SECONDS, _STATUS_TEXT, Event, Status, Version, escape, format_event
-
-# A start's lines have none of these keys (nor unknown ones: `extra`).
-_NOT_AT_START = operator.attrgetter("exit", "signal", "error", "took", "retry_at", "published", "outcome", "extra")
-_NONE = (None,) * 7 + ((),)
+from waitd.formats.history_line import _FIELDS, _SECONDS, _STATUS_TEXT, Event, escape, format_event
 
 
 def format_line(event: Event) -> str:
-    """The history line of an event, newline included: `format_event`'s."""
-    version = event.version
-    if event.status is Status.STARTED and version is not None and _NOT_AT_START(event) == _NONE:
-        return _start_line(event, version)
-    return _any_line(event)
-
-
-def _start_line(e: Event, v: Version) -> str:
-    """A status 0 line with a version and none of `_NOT_AT_START`'s keys."""
-    return (
-        f"{escape(e.path)} {escape(e.process)} {e.mtime} 0{'' if e.pid is None else f' pid={e.pid}'}"
-        f"{'' if e.at is None else f' at={e.at:.3f}'}{'' if e.attempt is None else f' attempt={e.attempt}'}"
-        f"{'' if e.group is None else ' group=' + escape(e.group)}{'' if e.task is None else ' task=' + escape(e.task)}"
-        f" mtime_ns={v.mtime_ns} size={v.size} ino={v.ino}\n"
-    )
-
-
-def _any_line(e: Event) -> str:
-    """Any line (an end's, above all), key by key rather than by the
-    table's loop: half `format_event`'s time."""
+    """The history line of an event, newline included: `format_event`'s,
+    key by key rather than by the table's loop (half its time)."""
+    e = event
     line = f"{escape(e.path)} {escape(e.process)} {e.mtime} {_STATUS_TEXT[e.status]}"
     if e.pid is not None:
         line += f" pid={e.pid}"
@@ -81,7 +57,7 @@ def _any_line(e: Event) -> str:
     return line + "\n"
 
 
-# _any_line writes the keys of the table, in its order, with its writers.
+# format_line writes the keys of the table, in its order, with its writers.
 assert [(f.key, f.kind.write) for f in _FIELDS] == [
     ("pid", str),
     ("exit", str),
