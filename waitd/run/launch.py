@@ -172,8 +172,7 @@ class Launcher:
                 entry, job, run.letter, runner.StartError(f"cannot execute {entry.program}: {error}", True)
             )
             return
-        assert run.state is RunState.STARTING  # its one edge here, STARTING -> RUNNING, set straight
-        run.state = RunState.RUNNING
+        run.transition(RunState.RUNNING)  # STARTING -> RUNNING
         if run.pid is not None:  # a remote run's status 0 has its task id already
             self.journal.running(started, run.pid)
         entry.files.started(job)
@@ -274,7 +273,7 @@ class Launcher:
 
     def _end(self, run: Run, outcome: Outcome, took: float) -> None:
         """Account for a run's end: its state, its log line, its record's tally."""
-        run.end()  # -> ENDED
+        run.transition(RunState.ENDED)  # -> ENDED
         work = run.work
         options = work.files.record.options if work is not None else None
         response = self._response(run, outcome)

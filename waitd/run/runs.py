@@ -145,13 +145,6 @@ class Run:
             raise AssertionError(f"run {self.run_id}: no edge {self.state.value} -> {to.value}")
         self.state = to
 
-    def end(self) -> None:
-        """`transition(RunState.ENDED)`, the edge of every run (any state
-        but ENDED -> ENDED), checked by identity: no table looked up."""
-        if self.state is RunState.ENDED:
-            raise AssertionError(f"run {self.run_id}: no edge ended -> ended")
-        self.state = RunState.ENDED
-
 
 class Runs:
     """Every run of this daemon, by run id."""
