@@ -65,11 +65,6 @@ class _Formatter(logging.Formatter):
             made = record.__dict__["_waitd_line"] = super().format(record)
         return str(made)
 
-    def stamp(self, created: float) -> str:
-        """LOG_FORMAT's time stamp of a moment: to the second, then `.mmm`."""
-        second = int(created)
-        return f"{self._seconds(second)}.{int((created - second) * 1000):03d}"
-
 
 _FORMATTER = _Formatter()  # the one of waitd's handlers (`setup_logging`)
 
@@ -103,43 +98,27 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
             held, self._held = self._held, None
             if held:
                 try:
-                    self._put(held, _made)
+                    self._put(held)
                 except Exception:
                     self.handleError(logging.makeLogRecord({"msg": held[-1]}))
         finally:
             self.release()
 
-    def _put(self, held: list[str], made: _Made | None) -> None:
+    def _put(self, held: list[str]) -> None:
         """The held lines with one write(2) straight to the stream's
-        descriptor (its buffer flushed first), encoded as the stream does,
-        once for the handlers that hold the same lines; else through the
-        stream (one with no descriptor: a test's capture)."""
+        descriptor (its buffer flushed first), encoded as the stream does;
+        else through the stream (one with no descriptor: a test's capture)."""
         stream = self.stream
         fd = _descriptor(stream)
         if fd < 0:
             stream.write("".join(held))
             self.flush()
             return
-        how = (stream.encoding, stream.errors)
-        if made is not None and made.how == how and made.held == held:
-            data = made.data  # the other handler's bytes: the same lines, encoded the same way
-        else:
-            data = "".join(held).encode(*how)
+        data = "".join(held).encode(stream.encoding, stream.errors)
         stream.flush()
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        if made is not None:
-            made.how, made.held, made.data = how, held, data
-
-
-class _Made:
-    """What a handler wrote last of the held lines (for the next handler
-    of the turn: `held` makes one a turn)."""
-
-    how: tuple[str, str | None] = ("", None)
-    held: list[str] | None = None
-    data: bytes = b""
 
 
 def _descriptor(stream: object) -> int:
@@ -153,8 +132,6 @@ def _descriptor(stream: object) -> int:
         return -1
 
 
-_made: _Made | None = None  # while `held` writes a turn's lines: what the last handler wrote
-
 # While a turn holds the lines and every handler of the logger is waitd's
 # own with its formatter, `say` appends a line to them without a LogRecord.
 _straight: list[_Holding] | None = None
@@ -164,7 +141,7 @@ _straight: list[_Holding] | None = None
 def held() -> Iterator[None]:
     """Hold the lines of the "waitd" logger's handlers until the end of the
     block (a turn of the loop), then write each handler's with one write."""
-    global _straight, _made
+    global _straight
     every = log.handlers
     handlers = [h for h in every if isinstance(h, _Holding)]
     for handler in handlers:
@@ -175,10 +152,8 @@ def held() -> Iterator[None]:
         yield
     finally:
         _straight = None
-        _made = _Made()
         for handler in handlers:
             handler.write_held()
-        _made = None
 
 
 def say(level: int, text: str) -> None:
