@@ -328,11 +328,10 @@ def test_a_pid_line_is_its_start_line_with_the_pid() -> None:
     assert with_pid(line, 4321).pid == 4321 and line.pid is None
 
 
-def test_an_end_without_events_writes_and_holds_as_the_general_way_does(full: Path) -> None:
-    """`ended` with no event to make and nothing held takes a short way
-    (`_end_lines`, each run's end, issue 21): the same history, the same
-    lines held on a full disk and written by the poll's retry, as a
-    journal that makes events (for an observer) and so goes the general way."""
+def test_an_end_without_events_writes_and_holds_as_one_with_events_does(full: Path) -> None:
+    """`ended` with no event to make (no sink, no observer) writes the same
+    history, holds the same lines on a full disk and writes them at the
+    poll's retry, as a journal that makes events (for an observer)."""
     seen: list[ev.Event] = []
     journals = []
     for name in ("short", "general"):

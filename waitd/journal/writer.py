@@ -122,9 +122,6 @@ class Journal:
         this returns); HistoryWriteError: none of them is recorded.
         `bodies`: each job's file's JSON object, for the records `carries`
         names (their `started` events carry it)."""
-        if not self._telling:  # no event to make: the lines alone
-            self._record([line for _, job in jobs for line in job], [], durable=True, together=True)
-            return
         lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
         if bodies.count(None) != len(bodies):
             at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
@@ -153,19 +150,10 @@ class Journal:
         members, by their group=, are one), with what `told` adds (a run's
         response, its log's tail, waitd's lines about it); held if it
         cannot be written."""
-        if lines and not self._telling and not self._held and self._failing is None:
-            return self._end_lines(list(lines))
-        made = [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
-        self._record(list(lines), list[ev.Event](made), durable=False)
-
-    def _end_lines(self, lines: list[Line]) -> None:
-        """`_record(lines, [], durable=False)` less what does nothing then (issue 21)."""
-        lines, self._pids = self._pids + lines, []
-        try:
-            self.history.append_all(lines)
-        except HistoryWriteError as exc:
-            self._failed(exc)
-            self._hold(lines, [])
+        made: list[ev.Event] = (
+            [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
+        )
+        self._record(list(lines), made, durable=False)
 
     def reopened(self, record: Record | None, lines: Sequence[Line], body: Mapping[str, Any] | None = None) -> None:
         """A run a previous waitd left open (its start's lines): its start's
