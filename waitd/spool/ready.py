@@ -84,8 +84,8 @@ def take(
     if st.spool is None or n <= 0:
         return [], None, []
     holds = _holds(st, busy)
+    latest = _latest(st, history)
     if st.groups is not None:
-        latest = _latest(st, history)
         order_ns, wait_ns = st.cands.order_ns, holds.wait_ns
         look = Look(
             st.record,
@@ -104,17 +104,12 @@ def take(
     # three questions asked of it (consumed? held? which attempt?): this
     # is a hot path (a turn of a drain asks them of two files).
     events: dict[str, Event | None] = {}
-    of_path, process, path_of = history.latest, st.record.process, st.path_of
 
     def event_of(fact: FileFact) -> Event | None:
         name = fact.name
-        if name in events:
-            return events[name]
-        event = of_path(path_of(name), process)
-        if event is not None and not event.same_version(fact):
-            event = None
-        events[name] = event
-        return event
+        if name not in events:
+            events[name] = latest(fact)
+        return events[name]
 
     def consumed(fact: FileFact) -> bool:
         event = event_of(fact)
