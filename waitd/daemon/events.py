@@ -108,12 +108,8 @@ class Events:
         self.notify.ready()
 
     def tick(self, now: float, poll: bool) -> None:
-        # Without processes (none configured, none retiring) there is nothing
-        # to check: a turn of a daemon without sinks pays nothing here.
-        if self.sinks.children or self.sinks.retiring:
-            self.sinks.check(now)
-        if self.sources.children or self.sources.retiring:
-            self.sources.check(now)
+        self.sinks.check(now)
+        self.sources.check(now)
         self.notify.watchdog(now)
         writer = self.journal.outbox
         if poll and writer is not None:
@@ -123,13 +119,8 @@ class Events:
                 log.warning("%s: cannot remove old segments: %s", writer.directory, exc.strerror or exc)
 
     def deadline(self) -> float | None:
-        due = self.notify.due()
-        for part in (self.sinks, self.sources):
-            if part.children or part.retiring:
-                at = part.deadline()
-                if at is not None and (due is None or at < due):
-                    due = at
-        return due
+        times = [t for t in (self.sinks.deadline(), self.sources.deadline(), self.notify.due()) if t is not None]
+        return min(times) if times else None
 
     def reloading(self) -> None:
         self.notify.reloading()
