@@ -100,12 +100,7 @@ def member_held(holds: Holds, fact: FileFact) -> int | None:
 def _is(version: Version | None, fact: FileFact) -> bool:
     """Whether a file is of that version (`fact.version == version`, without
     making a Version: a turn of a --once drain asks it of each file it looks at)."""
-    return (
-        version is not None
-        and version.mtime_ns == fact.mtime_ns
-        and version.size == fact.size
-        and version.ino == fact.ino
-    )
+    return version is not None and version.of(fact)
 
 
 def companion_name(options: Options, name: str, fields: Mapping[str, Any] | None) -> tuple[str | None, str | None]:

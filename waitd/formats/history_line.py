@@ -54,6 +54,10 @@ class Version:
     size: int
     ino: int
 
+    def of(self, other: Versioned) -> bool:
+        """Whether `other` (a Version, a stat fact) is this delivery."""
+        return self.mtime_ns == other.mtime_ns and self.size == other.size and self.ino == other.ino
+
 
 class Versioned(Protocol):
     """Anything that carries a file version (a Version, a stat fact)."""
@@ -99,7 +103,7 @@ class Event:
         if mine is None:
             # A line written by hand or by another tool: MTIME alone.
             return self.mtime == version.mtime_ns // 1_000_000_000
-        return mine.mtime_ns == version.mtime_ns and mine.size == version.size and mine.ino == version.ino
+        return mine.of(version)
 
     @property
     def consumed(self) -> bool:
@@ -272,16 +276,13 @@ _READERS = {f.key: (f.kind.read, f.attr, f.in_version) for f in _FIELDS}
 _CONVERTERS = {f.key: (f.kind.convert, f.attr, f.in_version) for f in _FIELDS}
 _VERSION_FIELDS = sum(f.in_version for f in _FIELDS)
 _STATUSES = {str(int(s)): s for s in Status}
-# What format_event needs of the table: the attributes read at once (one
-# attrgetter of an event's, one of its version's), and each key's "key=" and
-# writer in the same order.
+# What format_event reads of the table: two attrgetters, each key's "key=" and writer.
 _EVENT_VALUES = operator.attrgetter(*(f.attr for f in _FIELDS if not f.in_version))
 _EVENT_WRITERS = tuple((f.key + "=", f.kind.write) for f in _FIELDS if not f.in_version)
 _VERSION_VALUES = operator.attrgetter(*(f.attr for f in _FIELDS if f.in_version))
 _VERSION_WRITERS = tuple((f.key + "=", f.kind.write) for f in _FIELDS if f.in_version)
 _STATUS_TEXT = {s: str(int(s)) for s in Status}
-# The keys of an event's own are written before the version's.
-assert [f.in_version for f in _FIELDS] == sorted(f.in_version for f in _FIELDS)
+assert [f.in_version for f in _FIELDS] == sorted(f.in_version for f in _FIELDS)  # an event's own keys first
 
 
 def format_event(event: Event) -> str:
