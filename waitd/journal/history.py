@@ -247,7 +247,7 @@ class History:
             try:
                 with os.fdopen(fd, "w", encoding="ascii", closefd=False) as f:
                     for item in self._latest.values():
-                        f.write(format_event(item) if isinstance(item, Event) else item + "\n")
+                        f.write(format_line(item) if isinstance(item, Event) else item + "\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
