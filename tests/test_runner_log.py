@@ -10,6 +10,7 @@ from pathlib import Path
 from waitd.config import table
 from waitd.formats import handler_log, response
 from waitd.run import runner
+from waitd.run.template import Template
 
 
 def _record(tmp_path: Path) -> table.Record:
@@ -26,7 +27,7 @@ def test_the_footer_has_a_line_of_its_own(tmp_path: Path) -> None:
     (tmp_path / "logfiles").mkdir()
     record = _record(tmp_path)
     for output, letter in ((b"", "A"), (b"no newline", "B"), (b"a line\n", "C")):
-        name, fd, head = runner.open_log(str(tmp_path), record, "/bin/true", ["/x/f.dat"], letter, 1.0)
+        name, fd, head = Template(str(tmp_path), record, "/bin/true", {}).open_log(["/x/f.dat"], letter, 1.0)
         assert head == os.fstat(fd).st_size
         os.write(fd, output)
         ends = runner._ends_line(fd, head)
@@ -41,7 +42,7 @@ def test_the_footer_sees_what_a_handler_wrote_to_the_log_by_its_name(tmp_path: P
     """A handler that opens WAITD_LOG itself writes through a descriptor of
     its own: the size the footer looks at is the file's, not waitd's offset."""
     (tmp_path / "logfiles").mkdir()
-    name, fd, head = runner.open_log(str(tmp_path), _record(tmp_path), "/bin/true", ["/x/f.dat"], "A", 1.0)
+    name, fd, head = Template(str(tmp_path), _record(tmp_path), "/bin/true", {}).open_log(["/x/f.dat"], "A", 1.0)
     with open(name, "ab") as own:
         own.write(b"no newline")
     assert runner._ends_line(fd, head) is False
@@ -52,7 +53,7 @@ def test_the_footer_sees_what_a_handler_wrote_to_the_log_by_its_name(tmp_path: P
 
 
 def _open(tmp_path: Path, record: table.Record, letter: str = "A") -> tuple[str, int]:
-    name, fd, head = runner.open_log(str(tmp_path), record, "/bin/true", ["/x/f.dat"], letter, 1.0)
+    name, fd, head = Template(str(tmp_path), record, "/bin/true", {}).open_log(["/x/f.dat"], letter, 1.0)
     assert head == os.fstat(fd).st_size
     return name, fd
 
@@ -158,7 +159,7 @@ def test_a_runs_environment_is_its_records_with_its_own_values(tmp_path: Path) -
     env = template.environment(second, "/p/logfiles/incoming.1.B")
     assert env["WAITD_ATTEMPT"] == "1" and "WAITD_GROUP" not in env and env["WAITD_FILE"] == "/x/b.dat"
     assert base == {"PATH": "/bin", "HOME": "/root"}  # waitd's own is left alone
-    assert runner.environment(base, record, second, str(tmp_path), "/p/logfiles/incoming.1.B") == env
+    assert Template(str(tmp_path), record, "/bin/true", base).environment(second, "/p/logfiles/incoming.1.B") == env
     assert template.fits(record, "/bin/true", base) and not template.fits(record, "/bin/false", base)
 
 

@@ -5,8 +5,8 @@ A start has three steps.  Its record's `template.Template` opens the
 record's next log file (`logfiles/incoming.N.L`: the letter's old one
 written over when it is a plain file of waitd's that nothing else has
 open, else unlinked and made anew with O_EXCL; never through a planted
-link) and writes waitd's header line (`open_log` does it for one start,
-`environment` gives the run's environment alike).  `commit` records
+link), writes waitd's header line, and gives the run's environment.
+`commit` records
 the status 0 events of every start of a pass with the journal, with one
 sync (a group commit): each status 0 line is on disk before its handler
 runs, and a start that cannot be recorded never runs (its log file says
@@ -38,7 +38,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from waitd.config.errors import HistoryWriteError, WaitdError
@@ -111,20 +110,6 @@ def header_time(path: str) -> int | None:
     line, newline, _ = head.partition(b"\n")
     found = handler_log.parse_header(line.decode("ascii", "replace")) if newline else None
     return found.at_ms if found is not None else None
-
-
-def open_log(
-    passdir: str, record: Record, program: str, paths: list[str], letter: str, at: float
-) -> tuple[str, int, int]:
-    """`Template.open_log` of a record (a start uses its record's, made once)."""
-    return Template(passdir, record, program, {}).open_log(paths, letter, at)
-
-
-def environment(base: Mapping[str, str], record: Record, job: Job, passdir: str, log_name: str) -> dict[str, str]:
-    """waitd's environment and the run's WAITD_* variables (WAITD_F_<field>
-    for each field the record's pattern parsed from the name): what
-    `Template.environment` gives (a start uses its record's, made once)."""
-    return Template(passdir, record, "", base).environment(job, log_name)
 
 
 def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:
