@@ -36,6 +36,19 @@ def test_a_turn_is_written_when_it_is_over(waitd_log) -> None:
     assert lines[1].split(" ")[2] == "WARNING"
 
 
+def test_a_reply_writes_the_lines_held_so_far_and_the_turn_goes_on_holding(waitd_log) -> None:
+    # The control socket's reply comes after the lines of what it did.
+    path, log = waitd_log
+    with logfile.held():
+        log.warning("waitd.sock: refused a request of uid 65534")
+        logfile.write_held()
+        assert path.read_text().endswith("WARNING waitd.sock: refused a request of uid 65534\n")
+        log.info("later in the turn")
+        assert "later" not in path.read_text()
+    assert path.read_text().endswith("INFO later in the turn\n")
+    assert path.read_text().count("refused") == 1
+
+
 def test_an_error_in_the_turn_still_writes(waitd_log) -> None:
     path, log = waitd_log
     with pytest.raises(RuntimeError), logfile.held():

@@ -48,6 +48,7 @@ from typing import Any
 
 from waitd.config.errors import Unexpected, WaitdError
 from waitd.config.passdir import socket_path
+from waitd.journal import logfile
 
 log = logging.getLogger("waitd")
 
@@ -237,6 +238,7 @@ class Server:
             self._errors.note(exc, f"{self.path}: a request")
             text = json.dumps({"ok": False, "error": f"internal error: {type(exc).__name__} (logged in incoming.log)"})
         conn.reply = memoryview((text + "\n").encode())
+        logfile.write_held()  # what the request did is in incoming.log when its reply comes
         try:
             self._send_more(conn)
         except OSError as exc:

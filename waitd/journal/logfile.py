@@ -91,11 +91,11 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
         finally:
             self.release()
 
-    def write_held(self) -> None:
-        """Write what was held, with one write; stop holding."""
+    def write_held(self, holding: bool = False) -> None:
+        """Write what was held, with one write; stop holding (unless `holding`)."""
         self.acquire()
         try:
-            held, self._held = self._held, None
+            held, self._held = self._held, ([] if holding and self._held is not None else None)
             if held:
                 try:
                     self._put(held)
@@ -154,6 +154,15 @@ def held() -> Iterator[None]:
         _straight = None
         for handler in handlers:
             handler.write_held()
+
+
+def write_held() -> None:
+    """Write the lines held so far in this turn now, and go on holding: a
+    reply of the control socket goes out after the lines of what it did
+    (`waitd -s ...` returns with them in incoming.log)."""
+    for handler in log.handlers:
+        if isinstance(handler, _Holding) and handler._held:
+            handler.write_held(holding=True)
 
 
 def say(level: int, text: str) -> None:
