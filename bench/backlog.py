@@ -20,8 +20,10 @@ and the drain as a share of it; and waitd's own CPU per file (its process
 alone, read while it runs, less the CPU of a `--once` on an empty spool),
 beside the durable floor's and the promise floor's (`common.promise_floor`:
 every system call waitd makes for a file, in a straight line of plain
-Python, on the first record's files): what waitd spends beyond the promise
-floor is the cost of deciding, not of doing.
+Python, on the first record's files, as many at once as there are
+records, the starts of the runs that ended together under one
+fdatasync): what waitd spends beyond the promise floor is the cost of
+deciding, not of doing.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
         base_posix = spawn_loop_posix(total)
         floor, floor_cpu = durable_floor(total, root)
         first_dir = sorted(os.listdir(passdir / "in1"))
-        promise, promise_cpu = promise_floor(root, passdir / "in1", first_dir)
+        # As many at once as waitd runs: one a record.
+        promise, promise_cpu = promise_floor(root, passdir / "in1", first_dir, jobs=len(counts))
         start_cpu = startup_cpu(root)
 
         t0 = time.time()
@@ -118,8 +121,9 @@ def _case(report: Report, label: str, counts: list[int]) -> tuple[float, float, 
         f"(vs posix_spawn {base_posix / drain:.2f}x) | durable floor {floor:.2f} s: waitd at {floor / drain:.2f} of it "
         f"| waitd's own CPU {(cpu - start_cpu) / total * 1000:.2f} ms a file (start-up {start_cpu:.2f} s) "
         f"| the durable floor's own CPU {floor_cpu / total * 1000:.2f} ms a file; the promise floor (waitd's system "
-        f"calls for a file in a straight line, {len(first_dir)} files): {promise:.2f} s, "
+        f"calls for a file in a straight line, {len(first_dir)} files, {len(counts)} at a time): {promise:.2f} s, "
         f"waitd at {promise / len(first_dir) / (drain / total):.2f} of it, "
+        f"bare loop / it {base_sub / total / (promise / len(first_dir)):.2f}x, "
         f"its own CPU {promise_cpu / len(first_dir) * 1000:.2f} ms a file"
     )
     return ratio, drain, last_end - t0, base_sub

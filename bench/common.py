@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import math
 import os
 import platform
@@ -406,7 +407,7 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def promise_floor(directory: Path, spool: Path, names: list[str]) -> tuple[float, float]:
+def promise_floor(directory: Path, spool: Path, names: list[str], jobs: int = 1) -> tuple[float, float]:
     """(seconds, own CPU seconds) for a run of each file of `spool` in
     plain Python doing, in a straight line, every system call waitd's
     promises make it do for a file (issue 21's "promise floor"; see
@@ -420,70 +421,117 @@ def promise_floor(directory: Path, spool: Path, names: list[str]) -> tuple[float
     the pid and end lines appended; the end line of incoming.log.  Its
     strings are f-strings of the same length as waitd's; what it does
     not do is decide anything: no table, no readiness, no scheduler, no
-    escaping, no status."""
-    environ = dict(os.environ)
-    history = os.open(directory / "promise.history", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    journal = os.open(directory / "promise.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    logs = directory / "promise-logs"
-    logs.mkdir(exist_ok=True)
-    devnull = ("/dev/null", os.O_RDONLY)
-    recycle = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    make = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    escaping, no status.  With `jobs`, that many run at once: the
+    files of the slots that ended together start together, their start
+    lines made durable by one fdatasync (waitd's group commit)."""
+    floor = _PromiseFloor(directory)
+    todo = iter(enumerate(names))
+    running: dict[int, _Run] = {}
+
+    def start(free: int) -> None:
+        runs = [floor.prepare(i, f"{spool}/{name}") for i, name in itertools.islice(todo, free)]
+        if runs:
+            os.fdatasync(floor.history)
+        for run in runs:
+            running[floor.spawn(run)] = run
+
     try:
         t0, c0 = time.perf_counter(), own_cpu()
-        for i, name in enumerate(names):
-            path = f"{spool}/{name}"
-            st = os.lstat(path)
-            log_name = f"{logs}/incoming.1.{chr(65 + i % 26)}"
-            try:
-                fd = os.open(log_name, recycle)
-                os.fstat(fd)
-                fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGCHLD)
-                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(log_name + ".response")
-            except FileNotFoundError:
-                fd = os.open(log_name, make, 0o644)
-            now = time.time()
-            head = f"waitd: start record=1 telem=bench at={now:.3f} program=/bin/true files={path}\n".encode()
-            os.write(fd, head)
-            os.ftruncate(fd, len(head))
-            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_APPEND)
-            version = f"mtime_ns={st.st_mtime_ns} size={st.st_size} ino={st.st_ino}\n"
-            start = f"{path} /bin/true {int(st.st_mtime)} 0 at={now:.3f} {version}"
-            os.write(history, start.encode())
-            os.fdatasync(history)
-            pid = os.posix_spawn(
-                "/bin/true",
-                ["/bin/true", path],
-                environ,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, *devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, fd, 1),
-                    (os.POSIX_SPAWN_DUP2, fd, 2),
-                ],
-                setsid=True,
-            )
-            said = f"{stamp}.000 INFO record 1: started /bin/true on {path} (pid {pid}, log incoming.1.A)\n"
-            os.write(journal, said.encode())
-            _, status = os.waitpid(pid, 0)
-            took = time.time() - now
-            with contextlib.suppress(FileNotFoundError):
-                os.close(os.open(log_name + ".response", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
-            os.fstat(fd)
-            footer = f"waitd: end record=1 exit={os.waitstatus_to_exitcode(status)} took={took:.3f} at={now:.3f}\n"
-            os.write(fd, footer.encode())
-            os.close(fd)
-            pid_line = start.replace(" at=", f" pid={pid} at=", 1)
-            end = f"{path} /bin/true {int(st.st_mtime)} 2 pid={pid} exit=0 at={now:.3f} took={took:.3f} {version}"
-            os.write(history, (pid_line + end).encode())
-            os.write(journal, f"{stamp}.000 INFO record 1: /bin/true on {path}: exit 0 after {took:.3f} s\n".encode())
+        start(jobs)
+        while running:
+            ended = [os.waitpid(-1, 0)]
+            while len(ended) < len(running) and (more := os.waitpid(-1, os.WNOHANG))[0]:
+                ended.append(more)
+            for pid, status in ended:
+                floor.end(pid, status, running.pop(pid))
+            start(len(ended))
         return time.perf_counter() - t0, own_cpu() - c0
     finally:
-        os.close(history)
-        os.close(journal)
+        floor.close()
+
+
+@dataclass(slots=True)
+class _Run:
+    path: str
+    log_name: str
+    fd: int
+    now: float
+    start: str
+    version: str
+    mtime: int
+
+
+class _PromiseFloor:
+    """`promise_floor`'s start and end of a file, deciding nothing."""
+
+    def __init__(self, directory: Path) -> None:
+        self.environ = dict(os.environ)
+        self.history = os.open(directory / "promise.history", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.journal = os.open(directory / "promise.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.logs = directory / "promise-logs"
+        self.logs.mkdir(exist_ok=True)
+        self.stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+
+    def prepare(self, i: int, path: str) -> _Run:
+        """The file's log file made and its start line written (not synced)."""
+        st = os.lstat(path)
+        log_name = f"{self.logs}/incoming.1.{chr(65 + i % 26)}"
+        try:
+            fd = os.open(log_name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            os.fstat(fd)
+            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGCHLD)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(log_name + ".response")
+        except FileNotFoundError:
+            make = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(log_name, make, 0o644)
+        now = time.time()
+        head = f"waitd: start record=1 telem=bench at={now:.3f} program=/bin/true files={path}\n".encode()
+        os.write(fd, head)
+        os.ftruncate(fd, len(head))
+        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_APPEND)
+        version = f"mtime_ns={st.st_mtime_ns} size={st.st_size} ino={st.st_ino}\n"
+        start = f"{path} /bin/true {int(st.st_mtime)} 0 at={now:.3f} {version}"
+        os.write(self.history, start.encode())
+        return _Run(path, log_name, fd, now, start, version, int(st.st_mtime))
+
+    def spawn(self, run: _Run) -> int:
+        """The handler started (its start line durable); its pid."""
+        pid = os.posix_spawn(
+            "/bin/true",
+            ["/bin/true", run.path],
+            self.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, run.fd, 1),
+                (os.POSIX_SPAWN_DUP2, run.fd, 2),
+            ],
+            setsid=True,
+        )
+        said = f"{self.stamp}.000 INFO record 1: started /bin/true on {run.path} (pid {pid}, log incoming.1.A)\n"
+        os.write(self.journal, said.encode())
+        return pid
+
+    def end(self, pid: int, status: int, run: _Run) -> None:
+        took = time.time() - run.now
+        with contextlib.suppress(FileNotFoundError):
+            os.close(os.open(run.log_name + ".response", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK))
+        os.fstat(run.fd)
+        footer = f"waitd: end record=1 exit={os.waitstatus_to_exitcode(status)} took={took:.3f} at={run.now:.3f}\n"
+        os.write(run.fd, footer.encode())
+        os.close(run.fd)
+        pid_line = run.start.replace(" at=", f" pid={pid} at=", 1)
+        at = f"at={run.now:.3f} took={took:.3f}"
+        end = f"{run.path} /bin/true {run.mtime} 2 pid={pid} exit=0 {at} {run.version}"
+        os.write(self.history, (pid_line + end).encode())
+        said = f"{self.stamp}.000 INFO record 1: /bin/true on {run.path}: exit 0 after {took:.3f} s\n"
+        os.write(self.journal, said.encode())
+
+    def close(self) -> None:
+        os.close(self.history)
+        os.close(self.journal)
 
 
 def wait_counting_cpu(proc: Proc, timeout: float) -> tuple[int | None, float]:

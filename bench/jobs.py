@@ -10,7 +10,9 @@ its own start costs well under a millisecond; else a shell script.
 
 Busy handlers: 10,000 files (2,000), /bin/true, jobs=2, against the bare
 serial loop (subprocess.run) of the same run: what two handlers at once
-buy on this 2-core machine.
+buy on this 2-core machine; and against the promise floor run two at a
+time (`common.promise_floor`, jobs=2), what a loop that makes waitd's
+system calls and decides nothing gets from two at once.
 
 Drain time is from the first handler start (the history's `at=`) to the
 exit of `waitd --once`.
@@ -25,6 +27,7 @@ from bench.common import (
     Report,
     make_files,
     once_drain,
+    promise_floor,
     sleeper,
     spawn_loop_subprocess,
     workdir,
@@ -54,11 +57,18 @@ def run(opts: Options, report: Report) -> None:
                 )
     m = opts.n(10_000)
     base = spawn_loop_subprocess(m)
+    with workdir("jobs-floor") as root:
+        (root / "in").mkdir()
+        names = make_files(root / "in", m, "f", mtime=time.time() - 3600)
+        floor, floor_cpu = promise_floor(root, root / "in", names, jobs=2)
     drain = _drain(report, m, "/bin/true", 2)
     if drain is not None:
         report.say(
             f"jobs: {m} x /bin/true, jobs=2: drain {drain:.2f} s ({m / drain:.0f}/s) | "
-            f"bare serial subprocess.run {base:.2f} s ({m / base:.0f}/s)"
+            f"bare serial subprocess.run {base:.2f} s ({m / base:.0f}/s) | the promise floor, two at a time "
+            f"(common.promise_floor: waitd's system calls a file in a straight line, the starts of the "
+            f"runs that ended together under one fdatasync), {floor:.2f} s: bare serial loop / it "
+            f"{base / floor:.2f}x, its own CPU {floor_cpu / m * 1000:.2f} ms a file, waitd at {floor / drain:.2f} of it"
         )
         report.check(
             f"jobs=2, {m} x /bin/true: bare serial loop / waitd", f"{base / drain:.2f}x", ">= 1.2x", base / drain >= 1.2
