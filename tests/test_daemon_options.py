@@ -190,6 +190,19 @@ def test_done_companion_marks_a_file_complete_and_goes_with_it(station):
     assert station.stop() == 0
 
 
+def test_a_companion_the_template_does_not_match_wakes_its_file_at_once(station):
+    # Under inotify, news that name no file of a record make no pass: a
+    # companion *.gz.done of a *.gz record once waited for the next poll.
+    station.recorder()
+    station.table(f"x in *.gz {station.passdir}/rec 0 0 0 done={{name}}.done")
+    station.start(interval=60)
+    deliver(station, "a.gz")
+    quiet_for(2, lambda: station.ran() == [])  # and no pass of its own due since
+    deliver(station, "a.gz.done")
+    wait_for(lambda: len(station.ends()) == 1, 10, "the run once the companion is there")
+    assert station.stop() == 0
+
+
 def test_pattern_fields_reach_the_handler_and_a_name_that_does_not_parse_is_left_alone(station):
     station.handler(
         "showenv", f'echo "$WAITD_F_platform $WAITD_F_start_time $WAITD_F_segment" >> "{station.passdir}/env"\n'

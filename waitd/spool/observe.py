@@ -221,12 +221,14 @@ def _restat_known(st: FileState, history: History, now_ns: int) -> None:
 
 def touched(st: FileState, history: History, names: dict[str, str | None], now_ns: int) -> bool:
     """Stat the names inotify reported, instead of listing everything;
-    True when one of them is a name of the record's files."""
+    True when one of them is a name of the record's files, or the
+    companion (done=) of one, which the template need not match."""
     if st.spool is None:
         return False
     mine = False
     for name, state in names.items():
         if not st.match(name):
+            mine = mine or name in st.companions  # its file's readiness looks at it again
             continue
         mine = True
         if state == OPENED:
