@@ -413,8 +413,9 @@ def test_a_task_message_shows_no_environment_and_no_result_channel_is_subscribed
     arguments without the handler's environment (which may hold secrets,
     and whose `saferepr` cost more than the rest of the send), and no
     subscription to the task's result channel is made (waitd's receiver
-    reads the results; Celery's own consumer would subscribe for nothing).
-    No worker: the message waits in the queue, read there."""
+    reads the results; Celery's own consumer would subscribe for nothing);
+    the queue is declared once, when the sender connects, not at each
+    send.  No worker: the message waits in the queue, read there."""
     station.table(f"x {station.incoming} *.g8 /bin/true 0 -1 0 run=celery timeout=30")
     assert redis.command("CONFIG", "RESETSTAT").startswith(b"+OK")  # this server is this test's alone now
     station.start()
@@ -430,6 +431,10 @@ def test_a_task_message_shows_no_environment_and_no_result_channel_is_subscribed
     assert b"PATH" in base64.b64decode(message["body"])  # the handler still gets its environment
     stats = redis.command("INFO", "commandstats")
     assert b"cmdstat_lpush:" in stats and b"cmdstat_subscribe:" not in stats, stats
+    # The queue is declared when the sender connects (its sends say
+    # `declare=()`, Celery's option passed on to kombu): no worker here
+    # declared it.
+    assert queue.encode() in redis.command("SMEMBERS", f"_kombu.binding.{queue}"), redis.command("KEYS", "*")
     assert station.stop() == 0
 
 

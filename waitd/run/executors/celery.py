@@ -219,23 +219,21 @@ class Remote:
             self._wake()
 
     def _sender(self) -> None:
-        app = None
+        sending: tuple[Any, Any] | None = None  # (app, producer) while connected
         pause = BACKOFF_S[0]
         fresh = True  # a failure of an app just made is the broker's, not a stale connection's
         while True:
             try:
-                if app is None:
-                    app, fresh = celery_app.make(self.conf.broker, self.conf.queue, results=False), True
-                    with app.connection_for_write() as connection:
-                        connection.default_channel.client.ping()
+                if sending is None:
+                    sending, fresh = _connect(self.conf), True
                     self._state("sender", True)
                 with self._more:
                     while not self._outbox:
                         self._more.wait()
                     kind, task, what = self._outbox[0]
-                self._publish(app, kind, task, what)
+                self._publish(*sending, kind, task, what)
             except Exception as exc:  # the broker's errors are many (kombu, redis, OSError)
-                app = None
+                sending = None
                 if not fresh:
                     fresh = True
                     continue  # the connection may be one the broker dropped before: try a new one at once
@@ -250,7 +248,7 @@ class Remote:
                 if kind == "revoke" and watch is not None and watch.revoked_at is None:
                     watch.revoked_at = time.monotonic()
 
-    def _publish(self, app: Any, kind: str, task: str, what: Any) -> None:
+    def _publish(self, app: Any, producer: Any, kind: str, task: str, what: Any) -> None:
         if kind == "send":
             kwargs, expires = what
             app.send_task(
@@ -261,6 +259,8 @@ class Remote:
                 expires=datetime.datetime.fromtimestamp(expires, datetime.UTC),
                 argsrepr="()",
                 kwargsrepr=_shown(kwargs),
+                producer=producer,
+                declare=(),  # declared by `_connect`, not again at each send
             )
         else:
             app.control.revoke(task, terminate=True, signal=what)
@@ -341,6 +341,21 @@ class Remote:
                 return
             self._results[task] = celery_app.result_of(meta, watch.revoked)
         self._wake()
+
+
+def _connect(conf: CeleryConf) -> tuple[Any, Any]:
+    """The sender's app and the producer it holds while it is connected
+    (issue 21: one producer for every send, not one taken from Celery's
+    pool and given back at each), once the broker answers; and what
+    Celery would otherwise do at the first send, in the first run's time:
+    the queue declared (once: each send says `declare=()`), the result
+    backend (disabled: the receiver reads the results) looked up."""
+    app = celery_app.make(conf.broker, conf.queue, results=False)
+    producer = app.producer_pool.acquire(block=True)
+    producer.channel.client.ping()
+    producer.maybe_declare(app.amqp.queues[conf.queue])
+    app.backend  # noqa: B018 (loaded at its first use: that would be the first run's send)
+    return app, producer
 
 
 def _shown(kwargs: dict[str, Any]) -> str:
