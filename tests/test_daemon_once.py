@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 
@@ -44,3 +45,18 @@ def test_once_exits_1_with_an_inactive_record(station):
     station.table("x nowhere *.g8 /bin/true 0 -1 0")
     r = station.run("--once")
     assert r.returncode == 1 and "inactive" in r.stderr
+
+
+def test_once_leaves_with_everything_written(station):
+    """--once leaves by os._exit once `serve` returns (no teardown of the
+    interpreter, issue 21): its last log line is on stderr and in
+    incoming.log, the run's end in the history, the status file there,
+    the pid file and the control socket gone."""
+    station.table("x in *.g8 /bin/true 0 -1 0")
+    station.drop("a.g8", age_s=5)
+    r = station.run("--once")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.endswith("waitd stopped\n") and station.log().endswith("waitd stopped\n")
+    assert [(e.status, e.exit) for e in station.ends()] == [(2, 0)]
+    assert json.loads((station.passdir / "waitd.status").read_text())["records"]
+    assert not (station.passdir / "waitd.pid").exists() and not (station.passdir / "waitd.sock").exists()

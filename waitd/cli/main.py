@@ -238,7 +238,7 @@ def _daemon(args: argparse.Namespace, passdir: str) -> int:
     from waitd.daemon import start
 
     if args.foreground or args.once:
-        return start.serve(settings, records, foreground=True, conf=settings_conf)
+        start.leave(start.serve(settings, records, foreground=True, conf=settings_conf))
     _warn_inactive(path, records, passdir, settings.instance)
     return start.detach(settings, records, settings_conf)
 
