@@ -349,12 +349,14 @@ def _connect(conf: CeleryConf) -> tuple[Any, Any]:
     pool and given back at each), once the broker answers; and what
     Celery would otherwise do at the first send, in the first run's time:
     the queue declared (once: each send says `declare=()`), the result
-    backend (disabled: the receiver reads the results) looked up."""
+    backend (disabled: the receiver reads the results) looked up, the
+    message sender made (it imports Celery's events)."""
     app = celery_app.make(conf.broker, conf.queue, results=False)
     producer = app.producer_pool.acquire(block=True)
     producer.channel.client.ping()
     producer.maybe_declare(app.amqp.queues[conf.queue])
-    app.backend  # noqa: B018 (loaded at its first use: that would be the first run's send)
+    app.backend  # noqa: B018 (each is made at its first use: that would be in the first run's send)
+    app.amqp.send_task_message  # noqa: B018
     return app, producer
 
 
