@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -241,6 +242,20 @@ class Proc:
         return self.popen.poll() is None
 
     def wait(self, timeout: float) -> int | None:
+        """Its exit status, or None after `timeout` seconds.  Told as it
+        exits (its pidfd), not at Popen.wait's next look, which waits up to
+        50 ms between looks: a drain timed to the exit of `waitd --once`
+        (`once_drain`) counted that much more than waitd took."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            fd = -1  # reaped already, or no pidfd: Popen's own wait
+        if fd >= 0:
+            try:
+                if not select.select([fd], [], [], timeout)[0]:
+                    return None
+            finally:
+                os.close(fd)
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
