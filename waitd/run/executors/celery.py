@@ -260,7 +260,10 @@ class Remote:
                 argsrepr="()",
                 kwargsrepr=_shown(kwargs),
                 producer=producer,
-                declare=(),  # declared by `_connect`, not again at each send
+                # The queue is declared with each send, as Celery does (kombu
+                # skips it while the connection that declared it lives): a
+                # Redis that lost its bindings (restarted, no persistence)
+                # with no worker up to declare it again would drop the task.
             )
         else:
             app.control.revoke(task, terminate=True, signal=what)
@@ -348,9 +351,9 @@ def _connect(conf: CeleryConf) -> tuple[Any, Any]:
     (issue 21: one producer for every send, not one taken from Celery's
     pool and given back at each), once the broker answers; and what
     Celery would otherwise do at the first send, in the first run's time:
-    the queue declared (once: each send says `declare=()`), the result
-    backend (disabled: the receiver reads the results) looked up, the
-    message sender made (it imports Celery's events)."""
+    the queue declared, the result backend (disabled: the receiver reads
+    the results) looked up, the message sender made (it imports Celery's
+    events)."""
     app = celery_app.make(conf.broker, conf.queue, results=False)
     producer = app.producer_pool.acquire(block=True)
     producer.channel.client.ping()
