@@ -132,14 +132,15 @@ def _segment_sizes(passdir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted((passdir / DIRECTORY).glob("*.jsonl"))}
 
 
-def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_fails(
+def test_a_start_syncs_the_outbox_beside_the_history_and_holds_its_events_if_that_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One flush of the disk for both (issue 21): the outbox's fdatasync
     runs beside the history's, in a helper thread, once the segment holds
     an event on disk (the first start of a segment syncs in turn, so that
-    a lost start's events are found missing after it); when it fails,
-    neither file keeps the start."""
+    a lost start's events are found missing after it); when it fails, the
+    start stays (its handler runs), its events are cut off the outbox and
+    held, nothing starts, and the next poll writes and syncs them."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -150,18 +151,65 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_f
     outbox, history = journal.outbox.fd, journal.history._fd
     assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
     journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
+    journal.retry()  # a poll: the sync under way is over
     assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync"), (history, "MainThread")])
     sizes = _segment_sizes(tmp_path)
-    history = (tmp_path / "incoming.history").stat().st_size
-    os.close(journal.outbox.fd)  # its sync beside the history's fails (EBADF)
-    moved = os.open(os.devnull, os.O_WRONLY)  # the descriptor is not reused by anything that syncs
-    with pytest.raises(HistoryWriteError) as failed:
-        journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
-    os.close(moved)
-    assert failed.value.path == journal.outbox.directory
-    assert (tmp_path / "incoming.history").stat().st_size == history
+    before = (tmp_path / "incoming.history").stat().st_size
+    segment = journal.outbox.directory + "/" + max(sizes)
+    os.close(outbox)  # its sync beside the history's fails (EINVAL on /dev/null)
+    moved = os.open(os.devnull, os.O_WRONLY)  # in the outbox's descriptor's place
+    assert moved == outbox
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])  # no error: its handler may start
+    assert (tmp_path / "incoming.history").stat().st_size > before
+    assert journal.may_start  # the sync's end is not known yet
+    assert journal.retry() == 0  # the next poll: it failed, and writing the events again fails
     assert _segment_sizes(tmp_path) == sizes
     assert journal.outbox.seq == 4 and not journal.may_start
+    again = os.open(segment, os.O_WRONLY | os.O_APPEND)
+    os.dup2(again, outbox)  # the outbox writable again
+    os.close(again)
+    assert journal.retry() == 0 and journal.may_start
+    assert [(e.type, e.about.path) for e in _outbox(tmp_path)][-2:] == [
+        ("ready", f"{tmp_path}/in/b.g8"),
+        ("started", f"{tmp_path}/in/b.g8"),
+    ]
+    assert synced[-1] == (outbox, "MainThread")  # written again, and synced
+
+
+def test_a_start_leaves_its_events_sync_under_way_and_its_end_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What must be on disk before a handler starts is its start's line:
+    its events' sync beside it is left under way (issue 21), and the next
+    write (the run's end) waits for it, so that an end is never on disk
+    before its start's events."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])  # anchors the segment
+    outbox = journal.outbox.fd
+    gate = threading.Event()
+    real = os.fdatasync
+
+    def held_back(fd: int) -> None:
+        if fd == outbox and threading.current_thread().name == "waitd-fdatasync":
+            assert gate.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held_back)
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])  # returns with the outbox's sync held back
+    history = tmp_path / "incoming.history"
+    assert history.read_text().count("/in/b.g8") == 1
+    ending = threading.Thread(
+        target=journal.ended, args=(record, [_line(f"{tmp_path}/in/b.g8", Status.KNOWN, exit=0, took=0.5)])
+    )
+    ending.start()
+    ending.join(0.3)
+    assert ending.is_alive() and history.read_text().count("/in/b.g8") == 1  # the end waits for the sync
+    gate.set()
+    ending.join(10)
+    assert not ending.is_alive() and history.read_text().count("/in/b.g8") == 2
+    assert [e.type for e in _outbox(tmp_path)] == ["ready", "started", "ready", "started", "ended"]
 
 
 def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_path: Path) -> None:

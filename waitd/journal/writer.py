@@ -30,23 +30,29 @@ metrics):
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
 to the outbox before its lines go to the history.  A publication syncs
 the outbox before the history, so that an event whose line is on disk is
-on disk too.  A start syncs both at the same time (one journal commit of
-the file system, not two in turn: issue 21), so that a power failure
-then may keep its lines and lose its events; the next waitd finds the run
+on disk too.  A start's status 0 is on disk before `started` returns; its
+events' sync is started with it (one journal commit of the file system
+for both, not two in turn: issue 21) and left under way while the
+handler starts: it is waited for (`_settle`) before anything more is
+written to either file but the pids (`flush`), so that the run's end is
+never on disk before its start's events.  A power failure meanwhile may
+keep the start's lines and lose its events; the next waitd finds the run
 open and makes them again (`reopened`, same ids), as the outbox lacks
-them after an event it holds: so a start syncs side by side only once
-the newest segment holds an event on disk (`outbox.Writer.anchored`),
-and in turn before that (the first start of a segment).  A start's status 0 is
-on disk before `started` returns.  A write that is not synced (an end)
-is covered by the next sync.  The events are made from the lines by
-`made`.
+them after an event it holds: so a start's events are synced beside only
+once the newest segment holds an event on disk (`outbox.Writer.anchored`),
+and before the history's (in turn) for the first start of a segment.  A
+write that is not synced (an end) is covered by the next sync.  The
+events are made from the lines by `made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
 line stays (`History.append_all`, `outbox.Writer.append`); then a start
 or a publication is refused (`HistoryWriteError`: nothing of it is
 recorded, and its caller must not run or publish it), and anything else
-is held, in order, in memory, and written before anything later.  Either
+is held, in order, in memory, and written before anything later.  A
+start's events whose sync beside its handler fails are cut off again and
+held likewise (its line stays: its handler runs), to be written and synced
+before anything later.  Either
 way no start and no publication is made (`may_start` is False) until the
 next poll (`retry`) has written everything held.  The first failure is
 logged as an error, the recovery as info.  Of events that have no history
@@ -59,6 +65,7 @@ This module decides nothing: what to start, end or remove is the caller's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -67,12 +74,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
 from waitd.formats.history_line import Versioned, escape, format_event
+from waitd.journal import disk
 from waitd.journal import made as mk
 from waitd.journal.history import History
 from waitd.journal.outbox import Writer
@@ -96,6 +104,15 @@ class Named(Versioned, Protocol):
 Observer = Callable[[ev.Event], None]
 
 
+class _Held(NamedTuple):
+    """A write a failure held back, for a later poll."""
+
+    lines: list[Line]
+    made: list[ev.Event]
+    durable: bool = False  # a start's events whose sync failed: synced when written
+    shown: bool = False  # the observers saw its events already
+
+
 class Journal:
     """The history and the outbox, written together, with one failure policy."""
 
@@ -109,11 +126,12 @@ class Journal:
         self.carries: Callable[[int | None], bool] = lambda record: False
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
-        self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
+        self._held: deque[_Held] = deque()
         self._held_bare = 0  # of them, writes with no history line (removals, groups)
         self._failing: str | None = None  # why the last write failed; None once one works
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
         self._pids: list[Line] = []  # `running`'s lines, for the turn's next write
+        self._unsettled: tuple[disk.Syncing, list[ev.Event]] | None = None  # a start's events' sync under way
 
     # -- what callers tell ------------------------------------------------------
 
@@ -231,10 +249,11 @@ class Journal:
     @property
     def unwritten(self) -> int:
         """History lines held, not written yet."""
-        return sum(len(lines) for lines, _ in self._held)
+        return sum(len(held.lines) for held in self._held)
 
     def retry(self) -> int:
         """Write what is held (at each poll); how many history lines still wait."""
+        self._settle()
         try:
             self._write_held()
         except HistoryWriteError as exc:
@@ -248,8 +267,8 @@ class Journal:
         how many history lines were lost."""
         self.flush()
         lost = self.retry()
-        for lines, _ in self._held:
-            for line in lines:
+        for held in self._held:
+            for line in held.lines:
                 # Not on disk: the next waitd records these runs as status 1.
                 log.critical(
                     "%s: exiting with an event not written: %s %s",
@@ -265,6 +284,8 @@ class Journal:
         """Write after what is held and what `running` keeps; a durable
         write that fails raises, anything else is held.  `together`: the
         outbox synced at the same time as the history (a start's)."""
+        if lines or made:
+            self._settle()  # the last start's events on disk before anything that may end its run
         if self._pids:
             pids, self._pids = self._pids, []
             if durable:
@@ -284,48 +305,76 @@ class Journal:
     def _write_held(self) -> None:
         count = len(self._held)
         while self._held:
-            lines, made = self._held[0]
-            self._write(lines, made, durable=False)
+            held = self._held[0]
+            self._write(held.lines, held.made, held.durable, shown=held.shown)
             self._held.popleft()
-            self._held_bare -= not lines
+            self._held_bare -= not held.lines
         if count:
             log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
 
-    def _write(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
+    def _write(
+        self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False, shown: bool = False
+    ) -> None:
         """The events the sinks want to the outbox, then the lines to the
-        history, then the events to the observers; HistoryWriteError.
-        `together` (a start's): the outbox's events are synced at the same
-        time as the history's lines, not before them."""
+        history, then the events to the observers (unless `shown`);
+        HistoryWriteError.  `together` (a start's): the outbox's sync is
+        started beside the history's and left under way (`_settle`)."""
         outbox = self.outbox
         together = together and durable and bool(lines) and outbox is not None and outbox.anchored
         wrote = self._to_outbox(made, durable and not together)
         if lines:
-            seconds = self._to_history(lines, durable, wrote and together)
+            seconds = self._to_history(lines, durable, made if wrote and together else None)
             if seconds is not None:
                 for observe in self.sync_observers:
                     observe(seconds)
-        for event in made:
-            for see in self.observers:
-                see(event)
+        if not shown:
+            for event in made:
+                for see in self.observers:
+                    see(event)
         if self._failing is not None and (wrote or lines):
             log.info("%s: writable again", self._failing.partition(": ")[0])
             self._failing = None
 
-    def _to_history(self, lines: list[Line], durable: bool, beside: bool) -> float | None:
-        """Append the lines; with `beside`, the outbox synced with them (its
-        append taken back if its sync fails)."""
+    def _to_history(self, lines: list[Line], durable: bool, beside: list[ev.Event] | None) -> float | None:
+        """Append the lines; with `beside` (the events just appended to the
+        outbox), the outbox's sync started beside the history's and left
+        under way, for `_settle`."""
         outbox = self.outbox
-        if not beside or outbox is None:
+        if beside is None or outbox is None:
             return self.history.append_all(lines, sync=durable)
+        under_way: list[disk.Syncing] = []
         try:
-            seconds = self.history.append_all(lines, sync=durable, beside=outbox.fd)
+            seconds = self.history.append_all(
+                lines, sync=durable, beside=lambda: under_way.append(disk.fdatasync_beside(outbox.fd))
+            )
         except HistoryWriteError:
+            for syncing in under_way:
+                with contextlib.suppress(OSError):
+                    syncing.result()
             raise
+        if under_way:
+            self._unsettled = (under_way[0], beside)
+        return seconds
+
+    def _settle(self) -> None:
+        """Wait for the end of the last start's outbox sync (under way since
+        its history's); if it failed, take its events back (cut) and hold
+        them, to be written and synced before anything later: nothing
+        starts until then."""
+        pending, self._unsettled = self._unsettled, None
+        outbox = self.outbox
+        if pending is None or outbox is None:
+            return
+        syncing, made = pending
+        try:
+            syncing.result()
         except OSError as exc:
             outbox.cut()
-            raise HistoryWriteError(outbox.directory, exc) from exc
-        outbox.anchored = True
-        return seconds
+            failure = HistoryWriteError(outbox.directory, exc)
+            failure.__cause__ = exc
+            self._failed(failure)
+            self._held.append(_Held([], made, durable=True, shown=True))
+            self._held_bare += 1
 
     def _to_outbox(self, made: list[ev.Event], durable: bool) -> bool:
         """Append the events some sink wants; False if there were none."""
@@ -360,7 +409,7 @@ class Journal:
                 log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
                 return
             self._held_bare += 1
-        self._held.append((lines, made))
+        self._held.append(_Held(lines, made))
 
     # -- the events of the history's lines -----------------------------------------
 
