@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -431,3 +431,56 @@ def test_a_sync_beside_tells_its_error_and_goes_one_at_a_time(tmp_path):
         disk.fdatasync_beside(fd).result()
     finally:
         os.close(fd)
+
+
+def _to_json_reference(event: ev.Event) -> dict[str, object]:
+    """`to_json` as it was written first, field by field (the reference of
+    the one that makes a job's About once and takes values by attrgetter)."""
+    out: dict[str, object] = {"id": event.id, "type": event.type, "time": event.time}
+    about = event.about
+    for f in fields(ev.About):
+        value = getattr(about, f.name)
+        if value is None and f.name not in ("record", "telem", "topic"):
+            continue
+        out[f.name] = list(value) if isinstance(value, tuple) else dict(value) if f.name == "fields" else value
+    if about.paths is not None and "group" not in out:
+        out["group"] = None
+    for f in fields(type(event)):
+        if f.name not in ("id", "type", "time", "about", "seq") and getattr(event, f.name) is not None:
+            value = getattr(event, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    if event.seq is not None:
+        out["seq"] = event.seq
+    return out
+
+
+def test_the_outbox_writes_each_event_as_the_reference_json_would(tmp_path: Path) -> None:
+    """The fast way (issue 21: a job's About turned to JSON once, the C
+    encoder made once) writes what json.dumps(separators=(",", ":"),
+    default=str) of the reference object writes, key order and escapes
+    (odd names, surrogates) included, and each event's lists and dicts
+    are its own."""
+    odd = '/in/q"u\\ote é\udcff x_7.g8'
+    one = ev.About(1, "t", None, "/bin/true", path=odd, mtime=float("nan"), size=3, fields={"n": 7, "d": "2026"})
+    group = ev.About(None, None, "/topic", "-", paths=("/in/b", "/in/a"), group=None)
+    made: list[ev.Event] = [
+        ev.Ready("a" * 32, 1.5, one),
+        ev.Started("b" * 32, 1.5, one, 2, body={"run_number": 7}),
+        ev.Ended("c" * 32, 2.5, one, outcome="retrying", exit=1, took=0.25, retry_at=9.0, response={"x": [1]}),
+        ev.Ready("d" * 32, 3, group),
+        ev.Grouped("e" * 32, 3, group, state="incomplete", missing=("/in/c",)),
+        ev.Removed("f" * 32, 4.0, group, reason="expired after 2 h"),
+    ]
+    for event in made:
+        assert ev.to_json(event) == _to_json_reference(event)
+        assert list(ev.to_json(event)) == list(_to_json_reference(event))  # the order of the keys
+    first, second = ev.to_json(made[3]), ev.to_json(made[4])
+    assert first["paths"] == second["paths"] and first["paths"] is not second["paths"]
+    writer = Writer(str(tmp_path))
+    writer.open()
+    writer.append([ev.to_json(e) for e in made], sync=False)
+    writer.close()
+    (segment,) = (tmp_path / DIRECTORY).glob("*.jsonl")
+    written = segment.read_text().splitlines()
+    for seq, (event, line) in enumerate(zip(made, written, strict=True), start=1):
+        assert line == json.dumps({**_to_json_reference(event), "seq": seq}, separators=(",", ":"), default=str)
