@@ -24,6 +24,7 @@ from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import EVENTS as DIRECTORY
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event, Status, Version
+from waitd.journal import made as mk
 from waitd.journal.history import History
 from waitd.journal.outbox import Place, Reader, Writer
 from waitd.journal.writer import Journal
@@ -484,3 +485,13 @@ def test_the_outbox_writes_each_event_as_the_reference_json_would(tmp_path: Path
     written = segment.read_text().splitlines()
     for seq, (event, line) in enumerate(zip(made, written, strict=True), start=1):
         assert line == json.dumps({**_to_json_reference(event), "seq": seq}, separators=(",", ":"), default=str)
+
+
+def test_the_versions_text_of_a_one_line_job_is_the_general_one() -> None:
+    """The ids' parts: a job of one line writes its versions' text out
+    (issue 21), the same as the general way's for many lines, so that an
+    event made again after an upgrade keeps its id."""
+    for path in ("/in/a.g8", '/in/it\'s "odd"\\ é\udcff\n.g8'):
+        for version in (Version(17e17, 5, 9), Version(1_796_573_948_123_456_789, 0, 2**40), None):
+            line = replace(_line(path), version=version)
+            assert mk._one_version(line) == str(sorted([(line.path, line.version)]))

@@ -111,9 +111,17 @@ def _about_lines(record: Record | None, job: Sequence[Line]) -> tuple[ev.About, 
         size=size,
         fields=found_fields,
     )
-    versions = str(sorted((line.path, line.version) for line in job))
+    versions = _one_version(first) if len(job) == 1 else str(sorted((line.path, line.version) for line in job))
     key = (first.process, first.group or first.path, versions)
     return about, key, first.at or time.time()
+
+
+def _one_version(line: Line) -> str:
+    """`str(sorted([(line.path, line.version)]))`, the versions' text of a
+    job of one line, written out (the dataclass's repr is slow; issue 21)."""
+    v = line.version
+    version = "None" if v is None else f"Version(mtime_ns={v.mtime_ns!r}, size={v.size!r}, ino={v.ino!r})"
+    return f"[({line.path!r}, {version})]"
 
 
 def about_files(record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None) -> ev.About:
