@@ -18,16 +18,15 @@ single sinks between the first pair and the second: the target is the
 median of the pairs' differences, so that a drift of the machine's speed
 (other work on a shared machine) weighs on both cases of a pair alike.
 
-With sinks, each start syncs the outbox as well as the history, at the
-same time (issue 21: two fdatasync under way at once share one commit of
-the file system's journal; one after the other cost two), the handler
-starting once the history's is over (the outbox's is waited for before
-the next write), and each sink's process reads and delivers in parallel
-with the loop.  The floor
-of that, measured in the same run (`_sync_floor`, plain Python, the
-three ways taken in turn, SYNC_ROUNDS times): a start's line synced
-alone (no sinks), an event then a line synced one after the other (the
-way before), and both synced side by side (the way now).  For each, the p50 and p99 latency, waitd's own
+With sinks, a start's handler waits for its history line's sync alone:
+its events are made, written and synced (in a helper thread) after it
+started, and that sync is over before waitd writes anything more (issue
+21); each sink's process reads and delivers in parallel with the loop.
+The floor of the ways a start's syncs were taken before, measured in the
+same run (`_sync_floor`, plain Python, the three ways taken in turn,
+SYNC_ROUNDS times): a start's line synced alone (no sinks, and the way
+now), an event then a line synced one after the other, and both synced
+side by side.  For each case, the p50 and p99 latency, waitd's own
 CPU time per file and its sinks' (psutil, during the timed files only),
 and, after the last file, the time for the sinks to catch up (status
 backlog 0); and the pairs' medians of the differences of p50 and of

@@ -133,15 +133,17 @@ def _segment_sizes(passdir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted((passdir / DIRECTORY).glob("*.jsonl"))}
 
 
-def test_a_start_syncs_the_outbox_beside_the_history_and_holds_its_events_if_that_fails(
+def test_a_start_writes_its_events_after_its_handler_and_holds_them_if_their_sync_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One flush of the disk for both (issue 21): the outbox's fdatasync
-    runs beside the history's, in a helper thread, once the segment holds
-    an event on disk (the first start of a segment syncs in turn, so that
-    a lost start's events are found missing after it); when it fails, the
-    start stays (its handler runs), its events are cut off the outbox and
-    held, nothing starts, and the next poll writes and syncs them."""
+    """What a handler waits for is its start's line on disk (issue 21):
+    once the segment holds an event on disk (the first start of a segment
+    writes and syncs its events first, so that a lost start's events are
+    found missing after it), a start's events are made and written with
+    the turn's next write (`flush`), and synced in a helper thread.  When
+    that sync fails, the start stays (its handler runs), its events are cut
+    off the outbox and held, nothing starts, and a poll writes and syncs
+    them."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -152,16 +154,19 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_holds_its_events_if_tha
     outbox, history = journal.outbox.fd, journal.history._fd
     assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
     journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
+    assert synced[2:] == [(history, "MainThread")] and len(_outbox(tmp_path)) == 2  # its line alone
+    journal.flush()  # the end of the turn: its events written, their sync under way
     journal.retry()  # a poll: the sync under way is over
-    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync"), (history, "MainThread")])
+    assert synced[3:] == [(outbox, "waitd-fdatasync")] and len(_outbox(tmp_path)) == 4
     sizes = _segment_sizes(tmp_path)
     before = (tmp_path / "incoming.history").stat().st_size
     segment = journal.outbox.directory + "/" + max(sizes)
-    os.close(outbox)  # its sync beside the history's fails (EINVAL on /dev/null)
+    os.close(outbox)  # its sync fails (EINVAL on /dev/null)
     moved = os.open(os.devnull, os.O_WRONLY)  # in the outbox's descriptor's place
     assert moved == outbox
     journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])  # no error: its handler may start
     assert (tmp_path / "incoming.history").stat().st_size > before
+    journal.flush()
     assert journal.may_start  # the sync's end is not known yet
     assert journal.retry() == 0  # the next poll: it failed, and writing the events again fails
     assert _segment_sizes(tmp_path) == sizes
@@ -180,10 +185,9 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_holds_its_events_if_tha
 def test_a_start_leaves_its_events_sync_under_way_and_its_end_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What must be on disk before a handler starts is its start's line:
-    its events' sync beside it is left under way (issue 21), and the next
-    write (the run's end) waits for it, so that an end is never on disk
-    before its start's events."""
+    """A start's events' sync is left under way after the turn (issue 21),
+    and the next write (the run's end) waits for it, so that an end is
+    never on disk before its start's events."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -198,7 +202,8 @@ def test_a_start_leaves_its_events_sync_under_way_and_its_end_waits_for_it(
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", held_back)
-    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])  # returns with the outbox's sync held back
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
+    journal.flush()  # returns with the outbox's sync held back
     history = tmp_path / "incoming.history"
     assert history.read_text().count("/in/b.g8") == 1
     ending = threading.Thread(
@@ -213,10 +218,33 @@ def test_a_start_leaves_its_events_sync_under_way_and_its_end_waits_for_it(
     assert [e.type for e in _outbox(tmp_path)] == ["ready", "started", "ready", "started", "ended"]
 
 
+def test_an_end_written_with_its_start_events_has_them_synced_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that could not be executed ends in the turn of its start:
+    its end goes in the write of its start's events, which are synced
+    before the end's line is written (not left under way)."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])  # anchors the segment
+    outbox, history = journal.outbox.fd, journal.history._fd
+    order: list[tuple[str, int]] = []
+    real_sync, real_write = os.fdatasync, os.write
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (order.append(("sync", fd)), real_sync(fd))[1])
+    monkeypatch.setattr(os, "write", lambda fd, data: (order.append(("write", fd)), real_write(fd, data))[1])
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
+    del order[:]
+    journal.ended(record, [_line(f"{tmp_path}/in/b.g8", Status.UNKNOWN, error="cannot execute")])
+    assert order == [("write", outbox), ("sync", outbox), ("write", history)]
+    assert [e.type for e in _outbox(tmp_path)][2:] == ["ready", "started", "ended"]
+
+
 def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_path: Path) -> None:
-    """A power failure while a start's outbox and history are synced may
-    keep its lines and lose its events: the next waitd makes them again
-    (same ids) for the runs it finds open, and only those the outbox lacks."""
+    """A crash or a power failure after a start's lines are on disk, before
+    its events are (written after its handler started), may keep the lines
+    and lose the events: the next waitd makes them again (same ids) for the
+    runs it finds open, and only those the outbox lacks."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -225,6 +253,7 @@ def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_pa
     journal.started([(record, b)])
     kept = _segment_sizes(tmp_path)
     journal.started([(record, a)])
+    journal.flush()  # the turn's end: a.d's events written
     first = [e.id for e in _outbox(tmp_path)]
     journal.close()
     (name,) = kept

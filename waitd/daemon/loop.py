@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The main loop: it waits, observes, asks the scheduler, and applies.
 
-One thread decides and acts (a start's outbox is synced in a helper
-thread beside the history, `journal.disk`; Celery's sender and receiver
-are threads of its executor).  Signal handlers only queue the signal
+One thread decides and acts (the outbox's sync of a turn's start events,
+after their handlers started, runs in a helper thread, `journal.disk`;
+Celery's sender and receiver are threads of its executor).  Signal handlers only queue the signal
 number; the C level writes a byte to the wake-up pipe
 (`signal.set_wakeup_fd`), so the loop's `select` returns at once.  Each
 turn, in a fixed order:

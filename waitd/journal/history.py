@@ -184,16 +184,11 @@ class History:
         """Append one event with one write; on disk before return if `sync`."""
         return self.append_all([event], sync)
 
-    def append_all(
-        self, events: list[Event], sync: bool = False, beside: Callable[[], object] | None = None
-    ) -> float | None:
+    def append_all(self, events: list[Event], sync: bool = False) -> float | None:
         """Append the events with one write, all or none; with `sync`, one
         fdatasync for all of them (a group commit), and how long it took
         (seconds; None without `sync`).  HistoryWriteError if they cannot
-        be: what was written of them is cut off again.  `beside`: called
-        after the write, just before the fdatasync (the journal starts the
-        outbox's sync there, in a helper thread, so that one commit of the
-        file system covers both: `disk.fdatasync_beside`)."""
+        be: what was written of them is cut off again."""
         data = "".join([format_line(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
@@ -205,8 +200,6 @@ class History:
                     raise OSError(28, os.strerror(28))  # ENOSPC: a short write
             if sync:
                 began = time.perf_counter()
-                if beside is not None:
-                    beside()
                 os.fdatasync(self._fd)
         except OSError as exc:
             # Cut what was written off again: the events are not recorded,

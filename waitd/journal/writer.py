@@ -12,7 +12,8 @@ metrics):
 
     started(jobs)              status 0 of each start of a pass, one sync;
                                `ready` (a first attempt; a group: `group`
-                               complete too) and `started`
+                               complete too) and `started`, made and
+                               written after the handlers start (below)
     running(lines, pid)        the second status 0 lines, with the pid: kept
                                until the next write or `flush` (the end of
                                the loop's turn), and written with it
@@ -30,19 +31,22 @@ metrics):
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
 to the outbox before its lines go to the history.  A publication syncs
 the outbox before the history, so that an event whose line is on disk is
-on disk too.  A start's status 0 is on disk before `started` returns; its
-events' sync is started with it (one journal commit of the file system
-for both, not two in turn: issue 21) and left under way while the
-handler starts: it is waited for (`_settle`) before anything more is
-written to either file but the pids (`flush`), so that the run's end is
-never on disk before its start's events.  A power failure meanwhile may
-keep the start's lines and lose its events; the next waitd finds the run
-open and makes them again (`reopened`, same ids), as the outbox lacks
-them after an event it holds: so a start's events are synced beside only
-once the newest segment holds an event on disk (`outbox.Writer.anchored`),
-and before the history's (in turn) for the first start of a segment.  A
-write that is not synced (an end) is covered by the next sync.  The
-events are made from the lines by `made`.
+on disk too.  A start's status 0 is on disk before `started` returns, and
+that is all its handler waits for (issue 21): its events are made and
+written after the handlers of the pass started, with the turn's next
+write (`flush`, the pids: one write(2) for the outbox), and their sync is
+started then in a helper thread and left under way; it is waited for
+(`_settle`) before anything more is written to either file, so that the
+run's end is never on disk before its start's events (and in turn before
+a history line that ends a run of theirs, when it goes in the same
+write: a handler that could not be executed).  A crash or a power
+failure meanwhile may keep the start's lines and lose its events; the
+next waitd finds the run open and makes them again (`reopened`, same
+ids), as the outbox lacks them after an event it holds: so a start's
+events are deferred only once the newest segment holds an event on disk
+(`outbox.Writer.anchored`); the first start of a segment writes and syncs
+them before its lines.  A write that is not synced (an end) is covered
+by the next sync.  The events are made from the lines by `made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
@@ -50,9 +54,9 @@ line stays (`History.append_all`, `outbox.Writer.append`); then a start
 or a publication is refused (`HistoryWriteError`: nothing of it is
 recorded, and its caller must not run or publish it), and anything else
 is held, in order, in memory, and written before anything later.  A
-start's events whose sync beside its handler fails are cut off again and
-held likewise (its line stays: its handler runs), to be written and synced
-before anything later.  Either
+start's events that cannot be written or synced after its handler
+started are cut off again and held likewise (its line stays: its handler
+runs), to be written and synced before anything later.  Either
 way no start and no publication is made (`may_start` is False) until the
 next poll (`retry`) has written everything held.  The first failure is
 logged as an error, the recovery as info.  Of events that have no history
@@ -65,7 +69,6 @@ This module decides nothing: what to start, end or remove is the caller's.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -79,7 +82,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
-from waitd.formats.history_line import Versioned, escape, format_event
+from waitd.formats.history_line import Status, Versioned, escape, format_event
 from waitd.journal import disk
 from waitd.journal import made as mk
 from waitd.journal.history import History
@@ -132,6 +135,7 @@ class Journal:
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
         self._pids: list[Line] = []  # `running`'s lines, for the turn's next write
         self._unsettled: tuple[disk.Syncing, list[ev.Event]] | None = None  # a start's events' sync under way
+        self._later: list[tuple[Sequence[Job], Sequence[Mapping[str, Any] | None]]] = []  # starts' events to make
 
     # -- what callers tell ------------------------------------------------------
 
@@ -139,14 +143,28 @@ class Journal:
         """Record the starts of a pass with one sync (status 0 on disk when
         this returns); HistoryWriteError: none of them is recorded.
         `bodies`: each job's file's JSON object, for the records `carries`
-        names (their `started` events carry it)."""
+        names (their `started` events carry it).  Their events are made
+        and written with the turn's next write (`flush`), once the outbox's
+        segment holds an event on disk; before the lines until then."""
+        outbox = self.outbox
+        if outbox is not None and outbox.anchored:
+            self._record([line for _, job in jobs for line in job], [], durable=True)
+            self._later.append((jobs, bodies))
+            return
+        lines, made = self._starting(jobs, bodies)
+        self._record(lines, made, durable=True)
+
+    def _starting(
+        self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None]
+    ) -> tuple[list[Line], list[ev.Event]]:
+        """The lines of starts and their events."""
         lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
         if bodies.count(None) != len(bodies):
             at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
             for (i, started), body in zip(at, bodies, strict=False):
                 if body is not None:
                     made[i] = replace(started, body=body)
-        self._record(lines, made, durable=True, together=True)
+        return lines, made
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
@@ -158,8 +176,9 @@ class Journal:
         self._pids.extend([with_pid(line, pid) for line in lines])
 
     def flush(self) -> None:
-        """Write what `running` keeps (held if it cannot be written)."""
-        if self._pids:
+        """Write what `running` keeps, and the events of the turn's starts
+        (held if they cannot be written)."""
+        if self._pids or self._later:
             self._record([], [], durable=False)
 
     def ended(self, record: Record | None, lines: Sequence[Line], told: Mapping[str, Any] | None = None) -> None:
@@ -280,11 +299,11 @@ class Journal:
             self.outbox.close()
         return lost
 
-    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
-        """Write after what is held and what `running` keeps; a durable
-        write that fails raises, anything else is held.  `together`: the
-        outbox synced at the same time as the history (a start's)."""
-        if lines or made:
+    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+        """Write after what is held and what `running` keeps, with the
+        events of the starts recorded before (`started`); a durable write
+        that fails raises, anything else is held."""
+        if lines or made or self._later:
             self._settle()  # the last start's events on disk before anything that may end its run
         if self._pids:
             pids, self._pids = self._pids, []
@@ -292,38 +311,56 @@ class Journal:
                 self._record(pids, [], durable=False)  # on their own: a refused start must not take them along
             else:
                 lines = pids + lines
+        later = self._made_later()
+        if later:
+            made = later + made
         try:
             if self._held:
                 self._write_held()
-            self._write(lines, made, durable, together)
+            self._write(lines, made, durable, later=bool(later))
         except HistoryWriteError as exc:
             self._failed(exc)
             if durable:
+                if later:
+                    self._hold([], later, durable=True)
                 raise
-            self._hold(lines, made)
+            self._hold(lines, made, durable=bool(later))
+
+    def _made_later(self) -> list[ev.Event]:
+        """The events of the starts `started` recorded, made now."""
+        if not self._later:
+            return []
+        later, self._later = self._later, []
+        made: list[ev.Event] = []
+        for jobs, bodies in later:
+            made.extend(self._starting(jobs, bodies)[1])
+        return made
 
     def _write_held(self) -> None:
         count = len(self._held)
         while self._held:
             held = self._held[0]
-            self._write(held.lines, held.made, held.durable, shown=held.shown)
+            self._write(held.lines, held.made, held.durable, later=held.durable, shown=held.shown)
             self._held.popleft()
             self._held_bare -= not held.lines
         if count:
             log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
 
     def _write(
-        self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False, shown: bool = False
+        self, lines: list[Line], made: list[ev.Event], durable: bool, later: bool = False, shown: bool = False
     ) -> None:
         """The events the sinks want to the outbox, then the lines to the
         history, then the events to the observers (unless `shown`);
-        HistoryWriteError.  `together` (a start's): the outbox's sync is
-        started beside the history's and left under way (`_settle`)."""
+        HistoryWriteError.  `later`: starts' events among them, their sync
+        started in a helper thread and left under way (`_settle`), or in
+        turn before a line that may end their run."""
         outbox = self.outbox
-        together = together and durable and bool(lines) and outbox is not None and outbox.anchored
-        wrote = self._to_outbox(made, durable and not together)
+        in_turn = durable or (later and any(line.status is not Status.STARTED for line in lines))
+        wrote = self._to_outbox(made, in_turn)
+        if wrote and later and not in_turn and outbox is not None:
+            self._unsettled = (disk.fdatasync_beside(outbox.fd), made)
         if lines:
-            seconds = self._to_history(lines, durable, made if wrote and together else None)
+            seconds = self.history.append_all(lines, sync=durable)
             if seconds is not None:
                 for observe in self.sync_observers:
                     observe(seconds)
@@ -335,32 +372,11 @@ class Journal:
             log.info("%s: writable again", self._failing.partition(": ")[0])
             self._failing = None
 
-    def _to_history(self, lines: list[Line], durable: bool, beside: list[ev.Event] | None) -> float | None:
-        """Append the lines; with `beside` (the events just appended to the
-        outbox), the outbox's sync started beside the history's and left
-        under way, for `_settle`."""
-        outbox = self.outbox
-        if beside is None or outbox is None:
-            return self.history.append_all(lines, sync=durable)
-        under_way: list[disk.Syncing] = []
-        try:
-            seconds = self.history.append_all(
-                lines, sync=durable, beside=lambda: under_way.append(disk.fdatasync_beside(outbox.fd))
-            )
-        except HistoryWriteError:
-            for syncing in under_way:
-                with contextlib.suppress(OSError):
-                    syncing.result()
-            raise
-        if under_way:
-            self._unsettled = (under_way[0], beside)
-        return seconds
-
     def _settle(self) -> None:
-        """Wait for the end of the last start's outbox sync (under way since
-        its history's); if it failed, take its events back (cut) and hold
-        them, to be written and synced before anything later: nothing
-        starts until then."""
+        """Wait for the end of the outbox's sync under way (the last starts'
+        events); if it failed, take its events back (cut) and hold them,
+        to be written and synced before anything later: nothing starts
+        until then."""
         pending, self._unsettled = self._unsettled, None
         outbox = self.outbox
         if pending is None or outbox is None:
@@ -403,13 +419,13 @@ class Journal:
                 self._failing,
             )
 
-    def _hold(self, lines: list[Line], made: list[ev.Event]) -> None:
+    def _hold(self, lines: list[Line], made: list[ev.Event], durable: bool = False) -> None:
         if not lines:
             if self._held_bare >= HELD_MOST:
                 log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
                 return
             self._held_bare += 1
-        self._held.append(_Held(lines, made))
+        self._held.append(_Held(lines, made, durable))
 
     # -- the events of the history's lines -----------------------------------------
 
