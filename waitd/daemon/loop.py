@@ -215,9 +215,9 @@ class Daemon:
         now = time.monotonic()
         poll = now >= self.next_poll
         self.again = False
-        self.events.tick(now, poll)
         self.dispatch.drain(ready)
         self.launcher.reap()
+        self.events.tick(now, poll)  # after the handlers' reaping: a sink's process is polled only if one ended
         self.dispatch.release(forget)
         asked = self.control.asked(ready)
         if asked or self.control.next_deadline() is not None:
