@@ -387,7 +387,7 @@ def test_a_pid_line_is_its_start_line_with_the_pid() -> None:
     is carried too."""
     from dataclasses import fields
 
-    from waitd.journal.writer import with_pid
+    from waitd.journal.made import with_pid
 
     values = {
         "path": "/in/a b",

@@ -31,32 +31,26 @@ metrics):
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
 to the outbox before its lines go to the history.  A publication syncs
 the outbox before the history, so that an event whose line is on disk is
-on disk too.  A start's status 0 is on disk before `started` returns, and
-that is all its handler waits for (issue 21): its events are made and
-written after the handlers of the pass started, with the turn's next
-write (`flush`, the pids: one write(2) for the outbox), and their sync is
-started then in a helper thread and left under way; it is waited for
-(`_settle`) before anything more is written to either file, so that the
-run's end is never on disk before its start's events (and in turn before
-a history line that ends a run of theirs, when it goes in the same
-write: a handler that could not be executed).  A crash or a power
-failure meanwhile may keep the start's lines and lose its events; the
-next waitd finds the run open and makes them again (`reopened`, same
-ids), as the outbox lacks them after an event it holds: so a start's
-events are deferred only once the newest segment holds an event on disk
+on disk too.  A start's status 0 is on disk before `started` returns, all
+its handler waits for (issue 21): its events are made and written with
+the turn's next write (`flush`), their sync left under way in a helper
+thread until anything more is written (`_settle`; in turn before a line
+that ends their run in the same write), so that a run's end is never on
+disk before its start's events.  A crash or a power failure meanwhile
+may lose them; the next waitd finds the run open and makes them again
+(`reopened`, same ids), as the outbox lacks them after an event it
+holds: so only once the newest segment holds one on disk
 (`outbox.Writer.anchored`); the first start of a segment writes and syncs
-them before its lines.  A write that is not synced (an end) is covered
-by the next sync.  The events are made from the lines by `made`.
+its events first.  A write that is not synced (an end) is covered by the
+next sync.  The events are made from the lines by `made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
 line stays (`History.append_all`, `outbox.Writer.append`); then a start
 or a publication is refused (`HistoryWriteError`: nothing of it is
 recorded, and its caller must not run or publish it), and anything else
-is held, in order, in memory, and written before anything later.  A
-start's events that cannot be written or synced after its handler
-started are cut off again and held likewise (its line stays: its handler
-runs), to be written and synced before anything later.  Either
+is held, in order, in memory, and written before anything later (a
+start's events written after its handler started: synced too).  Either
 way no start and no publication is made (`may_start` is False) until the
 next poll (`retry`) has written everything held.  The first failure is
 logged as an error, the recovery as info.  Of events that have no history
@@ -74,9 +68,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from functools import partial
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from waitd.config.errors import HistoryWriteError
@@ -107,9 +100,7 @@ class Named(Versioned, Protocol):
 Observer = Callable[[ev.Event], None]
 
 
-class _Held(NamedTuple):
-    """A write a failure held back, for a later poll."""
-
+class _Held(NamedTuple):  # a write a failure held back, for a later poll
     lines: list[Line]
     made: list[ev.Event]
     durable: bool = False  # a start's events whose sync failed: synced when written
@@ -141,30 +132,15 @@ class Journal:
 
     def started(self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None] = ()) -> None:
         """Record the starts of a pass with one sync (status 0 on disk when
-        this returns); HistoryWriteError: none of them is recorded.
-        `bodies`: each job's file's JSON object, for the records `carries`
-        names (their `started` events carry it).  Their events are made
-        and written with the turn's next write (`flush`), once the outbox's
-        segment holds an event on disk; before the lines until then."""
+        this returns; their events later, see above); HistoryWriteError:
+        none of them is recorded.  `bodies`: each job's file's JSON object,
+        for the records `carries` names (their `started` events carry it)."""
         outbox = self.outbox
         if outbox is not None and outbox.anchored:
             self._record([line for _, job in jobs for line in job], [], durable=True)
             self._later.append((jobs, bodies))
             return
-        lines, made = self._starting(jobs, bodies)
-        self._record(lines, made, durable=True)
-
-    def _starting(
-        self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None]
-    ) -> tuple[list[Line], list[ev.Event]]:
-        """The lines of starts and their events."""
-        lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
-        if bodies.count(None) != len(bodies):
-            at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
-            for (i, started), body in zip(at, bodies, strict=False):
-                if body is not None:
-                    made[i] = replace(started, body=body)
-        return lines, made
+        self._record(*mk.of_starts(self.passdir, jobs, bodies, self._telling), durable=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
@@ -173,7 +149,7 @@ class Journal:
         the loop calls at the end of each turn, and written with it: one
         write(2) for the pids and the ends of a turn.  Held if they cannot
         be written."""
-        self._pids.extend([with_pid(line, pid) for line in lines])
+        self._pids.extend([mk.with_pid(line, pid) for line in lines])
 
     def flush(self) -> None:
         """Write what `running` keeps, and the events of the turn's starts
@@ -214,7 +190,7 @@ class Journal:
     def published(self, jobs: Sequence[Job]) -> None:
         """Record the publications of a pass with one sync; HistoryWriteError:
         none of them is recorded (nor published)."""
-        lines, made = self._of_jobs(jobs, partial(mk.publishing, self.passdir))
+        lines, made = mk.of_jobs(jobs, partial(mk.publishing, self.passdir), self._telling)
         self._record(lines, made, durable=True)
 
     def removed(self, record: Record, fact: Named, why: str, directory: str | None = None) -> None:
@@ -333,7 +309,7 @@ class Journal:
         later, self._later = self._later, []
         made: list[ev.Event] = []
         for jobs, bodies in later:
-            made.extend(self._starting(jobs, bodies)[1])
+            made.extend(mk.of_starts(self.passdir, jobs, bodies, self._telling)[1])
         return made
 
     def _write_held(self) -> None:
@@ -351,9 +327,7 @@ class Journal:
     ) -> None:
         """The events the sinks want to the outbox, then the lines to the
         history, then the events to the observers (unless `shown`);
-        HistoryWriteError.  `later`: starts' events among them, their sync
-        started in a helper thread and left under way (`_settle`), or in
-        turn before a line that may end their run."""
+        HistoryWriteError.  `later`: starts' events among them (see above)."""
         outbox = self.outbox
         in_turn = durable or (later and any(line.status is not Status.STARTED for line in lines))
         wrote = self._to_outbox(made, in_turn)
@@ -373,10 +347,8 @@ class Journal:
             self._failing = None
 
     def _settle(self) -> None:
-        """Wait for the end of the outbox's sync under way (the last starts'
-        events); if it failed, take its events back (cut) and hold them,
-        to be written and synced before anything later: nothing starts
-        until then."""
+        """Wait for the end of the outbox's sync under way; if it failed,
+        take its events back (cut) and hold them (nothing starts)."""
         pending, self._unsettled = self._unsettled, None
         outbox = self.outbox
         if pending is None or outbox is None:
@@ -426,28 +398,3 @@ class Journal:
                 return
             self._held_bare += 1
         self._held.append(_Held(lines, made, durable))
-
-    # -- the events of the history's lines -----------------------------------------
-
-    def _of_jobs(
-        self, jobs: Sequence[Job], make: Callable[[Record | None, Sequence[Line]], list[ev.Event]]
-    ) -> tuple[list[Line], list[ev.Event]]:
-        lines: list[Line] = []
-        made: list[ev.Event] = []
-        for record, job in jobs:
-            lines.extend(job)
-            if self._telling:
-                made.extend(make(record, job))
-        return lines, made
-
-
-_LINE_VALUES = attrgetter(*(f.name for f in fields(Line)))
-_PID_AT = [f.name for f in fields(Line)].index("pid")
-_MAKE_LINE: Callable[..., Line] = Line  # from its fields' values, in order
-
-
-def with_pid(line: Line, pid: int) -> Line:
-    """`dataclasses.replace(line, pid=pid)`, made with one attrgetter (each
-    start's pid line: the loop's own cost a file counts, issue 21)."""
-    values = _LINE_VALUES(line)
-    return _MAKE_LINE(*values[:_PID_AT], pid, *values[_PID_AT + 1 :])
