@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from waitd.config.errors import HistoryWriteError
 from waitd.config.passdir import EVENTS as DIRECTORY
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event, Status, Version
+from waitd.journal import made as mk
 from waitd.journal.history import History
 from waitd.journal.outbox import Place, Reader, Writer
 from waitd.journal.writer import Journal
@@ -132,14 +133,17 @@ def _segment_sizes(passdir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted((passdir / DIRECTORY).glob("*.jsonl"))}
 
 
-def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_fails(
+def test_a_start_writes_its_events_after_its_handler_and_holds_them_if_their_sync_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One flush of the disk for both (issue 21): the outbox's fdatasync
-    runs beside the history's, in a helper thread, once the segment holds
-    an event on disk (the first start of a segment syncs in turn, so that
-    a lost start's events are found missing after it); when it fails,
-    neither file keeps the start."""
+    """What a handler waits for is its start's line on disk (issue 21):
+    once the segment holds an event on disk (the first start of a segment
+    writes and syncs its events first, so that a lost start's events are
+    found missing after it), a start's events are made and written with
+    the turn's next write (`flush`), and synced in a helper thread.  When
+    that sync fails, the start stays (its handler runs), its events are cut
+    off the outbox and held, nothing starts, and a poll writes and syncs
+    them."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -150,24 +154,97 @@ def test_a_start_syncs_the_outbox_beside_the_history_and_takes_it_back_if_that_f
     outbox, history = journal.outbox.fd, journal.history._fd
     assert synced == [(outbox, "MainThread"), (history, "MainThread")]  # in turn: the first of the segment
     journal.started([(record, [_line(f"{tmp_path}/in/c.g8")])])
-    assert sorted(synced[2:]) == sorted([(outbox, "waitd-fdatasync"), (history, "MainThread")])
+    assert synced[2:] == [(history, "MainThread")] and len(_outbox(tmp_path)) == 2  # its line alone
+    journal.flush()  # the end of the turn: its events written, their sync under way
+    journal.retry()  # a poll: the sync under way is over
+    assert synced[3:] == [(outbox, "waitd-fdatasync")] and len(_outbox(tmp_path)) == 4
     sizes = _segment_sizes(tmp_path)
-    history = (tmp_path / "incoming.history").stat().st_size
-    os.close(journal.outbox.fd)  # its sync beside the history's fails (EBADF)
-    moved = os.open(os.devnull, os.O_WRONLY)  # the descriptor is not reused by anything that syncs
-    with pytest.raises(HistoryWriteError) as failed:
-        journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
-    os.close(moved)
-    assert failed.value.path == journal.outbox.directory
-    assert (tmp_path / "incoming.history").stat().st_size == history
+    before = (tmp_path / "incoming.history").stat().st_size
+    segment = journal.outbox.directory + "/" + max(sizes)
+    os.close(outbox)  # its sync fails (EINVAL on /dev/null)
+    moved = os.open(os.devnull, os.O_WRONLY)  # in the outbox's descriptor's place
+    assert moved == outbox
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])  # no error: its handler may start
+    assert (tmp_path / "incoming.history").stat().st_size > before
+    journal.flush()
+    assert journal.may_start  # the sync's end is not known yet
+    assert journal.retry() == 0  # the next poll: it failed, and writing the events again fails
     assert _segment_sizes(tmp_path) == sizes
     assert journal.outbox.seq == 4 and not journal.may_start
+    again = os.open(segment, os.O_WRONLY | os.O_APPEND)
+    os.dup2(again, outbox)  # the outbox writable again
+    os.close(again)
+    assert journal.retry() == 0 and journal.may_start
+    assert [(e.type, e.about.path) for e in _outbox(tmp_path)][-2:] == [
+        ("ready", f"{tmp_path}/in/b.g8"),
+        ("started", f"{tmp_path}/in/b.g8"),
+    ]
+    assert synced[-1] == (outbox, "MainThread")  # written again, and synced
+
+
+def test_a_start_leaves_its_events_sync_under_way_and_its_end_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start's events' sync is left under way after the turn (issue 21),
+    and the next write (the run's end) waits for it, so that an end is
+    never on disk before its start's events."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])  # anchors the segment
+    outbox = journal.outbox.fd
+    gate = threading.Event()
+    real = os.fdatasync
+
+    def held_back(fd: int) -> None:
+        if fd == outbox and threading.current_thread().name == "waitd-fdatasync":
+            assert gate.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", held_back)
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
+    journal.flush()  # returns with the outbox's sync held back
+    history = tmp_path / "incoming.history"
+    assert history.read_text().count("/in/b.g8") == 1
+    ending = threading.Thread(
+        target=journal.ended, args=(record, [_line(f"{tmp_path}/in/b.g8", Status.KNOWN, exit=0, took=0.5)])
+    )
+    ending.start()
+    ending.join(0.3)
+    assert ending.is_alive() and history.read_text().count("/in/b.g8") == 1  # the end waits for the sync
+    gate.set()
+    ending.join(10)
+    assert not ending.is_alive() and history.read_text().count("/in/b.g8") == 2
+    assert [e.type for e in _outbox(tmp_path)] == ["ready", "started", "ready", "started", "ended"]
+
+
+def test_an_end_written_with_its_start_events_has_them_synced_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that could not be executed ends in the turn of its start:
+    its end goes in the write of its start's events, which are synced
+    before the end's line is written (not left under way)."""
+    record = _record(tmp_path)
+    journal = _journal(tmp_path)
+    assert journal.outbox is not None
+    journal.started([(record, [_line(f"{tmp_path}/in/a.g8")])])  # anchors the segment
+    outbox, history = journal.outbox.fd, journal.history._fd
+    order: list[tuple[str, int]] = []
+    real_sync, real_write = os.fdatasync, os.write
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (order.append(("sync", fd)), real_sync(fd))[1])
+    monkeypatch.setattr(os, "write", lambda fd, data: (order.append(("write", fd)), real_write(fd, data))[1])
+    journal.started([(record, [_line(f"{tmp_path}/in/b.g8")])])
+    del order[:]
+    journal.ended(record, [_line(f"{tmp_path}/in/b.g8", Status.UNKNOWN, error="cannot execute")])
+    assert order == [("write", outbox), ("sync", outbox), ("write", history)]
+    assert [e.type for e in _outbox(tmp_path)][2:] == ["ready", "started", "ended"]
 
 
 def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_path: Path) -> None:
-    """A power failure while a start's outbox and history are synced may
-    keep its lines and lose its events: the next waitd makes them again
-    (same ids) for the runs it finds open, and only those the outbox lacks."""
+    """A crash or a power failure after a start's lines are on disk, before
+    its events are (written after its handler started), may keep the lines
+    and lose the events: the next waitd makes them again (same ids) for the
+    runs it finds open, and only those the outbox lacks."""
     record = _record(tmp_path)
     journal = _journal(tmp_path)
     assert journal.outbox is not None
@@ -176,6 +253,7 @@ def test_a_start_the_outbox_lost_is_made_again_when_its_run_is_found_open(tmp_pa
     journal.started([(record, b)])
     kept = _segment_sizes(tmp_path)
     journal.started([(record, a)])
+    journal.flush()  # the turn's end: a.d's events written
     first = [e.id for e in _outbox(tmp_path)]
     journal.close()
     (name,) = kept
@@ -309,7 +387,7 @@ def test_a_pid_line_is_its_start_line_with_the_pid() -> None:
     is carried too."""
     from dataclasses import fields
 
-    from waitd.journal.writer import with_pid
+    from waitd.journal.made import with_pid
 
     values = {
         "path": "/in/a b",
@@ -383,3 +461,66 @@ def test_a_sync_beside_tells_its_error_and_goes_one_at_a_time(tmp_path):
         disk.fdatasync_beside(fd).result()
     finally:
         os.close(fd)
+
+
+def _to_json_reference(event: ev.Event) -> dict[str, object]:
+    """`to_json` as it was written first, field by field (the reference of
+    the one that makes a job's About once and takes values by attrgetter)."""
+    out: dict[str, object] = {"id": event.id, "type": event.type, "time": event.time}
+    about = event.about
+    for f in fields(ev.About):
+        value = getattr(about, f.name)
+        if value is None and f.name not in ("record", "telem", "topic"):
+            continue
+        out[f.name] = list(value) if isinstance(value, tuple) else dict(value) if f.name == "fields" else value
+    if about.paths is not None and "group" not in out:
+        out["group"] = None
+    for f in fields(type(event)):
+        if f.name not in ("id", "type", "time", "about", "seq") and getattr(event, f.name) is not None:
+            value = getattr(event, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    if event.seq is not None:
+        out["seq"] = event.seq
+    return out
+
+
+def test_the_outbox_writes_each_event_as_the_reference_json_would(tmp_path: Path) -> None:
+    """The fast way (issue 21: a job's About turned to JSON once, the C
+    encoder made once) writes what json.dumps(separators=(",", ":"),
+    default=str) of the reference object writes, key order and escapes
+    (odd names, surrogates) included, and each event's lists and dicts
+    are its own."""
+    odd = '/in/q"u\\ote é\udcff x_7.g8'
+    one = ev.About(1, "t", None, "/bin/true", path=odd, mtime=float("nan"), size=3, fields={"n": 7, "d": "2026"})
+    group = ev.About(None, None, "/topic", "-", paths=("/in/b", "/in/a"), group=None)
+    made: list[ev.Event] = [
+        ev.Ready("a" * 32, 1.5, one),
+        ev.Started("b" * 32, 1.5, one, 2, body={"run_number": 7}),
+        ev.Ended("c" * 32, 2.5, one, outcome="retrying", exit=1, took=0.25, retry_at=9.0, response={"x": [1]}),
+        ev.Ready("d" * 32, 3, group),
+        ev.Grouped("e" * 32, 3, group, state="incomplete", missing=("/in/c",)),
+        ev.Removed("f" * 32, 4.0, group, reason="expired after 2 h"),
+    ]
+    for event in made:
+        assert ev.to_json(event) == _to_json_reference(event)
+        assert list(ev.to_json(event)) == list(_to_json_reference(event))  # the order of the keys
+    first, second = ev.to_json(made[3]), ev.to_json(made[4])
+    assert first["paths"] == second["paths"] and first["paths"] is not second["paths"]
+    writer = Writer(str(tmp_path))
+    writer.open()
+    writer.append([ev.to_json(e) for e in made], sync=False)
+    writer.close()
+    (segment,) = (tmp_path / DIRECTORY).glob("*.jsonl")
+    written = segment.read_text().splitlines()
+    for seq, (event, line) in enumerate(zip(made, written, strict=True), start=1):
+        assert line == json.dumps({**_to_json_reference(event), "seq": seq}, separators=(",", ":"), default=str)
+
+
+def test_the_versions_text_of_a_one_line_job_is_the_general_one() -> None:
+    """The ids' parts: a job of one line writes its versions' text out
+    (issue 21), the same as the general way's for many lines, so that an
+    event made again after an upgrade keeps its id."""
+    for path in ("/in/a.g8", '/in/it\'s "odd"\\ é\udcff\n.g8'):
+        for version in (Version(17e17, 5, 9), Version(1_796_573_948_123_456_789, 0, 2**40), None):
+            line = replace(_line(path), version=version)
+            assert mk._one_version(line) == str(sorted([(line.path, line.version)]))

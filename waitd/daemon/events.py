@@ -20,6 +20,7 @@ at start: waitd does not start; on HUP: the sinks stay as they were).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -41,9 +42,15 @@ log = logging.getLogger("waitd")
 def _wants(sinks: Iterable[conflib.Sink]) -> Any:
     """Which events some sink will deliver: the others are not written."""
     rules = [(kinds.TAKES[s.type], s.records) for s in sinks]
+    known: dict[tuple[str, int | None], bool] = {}  # asked three times a file (issue 21)
 
     def wants(kind: str, record: int | None) -> bool:
-        return any((t is None or kind in t) and (r is None or record in r) for t, r in rules)
+        answer = known.get((kind, record))
+        if answer is None:
+            answer = known[kind, record] = any(
+                (t is None or kind in t) and (r is None or record in r) for t, r in rules
+            )
+        return answer
 
     return wants
 
@@ -108,8 +115,9 @@ class Events:
         self.notify.ready()
 
     def tick(self, now: float, poll: bool) -> None:
-        self.sinks.check(now)
-        self.sources.check(now)
+        exited = (bool(self.sinks.children) or bool(self.sources.children)) and _any_exited()
+        self.sinks.check(now, exited)
+        self.sources.check(now, exited)
         self.notify.watchdog(now)
         writer = self.journal.outbox
         if poll and writer is not None:
@@ -167,6 +175,17 @@ class Events:
         if self.metrics is not None:
             self.metrics.close()
         self.notify.close()
+
+
+def _any_exited() -> bool:
+    """Whether some child of waitd (a handler, a sink's or a source's
+    process) has ended and waits to be reaped: one waitid(2) that reaps
+    nothing, not a waitpid(2) of each sink and source at each turn (issue
+    21).  One that ends later wakes the loop (SIGCHLD) for another turn."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False
 
 
 def summary(doc: Status) -> str:

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The main loop: it waits, observes, asks the scheduler, and applies.
 
-One thread decides and acts (a start's outbox is synced in a helper
-thread beside the history, `journal.disk`; Celery's sender and receiver
-are threads of its executor).  Signal handlers only queue the signal
+One thread decides and acts (the outbox's sync of a turn's start events,
+after their handlers started, runs in a helper thread, `journal.disk`;
+Celery's sender and receiver are threads of its executor).  Signal handlers only queue the signal
 number; the C level writes a byte to the wake-up pipe
 (`signal.set_wakeup_fd`), so the loop's `select` returns at once.  Each
 turn, in a fixed order:
@@ -215,9 +215,9 @@ class Daemon:
         now = time.monotonic()
         poll = now >= self.next_poll
         self.again = False
-        self.events.tick(now, poll)
         self.dispatch.drain(ready)
         self.launcher.reap()
+        self.events.tick(now, poll)  # after the handlers' reaping: a sink's process is polled only if one ended
         self.dispatch.release(forget)
         asked = self.control.asked(ready)
         if asked or self.control.next_deadline() is not None:

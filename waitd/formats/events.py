@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, ClassVar
 
 OUTCOMES = ("ok", "failed", "retrying", "skipped")
@@ -151,36 +152,53 @@ _HEAD = ("id", "type", "time", "about", "seq")
 _ABOUT = tuple(f.name for f in fields(About))
 
 
-_OWN: dict[type, tuple[str, ...]] = {}
+_ABOUT_VALUES = attrgetter(*_ABOUT)
+_ALWAYS = frozenset(("record", "telem", "topic"))  # written when None too
+_OWN: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
 
 
-def _own_fields(kind: type[Event]) -> tuple[str, ...]:
-    """The names of an event type's own fields (`to_json`: one look-up a
-    type, not a `fields()` an event: three events a file, issue 21)."""
+def _own_of(kind: type[Event]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The names of an event type's own fields and their values' getter
+    (`to_json`: one look-up a type, not a `fields()` an event: three
+    events a file, issue 21)."""
     own = _OWN.get(kind)
     if own is None:
-        own = _OWN[kind] = tuple(f.name for f in fields(kind) if f.name not in _HEAD)
+        names = tuple(f.name for f in fields(kind) if f.name not in _HEAD)
+        many = attrgetter(*names) if len(names) > 1 else None
+        own = _OWN[kind] = (names, many or (lambda event: tuple(getattr(event, n) for n in names)))
     return own
 
 
 def to_json(event: Event) -> dict[str, Any]:
     """The JSON object of an event; fields that are None are left out."""
     out: dict[str, Any] = {"id": event.id, "type": event.type, "time": event.time}
-    about = event.about
-    for name in _ABOUT:
-        value = getattr(about, name)
-        if value is None and name not in ("record", "telem", "topic"):
-            continue
-        out[name] = list(value) if isinstance(value, tuple) else dict(value) if name == "fields" else value
-    if about.paths is not None and "group" not in out:
-        out["group"] = None  # a group's files always say their group
-    for name in _own_fields(type(event)):
-        value = getattr(event, name)
+    out.update(_about_json(event.about))
+    names, values = _own_of(type(event))
+    for name, value in zip(names, values(event), strict=True):
         if value is not None:
             out[name] = list(value) if isinstance(value, tuple) else value
     if event.seq is not None:
         out["seq"] = event.seq
     return out
+
+
+_last_about: list[Any] = [None, {}]  # the last About and its JSON: a start's ready and started share one
+
+
+def _about_json(about: About) -> dict[str, Any]:
+    """The fields of what an event is about, as `to_json` writes them (made
+    once for the events of one job: they share their About)."""
+    if _last_about[0] is about:
+        made: dict[str, Any] = _last_about[1]
+    else:
+        made = {n: v for n, v in zip(_ABOUT, _ABOUT_VALUES(about), strict=True) if v is not None or n in _ALWAYS}
+        if about.paths is not None and "group" not in made:
+            made["group"] = None  # a group's files always say their group
+        _last_about[:] = [about, made]
+    if about.paths is None and about.fields is None:
+        return made
+    # Of their own for each event (a caller may change them).
+    return {k: list(v) if k == "paths" else dict(v) if k == "fields" else v for k, v in made.items()}
 
 
 def from_json(obj: Any) -> Event:

@@ -5,10 +5,9 @@
 the directory itself); it raises OSError as os.open and os.fsync do.
 `kind_of` names the type of a file that is not a regular one, for the
 errors that refuse it ("a FIFO", "a directory", ...).  `fdatasync_beside`
-starts fdatasync(2) of a file in a helper thread, for the caller to sync
-another file meanwhile: two syncs of one file system under way at once
-share one journal commit and one flush of the disk's cache, where two
-in turn cost two (issue 21: the outbox's and the history's, at a start).
+starts fdatasync(2) of a file in a helper thread, for the caller to go
+on meanwhile and ask for its end later (issue 21: the outbox's sync of a
+turn's start events, while their handlers run and the loop turns).
 """
 
 from __future__ import annotations

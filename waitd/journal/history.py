@@ -62,7 +62,7 @@ from waitd.formats.history_line import (
     parse_plain,
     unescape,
 )
-from waitd.journal import disk, replay
+from waitd.journal import replay
 from waitd.journal.disk import fsync_dir
 
 __all__ = [
@@ -184,18 +184,14 @@ class History:
         """Append one event with one write; on disk before return if `sync`."""
         return self.append_all([event], sync)
 
-    def append_all(self, events: list[Event], sync: bool = False, beside: int | None = None) -> float | None:
+    def append_all(self, events: list[Event], sync: bool = False) -> float | None:
         """Append the events with one write, all or none; with `sync`, one
         fdatasync for all of them (a group commit), and how long it took
         (seconds; None without `sync`).  HistoryWriteError if they cannot
-        be: what was written of them is cut off again.  `beside`: another
-        file (the outbox) synced at the same time as this one, in a helper
-        thread (`disk.fdatasync_beside`); if its sync fails, the events are
-        cut off again as well, and its OSError is raised as it is."""
+        be: what was written of them is cut off again."""
         data = "".join([format_line(event) for event in events]).encode("ascii")
         size = self._size
         began = 0.0
-        other: disk.Syncing | None = None
         try:
             if data:
                 written = os.write(self._fd, data)
@@ -204,20 +200,13 @@ class History:
                     raise OSError(28, os.strerror(28))  # ENOSPC: a short write
             if sync:
                 began = time.perf_counter()
-                other = None if beside is None else disk.fdatasync_beside(beside)
                 os.fdatasync(self._fd)
         except OSError as exc:
-            _wait(other)
             # Cut what was written off again: the events are not recorded,
             # and the next append must not glue itself to a partial line.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)
             raise HistoryWriteError(self.path, exc) from exc
-        failed = _wait(other)
-        if failed is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-            raise failed
         took = time.perf_counter() - began if sync else None
         self._size = size
         self._lines += len(events)
@@ -309,14 +298,3 @@ def _value(line: str, key: str) -> str | None:
     start += len(key)
     end = line.find(" ", start)
     return line[start:] if end < 0 else line[start:end]
-
-
-def _wait(other: disk.Syncing | None) -> OSError | None:
-    """The end of the other file's sync: its OSError, or None."""
-    if other is None:
-        return None
-    try:
-        other.result()
-    except OSError as exc:
-        return exc
-    return None

@@ -4,17 +4,22 @@
 `starting`, `publishing` and `ended` make the typed events
 (`formats.events`) of one job's lines (a file, or a group's members,
 `by_job`) for the record whose work it is (None when no record has it
-any more); `about_files` says what an event is about.  An event's id is
-a digest of what it is about (PASSDIR, kind, process, file or group,
-version, attempt, retry time), so that one made again after a crash has
-the id of the first.  Pure: it writes nothing (`writer` does).
+any more); `about_files` says what an event is about; `of_jobs` and
+`of_starts` give the lines of a journal's write and their events.  An
+event's id is a digest of what it is about (PASSDIR, kind, process, file
+or group, version, attempt, retry time), so that one made again after a
+crash has the id of the first.  `with_pid` is a start's line with its
+handler's pid.  Pure: it writes nothing (`writer` does).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
+from functools import partial
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from waitd.decide import groups
@@ -111,9 +116,23 @@ def _about_lines(record: Record | None, job: Sequence[Line]) -> tuple[ev.About, 
         size=size,
         fields=found_fields,
     )
-    versions = str(sorted((line.path, line.version) for line in job))
-    key = (first.process, first.group or first.path, versions)
+    key = (first.process, first.group or first.path, _versions(job))
     return about, key, first.at or time.time()
+
+
+def _versions(job: Sequence[Line]) -> str:
+    """The versions' text of a job's lines, a part of its events' ids."""
+    if len(job) == 1:
+        return _one_version(job[0])
+    return str(sorted((line.path, line.version) for line in job))
+
+
+def _one_version(line: Line) -> str:
+    """`str(sorted([(line.path, line.version)]))`, the versions' text of a
+    job of one line, written out (the dataclass's repr is slow; issue 21)."""
+    v = line.version
+    version = "None" if v is None else f"Version(mtime_ns={v.mtime_ns!r}, size={v.size!r}, ino={v.ino!r})"
+    return f"[({line.path!r}, {version})]"
 
 
 def about_files(record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None) -> ev.About:
@@ -135,3 +154,47 @@ def by_job(lines: Sequence[Line]) -> list[list[Line]]:
     for line in lines:
         jobs.setdefault(line.group if line.group is not None else "\0" + line.path, []).append(line)
     return list(jobs.values())
+
+
+def of_jobs(
+    jobs: Sequence[tuple[Record | None, Sequence[Line]]],
+    make: Callable[[Record | None, Sequence[Line]], list[ev.Event]],
+    telling: bool,
+) -> tuple[list[Line], list[ev.Event]]:
+    """The lines of these jobs, and (if `telling`) the events `make` makes of each."""
+    lines: list[Line] = []
+    made: list[ev.Event] = []
+    for record, job in jobs:
+        lines.extend(job)
+        if telling:
+            made.extend(make(record, job))
+    return lines, made
+
+
+def of_starts(
+    passdir: str,
+    jobs: Sequence[tuple[Record | None, Sequence[Line]]],
+    bodies: Sequence[Mapping[str, Any] | None],
+    telling: bool,
+) -> tuple[list[Line], list[ev.Event]]:
+    """The lines of starts and their events, each `started` with its job's
+    body (its file's JSON object) when it has one."""
+    lines, made = of_jobs(jobs, partial(starting, passdir), telling)
+    if bodies.count(None) != len(bodies):
+        at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
+        for (i, started), body in zip(at, bodies, strict=False):
+            if body is not None:
+                made[i] = replace(started, body=body)
+    return lines, made
+
+
+_LINE_VALUES = attrgetter(*(f.name for f in fields(Line)))
+_PID_AT = [f.name for f in fields(Line)].index("pid")
+_MAKE_LINE: Callable[..., Line] = Line  # from its fields' values, in order
+
+
+def with_pid(line: Line, pid: int) -> Line:
+    """`dataclasses.replace(line, pid=pid)`, made with one attrgetter (each
+    start's pid line: the loop's own cost a file counts, issue 21)."""
+    values = _LINE_VALUES(line)
+    return _MAKE_LINE(*values[:_PID_AT], pid, *values[_PID_AT + 1 :])

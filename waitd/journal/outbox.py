@@ -7,14 +7,13 @@ its `seq`, one more than the line before it, across segments.  Only waitd
 writes them (`Writer`): it appends to the newest segment, starts a new one
 at each start of waitd and when the newest passes SEGMENT_BYTES, and
 deletes a segment once every sink has passed it (`Writer.prune`), never
-the newest.  A line is appended with one write(2), and with `sync` made
-durable with fdatasync(2) before `append` returns; a start's are synced
-by the journal beside the history's (`fd`, `cut` when that fails, once
+the newest.  Lines are appended with one write(2), with `sync` made
+durable (fdatasync(2)) before `append` returns; a start's are synced by
+the journal after its handler started (`fd`; `cut` if that fails; once
 the segment holds a synced event: `anchored`), and the next waitd asks
-`lacks` which events of a run it finds open a power failure lost.  An
-append that fails (a full disk cuts it short) is cut off again with
-ftruncate(2), as the history does, and raises OSError: no partial line
-stays for the next append to be glued to.
+`lacks` which events of a run it finds open were lost.  An append that
+fails (a full disk) is cut off again with ftruncate(2), as the history
+does, and raises OSError: no partial line stays.
 
 Each sink keeps its place in `NAME.offset` (JSON: segment, byte offset,
 last seq delivered, and its state for `-s status`), replaced atomically
@@ -39,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import json.encoder
 import logging
 import os
 import re
@@ -71,9 +71,10 @@ def segments(directory: str) -> list[int]:
     return sorted(int(m[1]) for m in map(_SEGMENT.fullmatch, names) if m)
 
 
-# One encoder for every event (json.dumps with these arguments makes a new
-# one for each call: three events a file, issue 21).
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# JSONEncoder(separators=(",", ":"), default=str)'s, made once (issue 21).
+_ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +245,7 @@ class Writer:
         for event in events:
             seq += 1
             event["seq"] = seq
-            lines.append(_ENCODE(event))
+            lines.append("".join(_ENCODE(event, 0)))
             ids.append(str(event.get("id")))
         if not lines:
             return 0

@@ -12,7 +12,8 @@ metrics):
 
     started(jobs)              status 0 of each start of a pass, one sync;
                                `ready` (a first attempt; a group: `group`
-                               complete too) and `started`
+                               complete too) and `started`, made and
+                               written after the handlers start (below)
     running(lines, pid)        the second status 0 lines, with the pid: kept
                                until the next write or `flush` (the end of
                                the loop's turn), and written with it
@@ -30,23 +31,26 @@ metrics):
 Order and durability (waitd(8), waitd.conf(5)): the events of a write go
 to the outbox before its lines go to the history.  A publication syncs
 the outbox before the history, so that an event whose line is on disk is
-on disk too.  A start syncs both at the same time (one journal commit of
-the file system, not two in turn: issue 21), so that a power failure
-then may keep its lines and lose its events; the next waitd finds the run
-open and makes them again (`reopened`, same ids), as the outbox lacks
-them after an event it holds: so a start syncs side by side only once
-the newest segment holds an event on disk (`outbox.Writer.anchored`),
-and in turn before that (the first start of a segment).  A start's status 0 is
-on disk before `started` returns.  A write that is not synced (an end)
-is covered by the next sync.  The events are made from the lines by
-`made`.
+on disk too.  A start's status 0 is on disk before `started` returns, all
+its handler waits for (issue 21): its events are made and written with
+the turn's next write (`flush`), their sync left under way in a helper
+thread until anything more is written (`_settle`; in turn before a line
+that ends their run in the same write), so that a run's end is never on
+disk before its start's events.  A crash or a power failure meanwhile
+may lose them; the next waitd finds the run open and makes them again
+(`reopened`, same ids), as the outbox lacks them after an event it
+holds: so only once the newest segment holds one on disk
+(`outbox.Writer.anchored`); the first start of a segment writes and syncs
+its events first.  A write that is not synced (an end) is covered by the
+next sync.  The events are made from the lines by `made`.
 
 One failure policy.  A write that fails (a full disk under the history or
 under events/) is cut back in the file it failed in, so that no partial
 line stays (`History.append_all`, `outbox.Writer.append`); then a start
 or a publication is refused (`HistoryWriteError`: nothing of it is
 recorded, and its caller must not run or publish it), and anything else
-is held, in order, in memory, and written before anything later.  Either
+is held, in order, in memory, and written before anything later (a
+start's events written after its handler started: synced too).  Either
 way no start and no publication is made (`may_start` is False) until the
 next poll (`retry`) has written everything held.  The first failure is
 logged as an error, the recovery as info.  Of events that have no history
@@ -64,15 +68,15 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from functools import partial
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from waitd.config.errors import HistoryWriteError
 from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
-from waitd.formats.history_line import Versioned, escape, format_event
+from waitd.formats.history_line import Status, Versioned, escape, format_event
+from waitd.journal import disk
 from waitd.journal import made as mk
 from waitd.journal.history import History
 from waitd.journal.outbox import Writer
@@ -96,6 +100,13 @@ class Named(Versioned, Protocol):
 Observer = Callable[[ev.Event], None]
 
 
+class _Held(NamedTuple):  # a write a failure held back, for a later poll
+    lines: list[Line]
+    made: list[ev.Event]
+    durable: bool = False  # a start's events whose sync failed: synced when written
+    shown: bool = False  # the observers saw its events already
+
+
 class Journal:
     """The history and the outbox, written together, with one failure policy."""
 
@@ -109,26 +120,27 @@ class Journal:
         self.carries: Callable[[int | None], bool] = lambda record: False
         self.observers: list[Observer] = []
         self.sync_observers: list[Callable[[float], None]] = []  # the history's fdatasync, in seconds
-        self._held: deque[tuple[list[Line], list[ev.Event]]] = deque()
+        self._held: deque[_Held] = deque()
         self._held_bare = 0  # of them, writes with no history line (removals, groups)
         self._failing: str | None = None  # why the last write failed; None once one works
         self._stalled = False  # a write failed: nothing starts before the next poll's retry
         self._pids: list[Line] = []  # `running`'s lines, for the turn's next write
+        self._unsettled: tuple[disk.Syncing, list[ev.Event]] | None = None  # a start's events' sync under way
+        self._later: list[tuple[Sequence[Job], Sequence[Mapping[str, Any] | None]]] = []  # starts' events to make
 
     # -- what callers tell ------------------------------------------------------
 
     def started(self, jobs: Sequence[Job], bodies: Sequence[Mapping[str, Any] | None] = ()) -> None:
         """Record the starts of a pass with one sync (status 0 on disk when
-        this returns); HistoryWriteError: none of them is recorded.
-        `bodies`: each job's file's JSON object, for the records `carries`
-        names (their `started` events carry it)."""
-        lines, made = self._of_jobs(jobs, partial(mk.starting, self.passdir))
-        if bodies.count(None) != len(bodies):
-            at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
-            for (i, started), body in zip(at, bodies, strict=False):
-                if body is not None:
-                    made[i] = replace(started, body=body)
-        self._record(lines, made, durable=True, together=True)
+        this returns; their events later, see above); HistoryWriteError:
+        none of them is recorded.  `bodies`: each job's file's JSON object,
+        for the records `carries` names (their `started` events carry it)."""
+        outbox = self.outbox
+        if outbox is not None and outbox.anchored:
+            self._record([line for _, job in jobs for line in job], [], durable=True)
+            self._later.append((jobs, bodies))
+            return
+        self._record(*mk.of_starts(self.passdir, jobs, bodies, self._telling), durable=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
@@ -137,11 +149,12 @@ class Journal:
         the loop calls at the end of each turn, and written with it: one
         write(2) for the pids and the ends of a turn.  Held if they cannot
         be written."""
-        self._pids.extend([with_pid(line, pid) for line in lines])
+        self._pids.extend([mk.with_pid(line, pid) for line in lines])
 
     def flush(self) -> None:
-        """Write what `running` keeps (held if it cannot be written)."""
-        if self._pids:
+        """Write what `running` keeps, and the events of the turn's starts
+        (held if they cannot be written)."""
+        if self._pids or self._later:
             self._record([], [], durable=False)
 
     def ended(self, record: Record | None, lines: Sequence[Line], told: Mapping[str, Any] | None = None) -> None:
@@ -177,7 +190,7 @@ class Journal:
     def published(self, jobs: Sequence[Job]) -> None:
         """Record the publications of a pass with one sync; HistoryWriteError:
         none of them is recorded (nor published)."""
-        lines, made = self._of_jobs(jobs, partial(mk.publishing, self.passdir))
+        lines, made = mk.of_jobs(jobs, partial(mk.publishing, self.passdir), self._telling)
         self._record(lines, made, durable=True)
 
     def removed(self, record: Record, fact: Named, why: str, directory: str | None = None) -> None:
@@ -231,10 +244,11 @@ class Journal:
     @property
     def unwritten(self) -> int:
         """History lines held, not written yet."""
-        return sum(len(lines) for lines, _ in self._held)
+        return sum(len(held.lines) for held in self._held)
 
     def retry(self) -> int:
         """Write what is held (at each poll); how many history lines still wait."""
+        self._settle()
         try:
             self._write_held()
         except HistoryWriteError as exc:
@@ -248,8 +262,8 @@ class Journal:
         how many history lines were lost."""
         self.flush()
         lost = self.retry()
-        for lines, _ in self._held:
-            for line in lines:
+        for held in self._held:
+            for line in held.lines:
                 # Not on disk: the next waitd records these runs as status 1.
                 log.critical(
                     "%s: exiting with an event not written: %s %s",
@@ -261,71 +275,94 @@ class Journal:
             self.outbox.close()
         return lost
 
-    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
-        """Write after what is held and what `running` keeps; a durable
-        write that fails raises, anything else is held.  `together`: the
-        outbox synced at the same time as the history (a start's)."""
+    def _record(self, lines: list[Line], made: list[ev.Event], durable: bool) -> None:
+        """Write after what is held and what `running` keeps, with the
+        events of the starts recorded before (`started`); a durable write
+        that fails raises, anything else is held."""
+        if lines or made or self._later:
+            self._settle()  # the last start's events on disk before anything that may end its run
         if self._pids:
             pids, self._pids = self._pids, []
             if durable:
                 self._record(pids, [], durable=False)  # on their own: a refused start must not take them along
             else:
                 lines = pids + lines
+        later = self._made_later()
+        if later:
+            made = later + made
         try:
             if self._held:
                 self._write_held()
-            self._write(lines, made, durable, together)
+            self._write(lines, made, durable, later=bool(later))
         except HistoryWriteError as exc:
             self._failed(exc)
             if durable:
+                if later:
+                    self._hold([], later, durable=True)
                 raise
-            self._hold(lines, made)
+            self._hold(lines, made, durable=bool(later))
+
+    def _made_later(self) -> list[ev.Event]:
+        """The events of the starts `started` recorded, made now."""
+        if not self._later:
+            return []
+        later, self._later = self._later, []
+        made: list[ev.Event] = []
+        for jobs, bodies in later:
+            made.extend(mk.of_starts(self.passdir, jobs, bodies, self._telling)[1])
+        return made
 
     def _write_held(self) -> None:
         count = len(self._held)
         while self._held:
-            lines, made = self._held[0]
-            self._write(lines, made, durable=False)
+            held = self._held[0]
+            self._write(held.lines, held.made, held.durable, later=held.durable, shown=held.shown)
             self._held.popleft()
-            self._held_bare -= not lines
+            self._held_bare -= not held.lines
         if count:
             log.info("%s: wrote what a failed write held back (%d write(s))", self.history.path, count)
 
-    def _write(self, lines: list[Line], made: list[ev.Event], durable: bool, together: bool = False) -> None:
+    def _write(
+        self, lines: list[Line], made: list[ev.Event], durable: bool, later: bool = False, shown: bool = False
+    ) -> None:
         """The events the sinks want to the outbox, then the lines to the
-        history, then the events to the observers; HistoryWriteError.
-        `together` (a start's): the outbox's events are synced at the same
-        time as the history's lines, not before them."""
+        history, then the events to the observers (unless `shown`);
+        HistoryWriteError.  `later`: starts' events among them (see above)."""
         outbox = self.outbox
-        together = together and durable and bool(lines) and outbox is not None and outbox.anchored
-        wrote = self._to_outbox(made, durable and not together)
+        in_turn = durable or (later and any(line.status is not Status.STARTED for line in lines))
+        wrote = self._to_outbox(made, in_turn)
+        if wrote and later and not in_turn and outbox is not None:
+            self._unsettled = (disk.fdatasync_beside(outbox.fd), made)
         if lines:
-            seconds = self._to_history(lines, durable, wrote and together)
+            seconds = self.history.append_all(lines, sync=durable)
             if seconds is not None:
                 for observe in self.sync_observers:
                     observe(seconds)
-        for event in made:
-            for see in self.observers:
-                see(event)
+        if not shown:
+            for event in made:
+                for see in self.observers:
+                    see(event)
         if self._failing is not None and (wrote or lines):
             log.info("%s: writable again", self._failing.partition(": ")[0])
             self._failing = None
 
-    def _to_history(self, lines: list[Line], durable: bool, beside: bool) -> float | None:
-        """Append the lines; with `beside`, the outbox synced with them (its
-        append taken back if its sync fails)."""
+    def _settle(self) -> None:
+        """Wait for the end of the outbox's sync under way; if it failed,
+        take its events back (cut) and hold them (nothing starts)."""
+        pending, self._unsettled = self._unsettled, None
         outbox = self.outbox
-        if not beside or outbox is None:
-            return self.history.append_all(lines, sync=durable)
+        if pending is None or outbox is None:
+            return
+        syncing, made = pending
         try:
-            seconds = self.history.append_all(lines, sync=durable, beside=outbox.fd)
-        except HistoryWriteError:
-            raise
+            syncing.result()
         except OSError as exc:
             outbox.cut()
-            raise HistoryWriteError(outbox.directory, exc) from exc
-        outbox.anchored = True
-        return seconds
+            failure = HistoryWriteError(outbox.directory, exc)
+            failure.__cause__ = exc
+            self._failed(failure)
+            self._held.append(_Held([], made, durable=True, shown=True))
+            self._held_bare += 1
 
     def _to_outbox(self, made: list[ev.Event], durable: bool) -> bool:
         """Append the events some sink wants; False if there were none."""
@@ -354,35 +391,10 @@ class Journal:
                 self._failing,
             )
 
-    def _hold(self, lines: list[Line], made: list[ev.Event]) -> None:
+    def _hold(self, lines: list[Line], made: list[ev.Event], durable: bool = False) -> None:
         if not lines:
             if self._held_bare >= HELD_MOST:
                 log.error("%s: more than %d events held back; %d dropped", self.passdir, HELD_MOST, len(made))
                 return
             self._held_bare += 1
-        self._held.append((lines, made))
-
-    # -- the events of the history's lines -----------------------------------------
-
-    def _of_jobs(
-        self, jobs: Sequence[Job], make: Callable[[Record | None, Sequence[Line]], list[ev.Event]]
-    ) -> tuple[list[Line], list[ev.Event]]:
-        lines: list[Line] = []
-        made: list[ev.Event] = []
-        for record, job in jobs:
-            lines.extend(job)
-            if self._telling:
-                made.extend(make(record, job))
-        return lines, made
-
-
-_LINE_VALUES = attrgetter(*(f.name for f in fields(Line)))
-_PID_AT = [f.name for f in fields(Line)].index("pid")
-_MAKE_LINE: Callable[..., Line] = Line  # from its fields' values, in order
-
-
-def with_pid(line: Line, pid: int) -> Line:
-    """`dataclasses.replace(line, pid=pid)`, made with one attrgetter (each
-    start's pid line: the loop's own cost a file counts, issue 21)."""
-    values = _LINE_VALUES(line)
-    return _MAKE_LINE(*values[:_PID_AT], pid, *values[_PID_AT + 1 :])
+        self._held.append(_Held(lines, made, durable))

@@ -95,8 +95,9 @@ class Sinks:
         self.running = True
         self.check(time.monotonic())
 
-    def check(self, now: float) -> None:
-        """Reap the processes that ended; start those due."""
+    def check(self, now: float, exited: bool = True) -> None:
+        """Reap the processes that ended (`exited`: some child of waitd may
+        have; False spares a poll of each, every turn); start those due."""
         for old, kill_at in list(self.retiring):
             if old.poll() is not None:
                 self.retiring.remove((old, kill_at))
@@ -104,7 +105,7 @@ class Sinks:
                 old.kill()
         for child in self.children.values():
             proc = child.proc
-            if proc is not None and proc.poll() is not None:
+            if exited and proc is not None and proc.poll() is not None:
                 self._died(child, now)
             if self.running and child.proc is None and child.due is not None and now >= child.due:
                 self._spawn(child, now)
