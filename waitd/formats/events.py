@@ -29,7 +29,10 @@ journal writes the outbox, the sinks read it) and decides nothing.
 from __future__ import annotations
 
 import datetime
-import hashlib
+
+# hashlib's blake2b is _blake2's; hashlib itself loads OpenSSL's libcrypto
+# (3.5 MB resident), which waitd has no other use for.
+from _blake2 import blake2b
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -41,7 +44,7 @@ _BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))  # a FORMAT's o
 
 def event_id(*parts: object) -> str:
     """A 128-bit id, the same for the same parts."""
-    return hashlib.blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def pattern_fields(found: Mapping[str, Any]) -> dict[str, Any]:
