@@ -96,7 +96,7 @@ class Spool:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode):
                     # tuple.__new__: the NamedTuple's own __new__ is a Python call.
-                    fact = (name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino, False)
+                    fact = (st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino, 0)
                     facts.append(_new_tuple(FileFact, fact))
                 else:
                     facts.append(self._fact(name, st))
@@ -115,7 +115,7 @@ class Spool:
     def _fact(self, name: str, st: os.stat_result) -> FileFact:
         """The fact of a name from its lstat (a symlink's target is stat'ed)."""
         if stat.S_ISREG(st.st_mode):
-            return FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
+            return FileFact(st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino)
         if not stat.S_ISLNK(st.st_mode):
             raise Skip("not a regular file")
         if self.shared_now():
@@ -129,13 +129,12 @@ class Spool:
         # The link's own ctime says when it arrived; the target's mtime says
         # whether its content is still moving.
         return FileFact(
-            name,
             target.st_mtime_ns,
+            name,
             max(st.st_ctime_ns, target.st_ctime_ns),
             target.st_size,
             target.st_ino,
             st.st_ino,
-            True,
         )
 
 
