@@ -41,7 +41,7 @@ ordered and aged from when it was first seen; the caller logs it once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -209,15 +209,17 @@ class Candidates:
         return self.facts.pop(name, None)
 
     def replace_all(
-        self, facts: Iterable[FileFact], now_ns: int, done: Collection[str] = ()
+        self, facts: Iterable[FileFact] | dict[str, FileFact], now_ns: int, done: Container[str] = ()
     ) -> tuple[Collection[FileFact], list[str]]:
         """Take a full listing; return the new or changed facts and the names gone.
 
+        `facts`: the facts, or a dict of them by name, which the first
+        listing takes over as its own (the caller leaves it alone after).
         `done`: names of the first listing consumed for good (handled
         with exit 0, that very version): known, but not put in line, as
         if `take` had dropped them already.
         """
-        fresh = {f.name: f for f in facts}
+        fresh = facts if isinstance(facts, dict) else {f.name: f for f in facts}
         if not self.facts:
             # The first listing: take everything at once and heapify, rather
             # than push each file (100,000 files at start).  Only a file
@@ -228,9 +230,12 @@ class Candidates:
             future = now_ns + FUTURE_S * _NS
             self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
             self._ahead = set(self._first_seen)
-            skip = self._ahead.union(done) if done else self._ahead
-            self._heap = [f for f in fresh.values() if f.name not in skip] if skip else list(fresh.values())
-            self._later = [(now_ns, n, fresh[n]) for n in self._ahead if n not in done]
+            ahead = self._ahead
+            if ahead:
+                self._heap = [f for f in fresh.values() if f.name not in done and f.name not in ahead]
+            else:
+                self._heap = [f for f in fresh.values() if f.name not in done] if done else list(fresh.values())
+            self._later = [(now_ns, n, fresh[n]) for n in ahead if n not in done]
             heapq.heapify(self._heap)
             heapq.heapify(self._later)
             return fresh.values(), []

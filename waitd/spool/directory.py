@@ -84,11 +84,13 @@ class Spool:
         that matched already, not asked again)."""
         return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
-    def stat_all(self, names: Iterable[str]) -> tuple[list[FileFact], dict[str, str]]:
-        """Stat many names: their facts, and why each unusable one was
-        skipped; names gone meanwhile are left out.  The plain regular file
-        takes a fast path (a listing at start stats 100,000 of them)."""
-        facts = []
+    def stat_all(self, names: Iterable[str]) -> tuple[dict[str, FileFact], dict[str, str]]:
+        """Stat many names: their facts (name -> fact, in the order of
+        `names`), and why each unusable one was skipped; names gone
+        meanwhile are left out.  The plain regular file takes a fast path
+        (a listing at start stats 100,000 of them, and its facts go into
+        the record's line as this very dict: `Candidates.replace_all`)."""
+        facts = {}
         skipped = {}
         fd = self.fd
         for name in names:
@@ -97,9 +99,9 @@ class Spool:
                 if stat.S_ISREG(st.st_mode):
                     # tuple.__new__: the NamedTuple's own __new__ is a Python call.
                     fact = (st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino, 0)
-                    facts.append(_new_tuple(FileFact, fact))
+                    facts[name] = _new_tuple(FileFact, fact)
                 else:
-                    facts.append(self._fact(name, st))
+                    facts[name] = self._fact(name, st)
             except FileNotFoundError:
                 continue
             except Skip as why:

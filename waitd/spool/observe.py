@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable
 
 from waitd.config import table
 from waitd.decide.facts import FileFact
@@ -146,15 +146,16 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
     for name, reason in skipped.items():
         st.note(name, reason)
     if st.noted:
-        for fact in facts:
-            st.noted.pop(fact.name, None)
+        for name in facts:
+            st.noted.pop(name, None)
     if not st.cands.facts:
         # The first listing (100,000 files at start): the files taken in
         # first, so that those handled already, this very version, never
         # enter the line (`Candidates.replace_all`'s `done`): its first
-        # plan does not step over them one by one.
-        if not _take_first(st, history, facts, now_ns):
-            _take_all(st, history, facts, now_ns, history.names_in(st.path_of(""), st.record.process))
+        # plan does not step over them one by one.  The dict of the facts
+        # becomes the line's own.
+        if not _take_first(st, history, facts.values(), now_ns):
+            _take_all(st, history, facts.values(), now_ns, history.names_in(st.path_of(""), st.record.process))
         st.cands.replace_all(facts, now_ns, st.done)
     else:
         changed, gone = st.cands.replace_all(facts, now_ns)
@@ -195,11 +196,10 @@ def _stat_in(st: FileState, history: History, names: list[str], now_ns: int) -> 
     facts, skipped = st.spool.stat_all(names)
     for name, reason in skipped.items():
         st.note(name, reason)
-    seen = {fact.name for fact in facts}
     for name in names:
-        if name not in seen and name in st.cands.facts:
+        if name not in facts and name in st.cands.facts:
             st.forget(name)
-    for fact in facts:
+    for fact in facts.values():
         st.noted.pop(fact.name, None)
         if st.cands.update(fact, now_ns):
             _take_in(st, history, fact, now_ns)
@@ -207,14 +207,13 @@ def _stat_in(st: FileState, history: History, names: list[str], now_ns: int) -> 
 
 def _restat_known(st: FileState, history: History, now_ns: int) -> None:
     known = list(st.cands.facts)
-    facts, skipped = st.spool.stat_all(known) if st.spool is not None else ([], {})
+    facts, skipped = st.spool.stat_all(known) if st.spool is not None else ({}, {})
     for name, reason in skipped.items():
         st.note(name, reason)
-    seen = {fact.name for fact in facts}
     for name in known:
-        if name not in seen:
+        if name not in facts:
             st.forget(name)
-    for fact in facts:
+    for fact in facts.values():
         if st.cands.update(fact, now_ns):
             _take_in(st, history, fact, now_ns)
 
@@ -288,10 +287,10 @@ def _stat(st: FileState, name: str) -> FileFact | None:
     facts, skipped = st.spool.stat_all((name,))
     for reason in skipped.values():
         st.note(name, reason)
-    if not facts:
-        return None
-    st.noted.pop(name, None)
-    return facts[0]
+    fact = facts.get(name)
+    if fact is not None:
+        st.noted.pop(name, None)
+    return fact
 
 
 def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> None:
@@ -299,7 +298,7 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     _take_all(st, history, (fact,), now_ns)
 
 
-def _take_first(st: FileState, history: History, facts: list[FileFact], now_ns: int) -> bool:
+def _take_first(st: FileState, history: History, facts: Collection[FileFact], now_ns: int) -> bool:
     """`_take_all` of a first listing, for a record whose files ask only
     their history and their mtime (no pattern=, key=, done=, groups, no
     --once drain, nothing left alone or done yet): the history is asked
