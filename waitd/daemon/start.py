@@ -36,7 +36,7 @@ from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
 from waitd.journal.logfile import setup_logging
 from waitd.run import runner
-from waitd.spool.directory import Listings
+from waitd.spool.directory import names_in
 
 log = logging.getLogger("waitd")
 
@@ -75,7 +75,7 @@ def serve(
             # The files long gone are forgotten as the history is read, so that
             # their lines and the first listing are never in memory at once;
             # the file itself is rewritten after the first pass.
-            history.load(Listings().exists)
+            history.load(names_in)
             daemon = Daemon(
                 settings,
                 records,

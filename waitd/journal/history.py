@@ -102,17 +102,18 @@ class History:
 
     # -- loading ---------------------------------------------------------
 
-    def load(self, exists: Callable[[str], bool] | None = None) -> None:
+    def load(self, listing: replay.Listing | None = None) -> None:
         """Read the file (if any) into memory (`replay.read`), and open it
         to append after its last whole line (a torn last line is cut off).
-        With `exists`, the keys whose file no longer exists are forgotten
-        as they are read, except runs still open (as `drop_gone`; the
-        next `compact` counts and writes it).
+        With `listing` (the names in a directory, one at a time; OSError
+        if it cannot be listed), the keys whose file no longer exists are
+        forgotten as they are read, except runs still open (as
+        `drop_gone`; the next `compact` counts and writes it).
 
         A history that is a link or not a regular file (a directory, a
         FIFO, a device) is refused with WaitdError.
         """
-        found = replay.read(self.path, exists)
+        found = replay.read(self.path, listing)
         self._latest = found.latest
         self._lines = found.lines
         self._dropped = found.dropped

@@ -9,7 +9,8 @@ other; at its opening it asks /proc/self/mountinfo of which filesystem
 type the directory is (`filesystem`), for `decide.watching` to say
 whether inotify sees every change there (`Spool.sees_all`).  `Listings`
 answers whether a path may still exist from one listing of its
-directory, for the history's compaction.
+directory, for the history's compaction; `names_in` streams the names
+of a directory, for the history's load.
 
 This module removes nothing (`sweep` does), decides nothing (the order
 and readiness of the files are `decide.readiness`'s) and does not know
@@ -22,13 +23,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from waitd.decide.facts import FileFact
 from waitd.decide.watching import sees_every_change
 
-__all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool"]  # FileFact: decide's, used here
+__all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool", "names_in"]  # FileFact: decide's, used here
 
 _new_tuple = tuple.__new__
 
@@ -171,6 +172,15 @@ def filesystem(path: str, dev: int, mountinfo: str = "/proc/self/mountinfo") -> 
 def _unescape(field: str) -> str:
     """A mountinfo field with its octal escapes (a space is backslash 040) undone."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field) if "\\" in field else field
+
+
+def names_in(directory: str) -> Iterator[str]:
+    """The names in a directory, one at a time (os.scandir: no list of
+    them all; the history's load matches 100,000 of them against its
+    keys, `replay.read`); OSError if it cannot be listed."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            yield entry.name
 
 
 class Listings:
