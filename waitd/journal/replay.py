@@ -15,8 +15,10 @@ files: 11 MB beside the keys, issue 21).  A key is gone only when its
 directory could be listed to its end and its name is not in it: a
 directory that cannot be listed (an NFS mount away) says nothing.
 Of the keys that stay it checks every line and parses only the lines
-that are not plain (`history_line.PLAIN_LINE`): a plain line is kept as
-text and parsed when asked (`History.latest`).  What it finds, and says:
+that are not plain (`history_line.PLAIN_LINE`): of a plain line the rest
+after its key (MTIME STATUS ...) is kept as text, the key being the
+dict's (its process one string for all), and parsed when asked
+(`History.latest`).  What it finds, and says:
 
     a torn last line (waitd stopped     ignored with a warning; the key's
     while writing it)                   whole line before it stands, and
@@ -47,6 +49,7 @@ import operator
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress, filterfalse, repeat
@@ -66,8 +69,8 @@ _ENDED_LINE = re.compile(rb"[^ ]* [12](?: |$)").match  # the rest of a line (MTI
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
-    """What a history holds: the latest event of each key (or its plain
-    line, not parsed yet), how many lines (live or not), how many bytes
+    """What a history holds: the latest event of each key (or the rest of
+    its plain line after the key, not parsed yet), how many lines (live or not), how many bytes
     its whole lines take, and how many keys of gone files were dropped."""
 
     latest: dict[tuple[str, str], Event | str]
@@ -99,11 +102,10 @@ def read(path: str, listing: Listing | None = None) -> Replayed:
     # status page reads the latest runs from the file's end.
     for key, rest in sorted(raw.items(), key=_at):
         try:
-            item = _checked(key + b" " + rest + b"\n")
+            name, item = _checked(key + b" " + rest + b"\n")
         except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
             odd.add(key)
             continue
-        name = _key(item)
         if name in latest:
             # "\101" is "A": two spellings of one key; the later line wins.
             odd.update((key, spelled.get(name, f"{escape(name[0])} {escape(name[1])}".encode("ascii"))))
@@ -139,22 +141,21 @@ def _settle(path: str, latest: dict[tuple[str, str], Event | str], odd: set[byte
                 found = lines.get(_raw_key(raw[:-1]))
                 if found is not None:
                     found.append((number, raw))
-    stands: list[tuple[int, Event | str]] = []
+    stands: list[tuple[int, tuple[str, str], Event | str]] = []
     for found in lines.values():
         for number, raw in reversed(found):
             try:
-                stands.append((number, _read(path, number, raw)))
+                stands.append((number, *_read(path, number, raw)))
                 break
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", path, number, exc)
-    names = {_key(item) for _, item in stands}
-    for name in names:
+    for _, name, _ in stands:
         latest.pop(name, None)
-    for _, item in sorted(stands, key=lambda s: s[0]):
-        latest[_key(item)] = item
+    for _, name, item in sorted(stands, key=lambda s: s[0]):
+        latest[name] = item
 
 
-def _read(path: str, number: int, raw: bytes) -> Event | str:
+def _read(path: str, number: int, raw: bytes) -> tuple[tuple[str, str], Event | str]:
     """A line that stands, as `_checked` gives it; ValueError if corrupt.
 
     A malformed value is reported here, with its line number: a line
@@ -164,7 +165,7 @@ def _read(path: str, number: int, raw: bytes) -> Event | str:
         return _checked(raw)
     except BadValue as exc:
         log.warning("%s:%d: %s; taken as status 1 (unknown outcome)", path, number, exc)
-        return exc.event
+        return exc.event.key, exc.event
 
 
 def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | None]:
@@ -316,26 +317,21 @@ def _gone(key: bytes, rest: bytes, listed: set[bytes]) -> bool:
     return key[: key.rfind(b"/", 0, key.find(b" ")) + 1] in listed
 
 
-def _checked(raw: bytes) -> Event | str:
-    """A raw line (with its newline) as the text to parse later, or as an
-    Event.
+def _checked(raw: bytes) -> tuple[tuple[str, str], Event | str]:
+    """A raw line (with its newline): its key, and the rest of it after
+    the key as the text to parse later, or its Event.
 
     Raise ValueError if it is corrupt, BadValue if it holds a malformed value.
     """
     if PLAIN_LINE.fullmatch(raw):
-        return raw[:-1].decode("ascii")
+        path, process, rest = raw[:-1].decode("ascii").split(" ", 2)
+        return (unescape(path), sys.intern(unescape(process))), rest
     try:
         line = raw[:-1].decode("ascii")
     except UnicodeDecodeError:
         raise ValueError("not ASCII") from None
-    return parse_line(line)
-
-
-def _key(item: Event | str) -> tuple[str, str]:
-    if isinstance(item, Event):
-        return item.key
-    path, process, _ = item.split(" ", 2)
-    return (unescape(path), unescape(process))
+    event = parse_line(line)
+    return event.key, event
 
 
 def _open_to_read(path: str) -> int:
