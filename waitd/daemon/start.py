@@ -69,13 +69,13 @@ def serve(
         # walk them again and again.  The loop turns it on after its first
         # turn (`Daemon._loop`).
         gc.disable()
-        fixed_mmap_threshold()
         try:
             history = History(history_path(passdir))
             # The files long gone are forgotten as the history is read, so that
             # their lines and the first listing are never in memory at once;
             # the file itself is rewritten after the first pass.
             history.load(names_in)
+            fixed_mmap_threshold()  # after the load: its chunks of a megabyte come from the heap
             daemon = Daemon(
                 settings,
                 records,
@@ -99,21 +99,27 @@ MMAP_THRESHOLD = 128 * 1024
 
 
 def fixed_mmap_threshold() -> None:
-    """Keep glibc's malloc from raising its mmap threshold.
+    """Keep glibc's malloc from raising its mmap threshold any more.
 
     A block above the threshold is mapped on its own and unmapped when it
     is freed.  glibc raises the threshold to the size of each such block
     freed (up to 32 MB): after the history's 5 MB table is freed at start,
-    every array below that size, the first listing's among them, comes
-    from the heap, whose holes stay resident (5 MB at a start with
-    100,000 files, issue 21).  Setting the threshold fixes it at its
-    initial value.  Another C library (no mallopt) is left as it is.
+    every array below that size, the first listing's among them (its
+    names, the tables of its dict as it grows), comes from the heap, whose
+    holes stay resident (5 MB at a start with 100,000 files, issue 21).
+    Set after the load, whose chunks of a megabyte are better served from
+    the heap again and again than mapped, and faulted in, each time (0.2 s
+    of a million lines); from then on a block over 128 KiB (a listing of
+    16,000 names) is mapped and unmapped each time.  Another C library
+    (no mallopt) is left as it is.
     """
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError):
         return
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    malloc_trim(0)
 
 
 def detach(settings: Settings, records: Sequence[table.Record], settings_conf: Conf) -> int:

@@ -124,25 +124,38 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
             _restat_known(st, history, now_ns)
         return False
     listed_at = time.time_ns()
-    try:
-        names = st.spool.names(st.match, st.cands.facts)
-    except OSError as exc:
-        _note_dir(st, f"cannot list directory: {exc.strerror}")
+    relist = not restat and st.listed_mtime_ns is not None and bool(st.cands.facts)
+    if not (_relist if relist else _take_listing)(st, history, now_ns):
         return False
-    if not restat and st.listed_mtime_ns is not None and st.cands.facts:
-        _relist(st, history, names, now_ns)
-    else:
-        _take_listing(st, history, names, now_ns)
     st.listed_mtime_ns = mtime
     st.listed_at_ns = listed_at
     return True
 
 
-def _take_listing(st: FileState, history: History, names: list[str], now_ns: int) -> None:
-    """A listing with a stat of every name."""
+def _names(st: FileState) -> list[str] | None:
+    """The names of the directory that match (None, logged once, if it
+    cannot be listed)."""
     assert st.spool is not None
+    try:
+        return st.spool.names(st.match, st.cands.facts)
+    except OSError as exc:
+        _note_dir(st, f"cannot list directory: {exc.strerror}")
+        return None
+
+
+def _take_listing(st: FileState, history: History, now_ns: int) -> bool:
+    """A listing with a stat of every name; False if it cannot be listed."""
+    assert st.spool is not None
+    names = _names(st)
+    if names is None:
+        return False
     st.restat.clear()
     facts, skipped = st.spool.stat_all(names)
+    # The names noted that are still here (the others are gone; a name
+    # noted again below is listed): what needs the names of the listing,
+    # let go of before the facts are taken in (100,000 at start).
+    st.noted = {n: r for n, r in st.noted.items() if n in names}
+    del names
     for name, reason in skipped.items():
         st.note(name, reason)
     if st.noted:
@@ -162,14 +175,18 @@ def _take_listing(st: FileState, history: History, names: list[str], now_ns: int
         for name in gone:
             st.forget(name)
         _take_all(st, history, changed, now_ns)
-    st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
+    return True
 
 
-def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> None:
+def _relist(st: FileState, history: History, now_ns: int) -> bool:
     """A listing under a watch: the new names stat'ed, the gone ones
     forgotten, and left to `restat_some` only the known ones whose changes
-    the watch may not report (`watching.restat_after_listing`)."""
+    the watch may not report (`watching.restat_after_listing`); False if it
+    cannot be listed."""
     assert st.spool is not None
+    names = _names(st)
+    if names is None:
+        return False
     known = st.cands.facts
     listed = set(names)
     for name in [n for n in known if n not in listed]:
@@ -177,6 +194,7 @@ def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> N
     st.restat = restat_after_listing(listed, known, st.cands.links, st.spool.sees_all)
     _stat_in(st, history, [n for n in names if n not in known], now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in listed}
+    return True
 
 
 def restat_some(st: FileState, history: History, now_ns: int) -> bool:
