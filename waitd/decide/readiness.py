@@ -221,23 +221,7 @@ class Candidates:
         """
         fresh = facts if isinstance(facts, dict) else {f.name: f for f in facts}
         if not self.facts:
-            # The first listing: take everything at once and heapify, rather
-            # than push each file (100,000 files at start).  Only a file
-            # with its mtime in the future needs its first sighting kept:
-            # any other's age counts from its mtime (`order_ns`).
-            self.facts = fresh
-            self.links = {f.name for f in fresh.values() if f.link_ino}
-            future = now_ns + FUTURE_S * _NS
-            self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
-            self._ahead = set(self._first_seen)
-            ahead = self._ahead
-            if ahead:
-                self._heap = [f for f in fresh.values() if f.name not in done and f.name not in ahead]
-            else:
-                self._heap = [f for f in fresh.values() if f.name not in done] if done else list(fresh.values())
-            self._later = [(now_ns, n, fresh[n]) for n in ahead if n not in done]
-            heapq.heapify(self._heap)
-            heapq.heapify(self._later)
+            self._first(fresh, now_ns, done)
             return fresh.values(), []
         gone = [n for n in self.facts if n not in fresh]
         for name in gone:
@@ -248,6 +232,24 @@ class Candidates:
             for f in self.facts.values():
                 self._push(f)  # a heap in order, the later ones a few
         return changed, gone
+
+    def _first(self, fresh: dict[str, FileFact], now_ns: int, done: Container[str]) -> None:
+        """The first listing: take everything at once and heapify, rather
+        than push each file (100,000 files at start).  Only a file with its
+        mtime in the future needs its first sighting kept: any other's age
+        counts from its mtime (`order_ns`)."""
+        self.facts = fresh
+        self.links = {f.name for f in fresh.values() if f.link_ino}
+        future = now_ns + FUTURE_S * _NS
+        self._first_seen = {name: now_ns for name, f in fresh.items() if f.mtime_ns > future}
+        self._ahead = ahead = set(self._first_seen)
+        if ahead:
+            self._heap = [f for f in fresh.values() if f.name not in done and f.name not in ahead]
+        else:
+            self._heap = [f for f in fresh.values() if f.name not in done] if done else list(fresh.values())
+        self._later = [(now_ns, n, fresh[n]) for n in ahead if n not in done]
+        heapq.heapify(self._heap)
+        heapq.heapify(self._later)
 
     def take(
         self,

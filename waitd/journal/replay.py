@@ -231,6 +231,26 @@ def _existing(raw: dict[bytes, bytes], listing: Listing) -> dict[bytes, bytes]:
     bad escape, not ASCII), is kept: it is checked and reported later.
     """
     groups, odd = _groups(raw)
+    by_name, stray = _by_name(odd, groups)
+    there: set[bytes] = set()
+    listed: set[bytes] = set()
+    for directory, tails in groups.items():
+        seen = _there(raw, directory, tails, by_name.get(directory, {}), listing)
+        if seen is not None:
+            there.update(seen)
+            listed.add(directory)
+    if stray or len(listed) < len(groups):
+        return {key: rest for key, rest in raw.items() if key in there or not _gone(key, rest, listed)}
+    # Every key is in a directory listed: one not there is gone unless its
+    # line is an open run (or corrupt), asked of each key in C (100,000).
+    open_run = map(operator.is_, map(_ENDED_LINE, raw.values()), repeat(None))
+    return dict(compress(raw.items(), map(operator.or_, map(there.__contains__, raw), open_run)))
+
+
+def _by_name(odd: list[bytes], groups: dict[bytes, set[bytes]]) -> tuple[dict[bytes, dict[str, list[bytes]]], bool]:
+    """The keys of `odd` whose name holds an escape, by directory and name
+    unescaped (their directories added to `groups`), and whether one has
+    no directory."""
     by_name: dict[bytes, dict[str, list[bytes]]] = {}
     stray = False
     for key in odd:
@@ -244,34 +264,31 @@ def _existing(raw: dict[bytes, bytes], listing: Listing) -> dict[bytes, bytes]:
         if cut and space > 0:
             by_name.setdefault(key[:cut], {}).setdefault(name, []).append(key)
             groups.setdefault(key[:cut], set())
-    there: set[bytes] = set()
-    listed: set[bytes] = set()
-    for directory, tails in groups.items():
-        names = by_name.get(directory, {})
-        seen: list[bytes] = []
-        try:
-            text = directory.decode("ascii")
-            for name in listing((unescape(text) if "\\" in text else text)[:-1] or "/"):
-                if name.isascii() and name.isprintable() and " " not in name and "\\" not in name:
-                    head = directory + name.encode("ascii")  # `escape`'s own test: as it is
-                else:
-                    head = directory + escape(name).encode("ascii")
-                for tail in tails:
-                    key = head + tail
-                    if key in raw:
-                        seen.append(key)
-                if names and name in names:
-                    seen.extend(names[name])
-        except (OSError, ValueError):
-            continue  # not listed (to its end): its keys are kept
-        there.update(seen)
-        listed.add(directory)
-    if stray or len(listed) < len(groups):
-        return {key: rest for key, rest in raw.items() if key in there or not _gone(key, rest, listed)}
-    # Every key is in a directory listed: one not there is gone unless its
-    # line is an open run (or corrupt), asked of each key in C (100,000).
-    open_run = map(operator.is_, map(_ENDED_LINE, raw.values()), repeat(None))
-    return dict(compress(raw.items(), map(operator.or_, map(there.__contains__, raw), open_run)))
+    return by_name, stray
+
+
+def _there(
+    raw: dict[bytes, bytes], directory: bytes, tails: set[bytes], by_name: dict[str, list[bytes]], listing: Listing
+) -> list[bytes] | None:
+    """The keys of `raw` in `directory` whose file is there, or None if it
+    cannot be listed (to its end)."""
+    seen: list[bytes] = []
+    try:
+        text = directory.decode("ascii")
+        for name in listing((unescape(text) if "\\" in text else text)[:-1] or "/"):
+            if name.isascii() and name.isprintable() and " " not in name and "\\" not in name:
+                head = directory + name.encode("ascii")  # `escape`'s own test: as it is
+            else:
+                head = directory + escape(name).encode("ascii")
+            for tail in tails:
+                key = head + tail
+                if key in raw:
+                    seen.append(key)
+            if by_name and name in by_name:
+                seen.extend(by_name[name])
+    except (OSError, ValueError):
+        return None
+    return seen
 
 
 def _groups(raw: dict[bytes, bytes]) -> tuple[dict[bytes, set[bytes]], list[bytes]]:
