@@ -134,7 +134,7 @@ def test_the_status_looks_only_at_the_files_not_done(spool) -> None:
     for fact in others:
         st.done[fact.name] = fact
     st.done["gone.dat"] = first._replace(name="gone.dat")  # handled, since removed
-    assert ready.not_done(st) == [first]
+    assert list(ready.not_done(st)) == [first]
     assert ready.files(st, history, time.time_ns()).waiting == 1
 
 
