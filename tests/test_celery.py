@@ -55,7 +55,7 @@ def test_revoked_is_a_kill_only_when_waitd_terminated_it():
 def test_a_lost_run_is_a_temporary_failure_and_consumes_its_file():
     assert judge(Outcome(Status.UNKNOWN, lost=True), None) is Verdict.TEMPORARY
     assert judge(Outcome(Status.UNKNOWN, lost=True), Why.CANCEL) is Verdict.FINAL
-    job = Job(("d", "t", "p"), "p", (FileFact("a", 10**9, 0, 1, 2, 2),), ("d/a",))
+    job = Job(("d", "t", "p"), "p", (FileFact(10**9, "a", 0, 1, 2),), ("d/a",))
     opts = options.Options(retries=1, timeout_s=5, run="celery")
     (end,), verdict = end_events(job, Outcome(Status.UNKNOWN, lost=True), None, opts, None, 5.0, 100.0, task="t-1")
     assert (verdict, end.error, end.retry_at, end.task, end.consumed) == (Verdict.TEMPORARY, "lost", 160.0, "t-1", True)

@@ -18,7 +18,7 @@ from waitd.run.runs import Run, RunState
 
 
 def adopted_run(event: Event, executor: Local) -> Run:
-    job = Job(("/in", "*", "h"), "h", (FileFact("a", 0, 0, 0, 0, 0),), ("/in/a",))
+    job = Job(("/in", "*", "h"), "h", (FileFact(0, "a", 0, 0, 0),), ("/in/a",))
     run = Run(1, job, 1, event.at or 0.0, time.monotonic(), executor, pid=event.pid, adopted=True)
     run.transition(RunState.RUNNING)
     return run

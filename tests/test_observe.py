@@ -134,7 +134,7 @@ def test_the_status_looks_only_at_the_files_not_done(spool) -> None:
     for fact in others:
         st.done[fact.name] = fact
     st.done["gone.dat"] = first._replace(name="gone.dat")  # handled, since removed
-    assert ready.not_done(st) == [first]
+    assert list(ready.not_done(st)) == [first]
     assert ready.files(st, history, time.time_ns()).waiting == 1
 
 
@@ -202,11 +202,11 @@ def test_a_first_listing_of_a_plain_record_takes_its_files_as_one_by_one(tmp_pat
     assert states[0].spool is not None
     facts, _ = states[0].spool.stat_all(sorted(os.listdir(directory)))
     now_ns = time.time_ns()
-    assert observe._take_first(states[0], history, facts, now_ns)
-    observe._take_all(states[1], history, facts, now_ns)
+    assert observe._take_first(states[0], history, facts.values(), now_ns)
+    observe._take_all(states[1], history, facts.values(), now_ns)
     assert sorted(states[0].done) == sorted(states[1].done) == ["done-future.dat", "done.dat"]
     assert states[0].noted == states[1].noted and sorted(states[0].noted) == ["done-future.dat", "future.dat"]
     # A record whose files ask more (pattern=): `_take_all` takes them.
     other = FileState.of(records[1], table.matcher(records[1].template))
-    assert not observe._take_first(other, history, facts, now_ns) and not other.done
+    assert not observe._take_first(other, history, facts.values(), now_ns) and not other.done
     history.close()

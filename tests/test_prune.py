@@ -24,7 +24,7 @@ NOW = 1_000_000 * S
 
 
 def fact(name: str, mtime_ns: int, ctime_ns: int | None = None) -> FileFact:
-    return FileFact(name, mtime_ns, mtime_ns if ctime_ns is None else ctime_ns, 1, 1, 1)
+    return FileFact(mtime_ns, name, mtime_ns if ctime_ns is None else ctime_ns, 1, 1)
 
 
 # -- expired ------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_remove_refuses_a_directory(spool: tuple[Path, Spool]) -> None:
     (d / "sub").mkdir()
     (d / "sub" / "keep").write_bytes(b"")
     ino = os.lstat(d / "sub").st_ino
-    f = FileFact("sub", 0, 0, 0, ino, ino)
+    f = FileFact(0, "sub", 0, 0, ino)
     assert unlink.remove(sp.fd, f) == Removal(Outcome.REFUSED, "no longer a regular file")
     assert (d / "sub" / "keep").exists()
 
@@ -282,9 +282,7 @@ def test_remove_refuses_a_fifo(spool: tuple[Path, Spool]) -> None:
     d, sp = spool
     os.mkfifo(d / "p")
     ino = os.lstat(d / "p").st_ino
-    assert unlink.remove(sp.fd, FileFact("p", 0, 0, 0, ino, ino)) == Removal(
-        Outcome.REFUSED, "no longer a regular file"
-    )
+    assert unlink.remove(sp.fd, FileFact(0, "p", 0, 0, ino)) == Removal(Outcome.REFUSED, "no longer a regular file")
     assert (d / "p").exists()
 
 

@@ -25,7 +25,7 @@ S = 1_000_000_000
 
 
 def fact(name: str, mtime_s: float = 100.0, size: int = 1) -> FileFact:
-    return FileFact(name, int(mtime_s * S), int(mtime_s * S), size, 7, 7)
+    return FileFact(int(mtime_s * S), name, int(mtime_s * S), size, 7)
 
 
 def holds(**kw) -> Holds:
@@ -138,10 +138,10 @@ def test_the_first_listing_orders_as_file_by_file_does():
     # the order and the ages are those of the same files taken one by one.
     now = 1_000 * 10**9
     facts = [
-        FileFact("old", now - 50 * 10**9, now - 50 * 10**9, 1, 1, 1),
-        FileFact("soon", now + 3 * 10**9, now, 1, 2, 2),  # within FUTURE_S: its mtime counts
-        FileFact("later", now + 60 * 10**9, now, 1, 3, 3),  # beyond: counts from now
-        FileFact("new", now - 1, now - 1, 1, 4, 4),
+        FileFact(now - 50 * 10**9, "old", now - 50 * 10**9, 1, 1),
+        FileFact(now + 3 * 10**9, "soon", now, 1, 2),  # within FUTURE_S: its mtime counts
+        FileFact(now + 60 * 10**9, "later", now, 1, 3),  # beyond: counts from now
+        FileFact(now - 1, "new", now - 1, 1, 4),
     ]
     at_once, one_by_one = Candidates(), Candidates()
     at_once.replace_all(facts, now)
@@ -209,7 +209,7 @@ def test_take_and_oldest_agree_with_a_plain_sort(ops, wait_s, held_names, foreve
         if op == "update":
             # A new or changed fact is a new version, not consumed; the same
             # one again changes nothing (a consumed file stays out of line).
-            if cands.update(FileFact(name, now + value * S, now, 1 + i, 10 + i, 10 + i), now + (value % 3) * S):
+            if cands.update(FileFact(now + value * S, name, now, 1 + i, 10 + i), now + (value % 3) * S):
                 consumed.discard(name)
         elif op == "remove":
             cands.remove(name)
@@ -233,10 +233,11 @@ def test_the_first_listing_leaves_the_files_done_out_of_line_as_take_drops_them(
     # this version) are known but never put in line: the first plan does
     # not step over them; `take` gives what it gives when it drops them.
     now = 1_000 * 10**9
-    facts = [FileFact(name, now - i * 10**9, now - i * 10**9, 1, i, i) for i, name in enumerate("abcdef", 1)]
+    facts = [FileFact(now - i * 10**9, name, now - i * 10**9, 1, i) for i, name in enumerate("abcdef", 1)]
     done = {"c", "e", "f"}
     left_out, dropped = Candidates(), Candidates()
-    assert left_out.replace_all(facts, now, done) == (facts, [])
+    changed, gone = left_out.replace_all(facts, now, done)
+    assert (list(changed), gone) == (facts, [])
     dropped.replace_all(facts, now)
     assert left_out.facts == dropped.facts
     for wait_s in (0, 3):
@@ -245,3 +246,23 @@ def test_the_first_listing_leaves_the_files_done_out_of_line_as_take_drops_them(
     assert [f.name for f in left_out.take(6, now, 0, lambda f: False)[0]] == ["d", "b", "a"]
     left_out.requeue("f")  # a retry of a file done: back in line
     assert [f.name for f in left_out.take(6, now, 0, lambda f: False)[0]] == ["f", "d", "b", "a"]
+
+
+@given(st.lists(st.tuples(st.integers(-20, 80), st.booleans()), max_size=12), st.integers(0, 3))
+def test_a_first_listing_lines_up_as_files_taken_one_by_one(files, wait_s):
+    # Issue 21: the first listing heapifies the facts themselves, and puts
+    # the files ahead of their first sighting (mtime more than FUTURE_S in
+    # the future) in a line of their own; the files done are left out.
+    # `take` must give what it gives for the same files updated one by one
+    # (the general path), the done ones dropped as consumed.
+    now = 100 * S
+    facts = [FileFact(now + value * S, f"f{i}", now, 1, 10 + i) for i, (value, _) in enumerate(files)]
+    done = {f.name for f, (_, is_done) in zip(facts, files, strict=True) if is_done}
+    at_once, one_by_one = Candidates(), Candidates()
+    at_once.replace_all(facts, now, done)
+    for fact in facts:
+        one_by_one.update(fact, now)
+    for later in (now, now + 30 * S, now + 90 * S):
+        for n in (1, 3, 12):
+            expected = one_by_one.take(n, later, wait_s * S, lambda f: f.name in done)
+            assert at_once.take(n, later, wait_s * S, lambda f: False) == expected

@@ -445,7 +445,7 @@ def test_a_table_read_without_its_geodata_takes_no_granule():
     assert opts.group is not None
     gathering = Gathering.of(opts.group, "t", None)
     name = granules(EVENING, 1)[0]
-    why = gathering.filed(FileFact(name, 1, 1, 1, 1, 1), opts.fields(name, "/in", "t") or {})
+    why = gathering.filed(FileFact(1, name, 1, 1, 1), opts.fields(name, "/in", "t") or {})
     assert why is not None and "without the areas and orbital elements" in why
     assert gathering.index.groups == {}
 

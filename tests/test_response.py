@@ -56,7 +56,7 @@ def test_the_tail_of_a_log_starts_at_a_line():
 
 
 def _job() -> Job:
-    fact = FileFact("f", 5_000_000_000, 5_000_000_000, 1, 2, 2)
+    fact = FileFact(5_000_000_000, "f", 5_000_000_000, 1, 2)
     return Job(("/d", "*", "h"), "h", (fact,), ("/d/f",))
 
 
@@ -153,7 +153,7 @@ def test_responses_kept_beside_the_log_carried_in_ended_and_acted_on(station):
 def test_end_events_fill_each_field_of_each_file_of_a_job():
     """Made positionally: each value lands in its own field (a keyword-made
     Event compares equal), a group's files each with their path and version."""
-    facts = (FileFact("a", 5_000_000_000, 0, 1, 2, 2), FileFact("b", 7_000_000_000, 0, 3, 4, 4))
+    facts = (FileFact(5_000_000_000, "a", 0, 1, 2), FileFact(7_000_000_000, "b", 0, 3, 4))
     job = Job(("/d", "*", "h"), "h", facts, ("/d/a", "/d/b"), attempt=2, group="g")
     opts = Options(retries=3)
     ends, verdict = end_events(job, Outcome(Status.UNKNOWN, signal="SIGKILL"), Why.TIMEOUT, opts, 9, 1.5, 100.0)

@@ -140,7 +140,7 @@ def test_a_runs_environment_is_its_records_with_its_own_values(tmp_path: Path) -
     record = _record(tmp_path)
     base = {"PATH": "/bin", "HOME": "/root"}
     template = Template(str(tmp_path), record, "/bin/true", base)
-    fact = FileFact("a b.dat", 0, 0, 0, 0, 0)
+    fact = FileFact(0, "a b.dat", 0, 0, 0)
     first = Job(("d", "t", "p"), "/bin/true", (fact,), (f"{tmp_path}/in/a b.dat",), group="g 1", attempt=3)
     env = template.environment(first, "/p/logfiles/incoming.1.A")
     assert list(env.items()) == [

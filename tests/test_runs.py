@@ -13,7 +13,7 @@ from waitd.run.runs import _EDGES, Run, RunState
 
 
 def _run(state: RunState) -> Run:
-    job = Job(("/in", "*", "h"), "h", (FileFact("a", 0, 0, 0, 0, 0),), ("/in/a",))
+    job = Job(("/in", "*", "h"), "h", (FileFact(0, "a", 0, 0, 0),), ("/in/a",))
     run = Run(1, job, 1, 0.0, 0.0, Local())
     run.state = state
     return run

@@ -37,7 +37,7 @@ def fact(name: str, mtime_s: float, *, size: int = 1, ino: int | None = None, ct
     ino = abs(hash(name)) % 100_000 if ino is None else ino
     mtime_ns = int(mtime_s * S)
     ctime_ns = mtime_ns if ctime_s is None else int(ctime_s * S)
-    return FileFact(name, mtime_ns, ctime_ns, size, ino, ino)
+    return FileFact(mtime_ns, name, ctime_ns, size, ino)
 
 
 def never(_: FileFact) -> bool:
@@ -52,10 +52,10 @@ def consumed_names(*names: str) -> Callable[[FileFact], bool]:
 
 
 def test_fact_version_and_spool_time() -> None:
-    f = FileFact("a", 10 * S, 50 * S, 3, 7, 8, True)
+    f = FileFact(10 * S, "a", 50 * S, 3, 7, 8)
     assert (f.version.mtime_ns, f.version.size, f.version.ino) == (10 * S, 3, 7)
     assert f.spool_ns == 50 * S
-    assert FileFact("a", 60 * S, 50 * S, 3, 7, 7).spool_ns == 60 * S
+    assert FileFact(60 * S, "a", 50 * S, 3, 7).spool_ns == 60 * S
 
 
 # -- Candidates ------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_replace_all_reports_changed_and_gone() -> None:
 def test_links_names_the_symlinks_known() -> None:
     """What a listing under a watch stats again (`decide.watching`)."""
     c = Candidates()
-    link = FileFact("l", 100 * S, 100 * S, 1, 7, 8, True)
+    link = FileFact(100 * S, "l", 100 * S, 1, 7, 8)
     c.replace_all([fact("a", 100), link], NOW)
     assert c.links == {"l"}
     c.update(fact("l", 200), NOW)  # replaced by a plain file
@@ -256,7 +256,7 @@ def test_ready_lists_every_ready_candidate_oldest_first() -> None:
 
 _NAMES = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 _FACTS = st.builds(
-    lambda name, mtime, size, ctime: FileFact(name, mtime * S, (mtime + ctime) * S, size, 1, 1),
+    lambda name, mtime, size, ctime: FileFact(mtime * S, name, (mtime + ctime) * S, size, 1),
     _NAMES,
     st.integers(0, 20),
     st.integers(0, 2),
@@ -335,7 +335,7 @@ def test_regular_file(spool_dir: Path) -> None:
     try:
         f = sp.stat("a.dat")
         st_ = os.lstat(spool_dir / "a.dat")
-        assert f == FileFact("a.dat", 7 * S, st_.st_ctime_ns, 5, st_.st_ino, st_.st_ino, False)
+        assert f == FileFact(7 * S, "a.dat", st_.st_ctime_ns, 5, st_.st_ino)
         assert f.spool_ns == st_.st_ctime_ns
     finally:
         sp.close()

@@ -245,7 +245,7 @@ def test_an_ended_run_that_was_signalled_gets_its_group_killed_and_its_file_move
 
 def fact(name: str, mtime_s: float) -> FileFact:
     ns = int(mtime_s * S)
-    return FileFact(name, ns, ns, 1, 1, 1)
+    return FileFact(ns, name, ns, 1, 1)
 
 
 def test_removals_expire_keep_after_and_retention_only_while_active():

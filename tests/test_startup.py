@@ -61,3 +61,39 @@ def test_pattern_loads_trollsift_only_when_used(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0 pattern={{name}}.dat\n")
     assert "trollsift" in _imported("--check", "--passdir", str(tmp_path))
+
+
+def test_daemon_loads_no_openssl(tmp_path: Path) -> None:
+    """The daemon's own hashes (an event's id, the default instance name)
+    come from CPython's _blake2 and _sha1: hashlib would map OpenSSL's
+    libcrypto, 3.5 MB of resident memory at every start (issue 21, the
+    scale case's peak RSS)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dat").write_bytes(b"x")
+    (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 0 -1 0\n")
+    probe = PROBE.replace("m.split('.')[0] in", "m.split('.')[0].lstrip('_') in {'hashlib'} or m.split('.')[0] in")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "--once", "--interval", "0.1", "--passdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    modules = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "waitd.daemon.loop" in modules  # the daemon ran
+    assert " 2 " in (tmp_path / "incoming.history").read_text()  # and handled the file
+    assert {"hashlib", "_hashlib"} & modules == set()
+
+
+def test_own_hashes_are_hashlibs() -> None:
+    """The ids and the instance name are hashlib's digests, as before."""
+    import hashlib
+
+    from waitd.formats.events import event_id
+    from waitd.spool.queue import default_instance
+
+    assert event_id("a", 1) == hashlib.blake2b(b"a\x001", digest_size=16).hexdigest()
+    passdir = "/var/spool/w\udcff"
+    digest = hashlib.sha1(passdir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    assert default_instance(passdir).endswith("-" + digest)

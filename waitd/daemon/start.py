@@ -15,7 +15,9 @@ once `serve` has returned (`leave` in the foreground): by then every file
 is written and closed, the sinks reaped, and the threads left are
 daemons; the interpreter's teardown (freeing each module and object one
 by one: some 50 ms of CPU with Celery loaded) would only delay the exit
-of a `waitd --once` (issue 21).
+of a `waitd --once` (issue 21).  After the history's load,
+`fixed_mmap_threshold` keeps glibc's heap from holding on to what the
+load freed (issue 21: the peak RSS of a start at scale).
 
 Failures: a file of PASSDIR that cannot be opened is a WaitdError naming
 it; one before the daemon is up reaches the operator's terminal.
@@ -23,6 +25,7 @@ it; one before the daemon is up reaches the operator's terminal.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -41,7 +44,7 @@ from waitd.daemon.loop import HANDLED_SIGNALS, Daemon, Settings
 from waitd.journal.history import History
 from waitd.journal.logfile import setup_logging
 from waitd.run import runner
-from waitd.spool.directory import Listings
+from waitd.spool.directory import names_in
 
 log = logging.getLogger("waitd")
 
@@ -79,7 +82,8 @@ def serve(
             # The files long gone are forgotten as the history is read, so that
             # their lines and the first listing are never in memory at once;
             # the file itself is rewritten after the first pass.
-            history.load(Listings().exists)
+            history.load(names_in)
+            fixed_mmap_threshold()  # after the load: its chunks of a megabyte come from the heap
             daemon = Daemon(
                 settings,
                 records,
@@ -108,6 +112,35 @@ def leave(code: int) -> NoReturn:
         except (OSError, ValueError):
             pass  # a closed or broken pipe: nothing more can be said there
     os._exit(code)
+
+
+# glibc's mallopt(3) parameter, and its initial value (bytes).
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def fixed_mmap_threshold() -> None:
+    """Keep glibc's malloc from raising its mmap threshold any more.
+
+    A block above the threshold is mapped on its own and unmapped when it
+    is freed.  glibc raises the threshold to the size of each such block
+    freed (up to 32 MB): after the history's 5 MB table is freed at start,
+    every array below that size, the first listing's among them (its
+    names, the tables of its dict as it grows), comes from the heap, whose
+    holes stay resident (5 MB at a start with 100,000 files, issue 21).
+    Set after the load, whose chunks of a megabyte are better served from
+    the heap again and again than mapped, and faulted in, each time (0.2 s
+    of a million lines); from then on a block over 128 KiB (a listing of
+    16,000 names) is mapped and unmapped each time.  Another C library
+    (no mallopt) is left as it is.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    malloc_trim(0)
 
 
 def detach(settings: Settings, records: Sequence[table.Record], settings_conf: Conf) -> int:

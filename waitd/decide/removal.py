@@ -30,13 +30,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter
 
 from waitd.decide.facts import FileFact
 from waitd.formats.history_line import Event
 
 _HOUR_NS = 3600 * 1_000_000_000
-_AGE = itemgetter(1, 0)  # a FileFact's (mtime_ns, name): the newest is the greatest
+_AGE = attrgetter("mtime_ns", "name")  # the newest is the greatest
 TMP_KEPT_H = 36.0  # a file left in a queue's tmp/ this long was dropped by its producer (maildir's rule)
 
 
@@ -88,33 +88,34 @@ def over_keep(done: Iterable[FileFact], keep: int) -> list[FileFact]:
 
 class DoneOrder:
     """A record's handled files (exit 0) oldest first, for keep-after: a
-    heap of (mtime, name, fact), each pushed when it is done, so that the
-    oldest few of thousands kept are found without a look at them all.
-    An entry whose file is no longer done, or done in another version, is
-    dropped when it reaches the top (`oldest` asks `done`, the truth)."""
+    heap of their facts (a fact orders by its mtime, then its name), each
+    pushed when it is done, so that the oldest few of thousands kept are
+    found without a look at them all.  An entry whose file is no longer
+    done, or done in another version, is dropped when it reaches the top
+    (`oldest` asks `done`, the truth)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, str, FileFact]] = []
+        self._heap: list[FileFact] = []
 
     def push(self, fact: FileFact) -> None:
-        heapq.heappush(self._heap, (fact.mtime_ns, fact.name, fact))
+        heapq.heappush(self._heap, fact)
 
     def oldest(self, k: int, done: Mapping[str, FileFact]) -> list[FileFact]:
         """The `k` oldest of `done` (name -> its fact), oldest first."""
         heap = self._heap
         if len(heap) > 2 * len(done) + 64:
-            heap[:] = [(f.mtime_ns, f.name, f) for f in done.values()]
+            heap[:] = done.values()
             heapq.heapify(heap)
-        found: list[tuple[int, str, FileFact]] = []
+        found: list[FileFact] = []
         names: set[str] = set()
         while heap and len(found) < k:
-            entry = heapq.heappop(heap)
-            if done.get(entry[1]) is entry[2] and entry[1] not in names:
-                found.append(entry)
-                names.add(entry[1])
-        for entry in found:
-            heapq.heappush(heap, entry)
-        return [entry[2] for entry in found]
+            fact = heapq.heappop(heap)
+            if done.get(fact.name) is fact and fact.name not in names:
+                found.append(fact)
+                names.add(fact.name)
+        for fact in found:
+            heapq.heappush(heap, fact)
+        return found
 
 
 def done_by_all(fact: FileFact, latest: Iterable[Event | None]) -> bool:

@@ -29,11 +29,17 @@ journal writes the outbox, the sinks read it) and decides nothing.
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any, ClassVar
+
+try:
+    # CPython's own BLAKE2, hashlib.blake2b itself, without loading OpenSSL's
+    # libcrypto (3.5 MB resident at every start; waitd has no other use for it).
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
 
 OUTCOMES = ("ok", "failed", "retrying", "skipped")
 GROUP_STATES = ("complete", "incomplete", "late")
@@ -42,7 +48,7 @@ _BUILTIN = frozenset(("name", "stem", "suffix", "dir", "telem"))  # a FORMAT's o
 
 def event_id(*parts: object) -> str:
     """A 128-bit id, the same for the same parts."""
-    return hashlib.blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return blake2b("\0".join(map(str, parts)).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def pattern_fields(found: Mapping[str, Any]) -> dict[str, Any]:

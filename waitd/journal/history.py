@@ -85,7 +85,7 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOE
 def _status(item: Event | str) -> Status:
     if isinstance(item, Event):
         return item.status
-    return Status(int(item.split(" ", 4)[3]))
+    return Status(int(item.split(" ", 2)[1]))  # the rest of a plain line: MTIME STATUS ...
 
 
 class History:
@@ -93,7 +93,8 @@ class History:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        # The latest event of each key, or its line not parsed yet.
+        # The latest event of each key, or the rest of its plain line after
+        # the key (MTIME STATUS ...), not parsed yet (`replay`).
         self._latest: dict[tuple[str, str], Event | str] = {}
         self._fd = -1
         self._size = 0
@@ -102,17 +103,18 @@ class History:
 
     # -- loading ---------------------------------------------------------
 
-    def load(self, exists: Callable[[str], bool] | None = None) -> None:
+    def load(self, listing: replay.Listing | None = None) -> None:
         """Read the file (if any) into memory (`replay.read`), and open it
         to append after its last whole line (a torn last line is cut off).
-        With `exists`, the keys whose file no longer exists are forgotten
-        as they are read, except runs still open (as `drop_gone`; the
-        next `compact` counts and writes it).
+        With `listing` (the names in a directory, one at a time; OSError
+        if it cannot be listed), the keys whose file no longer exists are
+        forgotten as they are read, except runs still open (as
+        `drop_gone`; the next `compact` counts and writes it).
 
         A history that is a link or not a regular file (a directory, a
         FIFO, a device) is refused with WaitdError.
         """
-        found = replay.read(self.path, exists)
+        found = replay.read(self.path, listing)
         self._latest = found.latest
         self._lines = found.lines
         self._dropped = found.dropped
@@ -140,7 +142,7 @@ class History:
     def latest(self, path: str, process: str) -> Event | None:
         item = self._latest.get((path, process))
         if isinstance(item, str):
-            item = self._latest[(path, process)] = parse_plain(item)
+            item = self._latest[(path, process)] = parse_plain(f"{escape(path)} {escape(process)} {item}")
         return item
 
     def handled(self, path: str, process: str, version: Version | Versioned) -> bool:
@@ -235,8 +237,11 @@ class History:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
                 with os.fdopen(fd, "w", encoding="ascii", closefd=False) as f:
-                    for item in self._latest.values():
-                        f.write(format_line(item) if isinstance(item, Event) else item + "\n")
+                    for (path, process), item in self._latest.items():
+                        if isinstance(item, Event):
+                            f.write(format_line(item))
+                        else:  # the rest of a plain line, after its key
+                            f.write(f"{escape(path)} {escape(process)} {item}\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -266,13 +271,13 @@ class History:
 
 
 def _plain_handled(line: str, version: Versioned) -> bool:
-    """Whether a line that PLAIN_LINE matched (without its newline) tells
-    that version of its file handled with exit 0 (or published): what
-    `Event.same_version` and `Event.succeeded` say of `parse_plain`'s
-    event, without building it (a start asks it of every file its
-    history knows)."""
-    fields = line.split(" ", 4)
-    if fields[3] != "2":
+    """Whether the rest after its key (MTIME STATUS ...) of a line that
+    PLAIN_LINE matched (without its newline) tells that version of its
+    file handled with exit 0 (or published): what `Event.same_version` and
+    `Event.succeeded` say of `parse_plain`'s event, without building it (a
+    start asks it of every file its history knows)."""
+    fields = line.split(" ", 2)
+    if fields[1] != "2":
         return False
     if _value(line, " retry_at=") is not None:
         return False
@@ -281,7 +286,7 @@ def _plain_handled(line: str, version: Versioned) -> bool:
         return False
     mtime_ns, size, ino = _value(line, " mtime_ns="), _value(line, " size="), _value(line, " ino=")
     if mtime_ns is None or size is None or ino is None:
-        return int(fields[2]) == version.mtime_ns // 1_000_000_000
+        return int(fields[0]) == version.mtime_ns // 1_000_000_000
     return int(mtime_ns) == version.mtime_ns and int(size) == version.size and int(ino) == version.ino
 
 

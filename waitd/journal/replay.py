@@ -5,12 +5,20 @@
 the latest raw line of each (path, process) key, so that a history of a
 million lines about a hundred thousand files costs the memory of the
 hundred thousand and one slice and one dict store a line.  Given
-`exists`, it then forgets the keys whose file no longer exists, unless
-their latest line is a run still open (status 0), before anything is
-parsed: a long-lived spool's history is mostly about files long gone.
+`listing` (the names in a directory, one at a time), it then forgets the
+keys whose file no longer exists, unless their latest line is a run
+still open (status 0), before anything is parsed: a long-lived spool's
+history is mostly about files long gone.  Each directory of the keys is
+listed once and its names are matched, one at a time, against the raw
+keys (`_existing`): no set of its names is made (a directory of 100,000
+files: 11 MB beside the keys, issue 21).  A key is gone only when its
+directory could be listed to its end and its name is not in it: a
+directory that cannot be listed (an NFS mount away) says nothing.
 Of the keys that stay it checks every line and parses only the lines
-that are not plain (`history_line.PLAIN_LINE`): a plain line is kept as
-text and parsed when asked (`History.latest`).  What it finds, and says:
+that are not plain (`history_line.PLAIN_LINE`): of a plain line the rest
+after its key (MTIME STATUS ...) is kept as text, the key being the
+dict's (its process one string for all), and parsed when asked
+(`History.latest`).  What it finds, and says:
 
     a torn last line (waitd stopped     ignored with a warning; the key's
     while writing it)                   whole line before it stands, and
@@ -37,10 +45,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import operator
 import os
+import re
 import stat
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import compress, filterfalse, repeat
 
 from waitd.config.errors import WaitdError
 from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, escape, parse_line, unescape
@@ -49,13 +61,16 @@ from waitd.journal.disk import kind_of
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes read at a time
+MAX_GROUPS = 32  # (directory, process) groups of keys taken out of the history's by a regular expression each
+Listing = Callable[[str], Iterable[str]]  # the names in a directory; OSError if it cannot be listed
 _ENDED = (b"1", b"2", b"1 ", b"2 ")  # a line's STATUS of a run that ended, with what follows it
+_ENDED_LINE = re.compile(rb"[^ ]* [12](?: |$)").match  # the rest of a line (MTIME STATUS ...) of a run that ended
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
-    """What a history holds: the latest event of each key (or its plain
-    line, not parsed yet), how many lines (live or not), how many bytes
+    """What a history holds: the latest event of each key (or the rest of
+    its plain line after the key, not parsed yet), how many lines (live or not), how many bytes
     its whole lines take, and how many keys of gone files were dropped."""
 
     latest: dict[tuple[str, str], Event | str]
@@ -65,9 +80,9 @@ class Replayed:
     dropped: int = 0
 
 
-def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
+def read(path: str, listing: Listing | None = None) -> Replayed:
     """Read the history at `path` (see the module's contract); with
-    `exists`, the keys of files gone are dropped."""
+    `listing`, the keys of files gone are dropped."""
     fd = _open_to_read(path)
     if fd < 0:
         return Replayed({}, 0, 0, False)
@@ -75,9 +90,9 @@ def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
     if torn:
         log.warning("%s:%d: torn last line ignored (waitd stopped while writing it): %r", path, torn[0], torn[1][:80])
     dropped = 0
-    if exists is not None:
+    if listing is not None:
         before = len(raw)
-        raw = {key: rest for key, rest in raw.items() if not _gone(key, rest, exists)}
+        raw = _existing(raw, listing)
         dropped = before - len(raw)
     latest: dict[tuple[str, str], Event | str] = {}
     odd: set[bytes] = set()  # raw keys whose lines have something to say, or that share their key
@@ -87,11 +102,10 @@ def read(path: str, exists: Callable[[str], bool] | None = None) -> Replayed:
     # status page reads the latest runs from the file's end.
     for key, rest in sorted(raw.items(), key=_at):
         try:
-            item = _checked(key + b" " + rest + b"\n")
+            name, item = _checked(key + b" " + rest + b"\n")
         except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
             odd.add(key)
             continue
-        name = _key(item)
         if name in latest:
             # "\101" is "A": two spellings of one key; the later line wins.
             odd.update((key, spelled.get(name, f"{escape(name[0])} {escape(name[1])}".encode("ascii"))))
@@ -127,22 +141,21 @@ def _settle(path: str, latest: dict[tuple[str, str], Event | str], odd: set[byte
                 found = lines.get(_raw_key(raw[:-1]))
                 if found is not None:
                     found.append((number, raw))
-    stands: list[tuple[int, Event | str]] = []
+    stands: list[tuple[int, tuple[str, str], Event | str]] = []
     for found in lines.values():
         for number, raw in reversed(found):
             try:
-                stands.append((number, _read(path, number, raw)))
+                stands.append((number, *_read(path, number, raw)))
                 break
             except ValueError as exc:
                 log.warning("%s:%d: corrupt line skipped: %s", path, number, exc)
-    names = {_key(item) for _, item in stands}
-    for name in names:
+    for _, name, _ in stands:
         latest.pop(name, None)
-    for _, item in sorted(stands, key=lambda s: s[0]):
-        latest[_key(item)] = item
+    for _, name, item in sorted(stands, key=lambda s: s[0]):
+        latest[name] = item
 
 
-def _read(path: str, number: int, raw: bytes) -> Event | str:
+def _read(path: str, number: int, raw: bytes) -> tuple[tuple[str, str], Event | str]:
     """A line that stands, as `_checked` gives it; ValueError if corrupt.
 
     A malformed value is reported here, with its line number: a line
@@ -152,7 +165,7 @@ def _read(path: str, number: int, raw: bytes) -> Event | str:
         return _checked(raw)
     except BadValue as exc:
         log.warning("%s:%d: %s; taken as status 1 (unknown outcome)", path, number, exc)
-        return exc.event
+        return exc.event.key, exc.event
 
 
 def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | None]:
@@ -206,39 +219,136 @@ def _rest(raw: bytes) -> bytes:
     return fields[2] if len(fields) == 3 else b""
 
 
-def _gone(key: bytes, rest: bytes, exists: Callable[[str], bool]) -> bool:
-    """Whether a raw key's file is gone and its latest line no open run."""
+def _existing(raw: dict[bytes, bytes], listing: Listing) -> dict[bytes, bytes]:
+    """The raw keys but those whose file is gone (`_gone`), in their order.
+
+    A key is "PATH PROCESS", escaped.  The keys are sorted into groups of
+    one directory ("DIR/", as spelled) and one " PROCESS" end (`_groups`);
+    each directory is listed once, and each name in it, escaped, makes the
+    keys it may have ("DIR/" + name + end), looked up in `raw`.  A key
+    whose name is spelled with escapes is matched by its name unescaped
+    (by hand, "\\101" is "A").  A key without a directory, or corrupt (a
+    bad escape, not ASCII), is kept: it is checked and reported later.
+    """
+    groups, odd = _groups(raw)
+    by_name, stray = _by_name(odd, groups)
+    there: set[bytes] = set()
+    listed: set[bytes] = set()
+    for directory, tails in groups.items():
+        seen = _there(raw, directory, tails, by_name.get(directory, {}), listing)
+        if seen is not None:
+            there.update(seen)
+            listed.add(directory)
+    if stray or len(listed) < len(groups):
+        return {key: rest for key, rest in raw.items() if key in there or not _gone(key, rest, listed)}
+    # Every key is in a directory listed: one not there is gone unless its
+    # line is an open run (or corrupt), asked of each key in C (100,000).
+    open_run = map(operator.is_, map(_ENDED_LINE, raw.values()), repeat(None))
+    return dict(compress(raw.items(), map(operator.or_, map(there.__contains__, raw), open_run)))
+
+
+def _by_name(odd: list[bytes], groups: dict[bytes, set[bytes]]) -> tuple[dict[bytes, dict[str, list[bytes]]], bool]:
+    """The keys of `odd` whose name holds an escape, by directory and name
+    unescaped (their directories added to `groups`), and whether one has
+    no directory."""
+    by_name: dict[bytes, dict[str, list[bytes]]] = {}
+    stray = False
+    for key in odd:
+        space = key.find(b" ")
+        cut = key.rfind(b"/", 0, space) + 1
+        stray = stray or cut == 0
+        try:
+            name = unescape(key[cut:space].decode("ascii"))
+        except ValueError:
+            continue  # corrupt: kept
+        if cut and space > 0:
+            by_name.setdefault(key[:cut], {}).setdefault(name, []).append(key)
+            groups.setdefault(key[:cut], set())
+    return by_name, stray
+
+
+def _there(
+    raw: dict[bytes, bytes], directory: bytes, tails: set[bytes], by_name: dict[str, list[bytes]], listing: Listing
+) -> list[bytes] | None:
+    """The keys of `raw` in `directory` whose file is there, or None if it
+    cannot be listed (to its end)."""
+    seen: list[bytes] = []
+    try:
+        text = directory.decode("ascii")
+        for name in listing((unescape(text) if "\\" in text else text)[:-1] or "/"):
+            if name.isascii() and name.isprintable() and " " not in name and "\\" not in name:
+                head = directory + name.encode("ascii")  # `escape`'s own test: as it is
+            else:
+                head = directory + escape(name).encode("ascii")
+            for tail in tails:
+                key = head + tail
+                if key in raw:
+                    seen.append(key)
+            if by_name and name in by_name:
+                seen.extend(by_name[name])
+    except (OSError, ValueError):
+        return None
+    return seen
+
+
+def _groups(raw: dict[bytes, bytes]) -> tuple[dict[bytes, set[bytes]], list[bytes]]:
+    """The directories of the raw keys ("DIR/") with the " PROCESS" ends
+    of their keys, and the keys not told so: a name with an escape (or a
+    key without a directory, or corrupt).  A group's keys are taken out
+    by a regular expression in C (a start reads 100,000 keys in one or
+    two groups); past MAX_GROUPS groups, one key at a time."""
+    groups: dict[bytes, set[bytes]] = {}
+    odd: list[bytes] = []
+    left, i, passes = list(raw), 0, 0
+    while i < len(left):
+        key = left[i]
+        space = key.find(b" ")
+        cut = key.rfind(b"/", 0, space) + 1
+        if cut == 0 or space < 0 or b"\\" in key[cut:space]:
+            odd.append(key)
+            i += 1
+            continue
+        directory, tail = key[:cut], key[space:]
+        groups.setdefault(directory, set()).add(tail)
+        passes += 1
+        if passes > MAX_GROUPS:
+            for other in left[i + 1 :]:
+                space = other.find(b" ")
+                cut = other.rfind(b"/", 0, space) + 1
+                if cut == 0 or space < 0 or b"\\" in other[cut:space]:
+                    odd.append(other)
+                else:
+                    groups.setdefault(other[:cut], set()).add(other[space:])
+            break
+        one = re.compile(re.escape(directory) + rb"[^/ \\]*" + re.escape(tail))
+        left, i = list(filterfalse(one.fullmatch, left[i:])), 0
+    return groups, odd
+
+
+def _gone(key: bytes, rest: bytes, listed: set[bytes]) -> bool:
+    """Whether a raw key not found in its directory is gone: that directory
+    was listed, and its latest line is no open run."""
     space = rest.find(b" ")
     if space < 0 or rest[space + 1 : space + 3] not in _ENDED:
         return False  # status 0 or a corrupt line: checked and reported
-    path = key[: key.find(b" ")]
-    try:
-        text = path.decode("ascii")
-        return not exists(unescape(text) if "\\" in text else text)
-    except ValueError:
-        return False  # a corrupt line: checked and reported
+    return key[: key.rfind(b"/", 0, key.find(b" ")) + 1] in listed
 
 
-def _checked(raw: bytes) -> Event | str:
-    """A raw line (with its newline) as the text to parse later, or as an
-    Event.
+def _checked(raw: bytes) -> tuple[tuple[str, str], Event | str]:
+    """A raw line (with its newline): its key, and the rest of it after
+    the key as the text to parse later, or its Event.
 
     Raise ValueError if it is corrupt, BadValue if it holds a malformed value.
     """
     if PLAIN_LINE.fullmatch(raw):
-        return raw[:-1].decode("ascii")
+        path, process, rest = raw[:-1].decode("ascii").split(" ", 2)
+        return (unescape(path), sys.intern(unescape(process))), rest
     try:
         line = raw[:-1].decode("ascii")
     except UnicodeDecodeError:
         raise ValueError("not ASCII") from None
-    return parse_line(line)
-
-
-def _key(item: Event | str) -> tuple[str, str]:
-    if isinstance(item, Event):
-        return item.key
-    path, process, _ = item.split(" ", 2)
-    return (unescape(path), unescape(process))
+    event = parse_line(line)
+    return event.key, event
 
 
 def _open_to_read(path: str) -> int:

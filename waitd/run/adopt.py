@@ -148,8 +148,8 @@ def _job_of(events: list[Event], key: Identity) -> Job:
         v = event.version
         name = os.path.basename(event.path)
         if v is not None:
-            facts.append(FileFact(name, v.mtime_ns, 0, v.size, v.ino, v.ino))
+            facts.append(FileFact(v.mtime_ns, name, 0, v.size, v.ino))
         else:
-            facts.append(FileFact(name, event.mtime * 1_000_000_000, 0, 0, 0, 0))
+            facts.append(FileFact(event.mtime * 1_000_000_000, name, 0, 0, 0))
     first = events[0]
     return Job(key, first.process, tuple(facts), tuple(e.path for e in events), attempt=first.runs, group=first.group)

@@ -172,7 +172,7 @@ def recover(st: FileState, history: History, instance: str, busy: set[str]) -> l
             s = os.stat(path, follow_symlinks=False)
         except OSError:
             continue
-        fact = FileFact(name, s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino, s.st_ino)
+        fact = FileFact(s.st_mtime_ns, name, s.st_ctime_ns, s.st_size, s.st_ino)
         event = history.latest(path, st.record.process)
         if event is None or not event.same_version(fact):
             log.info("record %d: %s: claimed but never run; back in the queue", st.number, escape(path))
@@ -213,9 +213,7 @@ def _listed(directory: str) -> list[removal.Entry]:
             regular = item.is_file(follow_symlinks=False)
         except OSError:
             continue
-        out.append(
-            removal.Entry(FileFact(item.name, s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino, s.st_ino), regular)
-        )
+        out.append(removal.Entry(FileFact(s.st_mtime_ns, item.name, s.st_ctime_ns, s.st_size, s.st_ino), regular))
     return out
 
 

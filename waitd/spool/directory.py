@@ -9,7 +9,8 @@ other; at its opening it asks /proc/self/mountinfo of which filesystem
 type the directory is (`filesystem`), for `decide.watching` to say
 whether inotify sees every change there (`Spool.sees_all`).  `Listings`
 answers whether a path may still exist from one listing of its
-directory, for the history's compaction.
+directory, for the history's compaction; `names_in` streams the names
+of a directory, for the history's load.
 
 This module removes nothing (`sweep` does), decides nothing (the order
 and readiness of the files are `decide.readiness`'s) and does not know
@@ -22,13 +23,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from waitd.decide.facts import FileFact
 from waitd.decide.watching import sees_every_change
 
-__all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool"]  # FileFact: decide's, used here
+__all__ = ["FileFact", "Identity", "Listings", "Skip", "Spool", "names_in"]  # FileFact: decide's, used here
 
 _new_tuple = tuple.__new__
 
@@ -84,11 +85,13 @@ class Spool:
         that matched already, not asked again)."""
         return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
-    def stat_all(self, names: Iterable[str]) -> tuple[list[FileFact], dict[str, str]]:
-        """Stat many names: their facts, and why each unusable one was
-        skipped; names gone meanwhile are left out.  The plain regular file
-        takes a fast path (a listing at start stats 100,000 of them)."""
-        facts = []
+    def stat_all(self, names: Iterable[str]) -> tuple[dict[str, FileFact], dict[str, str]]:
+        """Stat many names: their facts (name -> fact, in the order of
+        `names`), and why each unusable one was skipped; names gone
+        meanwhile are left out.  The plain regular file takes a fast path
+        (a listing at start stats 100,000 of them, and its facts go into
+        the record's line as this very dict: `Candidates.replace_all`)."""
+        facts = {}
         skipped = {}
         fd = self.fd
         for name in names:
@@ -96,10 +99,10 @@ class Spool:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode):
                     # tuple.__new__: the NamedTuple's own __new__ is a Python call.
-                    fact = (name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino, False)
-                    facts.append(_new_tuple(FileFact, fact))
+                    fact = (st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino, 0)
+                    facts[name] = _new_tuple(FileFact, fact)
                 else:
-                    facts.append(self._fact(name, st))
+                    facts[name] = self._fact(name, st)
             except FileNotFoundError:
                 continue
             except Skip as why:
@@ -115,7 +118,7 @@ class Spool:
     def _fact(self, name: str, st: os.stat_result) -> FileFact:
         """The fact of a name from its lstat (a symlink's target is stat'ed)."""
         if stat.S_ISREG(st.st_mode):
-            return FileFact(name, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_ino)
+            return FileFact(st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino)
         if not stat.S_ISLNK(st.st_mode):
             raise Skip("not a regular file")
         if self.shared_now():
@@ -129,13 +132,12 @@ class Spool:
         # The link's own ctime says when it arrived; the target's mtime says
         # whether its content is still moving.
         return FileFact(
-            name,
             target.st_mtime_ns,
+            name,
             max(st.st_ctime_ns, target.st_ctime_ns),
             target.st_size,
             target.st_ino,
             st.st_ino,
-            True,
         )
 
 
@@ -170,6 +172,15 @@ def filesystem(path: str, dev: int, mountinfo: str = "/proc/self/mountinfo") -> 
 def _unescape(field: str) -> str:
     """A mountinfo field with its octal escapes (a space is backslash 040) undone."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field) if "\\" in field else field
+
+
+def names_in(directory: str) -> Iterator[str]:
+    """The names in a directory, one at a time (os.scandir: no list of
+    them all; the history's load matches 100,000 of them against its
+    keys, `replay.read`); OSError if it cannot be listed."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            yield entry.name
 
 
 class Listings:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable
 
 from waitd.config import table
 from waitd.decide.facts import FileFact
@@ -124,51 +124,69 @@ def refresh(st: FileState, history: History, now_ns: int, restat: bool = False) 
             _restat_known(st, history, now_ns)
         return False
     listed_at = time.time_ns()
-    try:
-        names = st.spool.names(st.match, st.cands.facts)
-    except OSError as exc:
-        _note_dir(st, f"cannot list directory: {exc.strerror}")
+    relist = not restat and st.listed_mtime_ns is not None and bool(st.cands.facts)
+    if not (_relist if relist else _take_listing)(st, history, now_ns):
         return False
-    if not restat and st.listed_mtime_ns is not None and st.cands.facts:
-        _relist(st, history, names, now_ns)
-    else:
-        _take_listing(st, history, names, now_ns)
     st.listed_mtime_ns = mtime
     st.listed_at_ns = listed_at
     return True
 
 
-def _take_listing(st: FileState, history: History, names: list[str], now_ns: int) -> None:
-    """A listing with a stat of every name."""
+def _names(st: FileState) -> list[str] | None:
+    """The names of the directory that match (None, logged once, if it
+    cannot be listed)."""
     assert st.spool is not None
+    try:
+        return st.spool.names(st.match, st.cands.facts)
+    except OSError as exc:
+        _note_dir(st, f"cannot list directory: {exc.strerror}")
+        return None
+
+
+def _take_listing(st: FileState, history: History, now_ns: int) -> bool:
+    """A listing with a stat of every name; False if it cannot be listed."""
+    assert st.spool is not None
+    names = _names(st)
+    if names is None:
+        return False
     st.restat.clear()
     facts, skipped = st.spool.stat_all(names)
+    # The names noted that are still here (the others are gone; a name
+    # noted again below is listed): what needs the names of the listing,
+    # let go of before the facts are taken in (100,000 at start).
+    st.noted = {n: r for n, r in st.noted.items() if n in names}
+    del names
     for name, reason in skipped.items():
         st.note(name, reason)
     if st.noted:
-        for fact in facts:
-            st.noted.pop(fact.name, None)
+        for name in facts:
+            st.noted.pop(name, None)
     if not st.cands.facts:
         # The first listing (100,000 files at start): the files taken in
         # first, so that those handled already, this very version, never
         # enter the line (`Candidates.replace_all`'s `done`): its first
-        # plan does not step over them one by one.
-        if not _take_first(st, history, facts, now_ns):
-            _take_all(st, history, facts, now_ns, history.names_in(st.path_of(""), st.record.process))
+        # plan does not step over them one by one.  The dict of the facts
+        # becomes the line's own.
+        if not _take_first(st, history, facts.values(), now_ns):
+            _take_all(st, history, facts.values(), now_ns, history.names_in(st.path_of(""), st.record.process))
         st.cands.replace_all(facts, now_ns, st.done)
     else:
         changed, gone = st.cands.replace_all(facts, now_ns)
         for name in gone:
             st.forget(name)
         _take_all(st, history, changed, now_ns)
-    st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in names}
+    return True
 
 
-def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> None:
+def _relist(st: FileState, history: History, now_ns: int) -> bool:
     """A listing under a watch: the new names stat'ed, the gone ones
     forgotten, and left to `restat_some` only the known ones whose changes
-    the watch may not report (`watching.restat_after_listing`)."""
+    the watch may not report (`watching.restat_after_listing`); False if it
+    cannot be listed."""
     assert st.spool is not None
+    names = _names(st)
+    if names is None:
+        return False
     known = st.cands.facts
     listed = set(names)
     for name in [n for n in known if n not in listed]:
@@ -176,6 +194,7 @@ def _relist(st: FileState, history: History, names: list[str], now_ns: int) -> N
     st.restat = restat_after_listing(listed, known, st.cands.links, st.spool.sees_all)
     _stat_in(st, history, [n for n in names if n not in known], now_ns)
     st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in listed}
+    return True
 
 
 def restat_some(st: FileState, history: History, now_ns: int) -> bool:
@@ -195,11 +214,10 @@ def _stat_in(st: FileState, history: History, names: list[str], now_ns: int) -> 
     facts, skipped = st.spool.stat_all(names)
     for name, reason in skipped.items():
         st.note(name, reason)
-    seen = {fact.name for fact in facts}
     for name in names:
-        if name not in seen and name in st.cands.facts:
+        if name not in facts and name in st.cands.facts:
             st.forget(name)
-    for fact in facts:
+    for fact in facts.values():
         st.noted.pop(fact.name, None)
         if st.cands.update(fact, now_ns):
             _take_in(st, history, fact, now_ns)
@@ -207,14 +225,13 @@ def _stat_in(st: FileState, history: History, names: list[str], now_ns: int) -> 
 
 def _restat_known(st: FileState, history: History, now_ns: int) -> None:
     known = list(st.cands.facts)
-    facts, skipped = st.spool.stat_all(known) if st.spool is not None else ([], {})
+    facts, skipped = st.spool.stat_all(known) if st.spool is not None else ({}, {})
     for name, reason in skipped.items():
         st.note(name, reason)
-    seen = {fact.name for fact in facts}
     for name in known:
-        if name not in seen:
+        if name not in facts:
             st.forget(name)
-    for fact in facts:
+    for fact in facts.values():
         if st.cands.update(fact, now_ns):
             _take_in(st, history, fact, now_ns)
 
@@ -290,10 +307,10 @@ def _stat(st: FileState, name: str) -> FileFact | None:
     facts, skipped = st.spool.stat_all((name,))
     for reason in skipped.values():
         st.note(name, reason)
-    if not facts:
-        return None
-    st.noted.pop(name, None)
-    return facts[0]
+    fact = facts.get(name)
+    if fact is not None:
+        st.noted.pop(name, None)
+    return fact
 
 
 def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> None:
@@ -301,7 +318,7 @@ def _take_in(st: FileState, history: History, fact: FileFact, now_ns: int) -> No
     _take_all(st, history, (fact,), now_ns)
 
 
-def _take_first(st: FileState, history: History, facts: list[FileFact], now_ns: int) -> bool:
+def _take_first(st: FileState, history: History, facts: Collection[FileFact], now_ns: int) -> bool:
     """`_take_all` of a first listing, for a record whose files ask only
     their history and their mtime (no pattern=, key=, done=, groups, no
     --once drain, nothing left alone or done yet): the history is asked

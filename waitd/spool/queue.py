@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import os
 import shutil
 import socket
@@ -50,13 +49,20 @@ from dataclasses import dataclass
 
 from waitd.journal.disk import fsync_dir, kind_of
 
+try:
+    # CPython's own SHA-1, hashlib.sha1's digest without loading OpenSSL's
+    # libcrypto (3.5 MB resident at every start; waitd has no other use for it).
+    from _sha1 import sha1
+except ImportError:  # an interpreter built without it
+    from hashlib import sha1
+
 SUBDIRS = ("incoming", "pending", "tmp", "errors")
 _CHUNK = 1 << 20
 
 
 def default_instance(passdir: str) -> str:
     """The host's name and a hash of PASSDIR: unique per daemon, stable."""
-    digest = hashlib.sha1(os.path.abspath(passdir).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = sha1(os.path.abspath(passdir).encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{socket.gethostname()}-{digest}"
 
 
