@@ -154,7 +154,9 @@ def _take_listing(st: FileState, history: History, now_ns: int) -> bool:
     # The names noted that are still here (the others are gone; a name
     # noted again below is listed): what needs the names of the listing,
     # let go of before the facts are taken in (100,000 at start).
-    st.noted = {n: r for n, r in st.noted.items() if n in names}
+    if st.noted:  # one pass over the names, not a search of the list for each name noted
+        here = {n for n in names if n in st.noted}
+        st.noted = {n: r for n, r in st.noted.items() if n in here}
     del names
     for name, reason in skipped.items():
         st.note(name, reason)
