@@ -442,23 +442,23 @@ def test_an_end_without_events_writes_and_holds_as_one_with_events_does(full: Pa
     assert journals[0].history.latest(*key) == journals[1].history.latest(*key)
 
 
-def test_a_sync_beside_tells_its_error_and_goes_one_at_a_time(tmp_path):
-    """`disk.fdatasync_beside`: the helper thread's sync, its OSError raised
-    by `result()`; a second started before the first's result was asked
+def test_a_sync_in_the_background_tells_its_error_and_goes_one_at_a_time(tmp_path):
+    """`disk.fdatasync_in_background`: the helper thread's sync, its OSError
+    raised by `result()`; a second started before the first's result was asked
     waits for the first (one at a time), and the helper goes on after an
     error."""
     from waitd.journal import disk
 
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        disk.fdatasync_beside(fd).result()
+        disk.fdatasync_in_background(fd).result()
         bad = os.dup(fd)
         os.close(bad)
         with pytest.raises(OSError) as raised:
-            disk.fdatasync_beside(bad).result()
+            disk.fdatasync_in_background(bad).result()
         assert raised.value.errno == errno.EBADF
-        disk.fdatasync_beside(bad)  # its error never asked for: dropped by the next start
-        disk.fdatasync_beside(fd).result()
+        disk.fdatasync_in_background(bad)  # its error never asked for: dropped by the next start
+        disk.fdatasync_in_background(fd).result()
     finally:
         os.close(fd)
 

@@ -3,10 +3,10 @@
 
 One thread decides and acts (the outbox's sync of a turn's start events,
 after their handlers started, runs in a helper thread, `journal.disk`;
-Celery's sender and receiver are threads of its executor).  Signal handlers only queue the signal
-number; the C level writes a byte to the wake-up pipe
-(`signal.set_wakeup_fd`), so the loop's `select` returns at once.  Each
-turn, in a fixed order:
+Celery's sender and receiver are threads of its executor).  Signal
+handlers only queue the signal number; the C level writes a byte to the
+wake-up pipe (`signal.set_wakeup_fd`), so the loop's `select` returns at
+once.  Each turn, in a fixed order:
 
 - wait on the selector until the next deadline (the poll interval, the
   plan's deadline: a file reaching its wait age or its retry time, a

@@ -4,10 +4,11 @@
 `fsync_dir` makes a rename or a create in a directory durable (fsync of
 the directory itself); it raises OSError as os.open and os.fsync do.
 `kind_of` names the type of a file that is not a regular one, for the
-errors that refuse it ("a FIFO", "a directory", ...).  `fdatasync_beside`
-starts fdatasync(2) of a file in a helper thread, for the caller to go
-on meanwhile and ask for its end later (issue 21: the outbox's sync of a
-turn's start events, while their handlers run and the loop turns).
+errors that refuse it ("a FIFO", "a directory", ...).
+`fdatasync_in_background` starts fdatasync(2) of a file in a helper
+thread, for the caller to go on meanwhile and ask for its end later
+(issue 21: the outbox's sync of a turn's start events, while their
+handlers run and the loop turns).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Syncing:
 _syncer: Syncing | None = None
 
 
-def fdatasync_beside(fd: int) -> Syncing:
+def fdatasync_in_background(fd: int) -> Syncing:
     """fdatasync(fd) under way in a helper thread (one, made at the first
     call; two locks hand the work over, not an executor's futures and
     queue: each start with sinks makes one, issue 21); `result()` waits

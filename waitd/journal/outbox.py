@@ -185,8 +185,9 @@ class Writer:
         self._size = 0
         self._before = (0, 0)  # the size and seq before the last append (`cut`)
         # The newest segment holds an event on disk (synced): what follows it
-        # may be synced beside the history (`Journal`), since an event then
-        # lost is found missing after it (`lacks`).
+        # may be synced after the history, once its handlers started
+        # (`Journal`), since an event then lost is found missing after it
+        # (`lacks`).
         self.anchored = False
         self._held_ids: tuple[set[str], float | None] | None = None  # `lacks`'s scan, kept up to date
 
@@ -271,7 +272,8 @@ class Writer:
 
     @property
     def fd(self) -> int:
-        """The newest segment's descriptor (for a sync beside the history's)."""
+        """The newest segment's descriptor (for the journal's sync of a
+        turn's start events in the background)."""
         return self._fd
 
     def cut(self) -> None:

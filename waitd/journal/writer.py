@@ -332,7 +332,7 @@ class Journal:
         in_turn = durable or (later and any(line.status is not Status.STARTED for line in lines))
         wrote = self._to_outbox(made, in_turn)
         if wrote and later and not in_turn and outbox is not None:
-            self._unsettled = (disk.fdatasync_beside(outbox.fd), made)
+            self._unsettled = (disk.fdatasync_in_background(outbox.fd), made)
         if lines:
             seconds = self.history.append_all(lines, sync=durable)
             if seconds is not None:
