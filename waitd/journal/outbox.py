@@ -185,9 +185,8 @@ class Writer:
         self._size = 0
         self._before = (0, 0)  # the size and seq before the last append (`cut`)
         # The newest segment holds an event on disk (synced): what follows it
-        # may be synced after the history, once its handlers started
-        # (`Journal`), since an event then lost is found missing after it
-        # (`lacks`).
+        # may be synced after the history's line (`Journal`), since an event
+        # then lost is found missing after it (`lacks`).
         self.anchored = False
         self._held_ids: tuple[set[str], float | None] | None = None  # `lacks`'s scan, kept up to date
 
@@ -272,8 +271,7 @@ class Writer:
 
     @property
     def fd(self) -> int:
-        """The newest segment's descriptor (for the journal's sync of a
-        turn's start events in the background)."""
+        """The newest segment's descriptor (a background sync's, `Journal`)."""
         return self._fd
 
     def cut(self) -> None:
