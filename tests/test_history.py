@@ -95,20 +95,26 @@ _EXTRA_KEY = st.from_regex(r"[a-z_]{1,8}", fullmatch=True).filter(
 )
 _EXTRA = st.tuples(_EXTRA_KEY, st.from_regex(r"[!-~]{0,8}", fullmatch=True)).map("=".join)
 
+_VERSIONS = st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64))
+_EXTRAS = st.lists(_EXTRA, max_size=3).map(tuple)
+# The keys that the round-trip events and the any-key events draw alike.
+_SHARED = {
+    "path": _NAME,
+    "process": _NAME,
+    "mtime": _INT,
+    "status": st.sampled_from(Status),
+    "pid": st.none() | st.integers(1, 2**31 - 1),
+    "exit": st.none() | st.integers(0, 255),
+    "error": st.none() | st.text(max_size=30).filter(_encodable),
+    "at": st.none() | _TIME,
+    "version": st.none() | _VERSIONS,
+    "extra": _EXTRAS,
+}
 _EVENTS = st.builds(
     Event,
-    path=_NAME,
-    process=_NAME,
-    mtime=_INT,
-    status=st.sampled_from(Status),
-    pid=st.none() | st.integers(1, 2**31 - 1),
-    exit=st.none() | st.integers(0, 255),
+    **_SHARED,
     signal=st.none() | st.sampled_from(["SIGTERM", "SIGKILL"]),
-    error=st.none() | st.text(max_size=30).filter(_encodable),
-    at=st.none() | _TIME,
     took=st.none() | _TIME,
-    version=st.none() | st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64)),
-    extra=st.lists(_EXTRA, max_size=3).map(tuple),
 )
 
 
@@ -122,7 +128,6 @@ def test_format_and_parse_round_trip(event: Event) -> None:
     assert parse_line(line[:-1]) == event
 
 
-_VERSIONS = st.builds(Version, _INT, st.integers(0, 2**40), st.integers(0, 2**64))
 _STARTS = st.builds(
     Event,
     path=_NAME,
@@ -165,15 +170,8 @@ def test_start_line_is_the_tables_line(event: Event) -> None:
 
 _ALL_KEYS = st.builds(
     Event,
-    path=_NAME,
-    process=_NAME,
-    mtime=_INT,
-    status=st.sampled_from(Status),
-    pid=st.none() | st.integers(1, 2**31 - 1),
-    exit=st.none() | st.integers(0, 255),
+    **_SHARED,
     signal=st.none() | st.sampled_from(["SIGTERM", "SIG 9"]),
-    error=st.none() | st.text(max_size=30).filter(_encodable),
-    at=st.none() | _TIME,
     took=st.none() | st.floats(0, 1e6, allow_nan=False),
     attempt=st.none() | st.integers(1, 2**31 - 1),
     retry_at=st.none() | _TIME,
@@ -181,8 +179,6 @@ _ALL_KEYS = st.builds(
     published=st.none() | st.just(1),
     task=st.none() | _NAME,
     outcome=st.none() | st.sampled_from(["skipped", "odd one"]),
-    version=st.none() | _VERSIONS,
-    extra=st.lists(_EXTRA, max_size=3).map(tuple),
 )
 
 
