@@ -210,3 +210,35 @@ def test_a_first_listing_of_a_plain_record_takes_its_files_as_one_by_one(tmp_pat
     other = FileState.of(records[1], table.matcher(records[1].template))
     assert not observe._take_first(other, history, facts.values(), now_ns) and not other.done
     history.close()
+
+
+def test_a_watched_listing_takes_what_a_full_one_does_asking_the_template_of_new_names_only(spool, monkeypatch) -> None:
+    # Issue 21, round six: a listing under a watch compares the directory's
+    # names with the known ones as sets; the template is asked only of the
+    # names it did not know (a spool keeping 2,000 handled files is listed
+    # every second).  What it takes is what a first, full listing takes.
+    directory, st, history, asked = spool
+    _changes(directory)
+    (directory / ".new.tmp").write_bytes(b"x")  # no template's
+    (directory / "sub.dat").mkdir()  # a template's, not a file: noted
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+    matched: list[str] = []
+    real = st.match
+    monkeypatch.setattr(st, "match", lambda name: matched.append(name) or real(name))
+    assert observe.refresh(st, history, time.time_ns(), restat=False)
+    assert set(matched) == {".new.tmp", "new.dat", "sub.dat"}  # none of the 599 known
+    assert list(st.noted) == ["sub.dat"]
+    fresh = FileState.of(st.record, table.matcher(st.record.template))
+    assert observe.refresh(fresh, history, time.time_ns())
+    f0002 = fresh.cands.facts["f0002.dat"]
+    assert st.cands.facts.keys() == fresh.cands.facts.keys()
+    assert {n: f for n, f in st.cands.facts.items() if n != "f0002.dat"} == {
+        n: f for n, f in fresh.cands.facts.items() if n != "f0002.dat"
+    }
+    assert f0002.size == 6 and st.cands.facts["f0002.dat"].size == 1  # a rewrite in place: the watch's to report
+    assert fresh.noted == st.noted
+    (directory / "sub.dat").rmdir()
+    os.utime(directory, (old + 1, old + 1))
+    observe.refresh(st, history, time.time_ns(), restat=False)
+    assert not st.noted  # gone: forgotten

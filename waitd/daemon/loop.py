@@ -185,11 +185,15 @@ class Daemon:
     def _loop(self, wakeups: Wakeups, inotify_fd: int | None) -> None:
         calm = 0.0
         while True:
-            ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
+            # The deadline is taken once a wait: nothing but a turn moves it
+            # (a signal that comes meanwhile makes its pipe ready, and a turn).
+            now = time.monotonic()
+            due = now + self._timeout(now)
+            ready = wakeups.wait(max(calm, due - now))
             # inotify is read when it has news (level-triggered: what is not read is reported again).
-            self.observer.notified = inotify_fd is not None and inotify_fd in ready
+            notified = self.observer.notified = inotify_fd in ready
             try:
-                if ready == {inotify_fd} and self.observer.quiet(self._timeout(time.monotonic())):
+                if notified and len(ready) == 1 and self.observer.quiet(due - time.monotonic()):
                     continue  # inotify named no file of a record's, and nothing else is due: no turn
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready, wakeups.discard)

@@ -85,6 +85,11 @@ class Spool:
         that matched already, not asked again)."""
         return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
+    def listing(self) -> set[str]:
+        """Every name in the directory, matching or not (a set: what a
+        listing under a watch compares with the names it knows, in C)."""
+        return set(os.listdir(self.fd))
+
     def stat_all(self, names: Iterable[str]) -> tuple[dict[str, FileFact], dict[str, str]]:
         """Stat many names: their facts (name -> fact, in the order of
         `names`), and why each unusable one was skipped; names gone

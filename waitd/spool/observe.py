@@ -184,18 +184,24 @@ def _relist(st: FileState, history: History, now_ns: int) -> bool:
     """A listing under a watch: the new names stat'ed, the gone ones
     forgotten, and left to `restat_some` only the known ones whose changes
     the watch may not report (`watching.restat_after_listing`); False if it
-    cannot be listed."""
+    cannot be listed.  The names are compared as sets, in C: only the new
+    ones are matched (a spool that keeps 2,000 handled files, listed every
+    second, costs no loop of Python over them)."""
     assert st.spool is not None
-    names = _names(st)
-    if names is None:
+    try:
+        listed = st.spool.listing()
+    except OSError as exc:
+        _note_dir(st, f"cannot list directory: {exc.strerror}")
         return False
     known = st.cands.facts
-    listed = set(names)
-    for name in [n for n in known if n not in listed]:
+    for name in known.keys() - listed:
         st.forget(name)
     st.restat = restat_after_listing(listed, known, st.cands.links, st.spool.sees_all)
-    _stat_in(st, history, [n for n in names if n not in known], now_ns)
-    st.noted = {n: r for n, r in st.noted.items() if n in st.cands.facts or n in listed}
+    match = st.match
+    _stat_in(st, history, [n for n in listed - known.keys() if match(n)], now_ns)
+    if st.noted:
+        facts = st.cands.facts
+        st.noted = {n: r for n, r in st.noted.items() if n in facts or (n in listed and match(n))}
     return True
 
 
