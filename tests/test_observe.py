@@ -242,3 +242,32 @@ def test_a_watched_listing_takes_what_a_full_one_does_asking_the_template_of_new
     os.utime(directory, (old + 1, old + 1))
     observe.refresh(st, history, time.time_ns(), restat=False)
     assert not st.noted  # gone: forgotten
+
+
+def test_one_name_s_stat_says_what_a_listing_s_stat_says(tmp_path: Path) -> None:
+    # Issue 21, round six: inotify's names and a start's look are stat'ed
+    # one at a time (`Spool.stat`, its fast path for a plain file); what it
+    # says is what `stat_all` says of the same name.
+    from waitd.spool.directory import Skip
+
+    directory = tmp_path / "in"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    (directory / "plain.dat").write_bytes(b"x")
+    (directory / "sub.dat").mkdir()
+    (tmp_path / "target").write_bytes(b"xyz")
+    (directory / "link.dat").symlink_to(tmp_path / "target")
+    (directory / "dangling.dat").symlink_to(tmp_path / "nowhere")
+    spool = Spool(str(directory))
+    try:
+        for name in ("plain.dat", "sub.dat", "link.dat", "dangling.dat", "gone.dat"):
+            facts, skipped = spool.stat_all([name])
+            try:
+                assert spool.stat(name) == facts[name]
+            except FileNotFoundError:
+                assert not facts and not skipped
+            except Skip as why:
+                assert skipped == {name: str(why)}
+        assert spool.stat("plain.dat").link_ino == 0 and spool.stat("link.dat").size == 3
+    finally:
+        spool.close()
