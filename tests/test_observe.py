@@ -210,3 +210,64 @@ def test_a_first_listing_of_a_plain_record_takes_its_files_as_one_by_one(tmp_pat
     other = FileState.of(records[1], table.matcher(records[1].template))
     assert not observe._take_first(other, history, facts.values(), now_ns) and not other.done
     history.close()
+
+
+def test_a_watched_listing_takes_what_a_full_one_does_asking_the_template_of_new_names_only(spool, monkeypatch) -> None:
+    # Issue 21, round six: a listing under a watch compares the directory's
+    # names with the known ones as sets; the template is asked only of the
+    # names it did not know (a spool keeping 2,000 handled files is listed
+    # every second).  What it takes is what a first, full listing takes.
+    directory, st, history, asked = spool
+    _changes(directory)
+    (directory / ".new.tmp").write_bytes(b"x")  # no template's
+    (directory / "sub.dat").mkdir()  # a template's, not a file: noted
+    old = time.time() - 60
+    os.utime(directory, (old, old))
+    matched: list[str] = []
+    real = st.match
+    monkeypatch.setattr(st, "match", lambda name: matched.append(name) or real(name))
+    assert observe.refresh(st, history, time.time_ns(), restat=False)
+    assert set(matched) == {".new.tmp", "new.dat", "sub.dat"}  # none of the 599 known
+    assert list(st.noted) == ["sub.dat"]
+    fresh = FileState.of(st.record, table.matcher(st.record.template))
+    assert observe.refresh(fresh, history, time.time_ns())
+    f0002 = fresh.cands.facts["f0002.dat"]
+    assert st.cands.facts.keys() == fresh.cands.facts.keys()
+    assert {n: f for n, f in st.cands.facts.items() if n != "f0002.dat"} == {
+        n: f for n, f in fresh.cands.facts.items() if n != "f0002.dat"
+    }
+    assert f0002.size == 6 and st.cands.facts["f0002.dat"].size == 1  # a rewrite in place: the watch's to report
+    assert fresh.noted == st.noted
+    (directory / "sub.dat").rmdir()
+    os.utime(directory, (old + 1, old + 1))
+    observe.refresh(st, history, time.time_ns(), restat=False)
+    assert not st.noted  # gone: forgotten
+
+
+def test_one_name_s_stat_says_what_a_listing_s_stat_says(tmp_path: Path) -> None:
+    # Issue 21, round six: inotify's names and a start's look are stat'ed
+    # one at a time (`Spool.stat`, its fast path for a plain file); what it
+    # says is what `stat_all` says of the same name.
+    from waitd.spool.directory import Skip
+
+    directory = tmp_path / "in"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    (directory / "plain.dat").write_bytes(b"x")
+    (directory / "sub.dat").mkdir()
+    (tmp_path / "target").write_bytes(b"xyz")
+    (directory / "link.dat").symlink_to(tmp_path / "target")
+    (directory / "dangling.dat").symlink_to(tmp_path / "nowhere")
+    spool = Spool(str(directory))
+    try:
+        for name in ("plain.dat", "sub.dat", "link.dat", "dangling.dat", "gone.dat"):
+            facts, skipped = spool.stat_all([name])
+            try:
+                assert spool.stat(name) == facts[name]
+            except FileNotFoundError:
+                assert not facts and not skipped
+            except Skip as why:
+                assert skipped == {name: str(why)}
+        assert spool.stat("plain.dat").link_ino == 0 and spool.stat("link.dat").size == 3
+    finally:
+        spool.close()

@@ -1,35 +1,32 @@
 # SPDX-License-Identifier: MIT
 """The main loop: it waits, observes, asks the scheduler, and applies.
 
-One thread decides and acts (the outbox's sync of a turn's start events,
-after their handlers started, runs in a helper thread, `journal.disk`;
-Celery's sender and receiver are threads of its executor).  Signal
-handlers only queue the signal number; the C level writes a byte to the
-wake-up pipe (`signal.set_wakeup_fd`), so the loop's `select` returns at
-once.  Each turn, in a fixed order:
+One thread decides and acts (the outbox's sync of a turn's start events, after their
+handlers started, runs in a helper thread, `journal.disk`; Celery's sender and receiver
+are threads of its executor).  Signal handlers only queue the signal number; the C level
+writes a byte to the wake-up pipe (`signal.set_wakeup_fd`), so the loop's `select`
+returns at once.  Each turn, in a fixed order:
 
-- wait on the selector until the next deadline (the poll interval, the
-  plan's deadline: a file reaching its wait age or its retry time, a
-  timeout, a back-off's end, the stop timeout);
-- observe: take what inotify reported (news of no record's file, with
-  nothing else due, make no turn), reap ended runs, answer the control
-  socket and HTTP (`web`), act on the signals (each cleared first, then
-  acted on: ten ALRMs make one scan; `orders`), list the directories at a
-  poll (`turn.Observer`);
+- wait on the selector until the next deadline (the poll interval, the plan's deadline:
+  a file reaching its wait age or its retry time, a timeout, a back-off's end, the stop
+  timeout), taken after each turn: a wake-up that makes none waits for the same one;
+- observe: take what inotify reported (news of no record's file, with nothing else due,
+  make no turn), reap ended runs, answer the control socket and HTTP (`web`), act on
+  the signals (each cleared first, then acted on: ten ALRMs make one scan; `orders`),
+  list the directories at a poll (`turn.Observer`);
 - plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
-- apply its answer: signals, starts, publications, then the ends of the runs
-  reaped (written while the new handlers run), queue moves, removals (`turn.apply`).
+- apply its answer: signals, starts, publications, then the ends of the runs reaped
+  (written while the new handlers run), queue moves, removals (`turn.apply`).
 
-States (`scheduler.Mode`): ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT);
-any -> STOPPING (TERM), which starts nothing, waits for running handlers
-up to the stop timeout, then sends TERM and later KILL to their process
-groups (the scheduler's), records every end and returns.  HUP rereads the
-table and waitd.conf (`orders.reload`).
+States (`scheduler.Mode`): ACTIVE -> HIBERNATING (INT) -> ACTIVE (CONT); any -> STOPPING
+(TERM), which starts nothing, waits for running handlers up to the stop timeout, then
+sends TERM and later KILL to their process groups (the scheduler's), records every end
+and returns.  HUP rereads the table and waitd.conf (`orders.reload`).
 
-Failures: an exception in a turn is logged with its traceback and the loop goes
-on (the outermost guard), and one in a record's part of a turn skips that
-record only.  An event that cannot be written to the history (a full disk) is
-kept in memory and retried at each poll; until it is written no handler starts.
+Failures: an exception in a turn is logged with its traceback and the loop goes on (the
+outermost guard), and one in a record's part of a turn skips that record only.  An event
+the history cannot take (a full disk) is kept and retried at each poll; until it is
+written no handler starts.
 """
 
 from __future__ import annotations
@@ -131,8 +128,7 @@ class Daemon:
         self.compact_at_start = True
         self._status_failed = False
         self._errors = Unexpected(log)
-        # A record's own trouble: logged once, then counted (at most once a
-        # minute), never a traceback on every pass; the loop goes on.
+        # A record's own trouble: logged once, then counted (at most once a minute); the loop goes on.
         self.record_errors = Unexpected(log)
         self.stop_at = 0.0
         self._started = time.time()
@@ -184,13 +180,18 @@ class Daemon:
 
     def _loop(self, wakeups: Wakeups, inotify_fd: int | None) -> None:
         calm = 0.0
+        due: float | None = None  # the waits' deadline: only a turn moves it (a signal makes its pipe ready)
         while True:
-            ready = wakeups.wait(max(calm, self._timeout(time.monotonic())))
+            now = time.monotonic()
+            if due is None:
+                due = now + self._timeout(now)
+            ready = wakeups.wait(max(calm, due - now))
             # inotify is read when it has news (level-triggered: what is not read is reported again).
-            self.observer.notified = inotify_fd is not None and inotify_fd in ready
+            notified = self.observer.notified = inotify_fd in ready
             try:
-                if ready == {inotify_fd} and self.observer.quiet(self._timeout(time.monotonic())):
+                if notified and len(ready) == 1 and self.observer.quiet(due - time.monotonic()):
                     continue  # inotify named no file of a record's, and nothing else is due: no turn
+                due = None
                 with held():  # the turn's log lines, written when it is over
                     done = self._turn(ready, wakeups.discard)
                 # After the turn's log lines: what the status tells is in the log by then.
@@ -201,7 +202,7 @@ class Daemon:
                 self._errors.clear()
                 calm = 0.0
             except Exception as exc:
-                calm = self._errors.note(exc)
+                calm, due = self._errors.note(exc), None
                 if self.mode is Mode.STOPPING and self._errors.repeats >= STOP_ERRORS:
                     log.critical("waitd: cannot stop cleanly (the same error %d times); exiting", STOP_ERRORS)
                     return
@@ -231,8 +232,7 @@ class Daemon:
         turn.apply(self, plan, now_ns)
         done = self._done(plan)
         if self.compact_at_start and (done or self.mode is not Mode.STOPPING):
-            # After the first pass, so that a big history does not delay the
-            # first handler; before any later one, so it still bounds the file.
+            # After the first pass, not to delay the first handler; before any later one, to bound the file.
             self.compact_at_start = False
             self.observer.compact(listed=True)  # start.serve's load dropped the files gone
         return done

@@ -85,6 +85,11 @@ class Spool:
         that matched already, not asked again)."""
         return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
+    def listing(self) -> set[str]:
+        """Every name in the directory, matching or not (a set: what a
+        listing under a watch compares with the names it knows, in C)."""
+        return set(os.listdir(self.fd))
+
     def stat_all(self, names: Iterable[str]) -> tuple[dict[str, FileFact], dict[str, str]]:
         """Stat many names: their facts (name -> fact, in the order of
         `names`), and why each unusable one was skipped; names gone
@@ -112,8 +117,12 @@ class Spool:
         return facts, skipped
 
     def stat(self, name: str) -> FileFact:
-        """Stat one name; raise FileNotFoundError if gone, Skip if not usable."""
-        return self._fact(name, os.stat(name, dir_fd=self.fd, follow_symlinks=False))
+        """Stat one name; raise FileNotFoundError if gone, Skip if not usable
+        (the plain regular file: `stat_all`'s fast path)."""
+        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            return _new_tuple(FileFact, (st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino, 0))
+        return self._fact(name, st)
 
     def _fact(self, name: str, st: os.stat_result) -> FileFact:
         """The fact of a name from its lstat (a symlink's target is stat'ed)."""
