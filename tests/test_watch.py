@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""The inotify watcher's read (issue 21, round six): the queue is read
-straight and its events parsed without an object each; what it says is
-what inotify_simple's reading of the same bytes says, and a queue longer
-than one read is read whole."""
+"""The inotify watcher's read (issue 21, round six): its events are taken
+with plain-int masks; what it says is what the IntEnum tests said of
+the same events, and a long queue is read whole."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from inotify_simple import flags, parse_events
 
-from waitd.spool.watch import CLOSED, OPENED, READ_SIZE, Changes, Watcher
+from waitd.spool.watch import CLOSED, OPENED, Changes, Watcher
 
 
 def _event(wd: int, mask: int, name: str = "", pad: int = 0) -> bytes:
@@ -67,7 +66,7 @@ def test_the_parse_says_what_inotify_simple_s_events_say() -> None:
         ]
     )
     ours = Changes()
-    watcher._parse(data, ours)
+    watcher._take(parse_events(data), ours)
     assert ours == _reference(watcher, data)
     assert ours.overflow and ours.names["/in"]["being-written.dat"] == OPENED
     assert ours.names["/other"]["caf\udce9.dat"] == CLOSED
@@ -100,7 +99,7 @@ def test_a_queue_longer_than_a_read_is_read_whole(tmp_path: Path) -> None:
         names = [f"{i:05d}-{'x' * 100}.dat" for i in range(600)]
         for name in names:
             (directory / name).write_bytes(b"x")  # CREATE and CLOSE_WRITE: 2 x 128 bytes
-        assert 600 * 2 * 128 > 2 * READ_SIZE
+        assert 600 * 2 * 128 > 2 * 65536  # more than a read of 64 KiB
         changes = watcher.read()
         assert changes.names == {str(directory): dict.fromkeys(names, CLOSED)} and not changes.overflow
     finally:

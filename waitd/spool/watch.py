@@ -23,10 +23,8 @@ and the loop lists every directory again.
 from __future__ import annotations
 
 import logging
-import os
-import struct
-import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +53,6 @@ try:  # pragma: no cover - depends on the platform
     _CLOSED = int(_flags.CLOSE_WRITE | _flags.MOVED_TO | _flags.MOVED_FROM | _flags.DELETE)
 except ImportError:  # pragma: no cover
     INotify = None
-
-# struct inotify_event: wd, mask, cookie, len, then len bytes of name (NUL-padded).
-_HEAD = struct.Struct("iIII")
-_EVENT_MAX = _HEAD.size + 256  # an event with the longest name (NAME_MAX, its NUL)
-READ_SIZE = 65536  # a read of the queue; one that may have left events is followed by another
-_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsdecode's
 
 
 @dataclass(slots=True)
@@ -152,36 +144,27 @@ class Watcher:
             self._unwatch(directory)
 
     def read(self) -> Changes:
-        """Read every queued event without blocking.  The descriptor is
-        read straight (no FIONREAD first, no object an event: a wake-up
-        for a name of no record's costs a read and a pass over its bytes)."""
+        """Read every queued event without blocking (inotify_simple's read:
+        the events in the queue, none waited for)."""
         changes = Changes()
         if self._inotify is None:
             return changes
-        fd, chunks = self._inotify.fileno(), []
         try:
-            while True:
-                chunk = os.read(fd, READ_SIZE)
-                chunks.append(chunk)
-                if len(chunk) + _EVENT_MAX <= READ_SIZE:  # the next event would have fit: none was left
-                    break
+            events = self._inotify.read(timeout=0)
         except BlockingIOError:
-            pass  # none (left)
+            return changes
         except OSError as exc:
             log.warning("inotify read failed (%s); listing every directory", exc.strerror or exc)
             changes.overflow = True
             return changes
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._parse(data, changes)
+        self._take(events, changes)
         return changes
 
-    def _parse(self, data: bytes, changes: Changes) -> None:
-        """Take the events of `data` (whole events, as the kernel gives them) into `changes`."""
-        by_wd, names_of, unpack, head = self._by_wd, changes.names, _HEAD.unpack_from, _HEAD.size
-        pos, end = 0, len(data)
-        while pos < end:
-            wd, mask, _cookie, size = unpack(data, pos)
-            pos += head + size
+    def _take(self, events: list[Any], changes: Changes) -> None:
+        """Take inotify_simple's events into `changes` (masks tested as
+        plain ints: the flags are an IntEnum, slow to combine)."""
+        by_wd, names_of = self._by_wd, changes.names
+        for wd, mask, _cookie, name in events:
             if mask & _OVERFLOW:
                 changes.overflow = True
                 continue
@@ -195,9 +178,8 @@ class Watcher:
                 if self._by_dir.get(directory) == wd:
                     self._unwatch(directory)
                 continue
-            if not size:
+            if not name:
                 continue
-            name = data[pos - size : pos].rstrip(b"\0").decode(_FS_ENCODING, _FS_ERRORS)
             names = names_of.get(directory)
             if names is None:
                 names = names_of[directory] = {}
