@@ -23,14 +23,12 @@ Failures: `WaitdError` naming the file when it cannot be opened at all.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 
 from waitd.config.errors import WaitdError
 from waitd.config.passdir import log_path
@@ -84,25 +82,19 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(record)
 
     def hold(self) -> None:
-        self.acquire()
-        try:
+        with self.lock:  # type: ignore[union-attr]  # (logging's lock, made by Handler.__init__)
             if self._held is None:
                 self._held = []
-        finally:
-            self.release()
 
     def write_held(self, holding: bool = False) -> None:
         """Write what was held, with one write; stop holding (unless `holding`)."""
-        self.acquire()
-        try:
+        with self.lock:  # type: ignore[union-attr]
             held, self._held = self._held, ([] if holding and self._held is not None else None)
             if held:
                 try:
                     self._put(held)
                 except Exception:
                     self.handleError(logging.makeLogRecord({"msg": held[-1]}))
-        finally:
-            self.release()
 
     def _put(self, held: list[str]) -> None:
         """The held lines with one write(2) straight to the stream's
@@ -137,23 +129,34 @@ def _descriptor(stream: object) -> int:
 _straight: list[_Holding] | None = None
 
 
-@contextlib.contextmanager
-def held() -> Iterator[None]:
-    """Hold the lines of the "waitd" logger's handlers until the end of the
-    block (a turn of the loop), then write each handler's with one write."""
-    global _straight
-    every = log.handlers
-    handlers = [h for h in every if isinstance(h, _Holding)]
-    for handler in handlers:
-        handler.hold()
-    own = len(handlers) == len(every) and all(h.formatter is _FORMATTER and h.level == logging.NOTSET for h in handlers)
-    _straight = handlers if own and handlers and not log.filters else None
-    try:
-        yield
-    finally:
-        _straight = None
+class _Turn:
+    """What `held` gives: the hold of a turn's lines, as a class with its
+    own `__enter__` and `__exit__` rather than a generator under
+    `contextlib` (a turn a file in a drain: some ten calls fewer)."""
+
+    __slots__ = ("_handlers",)
+
+    def __enter__(self) -> None:
+        global _straight
+        every = log.handlers
+        handlers = self._handlers = [h for h in every if isinstance(h, _Holding)]
+        own = len(handlers) == len(every) and not log.filters
         for handler in handlers:
+            handler.hold()
+            own = own and handler.formatter is _FORMATTER and handler.level == logging.NOTSET
+        _straight = handlers if own and handlers else None
+
+    def __exit__(self, *_exc: object) -> None:
+        global _straight
+        _straight = None
+        for handler in self._handlers:
             handler.write_held()
+
+
+def held() -> _Turn:
+    """Hold the lines of the "waitd" logger's handlers until the end of the
+    `with` block (a turn of the loop), then write each handler's with one write."""
+    return _Turn()
 
 
 def write_held() -> None:
