@@ -193,7 +193,15 @@ class Runs:
 
     def busy_for(self, process: str) -> Callable[[str], bool]:
         """`busy` for the runs of one process (a key of the history)."""
-        return lambda path: any(path in r.job.paths and r.job.process == process for r in self._runs.values())
+        runs = self._runs
+
+        def busy(path: str) -> bool:  # a loop, not any() of a generator: asked of every file a turn looks at
+            for r in runs.values():
+                if path in r.job.paths and r.job.process == process:
+                    return True
+            return False
+
+        return busy
 
     def scheduled(self, number_of: Callable[[Identity], int | None]) -> list[Running]:
         """The runs as the scheduler sees them, those reaped this turn too

@@ -56,10 +56,10 @@ def _holds(st: FileState, busy: Callable[[str], bool]) -> readiness.Holds:
     """What holds the record's files back now (`busy`: a run of its process
     works on the path)."""
     pending = st.pending
-    path_of = st.path_of
+    directory = st.path_of("")  # a name's path: this and the name (`path_of`, without a call)
 
     def busy_name(name: str) -> bool:
-        if busy(path_of(name)):
+        if busy(directory + name):
             return True  # running, or ended and its end not recorded yet
         # claim=yes: its name is under way in pending (a claim never replaces)
         return pending is not None and (name in st.retries or busy(f"{pending}/{name}"))
@@ -84,8 +84,8 @@ def take(
     if st.spool is None or n <= 0:
         return [], None, []
     holds = _holds(st, busy)
-    latest = _latest(st, history)
     if st.groups is not None:
+        latest = _latest(st, history)
         order_ns, wait_ns = st.cands.order_ns, holds.wait_ns
         look = Look(
             st.record,
@@ -103,13 +103,19 @@ def take(
     # Each file's latest event about its version, looked up once for the
     # three questions asked of it (consumed? held? which attempt?): this
     # is a hot path (a turn of a drain asks them of two files).
+    # `_latest`, inline: two calls fewer a look-up.
     events: dict[str, Event | None] = {}
+    of_path, process, directory = history.latest, st.record.process, st.path_of("")
 
     def event_of(fact: FileFact) -> Event | None:
         name = fact.name
-        if name not in events:
-            events[name] = latest(fact)
-        return events[name]
+        if name in events:
+            return events[name]
+        event = of_path(directory + name, process)
+        if event is not None and not event.same_version(fact):
+            event = None
+        events[name] = event
+        return event
 
     def consumed(fact: FileFact) -> bool:
         event = event_of(fact)
