@@ -127,6 +127,7 @@ def _descriptor(stream: object) -> int:
 # While a turn holds the lines and every handler of the logger is waitd's
 # own with its formatter, `say` appends a line to them without a LogRecord.
 _straight: list[_Holding] | None = None
+_LEVELS = {level: logging.getLevelName(level) for level in (logging.INFO, logging.WARNING, logging.ERROR)}
 
 
 class _Turn:
@@ -183,7 +184,8 @@ def say(level: int, text: str) -> None:
     second = int(now)
     f = _FORMATTER  # its `stamp`, inline: two calls fewer a line
     local = f._stamp if second == f._second else f._seconds(second)
-    line = f"{local}.{int((now - second) * 1000):03d} {logging.getLevelName(level)} {text}\n"
+    name = _LEVELS.get(level) or logging.getLevelName(level)
+    line = f"{local}.{int((now - second) * 1000):03d} {name} {text}\n"
     for handler in handlers:
         if handler._held is not None:  # held() set them holding
             handler._held.append(line)

@@ -185,7 +185,10 @@ class Runs:
 
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
-        return any(path in r.job.paths for r in self._runs.values())
+        for r in self._runs.values():  # a loop, not any() of a generator: `busy_for`
+            if path in r.job.paths:
+                return True
+        return False
 
     def working(self, path: str) -> bool:
         """A live run works on the file (a removal waits for it)."""

@@ -102,8 +102,8 @@ def take(
         return due[:n], None, []
     # Each file's latest event about its version, looked up once for the
     # three questions asked of it (consumed? held? which attempt?): this
-    # is a hot path (a turn of a drain asks them of two files).
-    # `_latest`, inline: two calls fewer a look-up.
+    # is a hot path (a turn of a drain asks them of two files): `_latest`
+    # inline, two calls fewer a look-up.
     events: dict[str, Event | None] = {}
     of_path, process, directory = history.latest, st.record.process, st.path_of("")
 
@@ -125,7 +125,16 @@ def take(
         return readiness.held_until(holds, fact, event_of(fact))
 
     facts, due_ns = st.cands.take(n - len(due), now_ns, holds.wait_ns, consumed, held)
-    jobs = [job for fact in facts if (job := _job(st, fact, events.get(fact.name))) is not None]
+    jobs: list[Job] = []
+    if facts:
+        identity, judge = st.identity, st.judge
+        for fact in facts:  # a file's job, with what its jobs share looked up once
+            name = fact.name
+            judged = judge(name)  # None: pattern= or key= cannot take it (left alone, logged once)
+            if judged is not None:
+                fields, key = judged
+                attempt = attempt_of(events.get(name))
+                jobs.append(Job(identity, process, (fact,), (directory + name,), key, attempt, fields))
     if st.retries:
         waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
         if waits:
@@ -148,15 +157,6 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
         fields, key = judged if judged is not None else ({}, None)
         jobs.append(Job(st.identity, st.record.process, (fact,), (path,), key, attempt, fields))
     return jobs
-
-
-def _job(st: FileState, fact: FileFact, latest: Event | None) -> Job | None:
-    """The job of a file ready to run; None when pattern= or key= cannot take it."""
-    judged = st.judge(fact.name)
-    if judged is None:
-        return None
-    fields, key = judged
-    return Job(st.identity, st.record.process, (fact,), (st.path_of(fact.name),), key, attempt_of(latest), fields)
 
 
 # -- the status ------------------------------------------------------------------
