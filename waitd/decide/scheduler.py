@@ -220,8 +220,15 @@ def plan(now: float, situation: Situation) -> Plan:
         tuple(draft.holds),
         tuple(draft.looked),
         min(draft.deadlines) if draft.deadlines else None,
-        any(r.phase is Phase.ENDED for r in situation.running),
+        _any_ended(situation.running),
     )
+
+
+def _any_ended(running: Sequence[Running]) -> bool:
+    for run in running:  # a loop, not any() of a generator: asked each turn
+        if run.phase is Phase.ENDED:
+            return True
+    return False
 
 
 # -- signals ---------------------------------------------------------------------
@@ -338,7 +345,10 @@ def _room(
     if not seat.executor_ready:
         draft.holds.append(Hold(seat.number, "its executor takes no runs now"))
         return 0  # the executor wakes the loop when it takes runs again
-    room = seat.jobs - sum(1 for r in live if r.record == seat.number)
+    room = seat.jobs
+    for r in live:  # a loop, not sum() of a generator: asked each turn
+        if r.record == seat.number:
+            room -= 1
     if total_room is not None:
         room = min(room, total_room)
     if room <= 0 or seat.out is None:

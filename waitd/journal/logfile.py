@@ -101,7 +101,7 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
         descriptor (its buffer flushed first), encoded as the stream does;
         else through the stream (one with no descriptor: a test's capture)."""
         stream = self.stream
-        fd = _descriptor(stream)
+        fd = _descriptor(stream) if type(stream) is io.TextIOWrapper else -1
         if fd < 0:
             stream.write("".join(held))
             self.flush()

@@ -181,7 +181,10 @@ class Runs:
         return [r for r in self._runs.values() if r.state is RunState.ENDED]
 
     def any_ended(self) -> bool:
-        return any(r.state is RunState.ENDED for r in self._runs.values())
+        for r in self._runs.values():  # a loop, not any() of a generator: asked before each wait
+            if r.state is RunState.ENDED:
+                return True
+        return False
 
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
@@ -226,7 +229,7 @@ class Runs:
                     r.signalled_at,
                     r.grace_s,
                     r.stays,
-                    _end(r),
+                    None if r.ended is None else _end(r),
                     r.paused_at is not None,
                 )
             )
