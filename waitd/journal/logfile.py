@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 from waitd.config.errors import WaitdError
 from waitd.config.passdir import log_path
@@ -81,11 +82,6 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
             except Exception:
                 self.handleError(record)
 
-    def hold(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # (logging's lock, made by Handler.__init__)
-            if self._held is None:
-                self._held = []
-
     def write_held(self, holding: bool = False) -> None:
         """Write what was held, with one write; stop holding (unless `holding`)."""
         with self.lock:  # type: ignore[union-attr]
@@ -101,7 +97,12 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
         descriptor (its buffer flushed first), encoded as the stream does;
         else through the stream (one with no descriptor: a test's capture)."""
         stream = self.stream
-        fd = _descriptor(stream) if type(stream) is io.TextIOWrapper else -1
+        fd = -1  # the descriptor under a text stream that encodes and writes nothing else of its own
+        if type(stream) is io.TextIOWrapper:  # (no newline translation on Linux)
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError):
+                fd = -1
         if fd < 0:
             stream.write("".join(held))
             self.flush()
@@ -113,20 +114,10 @@ class _Holding(logging.StreamHandler):  # type: ignore[type-arg]
             view = view[os.write(fd, view) :]
 
 
-def _descriptor(stream: object) -> int:
-    """The descriptor under a text stream that encodes and writes nothing
-    else of its own (no newline translation on Linux), or -1."""
-    if type(stream) is not io.TextIOWrapper:
-        return -1
-    try:
-        return stream.fileno()
-    except (OSError, ValueError):
-        return -1
-
-
 # While a turn holds the lines and every handler of the logger is waitd's
 # own with its formatter, `say` appends a line to them without a LogRecord.
 _straight: list[_Holding] | None = None
+_SEEN: list[list[Any]] = [[], []]  # the logger's handlers when last seen, and of them waitd's own (`_Turn`)
 _LEVELS = {level: logging.getLevelName(level) for level in (logging.INFO, logging.WARNING, logging.ERROR)}
 
 
@@ -140,10 +131,14 @@ class _Turn:
     def __enter__(self) -> None:
         global _straight
         every = log.handlers
-        handlers = self._handlers = [h for h in every if isinstance(h, _Holding)]
-        own = len(handlers) == len(every) and not log.filters
+        if every != _SEEN[0]:  # the handlers changed (a test's, setup_logging's): waitd's own sorted out again
+            _SEEN[:] = [list(every), [h for h in every if isinstance(h, _Holding)]]
+        handlers = self._handlers = _SEEN[1]
+        own = handlers == every and not log.filters
         for handler in handlers:
-            handler.hold()
+            with handler.lock:  # type: ignore[union-attr]  # logging's lock, made by Handler.__init__
+                if handler._held is None:
+                    handler._held = []
             own = own and handler.formatter is _FORMATTER and handler.level == logging.NOTSET
         _straight = handlers if own and handlers else None
 
