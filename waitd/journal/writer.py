@@ -227,7 +227,7 @@ class Journal:
     @property
     def telling(self) -> bool:
         """Events are made (what a caller adds to them is worth finding)."""
-        return self._telling
+        return self.outbox is not None or bool(self.observers)  # `_telling`
 
     @property
     def _telling(self) -> bool:

@@ -228,7 +228,7 @@ class Runs:
                     r.timeout_s,
                     r.signalled_at,
                     r.grace_s,
-                    r.stays,
+                    r.adopted or r.executor.remote,  # `stays`
                     None if r.ended is None else _end(r),
                     r.paused_at is not None,
                 )
