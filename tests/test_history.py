@@ -70,6 +70,25 @@ def test_escape_examples(name: str, escaped: str) -> None:
     assert unescape(escaped) == name
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=12), max_size=20))
+@example([b"", b"a b", b"a b", b"plain", b"caf\xc3\xa9", b"plain"])
+def test_remembered_escape_is_escape(raws: list[bytes]) -> None:
+    """`history_fast.escaped` (a run's path escaped once for its lines,
+    header and log lines: issue 21) says what `escape` says, asked again,
+    and past its bound (its memory forgotten)."""
+    from waitd.formats import history_fast
+
+    names = [os.fsdecode(raw) for raw in raws]
+    for name in names + names:
+        assert history_fast.escaped(name) == escape(name)
+        assert (history_fast.ESCAPED.get(name) or history_fast.escaped(name)) == escape(name)
+    for i in range(history_fast.ESCAPED_MOST + 5):
+        assert history_fast.escaped(f"f {i}") == f"f\\040{i}"
+    assert len(history_fast.ESCAPED) <= history_fast.ESCAPED_MOST
+    assert all(history_fast.escaped(name) == escape(name) for name in names)
+
+
 @pytest.mark.parametrize("bad", ["a\\", "a\\01", "a\\0x1", "a\\400", "a\\999", "caf\u00e9", "a\\040b\x01", "é\\040"])
 def test_unescape_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):

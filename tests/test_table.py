@@ -579,3 +579,17 @@ def test_a_literal_name_matches_itself(name: str) -> None:
     assume("\0" not in name)
     escaped = re.sub(r"([*?\[\\])", r"\\\1", name)
     assert table.matcher(escaped)(name)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.text(alphabet="-ab /=", max_size=8))
+@example("-")
+@example("- area=A")
+@example("-x")
+@example("/bin/-")
+@example("-  ")
+def test_publish_only_is_the_command_dash(process: str) -> None:
+    """`Record.publish_only` (asked each turn, without the split of
+    `command`: issue 21) says what `command == "-"` says."""
+    record = table.Record(1, 1, "t", "/in", "*", process, 0.0, 0, 0.0)
+    assert record.publish_only == (record.command == table.PUBLISH)

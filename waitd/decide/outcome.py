@@ -122,7 +122,7 @@ class Job:
     def claim(self) -> str:
         """What the run works on, for the scheduler: a key of the history
         (the file and process), or the group."""
-        return f"{self.process}\0{self.group if self.group is not None else self.path}"
+        return f"{self.process}\0{self.group if self.group is not None else self.paths[0]}"
 
 
 def attempt_of(latest: Event | None) -> int:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import enum
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -62,6 +62,7 @@ from waitd.decide.removal import Remove, Sweep
 
 LOOKAHEAD = 32
 PUBLISH_BATCH = 1000  # files published in one turn, at most, per record
+_NONE: frozenset[tuple[int, str]] = frozenset()  # no file removed by this plan
 KILL_GRACE_S = 5.0  # between TERM and KILL
 KILL_AGAIN_S = 1.0  # KILL is repeated while the run lingers
 STOP_GRACE_MIN_S = 0.5  # the grace after the stop's TERM, at least (at most KILL_GRACE_S)
@@ -202,26 +203,33 @@ def plan(now: float, situation: Situation) -> Plan:
     """Every action of this moment, and the next deadline."""
     draft = _Draft()
     _signals(now, situation, draft)
-    moves = tuple(_moves(situation.running))
+    moves = _moves(situation.running)
     removals = _removals(situation) if situation.mode is Mode.ACTIVE else []
     starts: list[Candidate] = []
     publishes: list[Candidate] = []
     if situation.mode is Mode.ACTIVE and now >= situation.held_until:
-        gone = {(r.record, r.fact.name) for r in removals if r.directory is None}
+        gone = {(r.record, r.fact.name) for r in removals if r.directory is None} if removals else _NONE
         starts, publishes = _starts(now, situation, draft, gone)
     else:
         draft.later(now, situation.held_until)
-    return Plan(
-        tuple(starts),
-        tuple(publishes),
-        tuple(draft.signals),
-        moves,
-        tuple(removals),
-        tuple(draft.holds),
-        tuple(draft.looked),
+    return Plan(  # (an empty list as the shared empty tuple: no tuple() asked of it each turn)
+        tuple(starts) if starts else (),
+        tuple(publishes) if publishes else (),
+        tuple(draft.signals) if draft.signals else (),
+        tuple(moves) if moves else (),
+        tuple(removals) if removals else (),
+        tuple(draft.holds) if draft.holds else (),
+        tuple(draft.looked) if draft.looked else (),
         min(draft.deadlines) if draft.deadlines else None,
-        any(r.phase is Phase.ENDED for r in situation.running),
+        _any_ended(situation.running),
     )
+
+
+def _any_ended(running: Sequence[Running]) -> bool:
+    for run in running:  # a loop, not any() of a generator: asked each turn
+        if run.phase is Phase.ENDED:
+            return True
+    return False
 
 
 # -- signals ---------------------------------------------------------------------
@@ -302,7 +310,7 @@ class _Queue:
 
 
 def _starts(
-    now: float, situation: Situation, draft: _Draft, gone: set[tuple[int, str]]
+    now: float, situation: Situation, draft: _Draft, gone: Collection[tuple[int, str]]
 ) -> tuple[list[Candidate], list[Candidate]]:
     """The jobs to start (records in turns) and to publish."""
     live = [r for r in situation.running if r.phase is not Phase.ENDED]
@@ -323,7 +331,7 @@ def _starts(
     return _take_turns(queues, live, total_room), publishes
 
 
-def _removed(candidate: Candidate, gone: set[tuple[int, str]]) -> bool:
+def _removed(candidate: Candidate, gone: Collection[tuple[int, str]]) -> bool:
     return bool(gone) and any((candidate.record, name) in gone for name in candidate.names)
 
 
@@ -338,7 +346,10 @@ def _room(
     if not seat.executor_ready:
         draft.holds.append(Hold(seat.number, "its executor takes no runs now"))
         return 0  # the executor wakes the loop when it takes runs again
-    room = seat.jobs - sum(1 for r in live if r.record == seat.number)
+    room = seat.jobs
+    for r in live:  # a loop, not sum() of a generator: asked each turn
+        if r.record == seat.number:
+            room -= 1
     if total_room is not None:
         room = min(room, total_room)
     if room <= 0 or seat.out is None:

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from waitd.formats.history_fast import ESCAPED, escaped
 from waitd.formats.history_line import escape
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -107,7 +108,8 @@ def header_prefix(record: int, telem: str, program: str) -> str:
 def header_of(prefix: str, paths: Sequence[str], at: float) -> str:
     """The header line of a run, `prefix` its record's `header_prefix`."""
     if len(paths) == 1:
-        return f"{prefix}file={escape(paths[0])} at={stamp(at)}\n"
+        path = paths[0]
+        return f"{prefix}file={ESCAPED.get(path) or escaped(path)} at={stamp(at)}\n"
     files = " ".join(f"file={escape(path)}" for path in paths)
     return f"{prefix}{files} at={stamp(at)}\n"
 

@@ -10,6 +10,12 @@ cost): key by key, each spelled out in the table's order with its writer
 order, their writers).  Tests hold each line to the table's line, byte
 for byte.
 
+`escaped` is `escape` remembered for the names of the latest runs: a
+run's path is escaped for each of its three lines, its log's header and
+its two lines in incoming.log; the record's process for each line.  A
+hit costs one dict look-up (`ESCAPED.get(text) or escaped(text)` inline);
+the memory is bounded (ESCAPED_MOST names, then forgotten at once).
+
 This module reads and writes no file.
 """
 
@@ -17,12 +23,26 @@ from __future__ import annotations
 
 from waitd.formats.history_line import _FIELDS, _SECONDS, _STATUS_TEXT, Event, escape, format_event
 
+ESCAPED_MOST = 1024
+ESCAPED: dict[str, str] = {}  # `escaped`'s memory: a name, its escape
+
+
+def escaped(text: str) -> str:
+    """`escape(text)`, remembered (see the module)."""
+    known = ESCAPED.get(text)
+    if known is None:
+        if len(ESCAPED) >= ESCAPED_MOST:
+            ESCAPED.clear()
+        known = ESCAPED[text] = escape(text)
+    return known
+
 
 def format_line(event: Event) -> str:
     """The history line of an event, newline included: `format_event`'s,
     key by key rather than by the table's loop (half its time)."""
     e = event
-    line = f"{escape(e.path)} {escape(e.process)} {e.mtime} {_STATUS_TEXT[e.status]}"
+    path, process, kept = e.path, e.process, ESCAPED.get
+    line = f"{kept(path) or escaped(path)} {kept(process) or escaped(process)} {e.mtime} {_STATUS_TEXT[e.status]}"
     if e.pid is not None:
         line += f" pid={e.pid}"
     if e.exit is not None:

@@ -227,7 +227,7 @@ class Journal:
     @property
     def telling(self) -> bool:
         """Events are made (what a caller adds to them is worth finding)."""
-        return self._telling
+        return self.outbox is not None or bool(self.observers)  # `_telling`
 
     @property
     def _telling(self) -> bool:
@@ -279,7 +279,7 @@ class Journal:
         """Write after what is held and what `running` keeps, with the
         events of the starts recorded before (`started`); a durable write
         that fails raises, anything else is held."""
-        if lines or made or self._later:
+        if self._unsettled is not None and (lines or made or self._later):
             self._settle()  # the last start's events on disk before anything that may end its run
         if self._pids:
             pids, self._pids = self._pids, []
@@ -287,7 +287,7 @@ class Journal:
                 self._record(pids, [], durable=False)  # on their own: a refused start must not take them along
             else:
                 lines = pids + lines
-        later = self._made_later()
+        later = self._made_later() if self._later else []
         if later:
             made = later + made
         try:
@@ -330,7 +330,7 @@ class Journal:
         HistoryWriteError.  `later`: starts' events among them (see above)."""
         outbox = self.outbox
         in_turn = durable or (later and any(line.status is not Status.STARTED for line in lines))
-        wrote = self._to_outbox(made, in_turn)
+        wrote = outbox is not None and self._to_outbox(made, in_turn)
         if wrote and later and not in_turn and outbox is not None:
             self._unsettled = (disk.fdatasync_in_background(outbox.fd), made)
         if lines:

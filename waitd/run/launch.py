@@ -50,6 +50,7 @@ from typing import Any
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
+from waitd.formats.history_fast import ESCAPED, escaped
 from waitd.formats.response import BadResponse, Response
 from waitd.journal.history import Event, Status, escape
 from waitd.journal.logfile import say
@@ -88,32 +89,33 @@ class Launcher:
     def start(self, starts: list[tuple[Entry, Job]], now_ns: int) -> None:
         """Verify, claim, open the log files, record the starts with one
         sync, execute."""
-        prepared: list[tuple[Entry, Run, list[Event]]] = []
+        prepared: list[tuple[Entry, Run, runner.Template, list[Event]]] = []
         for entry, job in starts:
             claimed = self._claim(entry, job, now_ns)
             if claimed is None:
                 continue
-            run = self._prepare(entry, claimed)
+            template = self._template(entry)
+            run = self._prepare(entry, claimed, template)
             if run is not None and self.journal.carries(entry.number):
                 # Its events carry the message, its log's tail and waitd's lines about it.
                 run.body = runner.read_body(claimed.path)
                 run.notes = []
             if run is not None:
-                prepared.append((entry, run, runner.start_events(claimed, run.started_at, run.task)))
+                prepared.append((entry, run, template, runner.start_events(claimed, run.started_at, run.task)))
             elif entry.record.options.claim:
                 claims.unclaim(entry.files, claimed, self.instance)
         if not prepared:
             return
         try:
-            runner.commit([(run, entry.record, started) for entry, run, started in prepared], self.journal)
+            runner.commit([(run, entry.record, started) for entry, run, _, started in prepared], self.journal)
         except runner.StartError as exc:
-            for entry, run, _ in prepared:
+            for entry, run, _, _ in prepared:
                 self._not_started(entry, run.job, run.letter, exc)
                 if entry.record.options.claim:
                     claims.unclaim(entry.files, run.job, self.instance)
             return
-        for entry, run, started in prepared:
-            self._launch(entry, run, started)  # its template: made by `_prepare`
+        for entry, run, template, started in prepared:
+            self._launch(entry, run, template, started)
 
     def _claim(self, entry: Entry, job: Job, now_ns: int) -> Job | None:
         """The job as it starts: its file as it was seen, claimed if need be."""
@@ -123,14 +125,15 @@ class Launcher:
             return claims.take(entry.files, job, self.instance)  # None: another instance was first
         return job
 
-    def _prepare(self, entry: Entry, job: Job) -> Run | None:
-        """The run of a job, its log file open (STARTING), or None."""
+    def _prepare(self, entry: Entry, job: Job, template: runner.Template) -> Run | None:
+        """The run of a job, its log file open (STARTING), or None
+        (`template`: its record's, `_template`)."""
         letter = runner.next_letter(entry.tally.letter)
         at = time.time()
         assert entry.program is not None
         for attempt in (1, 2):
             try:
-                log_name, log_fd, log_head = self._template(entry).open_log(job.paths, letter, at)
+                log_name, log_fd, log_head = template.open_log(job.paths, letter, at)
             except runner.StartError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, FileNotFoundError) and self.logfiles_again():
                     continue
@@ -155,10 +158,9 @@ class Launcher:
             task=executor.ident(),
         )
 
-    def _launch(self, entry: Entry, run: Run, started: list[Event]) -> None:
+    def _launch(self, entry: Entry, run: Run, template: runner.Template, started: list[Event]) -> None:
         job = run.job
         assert entry.program is not None
-        template = self._template(entry)
         env = template.environment(job, run.log_name)
         self.runs.add(run)
         try:
@@ -387,7 +389,8 @@ def files_of(job: Job | list[Event]) -> str:
     """The file, or the group and its files, as a log line names them."""
     if isinstance(job, Job):
         if job.group is None and len(job.paths) == 1:
-            return escape(job.paths[0])
+            path = job.paths[0]
+            return ESCAPED.get(path) or escaped(path)  # `escape`, remembered
         paths, group = list(job.paths), job.group
     else:
         paths, group = [e.path for e in job], job[0].group

@@ -181,11 +181,17 @@ class Runs:
         return [r for r in self._runs.values() if r.state is RunState.ENDED]
 
     def any_ended(self) -> bool:
-        return any(r.state is RunState.ENDED for r in self._runs.values())
+        for r in self._runs.values():  # a loop, not any() of a generator: asked before each wait
+            if r.state is RunState.ENDED:
+                return True
+        return False
 
     def busy(self, path: str) -> bool:
         """A run works on the file, or ended and its end is not written yet."""
-        return any(path in r.job.paths for r in self._runs.values())
+        for r in self._runs.values():  # a loop, not any() of a generator: `busy_for`
+            if path in r.job.paths:
+                return True
+        return False
 
     def working(self, path: str) -> bool:
         """A live run works on the file (a removal waits for it)."""
@@ -193,7 +199,15 @@ class Runs:
 
     def busy_for(self, process: str) -> Callable[[str], bool]:
         """`busy` for the runs of one process (a key of the history)."""
-        return lambda path: any(path in r.job.paths and r.job.process == process for r in self._runs.values())
+        runs = self._runs
+
+        def busy(path: str) -> bool:  # a loop, not any() of a generator: asked of every file a turn looks at
+            for r in runs.values():
+                if path in r.job.paths and r.job.process == process:
+                    return True
+            return False
+
+        return busy
 
     def scheduled(self, number_of: Callable[[Identity], int | None]) -> list[Running]:
         """The runs as the scheduler sees them, those reaped this turn too
@@ -214,8 +228,8 @@ class Runs:
                     r.timeout_s,
                     r.signalled_at,
                     r.grace_s,
-                    r.stays,
-                    _end(r),
+                    r.adopted or r.executor.remote,  # `stays`
+                    None if r.ended is None else _end(r),
                     r.paused_at is not None,
                 )
             )

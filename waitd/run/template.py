@@ -93,7 +93,9 @@ class Template:
             # ext4 a flush of the old blocks at its close.
             if log_fd < 0:
                 _unlink(log_name)
-            _unlink(log_name + RESPONSE)
+            response = log_name + RESPONSE
+            if os.access(response, os.F_OK, follow_symlinks=False):  # most runs leave none: no exception made
+                _unlink(response)
             if log_fd < 0:
                 log_fd = os.open(log_name, _LOG_FLAGS, 0o644)
                 recycled = False

@@ -158,6 +158,8 @@ class Sinks:
             self.retiring.append((proc, time.monotonic() + STOP_GRACE_S))
 
     def deadline(self) -> float | None:
+        if not self.children and not self.retiring:
+            return None  # none configured, none retiring: no list made (asked before each wait)
         dues = [c.due for c in self.children.values() if c.due is not None and c.proc is None]
         dues += [kill_at for _, kill_at in self.retiring]
         return min(dues) if dues and self.running else None

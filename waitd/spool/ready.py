@@ -56,10 +56,10 @@ def _holds(st: FileState, busy: Callable[[str], bool]) -> readiness.Holds:
     """What holds the record's files back now (`busy`: a run of its process
     works on the path)."""
     pending = st.pending
-    path_of = st.path_of
+    directory = st.path_of("")  # a name's path: this and the name (`path_of`, without a call)
 
     def busy_name(name: str) -> bool:
-        if busy(path_of(name)):
+        if busy(directory + name):
             return True  # running, or ended and its end not recorded yet
         # claim=yes: its name is under way in pending (a claim never replaces)
         return pending is not None and (name in st.retries or busy(f"{pending}/{name}"))
@@ -84,8 +84,8 @@ def take(
     if st.spool is None or n <= 0:
         return [], None, []
     holds = _holds(st, busy)
-    latest = _latest(st, history)
     if st.groups is not None:
+        latest = _latest(st, history)
         order_ns, wait_ns = st.cands.order_ns, holds.wait_ns
         look = Look(
             st.record,
@@ -102,14 +102,20 @@ def take(
         return due[:n], None, []
     # Each file's latest event about its version, looked up once for the
     # three questions asked of it (consumed? held? which attempt?): this
-    # is a hot path (a turn of a drain asks them of two files).
+    # is a hot path (a turn of a drain asks them of two files): `_latest`
+    # inline, two calls fewer a look-up.
     events: dict[str, Event | None] = {}
+    of_path, process, directory = history.latest, st.record.process, st.path_of("")
 
     def event_of(fact: FileFact) -> Event | None:
         name = fact.name
-        if name not in events:
-            events[name] = latest(fact)
-        return events[name]
+        if name in events:
+            return events[name]
+        event = of_path(directory + name, process)
+        if event is not None and not event.same_version(fact):
+            event = None
+        events[name] = event
+        return event
 
     def consumed(fact: FileFact) -> bool:
         event = event_of(fact)
@@ -119,7 +125,16 @@ def take(
         return readiness.held_until(holds, fact, event_of(fact))
 
     facts, due_ns = st.cands.take(n - len(due), now_ns, holds.wait_ns, consumed, held)
-    jobs = [job for fact in facts if (job := _job(st, fact, events.get(fact.name))) is not None]
+    jobs: list[Job] = []
+    if facts:
+        identity, judge = st.identity, st.judge
+        for fact in facts:  # a file's job, with what its jobs share looked up once
+            name = fact.name
+            judged = judge(name)  # None: pattern= or key= cannot take it (left alone, logged once)
+            if judged is not None:
+                fields, key = judged
+                attempt = attempt_of(events.get(name))
+                jobs.append(Job(identity, process, (fact,), (directory + name,), key, attempt, fields))
     if st.retries:
         waits = [at for name, (_, at) in st.retries.items() if name not in st.paused]
         if waits:
@@ -142,15 +157,6 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
         fields, key = judged if judged is not None else ({}, None)
         jobs.append(Job(st.identity, st.record.process, (fact,), (path,), key, attempt, fields))
     return jobs
-
-
-def _job(st: FileState, fact: FileFact, latest: Event | None) -> Job | None:
-    """The job of a file ready to run; None when pattern= or key= cannot take it."""
-    judged = st.judge(fact.name)
-    if judged is None:
-        return None
-    fields, key = judged
-    return Job(st.identity, st.record.process, (fact,), (st.path_of(fact.name),), key, attempt_of(latest), fields)
 
 
 # -- the status ------------------------------------------------------------------
