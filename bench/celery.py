@@ -13,8 +13,9 @@ its first run not counted) is handed a turn's files, then a bare loop of
 Celery's `send_task()`/`get()` of the same task with the same arguments
 makes as many runs, then the bare loop with a durable start (a history
 line appended and fdatasync'd before each send: the floor of what waitd
-owes and the bare loop does not), and again, all with the same worker
-and Redis: a drift of the machine's speed counts for all three.  Per run:
+owes and the bare loop does not), and again, every other turn in the
+reverse order, all with the same worker and Redis: a drift of the
+machine's speed counts for all three.  Per run:
 for the bare loops each send/get; for waitd the time from one start to
 the next (its history's status 0 lines, seen by inotify as they are
 written, as `at=` has only milliseconds): a whole cycle, the result
@@ -22,7 +23,9 @@ read back through the executor's threads, the end recorded, the next
 start's line and fdatasync, its log file, the send; the first start of a
 turn (the arrival) is not in it.  Reported: the median and the mean of
 each, their differences (the median is what the target is checked
-against: a run the shared machine delays counts in the mean), and
+against: a run the shared machine delays counts in the mean), the
+median over the turns of a turn's median less its neighbours' (the
+least moved by a drift of the machine's speed), and
 waitd's own CPU time a run (psutil, from the first counted turn to the
 last, with its idle wake-ups during the bare turns), which the load of a
 shared machine moves much less than the wall clock.  Before 2026-12-06
@@ -42,6 +45,7 @@ import shutil
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -111,19 +115,23 @@ def _overhead(report: Report, root: Path, broker: str, m: int) -> None:
     worker = _worker(root, broker, "oh", "w-oh", 1)
     batches = max(3, m // 50)
     batch = max(2, m // batches)
-    waitd_runs: list[float] = []
-    bare: list[float] = []
-    durable: list[float] = []
+    turns: list[tuple[list[float], list[float], list[float]]] = []  # waitd, bare, durable
     cpu = float("nan")
     daemon: Serial | None = None
     try:
         daemon = Serial(root, broker, "oh")
         daemon.batch(1)  # Celery imported, the broker connected: not counted
         daemon.cpu0 = daemon.own_cpu()
-        for _ in range(batches):
-            waitd_runs += daemon.batch(batch)
-            bare += _bare_loop(broker, "oh", batch, str(root))
-            durable += _bare_loop(broker, "oh", batch, str(root), durable=True)
+        for i in range(batches):
+            # Every other turn in the other order: none is always first after another.
+            takes: list[Callable[[], list[float]]] = [
+                lambda: daemon.batch(batch),
+                lambda: _bare_loop(broker, "oh", batch, str(root)),
+                lambda: _bare_loop(broker, "oh", batch, str(root), durable=True),
+            ]
+            order = (0, 1, 2) if i % 2 == 0 else (2, 1, 0)
+            runs = {k: takes[k]() for k in order}
+            turns.append((runs[0], runs[1], runs[2]))
         cpu = daemon.cpu() / (batches * batch)
     except (TimeoutError, OSError) as exc:
         out = (
@@ -137,7 +145,9 @@ def _overhead(report: Report, root: Path, broker: str, m: int) -> None:
         if daemon is not None:
             daemon.stop()
         worker.stop()
-    w, b, d = _stats(waitd_runs), _stats(bare), _stats(durable)
+    w, b, d = (_stats([r for turn in turns for r in turn[k]]) for k in range(3))
+    paired = statistics.median(_stats(t[0])[0] - _stats(t[1])[0] for t in turns)
+    paired_durable = statistics.median(_stats(t[0])[0] - _stats(t[2])[0] for t in turns)
     report.say(
         f"  serial, {batches} turns of {batch} x /bin/true (waitd, bare, bare with a durable start), 1 worker x 1; "
         "per run, median / mean in ms:"
@@ -148,6 +158,10 @@ def _overhead(report: Report, root: Path, broker: str, m: int) -> None:
     report.say(
         f"    waitd less bare: median {w[0] - b[0]:+.2f}, mean {w[1] - b[1]:+.2f}; "
         f"less bare with a durable start: median {w[0] - d[0]:+.2f}, mean {w[1] - d[1]:+.2f}"
+    )
+    report.say(
+        f"    in each turn, waitd's median less the other two's; the median of that over the turns: "
+        f"bare {paired:+.2f}, with a durable start {paired_durable:+.2f}"
     )
     report.check(
         "run=celery: waitd's cost a run over bare (median)",
