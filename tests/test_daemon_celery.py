@@ -14,6 +14,7 @@ lost.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import signal
@@ -414,8 +415,10 @@ def test_a_task_message_shows_no_environment_and_no_result_channel_is_subscribed
     and whose `saferepr` cost more than the rest of the send), and no
     subscription to the task's result channel is made (waitd's receiver
     reads the results; Celery's own consumer would subscribe for nothing);
-    the queue is declared once, when the sender connects, not at each
-    send.  No worker: the message waits in the queue, read there."""
+    the queue is declared by the sender (when it connects, and with each
+    send, as Celery does: kombu skips it while the connection that
+    declared it lives).  No worker: the message waits in the queue, read
+    there."""
     station.table(f"x {station.incoming} *.g8 /bin/true 0 -1 0 run=celery timeout=30")
     assert redis.command("CONFIG", "RESETSTAT").startswith(b"+OK")  # this server is this test's alone now
     station.start()
@@ -431,11 +434,49 @@ def test_a_task_message_shows_no_environment_and_no_result_channel_is_subscribed
     assert b"PATH" in base64.b64decode(message["body"])  # the handler still gets its environment
     stats = redis.command("INFO", "commandstats")
     assert b"cmdstat_lpush:" in stats and b"cmdstat_subscribe:" not in stats, stats
-    # The queue is declared when the sender connects (its sends say
-    # `declare=()`, Celery's option passed on to kombu): no worker here
-    # declared it.
+    # The queue is declared by the sender: no worker here declared it.
     assert queue.encode() in redis.command("SMEMBERS", f"_kombu.binding.{queue}"), redis.command("KEYS", "*")
     assert station.stop() == 0
+
+
+def test_the_sender_publishes_with_its_bound_queue_what_celery_sends_with_the_queue_name(redis):
+    """The sender passes the queue of `[celery]` bound to its producer's
+    channel once (issue 21: kombu no longer binds a copy of it at each
+    send): the message, and where it goes, are those of Celery's own
+    send_task() with the queue's name, and the queue is declared."""
+    import redis as redis_py
+
+    from waitd.config.conf import CeleryConf
+    from waitd.run.executors import celery as executor
+
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    app, producer, bound = executor._connect(CeleryConf(redis.url, queue))
+    sender = executor.Remote(CeleryConf(redis.url, queue), lambda: None)
+    kwargs = {"program": "/bin/true", "argv": ["true", "x"], "env": {"PATH": "/bin"}, "cwd": "/", "deadline": 2e9}
+    sender._publish(app, producer, bound, "send", "t-1", (kwargs, 2e9))
+    app.send_task(
+        executor.celery_app.TASK,
+        kwargs=kwargs,
+        task_id="t-1",
+        queue=queue,  # Celery's own way: the name
+        expires=datetime.datetime.fromtimestamp(2e9, datetime.UTC),
+        argsrepr="()",
+        kwargsrepr=executor._shown(kwargs),
+        producer=producer,
+    )
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        ours, celerys = (json.loads(m) for m in client.lrange(queue, 0, -1))
+        assert ours["properties"].pop("delivery_tag") != celerys["properties"].pop("delivery_tag")
+        # The expiration is in milliseconds from the send (Celery makes it of expires=).
+        assert abs(int(ours["properties"].pop("expiration")) - int(celerys["properties"].pop("expiration"))) < 1000
+        assert ours == celerys
+        assert ours["properties"]["delivery_info"] == {"exchange": "", "routing_key": queue}
+        assert client.smembers(f"_kombu.binding.{queue}") == {f"{queue}\x06\x16\x06\x16{queue}".encode()}
+    finally:
+        client.close()
+        producer.release()
+        app.close()
 
 
 def test_run_celery_is_checked(station, cluster):

@@ -219,7 +219,7 @@ class Remote:
             self._wake()
 
     def _sender(self) -> None:
-        sending: tuple[Any, Any] | None = None  # (app, producer) while connected
+        sending: tuple[Any, Any, Any] | None = None  # (app, producer, queue) while connected
         pause = BACKOFF_S[0]
         fresh = True  # a failure of an app just made is the broker's, not a stale connection's
         while True:
@@ -248,14 +248,14 @@ class Remote:
                 if kind == "revoke" and watch is not None and watch.revoked_at is None:
                     watch.revoked_at = time.monotonic()
 
-    def _publish(self, app: Any, producer: Any, kind: str, task: str, what: Any) -> None:
+    def _publish(self, app: Any, producer: Any, queue: Any, kind: str, task: str, what: Any) -> None:
         if kind == "send":
             kwargs, expires = what
             app.send_task(
                 celery_app.TASK,
                 kwargs=kwargs,
                 task_id=task,
-                queue=self.conf.queue,
+                queue=queue,
                 expires=datetime.datetime.fromtimestamp(expires, datetime.UTC),
                 argsrepr="()",
                 kwargsrepr=_shown(kwargs),
@@ -264,6 +264,11 @@ class Remote:
                 # skips it while the connection that declared it lives): a
                 # Redis that lost its bindings (restarted, no persistence)
                 # with no worker up to declare it again would drop the task.
+                # It is the queue of `[celery]` bound to the producer's
+                # channel once (`_connect`), not its name: with the name,
+                # kombu binds a copy of the queue and of its exchange at
+                # each send to look up that declaration (issue 21: a tenth
+                # of a send's CPU); the message is the same.
             )
         else:
             app.control.revoke(task, terminate=True, signal=what)
@@ -346,10 +351,11 @@ class Remote:
         self._wake()
 
 
-def _connect(conf: CeleryConf) -> tuple[Any, Any]:
-    """The sender's app and the producer it holds while it is connected
+def _connect(conf: CeleryConf) -> tuple[Any, Any, Any]:
+    """The sender's app, the producer it holds while it is connected
     (issue 21: one producer for every send, not one taken from Celery's
-    pool and given back at each), once the broker answers; and what
+    pool and given back at each) and the queue bound to the producer's
+    channel, once the broker answers; and what
     Celery would otherwise do at the first send, in the first run's time:
     the queue declared, the result backend (disabled: the receiver reads
     the results) looked up, the message sender made (it imports Celery's
@@ -357,10 +363,11 @@ def _connect(conf: CeleryConf) -> tuple[Any, Any]:
     app = celery_app.make(conf.broker, conf.queue, results=False)
     producer = app.producer_pool.acquire(block=True)
     producer.channel.client.ping()
-    producer.maybe_declare(app.amqp.queues[conf.queue])
+    queue = app.amqp.queues[conf.queue].bind(producer.channel)
+    producer.maybe_declare(queue)
     app.backend  # noqa: B018 (each is made at its first use: that would be in the first run's send)
     app.amqp.send_task_message  # noqa: B018
-    return app, producer
+    return app, producer, queue
 
 
 def _shown(kwargs: dict[str, Any]) -> str:
