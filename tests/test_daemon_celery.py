@@ -351,6 +351,30 @@ def test_redis_down_starts_wait_and_nothing_is_lost(station, cluster, tmp_path):
     assert station.log().count("reachable again; runs of run=celery records resume") == 1
 
 
+def test_a_task_sent_after_redis_lost_everything_waits_in_its_queue(station, cluster, tmp_path):
+    """Redis killed and started again empty (no persistence: the queue's
+    binding and every key gone) while no worker is up: the sender's next
+    send fails on its dead connection, connects again and sends, and the
+    message waits in the queue for the next worker, not lost elsewhere."""
+    own = own_broker(station, tmp_path)
+    try:
+        queue = cluster_queue(station)
+        station.table(f"x {station.incoming} *.g8 /bin/true 0 -1 0 run=celery timeout=60 jobs=2")
+        station.start()
+        station.drop("a.g8")
+        wait_for(lambda: b"a.g8" in own.command("LRANGE", queue, "0", "-1"), 15, "the first task's message")
+        own.kill()
+        own.start()
+        assert own.command("DBSIZE").startswith(b":0")
+        station.drop("b.g8")
+        wait_for(lambda: b"b.g8" in own.command("LRANGE", queue, "0", "-1"), 15, "the task sent after the restart")
+        assert own.command("LLEN", queue).startswith(b":1\r\n")
+        assert station.stop() == 0  # a run in flight is left to the next waitd
+    finally:
+        station.stop()
+        own.kill()
+
+
 def test_a_hung_broker_holds_up_nothing_else(station, cluster, tmp_path):
     own = own_broker(station, tmp_path)  # to be stopped (SIGSTOP): it accepts and never answers
     try:
