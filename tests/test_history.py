@@ -720,25 +720,36 @@ def _broken(names: list[str]):  # type: ignore[no-untyped-def]
     st.sets(st.tuples(_DIRS, _NAMES), max_size=8),
     st.booleans(),
     st.sampled_from([1, 32]),
+    st.sampled_from([1, 2, 4096]),
 )
 @example(
     lines=[("/in", "A", "h", Status.KNOWN), ("/in", "b b", "h", Status.KNOWN)],
     present={("/in", "A")},
     by_hand=True,
     groups=32,
+    batch=4096,
 )
 @example(
     lines=[("/broken", "a", "h", Status.KNOWN), ("/in", "a", "g", Status.STARTED), ("", "a", "h", Status.KNOWN)],
     present=set(),
     by_hand=False,
     groups=32,
+    batch=4096,
+)
+@example(
+    lines=[("/in", "a", "h", Status.KNOWN), ("/in", "A", "g", Status.KNOWN), ("/in", "d\\e", "h", Status.KNOWN)],
+    present={("/in", "a"), ("/in", "A"), ("/in", "d\\e")},
+    by_hand=False,
+    groups=32,
+    batch=2,
 )
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_load_with_a_listing_drops_what_drop_gone_drops(
-    hpath: Path, monkeypatch: pytest.MonkeyPatch, lines, present, by_hand: bool, groups: int
+    hpath: Path, monkeypatch: pytest.MonkeyPatch, lines, present, by_hand: bool, groups: int, batch: int
 ) -> None:
-    # Issue 21: the load matches each directory's names, one at a time,
-    # against the raw keys (no set of the names); it must forget exactly
+    # Issue 21: the load matches each directory's names, a batch at a time
+    # (a batch of plain names in C, another one name at a time), against
+    # the raw keys (no set of the names); it must forget exactly
     # the keys that drop_gone forgets with `exists` (the general path, as
     # a compaction asks it) on the same listing: a directory that cannot be
     # listed, or not to its end, keeps its keys; an open run stays; a name
@@ -746,6 +757,7 @@ def test_load_with_a_listing_drops_what_drop_gone_drops(
     from waitd.journal import replay
 
     monkeypatch.setattr(replay, "MAX_GROUPS", groups)  # 1: past the first group, one key at a time
+    monkeypatch.setattr(replay, "NAMES_AT_ONCE", batch)  # 1, 2: batches plain and not side by side
     hpath.unlink(missing_ok=True)
     files = {f"{d.rstrip('/')}/{n}" if d else n for d, n in present}
     with open(hpath, "w", encoding="ascii") as f:

@@ -9,7 +9,8 @@ hundred thousand and one slice and one dict store a line.  Given
 keys whose file no longer exists, unless their latest line is a run
 still open (status 0), before anything is parsed: a long-lived spool's
 history is mostly about files long gone.  Each directory of the keys is
-listed once and its names are matched, one at a time, against the raw
+listed once and its names are matched, a few thousand at a time (the
+keys of a batch of plain names made and looked up in C), against the raw
 keys (`_existing`): no set of its names is made (a directory of 100,000
 files: 11 MB beside the keys, issue 21).  A key is gone only when its
 directory could be listed to its end and its name is not in it: a
@@ -52,7 +53,7 @@ import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import compress, filterfalse, repeat
+from itertools import compress, filterfalse, islice, repeat
 
 from waitd.config.errors import WaitdError
 from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, escape, parse_line, unescape
@@ -61,6 +62,7 @@ from waitd.journal.disk import kind_of
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes read at a time
+NAMES_AT_ONCE = 4096  # names of a directory matched against the keys at a time (`_there`)
 MAX_GROUPS = 32  # (directory, process) groups of keys taken out of the history's by a regular expression each
 Listing = Callable[[str], Iterable[str]]  # the names in a directory; OSError if it cannot be listed
 _ENDED = (b"1", b"2", b"1 ", b"2 ")  # a line's STATUS of a run that ended, with what follows it
@@ -271,21 +273,32 @@ def _there(
     raw: dict[bytes, bytes], directory: bytes, tails: set[bytes], by_name: dict[str, list[bytes]], listing: Listing
 ) -> list[bytes] | None:
     """The keys of `raw` in `directory` whose file is there, or None if it
-    cannot be listed (to its end)."""
+    cannot be listed (to its end).
+
+    The names come NAMES_AT_ONCE at a time: a batch whose names are all
+    plain (`escape`'s own test: ASCII, printable, no space or backslash)
+    makes its keys in C, joined with "/" (in no name) and cut at b"\n" (in
+    no key: the history's lines are cut there); another batch, one name at
+    a time."""
     seen: list[bytes] = []
     try:
         text = directory.decode("ascii")
-        for name in listing((unescape(text) if "\\" in text else text)[:-1] or "/"):
-            if name.isascii() and name.isprintable() and " " not in name and "\\" not in name:
-                head = directory + name.encode("ascii")  # `escape`'s own test: as it is
+        names = iter(listing((unescape(text) if "\\" in text else text)[:-1] or "/"))
+        while batch := list(islice(names, NAMES_AT_ONCE)):
+            joined = "/".join(batch)
+            plain_names = joined.isascii() and joined.isprintable() and " " not in joined and "\\" not in joined
+            if plain_names and joined.count("/") == len(batch) - 1:
+                plain = joined.encode("ascii")
+                for tail in tails:
+                    keys = directory + plain.replace(b"/", tail + b"\n" + directory) + tail
+                    seen.extend(filter(raw.__contains__, keys.split(b"\n")))
             else:
-                head = directory + escape(name).encode("ascii")
-            for tail in tails:
-                key = head + tail
-                if key in raw:
-                    seen.append(key)
-            if by_name and name in by_name:
-                seen.extend(by_name[name])
+                for name in batch:
+                    head = directory + escape(name).encode("ascii")
+                    seen.extend(filter(raw.__contains__, [head + tail for tail in tails]))
+            if by_name:
+                for name in filter(by_name.__contains__, batch):
+                    seen.extend(by_name[name])
     except (OSError, ValueError):
         return None
     return seen
