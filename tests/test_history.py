@@ -973,6 +973,16 @@ _ITEMS = st.tuples(
 @example(mtime="5", status="2", items=["exit=0", "exit=1"])
 @example(mtime="5", status="2", items=["exit=1", "published=1", "size=0"])
 @example(mtime="5", status="2", items=["exit=0", "retry_at=5"])
+# A handled run's line as format_event writes it, its version last: told
+# by the quick look of _plain_handled, which must answer as the event does.
+@example(mtime="5", status="2", items=["exit=1", "exit=0", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=0", "exit=1", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=0", "retry_at=5", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["published=1", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="1", items=["exit=0", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=00", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=01", "mtime_ns=5000000007", "size=0", "ino=7"])
+@example(mtime="5", status="2", items=["exit=0", "mtime_ns=5000000007", "size=0", "ino=7", "mtime_ns=5"])
 def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, items: list[str]) -> None:
     # The fast pattern may be stricter than parse_line, never looser: a line
     # it keeps as text is parsed only later (History.latest), where nothing
