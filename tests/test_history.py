@@ -999,6 +999,39 @@ def test_a_line_the_fast_path_keeps_parses_cleanly(mtime: str, status: str, item
             assert _plain_handled(rest, version) == (event.same_version(version) and event.succeeded)
 
 
+_PIECES = st.lists(
+    st.sampled_from(["a", "/in/a", "\\101", "\\40", "\\", " ", "\t", "\xff", "=", "5", "-", ".", "h"]), max_size=8
+).map("".join)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    path=_PIECES,
+    process=_PIECES,
+    status=st.sampled_from(["0", "2", "3"]),
+    items=st.lists(
+        st.one_of(_ITEMS, st.tuples(st.sampled_from(["signal", "error", "group", "x"]), _PIECES).map("=".join)),
+        max_size=3,
+    ),
+)
+@example(path="/in/a\\101b", process="h", status="2", items=["error=a\\101 b"])
+@example(path="/in/a\\10", process="h", status="2", items=[])
+@example(path="/in/a\\", process="h", status="2", items=["signal=\\"])
+def test_the_fast_line_takes_its_runs_whole_and_the_same_lines(
+    path: str, process: str, status: str, items: list[str]
+) -> None:
+    # Issue 21: PLAIN_LINE takes a run of plain bytes whole (possessive
+    # quantifiers, no backtracking into it); it must accept exactly the
+    # lines that the same pattern with plain quantifiers accepts.
+    import re
+
+    from waitd.formats.history_line import PLAIN_LINE
+
+    plain = PLAIN_LINE.pattern.replace(b"++", b"+").replace(b"*+", b"*")
+    line = " ".join([path, process, "5", status, *items]).encode("latin-1") + b"\n"
+    assert bool(PLAIN_LINE.fullmatch(line)) == bool(re.compile(plain).fullmatch(line))
+
+
 @settings(max_examples=examples(150), deadline=None)
 @given(_EVENTS)
 def test_quick_init_makes_the_dataclass_event(event: Event) -> None:
