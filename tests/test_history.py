@@ -25,6 +25,7 @@ from waitd.journal.history import (
     Status,
     Version,
     _plain_handled,
+    _status,
     escape,
     format_event,
     parse_line,
@@ -1076,6 +1077,8 @@ def test_history_tells_handled_of_a_line_kept_as_text_as_of_its_event(event: Eve
     from waitd.journal.replay import _checked
 
     _, item = _checked(format_event(event).encode("ascii"))
+    if isinstance(item, str):
+        assert _status(item) is event.status  # an open run is told by it at start
     for version in _versions_near(event):
         expected = event.same_version(version) and event.succeeded
         if isinstance(item, str):

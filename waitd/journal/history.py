@@ -85,7 +85,12 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOE
 def _status(item: Event | str) -> Status:
     if isinstance(item, Event):
         return item.status
-    return Status(int(item.split(" ", 2)[1]))  # the rest of a plain line: MTIME STATUS ...
+    # The rest of a plain line, MTIME STATUS ...: PLAIN_LINE's STATUS is
+    # one digit after the first space (a start asks it of 10,000 keys).
+    return _STATUS_OF[item[item.find(" ") + 1]]
+
+
+_STATUS_OF = {str(int(s)): s for s in Status}
 
 
 class History:
