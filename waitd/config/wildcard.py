@@ -137,6 +137,8 @@ def _join(parts: list[str | None]) -> str:
 
 @dataclass(slots=True)
 class _Bracket:
+    """A bracket expression of a template as read: its items and where it ends."""
+
     negate: bool = False
     items: list[str] = field(default_factory=list)
     end: int | None = None  # index after the closing `]`; None: unclosed

@@ -41,6 +41,8 @@ class Skip(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """Which directory was opened (device, inode) and whether others could write to it."""
+
     dev: int
     ino: int
     shared: bool  # writable by group or others when opened (see Spool.shared_now)
