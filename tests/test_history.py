@@ -690,6 +690,30 @@ def test_load_reads_the_same_whatever_the_chunk(
     assert hpath.read_text("ascii") == text
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize("ending", ["", "\n", "torn"])
+def test_a_torn_last_line_is_never_read_as_a_line(
+    hpath: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int, ending: str
+) -> None:
+    # Issue 21: the load reads whole lines only (a buffered reader finds
+    # each newline); a torn last line, found first from the file's end,
+    # must not replace its key's whole line before it, and the file is cut
+    # back to its whole lines, whatever the size of a read.
+    from waitd.journal import replay
+
+    a2, a0 = _ev("/in/a"), _ev("/in/a", Status.STARTED, pid=3)
+    whole = format_event(a2) + ("\n" if ending == "\n" else "")
+    torn = format_event(a0)[:-9] if ending == "torn" else ""
+    hpath.write_text(whole + torn, "ascii")
+    monkeypatch.setattr(replay, "CHUNK", chunk)
+    with caplog.at_level(logging.WARNING, logger="waitd.journal"):
+        h = _load(hpath)
+    assert _latest(h) == {a2.key: a2} and h.lines == 1
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == ([f"{hpath}:2"] if torn else [])
+    assert hpath.read_text("ascii") == whole
+    h.close()
+
+
 _NAMES = st.sampled_from(["a", "b b", "c\udcff", "d\\e", "A"])
 _DIRS = st.sampled_from(["/in", "/in 2", "/", "/nodir", "/broken", ""])  # "": a path with no directory
 

@@ -45,13 +45,14 @@ This module reads; `history.History` keeps what it read and appends.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import operator
 import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress, filterfalse, islice, repeat
 
@@ -65,8 +66,8 @@ CHUNK = 1 << 20  # bytes read at a time
 NAMES_AT_ONCE = 4096  # names of a directory matched against the keys at a time (`_there`)
 MAX_GROUPS = 32  # (directory, process) groups of keys taken out of the history's by a regular expression each
 Listing = Callable[[str], Iterable[str]]  # the names in a directory; OSError if it cannot be listed
-_ENDED = (b"1", b"2", b"1 ", b"2 ")  # a line's STATUS of a run that ended, with what follows it
-_ENDED_LINE = re.compile(rb"[^ ]* [12](?: |$)").match  # the rest of a line (MTIME STATUS ...) of a run that ended
+_ENDED = (b"1 ", b"2 ", b"1\n", b"2\n")  # a line's STATUS of a run that ended, with what follows it
+_ENDED_LINE = re.compile(rb"[^ \n]* [12][ \n]").match  # the rest of a line (MTIME STATUS ...\n) of a run that ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def read(path: str, listing: Listing | None = None) -> Replayed:
     # status page reads the latest runs from the file's end.
     for key, rest in sorted(raw.items(), key=_at):
         try:
-            name, item = _checked(key + b" " + rest + b"\n")
+            name, item = _checked(key + b" " + rest)
         except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
             odd.add(key)
             continue
@@ -127,7 +128,7 @@ def _at(item: tuple[bytes, bytes]) -> float:
         return 0.0
     end = rest.find(b" ", start)
     try:
-        return float(rest[start:end] if end >= 0 else rest[start:])
+        return float(rest[start:end] if end >= 0 else rest[start:-1])  # the rest ends in its newline
     except ValueError:
         return 0.0
 
@@ -174,38 +175,66 @@ def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | 
     """Read the history open on `fd` to its end, and close it.
 
     Return the latest line of each raw key (`_raw_key`: "PATH PROCESS",
-    still escaped) as the rest of the line after it, without its newline;
+    still escaped) as the rest of the line after it, with its newline;
     how many lines the file holds (blank and torn ones not counted), how
     many bytes its whole lines take, and the torn last line with its
     number, if any.
+
+    The lines come from a buffered reader, CHUNK bytes a read: it finds
+    each newline with memchr, where a split of the chunk at b"\n" steps
+    through it a byte at a time (issue 21: 150 MB of a million lines,
+    0.08 s less).  A torn last line is found first, from the file's end,
+    and never read as a line.
     """
     latest: dict[bytes, bytes] = {}
-    count = blank = end = 0
-    tail = b""
-    with open(fd, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
-            tail = lines.pop()
-            count += len(lines)
-            end += len(chunk)
-            if b"" in lines:
-                blank += lines.count(b"")
-                lines = [raw for raw in lines if raw]
-            # The hot loop of a start with a long history: one split and
-            # one dict store a line.  A corrupt line that a later line of
-            # the same key replaces has no effect, and one that stands is
-            # reported when checked.
+    count = blank = 0
+    whole, torn = _whole(fd)
+    with io.BufferedReader(io.FileIO(fd, "rb", closefd=True), buffer_size=CHUNK) as f:
+        lines: Iterable[bytes] = f if torn is None else _upto(f, whole)
+        # The hot loop of a start with a long history: one split and
+        # one dict store a line.  A corrupt line that a later line of
+        # the same key replaces has no effect, and one that stands is
+        # reported when checked.
+        for count, raw in enumerate(lines, 1):  # noqa: B007 (count: at the end, the number of lines)
             try:
-                for raw in lines:
-                    path, process, rest = raw.split(b" ", 2)
-                    latest[path + b" " + process] = rest
-            except ValueError:  # a line of fewer than three fields: the chunk again, with care
-                for raw in lines:
-                    latest[_raw_key(raw)] = _rest(raw)
-    if not tail:
+                path, process, rest = raw.split(b" ", 2)
+            except ValueError:  # fewer than three fields: a blank line, or a corrupt one
+                if raw == b"\n":
+                    blank += 1
+                else:
+                    latest[_raw_key(raw[:-1])] = _rest(raw[:-1]) + b"\n"
+                continue
+            latest[path + b" " + process] = rest
+        end = whole if torn is not None else f.tell()
+    if torn is None:
         return latest, count - blank, end, None
-    # Only the last line can lack its newline.
-    return latest, count - blank, end - len(tail), (count + 1, tail)
+    return latest, count - blank, end, (count + 1, torn)
+
+
+def _whole(fd: int) -> tuple[int, bytes | None]:
+    """How many bytes the whole lines of the file take, and its torn last
+    line (without a newline: waitd stopped while writing it), if any:
+    read back from its end, a CHUNK at a time."""
+    size = os.fstat(fd).st_size
+    end = size
+    while end > 0:
+        block = os.pread(fd, min(CHUNK, end), end - min(CHUNK, end))
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            end -= len(block) - newline - 1
+            break
+        end -= len(block)
+    return end, (os.pread(fd, size - end, end) if end < size else None)
+
+
+def _upto(f: Iterable[bytes], whole: int) -> Iterator[bytes]:
+    """The lines of `f` within its first `whole` bytes (a file with a torn last line)."""
+    at = 0
+    for raw in f:
+        at += len(raw)
+        if at > whole:
+            return
+        yield raw
 
 
 def _raw_key(raw: bytes) -> bytes:
