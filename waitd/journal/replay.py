@@ -45,20 +45,20 @@ This module reads; `history.History` keeps what it read and appends.
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import operator
 import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import compress, filterfalse, islice, repeat
 
 from waitd.config.errors import WaitdError
 from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, escape, parse_line, unescape
 from waitd.journal.disk import kind_of
+from waitd.journal.lines import whole_lines
 
 log = logging.getLogger(__name__)
 
@@ -178,19 +178,12 @@ def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | 
     still escaped) as the rest of the line after it, with its newline;
     how many lines the file holds (blank and torn ones not counted), how
     many bytes its whole lines take, and the torn last line with its
-    number, if any.
-
-    The lines come from a buffered reader, CHUNK bytes a read: it finds
-    each newline with memchr, where a split of the chunk at b"\n" steps
-    through it a byte at a time (issue 21: 150 MB of a million lines,
-    0.08 s less).  A torn last line is found first, from the file's end,
-    and never read as a line.
+    number, if any (a torn line is never read as a line: `lines.whole_lines`).
     """
     latest: dict[bytes, bytes] = {}
     count = blank = 0
-    whole, torn = _whole(fd)
-    with io.BufferedReader(io.FileIO(fd, "rb", closefd=True), buffer_size=CHUNK) as f:
-        lines: Iterable[bytes] = f if torn is None else _upto(f, whole)
+    reader, lines, end, torn = whole_lines(fd, CHUNK)
+    with reader:
         # The hot loop of a start with a long history: one split and
         # one dict store a line.  A corrupt line that a later line of
         # the same key replaces has no effect, and one that stands is
@@ -205,36 +198,9 @@ def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | 
                     latest[_raw_key(raw[:-1])] = _rest(raw[:-1]) + b"\n"
                 continue
             latest[path + b" " + process] = rest
-        end = whole if torn is not None else f.tell()
     if torn is None:
         return latest, count - blank, end, None
     return latest, count - blank, end, (count + 1, torn)
-
-
-def _whole(fd: int) -> tuple[int, bytes | None]:
-    """How many bytes the whole lines of the file take, and its torn last
-    line (without a newline: waitd stopped while writing it), if any:
-    read back from its end, a CHUNK at a time."""
-    size = os.fstat(fd).st_size
-    end = size
-    while end > 0:
-        block = os.pread(fd, min(CHUNK, end), end - min(CHUNK, end))
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            end -= len(block) - newline - 1
-            break
-        end -= len(block)
-    return end, (os.pread(fd, size - end, end) if end < size else None)
-
-
-def _upto(f: Iterable[bytes], whole: int) -> Iterator[bytes]:
-    """The lines of `f` within its first `whole` bytes (a file with a torn last line)."""
-    at = 0
-    for raw in f:
-        at += len(raw)
-        if at > whole:
-            return
-        yield raw
 
 
 def _raw_key(raw: bytes) -> bytes:
@@ -302,13 +268,9 @@ def _there(
     raw: dict[bytes, bytes], directory: bytes, tails: set[bytes], by_name: dict[str, list[bytes]], listing: Listing
 ) -> list[bytes] | None:
     """The keys of `raw` in `directory` whose file is there, or None if it
-    cannot be listed (to its end).
-
-    The names come NAMES_AT_ONCE at a time: a batch whose names are all
-    plain (`escape`'s own test: ASCII, printable, no space or backslash)
-    makes its keys in C, joined with "/" (in no name) and cut at b"\n" (in
-    no key: the history's lines are cut there); another batch, one name at
-    a time."""
+    cannot be listed (to its end).  A batch of plain names (`escape`'s
+    test) makes its keys in C, joined with "/" (in no name) and cut at
+    b"\n" (in no key); another batch, one name at a time."""
     seen: list[bytes] = []
     try:
         text = directory.decode("ascii")
