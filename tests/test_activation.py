@@ -115,6 +115,7 @@ def test_own_directory_compares_inodes_whatever_the_path(tmp_path: Path) -> None
 def test_in_passdir_waitds_own_files_never_match(tmp_path: Path) -> None:
     in_passdir = activation.matcher(_record(str(tmp_path), "h"), str(tmp_path))
     assert in_passdir("a.dat") and not in_passdir("incoming.history") and not in_passdir("incoming.log.1")
+    assert in_passdir.select(["incoming.history", "a.dat", "incoming.log.1", "b"]) == ["a.dat", "b"]
     (tmp_path / "in").mkdir()
     elsewhere = activation.matcher(_record(str(tmp_path / "in"), "h"), str(tmp_path))
     assert elsewhere("incoming.history"), "only in PASSDIR itself are the names waitd's"

@@ -434,6 +434,8 @@ def test_names_with_a_matcher(spool_dir: Path) -> None:
             ["a.dat", "b.dat", "line\nbreak.dat", "sub.dat", "\udcff.dat"]
         )
         assert sp.names(matcher(".*.tmp")) == [".a.dat.tmp"]
+        # A listing after the first asks only the names it does not know: the same names.
+        assert sorted(sp.names(matcher("*.dat"), {"a.dat", "c.txt"})) == sorted(sp.names(matcher("*.dat")) + ["c.txt"])
         assert sp.names(matcher("nothing")) == []
         assert sp.stat("\udcff.dat").size == 0
     finally:

@@ -478,6 +478,8 @@ def test_parse_never_raises(lines: list[str]) -> None:
 )
 def test_matcher(template: str, name: str, matches: bool) -> None:
     assert table.matcher(template)(name) is matches
+    # Many names at once (a first listing), asked in C: the same answers.
+    assert table.matcher(template).select([name, name]) == ([name, name] if matches else [])
 
 
 @pytest.mark.parametrize(

@@ -128,6 +128,8 @@ class ReduceConf:
 
 @dataclass(frozen=True, slots=True)
 class Conf:
+    """What waitd.conf says, each section's defaults where it says nothing."""
+
     path: str = ""
     daemon: DaemonConf = DaemonConf()
     sinks: tuple[Sink, ...] = ()
@@ -157,6 +159,8 @@ def read(path: str) -> tuple[Conf, list[TableError]]:
 
 @dataclass(slots=True)
 class _Section:
+    """One section of waitd.conf as read: its raw values, by key, with their lines."""
+
     kind: str  # daemon, celery, sink, source
     name: str  # the sink's or source's name
     line: int

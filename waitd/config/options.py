@@ -292,6 +292,8 @@ def _given(options: Options, name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
+    """An option of the table: the Options attribute it sets, and how its value reads."""
+
     attr: str
     convert: Callable[[str], Any]
 

@@ -40,12 +40,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from waitd.config import geodata, options, wildcard
+from waitd.config import options, wildcard
 from waitd.config.errors import TableError
 from waitd.config.options import Options
 from waitd.config.wildcard import matcher as matcher  # the loop compiles templates through the table
+
+if TYPE_CHECKING:  # loaded by `read` for the first area= record only (datetime, its orbital elements)
+    from waitd.config import geodata
 
 FIELDS = 7
 PUBLISH = "-"  # process-name of a publish-only record: it runs nothing
@@ -99,7 +102,7 @@ def command_of(process: str) -> str:
     return process.split(" ", 1)[0]
 
 
-Regions = Callable[[], tuple[geodata.Geodata | None, str | None]]
+Regions = Callable[[], tuple["geodata.Geodata | None", str | None]]
 
 
 def parse(
@@ -194,6 +197,8 @@ def read(
 
     def regions() -> tuple[geodata.Geodata | None, str | None]:
         if not loaded:
+            from waitd.config import geodata
+
             loaded.append(geodata.load(passdir))
         return loaded[0]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from waitd.config import table
+from waitd.config.wildcard import Matcher
 from waitd.decide.facts import Identity, identity
 from waitd.journal.history import Event, History
 from waitd.run.work import Counters, Entry, Tally, Work
@@ -47,7 +48,7 @@ class Works:
         self,
         records: Iterable[table.Record],
         activate: Callable[[table.Record], activation.Activation],
-        matcher: Callable[[table.Record], Callable[[str], bool]],
+        matcher: Callable[[table.Record], Matcher],
         letter: Callable[[int], str | None],
         history: History,
     ) -> list[Entry]:

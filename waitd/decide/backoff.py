@@ -48,6 +48,8 @@ def spawn_delay(delay_s: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
+    """A record's back-off after failures: how long the last one was, and until when."""
+
     delay_s: float = 0.0  # of the last back-off (0: none since the last success)
     until: float = 0.0  # monotonic: no start before
     fast: int = 0  # failures in a row, each within FAST_FAIL_S

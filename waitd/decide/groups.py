@@ -148,6 +148,8 @@ class Look(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Looked:
+    """What one look at a group saw: the look, its members there, and when to look again."""
+
     look: Look
     members: frozenset[Member] = frozenset()
     again_ns: int | None = None

@@ -184,6 +184,8 @@ def tmp_hours(hours: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Remove:
+    """One file to remove, and why (keep-after, hours-too-old, a queue's errors)."""
+
     record: int
     fact: FileFact
     why: str  # as the log and the event say it

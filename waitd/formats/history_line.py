@@ -236,8 +236,8 @@ _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # MTIME and mtime_ns: a file can carry an mtime before 1970 (`touch -d
 # 1969-...`, an old archive), so they may be negative.
 _ANY_INT = _integer(None, None)
-_TOKEN = rb"(?:[!-\[\]-~]|\\[0-3][0-7][0-7])"  # one byte as escape() writes it
-_TEXT = _Kind(escape, unescape, _TOKEN + rb"*", unescape)
+_TOKEN = rb"(?:[!-\[\]-~]++|\\[0-3][0-7][0-7])"  # as escape() writes bytes; a plain run taken whole (issue 21)
+_TEXT = _Kind(escape, unescape, _TOKEN + rb"*+", unescape)
 
 
 def _read_flag(text: str) -> int:
@@ -392,7 +392,7 @@ def _fast_line() -> re.Pattern[bytes]:
     known = b"|".join(re.escape(f.key.encode()) for f in _FIELDS)
     values = [re.escape(f.key.encode()) + b"=" + f.kind.pattern for f in _FIELDS]
     unknown = rb"(?!(?:" + known + rb")=)[!-<>-~]+=[!-~]*"
-    head = _TOKEN + rb"+ " + _TOKEN + rb"+ " + _ANY_INT.pattern + rb" [012]"
+    head = _TOKEN + rb"++ " + _TOKEN + rb"++ " + _ANY_INT.pattern + rb" [012]"
     return re.compile(head + rb"(?: (?:" + b"|".join([*values, unknown]) + rb"))*\n")
 
 

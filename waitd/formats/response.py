@@ -41,6 +41,8 @@ class BadResponse(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """A run's response: the object the handler wrote at WAITD_RESPONSE."""
+
     document: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -30,6 +30,8 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
+    """A handler running (or being stopped) and its file."""
+
     file: str  # escaped as in the history
     pid: int | None
     attempt: int
@@ -44,6 +46,8 @@ class RunReport:
 
 @dataclass(frozen=True, slots=True)
 class Retrying:
+    """A file whose run failed for now, and when it runs again."""
+
     file: str
     at: float
 
@@ -80,12 +84,16 @@ class OpenGroup:
 
 @dataclass(frozen=True, slots=True)
 class Incomplete:
+    """A group that will not run: its critical members missing at its timeliness."""
+
     group: str
     missing: list[str]  # its critical members not there at its timeliness
 
 
 @dataclass(frozen=True, slots=True)
 class QueueReport:
+    """A claim=yes record's queue: its files in incoming/, pending/ (by instance) and errors/."""
+
     root: str
     incoming: int
     pending: dict[str, int]  # by instance
@@ -95,12 +103,16 @@ class QueueReport:
 
 @dataclass(frozen=True, slots=True)
 class Last:
+    """The last file a record handled, and how its run ended."""
+
     file: str
     outcome: str
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
+    """How a record's runs ended since the start, and its files removed."""
+
     ok: int
     failed: int  # final failures (and unknown outcomes)
     retrying: int  # temporary failures with a retry to come
@@ -109,6 +121,8 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class RecordReport:
+    """A record of the table: its options, its runs and its files."""
+
     number: int
     telem: str
     directory: str
@@ -138,6 +152,8 @@ class RecordReport:
 
 @dataclass(frozen=True, slots=True)
 class TableReport:
+    """The table: its records, and the errors of a reload refused."""
+
     reloads: int  # HUPs acted on, valid table or not
     errors: list[str]  # of the last reload, if it was refused
     records: int
@@ -189,6 +205,8 @@ class CeleryReport:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """The status document: the daemon, its table, its records and its sinks."""
+
     schema: int
     pid: int
     mode: str

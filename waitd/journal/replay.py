@@ -9,7 +9,8 @@ hundred thousand and one slice and one dict store a line.  Given
 keys whose file no longer exists, unless their latest line is a run
 still open (status 0), before anything is parsed: a long-lived spool's
 history is mostly about files long gone.  Each directory of the keys is
-listed once and its names are matched, one at a time, against the raw
+listed once and its names are matched, a few thousand at a time (the
+keys of a batch of plain names made and looked up in C), against the raw
 keys (`_existing`): no set of its names is made (a directory of 100,000
 files: 11 MB beside the keys, issue 21).  A key is gone only when its
 directory could be listed to its end and its name is not in it: a
@@ -52,19 +53,21 @@ import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import compress, filterfalse, repeat
+from itertools import compress, filterfalse, islice, repeat
 
 from waitd.config.errors import WaitdError
 from waitd.formats.history_line import PLAIN_LINE, BadValue, Event, escape, parse_line, unescape
 from waitd.journal.disk import kind_of
+from waitd.journal.lines import whole_lines
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # bytes read at a time
+NAMES_AT_ONCE = 4096  # names of a directory matched against the keys at a time (`_there`)
 MAX_GROUPS = 32  # (directory, process) groups of keys taken out of the history's by a regular expression each
 Listing = Callable[[str], Iterable[str]]  # the names in a directory; OSError if it cannot be listed
-_ENDED = (b"1", b"2", b"1 ", b"2 ")  # a line's STATUS of a run that ended, with what follows it
-_ENDED_LINE = re.compile(rb"[^ ]* [12](?: |$)").match  # the rest of a line (MTIME STATUS ...) of a run that ended
+_ENDED = (b"1 ", b"2 ", b"1\n", b"2\n")  # a line's STATUS of a run that ended, with what follows it
+_ENDED_LINE = re.compile(rb"[^ \n]* [12][ \n]").match  # the rest of a line (MTIME STATUS ...\n) of a run that ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ def read(path: str, listing: Listing | None = None) -> Replayed:
     # status page reads the latest runs from the file's end.
     for key, rest in sorted(raw.items(), key=_at):
         try:
-            name, item = _checked(key + b" " + rest + b"\n")
+            name, item = _checked(key + b" " + rest)
         except ValueError:  # corrupt, or a malformed value (BadValue): told with its number below
             odd.add(key)
             continue
@@ -125,7 +128,7 @@ def _at(item: tuple[bytes, bytes]) -> float:
         return 0.0
     end = rest.find(b" ", start)
     try:
-        return float(rest[start:end] if end >= 0 else rest[start:])
+        return float(rest[start:end] if end >= 0 else rest[start:-1])  # the rest ends in its newline
     except ValueError:
         return 0.0
 
@@ -172,38 +175,32 @@ def _stream(fd: int) -> tuple[dict[bytes, bytes], int, int, tuple[int, bytes] | 
     """Read the history open on `fd` to its end, and close it.
 
     Return the latest line of each raw key (`_raw_key`: "PATH PROCESS",
-    still escaped) as the rest of the line after it, without its newline;
+    still escaped) as the rest of the line after it, with its newline;
     how many lines the file holds (blank and torn ones not counted), how
     many bytes its whole lines take, and the torn last line with its
-    number, if any.
+    number, if any (a torn line is never read as a line: `lines.whole_lines`).
     """
     latest: dict[bytes, bytes] = {}
-    count = blank = end = 0
-    tail = b""
-    with open(fd, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
-            tail = lines.pop()
-            count += len(lines)
-            end += len(chunk)
-            if b"" in lines:
-                blank += lines.count(b"")
-                lines = [raw for raw in lines if raw]
-            # The hot loop of a start with a long history: one split and
-            # one dict store a line.  A corrupt line that a later line of
-            # the same key replaces has no effect, and one that stands is
-            # reported when checked.
+    count = blank = 0
+    reader, lines, end, torn = whole_lines(fd, CHUNK)
+    with reader:
+        # The hot loop of a start with a long history: one split and
+        # one dict store a line.  A corrupt line that a later line of
+        # the same key replaces has no effect, and one that stands is
+        # reported when checked.
+        for count, raw in enumerate(lines, 1):  # noqa: B007 (count: at the end, the number of lines)
             try:
-                for raw in lines:
-                    path, process, rest = raw.split(b" ", 2)
-                    latest[path + b" " + process] = rest
-            except ValueError:  # a line of fewer than three fields: the chunk again, with care
-                for raw in lines:
-                    latest[_raw_key(raw)] = _rest(raw)
-    if not tail:
+                path, process, rest = raw.split(b" ", 2)
+            except ValueError:  # fewer than three fields: a blank line, or a corrupt one
+                if raw == b"\n":
+                    blank += 1
+                else:
+                    latest[_raw_key(raw[:-1])] = _rest(raw[:-1]) + b"\n"
+                continue
+            latest[path + b" " + process] = rest
+    if torn is None:
         return latest, count - blank, end, None
-    # Only the last line can lack its newline.
-    return latest, count - blank, end - len(tail), (count + 1, tail)
+    return latest, count - blank, end, (count + 1, torn)
 
 
 def _raw_key(raw: bytes) -> bytes:
@@ -271,21 +268,28 @@ def _there(
     raw: dict[bytes, bytes], directory: bytes, tails: set[bytes], by_name: dict[str, list[bytes]], listing: Listing
 ) -> list[bytes] | None:
     """The keys of `raw` in `directory` whose file is there, or None if it
-    cannot be listed (to its end)."""
+    cannot be listed (to its end).  A batch of plain names (`escape`'s
+    test) makes its keys in C, joined with "/" (in no name) and cut at
+    b"\n" (in no key); another batch, one name at a time."""
     seen: list[bytes] = []
     try:
         text = directory.decode("ascii")
-        for name in listing((unescape(text) if "\\" in text else text)[:-1] or "/"):
-            if name.isascii() and name.isprintable() and " " not in name and "\\" not in name:
-                head = directory + name.encode("ascii")  # `escape`'s own test: as it is
+        names = iter(listing((unescape(text) if "\\" in text else text)[:-1] or "/"))
+        while batch := list(islice(names, NAMES_AT_ONCE)):
+            joined = "/".join(batch)
+            plain_names = joined.isascii() and joined.isprintable() and " " not in joined and "\\" not in joined
+            if plain_names and joined.count("/") == len(batch) - 1:
+                plain = joined.encode("ascii")
+                for tail in tails:
+                    keys = directory + plain.replace(b"/", tail + b"\n" + directory) + tail
+                    seen.extend(filter(raw.__contains__, keys.split(b"\n")))
             else:
-                head = directory + escape(name).encode("ascii")
-            for tail in tails:
-                key = head + tail
-                if key in raw:
-                    seen.append(key)
-            if by_name and name in by_name:
-                seen.extend(by_name[name])
+                for name in batch:
+                    head = directory + escape(name).encode("ascii")
+                    seen.extend(filter(raw.__contains__, [head + tail for tail in tails]))
+            if by_name:
+                for name in filter(by_name.__contains__, batch):
+                    seen.extend(by_name[name])
     except (OSError, ValueError):
         return None
     return seen

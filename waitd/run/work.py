@@ -33,6 +33,8 @@ log = logging.getLogger("waitd")
 
 @dataclass(slots=True)
 class Counters:
+    """How a record's runs ended since the start, and its files removed."""
+
     ok: int = 0
     failed: int = 0  # final failures, unknown outcomes
     retrying: int = 0  # temporary failures with a retry to come: not failures yet

@@ -43,6 +43,8 @@ _HIDDEN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LIST
 
 @dataclass(slots=True)
 class Child:
+    """A source's process: running or not, its restarts, and when to start it again."""
+
     source: Source
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0  # monotonic

@@ -26,11 +26,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from waitd.config.passdir import is_own, logfiles_path
 from waitd.config.table import Record
+from waitd.config.wildcard import Matcher
 from waitd.config.wildcard import matcher as template_matcher
 
 
@@ -115,9 +115,9 @@ def own_directory(directory: str, passdir: str) -> str | None:
     return None
 
 
-def matcher(record: Record, passdir: str) -> Callable[[str], bool]:
+def matcher(record: Record, passdir: str) -> Matcher:
     """The record's template; in PASSDIR itself, waitd's own files never match."""
     match = template_matcher(record.template)
     if own_directory(record.directory, passdir) != "passdir":
         return match
-    return lambda name: match(name) and not is_own(name)
+    return match.but(is_own)

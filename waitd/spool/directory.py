@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
+from waitd.config.wildcard import Matcher
 from waitd.decide.facts import FileFact
 from waitd.decide.watching import sees_every_change
 
@@ -40,6 +41,8 @@ class Skip(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """Which directory was opened (device, inode) and whether others could write to it."""
+
     dev: int
     ino: int
     shared: bool  # writable by group or others when opened (see Spool.shared_now)
@@ -80,9 +83,12 @@ class Spool:
     def mtime_ns(self) -> int:
         return os.fstat(self.fd).st_mtime_ns
 
-    def names(self, match: Callable[[str], bool], known: Container[str] = ()) -> list[str]:
+    def names(self, match: Matcher, known: Container[str] = ()) -> list[str]:
         """The names in the directory that match, unsorted (`known`: names
-        that matched already, not asked again)."""
+        that matched already, not asked again; none: all are asked at once,
+        in C)."""
+        if not known:
+            return match.select(os.listdir(self.fd))
         return [name for name in os.listdir(self.fd) if name in known or match(name)]
 
     def listing(self) -> set[str]:

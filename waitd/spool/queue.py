@@ -72,6 +72,8 @@ def valid_instance(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Queue:
+    """A queue directory (claim=yes): its incoming/, pending/ and errors/."""
+
     root: str
 
     @classmethod

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from waitd.config import table
+from waitd.config.wildcard import Matcher
 from waitd.decide.facts import FileFact, Identity, identity
 from waitd.decide.groups import Quiet
 from waitd.decide.outcome import Job
@@ -45,7 +45,7 @@ class FileState:
     """What waitd knows of one record's files (mutable; kept by identity)."""
 
     record: table.Record
-    match: Callable[[str], bool]
+    match: Matcher
     spool: Spool | None = None  # its directory, open
     cands: Candidates = field(default_factory=Candidates)
     done: dict[str, FileFact] = field(default_factory=dict)  # handled with exit 0: keep-after counts them
@@ -70,7 +70,7 @@ class FileState:
     done_order: DoneOrder = field(default_factory=DoneOrder)  # `done`, oldest first, for keep-after
 
     @classmethod
-    def of(cls, record: table.Record, match: Callable[[str], bool]) -> FileState:
+    def of(cls, record: table.Record, match: Matcher) -> FileState:
         spec = record.options.group
         return cls(record, match, groups=Gathering.of(spec, record.telem, record.geo) if spec is not None else None)
 
