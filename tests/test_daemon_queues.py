@@ -227,9 +227,12 @@ def test_enqueue_is_never_seen_half_written(tmp_path):
     stop = threading.Event()
 
     def reader() -> None:
-        while not stop.is_set():
+        while True:
+            last = stop.is_set()  # one more look after the enqueue returned: the whole file is seen at least once
             for name in os.listdir(root / "incoming"):
                 seen.append(os.stat(root / "incoming" / name).st_size)
+            if last:
+                return
 
     t = threading.Thread(target=reader)
     t.start()
