@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from inotify_simple import flags, parse_events
 
 from waitd.spool.watch import CLOSED, OPENED, Changes, Watcher
@@ -72,35 +74,35 @@ def test_the_parse_says_what_inotify_simple_s_events_say() -> None:
     assert ours.names["/other"]["caf\udce9.dat"] == CLOSED
 
 
-def test_a_watch_gone_is_reported_and_dropped(tmp_path: Path) -> None:
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[tuple[Path, Watcher]]:
+    """A directory `in` under an inotify watch of its own."""
     directory = tmp_path / "in"
     directory.mkdir()
     watcher = Watcher()
     try:
         st = os.stat(directory)
         assert watcher.watch(str(directory), (st.st_dev, st.st_ino))
-        (directory / "a.dat").write_bytes(b"x")
-        directory.rename(tmp_path / "moved")
-        changes = watcher.read()
-        assert changes.names == {str(directory): {"a.dat": CLOSED}}
-        assert changes.gone == {str(directory)} and not watcher.watching(str(directory))
-        assert watcher.read() == Changes()  # nothing left: no read blocks
+        yield directory, watcher
     finally:
         watcher.close()
 
 
-def test_a_queue_longer_than_a_read_is_read_whole(tmp_path: Path) -> None:
-    directory = tmp_path / "in"
-    directory.mkdir()
-    watcher = Watcher()
-    try:
-        st = os.stat(directory)
-        assert watcher.watch(str(directory), (st.st_dev, st.st_ino))
-        names = [f"{i:05d}-{'x' * 100}.dat" for i in range(600)]
-        for name in names:
-            (directory / name).write_bytes(b"x")  # CREATE and CLOSE_WRITE: 2 x 128 bytes
-        assert 600 * 2 * 128 > 2 * 65536  # more than a read of 64 KiB
-        changes = watcher.read()
-        assert changes.names == {str(directory): dict.fromkeys(names, CLOSED)} and not changes.overflow
-    finally:
-        watcher.close()
+def test_a_watch_gone_is_reported_and_dropped(watched: tuple[Path, Watcher]) -> None:
+    directory, watcher = watched
+    (directory / "a.dat").write_bytes(b"x")
+    directory.rename(directory.parent / "moved")
+    changes = watcher.read()
+    assert changes.names == {str(directory): {"a.dat": CLOSED}}
+    assert changes.gone == {str(directory)} and not watcher.watching(str(directory))
+    assert watcher.read() == Changes()  # nothing left: no read blocks
+
+
+def test_a_queue_of_over_64_kib_is_read_whole(watched: tuple[Path, Watcher]) -> None:
+    directory, watcher = watched
+    names = [f"{i:05d}-{'x' * 100}.dat" for i in range(600)]
+    for name in names:
+        (directory / name).write_bytes(b"x")  # CREATE and CLOSE_WRITE: 2 x 128 bytes
+    assert 600 * 2 * 128 > 2 * 65536  # more than a read of 64 KiB
+    changes = watcher.read()
+    assert changes.names == {str(directory): dict.fromkeys(names, CLOSED)} and not changes.overflow
