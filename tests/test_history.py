@@ -733,6 +733,20 @@ def test_a_torn_last_line_is_never_read_as_a_line(
     h.close()
 
 
+def test_a_history_that_cannot_be_read_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    # whole_lines takes the descriptor: when its look for a torn line
+    # fails (here pread(2) of a descriptor open for writing only, EBADF),
+    # it closes it as it raises.
+    from waitd.journal.lines import whole_lines
+
+    (tmp_path / "h").write_bytes(b"a line\n")
+    fd = os.open(tmp_path / "h", os.O_WRONLY)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        whole_lines(fd, 1 << 20)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+
+
 _NAMES = st.sampled_from(["a", "b b", "c\udcff", "d\\e", "A"])
 _DIRS = st.sampled_from(["/in", "/in 2", "/", "/nodir", "/broken", ""])  # "": a path with no directory
 

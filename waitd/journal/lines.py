@@ -23,17 +23,21 @@ from collections.abc import Iterable, Iterator
 def whole_lines(fd: int, chunk: int) -> tuple[io.BufferedIOBase, Iterable[bytes], int, bytes | None]:
     """The file open on `fd` as a reader (closing it closes `fd`), its
     whole lines, the bytes they take, and its torn last line (None: none)."""
-    size = os.fstat(fd).st_size
-    whole = size
-    while whole > 0:
-        block = os.pread(fd, min(chunk, whole), whole - min(chunk, whole))
-        newline = block.rfind(b"\n")
-        if newline >= 0:
-            whole -= len(block) - newline - 1
-            break
-        whole -= len(block)
-    torn = os.pread(fd, size - whole, whole) if whole < size else None
     reader = io.BufferedReader(io.FileIO(fd, "rb", closefd=True), buffer_size=chunk)
+    try:
+        size = os.fstat(fd).st_size
+        whole = size
+        while whole > 0:
+            block = os.pread(fd, min(chunk, whole), whole - min(chunk, whole))
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                whole -= len(block) - newline - 1
+                break
+            whole -= len(block)
+        torn = os.pread(fd, size - whole, whole) if whole < size else None
+    except BaseException:
+        reader.close()  # `fd` with it: the caller has no reader to close
+        raise
     return reader, reader if torn is None else _upto(reader, whole), whole, torn
 
 
