@@ -89,10 +89,8 @@ class Record:
 
     @property
     def publish_only(self) -> bool:
-        """Process `-`: a ready file (or group) is published, nothing runs
-        (`self.command == PUBLISH`, without its split: asked each turn)."""
-        process = self.process
-        return process == PUBLISH or process.startswith(PUBLISH + " ")
+        """Process `-`: a ready file (or group) is published, nothing runs."""
+        return self.command == PUBLISH
 
 
 def command_of(process: str) -> str:

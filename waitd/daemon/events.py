@@ -129,9 +129,6 @@ class Events:
                 log.warning("%s: cannot remove old segments: %s", writer.directory, exc.strerror or exc)
 
     def deadline(self) -> float | None:
-        sinks, sources = self.sinks, self.sources
-        if not (sinks.children or sinks.retiring or sources.children or sources.retiring):
-            return self.notify.due()  # no process of its own: asked before every wait of the loop
         times = [t for t in (self.sinks.deadline(), self.sources.deadline(), self.notify.due()) if t is not None]
         return min(times) if times else None
 

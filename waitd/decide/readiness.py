@@ -75,11 +75,8 @@ def held_until(holds: Holds, fact: FileFact, event: Event | None, taken: Collect
         return FOREVER_NS
     if name in holds.paused:
         return FOREVER_NS  # until resumed
-    drain = holds.drain
-    if drain is not None:
-        version = drain.get(name)  # `_is`, inline
-        if version is None or not version.of(fact):
-            return FOREVER_NS  # --once: not among the files ready at start
+    if holds.drain is not None and not _is(holds.drain.get(name), fact):
+        return FOREVER_NS  # --once: not among the files ready at start
     until = fact.mtime_ns + WRITER_STALL_NS if name in holds.writing else None
     if event is not None and event.retry_at is not None:
         until = max(until or 0, int(event.retry_at * 1e9))

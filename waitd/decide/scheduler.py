@@ -212,14 +212,14 @@ def plan(now: float, situation: Situation) -> Plan:
         starts, publishes = _starts(now, situation, draft, gone)
     else:
         draft.later(now, situation.held_until)
-    return Plan(  # (an empty list as the shared empty tuple: no tuple() asked of it each turn)
-        tuple(starts) if starts else (),
-        tuple(publishes) if publishes else (),
-        tuple(draft.signals) if draft.signals else (),
-        tuple(moves) if moves else (),
-        tuple(removals) if removals else (),
-        tuple(draft.holds) if draft.holds else (),
-        tuple(draft.looked) if draft.looked else (),
+    return Plan(
+        tuple(starts),
+        tuple(publishes),
+        tuple(draft.signals),
+        tuple(moves),
+        tuple(removals),
+        tuple(draft.holds),
+        tuple(draft.looked),
         min(draft.deadlines) if draft.deadlines else None,
         _any_ended(situation.running),
     )

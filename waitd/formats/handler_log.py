@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from waitd.formats.history_fast import ESCAPED, escaped
+from waitd.formats.history_fast import escaped
 from waitd.formats.history_line import escape
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -108,8 +108,7 @@ def header_prefix(record: int, telem: str, program: str) -> str:
 def header_of(prefix: str, paths: Sequence[str], at: float) -> str:
     """The header line of a run, `prefix` its record's `header_prefix`."""
     if len(paths) == 1:
-        path = paths[0]
-        return f"{prefix}file={ESCAPED.get(path) or escaped(path)} at={stamp(at)}\n"
+        return f"{prefix}file={escaped(paths[0])} at={stamp(at)}\n"
     files = " ".join(f"file={escape(path)}" for path in paths)
     return f"{prefix}{files} at={stamp(at)}\n"
 

@@ -13,8 +13,8 @@ for byte.
 `escaped` is `escape` remembered for the names of the latest runs: a
 run's path is escaped for each of its three lines, its log's header and
 its two lines in incoming.log; the record's process for each line.  A
-hit costs one dict look-up (`ESCAPED.get(text) or escaped(text)` inline);
-the memory is bounded (ESCAPED_MOST names, then forgotten at once).
+hit costs a call and one dict look-up; the memory is bounded
+(ESCAPED_MOST names, then forgotten at once).
 
 This module reads and writes no file.
 """
@@ -41,8 +41,7 @@ def format_line(event: Event) -> str:
     """The history line of an event, newline included: `format_event`'s,
     key by key rather than by the table's loop (half its time)."""
     e = event
-    path, process, kept = e.path, e.process, ESCAPED.get
-    line = f"{kept(path) or escaped(path)} {kept(process) or escaped(process)} {e.mtime} {_STATUS_TEXT[e.status]}"
+    line = f"{escaped(e.path)} {escaped(e.process)} {e.mtime} {_STATUS_TEXT[e.status]}"
     if e.pid is not None:
         line += f" pid={e.pid}"
     if e.exit is not None:

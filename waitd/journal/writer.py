@@ -140,7 +140,7 @@ class Journal:
             self._record([line for _, job in jobs for line in job], [], durable=True)
             self._later.append((jobs, bodies))
             return
-        self._record(*mk.of_starts(self.passdir, jobs, bodies, self._telling), durable=True)
+        self._record(*mk.of_starts(self.passdir, jobs, bodies, self.telling), durable=True)
 
     def running(self, lines: Sequence[Line], pid: int) -> None:
         """The second status 0 lines of a start, with its handler's pid (not
@@ -164,7 +164,7 @@ class Journal:
         response, its log's tail, waitd's lines about it); held if it
         cannot be written."""
         made: list[ev.Event] = (
-            [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self._telling else []
+            [mk.ended(self.passdir, record, job, told) for job in mk.by_job(lines)] if self.telling else []
         )
         self._record(list(lines), made, durable=False)
 
@@ -190,7 +190,7 @@ class Journal:
     def published(self, jobs: Sequence[Job]) -> None:
         """Record the publications of a pass with one sync; HistoryWriteError:
         none of them is recorded (nor published)."""
-        lines, made = mk.of_jobs(jobs, partial(mk.publishing, self.passdir), self._telling)
+        lines, made = mk.of_jobs(jobs, partial(mk.publishing, self.passdir), self.telling)
         self._record(lines, made, durable=True)
 
     def removed(self, record: Record, fact: Named, why: str, directory: str | None = None) -> None:
@@ -198,7 +198,7 @@ class Journal:
         `expired` when why starts with "expired", else `removed`; `directory`
         when it was not in the record's own (a queue's errors/, pending/...).
         Held if it cannot be written."""
-        if not self._telling:
+        if not self.telling:
             return
         kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
         path = os.path.join(record.directory if directory is None else directory, fact.name)
@@ -211,7 +211,7 @@ class Journal:
         """A group of the record's files (`names`, in its directory) will
         not run (`incomplete`: without `missing`), or a member came after it
         ran (`late`); held if it cannot be written."""
-        if not self._telling:
+        if not self.telling:
             return
         paths = [os.path.join(record.directory, name) for name in names]
         about = mk.about_files(record, paths, gid)
@@ -226,12 +226,8 @@ class Journal:
 
     @property
     def telling(self) -> bool:
-        """Events are made (what a caller adds to them is worth finding)."""
-        return self.outbox is not None or bool(self.observers)  # `_telling`
-
-    @property
-    def _telling(self) -> bool:
-        """Events are made only for someone: the sinks or the metrics."""
+        """Events are made only for someone, the sinks or the metrics (what
+        a caller adds to them is worth finding)."""
         return self.outbox is not None or bool(self.observers)
 
     # -- the failure policy -------------------------------------------------------
@@ -309,7 +305,7 @@ class Journal:
         later, self._later = self._later, []
         made: list[ev.Event] = []
         for jobs, bodies in later:
-            made.extend(mk.of_starts(self.passdir, jobs, bodies, self._telling)[1])
+            made.extend(mk.of_starts(self.passdir, jobs, bodies, self.telling)[1])
         return made
 
     def _write_held(self) -> None:

@@ -50,7 +50,7 @@ from typing import Any
 from waitd.config.errors import HistoryWriteError, WaitdError
 from waitd.decide.handoff import Disposal
 from waitd.decide.outcome import Job, Outcome, Verdict, Why, end_events
-from waitd.formats.history_fast import ESCAPED, escaped
+from waitd.formats.history_fast import escaped
 from waitd.formats.response import BadResponse, Response
 from waitd.journal.history import Event, Status, escape
 from waitd.journal.logfile import say
@@ -389,8 +389,7 @@ def files_of(job: Job | list[Event]) -> str:
     """The file, or the group and its files, as a log line names them."""
     if isinstance(job, Job):
         if job.group is None and len(job.paths) == 1:
-            path = job.paths[0]
-            return ESCAPED.get(path) or escaped(path)  # `escape`, remembered
+            return escaped(job.paths[0])  # `escape`, remembered
         paths, group = list(job.paths), job.group
     else:
         paths, group = [e.path for e in job], job[0].group

@@ -208,7 +208,7 @@ def read_response(log_name: str) -> bytes | None:
     is too big anyway); None if it has none.  Most runs leave none: asked
     first with access(2), which says so with no exception made (a third of
     an open's cost); then opened, never through a link."""
-    name = log_name + RESPONSE  # `response_name`
+    name = response_name(log_name)
     if not os.access(name, os.F_OK):
         return None
     try:

@@ -228,8 +228,8 @@ class Runs:
                     r.timeout_s,
                     r.signalled_at,
                     r.grace_s,
-                    r.adopted or r.executor.remote,  # `stays`
-                    None if r.ended is None else _end(r),
+                    r.stays,
+                    _end(r),
                     r.paused_at is not None,
                 )
             )

@@ -123,12 +123,8 @@ class Spool:
         return facts, skipped
 
     def stat(self, name: str) -> FileFact:
-        """Stat one name; raise FileNotFoundError if gone, Skip if not usable
-        (the plain regular file: `stat_all`'s fast path)."""
-        st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        if stat.S_ISREG(st.st_mode):
-            return _new_tuple(FileFact, (st.st_mtime_ns, name, st.st_ctime_ns, st.st_size, st.st_ino, 0))
-        return self._fact(name, st)
+        """Stat one name; raise FileNotFoundError if gone, Skip if not usable."""
+        return self._fact(name, os.stat(name, dir_fd=self.fd, follow_symlinks=False))
 
     def _fact(self, name: str, st: os.stat_result) -> FileFact:
         """The fact of a name from its lstat (a symlink's target is stat'ed)."""
