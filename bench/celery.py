@@ -212,8 +212,15 @@ def _split(report: Report, stretches: list[tuple[str, list[float], list[float]]]
     slower = _median_ms(worker["waitd"]) - _median_ms(worker["bare"])
     report.say(
         f"    waitd's own part a run (its client's part less bare's, medians): {own:+.2f} ms "
-        f"(95% bootstrap interval {low:+.2f} to {high:+.2f}); less bare with a durable start {durable:+.2f}; "
+        f"(95% bootstrap interval {low:+.2f} to {high:+.2f}); less bare with a durable start {durable:+.2f} "
+        f"(the durable start alone, a floor: {own - durable:+.2f}); "
         f"the worker's part beside waitd less beside bare {slower:+.2f}"
+    )
+    turns = {who: [c for label, c, _ in stretches if label == who and c] for who in WHO}
+    paired = [_median_ms(w) - _median_ms(b) for w, b in zip(turns["waitd"], turns["bare"], strict=False)]
+    report.say(
+        f"    the same a turn (waitd's median less bare's in the same turn: a drift of the machine's speed "
+        f"between turns left out): {', '.join(f'{p:+.2f}' for p in paired)}; median {statistics.median(paired):+.2f}"
     )
     report.check("run=celery: waitd's own part a run over bare (median)", f"{own:.2f} ms", "<= 1 ms", own <= 1)
 
