@@ -20,7 +20,7 @@ import re
 import socket
 from pathlib import Path
 
-from bench.common import Proc, wait_for
+from bench.common import LogTail, Proc, wait_for
 
 _LINE = re.compile(r'^(\d+\.\d+) \[[^\]]*\] "([A-Za-z]+)" "((?:[^"\\]|\\.)*)"(.*)$')
 _ENDED = tuple(f'\\"status\\": \\"{s}\\"' for s in ("SUCCESS", "FAILURE", "REVOKED"))
@@ -35,6 +35,7 @@ class Monitor:
         self.path = root / f"{name}.out"
         self.proc = Proc(["redis-cli", "-p", str(port), "monitor"], root, name)
         self.marks = 0
+        self.tail = LogTail(self.path)  # read on from where the last mark was found
         wait_for(lambda: self.path.read_bytes().startswith(b"OK"), 10, "redis-cli monitor")
 
     def mark(self, label: str) -> None:
@@ -44,7 +45,7 @@ class Monitor:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
             s.sendall(f"ECHO {text.replace(' ', '_')}\r\n".encode())
             s.recv(256)
-        wait_for(lambda: text.replace(" ", "_") in self.path.read_text(errors="replace"), 10, "redis-cli monitor")
+        wait_for(lambda: self.tail.seen(text.replace(" ", "_")), 10, "redis-cli monitor")
 
     def parts(self, queue: str) -> list[tuple[str, list[float], list[float]]]:
         """`parts` of the record so far."""
