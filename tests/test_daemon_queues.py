@@ -211,7 +211,9 @@ def test_next_queue_on_another_filesystem_goes_through_its_tmp(tmp_path):
         a.start("--instance", "a")
         wait_for(lambda: (qb / "incoming" / "big").exists(), 10, "the file in the next queue")
         assert (qb / "incoming" / "big").read_bytes() == data
-        assert os.listdir(qb / "tmp") == [] and left(qa) == {"incoming": [], "errors": [], "pending": []}
+        # The pending copy goes after the next queue has the file: wait for it, not assume it.
+        wait_for(lambda: left(qa) == {"incoming": [], "errors": [], "pending": []}, 10, "the pending copy removed")
+        assert os.listdir(qb / "tmp") == []
         assert a.stop() == 0
     finally:
         __import__("shutil").rmtree(tempfile_dir, ignore_errors=True)
