@@ -38,7 +38,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from waitd.config import table
@@ -193,14 +193,15 @@ def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
     )
 
 
-def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Seat:
-    record, files = entry.record, entry.files
-    options = record.options
-    busy = d.runs.busy_for(record.process)
+def taker(d: Daemon, entry: Entry, now: float, now_ns: int) -> Callable[[int], tuple[list[Candidate], float | None]]:
+    """A record's `Seat.ready`: up to n of its jobs ready now, as candidates,
+    and when (monotonic) the next will be; what it tells of groups goes to
+    `d.news`."""
+    busy = d.runs.busy_for(entry.record.process)
 
     def take(n: int) -> tuple[list[Candidate], float | None]:
         try:
-            jobs, due_ns, notices = ready.take(files, n, d.history, now_ns, busy)
+            jobs, due_ns, notices = ready.take(entry.files, n, d.history, now_ns, busy)
         except Exception as exc:
             d.record_errors.note(exc, f"record {entry.number}: choosing its next file")
             return [], None
@@ -209,6 +210,12 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
         candidates = [Candidate(entry.number, job.claim, job.key, job, _names(entry, job)) for job in jobs]
         return candidates, None if due_ns is None else now + (due_ns - now_ns) / 1e9
 
+    return take
+
+
+def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Seat:
+    record, files = entry.record, entry.files
+    options = record.options
     out = None
     if options.claim and options.out_limit is not None and options.next is not None:
         out = handoff.OutLimit(
@@ -222,18 +229,18 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
     return Seat(
         entry.number,
         options.jobs,
-        take,
+        taker(d, entry, now, now_ns),
         options.key is not None,
         publish_only,
         entry.tally.backoff_until,
         publish_only or d.dispatch.of(options.run).ready(),
         out,
         lambda name: d.runs.working(files.path_of(name)),
-        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and _sweeping(entry, listing) else None,
+        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and sweeping(entry, listing) else None,
     )
 
 
-def _sweeping(entry: Entry, listing: bool) -> bool:
+def sweeping(entry: Entry, listing: bool) -> bool:
     """Whether a removal rule may remove any file of the record now: expiry
     and retention at a listing, keep-after when more files are done than
     it keeps (a cheap test a turn, before the facts are gathered)."""
