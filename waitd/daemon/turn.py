@@ -19,7 +19,8 @@ template's, another template's) cost no turn.
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
 its ready jobs when asked, and its removal facts), the runs, `--jobs`, the
 holds.  A record's trouble while its jobs are looked at is logged once and
-skips that record.
+skips that record.  A quiet turn (a drain's) needs none of it: `plans`
+asks `decide.quiet` with each record's `taker` instead.
 
 `apply` carries out a plan, in its order: signals (logging the stop's),
 the out-limit looks, the starts, the publications; then the ends of the
