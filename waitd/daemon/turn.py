@@ -307,7 +307,8 @@ def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
 
 def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     """Carry out a plan."""
-    _signal(d, plan)
+    if plan.signal:  # (a drain's turn has none: no call for an empty part)
+        _signal(d, plan)
     by_number = d.works.by_number
     for queue, look, files in plan.looked:
         first = next((e for e in d.entries if e.record.options.next == queue), None)
@@ -316,7 +317,8 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     starts = [(by_number[c.record], c.ref) for c in plan.start if isinstance(c.ref, Job)]
     if starts:
         d.launcher.start(starts, now_ns)
-    _publish(d, plan.publish, by_number, now_ns)
+    if plan.publish:
+        _publish(d, plan.publish, by_number, now_ns)
     d.launcher.finish()
     d.journal.flush()  # the pids of this turn's starts, if no end took them along
     for move in plan.move:
@@ -327,15 +329,14 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
             d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
     if plan.ended:
         d.launcher.retire()
-    _remove(d, plan.remove, by_number, now_ns)
+    if plan.remove:
+        _remove(d, plan.remove, by_number, now_ns)
     for entry, notice in d.news:
         _tell_group(d, entry, notice)
     d.news = []
 
 
 def _signal(d: Daemon, plan: Plan) -> None:
-    if not plan.signal:
-        return
     stop = sum(1 for s in plan.signal if s.why is Why.STOP)
     if stop:
         log.warning("waitd: stop timeout reached; sending TERM to %d handler(s)", stop)
@@ -350,8 +351,6 @@ def _signal(d: Daemon, plan: Plan) -> None:
 
 
 def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], now_ns: int) -> None:
-    if not jobs:
-        return
     of_record: dict[int, list[Job]] = {}
     for c in jobs:
         if isinstance(c.ref, Job):
