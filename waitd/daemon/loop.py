@@ -14,7 +14,7 @@ returns at once.  Each turn, in a fixed order:
   make no turn), reap ended runs, answer the control socket and HTTP (`web`), act on
   the signals (each cleared first, then acted on: ten ALRMs make one scan; `orders`),
   list the directories at a poll (`turn.Observer`);
-- plan: ask `scheduler.plan` once, with the situation (`turn.situation`);
+- plan: once (`plans.plan`: a quiet turn's, or `scheduler.plan` of `turn.situation`);
 - apply its answer: signals, starts, publications, then the ends of the runs reaped
   (written while the new handlers run), queue moves, removals (`turn.apply`).
 
@@ -44,7 +44,7 @@ from typing import Any
 from waitd.config import table
 from waitd.config.conf import Conf
 from waitd.config.errors import Unexpected
-from waitd.daemon import control, drain, orders, sock, turn, web
+from waitd.daemon import control, drain, orders, plans, sock, turn, web
 from waitd.daemon import status as report
 from waitd.daemon.commands import Commands
 from waitd.daemon.events import Events
@@ -227,7 +227,7 @@ class Daemon:
         orders.act(self)
         now, now_ns = time.monotonic(), time.time_ns()
         listing = self.observer.observe(now, now_ns, poll)
-        plan = scheduler.plan(now, turn.situation(self, now, now_ns, listing or self.closing))
+        plan = plans.plan(self, now, now_ns, listing or self.closing)
         self.plan_deadline = plan.deadline
         turn.apply(self, plan, now_ns)
         done = self._done(plan)

@@ -19,7 +19,8 @@ template's, another template's) cost no turn.
 each active record as a `Seat` (its limits, back-off, executor, out-limit,
 its ready jobs when asked, and its removal facts), the runs, `--jobs`, the
 holds.  A record's trouble while its jobs are looked at is logged once and
-skips that record.
+skips that record.  A quiet turn (a drain's) needs none of it: `plans`
+asks `decide.quiet` with each record's `taker` instead.
 
 `apply` carries out a plan, in its order: signals (logging the stop's),
 the out-limit looks, the starts, the publications; then the ends of the
@@ -38,7 +39,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from waitd.config import table
@@ -193,14 +194,15 @@ def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
     )
 
 
-def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Seat:
-    record, files = entry.record, entry.files
-    options = record.options
-    busy = d.runs.busy_for(record.process)
+def taker(d: Daemon, entry: Entry, now: float, now_ns: int) -> Callable[[int], tuple[list[Candidate], float | None]]:
+    """A record's `Seat.ready`: up to n of its jobs ready now, as candidates,
+    and when (monotonic) the next will be; what it tells of groups goes to
+    `d.news`."""
+    busy = d.runs.busy_for(entry.record.process)
 
     def take(n: int) -> tuple[list[Candidate], float | None]:
         try:
-            jobs, due_ns, notices = ready.take(files, n, d.history, now_ns, busy)
+            jobs, due_ns, notices = ready.take(entry.files, n, d.history, now_ns, busy)
         except Exception as exc:
             d.record_errors.note(exc, f"record {entry.number}: choosing its next file")
             return [], None
@@ -209,6 +211,12 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
         candidates = [Candidate(entry.number, job.claim, job.key, job, _names(entry, job)) for job in jobs]
         return candidates, None if due_ns is None else now + (due_ns - now_ns) / 1e9
 
+    return take
+
+
+def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Seat:
+    record, files = entry.record, entry.files
+    options = record.options
     out = None
     if options.claim and options.out_limit is not None and options.next is not None:
         out = handoff.OutLimit(
@@ -222,18 +230,18 @@ def _seat(d: Daemon, entry: Entry, now: float, now_ns: int, listing: bool) -> Se
     return Seat(
         entry.number,
         options.jobs,
-        take,
+        taker(d, entry, now, now_ns),
         options.key is not None,
         publish_only,
         entry.tally.backoff_until,
         publish_only or d.dispatch.of(options.run).ready(),
         out,
         lambda name: d.runs.working(files.path_of(name)),
-        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and _sweeping(entry, listing) else None,
+        _sweep(d, entry, listing) if d.mode is Mode.ACTIVE and sweeping(entry, listing) else None,
     )
 
 
-def _sweeping(entry: Entry, listing: bool) -> bool:
+def sweeping(entry: Entry, listing: bool) -> bool:
     """Whether a removal rule may remove any file of the record now: expiry
     and retention at a listing, keep-after when more files are done than
     it keeps (a cheap test a turn, before the facts are gathered)."""
@@ -299,7 +307,8 @@ def all_done(d: Daemon, entry: Entry, fact: FileFact) -> bool:
 
 def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     """Carry out a plan."""
-    _signal(d, plan)
+    if plan.signal:  # (a drain's turn has none: no call for an empty part)
+        _signal(d, plan)
     by_number = d.works.by_number
     for queue, look, files in plan.looked:
         first = next((e for e in d.entries if e.record.options.next == queue), None)
@@ -308,7 +317,8 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
     starts = [(by_number[c.record], c.ref) for c in plan.start if isinstance(c.ref, Job)]
     if starts:
         d.launcher.start(starts, now_ns)
-    _publish(d, plan.publish, by_number, now_ns)
+    if plan.publish:
+        _publish(d, plan.publish, by_number, now_ns)
     d.launcher.finish()
     d.journal.flush()  # the pids of this turn's starts, if no end took them along
     for move in plan.move:
@@ -319,15 +329,14 @@ def apply(d: Daemon, plan: Plan, now_ns: int) -> None:
             d.again = True  # a name in pending is free: a file of that name in incoming may be claimed now
     if plan.ended:
         d.launcher.retire()
-    _remove(d, plan.remove, by_number, now_ns)
+    if plan.remove:
+        _remove(d, plan.remove, by_number, now_ns)
     for entry, notice in d.news:
         _tell_group(d, entry, notice)
     d.news = []
 
 
 def _signal(d: Daemon, plan: Plan) -> None:
-    if not plan.signal:
-        return
     stop = sum(1 for s in plan.signal if s.why is Why.STOP)
     if stop:
         log.warning("waitd: stop timeout reached; sending TERM to %d handler(s)", stop)
@@ -342,8 +351,6 @@ def _signal(d: Daemon, plan: Plan) -> None:
 
 
 def _publish(d: Daemon, jobs: Sequence[Candidate], by_number: dict[int, Entry], now_ns: int) -> None:
-    if not jobs:
-        return
     of_record: dict[int, list[Job]] = {}
     for c in jobs:
         if isinstance(c.ref, Job):

@@ -301,10 +301,9 @@ def _removals(situation: Situation) -> list[Remove]:
 
 
 @dataclass(slots=True)
-class _Queue:
+class Queue:
     """A record's jobs in this plan, and its room."""
 
-    seat: Seat
     jobs: list[Candidate]
     room: int
 
@@ -315,7 +314,7 @@ def _starts(
     """The jobs to start (records in turns) and to publish."""
     live = [r for r in situation.running if r.phase is not Phase.ENDED]
     total_room = None if situation.total is None else situation.total - len(live)
-    queues: list[_Queue] = []
+    queues: list[Queue] = []
     publishes: list[Candidate] = []
     for seat in situation.seats:
         if seat.publish_only:
@@ -327,8 +326,9 @@ def _starts(
         if room > 0:
             jobs, due = seat.ready(room + (LOOKAHEAD if seat.keyed else 0))
             draft.later(now, due)
-            queues.append(_Queue(seat, [c for c in jobs if not _removed(c, gone)], room))
-    return _take_turns(queues, live, total_room), publishes
+            queues.append(Queue([c for c in jobs if not _removed(c, gone)], room))
+    keys = {run.key for run in live if run.key is not None}
+    return take_turns(queues, keys, {run.claim for run in live}, total_room), publishes
 
 
 def _removed(candidate: Candidate, gone: Collection[tuple[int, str]]) -> bool:
@@ -365,10 +365,9 @@ def _room(
     return min(room, out_room)
 
 
-def _take_turns(queues: list[_Queue], live: list[Running], total_room: int | None) -> list[Candidate]:
-    """Records take turns, one start a turn, oldest first within each."""
-    keys = {run.key for run in live if run.key is not None}
-    claims = {run.claim for run in live}
+def take_turns(queues: list[Queue], keys: set[str], claims: set[str], total_room: int | None) -> list[Candidate]:
+    """Records take turns, one start a turn, oldest first within each
+    (`keys` and `claims`: those of the live runs, added to as jobs start)."""
     starts: list[Candidate] = []
     progress = True
     while progress and (total_room is None or total_room > 0):
@@ -390,7 +389,7 @@ def _take_turns(queues: list[_Queue], live: list[Running], total_room: int | Non
     return starts
 
 
-def _next(queue: _Queue, keys: set[str], claims: set[str]) -> Candidate | None:
+def _next(queue: Queue, keys: set[str], claims: set[str]) -> Candidate | None:
     """The record's oldest job whose key and claim are free, taken out."""
     for i, job in enumerate(queue.jobs):
         if job.claim in claims or (job.key is not None and job.key in keys):
