@@ -283,6 +283,7 @@ class Remote:
                     self.conf.broker,
                     socket_timeout=celery_app.SOCKET_TIMEOUT_S,
                     socket_connect_timeout=celery_app.CONNECT_TIMEOUT_S,
+                    protocol=2,  # issue 21: RESP3's push messages cost redis-py twice the CPU a message
                 )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(META_PREFIX + "*")
@@ -298,12 +299,12 @@ class Remote:
     def _listen(self, client: Any, pubsub: Any) -> None:
         fetched = time.monotonic()
         while True:
+            # One message at a time (one more is read at once if it is there
+            # already): asking again at once for none costs a poll a message.
             message = pubsub.get_message(timeout=0.25)
-            while message is not None:
-                if message.get("type") == "pmessage":
-                    channel = _text(message["channel"])
-                    self._found(channel[len(META_PREFIX) :], message["data"])
-                message = pubsub.get_message(timeout=0)
+            if message is not None and message.get("type") == "pmessage":
+                channel = _text(message["channel"])
+                self._found(channel[len(META_PREFIX) :], message["data"])
             if self._fetch_now.is_set() or time.monotonic() - fetched >= FETCH_EVERY_S:
                 fetched = time.monotonic()
                 self._fetch(client)
@@ -336,7 +337,10 @@ class Remote:
             self._wake()
 
     def _found(self, task: str, data: Any) -> None:
-        """A task's stored state: its result if it ended."""
+        """A task's stored state: its result if it ended.  Another
+        client's task (told too, by the pattern) is not decoded."""
+        if task not in self._watch:
+            return  # looked up again under the lock below: one the loop adds later is fetched
         try:
             meta = json.loads(data)
         except (ValueError, TypeError):
