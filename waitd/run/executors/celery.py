@@ -260,6 +260,7 @@ class Remote:
                 argsrepr="()",
                 kwargsrepr=_shown(kwargs),
                 producer=producer,
+                add_to_parent=False,  # the sender is no task of a worker's: no parent to look for twice
                 # The queue is declared with each send, as Celery does (kombu
                 # skips it while the connection that declared it lives): a
                 # Redis that lost its bindings (restarted, no persistence)
@@ -299,9 +300,9 @@ class Remote:
     def _listen(self, client: Any, pubsub: Any) -> None:
         fetched = time.monotonic()
         while True:
-            # One message at a time (one more is read at once if it is there
-            # already): asking again at once for none costs a poll a message.
-            message = pubsub.get_message(timeout=0.25)
+            # A message a turn (none asked for at once: a poll a message); idle, it
+            # wakes for its next fetch (adopted tasks wait for it), not 4 times a second.
+            message = pubsub.get_message(timeout=max(0.0, fetched + FETCH_EVERY_S - time.monotonic()))
             if message is not None and message.get("type") == "pmessage":
                 channel = _text(message["channel"])
                 self._found(channel[len(META_PREFIX) :], message["data"])
