@@ -41,9 +41,14 @@ first send (its connections made) do not.
 Also shown, per run, the median and the mean of the whole run: for the
 bare loops each send/get; for waitd the time from one start to the next
 (its history's status 0 lines, seen by inotify as they are written, as
-`at=` has only milliseconds); and waitd's own CPU time a run (psutil,
-from the first counted turn to the last, with its idle wake-ups during
-the bare turns).  Before 2026-12-06 (round seven) the figure checked was
+`at=` has only milliseconds); and the CPU time a run: waitd's (its
+threads' own, `/proc/PID/task/TID/schedstat`, in nanoseconds) in its
+turns, split by thread (the loop, Celery's sender and receiver), and
+beside it what it spends while the bare loops run (its receiver is told
+of their results too, as of any client's on that Redis, and its idle
+wake-ups); the bare loop's own (its thread's CPU time, the connections
+made before it is read).  Before round seven waitd's figure was the
+whole, both parts, over its runs alone.  Before 2026-12-06 (round seven) the figure checked was
 the difference of the whole runs' medians, which the worker's noise
 swamped; before that, the mean of one waitd `--once` drain (first start
 to exit) less the mean of the bare loop run half before and half after
@@ -66,8 +71,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-
-import psutil
 
 from bench.common import (
     Options,
@@ -139,27 +142,38 @@ def _overhead(report: Report, root: Path, broker: str, m: int, monitor: Monitor)
     batches = max(3, m // 50)
     batch = max(2, m // batches)
     turns: list[tuple[list[float], list[float], list[float]]] = []  # waitd, bare, durable
-    cpu = float("nan")
+    own: dict[str, float] = {}  # waitd's threads' CPU seconds in its turns
+    aside = 0.0  # waitd's CPU seconds while the bare loops run
+    bare_cpu = [0.0]  # the bare loop's own CPU seconds
     daemon: Serial | None = None
     try:
         daemon = Serial(root, broker, "oh")
         daemon.batch(1)  # Celery imported, the broker connected: not counted
-        daemon.cpu0 = daemon.own_cpu()
+
+        def measured(k: int) -> list[float]:
+            nonlocal aside
+            before = daemon.threads_cpu()
+            if k == 0:
+                runs = daemon.batch(batch, lambda: monitor.mark(WHO[0]))
+            else:
+                runs = _bare_loop(broker, "oh", batch, str(root), lambda: monitor.mark(WHO[k]), k == 2, bare_cpu)
+            spent = {t: cpu - before.get(t, 0.0) for t, cpu in daemon.threads_cpu().items()}
+            if k == 0:
+                for t, cpu in spent.items():
+                    own[t] = own.get(t, 0.0) + cpu
+            else:
+                aside += sum(spent.values())
+            return runs
+
         for i in range(batches):
             # Every other turn in the other order: none is always first after another.
-            takes: list[Callable[[], list[float]]] = [
-                lambda: daemon.batch(batch, lambda: monitor.mark(WHO[0])),
-                lambda: _bare_loop(broker, "oh", batch, str(root), lambda: monitor.mark(WHO[1])),
-                lambda: _bare_loop(broker, "oh", batch, str(root), lambda: monitor.mark(WHO[2]), durable=True),
-            ]
             order = (0, 1, 2) if i % 2 == 0 else (2, 1, 0)
             runs = {}
             for k in order:
-                runs[k] = takes[k]()
+                runs[k] = measured(k)
                 monitor.mark("between")  # what follows (a bare loop's first send) is no one's
             turns.append((runs[0], runs[1], runs[2]))
         monitor.mark("over")
-        cpu = daemon.cpu() / (batches * batch)
     except (TimeoutError, OSError) as exc:
         out = (
             (root / "waitd-serial.out").read_text(errors="replace")[-2000:]
@@ -177,8 +191,15 @@ def _overhead(report: Report, root: Path, broker: str, m: int, monitor: Monitor)
         f"  serial, {batches} turns of {batch} x /bin/true (waitd, bare, bare with a durable start), 1 worker x 1; "
         "per run, median / mean in ms:"
     )
-    report.say(f"    the whole run: waitd {w[0]:.2f} / {w[1]:.2f} (its own CPU {cpu * 1000:.2f} ms a run)")
-    report.say(f"      bare send_task()/get() {b[0]:.2f} / {b[1]:.2f}")
+    count = batches * batch
+    split = ", ".join(f"{t} {cpu * 1000 / count:.2f}" for t, cpu in sorted(own.items(), key=lambda kv: -kv[1]))
+    report.say(
+        f"    the whole run: waitd {w[0]:.2f} / {w[1]:.2f} (its own CPU {sum(own.values()) * 1000 / count:.2f} ms "
+        f"a run: {split}; beside it, while the bare loops run, {aside * 1000 / (2 * count):.2f} ms a bare run)"
+    )
+    report.say(
+        f"      bare send_task()/get() {b[0]:.2f} / {b[1]:.2f} (its own CPU {bare_cpu[0] * 1000 / count:.2f} ms a run)"
+    )
     report.say(f"      bare with a durable start (append + fdatasync) {d[0]:.2f} / {d[1]:.2f}")
     report.say(
         f"      waitd less bare: median {w[0] - b[0]:+.2f}, mean {w[1] - b[1]:+.2f}; "
@@ -268,9 +289,7 @@ class Serial:
         self.buffer = b""
         self.made = 0
         self.proc = Proc(waitd_argv("-f", "--interval", "5", "--passdir", str(self.passdir)), root, "waitd-serial")
-        self.ps = psutil.Process(self.proc.pid)
         wait_for(lambda: (self.passdir / "waitd.status").exists() or not self.proc.alive(), 30, "waitd")
-        self.cpu0 = 0.0
 
     def batch(self, n: int, mark: Callable[[], None] = lambda: None) -> list[float]:
         names = make_files(self.passdir / "stage", n, f"b{self.made:04d}-", mtime=time.time() - 3600)
@@ -314,13 +333,23 @@ class Serial:
                 self.history.seek(0, os.SEEK_END)
         return self.history.read()
 
-    def own_cpu(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def cpu(self) -> float:
-        """waitd's CPU seconds since `cpu0` was read."""
-        return self.own_cpu() - self.cpu0
+    def threads_cpu(self) -> dict[str, float]:
+        """The CPU seconds of each of waitd's threads so far: `loop`, and
+        Celery's `sender` and `receiver` (Python 3.11 does not name its
+        threads for the system: they are told apart by their ids, as the
+        executor starts the sender first); a thread that ended is left out."""
+        task = f"/proc/{self.proc.pid}/task"
+        spent: dict[int, float] = {}
+        for tid in os.listdir(task):
+            try:
+                with open(f"{task}/{tid}/schedstat") as f:
+                    spent[int(tid)] = int(f.read().split()[0]) / 1e9
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        others = sorted(t for t in spent if t != self.proc.pid)
+        names = ["sender", "receiver"] if len(others) == 2 else [f"thread {t}" for t in others]
+        named = dict(zip(names, (spent[t] for t in others), strict=True))
+        return {"loop": spent.get(self.proc.pid, 0.0), **named}
 
     def stop(self) -> None:
         self.proc.stop()
@@ -330,12 +359,19 @@ class Serial:
 
 
 def _bare_loop(
-    broker: str, queue: str, m: int, cwd: str, mark: Callable[[], None], durable: bool = False
+    broker: str,
+    queue: str,
+    m: int,
+    cwd: str,
+    mark: Callable[[], None],
+    durable: bool = False,
+    cpu: list[float] | None = None,
 ) -> list[float]:
     """The seconds of each of m send_task()/get() of waitd's task, one
     after the other; `durable`: each after a history-sized line appended
     and fdatasync'd.  `mark` is called once the connections are made,
-    before the first of them."""
+    before the first of them.  Unless `durable`, the thread's CPU seconds
+    in the m runs are added to `cpu[0]`."""
     from waitd.run.executors import celery_app
 
     app = celery_app.make(broker, queue)
@@ -345,6 +381,7 @@ def _bare_loop(
     fd = os.open(os.path.join(cwd, "bare.history"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     runs = []
     mark()
+    cpu0 = time.thread_time()
     for _ in range(m):
         t0 = time.perf_counter()
         if durable:
@@ -353,6 +390,8 @@ def _bare_loop(
         deadline = time.time() + 600
         app.send_task(celery_app.TASK, kwargs={**kwargs, "deadline": deadline}, queue=queue).get(timeout=30)
         runs.append(time.perf_counter() - t0)
+    if cpu is not None and not durable:
+        cpu[0] += time.thread_time() - cpu0
     os.close(fd)
     app.close()
     return runs

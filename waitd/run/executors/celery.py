@@ -260,6 +260,7 @@ class Remote:
                 argsrepr="()",
                 kwargsrepr=_shown(kwargs),
                 producer=producer,
+                add_to_parent=False,  # the sender is no task of a worker's: no parent to look for twice
                 # The queue is declared with each send, as Celery does (kombu
                 # skips it while the connection that declared it lives): a
                 # Redis that lost its bindings (restarted, no persistence)
@@ -283,6 +284,7 @@ class Remote:
                     self.conf.broker,
                     socket_timeout=celery_app.SOCKET_TIMEOUT_S,
                     socket_connect_timeout=celery_app.CONNECT_TIMEOUT_S,
+                    protocol=2,  # issue 21: RESP3's push messages cost redis-py twice the CPU a message
                 )
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(META_PREFIX + "*")
@@ -298,12 +300,12 @@ class Remote:
     def _listen(self, client: Any, pubsub: Any) -> None:
         fetched = time.monotonic()
         while True:
-            message = pubsub.get_message(timeout=0.25)
-            while message is not None:
-                if message.get("type") == "pmessage":
-                    channel = _text(message["channel"])
-                    self._found(channel[len(META_PREFIX) :], message["data"])
-                message = pubsub.get_message(timeout=0)
+            # A message a turn (none asked for at once: a poll a message); idle, it
+            # wakes for its next fetch (adopted tasks wait for it), not 4 times a second.
+            message = pubsub.get_message(timeout=max(0.0, fetched + FETCH_EVERY_S - time.monotonic()))
+            if message is not None and message.get("type") == "pmessage":
+                channel = _text(message["channel"])
+                self._found(channel[len(META_PREFIX) :], message["data"])
             if self._fetch_now.is_set() or time.monotonic() - fetched >= FETCH_EVERY_S:
                 fetched = time.monotonic()
                 self._fetch(client)
@@ -336,7 +338,10 @@ class Remote:
             self._wake()
 
     def _found(self, task: str, data: Any) -> None:
-        """A task's stored state: its result if it ended."""
+        """A task's stored state: its result if it ended.  Another
+        client's task (told too, by the pattern) is not decoded."""
+        if task not in self._watch:
+            return  # looked up again under the lock below: one the loop adds later is fetched
         try:
             meta = json.loads(data)
         except (ValueError, TypeError):
