@@ -11,7 +11,9 @@ send_task/get"): 300 runs (60) of /bin/true one after the other, one
 worker x 1, in turns of 50 (20): a waitd daemon (`jobs=1`, started once,
 its first run not counted) is handed a turn's files, then a bare loop of
 Celery's `send_task()`/`get()` of the same task with the same arguments
-makes as many runs, then the bare loop with a durable start (a history
+(the environment waitd gives the handler, its own and a run's WAITD_*
+variables; `expires=`; waitd's short `kwargsrepr`: a message of the same
+size, ~4 KB) makes as many runs, then the bare loop with a durable start (a history
 line appended and fdatasync'd before each send: the floor of what waitd
 owes and the bare loop does not), and again, every other turn in the
 reverse order, all with the same worker and Redis: a drift of the
@@ -52,7 +54,13 @@ whole, both parts, over its runs alone.  Before 2026-12-06 (round seven) the fig
 the difference of the whole runs' medians, which the worker's noise
 swamped; before that, the mean of one waitd `--once` drain (first start
 to exit) less the mean of the bare loop run half before and half after
-it.
+it.  Before 2026-12-06 (round seven) the bare loops sent PATH alone as
+the environment, without `expires=`: a message of ~1.4 KB against
+waitd's ~4.3 KB, which the worker and Redis took ~1.5 ms longer to carry
+from the push to the task's STARTED (kombu's parse, its copy into the
+unacked hash, the pickle to the pool process, and Redis's formatting of
+both for MONITOR), and LANG (the handler's locale) was unset for them:
+the worker's part was longer beside waitd by that much.
 
 A redis-server of its own (`--save ''`) on a free loopback port; drain
 time is from the first start (the history's `at=`) to the exit of
@@ -61,6 +69,7 @@ time is from the first start (the history's `at=`) to the exit of
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import random
@@ -70,12 +79,13 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from bench.common import (
     Options,
     Proc,
     Report,
+    env,
     make_files,
     once_drain,
     sleeper,
@@ -375,8 +385,17 @@ def _bare_loop(
     from waitd.run.executors import celery_app
 
     app = celery_app.make(broker, queue)
-    kwargs = {"program": "/bin/true", "argv": ["true", "x"], "env": {"PATH": "/usr/bin:/bin"}, "cwd": cwd}
-    app.send_task(celery_app.TASK, kwargs=kwargs, queue=queue).get(timeout=30)  # connections made
+    kwargs = {"program": "/bin/true", "argv": ["true", "x"], "env": _handler_env(cwd), "cwd": cwd}
+    shown = {"argsrepr": "()", "kwargsrepr": repr({k: kwargs[k] for k in ("program", "argv", "cwd")})}
+
+    def send(deadline: float | None = None) -> Any:
+        if deadline is None:
+            return app.send_task(celery_app.TASK, kwargs=kwargs, queue=queue, **shown)
+        expires = datetime.datetime.fromtimestamp(deadline, datetime.UTC)
+        full = {**kwargs, "deadline": deadline}
+        return app.send_task(celery_app.TASK, kwargs=full, queue=queue, expires=expires, **shown)
+
+    send().get(timeout=30)  # connections made
     line = b"/tmp/waitd-bench/in/f0000000.dat /bin/true 1796544886 0 at=1796548488.950 " + b"x" * 60 + b"\n"
     fd = os.open(os.path.join(cwd, "bare.history"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     runs = []
@@ -387,14 +406,34 @@ def _bare_loop(
         if durable:
             os.write(fd, line)
             os.fdatasync(fd)
-        deadline = time.time() + 600
-        app.send_task(celery_app.TASK, kwargs={**kwargs, "deadline": deadline}, queue=queue).get(timeout=30)
+        send(time.time() + 600).get(timeout=30)
         runs.append(time.perf_counter() - t0)
     if cpu is not None and not durable:
         cpu[0] += time.thread_time() - cpu0
     os.close(fd)
     app.close()
     return runs
+
+
+def _handler_env(cwd: str) -> dict[str, str]:
+    """The environment waitd gives the handler of `Serial`'s runs: its
+    own (the bench's, `bench.common.env`) and a run's WAITD_* variables,
+    for the bare loops to send the same: the handler's environment is
+    most of a task's message (here ~1.8 of its ~4.3 KB), and a bigger
+    message costs the worker and Redis more (and LANG, if set, costs the
+    handler its locale)."""
+    passdir = os.path.join(cwd, "serial")
+    log = os.path.join(passdir, "log", "incoming.1.b0000-0000000.dat.a")
+    return {
+        **env(),
+        "WAITD_RECORD": "1",
+        "WAITD_TELEM": "bench",
+        "WAITD_FILE": os.path.join(passdir, "in", "b0000-0000000.dat"),
+        "WAITD_PASSDIR": passdir,
+        "WAITD_LOG": log,
+        "WAITD_RESPONSE": log + ".response",
+        "WAITD_ATTEMPT": "1",
+    }
 
 
 def _worker(root: Path, broker: str, queue: str, name: str, concurrency: int) -> Proc:
