@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from waitd.decide import quiet
-from waitd.decide.scheduler import LOOKAHEAD, Candidate, Phase, Plan, Running, Seat, Situation, plan
+from waitd.decide.scheduler import Candidate, Phase, Plan, Running, Seat, Situation, plan
+from waitd.decide.turns import LOOKAHEAD
 
 
 @st.composite

@@ -19,7 +19,6 @@ from waitd.decide.removal import Entry, Sweep
 from waitd.decide.scheduler import (
     KILL_AGAIN_S,
     KILL_GRACE_S,
-    LOOKAHEAD,
     PUBLISH_BATCH,
     Candidate,
     End,
@@ -31,6 +30,7 @@ from waitd.decide.scheduler import (
     Situation,
     plan,
 )
+from waitd.decide.turns import LOOKAHEAD
 
 S = 1_000_000_000
 

@@ -20,7 +20,7 @@ pass):
   have nothing to do, and no run gives a deadline.
 
 Then the only deadline is when the next file of a record is ready; the
-starts are `scheduler.take_turns`'s, from the same queues.
+starts are `turns.take_turns`'s, from the same queues, as the full pass's.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from waitd.decide.scheduler import LOOKAHEAD, Candidate, Plan, Queue, take_turns
+from waitd.decide.scheduler import Candidate, Plan
+from waitd.decide.turns import Queue, asked, room_left, take_turns
 
 
 class Record(NamedTuple):
@@ -54,16 +55,12 @@ def plan(now: float, records: Sequence[Record], live: Sequence[Live], ended: boo
     deadline: float | None = None
     queues: list[Queue] = []
     for record in records:
-        room = record.jobs
-        for run in live:
-            if run.record == record.number:
-                room -= 1
+        room = room_left(record.jobs, record.number, live)
         if room > 0:
-            jobs, due = record.ready(room + (LOOKAHEAD if record.keyed else 0))
+            jobs, due = record.ready(asked(room, record.keyed))
             if due is not None and due > now and (deadline is None or due < deadline):
                 deadline = due
             queues.append(Queue(list(jobs), room))
     if not queues:
         return Plan(deadline=deadline, ended=ended)
-    keys = {run.key for run in live if run.key is not None}
-    return Plan(tuple(take_turns(queues, keys, {run.claim for run in live}, None)), deadline=deadline, ended=ended)
+    return Plan(tuple(take_turns(queues, live, None)), deadline=deadline, ended=ended)

@@ -43,7 +43,7 @@ The rules of the starts, in the order they are applied:
 
 This module knows no files, processes or history: the loop turns the spool
 and the run registry into its arguments and carries out its answer.
-Limits: a record is asked for its room's worth of jobs, plus LOOKAHEAD
+Limits: a record is asked for its room's worth of jobs, plus `turns.LOOKAHEAD`
 with key=; when that many oldest jobs all wait for keys, newer ones wait
 for the next plan.
 """
@@ -59,8 +59,8 @@ from typing import NamedTuple
 from waitd.decide import handoff, removal
 from waitd.decide.outcome import Verdict, Why
 from waitd.decide.removal import Remove, Sweep
+from waitd.decide.turns import Queue, asked, room_left, take_turns
 
-LOOKAHEAD = 32
 PUBLISH_BATCH = 1000  # files published in one turn, at most, per record
 _NONE: frozenset[tuple[int, str]] = frozenset()  # no file removed by this plan
 KILL_GRACE_S = 5.0  # between TERM and KILL
@@ -300,14 +300,6 @@ def _removals(situation: Situation) -> list[Remove]:
 # -- starts ----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Queue:
-    """A record's jobs in this plan, and its room."""
-
-    jobs: list[Candidate]
-    room: int
-
-
 def _starts(
     now: float, situation: Situation, draft: _Draft, gone: Collection[tuple[int, str]]
 ) -> tuple[list[Candidate], list[Candidate]]:
@@ -324,11 +316,10 @@ def _starts(
             continue
         room = _room(now, seat, situation.running, live, total_room, draft)
         if room > 0:
-            jobs, due = seat.ready(room + (LOOKAHEAD if seat.keyed else 0))
+            jobs, due = seat.ready(asked(room, seat.keyed))
             draft.later(now, due)
             queues.append(Queue([c for c in jobs if not _removed(c, gone)], room))
-    keys = {run.key for run in live if run.key is not None}
-    return take_turns(queues, keys, {run.claim for run in live}, total_room), publishes
+    return take_turns(queues, live, total_room), publishes
 
 
 def _removed(candidate: Candidate, gone: Collection[tuple[int, str]]) -> bool:
@@ -346,10 +337,7 @@ def _room(
     if not seat.executor_ready:
         draft.holds.append(Hold(seat.number, "its executor takes no runs now"))
         return 0  # the executor wakes the loop when it takes runs again
-    room = seat.jobs
-    for r in live:  # a loop, not sum() of a generator: asked each turn
-        if r.record == seat.number:
-            room -= 1
+    room = room_left(seat.jobs, seat.number, live)
     if total_room is not None:
         room = min(room, total_room)
     if room <= 0 or seat.out is None:
@@ -363,37 +351,3 @@ def _room(
         draft.holds.append(Hold(seat.number, "out-limit", again))
         draft.later(now, again)
     return min(room, out_room)
-
-
-def take_turns(queues: list[Queue], keys: set[str], claims: set[str], total_room: int | None) -> list[Candidate]:
-    """Records take turns, one start a turn, oldest first within each
-    (`keys` and `claims`: those of the live runs, added to as jobs start)."""
-    starts: list[Candidate] = []
-    progress = True
-    while progress and (total_room is None or total_room > 0):
-        progress = False
-        for queue in queues:
-            if total_room is not None and total_room <= 0:
-                break
-            job = _next(queue, keys, claims) if queue.room > 0 else None
-            if job is None:
-                continue
-            starts.append(job)
-            claims.add(job.claim)
-            if job.key is not None:
-                keys.add(job.key)
-            queue.room -= 1
-            if total_room is not None:
-                total_room -= 1
-            progress = True
-    return starts
-
-
-def _next(queue: Queue, keys: set[str], claims: set[str]) -> Candidate | None:
-    """The record's oldest job whose key and claim are free, taken out."""
-    for i, job in enumerate(queue.jobs):
-        if job.claim in claims or (job.key is not None and job.key in keys):
-            continue  # waits for the run holding its key or its file
-        del queue.jobs[i]
-        return job
-    return None
