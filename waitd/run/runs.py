@@ -240,26 +240,19 @@ class Runs:
         """The runs as a quiet turn's plan sees them (`decide.quiet`): the
         live ones, and whether one ended; None when one is not quiet (a
         timeout, a signal sent, a queue's file to move: the full pass,
-        `scheduled`).  The ended ones are seen, as `scheduled` sees them."""
+        `scheduled`).  The ended ones are seen, by `_end` as `scheduled`
+        sees them."""
         live: list[Live] = []
-        ended: list[Run] = []
+        ended = False
         for r in self._runs.values():
             state = r.state
             if state is RunState.RUNNING and r.timeout_s is None:
                 live.append(Live(number_of(r.job.identity), r.job.claim, r.job.key))
-            elif state is RunState.ENDED and r.signalled_at is None and not _queued(r):
-                ended.append(r)
+            elif state is RunState.ENDED and _end(r) is None:
+                ended = True
             elif state is not RunState.STARTING:
                 return None
-        for r in ended:
-            if r.ended is not None:
-                r.seen_ended = True  # as `_end` does
-        return live, bool(ended)
-
-
-def _queued(run: Run) -> bool:
-    """Its file is a queue's (claim=yes): its end moves it."""
-    return run.work is not None and run.work.files.record.options.claim
+        return live, ended
 
 
 def _end(run: Run) -> End | None:
