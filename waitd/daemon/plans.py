@@ -43,7 +43,7 @@ def quiet_plan(d: Daemon, now: float, now_ns: int) -> Plan | None:
     """`decide.quiet.plan` of the turn, or None when it is not quiet."""
     if d.mode is not Mode.ACTIVE or not d.journal.may_start or d.settings.jobs is not None:
         return None
-    seated = [e for e in d.works.entries if not e.problem and e.files.spool is not None]  # the full pass's seats
+    seated = turn.seated(d)  # the full pass's seats
     for entry in seated:
         record = entry.record
         if (

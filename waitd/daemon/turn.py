@@ -181,7 +181,7 @@ def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
     # next poll writes what it holds.
     held_until = 0.0 if d.journal.may_start else d.next_poll
     d.news = []
-    seats = [_seat(d, e, now, now_ns, listing) for e in d.entries if not e.problem and e.files.spool is not None]
+    seats = [_seat(d, e, now, now_ns, listing) for e in seated(d)]
     return Situation(
         d.mode,
         now_ns,
@@ -192,6 +192,11 @@ def situation(d: Daemon, now: float, now_ns: int, listing: bool) -> Situation:
         d.stop_at if d.mode is Mode.STOPPING else None,
         d.settings.stop_timeout_s,
     )
+
+
+def seated(d: Daemon) -> list[Entry]:
+    """The records a plan looks at: those with no problem and a spool."""
+    return [e for e in d.entries if not e.problem and e.files.spool is not None]
 
 
 def taker(d: Daemon, entry: Entry, now: float, now_ns: int) -> Callable[[int], tuple[list[Candidate], float | None]]:
