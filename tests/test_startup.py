@@ -101,3 +101,31 @@ def test_own_hashes_are_hashlibs() -> None:
     passdir = "/var/spool/w\udcff"
     digest = hashlib.sha1(passdir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     assert default_instance(passdir).endswith("-" + digest)
+
+
+def test_watcher_runs_no_ldconfig() -> None:
+    """inotify_simple's first INotify looked the C library up with
+    ctypes.util.find_library, which runs `ldconfig -p` in a child process
+    at every start of waitd: the watcher gives it the C library already
+    loaded, and inotify works as before."""
+    probe = (
+        "import ctypes.util\n"
+        "def refuse(name): raise AssertionError('find_library(%r)' % name)\n"
+        "ctypes.util.find_library = refuse\n"
+        "import os, tempfile\n"
+        "from waitd.spool.watch import Watcher\n"
+        "w = Watcher()\n"
+        "d = tempfile.mkdtemp()\n"
+        "st = os.stat(d)\n"
+        "assert w.active and w.watch(d, (st.st_dev, st.st_ino))\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    assert proc.stdout == "ok\n", proc.stderr

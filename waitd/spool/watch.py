@@ -17,7 +17,9 @@ the watch limit, EMFILE on instances, a kernel without it) the watcher
 logs a warning once and that directory is only polled; NFS and other
 network filesystems, where the kernel sees no remote change, are covered
 by the poll.  A queue overflow (IN_Q_OVERFLOW) is reported as `overflow`
-and the loop lists every directory again.
+and the loop lists every directory again.  inotify_simple is given the C
+library this process has already loaded (`ctypes.CDLL(None)`), so that it
+does not look it up with `ldconfig -p` in a child process at each start.
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ OPENED = "opened"
 CLOSED = "closed"
 
 try:  # pragma: no cover - depends on the platform
+    import ctypes
+
+    import inotify_simple
     from inotify_simple import INotify
     from inotify_simple import flags as _flags
+
+    if getattr(inotify_simple, "_libc", None) is None:
+        # Its first INotify looks the C library up with ctypes.util's
+        # find_library, which runs `ldconfig -p` in a child process at each
+        # start of waitd (issue 21); the C library is already loaded here.
+        inotify_simple._libc = ctypes.CDLL(None, use_errno=True)
 
     _MASK = (
         _flags.CLOSE_WRITE
