@@ -15,6 +15,12 @@ default, or of the wrong type, is a `ValueError` that names it.
 
 This module encodes and decodes; `daemon.status.build` makes the document
 from the daemon's state.
+
+The classes are slotted dataclasses but not frozen: a document is made
+whole, written and dropped, nobody hashes or changes its parts, and a
+frozen class costs twice as much to make at import (two more generated
+methods, each an `exec`: some 0.8 ms a class here, 15 classes that every
+daemon and `waitd -s status` import; issue 21).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunReport:
     """A handler running (or being stopped) and its file."""
 
@@ -44,7 +50,7 @@ class RunReport:
     task: str | None = None  # run=celery: its Celery task id (and no pid)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retrying:
     """A file whose run failed for now, and when it runs again."""
 
@@ -52,7 +58,7 @@ class Retrying:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Held:
     """A file not handled yet that will not run by itself."""
 
@@ -61,7 +67,7 @@ class Held:
     until: float | None  # when that may change by itself (a group's deadline); None: not by itself
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Waiting:
     """A file waiting to run (it will)."""
 
@@ -69,7 +75,7 @@ class Waiting:
     ready_at: float  # when it reaches its wait age (a group's member: its group decides)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenGroup:
     """A group still gathering its members."""
 
@@ -82,7 +88,7 @@ class OpenGroup:
     missing_count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incomplete:
     """A group that will not run: its critical members missing at its timeliness."""
 
@@ -90,7 +96,7 @@ class Incomplete:
     missing: list[str]  # its critical members not there at its timeliness
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QueueReport:
     """A claim=yes record's queue: its files in incoming/, pending/ (by instance) and errors/."""
 
@@ -101,7 +107,7 @@ class QueueReport:
     held: bool  # held back by out-limit=
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Last:
     """The last file a record handled, and how its run ended."""
 
@@ -109,7 +115,7 @@ class Last:
     outcome: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Counts:
     """How a record's runs ended since the start, and its files removed."""
 
@@ -119,7 +125,7 @@ class Counts:
     removed: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RecordReport:
     """A record of the table: its options, its runs and its files."""
 
@@ -150,7 +156,7 @@ class RecordReport:
     waiting_files: list[Waiting] = field(default_factory=list)  # the first 100 waiting, oldest first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TableReport:
     """The table: its records, and the errors of a reload refused."""
 
@@ -160,7 +166,7 @@ class TableReport:
     active: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SinkReport:
     """A sink of waitd.conf: its process, its backlog, down or not."""
 
@@ -173,7 +179,7 @@ class SinkReport:
     restarts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceReport:
     """A source of waitd.conf: its process, connected or not, its messages."""
 
@@ -191,7 +197,7 @@ class SourceReport:
     restarts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CeleryReport:
     """The broker of run=celery records."""
 
@@ -203,7 +209,7 @@ class CeleryReport:
     in_flight: int  # runs sent and not yet ended
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Status:
     """The status document: the daemon, its table, its records and its sinks."""
 
