@@ -290,7 +290,7 @@ def _given(options: Options, name: str) -> bool:
     return getattr(options, attr) != getattr(Options(), attr)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Spec:
     """An option of the table: the Options attribute it sets, and how its value reads."""
 

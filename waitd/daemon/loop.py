@@ -72,7 +72,7 @@ KILL_GRACE_S = scheduler.KILL_GRACE_S
 STOP_ERRORS = 5  # the same unexpected error while stopping: give up, exit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settings:
     passdir: str
     interval_s: float = 10.0

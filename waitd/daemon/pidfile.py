@@ -44,7 +44,7 @@ _FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid (x86
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Holder:
     """The daemon holding a pid file: its pid, or None while not known yet
     (the file is still empty and the lock says nothing, another namespace)."""

@@ -146,7 +146,7 @@ class Look(enum.Enum):
     INCOMPLETE = "incomplete"  # it never runs: `members` are its missing critical ones
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Looked:
     """What one look at a group saw: the look, its members there, and when to look again."""
 

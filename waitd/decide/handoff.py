@@ -64,7 +64,7 @@ def recorded(event: Event) -> Verdict:
     return Verdict.FINAL if event.status is Status.KNOWN else Verdict.UNKNOWN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outlook:
     """What the last look at a next queue said (out-limit=)."""
 
@@ -85,7 +85,7 @@ def out_room(
     return max(0, limit - files - in_flight), Outlook(now, files >= limit), files
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutLimit:
     """out-limit= of a record that claims (its next queue's room)."""
 

@@ -49,7 +49,7 @@ def expired(facts: Iterable[FileFact], now_ns: int, too_old_h: float) -> list[Fi
     return [f for f in facts if f.mtime_ns <= limit and f.ctime_ns <= limit]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expiry:
     """A file to remove for its age."""
 
@@ -159,7 +159,7 @@ def beyond_keep(
     return [f for f in over if not busy(f.name) and all_done(f)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """A name in one of a queue's directories, as a listing saw it."""
 
@@ -182,7 +182,7 @@ def tmp_hours(hours: float) -> float:
     return max(hours, TMP_KEPT_H) if hours > 0 else 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Remove:
     """One file to remove, and why (keep-after, hours-too-old, a queue's errors)."""
 
@@ -193,7 +193,7 @@ class Remove:
     kept: bool = False  # keep-after's: the file was handled (its end may be written in this turn)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sweep:
     """What the removal rules look at for one record, this turn."""
 

@@ -77,7 +77,7 @@ _ENCODE = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Place:
     """Where a sink is: the segment it reads, the byte offset after its last
     delivered line, and that line's seq (0: none yet)."""

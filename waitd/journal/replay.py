@@ -70,7 +70,7 @@ _ENDED = (b"1 ", b"2 ", b"1\n", b"2\n")  # a line's STATUS of a run that ended, 
 _ENDED_LINE = re.compile(rb"[^ \n]* [12][ \n]").match  # the rest of a line (MTIME STATUS ...\n) of a run that ended
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Replayed:
     """What a history holds: the latest event of each key (or the rest of
     its plain line after the key, not parsed yet), how many lines (live or not), how many bytes

@@ -34,7 +34,7 @@ from waitd.config.wildcard import Matcher
 from waitd.config.wildcard import matcher as template_matcher
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Activation:
     """The result of checking a record against the system."""
 

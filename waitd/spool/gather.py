@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("waitd")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Held:
     """Why a member will not run by itself, and until when (None: for ever)."""
 
@@ -58,7 +58,7 @@ class Held:
     until_ns: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Open:
     """A group still gathering its members, until its timeliness."""
 
@@ -68,7 +68,7 @@ class Open:
     missing: list[groups.Member]  # expected (critical, wanted), not there yet
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notice:
     """A group that will not run (`incomplete`), or members that came `late`."""
 
@@ -78,7 +78,7 @@ class Notice:
     missing: list[str]  # incomplete: its missing critical members
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Look:
     """What `take` and `held` look at, besides the groups (one record, now)."""
 

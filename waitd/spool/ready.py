@@ -162,7 +162,7 @@ def _due_retries(st: FileState, history: History, now_ns: int, busy: Callable[[s
 # -- the status ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Files:
     """What the status says of a record's files."""
 

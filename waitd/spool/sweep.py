@@ -29,7 +29,7 @@ from waitd.spool.unlink import Outcome
 log = logging.getLogger("waitd")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Removed:
     """A file removed: what the events tell of it."""
 
