@@ -90,6 +90,54 @@ def test_daemon_loads_no_openssl(tmp_path: Path) -> None:
     assert {"hashlib", "_hashlib"} & modules == set()
 
 
+# What a daemon whose table and waitd.conf use none of them does not import.
+UNUSED = (
+    "waitd.sinks.kinds",
+    "waitd.sinks.jsonl",
+    "waitd.sinks.posttroll",
+    "waitd.sinks.stomp",
+    "waitd.sinks.metrics",
+    "waitd.run.executors.celery_app",
+    "waitd.run.executors.celery",
+    "waitd.config.geodata",
+    "waitd.decide.regions",
+    "waitd.daemon.http",
+)
+
+
+def _daemon_imported(passdir: Path) -> set[str]:
+    """What a `waitd --once` on `passdir` imported (see test_daemon_loads_no_openssl)."""
+    probe = PROBE.replace("from waitd.cli import main\n", "from waitd.cli import main\nimport waitd.daemon.start\n")
+    probe = probe.replace("try:\n", "waitd.daemon.start.leave = sys.exit\ntry:\n", 1)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "--once", "--interval", "0.1", "--passdir", str(passdir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    assert " 2 " in (passdir / "incoming.history").read_text(), proc.stderr  # it handled the file
+    return set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_plain_daemon_loads_no_optional_modules(tmp_path: Path) -> None:
+    """A daemon imports the sinks' kinds, the metrics, Celery's module, the
+    regions' geodata and the HTTP server only when its table or waitd.conf
+    uses them (issue 21: the CPU of each start); a waitd.conf with a sink
+    loads its kind."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dat").write_bytes(b"x")
+    (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 0 -1 0\n")
+    modules = _daemon_imported(tmp_path)
+    assert "waitd.daemon.loop" in modules
+    assert _loaded(modules, UNUSED + OPTIONAL) == []
+    (tmp_path / "waitd.conf").write_text(f"[sink j]\ntype = jsonl\npath = {tmp_path}/events.jsonl\n")
+    (tmp_path / "in" / "b.dat").write_bytes(b"x")
+    modules = _daemon_imported(tmp_path)
+    assert {"waitd.sinks.kinds", "waitd.sinks.jsonl"} <= modules
+
+
 def test_own_hashes_are_hashlibs() -> None:
     """The ids and the instance name are hashlib's digests, as before."""
     import hashlib

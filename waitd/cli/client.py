@@ -37,7 +37,7 @@ from waitd.config.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.config.passdir import pid_path, table_path
 from waitd.daemon import control, pidfile, sock
 from waitd.formats.status import TableReport
-from waitd.run.executors import celery_app
+from waitd.run.executors import celery_problem
 
 SIGNALS = {
     "reload": signal.SIGHUP,
@@ -103,7 +103,7 @@ def _files(passdir: str, verb: str, paths: Sequence[str]) -> int:
 def _reload(passdir: str, wait: bool) -> int:
     """Check the table, send HUP, and say whether the daemon took it."""
     path = table_path(passdir)
-    _, errors = table.read(path, passdir, os.environ, celery_app.problem(passdir))
+    _, errors = table.read(path, passdir, os.environ, celery_problem(passdir))
     if errors:
         for error in errors:
             print(error, file=sys.stderr)

@@ -220,10 +220,10 @@ def _act(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace, passdir: str) -> int:
     """--check, or the daemon: in the foreground (-f, --once) or detached."""
-    from waitd.run.executors import celery_app
+    from waitd.run.executors import celery_problem
 
     path = table_path(passdir)
-    records, errors = table.read(path, passdir, os.environ, celery_app.problem(passdir))
+    records, errors = table.read(path, passdir, os.environ, celery_problem(passdir))
     settings_conf, conf_errors = conf.read(conf_path(passdir))
     if args.check:
         from waitd.cli import checkconf

@@ -101,6 +101,7 @@ def command_of(process: str) -> str:
 
 
 Regions = Callable[[], tuple["geodata.Geodata | None", str | None]]
+Celery = Callable[[], str | None]  # what a run=celery record lacks here, if anything
 
 
 def parse(
@@ -108,18 +109,26 @@ def parse(
     path: str,
     passdir: str,
     env: Mapping[str, str],
-    celery: str | None = None,
+    celery: Celery | None = None,
     regions: Regions | None = None,
 ) -> tuple[tuple[Record, ...], list[TableError]]:
     """Parse the table text; return the good records and every error found.
-    `celery` is what a `run=celery` record lacks here (`run.executors.celery_app.problem`),
-    an error of each such line, with its others.  `regions` gives the
+    `celery` gives what a `run=celery` record lacks here (`run.executors.celery_problem`),
+    asked once, at the first such record, and an error of each such line,
+    with its others.  `regions` gives the
     geodata of area= records, or what is wrong with it (`geodata.load`):
     asked once, at the first such record, and an error of each such line;
     without it, area= records are not checked against the areas."""
     records: list[Record] = []
     errors: list[TableError] = []
     number = 0
+    asked: list[str | None] = []
+
+    def lacks() -> str | None:
+        if not asked:
+            asked.append(celery() if celery is not None else None)
+        return asked[0]
+
     # Lines end at "\n" only, as an editor counts them: str.splitlines()
     # would also break at a form feed or U+2028 and shift the line numbers.
     for lineno, raw in enumerate(text.split("\n"), start=1):
@@ -138,7 +147,7 @@ def parse(
         if undecodable:
             number += span - 1
             continue
-        record, problems = _record(stripped.split(), number, lineno, passdir, env, celery)
+        record, problems = _record(stripped.split(), number, lineno, passdir, env, lacks)
         if record is not None and record.options.area is not None and regions is not None:
             record, problems = _regional(record, regions)
         if record is not None:
@@ -182,7 +191,7 @@ def summary(errors: Sequence[TableError]) -> str:
 
 
 def read(
-    path: str, passdir: str, env: Mapping[str, str], celery: str | None = None
+    path: str, passdir: str, env: Mapping[str, str], celery: Celery | None = None
 ) -> tuple[tuple[Record, ...], list[TableError]]:
     """Read and parse the table file at `path`; area= records get their
     geodata from PASSDIR's waitd.conf (`geodata.load`)."""
@@ -216,7 +225,7 @@ def _regional(record: Record, regions: Regions) -> tuple[Record | None, list[str
 
 
 def _record(
-    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str], celery: str | None
+    fields: list[str], number: int, lineno: int, passdir: str, env: Mapping[str, str], celery: Celery
 ) -> tuple[Record | None, list[str]]:
     """The record of one line, or None and every problem of the line, in field order."""
     if len(fields) < FIELDS:
@@ -232,8 +241,8 @@ def _record(
         fields[FIELDS:], f"expected {FIELDS} fields, got {len(fields)} (extra field {{!r}} is not key=value)".format
     )
     problems.extend(bad)
-    if opts.run == "celery" and celery is not None:
-        problems.append(celery)
+    if opts.run == "celery" and (lacking := celery()) is not None:
+        problems.append(lacking)
     if opts.claim and expanded is not None and os.path.basename(expanded) != "incoming":
         problems.append(f"claim=yes: incoming-dir {directory!r} must be a queue's incoming/ directory (Q/incoming)")
     if opts.next is not None:

@@ -11,7 +11,9 @@ an observer of the journal's events and syncs) and the notifications
 (the loop runs), `tick` (each turn), `deadline`
 (when it wants a turn), `reloading`, `reloaded` and `ready` (HUP),
 `stopping` (TERM), `report` and `status` (the status document), `close`
-(exit).  Without sinks and metrics the journal makes no events at all.
+(exit).  Without sinks and metrics the journal makes no events at all,
+and the sinks' own modules (`sinks.kinds` and the kinds, `sinks.metrics`)
+are not imported (issue 21: the CPU of each start).
 
 Failures: the outbox directory cannot be made or opened (`WaitdError`,
 at start: waitd does not start; on HUP: the sinks stay as they were).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitd.config import conf as conflib
 from waitd.config.errors import WaitdError
@@ -30,17 +32,22 @@ from waitd.config.passdir import conf_path
 from waitd.formats.status import SinkReport, Status
 from waitd.journal.outbox import Writer
 from waitd.journal.writer import Journal
-from waitd.sinks import kinds
-from waitd.sinks.metrics import Metrics
 from waitd.sinks.notify import Notify
 from waitd.sinks.supervisor import Sinks
 from waitd.sources.supervisor import Sources
+
+if TYPE_CHECKING:
+    from waitd.sinks.metrics import Metrics
 
 log = logging.getLogger("waitd")
 
 
 def _wants(sinks: Iterable[conflib.Sink]) -> Any:
     """Which events some sink will deliver: the others are not written."""
+    if not sinks:
+        return lambda kind, record: False
+    from waitd.sinks import kinds  # the sinks' own modules: only for a waitd.conf that has sinks
+
     rules = [(kinds.TAKES[s.type], s.records) for s in sinks]
     known: dict[tuple[str, int | None], bool] = {}  # asked three times a file (issue 21)
 
@@ -83,6 +90,8 @@ class Events:
         self.metrics: Metrics | None = None
         self.metrics_at = metrics or conf.daemon.metrics
         if self.metrics_at is not None:
+            from waitd.sinks.metrics import Metrics  # and prometheus_client: only with metrics
+
             self.metrics = Metrics(*self.metrics_at)
             journal.observers.append(self.metrics.observe)
             journal.sync_observers.append(self.metrics.synced)

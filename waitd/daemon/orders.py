@@ -44,7 +44,7 @@ from waitd.decide.scheduler import Mode
 from waitd.journal.history import escape
 from waitd.run import runner
 from waitd.run.adopt import adopt
-from waitd.run.executors import celery_app
+from waitd.run.executors import celery_problem
 from waitd.spool import activation, claims, observe, queue
 from waitd.spool.state import FileState
 
@@ -176,7 +176,7 @@ def reload(d: Daemon) -> None:
     d.reopen_log()
     d.launcher.logfiles_again()
     settings = d.settings
-    records, errors = table.read(settings.table_path, settings.passdir, d.env, celery_app.problem(settings.passdir))
+    records, errors = table.read(settings.table_path, settings.passdir, d.env, celery_problem(settings.passdir))
     warn_table_mode(settings)
     d.reloads += 1
     d.reload_errors = [str(e) for e in errors]

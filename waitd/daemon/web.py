@@ -17,7 +17,6 @@ from waitd.config.conf import Conf
 from waitd.config.passdir import history_path
 from waitd.daemon.events import Events
 from waitd.journal.writer import Journal
-from waitd.sinks.metrics import Metrics
 
 if TYPE_CHECKING:
     from waitd.daemon.http import Answer, Http
@@ -32,6 +31,7 @@ def start(settings: Settings, conf: Conf, events: Events, journal: Journal) -> H
     # Imported here: http.server and what it brings (email, socketserver)
     # are not worth the start-up time and memory of a daemon without --http.
     from waitd.daemon.http import Http, read_token
+    from waitd.sinks.metrics import Metrics
 
     token = None
     if conf.http.control and conf.http.token is not None:

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from waitd.config import table
-from waitd.config.geodata import Geodata
 from waitd.decide import groups
 from waitd.decide.facts import FileFact, identity
 from waitd.decide.outcome import Job, attempt_of
 from waitd.formats.history_line import Event, escape
 
 if TYPE_CHECKING:
+    from waitd.config.geodata import Geodata
     from waitd.decide.regions import RegionIndex
 
 log = logging.getLogger("waitd")

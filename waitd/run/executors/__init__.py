@@ -18,11 +18,14 @@ executes the handler; a run holds the executor that runs it
 
 `local.Local` executes handlers here; `celery.Remote` (the only module
 that knows Celery) sends them to workers; `dispatch.Dispatch` gives each
-record its executor, by its `run=`.
+record its executor, by its `run=`.  `celery_problem` is what the
+table asks of a `run=celery` record (`celery_app.problem`), imported only
+when the table has one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -42,3 +45,17 @@ class Executor(Protocol):
     def adopt(self, event: Event) -> bool: ...
     def describe(self, run: Run) -> str: ...
     def ready(self) -> bool: ...
+
+
+def celery_problem(passdir: str) -> Callable[[], str | None]:
+    """What a `run=celery` record of PASSDIR lacks (`celery_app.problem`),
+    for `table.read`, which asks it only of a table with such a record: a
+    start without one neither imports `celery_app` nor looks Celery up
+    nor reads waitd.conf a second time (issue 21)."""
+
+    def problem() -> str | None:
+        from waitd.run.executors import celery_app
+
+        return celery_app.problem(passdir)
+
+    return problem
