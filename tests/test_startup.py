@@ -102,6 +102,7 @@ UNUSED = (
     "waitd.config.geodata",
     "waitd.decide.regions",
     "waitd.daemon.http",
+    "waitd.formats.events",
 )
 
 
@@ -122,10 +123,10 @@ def _daemon_imported(passdir: Path) -> set[str]:
 
 
 def test_plain_daemon_loads_no_optional_modules(tmp_path: Path) -> None:
-    """A daemon imports the sinks' kinds, the metrics, Celery's module, the
-    regions' geodata and the HTTP server only when its table or waitd.conf
-    uses them (issue 21: the CPU of each start); a waitd.conf with a sink
-    loads its kind."""
+    """A daemon imports the sinks' kinds, the metrics, the events they are
+    told, Celery's module, the regions' geodata and the HTTP server only
+    when its table or waitd.conf uses them (issue 21: the CPU of each
+    start); a waitd.conf with a sink loads its kind and the events."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.dat").write_bytes(b"x")
     (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 0 -1 0\n")
@@ -135,7 +136,7 @@ def test_plain_daemon_loads_no_optional_modules(tmp_path: Path) -> None:
     (tmp_path / "waitd.conf").write_text(f"[sink j]\ntype = jsonl\npath = {tmp_path}/events.jsonl\n")
     (tmp_path / "in" / "b.dat").write_bytes(b"x")
     modules = _daemon_imported(tmp_path)
-    assert {"waitd.sinks.kinds", "waitd.sinks.jsonl"} <= modules
+    assert {"waitd.sinks.kinds", "waitd.sinks.jsonl", "waitd.formats.events"} <= modules
 
 
 def test_own_hashes_are_hashlibs() -> None:

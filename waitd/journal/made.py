@@ -8,8 +8,12 @@ any more); `about_files` says what an event is about; `of_jobs` and
 `of_starts` give the lines of a journal's write and their events.  An
 event's id is a digest of what it is about (PASSDIR, kind, process, file
 or group, version, attempt, retry time), so that one made again after a
-crash has the id of the first.  `with_pid` is a start's line with its
-handler's pid.  Pure: it writes nothing (`writer` does).
+crash has the id of the first.  `removed` and `grouped` make the events
+of a removal and of a group that will not run (or came late).
+`with_pid` is a start's line with its handler's pid.  Pure: it writes
+nothing (`writer` does).  `formats.events` is imported where an event is
+made: a daemon without sinks or metrics makes none, and does not import
+it (issue 21: the CPU of each start).
 """
 
 from __future__ import annotations
@@ -23,15 +27,17 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from waitd.decide import groups
-from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
 from waitd.formats.history_line import Status
 
 if TYPE_CHECKING:
     from waitd.config.table import Record
+    from waitd.formats import events as ev
 
 
 def starting(passdir: str, record: Record | None, job: Sequence[Line]) -> list[ev.Event]:
+    from waitd.formats import events as ev  # at the first event: see the module
+
     about, key, at = _about_lines(record, job)
     first = job[0]
     made: list[ev.Event] = []
@@ -47,6 +53,8 @@ def publishing(passdir: str, record: Record | None, job: Sequence[Line]) -> list
 
 
 def _handed_on(passdir: str, about: ev.About, key: tuple[object, ...], at: float) -> list[ev.Event]:
+    from waitd.formats import events as ev  # at the first event: see the module
+
     made: list[ev.Event] = [ev.Ready(ev.event_id(passdir, ev.Ready.type, *key), at, about)]
     if about.group is not None:
         made.append(ev.Grouped(ev.event_id(passdir, ev.Grouped.type, *key, "complete"), at, about, state="complete"))
@@ -54,6 +62,8 @@ def _handed_on(passdir: str, about: ev.About, key: tuple[object, ...], at: float
 
 
 def ended(passdir: str, record: Record | None, job: Sequence[Line], told: Mapping[str, Any] | None) -> ev.Ended:
+    from waitd.formats import events as ev  # at the first event: see the module
+
     about, key, at = _about_lines(record, job)
     end = job[0]
     told = told or {}
@@ -91,6 +101,8 @@ def _about_lines(record: Record | None, job: Sequence[Line]) -> tuple[ev.About, 
     fields, and the version of a single file), the parts of their ids
     (the versions' text made once for all the ids of a job: `event_id`
     would make it again for each), and their time."""
+    from waitd.formats import events as ev
+
     first = job[0]
     paths = [line.path for line in job]
     one = first.group is None and len(paths) == 1
@@ -136,6 +148,8 @@ def _one_version(line: Line) -> str:
 
 
 def about_files(record: Record | None, paths: Sequence[str], group: str | None, process: str | None = None) -> ev.About:
+    from waitd.formats import events as ev  # at the first event: see the module
+
     one = group is None and len(paths) == 1
     return ev.About(
         record=record.number if record is not None else None,
@@ -146,6 +160,29 @@ def about_files(record: Record | None, paths: Sequence[str], group: str | None, 
         paths=None if one else tuple(sorted(paths)),
         group=None if one else group,
     )
+
+
+def removed(passdir: str, record: Record, path: str, key: tuple[int, int, int], why: str) -> ev.Event:
+    """The event of a file removed (`key`: its version) for `why`:
+    `expired` when why starts with "expired", else `removed`."""
+    from waitd.formats import events as ev
+
+    kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
+    about = about_files(record, [path], None)
+    return kind(ev.event_id(passdir, kind.type, record.process, path, key), time.time(), about, reason=why)
+
+
+def grouped(
+    passdir: str, record: Record, gid: str, state: str, names: Sequence[str], missing: Sequence[str]
+) -> ev.Event:
+    """The event of a group of the record's files (`names`, in its
+    directory) in `state` (incomplete: without `missing`; late)."""
+    from waitd.formats import events as ev
+
+    paths = [os.path.join(record.directory, name) for name in names]
+    about = about_files(record, paths, gid)
+    event_id = ev.event_id(passdir, ev.Grouped.type, record.process, gid, None, state, *names)
+    return ev.Grouped(event_id, time.time(), about, state=state, missing=tuple(missing))
 
 
 def by_job(lines: Sequence[Line]) -> list[list[Line]]:
@@ -180,7 +217,9 @@ def of_starts(
     """The lines of starts and their events, each `started` with its job's
     body (its file's JSON object) when it has one."""
     lines, made = of_jobs(jobs, partial(starting, passdir), telling)
-    if bodies.count(None) != len(bodies):
+    if made and bodies.count(None) != len(bodies):
+        from waitd.formats import events as ev
+
         at = [(i, e) for i, e in enumerate(made) if isinstance(e, ev.Started)]  # one a job, in order
         for (i, started), body in zip(at, bodies, strict=False):
             if body is not None:

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -73,7 +72,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from waitd.config.errors import HistoryWriteError
-from waitd.formats import events as ev
 from waitd.formats.history_line import Event as Line
 from waitd.formats.history_line import Status, Versioned, escape, format_event
 from waitd.journal import disk
@@ -83,6 +81,7 @@ from waitd.journal.outbox import Writer
 
 if TYPE_CHECKING:
     from waitd.config.table import Record
+    from waitd.formats import events as ev
 
 log = logging.getLogger("waitd")
 
@@ -97,7 +96,7 @@ class Named(Versioned, Protocol):
     def name(self) -> str: ...
 
 
-Observer = Callable[[ev.Event], None]
+Observer = Callable[["ev.Event"], None]
 
 
 class _Held(NamedTuple):  # a write a failure held back, for a later poll
@@ -181,7 +180,9 @@ class Journal:
             return
         made = [e for e in mk.starting(self.passdir, record, lines) if self.wants(e.type, e.about.record)]
         if body is not None:
-            made = [replace(e, body=body) if isinstance(e, ev.Started) else e for e in made]
+            from waitd.formats.events import Started  # made: imported already
+
+            made = [replace(e, body=body) if isinstance(e, Started) else e for e in made]
         missing = set(outbox.lacks([e.id for e in made], made[0].time if made else 0.0))
         if missing:
             log.info("%s: the events of its start made again (not in the outbox)", escape(lines[0].path))
@@ -200,11 +201,8 @@ class Journal:
         Held if it cannot be written."""
         if not self.telling:
             return
-        kind: type[ev.Removed | ev.Expired] = ev.Expired if why.startswith("expired") else ev.Removed
         path = os.path.join(record.directory if directory is None else directory, fact.name)
-        about = mk.about_files(record, [path], None)
-        key = (fact.mtime_ns, fact.size, fact.ino)
-        made = kind(ev.event_id(self.passdir, kind.type, record.process, path, key), time.time(), about, reason=why)
+        made = mk.removed(self.passdir, record, path, (fact.mtime_ns, fact.size, fact.ino), why)
         self._record([], [made], durable=False)
 
     def group(self, record: Record, gid: str, state: str, names: Sequence[str], missing: Sequence[str]) -> None:
@@ -213,16 +211,7 @@ class Journal:
         ran (`late`); held if it cannot be written."""
         if not self.telling:
             return
-        paths = [os.path.join(record.directory, name) for name in names]
-        about = mk.about_files(record, paths, gid)
-        made = ev.Grouped(
-            ev.event_id(self.passdir, ev.Grouped.type, record.process, gid, None, state, *names),
-            time.time(),
-            about,
-            state=state,
-            missing=tuple(missing),
-        )
-        self._record([], [made], durable=False)
+        self._record([], [mk.grouped(self.passdir, record, gid, state, names, missing)], durable=False)
 
     @property
     def telling(self) -> bool:
@@ -365,7 +354,9 @@ class Journal:
         outbox = self.outbox
         if outbox is None:
             return False
-        wanted = [ev.to_json(e) for e in made if self.wants(e.type, e.about.record)]
+        from waitd.formats.events import to_json  # made: imported already
+
+        wanted = [to_json(e) for e in made if self.wants(e.type, e.about.record)]
         if not wanted:
             return False
         try:
