@@ -171,7 +171,7 @@ class BadValue(ValueError):
         self.event = event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a module table's, not frozen: issue 21, the import's cost
 class _Kind:
     """How a value of one kind is written and read."""
 
@@ -181,7 +181,7 @@ class _Kind:
     convert: Callable[[str], Any]  # `read` for a text that `pattern` matched: no checks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a module table's, not frozen: issue 21, the import's cost
 class _Field:
     """One optional key=value of the line."""
 
