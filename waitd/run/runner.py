@@ -49,7 +49,7 @@ from waitd.formats.handler_log import LETTERS, newest_first
 from waitd.journal.history import Event, Status
 from waitd.journal.writer import Journal
 from waitd.run.runs import Run
-from waitd.run.template import RESPONSE, StartError, Template
+from waitd.run.template import RESPONSE, StartError, Template, header_time
 
 __all__ = ["StartError", "Template"]  # the launcher's, from here
 
@@ -93,23 +93,6 @@ def last_letter(passdir: str, record: int) -> str | None:
             started[letter] = at
     order = newest_first(started)
     return order[0] if order else None
-
-
-def header_time(path: str) -> int | None:
-    """The start time (ms since the epoch) in a log's header line, or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        head = os.read(fd, 8192)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    line, newline, _ = head.partition(b"\n")
-    found = handler_log.parse_header(line.decode("ascii", "replace")) if newline else None
-    return found.at_ms if found is not None else None
 
 
 def start_events(job: Job, at: float, task: str | None = None) -> list[Event]:

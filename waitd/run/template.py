@@ -14,7 +14,8 @@ it), else unlinked and made anew with O_EXCL; never through a planted
 link; the old response beside it (`incoming.N.L.response`) removed; and
 writes waitd's header line (`formats.handler_log`).
 `Template.environment` is waitd's environment with the run's WAITD_*
-variables (waitd(8)).
+variables (waitd(8)).  `header_time` reads a log's start time back from
+its header (the runner's letters, tlogview's order of runs).
 
 Failures raise `StartError`: the log file cannot be opened.
 """
@@ -175,3 +176,20 @@ def _env_value(value: object) -> str:
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     return str(value)
+
+
+def header_time(path: str) -> int | None:
+    """The start time (ms since the epoch) in a log's header line, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 8192)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    line, newline, _ = head.partition(b"\n")
+    found = handler_log.parse_header(line.decode("ascii", "replace")) if newline else None
+    return found.at_ms if found is not None else None

@@ -40,7 +40,7 @@ from waitd.cli.tlogview.read import (
 from waitd.config.passdir import handler_log_path, logfiles_path, parse_handler_log_name
 from waitd.formats import handler_log
 from waitd.formats.handler_log import newest_first
-from waitd.run.runner import header_time
+from waitd.run.template import header_time  # not run.runner: the daemon's modules
 
 T = TypeVar("T")
 TAIL_BYTES = 65536  # how much of a handler log's end is searched for the footer
