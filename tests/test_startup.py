@@ -57,6 +57,20 @@ def test_status_and_check_load_no_daemon(tmp_path: Path) -> None:
         assert _loaded(modules, DAEMON_ONLY + OPTIONAL) == [], args
 
 
+def test_status_and_help_load_no_table_parser(tmp_path: Path) -> None:
+    """`-s status` and `--help` read neither the table nor waitd.conf: they
+    import neither parser, nor the options and the activation of records
+    (issue 21: the CPU of each command)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0\n")
+    parsers = ("waitd.config.table", "waitd.config.conf", "waitd.config.options", "waitd.spool.activation")
+    for args in (("-s", "status"), ("--help",)):
+        modules = _imported(*args, "--passdir", str(tmp_path))
+        assert "waitd.cli.main" in modules, args
+        assert _loaded(modules, parsers) == [], args
+    assert "waitd.config.table" in _imported("--check", "--passdir", str(tmp_path))
+
+
 def test_pattern_loads_trollsift_only_when_used(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0 pattern={{name}}.dat\n")

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from waitd.cli import taskapi
-from waitd.config import table
 from waitd.config.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, WaitdError
 from waitd.config.passdir import pid_path, table_path
 from waitd.daemon import control, pidfile, sock
@@ -102,6 +101,8 @@ def _files(passdir: str, verb: str, paths: Sequence[str]) -> int:
 
 def _reload(passdir: str, wait: bool) -> int:
     """Check the table, send HUP, and say whether the daemon took it."""
+    from waitd.config import table
+
     path = table_path(passdir)
     _, errors = table.read(path, passdir, os.environ, celery_problem(passdir))
     if errors:

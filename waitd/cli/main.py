@@ -28,17 +28,16 @@ from typing import TYPE_CHECKING
 
 from waitd import __version__
 from waitd.cli import taskapi
-from waitd.config import conf, options, table
-from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_USAGE, AlreadyRunning, TableError, UsageError, WaitdError
 from waitd.config.passdir import conf_path, pid_path, table_path
-from waitd.spool import activation, locks
 
 if TYPE_CHECKING:
+    from waitd.config import conf, table
     from waitd.daemon.loop import Settings
 
 # Each path imports what it uses where it uses it: -s and --check never load
-# the daemon's loop, executors or sinks.
+# the daemon's loop, executors or sinks, and -s nor --help the table's and
+# waitd.conf's parsers (issue 21).
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -155,12 +154,16 @@ def _instance(text: str) -> str:
 
 
 def _jobs(text: str) -> int:
+    from waitd.config import options
+
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= options.MAX_JOBS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {options.MAX_JOBS}")
     return int(text)
 
 
 def _metrics(text: str) -> tuple[str, int]:
+    from waitd.config.confkeys import host_port
+
     try:
         return host_port(text, "127.0.0.1")
     except ValueError as exc:
@@ -172,6 +175,8 @@ def _interval(text: str) -> float:
 
 
 def _seconds(text: str, least: Decimal = Decimal(0)) -> float:
+    from waitd.config import table
+
     try:
         return table.decimal(text, MAX_OPTION_S, "seconds", least)
     except ValueError as exc:
@@ -220,6 +225,7 @@ def _act(args: argparse.Namespace) -> int:
 
 def _daemon(args: argparse.Namespace, passdir: str) -> int:
     """--check, or the daemon: in the foreground (-f, --once) or detached."""
+    from waitd.config import conf, table
     from waitd.run.executors import celery_problem
 
     path = table_path(passdir)
@@ -245,6 +251,8 @@ def _daemon(args: argparse.Namespace, passdir: str) -> int:
 
 def _refuse(path: str, errors: list[TableError]) -> None:
     """Not starting with an invalid table or waitd.conf: each error, then UsageError."""
+    from waitd.config import table
+
     if errors:
         for error in errors:
             print(error, file=sys.stderr)
@@ -276,6 +284,8 @@ def _check(
 ) -> int:
     """--check: every error and a summary on stderr (exit 2), or one line on
     stdout; with -v, first each record with its options as they will be used."""
+    from waitd.config import table
+
     if errors:
         for error in errors:
             print(error, file=sys.stderr)
@@ -330,6 +340,8 @@ def _preflight(passdir: str) -> None:
 def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> None:
     """Tell `--check` what waitd does with a record on PASSDIR itself (one
     on its logfiles/ is inactive: `activation.activate` says so)."""
+    from waitd.spool import activation
+
     if activation.own_directory(record.directory, passdir) == "passdir":
         print(
             f"{table_path}:{record.line}: note: record {record.number}'s incoming-dir is PASSDIR; "
@@ -342,7 +354,7 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
 def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
     """Why the record would be inactive at start (a queue's directories
     that the daemon makes are no reason)."""
-    from waitd.spool import claims
+    from waitd.spool import activation, claims
 
     if record.options.claim:
         return claims.preview(record, passdir, path_env)
@@ -351,6 +363,8 @@ def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
 
 def _warn_inactive(table_path: str, records: Sequence[table.Record], passdir: str, instance: str) -> None:
     """Say on the terminal, before detaching, which records would do nothing."""
+    from waitd.spool import locks
+
     path_env = os.environ.get("PATH", os.defpath)
     inactive = 0
     for record in records:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from waitd.config.confkeys import host_port
 from waitd.config.errors import EXIT_FAILURE, UsageError, WaitdError
 from waitd.daemon import pidfile, sock
 from waitd.decide.taskstate import STATES
@@ -52,6 +51,8 @@ def _number(text: str) -> int:
 
 
 def _address(text: str) -> tuple[str, int]:
+    from waitd.config.confkeys import host_port  # and the options' module: not for every -s
+
     try:
         return host_port(text, "127.0.0.1")
     except ValueError as exc:
