@@ -60,7 +60,8 @@ def test_status_and_check_load_no_daemon(tmp_path: Path) -> None:
 def test_status_and_help_load_no_table_parser(tmp_path: Path) -> None:
     """`-s status` and `--help` read neither the table nor waitd.conf: they
     import neither parser, nor the options and the activation of records
-    (issue 21: the CPU of each command)."""
+    (issue 21: the CPU of each command); `--check` of a table without
+    claim=yes, not the queues' module."""
     (tmp_path / "in").mkdir()
     (tmp_path / "incoming").write_text(f"t {tmp_path}/in *.dat /bin/true 1 -1 0\n")
     parsers = ("waitd.config.table", "waitd.config.conf", "waitd.config.options", "waitd.spool.activation")
@@ -68,7 +69,9 @@ def test_status_and_help_load_no_table_parser(tmp_path: Path) -> None:
         modules = _imported(*args, "--passdir", str(tmp_path))
         assert "waitd.cli.main" in modules, args
         assert _loaded(modules, parsers) == [], args
-    assert "waitd.config.table" in _imported("--check", "--passdir", str(tmp_path))
+    checked = _imported("--check", "--passdir", str(tmp_path))
+    assert "waitd.config.table" in checked
+    assert "waitd.spool.claims" not in checked  # the queues': for claim=yes records only
 
 
 def test_pattern_loads_trollsift_only_when_used(tmp_path: Path) -> None:

@@ -354,9 +354,11 @@ def _note_own_directory(table_path: str, record: table.Record, passdir: str) -> 
 def _problem(record: table.Record, passdir: str, path_env: str) -> str | None:
     """Why the record would be inactive at start (a queue's directories
     that the daemon makes are no reason)."""
-    from waitd.spool import activation, claims
+    from waitd.spool import activation
 
     if record.options.claim:
+        from waitd.spool import claims  # the queues' module: only for a claim=yes record
+
         return claims.preview(record, passdir, path_env)
     return activation.activate(record, passdir, path_env).problem
 
