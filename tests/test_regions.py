@@ -26,7 +26,9 @@ pytest.importorskip("trollsched")
 pytest.importorskip("pytroll_collectors.region_collector")
 
 from pyresample import parse_area_file  # noqa: E402
+from pytroll_collectors import region_collector  # noqa: E402
 from pytroll_collectors.region_collector import RegionCollector  # noqa: E402
+from trollsched.satpass import Pass  # noqa: E402
 
 from waitd.config import geodata, options, table  # noqa: E402
 from waitd.decide import groups  # noqa: E402
@@ -57,6 +59,37 @@ def geo() -> geodata.Geodata:
 def _tles(monkeypatch):
     # The collector reads its elements through pyorbital's TLES: never the network.
     monkeypatch.setenv("TLES", str(DATA / "weather.tle"))
+    monkeypatch.setattr(region_collector, "Pass", _RememberedPass)
+
+
+# The collector draws each granule's swath over its area (trollsched's
+# `Pass.area_coverage`, a third of a second of CPU each), again for each
+# granule of each call of `collector_sets`: the same granules recur from
+# call to call.  Its answer for one satellite, time span, instrument, area
+# and set of elements is remembered for the test process (only the
+# collector's: waitd's own geometry is drawn by waitd each time).
+_COVERAGE: dict[tuple, float] = {}
+
+
+class _RememberedPass:
+    """trollsched's `Pass` as the collector uses it: its `area_coverage` remembered."""
+
+    def __init__(self, satellite: str, risetime: datetime.datetime, falltime: datetime.datetime, **kw) -> None:
+        self._args = (satellite, risetime, falltime)
+        self._kw = kw
+
+    def area_coverage(self, area) -> float:
+        key = (
+            *self._args,
+            tuple(sorted(self._kw.items())),
+            area.area_id,
+            str(area.crs),
+            area.area_extent,
+            os.environ.get("TLES"),
+        )
+        if key not in _COVERAGE:
+            _COVERAGE[key] = Pass(*self._args, **self._kw).area_coverage(area)
+        return _COVERAGE[key]
 
 
 def collector_sets(area: str, names: list[str]) -> list[list[str]]:
