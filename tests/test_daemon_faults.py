@@ -243,34 +243,39 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("kind", ["ignores-term", "grandchildren"])
-def test_hung_handler_killed_with_its_group_on_stop(station, kind):
-    pids = station.passdir / "pids"
-    if kind == "ignores-term":
-        # The handler and what it starts ignore TERM: KILL must follow.
-        body = f"trap '' TERM\necho $$ >> {pids}\nsleep 60 & echo $! >> {pids}\nwait\n"
-    else:
-        # The handler dies of TERM, but leaves grandchildren that ignore it
-        # and hold its log file open.
-        body = (
-            f"echo $$ >> {pids}\n"
-            f"(trap '' TERM; exec sleep 60) & echo $! >> {pids}\n"
-            f"(trap '' TERM; exec sleep 60) & echo $! >> {pids}\n"
-            "sleep 60\n"
-        )
-    h = station.handler("h", body)
-    station.table(f"x in *.g8 {h} 0 -1 0")
-    station.drop("a.g8", age_s=5)
+def test_hung_handler_killed_with_its_group_on_stop(station):
+    """Two records, one hung handler each, ended by one stop."""
+    pids = {kind: station.passdir / f"pids-{kind}" for kind in ("ignores-term", "grandchildren")}
+    # The handler and what it starts ignore TERM: KILL must follow.
+    ignores = f"trap '' TERM\necho $$ >> {pids['ignores-term']}\nsleep 60 & echo $! >> {pids['ignores-term']}\nwait\n"
+    # The handler dies of TERM, but leaves grandchildren that ignore it
+    # and hold its log file open.
+    grand = pids["grandchildren"]
+    leaves = (
+        f"echo $$ >> {grand}\n"
+        f"(trap '' TERM; exec sleep 60) & echo $! >> {grand}\n"
+        f"(trap '' TERM; exec sleep 60) & echo $! >> {grand}\n"
+        "sleep 60\n"
+    )
+    dirs = {kind: station.incoming / kind for kind in pids}
+    for d in dirs.values():
+        d.mkdir()
+    h1, h2 = station.handler("h1", ignores), station.handler("h2", leaves)
+    station.table(f"x {dirs['ignores-term']} *.g8 {h1} 0 -1 0", f"y {dirs['grandchildren']} *.g8 {h2} 0 -1 0")
+    for d in dirs.values():
+        station.drop("a.g8", age_s=5, directory=d)
     start(station, "--stop-timeout", "0.5")
-    wait_for(lambda: len(_pids(pids)) >= (2 if kind == "ignores-term" else 3), 10, "the handler's processes")
+    wait_for(lambda: len(_pids(pids["ignores-term"])) >= 2, 10, "the first handler's processes")
+    wait_for(lambda: len(_pids(pids["grandchildren"])) >= 3, 10, "the second handler's processes")
     t0 = time.monotonic()
     assert station.stop(timeout=15) == 0
     assert time.monotonic() - t0 < 8
-    (end,) = station.ends()
-    assert end.status is Status.UNKNOWN and end.signal in ("SIGKILL", "SIGTERM"), end
-    if kind == "ignores-term":
-        assert end.signal == "SIGKILL"
-    wait_for(lambda: all(_gone(p) for p in _pids(pids)), 5, "every process of the group gone")
+    ends = {os.path.basename(os.path.dirname(e.path)): e for e in station.ends()}
+    assert sorted(ends) == sorted(pids) and len(station.ends()) == 2
+    for end in ends.values():
+        assert end.status is Status.UNKNOWN and end.signal in ("SIGKILL", "SIGTERM"), end
+    assert ends["ignores-term"].signal == "SIGKILL"
+    wait_for(lambda: all(_gone(p) for f in pids.values() for p in _pids(f)), 5, "every process of the groups gone")
 
 
 def test_handler_killed_by_a_signal(station):
