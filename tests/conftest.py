@@ -67,7 +67,7 @@ SLOW_FIRST = (
     "test_daemon_crash.py::",
     "test_daemon_celery.py::test_redis_down",
     "test_daemon_celery.py::test_many_files",
-    "test_regions.py::test_granules_out_of_order",
+    "test_regions.py::test_a_pass_in_order_out_of_order",
     "test_daemon_celery.py::test_an_adopted_run",
     "test_daemon_celery.py::test_restart_adopts",
     "test_daemon_claim.py::test_simultaneous_starts",

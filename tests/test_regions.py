@@ -132,20 +132,20 @@ def waitd_sets(geo: geodata.Geodata, area: str, names: list[str]) -> list[list[s
     return list(ran.values())
 
 
-def test_a_pass_over_the_area_and_an_area_it_misses(geo):
+def test_a_pass_in_order_out_of_order_and_with_one_missing_and_an_area_it_misses(geo):
+    """The granules of one evening, four ways: in one test, the collector
+    draws each granule's swath once (`_RememberedPass`)."""
     names = granules(EVENING, 6)
     mine = waitd_sets(geo, "scandinavia", names)
     assert mine == collector_sets("scandinavia", names)
     assert mine == [granules(EVENING + 2 * STEP, 3)]
     assert waitd_sets(geo, "tasmania", names) == collector_sets("tasmania", names) == []
-
-
-def test_granules_out_of_order_and_a_missing_one_with_timeliness(geo):
-    names = granules(EVENING, 6)
-    shuffled = [names[i] for i in (3, 5, 0, 4, 2, 1)]  # the pass's middle one first
+    # Out of order, the pass's middle one first.
+    shuffled = [names[i] for i in (3, 5, 0, 4, 2, 1)]
     mine = waitd_sets(geo, "scandinavia", shuffled)
     assert mine == collector_sets("scandinavia", shuffled) == [granules(EVENING + 2 * STEP, 3)]
-    without = [n for n in names if n != names[3]]  # the pass's 20:33 never comes
+    # The pass's 20:33 never comes: the others at timeliness.
+    without = [n for n in names if n != names[3]]
     mine = waitd_sets(geo, "scandinavia", without)
     assert mine == collector_sets("scandinavia", without) == [[names[2], names[4]]]
 
