@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
         compileall.compile_dir(ROOT / "waitd", quiet=1)
 
 
-# The longest tests (7-20 s each, mostly waiting), longest first: each test
+# The longest tests (7-35 s each in a run of four processes on two cores,
+# mostly waiting), longest first as measured (2026-12-06): each test
 # process starts with its share of them, so that none ends the run with a
 # queue of them.  xdist's default scheduler ("load") hands each process a
 # first batch of consecutive tests (a quarter of its share of the
@@ -57,26 +58,29 @@ def pytest_configure(config: pytest.Config) -> None:
 # one file at a time.  (Sorted to the front, the slow tests all went to the
 # first process, one after another.)
 SLOW_FIRST = (
-    "test_events_stomp.py::test_broker_down",
     "test_sources.py::test_every_message_runs_at_most_once",
-    "test_daemon_celery.py::test_redis_down",
-    "test_daemon_crash.py::",
+    "test_events_stomp.py::test_broker_down",
+    "test_regions.py::test_a_record_of_two_areas_runs_each",  # mostly waiting: 20-30 s under load
+    "test_regions.py::test_the_daemon_gathers_a_pass_across_kill_9",
     "test_daemon_celery.py::test_killed_worker",
+    "test_events_crash.py::test_kills",
+    "test_daemon_crash.py::",
+    "test_daemon_celery.py::test_redis_down",
     "test_daemon_celery.py::test_many_files",
+    "test_regions.py::test_a_pass_in_order_out_of_order",
     "test_daemon_celery.py::test_an_adopted_run",
+    "test_daemon_celery.py::test_restart_adopts",
+    "test_daemon_claim.py::test_simultaneous_starts",
+    "test_daemon_groups.py::test_a_restart_keeps",
+    "test_daemon_celery.py::test_timeout_and_cancel",
+    "test_daemon_celery.py::test_a_stop_leaves",
+    "test_sources.py::test_each_message_runs_once",
+    "test_daemon_queues.py::test_a_queue_records_removals",
     "test_daemon_queues.py::test_sigkill",
     "test_daemon_options.py::test_timeout_kills",
-    "test_events_crash.py::test_kills",
-    "test_daemon_queues.py::test_a_queue_records_removals",
-    "test_daemon_celery.py::test_timeout_and_cancel",
-    "test_daemon_groups.py::test_a_restart_keeps",
-    "test_daemon_celery.py::test_a_hung_broker",
-    "test_daemon_queues.py::test_a_failure_waits_in_errors",
-    "test_events_posttroll.py::test_one_file_message",
     "test_daemon_queues.py::test_three_instances",
-    "test_regions.py::test_the_daemon_gathers_a_pass_across_kill_9",  # mostly waiting: 20-30 s under load
-    "test_regions.py::test_granules_out_of_order",
-    "test_regions.py::test_a_record_of_two_areas",
+    "test_daemon_celery.py::test_a_hung_broker",
+    "test_events_posttroll.py::test_one_file_message",
 )
 
 

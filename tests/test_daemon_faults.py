@@ -167,36 +167,46 @@ def test_file_vanishing_before_its_run(station):
 # -- handlers that cannot run ---------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["gone", "not-executable", "bad-interpreter"])
-def test_handler_that_cannot_be_executed(station, how):
-    h = station.recorder("h")
-    station.table(f"x in *.g8 {h} 0 -1 0")
+HOWS = ("gone", "not-executable", "bad-interpreter")
+
+
+def test_handler_that_cannot_be_executed(station):
+    """Three records, each with its handler broken its own way: each record
+    holds on its own (its own back-off), and one daemon shows all three."""
+    dirs = {how: station.incoming / how for how in HOWS}
+    handlers = {how: station.recorder(f"h-{how}") for how in HOWS}
+    for d in dirs.values():
+        d.mkdir()
+    station.table(*(f"{how} {dirs[how]} *.g8 {handlers[how]} 0 -1 0" for how in HOWS))
     start(station, interval=0.1)
-    # Break the handler after the table was read, then deliver five files.
-    if how == "gone":
-        h.unlink()
-    elif how == "not-executable":
-        h.chmod(0o644)
-    else:
-        h.write_text("#!/nonexistent/interpreter\nexit 0\n")
-    for i in range(5):
-        deliver(station, f"f{i}.g8", age_s=10 - i)
-    wait_for(lambda: station.ends(), 10, "the failed start to be recorded")
-    wait_for(lambda: "no handler starts for 10 s" in station.log(), 5, "the back-off")
-    (end,) = station.ends()
-    assert end.status is Status.UNKNOWN and end.error, end
-    assert end.path.endswith("/f0.g8")
-    assert "cannot execute" in station.log()
-    # One attempt, then the record holds: no sweep through the spool.  (Count
-    # files, not lines: the compaction after the first pass may have left
-    # only the end line of f0.)
-    quiet_for(1.0, lambda: {os.path.basename(e.path) for e in station.history()} == {"f0.g8"})
-    assert len(station.ends()) == 1
-    assert sorted(p.name for p in station.incoming.iterdir()) == [f"f{i}.g8" for i in range(5)]
+    # Break the handlers after the table was read, then deliver five files each.
+    handlers["gone"].unlink()
+    handlers["not-executable"].chmod(0o644)
+    handlers["bad-interpreter"].write_text("#!/nonexistent/interpreter\nexit 0\n")
+    for how in HOWS:
+        for i in range(5):
+            deliver(station, f"f{i}.g8", age_s=10 - i, directory=dirs[how])
+    wait_for(lambda: len(station.ends()) == len(HOWS), 10, "the failed starts to be recorded")
+    backoff = "record {}: could not start a handler; no handler starts for 10 s"
+    numbers = range(1, len(HOWS) + 1)
+    wait_for(lambda: all(backoff.format(n) in station.log() for n in numbers), 5, "each record's back-off")
+    lines = station.log().splitlines()
+    for number, how in zip(numbers, HOWS, strict=True):
+        assert [line for line in lines if f"record {number}: {dirs[how]}/f0.g8: cannot execute " in line], lines
+    ends = {os.path.basename(os.path.dirname(e.path)): e for e in station.ends()}
+    assert sorted(ends) == sorted(HOWS)
+    for how, end in ends.items():
+        assert end.status is Status.UNKNOWN and end.error, end
+        assert end.path == f"{dirs[how]}/f0.g8"
+    # One attempt each, then each record holds: no sweep through the spool.
+    # (Count files, not lines: the compaction after the first pass may have
+    # left only the end line of each f0.)
+    quiet_for(1.0, lambda: {e.path for e in station.history()} == {f"{d}/f0.g8" for d in dirs.values()})
+    assert len(station.ends()) == len(HOWS)
+    for d in dirs.values():
+        assert sorted(p.name for p in d.iterdir()) == [f"f{i}.g8" for i in range(5)]
     assert station.ran() == []
     assert station.stop() == 0
-    # The file was not consumed: it is still a candidate (waiting).
-    assert "f0.g8" in end.path
 
 
 def test_fast_failing_handler_backs_off_after_five(station):
@@ -233,34 +243,39 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("kind", ["ignores-term", "grandchildren"])
-def test_hung_handler_killed_with_its_group_on_stop(station, kind):
-    pids = station.passdir / "pids"
-    if kind == "ignores-term":
-        # The handler and what it starts ignore TERM: KILL must follow.
-        body = f"trap '' TERM\necho $$ >> {pids}\nsleep 60 & echo $! >> {pids}\nwait\n"
-    else:
-        # The handler dies of TERM, but leaves grandchildren that ignore it
-        # and hold its log file open.
-        body = (
-            f"echo $$ >> {pids}\n"
-            f"(trap '' TERM; exec sleep 60) & echo $! >> {pids}\n"
-            f"(trap '' TERM; exec sleep 60) & echo $! >> {pids}\n"
-            "sleep 60\n"
-        )
-    h = station.handler("h", body)
-    station.table(f"x in *.g8 {h} 0 -1 0")
-    station.drop("a.g8", age_s=5)
+def test_hung_handler_killed_with_its_group_on_stop(station):
+    """Two records, one hung handler each, ended by one stop."""
+    pids = {kind: station.passdir / f"pids-{kind}" for kind in ("ignores-term", "grandchildren")}
+    # The handler and what it starts ignore TERM: KILL must follow.
+    ignores = f"trap '' TERM\necho $$ >> {pids['ignores-term']}\nsleep 60 & echo $! >> {pids['ignores-term']}\nwait\n"
+    # The handler dies of TERM, but leaves grandchildren that ignore it
+    # and hold its log file open.
+    grand = pids["grandchildren"]
+    leaves = (
+        f"echo $$ >> {grand}\n"
+        f"(trap '' TERM; exec sleep 60) & echo $! >> {grand}\n"
+        f"(trap '' TERM; exec sleep 60) & echo $! >> {grand}\n"
+        "sleep 60\n"
+    )
+    dirs = {kind: station.incoming / kind for kind in pids}
+    for d in dirs.values():
+        d.mkdir()
+    h1, h2 = station.handler("h1", ignores), station.handler("h2", leaves)
+    station.table(f"x {dirs['ignores-term']} *.g8 {h1} 0 -1 0", f"y {dirs['grandchildren']} *.g8 {h2} 0 -1 0")
+    for d in dirs.values():
+        station.drop("a.g8", age_s=5, directory=d)
     start(station, "--stop-timeout", "0.5")
-    wait_for(lambda: len(_pids(pids)) >= (2 if kind == "ignores-term" else 3), 10, "the handler's processes")
+    wait_for(lambda: len(_pids(pids["ignores-term"])) >= 2, 10, "the first handler's processes")
+    wait_for(lambda: len(_pids(pids["grandchildren"])) >= 3, 10, "the second handler's processes")
     t0 = time.monotonic()
     assert station.stop(timeout=15) == 0
     assert time.monotonic() - t0 < 8
-    (end,) = station.ends()
-    assert end.status is Status.UNKNOWN and end.signal in ("SIGKILL", "SIGTERM"), end
-    if kind == "ignores-term":
-        assert end.signal == "SIGKILL"
-    wait_for(lambda: all(_gone(p) for p in _pids(pids)), 5, "every process of the group gone")
+    ends = {os.path.basename(os.path.dirname(e.path)): e for e in station.ends()}
+    assert sorted(ends) == sorted(pids) and len(station.ends()) == 2
+    for end in ends.values():
+        assert end.status is Status.UNKNOWN and end.signal in ("SIGKILL", "SIGTERM"), end
+    assert ends["ignores-term"].signal == "SIGKILL"
+    wait_for(lambda: all(_gone(p) for f in pids.values() for p in _pids(f)), 5, "every process of the groups gone")
 
 
 def test_handler_killed_by_a_signal(station):

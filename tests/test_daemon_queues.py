@@ -162,12 +162,15 @@ def test_sigkill_at_random_moments_never_runs_a_file_twice(tmp_path):
     print(f"\nqueue crash test: {KILLED_QUEUE} files, {kills} kills, handled {len(handled)}, in errors {len(errors)}")
 
 
+CHAINED, OUT_LIMIT = 60, 25  # over twice the limit: A is held back, then has room again
+
+
 def test_chain_with_out_limit_pauses_and_resumes(tmp_path):
-    qa, qb = make_queue(tmp_path / "A", 120), make_queue(tmp_path / "B", 0)
+    qa, qb = make_queue(tmp_path / "A", CHAINED), make_queue(tmp_path / "B", 0)
     log = tmp_path / "ran"
     a = Station(tmp_path / "a")
     a.handler("pass", "exit 0\n")
-    a.table(f"a {qa}/incoming * {a.passdir}/pass 0 -1 0 claim=yes next={qb} out-limit=50 out-wait=0.1 jobs=2")
+    a.table(f"a {qa}/incoming * {a.passdir}/pass 0 -1 0 claim=yes next={qb} out-limit={OUT_LIMIT} out-wait=0.1 jobs=2")
     b = Station(tmp_path / "b")
     recorder(b, log)
     b.table(f"b {qb}/incoming * {b.passdir}/rec 0 -1 0 claim=yes")
@@ -183,11 +186,11 @@ def test_chain_with_out_limit_pauses_and_resumes(tmp_path):
 
         quiet_for(0.5, watch_b)
         assert len(os.listdir(qa / "incoming")) > 0, "A did not hold back"
-        assert most[0] == 50, most[0]
+        assert most[0] == OUT_LIMIT, most[0]
         b.signal(signal.SIGCONT)
-        wait_for(lambda: watch_b() and sum(ran(log).values()) == 120, 30, "B to handle all 120 files")
+        wait_for(lambda: watch_b() and sum(ran(log).values()) == CHAINED, 30, f"B to handle all {CHAINED} files")
         assert "has room again" in a.log()
-        assert most[0] <= 50, most[0]
+        assert most[0] <= OUT_LIMIT, most[0]
         assert a.stop() == 0 and b.stop() == 0
     finally:
         stop_all([a, b])

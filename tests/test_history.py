@@ -37,7 +37,7 @@ from waitd.spool.directory import Listings
 # -- escape / unescape ------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=40))
 @example(b"")
 @example(b"a b\tc\nd\\e")
@@ -71,7 +71,7 @@ def test_escape_examples(name: str, escaped: str) -> None:
     assert unescape(escaped) == name
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.binary(max_size=12), max_size=20))
 @example([b"", b"a b", b"a b", b"plain", b"caf\xc3\xa9", b"plain"])
 def test_remembered_escape_is_escape(raws: list[bytes]) -> None:

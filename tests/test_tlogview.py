@@ -272,7 +272,14 @@ def test_follow_survives_rename_and_truncation(station):
     station.recorder()
     station.table(f"x in *.g8 {station.passdir}/rec 0 -1 0")
     station.start()
-    proc = subprocess.Popen(tlogview_cmd("-f"), env=station.env, stdout=subprocess.PIPE)
+    # INT as a terminal's ^C gives it: a run started in the background (`&`
+    # in a script) leaves its processes INT ignored, and so their children.
+    proc = subprocess.Popen(
+        tlogview_cmd("-f"),
+        env=station.env,
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         out = Lines(proc)
         wait_for(lambda: out.count("waitd started"), 10, "the last lines before following")
