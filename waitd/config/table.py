@@ -35,6 +35,7 @@ unset variable is an error rather than being left in the path.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -122,13 +123,9 @@ def parse(
     records: list[Record] = []
     errors: list[TableError] = []
     number = 0
-    asked: list[str | None] = []
-
-    def lacks() -> str | None:
-        if not asked:
-            asked.append(celery() if celery is not None else None)
-        return asked[0]
-
+    # Each asked once, at the first line that needs it.
+    lacks: Celery = functools.cache(celery) if celery is not None else lambda: None
+    areas = functools.cache(regions) if regions is not None else None
     # Lines end at "\n" only, as an editor counts them: str.splitlines()
     # would also break at a form feed or U+2028 and shift the line numbers.
     for lineno, raw in enumerate(text.split("\n"), start=1):
@@ -148,8 +145,8 @@ def parse(
             number += span - 1
             continue
         record, problems = _record(stripped.split(), number, lineno, passdir, env, lacks)
-        if record is not None and record.options.area is not None and regions is not None:
-            record, problems = _regional(record, regions)
+        if record is not None and record.options.area is not None and areas is not None:
+            record, problems = _regional(record, areas)
         if record is not None:
             records.extend(per_area(record))
         errors.extend(TableError(path, lineno, problem) for problem in problems)
@@ -200,14 +197,11 @@ def read(
             data = f.read()
     except OSError as exc:
         return (), [TableError(path, 0, f"cannot read table: {exc.strerror}")]
-    loaded: list[tuple[geodata.Geodata | None, str | None]] = []
 
     def regions() -> tuple[geodata.Geodata | None, str | None]:
-        if not loaded:
-            from waitd.config import geodata
+        from waitd.config import geodata
 
-            loaded.append(geodata.load(passdir))
-        return loaded[0]
+        return geodata.load(passdir)
 
     return parse(data.decode("utf-8", "surrogateescape"), path, passdir, env, celery, regions)
 
